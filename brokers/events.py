@@ -1,0 +1,66 @@
+"""Immutable event records: margin calls, liquidations, loan calls, insolvency.
+
+One shape for every event the broker, the loans and the miner strategy raise, so one analyzer and one
+``events.csv`` report them all. Pure standard library (no backtrader import).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+# Every kind of event, with what triggers it.
+EVENT_KINDS: dict[str, str] = {
+    "margin_call": "margin ratio (maintenance margin / margin balance) crossed the warning level upward",
+    "liquidation": "the bar's adverse extreme crossed the liquidation price; the position was force-closed",
+    "partial_liquidation": "the position was reduced to a lower maintenance tier instead of closed in full",
+    "insurance_fund": "a cross-margin liquidation lost more than the wallet held; the shortfall is recorded",
+    "cme_margin_call": "CME-style: equity fell below maintenance margin; restore initial margin by deadline",
+    "cme_margin_call_met": "CME-style margin call met: equity back at initial margin before the deadline",
+    "cme_margin_call_missed": "CME-style margin call missed: the position was closed at the deadline",
+    "loan_call": "a coin-collateralised loan's LTV reached its margin-call LTV; top-up due by the deadline",
+    "loan_call_met": "a loan call was met (collateral topped up or loan repaid) before its deadline",
+    "loan_liquidation": "a loan's LTV reached its liquidation LTV (or a call was missed); collateral sold",
+    "missed_payment": "an equipment-loan instalment could not be paid from USD cash",
+    "insolvency": "the miner could not pay its USD costs even after selling coins; mining stopped",
+    "ruin": "total equity reached zero or below",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MarginEvent:
+    """One event. Money fields are in USD unless the name says otherwise.
+
+    time: bar datetime (UTC, naive) at which the event happened.
+    kind: one of :data:`EVENT_KINDS`.
+    instrument: e.g. ``"BTCUSDT-PERP"`` or ``"loan:coin_loan"``; venue: venue profile name or lender.
+    side: ``"long"``, ``"short"`` or ``""``; size: position size in coins (negative for short) or loan USD.
+    price: the price used (liquidation fill price, mark at the call, ...), USD per coin.
+    equity_usd: account (or isolated position) equity in USD at the event.
+    maintenance_margin_usd: maintenance margin in USD at the event (0 where not applicable).
+    margin_ratio: maintenance margin / margin balance (fraction; 1.0 means liquidation); for loans, the LTV.
+    loss_usd: realised loss caused by the event (>= 0), fee excluded; fee_usd: fee charged (>= 0).
+    detail: free text for people (deadline, tier, amounts topped up, ...).
+    """
+
+    time: datetime
+    kind: str
+    instrument: str
+    venue: str
+    side: str
+    size: float
+    price: float
+    equity_usd: float
+    maintenance_margin_usd: float
+    margin_ratio: float
+    loss_usd: float = 0.0
+    fee_usd: float = 0.0
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {self.kind!r}; known: {', '.join(EVENT_KINDS)}")
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,85 @@
+"""The ledger: every balance change as an entry, so balances can be rebuilt and reconciled at any bar.
+
+Pure standard library (no backtrader import). The broker appends; analyzers and reports read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+# Kinds of entry. Amounts are signed: positive credits the account, negative debits it.
+LEDGER_KINDS: frozenset[str] = frozenset(
+    {
+        "deposit", "withdrawal", "transfer",            # explicit user operations
+        "fill", "fee", "realized_pnl", "funding",       # trading (fill: spot coin buy/sell cash legs)
+        "settlement",                                   # dated-future cash settlement / CME variation margin
+        "liquidation", "liquidation_fee",               # forced close: realised loss, venue fee
+        "insurance_fund",                               # shortfall beyond the wallet (cross margin)
+        "mining_credit", "power_cost", "hosting_cost", "pool_fee",  # mining operations
+        "coin_sale", "coin_purchase",                   # treasury spot trades (both legs)
+        "loan_draw", "loan_payment", "loan_interest",    # financing
+        "collateral_pledge", "collateral_release", "collateral_sale",
+        "hardware_purchase",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One balance change.
+
+    time: bar datetime (UTC, naive); currency: ``"USD"`` (USD and USDT are treated as one unit), ``"BTC"``
+    or ``"ETH"``; wallet: ``"spot"``, ``"futures"`` or ``"collateral"``; amount: signed change in
+    ``currency`` units; instrument: what caused it (``"BTCUSDT-PERP"``, ``"fleet"``, ``"loan:..."``).
+    """
+
+    time: datetime
+    kind: str
+    currency: str
+    wallet: str
+    amount: float
+    instrument: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in LEDGER_KINDS:
+            raise ValueError(f"unknown ledger kind {self.kind!r}; known: {', '.join(sorted(LEDGER_KINDS))}")
+
+
+class Ledger:
+    """Append-only list of :class:`LedgerEntry` with running balances per (currency, wallet)."""
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntry] = []
+        self._balances: dict[tuple[str, str], float] = defaultdict(float)
+
+    def add(self, time: datetime, kind: str, currency: str, wallet: str, amount: float,
+            instrument: str = "", note: str = "") -> LedgerEntry:
+        entry = LedgerEntry(time, kind, currency, wallet, float(amount), instrument, note)
+        self.entries.append(entry)
+        self._balances[(currency, wallet)] += entry.amount
+        return entry
+
+    def balance(self, currency: str, wallet: str | None = None) -> float:
+        """Sum of entries for ``currency`` (in one ``wallet``, or all wallets when None)."""
+        if wallet is not None:
+            return self._balances.get((currency, wallet), 0.0)
+        return sum(v for (c, _), v in self._balances.items() if c == currency)
+
+    def balances(self) -> dict[tuple[str, str], float]:
+        return dict(self._balances)
+
+    def total_by_kind(self, kind: str, currency: str | None = None) -> float:
+        return sum(e.amount for e in self.entries if e.kind == kind and (currency is None or e.currency == currency))
+
+    def to_records(self) -> list[dict[str, object]]:
+        return [
+            {"datetime": e.time, "kind": e.kind, "currency": e.currency, "wallet": e.wallet,
+             "amount": e.amount, "instrument": e.instrument, "note": e.note}
+            for e in self.entries
+        ]
+
+    def __len__(self) -> int:
+        return len(self.entries)

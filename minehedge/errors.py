@@ -1,0 +1,57 @@
+"""Error types for user mistakes and unusable data, and one helper to name allowed values.
+
+A :class:`MinehedgeError` is a problem the user can fix (bad config, bad data, no data): the CLI prints its
+message and exits with code 2, never a traceback. Anything else is a bug and keeps its traceback.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MinehedgeError(Exception):
+    """Base class: a problem the user can fix. The message says what was wrong and what is allowed."""
+
+
+class ConfigError(MinehedgeError, ValueError):
+    """A parameter, CLI flag or config value is invalid (names the parameter, the value, what is allowed)."""
+
+
+class DataError(MinehedgeError):
+    """Input data fail validation or do not cover what was asked (names the file, row and value)."""
+
+
+class DataUnavailableError(DataError):
+    """No data directory, no cache and no network: the message names both remedies."""
+
+
+def did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest allowed name, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_choice(parameter: str, value: object, allowed: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``; else raise :class:`ConfigError` naming all three."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(
+            f"{parameter}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}."
+            + did_you_mean(str(value), allowed)
+        )
+    return value  # type: ignore[return-value]
+
+
+def check_positive(parameter: str, value: float, *, allow_zero: bool = False, unit: str = "") -> float:
+    """Return ``value`` as float if it is > 0 (>= 0 with ``allow_zero``); else raise :class:`ConfigError`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{parameter}={value!r} is not a number{f' ({unit})' if unit else ''}.") from None
+    ok = number >= 0 if allow_zero else number > 0
+    if not ok or number != number:  # NaN fails too
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{parameter}={value!r} must be {bound}{f' ({unit})' if unit else ''}.")
+    return number

@@ -1,0 +1,36 @@
+"""Shared fixtures. Real-data tests read the shared files through MINEHEDGE_DATA_DIR.
+
+In CI (CI=true) a missing data directory is a failure, never a skip: .ci/run sets the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import minehedge.compat  # noqa: F401  (headless matplotlib before anything plots)
+
+
+def _data_dir() -> Path | None:
+    raw = os.environ.get("MINEHEDGE_DATA_DIR")
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    return path if (path / "MANIFEST.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real-data directory (holds MANIFEST.csv)."""
+    path = _data_dir()
+    if path is None:
+        msg = (
+            "MINEHEDGE_DATA_DIR is not set or holds no MANIFEST.csv "
+            f"(value: {os.environ.get('MINEHEDGE_DATA_DIR')!r}); point it at the shared data folder."
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
