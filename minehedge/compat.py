@@ -18,10 +18,9 @@ import matplotlib
 #    PNG anywhere. An interactive user can still switch backend afterwards with matplotlib.use().
 if matplotlib.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
     matplotlib.use("Agg")
-import matplotlib.pyplot  # noqa: E402,F401  (must precede backtrader.plot: see above)
-
-import backtrader  # noqa: E402
-import backtrader.lineiterator  # noqa: E402
+import matplotlib.pyplot  # order matters: pyplot with Agg first, then backtrader
+import backtrader
+import backtrader.lineiterator
 
 # 2. LineIterator.bindlines() tests isinstance(x, collections.Iterable); the alias was removed from
 #    `collections` in Python 3.10. Give that module (only) a `collections` namespace that has it, instead

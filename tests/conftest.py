@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import minehedge.compat  # noqa: F401  (headless matplotlib before anything plots)
+
+import pytest
 
 
 def _data_dir() -> Path | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import collections.abc
 
+import minehedge.compat  # noqa: F401  (must come before backtrader)
+
+import backtrader as bt
 import matplotlib
 import numpy as np
 import pandas as pd
-
-import minehedge.compat  # noqa: F401  (must come before backtrader)
-import backtrader as bt  # isort: skip
 
 
 def test_backend_is_headless_even_after_backtrader_plot_import():
