@@ -1,0 +1,433 @@
+"""A mining fleet: deployments and retirements of machines, and its daily economics.
+
+:meth:`Fleet.simulate` turns a network (or hashprice) frame into one row per day - hash rate, coins mined,
+revenue, power, hosting, pool fee, curtailment, net cash flow, depreciation and break-even prices - with
+numpy over (cohort x day) arrays, no per-day Python loop. :func:`per_bar` spreads the daily flows pro rata
+over intraday bars. Strategies compute the schedule once per run and read it per bar.
+
+Units: money USD; coins BTC or ETH; hash rate H/s (``hashrate_hs``) or the asset's revenue unit
+(``hashrate_units``: TH/s for BTC, MH/s for ETH); energy kWh; power price USD/kWh; "per day" = per UTC day.
+
+Fleet shorthand (:func:`parse_fleet`), comma-separated items ``[-]MODEL:UNITS@YYYY-MM-DD[$PRICE]``:
+
+* ``S19Pro:1000@2020-06-01`` deploys 1,000 Antminer S19 Pro hashing from 2020-06-01 (00:00 UTC);
+* ``S19Pro:1000@2020-06-01$2400`` the same at USD 2,400 per machine (capex and depreciation; default 0);
+* ``-S9:500@2021-01-01`` retires 500 S9 from 2021-01-01 (oldest deployments of that model first);
+* ``110TH/3250W:10@2020-06-01`` or ``500MH/1200W:40@2019-01-01`` deploy a custom machine or ETH GPU rig.
+
+Model names accept any spelling of :mod:`mining.hardware` (``S19Pro``, ``S19 Pro``, ``s19_pro``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from minehedge.errors import ConfigError, DataError, check_positive
+from mining.hardware import HardwareSpec, resolve_spec
+from mining.revenue import UNIT_HS, _utc_index, check_asset, fpps_payout, network_hashprice
+
+DAYS_PER_YEAR: float = 365.25
+DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12.0
+DAY = pd.Timedelta(days=1)
+
+# Columns of the daily schedule that are amounts per day (spread pro rata over intraday bars) ...
+FLOW_COLUMNS: tuple[str, ...] = (
+    "coins_gross", "pool_fee_coin", "coins_mined", "revenue_usd", "pool_fee_usd", "power_kwh",
+    "power_cost_usd", "hosting_usd", "net_cash_flow_usd", "capex_usd", "depreciation_usd",
+)
+# ... and the rest are levels (the value of the day the bar opens in).
+
+_ITEM = re.compile(
+    r"^\s*(?P<retire>-)?\s*(?P<model>[^:@$]+?)\s*:\s*(?P<units>\d+)\s*@\s*(?P<date>\d{4}-\d{2}-\d{2})"
+    r"\s*(?:\$\s*(?P<price>\d+(?:\.\d+)?))?\s*$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """``units`` machines of ``spec`` hash from ``date`` (UTC midnight) on; bought at ``unit_price_usd`` each."""
+
+    date: pd.Timestamp
+    spec: HardwareSpec
+    units: int
+    unit_price_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    """``units`` machines of model ``model`` (a spec name) stop hashing from ``date`` on, oldest first."""
+
+    date: pd.Timestamp
+    model: str
+    units: int
+
+
+def _utc_day(value, parameter: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{parameter}={value!r} is not a date (use YYYY-MM-DD).") from None
+    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    return ts.normalize()
+
+
+def deploy(model: str | HardwareSpec, units: int, date, unit_price_usd: float = 0.0) -> Deployment:
+    """A :class:`Deployment` with checked arguments (model: catalog name, custom token or spec)."""
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ConfigError(f"units={units!r} must be a whole number of machines > 0.")
+    return Deployment(_utc_day(date, "date"), resolve_spec(model), int(units),
+                      check_positive("unit_price_usd", unit_price_usd, allow_zero=True, unit="USD per machine"))
+
+
+def retire(model: str | HardwareSpec, units: int, date) -> Retirement:
+    """A :class:`Retirement` with checked arguments."""
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ConfigError(f"units={units!r} must be a whole number of machines > 0.")
+    return Retirement(_utc_day(date, "date"), resolve_spec(model).name, int(units))
+
+
+def parse_fleet(text: str) -> tuple[list[Deployment], list[Retirement]]:
+    """Parse the fleet shorthand (see the module docstring) into deployments and retirements."""
+    deployments: list[Deployment] = []
+    retirements: list[Retirement] = []
+    items = [item for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"fleet={text!r} is empty; expected e.g. 'S19Pro:1000@2020-06-01'.")
+    for item in items:
+        match = _ITEM.match(item)
+        if not match:
+            raise ConfigError(
+                f"fleet item {item.strip()!r} is not [-]MODEL:UNITS@YYYY-MM-DD[$PRICE], "
+                "e.g. 'S19Pro:1000@2020-06-01$2400' or '-S9:500@2021-01-01'."
+            )
+        if match["retire"]:
+            if match["price"]:
+                raise ConfigError(f"fleet item {item.strip()!r}: a retirement takes no $price.")
+            retirements.append(retire(match["model"], int(match["units"]), match["date"]))
+        else:
+            deployments.append(deploy(match["model"], int(match["units"]), match["date"],
+                                      float(match["price"] or 0.0)))
+    return deployments, retirements
+
+
+def breakeven_coin_price(cost_usd_per_day, coins_per_day, pool_fee: float = 0.0):
+    """Coin price (USD/coin) at which mining pays its costs: cost / (coins x (1 - pool fee)).
+
+    ``coins_per_day``: gross FPPS coins before the pool fee; ``cost_usd_per_day``: the USD costs to cover.
+    """
+    return cost_usd_per_day / fpps_payout(coins_per_day, pool_fee)
+
+
+def breakeven_power_price(revenue_usd_per_day, energy_kwh_per_day, fixed_cost_usd_per_day=0.0,
+                          pool_fee: float = 0.0, hosting_usd_per_kwh=0.0):
+    """Power price (USD/kWh) at which mining breaks even:
+    (revenue x (1 - pool fee) - fixed costs) / energy - hosting per kWh. ``revenue_usd_per_day`` is gross."""
+    return (fpps_payout(revenue_usd_per_day, pool_fee) - fixed_cost_usd_per_day) / energy_kwh_per_day \
+        - hosting_usd_per_kwh
+
+
+class Fleet:
+    """Machines over time and the costs of running them.
+
+    deployments, retirements: see :class:`Deployment` / :class:`Retirement` (or use :meth:`from_shorthand`).
+    asset: "BTC" or "ETH" (default: the deployments' coin; all machines must mine the same coin).
+    uptime: fraction of time a running machine hashes (0-1], scales hash rate and energy.
+    power_price_usd_per_kwh: a constant, or a pandas Series indexed by date (each value applies from its
+        date until the next one; the series must start on or before the first simulated day).
+    hosting_usd_per_kwh: hosting charged per kWh drawn (paid only while machines run).
+    hosting_usd_per_unit_month: fixed hosting per installed machine per month (month = 365.25/12 days; paid
+        whether the machine runs or is curtailed).
+    pool_fee: FPPS pool fee, fraction of the expected coins (0.02 = 2%).
+    curtail: economic curtailment - each day, a cohort (one deployment) stays off when its expected revenue
+        after the pool fee is below its power + per-kWh hosting cost that day. Decided on the day's own
+        hashprice and power price (miners curtail in real time; at daily resolution this is the idealised
+        rule, so curtailment never lowers a day's net cash flow).
+    depreciation_years: straight-line life of the purchase price (years of 365.25 days).
+    market_value: also report ``market_value_usd`` = book value x trailing hashprice / trailing hashprice on
+        the deployment day (``market_value_window_days``-day trailing mean, no lookahead): machine prices
+        follow hashprice.
+    """
+
+    def __init__(self, deployments: Iterable[Deployment] = (), retirements: Iterable[Retirement] = (), *,
+                 asset: str | None = None, uptime: float = 1.0, power_price_usd_per_kwh: float | pd.Series = 0.05,
+                 hosting_usd_per_kwh: float = 0.0, hosting_usd_per_unit_month: float = 0.0,
+                 pool_fee: float = 0.02, curtail: bool = True, depreciation_years: float = 3.0,
+                 market_value: bool = False, market_value_window_days: int = 30) -> None:
+        self.deployments: list[Deployment] = sorted(deployments, key=lambda d: d.date)
+        self.retirements: list[Retirement] = sorted(retirements, key=lambda r: r.date)
+        if not self.deployments:
+            raise ConfigError("fleet has no deployments; give at least one, e.g. 'S19Pro:1000@2020-06-01'.")
+        assets = {d.spec.asset for d in self.deployments}
+        if asset is None and len(assets) > 1:
+            raise ConfigError(f"fleet mixes machines for {sorted(assets)}; one fleet mines one coin.")
+        self.asset = check_asset(asset if asset is not None else assets.pop())
+        wrong = [d.spec.name for d in self.deployments if d.spec.asset != self.asset]
+        if wrong:
+            raise ConfigError(f"asset={self.asset!r} but these machines mine another coin: {wrong}.")
+        if not 0.0 < float(uptime) <= 1.0:
+            raise ConfigError(f"uptime={uptime!r} must be a fraction in (0, 1].")
+        if not 0.0 <= float(pool_fee) < 1.0:
+            raise ConfigError(f"pool_fee={pool_fee!r} must be a fraction in [0, 1) (0.02 means 2%).")
+        self.uptime = float(uptime)
+        self.pool_fee = float(pool_fee)
+        if isinstance(power_price_usd_per_kwh, pd.Series):
+            self.power_price: float | pd.Series = _check_price_series(power_price_usd_per_kwh)
+        else:
+            self.power_price = check_positive("power_price_usd_per_kwh", power_price_usd_per_kwh,
+                                              allow_zero=True, unit="USD/kWh")
+        self.hosting_usd_per_kwh = check_positive("hosting_usd_per_kwh", hosting_usd_per_kwh, allow_zero=True,
+                                                  unit="USD/kWh")
+        self.hosting_usd_per_unit_month = check_positive(
+            "hosting_usd_per_unit_month", hosting_usd_per_unit_month, allow_zero=True, unit="USD/machine/month")
+        self.curtail = bool(curtail)
+        self.depreciation_years = check_positive("depreciation_years", depreciation_years, unit="years")
+        self.market_value = bool(market_value)
+        if int(market_value_window_days) < 1:
+            raise ConfigError(f"market_value_window_days={market_value_window_days!r} must be >= 1 (days).")
+        self.market_value_window_days = int(market_value_window_days)
+        self._retired_steps = self._allocate_retirements()
+
+    @classmethod
+    def from_shorthand(cls, text: str, **kwargs) -> Fleet:
+        """A fleet from the shorthand, e.g. ``Fleet.from_shorthand("S19Pro:1000@2020-06-01", pool_fee=0.02)``."""
+        deployments, retirements = parse_fleet(text)
+        return cls(deployments, retirements, **kwargs)
+
+    def _allocate_retirements(self) -> list[list[tuple[pd.Timestamp, int]]]:
+        """Per deployment, the (date, units) it loses to retirements: oldest deployment of the model first."""
+        remaining = [d.units for d in self.deployments]
+        steps: list[list[tuple[pd.Timestamp, int]]] = [[] for _ in self.deployments]
+        for r in self.retirements:
+            left = r.units
+            for i, d in enumerate(self.deployments):
+                if left == 0:
+                    break
+                if d.spec.name != r.model or d.date > r.date or remaining[i] == 0:
+                    continue
+                take = min(left, remaining[i])
+                remaining[i] -= take
+                left -= take
+                steps[i].append((r.date, take))
+            if left:
+                raise ConfigError(
+                    f"retirement of {r.units} x {r.model} on {r.date.date()} exceeds the "
+                    f"{r.units - left} machines of that model deployed by then and not yet retired."
+                )
+        return steps
+
+    def simulate(self, frame: pd.DataFrame, fee_window_days: int = 1) -> pd.DataFrame:
+        """The fleet's daily schedule over ``frame``'s days.
+
+        ``frame``: a network frame (the contract; hashprice computed with
+        :func:`mining.revenue.network_hashprice` and ``fee_window_days``) or a hashprice frame that already
+        has ``coins_per_unit_day`` (and ``price_usd``, or ``hashprice_usd_per_unit_day`` to derive it).
+        Index: daily, one row per UTC day. Returns, per day (FLOW_COLUMNS are amounts for the day):
+
+        units (installed machines), hashrate_hs and hashrate_units (running: after uptime and curtailment;
+        TH/s for BTC, MH/s for ETH), installed_hashrate_hs (after uptime, before curtailment),
+        curtailed_fraction (curtailed / installed hash rate), price_usd, coins_per_unit_day,
+        hashprice_usd_per_unit_day, coins_gross (FPPS expected value), pool_fee_coin, coins_mined (what the
+        pool pays = gross - fee), revenue_usd (gross x price), pool_fee_usd, power_kwh, power_cost_usd,
+        power_price_usd_per_kwh, hosting_usd, net_cash_flow_usd (revenue - pool fee - power - hosting),
+        capex_usd (purchases that day), depreciation_usd, book_value_usd (end of day),
+        [market_value_usd], breakeven_price_usd and breakeven_power_usd_per_kwh (cash operating
+        break-even of the installed fleet with every machine on: power + hosting; excludes depreciation and
+        financing), breakeven_price_all_in_usd (adds depreciation).
+        """
+        if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
+            raise DataError("simulate needs a non-empty daily frame (network or hashprice).")
+        index = _utc_index(frame.index)
+        days = index.normalize()
+        if "coins_per_unit_day" in frame.columns:
+            coins_per_unit = pd.to_numeric(frame["coins_per_unit_day"], errors="coerce").to_numpy(dtype=float)
+            if "price_usd" in frame.columns:
+                price = pd.to_numeric(frame["price_usd"], errors="coerce").to_numpy(dtype=float)
+            elif "hashprice_usd_per_unit_day" in frame.columns:
+                usd = pd.to_numeric(frame["hashprice_usd_per_unit_day"], errors="coerce").to_numpy(dtype=float)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    price = usd / coins_per_unit
+            else:
+                raise DataError("hashprice frame needs price_usd or hashprice_usd_per_unit_day beside "
+                                "coins_per_unit_day.")
+        else:
+            hashprice = network_hashprice(frame, self.asset, fee_window_days)
+            coins_per_unit = hashprice["coins_per_unit_day"].to_numpy(dtype=float)
+            price = pd.to_numeric(frame["price_usd"], errors="coerce").to_numpy(dtype=float)
+
+        day_ns = days.asi8
+        n_cohorts, n_days = len(self.deployments), len(days)
+        installed = np.zeros((n_cohorts, n_days))
+        for i, d in enumerate(self.deployments):
+            installed[i] = d.units * (day_ns >= d.date.value)
+            for when, units in self._retired_steps[i]:
+                installed[i] -= units * (day_ns >= when.value)
+
+        active_days = installed.sum(axis=0) > 0
+        bad = active_days & (~np.isfinite(coins_per_unit) | ((coins_per_unit > 0) & ~np.isfinite(price)))
+        if bad.any():
+            first = days[np.argmax(bad)].date()
+            raise DataError(f"no hashprice or price on {first} ({int(bad.sum())} fleet days): the network "
+                            "frame must cover every day the fleet runs.")
+        coins_per_unit = np.where(np.isfinite(coins_per_unit), coins_per_unit, 0.0)
+        price = np.where(coins_per_unit > 0, price, np.nan_to_num(price, nan=0.0))
+        power_price = self._power_price_on(days)
+
+        hash_units = np.array([d.spec.hashrate_hs / UNIT_HS[self.asset] for d in self.deployments])[:, None]
+        kwh_per_unit = np.array([d.spec.energy_kwh_per_day for d in self.deployments])[:, None]
+        running = installed * self.uptime  # machine-days of hashing
+        gross = running * hash_units * coins_per_unit
+        energy = running * kwh_per_unit
+        variable_cost = energy * (power_price + self.hosting_usd_per_kwh)
+        revenue = gross * price
+        if self.curtail:
+            off = fpps_payout(revenue, self.pool_fee) < variable_cost
+        else:
+            off = np.zeros_like(revenue, dtype=bool)
+        on = ~off
+        hosting_fixed = installed.sum(axis=0) * self.hosting_usd_per_unit_month / DAYS_PER_MONTH
+
+        out = pd.DataFrame(index=frame.index)
+        installed_hs = (running * hash_units).sum(axis=0) * UNIT_HS[self.asset]
+        running_units = (running * hash_units * on).sum(axis=0)
+        out["units"] = installed.sum(axis=0)
+        out["hashrate_hs"] = running_units * UNIT_HS[self.asset]
+        out["hashrate_units"] = running_units
+        out["installed_hashrate_hs"] = installed_hs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["curtailed_fraction"] = np.where(installed_hs > 0, 1.0 - out["hashrate_hs"] / installed_hs, 0.0)
+        out["price_usd"] = price
+        out["coins_per_unit_day"] = coins_per_unit
+        out["hashprice_usd_per_unit_day"] = coins_per_unit * price
+        coins_gross = (gross * on).sum(axis=0)
+        out["coins_gross"] = coins_gross
+        out["pool_fee_coin"] = coins_gross * self.pool_fee
+        out["coins_mined"] = fpps_payout(coins_gross, self.pool_fee)
+        out["revenue_usd"] = (revenue * on).sum(axis=0)
+        out["pool_fee_usd"] = out["revenue_usd"] * self.pool_fee
+        out["power_kwh"] = (energy * on).sum(axis=0)
+        out["power_price_usd_per_kwh"] = power_price
+        out["power_cost_usd"] = out["power_kwh"] * power_price
+        out["hosting_usd"] = out["power_kwh"] * self.hosting_usd_per_kwh + hosting_fixed
+        out["net_cash_flow_usd"] = (out["revenue_usd"] - out["pool_fee_usd"] - out["power_cost_usd"]
+                                    - out["hosting_usd"])
+        self._add_capital(out, day_ns, installed, coins_per_unit * price)
+
+        all_on_coins = gross.sum(axis=0)
+        all_on_kwh = energy.sum(axis=0)
+        cash_cost = all_on_kwh * (power_price + self.hosting_usd_per_kwh) + hosting_fixed
+        with np.errstate(divide="ignore", invalid="ignore"):
+            has_coins = all_on_coins > 0
+            out["breakeven_price_usd"] = np.where(
+                has_coins, breakeven_coin_price(cash_cost, all_on_coins, self.pool_fee), np.nan)
+            out["breakeven_price_all_in_usd"] = np.where(
+                has_coins, breakeven_coin_price(cash_cost + out["depreciation_usd"].to_numpy(), all_on_coins,
+                                                self.pool_fee), np.nan)
+            out["breakeven_power_usd_per_kwh"] = np.where(
+                all_on_kwh > 0,
+                breakeven_power_price(revenue.sum(axis=0), all_on_kwh, hosting_fixed, self.pool_fee,
+                                      self.hosting_usd_per_kwh),
+                np.nan)
+        return out
+
+    def _add_capital(self, out: pd.DataFrame, day_ns: np.ndarray, installed: np.ndarray,
+                     hashprice: np.ndarray) -> None:
+        """capex, straight-line depreciation, book value (and market value) columns, in place."""
+        life_days = self.depreciation_years * DAYS_PER_YEAR
+        price_each = np.array([d.unit_price_usd for d in self.deployments])[:, None]
+        start_ns = np.array([d.date.value for d in self.deployments])[:, None]
+        age_start = (day_ns[None, :] - start_ns) / DAY.value  # days since deployment at the day's start
+        used_start = np.clip(age_start, 0.0, life_days)
+        used_end = np.clip(age_start + 1.0, 0.0, life_days)
+        out["capex_usd"] = (np.array([d.units for d in self.deployments])[:, None] * price_each
+                            * (age_start == 0)).sum(axis=0)
+        out["depreciation_usd"] = (installed * price_each * (used_end - used_start) / life_days).sum(axis=0)
+        book = installed * price_each * (1.0 - used_end / life_days)
+        out["book_value_usd"] = book.sum(axis=0)
+        if self.market_value:
+            smooth = pd.Series(hashprice).rolling(self.market_value_window_days, min_periods=1).mean().to_numpy()
+            at_deploy = np.array([np.interp(s, day_ns, smooth) if day_ns[0] <= s <= day_ns[-1] else np.nan
+                                  for s in start_ns[:, 0]])[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(at_deploy > 0, smooth[None, :] / at_deploy, np.nan)
+            out["market_value_usd"] = np.where(book > 0, book * ratio, 0.0).sum(axis=0)
+
+    def _power_price_on(self, days: pd.DatetimeIndex) -> np.ndarray:
+        if not isinstance(self.power_price, pd.Series):
+            return np.full(len(days), self.power_price)
+        series = self.power_price
+        if days[0] < series.index[0]:
+            raise ConfigError(
+                f"power_price_usd_per_kwh series starts {series.index[0].date()}, after the first simulated "
+                f"day {days[0].date()}; give a price from that day on."
+            )
+        position = np.searchsorted(series.index.asi8, days.asi8, side="right") - 1
+        return series.to_numpy(dtype=float)[position]
+
+    def breakeven_at(self, schedule: pd.DataFrame, date) -> dict[str, float]:
+        """Break-even coin price (USD/coin, cash and all-in) and power price (USD/kWh) on ``date``, from a
+        schedule returned by :meth:`simulate` (the row of the UTC day containing ``date``)."""
+        day = _utc_day(date, "date")
+        index = _utc_index(schedule.index).normalize()
+        where = np.flatnonzero(index == day)
+        if len(where) == 0:
+            raise DataError(f"date={day.date()} is outside the schedule ({index[0].date()} .. {index[-1].date()}).")
+        row = schedule.iloc[where[0]]
+        return {key: float(row[key]) for key in
+                ("breakeven_price_usd", "breakeven_price_all_in_usd", "breakeven_power_usd_per_kwh")}
+
+
+def _check_price_series(series: pd.Series) -> pd.Series:
+    if not isinstance(series.index, pd.DatetimeIndex) or len(series) == 0:
+        raise ConfigError("power_price_usd_per_kwh series needs a non-empty DatetimeIndex of dates.")
+    values = pd.to_numeric(series, errors="coerce")
+    if values.isna().any() or (values < 0).any():
+        raise ConfigError("power_price_usd_per_kwh series values must be numbers >= 0 (USD/kWh).")
+    out = pd.Series(values.to_numpy(dtype=float), index=_utc_index(series.index)).sort_index()
+    return out
+
+
+def per_bar(schedule: pd.DataFrame, bar_times: Sequence | pd.DatetimeIndex,
+            bar_length: pd.Timedelta | None = None) -> pd.DataFrame:
+    """The daily schedule on intraday (or daily) bars.
+
+    Each bar covers [its open, the next bar's open) - the last one ``bar_length`` (default: the median bar
+    spacing) - and gets every FLOW_COLUMNS amount pro rata to the part of each UTC day it covers, so the bar
+    amounts sum to the daily totals (a 4h bar gets 1/6 of its day; bars across midnight split between days).
+    Level columns take the value of the day the bar opens in. ``schedule``: from :meth:`Fleet.simulate`,
+    one row per consecutive UTC day. Vectorised (np.interp on cumulative daily amounts).
+    """
+    days = _utc_index(schedule.index).normalize()
+    if len(days) > 1 and (np.diff(days.asi8) != DAY.value).any():
+        raise DataError("per_bar needs a schedule with one row per consecutive UTC day.")
+    bars = _utc_index(bar_times)
+    if len(bars) == 0:
+        return pd.DataFrame(columns=schedule.columns, index=bar_times)
+    starts = bars.asi8.astype(float)
+    if bar_length is None:
+        bar_length = pd.Timedelta(np.median(np.diff(bars.asi8))) if len(bars) > 1 else DAY
+    ends = np.append(starts[1:], starts[-1] + pd.Timedelta(bar_length).value)
+    knots = np.append(days.asi8, days.asi8[-1] + DAY.value).astype(float)
+    out = pd.DataFrame(index=pd.Index(bar_times) if not isinstance(bar_times, pd.Index) else bar_times)
+    flows = [c for c in FLOW_COLUMNS if c in schedule.columns]
+    for column in flows:
+        cumulative = np.append(0.0, np.cumsum(schedule[column].to_numpy(dtype=float)))
+        out[column] = np.interp(ends, knots, cumulative) - np.interp(starts, knots, cumulative)
+    position = np.searchsorted(days.asi8, bars.asi8, side="right") - 1
+    inside = (position >= 0) & (bars.asi8 < days.asi8[-1] + DAY.value)
+    for column in schedule.columns:
+        if column in flows:
+            continue
+        values = schedule[column].to_numpy()
+        taken = values[np.clip(position, 0, len(values) - 1)]
+        if taken.dtype.kind == "f":
+            taken = np.where(inside, taken, np.nan)
+        out[column] = taken
+    return out[list(schedule.columns)]
+
+
+Fleet.per_bar = staticmethod(per_bar)  # Fleet.per_bar(schedule, bar_times): the same function, for discovery

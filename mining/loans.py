@@ -1,0 +1,348 @@
+"""Hardware financing: amortising equipment loans and coin-collateralised loans, as state machines.
+
+Both are stepped by the caller (the backtrader strategy, once per bar) with the bar's time and what it
+needs (USD cash available, coin price); each step returns the cash flows and the
+:class:`brokers.events.MarginEvent` records it caused (kinds ``missed_payment``, ``loan_call``,
+``loan_call_met``, ``loan_liquidation``), so loan events go through the same log as futures margin calls.
+Money in USD, collateral in coins, rates are annual fractions (0.1075 = 10.75%), LTV = debt / collateral value.
+
+Equipment loan (standard annuity): payment = P x r / (1 - (1 + r)^-n), r = annual rate / 12, n = months;
+each instalment pays the month's interest (balance x r) first, the rest reduces the balance.
+
+Coin-collateralised loan: debt = principal + accrued interest (simple, actual/365 on the principal);
+LTV = debt / (collateral coins x price). LTV >= margin-call LTV opens a call: top up (or repay) to bring LTV
+back to ``cure_ltv`` (default the initial LTV) before ``call_deadline``; LTV >= liquidation LTV, or a call
+still open at its deadline, sells collateral at that bar's price to repay the debt and releases the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from brokers.events import MarginEvent
+from minehedge.errors import ConfigError, check_positive
+
+DAYS_PER_YEAR_ACT365: float = 365.0
+# Time to cure a loan call when the terms do not say (an assumption; lenders state 1-5 business days).
+DEFAULT_CALL_DEADLINE = pd.Timedelta(days=3)
+
+
+def _naive_utc(time) -> datetime:
+    """A naive UTC datetime (the MarginEvent convention) from a Timestamp/datetime, aware or naive."""
+    ts = pd.Timestamp(time)
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+def _utc(time) -> pd.Timestamp:
+    ts = pd.Timestamp(time)
+    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+
+
+def annuity_payment(principal_usd: float, annual_rate: float, term_months: int) -> float:
+    """Level monthly payment (USD) that repays ``principal_usd`` over ``term_months`` at ``annual_rate``/12
+    per month: P r / (1 - (1 + r)^-n); P / n when the rate is 0."""
+    r = annual_rate / 12.0
+    if r == 0:
+        return principal_usd / term_months
+    return principal_usd * r / (1.0 - (1.0 + r) ** -term_months)
+
+
+def amortisation_schedule(principal_usd: float, annual_rate: float, term_months: int, start) -> pd.DataFrame:
+    """Monthly schedule: index ``number`` 1..n; columns due (UTC, ``start`` + k months), payment_usd,
+    interest_usd, principal_usd, balance_usd (after the payment). The last payment clears the balance
+    exactly (it absorbs floating-point residue), so principal_usd sums to the principal."""
+    payment = annuity_payment(principal_usd, annual_rate, term_months)
+    r = annual_rate / 12.0
+    start_ts = _utc(start)
+    rows = []
+    balance = principal_usd
+    for k in range(1, term_months + 1):
+        interest = balance * r
+        repaid = balance if k == term_months else payment - interest
+        balance = balance - repaid
+        rows.append((start_ts + pd.DateOffset(months=k), interest + repaid, interest, repaid, balance))
+    frame = pd.DataFrame(rows, columns=["due", "payment_usd", "interest_usd", "principal_usd", "balance_usd"])
+    frame.index = pd.RangeIndex(1, term_months + 1, name="number")
+    return frame
+
+
+@dataclass
+class LoanStep:
+    """What one step did. paid_usd: USD the borrower paid (interest + principal, >= 0); interest_usd: the
+    interest part; drawn_usd: USD received; collateral_sold_coin / collateral_sale_usd: collateral sold by
+    the lender; collateral_released_coin: collateral returned to the borrower; events: MarginEvent list."""
+
+    paid_usd: float = 0.0
+    interest_usd: float = 0.0
+    drawn_usd: float = 0.0
+    collateral_sold_coin: float = 0.0
+    collateral_sale_usd: float = 0.0
+    collateral_released_coin: float = 0.0
+    events: list[MarginEvent] = field(default_factory=list)
+
+
+class EquipmentLoan:
+    """An amortising USD loan (e.g. to buy machines), stepped with ``step(time, cash_available_usd)``.
+
+    Each step pays every instalment due by ``time`` (oldest first) while ``cash_available_usd`` covers it
+    in full; an instalment that cannot be paid when due raises one ``missed_payment`` event and stays in
+    arrears, retried at every later step (no penalty interest modelled).
+    """
+
+    def __init__(self, principal_usd: float, annual_rate: float, term_months: int, start, *,
+                 name: str = "equipment_loan", lender: str = "") -> None:
+        self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
+        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True, unit="fraction per year")
+        if isinstance(term_months, bool) or not isinstance(term_months, (int, np.integer)) or term_months < 1:
+            raise ConfigError(f"term_months={term_months!r} must be a whole number of months >= 1.")
+        self.term_months = int(term_months)
+        self.name, self.lender = name, lender
+        self.schedule = amortisation_schedule(self.principal_usd, self.annual_rate, self.term_months, start)
+        self._due_ns = pd.DatetimeIndex(self.schedule["due"]).as_unit("ns").asi8
+        self._next = 0  # first unpaid instalment
+        self._missed_reported: set[int] = set()
+        self.drawn = False
+        self.start = _utc(start)
+
+    @property
+    def instrument(self) -> str:
+        return f"loan:{self.name}"
+
+    @property
+    def balance_usd(self) -> float:
+        """Outstanding principal (USD) after the instalments paid so far."""
+        return self.principal_usd if self._next == 0 else float(self.schedule["balance_usd"].iloc[self._next - 1])
+
+    @property
+    def paid_off(self) -> bool:
+        return self._next >= self.term_months
+
+    def arrears_usd(self, time) -> float:
+        """USD of instalments due by ``time`` and not paid."""
+        due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
+        return float(self.schedule["payment_usd"].iloc[self._next:due].sum()) if due > self._next else 0.0
+
+    def step(self, time, cash_available_usd: float) -> LoanStep:
+        """Draw the principal on the first step at/after the start; pay what is due by ``time``."""
+        result = LoanStep()
+        now = _ts_ns(time)
+        if not self.drawn and now >= _ts_ns(self.start):
+            self.drawn = True
+            result.drawn_usd = self.principal_usd
+            cash_available_usd += self.principal_usd
+        due = int(np.searchsorted(self._due_ns, now, side="right"))
+        while self._next < due:
+            row = self.schedule.iloc[self._next]
+            if cash_available_usd + 1e-9 < row["payment_usd"]:
+                if self._next not in self._missed_reported:
+                    self._missed_reported.add(self._next)
+                    result.events.append(MarginEvent(
+                        time=_naive_utc(time), kind="missed_payment", instrument=self.instrument,
+                        venue=self.lender, side="", size=self.balance_usd, price=0.0, equity_usd=0.0,
+                        maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
+                        detail=(f"instalment {self._next + 1}/{self.term_months} of "
+                                f"{row['payment_usd']:.2f} USD due {row['due'].date()} unpaid; "
+                                f"cash available {cash_available_usd:.2f} USD"),
+                    ))
+                break
+            cash_available_usd -= row["payment_usd"]
+            result.paid_usd += float(row["payment_usd"])
+            result.interest_usd += float(row["interest_usd"])
+            self._next += 1
+        return result
+
+
+def ltv_from_collateral_ratio(collateral_ratio: float) -> float:
+    """LTV (fraction) from collateral value / loan (e.g. 1.43 -> 0.6993)."""
+    return 1.0 / check_positive("collateral_ratio", collateral_ratio)
+
+
+class CoinLoan:
+    """A USD loan against coin collateral, stepped with ``step(time, price)`` (price: USD per coin).
+
+    principal_usd: USD lent; collateral_coin: coins pledged; annual_rate: simple interest on the principal,
+    actual/365, accrued at each step into ``accrued_interest_usd`` (pay it with :meth:`repay`);
+    margin_call_ltv: LTV at which a call opens; liquidation_ltv: LTV at which collateral is sold;
+    call_deadline: time allowed to cure a call; cure_ltv: LTV a call must get back to (default: the LTV at
+    the first step, i.e. the initial LTV); liquidation_fee_rate: fraction of the collateral sold charged
+    by the lender; start: when the loan is drawn (first step at/after it).
+    """
+
+    def __init__(self, principal_usd: float, collateral_coin: float, annual_rate: float, *,
+                 margin_call_ltv: float, liquidation_ltv: float, call_deadline=DEFAULT_CALL_DEADLINE,
+                 cure_ltv: float | None = None, liquidation_fee_rate: float = 0.0, start=None,
+                 name: str = "coin_loan", lender: str = "", asset: str = "BTC") -> None:
+        self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
+        self.collateral_coin = check_positive("collateral_coin", collateral_coin, unit="coins")
+        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True, unit="fraction per year")
+        if not 0.0 < margin_call_ltv < liquidation_ltv:
+            raise ConfigError(f"margin_call_ltv={margin_call_ltv!r} must be > 0 and below "
+                              f"liquidation_ltv={liquidation_ltv!r} (fractions, e.g. 0.752 < 0.85).")
+        self.margin_call_ltv, self.liquidation_ltv = float(margin_call_ltv), float(liquidation_ltv)
+        if cure_ltv is not None and not 0.0 < cure_ltv <= margin_call_ltv:
+            raise ConfigError(f"cure_ltv={cure_ltv!r} must be in (0, margin_call_ltv={margin_call_ltv}].")
+        self.cure_ltv = cure_ltv
+        self.call_deadline = pd.Timedelta(call_deadline)
+        if self.call_deadline < pd.Timedelta(0):
+            raise ConfigError(f"call_deadline={call_deadline!r} must be >= 0.")
+        self.liquidation_fee_rate = check_positive("liquidation_fee_rate", liquidation_fee_rate, allow_zero=True)
+        self.start = None if start is None else pd.Timestamp(start)
+        self.name, self.lender, self.asset = name, lender, asset
+        self.accrued_interest_usd = 0.0
+        self.initial_ltv: float | None = None
+        self.call_due: pd.Timestamp | None = None
+        self.closed = False
+        self.drawn = False
+        self._last_ns: int | None = None
+
+    @property
+    def instrument(self) -> str:
+        return f"loan:{self.name}"
+
+    @property
+    def debt_usd(self) -> float:
+        """Principal + accrued interest (USD)."""
+        return self.principal_usd + self.accrued_interest_usd
+
+    def ltv(self, price: float) -> float:
+        """debt / (collateral x price), a fraction."""
+        value = self.collateral_coin * price
+        return float("inf") if value <= 0 else self.debt_usd / value
+
+    def required_top_up_coin(self, price: float) -> float:
+        """Coins to add now to bring the LTV down to the cure LTV (0 if already there)."""
+        target = self.cure_ltv if self.cure_ltv is not None else (self.initial_ltv or self.margin_call_ltv)
+        return max(0.0, self.debt_usd / (target * price) - self.collateral_coin)
+
+    def _event(self, time, kind: str, price: float, detail: str, loss: float = 0.0, fee: float = 0.0,
+               ltv: float | None = None) -> MarginEvent:
+        return MarginEvent(
+            time=_naive_utc(time), kind=kind, instrument=self.instrument, venue=self.lender, side="",
+            size=self.debt_usd, price=float(price), equity_usd=self.collateral_coin * price - self.debt_usd,
+            maintenance_margin_usd=0.0, margin_ratio=self.ltv(price) if ltv is None else ltv,
+            loss_usd=loss, fee_usd=fee, detail=detail,
+        )
+
+    def step(self, time, price: float) -> LoanStep:
+        """Accrue interest to ``time``, then check the LTV at ``price``: open, cure or liquidate."""
+        result = LoanStep()
+        if self.closed:
+            return result
+        now = _ts_ns(time)
+        if not self.drawn:
+            if self.start is not None and now < _ts_ns(self.start):
+                return result
+            self.drawn = True
+            self._last_ns = now
+            result.drawn_usd = self.principal_usd
+            if self.initial_ltv is None:
+                self.initial_ltv = self.ltv(price)
+        elif self._last_ns is not None and now > self._last_ns:
+            days = (now - self._last_ns) / 86_400e9
+            self.accrued_interest_usd += self.principal_usd * self.annual_rate * days / DAYS_PER_YEAR_ACT365
+            self._last_ns = now
+        ltv = self.ltv(price)
+        if ltv >= self.liquidation_ltv:
+            self._liquidate(time, price, f"LTV {ltv:.4f} >= liquidation LTV {self.liquidation_ltv:.4f}", result)
+        elif self.call_due is not None:
+            if ltv <= self._cure_level():
+                self.call_due = None
+                result.events.append(self._event(time, "loan_call_met", price,
+                                                 f"LTV back to {ltv:.4f} (price moved)"))
+            elif pd.Timestamp(now) >= self.call_due:
+                self._liquidate(time, price, f"loan call not met by {self.call_due}", result)
+        elif ltv >= self.margin_call_ltv:
+            self.call_due = pd.Timestamp(now) + self.call_deadline
+            result.events.append(self._event(
+                time, "loan_call", price,
+                f"LTV {ltv:.4f} >= call LTV {self.margin_call_ltv:.4f}; top up "
+                f"{self.required_top_up_coin(price):.6f} {self.asset} by {self.call_due}"))
+        return result
+
+    def _cure_level(self) -> float:
+        return self.cure_ltv if self.cure_ltv is not None else min(self.initial_ltv or 0.0, self.margin_call_ltv)
+
+    def top_up(self, time, coins: float, price: float) -> LoanStep:
+        """Pledge ``coins`` more collateral; meets an open call if the LTV gets back to the cure level."""
+        check_positive("coins", coins, unit="coins")
+        self.collateral_coin += coins
+        return self._check_cured(time, price, f"topped up {coins:.6f} {self.asset}")
+
+    def repay(self, time, amount_usd: float, price: float) -> LoanStep:
+        """Pay ``amount_usd``: accrued interest first, then principal; fully repaid -> collateral released."""
+        amount = min(check_positive("amount_usd", amount_usd, unit="USD"), self.debt_usd)
+        interest = min(amount, self.accrued_interest_usd)
+        self.accrued_interest_usd -= interest
+        self.principal_usd -= amount - interest
+        if self.principal_usd <= 1e-9 and self.accrued_interest_usd <= 1e-9:
+            self.principal_usd = self.accrued_interest_usd = 0.0
+            result = LoanStep(paid_usd=amount, interest_usd=interest,
+                              collateral_released_coin=self.collateral_coin)
+            if self.call_due is not None:
+                result.events.append(self._event(time, "loan_call_met", price, "loan repaid in full", ltv=0.0))
+            self.collateral_coin = 0.0
+            self.closed = True
+            self.call_due = None
+            return result
+        result = self._check_cured(time, price, f"repaid {amount:.2f} USD")
+        result.paid_usd, result.interest_usd = amount, interest
+        return result
+
+    def _check_cured(self, time, price: float, what: str) -> LoanStep:
+        result = LoanStep()
+        ltv = self.ltv(price)
+        if self.call_due is not None and ltv <= self._cure_level():
+            self.call_due = None
+            result.events.append(self._event(time, "loan_call_met", price, f"{what}; LTV now {ltv:.4f}"))
+        return result
+
+    def _liquidate(self, time, price: float, why: str, result: LoanStep) -> None:
+        """Sell collateral at ``price`` to repay the debt plus the fee; release the rest; close the loan."""
+        debt = self.debt_usd
+        ltv = self.ltv(price)
+        gross_needed = debt / (1.0 - self.liquidation_fee_rate) / price
+        sold = min(self.collateral_coin, gross_needed)
+        proceeds = sold * price
+        fee = proceeds * self.liquidation_fee_rate
+        repaid = min(debt, proceeds - fee)
+        shortfall = debt - repaid
+        result.events.append(self._event(
+            time, "loan_liquidation", price,
+            f"{why}; sold {sold:.6f} {self.asset} for {proceeds:.2f} USD; shortfall {shortfall:.2f} USD "
+            "(remains owed)", loss=shortfall, fee=fee, ltv=ltv))
+        result.collateral_sold_coin = sold
+        result.collateral_sale_usd = proceeds
+        result.paid_usd = repaid
+        interest = min(repaid, self.accrued_interest_usd)
+        result.interest_usd = interest
+        result.collateral_released_coin = self.collateral_coin - sold
+        self.collateral_coin = 0.0
+        self.accrued_interest_usd -= interest
+        self.principal_usd -= repaid - interest
+        self.call_due = None
+        self.closed = True
+
+
+def _ts_ns(time) -> int:
+    ts = pd.Timestamp(time)
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns").value
+
+
+def filing_example_loan(start=None, *, liquidation_ltv: float = 0.85,
+                        call_deadline=DEFAULT_CALL_DEADLINE) -> CoinLoan:
+    """The coin loan of issue 4's filing example: 100M USD against 3,064 BTC worth 143% of the loan
+    (initial LTV 1/1.43 = 69.93%), call when collateral < 133% of the loan (LTV 1/1.33 = 75.19%), 10.75%
+    a year, cured back to 143%. The implied BTC price at drawdown is 143M / 3,064 = 46,671.02 USD.
+    ``liquidation_ltv`` and ``call_deadline`` are NOT from the filing: assumptions to set per lender."""
+    return CoinLoan(100e6, 3_064.0, 0.1075, margin_call_ltv=ltv_from_collateral_ratio(1.33),
+                    liquidation_ltv=liquidation_ltv, call_deadline=call_deadline,
+                    cure_ltv=ltv_from_collateral_ratio(1.43), start=start, name="filing_example",
+                    lender="filing example", asset="BTC")

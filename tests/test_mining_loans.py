@@ -1,0 +1,164 @@
+"""mining.loans: amortisation schedules, missed payments, and the coin-loan state machine on the filing
+example (100M USD against 3,064 BTC at 143% collateral, call at 133%, 10.75% a year)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from brokers.events import EVENT_KINDS
+from minehedge.errors import ConfigError
+from mining.loans import (
+    CoinLoan,
+    EquipmentLoan,
+    amortisation_schedule,
+    annuity_payment,
+    filing_example_loan,
+    ltv_from_collateral_ratio,
+)
+
+T0 = pd.Timestamp("2021-12-31", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("principal", "rate", "months", "payment"),
+    [
+        (100_000.0, 0.12, 12, 8_884.88),  # r = 1%/month: 100,000 x 0.01 / (1 - 1.01^-12)
+        (1_000_000.0, 0.06, 36, 30_421.94),  # r = 0.5%/month
+        (120_000.0, 0.0, 24, 5_000.00),  # no interest: principal / months
+    ],
+)
+def test_annuity_payment_table(principal: float, rate: float, months: int, payment: float) -> None:
+    assert round(annuity_payment(principal, rate, months), 2) == payment
+    r = rate / 12
+    if r:
+        assert annuity_payment(principal, rate, months) == pytest.approx(
+            principal * r / (1 - (1 + r) ** -months), rel=1e-15)
+
+
+@pytest.mark.parametrize(("principal", "rate", "months"), [(100_000.0, 0.12, 12), (5e6, 0.1075, 36),
+                                                              (250_000.0, 0.0, 18)])
+def test_schedule_sums_to_principal_plus_interest(principal: float, rate: float, months: int) -> None:
+    schedule = amortisation_schedule(principal, rate, months, "2022-01-15")
+    assert len(schedule) == months
+    assert schedule["principal_usd"].sum() == pytest.approx(principal, rel=1e-12)
+    assert schedule["payment_usd"].sum() == pytest.approx(principal + schedule["interest_usd"].sum(), rel=1e-12)
+    assert schedule["balance_usd"].iloc[-1] == 0.0
+    # Interest is each month's opening balance x r.
+    opening = pd.concat([pd.Series([principal]), schedule["balance_usd"].iloc[:-1]]).to_numpy()
+    assert schedule["interest_usd"].to_numpy() == pytest.approx(opening * rate / 12, rel=1e-12)
+    assert schedule["due"].iloc[0] == pd.Timestamp("2022-02-15", tz="UTC")
+    assert schedule["due"].iloc[-1] == pd.Timestamp("2022-01-15", tz="UTC") + pd.DateOffset(months=months)
+
+
+def test_first_month_interest_closed_form() -> None:
+    schedule = amortisation_schedule(100_000.0, 0.12, 12, "2022-01-01")
+    assert schedule["interest_usd"].iloc[0] == pytest.approx(1_000.0, rel=1e-15)
+    assert schedule["interest_usd"].sum() == pytest.approx(12 * annuity_payment(100_000.0, 0.12, 12) - 100_000.0,
+                                                           rel=1e-12)
+
+
+def test_equipment_loan_pays_misses_once_and_catches_up() -> None:
+    loan = EquipmentLoan(100_000.0, 0.12, 12, "2022-01-01", name="s19_purchase", lender="bank")
+    payment = annuity_payment(100_000.0, 0.12, 12)
+    drawn = loan.step(pd.Timestamp("2022-01-01", tz="UTC"), 0.0)
+    assert drawn.drawn_usd == 100_000.0 and drawn.paid_usd == 0.0
+    paid = loan.step(pd.Timestamp("2022-02-01", tz="UTC"), 1e6)
+    assert paid.paid_usd == pytest.approx(payment, rel=1e-15)
+    assert paid.interest_usd == pytest.approx(1_000.0, rel=1e-15)
+    assert loan.balance_usd == pytest.approx(100_000.0 - (payment - 1_000.0), rel=1e-15)
+    missed = loan.step(pd.Timestamp("2022-03-01 12:00", tz="UTC"), payment - 1.0)
+    assert [e.kind for e in missed.events] == ["missed_payment"]
+    event = missed.events[0]
+    assert event.instrument == "loan:s19_purchase" and event.venue == "bank"
+    assert event.time == datetime(2022, 3, 1, 12, 0)
+    assert loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 0.0).events == []  # reported once
+    assert loan.arrears_usd(pd.Timestamp("2022-04-01", tz="UTC")) == pytest.approx(2 * payment, rel=1e-15)
+    catch_up = loan.step(pd.Timestamp("2022-04-01", tz="UTC"), 1e6)
+    assert catch_up.paid_usd == pytest.approx(2 * payment, rel=1e-15) and catch_up.events == []
+    loan.step(pd.Timestamp("2023-01-01", tz="UTC"), 1e7)
+    assert loan.paid_off and loan.balance_usd == 0.0
+
+
+def test_filing_example_ltv_thresholds() -> None:
+    assert ltv_from_collateral_ratio(1.43) == pytest.approx(0.6993007, abs=1e-7)  # "about 69.9%"
+    assert ltv_from_collateral_ratio(1.33) == pytest.approx(0.7518797, abs=1e-7)  # "about 75.2%"
+    loan = filing_example_loan(start=T0)
+    price0 = 1.43e8 / 3_064  # collateral worth 143% of 100M USD
+    assert round(price0, 2) == 46_671.02
+    assert loan.step(T0, price0).drawn_usd == 100e6
+    assert loan.ltv(price0) == pytest.approx(1 / 1.43, rel=1e-14)
+    # The call fires when collateral < 133% of the debt: price < 1.33e8 / 3,064 = 43,407.31 USD.
+    call_price = 1.33e8 / 3_064
+    assert loan.step(T0, call_price * 1.0001).events == []
+    events = loan.step(T0, call_price * 0.999).events
+    assert [e.kind for e in events] == ["loan_call"]
+    assert events[0].margin_ratio == pytest.approx(1 / 1.33 / 0.999, rel=1e-12)
+    assert events[0].size == 100e6 and events[0].instrument == "loan:filing_example"
+    # Top-up back to 143%: 100M / (price x 1/1.43) - 3,064 coins.
+    need = loan.required_top_up_coin(call_price * 0.999)
+    assert need == pytest.approx(1.43e8 / (call_price * 0.999) - 3_064, rel=1e-12)
+    met = loan.top_up(T0, need, call_price * 0.999)
+    assert [e.kind for e in met.events] == ["loan_call_met"]
+    assert loan.ltv(call_price * 0.999) == pytest.approx(1 / 1.43, rel=1e-12)
+
+
+def test_interest_accrues_act_365_and_counts_in_ltv() -> None:
+    loan = filing_example_loan(start=T0)
+    loan.step(T0, 50_000.0)
+    loan.step(T0 + pd.Timedelta(days=365), 50_000.0)
+    assert loan.accrued_interest_usd == pytest.approx(10.75e6, rel=1e-12)
+    assert loan.ltv(50_000.0) == pytest.approx(110.75e6 / (3_064 * 50_000.0), rel=1e-12)
+    paid = loan.repay(T0 + pd.Timedelta(days=365), 20e6, 50_000.0)
+    assert paid.interest_usd == pytest.approx(10.75e6, rel=1e-12) and paid.paid_usd == 20e6
+    assert loan.principal_usd == pytest.approx(90.75e6, rel=1e-12)
+
+
+def test_missed_call_deadline_liquidates_at_the_bar_price() -> None:
+    loan = filing_example_loan(start=T0, call_deadline=pd.Timedelta(days=2))
+    loan.step(T0, 46_000.0)
+    assert [e.kind for e in loan.step(T0, 42_000.0).events] == ["loan_call"]
+    day1 = T0 + pd.Timedelta(days=1)
+    assert loan.step(day1, 42_000.0).events == []  # still inside the deadline
+    day2 = T0 + pd.Timedelta(days=2)
+    result = loan.step(day2, 41_000.0)
+    assert [e.kind for e in result.events] == ["loan_liquidation"]
+    debt = 100e6 * (1 + 0.1075 * 2 / 365)
+    assert result.collateral_sold_coin == pytest.approx(debt / 41_000.0, rel=1e-12)
+    assert result.collateral_released_coin == pytest.approx(3_064 - debt / 41_000.0, rel=1e-12)
+    assert result.paid_usd == pytest.approx(debt, rel=1e-12)
+    assert loan.closed and loan.debt_usd == pytest.approx(0.0, abs=1e-6)
+    assert loan.step(day2 + pd.Timedelta(days=1), 10_000.0).events == []
+
+
+def test_liquidation_ltv_sells_immediately_with_shortfall() -> None:
+    loan = CoinLoan(1_000_000.0, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9, liquidation_fee_rate=0.01,
+                    name="l", lender="lender")
+    loan.step(T0, 50_000.0)  # LTV 0.667
+    result = loan.step(T0 + pd.Timedelta(hours=4), 30_000.0)  # LTV 1.11: collateral short of the debt
+    event = result.events[0]
+    assert event.kind == "loan_liquidation" and event.margin_ratio == pytest.approx(1e6 / 9e5, rel=1e-14)
+    assert result.collateral_sold_coin == 30.0 and result.collateral_released_coin == 0.0
+    assert event.fee_usd == pytest.approx(9_000.0, rel=1e-14)
+    assert event.loss_usd == pytest.approx(1e6 - 891_000.0, rel=1e-12)  # shortfall stays owed
+    assert loan.principal_usd == pytest.approx(109_000.0, rel=1e-12)
+    assert {e.kind for e in result.events} <= set(EVENT_KINDS)
+
+
+def test_price_recovery_meets_the_call() -> None:
+    loan = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    loan.step(T0, 50_000.0)
+    assert [e.kind for e in loan.step(T0, 44_000.0).events] == ["loan_call"]
+    assert [e.kind for e in loan.step(T0 + pd.Timedelta(hours=1), 52_000.0).events] == ["loan_call_met"]
+    assert loan.call_due is None
+
+
+def test_loan_config_errors() -> None:
+    with pytest.raises(ConfigError, match="margin_call_ltv"):
+        CoinLoan(1e6, 30.0, 0.1, margin_call_ltv=0.9, liquidation_ltv=0.8)
+    with pytest.raises(ConfigError, match="term_months"):
+        EquipmentLoan(1e6, 0.1, 0, "2022-01-01")
+    with pytest.raises(ConfigError, match="principal_usd"):
+        EquipmentLoan(-1.0, 0.1, 12, "2022-01-01")
