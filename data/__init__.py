@@ -5,3 +5,7 @@ community API for network data), returning validated pandas frames with a UTC Da
 times. May import pandas, numpy, requests and yfinance; only ``data.feeds`` imports backtrader (through
 ``minehedge.compat``). Never imports matplotlib.
 """
+
+from data.api import LoadInfo, LoadResult, load_funding, load_network, load_ohlcv, resolve_data_dir
+
+__all__ = ["LoadInfo", "LoadResult", "load_funding", "load_network", "load_ohlcv", "resolve_data_dir"]

@@ -1,0 +1,212 @@
+"""The data layer's public API: one call per kind of data, whatever the source.
+
+Resolution order (every loader): the explicit ``data_dir`` argument (the CLI's ``--data-dir``), else env
+``MINEHEDGE_DATA_DIR``, else download (yfinance for OHLCV, Coin Metrics for network data) through the disk
+cache, else :class:`DataUnavailableError` naming both remedies. ``source=`` forces one path.
+
+Ranges are UTC and half-open, ``[start, end)`` on bar open times (like yfinance: ``end='2021-01-01'`` ends
+with the 2020-12-31 daily bar). A range outside what the chosen source covers raises DataError naming the
+covered range. Every result carries ``.frame`` and ``.info`` (what was chosen and why, notes, and for OHLCV
+the validation report), and ``str(result.info)`` is what reports print.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from data import coinmetrics, yahoo
+from data.frames import parse_timeframe, resample_ohlcv, timeframe_name, to_utc_timestamp
+from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
+from data.manifest import choose_file, read_manifest
+from data.network import read_btc_network_csv, read_eth_network_csv
+from data.ohlcv_csv import read_ohlcv_csv
+from data.validate import BAD_TICK_POLICIES, ValidationReport, validate_ohlcv
+from minehedge.errors import ConfigError, DataError, check_choice
+
+DATA_DIR_ENV = "MINEHEDGE_DATA_DIR"
+ASSETS = ("BTC", "ETH")
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """Provenance of a loaded frame, printed by reports."""
+
+    asset: str
+    kind: str
+    source: str  # 'csv', 'yfinance' or 'coinmetrics-api'
+    timeframe: str
+    file: str | None = None
+    venue: str | None = None
+    resampled_from: str | None = None
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    report: ValidationReport | None = None
+
+    def __str__(self) -> str:
+        lines = [f"{self.asset} {self.kind} {self.timeframe} from {self.source}: {self.reason}"]
+        lines.extend(f"  note: {n}" for n in self.notes)
+        if self.report is not None:
+            lines.append(str(self.report))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A validated frame and where it came from."""
+
+    frame: pd.DataFrame
+    info: LoadInfo = field(repr=False)
+
+    @property
+    def report(self) -> ValidationReport | None:
+        return self.info.report
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The data directory to use: ``data_dir``, else $MINEHEDGE_DATA_DIR, else None (download)."""
+    for value, origin in ((data_dir, "data_dir"), (os.environ.get(DATA_DIR_ENV), DATA_DIR_ENV)):
+        if value:
+            path = Path(value).expanduser()
+            if not (path / "MANIFEST.csv").is_file():
+                raise DataError(f"{origin}={str(value)!r} holds no MANIFEST.csv; point it at a data folder "
+                                "such as ../shared/data.")
+            return path.resolve()
+    return None
+
+
+def _bounds(start: object, end: object) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    start_ts = to_utc_timestamp(start, parameter="start")
+    end_ts = to_utc_timestamp(end, parameter="end")
+    if start_ts is not None and end_ts is not None and end_ts <= start_ts:
+        raise ConfigError(f"end={end!r} must be after start={start!r} (the range is [start, end)).")
+    return start_ts, end_ts
+
+
+def _slice(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    keep = pd.Series(True, index=frame.index)
+    if start is not None:
+        keep &= frame.index >= start
+    if end is not None:
+        keep &= frame.index < end
+    return frame.loc[keep.to_numpy()]
+
+
+def load_ohlcv(
+    asset: str,
+    timeframe: str,
+    start: object = None,
+    end: object = None,
+    source: str = "auto",
+    venue: str | None = None,
+    data_dir: str | Path | None = None,
+    bad_ticks: str = "mask",
+    cache_dir: str | Path | None = None,
+) -> LoadResult:
+    """Validated OHLCV bars (float64 ``open, high, low, close, volume``; UTC open times) for ``[start, end)``.
+
+    ``source``: 'auto' (resolution order above), 'csv' (a data directory is required) or 'yfinance'.
+    ``venue`` names a manifest venue (CSV only). ``bad_ticks``: 'mask', 'drop', 'fail' or 'keep' (see
+    :mod:`data.validate`). When only a finer file covers the range, it is validated at its own timeframe,
+    then resampled, and ``info.resampled_from`` says so.
+    """
+    asset = check_choice("asset", str(asset).upper(), ASSETS)
+    check_choice("source", source, ("auto", "csv", "yfinance"))
+    check_choice("bad_ticks", bad_ticks, BAD_TICK_POLICIES)
+    timeframe = timeframe_name(parse_timeframe(timeframe))
+    start_ts, end_ts = _bounds(start, end)
+    directory = resolve_data_dir(data_dir) if source != "yfinance" else None
+    if source == "csv" and directory is None:
+        raise ConfigError(f"source='csv' needs a data directory: pass data_dir= or set {DATA_DIR_ENV}.")
+
+    if directory is None:
+        if venue is not None:
+            raise ConfigError(f"venue={venue!r} applies to CSV data directories only; yfinance has one "
+                              "BTC-USD/ETH-USD series. Drop venue or set a data directory.")
+        frame, notes = yahoo.fetch_ohlcv(asset, timeframe, start_ts, end_ts, cache_dir=cache_dir)
+        name = f"yfinance {yahoo.SYMBOLS[asset]}"
+        if frame.empty:
+            raise DataError(f"{name} has no {timeframe} bars in {start_ts} -> {end_ts}.")
+        frame, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks=bad_ticks)
+        return LoadResult(frame, LoadInfo(asset, "ohlcv", "yfinance", timeframe, None, "yahoo",
+                                          "1h" if timeframe == "4h" else None,
+                                          f"{name} (no data directory)", tuple(notes), report))
+
+    choice = choose_file(read_manifest(directory), asset, "ohlcv", timeframe, start_ts, end_ts, venue)
+    native = _slice(read_ohlcv_csv(choice.path), start_ts, end_ts)
+    if native.empty:
+        raise DataError(f"{choice.path.name} has no bars in {start_ts} -> {end_ts} "
+                        f"(covers {choice.first} -> {choice.last}).")
+    frame, report = validate_ohlcv(native, choice.timeframe, source=choice.path.name, bad_ticks=bad_ticks)
+    notes = []
+    if choice.resampled_from:
+        frame = resample_ohlcv(frame, timeframe)
+        notes.append(f"validated at {choice.resampled_from}, then resampled to {timeframe} "
+                     "(incomplete first/last bins dropped)")
+    return LoadResult(frame, LoadInfo(asset, "ohlcv", "csv", timeframe, choice.path.name, choice.venue,
+                                      choice.resampled_from, choice.reason, tuple(notes), report))
+
+
+def load_network(
+    asset: str,
+    start: object = None,
+    end: object = None,
+    source: str = "auto",
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> LoadResult:
+    """Daily network frame (contract in :mod:`data.network`) for ``[start, end)``.
+
+    CSV: BTC from the Coin Metrics file; ETH spliced from the Coin Metrics and Etherscan/Glassnode files up
+    to the Merge. Download: the Coin Metrics community API. ``source``: 'auto', 'csv' or 'coinmetrics'.
+    """
+    asset = check_choice("asset", str(asset).upper(), ASSETS)
+    check_choice("source", source, ("auto", "csv", "coinmetrics"))
+    start_ts, end_ts = _bounds(start, end)
+    directory = resolve_data_dir(data_dir) if source != "coinmetrics" else None
+    if source == "csv" and directory is None:
+        raise ConfigError(f"source='csv' needs a data directory: pass data_dir= or set {DATA_DIR_ENV}.")
+    if directory is None:
+        frame, notes = coinmetrics.fetch_network(asset, start_ts, end_ts, cache_dir=cache_dir)
+        return LoadResult(_slice(frame, start_ts, end_ts),
+                          LoadInfo(asset, "network", "coinmetrics-api", "1d", None, "coinmetrics", None,
+                                   "Coin Metrics community API (no data directory)", tuple(notes)))
+
+    manifest = read_manifest(directory)
+    if asset == "BTC":
+        choice = choose_file(manifest, asset, "network", None, start_ts, end_ts, "coinmetrics")
+        frame, files, reason = read_btc_network_csv(choice.path), choice.path.name, choice.reason
+    else:
+        cm = choose_file(manifest, asset, "network", None, None, None, "coinmetrics")
+        eg = choose_file(manifest, asset, "network", None, None, None, "etherscan+glassnode")
+        frame = read_eth_network_csv(cm.path, eg.path)
+        files = f"{cm.path.name} + {eg.path.name}"
+        reason = f"spliced {cm.path.name} (to 2020-07-27) with {eg.path.name} (to the Merge, 2022-09-15)"
+    covered = (frame.index[0], frame.index[-1])
+    if (start_ts is not None and start_ts < covered[0]) or \
+            (end_ts is not None and end_ts > covered[1] + pd.Timedelta(days=1)):
+        raise DataError(f"{asset} network data cover {covered[0].date()} -> {covered[1].date()} ({files}); "
+                        f"requested {start_ts} -> {end_ts}.")
+    return LoadResult(_slice(frame, start_ts, end_ts),
+                      LoadInfo(asset, "network", "csv", "1d", files, "coinmetrics" if asset == "BTC" else
+                               "coinmetrics+etherscan+glassnode", None, reason))
+
+
+def load_funding(
+    asset: str,
+    venue: str | None = None,
+    start: object = None,
+    end: object = None,
+    data_dir: str | Path | None = None,
+    fallback: str = "constant",
+    fallback_rate: float = DEFAULT_FALLBACK_RATE,
+    deribit: str = "8h",
+) -> FundingResult:
+    """Funding settlements (see :mod:`data.funding`) for ``[start, end)``; ``info.assumption`` flags the
+    constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright."""
+    start_ts, end_ts = _bounds(start, end)
+    directory = resolve_data_dir(data_dir)
+    return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit)

@@ -1,0 +1,96 @@
+"""Daily network metrics from the Coin Metrics community API (HTTP, no key), cached on disk.
+
+Endpoint: ``GET https://community-api.coinmetrics.io/v4/timeseries/asset-metrics`` with ``assets``,
+``metrics`` (comma-separated), ``frequency=1d``, ``start_time``/``end_time`` and ``page_size`` (max 10000).
+Response (API v4 conventions, docs.coinmetrics.io): ``{"data": [{"asset": "btc", "time":
+"2020-05-10T00:00:00.000000000Z", "PriceUSD": "8715.03", ...}, ...], "next_page_token": "...",
+"next_page_url": "https://..."}``; metric values are **strings**, a metric absent on a day is absent from
+that row, and while ``next_page_url`` is present it is fetched unmodified for the next page. Errors come
+as ``{"error": {"type": ..., "message": ...}}``. The community tier allows 10 requests per 6 s per IP; a
+full BTC history is one page at page_size 10000. ``DiffMean`` is no longer served for BTC by the
+community tier, so :func:`data.network.network_from_coinmetrics` derives it from HashRate and BlkCnt.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import requests
+
+from data.cache import cache_key, read_cached, write_cached
+from data.frames import to_utc_timestamp
+from data.network import COINMETRICS_METRICS, network_from_coinmetrics
+from minehedge.errors import ConfigError, DataError, DataUnavailableError
+
+URL = "https://community-api.coinmetrics.io/v4/timeseries/asset-metrics"
+PAGE_SIZE = 10000
+TIMEOUT_S = 30
+MAX_PAGES = 100  # a guard against a server that keeps returning next_page_url
+REMEDIES = ("set MINEHEDGE_DATA_DIR (or pass --data-dir / data_dir=) to a folder with a MANIFEST.csv, "
+            "or get network access to community-api.coinmetrics.io")
+
+
+def _get(url: str, params: dict | None) -> dict:
+    try:
+        response = requests.get(url, params=params, timeout=TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise DataUnavailableError(f"Coin Metrics request failed ({exc}); {REMEDIES}.") from exc
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code != 200 or not isinstance(payload, dict) or "data" not in payload:
+        detail = payload.get("error") if isinstance(payload, dict) else None
+        raise DataError(f"Coin Metrics answered HTTP {response.status_code}: "
+                        f"{detail or (response.text or '')[:200]!r} for {url} {params or ''}.")
+    return payload
+
+
+def fetch_asset_metrics(asset: str, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                        metrics: tuple[str, ...] = COINMETRICS_METRICS) -> pd.DataFrame:
+    """All pages of daily ``metrics`` for ``asset`` as a float64 frame on a UTC day index."""
+    params = {"assets": asset.lower(), "metrics": ",".join(metrics), "frequency": "1d",
+              "page_size": PAGE_SIZE}
+    if start is not None:
+        params["start_time"] = start.strftime("%Y-%m-%d")
+    if end is not None:
+        params["end_time"] = end.strftime("%Y-%m-%d")
+        params["end_inclusive"] = "false"
+    rows: list[dict] = []
+    url, query = URL, params
+    for _ in range(MAX_PAGES):
+        payload = _get(url, query)
+        rows.extend(payload["data"])
+        url, query = payload.get("next_page_url"), None
+        if not url:
+            break
+    else:
+        raise DataError(f"Coin Metrics kept paging after {MAX_PAGES} pages for {asset}; giving up.")
+    if not rows:
+        raise DataError(f"Coin Metrics returned no {asset} rows for {params.get('start_time')} -> "
+                        f"{params.get('end_time')}.")
+    frame = pd.DataFrame.from_records(rows)
+    frame.index = pd.to_datetime(frame.pop("time"), utc=True, format="ISO8601").rename("datetime")
+    frame = frame.drop(columns=["asset"], errors="ignore")
+    return frame.apply(pd.to_numeric, errors="coerce").astype("float64").sort_index()
+
+
+def fetch_network(asset: str, start: object = None, end: object = None, cache_dir: object = None,
+                  use_cache: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Network frame (contract in :mod:`data.network`) for ``[start, end)`` from the API or the cache."""
+    asset = str(asset).upper()
+    if asset not in ("BTC", "ETH"):
+        raise ConfigError(f"asset={asset!r} is not supported for network data; choose BTC or ETH.")
+    start_ts = to_utc_timestamp(start, parameter="start")
+    end_ts = to_utc_timestamp(end, parameter="end") or pd.Timestamp.now(tz="UTC").floor("D")
+    key = cache_key("coinmetrics", asset, "1d", start_ts, end_ts)
+    notes = []
+    cached = read_cached(key, cache_dir) if use_cache else None
+    if cached is not None:
+        notes.append(cached.note)
+    if cached is not None and cached.frame is not None:
+        metrics = cached.frame
+    else:
+        metrics = fetch_asset_metrics(asset, start_ts, end_ts)
+        if use_cache:
+            notes.append(f"downloaded {asset} from Coin Metrics, cached at {write_cached(metrics, key, cache_dir)}")
+    return network_from_coinmetrics(metrics, asset, "coinmetrics-api"), notes

@@ -1,0 +1,242 @@
+"""Perpetual-swap funding rates as settlement series, from the shared files or a flagged constant.
+
+Output frame (UTC index = settlement time), one row per settlement:
+
+* ``funding_rate``: fraction of position notional paid **at that settlement**; positive = longs pay shorts;
+* ``interval_hours``: hours the settlement covers (8 normally; 24 for BitMEX's first days);
+* ``rate_8h``: ``funding_rate * 8 / interval_hours``, the 8h-equivalent rate, comparable across venues;
+* ``assumed``: True where the value is the constant fallback, not venue data.
+
+Per file (data README, section 4):
+
+* **BitMEX XBTUSD** (settlements 04/12/20 UTC): ``fundingRate`` as is. The first 22 rows (to 2016-06-04)
+  settled once every 24 h at 12:00 UTC, so each is one settlement with ``interval_hours=24`` and
+  ``rate_8h = fundingRate / 3``; it is *not* split into fictitious 8h settlements.
+* **Deribit BTC-PERPETUAL** (hourly): Deribit funds continuously; ``interest_1h`` at hour *t* is the funding
+  accrued over ``(t - 1h, t]`` (its trailing 8h sum reproduces ``interest_8h`` to ~1e-6). Default
+  ``deribit='8h'`` sums the accruals into settlements at 00/08/16 UTC covering ``(S - 8h, S]`` (hours
+  missing from the file, e.g. 2020-08-27 06:00-07:00, contribute nothing); ``deribit='1h'`` keeps one
+  settlement per hour (``interval_hours=1``). ``interest_8h`` (a rolling 8h-equivalent) is not used as a
+  payment because summing it would count each hour eight times.
+* **Binance BTCUSDT** (daily mean of the three 8h rates): expanded to three settlements at 00/08/16 UTC of
+  that day, each equal to the mean, so the day's total is 3 x mean, exactly what was paid in total (the
+  intra-day split is unknown).
+* **ETH ETHUSDT (Binance inferred)**: the raw 8h settlements at 00/08/16 UTC.
+
+Fallback: :func:`constant_funding` (default 0.0001 = 0.01 % per 8h, Binance's and BitMEX's base interest
+rate component when the premium is zero) fills settlements at 00/08/16 UTC that no file covers. Every such
+row has ``assumed=True`` and :class:`FundingInfo.assumption` says so in words for reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.frames import to_utc_index
+from data.manifest import read_manifest
+from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice, did_you_mean
+
+DEFAULT_FALLBACK_RATE = 0.0001  # fraction per 8h settlement (0.01 %)
+SETTLEMENT_HOURS = (0, 8, 16)
+FUNDING_COLUMNS = ("funding_rate", "interval_hours", "rate_8h", "assumed")
+
+
+@dataclass(frozen=True)
+class FundingInfo:
+    """Where a funding series came from; ``assumption`` is None when every settlement is venue data."""
+
+    asset: str
+    venue: str
+    file: str | None
+    reason: str
+    settlements: int
+    assumed_settlements: int
+    fallback_rate: float | None
+    assumption: str | None
+
+    def __str__(self) -> str:
+        text = f"funding {self.asset}: {self.venue} ({self.file or 'no file'}); {self.reason}"
+        return text + (f"\n  ASSUMPTION: {self.assumption}" if self.assumption else "")
+
+
+@dataclass(frozen=True)
+class FundingResult:
+    frame: pd.DataFrame
+    info: FundingInfo
+
+
+def _frame(rate: pd.Series, interval_hours: pd.Series | float, assumed: bool = False) -> pd.DataFrame:
+    out = pd.DataFrame({"funding_rate": rate.astype("float64")}, index=rate.index)
+    out["interval_hours"] = np.asarray(interval_hours, dtype="float64") if not np.isscalar(interval_hours) \
+        else float(interval_hours)
+    out["rate_8h"] = out["funding_rate"] * 8.0 / out["interval_hours"]
+    out["assumed"] = assumed
+    out.index.name = "datetime"
+    return to_utc_index(out, what="funding")
+
+
+def _read(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    time_column = "datetime" if "datetime" in frame.columns else "date"
+    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
+    return to_utc_index(frame, what=path.name)
+
+
+def read_bitmex(path: str | Path) -> pd.DataFrame:
+    """BitMEX XBTUSD settlements; 24h rows kept as single 24h settlements (module docstring)."""
+    raw = _read(Path(path))
+    return _frame(raw["fundingRate"], raw["funding_interval_hours"])
+
+
+def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
+    """Deribit hourly accruals, summed into 00/08/16 UTC settlements (``mode='8h'``) or kept hourly."""
+    check_choice("deribit", mode, ("8h", "1h"))
+    accrual = _read(Path(path))["interest_1h"].astype("float64")
+    if mode == "1h":
+        return _frame(accrual, 1.0)
+    # (S - 8h, S] windows: label each hour by the next 00/08/16 boundary at or after it.
+    settlement = accrual.index.ceil("8h")
+    summed = accrual.groupby(settlement).sum()
+    return _frame(summed, 8.0)
+
+
+def read_binance_daily_mean(path: str | Path) -> pd.DataFrame:
+    """Binance daily mean of 8h rates -> three equal settlements at 00/08/16 UTC per day."""
+    mean = _read(Path(path))["funding_rate_daily_mean_8h"].astype("float64")
+    index = (mean.index.repeat(3) + pd.to_timedelta(np.tile(SETTLEMENT_HOURS, len(mean)), unit="h"))
+    return _frame(pd.Series(np.repeat(mean.to_numpy(), 3), index=index), 8.0)
+
+
+def read_eth_8h(path: str | Path) -> pd.DataFrame:
+    """Raw ETHUSDT 8h settlements (``datetime`` rounded to the second by the data README)."""
+    return _frame(_read(Path(path))["funding_rate"], 8.0)
+
+
+def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAULT_FALLBACK_RATE,
+                     anchor: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Settlements every 8h in ``[start, end)`` at a constant ``rate`` per 8h, all ``assumed``.
+
+    The schedule is 00/08/16 UTC, or ``anchor + k x 8h`` when an ``anchor`` settlement is given (used to
+    continue a venue's own schedule, e.g. BitMEX 04/12/20 UTC, so no period is paid twice or skipped).
+    """
+    if not np.isfinite(rate):
+        raise ConfigError(f"fallback_rate={rate!r} must be a finite fraction per 8h (e.g. 0.0001).")
+    eight = pd.Timedelta(hours=8)
+    offset = (anchor - anchor.floor("8h")) if anchor is not None else pd.Timedelta(0)
+    first = (pd.Timestamp(start) - offset).ceil("8h") + offset
+    times = pd.date_range(first, end, freq=eight, inclusive="left")
+    return _frame(pd.Series(float(rate), index=times), 8.0, assumed=True)
+
+
+_READERS = {
+    ("BTC", "bitmex"): read_bitmex,
+    ("BTC", "binance"): read_binance_daily_mean,
+    ("ETH", "binance-inferred"): read_eth_8h,
+}
+
+
+def read_funding_file(path: Path, asset: str, venue: str, deribit: str = "8h") -> pd.DataFrame:
+    """Dispatch a manifest funding row to its reader."""
+    if (asset, venue) == ("BTC", "deribit"):
+        return read_deribit(path, deribit)
+    try:
+        return _READERS[(asset, venue)](path)
+    except KeyError:
+        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}).") from None
+
+
+def load_funding_dir(
+    data_dir: Path | None,
+    asset: str,
+    venue: str | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    fallback: str = "constant",
+    fallback_rate: float = DEFAULT_FALLBACK_RATE,
+    deribit: str = "8h",
+) -> FundingResult:
+    """Funding settlements for ``asset`` over ``[start, end)`` from ``data_dir``, filled by the fallback.
+
+    Without ``venue`` the funding file overlapping the range most is used (ties: the longest file).
+    Settlements the file does not cover come from :func:`constant_funding` when ``fallback='constant'``
+    (flagged), or raise DataError naming the covered range when ``fallback='error'``. ``venue='constant'``
+    asks for the assumption outright. ``data_dir`` None means no files (constant only, or
+    DataUnavailableError with ``fallback='error'``).
+    """
+    asset = str(asset).upper()
+    check_choice("asset", asset, ("BTC", "ETH"))
+    check_choice("fallback", fallback, ("constant", "error"))
+    rows = pd.DataFrame()
+    if data_dir is not None and venue != "constant":
+        manifest = read_manifest(data_dir)
+        rows = manifest[(manifest["asset"] == asset) & (manifest["kind"] == "funding")]
+        if venue is not None:
+            venues = sorted(rows["venue"].unique())
+            rows = rows[rows["venue"].str.lower() == str(venue).lower()]
+            if rows.empty:
+                raise ConfigError(f"venue={venue!r} has no {asset} funding file; available: "
+                                  f"{', '.join(venues + ['constant'])}." + did_you_mean(str(venue), venues))
+    if data_dir is None and fallback == "error":
+        raise DataUnavailableError(
+            "no funding data: set MINEHEDGE_DATA_DIR (or --data-dir) to a folder with funding files, or "
+            "allow the constant fallback (fallback='constant').")
+
+    chosen = None
+    if not rows.empty:
+        lo = start if start is not None else rows["first"].min()
+        hi = end if end is not None else rows["last"].max() + pd.Timedelta(days=1)
+        overlap = [(min(hi, r.last + pd.Timedelta(days=1)) - max(lo, r.first), r.last - r.first, r)
+                   for r in rows.itertuples()]
+        overlap.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        if overlap[0][0] > pd.Timedelta(0) or venue is not None:
+            chosen = overlap[0][2]
+
+    if chosen is None and fallback == "error":
+        covered = "; ".join(f"{r.file}: {r.first} -> {r.last}" for r in rows.itertuples()) or "no files"
+        raise DataError(f"no {asset} funding file covers {start} -> {end} ({covered}); use "
+                        "fallback='constant' to fill with an assumption.")
+    if chosen is None:
+        if start is None or end is None:
+            raise ConfigError("start and end are required for the constant funding fallback "
+                              f"(no {asset} funding file{' for venue ' + repr(venue) if venue else ''} applies).")
+        frame = constant_funding(start, end, fallback_rate)
+        note = (f"constant funding {fallback_rate:g} per 8h assumed for all {len(frame)} settlements "
+                f"{start} -> {end} (no venue data used)")
+        why = "venue='constant' requested" if venue == "constant" else "no funding file covers the range"
+        return FundingResult(frame, FundingInfo(asset, "constant", None, why,
+                                                len(frame), len(frame), fallback_rate, note))
+
+    frame = read_funding_file(Path(chosen.path), asset, chosen.venue, deribit)
+    covered_from, covered_to = frame.index[0], frame.index[-1]
+    if start is not None:
+        frame = frame.loc[start:]
+    if end is not None:
+        frame = frame.loc[frame.index < end]
+    pieces = [frame]
+    missing = []
+    if start is not None and start < covered_from:
+        missing.append((start, min(covered_from, end) if end is not None else covered_from))
+    if end is not None and end > covered_to + pd.Timedelta(hours=8):  # the next 8h settlement is missing
+        missing.append((max(covered_to + pd.Timedelta(hours=8), start or covered_to), end))
+    if missing and fallback == "error":
+        raise DataError(f"{chosen.file} covers {covered_from} -> {covered_to}; the request "
+                        f"{start} -> {end} is outside it (use fallback='constant' to fill with an assumption).")
+    for lo, hi in missing:
+        anchor = covered_from if hi <= covered_from else covered_to
+        pieces.append(constant_funding(lo, hi, fallback_rate, anchor=anchor))
+    frame = pd.concat(pieces).sort_index()
+    assumed = int(frame["assumed"].sum())
+    note = None
+    if assumed:
+        spans = ", ".join(f"{lo} -> {hi}" for lo, hi in missing)
+        note = (f"constant funding {fallback_rate:g} per 8h assumed for {assumed} of {len(frame)} "
+                f"settlements ({spans}), outside {chosen.file} ({covered_from} -> {covered_to})")
+    reason = "named by venue" if venue else "most overlap with the requested range (ties: longest file)"
+    if chosen.venue == "deribit":
+        reason += f"; hourly accruals {'summed into 00/08/16 UTC settlements' if deribit == '8h' else 'kept'}"
+    return FundingResult(frame, FundingInfo(asset, chosen.venue, chosen.file, reason, len(frame), assumed,
+                                            fallback_rate if assumed else None, note))

@@ -1,0 +1,136 @@
+"""MANIFEST.csv directories: read the manifest and choose the file that serves a request.
+
+A data directory holds CSV files and a ``MANIFEST.csv`` with (at least) the columns ``file, asset, kind,
+timeframe, venue, quote, rows, first, last``; ``file`` is relative to the directory. See
+``../shared/data/README.md`` for the format of the files themselves.
+
+Choosing (:func:`choose_file`): candidates are the rows of the requested asset and kind at the requested
+timeframe, or at a finer one that divides it (resampled, and the choice says so); a user-named ``venue``
+restricts them (exact, case-insensitive). A candidate must cover the whole requested range. Among those,
+prefer the native timeframe over resampling, then the longest coverage; the returned
+:class:`FileChoice` carries a one-line ``reason`` the caller reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
+from minehedge.errors import ConfigError, DataError, did_you_mean
+
+REQUIRED_COLUMNS = ("file", "asset", "kind", "timeframe", "venue", "quote", "rows", "first", "last")
+ASSETS = ("BTC", "ETH")
+
+
+@dataclass(frozen=True)
+class FileChoice:
+    """The file chosen for a request, and why."""
+
+    path: Path
+    asset: str
+    kind: str
+    timeframe: str  # the file's own timeframe
+    venue: str
+    quote: str
+    first: pd.Timestamp  # first bar open time (UTC)
+    last: pd.Timestamp  # last bar open time (UTC)
+    resampled_from: str | None  # the file's timeframe when it must be resampled to the request, else None
+    reason: str
+
+
+def read_manifest(data_dir: str | Path) -> pd.DataFrame:
+    """Read ``data_dir/MANIFEST.csv``; ``first``/``last`` become UTC Timestamps. DataError if unusable."""
+    data_dir = Path(data_dir)
+    path = data_dir / "MANIFEST.csv"
+    if not path.is_file():
+        raise DataError(f"data directory {str(data_dir)!r} has no MANIFEST.csv (expected {path}).")
+    manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")
+    for column in ("first", "last"):
+        manifest[column] = pd.to_datetime(manifest[column], utc=True, format="ISO8601")
+    manifest["asset"] = manifest["asset"].str.upper()
+    manifest["path"] = [data_dir / f for f in manifest["file"]]
+    return manifest
+
+
+def _coverage_text(rows: pd.DataFrame) -> str:
+    return "; ".join(f"{r.file} ({r.venue}, {r.timeframe}): {r.first} -> {r.last}" for r in rows.itertuples())
+
+
+def choose_file(
+    manifest: pd.DataFrame,
+    asset: str,
+    kind: str,
+    timeframe: str | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    venue: str | None = None,
+) -> FileChoice:
+    """Choose the manifest row serving ``asset``/``kind``/``timeframe`` over ``[start, end)`` (UTC bounds).
+
+    ``timeframe`` None matches any timeframe of that kind (funding, network files). ``end`` is exclusive.
+    Raises ConfigError for an unknown asset or venue (naming what exists) and DataError naming the covered
+    ranges when no file covers the request.
+    """
+    asset = str(asset).upper()
+    rows = manifest[(manifest["asset"] == asset) & (manifest["kind"] == kind)]
+    if rows.empty:
+        assets = sorted(manifest.loc[manifest["kind"] == kind, "asset"].unique())
+        raise ConfigError(f"asset={asset!r}: the data directory has no {kind} file for it; "
+                          f"available: {', '.join(assets) or 'none'}." + did_you_mean(asset, assets))
+    if venue is not None:
+        venues = sorted(rows["venue"].unique())
+        rows = rows[rows["venue"].str.lower() == str(venue).lower()]
+        if rows.empty:
+            raise ConfigError(f"venue={venue!r} has no {asset} {kind} file; available venues: "
+                              f"{', '.join(venues)}." + did_you_mean(str(venue), venues))
+    candidates = []
+    if timeframe is None:
+        for row in rows.itertuples():
+            candidates.append((row, None))
+    else:
+        target = parse_timeframe(timeframe)
+        for row in rows.itertuples():
+            if row.timeframe not in TIMEFRAMES:
+                continue
+            size = TIMEFRAMES[row.timeframe]
+            if size == target:
+                candidates.append((row, None))
+            elif size < target and (target / size) == int(target / size):
+                candidates.append((row, row.timeframe))
+        if not candidates:
+            have = sorted(rows["timeframe"].unique())
+            raise DataError(f"no {asset} {kind} file at timeframe {timeframe!r} or finer"
+                            f"{f' for venue {venue!r}' if venue else ''}; files have: {', '.join(have)}.")
+    covering = []
+    for row, resampled_from in candidates:
+        bar = TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
+        covered_end = row.last + bar
+        if (start is None or start >= row.first) and (end is None or end <= covered_end):
+            native = resampled_from is None
+            covering.append(((native, covered_end - row.first), row, resampled_from))
+    if not covering:
+        wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
+        raise DataError(
+            f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
+            f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "
+            f"{_coverage_text(pd.DataFrame([r._asdict() for r, _ in candidates]))}."
+        )
+    covering.sort(key=lambda item: item[0], reverse=True)
+    _, row, resampled_from = covering[0]
+    others = len(covering) - 1
+    reason = (
+        f"{row.file} ({row.venue}, {row.timeframe}, {row.first} -> {row.last})"
+        + (f" named by venue={venue!r}" if venue else "")
+        + (f"; resampled {resampled_from} -> {timeframe_name(parse_timeframe(timeframe))} because no "
+           f"{timeframe} file covers the range" if resampled_from else "")
+        + (f"; longest coverage among {others + 1} covering file(s)" if others else "")
+    )
+    return FileChoice(path=Path(row.path), asset=asset, kind=kind, timeframe=row.timeframe, venue=row.venue,
+                      quote=row.quote, first=row.first, last=row.last, resampled_from=resampled_from,
+                      reason=reason)

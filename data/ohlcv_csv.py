@@ -1,0 +1,39 @@
+"""Read one OHLCV (or daily futures) CSV file of a data directory into a float64, UTC-indexed frame.
+
+Files use ``date`` (daily) or ``datetime`` (intraday) for the bar open time, in UTC, and the columns
+``open, high, low, close, volume`` (base units). The CBOE futures file has ``volume_contracts`` instead,
+kept as ``volume`` (contracts; NaN where Investing.com shows "-"). ``volume_quote`` is kept when present;
+bookkeeping columns (``tradecount``, ``volume_cols_swapped_in_source``, ``change_pct``) are not loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from data.frames import OHLCV_COLUMNS, to_utc_index
+from minehedge.errors import DataError
+
+_TIME_COLUMNS = ("datetime", "date", "time")
+
+
+def read_ohlcv_csv(path: str | Path) -> pd.DataFrame:
+    """Return the file's OHLCV as float64 columns on a UTC DatetimeIndex named ``datetime``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"OHLCV file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
+    header = pd.read_csv(path, nrows=0).columns
+    time_column = next((c for c in _TIME_COLUMNS if c in header), None)
+    if time_column is None:
+        raise DataError(f"{path.name}: no time column; expected one of {', '.join(_TIME_COLUMNS)}.")
+    renames = {"volume_contracts": "volume"} if "volume_contracts" in header else {}
+    wanted = [c for c in (*OHLCV_COLUMNS, "volume_quote", "volume_contracts") if c in header]
+    frame = pd.read_csv(path, usecols=[time_column, *wanted], na_values=["-"])
+    frame = frame.rename(columns=renames)
+    missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path.name}: missing columns {missing}; expected {', '.join(OHLCV_COLUMNS)}.")
+    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
+    columns = [c for c in (*OHLCV_COLUMNS, "volume_quote") if c in frame.columns]
+    return to_utc_index(frame[columns].astype("float64"), what=path.name)

@@ -1,0 +1,125 @@
+"""OHLCV from Yahoo Finance through yfinance (``BTC-USD``, ``ETH-USD``), cached on disk.
+
+What yfinance 1.x returns and how it is handled:
+
+* ``yf.download`` returns **(Price, Ticker) MultiIndex columns** even for one ticker
+  (``multi_level_index=True`` by default); we select our ticker's level and lower-case the names.
+* ``auto_adjust`` defaults to True (since 0.2.51), which rescales OHLC by ``Adj Close / Close`` and drops
+  ``Adj Close``. We pass ``auto_adjust=False`` explicitly: crypto pays no dividends and never splits, so
+  adjustment can only differ from the exchange-quoted prices through Yahoo's own adjustments, and being
+  explicit protects us from the default changing again. ``Adj Close`` is ignored.
+* Time zones: daily bars come with a naive index (``ignore_tz=True`` for day+ intervals; crypto days are
+  UTC midnights), hourly bars tz-aware in the exchange zone (UTC for crypto). :func:`to_utc_index` handles
+  both.
+* Offline (or for an unknown symbol) yfinance does **not** raise: it logs the failure and returns an
+  **empty** frame. That becomes :class:`DataUnavailableError` naming both remedies.
+* Yahoo serves 1h bars for the last 730 days only: earlier requests raise ConfigError before downloading.
+  4h bars are resampled from 1h (Yahoo has no 4h interval), labelled by open time, edge bins dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from data.cache import cache_key, read_cached, write_cached
+from data.frames import OHLCV_COLUMNS, parse_timeframe, resample_ohlcv, to_utc_index, to_utc_timestamp
+from minehedge.errors import ConfigError, DataUnavailableError, check_choice
+
+log = logging.getLogger(__name__)
+
+SYMBOLS = {"BTC": "BTC-USD", "ETH": "ETH-USD"}
+HOURLY_HISTORY = pd.Timedelta(days=730)
+REMEDIES = ("set MINEHEDGE_DATA_DIR (or pass --data-dir / data_dir=) to a folder with a MANIFEST.csv, "
+            "or get network access so it can be downloaded")
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _download(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: str) -> pd.DataFrame:
+    import yfinance  # imported lazily: the CSV path must not pay for it
+
+    try:
+        return yfinance.download(
+            symbol, start=start.strftime("%Y-%m-%d"), end=end.strftime("%Y-%m-%d"), interval=interval,
+            auto_adjust=False, actions=False, progress=False, threads=False, multi_level_index=True,
+        )
+    except Exception as exc:  # yfinance wraps requests/curl errors inconsistently across versions
+        raise DataUnavailableError(f"yfinance download of {symbol} {interval} failed ({exc}); {REMEDIES}.") from exc
+
+
+def normalise_download(raw: pd.DataFrame | None, symbol: str) -> pd.DataFrame:
+    """yfinance frame (MultiIndex or flat columns) -> float64 open/high/low/close/volume on a UTC index."""
+    if raw is None or raw.empty:
+        raise DataUnavailableError(
+            f"yfinance returned no data for {symbol} (offline, rate-limited or unknown symbol); {REMEDIES}.")
+    frame = raw
+    if isinstance(frame.columns, pd.MultiIndex):
+        level = "Ticker" if "Ticker" in frame.columns.names else frame.columns.nlevels - 1
+        tickers = frame.columns.get_level_values(level)
+        if symbol not in set(tickers):
+            raise DataUnavailableError(f"yfinance returned tickers {sorted(set(tickers))}, not {symbol}.")
+        frame = frame.xs(symbol, axis=1, level=level)
+    frame = frame.rename(columns=str.lower)
+    missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataUnavailableError(f"yfinance frame for {symbol} lacks {missing}; got {list(frame.columns)}.")
+    frame = frame[list(OHLCV_COLUMNS)].astype("float64").dropna(how="all")
+    frame.columns.name = None
+    return to_utc_index(frame, what=f"yfinance {symbol}")
+
+
+def fetch_ohlcv(
+    asset: str,
+    timeframe: str,
+    start: object = None,
+    end: object = None,
+    cache_dir: object = None,
+    use_cache: bool = True,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Download (or read from the cache) OHLCV for ``[start, end)``; return the frame and notes to report.
+
+    ``end`` defaults to today 00:00 UTC (only complete daily bars); ``start`` to 2014-09-17 (first Yahoo
+    BTC-USD day) for 1d and to the 730-day limit for 1h/4h.
+    """
+    symbol = SYMBOLS.get(str(asset).upper())
+    if symbol is None:
+        raise ConfigError(f"asset={asset!r} is not available from yfinance; choose BTC or ETH.")
+    timeframe = check_choice("timeframe", str(timeframe).lower(), ("1d", "4h", "1h"))
+    parse_timeframe(timeframe)
+    now = _now()
+    end_ts = to_utc_timestamp(end, parameter="end") or now.floor("D")
+    interval = "1d" if timeframe == "1d" else "1h"
+    earliest = now.floor("D") - HOURLY_HISTORY + pd.Timedelta(days=1)
+    default_start = pd.Timestamp("2014-09-17", tz="UTC") if interval == "1d" else earliest
+    start_ts = to_utc_timestamp(start, parameter="start") or default_start
+    if interval == "1h" and start_ts < earliest:
+        raise ConfigError(
+            f"start={start_ts.date()} is too early for {timeframe} bars from yfinance: Yahoo serves hourly "
+            f"data for the last 730 days only (from {earliest.date()}). Use timeframe='1d', or a data "
+            "directory with hourly files (MINEHEDGE_DATA_DIR / --data-dir).")
+    if end_ts <= start_ts:
+        raise ConfigError(f"end={end_ts} must be after start={start_ts}.")
+    # Yahoo's end is a date and exclusive: ask for whole days, trim to [start, end) afterwards.
+    day_start, day_end = start_ts.floor("D"), end_ts.ceil("D")
+    key = cache_key("yfinance", symbol, interval, day_start, day_end)
+    notes = []
+    cached = read_cached(key, cache_dir) if use_cache else None
+    if cached is not None:
+        notes.append(cached.note)
+    if cached is not None and cached.frame is not None:
+        frame = cached.frame
+    else:
+        frame = normalise_download(_download(symbol, day_start, day_end, interval), symbol)
+        if use_cache:
+            path = write_cached(frame, key, cache_dir)
+            notes.append(f"downloaded {symbol} {interval} from yfinance, cached at {path}")
+    if timeframe == "4h":
+        frame = resample_ohlcv(frame, "4h")
+        notes.append("4h bars resampled from yfinance 1h bars (Yahoo has no 4h interval)")
+    frame = frame.loc[(frame.index >= start_ts) & (frame.index < end_ts)]
+    log.info("; ".join(notes))
+    return frame, notes

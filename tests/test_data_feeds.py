@@ -1,0 +1,124 @@
+"""data.feeds: the no-lookahead alignment, funding per bar, and MinerFeed through cerebro in every engine mode."""
+
+from __future__ import annotations
+
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+import data
+from data.feeds import EXTRA_LINES, MinerFeed, build_feed_frame
+from minehedge.errors import DataError
+from mining.revenue import network_hashprice
+
+
+def t(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def btc_2020(data_dir):
+    ohlcv_1h = data.load_ohlcv("BTC", "1h", "2020-05-01", "2020-06-01", venue="binance", data_dir=data_dir).frame
+    network = data.load_network("BTC", "2020-01-01", "2021-01-01", data_dir=data_dir).frame
+    funding = data.load_funding("BTC", venue="bitmex", start="2020-01-01", end="2021-01-01", data_dir=data_dir).frame
+    return ohlcv_1h, network, funding
+
+
+def test_network_value_visible_from_next_day_only(btc_2020):
+    ohlcv, network, funding = btc_2020
+    frame = build_feed_frame(ohlcv, network, funding, "BTC")
+    # Every bar sees the values of the UTC day before the day it opens in: never its own day.
+    described = frame.index.normalize() - pd.Timedelta(days=1)
+    np.testing.assert_array_equal(frame["difficulty"].to_numpy(), network["difficulty"].reindex(described).to_numpy())
+    np.testing.assert_array_equal(frame["subsidy"].to_numpy(), network["subsidy_per_block"].reindex(described).to_numpy())
+    # Around the 2020-05-11 halving: 12.5 from the 05-10 value all day on 05-11; 6.25 (05-12's) only on 05-13.
+    assert frame.loc[t("2020-05-11 23:00"), "subsidy"] == 12.5
+    assert frame.loc[t("2020-05-12 00:00"), "subsidy"] == 1781.25 / 157
+    assert frame.loc[t("2020-05-13 00:00"), "subsidy"] == 6.25
+    hashprice = network_hashprice(network, "BTC")
+    assert frame.loc[t("2020-05-12 13:00"), "hashprice"] == hashprice.loc[t("2020-05-11"), "hashprice_usd_per_unit_day"]
+    assert frame.loc[t("2020-05-12 13:00"), "hashrate"] == network.loc[t("2020-05-11"), "hashrate_hs"]
+
+
+def test_missing_network_day_gives_nan_not_stale_values(btc_2020):
+    ohlcv, network, _ = btc_2020
+    holed = network.drop(t("2020-05-20"))
+    frame = build_feed_frame(ohlcv, holed, None, "BTC")
+    assert frame.loc[t("2020-05-21"):t("2020-05-21 23:00"), "difficulty"].isna().all()
+    assert frame.loc[t("2020-05-20 23:00"), "difficulty"] == network.loc[t("2020-05-19"), "difficulty"]
+    assert frame.loc[t("2020-05-22 00:00"), "difficulty"] == network.loc[t("2020-05-21"), "difficulty"]
+    assert (frame["funding_paid"] == 0).all() and (frame["funding_rate"] == 0).all()
+    lag0 = build_feed_frame(ohlcv, network, None, "BTC", publication_lag="0h")
+    assert lag0.loc[t("2020-05-12 13:00"), "difficulty"] == network.loc[t("2020-05-12"), "difficulty"]
+    with pytest.raises(DataError, match="looks ahead"):
+        build_feed_frame(ohlcv, network, None, "BTC", publication_lag="-1h")
+
+
+def test_funding_settlements_land_in_their_bars(btc_2020, data_dir):
+    ohlcv, network, funding = btc_2020
+    frame = build_feed_frame(ohlcv, network, funding, "BTC")
+    paid = frame.loc[frame["funding_paid"] != 0]
+    assert set(paid.index.hour) <= {4, 12, 20}  # BitMEX settles at 04/12/20 UTC
+    assert frame.loc[t("2020-05-10 12:00"), "funding_paid"] == funding.loc[t("2020-05-10 12:00"), "funding_rate"]
+    assert frame["funding_paid"].sum() == pytest.approx(
+        funding.loc[t("2020-05-01"):t("2020-05-31 23:59"), "funding_rate"].sum(), rel=1e-12)
+    daily = data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-01-08", venue="binance", data_dir=data_dir).frame
+    binance = data.load_funding("BTC", venue="binance", start="2021-01-01", end="2021-01-08", data_dir=data_dir)
+    net = data.load_network("BTC", "2020-12-01", "2021-01-08", data_dir=data_dir).frame
+    day_frame = build_feed_frame(daily, net, binance.frame, "BTC")
+    assert day_frame.loc[t("2021-01-03"), "funding_rate"] == 0.0013126933333333334  # daily mean per 8h
+    assert day_frame.loc[t("2021-01-03"), "funding_paid"] == pytest.approx(3 * 0.0013126933333333334, rel=1e-15)
+    assert all(day_frame[c].dtype == "float64" for c in day_frame.columns)
+
+
+class HashpriceTrend(bt.Strategy):
+    """Holds 0.5 BTC while the (lagged) hashprice is above its 10-day mean; records what it saw."""
+
+    def __init__(self):
+        self.sma = bt.indicators.SimpleMovingAverage(self.data.hashprice, period=10)
+        self.seen = []
+
+    def next(self):
+        feed = self.data
+        self.seen.append((bt.num2date(feed.datetime[0]).isoformat(), feed.close[0], feed.hashprice[0],
+                          feed.coins_per_unit_day[0], feed.difficulty[0], feed.funding_paid[0], self.sma[0]))
+        if not self.position and feed.hashprice[0] > self.sma[0]:
+            self.buy(size=0.5)
+        elif self.position and feed.hashprice[0] < self.sma[0]:
+            self.close()
+
+
+def run(frame: pd.DataFrame, preload: bool, runonce: bool, plot_to=None):
+    cerebro = bt.Cerebro(preload=preload, runonce=runonce)
+    cerebro.adddata(MinerFeed(dataname=frame))
+    cerebro.addstrategy(HashpriceTrend)
+    cerebro.broker.setcash(100_000.0)
+    strategy = cerebro.run()[0]
+    if plot_to is not None:
+        figure = cerebro.plot(iplot=False, volume=False)[0][0]
+        figure.savefig(plot_to, dpi=60)
+    return cerebro.broker.getvalue(), strategy.seen
+
+
+def test_daily_backtest_identical_in_all_engine_modes_and_plots(data_dir, tmp_path):
+    ohlcv = data.load_ohlcv("BTC", "1d", "2020-01-01", "2021-01-01", venue="binance", data_dir=data_dir).frame
+    network = data.load_network("BTC", "2019-12-01", "2021-01-01", data_dir=data_dir).frame
+    funding = data.load_funding("BTC", venue="binance", start="2020-01-01", end="2021-01-01", data_dir=data_dir)
+    frame = build_feed_frame(ohlcv, network, funding.frame, "BTC")
+    assert set(EXTRA_LINES) <= set(frame.columns) and not frame.isna().any().any()
+    png = tmp_path / "feed.png"
+    results = {(p, r): run(frame, p, r, png if (p, r) == (True, True) else None)
+               for p in (True, False) for r in (True, False)}
+    value, seen = results[(True, True)]
+    assert len(seen) == len(frame) - 9  # the SMA needs 10 bars
+    assert seen[0][0] == "2020-01-10T00:00:00" and seen[0][2] == frame["hashprice"].iloc[9]
+    assert value != 100_000.0  # it traded
+    for mode, (other_value, other_seen) in results.items():
+        assert other_value == value and other_seen == seen, mode
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert float(image[..., :3].std()) > 0.01  # not blank

@@ -1,0 +1,208 @@
+"""data.api on the real shared files: file choice, spot values, network frames, resampling vs daily files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import data
+from data.frames import resample_ohlcv
+from data.manifest import read_manifest
+from data.network import NETWORK_COLUMNS, derived_difficulty
+from minehedge.errors import ConfigError, DataError
+
+UTC = "UTC"
+
+
+def day(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz=UTC)
+
+
+# --- OHLCV: choice, spot values, errors ----------------------------------------------------------------
+
+def test_spot_values_binance(data_dir):
+    btc = data.load_ohlcv("BTC", "1d", "2020-03-01", "2020-04-01", venue="binance", data_dir=data_dir)
+    assert btc.frame.loc[day("2020-03-12"), "close"] == 4800.0
+    assert btc.frame.loc[day("2020-03-13"), "low"] == 3782.13  # README rounds to 3,782
+    eth = data.load_ohlcv("ETH", "1d", "2021-11-01", "2021-12-01", venue="binance", data_dir=data_dir)
+    assert eth.frame.loc[day("2021-11-10"), "high"] == 4868.0
+    assert btc.info.file.endswith("btc_usdt_daily_binance_2017-08-17_2026-01-05.csv")
+    assert btc.info.report.bad_ticks == [] and list(btc.frame.columns) == ["open", "high", "low", "close", "volume"]
+
+
+def test_longest_covering_file_is_chosen_and_reported(data_dir):
+    early = data.load_ohlcv("BTC", "1d", "2013-01-01", "2014-01-01", data_dir=data_dir)
+    assert early.info.venue == "bitstamp+coinbase" and "longest" not in early.info.reason  # only one covers 2013
+    recent = data.load_ohlcv("BTC", "1d", "2019-01-01", "2020-01-01", data_dir=data_dir)
+    assert recent.info.venue == "bitstamp+coinbase"  # longest of the three daily files covering 2019
+    # 3 daily files plus 3 finer ones (1h Binance, 1h Bitstamp, 4h Binance) cover 2019.
+    assert "longest coverage among 6 covering file(s)" in recent.info.reason
+    assert "btc_usd_daily_bitstamp-coinbase" in str(recent.info)
+
+
+def test_finer_file_resampled_when_needed_and_said(data_dir):
+    # No BTC 4h file from the perp venue: its 1h file is resampled, and the info says so.
+    result = data.load_ohlcv("BTC", "4h", "2023-03-01", "2023-03-08", venue="binance-perp-inferred",
+                             data_dir=data_dir)
+    assert result.info.resampled_from == "1h" and "resampled 1h -> 4h" in result.info.reason
+    assert len(result.frame) == 7 * 6
+    hourly = data.load_ohlcv("BTC", "1h", "2023-03-01", "2023-03-01 04:00", venue="binance-perp-inferred",
+                             data_dir=data_dir).frame
+    first = result.frame.iloc[0]
+    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (
+        hourly["open"].iloc[0], hourly["high"].max(), hourly["low"].min(), hourly["close"].iloc[-1],
+        hourly["volume"].sum())
+
+
+def test_range_outside_coverage_names_covered_range(data_dir):
+    with pytest.raises(DataError, match=r"covers 2015-01-01.*covered ranges:.*2017-08-17 00:00:00\+00:00 -> "
+                                        r"2026-01-05"):
+        data.load_ohlcv("BTC", "1d", "2015-01-01", "2016-01-01", venue="binance", data_dir=data_dir)
+    with pytest.raises(DataError, match="2011-08-18"):
+        data.load_ohlcv("BTC", "1d", "2010-01-01", "2011-01-01", data_dir=data_dir)
+
+
+def test_bad_parameters_name_allowed_values(data_dir):
+    with pytest.raises(ConfigError, match="available venues: binance, bitfinex.*Did you mean 'binance'"):
+        data.load_ohlcv("ETH", "1d", venue="binanse", data_dir=data_dir)
+    with pytest.raises(ConfigError, match="asset='DOGE'.*BTC, ETH"):
+        data.load_ohlcv("DOGE", "1d", data_dir=data_dir)
+    with pytest.raises(ConfigError, match="end=.*must be after start"):
+        data.load_ohlcv("BTC", "1d", "2020-02-01", "2020-01-01", data_dir=data_dir)
+    with pytest.raises(DataError, match="holds no MANIFEST.csv"):
+        data.load_ohlcv("BTC", "1d", data_dir=data_dir / "btc")
+
+
+def test_env_var_resolution(data_dir, monkeypatch):
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(data_dir))
+    assert data.resolve_data_dir() == data_dir.resolve()
+    result = data.load_ohlcv("ETH", "4h", "2022-06-01", "2022-06-02")
+    assert result.info.source == "csv" and len(result.frame) == 6
+
+
+def test_bad_tick_policy_passed_through(data_dir):
+    masked = data.load_ohlcv("BTC", "1d", "2017-04-01", "2017-05-01", venue="bitstamp+coinbase", data_dir=data_dir)
+    assert masked.frame.loc[day("2017-04-15"), "low"] == 1173.13
+    assert "2017-04-15 00:00:00+00:00 low=0.06 -> 1173.13" in str(masked.info)
+    with pytest.raises(DataError, match="low=0.06"):
+        data.load_ohlcv("BTC", "1d", "2017-04-01", "2017-05-01", venue="bitstamp+coinbase", data_dir=data_dir,
+                        bad_ticks="fail")
+
+
+# --- resampling 1h -> 1d against the daily file ----------------------------------------------------------
+
+@pytest.mark.parametrize("asset", ["BTC", "ETH"])
+def test_resampled_hourly_reproduces_daily_file(data_dir, asset):
+    """Two independent exports of the same Binance market: CryptoDataDownload 1h vs Binance API 1d.
+
+    Tolerances from the data (not chosen to pass): on the 1,384 complete days (24 hourly bars) the close
+    agrees exactly on >= 99 % of days and within 0.31 % on all (BTC max 0.09 %, ETH 0.31 % on 2018-01-23,
+    export revisions); high/low agree exactly on >= 97 % of days but an hourly export misses a few extreme
+    ticks (BTC 2019-09-24 daily low 7,800 vs 8,290.51 hourly: 6.3 %); the daily open is the first trade of
+    the day while the CryptoDataDownload hourly open often repeats the previous close (up to 1.6 %). The 9
+    days that are *not* complete are exactly the first day (bars from 04:00; its first bar is the bad tick)
+    and the 8 days holding the hourly gaps; they are excluded and listed.
+    """
+    hourly = data.load_ohlcv(asset, "1h", venue="binance", data_dir=data_dir)
+    daily = data.load_ohlcv(asset, "1d", "2017-08-17", "2021-06-10", venue="binance", data_dir=data_dir).frame
+    resampled = resample_ohlcv(hourly.frame, "1d", partial="flag")
+    joined = resampled.merge(daily, left_index=True, right_index=True, suffixes=("", "_file"))
+    incomplete = joined.index[joined["source_bars"] < 24]
+    hour = pd.Timedelta(hours=1)
+    gap_days = {d for g in hourly.report.gaps for d in ((g.after + hour).normalize(), (g.before - hour).normalize())}
+    assert set(incomplete) == {day("2017-08-17")} | {d for d in gap_days if d in joined.index}
+    assert len(incomplete) == 9
+    full = joined.drop(incomplete)
+    assert len(full) == 1384
+    rel = {c: (full[c] / full[f"{c}_file"] - 1).abs() for c in ("open", "high", "low", "close")}
+    assert (rel["close"] <= 1e-12).mean() >= 0.99 and rel["close"].max() <= 0.0031
+    for c in ("high", "low"):
+        assert (rel[c] <= 1e-12).mean() >= 0.97 and rel[c].max() <= 0.063
+    assert rel["open"].median() <= 1e-4 and rel["open"].max() <= 0.016
+
+
+# --- network ----------------------------------------------------------------------------------------------
+
+def test_btc_halvings_in_subsidy_per_block(data_dir):
+    """Mean subsidy per block is issuance / blocks, exact in the data (multiples of 6.25 BTC / 2^k)."""
+    net = data.load_network("BTC", "2020-05-01", "2024-05-01", data_dir=data_dir).frame
+    assert net.loc[day("2020-05-10"), "subsidy_per_block"] == 12.5
+    assert net.loc[day("2020-05-12"), "subsidy_per_block"] == 6.25
+    assert net.loc[day("2024-04-18"), "subsidy_per_block"] == 6.25
+    assert net.loc[day("2024-04-20"), "subsidy_per_block"] == 3.125
+    mixed = net.loc[day("2020-05-11"), "subsidy_per_block"]
+    assert 6.25 < mixed < 12.5  # the halving day itself: 1781.25 BTC over 157 blocks
+    assert mixed == 1781.25 / 157
+
+
+def test_btc_network_contract_and_units(data_dir):
+    net = data.load_network("BTC", data_dir=data_dir).frame
+    assert list(net.columns) == [*NETWORK_COLUMNS, "source"]
+    assert all(net[c].dtype == "float64" for c in NETWORK_COLUMNS)
+    assert str(net.index.tz) == UTC and net.index.is_monotonic_increasing
+    row = net.loc[day("2020-05-10")]
+    assert row["hashrate_hs"] == pytest.approx(1.360976e8 * 1e12, rel=1e-6)  # TH/s -> H/s
+    assert row["difficulty"] == pytest.approx(1.610481e13, rel=1e-6)  # original DiffMean
+    later = net.loc[day("2024-04-18")]  # DiffMean stops 2020-07-27: the derived identity takes over
+    assert later["difficulty"] == pytest.approx(
+        later["hashrate_hs"] * 86400 / (2**32 * later["block_count"]), rel=1e-12)
+    assert later["miner_income_coin"] == later["issuance_coin"] + later["fees_coin"]
+    both = net.loc[day("2019-01-01"):day("2020-07-27")]
+    derived = derived_difficulty(both["hashrate_hs"], both["block_count"], "BTC")
+    np.testing.assert_allclose(derived, both["difficulty"], rtol=1e-12)
+
+
+def test_eth_splice_ranges_and_rules(data_dir):
+    net = data.load_network("ETH", data_dir=data_dir).frame
+    assert net.index[0] == day("2015-07-30") and net.index[-1] == day("2022-09-15")
+    assert (net.index.to_series().diff().dropna() == pd.Timedelta(days=1)).all()
+    src = net["source"]
+    assert src[day("2020-07-27")].startswith("coinmetrics:") and src[day("2020-07-28")].startswith("glassnode+")
+    # Before London the Glassnode supply change is CM issuance incl. uncles (2 ETH + ~0.1 per block).
+    pre = net.loc[day("2020-07-28"):day("2021-08-04")]
+    assert pre["subsidy_per_block"].between(2.0, 2.3).all()
+    # After London: income only (supply change + fees, the burn cancels); the split is unknown.
+    post = net.loc[day("2021-08-05"):day("2022-09-01")]
+    assert post["issuance_coin"].isna().all() and post["subsidy_per_block"].isna().all()
+    raw = pd.read_csv(data_dir / "network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv",
+                      index_col="date")
+    expected = (raw.loc["2022-01-10", "glassnode_total_supply_eth"] - raw.loc["2022-01-09", "glassnode_total_supply_eth"]
+                + raw.loc["2022-01-10", "glassnode_total_fees_eth"])
+    assert net.loc[day("2022-01-10"), "miner_income_coin"] == expected
+    # Income per expected block: 2 ETH + tips + uncle rewards, 2.39-2.6 on typical days; the maximum is
+    # 3.92 on 2022-05-01 (the Otherside NFT mint's priority fees). Never below the 2 ETH block reward.
+    per_block = post["miner_income_coin"] / post["block_count"]
+    assert per_block.between(2.0, 4.0).all() and 2.3 < per_block.median() < 2.6
+    tail = net.loc[day("2022-09-02"):day("2022-09-14")]
+    assert tail["difficulty"].notna().all() and tail["hashrate_hs"].isna().all()
+    assert tail["miner_income_coin"].isna().all()
+    assert np.isnan(net.loc[day("2022-09-15"), "difficulty"])
+    assert net.loc[day("2022-09-14"), "difficulty"] == 12068.348e12
+
+
+def test_eth_estimated_block_count_matches_coinmetrics(data_dir):
+    """Glassnode hash rate x 86,400 / Etherscan difficulty vs CM BlkCnt on the CM era (2016-2020)."""
+    raw = pd.read_csv(data_dir / "network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv",
+                      index_col="date", parse_dates=True)
+    cm = pd.read_csv(data_dir / "network/eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv",
+                     index_col="time", parse_dates=True)
+    window = slice("2019-01-01", "2020-07-27")
+    estimate = raw.loc[window, "glassnode_hash_rate_mean_Hps"] * 86400 / (raw.loc[window, "etherscan_difficulty_TH"] * 1e12)
+    ratio = estimate / cm.loc[window, "BlkCnt"]
+    assert abs(ratio.median() - 1) < 0.01 and ratio.between(0.9, 1.1).all()
+
+
+def test_network_range_error(data_dir):
+    with pytest.raises(DataError, match=r"ETH network data cover 2015-07-30 -> 2022-09-15"):
+        data.load_network("ETH", "2022-01-01", "2023-01-01", data_dir=data_dir)
+
+
+def test_every_network_file_in_manifest_loads(data_dir):
+    manifest = read_manifest(data_dir)
+    network = manifest[manifest["kind"] == "network"]
+    assert set(network["asset"]) == {"BTC", "ETH"} and len(network) == 3
+    btc = data.load_network("BTC", data_dir=data_dir).frame
+    assert len(btc) == int(network.loc[network.asset == "BTC", "rows"].iloc[0])
+    eth = data.load_network("ETH", data_dir=data_dir).frame
+    assert len(eth) == 1825 + (pd.Timestamp("2022-09-15") - pd.Timestamp("2020-07-27")).days
