@@ -1,0 +1,1012 @@
+"""MarginBroker: backtrader's BackBroker plus maintenance margin, funding, margin calls and liquidation.
+
+Install with ``cerebro.broker = MarginBroker(cash=..., coins={'BTC': 1.0})`` and give each futures data a
+:class:`brokers.commission.LinearFuturesCommInfo` or :class:`~brokers.commission.InverseFuturesCommInfo`
+(``cerebro.broker.addcommissioninfo(comminfo, name=data._name)``).
+
+Each bar, in this order (``next``):
+
+1. orders fill exactly as BackBroker fills them (submission check, activation, pending orders);
+2. funding: every settlement time of the venue (e.g. 00/08/16 UTC) inside the bar is paid on the position
+   held after the fills, at the bar's ``mark`` line if the data has one, else its close. The rate comes
+   from ``funding_rates(data, when)`` if given, else the data's ``funding_rate`` line (fraction per 8 h),
+   else the constant ``funding_rate`` (or the venue default) - that fallback is listed in ``assumptions``;
+3. liquidation check at the bar's adverse extreme (low for longs, high for shorts) against the
+   liquidation price of :mod:`brokers.formulas`; the forced close is a real backtrader order
+   (``order.info['reason'] == 'liquidation'``) filled at the open if the bar opens beyond the liquidation
+   price, else at that price (BitMEX: at the bankruptcy price). The venue's liquidation fee is charged,
+   capped at the margin left; an isolated position never loses more than its margin (the shortfall is
+   an ``insurance_fund`` event); in cross mode a wallet driven below zero is refilled and recorded as an
+   ``insurance_fund`` event and ledger entry;
+4. margin calls: a ``margin_call`` event when a position's margin ratio (maintenance / margin balance)
+   crosses ``warning_level`` upward; for deadline venues (CME) a ``cme_margin_call`` when equity falls
+   below maintenance, met when equity is back at initial margin before the deadline, else the position
+   is closed at the deadline bar's close; dated contracts past ``expiry`` are cash-settled at the close;
+5. mark to market at the close (linear variation margin, as BackBroker) and the value update.
+
+Accounting: the USD futures wallet is backtrader's ``cash`` plus the margin posted to linear positions,
+less the variation margin already settled on open positions (so it excludes unrealised PnL, as a venue's
+wallet balance does). Coin balances live in ``(asset, wallet)`` pairs; inverse positions post coin margin
+and book coin PnL and fees. Every balance change is a :class:`brokers.ledger.LedgerEntry`;
+:meth:`MarginBroker.reconcile` returns the largest difference between the ledger and the balances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import minehedge.compat  # noqa: F401  (before backtrader)
+
+import backtrader as bt
+from backtrader.order import BuyOrder, Order, SellOrder
+
+from brokers import formulas
+from brokers.commission import FuturesCommInfo, InverseFuturesCommInfo, LinearFuturesCommInfo
+from brokers.events import MarginEvent
+from brokers.ledger import Ledger
+from minehedge.errors import ConfigError, check_choice, check_positive
+
+USD = "USD"
+WALLETS = ("spot", "futures", "collateral")
+_EPOCH = datetime(1970, 1, 1)
+_CALL_KINDS = frozenset({"margin_call", "cme_margin_call"})
+_LIQUIDATION_KINDS = frozenset({"liquidation", "partial_liquidation", "cme_margin_call_missed"})
+_FILL_KINDS = {  # order.info['reason'] -> (ledger kind of the realised PnL, ledger kind of the fee)
+    "liquidation": ("liquidation", "liquidation_fee"),
+    "expiry": ("settlement", "fee"),
+}
+
+
+class MarginBroker(bt.brokers.BackBroker):
+    """BackBroker with margin, funding, liquidation, multi-currency wallets, an event log and a ledger.
+
+    Params (in addition to BackBroker's; ``cash`` goes to the USD futures wallet):
+      - ``spot_cash`` (USD): opening USD in the spot wallet.
+      - ``coins`` (dict asset -> coins): opening coin balances, in ``coin_wallet``.
+      - ``coin_wallet``: wallet of the opening coins (``'futures'``: usable as inverse margin).
+      - ``warning_level`` (fraction): margin ratio that raises a ``margin_call`` event (Binance: 0.8).
+      - ``liquidation`` / ``funding`` (bool): master switches (each comminfo has its own as well).
+      - ``funding_rate`` (fraction per 8 h or None): constant fallback; None = the venue's default.
+      - ``funding_rates`` (callable ``(data, when) -> rate or None``): a funding series (fraction per 8 h).
+      - ``funding_line`` / ``mark_line``: names of optional data lines (funding rate per 8 h, mark price).
+      - ``bar_time``: ``'open'`` if bar datetimes are bar open times (the shared data), ``'close'`` if close.
+      - ``price_datas`` (dict asset -> data name): which data prices coin balances (default: guessed from
+        the data names and the commission infos' assets).
+    """
+
+    params = (
+        ("spot_cash", 0.0),
+        ("coins", None),
+        ("coin_wallet", "futures"),
+        ("warning_level", 0.8),
+        ("liquidation", True),
+        ("funding", True),
+        ("funding_rate", None),
+        ("funding_rates", None),
+        ("funding_line", "funding_rate"),
+        ("mark_line", "mark"),
+        ("bar_time", "open"),
+        ("price_datas", None),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        check_positive("warning_level", self.p.warning_level, unit="fraction")
+        check_positive("spot_cash", self.p.spot_cash, allow_zero=True, unit="USD")
+        check_choice("bar_time", self.p.bar_time, ("open", "close"))
+        check_choice("coin_wallet", self.p.coin_wallet, WALLETS)
+        for asset, qty in (self.p.coins or {}).items():
+            check_positive(f"coins[{asset!r}]", qty, allow_zero=True, unit="coins")
+        self._reset_state()
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.events: list[MarginEvent] = []
+        self.ledger = Ledger()
+        self.assumptions: list[str] = []
+        self._now = _EPOCH
+        self._usd_spot = 0.0
+        self._coins: dict[tuple[str, str], float] = defaultdict(float)
+        self._extra: dict[object, float] = defaultdict(float)   # data -> isolated margin added/taken (USD or coin)
+        self._inv: dict[object, list[float]] = {}               # data -> [contracts, entry] of inverse positions
+        self._owners: dict[object, object] = {}
+        self._in_call: dict[object, bool] = {}
+        self._cme_deadline: datetime | None = None
+        self._next_funding: dict[object, datetime] = {}
+        self._funding_src: dict[object, tuple] = {}
+        self._spans: dict[object, timedelta] = {}
+        self._price_data: dict[str, object] | None = None
+        self._fixed_prices: dict[str, float] = {}
+        self._pseudo_coin: dict[str, float] = defaultdict(float)
+        self._dirty = False
+
+    @property
+    def warning_level(self) -> float:
+        """Margin ratio (fraction) at which a margin_call event is raised."""
+        return self.p.warning_level
+
+    @warning_level.setter
+    def warning_level(self, value: float) -> None:
+        self.p.warning_level = check_positive("warning_level", value, unit="fraction")
+
+    def start(self) -> None:
+        super().start()
+        self._reset_state()
+        if self.cash:
+            self.ledger.add(self._now, "deposit", USD, "futures", self.cash, note="opening cash")
+        if self.p.spot_cash:
+            self._usd_spot = float(self.p.spot_cash)
+            self.ledger.add(self._now, "deposit", USD, "spot", self._usd_spot, note="opening spot cash")
+        for asset, qty in (self.p.coins or {}).items():
+            if qty:
+                self._coins[(asset, self.p.coin_wallet)] += float(qty)
+                self.ledger.add(self._now, "deposit", asset, self.p.coin_wallet, float(qty), note="opening coins")
+        self._get_value()
+
+    # --- order plumbing -----------------------------------------------------------------------------
+    def buy(self, owner, data, *args, **kwargs):
+        self._owners[data] = owner
+        return super().buy(owner, data, *args, **kwargs)
+
+    def sell(self, owner, data, *args, **kwargs):
+        self._owners[data] = owner
+        return super().sell(owner, data, *args, **kwargs)
+
+    def check_submitted(self):
+        self._pseudo_coin.clear()
+        super().check_submitted()
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        comminfo = self.getcommissioninfo(order.data)
+        if not isinstance(comminfo, FuturesCommInfo):
+            return super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        if ago is None:
+            return self._pseudo_execute(order, comminfo, cash, position)
+        nbits = len(order.executed.exbits)
+        if order.exectype == Order.Limit:
+            with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
+                super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+                return self._after_fill(order, comminfo, nbits)
+        super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        return self._after_fill(order, comminfo, nbits)
+
+    def _after_fill(self, order, comminfo, nbits):
+        """Ledger (and coin book) of a real fill; releases hand-added isolated margin when flat."""
+        data = order.data
+        if len(order.executed.exbits) == nbits:
+            return None
+        bit = order.executed.exbits[-1]
+        pnl_kind, fee_kind = _FILL_KINDS.get(order.info.get("reason"), ("realized_pnl", "fee"))
+        instrument = comminfo.spec.symbol
+        comm = bit.closedcomm + bit.openedcomm
+        if comminfo.is_inverse:
+            self.cash += comm  # the fee is coin: undo backtrader's USD debit
+            self._book_inverse_fill(data, comminfo, bit.size, bit.price, order, pnl_kind, fee_kind)
+        else:
+            if comm:
+                self.ledger.add(self._now, fee_kind, USD, "futures", -comm, instrument)
+            if bit.pnl:
+                self.ledger.add(self._now, pnl_kind, USD, "futures", bit.pnl, instrument)
+            if not self.positions[data].size and self._extra.get(data):
+                self.cash += self._extra.pop(data)  # isolated margin added by hand goes back to the wallet
+        self._dirty = True
+        return None
+
+    def _pseudo_execute(self, order, comminfo, cash, position):
+        """Submission check: USD margin through BackBroker; coin margin and leverage brackets here."""
+        size = order.executed.remsize
+        price = order.created.price if not self.p.coo else order.data.open[0]
+        before = position.size
+        after = before + size
+        if not comminfo.is_inverse:
+            cash = super()._execute(order, cash=cash, position=position)  # USD margin, as BackBroker
+        if abs(after) > abs(before) or before * after < 0:
+            when = order.data.datetime.datetime(0)
+            tiers = comminfo.tiers_at(when)
+            if comminfo.is_inverse:
+                notional = formulas.inverse_notional_coin(after, comminfo.p.face, price)
+            else:
+                notional = abs(after) * comminfo.p.mult * price
+            if formulas.tier_for_notional(tiers, notional).max_leverage + 1e-9 < comminfo.p.leverage:
+                return -1.0  # the bracket of the new notional does not allow this leverage: Order.Margin
+            if comminfo.is_inverse:
+                opened = abs(after) if before * after < 0 else abs(after) - abs(before)
+                need = comminfo.posted_margin(opened, price) + comminfo.coin_fee(opened, price)
+                asset = comminfo.asset
+                if self._available_coin(asset) - self._pseudo_coin[asset] < need:
+                    return -1.0
+                self._pseudo_coin[asset] += need
+        if comminfo.is_inverse:
+            position.update(size, price)
+        return cash
+
+    def _book_inverse_fill(self, data, ci, size, price, order, pnl_kind, fee_kind) -> None:
+        """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee."""
+        asset, instrument = ci.asset, ci.spec.symbol
+        state = self._inv.setdefault(data, [0.0, 0.0])
+        contracts, entry = state
+        realized = 0.0
+        if contracts == 0.0 or contracts * size > 0:  # open or add: harmonic average entry
+            total = contracts + size
+            entry = total / (contracts / entry + size / price) if contracts else price
+            contracts = total
+        elif abs(size) <= abs(contracts):  # reduce or close
+            realized = ci.pnl_coin(-size, entry, price)
+            contracts += size
+        else:  # reverse: close all, open the remainder at this fill
+            realized = ci.pnl_coin(contracts, entry, price)
+            contracts, entry = contracts + size, price
+        state[0], state[1] = contracts, entry
+        fee_coin = order.info.get("fee_coin")
+        if fee_coin is None:
+            fee_coin = ci.coin_fee(size, price)
+        if realized:
+            self._coin_move(asset, "futures", realized, pnl_kind, instrument)
+        if fee_coin:
+            self._coin_move(asset, "futures", -fee_coin, fee_kind, instrument)
+        if contracts == 0.0:
+            self._inv.pop(data, None)
+            self._extra.pop(data, None)
+
+    def _force_order(self, data, size: float, price: float, **info) -> Order:
+        """Create, accept and execute at ``price`` a real order closing ``size`` (signed units held)."""
+        cls = SellOrder if size > 0 else BuyOrder
+        owner = self._owners.get(data)
+        order = cls(owner=owner, data=data, size=abs(size), price=price, exectype=Order.Market, simulated=False)
+        order.addinfo(**info)
+        order.addcomminfo(self.getcommissioninfo(data))
+        self._ocoize(order, None)
+        order.submit(self)
+        order.accept(self)
+        self.orders.append(order)
+        self.notify(order)
+        self._execute(order, ago=0, price=price)
+        return order
+
+    def _cancel_open_orders(self, data) -> None:
+        for order in list(self.pending):
+            if order is not None and order.data is data and order.alive():
+                self.cancel(order)
+
+    # --- the bar ------------------------------------------------------------------------------------
+    def next(self):
+        if self._now == _EPOCH:
+            self._price_data = None  # strategies may have added commission infos after start()
+        self._now = self._bar_datetime()
+        while self._toactivate:
+            self._toactivate.popleft().activate()
+        if self.p.checksubmit:
+            self.check_submitted()
+        credit = 0.0
+        for data, pos in self.positions.items():
+            if pos:
+                comminfo = self.getcommissioninfo(data)
+                dt0 = data.datetime.datetime()
+                dcredit = comminfo.get_credit_interest(data, pos, dt0)
+                self.d_credit[data] += dcredit
+                credit += dcredit
+                pos.datetime = dt0
+        self.cash -= credit
+        self._process_order_history()
+        self.pending.append(None)
+        while True:  # 1. fills, exactly as BackBroker
+            order = self.pending.popleft()
+            if order is None:
+                break
+            if order.expire():
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+            elif not order.active():
+                self.pending.append(order)
+            else:
+                self._try_exec(order)
+                if order.alive():
+                    self.pending.append(order)
+                elif order.status == Order.Completed:
+                    self._bracketize(order)
+        open_futures = [(d, p, c) for d, p in self.positions.items()
+                        if p.size and isinstance(c := self.getcommissioninfo(d), FuturesCommInfo)]
+        if open_futures:
+            if self.p.funding:
+                self._settle_funding(open_futures)                       # 2.
+            if self.p.liquidation:
+                self._check_liquidations(open_futures)                   # 3.
+            self._check_margin_calls()                                   # 4.
+            self._settle_expiries()
+        for data, pos in self.positions.items():                         # 5. mark to market
+            if pos:
+                comminfo = self.getcommissioninfo(data)
+                self.cash += comminfo.cashadjust(pos.size, pos.adjbase, data.close[0])
+                pos.adjbase = data.close[0]
+        self._get_value()
+
+    def _bar_datetime(self) -> datetime:
+        datas = getattr(getattr(self, "cerebro", None), "datas", None)
+        if datas:
+            return datas[0].datetime.datetime(0)
+        for data in self.positions:
+            return data.datetime.datetime(0)
+        return self._now
+
+    def _bar_span(self, data) -> tuple[datetime, datetime]:
+        """[start, end) of the current bar in UTC, from its timeframe and compression."""
+        span = self._spans.get(data)
+        if span is None:
+            tf, comp = data._timeframe, data._compression
+            unit = {bt.TimeFrame.Minutes: timedelta(minutes=1), bt.TimeFrame.Days: timedelta(days=1),
+                    bt.TimeFrame.Weeks: timedelta(days=7), bt.TimeFrame.Seconds: timedelta(seconds=1)}.get(tf)
+            if unit is None:
+                raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.getname(tf)} is not supported "
+                                  "for funding; allowed: Seconds, Minutes, Days, Weeks.")
+            span = self._spans[data] = unit * comp
+        dt = data.datetime.datetime(0)
+        if data._timeframe >= bt.TimeFrame.Days:
+            dt = datetime(dt.year, dt.month, dt.day)  # daily stamps may carry the session end time
+            return (dt, dt + span) if self.p.bar_time == "open" else (dt + timedelta(days=1) - span,
+                                                                     dt + timedelta(days=1))
+        return (dt, dt + span) if self.p.bar_time == "open" else (dt - span, dt)
+
+    # --- 2. funding ---------------------------------------------------------------------------------
+    def _funding_source(self, data, comminfo) -> list:
+        """[funding line or None, mark line or None, constant fallback, fallback-noted flag], per data."""
+        source = self._funding_src.get(data)
+        if source is None:
+            line = getattr(data.lines, self.p.funding_line, None) if self.p.funding_line else None
+            mark = getattr(data.lines, self.p.mark_line, None) if self.p.mark_line else None
+            fallback = self.p.funding_rate if self.p.funding_rate is not None else comminfo.venue.default_funding_rate
+            source = self._funding_src[data] = [line, mark, float(fallback), False]
+        return source
+
+    def _funding_rate(self, data, comminfo, when: datetime, source: list) -> float:
+        """Rate (fraction per 8 h) of the settlement at ``when``: series, else data line, else constant."""
+        if self.p.funding_rates is not None:
+            rate = self.p.funding_rates(data, when)
+            if rate is not None and rate == rate:
+                return float(rate)
+        line = source[0]
+        if line is not None:
+            value = line[0]
+            if value == value:
+                return value
+        if not source[3]:
+            source[3] = True
+            self.assumptions.append(
+                f"funding: constant rate {source[2]:.6%} per 8h for {data._name or comminfo.spec.symbol} "
+                f"wherever no funding data (first at {when:%Y-%m-%d %H:%M} UTC)")
+        return source[2]
+
+    def _settle_funding(self, open_futures) -> None:
+        for data, pos, ci in open_futures:
+            hours = ci.venue.funding_hours_utc
+            if not ci.p.funding or not hours or ci.p.expiry is not None:
+                continue
+            start, end = self._bar_span(data)
+            nxt = self._next_funding.get(data)
+            if nxt is None or nxt < start:
+                nxt = formulas.next_funding_time(start, hours)
+            if nxt < end:
+                source = self._funding_source(data, ci)
+                mark_line = source[1]
+                mark = mark_line[0] if mark_line is not None and mark_line[0] == mark_line[0] else data.close[0]
+                while nxt < end:
+                    self._pay_funding(data, pos, ci, mark, self._funding_rate(data, ci, nxt, source), nxt)
+                    nxt = formulas.next_funding_time(nxt, hours, inclusive=False)
+            self._next_funding[data] = nxt
+
+    def _pay_funding(self, data, pos, ci, mark: float, rate: float, when: datetime) -> None:
+        if ci.is_inverse:
+            payment = ci.funding_payment(self._inv[data][0], mark, rate)
+            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, f"settlement {when:%Y-%m-%d %H:%M}")
+        else:
+            payment = ci.funding_payment(pos.size, mark, rate)
+            if ci.p.margin_mode != "isolated":
+                self.cash -= payment
+            self.ledger.add(self._now, "funding", USD, "futures", -payment, ci.spec.symbol,
+                            f"settlement {when:%Y-%m-%d %H:%M} rate {rate:.6g}")
+        if ci.p.margin_mode == "isolated":
+            self._extra[data] -= payment  # isolated funding is taken from (or added to) the position margin
+        self._dirty = True
+
+    # --- margin figures -----------------------------------------------------------------------------
+    def _settled(self, data, pos, ci) -> float:
+        """Variation margin already in ``cash`` for an open linear position (USD)."""
+        if ci.is_inverse or pos.adjbase is None:
+            return 0.0
+        return ci.cashadjust(pos.size, pos.price, pos.adjbase)
+
+    def _futures_positions(self):
+        for data, pos in self.positions.items():
+            if pos.size:
+                ci = self.getcommissioninfo(data)
+                if isinstance(ci, FuturesCommInfo):
+                    yield data, pos, ci
+
+    def _size_entry(self, data, pos, ci) -> tuple[float, float]:
+        if ci.is_inverse:
+            contracts, entry = self._inv[data]
+            return contracts, entry
+        return pos.size, pos.price
+
+    def _isolated_wallet(self, data, pos, ci) -> float:
+        size, entry = self._size_entry(data, pos, ci)
+        return ci.posted_margin(size, entry) + self._extra.get(data, 0.0)
+
+    def _cross_wallet_balance(self, currency: str) -> float:
+        """Wallet balance (no unrealised PnL) backing cross positions in ``currency``."""
+        if currency == USD:
+            wallet = self.cash
+            for data, pos, ci in self._futures_positions():
+                if ci.is_inverse:
+                    continue
+                wallet -= self._settled(data, pos, ci)
+                if ci.p.margin_mode == "cross":
+                    wallet += ci.posted_margin(pos.size, pos.price) + self._extra.get(data, 0.0)
+            return wallet
+        wallet = self._coins.get((currency, "futures"), 0.0)
+        for data, pos, ci in self._futures_positions():
+            if ci.is_inverse and ci.asset == currency and ci.p.margin_mode == "isolated":
+                wallet -= self._isolated_wallet(data, pos, ci)
+        return wallet
+
+    def _currency(self, ci) -> str:
+        return ci.asset if ci.is_inverse else USD
+
+    def _upnl(self, data, pos, ci, price: float) -> float:
+        """Unrealised PnL from entry at ``price`` in the margin currency."""
+        size, entry = self._size_entry(data, pos, ci)
+        return ci.pnl_coin(size, entry, price) if ci.is_inverse else ci.profitandloss(size, entry, price)
+
+    def _maint(self, data, pos, ci, price: float) -> float:
+        size, entry = self._size_entry(data, pos, ci)
+        if ci.is_inverse:
+            return ci.maintenance_margin(size, price, self._now, entry)
+        return ci.maintenance_margin(size, price, self._now)
+
+    def _position_wallet(self, data, pos, ci) -> float:
+        """The W of the liquidation formulas: isolated margin, or cross wallet - others' MM + others' UPNL."""
+        if ci.p.margin_mode == "isolated":
+            return self._isolated_wallet(data, pos, ci)
+        currency = self._currency(ci)
+        wallet = self._cross_wallet_balance(currency)
+        for other, opos, oci in self._futures_positions():
+            if other is data or oci.p.margin_mode != "cross" or self._currency(oci) != currency:
+                continue
+            close = other.close[0]
+            wallet = formulas.cross_wallet(wallet, self._maint(other, opos, oci, close),
+                                           self._upnl(other, opos, oci, close))
+        return wallet
+
+    def _ratio(self, data, pos, ci, price: float) -> tuple[float, float, float]:
+        """(margin ratio, maintenance margin, margin balance) at ``price``, in the margin currency."""
+        wallet = self._position_wallet(data, pos, ci)
+        maint = self._maint(data, pos, ci, price)
+        balance = wallet + self._upnl(data, pos, ci, price)
+        return formulas.margin_ratio(maint, balance), maint, balance
+
+    # --- 3. liquidation -----------------------------------------------------------------------------
+    def _check_liquidations(self, open_futures) -> None:
+        for data, pos, ci in open_futures:
+            if not ci.p.liquidation or ci.venue.margin_call == "deadline":
+                continue
+            # a partial step-down is re-checked against the same bar's extreme, bracket by bracket
+            for _ in range(len(ci.tiers_at(self._now)) + 1):
+                if not pos.size:
+                    break
+                size, entry = self._size_entry(data, pos, ci)
+                wallet = self._position_wallet(data, pos, ci)
+                liq = ci.liquidation_price(size, entry, wallet, self._now)
+                side = 1 if size > 0 else -1
+                extreme = data.low[0] if side > 0 else data.high[0]
+                if not formulas.is_liquidated(side, liq, extreme):
+                    break
+                self._liquidate(data, pos, ci, size, entry, wallet, liq)
+
+    def _liquidate(self, data, pos, ci, size, entry, wallet, liq) -> None:
+        side = 1 if size > 0 else -1
+        bar_open = data.open[0]
+        market = formulas.liquidation_fill_price(side, liq, bar_open) if not math.isinf(liq) else bar_open
+        bankrupt = ci.bankruptcy_price(size, entry, wallet)
+        fill = market
+        if ci.venue.liquidation_fill == "bankruptcy_price" and 0.0 < bankrupt < math.inf:
+            beyond = market < bankrupt if side > 0 else market > bankrupt
+            fill = market if beyond else bankrupt
+        isolated = ci.p.margin_mode == "isolated"
+        shortfall = 0.0
+        if isolated and 0.0 < bankrupt < math.inf and (fill < bankrupt if side > 0 else fill > bankrupt):
+            # the venue absorbs what lies beyond the bankruptcy price: the isolated margin is the most lost
+            shortfall = -(self._upnl_at(ci, size, bankrupt, fill))
+            fill = bankrupt
+        ratio, maint, _ = self._ratio(data, pos, ci, liq if 0.0 < liq < math.inf else market)
+        self._cancel_open_orders(data)
+        if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market, ratio, maint):
+            return
+        pnl = self._upnl_at(ci, size, entry, fill)
+        remaining = max((wallet if isolated else self._cross_wallet_balance(self._currency(ci))) + pnl, 0.0)
+        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, size, market), remaining)
+        price_usd = fill
+        info = {"reason": "liquidation", "market_price": market, "liquidation_price": liq,
+                "bankruptcy_price": bankrupt}
+        if ci.is_inverse:
+            info["fee_coin"] = fee
+            fee_usd = fee * fill
+        else:
+            fee_usd = fee
+        with ci.fee_override(fee_usd):
+            self._force_order(data, pos.size, fill, **info)
+        unit = price_usd if ci.is_inverse else 1.0
+        self._emit("liquidation", data, ci, side, size, fill, (wallet + pnl) * unit if isolated else
+                   self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
+                   fee_usd, f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price "
+                   f"{liq:.2f}, bankruptcy price {bankrupt:.2f}")
+        if shortfall > 0.0:
+            self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio, shortfall * unit, 0.0,
+                       f"isolated: loss beyond the bankruptcy price {bankrupt:.2f} absorbed by the venue")
+        if not isolated:
+            self._refill_cross(data, ci, side, size, market)
+
+    def _upnl_at(self, ci, size, entry, price) -> float:
+        return ci.pnl_coin(size, entry, price) if ci.is_inverse else ci.profitandloss(size, entry, price)
+
+    def _notional(self, ci, size, price) -> float:
+        """Liquidated notional in the margin currency."""
+        if ci.is_inverse:
+            return formulas.inverse_notional_coin(size, ci.p.face, price)
+        return abs(size) * ci.p.mult * price
+
+    def _refill_cross(self, data, ci, side, size, price) -> None:
+        currency = self._currency(ci)
+        balance = self._cross_wallet_balance(currency)
+        if balance >= 0.0:
+            return
+        if currency == USD:
+            self.cash -= balance
+            self.ledger.add(self._now, "insurance_fund", USD, "futures", -balance, ci.spec.symbol,
+                            "cross wallet below zero after liquidation: refilled by the insurance fund")
+        else:
+            self._coin_move(currency, "futures", -balance, "insurance_fund", ci.spec.symbol,
+                            "cross wallet below zero after liquidation: refilled by the insurance fund")
+        unit = price if ci.is_inverse else 1.0
+        self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, -balance * unit, 0.0,
+                   "cross: shortfall beyond the wallet")
+
+    def _step_down(self, data, pos, ci, size, entry, wallet, market, ratio, maint) -> bool:
+        """Partial liquidation: cut the position to the previous bracket; True if that made it safe."""
+        tiers = ci.tiers_at(self._now)
+        basis_price = entry if (ci.is_inverse and ci.venue.maintenance_basis == "entry") else market
+        notional = self._notional(ci, size, basis_price)
+        k = formulas.tier_index(tiers, notional)
+        if k == 0 or ci.p.margin_mode != "isolated":
+            return False
+        keep_fraction = tiers[k].floor / notional * (1.0 - 1e-9)
+        keep = math.floor(abs(pos.size) * keep_fraction)
+        cut = abs(pos.size) - keep
+        if keep <= 0 or cut <= 0:
+            return False
+        sign = 1 if pos.size > 0 else -1
+        cut_units = cut_size = sign * cut  # backtrader units (inverse: contracts)
+        pnl = self._upnl_at(ci, cut_size, entry, market)
+        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market), max(wallet + pnl, 0.0))
+        info = {"reason": "liquidation", "partial": True, "market_price": market}
+        if ci.is_inverse:
+            info["fee_coin"] = fee
+        fee_usd = fee * market if ci.is_inverse else fee
+        # the realised loss, the fee and the released margin stay in the position's isolated margin
+        delta = ci.posted_margin(cut_size, entry) + pnl - fee
+        with ci.fee_override(fee_usd):
+            self._force_order(data, cut_units, market, **info)
+        self._extra[data] += delta
+        if not ci.is_inverse:
+            self.cash -= delta  # moved from free cash to the isolated margin: no balance change
+        unit = market if ci.is_inverse else 1.0
+        equity = wallet + self._upnl_at(ci, size, entry, market)
+        self._emit("partial_liquidation", data, ci, sign, cut_size, market, equity * unit, maint * unit,
+                   ratio, max(-pnl, 0.0) * unit, fee_usd, f"stepped down to bracket {k - 1}; kept {keep:g} units")
+        return True
+
+    # --- 4. margin calls, expiry ---------------------------------------------------------------------
+    def _check_margin_calls(self) -> None:
+        deadline_positions = []
+        for data, pos, ci in list(self._futures_positions()):
+            if ci.venue.margin_call == "deadline":
+                deadline_positions.append((data, pos, ci))
+                continue
+            close = data.close[0]
+            ratio, maint, balance = self._ratio(data, pos, ci, close)
+            if ratio >= self.p.warning_level:
+                if not self._in_call.get(data):
+                    self._in_call[data] = True
+                    size, _ = self._size_entry(data, pos, ci)
+                    unit = close if ci.is_inverse else 1.0
+                    self._emit("margin_call", data, ci, 1 if size > 0 else -1, size, close, balance * unit,
+                               maint * unit, ratio, 0.0, 0.0, f"margin ratio {ratio:.4f} >= {self.p.warning_level:g}")
+            else:
+                self._in_call[data] = False
+        if deadline_positions:
+            self._check_deadline_call(deadline_positions)
+
+    def _check_deadline_call(self, positions) -> None:
+        equity = self._cross_wallet_balance(USD)
+        maint = initial = 0.0
+        for data, pos, ci in positions:
+            close = data.close[0]
+            if ci.p.margin_mode == "isolated":
+                equity += self._isolated_wallet(data, pos, ci)
+            equity += self._upnl(data, pos, ci, close)
+            mm = self._maint(data, pos, ci, close)
+            maint += mm
+            ratio_im = ci.venue.initial_margin_to_maintenance
+            initial += mm * ratio_im if ratio_im else abs(pos.size) * ci.p.mult * close * ci.initial_margin_rate
+        data0, pos0, ci0 = positions[0]
+        size0 = pos0.size
+        side0 = 1 if size0 > 0 else -1
+        ratio = formulas.margin_ratio(maint, equity)
+        if self._cme_deadline is None:
+            if equity < maint:
+                hours = ci0.venue.margin_call_deadline_hours
+                self._cme_deadline = self._now + timedelta(hours=hours)
+                self._emit("cme_margin_call", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio, 0.0,
+                           0.0, f"restore equity to initial margin {initial:,.2f} USD by "
+                           f"{self._cme_deadline:%Y-%m-%d %H:%M} UTC")
+            return
+        if equity >= initial:
+            self._emit("cme_margin_call_met", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio,
+                       0.0, 0.0, f"equity {equity:,.2f} >= initial margin {initial:,.2f}")
+            self._cme_deadline = None
+        elif self._now >= self._cme_deadline:
+            for data, pos, ci in positions:
+                close = data.close[0]
+                pnl = self._upnl(data, pos, ci, close)
+                side = 1 if pos.size > 0 else -1
+                size = pos.size
+                self._cancel_open_orders(data)
+                with ci.fee_override(0.0):
+                    self._force_order(data, pos.size, close, reason="liquidation", cme_deadline=True)
+                self._emit("cme_margin_call_missed", data, ci, side, size, close, equity, maint, ratio,
+                           max(-pnl, 0.0), 0.0, f"deadline {self._cme_deadline:%Y-%m-%d %H:%M} passed with equity "
+                           f"{equity:,.2f} < initial margin {initial:,.2f}: closed at the close")
+            self._cme_deadline = None
+
+    def _settle_expiries(self) -> None:
+        for data, pos, ci in list(self._futures_positions()):
+            expiry = ci.p.expiry
+            if expiry is not None and self._now >= expiry:
+                self._cancel_open_orders(data)
+                self._force_order(data, pos.size, data.close[0], reason="expiry")
+
+    # --- events -------------------------------------------------------------------------------------
+    def _emit(self, kind, data, ci, side, size, price, equity, maint, ratio, loss, fee, detail) -> MarginEvent:
+        units = size * ci.p.mult if not ci.is_inverse else formulas.inverse_notional_coin(size, ci.p.face, price) * (
+            1 if size > 0 else -1)
+        event = MarginEvent(self._now, kind, ci.spec.symbol, ci.venue.name, "long" if side > 0 else "short",
+                            float(units), float(price), float(equity), float(maint), float(ratio), float(loss),
+                            float(fee), detail)
+        self.add_event(event)
+        return event
+
+    def add_event(self, event: MarginEvent) -> None:
+        """Append ``event`` to ``broker.events`` and call the strategies' hooks that exist:
+        ``notify_margin_event`` (every kind), ``notify_margin_call`` (margin calls),
+        ``notify_liquidation`` (liquidations, missed CME calls)."""
+        self.events.append(event)
+        strategies = getattr(getattr(self, "cerebro", None), "runningstrats", None) or []
+        for strategy in strategies:
+            hook = getattr(strategy, "notify_margin_event", None)
+            if hook is not None:
+                hook(event)
+            if event.kind in _CALL_KINDS and hasattr(strategy, "notify_margin_call"):
+                strategy.notify_margin_call(event)
+            if event.kind in _LIQUIDATION_KINDS and hasattr(strategy, "notify_liquidation"):
+                strategy.notify_liquidation(event)
+
+    # --- value --------------------------------------------------------------------------------------
+    def _resolve_price_datas(self) -> dict[str, object]:
+        if self._price_data is None:
+            found: dict[str, object] = {}
+            datas = list(getattr(getattr(self, "cerebro", None), "datas", []) or [])
+            names = {d._name: d for d in datas}
+            for asset, name in (self.p.price_datas or {}).items():
+                if name not in names:
+                    raise ConfigError(f"price_datas[{asset!r}]={name!r} is not a data name; names: {', '.join(names)}.")
+                found[asset] = names[name]
+            for data in datas:
+                ci = self.getcommissioninfo(data)
+                if isinstance(ci, FuturesCommInfo):
+                    continue
+                label = (data._name or "").upper().replace("XBT", "BTC")
+                for asset in ("BTC", "ETH"):
+                    if label.startswith(asset):
+                        found.setdefault(asset, data)
+            for data in datas:
+                ci = self.getcommissioninfo(data)
+                if isinstance(ci, FuturesCommInfo) and ci.p.expiry is None:
+                    found.setdefault(ci.asset, data)
+            self._price_data = found
+        return self._price_data
+
+    def set_price(self, asset: str, price: float) -> None:
+        """Price (USD per coin) for valuing ``asset`` when no data prices it."""
+        self._fixed_prices[asset] = check_positive(f"price[{asset!r}]", price, unit="USD per coin")
+        self._dirty = True
+
+    def price_of(self, asset: str) -> float:
+        """Current USD price of ``asset`` (its data's close), NaN when nothing prices it."""
+        data = self._resolve_price_datas().get(asset)
+        if data is not None and len(data):
+            return data.close[0]
+        return self._fixed_prices.get(asset, math.nan)
+
+    def _get_value(self, datas=None, lever=False):
+        if datas is not None:
+            return super()._get_value(datas=datas, lever=lever)
+        while self._cash_addition:
+            amount = self._cash_addition.popleft()
+            self._fundshares += amount / self._fundval
+            self.cash += amount
+            self.ledger.add(self._now, "deposit" if amount >= 0 else "withdrawal", USD, "futures", amount,
+                            note="add_cash")
+        value = self.cash + self._usd_spot
+        unrealized = 0.0
+        for data, pos in self.positions.items():
+            if not pos.size:
+                continue
+            ci = self.getcommissioninfo(data)
+            close = data.close[0]
+            if isinstance(ci, InverseFuturesCommInfo):
+                contracts, entry = self._inv[data]
+                coin_pnl = ci.pnl_coin(contracts, entry, close)
+                value += coin_pnl * close
+                unrealized += coin_pnl * close
+            elif isinstance(ci, LinearFuturesCommInfo):
+                value += ci.posted_margin(pos.size, pos.price) + self._extra.get(data, 0.0)
+                value += ci.cashadjust(pos.size, pos.adjbase, close)
+                unrealized += ci.profitandloss(pos.size, pos.price, close)
+            else:  # any other backtrader scheme: BackBroker's own valuation
+                dvalue = ci.getvaluesize(pos.size, close) if self.p.shortcash else ci.getvalue(pos, close)
+                dunrealized = ci.profitandloss(pos.size, pos.price, close)
+                if not self.p.shortcash:
+                    dvalue = abs(dvalue)
+                if dvalue > 0:
+                    value += (dvalue - dunrealized) / ci.get_leverage() + dunrealized
+                else:
+                    value += dvalue
+                unrealized += dunrealized
+        for (asset, _wallet), balance in self._coins.items():
+            if balance:
+                price = self.price_of(asset)
+                if price == price:
+                    value += balance * price
+        self._value = self._valuelever = value
+        self._valuemkt = self._valuemktlever = value - self.cash - self._usd_spot
+        self._leverage = 1.0
+        self._unrealized = unrealized
+        self._fundval = value / self._fundshares if self._fundshares else self._fundval
+        self._dirty = False
+        return value
+
+    def get_value(self, datas=None, mkt=False, lever=False):
+        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds)."""
+        if datas is None and self._dirty:
+            self._get_value()
+        return super().get_value(datas=datas, mkt=mkt, lever=lever)
+
+    getvalue = get_value
+
+    # --- public API (contract in notes/BRIEF.md) ----------------------------------------------------
+    def get_cash(self) -> float:
+        """USD cash: free futures cash (margin posted to open positions excluded) plus spot USD."""
+        return self.cash + self._usd_spot
+
+    getcash = get_cash
+
+    def get_coins(self, asset: str) -> float:
+        """Coin balance of ``asset`` over all wallets (coins; inverse margin included)."""
+        return sum(v for (a, _), v in self._coins.items() if a == asset)
+
+    def get_equity_coin(self, asset: str) -> float:
+        """Total equity expressed in ``asset`` (getvalue() / price); NaN when nothing prices it."""
+        price = self.price_of(asset)
+        return self.get_value() / price if price == price and price > 0 else math.nan
+
+    def get_unrealized_pnl_usd(self) -> float:
+        """Unrealised PnL in USD of every open position, from entry to the current close."""
+        if self._dirty:
+            self._get_value()
+        return self._unrealized
+
+    def get_margin_ratio(self) -> float:
+        """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""
+        worst = 0.0
+        for data, pos, ci in self._futures_positions():
+            worst = max(worst, self._ratio(data, pos, ci, data.close[0])[0])
+        return worst
+
+    def get_liquidation_price(self, data) -> float:
+        """Current liquidation price (USD) of ``data``'s position; NaN when flat."""
+        pos = self.positions.get(data)
+        ci = self.getcommissioninfo(data)
+        if not pos or not pos.size or not isinstance(ci, FuturesCommInfo):
+            return math.nan
+        size, entry = self._size_entry(data, pos, ci)
+        return ci.liquidation_price(size, entry, self._position_wallet(data, pos, ci), self._now)
+
+    def add_margin(self, data, amount: float) -> bool:
+        """Move ``amount`` (USD for linear, coin for inverse) from free balance to ``data``'s isolated
+        position margin. False and no change when flat, cross, or the free balance is short."""
+        amount = check_positive("amount", amount, unit="margin currency")
+        pos = self.positions.get(data)
+        ci = self.getcommissioninfo(data)
+        if not pos or not pos.size or not isinstance(ci, FuturesCommInfo) or ci.p.margin_mode != "isolated":
+            return False
+        if ci.is_inverse:
+            if self._available_coin(ci.asset) < amount:
+                return False
+        else:
+            if self.cash < amount:
+                return False
+            self.cash -= amount
+        self._extra[data] += amount
+        self._dirty = True
+        return True
+
+    def credit_coins(self, asset: str, qty: float, kind: str = "mining_credit", note: str = "",
+                     wallet: str = "spot") -> None:
+        """Credit ``qty`` coins of ``asset`` to ``wallet`` (mined coins, loan collateral released, ...)."""
+        qty = check_positive("qty", qty, allow_zero=True, unit="coins")
+        if qty:
+            self._coin_move(asset, wallet, qty, kind, "", note)
+
+    def debit_coins(self, asset: str, qty: float, kind: str, note: str = "", wallet: str = "spot") -> bool:
+        """Debit ``qty`` coins from ``wallet``; False and no change when short."""
+        qty = check_positive("qty", qty, allow_zero=True, unit="coins")
+        if self._coins.get((asset, wallet), 0.0) + 1e-12 < qty:
+            return False
+        if qty:
+            self._coin_move(asset, wallet, -qty, kind, "", note)
+        return True
+
+    def debit_usd(self, amount: float, kind: str, note: str = "") -> bool:
+        """Pay ``amount`` USD from spot cash, then free futures cash; False and no change when short."""
+        amount = check_positive("amount", amount, allow_zero=True, unit="USD")
+        if self._usd_spot + max(self.cash, 0.0) + 1e-9 < amount:
+            return False
+        from_spot = min(amount, self._usd_spot)
+        if from_spot:
+            self._usd_spot -= from_spot
+            self.ledger.add(self._now, kind, USD, "spot", -from_spot, note=note)
+        rest = amount - from_spot
+        if rest > 0:
+            self.cash -= rest
+            self.ledger.add(self._now, kind, USD, "futures", -rest, note=note)
+        self._dirty = True
+        return True
+
+    def credit_usd(self, amount: float, kind: str, note: str = "", wallet: str = "spot") -> None:
+        """Credit ``amount`` USD to ``wallet`` (loan draws, hedge proceeds paid out, ...)."""
+        amount = check_positive("amount", amount, allow_zero=True, unit="USD")
+        self._usd_move(wallet, amount, kind, note)
+
+    def sell_coins(self, asset: str, qty: float, price: float, fee_rate: float = 0.0,
+                   kind: str = "coin_sale", wallet: str = "spot") -> float:
+        """Spot-sell ``qty`` coins at ``price`` (USD/coin) less ``fee_rate`` (fraction); USD to the spot
+        wallet. Both legs and the fee are ledgered. Returns the net USD, 0.0 (no change) if coins are short."""
+        qty = check_positive("qty", qty, allow_zero=True, unit="coins")
+        price = check_positive("price", price, unit="USD per coin")
+        fee_rate = check_positive("fee_rate", fee_rate, allow_zero=True, unit="fraction")
+        if qty == 0 or self._coins.get((asset, wallet), 0.0) + 1e-12 < qty:
+            return 0.0
+        gross = qty * price
+        fee = gross * fee_rate
+        self._coin_move(asset, wallet, -qty, kind, "", f"sold at {price:.2f}")
+        self._usd_move("spot", gross, kind, f"{qty:g} {asset} at {price:.2f}")
+        if fee:
+            self._usd_move("spot", -fee, "fee", f"spot sale fee {fee_rate:g}")
+        return gross - fee
+
+    def buy_coins(self, asset: str, usd: float, price: float, fee_rate: float = 0.0,
+                  kind: str = "coin_purchase") -> float:
+        """Spot-buy coins for ``usd`` from spot cash; returns coins bought (0.0 if spot cash is short)."""
+        usd = check_positive("usd", usd, allow_zero=True, unit="USD")
+        price = check_positive("price", price, unit="USD per coin")
+        if usd == 0 or self._usd_spot + 1e-9 < usd:
+            return 0.0
+        qty = usd * (1.0 - fee_rate) / price
+        self._usd_move("spot", -usd, kind, f"bought {qty:g} {asset} at {price:.2f}")
+        self._coin_move(asset, "spot", qty, kind, "", f"bought at {price:.2f}")
+        return qty
+
+    def deposit(self, currency: str, amount: float, wallet: str = "spot") -> None:
+        """Deposit ``amount`` of ``currency`` ('USD' or a coin) into ``wallet`` (ledger kind 'deposit')."""
+        amount = check_positive("amount", amount, unit=currency)
+        check_choice("wallet", wallet, WALLETS)
+        if currency == USD:
+            self._usd_move(wallet, amount, "deposit", "")
+        else:
+            self._coin_move(currency, wallet, amount, "deposit", "", "")
+
+    def withdraw(self, currency: str, amount: float, wallet: str = "spot") -> bool:
+        """Withdraw ``amount`` from ``wallet`` (free balance only); False and no change when short."""
+        amount = check_positive("amount", amount, unit=currency)
+        check_choice("wallet", wallet, WALLETS)
+        if self._free(currency, wallet) + 1e-12 < amount:
+            return False
+        if currency == USD:
+            self._usd_move(wallet, -amount, "withdrawal", "")
+        else:
+            self._coin_move(currency, wallet, -amount, "withdrawal", "", "")
+        return True
+
+    def transfer(self, currency: str, amount: float, from_wallet: str, to_wallet: str) -> bool:
+        """Move ``amount`` between wallets (e.g. spot -> futures to meet a margin call); False when short."""
+        amount = check_positive("amount", amount, unit=currency)
+        check_choice("from_wallet", from_wallet, WALLETS)
+        check_choice("to_wallet", to_wallet, WALLETS)
+        if from_wallet == to_wallet or self._free(currency, from_wallet) + 1e-12 < amount:
+            return False
+        note = f"{from_wallet} -> {to_wallet}"
+        if currency == USD:
+            self._usd_move(from_wallet, -amount, "transfer", note)
+            self._usd_move(to_wallet, amount, "transfer", note)
+        else:
+            self._coin_move(currency, from_wallet, -amount, "transfer", "", note)
+            self._coin_move(currency, to_wallet, amount, "transfer", "", note)
+        return True
+
+    def reconcile(self) -> float:
+        """Largest |ledger balance - actual balance| over every (currency, wallet); 0 when consistent."""
+        actual: dict[tuple[str, str], float] = defaultdict(float)
+        actual[(USD, "spot")] = self._usd_spot
+        wallet = self.cash
+        for data, pos, ci in self._futures_positions():
+            if not ci.is_inverse:
+                wallet += ci.posted_margin(pos.size, pos.price) + self._extra.get(data, 0.0)
+                wallet -= self._settled(data, pos, ci)
+        actual[(USD, "futures")] = wallet
+        for key, value in self._coins.items():
+            actual[key] += value
+        booked = self.ledger.balances()
+        keys = set(actual) | set(booked)
+        return max((abs(booked.get(k, 0.0) - actual.get(k, 0.0)) for k in keys), default=0.0)
+
+    # --- balance helpers ----------------------------------------------------------------------------
+    def _available_coin(self, asset: str) -> float:
+        """Coins in the futures wallet not posted as margin (nor assigned to isolated positions)."""
+        free = self._coins.get((asset, "futures"), 0.0)
+        for data, pos, ci in self._futures_positions():
+            if ci.is_inverse and ci.asset == asset:
+                size, entry = self._size_entry(data, pos, ci)
+                free -= ci.posted_margin(size, entry) + max(self._extra.get(data, 0.0), 0.0)
+        return free
+
+    def _free(self, currency: str, wallet: str) -> float:
+        if currency == USD:
+            return self._usd_spot if wallet == "spot" else (self.cash if wallet == "futures" else 0.0)
+        if wallet == "futures":
+            return self._available_coin(currency)
+        return self._coins.get((currency, wallet), 0.0)
+
+    def _usd_move(self, wallet: str, amount: float, kind: str, note: str) -> None:
+        if wallet == "spot":
+            self._usd_spot += amount
+        elif wallet == "futures":
+            self.cash += amount
+        else:
+            raise ConfigError(f"wallet={wallet!r} holds no USD; allowed: 'spot', 'futures'.")
+        self.ledger.add(self._now, kind, USD, wallet, amount, note=note)
+        self._dirty = True
+
+    def _coin_move(self, asset: str, wallet: str, amount: float, kind: str, instrument: str = "",
+                   note: str = "") -> None:
+        self._coins[(asset, wallet)] += amount
+        self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note)
+        self._dirty = True
+
+    def _equity_in(self, currency: str) -> float:
+        """Cross account equity in ``currency`` (wallet + unrealised PnL of its cross positions)."""
+        equity = self._cross_wallet_balance(currency)
+        for data, pos, ci in self._futures_positions():
+            if self._currency(ci) == currency and ci.p.margin_mode == "cross":
+                equity += self._upnl(data, pos, ci, data.close[0])
+        return equity

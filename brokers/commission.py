@@ -1,0 +1,273 @@
+"""Futures commission schemes: backtrader ``CommInfoBase`` subclasses that call :mod:`brokers.formulas`.
+
+* :class:`LinearFuturesCommInfo` - USD(T)-margined contracts; size in units of ``mult`` coins; PnL, fees
+  and margin in USD. Initial margin is notional / ``leverage`` at the entry price (or ``fixed_margin``
+  USD per unit, backtrader's native fixed guarantee, e.g. a CME performance bond).
+* :class:`InverseFuturesCommInfo` - coin-margined contracts of ``face`` USD; PnL, fees and margin in coin.
+  backtrader's USD cash is not touched by these (the :class:`brokers.broker.MarginBroker` books coin);
+  ``profitandloss`` and ``getcommission`` report USD equivalents at the fill price so trades and
+  analyzers still show sensible numbers.
+
+backtrader's own ``leverage`` handling (dividing the cash cost of longs) is disabled: ``get_leverage()``
+returns 1 and the margin per unit already includes the leverage.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import date, datetime
+
+import minehedge.compat  # noqa: F401  (before backtrader)
+
+import backtrader as bt
+
+from brokers import formulas
+from brokers.venues import InstrumentSpec, VenueProfile, check_leverage, load_venue
+from minehedge.errors import ConfigError, check_choice, check_positive
+
+MARGIN_MODES = ("isolated", "cross")
+
+
+class FuturesCommInfo(bt.CommInfoBase):
+    """Shared parameters of the futures schemes.
+
+    Params:
+      - ``venue``: venue profile name (``binance_usdm`` ...) or a :class:`VenueProfile`.
+      - ``symbol``: instrument of the venue (default: its first).
+      - ``leverage`` (x): initial margin = notional / leverage; checked against the venue's brackets.
+      - ``margin_mode``: ``'isolated'`` (margin per position) or ``'cross'`` (the wallet backs all).
+      - ``commission``: taker fee, fraction of notional (None: the venue's latest taker fee).
+      - ``maker``: maker fee for Limit fills, fraction of notional, may be negative (None: the venue's).
+      - ``fixed_per_contract`` (USD per contract per side; None: the venue's).
+      - ``liquidation`` / ``funding`` (bool): switch the broker's liquidation and funding for this data.
+      - ``expiry`` (datetime UTC or None): dated contract; the broker cash-settles at the first bar at or
+        after it. None: perpetual.
+    """
+
+    params = (
+        ("stocklike", False),
+        ("commtype", bt.CommInfoBase.COMM_PERC),
+        ("percabs", True),
+        ("commission", None),
+        ("maker", None),
+        ("fixed_per_contract", None),
+        ("venue", "generic"),
+        ("symbol", None),
+        ("leverage", 1.0),
+        ("margin_mode", "isolated"),
+        ("liquidation", True),
+        ("funding", True),
+        ("expiry", None),
+    )
+
+    is_inverse = False
+
+    def __init__(self) -> None:
+        venue = self.p.venue
+        self.venue: VenueProfile = venue if isinstance(venue, VenueProfile) else load_venue(str(venue))
+        self.spec: InstrumentSpec = self.venue.instrument(self.p.symbol)
+        expected = "inverse" if self.is_inverse else "linear"
+        if self.venue.contract_type != expected:
+            raise ConfigError(
+                f"venue={self.venue.name!r} lists {self.venue.contract_type} contracts; use "
+                f"{'InverseFuturesCommInfo' if self.venue.is_inverse else 'LinearFuturesCommInfo'} for it "
+                f"(this scheme is {expected})."
+            )
+        check_choice("margin_mode", self.p.margin_mode, MARGIN_MODES)
+        # The highest first-bracket leverage over the dated tables; the broker re-checks at each order
+        # against the table in force and the order's notional (Order.Margin when exceeded).
+        loosest = max(self.spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
+        check_leverage(self.p.leverage, loosest, 0.0)
+        fees = self.venue.fees[-1]
+        if self.p.commission is None:
+            self.p.commission = fees.taker
+        if self.p.maker is None:
+            self.p.maker = fees.maker
+        if self.p.fixed_per_contract is None:
+            self.p.fixed_per_contract = fees.fixed_per_contract
+        check_positive("fixed_per_contract", self.p.fixed_per_contract, allow_zero=True, unit="USD")
+        super().__init__()
+        self._fee_override: float | None = None
+        self._rate = self.p.commission  # the fee rate in force: taker, or maker inside maker_fill()
+        self._tier_cache: dict[date, tuple[formulas.MaintenanceTier, ...]] = {}
+
+    # --- venue data ---------------------------------------------------------------------------------
+    @property
+    def asset(self) -> str:
+        return self.spec.asset
+
+    def tiers_at(self, when: datetime) -> tuple[formulas.MaintenanceTier, ...]:
+        """Maintenance brackets in force on ``when`` (cached per day; dated venue data)."""
+        day = when.date()
+        tiers = self._tier_cache.get(day)
+        if tiers is None:
+            tiers = self._tier_cache[day] = self.spec.tiers_at(day)
+        return tiers
+
+    @property
+    def initial_margin_rate(self) -> float:
+        """Initial margin as a fraction of notional: 1 / leverage."""
+        return 1.0 / self.p.leverage
+
+    def get_leverage(self) -> float:
+        # backtrader divides long cash costs by this; our margin per unit already includes the leverage.
+        return 1.0
+
+    @contextmanager
+    def maker_fill(self):
+        """Within the block fills pay the maker rate (the broker uses it for Limit orders)."""
+        self._rate = self.p.maker
+        try:
+            yield
+        finally:
+            self._rate = self.p.commission
+
+    @contextmanager
+    def fee_override(self, fee_usd: float):
+        """Within the block every commission query returns ``fee_usd`` (the broker's liquidation fee)."""
+        self._fee_override = fee_usd
+        try:
+            yield
+        finally:
+            self._fee_override = None
+
+
+class LinearFuturesCommInfo(FuturesCommInfo):
+    """Linear (USD-margined) futures. Size: units of ``mult`` coins (Binance BTCUSDT: 1; CME BTC: 5).
+
+    Params (in addition to :class:`FuturesCommInfo`):
+      - ``mult`` (coins per unit; None: the venue's contract size).
+      - ``fixed_margin`` (USD per unit or None): backtrader's fixed guarantee instead of notional/leverage.
+    """
+
+    params = (("mult", None), ("fixed_margin", None))
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.p.mult is None:
+            self.p.mult = self.spec.contract_size
+        check_positive("mult", self.p.mult, unit="coins per unit")
+        if self.p.fixed_margin is not None:
+            check_positive("fixed_margin", self.p.fixed_margin, unit="USD per unit")
+            self.p.margin = self.p.fixed_margin
+        else:
+            self.p.margin = 1.0  # placeholder for backtrader; get_margin() computes from price
+
+    def get_margin(self, price: float) -> float:
+        """USD locked per unit at ``price``: fixed_margin, else price x mult / leverage (initial margin)."""
+        if self.p.fixed_margin is not None:
+            return self.p.fixed_margin
+        return formulas.initial_margin(price * self.p.mult, self.p.leverage)
+
+    def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
+        """USD fee: |size| x (price x mult x taker + fixed per contract); the liquidation fee when forced."""
+        if self._fee_override is not None:
+            return self._fee_override
+        return abs(size) * (price * self.p.mult * self._rate + self.p.fixed_per_contract)
+
+    def profitandloss(self, size: float, price: float, newprice: float) -> float:
+        """USD PnL of ``size`` units from ``price`` to ``newprice`` (formulas.linear_pnl)."""
+        return formulas.linear_pnl(size * self.p.mult, price, newprice)
+
+    def cashadjust(self, size: float, price: float, newprice: float) -> float:
+        """Variation margin in USD (same as the PnL from the last mark)."""
+        return formulas.linear_pnl(size * self.p.mult, price, newprice)
+
+    # --- margin figures (USD) -----------------------------------------------------------------------
+    def qty(self, size: float) -> float:
+        """Signed coins for ``size`` units."""
+        return size * self.p.mult
+
+    def posted_margin(self, size: float, entry: float) -> float:
+        """Initial margin locked for a position (USD): |size| x get_margin(entry)."""
+        return abs(size) * self.get_margin(entry)
+
+    def maintenance_margin(self, size: float, price: float, when: datetime) -> float:
+        return formulas.maintenance_margin(abs(size) * self.p.mult * price, self.tiers_at(when))
+
+    def liquidation_price(self, size: float, entry: float, wallet: float, when: datetime) -> float:
+        return formulas.linear_liquidation_price(size * self.p.mult, entry, wallet, self.tiers_at(when))
+
+    def bankruptcy_price(self, size: float, entry: float, wallet: float) -> float:
+        return formulas.linear_bankruptcy_price(size * self.p.mult, entry, wallet)
+
+    def funding_payment(self, size: float, mark: float, rate: float) -> float:
+        """USD paid by the holder at one settlement (negative = received)."""
+        return formulas.linear_funding_payment(size * self.p.mult, mark, rate)
+
+
+class InverseFuturesCommInfo(FuturesCommInfo):
+    """Inverse (coin-margined) futures. Size: contracts of ``face`` USD (BitMEX XBTUSD 1, Binance BTCUSD 100).
+
+    Params (in addition to :class:`FuturesCommInfo`): ``face`` (USD per contract; None: the venue's).
+    """
+
+    params = (("face", None), ("mult", 1.0))
+    is_inverse = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.p.face is None:
+            self.p.face = self.spec.face_usd
+        check_positive("face", self.p.face, unit="USD per contract")
+        self.p.margin = 1.0  # placeholder; USD cash is not locked for coin-margined contracts
+
+    def getoperationcost(self, size: float, price: float) -> float:
+        return 0.0  # margin is coin; the broker checks the coin wallet
+
+    def getvaluesize(self, size: float, price: float) -> float:
+        return 0.0
+
+    def getvalue(self, position, price: float) -> float:
+        return 0.0
+
+    def cashadjust(self, size: float, price: float, newprice: float) -> float:
+        return 0.0  # coin PnL is booked by the broker at fills
+
+    def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
+        """USD equivalent of the coin fee (the broker books the coin): |size| x face x taker + fixed."""
+        if self._fee_override is not None:
+            return self._fee_override
+        return abs(size) * (self.p.face * self._rate + self.p.fixed_per_contract)
+
+    def profitandloss(self, size: float, price: float, newprice: float) -> float:
+        """USD value at ``newprice`` of the coin PnL (formulas.inverse_pnl x newprice)."""
+        if not size or not price:
+            return 0.0
+        return formulas.inverse_pnl(size, self.p.face, price, newprice) * newprice
+
+    # --- coin figures -------------------------------------------------------------------------------
+    def coin_fee(self, size: float, price: float) -> float:
+        """Coin fee of a fill: |size| x face / price x rate (+ fixed USD per contract / price)."""
+        return abs(size) * (self.p.face * self._rate + self.p.fixed_per_contract) / price
+
+    def posted_margin(self, size: float, entry: float) -> float:
+        """Initial margin in coin: |size| x face / entry / leverage."""
+        return formulas.initial_margin(formulas.inverse_notional_coin(size, self.p.face, entry), self.p.leverage)
+
+    def pnl_coin(self, size: float, entry: float, price: float) -> float:
+        return formulas.inverse_pnl(size, self.p.face, entry, price)
+
+    def maintenance_margin(self, size: float, price: float, when: datetime, entry: float | None = None) -> float:
+        """Coin maintenance margin: on the mark notional (Binance) or the entry value (BitMEX basis)."""
+        basis_price = entry if (self.venue.maintenance_basis == "entry" and entry) else price
+        return formulas.maintenance_margin(formulas.inverse_notional_coin(size, self.p.face, basis_price),
+                                           self.tiers_at(when))
+
+    def liquidation_price(self, size: float, entry: float, wallet: float, when: datetime) -> float:
+        return formulas.inverse_liquidation_price(size, self.p.face, entry, wallet, self.tiers_at(when),
+                                                  basis=self.venue.maintenance_basis)
+
+    def bankruptcy_price(self, size: float, entry: float, wallet: float) -> float:
+        return formulas.inverse_bankruptcy_price(size, self.p.face, entry, wallet)
+
+    def funding_payment(self, size: float, mark: float, rate: float) -> float:
+        """Coin paid by the holder at one settlement (negative = received)."""
+        return formulas.inverse_funding_payment(size, self.p.face, mark, rate)
+
+
+def futures_comminfo(venue: str | VenueProfile, **kwargs: object) -> FuturesCommInfo:
+    """The right scheme for ``venue`` (linear or inverse), with ``kwargs`` as params."""
+    profile = venue if isinstance(venue, VenueProfile) else load_venue(str(venue))
+    cls = InverseFuturesCommInfo if profile.is_inverse else LinearFuturesCommInfo
+    return cls(venue=profile, **kwargs)

@@ -1,0 +1,337 @@
+"""Pure margin, liquidation, funding and basis formulas: the one home of every exchange formula.
+
+No backtrader import; plain floats in, floats out. Conventions used by every function:
+
+* ``side``: +1 long, -1 short. Linear sizes are **coins** (signed ``qty``: + long, - short); inverse
+  sizes are **contracts** (signed ``contracts``) of ``face`` USD each.
+* Linear money is in the quote currency (**USD**; USDT is treated as USD). Inverse money is in **coin**
+  (BTC, ETH). Prices are USD per coin.
+* Rates are **fractions** (0.004 = 0.4 %), funding rates are fractions **per funding interval** (8 h on
+  Binance and BitMEX), basis is a fraction **per year**.
+* "Never liquidated" is returned as ``0.0`` for a long (the price cannot fall below 0) and ``math.inf``
+  for a short; an already-liquidatable long (no margin at any price) returns ``math.inf``.
+
+Sources (cited again beside each formula):
+
+* Binance USD-M, "How to Calculate Liquidation Price of USDⓈ-M Futures Contracts" (2020-08-14),
+  https://www.binance.com/en/support/faq/b3c689c1f50a44cabb3a84e663b81d93 and "Leverage and Margin of
+  USDⓈ-M Futures" (maintenance margin = notional x MMR - maintenance amount, tier at the notional).
+* Binance COIN-M, "How to Calculate Liquidation Price of COIN-M Futures Contracts" (2021-02-05),
+  https://www.binance.com/en/support/faq/ceccfcfb4e3a45e3b48b0b1bb1a8ae46 (same tier re-solve rule).
+* BitMEX "Liquidation" guide, https://www.bitmex.com/app/liquidation, and BitMEX support's
+  bankruptcy/liquidation price formulas (bankrupt = entry / (1 + IM) for a long, 1 / (1 - IM) short;
+  maintenance margin a fraction of the entry value).
+* CME Group margin: initial (performance bond) and maintenance margin per contract, daily variation
+  margin, margin call when equity < maintenance, restore to initial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+SECONDS_PER_YEAR = 365.0 * 86400.0  # ACT/365 for the dated-future basis
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceTier:
+    """One maintenance-margin bracket.
+
+    floor: notional at which the bracket starts (USD for linear, coin for inverse), inclusive.
+    mmr: maintenance margin rate (fraction). max_leverage: highest leverage allowed in the bracket.
+    maintenance_amount: Binance "cum" amount (same unit as ``floor``), which makes the maintenance
+    margin continuous across brackets: MM = notional x mmr - maintenance_amount.
+    """
+
+    floor: float
+    mmr: float
+    max_leverage: float
+    maintenance_amount: float = 0.0
+
+
+Tiers = Sequence[MaintenanceTier]
+
+
+def flat_tiers(mmr: float, max_leverage: float = 125.0) -> tuple[MaintenanceTier, ...]:
+    """A single bracket with rate ``mmr`` (fraction) for every notional."""
+    return (MaintenanceTier(0.0, mmr, max_leverage, 0.0),)
+
+
+def tier_index(tiers: Tiers, notional: float) -> int:
+    """Index of the bracket whose ``floor <= notional`` (brackets sorted by floor, first floor 0)."""
+    index = 0
+    for i, tier in enumerate(tiers):
+        if notional >= tier.floor:
+            index = i
+        else:
+            break
+    return index
+
+
+def tier_for_notional(tiers: Tiers, notional: float) -> MaintenanceTier:
+    return tiers[tier_index(tiers, abs(notional))]
+
+
+# --- PnL and notional --------------------------------------------------------------------------------
+
+def linear_pnl(qty: float, entry: float, exit_price: float) -> float:
+    """Linear PnL in USD: qty (signed coins) x (exit - entry). Binance USD-M "Leverage and Margin"."""
+    return qty * (exit_price - entry)
+
+
+def inverse_pnl(contracts: float, face: float, entry: float, exit_price: float) -> float:
+    """Inverse PnL in coin: contracts x face x (1/entry - 1/exit) (contracts signed, + long).
+
+    Binance COIN-M contract specifications; BitMEX XBTUSD "Perpetual Contracts Guide" (PnL in XBT).
+    """
+    return contracts * face * (1.0 / entry - 1.0 / exit_price)
+
+
+def linear_notional(qty: float, price: float) -> float:
+    """Position notional in USD: |qty| x price."""
+    return abs(qty) * price
+
+
+def inverse_notional_coin(contracts: float, face: float, price: float) -> float:
+    """Position notional in coin: |contracts| x face / price."""
+    return abs(contracts) * face / price
+
+
+def initial_margin(notional: float, leverage: float) -> float:
+    """Initial margin = notional / leverage (same unit as ``notional``). Binance "Leverage and Margin"."""
+    return abs(notional) / leverage
+
+
+def maintenance_margin(notional: float, tiers: Tiers) -> float:
+    """Maintenance margin = notional x MMR - maintenance amount, bracket taken at ``notional``.
+
+    Binance USD-M / COIN-M "Leverage and Margin" (unit of ``notional``: USD linear, coin inverse).
+    """
+    tier = tier_for_notional(tiers, notional)
+    return max(abs(notional) * tier.mmr - tier.maintenance_amount, 0.0)
+
+
+def margin_ratio(maintenance: float, margin_balance: float) -> float:
+    """Binance margin ratio = maintenance margin / margin balance (fraction; >= 1 means liquidation).
+
+    Infinite when the margin balance is zero or negative and a maintenance margin is due; 0 when flat.
+    """
+    if maintenance <= 0.0:
+        return 0.0
+    if margin_balance <= 0.0:
+        return math.inf
+    return maintenance / margin_balance
+
+
+def linear_margin_balance(qty: float, entry: float, mark: float, wallet: float) -> float:
+    """Margin balance in USD: wallet (isolated margin or effective cross wallet) + unrealised PnL."""
+    return wallet + linear_pnl(qty, entry, mark)
+
+
+def inverse_margin_balance(contracts: float, face: float, entry: float, mark: float, wallet: float) -> float:
+    """Margin balance in coin: wallet (coin) + unrealised coin PnL."""
+    return wallet + inverse_pnl(contracts, face, entry, mark)
+
+
+def cross_wallet(wallet_balance: float, other_maintenance: float = 0.0, other_unrealized: float = 0.0) -> float:
+    """Effective wallet for one position under cross margin: WB - TMM1 + UPNL1 (Binance USD-M/COIN-M).
+
+    wallet_balance excludes unrealised PnL; other_* are the other positions' maintenance margin and
+    unrealised PnL in the same margin currency. For isolated margin pass the isolated wallet and zeros.
+    """
+    return wallet_balance - other_maintenance + other_unrealized
+
+
+# --- Linear liquidation / bankruptcy ------------------------------------------------------------------
+
+def _linear_liq_for_tier(qty: float, entry: float, wallet: float, tier: MaintenanceTier) -> float:
+    # Binance USD-M one-way: LP = (WB - TMM1 + UPNL1 + cumB - Side x Pos x EP) / (Pos x MMR - Side x Pos)
+    side = 1.0 if qty > 0 else -1.0
+    size = abs(qty)
+    return (wallet + tier.maintenance_amount - side * size * entry) / (size * tier.mmr - side * size)
+
+
+def linear_liquidation_price(qty: float, entry: float, wallet: float, tiers: Tiers) -> float:
+    """Liquidation price (USD) of a linear position, Binance USD-M formula with the tier re-solve.
+
+    qty: signed coins; entry: average entry price; wallet: isolated margin, or the cross wallet from
+    :func:`cross_wallet` (USD, excluding this position's unrealised PnL). The bracket is the one that
+    applies to the notional AT the liquidation price; when it differs from the entry bracket the price is
+    re-solved with that bracket (Binance: "If your position (calculated at the liquidation price) and the
+    current position (calculated at the opening price) are of different levels ... recalculate").
+    Source: https://www.binance.com/en/support/faq/b3c689c1f50a44cabb3a84e663b81d93
+    Returns 0.0 for a long that cannot be liquidated (price would have to be <= 0).
+    """
+    if qty == 0:
+        raise ValueError("qty must be non-zero")
+    size = abs(qty)
+    if qty > 0 and wallet >= size * entry:
+        return 0.0  # margin covers the whole notional: no price >= 0 liquidates this long
+    # Margin balance - MM is monotonic in price and MM is continuous across brackets, so exactly one
+    # bracket is consistent with its own solution: try the entry bracket first, then the others.
+    start = tier_index(tiers, size * entry)
+    for i in (start, *[j for j in range(len(tiers)) if j != start]):
+        price = _linear_liq_for_tier(qty, entry, wallet, tiers[i])
+        if price > 0.0 and tier_index(tiers, size * price) == i:
+            return price
+    return max(_linear_liq_for_tier(qty, entry, wallet, tiers[start]), 0.0)  # float edge at a floor
+
+
+def linear_bankruptcy_price(qty: float, entry: float, wallet: float) -> float:
+    """Price (USD) at which the margin balance is zero: entry - side x wallet / |qty|.
+
+    Long returns 0.0 when the wallet covers the whole notional (a 1x long never goes bankrupt).
+    """
+    if qty == 0:
+        raise ValueError("qty must be non-zero")
+    side = 1.0 if qty > 0 else -1.0
+    return max(entry - side * wallet / abs(qty), 0.0)
+
+
+# --- Inverse liquidation / bankruptcy -----------------------------------------------------------------
+
+def _inverse_liq_for_tier(contracts: float, face: float, entry: float, wallet: float,
+                          tier: MaintenanceTier) -> float:
+    # Binance COIN-M one-way: LP = (Size x MMR + Side x Size) / (WB + cumB + Side x Size / EP),
+    # Size = |contracts| x face (USD), WB in coin (cross: WB - TMM1 + UPNL1).
+    side = 1.0 if contracts > 0 else -1.0
+    size_usd = abs(contracts) * face
+    denominator = wallet + tier.maintenance_amount + side * size_usd / entry
+    if denominator == 0.0:
+        return math.inf
+    price = size_usd * (tier.mmr + side) / denominator
+    # price <= 0: a short whose wallet covers its entry value (never liquidated), or a long with a
+    # negative wallet (liquidated at any price); both are reported as math.inf.
+    return price if price > 0.0 else math.inf
+
+
+def inverse_liquidation_price(contracts: float, face: float, entry: float, wallet: float, tiers: Tiers,
+                              basis: str = "mark") -> float:
+    """Liquidation price (USD) of an inverse (coin-margined) position.
+
+    contracts: signed; face: USD per contract; wallet: coin (isolated margin, or :func:`cross_wallet`).
+    basis="mark" (Binance COIN-M): maintenance margin = notional_coin(at price) x MMR - cum, bracket at the
+    notional at the liquidation price, re-solved as for USD-M.
+    Source: https://www.binance.com/en/support/faq/ceccfcfb4e3a45e3b48b0b1bb1a8ae46
+    basis="entry" (BitMEX): maintenance margin = MMR x entry value (coin), fixed while the position is
+    unchanged; long LP = S / (W + S/EP - MM), short LP = S / (S/EP + MM - W). A short whose margin covers
+    its full entry value (1x short, bankruptcy price infinite) is never liquidated, as BitMEX shows no
+    liquidation price for it. Source: https://www.bitmex.com/app/liquidation
+    Returns math.inf for a short that can never be liquidated.
+    """
+    if contracts == 0:
+        raise ValueError("contracts must be non-zero")
+    side = 1.0 if contracts > 0 else -1.0
+    size_usd = abs(contracts) * face
+    if basis == "entry":
+        if side < 0 and wallet >= size_usd / entry:
+            return math.inf
+        tier = tier_for_notional(tiers, size_usd / entry)
+        maint = max(size_usd / entry * tier.mmr - tier.maintenance_amount, 0.0)
+        denominator = (wallet + size_usd / entry - maint) if side > 0 else (size_usd / entry + maint - wallet)
+        return size_usd / denominator if denominator > 0.0 else math.inf
+    if basis != "mark":
+        raise ValueError(f"basis={basis!r}; allowed: 'mark', 'entry'")
+    if side < 0 and wallet >= size_usd / entry:
+        return math.inf  # margin >= entry value: the margin balance stays above MM at any price
+    start = tier_index(tiers, size_usd / entry)
+    for i in (start, *[j for j in range(len(tiers)) if j != start]):
+        price = _inverse_liq_for_tier(contracts, face, entry, wallet, tiers[i])
+        if not math.isinf(price) and tier_index(tiers, size_usd / price) == i:
+            return price
+    return _inverse_liq_for_tier(contracts, face, entry, wallet, tiers[start])
+
+
+def inverse_bankruptcy_price(contracts: float, face: float, entry: float, wallet: float) -> float:
+    """Price (USD) at which the coin margin balance is zero.
+
+    Long: S / (W + S/EP); short: S / (S/EP - W), infinite when W >= S/EP (a fully backed short).
+    With W = S/EP x IM this is BitMEX's entry / (1 + IM) (long) and entry / (1 - IM) (short).
+    """
+    if contracts == 0:
+        raise ValueError("contracts must be non-zero")
+    size_usd = abs(contracts) * face
+    if contracts > 0:
+        denominator = wallet + size_usd / entry
+    else:
+        denominator = size_usd / entry - wallet
+    return size_usd / denominator if denominator > 0.0 else math.inf
+
+
+def is_liquidated(side: int, liquidation_price: float, adverse_extreme: float) -> bool:
+    """True when the bar's adverse extreme (low for a long, high for a short) reaches the liquidation price."""
+    if side > 0:
+        return adverse_extreme <= liquidation_price
+    return adverse_extreme >= liquidation_price
+
+
+def liquidation_fill_price(side: int, liquidation_price: float, bar_open: float) -> float:
+    """Fill of a forced close: the open when the bar opens beyond the liquidation price, else that price."""
+    if side > 0:
+        return bar_open if bar_open <= liquidation_price else liquidation_price
+    return bar_open if bar_open >= liquidation_price else liquidation_price
+
+
+# --- Funding and dated futures ------------------------------------------------------------------------
+
+def linear_funding_payment(qty: float, mark: float, rate: float) -> float:
+    """USD paid by the position holder at one settlement: qty x mark x rate (negative = received).
+
+    Longs pay when rate > 0. Binance USD-M "Introduction to Binance Futures Funding Rates":
+    funding amount = position notional x funding rate.
+    """
+    return qty * mark * rate
+
+
+def inverse_funding_payment(contracts: float, face: float, mark: float, rate: float) -> float:
+    """Coin paid by the holder at one settlement: contracts x face / mark x rate (negative = received).
+
+    Binance COIN-M funding (notional in coin x rate); BitMEX "Perpetual Contracts Guide" (funding =
+    position value x funding rate).
+    """
+    return contracts * face / mark * rate
+
+
+def funding_times(start: datetime, end: datetime, hours: Sequence[int]) -> list[datetime]:
+    """Settlement times t with start <= t < end at the given UTC hours (naive UTC datetimes)."""
+    if end <= start:
+        return []
+    hours_sorted = sorted(hours)
+    times: list[datetime] = []
+    day = datetime(start.year, start.month, start.day)
+    while day < end:
+        for hour in hours_sorted:
+            t = day + timedelta(hours=hour)
+            if start <= t < end:
+                times.append(t)
+        day += timedelta(days=1)
+    return times
+
+
+def years_between(start: datetime, end: datetime) -> float:
+    """Year fraction (ACT/365) from start to end, never negative."""
+    return max((end - start).total_seconds(), 0.0) / SECONDS_PER_YEAR
+
+
+def dated_future_price(spot: float, annual_basis: float, years_to_expiry: float) -> float:
+    """Dated-future price without futures data: spot x (1 + annual_basis x years_to_expiry).
+
+    A simple (non-compounded) carry model; the basis is an assumption the caller must report.
+    At expiry the price converges to spot (cash settlement at the index).
+    """
+    return spot * (1.0 + annual_basis * max(years_to_expiry, 0.0))
+
+
+def next_funding_time(after: datetime, hours: Sequence[int], inclusive: bool = True) -> datetime:
+    """First settlement at one of ``hours`` (UTC) at or after ``after`` (strictly after if not inclusive)."""
+    if not hours:
+        raise ValueError("hours is empty: the venue has no funding settlements")
+    day = datetime(after.year, after.month, after.day)
+    for offset in range(2):
+        for hour in sorted(hours):
+            t = day + timedelta(days=offset, hours=hour)
+            if t > after or (inclusive and t == after):
+                return t
+    raise AssertionError("unreachable: a settlement exists within two days")  # pragma: no cover

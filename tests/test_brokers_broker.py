@@ -1,0 +1,480 @@
+"""MarginBroker on tiny hand-made bars: liquidation bar and price, gaps, funding, CME calls, ledger, parity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from brokers import formulas as f
+from brokers.broker import MarginBroker
+from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo
+from brokers.venues import generic_venue, load_venue
+from minehedge.errors import ConfigError
+
+NAME = "PERP"
+
+
+def frame(rows, freq="1D", start="2021-01-01", **extra):
+    index = pd.date_range(start, periods=len(rows), freq=freq, tz="UTC")
+    out = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index).assign(volume=1.0)
+    for name, values in extra.items():
+        out[name] = values
+    return out
+
+
+def flat(price, n):
+    return [(price, price, price, price)] * n
+
+
+class FundingFeed(bt.feeds.PandasData):
+    lines = ("funding_rate",)
+    params = (("funding_rate", -1),)
+
+
+class Script(bt.Strategy):
+    """Runs ``actions[bar_number](strategy)`` and records what the broker reports every bar."""
+
+    params = (("actions", None),)
+
+    def __init__(self):
+        self.rows, self.orders, self.trades, self.calls, self.liquidations, self.all_events = [], [], [], [], [], []
+
+    def next(self):
+        action = (self.p.actions or {}).get(len(self))
+        if action:
+            action(self)
+        b = self.broker
+        self.rows.append({"dt": self.data.datetime.datetime(0), "value": b.getvalue(), "cash": b.getcash(),
+                          "size": self.position.size, "residual": b.reconcile(), "ratio": b.get_margin_ratio()})
+
+    def notify_order(self, order):
+        if order.status in (order.Completed, order.Margin):
+            self.orders.append((order.getstatusname(), order.info.get("reason"), order.executed.size,
+                                order.executed.price, order.executed.comm, self.data.datetime.datetime(0)))
+
+    def notify_trade(self, trade):
+        if trade.isclosed:
+            self.trades.append((trade.pnl, trade.pnlcomm))
+
+    def notify_margin_call(self, event):
+        self.calls.append(event)
+
+    def notify_liquidation(self, event):
+        self.liquidations.append(event)
+
+    def notify_margin_event(self, event):
+        self.all_events.append(event)
+
+
+def run(data_frame, comminfo, actions, broker=None, preload=True, runonce=True, feed=bt.feeds.PandasData,
+        tf=bt.TimeFrame.Days, comp=1):
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+    cerebro.adddata(feed(dataname=data_frame, timeframe=tf, compression=comp), name=NAME)
+    cerebro.broker = broker if broker is not None else MarginBroker(cash=10_000.0)
+    cerebro.broker.addcommissioninfo(comminfo, name=NAME)
+    cerebro.addstrategy(Script, actions=actions)
+    strategy = cerebro.run()[0]
+    return strategy, cerebro.broker
+
+
+def buy(size):
+    return lambda s: s.buy(size=size)
+
+
+def sell(size):
+    return lambda s: s.sell(size=size)
+
+
+def usdm(**kw):
+    kw.setdefault("commission", 0.0)
+    kw.setdefault("funding", False)
+    return LinearFuturesCommInfo(venue="binance_usdm", **kw)
+
+
+# --- liquidation --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("preload", "runonce"), [(True, True), (True, False), (False, True), (False, False)])
+def test_liquidated_on_first_bar_whose_low_crosses_and_at_that_price(preload, runonce):
+    # 1 BTC at 20,000, 20x isolated: W = 1,000, LP = (20,000 - 1,000) / 0.996 = 19,076.31
+    rows = flat(20_000, 2) + [(20_000, 20_050, 19_500, 19_800), (19_800, 19_900, 19_200, 19_300),
+                              (19_300, 19_400, 19_080, 19_200), (19_200, 19_300, 19_070, 19_100)] + flat(19_100, 2)
+    strat, broker = run(frame(rows), usdm(leverage=20), {1: buy(1)}, MarginBroker(cash=2_000.0),
+                        preload=preload, runonce=runonce)
+    liq = (20_000 - 1_000) / 0.996
+    [event] = [e for e in broker.events if e.kind == "liquidation"]
+    assert event.time == datetime(2021, 1, 6) and event.price == pytest.approx(liq, rel=1e-12)
+    status, reason, size, price, comm, _ = strat.orders[-1]
+    assert (status, reason, size) == ("Completed", "liquidation", -1.0) and price == pytest.approx(liq)
+    # clearance fee 1.25 % of notional capped at the margin left (W + PnL = MM at the liquidation price)
+    assert comm == pytest.approx(min(0.0125 * liq, liq * 0.004))
+    assert strat.rows[-1]["value"] == pytest.approx(1_000.0)  # the isolated margin and no more is lost
+    assert strat.liquidations == [event] and strat.rows[-1]["size"] == 0
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_bar_opening_beyond_liquidation_price_fills_at_open():
+    # LP 18,072.29, bankruptcy 18,000: a bar opening at 18,050 fills there
+    rows = flat(20_000, 2) + [(18_050, 18_100, 17_900, 18_000)] + flat(18_000, 1)
+    strat, broker = run(frame(rows), usdm(leverage=10), {1: buy(1)}, MarginBroker(cash=5_000.0))
+    [event] = [e for e in broker.events if e.kind == "liquidation"]
+    assert event.price == 18_050.0 and event.time == datetime(2021, 1, 3)
+    assert event.loss_usd == pytest.approx(1_950.0) and event.fee_usd == pytest.approx(50.0)  # fee capped
+    assert strat.rows[-1]["value"] == pytest.approx(3_000.0)
+
+
+def test_isolated_gap_through_bankruptcy_caps_loss_and_records_insurance_fund():
+    rows = flat(20_000, 2) + [(15_000, 15_100, 14_000, 15_000)] + flat(15_000, 1)
+    strat, broker = run(frame(rows), usdm(leverage=10), {1: buy(1)}, MarginBroker(cash=5_000.0))
+    kinds = [e.kind for e in broker.events]
+    assert kinds == ["liquidation", "insurance_fund"]
+    assert broker.events[0].price == 18_000.0  # the trader is closed at the bankruptcy price
+    assert broker.events[1].loss_usd == pytest.approx(3_000.0)  # (18,000 - 15,000) x 1 BTC absorbed
+    assert strat.rows[-1]["value"] == pytest.approx(3_000.0) and strat.rows[-1]["cash"] >= 0
+
+
+def test_cross_gap_shortfall_refilled_and_recorded():
+    # cross: the whole wallet (2,500) backs the position; the bar opens far below bankruptcy (17,500)
+    rows = flat(20_000, 2) + [(12_000, 12_100, 11_000, 12_000)] + flat(12_000, 1)
+    strat, broker = run(frame(rows), usdm(leverage=10, margin_mode="cross"), {1: buy(1)},
+                        MarginBroker(cash=2_500.0))
+    liq, fund = [e for e in broker.events if e.kind == "liquidation"], [e for e in broker.events
+                                                                       if e.kind == "insurance_fund"]
+    assert liq[0].price == 12_000.0
+    assert fund[0].loss_usd == pytest.approx(8_000.0 - 2_500.0)
+    assert broker.ledger.total_by_kind("insurance_fund") == pytest.approx(5_500.0)
+    assert strat.rows[-1]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_short_liquidated_at_high():
+    rows = flat(20_000, 2) + [(20_000, 20_500, 19_900, 20_400), (20_400, 21_500, 20_300, 21_000)]
+    strat, broker = run(frame(rows), usdm(leverage=20), {1: sell(1)}, MarginBroker(cash=5_000.0))
+    expected = (1_000 + 20_000) / 1.004
+    [event] = [e for e in broker.events if e.kind == "liquidation"]
+    assert event.time == datetime(2021, 1, 4) and event.price == pytest.approx(expected)
+    assert event.side == "short"
+
+
+def test_bitmex_takes_over_at_bankruptcy_price():
+    # 10x inverse long, 10,000 contracts at 10,000: LP = 10,000 / (1.1 - 0.004), bankrupt 10,000 / 1.1
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_100, 9_200)] + flat(9_200, 1)
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=10, commission=0.0, funding=False)
+    strat, broker = run(frame(rows, start="2020-06-01"), ci, {1: buy(10_000)}, MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    [event] = [e for e in broker.events if e.kind == "liquidation"]
+    assert event.price == pytest.approx(10_000 / 1.1)
+    assert broker.get_coins("BTC") == pytest.approx(1.0 - 0.1)  # the whole margin (0.1 XBT) is lost
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-12
+
+
+def test_1x_inverse_short_survives_a_tenfold_rally():
+    rows = flat(10_000, 2) + [(10_000, 60_000, 9_000, 50_000), (50_000, 100_000, 40_000, 90_000)]
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=1, commission=0.0, funding=False)
+    strat, broker = run(frame(rows), ci, {1: sell(100)}, MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    assert broker.events == [] and strat.rows[-1]["size"] == -100
+    assert [r["value"] for r in strat.rows] == pytest.approx([10_000.0] * 4)  # a synthetic USD position
+    assert broker.get_equity_coin("BTC") == pytest.approx(10_000 / 90_000)
+
+
+def test_margin_call_event_before_liquidation_and_hook_runs():
+    # 1 BTC long 20x (W = 1,000). Margin ratio at close 19,200: MM 76.8 / (1,000 - 800) = 0.384;
+    # at close 19,120: 76.48 / 120 = 0.637; at 19,100: 76.4 / 100 = 0.764; at 19,095: 76.38 / 95 = 0.804
+    rows = flat(20_000, 2) + [(20_000, 20_000, 19_150, 19_200), (19_200, 19_200, 19_095, 19_095)] + flat(19_095, 1)
+    added = []
+
+    def add(s):
+        if s.calls and not added:
+            added.append(s.broker.add_margin(s.data, 500.0))
+
+    strat, broker = run(frame(rows), usdm(leverage=20), {1: buy(1), 4: add, 5: add}, MarginBroker(cash=5_000.0))
+    calls = [e for e in broker.events if e.kind == "margin_call"]
+    assert len(calls) == 1 and calls[0].time == datetime(2021, 1, 4)
+    assert calls[0].margin_ratio == pytest.approx(0.004 * 19_095 / (1_000 - 905))
+    assert strat.calls == calls and added == [True]
+    assert strat.rows[-1]["ratio"] == pytest.approx(0.004 * 19_095 / (1_500 - 905))
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_partial_step_down_on_bitmex_keeps_money_consistent():
+    # 3,500,000 contracts = 350 XBT at 10,000 (risk-limit step 300-400 XBT, MMR 1.4 %), 10x isolated
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_100)] + flat(9_100, 1)
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=10, commission=0.0, funding=False)
+    strat, broker = run(frame(rows, start="2020-06-01"), ci, {1: buy(3_500_000)},
+                        MarginBroker(cash=0.0, coins={"BTC": 400.0}))
+    kinds = [e.kind for e in broker.events]
+    # 350 -> below 300 XBT (bracket 1) -> below 200 XBT (bracket 0) -> still under water at the low: closed
+    assert kinds == ["partial_liquidation", "partial_liquidation", "liquidation"]
+    assert [o[2] for o in strat.orders[1:]] == [-500_001, -1_000_000, -1_999_999]
+    assert all(e.time == datetime(2020, 6, 3) for e in broker.events)
+    assert 400.0 - broker.get_coins("BTC") == pytest.approx(35.0, rel=1e-12)  # exactly the isolated margin
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+# --- funding ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("freq", "n_per_day", "tf", "comp"), [("1h", 24, bt.TimeFrame.Minutes, 60),
+                                                                ("4h", 6, bt.TimeFrame.Minutes, 240),
+                                                                ("1D", 1, bt.TimeFrame.Days, 1)])
+@pytest.mark.parametrize("source", ["callable", "line", "constant"])
+def test_funding_same_total_on_1h_4h_1d_bars(freq, n_per_day, tf, comp, source):
+    # entry fills at the open of 2021-01-02 00:00 on every timeframe; held through 2021-01-04 24:00
+    start = pd.Timestamp("2021-01-02", tz="UTC") - pd.Timedelta(freq)
+    rows = flat(30_000.0, 1 + 3 * n_per_day)
+
+    def rate_at(t):
+        return 1e-4 * (1 + t.hour / 8 + t.day)
+
+    times = [datetime(2021, 1, d, h) for d in (2, 3, 4) for h in (0, 8, 16)]
+    broker_kw = {"cash": 50_000.0}
+    feed = bt.feeds.PandasData
+    data_frame = frame(rows, freq=freq, start=str(start))
+    if source == "callable":
+        broker_kw["funding_rates"] = lambda data, when: rate_at(when)
+        expected = sum(rate_at(t) for t in times) * 30_000 * 2
+    elif source == "line":
+        feed = FundingFeed
+        data_frame["funding_rate"] = 2e-4
+        expected = 9 * 2e-4 * 30_000 * 2
+    else:
+        broker_kw["funding_rate"] = 3e-4
+        expected = 9 * 3e-4 * 30_000 * 2
+    ci = usdm(leverage=5, funding=True)
+    strat, broker = run(data_frame, ci, {1: buy(2)}, MarginBroker(**broker_kw), feed=feed, tf=tf, comp=comp)
+    paid = -broker.ledger.total_by_kind("funding")
+    assert paid == pytest.approx(expected, rel=1e-12)
+    assert len([e for e in broker.ledger.entries if e.kind == "funding"]) == 9
+    assert strat.rows[-1]["value"] == pytest.approx(50_000.0 - expected)
+    assert (len(broker.assumptions) == 1) == (source == "constant")
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_short_receives_funding_and_inverse_funding_is_coin():
+    rows = flat(10_000.0, 4)
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=2, commission=0.0)
+    strat, broker = run(frame(rows), ci, {1: sell(10_000)}, MarginBroker(cash=0.0, coins={"BTC": 1.0}, funding_rate=1e-4))
+    # settlements at 04/12/20 UTC on days 2-4: 9 x 10,000 x 1 / 10,000 x 1e-4 coin received
+    assert broker.ledger.total_by_kind("funding", "BTC") == pytest.approx(9 * 1e-4)
+    assert broker.get_coins("BTC") == pytest.approx(1.0 + 9e-4)
+
+
+# --- CME margin call with a deadline -----------------------------------------------------------------
+
+def _cme(rows, meet):
+    ci = LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+
+    def respond(s):
+        if meet and s.calls:
+            s.broker.deposit("USD", 5_000.0, wallet="futures")
+
+    return run(frame(rows, start="2021-03-01"), ci, {1: buy(1), 3: respond}, MarginBroker(cash=24_000.0))
+
+
+def test_cme_margin_call_met_in_time():
+    # 1 contract = 5 BTC at 10,000: IM 23,500, MM 21,500. At 9,000: equity 19,000 < MM 19,350 -> call.
+    rows = flat(10_000, 2) + [(10_000, 10_000, 8_000, 9_000)] + flat(9_000, 3)
+    strat, broker = _cme(rows, meet=True)
+    kinds = [e.kind for e in broker.events]
+    assert kinds == ["cme_margin_call", "cme_margin_call_met"]
+    assert broker.events[0].equity_usd == pytest.approx(19_000.0)
+    assert broker.events[0].maintenance_margin_usd == pytest.approx(5 * 9_000 * 0.43)
+    assert strat.rows[-1]["size"] == 1 and strat.calls[0] is broker.events[0]
+
+
+def test_cme_margin_call_missed_closes_at_deadline():
+    rows = flat(10_000, 2) + [(10_000, 10_000, 8_000, 9_000), (9_000, 9_000, 5_000, 8_800)] + flat(8_800, 2)
+    strat, broker = _cme(rows, meet=False)
+    kinds = [e.kind for e in broker.events]
+    assert kinds == ["cme_margin_call", "cme_margin_call_missed"]
+    missed = broker.events[1]
+    assert missed.time == datetime(2021, 3, 4) and missed.price == 8_800.0  # the deadline bar's close
+    assert strat.orders[-1][1] == "liquidation" and strat.rows[-1]["size"] == 0
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_200)
+
+
+# --- ledger, balances, API ---------------------------------------------------------------------------
+
+def test_wallet_operations_are_ledgered():
+    rows = flat(20_000, 4)
+
+    def ops(s):
+        b = s.broker
+        b.credit_coins("BTC", 0.5, note="pool payout")
+        assert b.sell_coins("BTC", 0.2, 20_000.0, fee_rate=0.001) == pytest.approx(3_996.0)
+        assert b.sell_coins("BTC", 5.0, 20_000.0) == 0.0
+        assert b.debit_usd(1_000.0, "power_cost") and not b.debit_usd(1e9, "power_cost")
+        assert b.transfer("USD", 1_000.0, "spot", "futures") and not b.transfer("USD", 1e9, "spot", "futures")
+        assert b.withdraw("USD", 500.0, "futures") and not b.withdraw("BTC", 1.0)
+
+    strat, broker = run(frame(rows), usdm(leverage=5), {2: ops}, MarginBroker(cash=10_000.0))
+    assert broker.get_coins("BTC") == pytest.approx(0.3)
+    assert broker.get_cash() == pytest.approx(10_000 + 3_996 - 1_000 - 500)
+    assert broker.getvalue() == pytest.approx(12_496 + 0.3 * 20_000)
+    assert broker.get_equity_coin("BTC") == pytest.approx(broker.getvalue() / 20_000)
+    assert broker.reconcile() < 1e-9
+    with pytest.raises(ConfigError):
+        broker.deposit("USD", -1.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(moves=st.lists(st.floats(-0.08, 0.08), min_size=4, max_size=12),
+       leverage=st.sampled_from([2, 5, 10, 25, 50]), side=st.sampled_from([1, -1]),
+       mode=st.sampled_from(["isolated", "cross"]), fee=st.sampled_from([0.0, 0.0004]))
+def test_properties_on_random_paths(moves, leverage, side, mode, fee):
+    """Money is conserved by the ledger every bar; isolated loss <= margin + fees; no liquidation
+    before the first bar whose extreme crosses the formula's liquidation price."""
+    price, rows = 20_000.0, flat(20_000.0, 2)
+    for move in moves:
+        new = price * (1 + move)
+        rows.append((price, max(price, new) * 1.01, min(price, new) * 0.99, new))
+        price = new
+    ci = usdm(leverage=leverage, commission=fee, margin_mode=mode)
+    cash = 20_000.0 / leverage + 1_000.0  # enough for the initial margin and the fee
+    strat, broker = run(frame(rows), ci, {1: (buy(1) if side > 0 else sell(1))}, MarginBroker(cash=cash))
+    assert strat.orders[0][:3] == ("Completed", None, side)
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-8
+    ledger_total = sum(e.amount for e in broker.ledger.entries)
+    assert ledger_total == pytest.approx(strat.rows[-1]["value"] - broker.get_unrealized_pnl_usd(), abs=1e-6)
+    entry_fee = 20_000.0 * fee
+    wallet = 20_000.0 / leverage if mode == "isolated" else cash - entry_fee
+    liq = f.linear_liquidation_price(side, 20_000.0, wallet, load_venue("binance_usdm").instrument().tiers_at(
+        datetime(2021, 1, 2)))
+    crossing = next((i for i, r in enumerate(rows[1:], start=1)
+                     if (r[2] <= liq if side > 0 else r[1] >= liq)), None)
+    events = [e for e in broker.events if e.kind == "liquidation"]
+    if crossing is None:
+        assert events == []
+    else:
+        assert len(events) == 1 and events[0].time == datetime(2021, 1, 1 + crossing)
+    if mode == "isolated":
+        # the isolated margin plus the trading fees (the clearance fee is capped inside the margin)
+        assert cash - strat.rows[-1]["value"] <= 20_000.0 / leverage + entry_fee + 25_000.0 * fee + 1e-6
+
+
+def test_dated_contract_cash_settles_at_expiry():
+    rows = flat(20_000, 2) + [(20_000, 21_000, 19_900, 20_500)] + flat(21_000, 2)
+    ci = usdm(leverage=5, funding=True, expiry=datetime(2021, 1, 4))
+    strat, broker = run(frame(rows), ci, {1: buy(1)}, MarginBroker(cash=10_000.0))
+    assert strat.orders[-1][1] == "expiry" and strat.orders[-1][3] == 21_000.0
+    assert strat.orders[-1][5] == datetime(2021, 1, 4) and strat.rows[-1]["size"] == 0
+    assert broker.ledger.total_by_kind("settlement") == pytest.approx(1_000.0)
+    assert broker.ledger.total_by_kind("funding") == 0.0  # dated contracts pay no funding
+    assert f.dated_future_price(20_000.0, 0.08, 0.5) == pytest.approx(20_800.0)
+
+
+def test_parity_requires_switches_to_be_explicit():
+    with pytest.raises(ConfigError, match="warning_level"):
+        MarginBroker(warning_level=-1)
+    with pytest.raises(ConfigError, match="bar_time"):
+        MarginBroker(bar_time="middle")
+
+
+# --- parity with BackBroker ---------------------------------------------------------------------------
+
+class Trader(bt.Strategy):
+    def __init__(self):
+        self.fast = bt.indicators.SMA(self.data, period=3)
+        self.slow = bt.indicators.SMA(self.data, period=8)
+        self.cross = bt.indicators.CrossOver(self.fast, self.slow)
+        self.values, self.orders, self.trades = [], [], []
+
+    def next(self):
+        self.values.append(self.broker.getvalue())
+        if self.cross > 0:
+            self.order_target_size(target=2)
+        elif self.cross < 0:
+            self.order_target_size(target=-1)
+            self.buy(size=1, exectype=bt.Order.Stop, price=self.data.close[0] * 1.03, valid=3)
+
+    def notify_order(self, order):
+        if order.status in (order.Completed, order.Margin, order.Expired, order.Canceled):
+            self.orders.append((order.getstatusname(), order.size, order.executed.size, order.executed.price,
+                                len(self)))
+
+    def notify_trade(self, trade):
+        if trade.isclosed:
+            self.trades.append((trade.pnl, trade.pnlcomm, trade.barlen))
+
+
+def _walk(n=240, seed=7):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    close = 20_000 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    open_ = np.r_[20_000, close[:-1]]
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n))
+    return frame(list(zip(open_, high, low, close, strict=True)), start="2020-01-01")
+
+
+@pytest.mark.parametrize("preload", [True, False])
+@pytest.mark.parametrize("runonce", [True, False])
+def test_parity_with_backbroker(preload, runonce):
+    results = []
+    for margin_broker in (False, True):
+        cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+        cerebro.adddata(bt.feeds.PandasData(dataname=_walk()), name=NAME)
+        if margin_broker:
+            cerebro.broker = MarginBroker(cash=30_000.0, liquidation=False, funding=False)
+            ci = LinearFuturesCommInfo(venue=generic_venue(), fixed_margin=4_000.0, commission=0.0,
+                                       liquidation=False, funding=False)
+        else:
+            cerebro.broker = bt.brokers.BackBroker(cash=30_000.0)
+            ci = bt.CommInfoBase(stocklike=False, margin=4_000.0, mult=1.0, commission=0.0)
+        cerebro.broker.addcommissioninfo(ci, name=NAME)
+        cerebro.addstrategy(Trader)
+        results.append(cerebro.run()[0])
+    back, ours = results
+    assert len(back.orders) > 10 and len(back.trades) > 3
+    assert ours.orders == back.orders
+    assert len(ours.trades) == len(back.trades)
+    for mine, theirs in zip(ours.trades, back.trades, strict=True):
+        assert mine == pytest.approx(theirs, rel=0, abs=1e-9)
+    assert ours.values == pytest.approx(back.values, rel=0, abs=1e-9)
+
+
+def test_limit_fills_pay_maker_market_fills_pay_taker():
+    rows = flat(20_000, 2) + [(20_000, 20_100, 19_000, 19_500)] + flat(19_500, 2)
+    ci = LinearFuturesCommInfo(venue="binance_usdm", leverage=10, funding=False)
+
+    def orders(s):
+        s.buy(size=1)  # market: taker 0.04 % at the next open (20,000)
+        s.buy(size=1, exectype=bt.Order.Limit, price=19_500)  # limit: maker 0.02 % at 19,500
+
+    strat, broker = run(frame(rows), ci, {1: orders}, MarginBroker(cash=10_000.0))
+    comms = sorted(o[4] for o in strat.orders)
+    assert comms == pytest.approx(sorted([20_000 * 0.0004, 19_500 * 0.0002]), rel=1e-12)
+    assert broker.ledger.total_by_kind("fee") == pytest.approx(-(8.0 + 3.9))
+
+
+def test_inverse_margin_from_transferred_coins_and_external_events():
+    rows = flat(10_000, 4)
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False)
+
+    def fund_then_short(s):
+        assert s.broker.transfer("BTC", 0.5, "spot", "futures")
+        s.sell(size=100)  # 10,000 USD = 1 BTC of notional: 0.2 BTC initial margin
+
+    def external(s):
+        from brokers.events import MarginEvent
+        s.broker.add_event(MarginEvent(s.data.datetime.datetime(0), "loan_call", "loan:coin_loan", "lender", "", 5e4,
+                                       10_000.0, 1e5, 0.0, 0.7, detail="LTV 70 %"))
+
+    strat, broker = run(frame(rows), ci, {1: fund_then_short, 3: external},
+                        MarginBroker(cash=0.0, spot_cash=0.0, coins={"BTC": 1.0}, coin_wallet="spot"))
+    assert strat.rows[-1]["size"] == -100
+    assert broker.get_coins("BTC") == 1.0 and broker.ledger.balance("BTC", "futures") == 0.5
+    assert [e.kind for e in strat.all_events] == ["loan_call"] and strat.calls == []
+    assert max(abs(r["residual"]) for r in strat.rows) == 0.0
+
+
+def test_inverse_order_rejected_without_coin_margin():
+    rows = flat(10_000, 4)
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False)
+    strat, broker = run(frame(rows), ci, {1: sell(100)}, MarginBroker(cash=1e6, coins={"BTC": 0.1}))
+    assert strat.orders[0][0] == "Margin" and strat.rows[-1]["size"] == 0  # 0.2 BTC needed, 0.1 held

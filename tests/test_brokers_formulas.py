@@ -1,0 +1,184 @@
+"""brokers.formulas against venue-documented examples and closed forms; hypothesis invariants."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from brokers import formulas as f
+from brokers.venues import load_venue
+
+T04 = f.flat_tiers(0.004)
+
+
+# --- documented examples ------------------------------------------------------------------------------
+
+def test_binance_usdm_documented_isolated_long():
+    # 1 BTC long at 20,000 with 400 USDT isolated margin, maintenance amount 0.
+    assert round(f.linear_liquidation_price(1.0, 20_000.0, 400.0, f.flat_tiers(0.004)), 2) == 19_678.71
+    assert round(f.linear_liquidation_price(1.0, 20_000.0, 400.0, f.flat_tiers(0.005)), 2) == 19_698.49
+
+
+def test_bitmex_closed_forms():
+    # BitMEX support: bankrupt = entry / (1 + IM) (long), entry / (1 - IM) (short); liquidation with
+    # maintenance on the entry value: entry / (1 + IM - MM) (long), entry / (1 - IM + MM) (short).
+    contracts, entry = 10_000.0, 10_000.0
+    margin = contracts / entry * 0.10  # 10x in XBT
+    assert f.inverse_bankruptcy_price(contracts, 1.0, entry, margin) == pytest.approx(entry / 1.1, rel=1e-12)
+    assert f.inverse_bankruptcy_price(-contracts, 1.0, entry, margin) == pytest.approx(entry / 0.9, rel=1e-12)
+    for mmr in (0.004, 0.005):
+        tiers = f.flat_tiers(mmr, 100)
+        long_liq = f.inverse_liquidation_price(contracts, 1.0, entry, margin, tiers, basis="entry")
+        short_liq = f.inverse_liquidation_price(-contracts, 1.0, entry, margin, tiers, basis="entry")
+        assert long_liq == pytest.approx(entry / (1 + 0.10 - mmr), rel=1e-12)
+        assert short_liq == pytest.approx(entry / (1 - 0.10 + mmr), rel=1e-12)
+    assert round(f.inverse_liquidation_price(contracts, 1.0, entry, margin, f.flat_tiers(0.004), "entry"), 2) == 9124.09
+
+
+def test_binance_coinm_closed_form():
+    # COIN-M: LP = (Size x MMR + Side x Size) / (WB + cumB + Side x Size / EP), Size in USD.
+    size_usd, entry, wallet = 1_000.0, 10_000.0, 0.01
+    expected_long = size_usd * (0.004 + 1) / (wallet + size_usd / entry)
+    expected_short = size_usd * (0.004 - 1) / (wallet - size_usd / entry)
+    assert f.inverse_liquidation_price(10, 100.0, entry, wallet, T04) == pytest.approx(expected_long, rel=1e-12)
+    assert f.inverse_liquidation_price(-10, 100.0, entry, wallet, T04) == pytest.approx(expected_short, rel=1e-12)
+    assert round(expected_long, 2) == 9127.27
+
+
+def test_linear_short_and_bankruptcy():
+    # short: LP = (WB + cum + Pos x EP) / (Pos x (1 + MMR)); bankrupt = EP + WB / Pos
+    assert f.linear_liquidation_price(-2.0, 20_000.0, 2_000.0, T04) == pytest.approx(42_000 / (2 * 1.004), rel=1e-12)
+    assert f.linear_bankruptcy_price(-2.0, 20_000.0, 2_000.0) == 21_000.0
+    assert f.linear_bankruptcy_price(2.0, 20_000.0, 2_000.0) == 19_000.0
+    assert f.linear_bankruptcy_price(1.0, 20_000.0, 25_000.0) == 0.0  # over-collateralised long
+
+
+def test_cme_linear_maintenance_rate():
+    # 1 BTC contract (5 BTC) at 10,000, initial 47 %, maintenance 43 %: LP = (qE - W) / (q (1 - MMR))
+    tiers = load_venue("cme").instrument("BTC").tiers_at(datetime(2018, 1, 2))
+    wallet = 5 * 10_000 * 0.47
+    assert f.linear_liquidation_price(5.0, 10_000.0, wallet, tiers) == pytest.approx((50_000 - wallet) / (5 * 0.57))
+
+
+def test_cross_wallet_enters_formula():
+    wallet = f.cross_wallet(1_000.0, other_maintenance=50.0, other_unrealized=-100.0)
+    assert wallet == 850.0
+    assert f.linear_liquidation_price(1.0, 20_000.0, wallet, T04) == pytest.approx((20_000 - 850) / 0.996)
+
+
+def test_tier_resolved_at_liquidation_price():
+    # 2021-03-18 BTCUSDT table: 13 BTC at 20,000 is 260,000 USDT (bracket 1 %, cum 1,300) but the
+    # liquidation notional falls below 250,000, so the 0.5 % / 50 bracket applies (re-solve).
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(datetime(2021, 5, 19))
+    qty, entry, wallet = 13.0, 20_000.0, 13_000.0
+    naive = (qty * entry - wallet - 1_300) / (qty * 0.99)
+    price = f.linear_liquidation_price(qty, entry, wallet, tiers)
+    assert price == pytest.approx((qty * entry - wallet - 50) / (qty * 0.995), rel=1e-12)
+    assert round(price, 2) == 19_091.61 and abs(price - naive) > 0.5
+    assert f.tier_for_notional(tiers, qty * price).mmr == 0.005
+
+
+def test_margin_pnl_funding_basis():
+    assert f.linear_pnl(-2.0, 100.0, 90.0) == 20.0
+    assert f.inverse_pnl(100.0, 100.0, 10_000.0, 20_000.0) == pytest.approx(0.5)
+    assert f.initial_margin(20_000.0, 20) == 1_000.0
+    assert f.maintenance_margin(100_000.0, load_venue("binance_usdm").instrument().tiers_at(datetime(2024, 1, 1))) \
+        == pytest.approx(100_000 * 0.005 - 50)
+    assert f.margin_ratio(80.0, 100.0) == 0.8 and f.margin_ratio(0.0, 5.0) == 0.0 and f.margin_ratio(1.0, 0.0) == math.inf
+    assert f.linear_funding_payment(2.0, 30_000.0, 0.0001) == pytest.approx(6.0)  # long pays
+    assert f.linear_funding_payment(-2.0, 30_000.0, 0.0001) == pytest.approx(-6.0)  # short receives
+    assert f.inverse_funding_payment(1_000.0, 1.0, 10_000.0, 0.0001) == pytest.approx(1e-5)
+    assert f.dated_future_price(10_000.0, 0.10, 0.25) == pytest.approx(10_250.0)
+    assert f.dated_future_price(10_000.0, 0.10, 0.0) == 10_000.0
+    assert f.years_between(datetime(2021, 1, 1), datetime(2022, 1, 1)) == 1.0
+
+
+def test_funding_times():
+    times = f.funding_times(datetime(2021, 1, 1), datetime(2021, 1, 2), (0, 8, 16))
+    assert times == [datetime(2021, 1, 1, h) for h in (0, 8, 16)]
+    assert f.funding_times(datetime(2021, 1, 1, 1), datetime(2021, 1, 1, 8), (0, 8, 16)) == []
+    assert f.next_funding_time(datetime(2021, 1, 1, 17), (4, 12, 20)) == datetime(2021, 1, 1, 20)
+    assert f.next_funding_time(datetime(2021, 1, 1, 20), (4, 12, 20), inclusive=False) == datetime(2021, 1, 2, 4)
+
+
+# --- formula table: every venue, linear/inverse, long/short, isolated/cross ----------------------------
+
+VENUE_CASES = [(name, spec.symbol) for name in ("binance_usdm", "binance_coinm", "bitmex", "cme", "generic")
+               for spec in load_venue(name).instruments]
+
+
+@pytest.mark.parametrize(("venue", "symbol"), VENUE_CASES)
+@pytest.mark.parametrize("side", [1, -1])
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+def test_liquidation_price_solves_margin_equation(venue, symbol, side, mode):
+    """At the liquidation price the margin balance equals the maintenance margin (bracket at that price)."""
+    profile = load_venue(venue)
+    spec = profile.instrument(symbol)
+    when = datetime(2021, 6, 1)
+    tiers = spec.tiers_at(when)
+    entry, leverage = 30_000.0, min(5.0, tiers[0].max_leverage)
+    extra = 0.3 if mode == "cross" else 0.0  # cross: wallet larger than the position margin
+    if profile.is_inverse:
+        contracts = side * 50_000 / spec.face_usd
+        wallet = f.inverse_notional_coin(contracts, spec.face_usd, entry) * (1 / leverage + extra)
+        price = f.inverse_liquidation_price(contracts, spec.face_usd, entry, wallet, tiers, profile.maintenance_basis)
+        basis = entry if profile.maintenance_basis == "entry" else price
+        maint = f.maintenance_margin(f.inverse_notional_coin(contracts, spec.face_usd, basis), tiers)
+        balance = f.inverse_margin_balance(contracts, spec.face_usd, entry, price, wallet)
+    else:
+        qty = side * 2.0 * spec.contract_size
+        wallet = abs(qty) * entry * (1 / leverage + extra)
+        price = f.linear_liquidation_price(qty, entry, wallet, tiers)
+        maint = f.maintenance_margin(abs(qty) * price, tiers)
+        balance = f.linear_margin_balance(qty, entry, price, wallet)
+    assert 0 < price < math.inf
+    assert balance == pytest.approx(maint, rel=1e-9, abs=1e-9)
+    assert (price < entry) if side > 0 else (price > entry)
+
+
+# --- hypothesis invariants ------------------------------------------------------------------------------
+
+prices = st.floats(1_000.0, 100_000.0)
+leverages = st.floats(1.0, 100.0)
+rates = st.floats(0.001, 0.05)
+
+
+@settings(max_examples=200, deadline=None)
+@given(entry=prices, leverage=leverages, mmr=rates, side=st.sampled_from([1, -1]), qty=st.floats(0.01, 50.0))
+def test_isolated_loss_at_liquidation_never_exceeds_margin(entry, leverage, mmr, side, qty):
+    wallet = qty * entry / leverage
+    liq = f.linear_liquidation_price(side * qty, entry, wallet, f.flat_tiers(mmr))
+    bankrupt = f.linear_bankruptcy_price(side * qty, entry, wallet)
+    if liq == 0.0:  # a long that cannot be liquidated
+        assert wallet * (1 + 1e-12) >= qty * entry * (1 - mmr) or bankrupt == 0.0
+        return
+    loss = -f.linear_pnl(side * qty, entry, liq)
+    tol = 1e-9 * entry  # absolute: near 1x both prices are differences of nearly equal numbers
+    assert loss <= wallet + tol * qty
+    assert (bankrupt <= liq + tol) if side > 0 else (bankrupt >= liq - tol)
+
+
+@settings(max_examples=200, deadline=None)
+@given(entry=prices, contracts=st.integers(1, 10_000_000), mmr=rates, face=st.sampled_from([1.0, 10.0, 100.0]),
+       basis=st.sampled_from(["mark", "entry"]))
+def test_1x_inverse_short_backed_by_coin_never_liquidated(entry, contracts, mmr, face, basis):
+    wallet = contracts * face / entry  # the coin held equals the short's entry value
+    tiers = (f.MaintenanceTier(0, mmr, 100), f.MaintenanceTier(100, mmr * 2, 50, 100 * mmr))
+    assert f.inverse_liquidation_price(-contracts, face, entry, wallet, tiers, basis) == math.inf
+    assert f.inverse_bankruptcy_price(-contracts, face, entry, wallet) == math.inf
+
+
+@settings(max_examples=200, deadline=None)
+@given(entry=prices, leverage=st.floats(1.5, 100.0), side=st.sampled_from([1, -1]), contracts=st.integers(1, 5_000_000))
+def test_inverse_liquidation_solves_equation_on_binance_coinm_tiers(entry, leverage, side, contracts):
+    tiers = load_venue("binance_coinm").instrument("BTCUSD").tiers_at(datetime(2021, 1, 1))
+    size = side * contracts
+    wallet = f.inverse_notional_coin(size, 100.0, entry) / leverage
+    price = f.inverse_liquidation_price(size, 100.0, entry, wallet, tiers)
+    maint = f.maintenance_margin(f.inverse_notional_coin(size, 100.0, price), tiers)
+    balance = f.inverse_margin_balance(size, 100.0, entry, price, wallet)
+    assert balance == pytest.approx(maint, rel=1e-7, abs=1e-12)

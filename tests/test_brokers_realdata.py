@@ -1,0 +1,122 @@
+"""MarginBroker on the shared Binance BTC files around 2020-03-12/13 and 2021-05-19.
+
+Each run opens a long at several leverages; the expected liquidation bar and price come from
+brokers.formulas applied bar by bar with plain pandas (an independent loop), and the broker must agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
+import pytest
+
+from brokers import formulas as f
+from brokers.broker import MarginBroker
+from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo
+from brokers.venues import load_venue
+from data import load_ohlcv
+
+NAME = "BTCUSDT"
+
+
+class OpenOnce(bt.Strategy):
+    params = (("size", 1.0),)
+
+    def __init__(self):
+        self.values = []
+
+    def next(self):
+        if len(self) == 1:
+            self.buy(size=self.p.size) if self.p.size > 0 else self.sell(size=-self.p.size)
+        self.values.append(self.broker.getvalue())
+        assert self.broker.reconcile() < 1e-6
+
+
+def _run(bars, comminfo, size, broker):
+    cerebro = bt.Cerebro(stdstats=False)
+    tf, comp = (bt.TimeFrame.Days, 1) if (bars.index[1] - bars.index[0]).days == 1 else (bt.TimeFrame.Minutes, 240)
+    cerebro.adddata(bt.feeds.PandasData(dataname=bars, timeframe=tf, compression=comp), name=NAME)
+    cerebro.broker = broker
+    cerebro.broker.addcommissioninfo(comminfo, name=NAME)
+    cerebro.addstrategy(OpenOnce, size=size)
+    return cerebro.run()[0], cerebro.broker
+
+
+def _expected(bars, leverage, wallet_extra=0.0):
+    """(entry, liquidation price, first liquidation bar, fill) by formula; entry at the 2nd bar's open."""
+    entry = float(bars["open"].iloc[1])
+    wallet = entry / leverage + wallet_extra
+    when = bars.index[1].to_pydatetime().replace(tzinfo=None)
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(when)
+    liq = f.linear_liquidation_price(1.0, entry, wallet, tiers)
+    for stamp, row in bars.iloc[1:].iterrows():
+        if row["low"] <= liq:
+            return entry, liq, stamp.to_pydatetime().replace(tzinfo=None), f.liquidation_fill_price(1, liq, row["open"])
+    return entry, liq, None, None
+
+
+def _check(bars, leverage, margin_mode="isolated", wallet_extra=0.0):
+    ci = LinearFuturesCommInfo(venue="binance_usdm", leverage=leverage, commission=0.0, funding=False,
+                               margin_mode=margin_mode)
+    entry, liq, when, fill = _expected(bars, leverage, wallet_extra)
+    cash = entry / leverage + wallet_extra if margin_mode == "cross" else 100_000.0
+    _, broker = _run(bars, ci, 1.0, MarginBroker(cash=cash))
+    events = [e for e in broker.events if e.kind == "liquidation"]
+    if when is None:
+        assert events == []
+    else:
+        assert len(events) == 1
+        assert events[0].time == when
+        assert events[0].price == pytest.approx(fill, rel=1e-12)
+    return when, liq
+
+
+@pytest.fixture(scope="module")
+def march_2020(data_dir):
+    return load_ohlcv("BTC", "1d", "2020-03-01", "2020-04-01", venue="binance", data_dir=data_dir).frame
+
+
+@pytest.fixture(scope="module")
+def may_2021(data_dir):
+    return load_ohlcv("BTC", "4h", "2021-05-01", "2021-06-01", venue="binance", data_dir=data_dir).frame
+
+
+@pytest.mark.parametrize("leverage", [2, 3, 5, 10, 20, 50])
+def test_march_2020_longs_liquidated_where_formulas_say(march_2020, leverage):
+    _check(march_2020, leverage)
+
+
+def test_march_2020_landmarks(march_2020):
+    # entry 8,530.30 (2020-03-02 open). 2x: LP 4,282.28 survives the 4,410 low of 03-12 and dies on 03-13
+    # (low 3,782.13); 3x: LP 5,709.7 dies on 03-12 (low 4,410).
+    assert _check(march_2020, 2)[0] == datetime(2020, 3, 13)
+    assert _check(march_2020, 3)[0] == datetime(2020, 3, 12)
+    assert _check(march_2020, 10, "cross", wallet_extra=3_000.0)[0] == datetime(2020, 3, 12)
+
+
+@pytest.mark.parametrize("leverage", [2, 3, 5, 10])
+def test_may_2021_longs_liquidated_where_formulas_say(may_2021, leverage):
+    _check(may_2021, leverage)
+
+
+def test_may_2021_landmarks(may_2021):
+    # 2x from the 2021-05-01 04:00 open survives the 30,000 low of 05-19; 3x does not.
+    assert _check(may_2021, 2)[0] is None
+    when, _ = _check(may_2021, 3)
+    assert when.date() == datetime(2021, 5, 19).date()
+
+
+def test_1x_inverse_short_never_liquidated_march_2020_to_april_2021(data_dir):
+    bars = load_ohlcv("BTC", "1d", "2020-03-13", "2021-04-15", venue="binance", data_dir=data_dir).frame
+    contracts = round(float(bars["open"].iloc[1]))  # 1 BTC of entry value
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=1, commission=0.0, funding=False)
+    strat, broker = _run(bars, ci, -contracts, MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    assert broker.events == []
+    # value = contracts (USD locked in) + the coin left over from rounding to whole contracts x price
+    entry = float(bars["open"].iloc[1])
+    spare = 1.0 - contracts / entry
+    expected = [contracts + spare * close for close in bars["close"].iloc[1:]]
+    assert strat.values[1:] == pytest.approx(expected, rel=1e-12)

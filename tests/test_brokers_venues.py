@@ -1,0 +1,121 @@
+"""Venue profiles: bundled data, dated tier selection, documented amounts, validation errors."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from brokers import formulas as f
+from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo, futures_comminfo
+from brokers.venues import available_venues, check_leverage, generic_venue, load_venue
+from minehedge.errors import ConfigError
+
+
+def test_bundled_venues_have_sources_and_dates():
+    assert available_venues() == ["binance_coinm", "binance_usdm", "bitmex", "cme", "generic"]
+    for name in available_venues():
+        venue = load_venue(name)
+        assert venue.source and isinstance(venue.as_of, date)
+        for spec in venue.instruments:
+            for table in spec.tier_tables:
+                assert table.source and isinstance(table.as_of, date) and table.tiers[0].floor == 0
+
+
+def test_binance_usdm_issue_table_exact():
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(date(2024, 6, 1))
+    rows = [(t.floor, t.mmr, t.max_leverage, t.maintenance_amount) for t in tiers]
+    assert rows == [
+        (0, 0.004, 125, 0), (50_000, 0.005, 100, 50), (600_000, 0.0065, 75, 950),
+        (3_000_000, 0.01, 50, 11_450), (12_000_000, 0.02, 25, 131_450), (70_000_000, 0.025, 20, 481_450),
+        (100_000_000, 0.05, 10, 2_981_450), (230_000_000, 0.10, 5, 14_481_450),
+        (480_000_000, 0.125, 4, 26_481_450), (600_000_000, 0.15, 3, 41_481_450),
+        (800_000_000, 0.25, 2, 121_481_450), (1_200_000_000, 0.50, 1, 421_481_450),
+    ]
+
+
+def test_tier_tables_are_selected_by_date():
+    spec = load_venue("binance_usdm").instrument("BTCUSDT")
+    assert spec.tier_table_at(date(2020, 3, 12)).effective == date(2019, 9, 10)
+    assert spec.tier_table_at(date(2021, 3, 17)).effective == date(2019, 9, 10)
+    assert spec.tier_table_at(date(2021, 3, 18)).effective == date(2021, 3, 18)
+    assert spec.tiers_at(date(2021, 5, 19))[3].floor == 1_000_000
+    bitmex = load_venue("bitmex").instrument("XBTUSD")
+    assert bitmex.tiers_at(date(2020, 5, 4))[0].mmr == 0.005
+    assert bitmex.tiers_at(date(2020, 5, 5))[0].mmr == 0.004
+
+
+def test_binance_coinm_documented_maintenance_amounts():
+    # COIN-M liquidation FAQ: level 5 amount = 50 BTC x (5 % - 2.5 %) + 0.56 BTC = 1.81 BTC; a 300 BTC
+    # position has MMR 12.5 % and maintenance amount 11.81 BTC.
+    tiers = load_venue("binance_coinm").instrument("BTCUSD").tiers_at(date(2021, 1, 1))
+    assert tiers[3].maintenance_amount == pytest.approx(0.56)
+    assert tiers[4].maintenance_amount == pytest.approx(1.81)
+    assert f.tier_for_notional(tiers, 300).mmr == 0.125
+    assert f.tier_for_notional(tiers, 300).maintenance_amount == pytest.approx(11.81)
+    assert load_venue("binance_coinm").instrument("ETHUSD").face_usd == 10.0
+
+
+def test_venue_rules():
+    bitmex, cme = load_venue("bitmex"), load_venue("cme")
+    assert bitmex.liquidation_fill == "bankruptcy_price" and bitmex.funding_hours_utc == (4, 12, 20)
+    assert load_venue("binance_usdm").funding_hours_utc == (0, 8, 16)
+    assert cme.margin_call == "deadline" and cme.funding_hours_utc == ()
+    assert [s.contract_size for s in cme.instruments] == [5.0, 0.1]
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(ConfigError, match="Did you mean 'bitmex'"):
+        load_venue("bitmx")
+    with pytest.raises(ConfigError, match="Did you mean 'XBTUSD'"):
+        load_venue("bitmex").instrument("XBTUSDT")
+    with pytest.raises(ConfigError, match="contract_type='inverso' is not allowed.*Did you mean 'inverse'"):
+        load_venue("generic", overrides={"contract_type": "inverso"})
+    with pytest.raises(ConfigError, match="not a field"):
+        load_venue("generic", overrides={"liquidaton_fee_rate": 0.1})
+
+
+def test_bad_parameters_fail_before_the_run():
+    tiers = load_venue("binance_usdm").instrument().tiers_at(date(2024, 1, 1))
+    assert check_leverage(100, tiers, 60_000) == 100
+    with pytest.raises(ConfigError, match="leverage=101 exceeds the venue maximum 100x"):
+        check_leverage(101, tiers, 60_000)
+    with pytest.raises(ConfigError, match="leverage=126"):
+        LinearFuturesCommInfo(venue="binance_usdm", leverage=126)
+    with pytest.raises(ConfigError, match="leverage=0 must be > 0"):
+        LinearFuturesCommInfo(venue="binance_usdm", leverage=0)
+    with pytest.raises(ConfigError, match="use InverseFuturesCommInfo"):
+        LinearFuturesCommInfo(venue="bitmex")
+    with pytest.raises(ConfigError, match="margin_mode='crossed'.*Did you mean 'cross'"):
+        LinearFuturesCommInfo(venue="generic", margin_mode="crossed")
+    with pytest.raises(ConfigError, match="face=-1"):
+        InverseFuturesCommInfo(venue="bitmex", face=-1)
+    with pytest.raises(ConfigError, match="mmr"):
+        generic_venue(mmr=0.0)
+    with pytest.raises(ConfigError, match="maintenance amount"):
+        load_venue("binance_usdm", overrides={"instruments": [{
+            "symbol": "X", "asset": "BTC", "contract_size": 1.0,
+            "tier_tables": [{"effective": date(2020, 1, 1), "as_of": date(2020, 1, 1), "source": "t",
+                             "tiers": [[0, 0.004, 125, 0], [50_000, 0.005, 100, 49]]}]}]})
+
+
+def test_generic_and_factory():
+    venue = generic_venue(contract_type="inverse", mmr=0.01, max_leverage=20, face_usd=10.0, taker=0.001)
+    ci = futures_comminfo(venue, leverage=20)
+    assert isinstance(ci, InverseFuturesCommInfo) and ci.p.face == 10.0 and ci.p.commission == 0.001
+    assert ci.tiers_at(datetime(2021, 1, 1))[0].mmr == 0.01
+    assert isinstance(futures_comminfo("binance_usdm"), LinearFuturesCommInfo)
+
+
+def test_commission_uses_formulas():
+    ci = LinearFuturesCommInfo(venue="binance_usdm", leverage=20)
+    assert ci.get_margin(20_000.0) == 1_000.0
+    assert ci.getcommission(2, 20_000.0) == pytest.approx(2 * 20_000 * 0.0004)
+    assert ci.profitandloss(2, 20_000.0, 21_000.0) == 2_000.0
+    cme = LinearFuturesCommInfo(venue="cme", symbol="MBT", leverage=2)
+    assert cme.p.mult == 0.1 and cme.profitandloss(10, 30_000.0, 31_000.0) == pytest.approx(1_000.0)
+    inv = InverseFuturesCommInfo(venue="binance_coinm", leverage=10)
+    assert inv.p.face == 100.0 and inv.getoperationcost(10, 10_000.0) == 0.0
+    assert inv.coin_fee(10, 10_000.0) == pytest.approx(10 * 100 / 10_000 * 0.0005)
+    assert inv.posted_margin(10, 10_000.0) == pytest.approx(0.01)
+    assert inv.profitandloss(10, 10_000.0, 20_000.0) == pytest.approx(0.05 * 20_000)
