@@ -5,3 +5,27 @@ Metric functions (``analyzers.metrics``) are pure numpy/pandas; the ``Analyzer``
 subclasses import backtrader through ``minehedge.compat``; only the chart and report modules import
 matplotlib (Agg, headless).
 """
+
+from __future__ import annotations
+
+import importlib
+
+# Public names -> module. Loaded on first use, so `import analyzers` (report, charts, metrics) does not
+# import backtrader; the Analyzer and Observer classes import it through minehedge.compat when asked for.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("EquityRecorder", "Drawdown", "MarginEvents", "MiningPnL", "HedgeEffectiveness", "Fills",
+                     "Summary", "add_analyzers", "build_run_result", "SUMMARY_KEYS"),
+                   "analyzers.backtrader_analyzers"),
+    **dict.fromkeys(("EquityUSD", "MarginRatio", "MarginEventMarkers"), "analyzers.observers"),
+    **dict.fromkeys(("RunResult", "write_report", "EQUITY_COLUMNS"), "analyzers.report"),
+    "write_comparison": "analyzers.comparison",
+    "EVENT_COLUMNS": "analyzers.event_stats",
+    "LEDGER_COLUMNS": "analyzers.ledger_stats",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'analyzers' has no attribute {name!r}")

@@ -1,0 +1,509 @@
+"""backtrader ``Analyzer`` subclasses: equity recording, drawdowns, margin events, mining P&L, hedge
+effectiveness, fills and a flat Summary record; plus :func:`add_analyzers` and :func:`build_run_result`.
+
+Thin classes over the pure functions in ``analyzers.metrics``, ``analyzers.event_stats`` and
+``analyzers.ledger_stats``. Per bar they only append floats to lists (one shared :class:`EquityRecorder`
+per strategy and asset); everything else is computed once in ``stop()`` with numpy/pandas. Each
+``get_analysis()`` returns a closed ``AutoOrderedDict`` whose keys are documented on the class.
+
+The broker is read through the MarginBroker contract (``getvalue``, ``get_equity_coin``, ``get_cash``,
+``get_coins``, ``get_unrealized_pnl_usd``, ``get_margin_ratio``, ``warning_level``, ``events``, ``ledger``,
+``reconcile``). On a plain ``BackBroker`` the methods it lacks are reported as NaN (coin equity is then
+USD equity / price, the same definition), the event log and the ledger as empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from analyzers import event_stats, ledger_stats, metrics
+from analyzers.report import EQUITY_COLUMNS, RunResult
+from minehedge.errors import ConfigError, check_choice
+
+ASSETS: tuple[str, ...] = ("BTC", "ETH")
+#: Every key of Summary.get_analysis(), in order (documented on :class:`Summary`).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "start", "end", "bars", "asset", "initial_equity_usd", "final_equity_usd", "final_equity_coin",
+    "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_usd", "max_drawdown_coin_pct",
+    "max_drawdown_coin", "longest_underwater_days", "sharpe", "sortino", "margin_calls", "liquidations",
+    "liquidation_loss_usd", "liquidation_fee_usd", "cme_calls_missed", "loan_calls", "loan_liquidations",
+    "insurance_shortfall_usd", "time_above_warning_days", "coins_mined", "mining_revenue_usd",
+    "power_cost_usd", "hosting_cost_usd", "pool_fee_usd", "net_operating_cash_flow_usd", "curtailed_days",
+    "futures_pnl_usd", "funding_paid_usd", "funding_received_usd", "fees_paid_usd",
+    "hedge_variance_reduction_pct", "ruined", "insolvent", "ledger_residual_usd",
+)
+_RECORDERS_ATTRIBUTE = "_minehedge_equity_recorders"  # strategy attribute: {(asset, price data id): recorder}
+
+
+def _closed(rets: bt.AutoOrderedDict) -> bt.AutoOrderedDict:
+    rets._close()
+    return rets
+
+
+def _resolve_price_data(analyzer: bt.Analyzer, price_data: object) -> bt.feed.DataBase:
+    """The feed whose close is the coin price (USD per coin): None -> data0, an int index, or a name."""
+    if price_data is None:
+        return analyzer.datas[0]
+    if isinstance(price_data, int):
+        if not 0 <= price_data < len(analyzer.datas):
+            raise ConfigError(f"price_data={price_data!r} is out of range; the run has {len(analyzer.datas)} data feeds.")
+        return analyzer.datas[price_data]
+    names = [data._name for data in analyzer.datas]
+    check_choice("price_data", price_data, names)
+    return analyzer.datas[names.index(price_data)]
+
+
+def _events(broker: object) -> list:
+    return list(getattr(broker, "events", []))
+
+
+def _ledger(broker: object) -> pd.DataFrame:
+    ledger = getattr(broker, "ledger", None)
+    return ledger_stats.ledger_frame(ledger if ledger is not None else [])
+
+
+_ORDINAL_OF_EPOCH = 719_163  # date(1970, 1, 1).toordinal(): backtrader stores times as ordinal days
+
+
+def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
+    """backtrader's float datetimes (proleptic ordinal days, naive UTC) as a UTC index, vectorised and
+    rounded to the millisecond (float days carry ~10 microseconds of noise)."""
+    milliseconds = np.round((np.asarray(numbers, dtype=float) - _ORDINAL_OF_EPOCH) * 86_400_000.0)
+    return pd.DatetimeIndex(pd.to_datetime(milliseconds.astype(np.int64), unit="ms", utc=True), name="datetime")
+
+
+class EquityRecorder(bt.Analyzer):
+    """Per-bar account state, for equity.csv, the drawdowns and the charts.
+
+    Params: ``asset`` (``"BTC"``/``"ETH"``: coin for coin-terms equity and coin balance), ``price_data``
+    (None = data0, an index or a feed name: its close is the coin price, USD per coin).
+
+    get_analysis() keys:
+      bars: number of bars recorded; start / end: first and last bar time (pandas Timestamp, UTC);
+      equity: DataFrame (UTC index, one row per bar) with columns equity_usd (USD, ``broker.getvalue()``),
+        equity_coin (coin, ``broker.get_equity_coin(asset)``), cash_usd (USD), coins (coin balance),
+        unrealized_pnl_usd (USD), margin_ratio (fraction; 1.0 = liquidation), drawdown_pct (percent of the
+        USD peak, 0-100) and price_usd (USD per coin, the price feed's close).
+    """
+
+    params = (("asset", "BTC"), ("price_data", None))
+
+    def __init__(self) -> None:
+        check_choice("asset", self.p.asset, ASSETS)
+        self._price_feed = _resolve_price_data(self, self.p.price_data)
+        recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, None)
+        if recorders is None:
+            recorders = {}
+            setattr(self.strategy, _RECORDERS_ATTRIBUTE, recorders)
+        recorders.setdefault((self.p.asset, id(self._price_feed)), self)
+        self._time: list[float] = []
+        self._columns: dict[str, list[float]] = {name: [] for name in (
+            "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "price_usd")}
+        self._frame: pd.DataFrame | None = None
+
+    def create_analysis(self) -> None:
+        self.rets = bt.AutoOrderedDict()
+
+    def start(self) -> None:
+        broker = self.strategy.broker
+        asset = self.p.asset
+        nan = math.nan
+        equity_coin = getattr(broker, "get_equity_coin", None)
+        coins = getattr(broker, "get_coins", None)
+        unrealized = getattr(broker, "get_unrealized_pnl_usd", None)
+        margin_ratio = getattr(broker, "get_margin_ratio", None)
+        self._read_equity = broker.getvalue
+        self._read_cash = broker.get_cash
+        self._read_coin_equity = (lambda: equity_coin(asset)) if equity_coin else None
+        self._read_coins = (lambda: coins(asset)) if coins else (lambda: nan)
+        self._read_unrealized = unrealized or (lambda: nan)
+        self._read_margin_ratio = margin_ratio or (lambda: nan)
+        self._close_line = self._price_feed.close
+        self._datetime_line = self._price_feed.datetime
+        self._append = [self._columns[name].append for name in self._columns]
+
+    def next(self) -> None:
+        (equity_usd, equity_coin, cash, coins, unrealized, ratio, price) = self._append
+        value = self._read_equity()
+        close = self._close_line[0]
+        self._time.append(self._datetime_line[0])
+        equity_usd(value)
+        equity_coin(self._read_coin_equity() if self._read_coin_equity else value / close)
+        cash(self._read_cash())
+        coins(self._read_coins())
+        unrealized(self._read_unrealized())
+        ratio(self._read_margin_ratio())
+        price(close)
+
+    def frame(self) -> pd.DataFrame:
+        """The per-bar table (see class docstring); built once, valid from the first bar on."""
+        if self._frame is None or len(self._frame) != len(self._time):
+            index = _bar_times_utc(self._time)
+            frame = pd.DataFrame({name: np.asarray(v, dtype=float) for name, v in self._columns.items()},
+                                 index=index)
+            frame["drawdown_pct"] = metrics.drawdown_pct(frame["equity_usd"]).to_numpy() if len(frame) else []
+            self._frame = frame.loc[:, [*EQUITY_COLUMNS, "price_usd"]]
+        return self._frame
+
+    def stop(self) -> None:
+        frame = self.frame()
+        self.rets.bars = len(frame)
+        self.rets.start = frame.index[0] if len(frame) else None
+        self.rets.end = frame.index[-1] if len(frame) else None
+        self.rets.equity = frame
+        _closed(self.rets)
+
+
+class _UsesRecorder(bt.Analyzer):
+    """Base: shares one EquityRecorder per (strategy, asset, price feed) instead of recording twice."""
+
+    params = (("asset", "BTC"), ("price_data", None))
+
+    def __init__(self) -> None:
+        check_choice("asset", self.p.asset, ASSETS)
+        feed = _resolve_price_data(self, self.p.price_data)
+        recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, {})
+        existing = recorders.get((self.p.asset, id(feed)))
+        # A new recorder created here becomes this analyzer's child, so it is driven bar by bar. (Compare with
+        # None: an Analyzer's truth value is len(strategy), which is 0 before the first bar.)
+        if existing is None:
+            existing = EquityRecorder(asset=self.p.asset, price_data=self.p.price_data)
+        self.recorder = existing
+
+    def create_analysis(self) -> None:
+        self.rets = bt.AutoOrderedDict()
+
+
+class Drawdown(_UsesRecorder):
+    """Drawdowns of total equity in USD and in coin terms (``metrics.drawdown_stats``).
+
+    get_analysis() keys, under ``usd`` (equity in USD) and ``coin`` (equity in coin):
+      max_drawdown_pct (percent of the running peak, 0-100; 100 = ruin), max_drawdown (largest
+      ``peak - max(equity, 0)``: USD under ``usd``, coin under ``coin``), peak / trough / recovery (UTC
+      Timestamps of the deepest % drawdown; recovery None if never recovered), longest_underwater_days
+      (calendar days), ruined (bool: equity reached <= 0), ruin_time (Timestamp or None), min_equity (USD /
+      coin). And ``underwater``: DataFrame (UTC index) with drawdown_usd_pct, drawdown_usd (USD),
+      drawdown_coin_pct, drawdown_coin (coin).
+    """
+
+    def stop(self) -> None:
+        frame = self.recorder.frame()
+        underwater = pd.DataFrame(index=frame.index)
+        for unit, column in (("usd", "equity_usd"), ("coin", "equity_coin")):
+            stats = metrics.drawdown_stats(frame[column])
+            block = self.rets[unit]
+            block.max_drawdown_pct = stats.max_drawdown_pct
+            block.max_drawdown = stats.max_drawdown_amount
+            block.peak = stats.peak_time
+            block.trough = stats.trough_time
+            block.recovery = stats.recovery_time
+            block.longest_underwater_days = stats.longest_underwater_days
+            block.ruined = stats.ruined
+            block.ruin_time = stats.ruin_time
+            block.min_equity = stats.min_equity
+            underwater[f"drawdown_{unit}_pct"] = metrics.drawdown_pct(frame[column]).to_numpy()
+            underwater[f"drawdown_{unit}"] = metrics.drawdown_amount(frame[column]).to_numpy()
+        self.rets.underwater = underwater
+        _closed(self.rets)
+
+
+class MarginEvents(_UsesRecorder):
+    """Margin calls, liquidations, CME and loan calls from ``broker.events``, and time above the warning level.
+
+    get_analysis() keys:
+      counts: {kind: number of events} for every kind in ``brokers.events.EVENT_KINDS``;
+      every key of ``event_stats.event_totals`` (margin_calls, liquidations, liquidation_loss_usd (USD),
+        liquidation_fee_usd (USD), cme_calls, cme_calls_met, cme_calls_missed, loan_calls, loan_calls_met,
+        loan_liquidations, loan_liquidation_loss_usd (USD), insurance_fund_events, insurance_shortfall_usd
+        (USD), missed_payments, insolvency (bool), ruin (bool));
+      records: list of dicts, one per event in log order (every MarginEvent field; ``time`` -> ``datetime``);
+      warning_level: ``broker.warning_level`` (fraction; NaN if the broker has none);
+      time_above_warning_days: calendar days with margin ratio >= warning level (each bar counts until the
+        next bar); time_above_warning_pct: percent of bars with margin ratio >= warning level.
+    """
+
+    def stop(self) -> None:
+        broker = self.strategy.broker
+        events = _events(broker)
+        self.rets.counts = bt.AutoOrderedDict(event_stats.count_events(events))
+        for key, value in event_stats.event_totals(events).items():
+            self.rets[key] = value
+        self.rets.records = event_stats.event_records(events)
+        level = float(getattr(broker, "warning_level", math.nan))
+        frame = self.recorder.frame()
+        days, pct = event_stats.time_above_level(frame.index, frame["margin_ratio"].to_numpy(), level)
+        self.rets.warning_level = level
+        self.rets.time_above_warning_days = days
+        self.rets.time_above_warning_pct = pct
+        _closed(self.rets)
+
+
+class MiningPnL(_UsesRecorder):
+    """The mining operation's P&L from the ledger (kinds mining_credit, power_cost, hosting_cost, pool_fee)
+    and curtailment from the strategy.
+
+    Strategy interface (optional): a ``mining_state`` attribute, read once per bar, with a float
+    ``curtailed_fraction`` (0-1: share of the bar's time the fleet was switched off). Without it the
+    curtailment keys are NaN.
+
+    get_analysis() keys:
+      coins_mined (coin, net of pool fees taken in coin), coins_mined_gross (coin), pool_fee_coin (coin),
+      mining_revenue_usd (USD: each credit valued at the price of the bar it was mined), power_cost_usd,
+      hosting_cost_usd, pool_fee_usd (USD, >= 0), net_operating_cash_flow_usd (USD: revenue - costs),
+      break_even_price_usd (USD per coin over the run: cash costs / net coins), break_even_price_last_usd
+      (USD per coin, last bar that mined), curtailed_days (calendar days), curtailed_pct (percent of the
+      run's time), per_bar: DataFrame from ``ledger_stats.mining_frame`` (UTC index).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._curtailed: list[float] = []
+
+    def next(self) -> None:
+        state = getattr(self.strategy, "mining_state", None)
+        self._curtailed.append(getattr(state, "curtailed_fraction", math.nan) if state is not None else math.nan)
+
+    def stop(self) -> None:
+        frame = self.recorder.frame()
+        prices = frame["price_usd"]
+        per_bar = ledger_stats.mining_frame(_ledger(self.strategy.broker), self.p.asset, prices)
+        totals = per_bar.sum()
+        self.rets.coins_mined = float(totals["coins_net"])
+        self.rets.coins_mined_gross = float(totals["coins_gross"])
+        self.rets.pool_fee_coin = float(totals["pool_fee_coin"])
+        self.rets.mining_revenue_usd = float(totals["revenue_usd"])
+        self.rets.power_cost_usd = float(totals["power_cost_usd"])
+        self.rets.hosting_cost_usd = float(totals["hosting_cost_usd"])
+        self.rets.pool_fee_usd = float(totals["pool_fee_usd"])
+        self.rets.net_operating_cash_flow_usd = float(totals["net_cash_flow_usd"])
+        self.rets.break_even_price_usd = float(totals["cash_cost_usd"] / totals["coins_net"]) if totals["coins_net"] > 0 else math.nan
+        mined = per_bar["break_even_price_usd"].dropna()
+        self.rets.break_even_price_last_usd = float(mined.iloc[-1]) if len(mined) else math.nan
+        curtailed = np.asarray(self._curtailed, dtype=float)
+        if curtailed.size and not np.isnan(curtailed).all():
+            durations = metrics.bar_durations_days(frame.index)
+            self.rets.curtailed_days = float(np.nansum(curtailed * durations))
+            self.rets.curtailed_pct = self.rets.curtailed_days / durations.sum() * 100.0
+        else:
+            self.rets.curtailed_days = math.nan
+            self.rets.curtailed_pct = math.nan
+        self.rets.per_bar = per_bar
+        _closed(self.rets)
+
+
+class HedgeEffectiveness(_UsesRecorder):
+    """The futures leg's P&L, funding and fees (ledger, futures wallet) and how much it cut the variance of
+    the miner's production value.
+
+    Production value at a day = coins mined so far (net, ledger) x that day's price, USD: what the miner
+    would hold unhedged. Hedge P&L = cumulative futures-wallet P&L entries (``ledger_stats.FUTURES_PNL_KINDS``)
+    + ``broker.get_unrealized_pnl_usd()``, USD. Both sampled at the last bar of each UTC day.
+
+    get_analysis() keys:
+      every key of ``ledger_stats.futures_leg_totals`` (realized_pnl_usd, settlement_usd, liquidation_usd,
+        insurance_fund_usd, funding_paid_usd, funding_received_usd, funding_net_usd, fees_paid_usd,
+        realized_total_usd; USD);
+      unrealized_pnl_usd (USD, last bar); futures_pnl_usd (USD: realized_total + unrealized);
+      production_coins (coin), production_value_usd (USD, last bar);
+      variance_reduction_pct (percent, ``metrics.hedge_variance_reduction_pct``; NaN without production);
+      daily: DataFrame (UTC daily index) with production_value_usd, hedge_pnl_usd, hedged_value_usd.
+    """
+
+    params = (("wallet", "futures"),)
+
+    def stop(self) -> None:
+        frame = self.recorder.frame()
+        ledger = _ledger(self.strategy.broker)
+        for key, value in ledger_stats.futures_leg_totals(ledger, self.p.wallet).items():
+            self.rets[key] = value
+        unrealized = frame["unrealized_pnl_usd"].fillna(0.0)
+        realized = ledger_stats.cumulative_by_time(ledger, ledger_stats.FUTURES_PNL_KINDS, frame.index,
+                                                   wallet=self.p.wallet)
+        hedge_pnl = realized + unrealized
+        coins = ledger_stats.cumulative_by_time(ledger, ("mining_credit", "pool_fee"), frame.index,
+                                                currency=self.p.asset)
+        production = coins * frame["price_usd"]
+        daily = pd.DataFrame({"production_value_usd": metrics.last_per_day(production),
+                              "hedge_pnl_usd": metrics.last_per_day(hedge_pnl)})
+        daily["hedged_value_usd"] = daily["production_value_usd"] + daily["hedge_pnl_usd"]
+        self.rets.unrealized_pnl_usd = float(unrealized.iloc[-1]) if len(frame) else 0.0
+        self.rets.futures_pnl_usd = self.rets.realized_total_usd + self.rets.unrealized_pnl_usd
+        self.rets.production_coins = float(coins.iloc[-1]) if len(frame) else 0.0
+        self.rets.production_value_usd = float(production.iloc[-1]) if len(frame) else 0.0
+        self.rets.variance_reduction_pct = (metrics.hedge_variance_reduction_pct(
+            daily["production_value_usd"], daily["hedge_pnl_usd"]) if len(daily) else math.nan)
+        self.rets.daily = daily
+        _closed(self.rets)
+
+
+class Fills(bt.Analyzer):
+    """Every completed order, for the price chart and trades list.
+
+    get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (feed name), side
+    (``"buy"``/``"sell"``), size (coins, signed: negative for sells), price (USD per coin), commission (USD),
+    reason (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
+    """
+
+    def create_analysis(self) -> None:
+        self.rets = bt.AutoOrderedDict()
+        self._fills: list[dict[str, object]] = []
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status != order.Completed:
+            return
+        self._fills.append({
+            "datetime": pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC"),
+            "instrument": order.data._name or "data",
+            "side": "buy" if order.isbuy() else "sell",
+            "size": float(order.executed.size),
+            "price": float(order.executed.price),
+            "commission": float(order.executed.comm),
+            "reason": str(order.info.get("reason", "") or ""),
+        })
+
+    def stop(self) -> None:
+        self.rets.fills = list(self._fills)
+        _closed(self.rets)
+
+
+def _reconcile_residual_usd(broker: object) -> float:
+    """``broker.reconcile()`` as a USD residual: a number, or a mapping's ``residual_usd``; NaN if absent."""
+    reconcile = getattr(broker, "reconcile", None)
+    if reconcile is None:
+        return math.nan
+    result = reconcile()
+    if isinstance(result, Mapping):
+        return float(result.get("residual_usd", math.nan))
+    residual = getattr(result, "residual_usd", result)
+    try:
+        return float(residual)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class Summary(_UsesRecorder):
+    """One flat record of the run (for summary.json, the sweep table and the compare command).
+
+    Builds its own Drawdown, MarginEvents, MiningPnL and HedgeEffectiveness children (available as
+    ``.drawdown``, ``.margin_events``, ``.mining``, ``.hedge``) on the shared EquityRecorder (``.recorder``).
+
+    get_analysis() keys (units in the suffix; ``_pct`` is percent):
+      start, end (ISO-8601 UTC strings), bars, asset, initial_equity_usd, final_equity_usd,
+      final_equity_coin, total_return_pct, cagr_pct (calendar days / 365.25), max_drawdown_pct,
+      max_drawdown_usd, max_drawdown_coin_pct, max_drawdown_coin, longest_underwater_days,
+      sharpe, sortino (daily returns, x sqrt(365), risk-free ``risk_free_daily`` per day),
+      margin_calls (margin_call + cme_margin_call events), liquidations (liquidation, partial_liquidation and
+      cme_margin_call_missed events), liquidation_loss_usd, liquidation_fee_usd, cme_calls_missed, loan_calls,
+      loan_liquidations, insurance_shortfall_usd, time_above_warning_days, coins_mined, mining_revenue_usd,
+      power_cost_usd, hosting_cost_usd, pool_fee_usd, net_operating_cash_flow_usd, curtailed_days,
+      futures_pnl_usd, funding_paid_usd, funding_received_usd (futures wallet), fees_paid_usd (all wallets,
+      trading + liquidation fees), hedge_variance_reduction_pct, ruined (equity reached <= 0), insolvent
+      (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true), ledger_residual_usd
+      (``broker.reconcile()``; NaN when the broker has none).
+    """
+
+    params = (("risk_free_daily", 0.0),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        kwargs = {"asset": self.p.asset, "price_data": self.p.price_data}
+        self.drawdown = Drawdown(**kwargs)
+        self.margin_events = MarginEvents(**kwargs)
+        self.mining = MiningPnL(**kwargs)
+        self.hedge = HedgeEffectiveness(**kwargs)
+
+    def stop(self) -> None:  # children have stopped already (Analyzer._stop runs them first)
+        frame = self.recorder.frame()
+        equity = frame["equity_usd"]
+        draw, events = self.drawdown.rets, self.margin_events.rets
+        mining, hedge = self.mining.rets, self.hedge.rets
+        ledger = _ledger(self.strategy.broker)
+        returns = metrics.daily_returns(equity)
+        record = {
+            "start": frame.index[0].isoformat() if len(frame) else None,
+            "end": frame.index[-1].isoformat() if len(frame) else None,
+            "bars": len(frame),
+            "asset": self.p.asset,
+            "initial_equity_usd": float(equity.iloc[0]) if len(frame) else math.nan,
+            "final_equity_usd": float(equity.iloc[-1]) if len(frame) else math.nan,
+            "final_equity_coin": float(frame["equity_coin"].iloc[-1]) if len(frame) else math.nan,
+            "total_return_pct": metrics.total_return_pct(equity),
+            "cagr_pct": metrics.cagr_pct(equity),
+            "max_drawdown_pct": draw.usd.max_drawdown_pct,
+            "max_drawdown_usd": draw.usd.max_drawdown,
+            "max_drawdown_coin_pct": draw.coin.max_drawdown_pct,
+            "max_drawdown_coin": draw.coin.max_drawdown,
+            "longest_underwater_days": draw.usd.longest_underwater_days,
+            "sharpe": metrics.sharpe_ratio(returns, self.p.risk_free_daily),
+            "sortino": metrics.sortino_ratio(returns, self.p.risk_free_daily),
+            "margin_calls": events.margin_calls,
+            "liquidations": events.liquidations,
+            "liquidation_loss_usd": events.liquidation_loss_usd,
+            "liquidation_fee_usd": events.liquidation_fee_usd,
+            "cme_calls_missed": events.cme_calls_missed,
+            "loan_calls": events.loan_calls,
+            "loan_liquidations": events.loan_liquidations,
+            "insurance_shortfall_usd": events.insurance_shortfall_usd,
+            "time_above_warning_days": events.time_above_warning_days,
+            "coins_mined": mining.coins_mined,
+            "mining_revenue_usd": mining.mining_revenue_usd,
+            "power_cost_usd": mining.power_cost_usd,
+            "hosting_cost_usd": mining.hosting_cost_usd,
+            "pool_fee_usd": mining.pool_fee_usd,
+            "net_operating_cash_flow_usd": mining.net_operating_cash_flow_usd,
+            "curtailed_days": mining.curtailed_days,
+            "futures_pnl_usd": hedge.futures_pnl_usd,
+            "funding_paid_usd": hedge.funding_paid_usd,
+            "funding_received_usd": hedge.funding_received_usd,
+            "fees_paid_usd": ledger_stats.fees_paid_usd(ledger),
+            "hedge_variance_reduction_pct": hedge.variance_reduction_pct,
+            "ruined": bool(draw.usd.ruined),
+            "insolvent": bool(draw.usd.ruined or events.insolvency or events.ruin
+                              or getattr(self.strategy, "insolvent", False)),
+            "ledger_residual_usd": _reconcile_residual_usd(self.strategy.broker),
+        }
+        assert tuple(record) == SUMMARY_KEYS  # one list of keys for the docs, the CLI and the sweep table
+        for key, value in record.items():
+            self.rets[key] = value
+        _closed(self.rets)
+
+
+def add_analyzers(cerebro: bt.Cerebro, asset: str = "BTC", price_data: object = None,
+                  risk_free_daily: float = 0.0) -> None:
+    """Add what :func:`build_run_result` needs: ``Summary`` (name ``"summary"``) and ``Fills`` (``"fills"``)."""
+    check_choice("asset", asset, ASSETS)
+    cerebro.addanalyzer(Summary, _name="summary", asset=asset, price_data=price_data,
+                        risk_free_daily=risk_free_daily)
+    cerebro.addanalyzer(Fills, _name="fills")
+
+
+def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | None = None,
+                     title: str = "") -> RunResult:
+    """A :class:`analyzers.report.RunResult` from a finished strategy run with :func:`add_analyzers`."""
+    summaries = [a for a in strategy.analyzers if isinstance(a, Summary)]
+    if not summaries:
+        raise ConfigError("build_run_result needs a Summary analyzer on the strategy; "
+                          "call analyzers.add_analyzers(cerebro) before cerebro.run().")
+    summary = summaries[0]
+    fills = [f for a in strategy.analyzers if isinstance(a, Fills) for f in a.rets.get("fills", [])]
+    frame = summary.recorder.frame()
+    broker = strategy.broker
+    return RunResult(
+        summary=dict(summary.get_analysis()),
+        equity=frame.loc[:, list(EQUITY_COLUMNS)],
+        prices=frame["price_usd"].rename("price_usd"),
+        events=event_stats.event_records(_events(broker)),
+        ledger=ledger_stats.ledger_frame(getattr(broker, "ledger", None) or []).to_dict("records"),
+        trades=fills,
+        asset=summary.p.asset,
+        warning_level=float(getattr(broker, "warning_level", math.nan)),
+        assumptions=dict(assumptions or {}),
+        title=title,
+    )

@@ -1,0 +1,257 @@
+"""matplotlib figures for one run, for comparisons and for sweeps; headless (Agg), no pyplot state.
+
+Every function RETURNS a ``matplotlib.figure.Figure`` (display it in a notebook, or write it with
+:func:`save_figure`, which is atomic). Figures are built with ``Figure()`` rather than ``pyplot`` so a sweep
+of a thousand runs leaks no global figure, and rendering needs no display or backend choice
+(``Figure.savefig`` renders with Agg). Inputs are plain pandas objects (a UTC-indexed equity table,
+price series, event and fill records), so charts need no backtrader. Dates on the x axes are UTC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import matplotlib.dates as mdates
+import matplotlib.ticker as mticker
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analyzers import metrics
+from analyzers.files import atomic_write
+
+# Marker style per event kind on the price and margin-ratio charts (kinds not listed are not marked).
+EVENT_MARKERS: dict[str, dict[str, object]] = {
+    "margin_call": {"marker": "v", "color": "tab:orange", "label": "margin call"},
+    "cme_margin_call": {"marker": "v", "color": "goldenrod", "label": "CME margin call"},
+    "cme_margin_call_missed": {"marker": "X", "color": "darkred", "label": "CME call missed"},
+    "liquidation": {"marker": "X", "color": "red", "label": "liquidation"},
+    "partial_liquidation": {"marker": "P", "color": "crimson", "label": "partial liquidation"},
+    "loan_call": {"marker": "D", "color": "purple", "label": "loan call"},
+    "loan_liquidation": {"marker": "X", "color": "indigo", "label": "loan liquidation"},
+    "insolvency": {"marker": "s", "color": "black", "label": "insolvency"},
+    "ruin": {"marker": "s", "color": "black", "label": "ruin"},
+}
+
+
+def _naive_utc(index: pd.Index) -> np.ndarray:
+    stamps = pd.DatetimeIndex(index)
+    stamps = stamps.tz_convert("UTC").tz_localize(None) if stamps.tz is not None else stamps
+    return stamps.to_numpy()
+
+
+def _date_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.grid(True, alpha=0.3)
+
+
+def _money_axis(ax: Axes) -> None:
+    """Plain numbers with thousands separators (no '1e7' offset) on the y axis."""
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda value, _: f"{value:,.6g}" if abs(value) < 10
+                                                       else f"{value:,.0f}"))
+
+
+def _records_frame(records: Iterable[Mapping[str, object]] | pd.DataFrame | None) -> pd.DataFrame:
+    frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records or []))
+    if frame.empty:
+        return frame
+    if "datetime" not in frame and "time" in frame:
+        frame = frame.rename(columns={"time": "datetime"})
+    stamps = pd.to_datetime(frame["datetime"])
+    frame["datetime"] = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    return frame
+
+
+def _mark_events(ax: Axes, events: pd.DataFrame, y: pd.Series) -> None:
+    """Mark each event kind of :data:`EVENT_MARKERS` at the value of ``y`` in force at the event time."""
+    if events.empty or y.empty:
+        return
+    for kind, style in EVENT_MARKERS.items():
+        rows = events[events["kind"] == kind]
+        if rows.empty:
+            continue
+        positions = np.clip(np.searchsorted(metrics.epoch_ns(y.index), metrics.epoch_ns(rows["datetime"]),
+                                            side="right") - 1, 0, len(y) - 1)
+        ax.scatter(_naive_utc(pd.DatetimeIndex(rows["datetime"])), y.to_numpy()[positions], s=60, zorder=5,
+                   marker=style["marker"], color=style["color"], label=f"{style['label']} ({len(rows)})",
+                   edgecolors="black", linewidths=0.5)
+
+
+def price_chart(prices: pd.Series, trades: Iterable[Mapping[str, object]] | pd.DataFrame | None = None,
+                events: Iterable[Mapping[str, object]] | pd.DataFrame | None = None,
+                asset: str = "BTC", title: str = "") -> Figure:
+    """Coin price (USD per coin) with buys/sells (from fill records: datetime, side, price; liquidation
+    fills drawn apart) and margin calls, liquidations and loan events marked (from event records)."""
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(_naive_utc(prices.index), prices.to_numpy(dtype=float), color="tab:blue", lw=1.2,
+            label=f"{asset} price")
+    fills = _records_frame(trades)
+    if not fills.empty:
+        reason = fills["reason"] if "reason" in fills else pd.Series("", index=fills.index)
+        forced = reason == "liquidation"
+        for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
+            rows = fills[(fills["side"] == side) & ~forced]
+            if len(rows):
+                ax.scatter(_naive_utc(pd.DatetimeIndex(rows["datetime"])), rows["price"], marker=marker,
+                           color=color, s=30, zorder=4, label=f"{side} ({len(rows)})")
+        if forced.any():
+            rows = fills[forced]
+            ax.scatter(_naive_utc(pd.DatetimeIndex(rows["datetime"])), rows["price"], marker="x",
+                       color="black", s=50, zorder=4, label=f"forced close ({len(rows)})")
+    _mark_events(ax, _records_frame(events), prices)
+    ax.set_ylabel(f"{asset} price (USD per {asset})")
+    _money_axis(ax)
+    ax.set_xlabel("date (UTC)")
+    ax.set_title(title or f"{asset} price, trades, margin calls and liquidations")
+    ax.legend(loc="best", fontsize=8)
+    _date_axis(ax)
+    return fig
+
+
+def equity_drawdown_chart(equity: pd.DataFrame, asset: str = "BTC", title: str = "") -> Figure:
+    """Equity in USD and in coin (top) and their drawdowns in percent (bottom), from the equity table."""
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    dates = _naive_utc(equity.index)
+    for column, (top, bottom), unit, color in (
+        ("equity_usd", axes[:, 0], "USD", "tab:blue"), ("equity_coin", axes[:, 1], asset, "tab:orange"),
+    ):
+        values = equity[column].astype(float)
+        top.plot(dates, values.to_numpy(), color=color, lw=1.2)
+        top.set_title(f"Equity ({unit})")
+        top.set_ylabel(f"equity ({unit})")
+        _money_axis(top)
+        under = metrics.drawdown_pct(values) if values.notna().any() else pd.Series(np.nan, index=values.index)
+        bottom.fill_between(_naive_utc(under.index), -under.to_numpy(), 0.0, color="tab:red", alpha=0.4)
+        bottom.set_ylim(-105, 5)
+        bottom.set_title(f"Drawdown in {unit} terms (%)")
+        bottom.set_ylabel("drawdown (% below peak)")
+        bottom.set_xlabel("date (UTC)")
+        for ax in (top, bottom):
+            _date_axis(ax)
+    fig.suptitle(title or "Equity and drawdown")
+    return fig
+
+
+def margin_ratio_chart(equity: pd.DataFrame, warning_level: float = 0.8, liquidation_level: float = 1.0,
+                       events: Iterable[Mapping[str, object]] | pd.DataFrame | None = None,
+                       title: str = "") -> Figure:
+    """Margin ratio per bar (maintenance margin / margin balance, fraction) with the warning and liquidation
+    levels, and margin calls and liquidations marked."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ratio = equity["margin_ratio"].astype(float)
+    finite = ratio.to_numpy()[np.isfinite(ratio.to_numpy())]
+    ceiling = max(liquidation_level, float(finite.max()) if finite.size else 0.0) * 1.1
+    ratio = ratio.clip(upper=ceiling)  # an infinite ratio (margin balance <= 0) is drawn at the top
+    ax.plot(_naive_utc(ratio.index), ratio.to_numpy(), color="tab:blue", lw=1.2, label="margin ratio")
+    if np.isfinite(warning_level):
+        ax.axhline(warning_level, color="tab:orange", ls="--", label=f"warning level ({warning_level:.2f})")
+    ax.axhline(liquidation_level, color="red", ls="-", label=f"liquidation level ({liquidation_level:.2f})")
+    _mark_events(ax, _records_frame(events), ratio.fillna(0.0))
+    ax.set_ylim(0.0, ceiling)
+    ax.set_ylabel("margin ratio (maintenance margin / margin balance)")
+    ax.set_xlabel("date (UTC)")
+    ax.set_title(title or "Margin ratio against warning and liquidation levels")
+    ax.legend(loc="upper left", fontsize=8)
+    _date_axis(ax)
+    return fig
+
+
+def mining_chart(mining: pd.DataFrame, prices: pd.Series | None = None, asset: str = "BTC",
+                 title: str = "") -> Figure:
+    """Mining revenue against costs, cumulative in USD (top), and the break-even price against the coin
+    price (bottom), from ``ledger_stats.mining_frame``."""
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    if mining.empty:
+        top.text(0.5, 0.5, "no mining entries in the ledger", ha="center", va="center",
+                 transform=top.transAxes, fontsize=12)
+    dates = _naive_utc(mining.index)
+    costs = mining["power_cost_usd"] + mining["hosting_cost_usd"] + mining["pool_fee_usd"]
+    top.plot(dates, mining["revenue_usd"].cumsum().to_numpy(), color="tab:green", lw=1.5,
+             label="revenue (coins x price when mined)")
+    top.plot(dates, costs.cumsum().to_numpy(), color="tab:red", lw=1.5, label="power + hosting + pool fees")
+    top.plot(dates, mining["power_cost_usd"].cumsum().to_numpy(), color="tab:red", lw=1.0, ls=":",
+             label="power only")
+    top.set_ylabel("cumulative USD")
+    _money_axis(top)
+    _money_axis(bottom)
+    top.set_title("Mining revenue against costs (cumulative)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.plot(dates, mining["break_even_price_usd"].to_numpy(), color="tab:purple", lw=1.2,
+                label="break-even price (cash costs / net coins)")
+    if prices is not None and len(prices):
+        bottom.plot(_naive_utc(prices.index), prices.to_numpy(dtype=float), color="tab:blue", lw=1.0,
+                    alpha=0.8, label=f"{asset} price")
+    bottom.set_ylabel(f"USD per {asset}")
+    bottom.set_xlabel("date (UTC)")
+    bottom.set_title("Break-even price against the market price")
+    bottom.legend(loc="upper left", fontsize=8)
+    for ax in (top, bottom):
+        _date_axis(ax)
+    fig.suptitle(title or "Mining P&L")
+    return fig
+
+
+def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", title: str = "") -> Figure:
+    """Several runs overlaid: equity (top, in ``unit``) and drawdown in percent (bottom), one colour per run."""
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name, equity in equity_by_run.items():
+        values = equity.astype(float)
+        (line,) = top.plot(_naive_utc(values.index), values.to_numpy(), lw=1.2, label=name)
+        under = metrics.drawdown_pct(values)
+        bottom.plot(_naive_utc(under.index), -under.to_numpy(), lw=1.0, color=line.get_color(), label=name)
+    top.set_ylabel(f"equity ({unit})")
+    top.set_title(f"Equity ({unit})")
+    _money_axis(top)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set_ylim(-105, 5)
+    bottom.set_ylabel("drawdown (% below peak)")
+    bottom.set_xlabel("date (UTC)")
+    bottom.set_title("Drawdown (%)")
+    for ax in (top, bottom):
+        _date_axis(ax)
+    fig.suptitle(title or "Run comparison")
+    return fig
+
+
+def sweep_heatmap(results: pd.DataFrame, x: str, y: str, value: str, title: str = "",
+                  cmap: str = "viridis") -> Figure:
+    """Heatmap of ``value`` over two swept parameters ``x`` (columns) and ``y`` (rows), one cell per pair
+    (the mean if a pair occurs more than once), each cell annotated with its number."""
+    for column in (x, y, value):
+        if column not in results:
+            raise KeyError(f"sweep_heatmap: column {column!r} not in results; have {list(results.columns)}")
+    grid = results.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index().sort_index(axis=1)
+    fig = Figure(figsize=(1.2 * grid.shape[1] + 3, 0.6 * grid.shape[0] + 2.5), layout="constrained")
+    ax = fig.add_subplot()
+    data = grid.to_numpy(dtype=float)
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", origin="lower")
+    ax.set_xticks(range(grid.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.index])
+    finite = data[np.isfinite(data)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (row, col), number in np.ndenumerate(data):
+        text = "n/a" if not np.isfinite(number) else f"{number:,.3g}"
+        ax.text(col, row, text, ha="center", va="center", fontsize=8,
+                color="white" if np.isfinite(number) and number < middle else "black")
+    fig.colorbar(image, ax=ax, label=value)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title or f"{value} by {y} and {x}")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix, PNG by default) atomically: a temporary file in the
+    same folder, then ``os.replace``, so an interrupted run never leaves half an image."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    return atomic_write(path, lambda stream: fig.savefig(stream, format=fmt, dpi=dpi))

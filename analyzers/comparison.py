@@ -1,0 +1,64 @@
+"""The comparison folder of several runs on the same market (the ``compare`` command): comparison.csv, a
+side-by-side summary.md and overlay charts of equity and drawdown in USD and in coin. Atomic writes.
+
+Input: ``{run name: RunResult}`` and the flat rows (``{"policy": name, **summary}``) the caller ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from analyzers import charts
+from analyzers.files import atomic_write
+from analyzers.report import HEADLINE_KEYS, RunResult, format_value
+
+COMPARISON_CHARTS: tuple[str, ...] = ("compare_equity_usd.png", "compare_equity_coin.png")
+
+
+def comparison_markdown(results: Mapping[str, RunResult], rows: Sequence[Mapping[str, object]]) -> str:
+    """summary.md of a comparison: one column per run, headline metrics as rows, then the assumptions."""
+    names = [str(row.get("policy", i)) for i, row in enumerate(rows)]
+    keys = [k for k in HEADLINE_KEYS if any(k in row for row in rows)]
+    lines = ["# Comparison", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in keys:
+        lines.append(f"| {key} | " + " | ".join(format_value(key, row.get(key)) for row in rows) + " |")
+    lines += ["", "## Assumptions", ""]
+    shared: dict[str, object] = {}
+    if results:
+        first = next(iter(results.values())).assumptions
+        shared = {k: v for k, v in first.items() if all(r.assumptions.get(k) == v for r in results.values())}
+    for name, text in shared.items():
+        items = text if isinstance(text, (list, tuple)) else [text]
+        lines.append(f"- **{name}** (all runs): " + ("; ".join(map(str, items)) if items else "none"))
+    for run, result in results.items():
+        for name, text in result.assumptions.items():
+            if name not in shared:
+                items = text if isinstance(text, (list, tuple)) else [text]
+                lines.append(f"- **{name}** ({run}): " + "; ".join(map(str, items)))
+    lines += ["", "Files: comparison.csv, " + ", ".join(COMPARISON_CHARTS) + ".", ""]
+    return "\n".join(lines)
+
+
+def write_comparison(results: Mapping[str, RunResult], rows: Sequence[Mapping[str, object]],
+                     folder: str | os.PathLike[str], dpi: int = 110) -> dict[str, Path]:
+    """Write comparison.csv (``rows`` as given), summary.md and the overlay charts into ``folder``."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    table = pd.DataFrame(list(rows))
+    written["comparison.csv"] = atomic_write(
+        target / "comparison.csv", lambda s: s.write(table.to_csv(index=False, lineterminator="\n").encode()))
+    text = comparison_markdown(results, rows)
+    written["summary.md"] = atomic_write(target / "summary.md", lambda s: s.write(text.encode("utf-8")))
+    if results:
+        asset = next(iter(results.values())).asset
+        for name, column, unit in (("compare_equity_usd.png", "equity_usd", "USD"),
+                                   ("compare_equity_coin.png", "equity_coin", asset)):
+            figure = charts.compare_chart({run: r.equity[column] for run, r in results.items()}, unit=unit,
+                                          title=f"Equity and drawdown in {unit}: {', '.join(results)}")
+            written[name] = charts.save_figure(figure, target / name, dpi=dpi)
+    return written

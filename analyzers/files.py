@@ -1,0 +1,30 @@
+"""Atomic file writing: a temporary file beside the target, then ``os.replace``, so an interrupted run never
+leaves a half-written report file (readers see the old file or the new one, never a mix)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write(stream)`` on a temporary file in ``path``'s folder, fsync it, then rename it to ``path``.
+
+    The temporary file is removed if ``write`` raises (or the run is interrupted inside it).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,171 @@
+"""Ledger views: the ledger table, the futures leg's P&L and the mining operation's P&L per bar.
+
+Pure pandas (no backtrader). Ledger amounts are signed (positive credits the account); the totals here turn
+costs into positive USD numbers and say so in the key (``..._paid_usd``, ``..._cost_usd``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from analyzers import metrics
+from brokers.ledger import Ledger, LedgerEntry
+
+LEDGER_COLUMNS: tuple[str, ...] = ("datetime", "kind", "currency", "wallet", "amount", "instrument", "note")
+USD_CURRENCIES: frozenset[str] = frozenset({"USD", "USDT", "USDC"})  # one unit, as brokers.ledger says
+# Every ledger kind that moves the futures wallet's USD because of the futures position itself (deposits
+# and transfers are not P&L). insurance_fund: a shortfall covered by the venue counts for the account.
+FUTURES_PNL_KINDS: tuple[str, ...] = (
+    "realized_pnl", "settlement", "funding", "fee", "liquidation", "liquidation_fee", "insurance_fund",
+)
+MINING_KINDS: tuple[str, ...] = ("mining_credit", "power_cost", "hosting_cost", "pool_fee")
+
+LedgerLike = Ledger | Iterable[LedgerEntry | Mapping[str, object]]
+
+
+def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
+    """The ledger as a table with columns exactly :data:`LEDGER_COLUMNS` (datetime UTC), in entry order."""
+    if isinstance(ledger, Ledger):
+        records = ledger.to_records()
+    else:
+        records = []
+        for entry in ledger:
+            if isinstance(entry, LedgerEntry):
+                records.append({"datetime": entry.time, "kind": entry.kind, "currency": entry.currency,
+                                "wallet": entry.wallet, "amount": entry.amount,
+                                "instrument": entry.instrument, "note": entry.note})
+            else:
+                record = dict(entry)
+                if "time" in record and "datetime" not in record:
+                    record["datetime"] = record.pop("time")
+                records.append(record)
+    if not records:
+        frame = pd.DataFrame({column: pd.Series(dtype=object) for column in LEDGER_COLUMNS})
+        frame["amount"] = frame["amount"].astype(float)
+    else:
+        frame = pd.DataFrame.from_records(records, columns=list(LEDGER_COLUMNS))
+    stamps = pd.to_datetime(frame["datetime"])
+    frame["datetime"] = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    frame["amount"] = frame["amount"].astype(float)
+    return frame
+
+
+def _usd(frame: pd.DataFrame) -> pd.Series:
+    return frame["currency"].astype(str).str.upper().isin(USD_CURRENCIES)
+
+
+def futures_leg_totals(ledger: pd.DataFrame, wallet: str = "futures") -> dict[str, float]:
+    """USD totals of the futures leg from the ``wallet`` entries of :data:`FUTURES_PNL_KINDS`.
+
+    realized_pnl_usd, settlement_usd, liquidation_usd, insurance_fund_usd: signed sums (USD);
+    funding_paid_usd / funding_received_usd: sums of negative / positive funding entries, both >= 0;
+    funding_net_usd: received - paid; fees_paid_usd: trading fees plus liquidation fees, >= 0;
+    realized_total_usd: signed sum of every :data:`FUTURES_PNL_KINDS` entry (the leg's realised P&L after
+    costs).
+    """
+    rows = ledger[(ledger["wallet"] == wallet) & _usd(ledger)]
+    by_kind = rows.groupby("kind")["amount"].sum()
+    funding = rows.loc[rows["kind"] == "funding", "amount"]
+
+    def kind_sum(kind: str) -> float:
+        return float(by_kind.get(kind, 0.0))
+
+    return {
+        "realized_pnl_usd": kind_sum("realized_pnl"),
+        "settlement_usd": kind_sum("settlement"),
+        "liquidation_usd": kind_sum("liquidation"),
+        "insurance_fund_usd": kind_sum("insurance_fund"),
+        "funding_paid_usd": 0.0 - float(funding[funding < 0].sum()),
+        "funding_received_usd": float(funding[funding > 0].sum()),
+        "funding_net_usd": kind_sum("funding"),
+        "fees_paid_usd": 0.0 - (kind_sum("fee") + kind_sum("liquidation_fee")),
+        "realized_total_usd": float(sum(kind_sum(kind) for kind in FUTURES_PNL_KINDS)),
+    }
+
+
+def fees_paid_usd(ledger: pd.DataFrame) -> float:
+    """All trading and liquidation fees in USD over every wallet, as a positive number."""
+    rows = ledger[ledger["kind"].isin(("fee", "liquidation_fee")) & _usd(ledger)]
+    return 0.0 - float(rows["amount"].sum())
+
+
+def funding_paid_usd(ledger: pd.DataFrame) -> float:
+    """Funding paid in USD over every wallet (sum of negative funding entries), as a positive number."""
+    rows = ledger[(ledger["kind"] == "funding") & _usd(ledger)]
+    return 0.0 - float(rows.loc[rows["amount"] < 0, "amount"].sum())
+
+
+def cumulative_by_time(ledger: pd.DataFrame, kinds: Iterable[str], times: pd.DatetimeIndex,
+                       wallet: str | None = None, currency: str = "USD") -> pd.Series:
+    """Running sum of the ``kinds`` entries (in ``currency``, one ``wallet`` or all), sampled at ``times``.
+
+    Each entry counts from its own timestamp on; ``times`` must be UTC and sorted.
+    """
+    mask = ledger["kind"].isin(tuple(kinds))
+    mask &= _usd(ledger) if currency.upper() in USD_CURRENCIES else ledger["currency"] == currency
+    if wallet is not None:
+        mask &= ledger["wallet"] == wallet
+    rows = ledger.loc[mask]
+    if rows.empty:
+        return pd.Series(0.0, index=times)
+    per_time = rows.groupby("datetime")["amount"].sum().sort_index().cumsum()
+    positions = np.searchsorted(metrics.epoch_ns(per_time.index), metrics.epoch_ns(times), side="right") - 1
+    values = np.where(positions >= 0, per_time.to_numpy()[np.maximum(positions, 0)], 0.0)
+    return pd.Series(values, index=times)
+
+
+def price_at(times: pd.Series | pd.DatetimeIndex, prices: pd.Series) -> np.ndarray:
+    """Price (USD per coin) in force at each time: the last bar's price at or before it (the first price
+    for times before the first bar)."""
+    stamps = pd.DatetimeIndex(times)
+    positions = np.searchsorted(metrics.epoch_ns(prices.index), metrics.epoch_ns(stamps), side="right") - 1
+    return prices.to_numpy(dtype=float)[np.maximum(positions, 0)]
+
+
+def mining_frame(ledger: pd.DataFrame, asset: str, prices: pd.Series) -> pd.DataFrame:
+    """Mining P&L per ledger timestamp (one row per bar that had mining entries), UTC index.
+
+    Columns: coins_gross (coin credited by ``mining_credit``), pool_fee_coin (pool fee taken in coin, >= 0),
+    coins_net (coins_gross - pool_fee_coin), revenue_usd (coins_gross x price at that bar), power_cost_usd,
+    hosting_cost_usd, pool_fee_usd (coin fee x price plus any USD fee) - all costs >= 0 -,
+    net_cash_flow_usd (revenue - power - hosting - pool fee), cash_cost_usd (costs paid in USD: power +
+    hosting + USD pool fee), break_even_price_usd (USD per coin: cash_cost_usd / coins_net, the price at
+    which the net coins pay the cash costs; NaN where no coin was mined, e.g. curtailed).
+    ``prices``: USD per coin, UTC index, used to value coins at the time they were mined.
+    """
+    columns = ["coins_gross", "pool_fee_coin", "coins_net", "revenue_usd", "power_cost_usd",
+               "hosting_cost_usd", "pool_fee_usd", "net_cash_flow_usd", "cash_cost_usd", "break_even_price_usd"]
+    rows = ledger[ledger["kind"].isin(MINING_KINDS)].copy()
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns},
+                            index=pd.DatetimeIndex([], tz="UTC", name="datetime"))
+    is_coin = rows["currency"].astype(str).str.upper() == asset.upper()
+    is_usd = _usd(rows)
+    rows["coin"] = np.where(is_coin, rows["amount"], 0.0)
+    rows["usd"] = np.where(is_usd, rows["amount"], 0.0)
+    coin = rows.pivot_table(index="datetime", columns="kind", values="coin", aggfunc="sum", fill_value=0.0)
+    usd = rows.pivot_table(index="datetime", columns="kind", values="usd", aggfunc="sum", fill_value=0.0)
+    coin = coin.reindex(columns=list(MINING_KINDS), fill_value=0.0)
+    usd = usd.reindex(columns=list(MINING_KINDS), fill_value=0.0).reindex(coin.index, fill_value=0.0)
+    price = price_at(coin.index, prices) if len(prices) else np.full(len(coin), math.nan)
+
+    frame = pd.DataFrame(index=pd.DatetimeIndex(coin.index, name="datetime"))
+    frame["coins_gross"] = coin["mining_credit"].to_numpy()
+    frame["pool_fee_coin"] = -coin["pool_fee"].to_numpy()
+    frame["coins_net"] = frame["coins_gross"] - frame["pool_fee_coin"]
+    frame["revenue_usd"] = frame["coins_gross"] * price
+    frame["power_cost_usd"] = -usd["power_cost"].to_numpy()
+    frame["hosting_cost_usd"] = -usd["hosting_cost"].to_numpy()
+    usd_pool_fee = -usd["pool_fee"].to_numpy()
+    frame["pool_fee_usd"] = frame["pool_fee_coin"] * price + usd_pool_fee
+    frame["net_cash_flow_usd"] = (frame["revenue_usd"] - frame["power_cost_usd"]
+                                  - frame["hosting_cost_usd"] - frame["pool_fee_usd"])
+    frame["cash_cost_usd"] = frame["power_cost_usd"] + frame["hosting_cost_usd"] + usd_pool_fee
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame["break_even_price_usd"] = np.where(
+            frame["coins_net"] > 0, frame["cash_cost_usd"] / frame["coins_net"], np.nan)
+    return frame

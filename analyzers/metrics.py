@@ -1,0 +1,297 @@
+"""Performance metrics on equity curves: drawdowns, returns, Sharpe, Sortino, hedge variance reduction.
+
+Pure numpy/pandas (no backtrader), empyrical-style: each metric is one function on a series and returns a
+number with a documented unit. Conventions used throughout:
+
+* An equity curve is a ``pd.Series`` of account value (USD, or coin for coin-denominated equity) indexed by
+  a UTC ``DatetimeIndex`` (naive timestamps are read as UTC), one value per bar, sorted.
+* Percentages are in percent (``12.5`` means 12.5 %), never fractions, and the key says ``_pct``.
+* Equity that reaches zero or below is *ruin*: its drawdown is exactly 100 % and a ruin flag/date is
+  reported. A drawdown is never above 100 % and never below 0 %.
+* Day counts are calendar days (``timedelta / 1 day``); years are ``calendar days / 365.25``.
+* Sharpe and Sortino use *daily* simple returns (equity resampled to the last value of each UTC calendar
+  day) annualised with ``sqrt(365)``: crypto trades every day of the year, so there are 365 trading days,
+  not 252. The risk-free rate is a *daily* rate (fraction per day), 0 by default.
+* Undefined results are ``NaN`` (documented per function): an empty series, a series of one point, a
+  return series with zero dispersion. Callers write ``NaN`` as ``null`` in JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+DAYS_PER_YEAR_CAGR = 365.25  # calendar days per year for CAGR (leap years included)
+PERIODS_PER_YEAR = 365  # daily periods per year for Sharpe/Sortino: crypto trades every calendar day
+_DAY = pd.Timedelta(days=1)
+
+
+def _as_utc_series(values: pd.Series, name: str) -> pd.Series:
+    """Float copy of ``values`` with a UTC DatetimeIndex, NaNs dropped; raises on a non-datetime index."""
+    if not isinstance(values, pd.Series):
+        raise TypeError(f"{name} must be a pandas Series indexed by datetime, got {type(values).__name__}")
+    if not isinstance(values.index, pd.DatetimeIndex):
+        raise TypeError(f"{name} must have a DatetimeIndex, got {type(values.index).__name__}")
+    series = values.astype(float).dropna()
+    index = series.index
+    series.index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return series.sort_index()
+
+
+def epoch_ns(times: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (int64) of UTC times, whatever the index's resolution (pandas 3 indexes
+    may hold seconds or microseconds, so raw ``asi8`` values of two indexes are not comparable)."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
+def bar_durations_days(times: pd.DatetimeIndex) -> np.ndarray:
+    """Each bar's duration in calendar days: the time to the next bar; the last bar gets the median
+    spacing (one day on daily bars). A single bar counts one day; no bars give an empty array."""
+    stamps = epoch_ns(times)
+    if stamps.size < 2:
+        return np.ones(stamps.size)
+    spacing = np.diff(stamps).astype(float) / _DAY.value
+    return np.append(spacing, np.median(spacing))
+
+
+# --------------------------------------------------------------------------------------------- drawdown
+
+
+def drawdown_pct(equity: pd.Series) -> pd.Series:
+    """Underwater series: percent below the running peak at each bar, in [0, 100].
+
+    ``drawdown = (peak - equity) / peak * 100`` with ``peak`` the running maximum of equity; bars where
+    equity is zero or below (ruin) are exactly 100. An empty input gives an empty series.
+    """
+    series = _as_utc_series(equity, "equity")
+    values = series.to_numpy()
+    peak = np.maximum.accumulate(values) if values.size else values
+    # divide only where equity > 0 (then peak >= equity > 0 and the fraction is in [0, 1])
+    fraction = np.divide(peak - values, peak, out=np.ones_like(values), where=values > 0.0)
+    under = fraction * 100.0
+    return pd.Series(np.clip(under, 0.0, 100.0), index=series.index, name="drawdown_pct")
+
+
+def drawdown_amount(equity: pd.Series) -> pd.Series:
+    """Underwater series in the equity's own unit (USD or coin): ``peak - max(equity, 0)`` at each bar.
+
+    Equity below zero counts as zero, so the amount never exceeds the peak (consistent with the 100 % cap);
+    the depth below zero is reported separately as ``DrawdownStats.min_equity``.
+    """
+    series = _as_utc_series(equity, "equity")
+    values = series.to_numpy()
+    peak = np.maximum.accumulate(values) if values.size else values
+    return pd.Series(peak - np.maximum(values, 0.0), index=series.index, name="drawdown_amount")
+
+
+@dataclass(frozen=True, slots=True)
+class DrawdownStats:
+    """Worst drawdown of one equity curve.
+
+    max_drawdown_pct: deepest drawdown, percent of the running peak, in [0, 100] (100 means ruin).
+    max_drawdown_amount: largest ``peak - max(equity, 0)`` over the run, in the equity's unit (USD or coin);
+        it can come from a different episode than the deepest percentage drawdown (as backtrader's
+        ``DrawDown`` analyzer's ``max.moneydown``).
+    peak_time / trough_time: the peak before, and the bar of, the deepest percentage drawdown (None when
+        there is no drawdown); recovery_time: first bar at or above that peak after the trough (None when
+        it never recovered).
+    longest_underwater_days: longest span, in calendar days, from a peak to the first bar back at or above
+        it (or to the last bar when the run ends under water); 0 when equity never falls below a peak.
+    ruined: equity reached zero or below; ruin_time: first such bar (None if never).
+    min_equity: lowest equity seen, in the equity's unit (negative when a loss exceeded the account).
+    """
+
+    max_drawdown_pct: float
+    max_drawdown_amount: float
+    peak_time: pd.Timestamp | None
+    trough_time: pd.Timestamp | None
+    recovery_time: pd.Timestamp | None
+    longest_underwater_days: float
+    ruined: bool
+    ruin_time: pd.Timestamp | None
+    min_equity: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def drawdown_stats(equity: pd.Series) -> DrawdownStats:
+    """Deepest drawdown, its dates, the longest time under water and the ruin flag of ``equity``.
+
+    An empty series gives NaN numbers, no dates and ``ruined=False``.
+    """
+    series = _as_utc_series(equity, "equity")
+    if series.empty:
+        return DrawdownStats(math.nan, math.nan, None, None, None, math.nan, False, None, math.nan)
+    values = series.to_numpy()
+    times = series.index
+    peak = np.maximum.accumulate(values)
+    under_pct = drawdown_pct(series).to_numpy()
+    amount = peak - np.maximum(values, 0.0)
+
+    ruined_at = np.flatnonzero(values <= 0.0)
+    ruin_time = times[ruined_at[0]] if ruined_at.size else None
+
+    worst = float(under_pct.max())
+    peak_time = trough_time = recovery_time = None
+    if worst > 0.0:
+        trough = int(np.argmax(under_pct))  # first bar of the deepest drawdown
+        peak_index = int(np.flatnonzero(values[: trough + 1] == peak[trough])[-1])
+        peak_time, trough_time = times[peak_index], times[trough]
+        recovered = np.flatnonzero(values[trough:] >= peak[trough])
+        recovery_time = times[trough + recovered[0]] if recovered.size else None
+
+    return DrawdownStats(
+        max_drawdown_pct=worst,
+        max_drawdown_amount=float(amount.max()),
+        peak_time=peak_time,
+        trough_time=trough_time,
+        recovery_time=recovery_time,
+        longest_underwater_days=_longest_underwater_days(values, peak, times),
+        ruined=bool(ruined_at.size),
+        ruin_time=ruin_time,
+        min_equity=float(values.min()),
+    )
+
+
+def _longest_underwater_days(values: np.ndarray, peak: np.ndarray, times: pd.DatetimeIndex) -> float:
+    """Longest peak-to-recovery span in calendar days (to the last bar if still under water)."""
+    longest = pd.Timedelta(0)
+    start: int | None = None  # index of the peak bar of the current episode
+    for i in range(1, len(values)):  # runs once per run, in stop(): a plain loop is clear and fast enough
+        if values[i] < peak[i]:
+            if start is None:
+                start = i - 1
+        elif start is not None:
+            longest = max(longest, times[i] - times[start])
+            start = None
+    if start is not None:
+        longest = max(longest, times[-1] - times[start])
+    return longest / _DAY
+
+
+# ---------------------------------------------------------------------------------------------- returns
+
+
+def total_return_pct(equity: pd.Series) -> float:
+    """``(last / first - 1) * 100``, percent. Floored at -100 (ruin: the loss beyond the account is not a
+    return on it). NaN when empty or when the first equity is zero or below."""
+    series = _as_utc_series(equity, "equity")
+    if series.empty or series.iloc[0] <= 0.0:
+        return math.nan
+    return max(float(series.iloc[-1] / series.iloc[0] - 1.0) * 100.0, -100.0)
+
+
+def cagr_pct(equity: pd.Series) -> float:
+    """Compound annual growth rate, percent: ``((last / first) ** (365.25 / days) - 1) * 100``.
+
+    ``days`` is calendar days from the first to the last timestamp. -100 when the last equity is zero or
+    below; NaN when empty, when ``days`` is 0, or when the first equity is zero or below.
+    """
+    series = _as_utc_series(equity, "equity")
+    if series.empty or series.iloc[0] <= 0.0:
+        return math.nan
+    days = (series.index[-1] - series.index[0]) / _DAY
+    if days <= 0.0:
+        return math.nan
+    if series.iloc[-1] <= 0.0:
+        return -100.0
+    return float((series.iloc[-1] / series.iloc[0]) ** (DAYS_PER_YEAR_CAGR / days) - 1.0) * 100.0
+
+
+def daily_returns(equity: pd.Series) -> pd.Series:
+    """Simple returns (fractions) of the last equity of each UTC calendar day.
+
+    Days without a bar are skipped (no zero return is invented). The series stops at ruin: the day equity
+    first reaches zero or below gives -1.0 (-100 %) and later days are dropped, because a return on a
+    non-positive account is meaningless. Empty when fewer than two days.
+    """
+    series = _as_utc_series(equity, "equity")
+    if series.empty:
+        return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float, name="daily_return")
+    daily = series.groupby(series.index.floor("D")).last()
+    ruined = np.flatnonzero(daily.to_numpy() <= 0.0)
+    if ruined.size:
+        daily = daily.iloc[: ruined[0] + 1]
+    returns = daily.pct_change().iloc[1:]
+    if ruined.size and len(returns):
+        returns.iloc[-1] = -1.0
+    return returns.rename("daily_return")
+
+
+def sharpe_ratio(daily: pd.Series, risk_free_daily: float = 0.0) -> float:
+    """Annualised Sharpe ratio: ``mean(r - rf) / std(r - rf, ddof=1) * sqrt(365)``.
+
+    ``daily``: daily simple returns (fractions), e.g. from :func:`daily_returns`; ``risk_free_daily``:
+    risk-free rate per day (fraction). NaN with fewer than two returns or zero dispersion (constant equity).
+    """
+    excess = np.asarray(daily, dtype=float) - risk_free_daily
+    excess = excess[~np.isnan(excess)]
+    if excess.size < 2:
+        return math.nan
+    std = float(np.std(excess, ddof=1))
+    if std == 0.0 or not math.isfinite(std):
+        return math.nan
+    return float(np.mean(excess)) / std * math.sqrt(PERIODS_PER_YEAR)
+
+
+def sortino_ratio(daily: pd.Series, required_daily: float = 0.0) -> float:
+    """Annualised Sortino ratio (empyrical's definition):
+    ``mean(r - t) * 365 / (sqrt(mean(min(r - t, 0) ** 2)) * sqrt(365))`` with ``t = required_daily``.
+
+    The downside deviation averages over *all* days (losing days contribute their squared shortfall, the
+    others zero). NaN with fewer than two returns or no day below ``t`` (no downside to divide by).
+    """
+    excess = np.asarray(daily, dtype=float) - required_daily
+    excess = excess[~np.isnan(excess)]
+    if excess.size < 2:
+        return math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(excess, 0.0) ** 2)))
+    if downside == 0.0:
+        return math.nan
+    return float(np.mean(excess)) / downside * math.sqrt(PERIODS_PER_YEAR)
+
+
+# ------------------------------------------------------------------------------------------ hedge quality
+
+
+def variance_reduction_pct(unhedged_usd: pd.Series, hedged_usd: pd.Series) -> float:
+    """Ederington hedge effectiveness, percent: ``(1 - var(d hedged) / var(d unhedged)) * 100``.
+
+    ``unhedged_usd``: USD value of the position alone (e.g. the miner's production marked to market);
+    ``hedged_usd``: the same plus the hedge's cumulative P&L, both on the same dates. ``d`` is the change
+    from one date to the next (variance of *changes*, ddof=1: levels trend and their variance says nothing
+    about risk). 100 means all variance removed; 0 no effect; negative means the hedge *added* variance.
+    NaN with fewer than two changes or when the unhedged value never changes.
+    """
+    unhedged = _as_utc_series(unhedged_usd, "unhedged_usd")
+    hedged = _as_utc_series(hedged_usd, "hedged_usd")
+    joined = pd.concat([unhedged, hedged], axis=1, join="inner").diff().dropna()
+    if len(joined) < 2:
+        return math.nan
+    var_unhedged = float(np.var(joined.iloc[:, 0].to_numpy(), ddof=1))
+    if var_unhedged == 0.0:
+        return math.nan
+    var_hedged = float(np.var(joined.iloc[:, 1].to_numpy(), ddof=1))
+    return (1.0 - var_hedged / var_unhedged) * 100.0
+
+
+def hedge_variance_reduction_pct(production_value_usd: pd.Series, hedge_pnl_usd: pd.Series) -> float:
+    """Variance reduction (percent) of ``production + hedge P&L`` against production alone.
+
+    ``production_value_usd``: daily USD value of the production (coins mined so far x price);
+    ``hedge_pnl_usd``: the hedge's *cumulative* P&L in USD on the same dates. See
+    :func:`variance_reduction_pct` for the definition and the NaN cases.
+    """
+    production = _as_utc_series(production_value_usd, "production_value_usd")
+    hedge = _as_utc_series(hedge_pnl_usd, "hedge_pnl_usd").reindex(production.index)
+    return variance_reduction_pct(production, production + hedge)
+
+
+def last_per_day(values: pd.Series) -> pd.Series:
+    """Last value of each UTC calendar day (daily sampling of a per-bar series)."""
+    series = _as_utc_series(values, "values")
+    return series.groupby(series.index.floor("D")).last()

@@ -1,0 +1,190 @@
+"""Report writer on a small hand-made RunResult: every file exists, parses, has the exact columns; every PNG
+decodes with non-trivial content; writes are atomic. Also the comparison and sweep charts."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzers import charts, event_stats, ledger_stats, metrics
+from analyzers.files import atomic_write
+from analyzers.report import CHART_FILES, EQUITY_COLUMNS, RunResult, write_report
+from brokers.events import MarginEvent
+from brokers.ledger import Ledger
+from minehedge.errors import DataError
+
+DAYS = 30
+
+
+def hand_made_result() -> RunResult:
+    index = pd.date_range("2022-05-01", periods=DAYS, freq="D", tz="UTC")
+    price = pd.Series(np.linspace(38_000.0, 20_000.0, DAYS), index=index)
+    equity_usd = np.linspace(10_000.0, 4_000.0, DAYS)
+    equity = pd.DataFrame({
+        "equity_usd": equity_usd, "equity_coin": equity_usd / price.to_numpy(), "cash_usd": equity_usd * 0.5,
+        "coins": np.linspace(0.1, 0.2, DAYS), "unrealized_pnl_usd": np.linspace(0.0, -3_000.0, DAYS),
+        "margin_ratio": np.linspace(0.1, 1.0, DAYS),
+    }, index=index)
+    equity["drawdown_pct"] = metrics.drawdown_pct(equity["equity_usd"]).to_numpy()
+    naive = [t.to_pydatetime().replace(tzinfo=None) for t in index]
+    events = [
+        MarginEvent(naive[20], "margin_call", "BTCUSDT-PERP", "binance", "long", 0.5, 25_000.0, 5_000.0,
+                    4_100.0, 0.82),
+        MarginEvent(naive[29], "liquidation", "BTCUSDT-PERP", "binance", "long", 0.5, 20_000.0, 0.0, 4_000.0,
+                    1.0, loss_usd=2_500.0, fee_usd=50.0, detail="tier 1"),
+    ]
+    ledger = Ledger()
+    for t in naive:
+        ledger.add(t, "mining_credit", "BTC", "spot", 0.004, "fleet")
+        ledger.add(t, "power_cost", "USD", "spot", -70.0, "fleet")
+        ledger.add(t, "pool_fee", "BTC", "spot", -0.00008, "fleet")
+    ledger.add(naive[29], "liquidation", "USD", "futures", -2_500.0, "BTCUSDT-PERP")
+    ledger.add(naive[29], "liquidation_fee", "USD", "futures", -50.0, "BTCUSDT-PERP")
+    trades = [{"datetime": index[2], "instrument": "BTCUSDT-PERP", "side": "buy", "size": 0.5, "price": 37_000.0,
+               "commission": 7.4, "reason": ""},
+              {"datetime": index[29], "instrument": "BTCUSDT-PERP", "side": "sell", "size": -0.5,
+               "price": 20_000.0, "commission": 50.0, "reason": "liquidation"}]
+    totals = event_stats.event_totals(events)
+    summary = {"final_equity_usd": 4_000.0, "max_drawdown_pct": 60.0, "margin_calls": totals["margin_calls"],
+               "liquidations": totals["liquidations"], "sharpe": math.nan, "insolvent": False,
+               "start": index[0].isoformat()}
+    return RunResult(summary=summary, equity=equity, prices=price, events=events, ledger=ledger.to_records(),
+                     trades=trades, asset="BTC", warning_level=0.8,
+                     assumptions={"data files": ["btc/BTCUSDT_1d.csv"], "venues": ["binance (2022)"],
+                                  "funding": "constant 0.01 % per 8 h", "masked bad ticks": []},
+                     title="hand-made")
+
+
+def assert_png_has_content(path: Path) -> None:
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    rgb = image[..., :3]
+    assert float(rgb.std()) > 0.05  # not a blank canvas
+    colours = np.unique((rgb.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
+    assert len(colours) > 20  # lines, markers, text and fills in several colours
+
+
+def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
+    result = hand_made_result()
+    written = write_report(result, tmp_path / "run")
+    folder = tmp_path / "run"
+    expected = {"summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", *CHART_FILES}
+    assert set(written) == expected
+    assert {p.name for p in folder.iterdir()} == expected  # no temporary file left behind
+
+    payload = json.loads((folder / "summary.json").read_text())
+    assert payload["summary"]["final_equity_usd"] == 4_000.0
+    assert payload["summary"]["sharpe"] is None  # NaN is written as null, never as invalid JSON
+    assert payload["assumptions"]["funding"] == "constant 0.01 % per 8 h"
+
+    markdown = (folder / "summary.md").read_text()
+    assert "| final_equity_usd | 4,000.00 USD |" in markdown
+    assert "| max_drawdown_pct | 60.00 % |" in markdown
+    assert "constant 0.01 % per 8 h" in markdown and "btc/BTCUSDT_1d.csv" in markdown
+
+    events = pd.read_csv(folder / "events.csv")
+    assert list(events.columns) == ["datetime", "kind", "instrument", "venue", "side", "size", "price",
+                                    "equity_usd", "margin_ratio", "loss_usd", "fee_usd"]
+    assert events["kind"].tolist() == ["margin_call", "liquidation"]
+    assert events["loss_usd"].tolist() == [0.0, 2_500.0] and events["fee_usd"].tolist() == [0.0, 50.0]
+    assert (events["kind"].isin(event_stats.MARGIN_CALL_KINDS).sum(), events["kind"].isin(
+        event_stats.LIQUIDATION_KINDS).sum()) == (payload["summary"]["margin_calls"], payload["summary"]["liquidations"])
+    assert pd.to_datetime(events["datetime"], utc=True).iloc[1] == pd.Timestamp("2022-05-30", tz="UTC")
+
+    equity = pd.read_csv(folder / "equity.csv", index_col="datetime", parse_dates=True)
+    assert list(equity.columns) == list(EQUITY_COLUMNS)
+    assert len(equity) == DAYS and equity.index[0] == pd.Timestamp("2022-05-01", tz="UTC")
+    np.testing.assert_allclose(equity["equity_usd"].to_numpy(), result.equity["equity_usd"].to_numpy(), rtol=1e-15)
+    assert equity["drawdown_pct"].iloc[-1] == pytest.approx(60.0, abs=1e-9)
+
+    ledger = pd.read_csv(folder / "ledger.csv")
+    assert list(ledger.columns) == list(ledger_stats.LEDGER_COLUMNS)
+    assert len(ledger) == 3 * DAYS + 2
+    assert ledger.loc[ledger["kind"] == "power_cost", "amount"].sum() == pytest.approx(-70.0 * DAYS)
+
+    for name in CHART_FILES:
+        assert_png_has_content(folder / name)
+
+
+def test_mining_view_of_the_hand_made_run():
+    mining = hand_made_result().mining()
+    assert mining["coins_net"].sum() == pytest.approx(DAYS * 0.00392, rel=1e-12)
+    assert mining["break_even_price_usd"].iloc[0] == pytest.approx(70.0 / 0.00392, rel=1e-12)
+    assert mining["revenue_usd"].iloc[0] == pytest.approx(0.004 * 38_000.0, rel=1e-12)
+
+
+def test_run_result_rejects_missing_columns_and_naive_index():
+    result = hand_made_result()
+    with pytest.raises(DataError, match="margin_ratio"):
+        RunResult(summary={}, equity=result.equity.drop(columns="margin_ratio"), prices=result.prices)
+    with pytest.raises(DataError, match="UTC DatetimeIndex"):
+        RunResult(summary={}, equity=result.equity, prices=result.prices.tz_localize(None))
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def interrupted(stream):
+        stream.write(b"half a fi")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_compare_and_sweep_charts_render(tmp_path):
+    index = pd.date_range("2021-01-01", periods=60, freq="D", tz="UTC")
+    runs = {"unhedged": pd.Series(np.linspace(100, 50, 60), index=index),
+            "hedged": pd.Series(100 + 5 * np.sin(np.arange(60) / 5), index=index)}
+    compare = charts.compare_chart(runs, title="hedged vs unhedged")
+    assert [ax.get_title() for ax in compare.axes] == ["Equity (USD)", "Drawdown (%)"]
+    assert len(compare.axes[0].lines) == 2
+    assert_png_has_content(charts.save_figure(compare, tmp_path / "compare.png"))
+
+    sweep = pd.DataFrame([{"leverage": lev, "hedge_ratio": h, "max_drawdown_pct": lev * 10 + h * 5}
+                          for lev in (1.0, 2.0, 3.0) for h in (0.0, 0.5, 1.0)])
+    heat = charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "max_drawdown_pct")
+    cells = heat.axes[0].images[0].get_array()
+    assert cells.shape == (3, 3) and cells[2, 1] == 25.0  # row hedge_ratio=1.0, column leverage=2.0
+    assert_png_has_content(charts.save_figure(heat, tmp_path / "sweep.png"))
+    with pytest.raises(KeyError, match="sharpe"):
+        charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sharpe")
+
+
+def test_ledger_records_with_naive_times_load_as_utc():
+    frame = ledger_stats.ledger_frame([{"datetime": datetime(2021, 1, 1), "kind": "fee", "currency": "USD",
+                                        "wallet": "futures", "amount": -1.0, "instrument": "", "note": ""}])
+    assert frame["datetime"].iloc[0] == pd.Timestamp("2021-01-01", tz="UTC")
+
+
+def test_comparison_folder(tmp_path):
+    from analyzers.comparison import COMPARISON_CHARTS, write_comparison
+
+    hedged = hand_made_result()
+    unhedged = hand_made_result()
+    unhedged.equity = unhedged.equity.assign(equity_usd=unhedged.equity["equity_usd"] * 0.5)
+    unhedged.assumptions = {**unhedged.assumptions, "policy": "unhedged"}
+    rows = [{"policy": "hedged", **hedged.summary}, {"policy": "unhedged", **unhedged.summary,
+                                                      "final_equity_usd": 2_000.0}]
+    written = write_comparison({"hedged": hedged, "unhedged": unhedged}, rows, tmp_path, dpi=60)
+    assert set(written) == {"comparison.csv", "summary.md", *COMPARISON_CHARTS}
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    assert table["policy"].tolist() == ["hedged", "unhedged"]
+    assert table["final_equity_usd"].tolist() == [4_000.0, 2_000.0]
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| metric | hedged | unhedged |" in markdown
+    assert "| final_equity_usd | 4,000.00 USD | 2,000.00 USD |" in markdown
+    assert "- **funding** (all runs): constant 0.01 % per 8 h" in markdown
+    assert "- **policy** (unhedged): unhedged" in markdown
+    for name in COMPARISON_CHARTS:
+        assert_png_has_content(tmp_path / name)
