@@ -120,6 +120,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._price_data: dict[str, object] | None = None
         self._fixed_prices: dict[str, float] = {}
         self._pseudo_coin: dict[str, float] = defaultdict(float)
+        self._liabilities: dict[str, float] = {}  # name -> USD owed (loans), subtracted from equity
         self._dirty = False
 
     @property
@@ -169,6 +170,17 @@ class MarginBroker(bt.brokers.BackBroker):
             with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
                 super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
                 return self._after_fill(order, comminfo, nbits)
+        if comminfo.is_inverse:
+            # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
+            # (checked with the coin margin at submission, refunded in USD by _after_fill). Lend USD cash
+            # exactly that commission for the fill (|size| x (face x taker + fixed): no price in it).
+            allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
+            self.cash += allowance
+            try:
+                super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+            finally:
+                self.cash -= allowance
+            return self._after_fill(order, comminfo, nbits)
         super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
         return self._after_fill(order, comminfo, nbits)
 
@@ -778,6 +790,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 price = self.price_of(asset)
                 if price == price:
                     value += balance * price
+        value -= sum(self._liabilities.values())
         self._value = self._valuelever = value
         self._valuemkt = self._valuemktlever = value - self.cash - self._usd_spot
         self._leverage = 1.0
@@ -787,7 +800,7 @@ class MarginBroker(bt.brokers.BackBroker):
         return value
 
     def get_value(self, datas=None, mkt=False, lever=False):
-        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds)."""
+        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, less liabilities)."""
         if datas is None and self._dirty:
             self._get_value()
         return super().get_value(datas=datas, mkt=mkt, lever=lever)
@@ -809,6 +822,31 @@ class MarginBroker(bt.brokers.BackBroker):
         """Total equity expressed in ``asset`` (getvalue() / price); NaN when nothing prices it."""
         price = self.price_of(asset)
         return self.get_value() / price if price == price and price > 0 else math.nan
+
+    def free_balance(self, currency: str, wallet: str) -> float:
+        """Free balance of ``currency`` ('USD' or a coin) in ``wallet``: what can be spent, moved or posted
+        (futures wallet: cash or coins not locked as margin)."""
+        check_choice("wallet", wallet, WALLETS)
+        return self._free(currency, wallet)
+
+    def get_position_margin(self, data) -> tuple[float, float, float]:
+        """(margin ratio, maintenance margin, margin balance) of ``data``'s futures position at its close,
+        in the margin currency (USD for linear, coin for inverse); (0, 0, 0) when flat."""
+        pos = self.positions.get(data)
+        ci = self.getcommissioninfo(data)
+        if not pos or not pos.size or not isinstance(ci, FuturesCommInfo):
+            return 0.0, 0.0, 0.0
+        return self._ratio(data, pos, ci, data.close[0])
+
+    def set_liability(self, name: str, usd: float) -> None:
+        """Record that ``usd`` (USD, >= 0) is owed under ``name`` (e.g. a loan's outstanding debt); equity
+        (getvalue) is net of every liability. Loan cash flows themselves are ledgered by the caller."""
+        self._liabilities[name] = check_positive(f"liability[{name!r}]", usd, allow_zero=True, unit="USD")
+        self._dirty = True
+
+    def get_liabilities_usd(self) -> float:
+        """Total USD owed (see :meth:`set_liability`)."""
+        return sum(self._liabilities.values())
 
     def get_unrealized_pnl_usd(self) -> float:
         """Unrealised PnL in USD of every open position, from entry to the current close."""

@@ -478,3 +478,31 @@ def test_inverse_order_rejected_without_coin_margin():
     ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False)
     strat, broker = run(frame(rows), ci, {1: sell(100)}, MarginBroker(cash=1e6, coins={"BTC": 0.1}))
     assert strat.orders[0][0] == "Margin" and strat.rows[-1]["size"] == 0  # 0.2 BTC needed, 0.1 held
+
+
+def test_inverse_order_with_a_fee_fills_without_usd_in_the_futures_wallet():
+    # A coin-margined short with a 0.05 % taker fee and zero USD cash: margin and fee are coin.
+    # 100 contracts x 100 USD at 10,000: fee = 10,000 x 0.0005 / 10,000 = 0.0005 BTC.
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=1, commission=0.0005, funding=False)
+    strat, broker = run(frame(flat(10_000, 4)), ci, {1: sell(100)}, MarginBroker(cash=0.0, coins={"BTC": 1.01}))
+    assert [o[0] for o in strat.orders] == ["Completed"] and strat.rows[-1]["size"] == -100
+    assert broker.get_coins("BTC") == pytest.approx(1.01 - 0.0005, abs=1e-15)
+    assert broker.get_cash() == 0.0 and broker.reconcile() < 1e-12
+    ratio, maintenance, balance = broker.get_position_margin(strat.data)
+    assert maintenance == pytest.approx(1.0 * 0.004, rel=1e-12)  # 1 BTC notional x 0.4 % (first bracket)
+    assert balance == pytest.approx(1.0, rel=1e-12)  # isolated (the default): posted margin = 1 BTC / 1x
+    assert ratio == pytest.approx(maintenance / balance, rel=1e-12)
+
+
+def test_liabilities_reduce_equity_and_free_balances_are_per_wallet():
+    ci = usdm(leverage=2)
+    actions = {1: lambda s: (s.broker.deposit("USD", 1_000.0, wallet="spot"),
+                             s.broker.set_liability("loan:x", 400.0))}
+    strat, broker = run(frame(flat(100, 3)), ci, actions, MarginBroker(cash=250.0))
+    assert broker.getvalue() == pytest.approx(250.0 + 1_000.0 - 400.0, abs=1e-12)
+    assert broker.get_liabilities_usd() == 400.0
+    assert broker.free_balance("USD", "spot") == 1_000.0 and broker.free_balance("USD", "futures") == 250.0
+    with pytest.raises(ConfigError, match="wallet='bank'"):
+        broker.free_balance("USD", "bank")
+    with pytest.raises(ConfigError, match="liability"):
+        broker.set_liability("loan:x", -1.0)
