@@ -1,0 +1,526 @@
+"""``run_backtest.py``: argument parsing and printing. The work happens in :mod:`minehedge.api` (single runs,
+comparisons, policy registry, data helpers) and :mod:`minehedge.sweep` (sweeps).
+
+Exit codes: 0 success; 1 a run failed (a bug or an unexpected error: its traceback is printed), or a sweep
+finished with failed configurations, or ``data validate`` found errors; 2 a usage, configuration or data
+problem the user can fix (one message on stderr, no traceback); 130 interrupted (Ctrl-C).
+
+Output files are never half-written: ``run`` and ``compare`` build their report in a temporary sibling
+folder that replaces ``--out`` only when complete; ``sweep`` replaces each file atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from minehedge.config import (
+    GLOBAL_SPECS,
+    ParamSpec,
+    check_param_name,
+    check_policy,
+    load_config_file,
+    merge,
+    normalise,
+    parse_assignment,
+    parse_rank_by,
+    resolve,
+    spec_map,
+    validate_params,
+)
+from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
+
+PROG = "run_backtest.py"
+COMMANDS = ("run", "sweep", "compare", "data", "policies")
+DATA_ACTIONS = ("list", "validate", "download", "hashprice", "breakeven")
+DEFAULT_SWEEP_OUT = "reports/sweep"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ConfigError):
+    """Bad command line (argparse's complaint, with usage and did-you-mean)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, and suggests the closest command."""
+
+    def __init__(self, *args: Any, suggest: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --work must not silently mean --workers
+        super().__init__(*args, **kwargs)
+        self.suggest = tuple(suggest)
+
+    def error(self, message: str):  # type: ignore[override]
+        choice = re.search(r"invalid choice: (['\"]?)(.+?)\1 \(", message)
+        unknown = re.search(r"unrecognized arguments: (--[\w-]+)", message)
+        if choice and self.suggest:
+            message += "." + did_you_mean(choice.group(2), self.suggest)
+        elif unknown:
+            message += "." + did_you_mean(unknown.group(1), _ALL_OPTIONS)
+        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+
+
+#: Every long option of every command, for "did you mean" on an unrecognized flag.
+_ALL_OPTIONS: set[str] = set()
+
+
+# ------------------------------------------------------------------------------------------ the parser
+
+
+def _common(parser: argparse.ArgumentParser, *, market: bool = True) -> None:
+    s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
+    parser.add_argument("--config", metavar="FILE.toml", default=s, help="TOML file with the same keys as the flags")
+    parser.add_argument("--json", action="store_true", default=s, help="print machine-readable JSON on stdout")
+    if not market:
+        return
+    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", default=s,
+                        help="data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)")
+    parser.add_argument("--asset", default=s, help="BTC or ETH (default BTC)")
+    parser.add_argument("--timeframe", default=s, help="1d, 4h or 1h (default 1d)")
+    parser.add_argument("--start", default=s, metavar="YYYY-MM-DD", help="first UTC day (default: first in the data)")
+    parser.add_argument("--end", default=s, metavar="YYYY-MM-DD", help="last UTC day (default: last in the data)")
+    parser.add_argument("--venue", default=s, help="venue profile of the futures leg (default: the policy's)")
+    parser.add_argument("--seed", default=s, help="random seed where randomness exists (default 0)")
+
+
+def _policy_flags(parser: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS
+    parser.add_argument("--policy", default=s, help="hedge policy (default static_hedge; see `policies`)")
+    parser.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=s,
+                        help="set a policy parameter (repeatable), e.g. --set hedge_ratio=0.5")
+
+
+def build_parser() -> _Parser:
+    s = argparse.SUPPRESS
+    parser = _Parser(prog=PROG, description="Backtest crypto miners who hedge or lever up with futures.",
+                     suggest=COMMANDS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="one backtest: print the summary, write the report folder")
+    _common(run)
+    _policy_flags(run)
+    run.add_argument("--out", default=s, metavar="DIR", help="report folder (summary.json, events.csv, charts...)")
+
+    sweep = commands.add_parser("sweep", help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
+    _common(sweep)
+    _policy_flags(sweep)
+    sweep.add_argument("--grid", action="append", metavar="KEY=SPEC", default=s,
+                       help="swept parameter (repeatable): start:stop:step (stop included) or a,b,c")
+    sweep.add_argument("--workers", default=s, metavar="N", help="local worker processes (default: one per core)")
+    sweep.add_argument("--scheduler", default=s, metavar="ADDRESS", help="existing Dask scheduler, tcp://HOST:8786")
+    sweep.add_argument("--dask-local", dest="dask_local", default=s, metavar="N",
+                       help="start a local Dask cluster with N worker processes")
+    sweep.add_argument("--rank-by", dest="rank_by", default=s, metavar="METRIC[:asc|:desc]",
+                       help="metric ranking the top configurations (default sharpe)")
+    sweep.add_argument("--top", default=s, metavar="N", help="how many top configurations (default 10)")
+    sweep.add_argument("--out", default=s, metavar="DIR", help=f"sweep folder (default {DEFAULT_SWEEP_OUT})")
+
+    compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
+    _common(compare)
+    compare.add_argument("--policies", default=s, metavar="A,B,...", help="policies to compare (default: all)")
+    compare.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=s,
+                         help="set a parameter in every compared policy that has it (repeatable)")
+    compare.add_argument("--out", default=s, metavar="DIR", help="folder for comparison.csv, charts, summary.md")
+
+    data = commands.add_parser("data", help="list, validate, download data; hashprice and break-even series")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    data.suggest = DATA_ACTIONS
+    helps = {
+        "list": "what the data folder and the cache hold",
+        "validate": "check a file, or the data of a range, and print the findings",
+        "download": "download a range into the cache (needs network)",
+        "hashprice": "hashprice per day (USD per TH/s per day; ETH: per MH/s)",
+        "breakeven": "the fleet's break-even coin price per day",
+    }
+    for name in DATA_ACTIONS:
+        sub = actions.add_parser(name, help=helps[name])
+        _common(sub)
+        if name == "validate":
+            sub.add_argument("file", nargs="?", default=s, help="a CSV file (default: the data of the range)")
+        if name == "breakeven":
+            _policy_flags(sub)
+
+    policies = commands.add_parser("policies", help="every policy with its parameters, defaults and units")
+    _common(policies, market=False)
+    for sub in [run, sweep, compare, policies, *actions.choices.values()]:
+        _ALL_OPTIONS.update(o for action in sub._actions for o in action.option_strings if o.startswith("--"))
+    return parser
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def _settings(ns: argparse.Namespace) -> dict[str, Any]:
+    """Config file, then flags over it, checked; plus defaults and the environment."""
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "action", "config", "file")}
+    if "set" in given:
+        pairs = [parse_assignment(text, flag="--set") for text in given["set"]]
+        given["set"] = dict(pairs)  # a key repeated on the command line: the last one wins
+    if "grid" in given:
+        grid: dict[str, str] = {}
+        for text in given["grid"]:
+            key, spec = parse_assignment(text, flag="--grid")
+            if key in grid:
+                raise ConfigError(f"--grid {key}=... is given twice; give each swept parameter once.")
+            grid[key] = spec
+        given["grid"] = grid
+    flags = normalise(given, source="command line")
+    file_layer = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    return resolve(merge(file_layer, flags), os.environ)
+
+
+def _api():
+    """The orchestration module, imported only when a command needs it (keeps --help and errors fast)."""
+    from minehedge import api
+
+    return api
+
+
+def _registry() -> dict[str, list[ParamSpec]]:
+    return _api().policy_specs()
+
+
+def _owner(policy: str) -> str:
+    return f"policy '{policy}'"
+
+
+def _base_config(settings: Mapping[str, Any], policy: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run configuration handed to :mod:`minehedge.api` (and hashed by sweeps)."""
+    return {
+        "asset": settings["asset"],
+        "timeframe": settings["timeframe"],
+        "start": settings["start"],
+        "end": settings["end"],
+        "venue": settings["venue"],
+        "seed": settings["seed"],
+        "data_dir": settings["data_dir"],
+        "policy": policy,
+        "params": dict(params),
+    }
+
+
+def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    registry = _registry()
+    policy = check_policy(settings["policy"], registry)
+    params = validate_params(settings["set"], registry[policy], owner=_owner(policy))
+    return _base_config(settings, policy, params)
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
+    config = _policy_config(settings)
+    outcome = _api().run_backtest(config)
+    if settings["out"]:
+        with staged_output_dir(settings["out"]) as folder:
+            outcome.write_report(folder)
+        _note(f"report written to {settings['out']}")
+    if settings["json"]:
+        _print_json(outcome.summary)
+    else:
+        print(format_table([{"key": k, "value": v} for k, v in outcome.summary.items()], ["key", "value"],
+                           header=False))
+    return EXIT_OK
+
+
+def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: str) -> dict[str, list[Any]]:
+    """The ``grid`` setting typed by the policy's specs (``seed`` by its global spec); checked, no duplicates."""
+    by_name = spec_map(specs)
+    typed: dict[str, list[Any]] = {}
+    for key, values in settings["grid"].items():
+        if key == "seed":
+            spec = GLOBAL_SPECS["seed"]
+        else:
+            known = {**by_name, "seed": GLOBAL_SPECS["seed"]}
+            spec = check_param_name(key, known, owner=_owner(policy))
+        converted = [spec.coerce(v, context=f"--grid {key}: {_owner(policy)}:") for v in values]
+        duplicates = sorted({repr(v) for v in converted if converted.count(v) > 1})
+        if duplicates:
+            raise ConfigError(f"--grid {key}: value {duplicates[0]} appears twice once typed as {spec.type_name}.")
+        typed[key] = converted
+    return typed
+
+
+def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
+    from minehedge import sweep
+
+    api = _api()
+    registry = api.policy_specs()
+    policy = check_policy(settings["policy"], registry)
+    if not settings["grid"]:
+        raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid hedge_ratio=0:1:0.25).")
+    fixed = validate_params(settings["set"], registry[policy], owner=_owner(policy))
+    grid = sweep_grid(settings, registry[policy], policy)
+    metric, descending = parse_rank_by(settings["rank_by"])
+    rankable = [*api.SUMMARY_KEYS, *grid, "seconds"]
+    if metric not in rankable:
+        raise ConfigError(
+            f"rank_by={metric!r} is not a Summary key or swept parameter; allowed: {', '.join(rankable)}."
+            + did_you_mean(metric, rankable)
+        )
+    points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
+    out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
+    _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
+
+    shared = api.load_shared(points[0].config)  # loaded and validated once for the whole sweep
+    with executor:
+        report = sweep.run_sweep(
+            points, api.run_summary, shared, data_fingerprint=shared.fingerprint, out_dir=out,
+            executor=executor, progress=not settings["json"], log=_note,
+        )
+    frame = sweep.read_results(report.results_path, report.hashes)
+    ranked = sweep.rank_results(frame, metric, top=settings["top"], descending=descending)
+    top_path = sweep.write_top(out, report.results_path, list(ranked["config_hash"]))
+    charts: list[Path] = []
+    if len(grid) == 2:
+        x, y = list(grid)
+        charts = sweep.write_heatmaps(out, frame, x, y, [metric, *sweep.HEATMAP_METRICS], log=_note)
+    for failure in report.failed:
+        _note(f"failed: {failure['swept']}: {failure['error']}")
+    if report.failed:
+        _note(f"first failure's traceback:\n{report.failed[0]['traceback'].rstrip()}")
+        _note(f"{len(report.failed)} configurations failed; re-run the same command to retry them.")
+
+    columns = [*grid, metric, *[k for k in ("max_drawdown_pct", "liquidations", "total_return_pct") if k != metric]]
+    columns = [c for c in dict.fromkeys(columns) if c in ranked.columns]
+    if settings["json"]:
+        _print_json({
+            "results": str(report.results_path), "top_file": str(top_path), "charts": [str(c) for c in charts],
+            "configurations": report.total, "skipped": report.skipped, "ran": report.ran,
+            "failed": len(report.failed), "rank_by": metric,
+            "top": ranked.to_dict(orient="records"),
+        })
+    else:
+        print(f"results: {report.results_path} ({report.total} configurations: {report.skipped} skipped, "
+              f"{report.ran} run, {len(report.failed)} failed)")
+        print(f"top {len(ranked)} by {metric}: {top_path}")
+        print(format_table(ranked[columns].to_dict(orient="records"), columns))
+        for chart in charts:
+            print(f"chart: {chart}")
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence[ParamSpec]]) -> list[dict]:
+    """One configuration per policy: same market and period; each ``--set`` applied where the policy has it."""
+    policies = settings["policies"] or sorted(registry)
+    for policy in policies:
+        check_policy(policy, registry)
+    names = {spec.name for policy in policies for spec in registry[policy]}
+    for key in settings["set"]:
+        if key not in names:
+            raise ConfigError(
+                f"--set {key}=...: none of the compared policies ({', '.join(policies)}) has a parameter {key!r}."
+                + did_you_mean(key, sorted(names))
+            )
+    configs = []
+    for policy in policies:
+        own = {spec.name for spec in registry[policy]}
+        values = {k: v for k, v in settings["set"].items() if k in own}
+        configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
+    return configs
+
+
+def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
+    api = _api()
+    configs = compare_configs(settings, api.policy_specs())
+    if settings["out"]:
+        with staged_output_dir(settings["out"]) as folder:
+            rows = api.compare(configs, folder)
+        _note(f"comparison written to {settings['out']}")
+    else:
+        rows = api.compare(configs, None)
+    if settings["json"]:
+        _print_json(rows)
+    else:  # metrics down, policies across: reads like the summary.md table
+        keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "policy"]
+        table = [{"metric": k, **{row["policy"]: row.get(k) for row in rows}} for k in keys]
+        print(format_table(table, ["metric", *[row["policy"] for row in rows]]))
+    return EXIT_OK
+
+
+def cmd_policies(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
+    registry = _registry()
+    if settings["json"]:
+        _print_json({name: [spec.to_dict() for spec in specs] for name, specs in registry.items()})
+        return EXIT_OK
+    for name, specs in registry.items():
+        print(name)
+        rows = [spec.to_dict() for spec in specs]
+        print(format_table(rows, ["name", "type", "default", "unit", "allowed", "doc"], indent="  "))
+        print()
+    return EXIT_OK
+
+
+def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
+    api = _api()
+    if ns.action == "breakeven":
+        config = _policy_config(settings)
+    else:
+        config = _base_config(settings, None, {})
+    if ns.action == "list":
+        rows = api.data_list(config)
+    elif ns.action == "validate":
+        rows = api.data_validate(config, Path(ns.file) if getattr(ns, "file", None) else None)
+    elif ns.action == "download":
+        rows = api.data_download(config)
+    elif ns.action == "hashprice":
+        rows = api.hashprice(config)
+    else:
+        rows = api.breakeven(config)
+    if settings["json"]:
+        _print_json(rows)
+    else:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        print(format_table(rows, columns) if rows else "(nothing)")
+    if ns.action == "validate" and any(row.get("level") == "error" for row in rows):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+HANDLERS = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "data": cmd_data, "policies": cmd_policies}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code."""
+    from minehedge.sweep import SweepInterrupted
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        ns = build_parser().parse_args(argv)
+        settings = _settings(ns)
+        return HANDLERS[ns.command](ns, settings)
+    except SystemExit as exc:  # --help and --version print and exit 0 through argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except MinehedgeError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SweepInterrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # a run that failed: the traceback is what the user reports
+        traceback.print_exc(file=sys.stderr)
+        print(f"{PROG}: error: the run failed (traceback above).", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+@contextlib.contextmanager
+def staged_output_dir(out: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; on success it replaces ``out``, on error it vanishes.
+
+    So a failed run never leaves a half-written report, and a successful one never mixes old and new files.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON values: NaN/inf -> null, dates ISO, numpy scalars unwrapped, paths as strings."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(json_ready(value), allow_nan=False))
+
+
+def format_value(value: Any) -> str:
+    """Human-readable cell: thousands separators for large numbers, 4 significant digits for small ones."""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value == 0 or not math.isfinite(value):
+            return repr(value) if not math.isfinite(value) else "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:,.2f}"
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, header: bool = True,
+                 indent: str = "") -> str:
+    """Columns aligned (numbers right, text left)."""
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
+    numeric = [all(_is_numeric(row.get(c)) for row in rows if row.get(c) is not None) for c in columns]
+    widths = [max([len(c) if header else 0, *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return (indent + "  ".join(parts)).rstrip()
+
+    lines = [line(list(columns)), indent + "  ".join("-" * w for w in widths)] if header else []
+    return "\n".join(lines + [line(r) for r in cells])
+
+
+def _is_numeric(value: Any) -> bool:
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

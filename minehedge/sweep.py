@@ -1,0 +1,702 @@
+"""Parameter sweeps: grids -> configurations -> an executor -> results.csv, resumable and atomic.
+
+The engine knows nothing about backtests. It runs a picklable, top-level ``run_fn(config, shared) -> dict``
+(a flat record of numbers, e.g. the Summary of one run) for every configuration, on one of:
+
+* :class:`LocalExecutor` - ``workers=1`` runs in this process; ``workers=N`` a ``ProcessPoolExecutor`` with
+  the ``forkserver`` start method where the platform has it, else ``spawn`` (never ``fork``: it copies
+  threads and locks of the parent);
+* :class:`DaskExecutor` - an existing ``distributed`` cluster (``--scheduler tcp://HOST:8786``) or a
+  ``LocalCluster`` started here (``--dask-local N``).
+
+``run_fn`` and ``shared`` (the data, loaded and validated once per sweep by the caller) travel **once per
+worker**: a process-pool initializer receives them, and Dask gets them with one ``scatter(broadcast=True)``.
+Each task then carries only its configuration. Results do not depend on the executor: rows are written in
+grid order and every value is formatted the same way (floats as ``repr``, which round-trips exactly).
+
+results.csv
+    One row per configuration: the swept parameters (named as in ``--grid``), every key ``run_fn`` returned,
+    then ``status`` (``ok`` or ``failed``), ``error`` (``Type: message`` of a failure), ``seconds`` (wall
+    time of the run in the worker) and ``config_hash``.
+
+    *Atomic*: after every finished configuration the whole file is written to a temporary file in the same
+    folder, fsynced, and moved over results.csv with ``os.replace`` (atomic on POSIX and Windows). A reader,
+    or a crash, sees the previous complete file or the new complete file, never half a row. Rewriting costs
+    O(rows) per configuration, negligible beside a backtest for sweeps of up to tens of thousands of points.
+
+    *Resumable*: :func:`config_hash` keys each row by the full configuration and a fingerprint of the data.
+    Re-running the same sweep skips every configuration whose hash is in results.csv with status ``ok``,
+    and says how many. Rows with status ``failed`` are **retried** (the failure may have been transient, or
+    fixed since) and replaced by the new outcome. Rows of configurations that are not in the current grid
+    (an earlier, different sweep into the same folder) are kept untouched, after the current grid's rows.
+
+A failure in one configuration (any ``Exception``, or a worker that died) is recorded and the others go on.
+``KeyboardInterrupt`` stops the sweep: what finished is already on disk, and :class:`SweepInterrupted`
+says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import pickle
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minehedge.errors import ConfigError, did_you_mean
+
+RunFn = Callable[[dict, Any], Mapping[str, Any]]
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+#: The last four columns of results.csv, in this order.
+RESERVED_COLUMNS = ("status", "error", "seconds", "config_hash")
+RESULTS_FILE = "results.csv"
+TOP_FILE = "top.csv"
+#: Grid keys that are run-level settings; every other grid key is a policy parameter (config["params"]).
+TOP_LEVEL_GRID_KEYS = frozenset({"seed"})
+#: Configuration keys that say where data live, not what they are: left out of the hash (the data
+#: fingerprint stands for the data themselves), so moving the data folder does not void a sweep.
+UNHASHED_KEYS = frozenset({"data_dir"})
+#: Summary metrics where smaller is better; --rank-by sorts them ascending unless told ``:desc``.
+LOWER_IS_BETTER = frozenset(
+    {
+        "max_drawdown_pct",
+        "max_drawdown_usd",
+        "max_drawdown_coin_pct",
+        "longest_underwater_days",
+        "margin_calls",
+        "liquidations",
+        "liquidation_loss_usd",
+        "loan_calls",
+        "power_cost_usd",
+        "funding_paid_usd",
+        "fees_paid_usd",
+        "insolvent",
+    }
+)
+#: Metrics drawn as heatmaps for two-parameter sweeps, beside the ranking metric.
+HEATMAP_METRICS = ("max_drawdown_pct", "liquidations")
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ------------------------------------------------------------------------------------------ grid, hash
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One configuration of a sweep: the swept values (results.csv columns) and the full run config."""
+
+    swept: dict[str, Any]
+    config: dict[str, Any]
+
+
+def expand_grid(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[SweepPoint]:
+    """The cartesian product of ``grid`` applied to ``base``, first grid key varying slowest.
+
+    Keys in :data:`TOP_LEVEL_GRID_KEYS` set ``config[key]``; every other key sets ``config["params"][key]``.
+    Each configuration is an independent plain dict (deep enough copies that no two share ``params``).
+    """
+    keys = list(grid)
+    if not keys:
+        return [SweepPoint({}, _copy_config(base))]
+    points = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        config = _copy_config(base)
+        for key, value in zip(keys, values, strict=True):
+            if key in TOP_LEVEL_GRID_KEYS:
+                config[key] = value
+            else:
+                config["params"][key] = value
+        points.append(SweepPoint(dict(zip(keys, values, strict=True)), config))
+    return points
+
+
+def _copy_config(base: Mapping[str, Any]) -> dict[str, Any]:
+    config = dict(base)
+    config["params"] = dict(base.get("params", {}))
+    return config
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    raise TypeError(f"config value {value!r} of type {type(value).__name__} has no canonical JSON form")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, dates as ISO strings, floats as ``repr``: one text per value."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable, allow_nan=True)
+
+
+def config_hash(config: Mapping[str, Any], data_fingerprint: str) -> str:
+    """sha256 (hex) of the canonical JSON of the configuration (minus :data:`UNHASHED_KEYS`) and the data.
+
+    ``1`` and ``1.0`` hash differently: parameter values are typed by their ParamSpec before hashing, so the
+    same sweep always produces the same values.
+    """
+    payload = {"config": {k: v for k, v in config.items() if k not in UNHASHED_KEYS}, "data": data_fingerprint}
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def execute_one(run_fn: RunFn, config: dict, shared: Any) -> dict[str, Any]:
+    """Run one configuration; return ``{status, error, seconds, summary, traceback}``, never raise Exception.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` pass through: they mean "stop", not "this configuration failed".
+    """
+    started = time.perf_counter()
+    try:
+        summary = run_fn(config, shared)
+        if not isinstance(summary, Mapping):
+            raise TypeError(f"run function returned {type(summary).__name__}, expected a flat dict")
+        summary = dict(summary)
+        clash = sorted(set(summary) & set(RESERVED_COLUMNS))
+        if clash:
+            raise ValueError(f"run function returned reserved key(s) {clash}")
+        status, error, trace = STATUS_OK, "", ""
+    except Exception as exc:  # a failed configuration is data, recorded in results.csv
+        summary, status = {}, STATUS_FAILED
+        error = " | ".join(f"{type(exc).__name__}: {exc}".splitlines())
+        trace = traceback.format_exc()
+    return {
+        "status": status,
+        "error": error,
+        "seconds": round(time.perf_counter() - started, 3),
+        "summary": summary,
+        "traceback": trace,
+    }
+
+
+def _failure(error: BaseException) -> dict[str, Any]:
+    """Outcome for a configuration whose worker died or whose result never came back."""
+    return {
+        "status": STATUS_FAILED,
+        "error": " | ".join(f"{type(error).__name__}: {error}".splitlines()),
+        "seconds": 0.0,
+        "summary": {},
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+# ------------------------------------------------------------------------------------------ executors
+
+Job = tuple[int, dict]
+
+
+def default_workers() -> int:
+    """CPU cores this process may use (affinity-aware where the OS tells)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_process_worker(run_fn: RunFn, shared: Any) -> None:
+    """Process-pool initializer: keep the run function and the shared data for every task of this worker."""
+    _WORKER["run_fn"] = run_fn
+    _WORKER["shared"] = shared
+
+
+def _process_task(index: int, config: dict) -> tuple[int, dict]:
+    return index, execute_one(_WORKER["run_fn"], config, _WORKER["shared"])
+
+
+class LocalExecutor:
+    """This machine: ``workers=1`` in-process (no pickling, easy to debug), else a process pool."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        workers = default_workers() if workers is None else workers
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigError(f"workers={workers!r} is not allowed; allowed: an int >= 1.")
+        self.workers = workers
+        self.needs_pickle = workers > 1
+
+    @property
+    def description(self) -> str:
+        if self.workers == 1:
+            return "1 worker (in-process)"
+        return f"{self.workers} local worker processes ({_start_method()})"
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, run_fn: RunFn, shared: Any, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
+        if self.workers == 1 or len(jobs) <= 1:
+            for index, config in jobs:
+                yield index, execute_one(run_fn, config, shared)
+            return
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(jobs)),
+            mp_context=multiprocessing.get_context(_start_method()),
+            initializer=_init_process_worker,
+            initargs=(run_fn, shared),
+        )
+        futures = {}
+        try:
+            futures = {pool.submit(_process_task, index, config): index for index, config in jobs}
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # e.g. BrokenProcessPool: a worker died
+                    yield futures[future], _failure(exc)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Payload:
+    """What every Dask worker holds once: the run function and the shared data."""
+
+    run_fn: RunFn
+    shared: Any
+
+
+def _dask_task(payload: _Payload, index: int, config: dict) -> tuple[int, dict]:
+    return index, execute_one(payload.run_fn, config, payload.shared)
+
+
+class DaskExecutor:
+    """A ``distributed`` cluster: an existing scheduler, or a LocalCluster started (and closed) here.
+
+    Workers of an existing cluster must be able to import minehedge (and ``run_fn``'s module) and read
+    nothing else: the data travel to them with the payload. Use as a context manager.
+    """
+
+    needs_pickle = True
+
+    def __init__(self, *, scheduler: str | None = None, local_workers: int | None = None) -> None:
+        if (scheduler is None) == (local_workers is None):
+            raise ConfigError("DaskExecutor needs exactly one of scheduler=... or local_workers=N.")
+        if local_workers is not None and (not isinstance(local_workers, int) or local_workers < 1):
+            raise ConfigError(f"dask_local={local_workers!r} is not allowed; allowed: an int >= 1.")
+        self.scheduler = scheduler
+        self.local_workers = local_workers
+        self.client = None
+        self.cluster = None
+
+    @property
+    def description(self) -> str:
+        if self.scheduler is not None:
+            return f"Dask cluster at {self.scheduler}"
+        return f"local Dask cluster of {self.local_workers} worker processes"
+
+    def __enter__(self) -> DaskExecutor:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError(
+                "Dask sweeps need the dask extra: python -m pip install -e '.[dask]' (dask[distributed])."
+            ) from None
+        if self.scheduler is not None:
+            try:
+                self.client = Client(self.scheduler, timeout="30s")
+            except OSError as exc:
+                raise ConfigError(f"scheduler={self.scheduler!r}: cannot connect ({exc}).") from None
+        else:
+            self.cluster = LocalCluster(
+                n_workers=self.local_workers,
+                processes=True,
+                threads_per_worker=1,
+                dashboard_address=None,
+            )
+            self.client = Client(self.cluster)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        self.client = self.cluster = None
+
+    def run(self, run_fn: RunFn, shared: Any, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
+        from distributed import as_completed as dask_as_completed
+
+        if self.client is None:
+            raise RuntimeError("DaskExecutor.run outside its `with` block")
+        payload = self.client.scatter(_Payload(run_fn, shared), broadcast=True, hash=False)
+        futures = {
+            self.client.submit(_dask_task, payload, index, config, pure=False, retries=0): index
+            for index, config in jobs
+        }
+        try:
+            for future in dask_as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # e.g. KilledWorker
+                    yield futures[future], _failure(exc)
+        finally:
+            self.client.cancel(list(futures))
+            self.client.cancel([payload])
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None, dask_local: int | None = None):
+    """The executor the flags ask for (at most one of them; none -> one local worker per core)."""
+    if sum(x is not None for x in (workers, scheduler, dask_local)) > 1:
+        raise ConfigError("choose one executor: --workers, --scheduler or --dask-local.")
+    if scheduler is not None:
+        return DaskExecutor(scheduler=scheduler)
+    if dask_local is not None:
+        return DaskExecutor(local_workers=dask_local)
+    return LocalExecutor(workers)
+
+
+# ------------------------------------------------------------------------------------------ results.csv
+
+
+def format_cell(value: Any) -> str:
+    """One CSV cell: floats by ``repr`` (exact round trip), bools True/False, dates ISO, None empty."""
+    if value is None:
+        return ""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar -> Python scalar (repr(np.float64) is "np.float64(...)")
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+    """Write a CSV so that ``path`` is always either the old complete file or the new complete file."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(columns), restval="", extrasaction="raise")
+            writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are ordinary files
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class ResultsTable:
+    """results.csv in memory: rows keyed by config_hash, written atomically after every change."""
+
+    def __init__(self, path: Path, param_columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.param_columns = list(param_columns)
+        self.rows: dict[str, dict[str, str]] = {}
+        self.columns: list[str] = []
+        if self.path.exists():
+            self._load()
+        self.columns = self._merge_columns(self.columns, [])
+
+    def _load(self) -> None:
+        try:
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                header = list(reader.fieldnames or [])
+                rows = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ConfigError(f"{self.path}: cannot read the existing results ({exc}); move it away.") from None
+        missing = [c for c in ("status", "config_hash") if c not in header]
+        if missing:
+            raise ConfigError(
+                f"{self.path} exists but is not a minehedge results file (no column {', '.join(missing)}); "
+                "choose another --out or move the file away."
+            )
+        for number, row in enumerate(rows, start=2):
+            key = row.get("config_hash") or ""
+            if None in row or not key:
+                raise ConfigError(f"{self.path}, line {number}: malformed row; move the file away to start over.")
+            if key in self.rows and self.rows[key]["status"] == STATUS_OK and row["status"] != STATUS_OK:
+                continue  # never let a stale failure shadow a success
+            self.rows[key] = {c: row[c] for c in header}
+        self.columns = [c for c in header if c not in RESERVED_COLUMNS]
+
+    def _merge_columns(self, existing: Sequence[str], summary_keys: Sequence[str]) -> list[str]:
+        columns = [c for c in self.param_columns]
+        columns += [c for c in existing if c not in columns and c not in RESERVED_COLUMNS]
+        columns += [c for c in summary_keys if c not in columns]
+        return columns + list(RESERVED_COLUMNS)
+
+    def done_ok(self) -> set[str]:
+        return {key for key, row in self.rows.items() if row.get("status") == STATUS_OK}
+
+    def record(self, point: SweepPoint, key: str, outcome: Mapping[str, Any]) -> None:
+        clash = sorted(set(outcome["summary"]) & set(self.param_columns))
+        if clash:
+            outcome = {**_failure(ValueError(f"run function returned swept parameter name(s) {clash}"))}
+        cells = {name: format_cell(value) for name, value in point.swept.items()}
+        cells.update({name: format_cell(value) for name, value in outcome["summary"].items()})
+        cells.update(
+            status=outcome["status"],
+            error=outcome["error"],
+            seconds=format_cell(float(outcome["seconds"])),
+            config_hash=key,
+        )
+        self.columns = self._merge_columns(self.columns, list(outcome["summary"]))
+        self.rows.pop(key, None)
+        self.rows[key] = cells
+
+    def write(self, order: Sequence[str]) -> None:
+        """Rows of ``order`` (the current grid) first, in that order; then every other row as it was."""
+        ordered = [self.rows[k] for k in order if k in self.rows]
+        current = set(order)
+        ordered += [row for k, row in self.rows.items() if k not in current]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_csv(self.path, self.columns, ordered)
+
+
+# ------------------------------------------------------------------------------------------ the sweep
+
+
+class SweepInterrupted(Exception):
+    """The sweep was interrupted (Ctrl-C); finished configurations are in results.csv."""
+
+    def __init__(self, done: int, total: int, path: Path) -> None:
+        super().__init__(
+            f"sweep interrupted: {done} of {total} configurations are in {path}; "
+            "re-run the same command to resume."
+        )
+        self.done, self.total, self.path = done, total, path
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did. ``hashes`` are the current grid's config hashes in grid order."""
+
+    results_path: Path
+    total: int
+    skipped: int
+    ran: int
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    other_rows: int = 0
+    hashes: list[str] = field(default_factory=list)
+
+
+def run_sweep(
+    points: Sequence[SweepPoint],
+    run_fn: RunFn,
+    shared: Any,
+    *,
+    data_fingerprint: str,
+    out_dir: str | Path,
+    executor: LocalExecutor | DaskExecutor,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SweepReport:
+    """Run every point not already done, recording each outcome in ``out_dir/results.csv`` as it lands.
+
+    ``executor`` must already be entered (``with make_executor(...) as executor``). ``progress`` shows a
+    tqdm bar with ETA on stderr (only when stderr is a terminal). ``log`` receives one-line notices.
+    """
+    log = log or (lambda message: None)
+    out_dir = Path(out_dir)
+    if not points:
+        raise ConfigError("the sweep has no configurations.")
+    param_columns = list(points[0].swept)
+    clash = sorted(set(param_columns) & set(RESERVED_COLUMNS))
+    if clash:
+        raise ConfigError(f"grid key(s) {clash} are reserved column names of results.csv; rename them.")
+    hashes = [config_hash(p.config, data_fingerprint) for p in points]
+    if len(set(hashes)) != len(hashes):
+        raise ConfigError("the grid yields the same configuration twice; remove duplicate values.")
+    if executor.needs_pickle:
+        _check_picklable(run_fn, shared)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = ResultsTable(out_dir / RESULTS_FILE, param_columns)
+    done = table.done_ok()
+    current = set(hashes)
+    jobs = [(i, p.config) for i, (p, h) in enumerate(zip(points, hashes, strict=True)) if h not in done]
+    skipped = len(points) - len(jobs)
+    other_rows = len(set(table.rows) - current)
+    retry = sum(1 for h in hashes if h in table.rows and h not in done)
+    if skipped:
+        log(f"skipped {skipped} of {len(points)} configurations already in {table.path} with status ok")
+    if retry:
+        log(f"retrying {retry} configurations that failed before")
+    if other_rows:
+        log(f"keeping {other_rows} rows of other configurations already in {table.path}")
+    report = SweepReport(table.path, len(points), skipped, 0, [], other_rows, hashes)
+    if not jobs:
+        table.write(hashes)
+        return report
+    log(f"running {len(jobs)} configurations on {executor.description}")
+
+    bar = _progress_bar(len(jobs), enabled=progress)
+    try:
+        for index, outcome in executor.run(run_fn, shared, jobs):
+            table.record(points[index], hashes[index], outcome)
+            table.write(hashes)
+            report.ran += 1
+            if outcome["status"] != STATUS_OK:
+                report.failed.append({"swept": points[index].swept, "config_hash": hashes[index], **outcome})
+            if bar is not None:
+                bar.update(1)
+                if report.failed:
+                    bar.set_postfix(failed=len(report.failed), refresh=False)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(skipped + report.ran, len(points), table.path) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
+
+
+def _check_picklable(run_fn: RunFn, shared: Any) -> None:
+    try:
+        pickle.dumps(run_fn)
+    except Exception as exc:
+        raise TypeError(
+            f"run function {run_fn!r} cannot be sent to worker processes ({exc}); "
+            "it must be a top-level function of an importable module."
+        ) from None
+    try:
+        pickle.dumps(shared)
+    except Exception as exc:
+        raise TypeError(f"shared data of type {type(shared).__name__} cannot be pickled ({exc}).") from None
+
+
+def _progress_bar(total: int, *, enabled: bool):
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="sweep", unit="config", file=sys.stderr, dynamic_ncols=True)
+
+
+# ------------------------------------------------------------------------------------------ ranking
+
+
+def read_results(path: str | Path, hashes: Sequence[str] | None = None):
+    """results.csv as a pandas DataFrame (only ``hashes``' rows, in that order, when given)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=True)
+    if hashes is not None:
+        frame = frame.set_index("config_hash", drop=False).loc[[h for h in hashes if h in set(frame["config_hash"])]]
+        frame = frame.reset_index(drop=True)
+    return frame
+
+
+def rank_results(frame, metric: str, *, top: int, descending: bool | None = None):
+    """The ``top`` rows with status ok, best ``metric`` first (ties keep grid order; NaN last).
+
+    ``descending=None`` picks the natural order: ascending for :data:`LOWER_IS_BETTER` metrics, else
+    descending. Raises :class:`ConfigError` for a metric that is not a numeric column.
+    """
+    import pandas as pd
+
+    if metric not in frame.columns:
+        allowed = [c for c in frame.columns if c not in RESERVED_COLUMNS]
+        raise ConfigError(
+            f"rank_by={metric!r} is not a column of the results; allowed: {', '.join(allowed)}."
+            + did_you_mean(metric, allowed)
+        )
+    ok = frame[frame["status"] == STATUS_OK]
+    values = ok[metric]
+    if values.dtype == bool:
+        values = values.astype(int)
+    if not pd.api.types.is_numeric_dtype(values) and len(values.dropna()):
+        raise ConfigError(f"rank_by={metric!r}: the column is not numeric; choose a numeric metric.")
+    if descending is None:
+        descending = metric not in LOWER_IS_BETTER
+    order = values.astype(float).sort_values(ascending=not descending, na_position="last", kind="mergesort")
+    return ok.loc[order.index[:top]]
+
+
+def write_top(out_dir: str | Path, results_path: str | Path, ranked_hashes: Sequence[str]) -> Path:
+    """top.csv: a ``rank`` column, then the ranked rows exactly as they are in results.csv."""
+    with Path(results_path).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        by_hash = {row["config_hash"]: row for row in reader}
+    rows = [{"rank": str(i), **by_hash[h]} for i, h in enumerate(ranked_hashes, start=1)]
+    path = Path(out_dir) / TOP_FILE
+    atomic_write_csv(path, ["rank", *header], rows)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ heatmaps
+
+
+def write_heatmaps(
+    out_dir: str | Path,
+    frame,
+    x: str,
+    y: str,
+    metrics: Sequence[str],
+    *,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """``heatmap_<metric>.png`` per metric over the two swept parameters ``x`` (columns) and ``y`` (rows).
+
+    Drawn by the analyzers package (one home for charts): ``analyzers.charts.sweep_heatmap(results, x, y,
+    value, title="") -> Figure`` and written atomically by ``analyzers.charts.save_figure(fig, path)``. Rows
+    with status ok only; metrics absent from ``frame`` or all-NaN are skipped. If the chart functions are not
+    importable, says so through ``log`` and writes nothing (the sweep's numbers are in results.csv anyway).
+    """
+    log = log or (lambda message: None)
+    try:
+        from analyzers.charts import save_figure, sweep_heatmap
+    except ImportError as exc:
+        log(f"heatmap skipped: analyzers.charts.sweep_heatmap is not available ({exc})")
+        return []
+
+    ok = frame[frame["status"] == STATUS_OK]
+    written = []
+    for metric in dict.fromkeys(metrics):
+        if metric not in ok.columns or ok[metric].isna().all():
+            continue
+        figure = sweep_heatmap(ok, x, y, metric, title=f"{metric} by {y} and {x} ({len(ok)} configurations)")
+        written.append(Path(save_figure(figure, Path(out_dir) / f"heatmap_{_safe_name(metric)}.png")))
+    return written
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)

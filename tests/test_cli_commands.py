@@ -1,0 +1,317 @@
+"""Each command through main(argv): flags -> validated configuration -> minehedge.api -> printed output,
+files and exit code.
+
+minehedge.api (the lead's orchestration module) is replaced here by ``CONTRACT``: the same functions, with a
+real, deterministic closed-form "summary" of the configuration. What is tested is everything the CLI does
+around one run (validation with did-you-mean, the configuration each policy receives, sweeps with resume,
+failures and ranking, staged output folders, JSON output, exit codes), and every expected number is computed
+from the configuration by the formula in :func:`closed_form_summary`. tests/test_cli_real.py runs the same
+commands on the real api and data.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import minehedge.cli as cli
+from minehedge.cli import main, staged_output_dir
+from minehedge.config import ParamSpec
+
+SPECS = {
+    "unhedged": [ParamSpec("power_usd_per_kwh", float, 0.05, unit="USD/kWh", minimum=0)],
+    "static_hedge": [
+        ParamSpec("power_usd_per_kwh", float, 0.05, unit="USD/kWh", minimum=0),
+        ParamSpec("hedge_ratio", float, 0.5, unit="fraction", minimum=0, maximum=1),
+        ParamSpec("leverage", float, 1, unit="x", minimum=1, maximum=125),
+        ParamSpec("margin_mode", str, "isolated", choices=("isolated", "cross")),
+    ],
+}
+SUMMARY_KEYS = ("sharpe", "max_drawdown_pct", "liquidations", "total_return_pct", "first_day")
+
+
+@dataclass(frozen=True)
+class ClosedFormData:
+    """Stands for the loaded market: its fingerprint and one number the summary uses."""
+
+    fingerprint: str
+    scale: float
+
+
+def closed_form_summary(config: dict, shared: ClosedFormData) -> dict:
+    """sharpe = 2h - 0.1L; drawdown = scale*10*L*(1-h); liquidations = [L > 3 and h < 0.5]; fails at (0.5, 5)."""
+    p = config["params"]
+    h, lev = p.get("hedge_ratio", 0.0), p.get("leverage", 1.0)
+    if (h, lev) == (0.5, 5.0):
+        raise RuntimeError("liquidated beyond the insurance fund")
+    return {
+        "sharpe": 2 * h - 0.1 * lev,
+        "max_drawdown_pct": shared.scale * 10 * lev * (1 - h),
+        "liquidations": int(lev > 3 and h < 0.5),
+        "total_return_pct": 100 * h - p["power_usd_per_kwh"],
+        "first_day": config["start"],
+    }
+
+
+def load_shared(config: dict) -> ClosedFormData:
+    return ClosedFormData(fingerprint=f"{config['asset']}-{config['timeframe']}", scale=1.5)
+
+
+def _run_backtest(config: dict):
+    summary = closed_form_summary(config, load_shared(config))
+
+    def write_report(folder: Path) -> None:
+        (folder / "summary.json").write_text(json.dumps(cli.json_ready(summary)))
+        if config["params"]["leverage"] == 2.0:
+            raise OSError("disk full while writing equity.csv")  # after one file: the folder must vanish
+
+    return SimpleNamespace(summary=summary, write_report=write_report)
+
+
+CALLS: list = []
+
+
+def _compare(configs: list[dict], out: Path | None) -> list[dict]:
+    CALLS.append((configs, out))
+    rows = [{"policy": c["policy"], **closed_form_summary(c, load_shared(c))} for c in configs]
+    if out is not None:
+        (out / "comparison.csv").write_text("policy\n" + "\n".join(r["policy"] for r in rows) + "\n")
+    return rows
+
+
+def _hashprice(config: dict) -> list[dict]:
+    day = config["start"]
+    return [
+        {"date": day + dt.timedelta(days=i), "hashprice_usd_per_th_day": 0.1 * (i + 1),
+         "hashprice_usd_per_ph_day": 100.0 * (i + 1), "coins_per_th_day": float("nan") if i else 2e-6}
+        for i in range(2)
+    ]
+
+
+def _validate(config: dict, path: Path | None) -> list[dict]:
+    level = "error" if path is not None and path.name.startswith("bad") else "info"
+    return [{"level": level, "file": str(path), "message": "checked"}]
+
+
+CONTRACT = SimpleNamespace(
+    policy_specs=lambda: SPECS,
+    SUMMARY_KEYS=SUMMARY_KEYS,
+    load_shared=load_shared,
+    run_summary=closed_form_summary,
+    run_backtest=_run_backtest,
+    compare=_compare,
+    hashprice=_hashprice,
+    data_validate=_validate,
+    data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
+    data_download=lambda config: [],
+    breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
+)
+
+
+@pytest.fixture(autouse=True)
+def contract_api(monkeypatch):
+    monkeypatch.setattr(cli, "_api", lambda: CONTRACT)
+    monkeypatch.delenv("MINEHEDGE_DATA_DIR", raising=False)
+    CALLS.clear()
+
+
+def run_main(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ------------------------------------------------------------------------------------------ sweep
+
+SWEEP = ["sweep", "--start", "2020-01-01", "--grid", "hedge_ratio=0:1:0.25", "--grid", "leverage=1,2,3,5"]
+
+
+def test_sweep_command_records_every_configuration_ranks_and_resumes(capsys, tmp_path):
+    out = tmp_path / "sweep1"
+    code, stdout, err = run_main(capsys, [*SWEEP, "--workers", "2", "--top", "3", "--out", str(out)])
+    assert code == 1  # one configuration failed; the others completed
+    assert "1 configurations failed; re-run the same command to retry them" in err
+    assert "RuntimeError: liquidated beyond the insurance fund" in err and "Traceback" in err
+
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 20 and len({r["config_hash"] for r in rows}) == 20
+    assert list(rows[0])[:2] == ["hedge_ratio", "leverage"] and list(rows[0])[-4:] == [
+        "status", "error", "seconds", "config_hash"]
+    assert [(float(r["hedge_ratio"]), float(r["leverage"])) for r in rows] == [
+        (h, lev) for h in (0.0, 0.25, 0.5, 0.75, 1.0) for lev in (1.0, 2.0, 3.0, 5.0)]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["hedge_ratio"], r["leverage"]) for r in failed] == [("0.5", "5.0")]
+    for row in rows:
+        if row["status"] == "ok":
+            h, lev = float(row["hedge_ratio"]), float(row["leverage"])
+            assert float(row["sharpe"]) == 2 * h - 0.1 * lev
+            assert float(row["max_drawdown_pct"]) == 1.5 * 10 * lev * (1 - h)
+            assert int(row["liquidations"]) == int(lev > 3 and h < 0.5)
+            assert row["first_day"] == "2020-01-01"
+
+    # top 3 by sharpe (descending): h=1 with L=1, 2, 3
+    top = read_rows(out / "top.csv")
+    assert [(r["rank"], r["hedge_ratio"], r["leverage"]) for r in top] == [
+        ("1", "1.0", "1.0"), ("2", "1.0", "2.0"), ("3", "1.0", "3.0")]
+    assert "top 3 by sharpe" in stdout
+    assert {p.name for p in out.iterdir()} - {"results.csv", "top.csv"} <= {
+        "heatmap_sharpe.png", "heatmap_max_drawdown_pct.png", "heatmap_liquidations.png"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files
+
+    # Resume: everything ok is skipped, the failure is retried (and fails again, deterministically).
+    code, stdout, err = run_main(capsys, [*SWEEP, "--workers", "1", "--top", "3", "--out", str(out), "--json"])
+    assert code == 1
+    assert "skipped 19 of 20 configurations" in err and "retrying 1 configurations" in err
+    report = json.loads(stdout)
+    assert (report["configurations"], report["skipped"], report["ran"], report["failed"]) == (20, 19, 1, 1)
+    assert [(r["hedge_ratio"], r["leverage"]) for r in report["top"]] == [(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]
+    again = read_rows(out / "results.csv")
+    failed_at = rows.index(failed[0])  # (h, L) = (0.5, 5): 2*4 + 3
+    assert failed_at == 11
+    assert again[:11] == rows[:11] and again[12:] == rows[12:]  # finished rows untouched
+    assert again[11]["config_hash"] == rows[11]["config_hash"] and again[11]["status"] == "failed"
+
+
+def test_sweep_rank_by_ascending_metric_and_seed_grid(capsys, tmp_path):
+    out = tmp_path / "s"
+    code, stdout, _ = run_main(capsys, [
+        "sweep", "--grid", "leverage=1,3", "--grid", "seed=1,2", "--set", "hedge_ratio=0.25",
+        "--rank-by", "max_drawdown_pct", "--top", "2", "--workers", "1", "--out", str(out), "--json"])
+    assert code == 0
+    top = json.loads(stdout)["top"]
+    # max_drawdown_pct is lower-is-better: L=1 rows (15*0.75 = 11.25) first, grid order (seed 1, 2) kept
+    assert [(r["leverage"], r["seed"], r["max_drawdown_pct"]) for r in top] == [(1.0, 1, 11.25), (1.0, 2, 11.25)]
+    rows = read_rows(out / "results.csv")
+    assert len({r["config_hash"] for r in rows}) == 4  # seed is part of the configuration
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "--policy", "static_hedg", "--grid", "leverage=1,2"], "Did you mean 'static_hedge'?"),
+        (["sweep", "--grid", "hedge_rato=0:1:0.5"], "policy 'static_hedge' has no parameter 'hedge_rato'"),
+        (["sweep", "--grid", "leverage=1,2", "--set", "levrage=2"], "Did you mean 'leverage'?"),
+        (["sweep", "--grid", "hedge_ratio=0:2:0.5"], "hedge_ratio=1.5 is out of range; allowed: float in [0, 1]"),
+        (["sweep", "--grid", "margin_mode=isolated,crss"], "Did you mean 'cross'?"),
+        (["sweep", "--grid", "leverage=1,1.0"], "value 1.0 appears twice once typed as float"),
+        (["sweep", "--grid", "leverage=1,2", "--rank-by", "sharp"], "Did you mean 'sharpe'?"),
+        (["sweep"], "sweep needs at least one --grid"),
+        (["run", "--policy", "unhedge"], "Did you mean 'unhedged'?"),
+        (["run", "--set", "hedge_ratio=2"], "hedge_ratio='2' is out of range"),
+        (["compare", "--policies", "unhedged,static_hedg"], "Did you mean 'static_hedge'?"),
+        (["compare", "--policies", "unhedged", "--set", "hedge_ratio=0.1"], "none of the compared policies"),
+        (["data", "breakeven", "--set", "power_usd_per_kw=0.1"], "Did you mean 'power_usd_per_kwh'?"),
+    ],
+)
+def test_policy_parameter_and_grid_errors_exit_2_before_anything_runs(capsys, tmp_path, monkeypatch, argv,
+                                                                     message):
+    monkeypatch.chdir(tmp_path)  # a default output folder would appear here if anything ran
+    code, out, err = run_main(capsys, argv)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
+    out = tmp_path / "run1"
+    out.mkdir()
+    (out / "stale.csv").write_text("from an older run")
+    code, stdout, err = run_main(capsys, [
+        "run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25", "--set", "leverage=3", "--out", str(out), "--json"])
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary == {"sharpe": 2 * 0.25 - 0.1 * 3, "max_drawdown_pct": 1.5 * 10 * 3 * 0.75, "liquidations": 0,
+                       "total_return_pct": 25 - 0.05, "first_day": "2020-01-01"}
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # replaced whole, no stale files
+    assert json.loads((out / "summary.json").read_text()) == summary
+    code, stdout, _ = run_main(capsys, ["run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25"])
+    lines = dict(line.split(None, 1) for line in stdout.splitlines())
+    assert code == 0 and lines["sharpe"] == "0.4" and lines["max_drawdown_pct"] == "11.25"
+    assert lines["first_day"] == "2020-01-01"
+
+
+def test_run_that_fails_exits_1_and_leaves_nothing_half_written(capsys, tmp_path):
+    out = tmp_path / "run2"
+    code, _, err = run_main(capsys, ["run", "--start", "2020-01-01", "--set", "leverage=2", "--out", str(out)])
+    assert code == 1 and "OSError: disk full" in err and "Traceback" in err
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a staging folder
+
+
+def test_staged_output_dir_replaces_only_on_success(tmp_path):
+    out = tmp_path / "report"
+    with staged_output_dir(out) as folder:
+        (folder / "a.txt").write_text("1")
+    assert (out / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError), staged_output_dir(out) as folder:
+        (folder / "b.txt").write_text("2")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and sorted(os.listdir(out)) == ["a.txt"]
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+
+def test_compare_gives_every_policy_the_same_market_and_applies_sets_where_they_exist(capsys, tmp_path):
+    out = tmp_path / "cmp1"
+    code, stdout, _ = run_main(capsys, [
+        "compare", "--policies", "unhedged,static_hedge", "--start", "2020-01-01", "--end", "2020-12-31",
+        "--asset", "btc", "--set", "hedge_ratio=0.75", "--set", "power_usd_per_kwh=0.04", "--out", str(out)])
+    assert code == 0
+    configs, staged = CALLS[0]
+    assert [c["policy"] for c in configs] == ["unhedged", "static_hedge"]
+    assert configs[0]["params"] == {"power_usd_per_kwh": 0.04}
+    assert configs[1]["params"] == {"power_usd_per_kwh": 0.04, "hedge_ratio": 0.75, "leverage": 1.0,
+                                    "margin_mode": "isolated"}
+    market = [{k: v for k, v in c.items() if k not in ("policy", "params")} for c in configs]
+    assert market[0] == market[1] == {"asset": "BTC", "timeframe": "1d", "start": dt.date(2020, 1, 1),
+                                      "end": dt.date(2020, 12, 31), "venue": None, "seed": 0, "data_dir": None}
+    assert staged != out and (out / "comparison.csv").read_text() == "policy\nunhedged\nstatic_hedge\n"
+    header = stdout.splitlines()[0].split()
+    assert header == ["metric", "unhedged", "static_hedge"]
+
+
+# ------------------------------------------------------------------------------------------ policies, data
+
+
+def test_policies_lists_parameters_with_defaults_and_units(capsys):
+    code, stdout, _ = run_main(capsys, ["policies", "--json"])
+    assert code == 0
+    listed = json.loads(stdout)
+    assert listed["static_hedge"][1] == {"name": "hedge_ratio", "type": "float", "default": 0.5, "unit": "fraction",
+                                         "doc": "", "allowed": "float in [0, 1] fraction"}
+    code, stdout, _ = run_main(capsys, ["policies"])
+    assert code == 0 and "static_hedge" in stdout and "USD/kWh" in stdout
+
+
+def test_data_hashprice_json_is_an_array_of_days(capsys):
+    code, stdout, _ = run_main(capsys, ["data", "hashprice", "--start", "2020-03-12", "--json"])
+    assert code == 0
+    assert json.loads(stdout) == [
+        {"date": "2020-03-12", "hashprice_usd_per_th_day": 0.1, "hashprice_usd_per_ph_day": 100.0,
+         "coins_per_th_day": 2e-6},
+        {"date": "2020-03-13", "hashprice_usd_per_th_day": 0.2, "hashprice_usd_per_ph_day": 200.0,
+         "coins_per_th_day": None},  # NaN is null in JSON
+    ]
+
+
+def test_data_validate_exit_code_follows_the_findings(capsys, tmp_path):
+    assert run_main(capsys, ["data", "validate", str(tmp_path / "good.csv")])[0] == 0
+    code, stdout, _ = run_main(capsys, ["data", "validate", str(tmp_path / "bad.csv")])
+    assert code == 1 and "error" in stdout
+    code, stdout, _ = run_main(capsys, ["data", "breakeven", "--start", "2020-01-01", "--set",
+                                        "power_usd_per_kwh=0.07", "--policy", "unhedged", "--json"])
+    assert code == 0 and json.loads(stdout) == [{"date": "2020-01-01", "breakeven_price_usd": 70.0}]

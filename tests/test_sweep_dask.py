@@ -1,0 +1,60 @@
+"""The Dask path: a LocalCluster of 2 worker processes gives the local-process results, value for value."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from minehedge.sweep import DaskExecutor, LocalExecutor, expand_grid, run_sweep
+from tests.test_sweep_engine import (
+    BASE,
+    FINGERPRINT,
+    SHARED,
+    check_closed_form,
+    failing_run,
+    grid,
+    where_run,
+)
+
+pytest.importorskip("distributed")  # CI installs the dask extra, so this runs there
+
+
+def rows_without_seconds(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row.pop("seconds")
+    return sorted(rows, key=lambda r: r["config_hash"])
+
+
+def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path):
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(2) as executor:
+        run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "procs", executor=executor)
+    with DaskExecutor(local_workers=2) as executor:
+        assert executor.cluster is not None and len(executor.cluster.workers) == 2
+        report = run_sweep(
+            points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "dask", executor=executor
+        )
+        placed = run_sweep(
+            points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "where", executor=executor
+        )
+    assert executor.client is None and executor.cluster is None  # closed on exit
+
+    dask_rows = rows_without_seconds(tmp_path / "dask" / "results.csv")
+    assert dask_rows == rows_without_seconds(tmp_path / "procs" / "results.csv")
+    assert len(dask_rows) == 15 and sorted(r["config_hash"] for r in dask_rows) == sorted(report.hashes)
+    assert [r["a"] for r in dask_rows if r["status"] == "failed"] == ["0.5"] * 3
+    check_closed_form([r for r in dask_rows if r["status"] == "ok"])
+    assert sorted(os.listdir(tmp_path / "dask")) == ["results.csv"]
+
+    # The payload is scattered once: each worker process holds one shared object for all its tasks.
+    where = rows_without_seconds(tmp_path / "where" / "results.csv")
+    assert placed.ran == 15
+    pids = {r["pid"] for r in where}
+    assert str(os.getpid()) not in pids and 1 <= len(pids) <= 2
+    for pid in pids:
+        assert len({r["shared_id"] for r in where if r["pid"] == pid}) == 1

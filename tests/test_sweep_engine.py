@@ -1,0 +1,349 @@
+"""The sweep engine with real, deterministic run functions whose results have a closed form.
+
+The run functions below are top-level so worker processes can import them. They stand in for "one backtest"
+only in the sense the engine cares about (config in, flat dict of numbers out); every expected value is
+computed from the configuration by the formula written beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from minehedge.config import parse_grid_values
+from minehedge.errors import ConfigError
+from minehedge.sweep import (
+    RESERVED_COLUMNS,
+    LocalExecutor,
+    SweepInterrupted,
+    config_hash,
+    expand_grid,
+    rank_results,
+    read_results,
+    run_sweep,
+    write_top,
+)
+
+FINGERPRINT = "data-sha256-test"
+SHARED = {"scale": 3, "offset": 0.25}
+BASE = {"asset": "BTC", "timeframe": "1d", "policy": "closed_form", "seed": 7, "params": {"c": 2}}
+
+
+def closed_form_run(config: dict, shared: dict) -> dict:
+    """product = a*b*scale; total = a + b + c + seed + offset; big = a*b > 1; steps = int(a*4)."""
+    p = config["params"]
+    return {
+        "product": p["a"] * p["b"] * shared["scale"],
+        "total": p["a"] + p["b"] + p["c"] + config["seed"] + shared["offset"],
+        "big": p["a"] * p["b"] > 1,
+        "steps": int(round(p["a"] * 4)),
+    }
+
+
+def failing_run(config: dict, shared: dict) -> dict:
+    """closed_form_run, except that a == 0.5 raises (a bug in one corner of the grid)."""
+    if config["params"]["a"] == 0.5:
+        raise ZeroDivisionError("no hedge at a=0.5")
+    return closed_form_run(config, shared)
+
+
+def interrupting_run(config: dict, shared: dict) -> dict:
+    """closed_form_run until a == 0.75, where the user presses Ctrl-C."""
+    if config["params"]["a"] == 0.75:
+        raise KeyboardInterrupt
+    return closed_form_run(config, shared)
+
+
+def where_run(config: dict, shared: dict) -> dict:
+    """Which process ran the configuration, and which object the shared data were in it."""
+    return {"pid": os.getpid(), "shared_id": id(shared)}
+
+
+def grid(a_spec: str = "0:1:0.25", b_spec: str = "1,2,3") -> dict:
+    return {"a": parse_grid_values(a_spec, key="a"), "b": [int(v) for v in parse_grid_values(b_spec, key="b")]}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_closed_form(rows: list[dict[str, str]]) -> None:
+    for row in rows:
+        a, b = float(row["a"]), int(row["b"])
+        assert row["status"] == "ok" and row["error"] == ""
+        assert float(row["product"]) == a * b * 3
+        assert float(row["total"]) == a + b + 2 + 7 + 0.25
+        assert row["big"] == str(a * b > 1)
+        assert int(row["steps"]) == int(round(a * 4))
+
+
+def test_expand_grid_is_the_cartesian_product_first_key_slowest():
+    points = expand_grid(BASE, grid())
+    assert [(p.swept["a"], p.swept["b"]) for p in points] == [
+        (a, b) for a in (0.0, 0.25, 0.5, 0.75, 1.0) for b in (1, 2, 3)
+    ]
+    assert all(p.config["params"]["c"] == 2 and p.config["seed"] == 7 for p in points)
+    assert len({id(p.config["params"]) for p in points}) == len(points)  # no shared dicts
+    assert BASE["params"] == {"c": 2}  # base untouched
+    seeded = expand_grid(BASE, {"seed": [1, 2]})
+    assert [p.config["seed"] for p in seeded] == [1, 2] and "seed" not in seeded[0].config["params"]
+
+
+def test_config_hash_is_stable_and_sensitive():
+    config = {"policy": "p", "params": {"x": 0.1, "y": 2}, "start": None}
+    same_other_order = {"start": None, "params": {"y": 2, "x": 0.1}, "policy": "p"}
+    assert config_hash(config, "d1") == config_hash(same_other_order, "d1")
+    assert len(config_hash(config, "d1")) == 64
+    assert config_hash(config, "d1") != config_hash(config, "d2")  # other data, other result
+    assert config_hash(config, "d1") != config_hash({**config, "params": {"x": 0.1, "y": 3}}, "d1")
+    # where the data live does not change what they are
+    assert config_hash({**config, "data_dir": "/a"}, "d1") == config_hash({**config, "data_dir": "/b"}, "d1")
+
+
+def test_config_hash_definition_is_sha256_of_canonical_json():
+    """Pinned: the hash keys results.csv across versions, so its definition must not drift silently."""
+    import datetime as dt
+    import hashlib
+
+    expected = hashlib.sha256(b'{"config":{"a":1,"d":"2020-03-12"},"data":"x"}').hexdigest()
+    assert config_hash({"a": 1, "d": dt.date(2020, 3, 12)}, "x") == expected
+
+
+def test_sweep_in_process_every_configuration_exactly_once(tmp_path):
+    points = expand_grid(BASE, grid())
+    messages: list[str] = []
+    with LocalExecutor(1) as executor:
+        report = run_sweep(
+            points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+            executor=executor, log=messages.append,
+        )
+    rows = read_rows(tmp_path / "results.csv")
+    assert (report.total, report.skipped, report.ran, report.failed) == (15, 0, 15, [])
+    assert [r["config_hash"] for r in rows] == [config_hash(p.config, FINGERPRINT) for p in points]
+    assert list(rows[0]) == ["a", "b", "product", "total", "big", "steps", *RESERVED_COLUMNS]
+    assert [(r["a"], r["b"]) for r in rows] == [(repr(p.swept["a"]), str(p.swept["b"])) for p in points]
+    check_closed_form(rows)
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]  # no temp files left behind
+
+    # Re-running the same sweep does nothing and says so.
+    messages.clear()
+    with LocalExecutor(1) as executor:
+        again = run_sweep(
+            points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+            executor=executor, log=messages.append,
+        )
+    assert (again.skipped, again.ran) == (15, 0)
+    assert any("skipped 15 of 15" in m for m in messages)
+    assert read_rows(tmp_path / "results.csv") == rows
+
+
+def test_new_data_fingerprint_reruns_everything(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(1) as executor:
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint="v1", out_dir=tmp_path, executor=executor)
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint="v2", out_dir=tmp_path, executor=executor)
+    assert (report.skipped, report.ran, report.other_rows) == (0, 5, 5)
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == 10  # the v1 rows are kept, after the current grid's rows
+    assert [r["config_hash"] for r in rows[:5]] == report.hashes
+
+
+def test_failing_configuration_is_recorded_and_the_rest_complete_then_retried(tmp_path):
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    rows = read_rows(tmp_path / "results.csv")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(rows) == 15 and [r["b"] for r in failed] == ["1", "2", "3"]
+    assert all(r["a"] == "0.5" and r["error"] == "ZeroDivisionError: no hedge at a=0.5" for r in failed)
+    assert all(r["product"] == "" for r in failed)
+    check_closed_form([r for r in rows if r["status"] == "ok"])
+    assert len(report.failed) == 3 and "ZeroDivisionError" in report.failed[0]["traceback"]
+
+    # The bug is fixed: resuming retries exactly the failed ones and replaces their rows.
+    messages: list[str] = []
+    with LocalExecutor(1) as executor:
+        again = run_sweep(
+            points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+            executor=executor, log=messages.append,
+        )
+    assert (again.skipped, again.ran, again.failed) == (12, 3, [])
+    assert any("retrying 3" in m for m in messages)
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == 15 and [r["config_hash"] for r in rows] == again.hashes
+    check_closed_form(rows)
+
+
+def test_interrupted_sweep_resumes_and_ends_with_one_row_per_configuration(tmp_path):
+    points = expand_grid(BASE, grid())
+    snapshots: list[list[dict[str, str]]] = []
+
+    def log(message: str) -> None:
+        if (tmp_path / "results.csv").exists():
+            snapshots.append(read_rows(tmp_path / "results.csv"))
+
+    with LocalExecutor(1) as executor, pytest.raises(SweepInterrupted) as stopped:
+        run_sweep(points, interrupting_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    # Grid order in-process: a = 0, 0.25, 0.5 (x3 b values) finished before a = 0.75 was interrupted.
+    assert stopped.value.done == 9 and stopped.value.total == 15
+    assert "re-run the same command to resume" in str(stopped.value)
+    partial = read_rows(tmp_path / "results.csv")
+    assert [float(r["a"]) for r in partial] == [0.0] * 3 + [0.25] * 3 + [0.5] * 3
+    check_closed_form(partial)
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+    messages: list[str] = []
+    with LocalExecutor(2) as executor:
+        report = run_sweep(
+            points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+            executor=executor, log=lambda m: (messages.append(m), log(m)),
+        )
+    assert (report.skipped, report.ran) == (9, 6)
+    assert "skipped 9 of 15 configurations" in messages[0]
+    rows = read_rows(tmp_path / "results.csv")
+    assert [r["config_hash"] for r in rows] == report.hashes  # exactly one row per configuration, grid order
+    check_closed_form(rows)
+    assert rows[:9] == partial  # finished rows untouched
+
+
+def test_resume_from_a_prewritten_partial_file_with_a_stale_failure(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="2"))
+    first_two = points[:2]
+    with LocalExecutor(1) as executor:
+        run_sweep(first_two, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    # Append a failed row for the third configuration, as an earlier crashed run would have left it.
+    rows = read_rows(tmp_path / "results.csv")
+    stale = dict.fromkeys(rows[0], "")
+    stale.update(a="0.5", b="2", status="failed", error="MemoryError: ", seconds="1.0",
+                 config_hash=config_hash(points[2].config, FINGERPRINT))
+    with (tmp_path / "results.csv").open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerow(stale)
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    assert (report.skipped, report.ran) == (2, 3)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [r["config_hash"] for r in rows] == report.hashes
+    check_closed_form(rows)
+
+
+def test_results_file_parses_after_every_completed_configuration(tmp_path, monkeypatch):
+    """Every os.replace onto results.csv installs a complete file; no temp file survives."""
+    import minehedge.sweep as sweep_module
+
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def checking_replace(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name == "results.csv":
+            rows = read_rows(Path(dst))
+            assert all(r["status"] == "ok" and r["config_hash"] for r in rows)
+            seen.append(len(rows))
+
+    monkeypatch.setattr(sweep_module.os, "replace", checking_replace)
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    assert seen == list(range(1, 16))
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+
+def test_a_write_that_fails_leaves_the_previous_file_and_no_temp(tmp_path, monkeypatch):
+    import minehedge.sweep as sweep_module
+
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(1) as executor:
+        run_sweep(points[:2], closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    before = (tmp_path / "results.csv").read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sweep_module.os, "fsync", full_disk)
+    with LocalExecutor(1) as executor, pytest.raises(OSError, match="No space"):
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    assert (tmp_path / "results.csv").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+
+def test_two_worker_processes_give_the_in_process_values(tmp_path):
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "one", executor=executor)
+    with LocalExecutor(2) as executor:
+        run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "two", executor=executor)
+
+    def without_seconds(path: Path) -> list[dict[str, str]]:
+        rows = read_rows(path)
+        for row in rows:
+            row.pop("seconds")
+        return sorted(rows, key=lambda r: r["config_hash"])
+
+    assert without_seconds(tmp_path / "two" / "results.csv") == without_seconds(tmp_path / "one" / "results.csv")
+
+
+def test_shared_data_reach_each_worker_process_once(tmp_path):
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(2) as executor:
+        run_sweep(points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    rows = read_rows(tmp_path / "results.csv")
+    pids = {r["pid"] for r in rows}
+    assert str(os.getpid()) not in pids and 1 <= len(pids) <= 2
+    for pid in pids:  # one shared object per worker process, reused by all its configurations
+        assert len({r["shared_id"] for r in rows if r["pid"] == pid}) == 1
+
+
+def test_unpicklable_run_function_is_refused_before_anything_runs(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(2) as executor, pytest.raises(TypeError, match="top-level function"):
+        run_sweep(points, lambda c, s: {}, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_foreign_results_file_is_refused(tmp_path):
+    (tmp_path / "results.csv").write_text("x,y\n1,2\n")
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(1) as executor, pytest.raises(ConfigError, match="not a minehedge results file"):
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    assert (tmp_path / "results.csv").read_text() == "x,y\n1,2\n"
+
+
+def test_rank_and_top_file(tmp_path):
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    frame = read_results(report.results_path, report.hashes)
+    best = rank_results(frame, "product", top=4)
+    # product = 3ab, descending; ties (none here except via grid) keep grid order; failed a=0.5 rows excluded
+    expected = sorted(
+        ((Fraction(a) * b * 3, a, b) for a in (0, 0.25, 0.75, 1) for b in (1, 2, 3)), key=lambda t: -t[0]
+    )[:4]
+    assert [(row.a, row.b) for row in best.itertuples()] == [(a, b) for _, a, b in expected]
+    lowest = rank_results(frame, "product", top=2, descending=False)
+    assert list(lowest["product"]) == [0.0, 0.0]
+    path = write_top(tmp_path, report.results_path, list(best["config_hash"]))
+    top_rows = read_rows(path)
+    results = {r["config_hash"]: r for r in read_rows(report.results_path)}
+    assert [r["rank"] for r in top_rows] == ["1", "2", "3", "4"]
+    assert all({k: v for k, v in r.items() if k != "rank"} == results[r["config_hash"]] for r in top_rows)
+    with pytest.raises(ConfigError, match="Did you mean 'product'"):
+        rank_results(frame, "prodcut", top=3)
+
+
+def test_progress_bar_with_eta_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(1) as executor:  # stderr is not a terminal under pytest: no bar
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint="a", out_dir=tmp_path, executor=executor,
+                  progress=True)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    with LocalExecutor(1) as executor:
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint="b", out_dir=tmp_path, executor=executor,
+                  progress=True)
+    err = capsys.readouterr().err
+    assert "sweep: 100%" in err and "5/5" in err and "<00:00" in err  # elapsed<remaining: the ETA
