@@ -1,0 +1,354 @@
+"""Orchestration shared by ``run_backtest.py`` and notebooks: load a market once, run policies on it,
+compare them, and answer the data questions (hashprice, break-even, validation).
+
+A *config* is a plain dict (what the CLI builds from flags and TOML):
+``{"asset", "timeframe", "start", "end", "venue", "seed", "data_dir", "policy", "params": {...}}``;
+``start``/``end`` are UTC days, ``end`` inclusive, None for "all the data cover"; ``params`` are the
+policy's parameters (see :func:`policy_specs`). Errors a user can fix raise
+:class:`minehedge.errors.MinehedgeError` subclasses.
+
+Example (notebook)::
+
+    from minehedge import api
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2020-01-01", "end": "2022-12-31"})
+    outcome = api.run_policy(market, "static_hedge", {"hedge_ratio": 0.5, "leverage": 3})
+    outcome.summary["max_drawdown_pct"], outcome.result.equity
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import minehedge.compat
+
+import backtrader as bt
+import pandas as pd
+
+import minehedge
+from analyzers.backtrader_analyzers import SUMMARY_KEYS, add_analyzers, build_run_result
+from analyzers.report import RunResult, write_report
+from brokers.broker import MarginBroker
+from brokers.venues import load_venue
+from data.api import load_funding, load_network, load_ohlcv, resolve_data_dir
+from data.feeds import MinerFeed, build_feed_frame
+from minehedge.config import ParamSpec, validate_params
+from minehedge.errors import ConfigError, DataError
+from mining.fleet import Fleet, parse_fleet
+from strategies.registry import policy_class
+from strategies.registry import policy_specs as _registry_specs
+
+__all__ = ["SUMMARY_KEYS", "Market", "RunOutcome", "load_market", "run_policy", "run_backtest", "compare",
+           "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
+           "data_validate", "data_download"]
+
+#: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
+FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
+                 "generic": "constant", "cme": None}
+#: Network history loaded before the first bar: the publication lag and fee smoothing need earlier days.
+NETWORK_LEAD = timedelta(days=40)
+
+
+def policy_specs() -> dict[str, list[ParamSpec]]:
+    """Every policy's parameters (name, type, default, unit, doc, bounds)."""
+    return _registry_specs()
+
+
+@dataclass
+class Market:
+    """One asset's bars with the miner lines, loaded and validated once (picklable: sent once to each
+    sweep worker). ``frame`` feeds :class:`data.feeds.MinerFeed`; ``fingerprint`` changes whenever the data
+    or the venue/mining tables do; ``assumptions`` are printed in every report."""
+
+    asset: str
+    timeframe: str
+    frame: pd.DataFrame
+    funding_venue: str | None
+    assumptions: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: the flat ``summary`` and the full :class:`analyzers.report.RunResult`."""
+
+    summary: dict[str, Any]
+    result: RunResult
+    seconds: float
+
+    def write_report(self, folder: str | Path) -> Path:
+        return write_report(self.result, folder)
+
+
+def _day(value: Any, name: str) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not a date; use YYYY-MM-DD.") from None
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).normalize()
+
+
+def _funding_venue(config: dict[str, Any]) -> str | None:
+    venue = (config.get("params") or {}).get("venue") or config.get("venue") or "binance_usdm"
+    return FUNDING_VENUE.get(venue, "constant")
+
+
+def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
+    """No --start: the first day the fleet hashes (the longest range that means something for a miner)."""
+    fleet = (config.get("params") or {}).get("fleet")
+    if not fleet:
+        return None
+    deployments, _ = parse_fleet(fleet)
+    return min(pd.Timestamp(d.date) for d in deployments).tz_convert("UTC") if deployments else None
+
+
+def load_market(config: dict[str, Any]) -> Market:
+    """Load, validate and align OHLCV, network data and funding for ``config`` (asset, timeframe, range,
+    data_dir, venue). A range outside the data raises DataError naming the covered range."""
+    asset = str(config.get("asset") or "BTC").upper()
+    timeframe = str(config.get("timeframe") or "1d")
+    data_dir = config.get("data_dir")
+    start = _day(config.get("start"), "start") or _default_start(config)
+    end = _day(config.get("end"), "end")
+    end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
+    if start is not None and end is not None and start > end:
+        raise ConfigError(f"start={start.date()} is after end={end.date()}.")
+    ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
+                       venue=config.get("data_venue"))
+    bars = ohlcv.frame
+    if bars.empty:
+        raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
+    first, last = bars.index[0], bars.index[-1]
+    network = load_network(asset, first.normalize() - NETWORK_LEAD, last + pd.Timedelta(days=1), data_dir=data_dir)
+    net_last = network.frame.index[-1]
+    if net_last + pd.Timedelta(days=1) < last.normalize():
+        bars = bars.loc[: net_last + pd.Timedelta(days=1)]
+    funding_venue = _funding_venue(config)
+    funding = None
+    assumptions: dict[str, Any] = {"data files": [str(ohlcv.info)], "network": str(network.info)}
+    if funding_venue is not None:
+        loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + pd.Timedelta(days=1),
+                              data_dir=data_dir)
+        funding = loaded.frame
+        assumptions["funding"] = str(loaded.info)
+    else:
+        assumptions["funding"] = "none (dated contracts pay no funding)"
+    if ohlcv.report is not None and getattr(ohlcv.report, "bad_ticks", None):
+        assumptions["masked bad ticks"] = [str(tick) for tick in ohlcv.report.bad_ticks]
+    frame = build_feed_frame(bars, network.frame, funding, asset, timeframe=timeframe)
+    digest = hashlib.sha256()
+    digest.update(minehedge.__version__.encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    for folder, pattern in ((Path(__file__).parents[1] / "brokers" / "venues", "*.toml"),
+                            (Path(__file__).parents[1] / "mining", "*.toml")):
+        for path in sorted(folder.glob(pattern)):
+            digest.update(path.read_bytes())
+    return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16])
+
+
+def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None) -> dict[str, Any]:
+    specs = policy_class(policy).specs
+    values = dict(params or {})
+    if venue and any(s.name == "venue" for s in specs):
+        values.setdefault("venue", venue)
+    return validate_params(values, specs, owner=f"policy {policy!r}")
+
+
+def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None, *, venue: str | None = None,
+               preload: bool = True, runonce: bool = True, title: str = "") -> RunOutcome:
+    """Run ``policy`` with ``params`` on ``market``: a MarginBroker, a MinerFeed, every analyzer."""
+    started = time.perf_counter()
+    values = _policy_params(policy, params, venue)
+    if values.get("asset", market.asset) != market.asset:
+        raise ConfigError(f"asset={values['asset']!r} does not match the market's asset {market.asset!r}.")
+    values["asset"] = market.asset
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+    feed = MinerFeed(dataname=market.frame, name=market.asset)
+    cerebro.adddata(feed)
+    cerebro.broker = MarginBroker(cash=0.0)
+    cerebro.addstrategy(policy_class(policy), **values)
+    add_analyzers(cerebro, market.asset)
+    strategy = cerebro.run()[0]
+    assumptions = dict(market.assumptions)
+    assumptions["policy"] = f"{policy}: " + ", ".join(f"{k}={v}" for k, v in values.items() if k != "fleet")
+    assumptions["fleet"] = values.get("fleet", "")
+    if "venue" in values:
+        profile = load_venue(values["venue"])
+        assumptions["venue"] = f"{profile.name} ({profile.contract_type}; {profile.source}, as of {profile.as_of})"
+    broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
+    notes = broker_notes + list(getattr(strategy, "notes", []) or [])
+    if notes:
+        assumptions["run notes"] = notes
+    result = build_run_result(strategy, assumptions, title=title or f"{market.asset} {market.timeframe} {policy}")
+    summary = {key: result.summary.get(key) for key in result.summary}
+    return RunOutcome(summary, result, time.perf_counter() - started)
+
+
+def run_backtest(config: dict[str, Any]) -> RunOutcome:
+    """One run from a CLI-style config."""
+    policy = config.get("policy") or "static_hedge"
+    market = load_market(config)
+    return run_policy(market, policy, config.get("params"), venue=config.get("venue"))
+
+
+def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """Run every config on the same market (loaded once); write comparison.csv, charts and summary.md
+    into ``out`` when given. Returns one row per policy: ``{"policy": name, **summary}``."""
+    if not configs:
+        raise ConfigError("compare needs at least one policy.")
+    market = load_market(configs[0])
+    outcomes = {}
+    for config in configs:
+        policy = config.get("policy")
+        outcomes[policy] = run_policy(market, policy, config.get("params"), venue=config.get("venue"))
+    rows = [{"policy": name, **outcome.summary} for name, outcome in outcomes.items()]
+    if out is not None:
+        from analyzers.comparison import write_comparison
+
+        write_comparison({name: o.result for name, o in outcomes.items()}, rows, Path(out))
+    return rows
+
+
+# --- sweeps: the market is loaded once and shipped to each worker once --------------------------------
+def load_shared(config: dict[str, Any]) -> Market:
+    return load_market(config)
+
+
+def run_summary(config: dict[str, Any], shared: Market) -> dict[str, Any]:
+    """One sweep configuration on the shared market: the flat Summary record."""
+    outcome = run_policy(shared, config.get("policy") or "static_hedge", config.get("params"),
+                         venue=config.get("venue"))
+    return outcome.summary
+
+
+# --- data questions -------------------------------------------------------------------------------------
+def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
+    asset = str(config.get("asset") or "BTC").upper()
+    start = _day(config.get("start"), "start")
+    end = _day(config.get("end"), "end")
+    end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
+    loaded = load_network(asset, start, end_exclusive, data_dir=config.get("data_dir"))
+    if loaded.frame.empty:
+        raise DataError(f"no {asset} network data between {start} and {end}.")
+    return asset, loaded.frame
+
+
+def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per day: hashprice in USD per TH/s and PH/s per day (BTC; per MH/s for ETH) and coins per
+    unit per day, from :func:`mining.revenue.network_hashprice` (expected value, before pool fees)."""
+    from mining.revenue import network_hashprice
+
+    asset, network = _network_range(config)
+    frame = network_hashprice(network, asset)
+    rows = []
+    for day, row in frame.iterrows():
+        usd, coins = float(row["hashprice_usd_per_unit_day"]), float(row["coins_per_unit_day"])
+        if asset == "BTC":
+            rows.append({"date": day.strftime("%Y-%m-%d"), "hashprice_usd_per_th_day": usd,
+                         "hashprice_usd_per_ph_day": usd * 1000.0, "coins_per_th_day": coins})
+        else:
+            rows.append({"date": day.strftime("%Y-%m-%d"), "hashprice_usd_per_mh_day": usd,
+                         "coins_per_mh_day": coins})
+    return rows
+
+
+def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh)."""
+    from mining.revenue import network_hashprice
+
+    asset, network = _network_range(config)
+    params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None)
+    fleet = Fleet.from_shorthand(params["fleet"], asset=asset, uptime=params["uptime"],
+                                 power_price_usd_per_kwh=params["power_usd_per_kwh"],
+                                 hosting_usd_per_kwh=params["hosting_usd_per_kwh"], pool_fee=params["pool_fee"],
+                                 curtail=params["curtail"])
+    daily = network_hashprice(network, asset)
+    daily["price_usd"] = network["price_usd"]
+    schedule = fleet.simulate(daily[["coins_per_unit_day", "price_usd"]])
+    rows = []
+    for day, row in schedule.iterrows():
+        rows.append({"date": day.strftime("%Y-%m-%d"), "price_usd": float(row["price_usd"]),
+                     "breakeven_price_usd": float(row["breakeven_price_usd"]),
+                     "breakeven_price_all_in_usd": float(row["breakeven_price_all_in_usd"]),
+                     "breakeven_power_usd_per_kwh": float(row["breakeven_power_usd_per_kwh"]),
+                     "hashrate_units": float(row["hashrate_units"])})
+    return rows
+
+
+def data_list(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the data directory's manifest and the download cache hold."""
+    from data.cache import cache_dir
+    from data.manifest import read_manifest
+
+    rows: list[dict[str, Any]] = []
+    directory = resolve_data_dir(config.get("data_dir"))
+    if directory is not None:
+        for entry in read_manifest(directory).itertuples():
+            rows.append({"where": "data_dir", "file": entry.file, "asset": entry.asset, "kind": entry.kind,
+                         "timeframe": entry.timeframe, "venue": entry.venue, "rows": int(entry.rows),
+                         "first": entry.first.strftime("%Y-%m-%d %H:%M"),
+                         "last": entry.last.strftime("%Y-%m-%d %H:%M")})
+    folder = cache_dir()
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        rows.append({"where": "cache", "file": path.name, "bytes": path.stat().st_size})
+    return rows
+
+
+def _findings(report: Any) -> list[dict[str, Any]]:
+    """A validation report as rows ``{"level": error|warning|info, "what", "detail"}``."""
+    rows = [{"level": "error", "what": "consistency", "detail": text} for text in report.errors]
+    rows += [{"level": "warning", "what": "bad tick",
+              "detail": f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g}, {t.ranges:.0f} ranges)"}
+             for t in report.bad_ticks]
+    rows += [{"level": "warning", "what": "gap", "detail": f"{g.after} -> {g.before} ({g.missing_bars} bars)"}
+             for g in report.gaps]
+    if report.zero_volume:
+        rows.append({"level": "info", "what": "zero-volume bars", "detail": f"{len(report.zero_volume)} bars"})
+    if report.missing_volume:
+        rows.append({"level": "info", "what": "missing volume", "detail": f"{len(report.missing_volume)} bars"})
+    rows.append({"level": "info", "what": "summary",
+                 "detail": f"{report.source} [{report.timeframe}]: {report.rows} bars, {report.first} -> {report.last}"})
+    return rows
+
+
+def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
+    """Validate one OHLCV CSV file (``path``) or the OHLCV range of ``config``, reporting, never masking."""
+    from data.frames import TIMEFRAMES
+    from data.ohlcv_csv import read_ohlcv_csv
+    from data.validate import validate_ohlcv
+
+    if path is not None:
+        frame = read_ohlcv_csv(path)
+        spacing = pd.Series(frame.index).diff().median()
+        timeframe = next((name for name, step in TIMEFRAMES.items() if step == spacing), None)
+        if timeframe is None:
+            raise DataError(f"{Path(path).name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
+        _, report = validate_ohlcv(frame, timeframe, source=Path(path).name, bad_ticks="keep",
+                                   raise_on_error=False)
+    else:
+        start = _day(config.get("start"), "start")
+        end = _day(config.get("end"), "end")
+        loaded = load_ohlcv(str(config.get("asset") or "BTC").upper(), str(config.get("timeframe") or "1d"),
+                            start, end + pd.Timedelta(days=1) if end is not None else None,
+                            data_dir=config.get("data_dir"), bad_ticks="keep")
+        report = loaded.report
+    return _findings(report) if report is not None else []
+
+
+def data_download(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Download OHLCV (yfinance) and network data (Coin Metrics) for the range into the cache."""
+    asset = str(config.get("asset") or "BTC").upper()
+    timeframe = str(config.get("timeframe") or "1d")
+    start = _day(config.get("start"), "start")
+    end = _day(config.get("end"), "end")
+    end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
+    ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, source="yfinance")
+    network = load_network(asset, start, end_exclusive, source="coinmetrics")
+    return [{"what": "ohlcv", "rows": len(ohlcv.frame), "source": str(ohlcv.info)},
+            {"what": "network", "rows": len(network.frame), "source": str(network.info)}]

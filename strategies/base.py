@@ -1,0 +1,464 @@
+"""MinerStrategy: the mining business on backtrader, plus a futures leg that policies drive.
+
+Each bar, after the broker has filled orders, paid funding and checked liquidations (see
+:mod:`brokers.broker`), :meth:`MinerStrategy.next` runs, in this order:
+
+1. **Mining**: the coins the fleet earned during the bar are credited to the spot wallet
+   (``mining_credit``, gross FPPS) and the pool fee is debited (``pool_fee``); power and hosting are due in USD.
+   The per-bar amounts come from :meth:`mining.fleet.Fleet.simulate` and :func:`mining.fleet.per_bar`,
+   computed once at start from the feed's network lines, which are already published-lagged (a day's
+   network values are visible from the next UTC day on, see :mod:`data.feeds`). So the bar's coins are
+   paid at the most recently *published* rate (as FPPS pools pay each day for the previous day), and
+   curtailment decides with the previous day's hashprice: nothing here looks ahead.
+2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`).
+3. **Treasury**: coins are sold at the bar's close under the treasury policy (:func:`strategies.rules.coins_to_sell`);
+   then the bar's USD costs are paid. When USD is short, coins are sold to cover it (spot first, then free
+   coins in the futures wallet); when that is still not enough the strategy records an ``insolvency`` event
+   and stops mining (it never borrows silently and never drives a balance negative).
+4. **Hedge**: the policy's :meth:`rebalance` (subclasses) sets the futures position, sized in coins and
+   converted to contracts per the venue's face value; orders fill at the next bar's open (backtrader's
+   default), stop-losses are real backtrader stop orders.
+
+Margin calls reach :meth:`notify_margin_call` before the next bar, and the ``on_margin_call`` response
+(``top_up_from_treasury``, ``reduce_position``, ``ignore``) is applied there.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Sequence
+from datetime import datetime
+
+import minehedge.compat  # noqa: F401  (before backtrader)
+
+import backtrader as bt
+import pandas as pd
+
+from brokers.broker import MarginBroker
+from brokers.commission import FuturesCommInfo, futures_comminfo
+from brokers.events import MarginEvent
+from brokers.venues import available_venues, load_venue
+from minehedge.config import ParamSpec
+from minehedge.errors import ConfigError
+from mining.fleet import Fleet, per_bar
+from strategies import rules
+
+MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
+CONTRACT_KINDS = ("perpetual", "dated")
+#: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
+DEFAULT_FLEET = ("S9:4000@2017-01-01,S17Pro:1500@2019-06-01,S19Pro:2000@2020-06-01,-S9:4000@2021-01-01,"
+                 "S19XP:1500@2022-06-01,S21:1000@2023-09-01")
+
+# One home for every parameter: name, type, default, unit and meaning. backtrader's ``params`` tuple and
+# the CLI's validation and ``policies`` listing are both derived from these specs.
+BASE_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("asset", str, "BTC", "", "coin mined and hedged", choices=("BTC", "ETH")),
+    ParamSpec("fleet", str, DEFAULT_FLEET, "shorthand",
+              "deployments 'MODEL:UNITS@YYYY-MM-DD[$USD]', retirements '-MODEL:UNITS@DATE', comma-separated"),
+    ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh", "electricity price", minimum=0.0),
+    ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh", "hosting fee per kWh drawn", minimum=0.0),
+    ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
+    ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.0, maximum=1.0),
+    ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
+    ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
+    ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),
+    ParamSpec("treasury", str, "sell_to_cover_costs", "", "what happens to mined coins",
+              choices=rules.TREASURY_POLICIES),
+    ParamSpec("sell_fraction", float, 0.5, "fraction", "share of production sold (treasury=sell_fraction)",
+              minimum=0.0, maximum=1.0),
+    ParamSpec("spot_fee", float, 0.001, "fraction", "fee on spot coin sales", minimum=0.0, maximum=0.1),
+    ParamSpec("venue", str, "binance_usdm", "", "futures venue profile", choices=tuple(available_venues())),
+    ParamSpec("contract", str, "perpetual", "", "futures contract kind", choices=CONTRACT_KINDS),
+    ParamSpec("leverage", float, 2.0, "x", "futures leverage (initial margin = notional / leverage)",
+              minimum=1.0, maximum=125.0),
+    ParamSpec("margin_mode", str, "isolated", "", "futures margin mode", choices=("isolated", "cross")),
+    ParamSpec("on_margin_call", str, "top_up_from_treasury", "", "response to a margin call",
+              choices=MARGIN_CALL_RESPONSES),
+    ParamSpec("top_up_target", float, 0.4, "fraction",
+              "margin ratio a top-up restores (maintenance / margin balance)", minimum=0.01, maximum=1.0),
+    ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized", minimum=0.0),
+    ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry (none = no stop)",
+              minimum=0.0, maximum=1.0, nullable=True),
+)
+
+
+def params_from_specs(specs: Sequence[ParamSpec]) -> tuple[tuple[str, object], ...]:
+    """backtrader ``params`` from specs (name, default)."""
+    return tuple((spec.name, spec.default) for spec in specs)
+
+
+class MinerStrategy(bt.Strategy):
+    """A miner: mining revenue, costs and treasury each bar, plus a futures leg set by :meth:`rebalance`.
+
+    Params (units in :data:`BASE_SPECS`; subclasses add their own ``specs``). Use with
+    ``cerebro.broker = brokers.broker.MarginBroker(cash=0)`` and a :class:`data.feeds.MinerFeed` built by
+    :func:`data.feeds.build_feed_frame`. This base class never trades futures: it is the ``unhedged`` miner
+    with the treasury policy of its params.
+    """
+
+    specs: tuple[ParamSpec, ...] = BASE_SPECS
+    params = params_from_specs(BASE_SPECS)
+    #: True for policies that hold futures (the comminfo is installed on the data at start).
+    uses_futures = False
+    #: True for hedges that re-establish the chosen leverage at each roll (see :meth:`restore_leverage`).
+    restores_leverage_on_roll = False
+    #: Venue used when the policy's contract must be inverse (``collateral_short``); None: any venue.
+    required_contract_type: str | None = None
+
+    # --- set-up ---------------------------------------------------------------------------------------
+    def __init__(self) -> None:
+        if not isinstance(self.broker, MarginBroker):
+            raise ConfigError("MinerStrategy needs cerebro.broker = brokers.broker.MarginBroker(...); "
+                              f"got {type(self.broker).__name__}.")
+        self._validate_params()
+        self.asset = self.p.asset.upper()
+        frame = getattr(self.data.p, "dataname", None)
+        if not isinstance(frame, pd.DataFrame) or "coins_per_unit_day" not in frame.columns:
+            raise ConfigError("MinerStrategy needs a data.feeds.MinerFeed fed by data.feeds.build_feed_frame "
+                              "(a DataFrame with coins_per_unit_day and hashprice columns).")
+        self.fleet = self.build_fleet()
+        self.mining_schedule = self._bar_schedule(frame)
+        schedule = self.mining_schedule
+        self._coins_gross = schedule["coins_gross"].to_numpy(dtype=float, copy=True)
+        self._pool_fee_coin = schedule["pool_fee_coin"].to_numpy(dtype=float, copy=True)
+        self._costs_usd = (schedule["power_cost_usd"] + schedule["hosting_usd"]).to_numpy(dtype=float, copy=True)
+        self._power_usd = schedule["power_cost_usd"].to_numpy(dtype=float, copy=True)
+        self._hosting_usd = schedule["hosting_usd"].to_numpy(dtype=float, copy=True)
+        self._capex_usd = schedule["capex_usd"].to_numpy(dtype=float, copy=True)
+        self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float, copy=True)
+        self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float, copy=True)
+        # backtrader's date numbers (days since 0001-01-01, 1970-01-01 = 719163.0) of the frame's bars
+        self._bar_nums = frame.index.as_unit("ns").asi8 / 86_400e9 + 719_163.0
+        self.insolvent = False
+        self._account_open = False
+        self.hedge_order = None
+        self.stop_order = None
+        self.comminfo: FuturesCommInfo | None = None
+        self._last_rebalance: datetime | None = None
+        self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float)
+        #: Read by analyzers.MiningPnL each bar: ``curtailed_fraction`` (0-1) of the bar's machines off.
+        self.mining_state = types.SimpleNamespace(curtailed_fraction=0.0)
+        if self.uses_futures:
+            self.comminfo = self.make_comminfo()
+            self.broker.addcommissioninfo(self.comminfo, name=self.data._name)
+
+    def _validate_params(self) -> None:
+        for spec in self.specs:
+            setattr(self.p, spec.name, spec.coerce(getattr(self.p, spec.name), context="parameter"))
+        if self.p.asset.upper() == "ETH" and getattr(self.p, "venue", None) in ("cme", "bitmex"):
+            raise ConfigError(f"venue={self.p.venue!r} lists no ETH contract in minehedge's profiles; "
+                              "use binance_usdm, binance_coinm or generic for ETH.")
+
+    def build_fleet(self) -> Fleet:
+        """The fleet from the params (subclasses add machines, e.g. a financed expansion)."""
+        return Fleet.from_shorthand(self.p.fleet, asset=self.p.asset.upper(), uptime=self.p.uptime,
+                                    power_price_usd_per_kwh=self.p.power_usd_per_kwh,
+                                    hosting_usd_per_kwh=self.p.hosting_usd_per_kwh, pool_fee=self.p.pool_fee,
+                                    curtail=self.p.curtail)
+
+    def _bar_schedule(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-bar mining amounts from the feed frame's (published-lagged) network lines.
+
+        The daily input is the first bar of each UTC day (the lagged values are constant within a day);
+        days with no bar (exchange outages) carry the previous day's values, since machines keep hashing.
+        """
+        index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        lines = frame[["coins_per_unit_day", "hashprice"]].set_axis(index)
+        daily = lines.groupby(index.normalize()).first()
+        daily = daily.reindex(pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")).ffill()
+        daily = daily.rename(columns={"hashprice": "hashprice_usd_per_unit_day"}).fillna(0.0)
+        schedule = self.fleet.simulate(daily)
+        schedule["production_coin_per_day"] = schedule["coins_mined"]
+        bars = per_bar(schedule, index)
+        bars["production_coin_per_day"] = bars["production_coin_per_day"].fillna(0.0)
+        return bars.fillna({c: 0.0 for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
+                                             "capex_usd", "coins_mined")})
+
+    def make_comminfo(self) -> FuturesCommInfo:
+        """The futures commission scheme from the params (venue, leverage, margin mode, expiry)."""
+        venue = load_venue(self.p.venue)
+        if self.required_contract_type and venue.contract_type != self.required_contract_type:
+            raise ConfigError(f"venue={self.p.venue!r} is {venue.contract_type}; this policy needs an "
+                              f"{self.required_contract_type} venue (e.g. binance_coinm or bitmex).")
+        symbol = next((s.symbol for s in venue.instruments if s.asset == self.asset), None)
+        if symbol is None:
+            raise ConfigError(f"venue={self.p.venue!r} has no {self.asset} contract.")
+        return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode)
+
+    def _open_account(self) -> None:
+        """Deposit the opening USD and coins (on the first bar, so the ledger dates them)."""
+        self._account_open = True
+        if self.p.start_usd:
+            self.broker.deposit("USD", self.p.start_usd, wallet="spot")
+        if self.p.start_coins:
+            self.broker.deposit(self.asset, self.p.start_coins, wallet="spot")
+
+    # --- the bar --------------------------------------------------------------------------------------
+    def next(self) -> None:
+        i = len(self.data) - 1
+        now = self.data.datetime.datetime(0)
+        if abs(self._bar_nums[i] - self.data.datetime[0]) > 1e-6:
+            raise ConfigError("MinerStrategy: the feed's bars do not match its frame (use build_feed_frame "
+                              "and no fromdate/todate filter on the feed; slice the frame instead).")
+        if not self._account_open:
+            self._open_account()
+        price = self.data.close[0]
+        produced = 0.0
+        costs = 0.0
+        if not self.insolvent:
+            produced = self._credit_mining(i, now, price)
+            costs = self._costs_usd[i] + self._capex_usd[i]
+        costs += self.step_loans(now, price)
+        self._treasury(produced, costs, i, now, price)
+        self.after_mining(now, price)
+        if self.uses_futures and self._rebalance_due(now):
+            self._last_rebalance = now
+            if self.restores_leverage_on_roll:
+                self.restore_leverage(price)
+            self.rebalance(now, price)
+
+    def _credit_mining(self, i: int, now: datetime, price: float) -> float:
+        gross, fee = self._coins_gross[i], self._pool_fee_coin[i]
+        if gross > 0:
+            self.broker.credit_coins(self.asset, gross, kind="mining_credit", note="FPPS")
+            self.broker.debit_coins(self.asset, fee, kind="pool_fee", note=f"pool fee {self.p.pool_fee:g}")
+        net = gross - fee
+        self.mining_state.curtailed_fraction = self._curtailed[i]
+        return net
+
+    def _treasury(self, produced: float, costs: float, i: int, now: datetime, price: float) -> None:
+        """Sell under the treasury policy, then pay the bar's costs (selling more coins if USD is short)."""
+        spot = self.broker.free_balance(self.asset, "spot")
+        sale = rules.coins_to_sell(getattr(self.p, "treasury", "hodl"), produced, spot, costs, price,
+                                   getattr(self.p, "sell_fraction", 0.0), self.p.spot_fee)
+        if sale > 0:
+            self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
+        if costs <= 0:
+            return
+        if not self.raise_usd(costs, price):
+            self._insolvency(now, price, costs)
+            return
+        if not self.insolvent:
+            self._pay(i, costs)
+
+    def _pay(self, i: int, costs: float) -> None:
+        paid = 0.0
+        for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),
+                             (self._capex_usd[i], "hardware_purchase")):
+            if amount > 0:
+                self.broker.debit_usd(amount, kind)
+                paid += amount
+        rest = costs - paid  # loan instalments due this bar
+        if rest > 1e-9:
+            self.broker.debit_usd(rest, "loan_payment")
+
+    def raise_usd(self, usd: float, price: float) -> bool:
+        """Make ``usd`` of USD cash available, selling spot coins, then free futures-wallet coins."""
+        short = usd - self.broker.get_cash()
+        if short <= 1e-9:
+            return True
+        need = rules.coins_for_shortfall(usd, self.broker.get_cash(), price, self.p.spot_fee)
+        spot = self.broker.free_balance(self.asset, "spot")
+        if spot < need:
+            free_futures = self.broker.free_balance(self.asset, "futures")
+            move = min(need - spot, max(free_futures, 0.0))
+            if move > 1e-12:
+                self.broker.transfer(self.asset, move, "futures", "spot")
+            spot = self.broker.free_balance(self.asset, "spot")
+        if spot > 1e-12:
+            self.broker.sell_coins(self.asset, min(need, spot), price, fee_rate=self.p.spot_fee)
+        return self.broker.get_cash() + 1e-9 >= usd
+
+    def _insolvency(self, now: datetime, price: float, costs: float) -> None:
+        if self.insolvent:
+            return
+        self.insolvent = True
+        self.broker.add_event(MarginEvent(
+            time=now, kind="insolvency", instrument="fleet", venue="", side="", size=0.0, price=price,
+            equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
+            loss_usd=0.0, fee_usd=0.0,
+            detail=f"could not pay {costs:,.2f} USD of costs with {self.broker.get_cash():,.2f} USD cash and "
+                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped"))
+
+    # --- hooks for subclasses ---------------------------------------------------------------------------
+    def step_loans(self, now: datetime, price: float) -> float:
+        """USD instalments due this bar (paid with the costs); loan events go to the broker. None here."""
+        return 0.0
+
+    def after_mining(self, now: datetime, price: float) -> None:
+        """Called after the treasury step, before the hedge (financing uses it)."""
+
+    def rebalance(self, now: datetime, price: float) -> None:
+        """Set the futures position (subclasses). Called every ``rebalance_days``."""
+
+    def rebalance_interval_days(self) -> float:
+        """Days between calls to :meth:`rebalance` (policies with another name for it override this)."""
+        return getattr(self.p, "rebalance_days", math.inf)
+
+    def _rebalance_due(self, now: datetime) -> bool:
+        if self.hedge_order is not None:
+            return False
+        if self._last_rebalance is None:
+            return True
+        elapsed = (now - self._last_rebalance).total_seconds()
+        return elapsed >= self.rebalance_interval_days() * 86400.0 - 1.0
+
+    # --- futures helpers --------------------------------------------------------------------------------
+    def production_per_day(self) -> float:
+        """Expected coins per day (net of pool fee) at the current bar, from published data."""
+        return float(self._production_per_day[len(self.data) - 1])
+
+    def breakeven_price(self) -> float:
+        """The fleet's cash break-even price (USD/coin) at the current bar; NaN when not mining."""
+        return float(self._breakeven[len(self.data) - 1])
+
+    def coins_to_size(self, coins: float, price: float) -> float:
+        """Order size for a position of ``coins`` (signed): coins for linear contracts (in lots of the
+        contract multiplier), whole contracts of ``face`` USD for inverse ones."""
+        ci = self.comminfo
+        if ci is None:
+            raise ConfigError("this policy has no futures leg.")
+        if ci.is_inverse:
+            return float(math.trunc(coins * price / ci.p.face))
+        units = coins / ci.qty(1.0)
+        return self._round_size(units)
+
+    def position_size(self) -> float:
+        return self.getposition(self.data).size
+
+    def set_futures_target(self, target_size: float, price: float) -> None:
+        """Move the futures position to ``target_size`` (order units), funding the initial margin first."""
+        current = self.position_size()
+        delta = target_size - current
+        if abs(delta) < 1e-12:
+            return
+        grows = abs(target_size) > abs(current) or (target_size * current < 0)
+        if grows:
+            target_size = self._fund_margin(current, target_size, price)
+            delta = target_size - current
+            if abs(delta) < 1e-12:
+                return
+        self.hedge_order = self.buy(size=delta) if delta > 0 else self.sell(size=-delta)
+
+    def _fund_margin(self, current: float, target: float, price: float) -> float:
+        """Move collateral to the futures wallet for the position's growth; shrink the target to what
+        the collateral allows (a miner does not borrow to hedge)."""
+        ci = self.comminfo
+        added = abs(target) - (abs(current) if target * current > 0 else 0.0)
+        fee_buffer = 1.0 + 2.0 * float(ci.p.commission or 0.0) * self.p.leverage
+        if ci.is_inverse:
+            need = ci.posted_margin(added, price) * fee_buffer
+            have = self.broker.free_balance(self.asset, "futures")
+            if have < need:
+                spot = self.broker.free_balance(self.asset, "spot")
+                move = min(need - have, spot)
+                if move > 1e-12:
+                    self.broker.transfer(self.asset, move, "spot", "futures")
+                have = self.broker.free_balance(self.asset, "futures")
+        else:
+            need = ci.get_margin(price) * added * fee_buffer
+            have = self.broker.free_balance("USD", "futures")
+            if have < need:
+                move = min(need - have, self.broker.free_balance("USD", "spot"))
+                if move > 1e-9:
+                    self.broker.transfer("USD", move, "spot", "futures")
+                have = self.broker.free_balance("USD", "futures")
+        if have >= need or need <= 0:
+            return target
+        allowed = added * max(have, 0.0) / need
+        sign = 1.0 if target > 0 else -1.0
+        base = abs(current) if target * current > 0 else 0.0
+        return self._round_size(sign * (base + allowed))
+
+    def _round_size(self, size: float) -> float:
+        ci = self.comminfo
+        if ci.is_inverse or ci.qty(1.0) != 1.0:  # inverse and multi-coin contracts (CME) trade whole units
+            return float(math.trunc(size))
+        return size
+
+    # --- notifications ----------------------------------------------------------------------------------
+    def notify_order(self, order) -> None:
+        # backtrader notifies clones of orders: match them by ref, not identity
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        if self.hedge_order is not None and order.ref == self.hedge_order.ref:
+            self.hedge_order = None
+            if order.status == order.Completed and getattr(self.p, "stop_loss", None):
+                self._place_stop()
+        if self.stop_order is not None and order.ref == self.stop_order.ref:
+            self.stop_order = None
+        if order.info.get("reason") == "liquidation" and self.stop_order is not None:
+            self.cancel(self.stop_order)
+            self.stop_order = None
+
+    def _place_stop(self) -> None:
+        """A real backtrader stop order ``stop_loss`` (fraction) away from the average entry price."""
+        if self.stop_order is not None:
+            self.cancel(self.stop_order)
+            self.stop_order = None
+        position = self.getposition(self.data)
+        if not position.size:
+            return
+        if position.size > 0:
+            self.stop_order = self.sell(size=position.size, exectype=bt.Order.Stop,
+                                        price=position.price * (1.0 - self.p.stop_loss))
+        else:
+            self.stop_order = self.buy(size=-position.size, exectype=bt.Order.Stop,
+                                       price=position.price * (1.0 + self.p.stop_loss))
+        self.stop_order.addinfo(reason="stop_loss")
+
+    def notify_margin_call(self, event: MarginEvent) -> None:
+        """Apply ``on_margin_call`` before the next bar: add margin, halve the position, or nothing."""
+        if self.comminfo is None or not self.position_size():
+            return
+        response = self.p.on_margin_call
+        if response == "ignore":
+            return
+        if response == "reduce_position":
+            if self.hedge_order is None:
+                self.set_futures_target(self._round_size(self.position_size() / 2.0), event.price)
+            return
+        self.top_up(event)
+
+    def top_up(self, event: MarginEvent) -> None:
+        """Add margin from the treasury so the position's margin ratio falls to ``top_up_target``."""
+        ratio, maintenance, _ = self.broker.get_position_margin(self.data)
+        self.add_collateral(rules.top_up_amount(maintenance, ratio, self.p.top_up_target), self.data.close[0])
+
+    def restore_leverage(self, price: float) -> None:
+        """At a roll, bring the position's margin balance back to notional / leverage at ``price`` (what
+        closing and re-opening it at the chosen leverage would post). Never withdraws margin."""
+        if self.comminfo is None or not self.position_size():
+            return
+        _, _, balance = self.broker.get_position_margin(self.data)
+        ci = self.comminfo
+        size = abs(self.position_size())
+        notional = size * ci.p.face / price if ci.is_inverse else size * ci.qty(1.0) * price
+        self.add_collateral(notional / self.p.leverage - balance, price)
+
+    def add_collateral(self, amount: float, price: float) -> None:
+        """Move ``amount`` (USD for linear, coins for inverse contracts) from the treasury to the futures
+        position: spot USD first, selling spot coins if USD is short (linear), or spot coins (inverse)."""
+        if amount <= 1e-9:
+            return
+        ci = self.comminfo
+        if ci.is_inverse:
+            move = min(amount, self.broker.free_balance(self.asset, "spot"))
+            if move > 1e-12:
+                self.broker.transfer(self.asset, move, "spot", "futures")
+                if ci.p.margin_mode == "isolated":
+                    self.broker.add_margin(self.data, move)
+            return
+        if not self.raise_usd(amount, price):
+            amount = self.broker.get_cash()
+        move = min(amount, self.broker.free_balance("USD", "spot"))
+        if move > 1e-9:
+            self.broker.transfer("USD", move, "spot", "futures")
+        futures_cash = self.broker.free_balance("USD", "futures")
+        if ci.p.margin_mode == "isolated" and futures_cash > 1e-9:
+            self.broker.add_margin(self.data, min(amount, futures_cash))
+
+    def notify_liquidation(self, event: MarginEvent) -> None:
+        """A liquidation closed the position; the next rebalance may open a new one."""
+        self._last_rebalance = None

@@ -1,0 +1,380 @@
+"""The hedge policies users compare. Each is a small :class:`~strategies.base.MinerStrategy` subclass whose
+docstring states its rule; parameters (with units) are its ``specs``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from brokers.events import MarginEvent
+from minehedge.config import ParamSpec
+from minehedge.errors import ConfigError
+from mining.fleet import Fleet
+from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
+from strategies import rules
+from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
+
+
+def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
+                drop: Iterable[str] = ()) -> tuple[ParamSpec, ...]:
+    """``base`` without the names in ``drop``, with ``add`` replacing same-named specs or appended."""
+    added = {spec.name: spec for spec in add}
+    dropped = set(drop)
+    merged = [added.pop(spec.name, spec) for spec in base if spec.name not in dropped]
+    return (*merged, *added.values())
+
+
+_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "on_margin_call", "top_up_target",
+               "rebalance_days", "stop_loss")
+
+
+class Unhedged(MinerStrategy):
+    """``unhedged``: keep every mined coin (treasury ``hodl``: coins are sold only when USD cash cannot pay
+    the bar's costs); no futures."""
+
+    specs = merge_specs(BASE_SPECS, drop=_NO_FUTURES)
+    params = params_from_specs(specs)
+
+
+class SellDaily(MinerStrategy):
+    """``sell_daily``: sell each UTC day's production at the close of the day's last bar (spot, less
+    ``spot_fee``); the natural benchmark for a full hedge. No futures."""
+
+    specs = merge_specs(BASE_SPECS, drop=(*_NO_FUTURES, "treasury", "sell_fraction"))
+    params = params_from_specs(specs)
+
+    def __init__(self) -> None:
+        self.p.treasury = "hodl"  # the daily sale below replaces the per-bar treasury rule
+        super().__init__()
+        index = self.mining_schedule.index
+        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
+        closes = index + spacing  # a bar's close time; the day's last bar closes on or after next midnight
+        self._last_of_day = np.asarray(closes.normalize() > index.normalize())
+        self._unsold = 0.0
+
+    def _credit_mining(self, i: int, now: datetime, price: float) -> float:
+        produced = super()._credit_mining(i, now, price)
+        self._unsold += produced
+        return produced
+
+    def after_mining(self, now: datetime, price: float) -> None:
+        i = len(self.data) - 1
+        if not self._last_of_day[i] or self._unsold <= 0:
+            return
+        spot = self.broker.free_balance(self.asset, "spot")
+        sale = min(self._unsold, spot)
+        if sale > 0:
+            self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
+        self._unsold = 0.0
+
+
+HEDGE_RATIO = ParamSpec("hedge_ratio", float, 0.5, "fraction", "share of the hedged amount sold short",
+                        minimum=0.0, maximum=2.0)
+
+
+class StaticHedge(MinerStrategy):
+    """``static_hedge``: hold a short futures position of ``hedge_ratio`` x the expected production over the
+    next ``horizon_days`` (coins, from the published hashprice and the fleet), re-sized every ``roll_days``,
+    at ``leverage`` on the chosen venue."""
+
+    specs = merge_specs(BASE_SPECS, add=(
+        HEDGE_RATIO,
+        ParamSpec("horizon_days", float, 30.0, "days", "production horizon hedged", minimum=0.0),
+        ParamSpec("roll_days", float, 30.0, "days", "how often the hedge is re-sized", minimum=0.0),
+    ), drop=("rebalance_days",))
+    params = params_from_specs(specs)
+    uses_futures = True
+    restores_leverage_on_roll = True
+
+    def rebalance_interval_days(self) -> float:
+        return self.p.roll_days
+
+    def target_coins(self, now: datetime, price: float) -> float:
+        return -rules.static_hedge_coins(self.p.hedge_ratio, self.production_per_day(), self.p.horizon_days)
+
+    def rebalance(self, now: datetime, price: float) -> None:
+        self.set_futures_target(self.coins_to_size(self.target_coins(now, price), price), price)
+
+
+class CollateralShort(MinerStrategy):
+    """``collateral_short``: short inverse (coin-margined) contracts worth ``hedge_ratio`` x the coin
+    treasury, with the mined coins moved to the futures wallet as collateral; re-sized every
+    ``rebalance_days``. At 1x and ratio 1 the short's coin PnL offsets the treasury's price moves, locking
+    its USD value (up to funding and fees), and it cannot be liquidated: its liquidation price is where
+    the coins backing it would be worth nothing more than the short's loss, which a falling price never
+    reaches and a rising one reaches only if fees and funding ate the margin."""
+
+    specs = merge_specs(BASE_SPECS, add=(
+        ParamSpec("hedge_ratio", float, 1.0, "fraction", "share of the coin treasury hedged", minimum=0.0,
+                  maximum=1.0),
+        ParamSpec("venue", str, "binance_coinm", "", "inverse futures venue", choices=("binance_coinm", "bitmex",
+                                                                                      "generic")),
+        ParamSpec("leverage", float, 1.0, "x", "futures leverage", minimum=1.0, maximum=125.0),
+        ParamSpec("margin_mode", str, "cross", "", "futures margin mode", choices=("isolated", "cross")),
+    ))
+    params = params_from_specs(specs)
+    uses_futures = True
+    restores_leverage_on_roll = True
+    required_contract_type = "inverse"
+
+    def rebalance(self, now: datetime, price: float) -> None:
+        treasury = self.broker.get_coins(self.asset)
+        self.set_futures_target(self.coins_to_size(-self.p.hedge_ratio * treasury, price), price)
+
+
+class DynamicHedge(StaticHedge):
+    """``dynamic_hedge``: like ``static_hedge``, but the ratio follows :func:`strategies.rules.dynamic_hedge_ratio`
+    from state known at the bar: realised volatility over ``vol_window_days`` of past closes, and the
+    profit margin of price over the fleet's cash break-even; bounded by [min_ratio, max_ratio]. Re-sized
+    every ``rebalance_days``."""
+
+    specs = merge_specs(StaticHedge.specs, add=(
+        ParamSpec("min_ratio", float, 0.0, "fraction", "hedge ratio in calm, profitable times", minimum=0.0,
+                  maximum=2.0),
+        ParamSpec("max_ratio", float, 1.0, "fraction", "hedge ratio under full stress", minimum=0.0, maximum=2.0),
+        ParamSpec("vol_window_days", float, 30.0, "days", "realised-volatility window", minimum=2.0),
+        ParamSpec("vol_low", float, 0.4, "fraction/yr", "annualised volatility with no stress", minimum=0.0),
+        ParamSpec("vol_high", float, 1.0, "fraction/yr", "annualised volatility of full stress", minimum=0.0),
+        ParamSpec("margin_low", float, 0.1, "fraction", "price/break-even - 1 of full stress"),
+        ParamSpec("margin_high", float, 0.5, "fraction", "price/break-even - 1 with no stress"),
+        ParamSpec("rebalance_days", float, 7.0, "days", "how often the ratio is re-evaluated", minimum=0.0),
+    ), drop=("hedge_ratio", "roll_days"))
+    params = params_from_specs(specs)
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.p.min_ratio > self.p.max_ratio:
+            raise ConfigError(f"min_ratio={self.p.min_ratio} must be <= max_ratio={self.p.max_ratio}.")
+        if self.p.vol_low >= self.p.vol_high or self.p.margin_low >= self.p.margin_high:
+            raise ConfigError("dynamic_hedge needs vol_low < vol_high and margin_low < margin_high.")
+        index = self.mining_schedule.index
+        seconds = pd.Series(index).diff().median().total_seconds() if len(index) > 1 else 86400.0
+        self._bars_per_day = 86400.0 / seconds
+        self.ratio_history: list[tuple[datetime, float]] = []
+
+    def rebalance_interval_days(self) -> float:
+        return self.p.rebalance_days
+
+    def current_ratio(self, price: float) -> float:
+        window = int(round(self.p.vol_window_days * self._bars_per_day)) + 1
+        closes = np.asarray(self.data.close.get(size=min(window, len(self.data))), dtype=float)
+        volatility = rules.realised_volatility(closes, 365.0 * self._bars_per_day)
+        breakeven = self.breakeven_price()
+        margin = price / breakeven - 1.0 if breakeven and math.isfinite(breakeven) and breakeven > 0 else math.nan
+        return rules.dynamic_hedge_ratio(volatility, margin, min_ratio=self.p.min_ratio, max_ratio=self.p.max_ratio,
+                                         vol_low=self.p.vol_low, vol_high=self.p.vol_high,
+                                         margin_low=self.p.margin_low, margin_high=self.p.margin_high)
+
+    def target_coins(self, now: datetime, price: float) -> float:
+        ratio = self.current_ratio(price)
+        self.ratio_history.append((now, ratio))
+        return -rules.static_hedge_coins(ratio, self.production_per_day(), self.p.horizon_days)
+
+
+_SPECULATION = (
+    ParamSpec("leverage", float, 3.0, "x", "futures leverage", minimum=1.0, maximum=125.0),
+    ParamSpec("capital_usd", float, 500_000.0, "USD", "margin committed to the trade", minimum=0.0),
+    ParamSpec("entry_date", date, None, "date", "decide the entry at this day's close (none: first bar)",
+              nullable=True),
+)
+
+
+class LeveragedLong(MinerStrategy):
+    """``leveraged_long``: at the close of ``entry_date`` (or the first bar) buy futures worth
+    ``capital_usd`` x ``leverage`` (the order fills at the next bar's open), with an optional stop-loss
+    ``stop_loss`` below the entry; hold until stopped or liquidated. The mining stream continues beside it."""
+
+    specs = merge_specs(BASE_SPECS, add=_SPECULATION, drop=("rebalance_days",))
+    params = params_from_specs(specs)
+    uses_futures = True
+    direction = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._entered = False
+
+    def rebalance_interval_days(self) -> float:
+        return math.inf
+
+    def _rebalance_due(self, now: datetime) -> bool:
+        if self._entered or self.hedge_order is not None:
+            return False
+        return self.p.entry_date is None or now.date() >= self.p.entry_date
+
+    def rebalance(self, now: datetime, price: float) -> None:
+        self._entered = True
+        coins = self.direction * self.p.capital_usd * self.p.leverage / price
+        self.set_futures_target(self.coins_to_size(coins, price), price)
+
+
+class LeveragedShort(LeveragedLong):
+    """``leveraged_short``: as ``leveraged_long``, short (the stop-loss sits ``stop_loss`` above the entry)."""
+
+    direction = -1.0
+
+
+class FinancedExpansion(MinerStrategy):
+    """``financed_expansion``: on ``loan_date`` borrow ``principal_usd`` and buy ``expansion_model`` machines
+    at ``unit_price_usd`` each (they hash from that day), then service the loan; no futures.
+
+    ``loan_type='coin'``: a coin-collateralised loan; the collateral is pledged from the treasury at
+    ``collateral_ratio`` x the principal (1.43 in the public filing of issue 4), a loan call comes when the
+    collateral falls below ``call_ratio`` x the debt (1.33), and the lender sells the collateral at
+    ``liquidation_ltv`` or when the call is not met within ``call_deadline_days``. With
+    ``on_margin_call='top_up_from_treasury'`` calls are met from the spot coins while they last. Accrued
+    interest is paid monthly in USD. If the treasury cannot pledge the full collateral, the principal is
+    cut to what it can back (reported in the event log's detail and the run's assumptions).
+    ``loan_type='equipment'``: an amortising USD loan over ``term_months``; a missed instalment is an event.
+    """
+
+    specs = merge_specs(BASE_SPECS, add=(
+        ParamSpec("loan_type", str, "coin", "", "kind of loan", choices=("coin", "equipment")),
+        ParamSpec("loan_date", date, date(2021, 12, 31), "date", "day the loan is drawn and machines bought"),
+        ParamSpec("principal_usd", float, 20_000_000.0, "USD", "loan principal", minimum=0.0),
+        ParamSpec("annual_rate", float, 0.1075, "fraction/yr", "loan interest rate", minimum=0.0, maximum=1.0),
+        ParamSpec("term_months", int, 36, "months", "equipment-loan term", minimum=1),
+        ParamSpec("collateral_ratio", float, 1.43, "x", "coin loan: collateral value / principal at drawdown",
+                  minimum=1.0),
+        ParamSpec("call_ratio", float, 1.33, "x", "coin loan: collateral / debt that triggers a loan call",
+                  minimum=1.0),
+        ParamSpec("liquidation_ltv", float, 0.85, "fraction", "coin loan: LTV at which collateral is sold",
+                  minimum=0.0, maximum=1.0),
+        ParamSpec("call_deadline_days", float, 3.0, "days", "coin loan: time to meet a loan call", minimum=0.0),
+        ParamSpec("expansion_model", str, "S19XP", "", "machine bought with the loan"),
+        ParamSpec("unit_price_usd", float, 6_000.0, "USD", "price per machine", minimum=1.0),
+    ), drop=tuple(n for n in _NO_FUTURES if n != "on_margin_call"))
+    params = params_from_specs(specs)
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.p.loan_type == "coin" and 1.0 / self.p.call_ratio >= self.p.liquidation_ltv:
+            raise ConfigError(f"liquidation_ltv={self.p.liquidation_ltv} must exceed the call LTV "
+                              f"1/call_ratio={1.0 / self.p.call_ratio:.4f}.")
+        self._loan_day = pd.Timestamp(self.p.loan_date)
+        # Per-bar flows of ONE expansion machine; scaled by the machines actually bought at drawdown.
+        unit = Fleet.from_shorthand(f"{self.p.expansion_model}:1@{self._loan_day.date()}",
+                                    asset=self.asset, uptime=self.p.uptime,
+                                    power_price_usd_per_kwh=self.p.power_usd_per_kwh,
+                                    hosting_usd_per_kwh=self.p.hosting_usd_per_kwh, pool_fee=self.p.pool_fee,
+                                    curtail=self.p.curtail)
+        base_fleet = self.fleet
+        self.fleet = unit
+        unit_bars = self._bar_schedule(self.data.p.dataname)
+        self.fleet = base_fleet
+        self._unit = {c: unit_bars[c].to_numpy(dtype=float)
+                      for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd")}
+        self.units_bought = 0
+        self.loan: CoinLoan | EquipmentLoan | None = None
+        self._loan_decided = False
+        self.notes: list[str] = []
+        self._last_interest_month: tuple[int, int] | None = None
+
+    # the expansion's flows are added to the base fleet's
+    def _credit_mining(self, i: int, now: datetime, price: float) -> float:
+        if self.units_bought:
+            n = self.units_bought
+            self._coins_gross[i] += n * self._unit["coins_gross"][i]
+            self._pool_fee_coin[i] += n * self._unit["pool_fee_coin"][i]
+            self._power_usd[i] += n * self._unit["power_cost_usd"][i]
+            self._hosting_usd[i] += n * self._unit["hosting_usd"][i]
+            self._costs_usd[i] = self._power_usd[i] + self._hosting_usd[i]
+        return super()._credit_mining(i, now, price)
+
+    def next(self) -> None:
+        now = self.data.datetime.datetime(0)
+        if not self._loan_decided and now >= self._loan_day.to_pydatetime().replace(tzinfo=None):
+            self._draw(now, self.data.close[0])
+        super().next()
+
+    def _draw(self, now: datetime, price: float) -> None:
+        self._loan_decided = True
+        principal = self.p.principal_usd
+        if self.p.loan_type == "coin":
+            need = principal * self.p.collateral_ratio / price
+            spot = self.broker.free_balance(self.asset, "spot")
+            pledge = min(need, spot)
+            if pledge <= 1e-12:
+                self.notes.append(f"{now:%Y-%m-%d}: no coins to pledge; the coin loan was not drawn.")
+                self._loan_decided = True
+                return
+            if pledge < need:
+                principal = pledge * price / self.p.collateral_ratio
+                self.notes.append(f"{now:%Y-%m-%d}: treasury pledged {pledge:.4f} {self.asset}; principal cut "
+                                  f"to {principal:,.0f} USD.")
+            self.broker.transfer(self.asset, pledge, "spot", "collateral")
+            self.loan = CoinLoan(principal, pledge, self.p.annual_rate,
+                                 margin_call_ltv=ltv_from_collateral_ratio(self.p.call_ratio),
+                                 liquidation_ltv=self.p.liquidation_ltv,
+                                 call_deadline=pd.Timedelta(days=self.p.call_deadline_days),
+                                 start=now, asset=self.asset, lender="coin lender")
+        else:
+            self.loan = EquipmentLoan(principal, self.p.annual_rate, self.p.term_months, now,
+                                      lender="equipment lender")
+        self.broker.credit_usd(principal, "loan_draw", note=self.loan.instrument)
+        self.broker.set_liability(self.loan.instrument, principal)
+        self.units_bought = int(principal // self.p.unit_price_usd)
+        self.broker.debit_usd(self.units_bought * self.p.unit_price_usd, "hardware_purchase",
+                              note=f"{self.units_bought} x {self.p.expansion_model}")
+
+    def step_loans(self, now: datetime, price: float) -> float:
+        loan = self.loan
+        if loan is None:
+            return 0.0
+        if isinstance(loan, EquipmentLoan):
+            step = loan.step(now, self.broker.get_cash() + self.broker.free_balance(self.asset, "spot") * price)
+            for event in step.events:
+                self.broker.add_event(event)
+            self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
+            return step.paid_usd
+        step = loan.step(now, price)
+        self._book_coin_loan_step(step, price)
+        month = (now.year, now.month)
+        if self._last_interest_month is None:
+            self._last_interest_month = month
+        elif month != self._last_interest_month and not loan.closed:
+            self._last_interest_month = month
+            interest = loan.accrued_interest_usd
+            if interest > 0 and self.raise_usd(interest, price):
+                self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
+                self._book_coin_loan_step(loan.repay(now, interest, price), price)
+        self.broker.set_liability(loan.instrument, 0.0 if loan.closed else loan.debt_usd)
+        return 0.0
+
+    def _book_coin_loan_step(self, step, price: float) -> None:
+        for event in step.events:
+            self.broker.add_event(event)
+        if step.collateral_sold_coin > 0:
+            self.broker.debit_coins(self.asset, step.collateral_sold_coin, "collateral_sale",
+                                    note=f"lender sold at {price:.2f}", wallet="collateral")
+        if step.collateral_released_coin > 0:
+            self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
+
+    def notify_margin_event(self, event: MarginEvent) -> None:
+        if event.kind != "loan_call" or self.p.on_margin_call != "top_up_from_treasury":
+            return
+        loan = self.loan
+        if not isinstance(loan, CoinLoan) or loan.closed:
+            return
+        price = event.price
+        coins = min(loan.required_top_up_coin(price), self.broker.free_balance(self.asset, "spot"))
+        if coins <= 1e-12:
+            return
+        self.broker.transfer(self.asset, coins, "spot", "collateral")
+        self._book_coin_loan_step(loan.top_up(event.time, coins, price), price)
+
+
+POLICIES: dict[str, type[MinerStrategy]] = {
+    "unhedged": Unhedged,
+    "sell_daily": SellDaily,
+    "static_hedge": StaticHedge,
+    "collateral_short": CollateralShort,
+    "dynamic_hedge": DynamicHedge,
+    "leveraged_long": LeveragedLong,
+    "leveraged_short": LeveragedShort,
+    "financed_expansion": FinancedExpansion,
+}
