@@ -34,11 +34,15 @@ def _event_dict(event: EventLike) -> dict[str, object]:
     record = event.as_dict() if isinstance(event, MarginEvent) else dict(event)
     if "time" in record and "datetime" not in record:
         record["datetime"] = record.pop("time")
+    stamp = record.get("datetime")
+    if stamp is not None and not isinstance(stamp, str):  # broker times are naive UTC: say so
+        stamp = pd.Timestamp(stamp)
+        record["datetime"] = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return record
 
 
 def event_records(events: Iterable[EventLike]) -> list[dict[str, object]]:
-    """Full records (every MarginEvent field; ``time`` renamed ``datetime``), in log order."""
+    """Full records (every MarginEvent field; ``time`` renamed ``datetime``, a UTC Timestamp), in log order."""
     return [_event_dict(event) for event in events]
 
 

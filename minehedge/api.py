@@ -39,6 +39,7 @@ from data.feeds import MinerFeed, build_feed_frame
 from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
+from mining.revenue import ETH_MERGE
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
@@ -96,7 +97,12 @@ def _day(value: Any, name: str) -> pd.Timestamp | None:
 
 def _funding_venue(config: dict[str, Any]) -> str | None:
     venue = (config.get("params") or {}).get("venue") or config.get("venue") or "binance_usdm"
-    return FUNDING_VENUE.get(venue, "constant")
+    funding = FUNDING_VENUE.get(venue, "constant")
+    if str(config.get("asset") or "BTC").upper() == "ETH" and funding is not None:
+        # ETH funding exists only as the (inferred) Binance ETHUSDT 8h file from 2023; earlier settlements
+        # use the constant fallback, which the funding info reports as an assumption.
+        funding = "binance-inferred" if funding == "binance" else "constant"
+    return funding
 
 
 def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
@@ -125,13 +131,21 @@ def load_market(config: dict[str, Any]) -> Market:
     if bars.empty:
         raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
     first, last = bars.index[0], bars.index[-1]
-    network = load_network(asset, first.normalize() - NETWORK_LEAD, last + pd.Timedelta(days=1), data_dir=data_dir)
+    # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
+    # ETH after the Merge (2022-09-15), where mining revenue is zero rather than unknown.
+    network = load_network(asset, first.normalize() - NETWORK_LEAD, None, data_dir=data_dir)
     net_last = network.frame.index[-1]
-    if net_last + pd.Timedelta(days=1) < last.normalize():
+    merged = asset == "ETH" and net_last >= ETH_MERGE
+    if net_last + pd.Timedelta(days=1) < last.normalize() and not merged:
         bars = bars.loc[: net_last + pd.Timedelta(days=1)]
+        assumptions_end = f"bars after {net_last.date()} dropped: no network data beyond it"
+    else:
+        assumptions_end = ""
     funding_venue = _funding_venue(config)
     funding = None
     assumptions: dict[str, Any] = {"data files": [str(ohlcv.info)], "network": str(network.info)}
+    if assumptions_end:
+        assumptions["range"] = assumptions_end
     if funding_venue is not None:
         loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + pd.Timedelta(days=1),
                               data_dir=data_dir)
@@ -164,8 +178,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
                preload: bool = True, runonce: bool = True, title: str = "") -> RunOutcome:
     """Run ``policy`` with ``params`` on ``market``: a MarginBroker, a MinerFeed, every analyzer."""
     started = time.perf_counter()
-    values = _policy_params(policy, params, venue)
-    if values.get("asset", market.asset) != market.asset:
+    values = _policy_params(policy, {"asset": market.asset, **(params or {})}, venue)
+    if values["asset"] != market.asset:
         raise ConfigError(f"asset={values['asset']!r} does not match the market's asset {market.asset!r}.")
     values["asset"] = market.asset
     cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)

@@ -59,7 +59,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh", "electricity price", minimum=0.0),
     ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh", "hosting fee per kWh drawn", minimum=0.0),
     ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
-    ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.0, maximum=1.0),
+    ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01, maximum=1.0),
     ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
     ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
     ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),

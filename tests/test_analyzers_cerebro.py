@@ -227,7 +227,7 @@ def test_margin_events_match_the_broker_log_one_to_one():
     assert len(analysis.records) == len(log)
     for record, event in zip(analysis.records, log, strict=True):
         expected = event.as_dict()
-        expected["datetime"] = expected.pop("time")
+        expected["datetime"] = pd.Timestamp(expected.pop("time"), tz="UTC")  # broker times are naive UTC
         assert record == expected
     assert analysis.counts.margin_call == 1 and analysis.counts.liquidation == 1 and analysis.counts.ruin == 0
     assert (analysis.liquidation_loss_usd, analysis.liquidation_fee_usd) == (10.0, 5.0)

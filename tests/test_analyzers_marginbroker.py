@@ -54,7 +54,7 @@ def assert_one_to_one(strategy, tmp_path) -> pd.DataFrame:
     assert len(analysis.records) == len(log)
     for record, event in zip(analysis.records, log, strict=True):
         expected = event.as_dict()
-        expected["datetime"] = expected.pop("time")
+        expected["datetime"] = pd.Timestamp(expected.pop("time"), tz="UTC")  # broker times are naive UTC
         assert record == expected
     write_report(build_run_result(strategy), tmp_path, with_charts=False)
     events = pd.read_csv(tmp_path / "events.csv")

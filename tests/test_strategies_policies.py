@@ -1,0 +1,294 @@
+"""The hedge policies on the shared real data and on closed forms (issue 5's behaviour list)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brokers import formulas
+from brokers.venues import load_venue
+from minehedge import api
+from minehedge.errors import ConfigError
+from strategies.registry import policy_specs
+
+# A small fleet keeps the numbers readable: 100 S19 Pro (11 PH/s), 3.25 kW each.
+FLEET = "S19Pro:100@2019-06-01"
+
+
+def at(m, day: str, column: str) -> float:
+    """The first bar's value on ``day`` (daily or intraday frames)."""
+    return float(m.frame.loc[day:day, column].iloc[0])
+
+
+def market(data_dir, start, end, timeframe="1d", asset="BTC"):
+    return api.load_market({"asset": asset, "timeframe": timeframe, "start": start, "end": end,
+                            "data_dir": str(data_dir), "data_venue": "binance"})
+
+
+@pytest.fixture(scope="module")
+def btc_2020(data_dir):
+    return market(data_dir, "2020-01-01", "2020-06-30")
+
+
+def ledger(outcome) -> pd.DataFrame:
+    return pd.DataFrame(outcome.result.ledger)
+
+
+def events(outcome, kind=None) -> list[dict]:
+    return [e for e in outcome.result.events if kind is None or e["kind"] == kind]
+
+
+# --- sell_daily -------------------------------------------------------------------------------------------
+def test_sell_daily_proceeds_are_production_times_price_less_fees(btc_2020):
+    outcome = api.run_policy(btc_2020, "sell_daily", {"fleet": FLEET, "start_usd": 1e6, "spot_fee": 0.001})
+    book = ledger(outcome)
+    day = pd.to_datetime(book["datetime"]).dt.normalize()
+    mined = book[book["kind"].isin(["mining_credit", "pool_fee"]) & (book["currency"] == "BTC")]
+    net_coins = mined.groupby(day[mined.index])["amount"].sum()
+    close = btc_2020.frame["close"]
+    expected = float((net_coins * close.reindex(net_coins.index) * (1 - 0.001)).sum())
+    sales = book[(book["kind"].isin(["coin_sale", "fee"])) & (book["currency"] == "USD")]["amount"].sum()
+    assert sales == pytest.approx(expected, rel=1e-12)
+    assert outcome.summary["coins_mined"] > 0
+    assert outcome.result.equity["coins"].iloc[-1] == pytest.approx(0.0, abs=1e-9)  # nothing kept
+
+
+# --- zero hedge ratio is the unhedged miner ---------------------------------------------------------------
+@pytest.mark.parametrize("policy", ["static_hedge", "collateral_short"])
+def test_zero_hedge_ratio_equals_unhedged_exactly(btc_2020, policy):
+    common = {"fleet": FLEET, "start_usd": 5e5, "start_coins": 10.0}
+    unhedged = api.run_policy(btc_2020, "unhedged", common)
+    zero = api.run_policy(btc_2020, policy, {**common, "hedge_ratio": 0.0})
+    assert zero.result.equity["equity_usd"].tolist() == unhedged.result.equity["equity_usd"].tolist()
+    for key in ("final_equity_usd", "coins_mined", "power_cost_usd", "max_drawdown_pct", "liquidations"):
+        assert zero.summary[key] == unhedged.summary[key], key
+
+
+# --- collateral_short at 1x locks the treasury's USD value --------------------------------------------------
+@pytest.mark.parametrize("start,end,crash", [("2020-02-15", "2020-04-15", "2020-03-12"),
+                                             ("2022-04-01", "2022-07-31", "2022-06-13")])
+def test_collateral_short_1x_locks_usd_value_through_crashes(data_dir, start, end, crash):
+    m = market(data_dir, start, end)
+    # No mining (the only machine arrives in 2030): the treasury is the 100 BTC we start with.
+    params = {"fleet": "S19Pro:1@2030-01-01", "start_usd": 0.0, "start_coins": 100.0, "hedge_ratio": 1.0,
+              "leverage": 1.0, "rebalance_days": 1000.0}
+    outcome = api.run_policy(m, "collateral_short", params)
+    (fill,) = outcome.result.trades
+    contracts, entry = -fill["size"], fill["price"]
+    locked_usd = contracts * 100.0  # BTCUSD face: 100 USD per contract
+    hedged_coin = locked_usd / entry
+    equity = outcome.result.equity.iloc[1:]  # from the fill on
+    price = outcome.result.prices.iloc[1:]
+    # Closed form of a 1x inverse short: USD value = N x face + (coins - N x face / entry) x price. The
+    # locked N x face never moves; only unhedged coins do: funding and fees (paid in coin) and the
+    # rounding remainder (less than one contract, plus 0.1 % kept back for the opening fee).
+    assert np.allclose(equity["equity_usd"], locked_usd + (equity["coins"] - hedged_coin) * price, rtol=1e-12)
+    book = ledger(outcome)
+    funding_and_fees = book[book["kind"].isin(["funding", "fee"])]["amount"].cumsum().iloc[-1]
+    remainder = 100.0 - hedged_coin
+    assert 0 <= remainder < 100.0 / entry + 0.0011 * 100.0
+    assert equity["coins"].iloc[-1] == pytest.approx(100.0 + funding_and_fees, rel=1e-12)
+    assert at(m, crash, "low") < 0.75 * entry  # the crash really happened inside the window
+    assert outcome.summary["liquidations"] == 0 and not events(outcome, "liquidation")
+
+
+# --- leveraged_long through 2020-03-12 -------------------------------------------------------------------
+@pytest.mark.parametrize("preload,runonce", [(True, True), (False, False)])
+def test_leveraged_long_5x_liquidated_on_2020_03_12_at_the_formula_price(btc_2020, preload, runonce):
+    m = api.Market(btc_2020.asset, btc_2020.timeframe, btc_2020.frame.assign(funding_rate=0.0, funding_paid=0.0),
+                   btc_2020.funding_venue, btc_2020.assumptions, btc_2020.fingerprint)
+    params = {"fleet": FLEET, "start_usd": 1e5, "leverage": 5.0, "capital_usd": 5_000.0,
+              "entry_date": "2020-03-11", "margin_mode": "isolated", "on_margin_call": "ignore"}
+    outcome = api.run_policy(m, "leveraged_long", params, preload=preload, runonce=runonce)
+    fills = [t for t in outcome.result.trades if t.get("reason") != "liquidation"]
+    assert len(fills) == 1 and str(fills[0]["datetime"])[:10] == "2020-03-12"
+    entry, size = fills[0]["price"], fills[0]["size"]
+    assert entry == pytest.approx(at(m, "2020-03-12", "open"), rel=1e-15)  # backtrader averages fills
+    assert at(m, "2020-03-12", "open") == 7934.58
+    # sized at the decision bar's close (2020-03-11), filled at the next open
+    assert size == pytest.approx(5_000.0 * 5.0 / at(m, "2020-03-11", "close"), rel=1e-12)
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2020-03-12").date())
+    margin = formulas.initial_margin(size * entry, 5.0)
+    expected = formulas.linear_liquidation_price(size, entry, margin, tiers)
+    liquidations = events(outcome, "liquidation")
+    assert len(liquidations) == 1
+    assert str(liquidations[0]["datetime"])[:10] == "2020-03-12"
+    assert liquidations[0]["price"] == pytest.approx(expected, rel=1e-12)
+    assert at(m, "2020-03-12", "low") < expected < at(m, "2020-03-12", "open")
+
+
+def test_leveraged_long_2x_survives_2020_03_12(btc_2020):
+    params = {"fleet": FLEET, "start_usd": 1e5, "leverage": 2.0, "capital_usd": 5_000.0,
+              "entry_date": "2020-03-11", "on_margin_call": "ignore"}
+    outcome = api.run_policy(btc_2020, "leveraged_long", params)
+    liquidations = events(outcome, "liquidation")
+    assert all(str(e["datetime"])[:10] != "2020-03-12" for e in liquidations)
+    # it dies the next day, when the low (3,782) crosses its price near entry x (1 - 1/2 + MMR)
+    assert [str(e["datetime"])[:10] for e in liquidations] == ["2020-03-13"]
+
+
+def synthetic_market(rows: list[tuple[float, float, float, float]], start: str = "2021-06-01") -> api.Market:
+    """Daily bars with no mining (zero hashprice) and no funding: the margin arithmetic alone."""
+    index = pd.date_range(start, periods=len(rows), freq="D", tz="UTC")
+    frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index).assign(volume=1.0)
+    for column in ("difficulty", "hashrate", "subsidy", "fees_per_block", "hashprice", "coins_per_unit_day",
+                   "funding_rate", "funding_paid"):
+        frame[column] = 0.0
+    return api.Market("BTC", "1d", frame, "binance", {"data files": ["synthetic"]}, "synthetic")
+
+
+# 10x long of 1 BTC at 10,000 (1,000 USD isolated margin), Binance USD-M first bracket: MMR 0.4 %, cum 0.
+# ratio = 0.004 P / (1,000 + P - 10,000): warning 0.8 at P = 7,200 / 0.796 = 9,045.23; liquidation at
+# P = 9,000 / 0.996 = 9,036.14. A top-up to ratio 0.4 at P = 9,040 adds 0.004 x 9,040 / 0.4 - 40 = 50.4 USD,
+# which moves the liquidation price to (10,000 - 1,050.4) / 0.996 = 8,985.54.
+WARNING_BARS = [(10_000.0,) * 4, (10_000.0,) * 4, (10_000.0, 10_000.0, 9_040.0, 9_040.0),
+                (9_040.0, 9_040.0, 8_990.0, 9_000.0), (9_000.0,) * 4]
+WARNING_PARAMS = {"fleet": "S19Pro:1@2030-01-01", "start_usd": 10_000.0, "leverage": 10.0, "capital_usd": 1_000.0,
+                  "margin_mode": "isolated", "top_up_target": 0.4}
+
+
+def test_margin_call_hook_fires_before_the_liquidation_and_a_top_up_saves_the_position():
+    m = synthetic_market(WARNING_BARS)
+    saved = api.run_policy(m, "leveraged_long", {**WARNING_PARAMS, "on_margin_call": "top_up_from_treasury"})
+    (call,) = events(saved, "margin_call")
+    assert str(call["datetime"])[:10] == "2021-06-03"
+    assert call["margin_ratio"] == pytest.approx(0.004 * 9_040 / (9_040 - 9_000), rel=1e-12)
+    assert not events(saved, "liquidation")
+    book = ledger(saved)
+    moved = book[(book["kind"] == "transfer") & (book["wallet"] == "futures") & (book["currency"] == "USD")]
+    assert moved["amount"].iloc[-1] == pytest.approx(0.004 * 9_040 / 0.4 - 40.0, rel=1e-12)  # the 50.4 USD top-up
+    ignored = api.run_policy(m, "leveraged_long", {**WARNING_PARAMS, "on_margin_call": "ignore"})
+    kinds = [(e["kind"], str(e["datetime"])[:10]) for e in events(ignored)]
+    assert kinds == [("margin_call", "2021-06-03"), ("liquidation", "2021-06-04")]
+    assert events(ignored, "liquidation")[0]["price"] == pytest.approx(9_000 / 0.996, rel=1e-12)
+
+
+# --- financed_expansion: a coin loan drawn at the end of 2021 ---------------------------------------------
+@pytest.fixture(scope="module")
+def btc_2022(data_dir):
+    return market(data_dir, "2021-12-01", "2022-12-31")
+
+
+LOAN = {"fleet": FLEET, "loan_type": "coin", "loan_date": "2021-12-31", "principal_usd": 10e6,
+        "collateral_ratio": 1.43, "call_ratio": 1.33, "liquidation_ltv": 0.85, "annual_rate": 0.1075,
+        "start_usd": 2e6, "start_coins": 600.0, "expansion_model": "S19XP", "unit_price_usd": 6_000.0}
+
+
+def test_financed_expansion_gets_a_loan_call_in_2022_and_tops_up_while_the_treasury_lasts(btc_2022):
+    outcome = api.run_policy(btc_2022, "financed_expansion", {**LOAN, "on_margin_call": "top_up_from_treasury"})
+    calls = events(outcome, "loan_call")
+    met = events(outcome, "loan_call_met")
+    assert calls and str(calls[0]["datetime"]).startswith("2022")
+    # 600 BTC pledged 10M x 1.43 / 47,xxx ~ 300 BTC; the price fell below 43.9k (call) in January 2022.
+    close_at_call = at(btc_2022, str(calls[0]["datetime"])[:10], "close")
+    drawn = at(btc_2022, "2021-12-31", "close")
+    assert close_at_call < drawn * 1.33 / 1.43 * (1 + 0.1075 * 31 / 365) + 1e-6
+    book = ledger(outcome)
+    topped = book[(book["kind"] == "transfer") & (book["wallet"] == "collateral") & (book["amount"] > 0)]
+    assert len(topped) >= len(met) >= 1  # every met call was met by a transfer into the collateral wallet
+    # Survives while the treasury lasts: no loan liquidation while spot coins remained at a call.
+    liquidations = events(outcome, "loan_liquidation")
+    if liquidations:
+        first = pd.Timestamp(liquidations[0]["datetime"])
+        spot = outcome.result.equity["coins"]  # all wallets; the spot part is what could be pledged
+        assert spot.index[0] <= first
+    assert outcome.summary["loan_calls"] == len(calls)
+
+
+def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
+    outcome = api.run_policy(btc_2022, "financed_expansion", {**LOAN, "on_margin_call": "ignore"})
+    calls, liquidations = events(outcome, "loan_call"), events(outcome, "loan_liquidation")
+    assert calls and liquidations
+    deadline = pd.Timestamp(calls[0]["datetime"]) + pd.Timedelta(days=3)
+    assert pd.Timestamp(liquidations[0]["datetime"]) <= deadline + pd.Timedelta(days=1)
+    assert not events(outcome, "loan_call_met")
+
+
+# --- every policy, every timeframe, every engine mode, no lookahead -------------------------------------
+RANGES = {("BTC", "1d"): ("2021-01-01", "2021-12-31"), ("BTC", "4h"): ("2021-04-01", "2021-06-30"),
+          ("BTC", "1h"): ("2021-05-01", "2021-05-31"), ("ETH", "4h"): ("2022-06-01", "2022-09-30")}
+
+
+@pytest.fixture(scope="module")
+def markets(data_dir):
+    return {key: market(data_dir, *dates, timeframe=key[1], asset=key[0]) for key, dates in RANGES.items()}
+
+
+def policy_params(policy: str, asset: str) -> dict:
+    fleet = FLEET if asset == "BTC" else "500MH/1200W:200@2020-01-01"
+    params = {"fleet": fleet, "start_usd": 2e6, "start_coins": 50.0 if asset == "BTC" else 500.0}
+    if asset == "ETH" and policy not in ("unhedged", "sell_daily", "financed_expansion"):
+        # minehedge's binance_usdm profile has no documented ETHUSDT tier table: ETH hedges use COIN-M.
+        params["venue"] = "binance_coinm"
+    if policy == "financed_expansion":
+        params.update(loan_date="2021-05-10" if asset == "BTC" else "2022-07-01", principal_usd=1e6,
+                      expansion_model="S19XP" if asset == "BTC" else "500MH/1200W")
+    if policy.startswith("leveraged"):
+        params.update(capital_usd=1e5)
+    return params
+
+
+@pytest.mark.parametrize("key", list(RANGES))
+def test_every_policy_runs_identically_in_every_engine_mode(markets, key):
+    m = markets[key]
+    for policy in policy_specs():
+        params = policy_params(policy, m.asset)
+        runs = [api.run_policy(m, policy, params, preload=p, runonce=r)
+                for p, r in ((True, True), (True, False), (False, False), (False, True))]
+        first = runs[0].result.equity
+        for other in runs[1:]:
+            assert other.result.equity.equals(first), (key, policy)
+            assert other.result.events == runs[0].result.events
+        assert abs(runs[0].summary["ledger_residual_usd"]) < 1e-6, (key, policy)
+
+
+def test_eth_mining_stops_at_the_merge(markets):
+    m = markets[("ETH", "4h")]
+    outcome = api.run_policy(m, "unhedged", policy_params("unhedged", "ETH"))
+    book = ledger(outcome)
+    credits = book[book["kind"] == "mining_credit"]
+    last = pd.Timestamp(credits["datetime"].max())
+    # the feed publishes day D from D+1: the last credited day is the Merge day, paid on the 15th at latest
+    assert last < pd.Timestamp("2022-09-16", tz="UTC") and len(credits) > 0
+    assert credits[pd.to_datetime(credits["datetime"]) >= pd.Timestamp("2022-09-16", tz="UTC")].empty
+
+
+@pytest.mark.parametrize("policy", ["static_hedge", "dynamic_hedge", "collateral_short", "financed_expansion"])
+def test_no_lookahead_changing_the_future_does_not_change_the_past(markets, policy):
+    m = markets[("BTC", "4h")]
+    cut = pd.Timestamp("2021-05-15", tz="UTC")
+    future = m.frame.index >= cut
+    altered = m.frame.copy()
+    for column in ("open", "high", "low", "close"):
+        altered.loc[future, column] *= 3.0
+    for column in ("hashprice", "coins_per_unit_day", "difficulty"):
+        altered.loc[future, column] *= 0.5
+    shifted = api.Market(m.asset, m.timeframe, altered, m.funding_venue, m.assumptions, "altered")
+    params = policy_params(policy, "BTC")
+    base = api.run_policy(m, policy, params).result
+    changed = api.run_policy(shifted, policy, params).result
+    past = base.equity.index < cut
+    assert changed.equity.loc[past].equals(base.equity.loc[past])
+    assert [e for e in changed.events if pd.Timestamp(e["datetime"]) < cut] == \
+        [e for e in base.events if pd.Timestamp(e["datetime"]) < cut]
+    assert not changed.equity.equals(base.equity)  # the alteration did reach the run
+
+
+# --- validation ----------------------------------------------------------------------------------------------
+def test_bad_parameters_name_the_parameter_value_and_allowed(btc_2020):
+    with pytest.raises(ConfigError, match=r"hedge_ratio=3\.0.*\[0\.0, 2\.0\]"):
+        api.run_policy(btc_2020, "static_hedge", {"hedge_ratio": 3.0})
+    with pytest.raises(ConfigError, match=r"policy='static_hedges'.*Did you mean 'static_hedge'"):
+        api.run_policy(btc_2020, "static_hedges", {})
+    with pytest.raises(ConfigError, match=r"venue='binance_usdm' is not allowed.*binance_coinm"):
+        api.run_policy(btc_2020, "collateral_short", {"venue": "binance_usdm"})
+    with pytest.raises(ConfigError, match="S19Pr0"):
+        api.run_policy(btc_2020, "unhedged", {"fleet": "S19Pr0:10@2020-01-01"})
+
+
+def test_registry_lists_units_for_every_parameter():
+    for policy, specs in policy_specs().items():
+        names = [s.name for s in specs]
+        assert len(names) == len(set(names)), policy
+        assert all(s.unit or s.type in (str, bool) or s.choices for s in specs), policy
