@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+
 SECONDS_PER_YEAR = 365.0 * 86400.0  # ACT/365 for the dated-future basis
 
 
@@ -315,13 +317,16 @@ def years_between(start: datetime, end: datetime) -> float:
     return max((end - start).total_seconds(), 0.0) / SECONDS_PER_YEAR
 
 
-def dated_future_price(spot: float, annual_basis: float, years_to_expiry: float) -> float:
+def dated_future_price(spot, annual_basis: float, years_to_expiry):
     """Dated-future price without futures data: spot x (1 + annual_basis x years_to_expiry).
 
     A simple (non-compounded) carry model; the basis is an assumption the caller must report.
-    At expiry the price converges to spot (cash settlement at the index).
+    At expiry the price converges to spot (cash settlement at the index). Scalars or numpy arrays
+    (spot USD per coin; annual_basis fraction per year; years_to_expiry ACT/365, negative counts as 0).
     """
-    return spot * (1.0 + annual_basis * max(years_to_expiry, 0.0))
+    if isinstance(years_to_expiry, (int, float)):
+        return spot * (1.0 + annual_basis * max(years_to_expiry, 0.0))
+    return spot * (1.0 + annual_basis * np.maximum(years_to_expiry, 0.0))
 
 
 def next_funding_time(after: datetime, hours: Sequence[int], inclusive: bool = True) -> datetime:

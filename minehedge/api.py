@@ -33,6 +33,7 @@ import minehedge
 from analyzers.backtrader_analyzers import SUMMARY_KEYS, add_analyzers, build_run_result
 from analyzers.report import RunResult, write_report
 from brokers.broker import MarginBroker
+from brokers.dated import dated_price_frame
 from brokers.venues import load_venue
 from data.api import load_funding, load_network, load_ohlcv, resolve_data_dir
 from data.feeds import MinerFeed, build_feed_frame
@@ -185,6 +186,13 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
     feed = MinerFeed(dataname=market.frame, name=market.asset)
     cerebro.adddata(feed)
+    dated_note = ""
+    if values.get("contract") == "dated" and policy_class(policy).uses_futures:
+        # No futures history here: the contract is priced by brokers.dated from spot and an assumed basis.
+        dated = dated_price_frame(market.frame, values["annual_basis"], values["expiry_cycle"])
+        cerebro.adddata(bt.feeds.PandasData(dataname=dated, name=f"{market.asset}-DATED"))
+        dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + {values['annual_basis']:g} "
+                      "x years to expiry) (assumed basis; no futures price data), cash-settled at expiry")
     cerebro.broker = MarginBroker(cash=0.0)
     cerebro.addstrategy(policy_class(policy), **values)
     add_analyzers(cerebro, market.asset)
@@ -195,6 +203,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     if "venue" in values:
         profile = load_venue(values["venue"])
         assumptions["venue"] = f"{profile.name} ({profile.contract_type}; {profile.source}, as of {profile.as_of})"
+    if dated_note:
+        assumptions["dated contracts"] = dated_note
     broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
     notes = broker_notes + list(getattr(strategy, "notes", []) or [])
     if notes:

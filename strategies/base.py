@@ -38,12 +38,16 @@ import pandas as pd
 from brokers.broker import MarginBroker
 from brokers.commission import FuturesCommInfo, futures_comminfo
 from brokers.events import MarginEvent
+from brokers.formulas import dated_future_price, years_between
 from brokers.venues import available_venues, load_venue
 from minehedge.config import ParamSpec
-from minehedge.errors import ConfigError
+from minehedge.errors import ConfigError, check_choice
 from mining.fleet import Fleet, per_bar
 from strategies import rules
 
+#: Collateral moved for a new position, as a multiple of what the broker checks at submission (margin + fee):
+#: market orders fill at the next bar's open, and backtrader re-checks the margin at that price.
+MARGIN_CUSHION = 1.05
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
@@ -70,6 +74,13 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("spot_fee", float, 0.001, "fraction", "fee on spot coin sales", minimum=0.0, maximum=0.1),
     ParamSpec("venue", str, "binance_usdm", "", "futures venue profile", choices=tuple(available_venues())),
     ParamSpec("contract", str, "perpetual", "", "futures contract kind", choices=CONTRACT_KINDS),
+    ParamSpec("annual_basis", float, 0.05, "fraction/yr",
+              "dated contracts: futures premium over spot per year (price = spot x (1 + basis x years left))",
+              minimum=-0.5, maximum=2.0),
+    ParamSpec("expiry_cycle", str, "quarterly", "", "dated contracts: expiry calendar (brokers.dated)",
+              choices=("quarterly", "monthly")),
+    ParamSpec("symbol", str, "", "", "contract of the venue (empty: its first for the asset; e.g. MBT = CME "
+              "micro, 0.1 BTC)"),
     ParamSpec("leverage", float, 2.0, "x", "futures leverage (initial margin = notional / leverage)",
               minimum=1.0, maximum=125.0),
     ParamSpec("margin_mode", str, "isolated", "", "futures margin mode", choices=("isolated", "cross")),
@@ -139,9 +150,21 @@ class MinerStrategy(bt.Strategy):
         self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float)
         #: Read by analyzers.MiningPnL each bar: ``curtailed_fraction`` (0-1) of the bar's machines off.
         self.mining_state = types.SimpleNamespace(curtailed_fraction=0.0)
+        #: The data the futures leg trades: the spot feed (perpetuals) or the dated-contract feed.
+        self.hedge_data = self.data
+        self._contract_expiry: datetime | None = None
+        self._roll_price: float | None = None
         if self.uses_futures:
-            self.comminfo = self.make_comminfo()
-            self.broker.addcommissioninfo(self.comminfo, name=self.data._name)
+            if getattr(self.p, "contract", "perpetual") == "dated":
+                if len(self.datas) < 2:
+                    raise ConfigError("contract='dated' needs a second feed with the dated contract's prices "
+                                      "(brokers.dated.dated_price_frame); minehedge.api.run_policy adds it.")
+                self.hedge_data = self.datas[1]
+                self._dated = self.hedge_data.p.dataname
+            elif self.p.venue == "cme":
+                raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
+            self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
+            self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
 
     def _validate_params(self) -> None:
         for spec in self.specs:
@@ -175,16 +198,45 @@ class MinerStrategy(bt.Strategy):
         return bars.fillna({c: 0.0 for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
                                              "capex_usd", "coins_mined")})
 
-    def make_comminfo(self) -> FuturesCommInfo:
+    def _expiry_of(self, i: int) -> datetime | None:
+        """Settlement time (naive UTC) of the dated contract traded at bar ``i``: the open of the bar whose
+        close is its expiry price (the broker settles at that bar's close), else the expiry itself. The
+        calendar is known in advance, so reading the next bar's contract is no lookahead. None: perpetual."""
+        if self.hedge_data is self.data:
+            return None
+        row = self._dated.iloc[min(i, len(self._dated) - 1)]
+        stamp = row["settlement_bar"] if not pd.isna(row["settlement_bar"]) else row["expiry"]
+        return pd.Timestamp(stamp).tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+    def make_comminfo(self, expiry: datetime | None = None) -> FuturesCommInfo:
         """The futures commission scheme from the params (venue, leverage, margin mode, expiry)."""
         venue = load_venue(self.p.venue)
         if self.required_contract_type and venue.contract_type != self.required_contract_type:
             raise ConfigError(f"venue={self.p.venue!r} is {venue.contract_type}; this policy needs an "
                               f"{self.required_contract_type} venue (e.g. binance_coinm or bitmex).")
-        symbol = next((s.symbol for s in venue.instruments if s.asset == self.asset), None)
-        if symbol is None:
+        symbols = [s.symbol for s in venue.instruments if s.asset == self.asset]
+        if not symbols:
             raise ConfigError(f"venue={self.p.venue!r} has no {self.asset} contract.")
-        return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode)
+        symbol = getattr(self.p, "symbol", "") or symbols[0]
+        check_choice("symbol", symbol, symbols)
+        self._contract_expiry = expiry
+        return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode,
+                                expiry=expiry)
+
+    def _roll_dated(self, i: int, now: datetime) -> None:
+        """At a dated contract's settlement bar (the broker has just cash-settled it at the close), switch
+        the futures leg to the next contract and re-hedge now (the order fills at the next bar's open)."""
+        if self._contract_expiry is None or now < self._contract_expiry or self.position_size():
+            return
+        self.comminfo = self.make_comminfo(expiry=self._expiry_of(i + 1))
+        self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
+        self._last_rebalance = None
+        # the order fills in the next contract: price it from spot and its (known) expiry, not the expired one
+        row = self._dated.iloc[min(i + 1, len(self._dated) - 1)]
+        bar_close = pd.Timestamp(self._dated.index[i]) + (self._dated.index[1] - self._dated.index[0])
+        self._roll_price = dated_future_price(self.data.close[0], self.p.annual_basis,
+                                              years_between(bar_close.to_pydatetime(),
+                                                            pd.Timestamp(row["expiry"]).to_pydatetime()))
 
     def _open_account(self) -> None:
         """Deposit the opening USD and coins (on the first bar, so the ledger dates them)."""
@@ -212,11 +264,16 @@ class MinerStrategy(bt.Strategy):
         costs += self.step_loans(now, price)
         self._treasury(produced, costs, i, now, price)
         self.after_mining(now, price)
-        if self.uses_futures and self._rebalance_due(now):
-            self._last_rebalance = now
-            if self.restores_leverage_on_roll:
-                self.restore_leverage(price)
-            self.rebalance(now, price)
+        if self.uses_futures:
+            if self._contract_expiry is not None:
+                self._roll_dated(i, now)
+            if self._rebalance_due(now):
+                self._last_rebalance = now
+                futures_price = self._roll_price or self.hedge_data.close[0]
+                self._roll_price = None
+                if self.restores_leverage_on_roll:
+                    self.restore_leverage(futures_price)
+                self.rebalance(now, futures_price)
 
     def _credit_mining(self, i: int, now: datetime, price: float) -> float:
         gross, fee = self._coins_gross[i], self._pool_fee_coin[i]
@@ -325,7 +382,7 @@ class MinerStrategy(bt.Strategy):
         return self._round_size(units)
 
     def position_size(self) -> float:
-        return self.getposition(self.data).size
+        return self.getposition(self.hedge_data).size
 
     def set_futures_target(self, target_size: float, price: float) -> None:
         """Move the futures position to ``target_size`` (order units), funding the initial margin first."""
@@ -339,34 +396,34 @@ class MinerStrategy(bt.Strategy):
             delta = target_size - current
             if abs(delta) < 1e-12:
                 return
-        self.hedge_order = self.buy(size=delta) if delta > 0 else self.sell(size=-delta)
+        data = self.hedge_data
+        self.hedge_order = self.buy(data=data, size=delta) if delta > 0 else self.sell(data=data, size=-delta)
 
     def _fund_margin(self, current: float, target: float, price: float) -> float:
         """Move collateral to the futures wallet for the position's growth; shrink the target to what
         the collateral allows (a miner does not borrow to hedge)."""
         ci = self.comminfo
         added = abs(target) - (abs(current) if target * current > 0 else 0.0)
-        fee_buffer = 1.0 + 2.0 * float(ci.p.commission or 0.0) * self.p.leverage
+        # what the broker checks at submission: initial margin plus the opening fee of the added size
         if ci.is_inverse:
-            need = ci.posted_margin(added, price) * fee_buffer
+            need = ci.posted_margin(added, price) + ci.coin_fee(added, price)
             have = self.broker.free_balance(self.asset, "futures")
-            if have < need:
-                spot = self.broker.free_balance(self.asset, "spot")
-                move = min(need - have, spot)
+            if have < need:  # move a 1 % cushion when the treasury has it
+                move = min(need * MARGIN_CUSHION - have, self.broker.free_balance(self.asset, "spot"))
                 if move > 1e-12:
                     self.broker.transfer(self.asset, move, "spot", "futures")
                 have = self.broker.free_balance(self.asset, "futures")
         else:
-            need = ci.get_margin(price) * added * fee_buffer
+            need = ci.get_margin(price) * added + ci.getcommission(added, price)
             have = self.broker.free_balance("USD", "futures")
-            if have < need:
-                move = min(need - have, self.broker.free_balance("USD", "spot"))
+            if have < need:  # move a 1 % cushion when the treasury has it
+                move = min(need * MARGIN_CUSHION - have, self.broker.free_balance("USD", "spot"))
                 if move > 1e-9:
                     self.broker.transfer("USD", move, "spot", "futures")
                 have = self.broker.free_balance("USD", "futures")
         if have >= need or need <= 0:
             return target
-        allowed = added * max(have, 0.0) / need
+        allowed = added * max(have, 0.0) / need * (1.0 - 1e-9)  # an exact fit must survive rounding
         sign = 1.0 if target > 0 else -1.0
         base = abs(current) if target * current > 0 else 0.0
         return self._round_size(sign * (base + allowed))
@@ -384,6 +441,8 @@ class MinerStrategy(bt.Strategy):
             return
         if self.hedge_order is not None and order.ref == self.hedge_order.ref:
             self.hedge_order = None
+            if order.status in (order.Margin, order.Rejected):
+                self._last_rebalance = None  # the fill price moved past the collateral: re-size next bar
             if order.status == order.Completed and getattr(self.p, "stop_loss", None):
                 self._place_stop()
         if self.stop_order is not None and order.ref == self.stop_order.ref:
@@ -397,14 +456,14 @@ class MinerStrategy(bt.Strategy):
         if self.stop_order is not None:
             self.cancel(self.stop_order)
             self.stop_order = None
-        position = self.getposition(self.data)
+        position = self.getposition(self.hedge_data)
         if not position.size:
             return
         if position.size > 0:
-            self.stop_order = self.sell(size=position.size, exectype=bt.Order.Stop,
+            self.stop_order = self.sell(data=self.hedge_data, size=position.size, exectype=bt.Order.Stop,
                                         price=position.price * (1.0 - self.p.stop_loss))
         else:
-            self.stop_order = self.buy(size=-position.size, exectype=bt.Order.Stop,
+            self.stop_order = self.buy(data=self.hedge_data, size=-position.size, exectype=bt.Order.Stop,
                                        price=position.price * (1.0 + self.p.stop_loss))
         self.stop_order.addinfo(reason="stop_loss")
 
@@ -423,15 +482,16 @@ class MinerStrategy(bt.Strategy):
 
     def top_up(self, event: MarginEvent) -> None:
         """Add margin from the treasury so the position's margin ratio falls to ``top_up_target``."""
-        ratio, maintenance, _ = self.broker.get_position_margin(self.data)
-        self.add_collateral(rules.top_up_amount(maintenance, ratio, self.p.top_up_target), self.data.close[0])
+        ratio, maintenance, _ = self.broker.get_position_margin(self.hedge_data)
+        self.add_collateral(rules.top_up_amount(maintenance, ratio, self.p.top_up_target),
+                            self.hedge_data.close[0])
 
     def restore_leverage(self, price: float) -> None:
         """At a roll, bring the position's margin balance back to notional / leverage at ``price`` (what
         closing and re-opening it at the chosen leverage would post). Never withdraws margin."""
         if self.comminfo is None or not self.position_size():
             return
-        _, _, balance = self.broker.get_position_margin(self.data)
+        _, _, balance = self.broker.get_position_margin(self.hedge_data)
         ci = self.comminfo
         size = abs(self.position_size())
         notional = size * ci.p.face / price if ci.is_inverse else size * ci.qty(1.0) * price
@@ -448,7 +508,7 @@ class MinerStrategy(bt.Strategy):
             if move > 1e-12:
                 self.broker.transfer(self.asset, move, "spot", "futures")
                 if ci.p.margin_mode == "isolated":
-                    self.broker.add_margin(self.data, move)
+                    self.broker.add_margin(self.hedge_data, move)
             return
         if not self.raise_usd(amount, price):
             amount = self.broker.get_cash()
@@ -457,7 +517,7 @@ class MinerStrategy(bt.Strategy):
             self.broker.transfer("USD", move, "spot", "futures")
         futures_cash = self.broker.free_balance("USD", "futures")
         if ci.p.margin_mode == "isolated" and futures_cash > 1e-9:
-            self.broker.add_margin(self.data, min(amount, futures_cash))
+            self.broker.add_margin(self.hedge_data, min(amount, futures_cash))
 
     def notify_liquidation(self, event: MarginEvent) -> None:
         """A liquidation closed the position; the next rebalance may open a new one."""
