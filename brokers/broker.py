@@ -232,6 +232,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._pseudo_coin[asset] += need
         if comminfo.is_inverse:
             position.update(size, price)
+            return max(cash, 0.0)  # coin-margined: USD cash (even float dust below zero) does not gate it
         return cash
 
     def _book_inverse_fill(self, data, ci, size, price, order, pnl_kind, fee_kind) -> None:
@@ -914,7 +915,7 @@ class MarginBroker(bt.brokers.BackBroker):
         if from_spot:
             self._usd_spot -= from_spot
             self.ledger.add(self._now, kind, USD, "spot", -from_spot, note=note)
-        rest = amount - from_spot
+        rest = min(amount - from_spot, max(self.cash, 0.0))  # within the 1e-9 tolerance: never below zero
         if rest > 0:
             self.cash -= rest
             self.ledger.add(self._now, kind, USD, "futures", -rest, note=note)

@@ -67,7 +67,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
     ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
     ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),
-    ParamSpec("treasury", str, "sell_to_cover_costs", "", "what happens to mined coins",
+    ParamSpec("treasury", str, "hodl", "", "what happens to mined coins (every policy sells when USD is short)",
               choices=rules.TREASURY_POLICIES),
     ParamSpec("sell_fraction", float, 0.5, "fraction", "share of production sold (treasury=sell_fraction)",
               minimum=0.0, maximum=1.0),

@@ -506,3 +506,14 @@ def test_liabilities_reduce_equity_and_free_balances_are_per_wallet():
         broker.free_balance("USD", "bank")
     with pytest.raises(ConfigError, match="liability"):
         broker.set_liability("loan:x", -1.0)
+
+
+def test_usd_dust_never_blocks_a_coin_margined_order_and_debits_never_go_below_zero():
+    # Spend the futures wallet's USD down to float dust; an inverse order must still be accepted.
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=1, commission=0.0005, funding=False)
+    actions = {1: lambda s: s.broker.debit_usd(0.1 + 0.2, "power_cost"),  # 0.30000000000000004 USD
+               2: sell(100)}
+    strat, broker = run(frame(flat(10_000, 5)), ci, actions, MarginBroker(cash=0.3, coins={"BTC": 1.01}))
+    assert broker.cash >= 0.0 and broker.get_cash() == pytest.approx(0.0, abs=1e-9)
+    assert [o[0] for o in strat.orders] == ["Completed"] and strat.rows[-1]["size"] == -100
+    assert broker.reconcile() < 1e-12
