@@ -497,7 +497,8 @@ def format_value(value: Any) -> str:
             return f"{value:,.0f}"
         if abs(value) >= 1:
             return f"{value:,.2f}"
-        return f"{value:.4g}"
+        text = f"{value:.4g}"  # 4 significant digits, but never fewer decimals than the rows above (0.50)
+        return f"{value:.2f}" if "e" not in text and len(text.split(".")[-1]) < 2 else text
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10000 else str(value)
     if isinstance(value, (dt.date, dt.datetime)):

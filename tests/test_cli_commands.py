@@ -240,7 +240,7 @@ def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
     assert json.loads((out / "summary.json").read_text()) == summary
     code, stdout, _ = run_main(capsys, ["run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25"])
     lines = dict(line.split(None, 1) for line in stdout.splitlines())
-    assert code == 0 and lines["sharpe"] == "0.4" and lines["max_drawdown_pct"] == "11.25"
+    assert code == 0 and lines["sharpe"] == "0.40" and lines["max_drawdown_pct"] == "11.25"
     assert lines["first_day"] == "2020-01-01"
 
 
