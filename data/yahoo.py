@@ -20,6 +20,7 @@ What yfinance 1.x returns and how it is handled:
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pandas as pd
 
@@ -42,13 +43,22 @@ def _now() -> pd.Timestamp:
 def _download(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: str) -> pd.DataFrame:
     import yfinance  # imported lazily: the CSV path must not pay for it
 
+    # yfinance logs every network failure and trips pandas deprecation warnings inside its own code; an empty
+    # frame (offline) becomes our single DataUnavailableError below, so its chatter is silenced here.
+    quiet = logging.getLogger("yfinance")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
-        return yfinance.download(
-            symbol, start=start.strftime("%Y-%m-%d"), end=end.strftime("%Y-%m-%d"), interval=interval,
-            auto_adjust=False, actions=False, progress=False, threads=False, multi_level_index=True,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return yfinance.download(
+                symbol, start=start.strftime("%Y-%m-%d"), end=end.strftime("%Y-%m-%d"), interval=interval,
+                auto_adjust=False, actions=False, progress=False, threads=False, multi_level_index=True,
+            )
     except Exception as exc:  # yfinance wraps requests/curl errors inconsistently across versions
         raise DataUnavailableError(f"yfinance download of {symbol} {interval} failed ({exc}); {REMEDIES}.") from exc
+    finally:
+        quiet.setLevel(level)
 
 
 def normalise_download(raw: pd.DataFrame | None, symbol: str) -> pd.DataFrame:
