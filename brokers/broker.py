@@ -157,7 +157,15 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def check_submitted(self):
         self._pseudo_coin.clear()
-        super().check_submitted()
+        # BackBroker checks orders against raw `cash`, which already holds the variation margin of open
+        # isolated positions (a loss there is the position's, covered by its margin). Check against the free
+        # balance instead, so a position that is losing can still be reduced and the wallet still used.
+        shift = self._isolated_settled()
+        self.cash -= shift
+        try:
+            super().check_submitted()
+        finally:
+            self.cash += shift
 
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
         comminfo = self.getcommissioninfo(order.data)
@@ -181,8 +189,18 @@ class MarginBroker(bt.brokers.BackBroker):
             finally:
                 self.cash -= allowance
             return self._after_fill(order, comminfo, nbits)
-        super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        shift = self._isolated_settled()  # as in check_submitted: fills see the free balance, not raw cash
+        self.cash -= shift
+        try:
+            super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        finally:
+            self.cash += shift
         return self._after_fill(order, comminfo, nbits)
+
+    def _isolated_settled(self) -> float:
+        """Variation margin of open isolated linear positions already moved into ``cash`` (USD; < 0 = losses)."""
+        return sum(self._settled(data, pos, ci) for data, pos, ci in self._futures_positions()
+                   if not ci.is_inverse and ci.p.margin_mode == "isolated")
 
     def _after_fill(self, order, comminfo, nbits):
         """Ledger (and coin book) of a real fill; releases hand-added isolated margin when flat."""
@@ -883,7 +901,7 @@ class MarginBroker(bt.brokers.BackBroker):
             if self._available_coin(ci.asset) < amount:
                 return False
         else:
-            if self.cash < amount:
+            if self._free(USD, "futures") < amount:
                 return False
             self.cash -= amount
         self._extra[data] += amount
@@ -1021,7 +1039,9 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _free(self, currency: str, wallet: str) -> float:
         if currency == USD:
-            return self._usd_spot if wallet == "spot" else (self.cash if wallet == "futures" else 0.0)
+            if wallet == "futures":  # cash less the isolated positions' settled variation margin
+                return self.cash - self._isolated_settled()
+            return self._usd_spot if wallet == "spot" else 0.0
         if wallet == "futures":
             return self._available_coin(currency)
         return self._coins.get((currency, wallet), 0.0)

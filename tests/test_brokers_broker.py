@@ -45,6 +45,7 @@ class Script(bt.Strategy):
 
     def __init__(self):
         self.rows, self.orders, self.trades, self.calls, self.liquidations, self.all_events = [], [], [], [], [], []
+        self.free = []
 
     def next(self):
         action = (self.p.actions or {}).get(len(self))
@@ -517,3 +518,16 @@ def test_usd_dust_never_blocks_a_coin_margined_order_and_debits_never_go_below_z
     assert broker.cash >= 0.0 and broker.get_cash() == pytest.approx(0.0, abs=1e-9)
     assert [o[0] for o in strat.orders] == ["Completed"] and strat.rows[-1]["size"] == -100
     assert broker.reconcile() < 1e-12
+
+
+def test_a_losing_isolated_position_can_still_be_reduced_and_margin_added():
+    # 10x long of 1 BTC at 100 with 10 USD margin and 1 USD spare: at 92 the variation margin (-8) has left
+    # backtrader's cash at -7, but the wallet's free balance is still 1 and a reduce-only order must pass.
+    rows = flat(100, 2) + [(100, 100, 92, 92), (92, 92, 92, 92), (92, 92, 92, 92)]
+    actions = {1: buy(1.0), 3: lambda s: (s.free.append(s.broker.free_balance("USD", "futures")),
+                                          s.sell(size=0.5))}
+    ci = usdm(leverage=10)
+    strat, broker = run(frame(rows), ci, actions, MarginBroker(cash=11.0))
+    assert strat.free == [pytest.approx(1.0, abs=1e-12)]
+    assert [o[:3] for o in strat.orders] == [("Completed", None, 1.0), ("Completed", None, -0.5)]
+    assert strat.rows[-1]["size"] == 0.5 and broker.reconcile() < 1e-9

@@ -292,3 +292,44 @@ def test_registry_lists_units_for_every_parameter():
         names = [s.name for s in specs]
         assert len(names) == len(set(names)), policy
         assert all(s.unit or s.type in (str, bool) or s.choices for s in specs), policy
+
+
+def test_insolvency_stops_mining_when_costs_cannot_be_paid():
+    # One S19 Pro (3,250 W) always on at 0.05 USD/kWh, no revenue: 3.25 kW x 24 h x 0.05 = 3.90 USD a day.
+    # 10 USD pays days 1 and 2 (2.20 left); day 3 cannot be paid: insolvency, and no cost after it.
+    m = synthetic_market([(100.0,) * 4] * 6)
+    params = {"fleet": "S19Pro:1@2021-01-01", "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False,
+              "start_usd": 10.0, "pool_fee": 0.0}
+    outcome = api.run_policy(m, "unhedged", params)
+    (event,) = events(outcome, "insolvency")
+    assert str(event["datetime"])[:10] == "2021-06-03"
+    book = ledger(outcome)
+    power = book[book["kind"] == "power_cost"]["amount"]
+    assert power.tolist() == pytest.approx([-3.9, -3.9], rel=1e-12)
+    assert outcome.result.equity["cash_usd"].iloc[-1] == pytest.approx(10.0 - 7.8, rel=1e-12)
+    assert outcome.summary["insolvent"] is True
+
+
+def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
+    # 2x long of 0.1 BTC at 10,000 with a 5 % stop: the stop sits at 9,500; the third bar trades through it
+    # from an open above, so it fills at 9,500 (liquidation, near 5,020, is never reached).
+    bars = [(10_000.0,) * 4, (10_000.0,) * 4, (9_800.0, 9_800.0, 9_400.0, 9_450.0), (9_450.0,) * 4]
+    params = {"fleet": "S19Pro:1@2030-01-01", "start_usd": 10_000.0, "leverage": 2.0, "capital_usd": 500.0,
+              "stop_loss": 0.05}
+    outcome = api.run_policy(synthetic_market(bars), "leveraged_long", params)
+    stops = [t for t in outcome.result.trades if t["reason"] == "stop_loss"]
+    assert len(stops) == 1 and str(stops[0]["datetime"])[:10] == "2021-06-03"
+    assert stops[0]["price"] == pytest.approx(10_000.0 * 0.95, rel=1e-12) and stops[0]["size"] == -0.1
+    assert outcome.result.equity["unrealized_pnl_usd"].iloc[-1] == 0.0 and not events(outcome, "liquidation")
+
+
+def test_reduce_position_halves_before_the_next_bar():
+    # WARNING_BARS: the call comes at the 2021-06-03 close; the response sells half at the next open (9,040).
+    # Halving an isolated position keeps its liquidation price (margin and size halve together), so the
+    # remaining 0.5 BTC is still liquidated at 9,000 / 0.996 on the same bar: the loss is halved, not avoided.
+    outcome = api.run_policy(synthetic_market(WARNING_BARS), "leveraged_long",
+                             {**WARNING_PARAMS, "on_margin_call": "reduce_position"})
+    fills = [(str(t["datetime"])[:10], t["size"], t["price"], t["reason"]) for t in outcome.result.trades]
+    assert fills[1] == ("2021-06-04", -0.5, 9_040.0, "")
+    assert fills[2][:2] == ("2021-06-04", -0.5) and fills[2][3] == "liquidation"
+    assert fills[2][2] == pytest.approx(9_000 / 0.996, rel=1e-12)
