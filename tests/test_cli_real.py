@@ -67,3 +67,51 @@ def test_data_hashprice_json(capsys, data_dir):
     for day in days:
         assert set(day) == {"date", "hashprice_usd_per_th_day", "hashprice_usd_per_ph_day", "coins_per_th_day"}
         assert day["hashprice_usd_per_ph_day"] == pytest.approx(1000 * day["hashprice_usd_per_th_day"], rel=1e-12)
+
+
+def _rows(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_compare_writes_one_row_per_policy_and_the_charts(capsys, data_dir, tmp_path):
+    out = tmp_path / "cmp"
+    code = main(["compare", *RANGE, "--data-dir", str(data_dir), "--policies", "unhedged,sell_daily,collateral_short",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rows = _rows(out / "comparison.csv")
+    assert [r["policy"] for r in rows] == ["unhedged", "sell_daily", "collateral_short"]
+    assert ISSUE6_SUMMARY_KEYS <= set(rows[0])
+    # same market, fleet and period: the same coins were mined under every policy
+    assert len({r["coins_mined"] for r in rows}) == 1 and float(rows[0]["coins_mined"]) > 0
+    assert (out / "summary.md").read_text().count("collateral_short") >= 1
+    assert sorted(p.name for p in out.glob("*.png")) == ["compare_equity_coin.png", "compare_equity_usd.png"]
+
+
+def test_dask_local_cluster_and_local_processes_give_identical_results(capsys, data_dir, tmp_path):
+    grid = ["--grid", "hedge_ratio=0,0.5,1", "--grid", "leverage=1,3"]
+    base = ["sweep", *RANGE, "--data-dir", str(data_dir), *grid, "--rank-by", "max_drawdown_pct"]
+    assert main([*base, "--workers", "2", "--out", str(tmp_path / "local")]) == 0
+    assert main([*base, "--dask-local", "2", "--out", str(tmp_path / "dask")]) == 0
+
+    def table(folder):
+        rows = sorted(_rows(tmp_path / folder / "results.csv"), key=lambda r: r["config_hash"])
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    local, dask = table("local"), table("dask")
+    assert len(local) == 6 and all(r["status"] == "ok" for r in local)
+    assert dask == local
+
+
+def test_data_validate_finds_the_cboe_ohlc_violation_and_list_shows_the_manifest(capsys, data_dir):
+    cboe = data_dir / "futures" / "btc_cboe_xbt_futures_daily_investing-com_2017-12-12_2019-06-19.csv"
+    code = main(["data", "validate", str(cboe), "--json"])
+    out, _ = capsys.readouterr()
+    findings = json.loads(out)
+    assert code == 1  # errors found
+    errors = [f for f in findings if f["level"] == "error"]
+    assert errors and "2018-08-28" in errors[0]["detail"]
+    assert main(["data", "list", "--data-dir", str(data_dir), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["file"] for r in listed if r["where"] == "data_dir"} >= {
+        "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv", "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"}
