@@ -15,7 +15,8 @@ import pandas as pd
 from analyzers import metrics
 from brokers.ledger import Ledger, LedgerEntry
 
-LEDGER_COLUMNS: tuple[str, ...] = ("datetime", "kind", "currency", "wallet", "amount", "instrument", "note")
+LEDGER_COLUMNS: tuple[str, ...] = ("datetime", "kind", "currency", "wallet", "amount", "instrument", "note",
+                                   "amount_usd")
 USD_CURRENCIES: frozenset[str] = frozenset({"USD", "USDT", "USDC"})  # one unit, as brokers.ledger says
 # Every ledger kind that moves the futures wallet's USD because of the futures position itself (deposits
 # and transfers are not P&L). insurance_fund: a shortfall covered by the venue counts for the account.
@@ -37,7 +38,8 @@ def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
             if isinstance(entry, LedgerEntry):
                 records.append({"datetime": entry.time, "kind": entry.kind, "currency": entry.currency,
                                 "wallet": entry.wallet, "amount": entry.amount,
-                                "instrument": entry.instrument, "note": entry.note})
+                                "instrument": entry.instrument, "note": entry.note,
+                                "amount_usd": entry.amount_usd})
             else:
                 record = dict(entry)
                 if "time" in record and "datetime" not in record:
@@ -51,6 +53,10 @@ def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
     stamps = pd.to_datetime(frame["datetime"])
     frame["datetime"] = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
     frame["amount"] = frame["amount"].astype(float)
+    # USD value when booked: the amount for USD rows; for coin rows the broker's valuation (NaN if none)
+    usd_rows = _usd(frame)
+    value = pd.to_numeric(frame["amount_usd"], errors="coerce").astype(float)
+    frame["amount_usd"] = value.where(~usd_rows, frame["amount"])
     return frame
 
 
@@ -58,8 +64,14 @@ def _usd(frame: pd.DataFrame) -> pd.Series:
     return frame["currency"].astype(str).str.upper().isin(USD_CURRENCIES)
 
 
+def _usd_value(frame: pd.DataFrame) -> pd.Series:
+    """Each row's USD value when booked (coin rows at that bar's price; unknown values count as 0)."""
+    return frame["amount_usd"].fillna(0.0)
+
+
 def futures_leg_totals(ledger: pd.DataFrame, wallet: str = "futures") -> dict[str, float]:
-    """USD totals of the futures leg from the ``wallet`` entries of :data:`FUTURES_PNL_KINDS`.
+    """USD totals of the futures leg from the ``wallet`` entries of :data:`FUTURES_PNL_KINDS`, in every
+    currency: coin entries (inverse contracts' P&L, fees and funding) count at their USD value when booked.
 
     realized_pnl_usd, settlement_usd, liquidation_usd, insurance_fund_usd: signed sums (USD);
     funding_paid_usd / funding_received_usd: sums of negative / positive funding entries, both >= 0;
@@ -67,9 +79,10 @@ def futures_leg_totals(ledger: pd.DataFrame, wallet: str = "futures") -> dict[st
     realized_total_usd: signed sum of every :data:`FUTURES_PNL_KINDS` entry (the leg's realised P&L after
     costs).
     """
-    rows = ledger[(ledger["wallet"] == wallet) & _usd(ledger)]
-    by_kind = rows.groupby("kind")["amount"].sum()
-    funding = rows.loc[rows["kind"] == "funding", "amount"]
+    rows = ledger[ledger["wallet"] == wallet]
+    values = _usd_value(rows)
+    by_kind = values.groupby(rows["kind"]).sum()
+    funding = values[rows["kind"] == "funding"]
 
     def kind_sum(kind: str) -> float:
         return float(by_kind.get(kind, 0.0))
@@ -88,31 +101,35 @@ def futures_leg_totals(ledger: pd.DataFrame, wallet: str = "futures") -> dict[st
 
 
 def fees_paid_usd(ledger: pd.DataFrame) -> float:
-    """All trading and liquidation fees in USD over every wallet, as a positive number."""
-    rows = ledger[ledger["kind"].isin(("fee", "liquidation_fee")) & _usd(ledger)]
-    return 0.0 - float(rows["amount"].sum())
+    """All trading and liquidation fees over every wallet and currency, in USD when paid, as a positive number."""
+    rows = ledger[ledger["kind"].isin(("fee", "liquidation_fee"))]
+    return 0.0 - float(_usd_value(rows).sum())
 
 
 def funding_paid_usd(ledger: pd.DataFrame) -> float:
-    """Funding paid in USD over every wallet (sum of negative funding entries), as a positive number."""
-    rows = ledger[(ledger["kind"] == "funding") & _usd(ledger)]
-    return 0.0 - float(rows.loc[rows["amount"] < 0, "amount"].sum())
+    """Funding paid over every wallet and currency (negative funding entries, in USD when paid), >= 0."""
+    values = _usd_value(ledger[ledger["kind"] == "funding"])
+    return 0.0 - float(values[values < 0].sum())
 
 
 def cumulative_by_time(ledger: pd.DataFrame, kinds: Iterable[str], times: pd.DatetimeIndex,
                        wallet: str | None = None, currency: str = "USD") -> pd.Series:
-    """Running sum of the ``kinds`` entries (in ``currency``, one ``wallet`` or all), sampled at ``times``.
+    """Running sum of the ``kinds`` entries (one ``wallet`` or all), sampled at ``times``: in USD over every
+    currency (coin rows at their USD value when booked) when ``currency`` is USD, else that coin's amounts.
 
     Each entry counts from its own timestamp on; ``times`` must be UTC and sorted.
     """
     mask = ledger["kind"].isin(tuple(kinds))
-    mask &= _usd(ledger) if currency.upper() in USD_CURRENCIES else ledger["currency"] == currency
+    in_usd = currency.upper() in USD_CURRENCIES
+    if not in_usd:
+        mask &= ledger["currency"] == currency
     if wallet is not None:
         mask &= ledger["wallet"] == wallet
     rows = ledger.loc[mask]
     if rows.empty:
         return pd.Series(0.0, index=times)
-    per_time = rows.groupby("datetime")["amount"].sum().sort_index().cumsum()
+    amounts = _usd_value(rows) if in_usd else rows["amount"]
+    per_time = amounts.groupby(rows["datetime"]).sum().sort_index().cumsum()
     positions = np.searchsorted(metrics.epoch_ns(per_time.index), metrics.epoch_ns(times), side="right") - 1
     values = np.where(positions >= 0, per_time.to_numpy()[np.maximum(positions, 0)], 0.0)
     return pd.Series(values, index=times)

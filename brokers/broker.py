@@ -1059,7 +1059,8 @@ class MarginBroker(bt.brokers.BackBroker):
     def _coin_move(self, asset: str, wallet: str, amount: float, kind: str, instrument: str = "",
                    note: str = "") -> None:
         self._coins[(asset, wallet)] += amount
-        self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note)
+        price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
+        self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note, amount * price)
         self._dirty = True
 
     def _equity_in(self, currency: str) -> float:

@@ -5,6 +5,7 @@ Pure standard library (no backtrader import). The broker appends; analyzers and 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,9 @@ class LedgerEntry:
 
     time: bar datetime (UTC, naive); currency: ``"USD"`` (USD and USDT are treated as one unit), ``"BTC"``
     or ``"ETH"``; wallet: ``"spot"``, ``"futures"`` or ``"collateral"``; amount: signed change in
-    ``currency`` units; instrument: what caused it (``"BTCUSDT-PERP"``, ``"fleet"``, ``"loan:..."``).
+    ``currency`` units; instrument: what caused it (``"BTCUSDT-PERP"``, ``"fleet"``, ``"loan:..."``);
+    amount_usd: the amount's USD value when booked (USD rows: the amount; coin rows: amount x the coin's
+    price at that bar; NaN when no price was known), so fees, funding and P&L paid in coin can be totalled.
     """
 
     time: datetime
@@ -42,10 +45,13 @@ class LedgerEntry:
     amount: float
     instrument: str = ""
     note: str = ""
+    amount_usd: float = math.nan
 
     def __post_init__(self) -> None:
         if self.kind not in LEDGER_KINDS:
             raise ValueError(f"unknown ledger kind {self.kind!r}; known: {', '.join(sorted(LEDGER_KINDS))}")
+        if self.currency == "USD":
+            object.__setattr__(self, "amount_usd", self.amount)
 
 
 class Ledger:
@@ -56,8 +62,8 @@ class Ledger:
         self._balances: dict[tuple[str, str], float] = defaultdict(float)
 
     def add(self, time: datetime, kind: str, currency: str, wallet: str, amount: float,
-            instrument: str = "", note: str = "") -> LedgerEntry:
-        entry = LedgerEntry(time, kind, currency, wallet, float(amount), instrument, note)
+            instrument: str = "", note: str = "", amount_usd: float = math.nan) -> LedgerEntry:
+        entry = LedgerEntry(time, kind, currency, wallet, float(amount), instrument, note, float(amount_usd))
         self.entries.append(entry)
         self._balances[(currency, wallet)] += entry.amount
         return entry
@@ -77,7 +83,7 @@ class Ledger:
     def to_records(self) -> list[dict[str, object]]:
         return [
             {"datetime": e.time, "kind": e.kind, "currency": e.currency, "wallet": e.wallet,
-             "amount": e.amount, "instrument": e.instrument, "note": e.note}
+             "amount": e.amount, "instrument": e.instrument, "note": e.note, "amount_usd": e.amount_usd}
             for e in self.entries
         ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import minehedge.compat  # noqa: F401  (must precede backtrader)
@@ -531,3 +532,18 @@ def test_a_losing_isolated_position_can_still_be_reduced_and_margin_added():
     assert strat.free == [pytest.approx(1.0, abs=1e-12)]
     assert [o[:3] for o in strat.orders] == [("Completed", None, 1.0), ("Completed", None, -0.5)]
     assert strat.rows[-1]["size"] == 0.5 and broker.reconcile() < 1e-9
+
+
+def test_coin_entries_carry_their_usd_value_and_totals_include_them():
+    from analyzers import ledger_stats
+
+    # the same 100-contract short as above: a 0.0005 BTC fee at 10,000 is 5 USD when paid
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=1, commission=0.0005, funding=False)
+    strat, broker = run(frame(flat(10_000, 4)), ci, {1: sell(100)}, MarginBroker(cash=0.0, coins={"BTC": 1.01}))
+    (fee,) = [e for e in broker.ledger.entries if e.kind == "fee"]
+    assert (fee.currency, fee.amount, fee.amount_usd) == ("BTC", pytest.approx(-0.0005), pytest.approx(-5.0))
+    table = ledger_stats.ledger_frame(broker.ledger)
+    assert ledger_stats.fees_paid_usd(table) == pytest.approx(5.0, rel=1e-12)
+    assert ledger_stats.futures_leg_totals(table)["fees_paid_usd"] == pytest.approx(5.0, rel=1e-12)
+    opening = [e for e in broker.ledger.entries if e.kind == "deposit"][0]
+    assert math.isnan(opening.amount_usd)  # booked before any bar priced the coin
