@@ -41,6 +41,7 @@ from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
+from strategies.base import fleet_for
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
@@ -111,7 +112,7 @@ def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
     fleet = (config.get("params") or {}).get("fleet")
     if not fleet:
         return None
-    deployments, _ = parse_fleet(fleet)
+    deployments, _ = parse_fleet(fleet_for(str(config.get("asset") or "BTC"), fleet))
     return min(pd.Timestamp(d.date) for d in deployments).tz_convert("UTC") if deployments else None
 
 
@@ -288,7 +289,7 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     asset, network = _network_range(config)
     params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None)
-    fleet = Fleet.from_shorthand(params["fleet"], asset=asset, uptime=params["uptime"],
+    fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
                                  hosting_usd_per_kwh=params["hosting_usd_per_kwh"], pool_fee=params["pool_fee"],
                                  curtail=params["curtail"])

@@ -210,10 +210,23 @@ def _base_config(settings: Mapping[str, Any], policy: str | None, params: Mappin
     }
 
 
+def _with_asset(settings: Mapping[str, Any], values: Mapping[str, Any],
+                specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Policy values with the policy's ``asset`` parameter (if it has one) taken from ``--asset``."""
+    if not any(spec.name == "asset" for spec in specs):
+        return dict(values)
+    asset = str(settings["asset"]).upper()
+    given = values.get("asset")
+    if given is not None and str(given).upper() != asset:
+        raise ConfigError(f"--set asset={given!r} contradicts --asset {asset}; use --asset alone.")
+    return {**values, "asset": asset}
+
+
 def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
-    params = validate_params(settings["set"], registry[policy], owner=_owner(policy))
+    params = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
+                             owner=_owner(policy))
     return _base_config(settings, policy, params)
 
 
@@ -261,7 +274,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     policy = check_policy(settings["policy"], registry)
     if not settings["grid"]:
         raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid hedge_ratio=0:1:0.25).")
-    fixed = validate_params(settings["set"], registry[policy], owner=_owner(policy))
+    fixed = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
+                            owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
     metric, descending = parse_rank_by(settings["rank_by"])
     rankable = [*api.SUMMARY_KEYS, *grid, "seconds"]
@@ -330,7 +344,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
     configs = []
     for policy in policies:
         own = {spec.name for spec in registry[policy]}
-        values = {k: v for k, v in settings["set"].items() if k in own}
+        values = _with_asset(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
     return configs
 

@@ -53,13 +53,22 @@ CONTRACT_KINDS = ("perpetual", "dated")
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
 DEFAULT_FLEET = ("S9:4000@2017-01-01,S17Pro:1500@2019-06-01,S19Pro:2000@2020-06-01,-S9:4000@2021-01-01,"
                  "S19XP:1500@2022-06-01,S21:1000@2023-09-01")
+#: Used instead when the asset is ETH and the fleet was left at its default: 3,000 six-GPU rigs
+#: (~180 MH/s, 1,000 W each, e.g. 6 x RX 580 / GTX 1070 class) from 2018.
+DEFAULT_ETH_FLEET = "180MH/1000W:3000@2018-01-01"
+
+
+def fleet_for(asset: str, fleet: str) -> str:
+    """The fleet shorthand to use: ``fleet``, or the ETH default when an ETH run kept the BTC default."""
+    return DEFAULT_ETH_FLEET if asset.upper() == "ETH" and fleet == DEFAULT_FLEET else fleet
 
 # One home for every parameter: name, type, default, unit and meaning. backtrader's ``params`` tuple and
 # the CLI's validation and ``policies`` listing are both derived from these specs.
 BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("asset", str, "BTC", "", "coin mined and hedged", choices=("BTC", "ETH")),
     ParamSpec("fleet", str, DEFAULT_FLEET, "shorthand",
-              "deployments 'MODEL:UNITS@YYYY-MM-DD[$USD]', retirements '-MODEL:UNITS@DATE', comma-separated"),
+              "deployments 'MODEL:UNITS@YYYY-MM-DD[$USD]', retirements '-MODEL:UNITS@DATE', comma-separated "
+              f"(ETH runs that keep this default use {DEFAULT_ETH_FLEET})"),
     ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh", "electricity price", minimum=0.0),
     ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh", "hosting fee per kWh drawn", minimum=0.0),
     ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
@@ -175,7 +184,8 @@ class MinerStrategy(bt.Strategy):
 
     def build_fleet(self) -> Fleet:
         """The fleet from the params (subclasses add machines, e.g. a financed expansion)."""
-        return Fleet.from_shorthand(self.p.fleet, asset=self.p.asset.upper(), uptime=self.p.uptime,
+        return Fleet.from_shorthand(fleet_for(self.p.asset, self.p.fleet), asset=self.p.asset.upper(),
+                                    uptime=self.p.uptime,
                                     power_price_usd_per_kwh=self.p.power_usd_per_kwh,
                                     hosting_usd_per_kwh=self.p.hosting_usd_per_kwh, pool_fee=self.p.pool_fee,
                                     curtail=self.p.curtail)

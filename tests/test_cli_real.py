@@ -115,3 +115,13 @@ def test_data_validate_finds_the_cboe_ohlc_violation_and_list_shows_the_manifest
     listed = json.loads(capsys.readouterr().out)
     assert {r["file"] for r in listed if r["where"] == "data_dir"} >= {
         "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv", "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"}
+
+
+def test_eth_run_uses_the_gpu_default_fleet_and_asset_comes_from_the_flag(capsys, data_dir):
+    argv = ["run", "--asset", "ETH", "--timeframe", "1d", "--start", "2021-01-01", "--end", "2021-01-31",
+            "--data-dir", str(data_dir), "--policy", "unhedged", "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["asset"] == "ETH" and summary["coins_mined"] > 0
+    assert main([*argv, "--set", "asset=BTC"]) == 2
+    assert "contradicts --asset ETH" in capsys.readouterr().err
