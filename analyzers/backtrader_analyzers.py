@@ -64,9 +64,31 @@ def _events(broker: object) -> list:
     return list(getattr(broker, "events", []))
 
 
+_LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"  # broker attribute: (ledger, entries, frame) of the last build
+
+
 def _ledger(broker: object) -> pd.DataFrame:
+    """The broker's ledger as ``ledger_stats.ledger_frame``, built once per run and shared by every analyzer
+    and the report (a Ledger is append-only: with the same number of entries it is the same table).
+    Callers must not modify the returned frame."""
     ledger = getattr(broker, "ledger", None)
-    return ledger_stats.ledger_frame(ledger if ledger is not None else [])
+    if ledger is None:
+        return ledger_stats.ledger_frame([])
+    entries = getattr(ledger, "entries", None)
+    cached = getattr(broker, _LEDGER_ATTRIBUTE, None)
+    if isinstance(entries, list) and cached is not None and cached[0] is ledger and cached[1] == len(entries):
+        return cached[2]
+    frame = ledger_stats.ledger_frame(ledger)
+    if isinstance(entries, list):
+        setattr(broker, _LEDGER_ATTRIBUTE, (ledger, len(entries), frame))
+    return frame
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """``frame.to_dict("records")`` (same values and types) without pandas' per-cell boxing."""
+    columns = [frame[name].tolist() for name in frame.columns]
+    names = list(frame.columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 _ORDINAL_OF_EPOCH = 719_163  # date(1970, 1, 1).toordinal(): backtrader stores times as ordinal days
@@ -500,7 +522,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         equity=frame.loc[:, list(EQUITY_COLUMNS)],
         prices=frame["price_usd"].rename("price_usd"),
         events=event_stats.event_records(_events(broker)),
-        ledger=ledger_stats.ledger_frame(getattr(broker, "ledger", None) or []).to_dict("records"),
+        ledger=_records(_ledger(broker)),
         trades=fills,
         asset=summary.p.asset,
         warning_level=float(getattr(broker, "warning_level", math.nan)),

@@ -122,6 +122,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._pseudo_coin: dict[str, float] = defaultdict(float)
         self._liabilities: dict[str, float] = {}  # name -> USD owed (loans), subtracted from equity
         self._dirty = False
+        self._now_data = None  # the data whose current bar time is self._now (set each bar by next)
 
     @property
     def warning_level(self) -> float:
@@ -314,7 +315,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for data, pos in self.positions.items():
             if pos:
                 comminfo = self.getcommissioninfo(data)
-                dt0 = data.datetime.datetime()
+                dt0 = self._now if data is self._now_data else data.datetime.datetime()
                 dcredit = comminfo.get_credit_interest(data, pos, dt0)
                 self.d_credit[data] += dcredit
                 credit += dcredit
@@ -355,11 +356,16 @@ class MarginBroker(bt.brokers.BackBroker):
         self._get_value()
 
     def _bar_datetime(self) -> datetime:
+        """The current bar's time (naive UTC) of data0; remembers which data it read (``_now_data``) so the
+        rest of the bar reuses it instead of converting the same date number again."""
         datas = getattr(getattr(self, "cerebro", None), "datas", None)
         if datas:
+            self._now_data = datas[0]
             return datas[0].datetime.datetime(0)
         for data in self.positions:
+            self._now_data = data
             return data.datetime.datetime(0)
+        self._now_data = None
         return self._now
 
     def _bar_span(self, data) -> tuple[datetime, datetime]:
@@ -373,7 +379,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.getname(tf)} is not supported "
                                   "for funding; allowed: Seconds, Minutes, Days, Weeks.")
             span = self._spans[data] = unit * comp
-        dt = data.datetime.datetime(0)
+        dt = self._now if data is self._now_data else data.datetime.datetime(0)
         if data._timeframe >= bt.TimeFrame.Days:
             dt = datetime(dt.year, dt.month, dt.day)  # daily stamps may carry the session end time
             return (dt, dt + span) if self.p.bar_time == "open" else (dt + timedelta(days=1) - span,

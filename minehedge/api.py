@@ -36,7 +36,7 @@ from brokers.broker import MarginBroker
 from brokers.dated import dated_price_frame
 from brokers.venues import load_venue
 from data.api import load_funding, load_network, load_ohlcv, resolve_data_dir
-from data.feeds import MinerFeed, build_feed_frame
+from data.feeds import FastPandasData, MinerFeed, build_feed_frame
 from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
@@ -191,7 +191,7 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     if values.get("contract") == "dated" and policy_class(policy).uses_futures:
         # No futures history here: the contract is priced by brokers.dated from spot and an assumed basis.
         dated = dated_price_frame(market.frame, values["annual_basis"], values["expiry_cycle"])
-        cerebro.adddata(bt.feeds.PandasData(dataname=dated, name=f"{market.asset}-DATED"))
+        cerebro.adddata(FastPandasData(dataname=dated, name=f"{market.asset}-DATED"))
         dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + {values['annual_basis']:g} "
                       "x years to expiry) (assumed basis; no futures price data), cash-settled at expiry")
     cerebro.broker = MarginBroker(cash=0.0)

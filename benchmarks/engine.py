@@ -1,0 +1,154 @@
+"""One benchmarked run, phase by phase, and the plain-backtrader baseline that replays its orders.
+
+:func:`timed_run` builds the same cerebro as :func:`minehedge.api.run_policy` (MinerFeed, MarginBroker,
+every analyzer, ``stdstats=False``) and splits the wall time into engine set-up (cerebro, feed
+start/preload, strategy and analyzer construction: up to the strategy's ``start``), the run (the bar
+loop: ``start`` to the strategy's ``stop``) and the report (the analyzers' ``stop`` statistics, then
+:func:`analyzers.build_run_result`).
+
+:func:`baseline_run` is the reference for the engine overhead: stock backtrader on the same MinerFeed
+frame with ``BackBroker``, a stock ``bt.CommissionInfo`` equal to the venue's taker fee and initial margin
+(futures-like, ``automargin = mult / leverage``), no analyzers, and a minimal strategy that submits every
+fill of the miner run as a market order on the bar before it, so each fills at the open of the same bar
+with the same size (liquidations, which the miner fills at the liquidation price, fill at that open).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import minehedge.compat  # noqa: F401  (before backtrader)
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from analyzers.backtrader_analyzers import add_analyzers, build_run_result
+from brokers.broker import MarginBroker
+from brokers.commission import futures_comminfo
+from brokers.venues import load_venue
+from data.feeds import MinerFeed
+from minehedge import api
+from strategies.registry import policy_class
+
+
+@dataclass
+class RunTiming:
+    """Seconds per phase of one run (see the module docstring) and what it produced."""
+
+    bars: int
+    setup_s: float
+    run_s: float
+    analysis_s: float  # the analyzers' stop(): statistics computed once at the end
+    result_s: float  # build_run_result: the RunResult (equity table, ledger records, fills)
+    summary: dict[str, Any] = field(repr=False)
+    fills: list[dict[str, Any]] = field(repr=False)
+
+    @property
+    def cerebro_s(self) -> float:
+        """What ``cerebro.run()`` took plus building the cerebro: the engine, as the baseline is timed."""
+        return self.setup_s + self.run_s + self.analysis_s
+
+    @property
+    def report_s(self) -> float:
+        return self.analysis_s + self.result_s
+
+    @property
+    def total_s(self) -> float:
+        return self.setup_s + self.run_s + self.report_s
+
+
+def _timed_policy(cls: type, marks: dict[str, float]) -> type:
+    """``cls`` with its start/stop time-stamped (behaviour unchanged: both call the policy's own)."""
+
+    def start(self) -> None:
+        marks["start"] = time.perf_counter()
+        cls.start(self)
+
+    def stop(self) -> None:
+        cls.stop(self)
+        marks["stop"] = time.perf_counter()
+
+    return type(f"Timed{cls.__name__}", (cls,), {"start": start, "stop": stop})
+
+
+def timed_run(market: api.Market, policy: str = "static_hedge", params: dict[str, Any] | None = None,
+              *, preload: bool = True, runonce: bool = True) -> RunTiming:
+    """One run as :func:`minehedge.api.run_policy` builds it, timed per phase."""
+    values = api._policy_params(policy, {"asset": market.asset, **(params or {})}, None)
+    marks: dict[str, float] = {}
+    began = time.perf_counter()
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+    cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
+    cerebro.broker = MarginBroker(cash=0.0)
+    cerebro.addstrategy(_timed_policy(policy_class(policy), marks), **values)
+    add_analyzers(cerebro, market.asset)
+    strategy = cerebro.run()[0]
+    ran = time.perf_counter()
+    result = build_run_result(strategy, dict(market.assumptions), title="benchmark")
+    ended = time.perf_counter()
+    return RunTiming(len(market.frame), marks["start"] - began, marks["stop"] - marks["start"],
+                     ran - marks["stop"], ended - ran, dict(result.summary), list(result.trades))
+
+
+class ReplayOrders(bt.Strategy):
+    """Submit ``orders[bar index]`` (signed sizes) as market orders; nothing else."""
+
+    params = (("orders", None),)
+
+    def start(self) -> None:
+        self._replay = dict(self.p.orders or {})
+        self.fills = 0
+
+    def next(self) -> None:
+        sizes = self._replay.get(len(self) - 1)
+        if sizes:
+            for size in sizes:
+                if size > 0:
+                    self.buy(size=size)
+                else:
+                    self.sell(size=-size)
+
+    def notify_order(self, order) -> None:
+        if order.status == order.Completed:
+            self.fills += 1
+
+
+def replay_orders(market: api.Market, fills: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """The miner run's fills as {bar index to submit on: [signed sizes]} (one bar before each fill)."""
+    opens = market.frame.index
+    orders: dict[int, list[float]] = {}
+    for fill in fills:
+        bar = int(np.searchsorted(opens, pd.Timestamp(fill["datetime"]), side="right")) - 1
+        orders.setdefault(max(bar - 1, 0), []).append(float(fill["size"]))
+    return orders
+
+
+def baseline_commission(policy: str, params: dict[str, Any] | None, asset: str) -> bt.CommissionInfo:
+    """Stock backtrader commission equal to the policy's linear venue contract: taker fee (fraction of
+    notional) and initial margin price x mult / leverage."""
+    values = api._policy_params(policy, {"asset": asset, **(params or {})}, None)
+    venue = load_venue(values["venue"])
+    symbol = next(s.symbol for s in venue.instruments if s.asset == asset)
+    comminfo = futures_comminfo(venue, symbol=symbol, leverage=values["leverage"],
+                                margin_mode=values["margin_mode"])
+    if comminfo.is_inverse:
+        raise ValueError("the baseline replays linear contracts only (choose a linear venue)")
+    return bt.CommissionInfo(commission=comminfo.p.commission, commtype=bt.CommInfoBase.COMM_PERC,
+                             percabs=True, stocklike=False, mult=comminfo.p.mult,
+                             automargin=comminfo.p.mult / comminfo.p.leverage)
+
+
+def baseline_run(market: api.Market, orders: dict[int, list[float]], commission: bt.CommissionInfo,
+                 cash: float) -> tuple[float, int]:
+    """Seconds (cerebro construction to the end of ``run``) and fills of the plain backtrader replay."""
+    began = time.perf_counter()
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
+    cerebro.broker.setcash(cash)
+    cerebro.broker.addcommissioninfo(commission)
+    cerebro.addstrategy(ReplayOrders, orders=orders)
+    strategy = cerebro.run()[0]
+    return time.perf_counter() - began, strategy.fills

@@ -1,0 +1,223 @@
+"""minehedge benchmarks (issue 8): ``python benchmarks/run.py [--quick] [--out benchmarks/results.json]``.
+
+Prints ratios first (absolute figures are noisy on shared machines), then absolute figures, and writes
+them with the machine description to ``benchmarks/results.json``. Needs the shared data:
+``export MINEHEDGE_DATA_DIR=/work/shared/data`` (or ``--data-dir``).
+
+1. Engine overhead: static_hedge on MarginBroker with every analyzer against stock backtrader replaying the
+   same fills on BackBroker (see :mod:`benchmarks.engine`), BTC 1d over the whole shared range, same
+   MinerFeed frame; alternating runs, ratio of the medians.
+2. Single runs, each in a fresh process (:mod:`benchmarks.single`): BTC 1d over the whole shared daily
+   range and BTC 1h over the longest shared hourly range; seconds and bars/s per phase; peak RSS.
+3. Sweeps, each in a fresh process (:mod:`benchmarks.sweep`): a 200-configuration static_hedge grid on
+   BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers.
+4. Memory: peak RSS of the hourly run and per sweep worker.
+
+``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TARGETS = {"engine_ratio": 1.2, "daily_end_to_end_s": 1.0, "hourly_end_to_end_s": 10.0,
+           "parallel_efficiency": 0.9, "sweep_rss_vs_single": 1.5}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import backtrader
+    import numpy
+    import pandas
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        import psutil
+
+        memory_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=False).stdout.strip())
+    except OSError:
+        commit, dirty = "", False
+    return {"cpu": cpu, "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "memory_gb": memory_gb, "platform": platform.platform(), "python": platform.python_version(),
+            "backtrader": backtrader.__version__, "pandas": pandas.__version__, "numpy": numpy.__version__,
+            "git_commit": commit + ("+uncommitted changes" if dirty else ""),
+            "measured_at_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def engine_overhead(pairs: int) -> dict[str, Any]:
+    """Alternating miner / baseline runs on BTC 1d (whole range); medians and their ratio."""
+    from benchmarks.engine import baseline_commission, baseline_run, replay_orders, timed_run
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d"})
+    warm = timed_run(market)  # warm-up: imports, venue tables, caches
+    orders = replay_orders(market, warm.fills)
+    commission = baseline_commission("static_hedge", None, market.asset)
+    cash = 1e12  # enough that BackBroker never rejects a replayed order for margin
+    _, base_fills = baseline_run(market, orders, commission, cash)
+    miner, miner_total, baseline = [], [], []
+    for _ in range(pairs):
+        run = timed_run(market)
+        miner.append(run.cerebro_s)
+        miner_total.append(run.total_s)
+        baseline.append(baseline_run(market, orders, commission, cash)[0])
+    med_miner, med_total, med_base = (statistics.median(x) for x in (miner, miner_total, baseline))
+    return {
+        "bars": len(market.frame), "pairs": pairs, "miner_fills": len(warm.fills), "baseline_fills": base_fills,
+        "miner_cerebro_s": med_miner, "miner_with_result_s": med_total, "baseline_s": med_base,
+        "ratio": med_miner / med_base, "ratio_with_result": med_total / med_base,
+        "miner_runs_s": miner, "baseline_runs_s": baseline,
+        "baseline_includes": ("stock backtrader: Cerebro(stdstats=False), the same MinerFeed frame (preload, "
+                              "runonce), BackBroker with bt.CommissionInfo(taker fee, margin = price x mult / "
+                              "leverage), no analyzers, a strategy submitting each of the miner's fills as a "
+                              "market order on the previous bar"),
+        "miner_includes": ("api.run_policy's cerebro: MinerFeed, MarginBroker (funding, liquidation and margin "
+                           "checks, ledger), the static_hedge miner (mining credits, costs, treasury, hedge), "
+                           "every analyzer including their end-of-run statistics"),
+    }
+
+
+def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def single_runs(repeats: int) -> dict[str, Any]:
+    out = {}
+    for timeframe in ("1d", "1h"):
+        record = _subprocess_json("benchmarks.single", "--timeframe", timeframe, "--repeats", str(repeats))
+        bars = record["bars"]
+        for phase in ("load", "setup", "run", "report", "end_to_end"):
+            seconds = record[f"{phase}_s"]
+            record[f"{phase}_bars_per_s"] = bars / seconds if seconds > 0 else float("inf")
+        out[timeframe] = record
+    return out
+
+
+def sweeps(configs: int) -> dict[str, Any]:
+    out = {name: _subprocess_json("benchmarks.sweep", "--executor", name, "--configs", str(configs))
+           for name in ("local1", "local2", "dask2")}
+    serial = out["local1"]["wall_s"]
+    for name, workers in (("local1", 1), ("local2", 2), ("dask2", 2)):
+        out[name]["parallel_efficiency"] = serial / (workers * out[name]["wall_s"])
+        out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] / out[name]["configs"]
+    return out
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    engine, single, sweep = results["engine_overhead"], results["single_runs"], results["sweeps"]
+    daily, hourly = single["1d"], single["1h"]
+    single_rss = daily["peak_rss_mb"]
+    rows = [
+        "RATIOS (target)",
+        f"  engine overhead, miner / plain backtrader (<= 1.2x) : {engine['ratio']:.2f}x "
+        f"(with RunResult {engine['ratio_with_result']:.2f}x; medians of {engine['pairs']} alternating pairs, "
+        f"{engine['bars']} daily bars)",
+    ]
+    for name in ("local2", "dask2"):
+        rows.append(f"  parallel efficiency {sweep[name]['description']:<38} (>= 90%): "
+                    f"{sweep[name]['parallel_efficiency']:.0%}")
+    worst = max(sweep[n]["worker_peak_rss_mb"] for n in sweep)
+    rows.append(f"  sweep peak RSS per worker / single daily run (<= 1.5x): {worst / single_rss:.2f}x "
+                f"({_fmt(worst, 0)} / {_fmt(single_rss, 0)} MiB)")
+    rows += ["", "ENGINE OVERHEAD (BTC 1d, whole shared range)",
+             f"  miner  {_fmt(engine['miner_cerebro_s'], 3)} s   {engine['miner_includes']}",
+             f"  plain  {_fmt(engine['baseline_s'], 3)} s   {engine['baseline_includes']}",
+             f"  fills: miner {engine['miner_fills']}, baseline {engine['baseline_fills']}",
+             "", "SINGLE RUNS (static_hedge, defaults)          seconds     bars/s"]
+    for label, record, target in (("BTC 1d", daily, 1.0), ("BTC 1h", hourly, 10.0)):
+        rows.append(f"  {label} {record['first_bar'][:10]} -> {record['last_bar'][:10]}, {record['bars']:,} bars "
+                    f"(end to end target < {target:g} s)")
+        for phase, name in (("load", "data loading"), ("setup", "engine set-up"), ("run", "run (bar loop)"),
+                            ("report", "report"), ("end_to_end", "end to end")):
+            rows.append(f"    {name:<38}{_fmt(record[f'{phase}_s'], 3):>10} {_fmt(record[f'{phase}_bars_per_s'], 0):>10}")
+        rows.append(f"    (MinerFeed start+preload alone: {_fmt(record['feed_preload_s'] * 1000, 1)} ms; "
+                    f"report = analyzer statistics {_fmt(record['analysis_s'], 3)} s + RunResult "
+                    f"{_fmt(record['result_s'], 3)} s)")
+    rows += ["", f"SWEEPS ({sweep['local1']['configs']} static_hedge configurations, BTC 1d)   wall s  configs/s  "
+             "efficiency  data load/config  worker peak RSS"]
+    for name in ("local1", "local2", "dask2"):
+        rec = sweep[name]
+        rows.append(f"  {rec['description']:<44}{_fmt(rec['wall_s'], 1):>8}{_fmt(rec['configs_per_s'], 2):>10}"
+                    f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
+                    f"{_fmt(rec['worker_peak_rss_mb'], 0):>12} MiB  ({rec['ok']} ok, {rec['failed']} failed)")
+    local = sweep["local1"]
+    rows.append(f"  data: loaded once per sweep ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
+                f"({_fmt(local['market_pickle_mb'], 2)} MiB pickled); per run only the MinerFeed preload "
+                f"({_fmt(daily['feed_preload_s'] * 1000, 1)} ms)")
+    rows += ["", "MEMORY (peak RSS, fresh process)",
+             f"  BTC 1h single run {_fmt(hourly['peak_rss_mb'], 0)} MiB (after imports "
+             f"{_fmt(hourly['rss_after_imports_mb'], 0)} MiB); BTC 1d single run {_fmt(single_rss, 0)} MiB",
+             "  sweep worker peak: " + ", ".join(f"{n} {_fmt(sweep[n]['worker_peak_rss_mb'], 0)} MiB" for n in sweep)]
+    m = results["machine"]
+    rows += ["", f"machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
+             f"backtrader {m['backtrader']}, pandas {m['pandas']}; {m['git_commit']} at {m['measured_at_utc']}",
+             f"command: {results['command']}  ({_fmt(results['benchmark_seconds'], 0)} s)"]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, an 8-configuration grid")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--data-dir", help="shared data folder (default: $MINEHEDGE_DATA_DIR)")
+    args = parser.parse_args(argv)
+    if args.data_dir:
+        os.environ["MINEHEDGE_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if not os.environ.get("MINEHEDGE_DATA_DIR"):
+        parser.error("set MINEHEDGE_DATA_DIR or pass --data-dir (the benchmarks read the shared data)")
+    began = time.perf_counter()
+    results: dict[str, Any] = {"command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+                               "quick": args.quick, "targets": TARGETS, "machine": machine()}
+    results["engine_overhead"] = engine_overhead(3 if args.quick else 7)
+    results["single_runs"] = single_runs(1 if args.quick else 3)
+    results["sweeps"] = sweeps(8 if args.quick else 200)
+    results["benchmark_seconds"] = time.perf_counter() - began
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

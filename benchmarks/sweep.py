@@ -1,0 +1,101 @@
+"""One benchmarked sweep in a fresh process; prints one JSON object.
+
+``python -m benchmarks.sweep --executor local1|local2|dask2 --configs 200``: a static_hedge grid on BTC 1d
+(the whole shared daily range) through :func:`minehedge.sweep.run_sweep`, exactly as
+``run_backtest.py sweep`` runs it: the market is loaded once (``api.load_shared``) and shipped once per
+worker. Each configuration also reports its worker's pid and peak RSS, so the per-worker peak memory is
+measured for every executor (in-process, process pool or Dask).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.single import peak_rss_mb
+
+#: The full grid: 5 x 5 x 4 x 2 = 200 configurations (hedge ratio, leverage, roll period, margin mode).
+FULL_GRID: dict[str, list[Any]] = {
+    "hedge_ratio": [0.25, 0.5, 0.75, 1.0, 1.25],
+    "leverage": [1.0, 2.0, 3.0, 5.0, 10.0],
+    "roll_days": [7.0, 14.0, 30.0, 60.0],
+    "margin_mode": ["isolated", "cross"],
+}
+
+
+def grid(configs: int) -> dict[str, list[Any]]:
+    """The first ``configs`` points of :data:`FULL_GRID` (a smaller sub-grid for --quick)."""
+    if configs >= 200:
+        return FULL_GRID
+    keys = list(FULL_GRID)
+    points = list(itertools.islice(itertools.product(*FULL_GRID.values()), configs))
+    return {key: sorted({p[i] for p in points}, key=FULL_GRID[key].index) for i, key in enumerate(keys)}
+
+
+def run_summary_with_rss(config: dict, shared: Any) -> dict[str, Any]:
+    """:func:`minehedge.api.run_summary` plus the worker's pid and peak RSS (MiB) after the run."""
+    from minehedge import api
+
+    summary = dict(api.run_summary(config, shared))
+    summary["worker_pid"] = os.getpid()
+    summary["worker_peak_rss_mb"] = peak_rss_mb()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--executor", choices=("local1", "local2", "dask2"), required=True)
+    parser.add_argument("--configs", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    from benchmarks.sweep import run_summary_with_rss as run_fn  # by module name: picklable under -m
+    from minehedge import api
+    from minehedge.sweep import expand_grid, make_executor, read_results, run_sweep
+
+    base = {"asset": "BTC", "timeframe": "1d", "policy": "static_hedge", "params": {}}
+    began = time.perf_counter()
+    shared = api.load_shared(base)
+    load_s = time.perf_counter() - began
+    blob = pickle.dumps(shared)
+    began = time.perf_counter()
+    pickle.loads(blob)
+    unpickle_s = time.perf_counter() - began
+    points = expand_grid(base, grid(args.configs))
+    executor = {"local1": lambda: make_executor(workers=1), "local2": lambda: make_executor(workers=2),
+                "dask2": lambda: make_executor(dask_local=2)}[args.executor]()
+    rss_parent_before = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as folder:
+        began = time.perf_counter()
+        with executor:
+            report = run_sweep(points, run_fn, shared, data_fingerprint=shared.fingerprint,
+                               out_dir=folder, executor=executor)
+        wall_s = time.perf_counter() - began
+        results = read_results(report.results_path)
+    ok = results[results["status"] == "ok"]
+    per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
+    record = {
+        "executor": args.executor, "description": executor.description, "configs": len(points),
+        "ok": int(len(ok)), "failed": len(report.failed), "wall_s": wall_s,
+        "configs_per_s": len(points) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
+        "load_shared_s": load_s, "market_pickle_mb": len(blob) / 2**20, "market_unpickle_s": unpickle_s,
+        "workers_seen": int(len(per_worker)), "worker_peak_rss_mb": float(per_worker.max()),
+        "parent_rss_before_sweep_mb": rss_parent_before, "parent_peak_rss_mb": peak_rss_mb(),
+        "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
+    }
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
