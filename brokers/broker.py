@@ -157,6 +157,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return super().sell(owner, data, *args, **kwargs)
 
     def check_submitted(self):
+        if not self.submitted:  # called every bar; nothing to check most of the time
+            return
         self._pseudo_coin.clear()
         # BackBroker checks orders against raw `cash`, which already holds the variation margin of open
         # isolated positions (a loss there is the position's, covered by its margin). Check against the free
@@ -834,8 +836,9 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- public API (contract in notes/BRIEF.md) ----------------------------------------------------
     def get_cash(self) -> float:
-        """USD cash: free futures cash (margin posted to open positions excluded) plus spot USD."""
-        return self.cash + self._usd_spot
+        """USD cash that can be spent: spot USD plus the futures wallet's free balance (margin posted to open
+        positions and isolated positions' unrealised P&L excluded, as a venue's available balance)."""
+        return self._free(USD, "futures") + self._usd_spot
 
     getcash = get_cash
 
@@ -933,13 +936,14 @@ class MarginBroker(bt.brokers.BackBroker):
     def debit_usd(self, amount: float, kind: str, note: str = "") -> bool:
         """Pay ``amount`` USD from spot cash, then free futures cash; False and no change when short."""
         amount = check_positive("amount", amount, allow_zero=True, unit="USD")
-        if self._usd_spot + max(self.cash, 0.0) + 1e-9 < amount:
+        free_futures = max(self._free(USD, "futures"), 0.0)
+        if self._usd_spot + free_futures + 1e-9 < amount:
             return False
         from_spot = min(amount, self._usd_spot)
         if from_spot:
             self._usd_spot -= from_spot
             self.ledger.add(self._now, kind, USD, "spot", -from_spot, note=note)
-        rest = min(amount - from_spot, max(self.cash, 0.0))  # within the 1e-9 tolerance: never below zero
+        rest = min(amount - from_spot, free_futures)  # within the 1e-9 tolerance: never below zero
         if rest > 0:
             self.cash -= rest
             self.ledger.add(self._now, kind, USD, "futures", -rest, note=note)

@@ -547,3 +547,15 @@ def test_coin_entries_carry_their_usd_value_and_totals_include_them():
     assert ledger_stats.futures_leg_totals(table)["fees_paid_usd"] == pytest.approx(5.0, rel=1e-12)
     opening = [e for e in broker.ledger.entries if e.kind == "deposit"][0]
     assert math.isnan(opening.amount_usd)  # booked before any bar priced the coin
+
+
+def test_unrealised_gains_of_an_isolated_position_do_not_pay_bills():
+    # 10x short of 1 BTC at 100 (10 USD margin) with 1 USD spare; at 90 the short's +10 variation margin
+    # sits in backtrader's cash, but it is the position's, not the wallet's: only the 1 USD can be spent.
+    rows = flat(100, 2) + [(100, 100, 90, 90), (90, 90, 90, 90)]
+    paid = []
+    actions = {1: sell(1.0), 3: lambda s: paid.append((s.broker.get_cash(), s.broker.debit_usd(5.0, "power_cost"),
+                                                       s.broker.debit_usd(1.0, "power_cost")))}
+    strat, broker = run(frame(rows), usdm(leverage=10), actions, MarginBroker(cash=11.0))
+    assert paid == [(pytest.approx(1.0, abs=1e-12), False, True)]
+    assert broker.get_cash() == pytest.approx(0.0, abs=1e-12) and broker.reconcile() < 1e-9
