@@ -46,7 +46,8 @@ from mining.fleet import Fleet, per_bar
 from strategies import rules
 
 #: Collateral moved for a new position, as a multiple of what the broker checks at submission (margin + fee):
-#: market orders fill at the next bar's open, and backtrader re-checks the margin at that price.
+#: market orders fill at the next bar's open, and backtrader re-checks the margin at that price. USD margin
+#: comes from spot USD first, then from selling spot coins (a hedge is worth a small sale of the treasury).
 MARGIN_CUSHION = 1.05
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
@@ -418,7 +419,7 @@ class MinerStrategy(bt.Strategy):
         if ci.is_inverse:
             need = ci.posted_margin(added, price) + ci.coin_fee(added, price)
             have = self.broker.free_balance(self.asset, "futures")
-            if have < need:  # move a 1 % cushion when the treasury has it
+            if have < need:  # move the cushion's worth of coins when the treasury has them
                 move = min(need * MARGIN_CUSHION - have, self.broker.free_balance(self.asset, "spot"))
                 if move > 1e-12:
                     self.broker.transfer(self.asset, move, "spot", "futures")
@@ -426,7 +427,8 @@ class MinerStrategy(bt.Strategy):
         else:
             need = ci.get_margin(price) * added + ci.getcommission(added, price)
             have = self.broker.free_balance("USD", "futures")
-            if have < need:  # move a 1 % cushion when the treasury has it
+            if have < need:  # the treasury posts the margin (and a cushion), selling coins if USD is short
+                self.raise_usd(need * MARGIN_CUSHION, self.data.close[0])
                 move = min(need * MARGIN_CUSHION - have, self.broker.free_balance("USD", "spot"))
                 if move > 1e-9:
                     self.broker.transfer("USD", move, "spot", "futures")
