@@ -72,6 +72,16 @@ class FeeSchedule:
     source: str
 
 
+def _in_force(dated: tuple, when: date | datetime):
+    """The last item of ``dated`` (sorted by ``effective``) in force on ``when``; the first before any."""
+    day = when.date() if isinstance(when, datetime) else when
+    chosen = dated[0]
+    for item in dated:
+        if item.effective <= day:
+            chosen = item
+    return chosen
+
+
 @dataclass(frozen=True, slots=True)
 class InstrumentSpec:
     """One contract. ``contract_size``: coins per unit (linear); ``face_usd``: USD per contract (inverse)."""
@@ -84,12 +94,7 @@ class InstrumentSpec:
 
     def tier_table_at(self, when: date | datetime) -> TierTable:
         """The table in force on ``when``; dates before the first table use the first (an assumption)."""
-        day = when.date() if isinstance(when, datetime) else when
-        chosen = self.tier_tables[0]
-        for table in self.tier_tables:
-            if table.effective <= day:
-                chosen = table
-        return chosen
+        return _in_force(self.tier_tables, when)
 
     def tiers_at(self, when: date | datetime) -> tuple[MaintenanceTier, ...]:
         return self.tier_table_at(when).tiers
@@ -136,12 +141,8 @@ class VenueProfile:
         )
 
     def fees_at(self, when: date | datetime) -> FeeSchedule:
-        day = when.date() if isinstance(when, datetime) else when
-        chosen = self.fees[0]
-        for fee in self.fees:
-            if fee.effective <= day:
-                chosen = fee
-        return chosen
+        """The fee schedule in force on ``when`` (the first before its effective date)."""
+        return _in_force(self.fees, when)
 
     @property
     def is_inverse(self) -> bool:
