@@ -31,7 +31,7 @@ LedgerLike = Ledger | Iterable[LedgerEntry | Mapping[str, object]]
 def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
     """The ledger as a table with columns exactly :data:`LEDGER_COLUMNS` (datetime UTC), in entry order."""
     if isinstance(ledger, Ledger):
-        records = ledger.to_records()
+        records = ledger.to_columns() if len(ledger) else []
     else:
         records = []
         for entry in ledger:
@@ -48,6 +48,8 @@ def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
     if not records:
         frame = pd.DataFrame({column: pd.Series(dtype=object) for column in LEDGER_COLUMNS})
         frame["amount"] = frame["amount"].astype(float)
+    elif isinstance(records, dict):  # a Ledger's columns
+        frame = pd.DataFrame(records, columns=list(LEDGER_COLUMNS))
     else:
         frame = pd.DataFrame.from_records(records, columns=list(LEDGER_COLUMNS))
     stamps = pd.to_datetime(frame["datetime"])

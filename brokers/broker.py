@@ -202,8 +202,13 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _isolated_settled(self) -> float:
         """Variation margin of open isolated linear positions already moved into ``cash`` (USD; < 0 = losses)."""
-        return sum(self._settled(data, pos, ci) for data, pos, ci in self._futures_positions()
-                   if not ci.is_inverse and ci.p.margin_mode == "isolated")
+        total = 0.0
+        for data, pos in self.positions.items():  # called on every cash question: kept to a plain loop
+            if pos.size:
+                ci = self.getcommissioninfo(data)
+                if isinstance(ci, LinearFuturesCommInfo) and ci.p.margin_mode == "isolated":
+                    total += self._settled(data, pos, ci)
+        return total
 
     def _after_fill(self, order, comminfo, nbits):
         """Ledger (and coin book) of a real fill; releases hand-added isolated margin when flat."""
