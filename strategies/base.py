@@ -38,7 +38,7 @@ import pandas as pd
 from brokers.broker import MarginBroker
 from brokers.commission import FuturesCommInfo, futures_comminfo
 from brokers.events import MarginEvent
-from brokers.formulas import dated_future_price, years_between
+from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
 from brokers.venues import available_venues, load_venue
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError, check_choice
@@ -506,8 +506,9 @@ class MinerStrategy(bt.Strategy):
         _, _, balance = self.broker.get_position_margin(self.hedge_data)
         ci = self.comminfo
         size = abs(self.position_size())
-        notional = size * ci.p.face / price if ci.is_inverse else size * ci.qty(1.0) * price
-        self.add_collateral(notional / self.p.leverage - balance, price)
+        notional = (inverse_notional_coin(size, ci.p.face, price) if ci.is_inverse  # coin
+                    else size * ci.qty(1.0) * price)  # USD: coins x price
+        self.add_collateral(initial_margin(notional, self.p.leverage) - balance, price)
 
     def add_collateral(self, amount: float, price: float) -> None:
         """Move ``amount`` (USD for linear, coins for inverse contracts) from the treasury to the futures
