@@ -104,3 +104,20 @@ def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
     log.warning(note)
     path.unlink(missing_ok=True)
     return CacheRead(None, note)
+
+
+def cached_or_fetch(key: str, fetch, what: str, directory: str | Path | None = None,
+                    use_cache: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The cached frame for ``key`` when it is intact, else ``fetch()`` (written to the cache when
+    ``use_cache``), with notes for the report: a corrupt file's note, or where the download was cached."""
+    notes: list[str] = []
+    cached = read_cached(key, directory) if use_cache else None
+    if cached is not None:
+        notes.append(cached.note)
+        if cached.frame is not None:
+            return cached.frame, notes
+    frame = fetch()
+    if use_cache:
+        notes.append(f"downloaded {what}, cached at {write_cached(frame, key, directory)}")
+    return frame, notes
+

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 import requests
 
-from data.cache import cache_key, read_cached, write_cached
+from data.cache import cache_key, cached_or_fetch
 from data.frames import to_utc_timestamp
 from data.network import COINMETRICS_METRICS, network_from_coinmetrics
 from minehedge.errors import ConfigError, DataError, DataUnavailableError
@@ -83,14 +83,6 @@ def fetch_network(asset: str, start: object = None, end: object = None, cache_di
     start_ts = to_utc_timestamp(start, parameter="start")
     end_ts = to_utc_timestamp(end, parameter="end") or pd.Timestamp.now(tz="UTC").floor("D")
     key = cache_key("coinmetrics", asset, "1d", start_ts, end_ts)
-    notes = []
-    cached = read_cached(key, cache_dir) if use_cache else None
-    if cached is not None:
-        notes.append(cached.note)
-    if cached is not None and cached.frame is not None:
-        metrics = cached.frame
-    else:
-        metrics = fetch_asset_metrics(asset, start_ts, end_ts)
-        if use_cache:
-            notes.append(f"downloaded {asset} from Coin Metrics, cached at {write_cached(metrics, key, cache_dir)}")
+    metrics, notes = cached_or_fetch(key, lambda: fetch_asset_metrics(asset, start_ts, end_ts),
+                                     f"{asset} from Coin Metrics", cache_dir, use_cache)
     return network_from_coinmetrics(metrics, asset, "coinmetrics-api"), notes

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from data.frames import to_utc_index
-from data.manifest import read_manifest
-from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice, did_you_mean
+from data.manifest import read_manifest, rows_for_venue
+from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
 DEFAULT_FALLBACK_RATE = 0.0001  # fraction per 8h settlement (0.01 %)
 SETTLEMENT_HOURS = (0, 8, 16)
@@ -175,11 +175,7 @@ def load_funding_dir(
         manifest = read_manifest(data_dir)
         rows = manifest[(manifest["asset"] == asset) & (manifest["kind"] == "funding")]
         if venue is not None:
-            venues = sorted(rows["venue"].unique())
-            rows = rows[rows["venue"].str.lower() == str(venue).lower()]
-            if rows.empty:
-                raise ConfigError(f"venue={venue!r} has no {asset} funding file; available: "
-                                  f"{', '.join(venues + ['constant'])}." + did_you_mean(str(venue), venues))
+            rows = rows_for_venue(rows, venue, f"{asset} funding", also=("constant",))
     if data_dir is None and fallback == "error":
         raise DataUnavailableError(
             "no funding data: set MINEHEDGE_DATA_DIR (or --data-dir) to a folder with funding files, or "

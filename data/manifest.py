@@ -62,6 +62,17 @@ def _coverage_text(rows: pd.DataFrame) -> str:
     return "; ".join(f"{r.file} ({r.venue}, {r.timeframe}): {r.first} -> {r.last}" for r in rows.itertuples())
 
 
+def rows_for_venue(rows: pd.DataFrame, venue: str, what: str, also: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Manifest ``rows`` of ``venue`` (case-insensitive); ConfigError naming the available venues (plus
+    ``also``, e.g. the constant-funding fallback) when there are none."""
+    venues = sorted(rows["venue"].unique())
+    chosen = rows[rows["venue"].str.lower() == str(venue).lower()]
+    if chosen.empty:
+        raise ConfigError(f"venue={venue!r} has no {what} file; available venues: "
+                          f"{', '.join([*venues, *also])}." + did_you_mean(str(venue), venues))
+    return chosen
+
+
 def choose_file(
     manifest: pd.DataFrame,
     asset: str,
@@ -84,11 +95,7 @@ def choose_file(
         raise ConfigError(f"asset={asset!r}: the data directory has no {kind} file for it; "
                           f"available: {', '.join(assets) or 'none'}." + did_you_mean(asset, assets))
     if venue is not None:
-        venues = sorted(rows["venue"].unique())
-        rows = rows[rows["venue"].str.lower() == str(venue).lower()]
-        if rows.empty:
-            raise ConfigError(f"venue={venue!r} has no {asset} {kind} file; available venues: "
-                              f"{', '.join(venues)}." + did_you_mean(str(venue), venues))
+        rows = rows_for_venue(rows, venue, f"{asset} {kind}")
     candidates = []
     if timeframe is None:
         for row in rows.itertuples():

@@ -59,11 +59,13 @@ GLASSNODE_END = pd.Timestamp("2022-09-01", tz="UTC")
 def derived_difficulty(hashrate_hs: pd.Series, block_count: pd.Series, asset: str) -> pd.Series:
     """Difficulty implied by hash rate (H/s) and blocks/day: Coin Metrics' identity.
 
-    BTC: a block needs difficulty·2^32 hashes on average, so D = H·86400 / (2^32·blocks).
-    ETH: difficulty *is* the expected hashes per block, so D = H·86400 / blocks. NaN where blocks == 0.
+    Expected blocks per day are inversely proportional to difficulty (BTC: H·86400 / (D·2^32); ETH:
+    H·86400 / D, :func:`mining.revenue.expected_blocks_per_day`, the one home of that identity), so
+    D = blocks expected at difficulty 1 / blocks seen. NaN where blocks == 0.
     """
-    hashes_per_block = hashrate_hs * 86400.0 / block_count.where(block_count > 0)
-    return hashes_per_block / 2.0**32 if asset == "BTC" else hashes_per_block
+    from mining.revenue import expected_blocks_per_day  # the formula's home (pure numpy/pandas)
+
+    return expected_blocks_per_day(hashrate_hs, 1.0, asset) / block_count.where(block_count > 0)
 
 
 def _per_block(amount: pd.Series, blocks: pd.Series) -> pd.Series:

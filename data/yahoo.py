@@ -24,7 +24,7 @@ import warnings
 
 import pandas as pd
 
-from data.cache import cache_key, read_cached, write_cached
+from data.cache import cache_key, cached_or_fetch
 from data.frames import OHLCV_COLUMNS, parse_timeframe, resample_ohlcv, to_utc_index, to_utc_timestamp
 from minehedge.errors import ConfigError, DataUnavailableError, check_choice
 
@@ -116,17 +116,9 @@ def fetch_ohlcv(
     # Yahoo's end is a date and exclusive: ask for whole days, trim to [start, end) afterwards.
     day_start, day_end = start_ts.floor("D"), end_ts.ceil("D")
     key = cache_key("yfinance", symbol, interval, day_start, day_end)
-    notes = []
-    cached = read_cached(key, cache_dir) if use_cache else None
-    if cached is not None:
-        notes.append(cached.note)
-    if cached is not None and cached.frame is not None:
-        frame = cached.frame
-    else:
-        frame = normalise_download(_download(symbol, day_start, day_end, interval), symbol)
-        if use_cache:
-            path = write_cached(frame, key, cache_dir)
-            notes.append(f"downloaded {symbol} {interval} from yfinance, cached at {path}")
+    frame, notes = cached_or_fetch(
+        key, lambda: normalise_download(_download(symbol, day_start, day_end, interval), symbol),
+        f"{symbol} {interval} from yfinance", cache_dir, use_cache)
     if timeframe == "4h":
         frame = resample_ohlcv(frame, "4h")
         notes.append("4h bars resampled from yfinance 1h bars (Yahoo has no 4h interval)")

@@ -267,7 +267,7 @@ def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
 def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per day: hashprice in USD per TH/s and PH/s per day (BTC; per MH/s for ETH) and coins per
     unit per day, from :func:`mining.revenue.network_hashprice` (expected value, before pool fees)."""
-    from mining.revenue import network_hashprice
+    from mining.revenue import network_hashprice, per_th_to_per_ph
 
     asset, network = _network_range(config)
     frame = network_hashprice(network, asset)
@@ -276,7 +276,7 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
         usd, coins = float(row["hashprice_usd_per_unit_day"]), float(row["coins_per_unit_day"])
         if asset == "BTC":
             rows.append({"date": day.strftime("%Y-%m-%d"), "hashprice_usd_per_th_day": usd,
-                         "hashprice_usd_per_ph_day": usd * 1000.0, "coins_per_th_day": coins})
+                         "hashprice_usd_per_ph_day": per_th_to_per_ph(usd), "coins_per_th_day": coins})
         else:
             rows.append({"date": day.strftime("%Y-%m-%d"), "hashprice_usd_per_mh_day": usd,
                          "coins_per_mh_day": coins})

@@ -40,6 +40,7 @@ from brokers.commission import FuturesCommInfo, futures_comminfo
 from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
 from brokers.venues import available_venues, load_venue
+from data.feeds import bar_date_numbers
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError, check_choice
 from mining.fleet import Fleet, per_bar
@@ -149,8 +150,7 @@ class MinerStrategy(bt.Strategy):
         self._capex_usd = schedule["capex_usd"].to_numpy(dtype=float, copy=True)
         self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float, copy=True)
         self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float, copy=True)
-        # backtrader's date numbers (days since 0001-01-01, 1970-01-01 = 719163.0) of the frame's bars
-        self._bar_nums = frame.index.as_unit("ns").asi8 / 86_400e9 + 719_163.0
+        self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
         self.insolvent = False
         self._account_open = False
         self.hedge_order = None

@@ -83,7 +83,7 @@ def test_load_funding_defaults_and_errors(data_dir):
     assert eth.info.venue == "binance-inferred" and eth.info.assumption is None
     with pytest.raises(DataError, match=r"no ETH funding file covers 2022-01-01.*2023-01-01 00:00:00\+00:00 -> 2026"):
         data.load_funding("ETH", start="2022-01-01", end="2022-02-01", data_dir=data_dir, fallback="error")
-    with pytest.raises(ConfigError, match="available: bitmex|available: binance"):
+    with pytest.raises(ConfigError, match="available venues: (bitmex|binance)"):
         data.load_funding("BTC", venue="ftx", data_dir=data_dir)
     only = data.load_funding("ETH", start="2021-01-01", end="2021-01-02", data_dir=data_dir)
     assert only.info.venue == "constant" and only.frame["assumed"].all() and len(only.frame) == 3
