@@ -119,10 +119,15 @@ class MarginBroker(bt.brokers.BackBroker):
         self._spans: dict[object, timedelta] = {}
         self._price_data: dict[str, object] | None = None
         self._fixed_prices: dict[str, float] = {}
+        self._bar_prices: dict[str, float] = {}  # asset -> this bar's close (cleared by next())
         self._pseudo_coin: dict[str, float] = defaultdict(float)
         self._liabilities: dict[str, float] = {}  # name -> USD owed (loans), subtracted from equity
         self._dirty = False
         self._now_data = None  # the data whose current bar time is self._now (set each bar by next)
+        # Between the end of next() and the next bar's next() no fill, mark or forced close can happen (orders
+        # fill inside next()), so the isolated positions' settled variation margin is cached for that phase.
+        self._between_bars = False
+        self._settled_cache: float | None = None
 
     @property
     def warning_level(self) -> float:
@@ -202,12 +207,16 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _isolated_settled(self) -> float:
         """Variation margin of open isolated linear positions already moved into ``cash`` (USD; < 0 = losses)."""
+        if self._settled_cache is not None:
+            return self._settled_cache
         total = 0.0
         for data, pos in self.positions.items():  # called on every cash question: kept to a plain loop
             if pos.size:
                 ci = self.getcommissioninfo(data)
                 if isinstance(ci, LinearFuturesCommInfo) and ci.p.margin_mode == "isolated":
                     total += self._settled(data, pos, ci)
+        if self._between_bars:
+            self._settled_cache = total
         return total
 
     def _after_fill(self, order, comminfo, nbits):
@@ -313,7 +322,10 @@ class MarginBroker(bt.brokers.BackBroker):
     def next(self):
         if self._now == _EPOCH:
             self._price_data = None  # strategies may have added commission infos after start()
+        self._between_bars = False
+        self._settled_cache = None
         self._now = self._bar_datetime()
+        self._bar_prices.clear()
         while self._toactivate:
             self._toactivate.popleft().activate()
         if self.p.checksubmit:
@@ -361,6 +373,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self.cash += comminfo.cashadjust(pos.size, pos.adjbase, data.close[0])
                 pos.adjbase = data.close[0]
         self._get_value()
+        self._between_bars = True
 
     def _bar_datetime(self) -> datetime:
         """The current bar's time (naive UTC) of data0; remembers which data it read (``_now_data``) so the
@@ -375,6 +388,11 @@ class MarginBroker(bt.brokers.BackBroker):
         self._now_data = None
         return self._now
 
+    def bar_time(self, data) -> datetime:
+        """``data``'s current bar time (naive UTC), as ``data.datetime.datetime(0)``; the broker has already
+        converted data0's date number this bar, so asking for data0 costs nothing."""
+        return self._now if data is self._now_data else data.datetime.datetime(0)
+
     def _bar_span(self, data) -> tuple[datetime, datetime]:
         """[start, end) of the current bar in UTC, from its timeframe and compression."""
         span = self._spans.get(data)
@@ -386,7 +404,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.getname(tf)} is not supported "
                                   "for funding; allowed: Seconds, Minutes, Days, Weeks.")
             span = self._spans[data] = unit * comp
-        dt = self._now if data is self._now_data else data.datetime.datetime(0)
+        dt = self.bar_time(data)
         if data._timeframe >= bt.TimeFrame.Days:
             dt = datetime(dt.year, dt.month, dt.day)  # daily stamps may carry the session end time
             return (dt, dt + span) if self.p.bar_time == "open" else (dt + timedelta(days=1) - span,
@@ -443,13 +461,13 @@ class MarginBroker(bt.brokers.BackBroker):
     def _pay_funding(self, data, pos, ci, mark: float, rate: float, when: datetime) -> None:
         if ci.is_inverse:
             payment = ci.funding_payment(self._inv[data][0], mark, rate)
-            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, f"settlement {when:%Y-%m-%d %H:%M}")
+            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, f"settlement {when.isoformat(' ', 'minutes')}")
         else:
             payment = ci.funding_payment(pos.size, mark, rate)
             if ci.p.margin_mode != "isolated":
                 self.cash -= payment
             self.ledger.add(self._now, "funding", USD, "futures", -payment, ci.spec.symbol,
-                            f"settlement {when:%Y-%m-%d %H:%M} rate {rate:.6g}")
+                            f"settlement {when.isoformat(' ', 'minutes')} rate {rate:.6g}")
         if ci.p.margin_mode == "isolated":
             self._extra[data] -= payment  # isolated funding is taken from (or added to) the position margin
         self._dirty = True
@@ -777,9 +795,13 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def price_of(self, asset: str) -> float:
         """Current USD price of ``asset`` (its data's close), NaN when nothing prices it."""
+        price = self._bar_prices.get(asset)
+        if price is not None:
+            return price
         data = self._resolve_price_datas().get(asset)
         if data is not None and len(data):
-            return data.close[0]
+            price = self._bar_prices[asset] = data.close[0]  # a bar's close is read many times per bar
+            return price
         return self._fixed_prices.get(asset, math.nan)
 
     def _get_value(self, datas=None, lever=False):

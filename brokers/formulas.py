@@ -27,6 +27,7 @@ Sources (cited again beside each formula):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -333,6 +334,11 @@ def next_funding_time(after: datetime, hours: Sequence[int], inclusive: bool = T
     """First settlement at one of ``hours`` (UTC) at or after ``after`` (strictly after if not inclusive)."""
     if not hours:
         raise ValueError("hours is empty: the venue has no funding settlements")
+    return _next_funding_time(after, tuple(hours), inclusive)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a run asks for the same settlement times bar after bar
+def _next_funding_time(after: datetime, hours: tuple[int, ...], inclusive: bool) -> datetime:
     day = datetime(after.year, after.month, after.day)
     for offset in range(2):
         for hour in sorted(hours):

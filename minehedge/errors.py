@@ -33,8 +33,17 @@ def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+_CONTAINERS = (tuple, list, frozenset, set, dict)
+
+
 def check_choice(parameter: str, value: object, allowed: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``allowed``; else raise :class:`ConfigError` naming all three."""
+    if allowed.__class__ in _CONTAINERS:  # the common case, without copying (called per bar by the engine)
+        try:
+            if value in allowed:
+                return value  # type: ignore[return-value]
+        except TypeError:  # an unhashable value tested against a set: take the long way
+            pass
     allowed = list(allowed)
     if value not in allowed:
         raise ConfigError(
@@ -46,6 +55,8 @@ def check_choice(parameter: str, value: object, allowed: Iterable[str]) -> str:
 
 def check_positive(parameter: str, value: float, *, allow_zero: bool = False, unit: str = "") -> float:
     """Return ``value`` as float if it is > 0 (>= 0 with ``allow_zero``); else raise :class:`ConfigError`."""
+    if value.__class__ is float and (value > 0.0 or (allow_zero and value == 0.0)):
+        return value  # the common case (called per bar by the engine); NaN and the rest take the long way
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -142,14 +142,15 @@ class MinerStrategy(bt.Strategy):
         self.fleet = self.build_fleet()
         self.mining_schedule = self._bar_schedule(frame)
         schedule = self.mining_schedule
-        self._coins_gross = schedule["coins_gross"].to_numpy(dtype=float, copy=True)
-        self._pool_fee_coin = schedule["pool_fee_coin"].to_numpy(dtype=float, copy=True)
-        self._costs_usd = (schedule["power_cost_usd"] + schedule["hosting_usd"]).to_numpy(dtype=float, copy=True)
-        self._power_usd = schedule["power_cost_usd"].to_numpy(dtype=float, copy=True)
-        self._hosting_usd = schedule["hosting_usd"].to_numpy(dtype=float, copy=True)
-        self._capex_usd = schedule["capex_usd"].to_numpy(dtype=float, copy=True)
-        self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float, copy=True)
-        self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float, copy=True)
+        # Per-bar amounts as lists of floats: read one element per bar, where a list beats a numpy array.
+        self._coins_gross = schedule["coins_gross"].to_numpy(dtype=float).tolist()
+        self._pool_fee_coin = schedule["pool_fee_coin"].to_numpy(dtype=float).tolist()
+        self._costs_usd = (schedule["power_cost_usd"] + schedule["hosting_usd"]).to_numpy(dtype=float).tolist()
+        self._power_usd = schedule["power_cost_usd"].to_numpy(dtype=float).tolist()
+        self._hosting_usd = schedule["hosting_usd"].to_numpy(dtype=float).tolist()
+        self._capex_usd = schedule["capex_usd"].to_numpy(dtype=float).tolist()
+        self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float).tolist()
+        self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float).tolist()
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
         self.insolvent = False
         self._account_open = False
@@ -157,7 +158,7 @@ class MinerStrategy(bt.Strategy):
         self.stop_order = None
         self.comminfo: FuturesCommInfo | None = None
         self._last_rebalance: datetime | None = None
-        self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float)
+        self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float).tolist()
         #: Read by analyzers.MiningPnL each bar: ``curtailed_fraction`` (0-1) of the bar's machines off.
         self.mining_state = types.SimpleNamespace(curtailed_fraction=0.0)
         #: The data the futures leg trades: the spot feed (perpetuals) or the dated-contract feed.
@@ -260,7 +261,7 @@ class MinerStrategy(bt.Strategy):
     # --- the bar --------------------------------------------------------------------------------------
     def next(self) -> None:
         i = len(self.data) - 1
-        now = self.data.datetime.datetime(0)
+        now = self.broker.bar_time(self.data)
         if abs(self._bar_nums[i] - self.data.datetime[0]) > 1e-6:
             raise ConfigError("MinerStrategy: the feed's bars do not match its frame (use build_feed_frame "
                               "and no fromdate/todate filter on the feed; slice the frame instead).")
@@ -312,11 +313,17 @@ class MinerStrategy(bt.Strategy):
 
     def _pay(self, i: int, costs: float) -> None:
         paid = 0.0
-        for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),
-                             (self._capex_usd[i], "hardware_purchase")):
-            if amount > 0:
-                self.broker.debit_usd(amount, kind)
-                paid += amount
+        debit_usd = self.broker.debit_usd
+        power, hosting, capex = self._power_usd[i], self._hosting_usd[i], self._capex_usd[i]
+        if power > 0:
+            debit_usd(power, "power_cost")
+            paid += power
+        if hosting > 0:
+            debit_usd(hosting, "hosting_cost")
+            paid += hosting
+        if capex > 0:
+            debit_usd(capex, "hardware_purchase")
+            paid += capex
         rest = costs - paid  # loan instalments due this bar
         if rest > 1e-9:
             self.broker.debit_usd(rest, "loan_payment")

@@ -286,7 +286,7 @@ class FinancedExpansion(MinerStrategy):
         return super()._credit_mining(i, now, price)
 
     def next(self) -> None:
-        now = self.data.datetime.datetime(0)
+        now = self.broker.bar_time(self.data)
         if not self._loan_decided and now >= self._loan_day.to_pydatetime().replace(tzinfo=None):
             self._draw(now, self.data.close[0])
         super().next()
