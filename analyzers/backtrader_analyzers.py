@@ -101,7 +101,21 @@ def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(milliseconds.astype(np.int64), unit="ms", utc=True), name="datetime")
 
 
-class EquityRecorder(bt.Analyzer):
+class _ReadsBroker(bt.Analyzer):
+    """Base of these analyzers: they read the broker (or the ledger) themselves, so backtrader's per-bar
+    cash/value notifications, sent to every analyzer on every bar, stop here (children still get them; a
+    subclass that wants ``notify_cashvalue``/``notify_fund`` must derive from ``bt.Analyzer`` instead)."""
+
+    def _notify_cashvalue(self, cash: float, value: float) -> None:
+        for child in self._children:
+            child._notify_cashvalue(cash, value)
+
+    def _notify_fund(self, cash: float, value: float, fundvalue: float, shares: float) -> None:
+        for child in self._children:
+            child._notify_fund(cash, value, fundvalue, shares)
+
+
+class EquityRecorder(_ReadsBroker):
     """Per-bar account state, for equity.csv, the drawdowns and the charts.
 
     Params: ``asset`` (``"BTC"``/``"ETH"``: coin for coin-terms equity and coin balance), ``price_data``
@@ -183,7 +197,7 @@ class EquityRecorder(bt.Analyzer):
         _closed(self.rets)
 
 
-class _UsesRecorder(bt.Analyzer):
+class _UsesRecorder(_ReadsBroker):
     """Base: shares one EquityRecorder per (strategy, asset, price feed) instead of recording twice."""
 
     params = (("asset", "BTC"), ("price_data", None))
@@ -365,7 +379,7 @@ class HedgeEffectiveness(_UsesRecorder):
         _closed(self.rets)
 
 
-class Fills(bt.Analyzer):
+class Fills(_ReadsBroker):
     """Every completed order, for the price chart and trades list.
 
     get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (feed name), side

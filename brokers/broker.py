@@ -124,10 +124,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self._liabilities: dict[str, float] = {}  # name -> USD owed (loans), subtracted from equity
         self._dirty = False
         self._now_data = None  # the data whose current bar time is self._now (set each bar by next)
+        self._data0 = None  # cerebro's first data, found on the first bar
         # Between the end of next() and the next bar's next() no fill, mark or forced close can happen (orders
         # fill inside next()), so the isolated positions' settled variation margin is cached for that phase.
         self._between_bars = False
         self._settled_cache: float | None = None
+        self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
 
     @property
     def warning_level(self) -> float:
@@ -378,10 +380,13 @@ class MarginBroker(bt.brokers.BackBroker):
     def _bar_datetime(self) -> datetime:
         """The current bar's time (naive UTC) of data0; remembers which data it read (``_now_data``) so the
         rest of the bar reuses it instead of converting the same date number again."""
-        datas = getattr(getattr(self, "cerebro", None), "datas", None)
-        if datas:
-            self._now_data = datas[0]
-            return datas[0].datetime.datetime(0)
+        data0 = self._data0
+        if data0 is None:
+            datas = getattr(getattr(self, "cerebro", None), "datas", None)
+            data0 = self._data0 = datas[0] if datas else None
+        if data0 is not None:
+            self._now_data = data0
+            return data0.datetime.datetime(0)
         for data in self.positions:
             self._now_data = data
             return data.datetime.datetime(0)
@@ -554,12 +559,20 @@ class MarginBroker(bt.brokers.BackBroker):
             if not ci.p.liquidation or ci.venue.margin_call == "deadline":
                 continue
             # a partial step-down is re-checked against the same bar's extreme, bracket by bracket
-            for _ in range(len(ci.tiers_at(self._now)) + 1):
+            tiers = ci.tiers_at(self._now)
+            for _ in range(len(tiers) + 1):
                 if not pos.size:
                     break
                 size, entry = self._size_entry(data, pos, ci)
                 wallet = self._position_wallet(data, pos, ci)
-                liq = ci.liquidation_price(size, entry, wallet, self._now)
+                # the price depends on nothing else, and these rarely change from bar to bar
+                cached = self._liq_cache.get(data)
+                if (cached is not None and cached[0] is ci and cached[1] is tiers and cached[2] == size
+                        and cached[3] == entry and cached[4] == wallet):
+                    liq = cached[5]
+                else:
+                    liq = ci.liquidation_price(size, entry, wallet, self._now)
+                    self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
                 side = 1 if size > 0 else -1
                 extreme = data.low[0] if side > 0 else data.high[0]
                 if not formulas.is_liquidated(side, liq, extreme):
