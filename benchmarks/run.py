@@ -12,6 +12,7 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
 3. Sweeps, each in a fresh process (:mod:`benchmarks.sweep`): a 200-configuration static_hedge grid on
    BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers.
 4. Memory: peak RSS of the hourly run and per sweep worker.
+5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 
 ``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid.
 """
@@ -139,6 +140,11 @@ def sweeps(configs: int) -> dict[str, Any]:
     return out
 
 
+def time_breakdown() -> dict[str, Any]:
+    """Microseconds per bar of each phase of the BTC 1d static_hedge run, in a fresh process."""
+    return _subprocess_json("benchmarks.breakdown")
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
@@ -188,6 +194,13 @@ def table(results: dict[str, Any]) -> str:
              f"  BTC 1h single run {_fmt(hourly['peak_rss_mb'], 0)} MiB (after imports "
              f"{_fmt(hourly['rss_after_imports_mb'], 0)} MiB); BTC 1d single run {_fmt(single_rss, 0)} MiB",
              "  sweep worker peak: " + ", ".join(f"{n} {_fmt(sweep[n]['worker_peak_rss_mb'], 0)} MiB" for n in sweep)]
+    parts = results["breakdown"]
+    rows += ["", f"WHERE THE TIME GOES (BTC 1d static_hedge, {parts['bars']:,} bars; instrumented run, us per bar)",
+             f"  run_policy uninstrumented: {_fmt(parts['run_policy_us_per_bar'], 0)} us/bar; plain backtrader "
+             f"replay: {_fmt(engine['baseline_s'] / engine['bars'] * 1e6, 0)} us/bar"]
+    for label, micros in parts["us_per_bar"].items():
+        indent = "      " if ":" in label else "  "
+        rows.append(f"{indent}{label:<52}{_fmt(micros, 1):>8}")
     m = results["machine"]
     rows += ["", f"machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
              f"backtrader {m['backtrader']}, pandas {m['pandas']}; {m['git_commit']} at {m['measured_at_utc']}",
@@ -211,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     results["engine_overhead"] = engine_overhead(3 if args.quick else 7)
     results["single_runs"] = single_runs(1 if args.quick else 3)
     results["sweeps"] = sweeps(8 if args.quick else 200)
+    results["breakdown"] = time_breakdown()
     results["benchmark_seconds"] = time.perf_counter() - began
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,7 @@ class MarginBroker(bt.brokers.BackBroker):
         # fill inside next()), so the isolated positions' settled variation margin is cached for that phase.
         self._between_bars = False
         self._settled_cache: float | None = None
+        self._open_cache: list[tuple] | None = None
         self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
 
     @property
@@ -325,7 +326,7 @@ class MarginBroker(bt.brokers.BackBroker):
         if self._now == _EPOCH:
             self._price_data = None  # strategies may have added commission infos after start()
         self._between_bars = False
-        self._settled_cache = None
+        self._settled_cache = self._open_cache = None
         self._now = self._bar_datetime()
         self._bar_prices.clear()
         while self._toactivate:
@@ -484,12 +485,24 @@ class MarginBroker(bt.brokers.BackBroker):
             return 0.0
         return ci.cashadjust(pos.size, pos.price, pos.adjbase)
 
-    def _futures_positions(self):
+    def _futures_positions(self) -> list[tuple]:
+        """[(data, position, comminfo)] of the open futures positions (cached between bars: see next())."""
+        cached = self._open_cache
+        if cached is not None:
+            return cached
+        found = []
         for data, pos in self.positions.items():
             if pos.size:
                 ci = self.getcommissioninfo(data)
                 if isinstance(ci, FuturesCommInfo):
-                    yield data, pos, ci
+                    found.append((data, pos, ci))
+        if self._between_bars:
+            self._open_cache = found
+        return found
+
+    def addcommissioninfo(self, comminfo, name=None):
+        self._open_cache = None  # a new scheme for a data changes what its position is
+        return super().addcommissioninfo(comminfo, name=name)
 
     def _size_entry(self, data, pos, ci) -> tuple[float, float]:
         if ci.is_inverse:
@@ -684,7 +697,7 @@ class MarginBroker(bt.brokers.BackBroker):
     # --- 4. margin calls, expiry ---------------------------------------------------------------------
     def _check_margin_calls(self) -> None:
         deadline_positions = []
-        for data, pos, ci in list(self._futures_positions()):
+        for data, pos, ci in self._futures_positions():
             if ci.venue.margin_call == "deadline":
                 deadline_positions.append((data, pos, ci))
                 continue
@@ -745,7 +758,7 @@ class MarginBroker(bt.brokers.BackBroker):
             self._cme_deadline = None
 
     def _settle_expiries(self) -> None:
-        for data, pos, ci in list(self._futures_positions()):
+        for data, pos, ci in self._futures_positions():
             expiry = ci.p.expiry
             if expiry is not None and self._now >= expiry:
                 self._cancel_open_orders(data)
