@@ -20,6 +20,10 @@ from tests.test_sweep_engine import (
 )
 
 pytest.importorskip("distributed")  # CI installs the dask extra, so this runs there
+dask = pytest.importorskip("dask")
+
+TRIM = "MALLOC_TRIM_THRESHOLD_"
+QUIETED = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval")
 
 
 def rows_without_seconds(path: Path) -> list[dict[str, str]]:
@@ -30,8 +34,15 @@ def rows_without_seconds(path: Path) -> list[dict[str, str]]:
     return sorted(rows, key=lambda r: r["config_hash"])
 
 
+def _worker_settings(dask_worker) -> tuple:
+    """Run on each worker by Client.run: is its profiler on, its tick interval (s), its malloc trim variable."""
+    return "profile" in dask_worker.periodic_callbacks, dask_worker._tick_interval, os.environ.get(TRIM)
+
+
 def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path):
     points = expand_grid(BASE, grid())
+    defaults = [dask.config.get(key) for key in QUIETED]
+    inherited_trim = os.environ.get(TRIM)  # before any nanny can leak Dask's 65536 into this process
     with LocalExecutor(2) as executor:
         run_sweep(points, failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "procs", executor=executor)
     with DaskExecutor(local_workers=2) as executor:
@@ -42,7 +53,13 @@ def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path
         placed = run_sweep(
             points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "where", executor=executor
         )
+        # LOCAL_CLUSTER_CONFIG reached the workers started here: no profiler, a 1 s tick, no forced malloc trim
+        settings = executor.client.run(_worker_settings)
+        assert sorted(settings.values()) == [(False, 1.0, inherited_trim)] * 2
+        assert executor.cluster.scheduler._tick_interval == 1.0
     assert executor.client is None and executor.cluster is None  # closed on exit
+    # ... and only them: the process-wide Dask configuration is as it was (defaults, or the user's own).
+    assert [dask.config.get(key) for key in QUIETED] == defaults
 
     dask_rows = rows_without_seconds(tmp_path / "dask" / "results.csv")
     assert dask_rows == rows_without_seconds(tmp_path / "procs" / "results.csv")
