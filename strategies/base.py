@@ -313,17 +313,11 @@ class MinerStrategy(bt.Strategy):
 
     def _pay(self, i: int, costs: float) -> None:
         paid = 0.0
-        debit_usd = self.broker.debit_usd
-        power, hosting, capex = self._power_usd[i], self._hosting_usd[i], self._capex_usd[i]
-        if power > 0:
-            debit_usd(power, "power_cost")
-            paid += power
-        if hosting > 0:
-            debit_usd(hosting, "hosting_cost")
-            paid += hosting
-        if capex > 0:
-            debit_usd(capex, "hardware_purchase")
-            paid += capex
+        for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),
+                             (self._capex_usd[i], "hardware_purchase")):
+            if amount > 0:
+                self.broker.debit_usd(amount, kind)
+                paid += amount
         rest = costs - paid  # loan instalments due this bar
         if rest > 1e-9:
             self.broker.debit_usd(rest, "loan_payment")
