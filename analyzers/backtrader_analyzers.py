@@ -86,7 +86,15 @@ def _ledger(broker: object) -> pd.DataFrame:
 
 def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     """``frame.to_dict("records")`` (same values and types) without pandas' per-cell boxing."""
-    columns = [frame[name].tolist() for name in frame.columns]
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # a ledger has ~5 entries per bar time: box each once
+            codes, stamps = pd.factorize(column, use_na_sentinel=False)
+            boxed = stamps.tolist()
+            columns.append([boxed[code] for code in codes.tolist()])
+        else:
+            columns.append(column.tolist())
     names = list(frame.columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 

@@ -62,8 +62,15 @@ def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
     return frame
 
 
+def _currency_in(frame: pd.DataFrame, currencies: frozenset[str]) -> pd.Series:
+    """Rows whose currency, upper-cased, is in ``currencies`` (upper-cases the few distinct names, not every row)."""
+    codes, names = pd.factorize(frame["currency"], use_na_sentinel=False)
+    hits = np.fromiter((str(name).upper() in currencies for name in names), dtype=bool, count=len(names))
+    return pd.Series(hits[codes], index=frame.index)
+
+
 def _usd(frame: pd.DataFrame) -> pd.Series:
-    return frame["currency"].astype(str).str.upper().isin(USD_CURRENCIES)
+    return _currency_in(frame, USD_CURRENCIES)
 
 
 def _usd_value(frame: pd.DataFrame) -> pd.Series:
@@ -162,14 +169,13 @@ def mining_frame(ledger: pd.DataFrame, asset: str, prices: pd.Series) -> pd.Data
     if rows.empty:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns},
                             index=pd.DatetimeIndex([], tz="UTC", name="datetime"))
-    is_coin = rows["currency"].astype(str).str.upper() == asset.upper()
+    is_coin = _currency_in(rows, frozenset({asset.upper()}))
     is_usd = _usd(rows)
     rows["coin"] = np.where(is_coin, rows["amount"], 0.0)
     rows["usd"] = np.where(is_usd, rows["amount"], 0.0)
-    coin = rows.pivot_table(index="datetime", columns="kind", values="coin", aggfunc="sum", fill_value=0.0)
-    usd = rows.pivot_table(index="datetime", columns="kind", values="usd", aggfunc="sum", fill_value=0.0)
-    coin = coin.reindex(columns=list(MINING_KINDS), fill_value=0.0)
-    usd = usd.reindex(columns=list(MINING_KINDS), fill_value=0.0).reindex(coin.index, fill_value=0.0)
+    sums = rows.groupby(["datetime", "kind"], observed=True)[["coin", "usd"]].sum()
+    coin = sums["coin"].unstack("kind", fill_value=0.0).reindex(columns=list(MINING_KINDS), fill_value=0.0)
+    usd = sums["usd"].unstack("kind", fill_value=0.0).reindex(columns=list(MINING_KINDS), fill_value=0.0)
     price = price_at(coin.index, prices) if len(prices) else np.full(len(coin), math.nan)
 
     frame = pd.DataFrame(index=pd.DatetimeIndex(coin.index, name="datetime"))
