@@ -14,6 +14,7 @@ USD equity / price, the same definition), the event log and the ledger as empty.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -172,6 +173,23 @@ class EquityRecorder(_ReadsBroker):
         self._close_line = self._price_feed.close
         self._datetime_line = self._price_feed.datetime
         self._append = [self._columns[name].append for name in self._columns]
+        state = getattr(broker, "account_state", None)
+        if state is not None:  # a MarginBroker: the six account figures in one call
+            self._read_state = functools.partial(state, asset)
+            self.next = self._next_from_state
+
+    def _next_from_state(self) -> None:
+        (equity_usd, equity_coin, cash, coins, unrealized, ratio, price) = self._append
+        value, in_coin, free_cash, coin_balance, upnl, margin_ratio = self._read_state()
+        close = self._close_line[0]
+        self._time.append(self._datetime_line[0])
+        equity_usd(value)
+        equity_coin(in_coin)
+        cash(free_cash)
+        coins(coin_balance)
+        unrealized(upnl)
+        ratio(margin_ratio)
+        price(close)
 
     def next(self) -> None:
         (equity_usd, equity_coin, cash, coins, unrealized, ratio, price) = self._append

@@ -1,5 +1,6 @@
 """The broker's speed caches never change a figure: on every bar of real runs, each cached value equals the
-same value computed afresh (linear isolated and cross, inverse, a dated roll that installs a new scheme)."""
+same value computed afresh (linear isolated and cross, inverse, a dated roll that installs a new scheme), and
+the recorder's one-call ``account_state`` equals the six getters it replaces."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def _checked(policy: str) -> type:
             cached = (broker._isolated_settled(), broker._futures_positions(), broker.price_of(self.asset),
                       [broker.get_liquidation_price(d) for d, _, _ in broker._futures_positions()])
             assert cached == fresh, (self.data.datetime.datetime(0), cached, fresh)
+            # the recorder's one-call read equals the six getters (NaN-free here: data0 prices the coin)
+            state = broker.account_state(self.asset)
+            getters = (broker.getvalue(), broker.get_equity_coin(self.asset), broker.get_cash(),
+                       broker.get_coins(self.asset), broker.get_unrealized_pnl_usd(), broker.get_margin_ratio())
+            assert state == getters, (self.data.datetime.datetime(0), state, getters)
             self.bars_checked += 1
             self.bars_with_position += bool(cached[1])
             if _ == 0:
