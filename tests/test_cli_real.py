@@ -125,3 +125,35 @@ def test_eth_run_uses_the_gpu_default_fleet_and_asset_comes_from_the_flag(capsys
     assert summary["asset"] == "ETH" and summary["coins_mined"] > 0
     assert main([*argv, "--set", "asset=BTC"]) == 2
     assert "contradicts --asset ETH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("params", [{"hedge_ratio": 1.0, "leverage": 20},
+                                    {"venue": "binance_coinm", "leverage": 5, "margin_mode": "cross"}])
+def test_sweep_summary_equals_the_full_runs_summary(data_dir, params):
+    """A sweep skips the report's tables; its summary record must still be the full run's, value for value
+    (Feb-Apr 2020: the 20x linear hedge is liquidated twice; the coin-margined cross hedge pays funding)."""
+    config = {"asset": "BTC", "timeframe": "1d", "start": "2020-02-01", "end": "2020-04-30",
+              "data_dir": str(data_dir)}
+    market = api.load_market(config)
+    full = api.run_policy(market, "static_hedge", params).summary
+    swept = api.run_summary({"policy": "static_hedge", "params": params}, market)
+    assert list(swept) == list(full)
+    assert json.dumps(swept, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
+
+
+def test_runs_collect_young_objects_less_often_and_restore_the_callers_setting():
+    import gc
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(123, 4, 5)
+        with pytest.raises(RuntimeError), api._young_collections_every(50_000):
+            assert gc.get_threshold() == (50_000, 4, 5)
+            raise RuntimeError("a run that fails half way")
+        assert gc.get_threshold() == (123, 4, 5)
+        gc.set_threshold(90_000, 4, 5)  # a caller's higher threshold is kept
+        with api._young_collections_every(50_000):
+            assert gc.get_threshold() == (90_000, 4, 5)
+        assert gc.get_threshold() == (90_000, 4, 5)
+    finally:
+        gc.set_threshold(*saved)
