@@ -75,6 +75,7 @@ def breakdown(policy: str = "static_hedge") -> dict[str, Any]:
         (MinerStrategy, "_treasury", "strategy: treasury"),
         (policy_class(policy), "rebalance", "strategy: hedge"),
         (EquityRecorder, "next", "recorder"),
+        (EquityRecorder, "_next_from_state", "recorder"),  # its next on a MarginBroker
         (MiningPnL, "next", "recorder"),
         (bt.Cerebro, "_runonce", "loop"),
     ]

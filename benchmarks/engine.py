@@ -85,8 +85,7 @@ def timed_run(market: api.Market, policy: str = "static_hedge", params: dict[str
     cerebro.broker = MarginBroker(cash=0.0)
     cerebro.addstrategy(_timed_policy(policy_class(policy), marks), **values)
     add_analyzers(cerebro, market.asset)
-    with api._young_collections_every(api._RUN_GC_THRESHOLD):  # as run_policy runs it
-        strategy = cerebro.run()[0]
+    strategy = cerebro.run()[0]
     ran = time.perf_counter()
     result = build_run_result(strategy, dict(market.assumptions), title="benchmark")
     ended = time.perf_counter()
@@ -143,17 +142,15 @@ def baseline_commission(policy: str, params: dict[str, Any] | None, asset: str) 
 
 
 def baseline_run(market: api.Market, orders: dict[int, list[float]], commission: bt.CommissionInfo,
-                 cash: float, *, gc_threshold: int | None = None) -> tuple[float, int]:
-    """Seconds (cerebro construction to the end of ``run``) and fills of the plain backtrader replay;
-    ``gc_threshold``: run under run_policy's collector setting (None: Python's default)."""
+                 cash: float) -> tuple[float, int]:
+    """Seconds (cerebro construction to the end of ``run``) and fills of the plain backtrader replay."""
     began = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
     cerebro.broker.setcash(cash)
     cerebro.broker.addcommissioninfo(commission)
     cerebro.addstrategy(ReplayOrders, orders=orders)
-    with api._young_collections_every(gc_threshold or 0):
-        strategy = cerebro.run()[0]
+    strategy = cerebro.run()[0]
     return time.perf_counter() - began, strategy.fills
 
 
@@ -162,18 +159,16 @@ def baseline_run(market: api.Market, orders: dict[int, list[float]], commission:
 ABLATIONS: dict[str, dict[str, Any]] = {"no analyzers": {"analyzers": False}}
 
 
-def ablated_run(market: api.Market, *, analyzers: bool = True, broker: dict[str, Any] | None = None,
-                policy: str = "static_hedge") -> float:
-    """Seconds (cerebro construction to the end of ``run``) of the miner run with parts switched off:
-    ``analyzers=False`` adds none; ``broker``: MarginBroker params (e.g. ``funding=False``)."""
+def ablated_run(market: api.Market, *, analyzers: bool = True, policy: str = "static_hedge") -> float:
+    """Seconds (cerebro construction to the end of ``run``) of the miner run with parts switched off
+    (``analyzers=False``: none added)."""
     values = api._policy_params(policy, {"asset": market.asset}, None)
     began = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
-    cerebro.broker = MarginBroker(cash=0.0, **(broker or {}))
+    cerebro.broker = MarginBroker(cash=0.0)
     cerebro.addstrategy(policy_class(policy), **values)
     if analyzers:
         add_analyzers(cerebro, market.asset)
-    with api._young_collections_every(api._RUN_GC_THRESHOLD):
-        cerebro.run()
+    cerebro.run()
     return time.perf_counter() - began

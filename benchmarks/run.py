@@ -93,14 +93,13 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
     commission = baseline_commission("static_hedge", None, market.asset)
     cash = 1e12  # enough that BackBroker never rejects a replayed order for margin
     _, base_fills = baseline_run(market, orders, commission, cash)
-    miner, miner_total, baseline, baseline_gc = [], [], [], []
+    miner, miner_total, baseline = [], [], []
     ablated: dict[str, list[float]] = {name: [] for name in ABLATIONS}
     for _ in range(pairs):
         run = timed_run(market)
         miner.append(run.cerebro_s)
         miner_total.append(run.total_s)
         baseline.append(baseline_run(market, orders, commission, cash)[0])
-        baseline_gc.append(baseline_run(market, orders, commission, cash, gc_threshold=api._RUN_GC_THRESHOLD)[0])
         for name, parts in ABLATIONS.items():
             ablated[name].append(ablated_run(market, **parts))
     med_miner, med_total, med_base = (statistics.median(x) for x in (miner, miner_total, baseline))
@@ -108,8 +107,6 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
         "bars": len(market.frame), "pairs": pairs, "miner_fills": len(warm.fills), "baseline_fills": base_fills,
         "miner_cerebro_s": med_miner, "miner_with_result_s": med_total, "baseline_s": med_base,
         "ratio": med_miner / med_base, "ratio_with_result": med_total / med_base,
-        "baseline_same_gc_s": statistics.median(baseline_gc), "gc_threshold": api._RUN_GC_THRESHOLD,
-        "ratio_same_gc": med_miner / statistics.median(baseline_gc),
         "ablations": {name: {"s": statistics.median(times), "ratio": statistics.median(times) / med_base,
                              "runs_s": times} for name, times in ablated.items()},
         "miner_runs_s": miner, "baseline_runs_s": baseline,
@@ -184,9 +181,6 @@ def table(results: dict[str, Any]) -> str:
              f"  miner  {_fmt(engine['miner_cerebro_s'], 3)} s   {engine['miner_includes']}",
              f"  plain  {_fmt(engine['baseline_s'], 3)} s   {engine['baseline_includes']}",
              f"  fills: miner {engine['miner_fills']}, baseline {engine['baseline_fills']}",
-             f"  plain under run_policy's collector setting (young generation every "
-             f"{_fmt(engine['gc_threshold'], 0)} allocations): {_fmt(engine['baseline_same_gc_s'], 3)} s, "
-             f"ratio {engine['ratio_same_gc']:.2f}x",
              "  the miner with parts switched off (median; ratio to plain):",
              *(f"    {name:<52}{_fmt(rec['s'], 3):>7} s  {rec['ratio']:.2f}x"
                for name, rec in engine["ablations"].items()),

@@ -17,11 +17,8 @@ Example (notebook)::
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -222,27 +219,7 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
     cerebro.broker = MarginBroker(cash=0.0)
     cerebro.addstrategy(policy_class(policy), **values)
     add_analyzers(cerebro, market.asset)
-    with _young_collections_every(_RUN_GC_THRESHOLD):
-        strategy = cerebro.run()[0]
-    return strategy, values, dated_note
-
-
-# A run allocates millions of short-lived objects and almost no cycles; at Python's default (a young-generation
-# collection every 700 net allocations, a full one every 100 of those) the collector walks the ~200,000 objects
-# of the loaded libraries over and over: about 10 % of a daily run. Results do not depend on it.
-_RUN_GC_THRESHOLD = 50_000
-
-
-@contextlib.contextmanager
-def _young_collections_every(allocations: int) -> Iterator[None]:
-    """Raise the collector's young-generation threshold to at least ``allocations`` for the block, then
-    restore the caller's thresholds (the process-wide setting is left as it was)."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], allocations), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
+    return cerebro.run()[0], values, dated_note
 
 
 def run_backtest(config: dict[str, Any]) -> RunOutcome:

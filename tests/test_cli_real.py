@@ -140,20 +140,3 @@ def test_sweep_summary_equals_the_full_runs_summary(data_dir, params):
     assert list(swept) == list(full)
     assert json.dumps(swept, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
 
-
-def test_runs_collect_young_objects_less_often_and_restore_the_callers_setting():
-    import gc
-
-    saved = gc.get_threshold()
-    try:
-        gc.set_threshold(123, 4, 5)
-        with pytest.raises(RuntimeError), api._young_collections_every(50_000):
-            assert gc.get_threshold() == (50_000, 4, 5)
-            raise RuntimeError("a run that fails half way")
-        assert gc.get_threshold() == (123, 4, 5)
-        gc.set_threshold(90_000, 4, 5)  # a caller's higher threshold is kept
-        with api._young_collections_every(50_000):
-            assert gc.get_threshold() == (90_000, 4, 5)
-        assert gc.get_threshold() == (90_000, 4, 5)
-    finally:
-        gc.set_threshold(*saved)
