@@ -63,7 +63,8 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=False).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                     ".", ":!benchmarks/results.json"],  # its own previous output is not code
                                     capture_output=True, text=True, check=False).stdout.strip())
     except OSError:
         commit, dirty = "", False
