@@ -80,11 +80,8 @@ def timed_run(market: api.Market, policy: str = "static_hedge", params: dict[str
     values = api._policy_params(policy, {"asset": market.asset, **(params or {})}, None)
     marks: dict[str, float] = {}
     began = time.perf_counter()
-    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
-    cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
-    cerebro.broker = MarginBroker(cash=0.0)
-    cerebro.addstrategy(_timed_policy(policy_class(policy), marks), **values)
-    add_analyzers(cerebro, market.asset)
+    cerebro = _miner_cerebro(market, _timed_policy(policy_class(policy), marks), values,
+                             preload=preload, runonce=runonce)
     strategy = cerebro.run()[0]
     ran = time.perf_counter()
     result = build_run_result(strategy, dict(market.assumptions), title="benchmark")
@@ -164,11 +161,17 @@ def ablated_run(market: api.Market, *, analyzers: bool = True, policy: str = "st
     (``analyzers=False``: none added)."""
     values = api._policy_params(policy, {"asset": market.asset}, None)
     began = time.perf_counter()
-    cerebro = bt.Cerebro(stdstats=False)
+    _miner_cerebro(market, policy_class(policy), values, analyzers=analyzers).run()
+    return time.perf_counter() - began
+
+
+def _miner_cerebro(market: api.Market, strategy: type, values: dict[str, Any], *, analyzers: bool = True,
+                   preload: bool = True, runonce: bool = True) -> bt.Cerebro:
+    """The cerebro :func:`minehedge.api.run_policy` builds (perpetual contracts), ready to run."""
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
     cerebro.broker = MarginBroker(cash=0.0)
-    cerebro.addstrategy(policy_class(policy), **values)
+    cerebro.addstrategy(strategy, **values)
     if analyzers:
         add_analyzers(cerebro, market.asset)
-    cerebro.run()
-    return time.perf_counter() - began
+    return cerebro

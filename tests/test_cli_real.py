@@ -139,4 +139,3 @@ def test_sweep_summary_equals_the_full_runs_summary(data_dir, params):
     swept = api.run_summary({"policy": "static_hedge", "params": params}, market)
     assert list(swept) == list(full)
     assert json.dumps(swept, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
-
