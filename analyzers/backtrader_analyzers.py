@@ -85,21 +85,6 @@ def _ledger(broker: object) -> pd.DataFrame:
     return frame
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    """``frame.to_dict("records")`` (same values and types) without pandas' per-cell boxing."""
-    columns = []
-    for name in frame.columns:
-        column = frame[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):  # a ledger has ~5 entries per bar time: box each once
-            codes, stamps = pd.factorize(column, use_na_sentinel=False)
-            boxed = stamps.tolist()
-            columns.append([boxed[code] for code in codes.tolist()])
-        else:
-            columns.append(column.tolist())
-    names = list(frame.columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-
 _ORDINAL_OF_EPOCH = 719_163  # date(1970, 1, 1).toordinal(): backtrader stores times as ordinal days
 
 
@@ -562,7 +547,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         equity=frame.loc[:, list(EQUITY_COLUMNS)],
         prices=frame["price_usd"].rename("price_usd"),
         events=event_stats.event_records(_events(broker)),
-        ledger=_records(_ledger(broker)),
+        ledger=ledger_stats.LedgerRecords(_ledger(broker)),
         trades=fills,
         asset=summary.p.asset,
         warning_level=float(getattr(broker, "warning_level", math.nan)),

@@ -7,7 +7,7 @@ costs into positive USD numbers and say so in the key (``..._paid_usd``, ``..._c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,72 @@ MINING_KINDS: tuple[str, ...] = ("mining_credit", "power_cost", "hosting_cost", 
 LedgerLike = Ledger | Iterable[LedgerEntry | Mapping[str, object]]
 
 
+def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """``frame.to_dict("records")`` (same values and types) without pandas' per-cell boxing."""
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # a ledger has ~5 entries per bar time: box each once
+            codes, stamps = pd.factorize(column, use_na_sentinel=False)
+            boxed = stamps.tolist()
+            columns.append([boxed[code] for code in codes.tolist()])
+        else:
+            columns.append(column.tolist())
+    names = list(frame.columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+class LedgerRecords(Sequence):
+    """A run's ledger records (``Ledger.to_records()`` shape: one dict per entry, keys :data:`LEDGER_COLUMNS`)
+    kept as the :func:`ledger_frame` table they come from; the dicts are built on first access by index or
+    iteration. A run books about five entries per bar, and building those dicts cost as much as the rest of
+    the result, while the report and the mining view only need the table (:func:`ledger_frame` returns a
+    copy of it). Compares equal to a list of the same records."""
+
+    __slots__ = ("_frame", "_records")
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        if list(frame.columns) != list(LEDGER_COLUMNS):
+            raise ValueError(f"LedgerRecords needs a ledger_frame table with columns {list(LEDGER_COLUMNS)}, "
+                             f"got {list(frame.columns)}.")
+        self._frame = frame
+        self._records: list[dict[str, object]] | None = None
+
+    def _materialised(self) -> list[dict[str, object]]:
+        if self._records is None:
+            self._records = records(self._frame)
+        return self._records
+
+    def frame(self) -> pd.DataFrame:
+        """A copy of the table (callers may modify it)."""
+        return self._frame.copy()
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._materialised()[index]
+
+    def __iter__(self):
+        return iter(self._materialised())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LedgerRecords):
+            other = other._materialised()
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return self._materialised() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-by-content, like the list it stands for
+
+    def __repr__(self) -> str:
+        return f"LedgerRecords({len(self)} entries)"
+
+
 def ledger_frame(ledger: LedgerLike) -> pd.DataFrame:
     """The ledger as a table with columns exactly :data:`LEDGER_COLUMNS` (datetime UTC), in entry order."""
+    if isinstance(ledger, LedgerRecords):
+        return ledger.frame()
     if isinstance(ledger, Ledger):
         records = ledger.to_columns() if len(ledger) else []
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -45,7 +45,8 @@ class RunResult:
     equity: per-bar table, UTC DatetimeIndex, columns :data:`EQUITY_COLUMNS` (USD, coin, fraction, %).
     prices: coin price per bar, USD per coin, UTC DatetimeIndex.
     events: event records (``MarginEvent`` fields, ``datetime`` for the time), in log order.
-    ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape).
+    ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape): a list, or from a run a
+        ``ledger_stats.LedgerRecords`` that keeps them as a table until they are read.
     trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size, price, commission,
         reason).
     asset: ``"BTC"`` or ``"ETH"``; warning_level / liquidation_level: margin-ratio levels (fractions).
@@ -59,7 +60,7 @@ class RunResult:
     equity: pd.DataFrame
     prices: pd.Series
     events: list[Mapping[str, object]] = field(default_factory=list)
-    ledger: list[Mapping[str, object]] = field(default_factory=list)
+    ledger: Sequence[Mapping[str, object]] = field(default_factory=list)
     trades: list[Mapping[str, object]] = field(default_factory=list)
     asset: str = "BTC"
     warning_level: float = 0.8

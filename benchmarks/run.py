@@ -10,7 +10,8 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
 2. Single runs, each in a fresh process (:mod:`benchmarks.single`): BTC 1d over the whole shared daily
    range and BTC 1h over the longest shared hourly range; seconds and bars/s per phase; peak RSS.
 3. Sweeps, each in a fresh process (:mod:`benchmarks.sweep`): a 200-configuration static_hedge grid on
-   BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers.
+   BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers, interleaved in two slices of
+   the grid (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 
@@ -143,13 +144,44 @@ def single_runs(repeats: int) -> dict[str, Any]:
     return out
 
 
-def sweeps(configs: int) -> dict[str, Any]:
-    out = {name: _subprocess_json("benchmarks.sweep", "--executor", name, "--configs", str(configs))
-           for name in ("local1", "local2", "dask2")}
-    serial = out["local1"]["wall_s"]
-    for name, workers in (("local1", 1), ("local2", 2), ("dask2", 2)):
-        out[name]["parallel_efficiency"] = serial / (workers * out[name]["wall_s"])
-        out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] / out[name]["configs"]
+EXECUTORS: tuple[tuple[str, int], ...] = (("local1", 1), ("local2", 2), ("dask2", 2))  # (name, workers)
+
+
+def sweeps(configs: int, parts: int = 2) -> dict[str, Any]:
+    """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
+    (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
+    slices (1, 2, Dask, then Dask, 2, 1). This machine's speed drifts by up to 2x within minutes; run one
+    executor after another and the drift lands on whichever ran in a slow spell, while interleaved it is
+    shared. Each executor's figures are the sums (wall, configurations) or maxima (RSS) over its slices;
+    the efficiency of each slice is kept as well (``efficiency_by_part``) to show the spread."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in EXECUTORS}
+    for k in range(1, parts + 1):
+        order = EXECUTORS if k % 2 else EXECUTORS[::-1]
+        for name, _ in order:
+            runs[name].append(_subprocess_json("benchmarks.sweep", "--executor", name, "--configs", str(configs),
+                                               "--part", f"{k}/{parts}"))
+    out: dict[str, Any] = {}
+    for name, _ in EXECUTORS:
+        parts_of = runs[name]
+        record = dict(parts_of[0])
+        record.pop("part")
+        for key in ("configs", "ok", "failed"):
+            record[key] = sum(p[key] for p in parts_of)
+        record["wall_s"] = sum(p["wall_s"] for p in parts_of)
+        record["configs_per_s"] = record["configs"] / record["wall_s"]
+        record["mean_config_s"] = sum(p["mean_config_s"] * p["ok"] for p in parts_of) / max(record["ok"], 1)
+        record["final_equity_sum_usd"] = sum(p["final_equity_sum_usd"] for p in parts_of)
+        for key in ("worker_peak_rss_mb", "parent_peak_rss_mb", "workers_seen"):
+            record[key] = max(p[key] for p in parts_of)
+        record["load_shared_s"] = statistics.median(p["load_shared_s"] for p in parts_of)
+        record["parts"] = parts_of
+        out[name] = record
+    for name, workers in EXECUTORS:
+        out[name]["parallel_efficiency"] = out["local1"]["wall_s"] / (workers * out[name]["wall_s"])
+        out[name]["efficiency_by_part"] = [serial["wall_s"] / (workers * own["wall_s"])
+                                           for serial, own in zip(runs["local1"], runs[name], strict=True)]
+        # loaded once per sweep (each slice is a sweep of its own): the load cost spread over the grid
+        out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] * parts / out[name]["configs"]
     return out
 
 
@@ -173,8 +205,9 @@ def table(results: dict[str, Any]) -> str:
         f"{engine['bars']} daily bars)",
     ]
     for name in ("local2", "dask2"):
+        by_part = ", ".join(f"{e:.0%}" for e in sweep[name]["efficiency_by_part"])
         rows.append(f"  parallel efficiency {sweep[name]['description']:<38} (>= 90%): "
-                    f"{sweep[name]['parallel_efficiency']:.0%}")
+                    f"{sweep[name]['parallel_efficiency']:.0%} (interleaved slices: {by_part})")
     worst = max(sweep[n]["worker_peak_rss_mb"] for n in sweep)
     rows.append(f"  sweep peak RSS per worker / single daily run (<= 1.5x): {worst / single_rss:.2f}x "
                 f"({_fmt(worst, 0)} / {_fmt(single_rss, 0)} MiB)")
@@ -195,15 +228,16 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"    (MinerFeed start+preload alone: {_fmt(record['feed_preload_s'] * 1000, 1)} ms; "
                     f"report = analyzer statistics {_fmt(record['analysis_s'], 3)} s + RunResult "
                     f"{_fmt(record['result_s'], 3)} s)")
-    rows += ["", f"SWEEPS ({sweep['local1']['configs']} static_hedge configurations, BTC 1d)   wall s  configs/s  "
-             "efficiency  data load/config  worker peak RSS"]
+    rows += ["", f"SWEEPS ({sweep['local1']['configs']} static_hedge configurations, BTC 1d, in "
+             f"{len(sweep['local1']['parts'])} interleaved slices)", "  executor" + " " * 36 +
+             "wall s  configs/s efficiency  data load/config  worker peak RSS"]
     for name in ("local1", "local2", "dask2"):
         rec = sweep[name]
         rows.append(f"  {rec['description']:<44}{_fmt(rec['wall_s'], 1):>8}{_fmt(rec['configs_per_s'], 2):>10}"
                     f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
                     f"{_fmt(rec['worker_peak_rss_mb'], 0):>12} MiB  ({rec['ok']} ok, {rec['failed']} failed)")
     local = sweep["local1"]
-    rows.append(f"  data: loaded once per sweep ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
+    rows.append(f"  data: loaded once per sweep slice ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
                 f"({_fmt(local['market_pickle_mb'], 2)} MiB pickled); per run only the MinerFeed preload "
                 f"({_fmt(daily['feed_preload_s'] * 1000, 1)} ms)")
     rows += ["", "MEMORY (peak RSS, fresh process)",

@@ -1,10 +1,12 @@
 """One benchmarked sweep in a fresh process; prints one JSON object.
 
-``python -m benchmarks.sweep --executor local1|local2|dask2 --configs 200``: a static_hedge grid on BTC 1d
-(the whole shared daily range) through :func:`minehedge.sweep.run_sweep`, exactly as
+``python -m benchmarks.sweep --executor local1|local2|dask2 --configs 200 [--part K/N]``: a static_hedge grid
+on BTC 1d (the whole shared daily range) through :func:`minehedge.sweep.run_sweep`, exactly as
 ``run_backtest.py sweep`` runs it: the market is loaded once (``api.load_shared``) and shipped once per
 worker. Each configuration also reports its worker's pid and peak RSS, so the per-worker peak memory is
-measured for every executor (in-process, process pool or Dask).
+measured for every executor (in-process, process pool or Dask). ``--part K/N`` runs every N-th point of the
+grid starting at the K-th (a slice with the same mix of configurations as the whole grid), so that
+``benchmarks/run.py`` can interleave the executors slice by slice.
 """
 
 from __future__ import annotations
@@ -53,10 +55,22 @@ def run_summary_with_rss(config: dict, shared: Any) -> dict[str, Any]:
     return summary
 
 
+def grid_part(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) as (K, N); argparse type of ``--part``."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--part={text!r}: expected K/N with integers, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--part={text!r}: K must be between 1 and N")
+    return k, n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--executor", choices=("local1", "local2", "dask2"), required=True)
     parser.add_argument("--configs", type=int, default=200)
+    parser.add_argument("--part", type=grid_part, default=(1, 1), help="K/N: every N-th grid point from the K-th")
     args = parser.parse_args(argv)
 
     from benchmarks.sweep import run_summary_with_rss as run_fn  # by module name: picklable under -m
@@ -71,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     pickle.loads(blob)
     unpickle_s = time.perf_counter() - began
-    points = expand_grid(base, grid(args.configs))
+    k, n = args.part
+    points = expand_grid(base, grid(args.configs))[k - 1::n]
     executor = {"local1": lambda: make_executor(workers=1), "local2": lambda: make_executor(workers=2),
                 "dask2": lambda: make_executor(dask_local=2)}[args.executor]()
     rss_parent_before = peak_rss_mb()
@@ -85,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = results[results["status"] == "ok"]
     per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
     record = {
-        "executor": args.executor, "description": executor.description, "configs": len(points),
+        "executor": args.executor, "description": executor.description, "part": f"{k}/{n}", "configs": len(points),
         "ok": int(len(ok)), "failed": len(report.failed), "wall_s": wall_s,
         "configs_per_s": len(points) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
         "load_shared_s": load_s, "market_pickle_mb": len(blob) / 2**20, "market_unpickle_s": unpickle_s,

@@ -27,6 +27,7 @@ Sources (cited again beside each formula):
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Sequence
@@ -62,15 +63,17 @@ def flat_tiers(mmr: float, max_leverage: float = 125.0) -> tuple[MaintenanceTier
     return (MaintenanceTier(0.0, mmr, max_leverage, 0.0),)
 
 
+def _floor(tier: MaintenanceTier) -> float:
+    return tier.floor
+
+
 def tier_index(tiers: Tiers, notional: float) -> int:
-    """Index of the bracket whose ``floor <= notional`` (brackets sorted by floor, first floor 0)."""
-    index = 0
-    for i, tier in enumerate(tiers):
-        if notional >= tier.floor:
-            index = i
-        else:
-            break
-    return index
+    """Index of the bracket whose ``floor <= notional`` (brackets sorted by floor, first floor 0); 0 for a
+    notional below the first floor or NaN. A binary search: venue tables have up to a dozen brackets and
+    the broker asks several times per bar."""
+    if not notional >= 0.0:  # negative or NaN: the first bracket, as every floor is >= 0
+        return 0
+    return max(bisect.bisect_right(tiers, notional, key=_floor) - 1, 0)
 
 
 def tier_for_notional(tiers: Tiers, notional: float) -> MaintenanceTier:

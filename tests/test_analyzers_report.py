@@ -167,6 +167,29 @@ def test_ledger_records_with_naive_times_load_as_utc():
     assert frame["datetime"].iloc[0] == pd.Timestamp("2021-01-01", tz="UTC")
 
 
+def test_ledger_records_read_from_the_table_equal_pandas_records():
+    ledger = hand_made_result().ledger
+    table = ledger_stats.ledger_frame(ledger)
+    records = ledger_stats.LedgerRecords(table)
+    assert len(records) == len(ledger) == 92
+    expected = table.to_dict("records")
+    assert [list(r) for r in records] == [list(r) for r in expected]
+    for got, want in zip(records, expected, strict=True):  # the same values and types, NaN where NaN
+        for key in want:
+            assert type(got[key]) is type(want[key]) or isinstance(got[key], float), key
+            assert got[key] == want[key] or (got[key] != got[key] and want[key] != want[key]), key
+    assert records[3]["kind"] == "mining_credit" and records[-1]["kind"] == "liquidation_fee"
+    assert records == list(records)  # a list's equality (NaN compares unequal unless the same object)
+    assert records != list(records)[:-1] and records != "not records"
+    # the report reads the table back unchanged, and a caller's edits to it do not reach the records
+    back = ledger_stats.ledger_frame(records)
+    pd.testing.assert_frame_equal(back, ledger_stats.ledger_frame(list(records)))
+    back.loc[0, "amount"] = 1e9
+    assert records[0]["amount"] == table["amount"].iloc[0] != 1e9
+    with pytest.raises(ValueError, match="LEDGER_COLUMNS|columns"):
+        ledger_stats.LedgerRecords(table.drop(columns="note"))
+
+
 def test_comparison_folder(tmp_path):
     from analyzers.comparison import COMPARISON_CHARTS, write_comparison
 

@@ -163,6 +163,39 @@ def test_isolated_loss_at_liquidation_never_exceeds_margin(entry, leverage, mmr,
 
 
 @settings(max_examples=200, deadline=None)
+def _tier_index_by_scan(tiers, notional):
+    """The bracket lookup as the venues describe it: walk up the brackets while the floor is reached."""
+    index = 0
+    for i, tier in enumerate(tiers):
+        if notional >= tier.floor:
+            index = i
+        else:
+            break
+    return index
+
+
+@settings(max_examples=300)
+@given(steps=st.lists(st.floats(1e-3, 1e9), min_size=0, max_size=15),
+       notional=st.one_of(st.floats(-1e3, 1e11), st.just(math.nan), st.just(0.0)), pick=st.integers(0, 15))
+def test_tier_index_binary_search_equals_the_bracket_walk(steps, notional, pick):
+    floors = [0.0]
+    for step in steps:
+        floors.append(floors[-1] + step)
+    tiers = tuple(f.MaintenanceTier(floor, 0.004, 125) for floor in floors)
+    assert f.tier_index(tiers, notional) == _tier_index_by_scan(tiers, notional)
+    exact = floors[pick % len(floors)]  # a notional exactly on a floor belongs to that floor's bracket
+    assert f.tier_index(tiers, exact) == _tier_index_by_scan(tiers, exact) == floors.index(exact)
+
+
+def test_tier_index_on_binance_usdm_brackets():
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(datetime(2022, 6, 1))
+    for k, tier in enumerate(tiers):
+        assert f.tier_index(tiers, tier.floor) == k
+        assert f.tier_index(tiers, math.nextafter(tier.floor, -math.inf)) == max(k - 1, 0)
+    assert f.tier_index(tiers, 1e15) == len(tiers) - 1
+    assert f.tier_index(tiers, math.nan) == 0
+
+
 @given(entry=prices, contracts=st.integers(1, 10_000_000), mmr=rates, face=st.sampled_from([1.0, 10.0, 100.0]),
        basis=st.sampled_from(["mark", "entry"]))
 def test_1x_inverse_short_backed_by_coin_never_liquidated(entry, contracts, mmr, face, basis):
