@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -75,6 +76,19 @@ def machine() -> dict[str, Any]:
             "backtrader": backtrader.__version__, "pandas": pandas.__version__, "numpy": numpy.__version__,
             "git_commit": commit + ("+uncommitted changes" if dirty else ""),
             "measured_at_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def machine_speed_s(loops: int = 2_000_000, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of a fixed pure-Python loop (seconds): measured at the start and at the end
+    of the benchmark, so a reader can see how much this (shared, virtual) machine's speed moved meanwhile."""
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return best
 
 
 def engine_overhead(pairs: int) -> dict[str, Any]:
@@ -251,8 +265,10 @@ def table(results: dict[str, Any]) -> str:
     for label, micros in parts["us_per_bar"].items():
         indent = "      " if ":" in label else "  "
         rows.append(f"{indent}{label:<52}{_fmt(micros, 1):>8}")
-    m = results["machine"]
-    rows += ["", f"machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
+    m, speed = results["machine"], results["machine_speed"]
+    rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at the start, "
+             f"{_fmt(speed['end_s'], 3)} s at the end",
+             f"machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
              f"backtrader {m['backtrader']}, pandas {m['pandas']}; {m['git_commit']} at {m['measured_at_utc']}",
              f"command: {results['command']}  ({_fmt(results['benchmark_seconds'], 0)} s)"]
     return "\n".join(rows)
@@ -271,10 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     results: dict[str, Any] = {"command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
                                "quick": args.quick, "targets": TARGETS, "machine": machine()}
+    speed_before = machine_speed_s()
     results["engine_overhead"] = engine_overhead(3 if args.quick else 7)
     results["single_runs"] = single_runs(1 if args.quick else 3)
     results["sweeps"] = sweeps(8 if args.quick else 200)
     results["breakdown"] = time_breakdown()
+    results["machine_speed"] = {"loop": "for i in range(2_000_000): total += i (best of 3)",
+                                "start_s": speed_before, "end_s": machine_speed_s()}
     results["benchmark_seconds"] = time.perf_counter() - began
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
