@@ -28,7 +28,7 @@ MINING_KINDS: tuple[str, ...] = ("mining_credit", "power_cost", "hosting_cost", 
 LedgerLike = Ledger | Iterable[LedgerEntry | Mapping[str, object]]
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+def frame_records(frame: pd.DataFrame) -> list[dict[str, object]]:
     """``frame.to_dict("records")`` (same values and types) without pandas' per-cell boxing."""
     columns = []
     for name in frame.columns:
@@ -61,7 +61,7 @@ class LedgerRecords(Sequence):
 
     def _materialised(self) -> list[dict[str, object]]:
         if self._records is None:
-            self._records = records(self._frame)
+            self._records = frame_records(self._frame)
         return self._records
 
     def frame(self) -> pd.DataFrame:
