@@ -14,6 +14,7 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
    the grid (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
+6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
 
 ``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid.
 """
@@ -134,6 +135,42 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
                            "checks, ledger), the static_hedge miner (mining credits, costs, treasury, hedge), "
                            "every analyzer including their end-of-run statistics"),
     }
+
+
+def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
+    """The numpy margin path (:mod:`brokers.screening`) of ``configs`` held BTCUSDT positions (size x
+    leverage grid, long and short) on BTC 1d from the start of Binance's perpetual funding (2019-09-10): the schedule built once, then each path;
+    nanoseconds per configuration-bar (best of ``repeats``). It answers a narrower question than a run
+    (one held position's funding, margin and liquidation, no mining), and is checked bar by bar against
+    MarginBroker in tests/test_brokers_screening.py."""
+    from datetime import timedelta
+
+    from pandas import Timestamp as pd_timestamp
+
+    from brokers.screening import BarSchedule, held_linear_path
+    from brokers.venues import load_venue
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d"})
+    venue = load_venue("binance_usdm")
+    began = time.perf_counter()
+    schedule = BarSchedule.from_frame(market.frame, timedelta(days=1), venue.funding_hours_utc,
+                                      venue.instrument("BTCUSDT").tiers_at, fallback_rate=venue.default_funding_rate)
+    schedule_s = time.perf_counter() - began
+    start = int(market.frame.index.searchsorted(pd_timestamp("2019-09-10", tz="UTC")))  # Binance perpetual funding begins
+    entry = float(market.frame["open"].iloc[start])
+    sizes = [s * q for s in (1.0, -1.0) for q in (0.25, 0.5, 1.0, 2.0, 4.0)]
+    leverages = [1.0 + 0.5 * k for k in range(max(configs // len(sizes), 1))]
+    grid = [(qty, lev) for qty in sizes for lev in leverages][:configs]
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        liquidated = sum(held_linear_path(schedule, qty, entry, abs(qty) * entry / lev, start).liquidated_at
+                         is not None for qty, lev in grid)
+        best = min(best, time.perf_counter() - began)
+    bars = len(market.frame) - start
+    return {"configs": len(grid), "bars": bars, "from": market.frame.index[start].isoformat(), "schedule_s": schedule_s, "paths_s": best,
+            "ns_per_config_bar": best / (len(grid) * bars) * 1e9, "liquidated": liquidated}
 
 
 def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
@@ -265,6 +302,14 @@ def table(results: dict[str, Any]) -> str:
     for label, micros in parts["us_per_bar"].items():
         indent = "      " if ":" in label else "  "
         rows.append(f"{indent}{label:<52}{_fmt(micros, 1):>8}")
+    screen = results["margin_screen"]
+    miner_ns = engine["miner_cerebro_s"] / engine["bars"] * 1e9
+    rows += ["", "NUMPY MARGIN SCREEN (brokers.screening: one held BTCUSDT position per configuration, funding, "
+             "margin ratio, liquidation)",
+             f"  {screen['configs']} configurations x {screen['bars']:,} bars: schedule (once) "
+             f"{_fmt(screen['schedule_s'] * 1000, 1)} ms, paths {_fmt(screen['paths_s'] * 1000, 1)} ms = "
+             f"{_fmt(screen['ns_per_config_bar'], 0)} ns per configuration-bar ({screen['liquidated']} liquidated); "
+             f"the full miner run: {_fmt(miner_ns / 1000, 0)} us per bar ({miner_ns / screen['ns_per_config_bar']:,.0f}x)"]
     m, speed = results["machine"], results["machine_speed"]
     rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at the start, "
              f"{_fmt(speed['end_s'], 3)} s at the end",
@@ -292,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     results["single_runs"] = single_runs(1 if args.quick else 3)
     results["sweeps"] = sweeps(8 if args.quick else 200)
     results["breakdown"] = time_breakdown()
+    results["margin_screen"] = margin_screen(configs=40 if args.quick else 200)
     results["machine_speed"] = {"loop": "for i in range(2_000_000): total += i (best of 3)",
                                 "start_s": speed_before, "end_s": machine_speed_s()}
     results["benchmark_seconds"] = time.perf_counter() - began

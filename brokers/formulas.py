@@ -185,6 +185,61 @@ def linear_liquidation_price(qty: float, entry: float, wallet: float, tiers: Tie
     return max(_linear_liq_for_tier(qty, entry, wallet, tiers[start]), 0.0)  # float edge at a floor
 
 
+# --- Vectorised twins (numpy arrays in, arrays out; brokers.screening) ----------------------------------
+# Each applies the scalar function's operations in the same order, so element by element the results are
+# equal to the last bit (tests/test_brokers_formulas.py checks it). The broker uses the scalar versions.
+
+def tier_index_array(tiers: Tiers, notional: np.ndarray) -> np.ndarray:
+    """:func:`tier_index` of every element (int array): the same search by floor; 0 for negative or NaN."""
+    notional = np.asarray(notional, dtype=float)
+    floors = np.fromiter((tier.floor for tier in tiers), dtype=float, count=len(tiers))
+    index = np.searchsorted(floors, notional, side="right") - 1
+    return np.where(notional >= 0.0, np.maximum(index, 0), 0)
+
+
+def maintenance_margin_array(notional: np.ndarray, tiers: Tiers) -> np.ndarray:
+    """:func:`maintenance_margin` of every element (notional: USD linear, coin inverse)."""
+    notional = np.abs(np.asarray(notional, dtype=float))
+    k = tier_index_array(tiers, notional)
+    mmr = np.fromiter((tier.mmr for tier in tiers), dtype=float, count=len(tiers))
+    amount = np.fromiter((tier.maintenance_amount for tier in tiers), dtype=float, count=len(tiers))
+    return np.maximum(notional * mmr[k] - amount[k], 0.0)
+
+
+def margin_ratio_array(maintenance: np.ndarray, margin_balance: np.ndarray) -> np.ndarray:
+    """:func:`margin_ratio` of every element: 0 where no maintenance is due, inf where the balance is <= 0."""
+    maintenance = np.asarray(maintenance, dtype=float)
+    margin_balance = np.asarray(margin_balance, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # those elements are replaced below
+        ratio = maintenance / margin_balance
+    return np.where(maintenance <= 0.0, 0.0, np.where(margin_balance <= 0.0, np.inf, ratio))
+
+
+def linear_liquidation_price_array(qty: float, entry: float, wallet: np.ndarray, tiers: Tiers) -> np.ndarray:
+    """:func:`linear_liquidation_price` for an array of wallets (USD), same bracket re-solve: per element the
+    entry bracket's solution if consistent, else the first consistent bracket in order, else the fallback."""
+    if qty == 0:
+        raise ValueError("qty must be non-zero")
+    wallet = np.asarray(wallet, dtype=float)
+    size = abs(qty)
+    start = tier_index(tiers, size * entry)
+    result = np.full(wallet.shape, np.nan)
+    open_ = np.ones(wallet.shape, dtype=bool)  # elements still without a consistent bracket
+    for i in (start, *[j for j in range(len(tiers)) if j != start]):
+        price = _linear_liq_for_tier(qty, entry, wallet, tiers[i])
+        found = open_ & (price > 0.0) & (tier_index_array(tiers, size * price) == i)
+        result[found] = price[found]
+        open_ &= ~found
+        if not open_.any():  # usually after the entry bracket
+            break
+    if open_.any():
+        fallback = np.maximum(_linear_liq_for_tier(qty, entry, wallet, tiers[start]), 0.0)
+        result[open_] = fallback[open_]
+    if qty > 0:
+        result[wallet >= size * entry] = 0.0  # margin covers the whole notional
+    return result
+
+
 def linear_bankruptcy_price(qty: float, entry: float, wallet: float) -> float:
     """Price (USD) at which the margin balance is zero: entry - side x wallet / |qty|.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -194,6 +195,39 @@ def test_tier_index_on_binance_usdm_brackets():
         assert f.tier_index(tiers, math.nextafter(tier.floor, -math.inf)) == max(k - 1, 0)
     assert f.tier_index(tiers, 1e15) == len(tiers) - 1
     assert f.tier_index(tiers, math.nan) == 0
+
+
+@settings(max_examples=150)
+@given(steps=st.lists(st.floats(1e-3, 1e9), min_size=0, max_size=12),
+       notionals=st.lists(st.one_of(st.floats(-1e3, 1e11), st.just(math.nan)), min_size=1, max_size=30))
+def test_tier_index_and_maintenance_arrays_equal_the_scalars(steps, notionals):
+    floors = [0.0]
+    for step in steps:
+        floors.append(floors[-1] + step)
+    tiers = tuple(f.MaintenanceTier(floor, 0.004 * (k + 1), 125 / (k + 1), floor * 0.003 * k)
+                  for k, floor in enumerate(floors))
+    values = np.array(notionals)
+    assert f.tier_index_array(tiers, values).tolist() == [f.tier_index(tiers, x) for x in notionals]
+    expected = [f.maintenance_margin(x, tiers) for x in notionals]
+    got = f.maintenance_margin_array(values, tiers).tolist()
+    assert all(a == b or (a != a and b != b) for a, b in zip(got, expected, strict=True))
+
+
+@settings(max_examples=200)
+@given(qty=st.one_of(st.floats(-500.0, -1e-3), st.floats(1e-3, 500.0)), entry=prices,
+       wallets=st.lists(st.one_of(st.floats(-1e6, 1e8), st.just(math.nan)), min_size=1, max_size=20),
+       day=st.sampled_from([datetime(2020, 3, 1), datetime(2022, 6, 1)]))
+def test_linear_liquidation_price_array_equals_the_scalar(qty, entry, wallets, day):
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(day)  # a dozen brackets with amounts
+    got = f.linear_liquidation_price_array(qty, entry, np.array(wallets), tiers).tolist()
+    expected = [f.linear_liquidation_price(qty, entry, w, tiers) for w in wallets]
+    assert all(a == b or (a != a and b != b) for a, b in zip(got, expected, strict=True))
+
+
+@given(pairs=st.lists(st.tuples(st.floats(-10.0, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=20))
+def test_margin_ratio_array_equals_the_scalar(pairs):
+    maint, balance = (np.array(x) for x in zip(*pairs, strict=True))
+    assert f.margin_ratio_array(maint, balance).tolist() == [f.margin_ratio(m, b) for m, b in pairs]
 
 
 @given(entry=prices, contracts=st.integers(1, 10_000_000), mmr=rates, face=st.sampled_from([1.0, 10.0, 100.0]),
