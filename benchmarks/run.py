@@ -147,7 +147,7 @@ def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
 
     from pandas import Timestamp as pd_timestamp
 
-    from brokers.screening import BarSchedule, held_linear_path
+    from brokers.screening import BarSchedule, held_linear_path, held_linear_paths
     from brokers.venues import load_venue
     from minehedge import api
 
@@ -161,16 +161,23 @@ def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
     entry = float(market.frame["open"].iloc[start])
     sizes = [s * q for s in (1.0, -1.0) for q in (0.25, 0.5, 1.0, 2.0, 4.0)]
     leverages = [1.0 + 0.5 * k for k in range(max(configs // len(sizes), 1))]
-    grid = [(qty, lev) for qty in sizes for lev in leverages][:configs]
-    best = math.inf
-    for _ in range(repeats):
+    grid = [(qty, lev) for qty in sizes for lev in leverages]
+    best = one_by_one = math.inf
+    for _ in range(repeats):  # each position once, with all its leverages as rows (held_linear_paths)
         began = time.perf_counter()
-        liquidated = sum(held_linear_path(schedule, qty, entry, abs(qty) * entry / lev, start).liquidated_at
-                         is not None for qty, lev in grid)
+        liquidated = sum(int((held_linear_paths(schedule, qty, entry, [abs(qty) * entry / lev for lev in leverages],
+                                                start).liquidated_at >= 0).sum()) for qty in sizes)
         best = min(best, time.perf_counter() - began)
+    for _ in range(repeats):  # the same grid, one path per configuration (held_linear_path)
+        began = time.perf_counter()
+        for qty, lev in grid:
+            held_linear_path(schedule, qty, entry, abs(qty) * entry / lev, start)
+        one_by_one = min(one_by_one, time.perf_counter() - began)
     bars = len(market.frame) - start
-    return {"configs": len(grid), "bars": bars, "from": market.frame.index[start].isoformat(), "schedule_s": schedule_s, "paths_s": best,
-            "ns_per_config_bar": best / (len(grid) * bars) * 1e9, "liquidated": liquidated}
+    return {"configs": len(grid), "bars": bars, "from": market.frame.index[start].isoformat(),
+            "schedule_s": schedule_s, "paths_s": best, "ns_per_config_bar": best / (len(grid) * bars) * 1e9,
+            "one_by_one_s": one_by_one, "one_by_one_ns_per_config_bar": one_by_one / (len(grid) * bars) * 1e9,
+            "liquidated": liquidated}
 
 
 def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
@@ -308,8 +315,10 @@ def table(results: dict[str, Any]) -> str:
              "margin ratio, liquidation)",
              f"  {screen['configs']} configurations x {screen['bars']:,} bars: schedule (once) "
              f"{_fmt(screen['schedule_s'] * 1000, 1)} ms, paths {_fmt(screen['paths_s'] * 1000, 1)} ms = "
-             f"{_fmt(screen['ns_per_config_bar'], 0)} ns per configuration-bar ({screen['liquidated']} liquidated); "
-             f"the full miner run: {_fmt(miner_ns / 1000, 0)} us per bar ({miner_ns / screen['ns_per_config_bar']:,.0f}x)"]
+             f"{_fmt(screen['ns_per_config_bar'], 0)} ns per configuration-bar ({screen['liquidated']} liquidated; one "
+             f"path per configuration: {_fmt(screen['one_by_one_ns_per_config_bar'], 0)} ns)",
+             f"  the full miner run: {_fmt(miner_ns / 1000, 0)} us per bar "
+             f"({miner_ns / screen['ns_per_config_bar']:,.0f}x the screen's cost per configuration-bar)"]
     m, speed = results["machine"], results["machine_speed"]
     rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at the start, "
              f"{_fmt(speed['end_s'], 3)} s at the end",

@@ -27,7 +27,7 @@ line). Fees are paid from free cash by the broker, so they do not touch the isol
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -105,7 +105,17 @@ class BarSchedule:
 
 
 @dataclass(frozen=True)
-class MarginPath:
+class _PathFigures:
+    wallet: np.ndarray
+    liquidation_price: np.ndarray
+    unrealized_pnl: np.ndarray
+    maintenance_margin: np.ndarray
+    margin_ratio: np.ndarray
+    funding: np.ndarray
+
+
+@dataclass(frozen=True)
+class MarginPath(_PathFigures):
     """Per-bar figures of one held position from its fill bar on (NaN where it no longer exists).
 
     wallet: isolated margin after the bar's funding (USD); liquidation_price (USD per coin);
@@ -114,21 +124,40 @@ class MarginPath:
     whose worst price reached the liquidation price, or None.
     """
 
-    wallet: np.ndarray
-    liquidation_price: np.ndarray
-    unrealized_pnl: np.ndarray
-    maintenance_margin: np.ndarray
-    margin_ratio: np.ndarray
-    funding: np.ndarray
     liquidated_at: int | None
+
+
+@dataclass(frozen=True)
+class MarginPaths(_PathFigures):
+    """:class:`MarginPath` of several margins for the same position, one row per margin: 2-D arrays
+    (margins x bars) in the same units; liquidated_at: first liquidation bar per row, -1 when none."""
+
+    liquidated_at: np.ndarray
+
+    def path(self, row: int) -> MarginPath:
+        """Row ``row`` as a :class:`MarginPath`."""
+        at = int(self.liquidated_at[row])
+        figures = (getattr(self, item.name)[row] for item in fields(_PathFigures))
+        return MarginPath(*figures, None if at < 0 else at)
 
 
 def held_linear_path(schedule: BarSchedule, qty: float, entry: float, wallet: float, start: int = 0) -> MarginPath:
     """The margin path of ``qty`` coins (signed: + long) filled at ``entry`` (USD) on bar ``start`` with
     ``wallet`` USD of isolated margin (see the module docstring)."""
+    return held_linear_paths(schedule, qty, entry, [wallet], start).path(0)
+
+
+def held_linear_paths(schedule: BarSchedule, qty: float, entry: float, wallets: Sequence[float],
+                      start: int = 0) -> MarginPaths:
+    """:func:`held_linear_path` for several isolated margins (USD; e.g. one per leverage) at once: the
+    funding, unrealised PnL and maintenance margin depend only on the position and are computed once, the
+    wallet, liquidation price and margin ratio as arrays of margins x bars. Each row equals the single path
+    of its margin to the last bit."""
     if qty == 0:
         raise ValueError("qty must be non-zero")
+    margins = np.asarray(wallets, dtype=float).reshape(-1, 1)
     bars = len(schedule.close)
+    n = bars - start
     # 1. funding, settlement by settlement and in the broker's order, so the wallet is the same to the last bit
     count = schedule.settlements[start:]
     payment = formulas.linear_funding_payment(qty, schedule.mark[start:], schedule.rate[start:])
@@ -136,32 +165,34 @@ def held_linear_path(schedule: BarSchedule, qty: float, entry: float, wallet: fl
     extra = np.cumsum(-paid)  # 0 - p1 - p2 ... as the broker subtracts each payment from the position's margin
     last = np.cumsum(count) - 1  # the last settlement of each bar (or of an earlier bar when a bar has none)
     drained = np.where(last >= 0, extra[np.maximum(last, 0)] if len(extra) else 0.0, 0.0)
-    wallet_path = wallet + drained
+    wallet_path = margins + drained
     # 2. liquidation price per bracket table in force, against the bar's worst price
-    liq = np.empty(bars - start)
+    liq = np.empty(wallet_path.shape)
     tables = schedule.table_of_bar[start:]
     for t, tiers in enumerate(schedule.tier_tables):
         on = tables == t
         if on.any():
-            liq[on] = formulas.linear_liquidation_price_array(qty, entry, wallet_path[on], tiers)
+            liq[:, on] = formulas.linear_liquidation_price_array(qty, entry, wallet_path[:, on], tiers)
     side = 1 if qty > 0 else -1
     extreme = schedule.low[start:] if side > 0 else schedule.high[start:]
-    hits = np.flatnonzero(formulas.is_liquidated(side, liq, extreme))
-    end = int(hits[0]) + 1 if len(hits) else bars - start
+    crossed = formulas.is_liquidated(side, liq, extreme)
+    hit = crossed.any(axis=1)
+    first = np.where(hit, crossed.argmax(axis=1), n - 1)  # the last bar each position exists
     # 3. at the close
     close = schedule.close[start:]
     upnl = formulas.linear_pnl(qty, entry, close)
-    maint = np.empty(bars - start)
+    maint = np.empty(n)
     for t, tiers in enumerate(schedule.tier_tables):
         on = tables == t
         if on.any():
             maint[on] = formulas.maintenance_margin_array(abs(qty) * close[on], tiers)
     ratio = formulas.margin_ratio_array(maint, wallet_path + upnl)
+    alive = np.arange(n) <= first[:, None]
 
     def full(values: np.ndarray) -> np.ndarray:
-        out = np.full(bars, np.nan)
-        out[start:start + end] = values[:end]
+        out = np.full((len(margins), bars), np.nan)
+        out[:, start:] = np.where(alive, values, np.nan)
         return out
 
-    return MarginPath(full(wallet_path), full(liq), full(upnl), full(maint), full(ratio),
-                      full(payment * count), start + end - 1 if len(hits) else None)
+    return MarginPaths(full(wallet_path), full(liq), full(upnl), full(maint), full(ratio), full(payment * count),
+                       np.where(hit, first + start, -1))

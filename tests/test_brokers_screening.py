@@ -21,7 +21,7 @@ import pytest
 from brokers import formulas
 from brokers.broker import MarginBroker
 from brokers.commission import LinearFuturesCommInfo
-from brokers.screening import BarSchedule, held_linear_path, settlements_per_bar
+from brokers.screening import BarSchedule, held_linear_path, held_linear_paths, settlements_per_bar
 from brokers.venues import load_venue
 from data.feeds import MinerFeed
 from minehedge import api
@@ -137,6 +137,23 @@ def test_known_outcomes_2019_to_2022(market, schedule):
     assert died(1.0, 2.0)[1] == datetime(2020, 3, 12)
     assert died(-1.0, 10.0)[1] == datetime(2019, 9, 3)
     assert died(-1.0, 0.5)[1] == datetime(2021, 1, 2)  # margin of twice the notional: BTC above 31,700
+
+
+@pytest.mark.parametrize("qty", [-1.0, 0.75])
+def test_many_margins_at_once_equal_one_at_a_time(market, schedule, qty):
+    entry = float(market.frame["open"].iloc[1])
+    wallets = [abs(qty) * entry / leverage for leverage in (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 25.0, 50.0)]
+    paths = held_linear_paths(schedule, qty, entry, wallets, start=1)
+    assert paths.wallet.shape == (len(wallets), len(schedule.close))
+    outcomes = set()
+    for row, wallet in enumerate(wallets):
+        one = held_linear_path(schedule, qty, entry, wallet, start=1)
+        many = paths.path(row)
+        assert many.liquidated_at == one.liquidated_at
+        outcomes.add(one.liquidated_at is None)
+        for name in ("wallet", "liquidation_price", "unrealized_pnl", "maintenance_margin", "margin_ratio", "funding"):
+            np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)  # NaN == NaN here
+    assert len({paths.path(r).liquidated_at for r in range(len(wallets))}) > 2  # the grid spans many outcomes
 
 
 def test_missing_funding_rates_need_a_fallback(market):
