@@ -15,11 +15,12 @@ After the first liquidation bar the position is gone; the arrays end there (NaN 
 What it is for: a cross-check of the broker's per-bar bookkeeping that shares only the pure formulas with it
 (``tests/test_brokers_screening.py`` compares every bar with MarginBroker on real data), and a fast screen:
 the work depends on the data only through :class:`BarSchedule`, built once per market, and then costs a few
-array operations per configuration (``benchmarks/breakdown.py`` prints the cost per configuration-bar).
+array operations per configuration (``benchmarks/run.py`` prints the cost per configuration-bar).
 
 Scope: one linear position, isolated margin, held without orders after its fill (no re-sizing, no added
-margin), liquidated in full (no bracket step-down: the venue's ``partial_liquidation`` applies only above the
-first bracket), funding from a per-bar rate line (fraction per 8 h, every settlement of a bar at the same
+margin), liquidated in full: a venue with ``partial_liquidation`` steps a position above its first bracket
+down bracket by bracket instead, which this path does not model, so use it there only for first-bracket
+positions. Funding from a per-bar rate line (fraction per 8 h, every settlement of a bar at the same
 rate, as the shared data's ``funding_rate`` line) and a mark (USD per coin; the close when there is no mark
 line). Fees are paid from free cash by the broker, so they do not touch the isolated margin.
 """
