@@ -64,8 +64,6 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown ledger kind {kind!r}; known: {', '.join(sorted(LEDGER_KINDS))}")
 
 
-_new_entry = tuple.__new__
-
 
 class Ledger:
     """Append-only list of :class:`LedgerEntry` with running balances per (currency, wallet)."""
@@ -76,11 +74,8 @@ class Ledger:
 
     def add(self, time: datetime, kind: str, currency: str, wallet: str, amount: float,
             instrument: str = "", note: str = "", amount_usd: float = math.nan) -> LedgerEntry:
-        if kind not in LEDGER_KINDS:
-            _check_kind(kind)
         amount = float(amount)
-        entry = _new_entry(LedgerEntry, (time, kind, currency, wallet, amount, instrument, note,
-                                         amount if currency == "USD" else float(amount_usd)))
+        entry = LedgerEntry(time, kind, currency, wallet, amount, instrument, note, float(amount_usd))
         self.entries.append(entry)
         self._balances[(currency, wallet)] += amount
         return entry

@@ -163,7 +163,6 @@ def test_isolated_loss_at_liquidation_never_exceeds_margin(entry, leverage, mmr,
     assert (bankrupt <= liq + tol) if side > 0 else (bankrupt >= liq - tol)
 
 
-@settings(max_examples=200, deadline=None)
 def _tier_index_by_scan(tiers, notional):
     """The bracket lookup as the venues describe it: walk up the brackets while the floor is reached."""
     index = 0
@@ -230,6 +229,7 @@ def test_margin_ratio_array_equals_the_scalar(pairs):
     assert f.margin_ratio_array(maint, balance).tolist() == [f.margin_ratio(m, b) for m, b in pairs]
 
 
+@settings(max_examples=200, deadline=None)
 @given(entry=prices, contracts=st.integers(1, 10_000_000), mmr=rates, face=st.sampled_from([1.0, 10.0, 100.0]),
        basis=st.sampled_from(["mark", "entry"]))
 def test_1x_inverse_short_backed_by_coin_never_liquidated(entry, contracts, mmr, face, basis):
