@@ -9,9 +9,9 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
    MinerFeed frame; alternating runs, ratio of the medians.
 2. Single runs, each in a fresh process (:mod:`benchmarks.single`): BTC 1d over the whole shared daily
    range and BTC 1h over the longest shared hourly range; seconds and bars/s per phase; peak RSS.
-3. Sweeps, each in a fresh process (:mod:`benchmarks.sweep`): a 200-configuration static_hedge grid on
-   BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers, interleaved in two slices of
-   the grid (see :func:`sweeps`).
+3. Sweeps, each executor in a fresh process of its own (:mod:`benchmarks.sweep`): a 200-configuration
+   static_hedge grid on BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers, interleaved
+   in two slices of the grid, each executor starting its workers once (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
@@ -30,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -180,11 +181,15 @@ def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
             "liquidated": liquidated}
 
 
-def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
+def _benchmark_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=False)
+    return env
+
+
+def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=_benchmark_env(),
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -205,41 +210,78 @@ def single_runs(repeats: int) -> dict[str, Any]:
 EXECUTORS: tuple[tuple[str, int], ...] = (("local1", 1), ("local2", 2), ("dask2", 2))  # (name, workers)
 
 
-def sweeps(configs: int, parts: int = 2) -> dict[str, Any]:
+class _SweepServer:
+    """One executor's ``python -m benchmarks.sweep --serve`` process: it loads the market and opens the
+    executor once, then runs the slices it is sent, one at a time."""
+
+    def __init__(self, name: str, configs: int) -> None:
+        self.name = name
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.sweep", "--executor", name, "--configs", str(configs), "--serve"],
+            cwd=ROOT, env=_benchmark_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            text=True)
+        self.ready = self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        for line in self._proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self._proc.wait()
+        self._stderr.seek(0)
+        raise RuntimeError(f"benchmarks.sweep --executor {self.name} failed:\n{self._stderr.read()[-3000:]}")
+
+    def part(self, k: int, n: int) -> dict[str, Any]:
+        self._proc.stdin.write(f"{k}/{n}\n")
+        self._proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> dict[str, Any]:
+        """End of input: the executor shuts down; its closing record (start-up and shut-down seconds)."""
+        self._proc.stdin.close()
+        final = self._reply()
+        self._proc.wait()
+        self._stderr.close()
+        return final
+
+
+def sweeps(configs: int, parts: int = 4) -> dict[str, Any]:
     """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
     (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
-    slices (1, 2, Dask, then Dask, 2, 1). This machine's speed drifts by up to 2x within minutes; run one
+    slices (1, 2, Dask, then Dask, 2, 1, and so on). This machine's speed drifts by up to 2x within minutes; run one
     executor after another and the drift lands on whichever ran in a slow spell, while interleaved it is
-    shared. Each executor's figures are the sums (wall, configurations) or maxima (RSS) over its slices;
-    the efficiency of each slice is kept as well (``efficiency_by_part``) to show the spread."""
+    shared. Each executor runs in one process that keeps its workers for all its slices (see
+    ``benchmarks.sweep --serve``), so start-up is paid once, as in one sweep of the grid; while it waits for
+    its next slice its workers idle. An executor's wall time is its start-up (Dask's LocalCluster; a process
+    pool starts inside its first slice), its slices and its shut-down; its other figures are sums
+    (configurations) or maxima (RSS) over its slices. ``efficiency_by_part`` is each slice's alone."""
+    servers = [_SweepServer(name, configs) for name, _ in EXECUTORS]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in EXECUTORS}
     for k in range(1, parts + 1):
-        order = EXECUTORS if k % 2 else EXECUTORS[::-1]
-        for name, _ in order:
-            runs[name].append(_subprocess_json("benchmarks.sweep", "--executor", name, "--configs", str(configs),
-                                               "--part", f"{k}/{parts}"))
+        for server in (servers if k % 2 else servers[::-1]):
+            runs[server.name].append(server.part(k, parts))
     out: dict[str, Any] = {}
-    for name, _ in EXECUTORS:
+    for server, (name, _) in zip(servers, EXECUTORS, strict=True):
         parts_of = runs[name]
-        record = dict(parts_of[0])
-        record.pop("part")
+        record = server.close()
         for key in ("configs", "ok", "failed"):
             record[key] = sum(p[key] for p in parts_of)
-        record["wall_s"] = sum(p["wall_s"] for p in parts_of)
+        record["slices_s"] = sum(p["wall_s"] for p in parts_of)
+        record["wall_s"] = record["startup_s"] + record["slices_s"] + record["shutdown_s"]
         record["configs_per_s"] = record["configs"] / record["wall_s"]
         record["mean_config_s"] = sum(p["mean_config_s"] * p["ok"] for p in parts_of) / max(record["ok"], 1)
         record["final_equity_sum_usd"] = sum(p["final_equity_sum_usd"] for p in parts_of)
-        for key in ("worker_peak_rss_mb", "parent_peak_rss_mb", "workers_seen"):
+        for key in ("worker_peak_rss_mb", "parent_peak_rss_mb"):
             record[key] = max(p[key] for p in parts_of)
-        record["load_shared_s"] = statistics.median(p["load_shared_s"] for p in parts_of)
+        record["workers_seen"] = len({pid for p in parts_of for pid in p["worker_pids"]})
         record["parts"] = parts_of
         out[name] = record
     for name, workers in EXECUTORS:
         out[name]["parallel_efficiency"] = out["local1"]["wall_s"] / (workers * out[name]["wall_s"])
         out[name]["efficiency_by_part"] = [serial["wall_s"] / (workers * own["wall_s"])
                                            for serial, own in zip(runs["local1"], runs[name], strict=True)]
-        # loaded once per sweep (each slice is a sweep of its own): the load cost spread over the grid
-        out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] * parts / out[name]["configs"]
+        # loaded once per sweep: the load cost spread over the grid
+        out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] / out[name]["configs"]
     return out
 
 
@@ -287,15 +329,16 @@ def table(results: dict[str, Any]) -> str:
                     f"report = analyzer statistics {_fmt(record['analysis_s'], 3)} s + RunResult "
                     f"{_fmt(record['result_s'], 3)} s)")
     rows += ["", f"SWEEPS ({sweep['local1']['configs']} static_hedge configurations, BTC 1d, in "
-             f"{len(sweep['local1']['parts'])} interleaved slices)", "  executor" + " " * 36 +
-             "wall s  configs/s efficiency  data load/config  worker peak RSS"]
+             f"{len(sweep['local1']['parts'])} interleaved slices; each executor starts its workers once)",
+             "  executor" + " " * 36 + "wall s  configs/s efficiency  start/stop s  data load/config  worker peak RSS"]
     for name in ("local1", "local2", "dask2"):
         rec = sweep[name]
         rows.append(f"  {rec['description']:<44}{_fmt(rec['wall_s'], 1):>8}{_fmt(rec['configs_per_s'], 2):>10}"
-                    f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
+                    f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['startup_s'], 1):>8}/{_fmt(rec['shutdown_s'], 1)}"
+                    f"{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
                     f"{_fmt(rec['worker_peak_rss_mb'], 0):>12} MiB  ({rec['ok']} ok, {rec['failed']} failed)")
     local = sweep["local1"]
-    rows.append(f"  data: loaded once per sweep slice ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
+    rows.append(f"  data: loaded once per sweep ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
                 f"({_fmt(local['market_pickle_mb'], 2)} MiB pickled); per run only the MinerFeed preload "
                 f"({_fmt(daily['feed_preload_s'] * 1000, 1)} ms)")
     rows += ["", "MEMORY (peak RSS, fresh process)",

@@ -5,8 +5,11 @@ on BTC 1d (the whole shared daily range) through :func:`minehedge.sweep.run_swee
 ``run_backtest.py sweep`` runs it: the market is loaded once (``api.load_shared``) and shipped once per
 worker. Each configuration also reports its worker's pid and peak RSS, so the per-worker peak memory is
 measured for every executor (in-process, process pool or Dask). ``--part K/N`` runs every N-th point of the
-grid starting at the K-th (a slice with the same mix of configurations as the whole grid), so that
-``benchmarks/run.py`` can interleave the executors slice by slice.
+grid starting at the K-th (a slice with the same mix of configurations as the whole grid). ``--serve`` keeps
+the executor (and its workers) open and runs the slices named on stdin, one ``K/N`` per line, printing one
+JSON object per slice, then the executor's start-up and shut-down seconds at the end of input: so that
+``benchmarks/run.py`` can interleave the executors slice by slice while each starts its workers once, as one
+sweep of the whole grid does.
 """
 
 from __future__ import annotations
@@ -66,16 +69,40 @@ def grid_part(text: str) -> tuple[int, int]:
     return k, n
 
 
+def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: Any) -> dict[str, Any]:
+    """Run every ``n``-th point from the ``k``-th on the open ``executor``; the slice's figures."""
+    from minehedge.sweep import read_results, run_sweep
+
+    part = points[k - 1::n]
+    with tempfile.TemporaryDirectory() as folder:
+        began = time.perf_counter()
+        report = run_sweep(part, run_fn, shared, data_fingerprint=shared.fingerprint, out_dir=folder,
+                           executor=executor)
+        wall_s = time.perf_counter() - began
+        results = read_results(report.results_path)
+    ok = results[results["status"] == "ok"]
+    per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
+    return {
+        "part": f"{k}/{n}", "configs": len(part), "ok": int(len(ok)), "failed": len(report.failed), "wall_s": wall_s,
+        "configs_per_s": len(part) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
+        "workers_seen": int(len(per_worker)), "worker_pids": sorted(int(pid) for pid in per_worker.index),
+        "worker_peak_rss_mb": float(per_worker.max()), "parent_peak_rss_mb": peak_rss_mb(),
+        "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--executor", choices=("local1", "local2", "dask2"), required=True)
     parser.add_argument("--configs", type=int, default=200)
     parser.add_argument("--part", type=grid_part, default=(1, 1), help="K/N: every N-th grid point from the K-th")
+    parser.add_argument("--serve", action="store_true",
+                        help="keep the executor open and run the slices named on stdin, one K/N per line")
     args = parser.parse_args(argv)
 
     from benchmarks.sweep import run_summary_with_rss as run_fn  # by module name: picklable under -m
     from minehedge import api
-    from minehedge.sweep import expand_grid, make_executor, read_results, run_sweep
+    from minehedge.sweep import expand_grid, make_executor
 
     base = {"asset": "BTC", "timeframe": "1d", "policy": "static_hedge", "params": {}}
     began = time.perf_counter()
@@ -85,30 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     pickle.loads(blob)
     unpickle_s = time.perf_counter() - began
-    k, n = args.part
-    points = expand_grid(base, grid(args.configs))[k - 1::n]
+    points = expand_grid(base, grid(args.configs))
     executor = {"local1": lambda: make_executor(workers=1), "local2": lambda: make_executor(workers=2),
                 "dask2": lambda: make_executor(dask_local=2)}[args.executor]()
-    rss_parent_before = peak_rss_mb()
-    with tempfile.TemporaryDirectory() as folder:
+    record = {"executor": args.executor, "description": executor.description, "load_shared_s": load_s,
+              "market_pickle_mb": len(blob) / 2**20, "market_unpickle_s": unpickle_s,
+              "parent_rss_before_sweep_mb": peak_rss_mb()}
+    began = time.perf_counter()
+    executor.__enter__()
+    record["startup_s"] = time.perf_counter() - began  # a LocalCluster starts here; a process pool at its first run
+    try:
+        if not args.serve:
+            record.update(run_part(executor, shared, points, *args.part, run_fn))
+        else:
+            print(json.dumps({"ready": True, **record}), flush=True)
+            for line in sys.stdin:
+                if line.strip():
+                    print(json.dumps(run_part(executor, shared, points, *grid_part(line.strip()), run_fn)), flush=True)
+    finally:
         began = time.perf_counter()
-        with executor:
-            report = run_sweep(points, run_fn, shared, data_fingerprint=shared.fingerprint,
-                               out_dir=folder, executor=executor)
-        wall_s = time.perf_counter() - began
-        results = read_results(report.results_path)
-    ok = results[results["status"] == "ok"]
-    per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
-    record = {
-        "executor": args.executor, "description": executor.description, "part": f"{k}/{n}", "configs": len(points),
-        "ok": int(len(ok)), "failed": len(report.failed), "wall_s": wall_s,
-        "configs_per_s": len(points) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
-        "load_shared_s": load_s, "market_pickle_mb": len(blob) / 2**20, "market_unpickle_s": unpickle_s,
-        "workers_seen": int(len(per_worker)), "worker_peak_rss_mb": float(per_worker.max()),
-        "parent_rss_before_sweep_mb": rss_parent_before, "parent_peak_rss_mb": peak_rss_mb(),
-        "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
-    }
-    print(json.dumps(record))
+        executor.__exit__(None, None, None)
+        record["shutdown_s"] = time.perf_counter() - began
+    print(json.dumps(record), flush=True)
     return 0
 
 

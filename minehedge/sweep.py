@@ -5,7 +5,8 @@ The engine knows nothing about backtests. It runs a picklable, top-level ``run_f
 
 * :class:`LocalExecutor` - ``workers=1`` runs in this process; ``workers=N`` a ``ProcessPoolExecutor`` with
   the ``forkserver`` start method where the platform has it, else ``spawn`` (never ``fork``: it copies
-  threads and locks of the parent);
+  threads and locks of the parent), kept open for every sweep of the same run function and data within
+  the executor's ``with`` block;
 * :class:`DaskExecutor` - an existing ``distributed`` cluster (``--scheduler tcp://HOST:8786``) or a
   ``LocalCluster`` started here (``--dask-local N``).
 
@@ -51,6 +52,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +235,13 @@ def _process_task(index: int, config: dict) -> tuple[int, dict]:
 
 
 class LocalExecutor:
-    """This machine: ``workers=1`` in-process (no pickling, easy to debug), else a process pool."""
+    """This machine: ``workers=1`` in-process (no pickling, easy to debug), else a process pool.
+
+    The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
+    in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
+    start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, an
+    interrupted run, or a worker that died starts a fresh pool next time.
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         workers = default_workers() if workers is None else workers
@@ -241,6 +249,8 @@ class LocalExecutor:
             raise ConfigError(f"workers={workers!r} is not allowed; allowed: an int >= 1.")
         self.workers = workers
         self.needs_pickle = workers > 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_holds: tuple[RunFn, Any] | None = None  # the (run_fn, shared) its workers were given
 
     @property
     def description(self) -> str:
@@ -252,29 +262,49 @@ class LocalExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self._close_pool()
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._pool_holds = None
+
+    def _pool_for(self, run_fn: RunFn, shared: Any) -> ProcessPoolExecutor:
+        """The open pool if its workers hold this ``run_fn`` and ``shared``, else a new one that does."""
+        if self._pool is not None and (self._pool_holds[0] is not run_fn or self._pool_holds[1] is not shared):
+            self._close_pool()
+        if self._pool is None:
+            # workers are spawned as tasks arrive, so a run of fewer jobs than workers starts fewer processes
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(_start_method()),
+                initializer=_init_process_worker,
+                initargs=(run_fn, shared),
+            )
+            self._pool_holds = (run_fn, shared)
+        return self._pool
 
     def run(self, run_fn: RunFn, shared: Any, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
         if self.workers == 1 or len(jobs) <= 1:
             for index, config in jobs:
                 yield index, execute_one(run_fn, config, shared)
             return
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(jobs)),
-            mp_context=multiprocessing.get_context(_start_method()),
-            initializer=_init_process_worker,
-            initargs=(run_fn, shared),
-        )
+        pool = self._pool_for(run_fn, shared)
         futures = {}
+        reusable = False
         try:
             futures = {pool.submit(_process_task, index, config): index for index, config in jobs}
+            broken = False
             for future in as_completed(futures):
                 try:
                     yield future.result()
                 except Exception as exc:  # e.g. BrokenProcessPool: a worker died
+                    broken = broken or isinstance(exc, BrokenProcessPool)
                     yield futures[future], _failure(exc)
+            reusable = not broken
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not reusable:  # interrupted (tasks may still be queued or running) or broken: start afresh
+                self._close_pool()
 
 
 @dataclass

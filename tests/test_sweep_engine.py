@@ -63,6 +63,16 @@ def where_run(config: dict, shared: dict) -> dict:
     return {"pid": os.getpid(), "shared_id": id(shared)}
 
 
+def dying_once_run(config: dict, shared: dict) -> dict:
+    """closed_form_run, except that the first a == 0.5 kills its worker process (as an out-of-memory kill
+    would) after leaving the file ``shared["marker"]``, so a retry succeeds."""
+    marker = Path(shared["marker"])
+    if config["params"]["a"] == 0.5 and not marker.exists():
+        marker.touch()
+        os._exit(3)
+    return closed_form_run(config, shared)
+
+
 def grid(a_spec: str = "0:1:0.25", b_spec: str = "1,2,3") -> dict:
     return {"a": parse_grid_values(a_spec, key="a"), "b": [int(v) for v in parse_grid_values(b_spec, key="b")]}
 
@@ -296,6 +306,44 @@ def test_shared_data_reach_each_worker_process_once(tmp_path):
     assert str(os.getpid()) not in pids and 1 <= len(pids) <= 2
     for pid in pids:  # one shared object per worker process, reused by all its configurations
         assert len({r["shared_id"] for r in rows if r["pid"] == pid}) == 1
+
+
+def test_workers_outlive_a_sweep_within_the_with_block(tmp_path):
+    """A second sweep with the same run function and data reuses the pool (its workers keep the one shared
+    object each was given); other data get a fresh pool; the with block shuts it down."""
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(2) as executor:
+        run_sweep(points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "first",
+                  executor=executor)
+        pool = executor._pool
+        run_sweep(points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "second",
+                  executor=executor)
+        assert executor._pool is pool
+        run_sweep(points, where_run, dict(SHARED), data_fingerprint=FINGERPRINT, out_dir=tmp_path / "other",
+                  executor=executor)
+        assert executor._pool is not pool
+    first, second, other = (read_rows(tmp_path / name / "results.csv") for name in ("first", "second", "other"))
+    held = {(r["pid"], r["shared_id"]) for r in first + second}
+    assert len(held) == len({pid for pid, _ in held})  # one shared object per worker over both sweeps
+    assert not {r["pid"] for r in other} & {pid for pid, _ in held}
+    assert executor._pool is None
+
+
+def test_a_dead_worker_fails_its_configurations_and_the_next_sweep_gets_a_fresh_pool(tmp_path):
+    points = expand_grid(BASE, grid())
+    shared = {**SHARED, "marker": str(tmp_path / "died")}
+    with LocalExecutor(2) as executor:
+        report = run_sweep(points, dying_once_run, shared, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "out",
+                           executor=executor)
+        rows = read_rows(tmp_path / "out" / "results.csv")
+        failed = [r for r in rows if r["status"] == "failed"]
+        assert failed and len(failed) == len(report.failed)
+        assert all(r["error"].startswith("BrokenProcessPool") for r in failed)
+        # same run function and data: only a fresh pool can run them (the broken one refuses every task)
+        retry = run_sweep(points, dying_once_run, shared, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "out",
+                          executor=executor)
+    assert retry.ran == len(failed) and not retry.failed
+    check_closed_form(read_rows(tmp_path / "out" / "results.csv"))
 
 
 def test_unpicklable_run_function_is_refused_before_anything_runs(tmp_path):
