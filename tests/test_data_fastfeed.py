@@ -31,11 +31,12 @@ class PandasMinerFeed(bt.feeds.PandasData):
 
 
 class RecordEverything(bt.Strategy):
-    """Records every line and tick value per bar and trades, so fills (which read the ticks) are compared too."""
+    """Records the strategy's clock, every line and tick value per bar, and trades, so fills (which read the
+    ticks) are compared too."""
 
     def next(self):
         feed = self.data
-        row = [feed.datetime[0], feed.tick_open, feed.tick_high, feed.tick_low, feed.tick_close, feed.tick_last]
+        row = [self.datetime[0], feed.datetime[0], feed.tick_open, feed.tick_high, feed.tick_low, feed.tick_close, feed.tick_last]
         row += [getattr(feed.lines, name)[0] for name in feed.getlinealiases()]
         self.rows.append(row)
         if len(self) % 7 == 0:
@@ -45,9 +46,13 @@ class RecordEverything(bt.Strategy):
         self.rows = []
 
 
-def run_lines(feed_cls, frame, preload, runonce, **feed_kwargs):
-    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+def run_lines(feed_cls, frame, preload, runonce, exactbars=False, second=None, **feed_kwargs):
+    """``second``: a frame for a second feed of the same class (then data0's rows are recorded as the
+    strategy's clock moves over both)."""
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce, exactbars=exactbars)
     cerebro.adddata(feed_cls(dataname=frame, **feed_kwargs))
+    if second is not None:
+        cerebro.adddata(feed_cls(dataname=second))
     cerebro.addstrategy(RecordEverything)
     cerebro.broker.setcash(1_000_000.0)
     strategy = cerebro.run()[0]
@@ -74,8 +79,27 @@ def test_lines_ticks_and_fills_match_pandasdata(frame_1h, preload, runonce):
     fast, fast_value = run_lines(MinerFeed, frame, preload, runonce)
     slow, slow_value = run_lines(PandasMinerFeed, frame, preload, runonce)
     assert len(fast) == len(frame) and same(fast, slow)
-    assert np.isnan(fast[5, 6 + MinerFeed.lines.getlinealiases().index("hashprice")])
+    assert np.isnan(fast[5, 7 + MinerFeed.lines.getlinealiases().index("hashprice")])
     assert fast_value == slow_value != 1_000_000.0  # it traded, at the same prices
+
+
+@pytest.mark.parametrize("exactbars", [-1, 1])
+def test_memory_saving_buffers_match_pandasdata(frame_1h, exactbars):
+    """Memory-saving modes: -1 keeps the data full length (the fast advance, bar by bar without runonce);
+    1 bounds every buffer and turns preload off (backtrader's own paths)."""
+    fast, fast_value = run_lines(MinerFeed, frame_1h, True, True, exactbars=exactbars)
+    slow, slow_value = run_lines(PandasMinerFeed, frame_1h, True, True, exactbars=exactbars)
+    assert len(fast) == len(frame_1h) and same(fast, slow) and fast_value == slow_value
+
+
+@pytest.mark.parametrize(("preload", "runonce"), MODES)
+def test_two_feeds_with_gaps_match_pandasdata(frame_1h, preload, runonce):
+    """A second feed missing every third bar: backtrader synchronises them (the master-data path)."""
+    sparse = frame_1h.iloc[[i for i in range(len(frame_1h)) if i % 3]]
+    fast, fast_value = run_lines(MinerFeed, frame_1h.iloc[: len(frame_1h) // 2], preload, runonce, second=sparse)
+    slow, slow_value = run_lines(PandasMinerFeed, frame_1h.iloc[: len(frame_1h) // 2], preload, runonce,
+                                 second=sparse)
+    assert len(fast) > len(frame_1h) // 2 and same(fast, slow) and fast_value == slow_value
 
 
 @pytest.mark.parametrize(("preload", "runonce"), MODES)
@@ -87,7 +111,7 @@ def test_date_bounds_and_sub_hour_stamps_match_pandasdata(frame_1h, preload, run
     fast, fast_value = run_lines(MinerFeed, frame, preload, runonce, **bounds)
     slow, slow_value = run_lines(PandasMinerFeed, frame, preload, runonce, **bounds)
     assert 0 < len(fast) < len(frame) and same(fast, slow) and fast_value == slow_value
-    assert bt.num2date(fast[0, 0]) == dt.datetime(2020, 5, 2, 6, 15)
+    assert bt.num2date(fast[0, 0]) == bt.num2date(fast[0, 1]) == dt.datetime(2020, 5, 2, 6, 15)
 
 
 def test_bar_date_numbers_equal_date2num():
