@@ -240,7 +240,8 @@ class LocalExecutor:
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
     start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, an
-    interrupted run, or a worker that died starts a fresh pool next time.
+    interrupted run, or a worker that died starts a fresh pool next time. Objects are compared by identity:
+    workers hold the copy they were sent, so pass a new ``shared`` object rather than changing one in place.
     """
 
     def __init__(self, workers: int | None = None) -> None:
