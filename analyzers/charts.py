@@ -56,6 +56,20 @@ def _money_axis(ax: Axes) -> None:
                                                        else f"{value:,.0f}"))
 
 
+def _equity_over_drawdown(top: Axes, bottom: Axes, unit: str, drawdown_title: str) -> None:
+    """Titles, labels and axes of an equity panel (``unit``) above its drawdown panel (percent below the
+    peak, drawn from 0 down to -100)."""
+    top.set_title(f"Equity ({unit})")
+    top.set_ylabel(f"equity ({unit})")
+    _money_axis(top)
+    bottom.set_ylim(-105, 5)
+    bottom.set_title(drawdown_title)
+    bottom.set_ylabel("drawdown (% below peak)")
+    bottom.set_xlabel("date (UTC)")
+    for ax in (top, bottom):
+        _date_axis(ax)
+
+
 def _records_frame(records: Iterable[Mapping[str, object]] | pd.DataFrame | None) -> pd.DataFrame:
     frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records or []))
     if frame.empty:
@@ -124,17 +138,9 @@ def equity_drawdown_chart(equity: pd.DataFrame, asset: str = "BTC", title: str =
     ):
         values = equity[column].astype(float)
         top.plot(dates, values.to_numpy(), color=color, lw=1.2)
-        top.set_title(f"Equity ({unit})")
-        top.set_ylabel(f"equity ({unit})")
-        _money_axis(top)
         under = metrics.drawdown_pct(values) if values.notna().any() else pd.Series(np.nan, index=values.index)
         bottom.fill_between(_naive_utc(under.index), -under.to_numpy(), 0.0, color="tab:red", alpha=0.4)
-        bottom.set_ylim(-105, 5)
-        bottom.set_title(f"Drawdown in {unit} terms (%)")
-        bottom.set_ylabel("drawdown (% below peak)")
-        bottom.set_xlabel("date (UTC)")
-        for ax in (top, bottom):
-            _date_axis(ax)
+        _equity_over_drawdown(top, bottom, unit, f"Drawdown in {unit} terms (%)")
     fig.suptitle(title or "Equity and drawdown")
     return fig
 
@@ -209,16 +215,8 @@ def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", tit
         (line,) = top.plot(_naive_utc(values.index), values.to_numpy(), lw=1.2, label=name)
         under = metrics.drawdown_pct(values)
         bottom.plot(_naive_utc(under.index), -under.to_numpy(), lw=1.0, color=line.get_color(), label=name)
-    top.set_ylabel(f"equity ({unit})")
-    top.set_title(f"Equity ({unit})")
-    _money_axis(top)
     top.legend(loc="upper left", fontsize=8)
-    bottom.set_ylim(-105, 5)
-    bottom.set_ylabel("drawdown (% below peak)")
-    bottom.set_xlabel("date (UTC)")
-    bottom.set_title("Drawdown (%)")
-    for ax in (top, bottom):
-        _date_axis(ax)
+    _equity_over_drawdown(top, bottom, unit, "Drawdown (%)")
     fig.suptitle(title or "Run comparison")
     return fig
 
