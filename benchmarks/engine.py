@@ -11,6 +11,10 @@ frame with ``BackBroker``, a stock ``bt.CommissionInfo`` equal to the venue's ta
 (futures-like, ``automargin = mult / leverage``), no analyzers, and a minimal strategy that submits every
 fill of the miner run as a market order on the bar before it, so each fills at the open of the same bar
 with the same size (liquidations, which the miner fills at the liquidation price, fill at that open).
+
+:func:`margin_replay_run` is the step between the two: the same replay on ``MarginBroker`` with the policy's
+own futures contract (funding, liquidation and margin checks, ledger), still no miner and no analyzers. The
+broker makes its own liquidations there, so the miner's forced closes are not replayed.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pandas as pd
 
 from analyzers.backtrader_analyzers import add_analyzers, build_run_result
 from brokers.broker import MarginBroker
-from brokers.commission import futures_comminfo
+from brokers.commission import FuturesCommInfo, futures_comminfo
 from brokers.venues import load_venue
 from data.feeds import MinerFeed
 from minehedge import api
@@ -45,6 +49,7 @@ class RunTiming:
     result_s: float  # build_run_result: the RunResult (equity table, ledger records, fills)
     summary: dict[str, Any] = field(repr=False)
     fills: list[dict[str, Any]] = field(repr=False)
+    events: list[dict[str, Any]] = field(repr=False)  # the broker's margin events (RunResult.events)
 
     @property
     def cerebro_s(self) -> float:
@@ -87,50 +92,87 @@ def timed_run(market: api.Market, policy: str = "static_hedge", params: dict[str
     result = build_run_result(strategy, dict(market.assumptions), title="benchmark")
     ended = time.perf_counter()
     return RunTiming(len(market.frame), marks["start"] - began, marks["stop"] - marks["start"],
-                     ran - marks["stop"], ended - ran, dict(result.summary), list(result.trades))
+                     ran - marks["stop"], ended - ran, dict(result.summary), list(result.trades),
+                     list(result.events))
 
 
 class ReplayOrders(bt.Strategy):
-    """Submit ``orders[bar index]`` (signed sizes) as market orders; nothing else."""
+    """Submit ``orders[bar index]`` (signed sizes) as market orders and, on a MarginBroker, add
+    ``margins[bar index]`` (USD) to the position's isolated margin; nothing else."""
 
-    params = (("orders", None),)
+    params = (("orders", None), ("margins", None))
 
     def start(self) -> None:
         self._replay = dict(self.p.orders or {})
+        self._margins = dict(self.p.margins or {})
         self.fills = 0
 
     def next(self) -> None:
-        sizes = self._replay.get(len(self) - 1)
+        bar = len(self) - 1
+        sizes = self._replay.get(bar)
         if sizes:
             for size in sizes:
                 if size > 0:
                     self.buy(size=size)
                 else:
                     self.sell(size=-size)
+        for amount in self._margins.get(bar, ()):
+            if not self.broker.add_margin(self.data, amount):
+                raise RuntimeError(f"bar {bar}: the replay could not add {amount} USD of margin")
 
     def notify_order(self, order) -> None:
         if order.status == order.Completed:
             self.fills += 1
 
 
-def replay_orders(market: api.Market, fills: list[dict[str, Any]]) -> dict[int, list[float]]:
-    """The miner run's fills as {bar index to submit on: [signed sizes]} (one bar before each fill)."""
+def replay_orders(market: api.Market, fills: list[dict[str, Any]], *, forced: bool = True) -> dict[int, list[float]]:
+    """The miner run's fills as {bar index to submit on: [signed sizes]} (one bar before each fill);
+    ``forced=False`` leaves out the broker's forced closes (reason ``liquidation``)."""
     opens = market.frame.index
     orders: dict[int, list[float]] = {}
     for fill in fills:
+        if not forced and fill.get("reason") == "liquidation":
+            continue
         bar = int(np.searchsorted(opens, pd.Timestamp(fill["datetime"]), side="right")) - 1
         orders.setdefault(max(bar - 1, 0), []).append(float(fill["size"]))
     return orders
 
 
-def baseline_commission(policy: str, params: dict[str, Any] | None, asset: str) -> bt.CommissionInfo:
-    """Stock backtrader commission equal to the policy's linear venue contract: taker fee (fraction of
-    notional) and initial margin price x mult / leverage."""
+class _MarginMoveLog(MarginBroker):
+    """A MarginBroker that notes every margin its strategy adds to a position: {bar index: [USD]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.margin_moves: dict[int, list[float]] = {}
+
+    def add_margin(self, data, amount: float) -> bool:
+        added = super().add_margin(data, amount)
+        if added:
+            self.margin_moves.setdefault(len(data) - 1, []).append(amount)
+        return added
+
+
+def miner_margin_moves(market: api.Market, policy: str = "static_hedge") -> dict[int, list[float]]:
+    """The margin the miner adds to its isolated position (margin-call top-ups, leverage restored at a
+    re-hedge), {bar index: [USD]}, from one run without analyzers: what a replay must add to walk the same
+    position path."""
+    values = api._policy_params(policy, {"asset": market.asset}, None)
+    cerebro = _miner_cerebro(market, policy_class(policy), values, analyzers=False, broker_class=_MarginMoveLog)
+    return cerebro.run()[0].broker.margin_moves
+
+
+def policy_comminfo(policy: str, params: dict[str, Any] | None, asset: str) -> FuturesCommInfo:
+    """The futures contract the policy trades with these params (venue, leverage, margin mode; perpetual)."""
     values = api._policy_params(policy, {"asset": asset, **(params or {})}, None)
     venue = load_venue(values["venue"])
     symbol = next(s.symbol for s in venue.instruments if s.asset == asset)
-    comminfo = futures_comminfo(venue, symbol=symbol, leverage=values["leverage"],
-                                margin_mode=values["margin_mode"])
+    return futures_comminfo(venue, symbol=symbol, leverage=values["leverage"], margin_mode=values["margin_mode"])
+
+
+def baseline_commission(policy: str, params: dict[str, Any] | None, asset: str) -> bt.CommissionInfo:
+    """Stock backtrader commission equal to the policy's linear venue contract: taker fee (fraction of
+    notional) and initial margin price x mult / leverage."""
+    comminfo = policy_comminfo(policy, params, asset)
     if comminfo.is_inverse:
         raise ValueError("the baseline replays linear contracts only (choose a linear venue)")
     return bt.CommissionInfo(commission=comminfo.p.commission, commtype=bt.CommInfoBase.COMM_PERC,
@@ -151,6 +193,21 @@ def baseline_run(market: api.Market, orders: dict[int, list[float]], commission:
     return time.perf_counter() - began, strategy.fills
 
 
+def margin_replay_run(market: api.Market, orders: dict[int, list[float]], margins: dict[int, list[float]],
+                      cash: float, policy: str = "static_hedge") -> tuple[float, bt.Strategy]:
+    """Seconds (cerebro construction to the end of ``run``) and the finished strategy (``fills``, and its
+    ``broker`` with events and ledger) of the replay on ``MarginBroker(cash=cash)`` (USD) with the policy's
+    futures contract: the margin engine without the miner."""
+    began = time.perf_counter()
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
+    cerebro.broker = MarginBroker(cash=cash)
+    cerebro.broker.addcommissioninfo(policy_comminfo(policy, None, market.asset), name=market.asset)
+    cerebro.addstrategy(ReplayOrders, orders=orders, margins=margins)
+    strategy = cerebro.run()[0]
+    return time.perf_counter() - began, strategy
+
+
 # Miner runs with parts switched off that do not change what it trades (analyzers only read the broker);
 # switching off broker checks would (no liquidations, other fills), so those are not ablated here.
 ABLATIONS: dict[str, dict[str, Any]] = {"no analyzers": {"analyzers": False}}
@@ -166,11 +223,11 @@ def ablated_run(market: api.Market, *, analyzers: bool = True, policy: str = "st
 
 
 def _miner_cerebro(market: api.Market, strategy: type, values: dict[str, Any], *, analyzers: bool = True,
-                   preload: bool = True, runonce: bool = True) -> bt.Cerebro:
+                   preload: bool = True, runonce: bool = True, broker_class: type = MarginBroker) -> bt.Cerebro:
     """The cerebro :func:`minehedge.api.run_policy` builds (perpetual contracts), ready to run."""
     cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
-    cerebro.broker = MarginBroker(cash=0.0)
+    cerebro.broker = broker_class(cash=0.0)
     cerebro.addstrategy(strategy, **values)
     if analyzers:
         add_analyzers(cerebro, market.asset)

@@ -6,12 +6,13 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
 
 1. Engine overhead: static_hedge on MarginBroker with every analyzer against stock backtrader replaying the
    same fills on BackBroker (see :mod:`benchmarks.engine`), BTC 1d over the whole shared range, same
-   MinerFeed frame; alternating runs, ratio of the medians.
+   MinerFeed frame; alternating runs, ratio of the medians. Between the two, the same replay on MarginBroker
+   (the margin engine without the miner) and the miner without analyzers.
 2. Single runs, each in a fresh process (:mod:`benchmarks.single`): BTC 1d over the whole shared daily
    range and BTC 1h over the longest shared hourly range; seconds and bars/s per phase; peak RSS.
 3. Sweeps, each executor in a fresh process of its own (:mod:`benchmarks.sweep`): a 200-configuration
    static_hedge grid on BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers, interleaved
-   in two slices of the grid, each executor starting its workers once (see :func:`sweeps`).
+   in eight slices of the grid, each executor starting its workers once (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
@@ -100,6 +101,8 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
         ablated_run,
         baseline_commission,
         baseline_run,
+        margin_replay_run,
+        miner_margin_moves,
         replay_orders,
         timed_run,
     )
@@ -111,18 +114,32 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
     commission = baseline_commission("static_hedge", None, market.asset)
     cash = 1e12  # enough that BackBroker never rejects a replayed order for margin
     _, base_fills = baseline_run(market, orders, commission, cash)
-    miner, miner_total, baseline = [], [], []
+    unforced = replay_orders(market, warm.fills, forced=False)  # the margin broker liquidates by itself
+    margins = miner_margin_moves(market)
+    _, replayed = margin_replay_run(market, unforced, margins, cash)
+    margin_fills = replayed.fills
+    margin_liquidations = sum(event.kind == "liquidation" for event in replayed.broker.events)
+    miner, miner_total, baseline, margin = [], [], [], []
     ablated: dict[str, list[float]] = {name: [] for name in ABLATIONS}
     for _ in range(pairs):
         run = timed_run(market)
         miner.append(run.cerebro_s)
         miner_total.append(run.total_s)
         baseline.append(baseline_run(market, orders, commission, cash)[0])
+        margin.append(margin_replay_run(market, unforced, margins, cash)[0])
         for name, parts in ABLATIONS.items():
             ablated[name].append(ablated_run(market, **parts))
     med_miner, med_total, med_base = (statistics.median(x) for x in (miner, miner_total, baseline))
     return {
         "bars": len(market.frame), "pairs": pairs, "miner_fills": len(warm.fills), "baseline_fills": base_fills,
+        "margin_replay": {"s": statistics.median(margin), "ratio": statistics.median(margin) / med_base,
+                          "fills": margin_fills, "liquidations": margin_liquidations, "runs_s": margin,
+                          "margin_top_ups": sum(len(v) for v in margins.values()),
+                          "includes": ("the baseline's replay on MarginBroker with the policy's futures contract "
+                                       "(funding with ledger entries, liquidation and margin checks, valuation), "
+                                       "plus the margin the miner added to its position on the same bars; the "
+                                       "broker makes its own liquidations, so forced closes are not replayed; "
+                                       "no miner, no analyzers")},
         "miner_cerebro_s": med_miner, "miner_with_result_s": med_total, "baseline_s": med_base,
         "ratio": med_miner / med_base, "ratio_with_result": med_total / med_base,
         "ablations": {name: {"s": statistics.median(times), "ratio": statistics.median(times) / med_base,
@@ -245,7 +262,7 @@ class _SweepServer:
         return final
 
 
-def sweeps(configs: int, parts: int = 4) -> dict[str, Any]:
+def sweeps(configs: int, parts: int = 8) -> dict[str, Any]:
     """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
     (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
     slices (1, 2, Dask, then Dask, 2, 1, and so on). This machine's speed drifts by up to 2x within minutes; run one
@@ -315,8 +332,12 @@ def table(results: dict[str, Any]) -> str:
              f"  miner  {_fmt(engine['miner_cerebro_s'], 3)} s   {engine['miner_includes']}",
              f"  plain  {_fmt(engine['baseline_s'], 3)} s   {engine['baseline_includes']}",
              f"  fills: miner {engine['miner_fills']}, baseline {engine['baseline_fills']}",
-             "  the miner with parts switched off (median; ratio to plain):",
-             *(f"    {name:<52}{_fmt(rec['s'], 3):>7} s  {rec['ratio']:.2f}x"
+             "  between the two (median; ratio to plain):",
+             f"    {'the same replay on MarginBroker (the margin engine alone)':<52}"
+             f"{_fmt(engine['margin_replay']['s'], 3):>7} s  {engine['margin_replay']['ratio']:.2f}x  "
+             f"({engine['margin_replay']['fills']} fills, {engine['margin_replay']['margin_top_ups']} margin "
+             f"top-ups, {engine['margin_replay']['liquidations']} liquidations by the broker)",
+             *(f"    {'the miner, ' + name:<52}{_fmt(rec['s'], 3):>7} s  {rec['ratio']:.2f}x"
                for name, rec in engine["ablations"].items()),
              "", "SINGLE RUNS (static_hedge, defaults)          seconds     bars/s"]
     for label, record, target in (("BTC 1d", daily, 1.0), ("BTC 1h", hourly, 10.0)):
