@@ -17,7 +17,7 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
 
-``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid.
+``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid in two slices.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def machine_speed_s(loops: int = 2_000_000, repeats: int = 3) -> float:
 
 def engine_overhead(pairs: int) -> dict[str, Any]:
     """Alternating miner / baseline runs on BTC 1d (whole range); medians and their ratio."""
+    from analyzers.event_stats import event_records
     from benchmarks.engine import (
         ABLATIONS,
         ablated_run,
@@ -119,6 +120,7 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
     _, replayed = margin_replay_run(market, unforced, margins, cash)
     margin_fills = replayed.fills
     margin_liquidations = sum(event.kind == "liquidation" for event in replayed.broker.events)
+    same_events = event_records(replayed.broker.events) == warm.events  # the miner's position path, walked again
     miner, miner_total, baseline, margin = [], [], [], []
     ablated: dict[str, list[float]] = {name: [] for name in ABLATIONS}
     for _ in range(pairs):
@@ -135,6 +137,7 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
         "margin_replay": {"s": statistics.median(margin), "ratio": statistics.median(margin) / med_base,
                           "fills": margin_fills, "liquidations": margin_liquidations, "runs_s": margin,
                           "margin_top_ups": sum(len(v) for v in margins.values()),
+                          "same_margin_events_as_miner": same_events,
                           "includes": ("the baseline's replay on MarginBroker with the policy's futures contract "
                                        "(funding with ledger entries, liquidation and margin checks, valuation), "
                                        "plus the margin the miner added to its position on the same bars; the "
@@ -311,6 +314,9 @@ def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+_SAME_EVENTS = {True: "equal to", False: "DIFFERENT from", None: "not compared with"}  # None: older JSON
+
+
 def table(results: dict[str, Any]) -> str:
     engine, single, sweep = results["engine_overhead"], results["single_runs"], results["sweeps"]
     daily, hourly = single["1d"], single["1h"]
@@ -336,7 +342,8 @@ def table(results: dict[str, Any]) -> str:
              f"    {'the same replay on MarginBroker (the margin engine alone)':<52}"
              f"{_fmt(engine['margin_replay']['s'], 3):>7} s  {engine['margin_replay']['ratio']:.2f}x  "
              f"({engine['margin_replay']['fills']} fills, {engine['margin_replay']['margin_top_ups']} margin "
-             f"top-ups, {engine['margin_replay']['liquidations']} liquidations by the broker)",
+             f"top-ups, {engine['margin_replay']['liquidations']} liquidations by the broker; margin events "
+             f"{_SAME_EVENTS[engine['margin_replay'].get('same_margin_events_as_miner')]} the miner's)",
              *(f"    {'the miner, ' + name:<52}{_fmt(rec['s'], 3):>7} s  {rec['ratio']:.2f}x"
                for name, rec in engine["ablations"].items()),
              "", "SINGLE RUNS (static_hedge, defaults)          seconds     bars/s"]
@@ -408,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     speed_before = machine_speed_s()
     results["engine_overhead"] = engine_overhead(3 if args.quick else 7)
     results["single_runs"] = single_runs(1 if args.quick else 3)
-    results["sweeps"] = sweeps(8 if args.quick else 200)
+    results["sweeps"] = sweeps(8, parts=2) if args.quick else sweeps(200)  # quick: 4 configurations a slice
     results["breakdown"] = time_breakdown()
     results["margin_screen"] = margin_screen(configs=40 if args.quick else 200)
     results["machine_speed"] = {"loop": "for i in range(2_000_000): total += i (best of 3)",
