@@ -578,16 +578,24 @@ class MarginBroker(bt.brokers.BackBroker):
                     break
                 size, entry = self._size_entry(data, pos, ci)
                 wallet = self._position_wallet(data, pos, ci)
-                # the price depends on nothing else, and these rarely change from bar to bar
+                side = 1 if size > 0 else -1
+                extreme = data.low[0] if side > 0 else data.high[0]
+                # The price depends on nothing else. Funding moves the wallet nearly every bar, but more margin
+                # only moves the price away from the market (lower for a long, higher for a short), so a bar
+                # clear of the price cached at a smaller wallet is clear now: skip the tiered re-solve.
                 cached = self._liq_cache.get(data)
                 if (cached is not None and cached[0] is ci and cached[1] is tiers and cached[2] == size
-                        and cached[3] == entry and cached[4] == wallet):
-                    liq = cached[5]
+                        and cached[3] == entry):
+                    if cached[4] == wallet:
+                        liq = cached[5]
+                    elif wallet > cached[4] and formulas.clear_of_liquidation(side, cached[5], extreme):
+                        break
+                    else:
+                        liq = ci.liquidation_price(size, entry, wallet, self._now)
+                        self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
                 else:
                     liq = ci.liquidation_price(size, entry, wallet, self._now)
                     self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
-                side = 1 if size > 0 else -1
-                extreme = data.low[0] if side > 0 else data.high[0]
                 if not formulas.is_liquidated(side, liq, extreme):
                     break
                 self._liquidate(data, pos, ci, size, entry, wallet, liq)

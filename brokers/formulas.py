@@ -328,6 +328,27 @@ def is_liquidated(side: int, liquidation_price: float, adverse_extreme: float) -
     return adverse_extreme >= liquidation_price
 
 
+#: Relative gap between a bar's extreme and a liquidation price that :func:`clear_of_liquidation` demands:
+#: far above the rounding error of the price formulas (~1e-15 relative), far below a tick (~1e-6).
+CLEAR_GAP = 1e-9
+
+
+def clear_of_liquidation(side: int, liquidation_price: float, adverse_extreme: float) -> bool:
+    """True when the adverse extreme stays clear of the liquidation price by more than :data:`CLEAR_GAP`
+    (relative), for a position whose price was computed with no more margin than it has now.
+
+    More margin only moves the liquidation price away from the market: lower for a long, higher for a
+    short (in both the linear and the inverse formula, whose bracket re-solve keeps the price monotonic in
+    the wallet). So a bar clear of the price computed at a smaller wallet is clear at the current one, and
+    the broker need not re-solve; the gap keeps the answer exact against the last bits of rounding. False
+    for an infinite or NaN price (the caller then computes the price).
+    """
+    gap = abs(liquidation_price) * CLEAR_GAP
+    if side > 0:
+        return adverse_extreme > liquidation_price + gap
+    return adverse_extreme < liquidation_price - gap
+
+
 def liquidation_fill_price(side: int, liquidation_price: float, bar_open: float) -> float:
     """Fill of a forced close: the open when the bar opens beyond the liquidation price, else that price."""
     if side > 0:

@@ -121,6 +121,21 @@ def test_liquidated_on_first_bar_whose_low_crosses_and_at_that_price(preload, ru
     assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
 
 
+def test_funding_that_drains_an_isolated_margin_brings_the_liquidation_price_closer():
+    # 1 BTC long at 20,000, 20x isolated: W = 1,000. Funding 0.2 % per 8 h at a 20,000 mark takes 40 USD per
+    # settlement from the margin, three a day: W = 880 after 2021-01-02 (LP 19,196.79), 760 after 2021-01-03
+    # (LP 19,317.27). That day's low, 19,250, is clear of the first price but not of the second: liquidated
+    # then, at the price re-solved with the smaller wallet (the broker must not reuse a price from more margin).
+    rows = flat(20_000, 2) + [(20_000, 20_000, 19_250, 20_000)] + flat(20_000, 2)
+    strat, broker = run(frame(rows), usdm(leverage=20, funding=True), {1: buy(1)},
+                        MarginBroker(cash=2_000.0, funding_rate=0.002))
+    [event] = [e for e in broker.events if e.kind == "liquidation"]
+    liq = (20_000 - (1_000 - 6 * 40)) / 0.996
+    assert event.time == datetime(2021, 1, 3) and event.price == pytest.approx(liq, rel=1e-12)
+    assert 19_250 < liq and (20_000 - 880) / 0.996 < 19_250
+    assert -broker.ledger.total_by_kind("funding") == pytest.approx(6 * 40.0)
+
+
 def test_bar_opening_beyond_liquidation_price_fills_at_open():
     # LP 18,072.29, bankruptcy 18,000: a bar opening at 18,050 fills there
     rows = flat(20_000, 2) + [(18_050, 18_100, 17_900, 18_000)] + flat(18_000, 1)

@@ -249,3 +249,48 @@ def test_inverse_liquidation_solves_equation_on_binance_coinm_tiers(entry, lever
     maint = f.maintenance_margin(f.inverse_notional_coin(size, 100.0, price), tiers)
     balance = f.inverse_margin_balance(size, 100.0, entry, price, wallet)
     assert balance == pytest.approx(maint, rel=1e-7, abs=1e-12)
+
+
+# --- the broker's liquidation shortcut: more margin only moves the price away -----------------------------
+
+def test_clear_of_liquidation_demands_the_gap():
+    liq = 40_000.0
+    gap = liq * f.CLEAR_GAP  # 4e-05 USD
+    assert f.clear_of_liquidation(1, liq, liq + 2 * gap) and not f.clear_of_liquidation(1, liq, liq + gap / 2)
+    assert f.clear_of_liquidation(-1, liq, liq - 2 * gap) and not f.clear_of_liquidation(-1, liq, liq - gap / 2)
+    assert not f.clear_of_liquidation(1, liq, liq) and not f.clear_of_liquidation(-1, liq, liq)
+    assert f.clear_of_liquidation(1, 0.0, 1e-300)  # a long that cannot be liquidated stays clear
+    assert not f.clear_of_liquidation(-1, math.inf, 50_000.0)  # no verdict from an infinite price
+    assert not f.clear_of_liquidation(1, math.nan, 50_000.0)
+
+
+def _liquidation_price(kind: str, size: float, entry: float, wallet: float, day: datetime) -> float:
+    if kind == "linear":
+        return f.linear_liquidation_price(size, entry, wallet,
+                                          load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(day))
+    tiers = load_venue("binance_coinm").instrument("BTCUSD").tiers_at(day)
+    return f.inverse_liquidation_price(size, 100.0, entry, wallet, tiers, "entry" if kind == "entry" else "mark")
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(["linear", "mark", "entry"]), side=st.sampled_from([1, -1]), entry=prices,
+       leverage=st.floats(1.0, 125.0), size=st.floats(0.001, 2_000.0), more=st.floats(0.0, 2.0),
+       extreme=st.floats(0.0, 1.0), day=st.sampled_from([datetime(2020, 3, 12), datetime(2022, 6, 1)]))
+def test_clear_at_a_smaller_wallet_means_not_liquidated_at_a_larger_one(kind, side, entry, leverage, size, more,
+                                                                         extreme, day):
+    """The invariant MarginBroker's shortcut rests on, on Binance's bracket tables (linear BTCUSDT, inverse
+    BTCUSD with the mark and the entry basis): if a bar's extreme is clear of the price at wallet W, it is
+    not liquidated at any W' > W. ``size``: coins (linear) or contracts / 100 (inverse); the extreme is drawn
+    close to the price (within ``extreme`` x 2 % of it) so the brackets' re-solve is exercised."""
+    qty = side * (size if kind == "linear" else max(round(size * 100), 1))
+    notional = abs(qty) * entry if kind == "linear" else f.inverse_notional_coin(qty, 100.0, entry)
+    wallet = notional / leverage
+    liq = _liquidation_price(kind, qty, entry, wallet, day)
+    if not math.isfinite(liq) or liq <= 0.0:
+        return
+    bar_extreme = liq * (1.0 + side * (extreme * 0.02))  # on the clear side for side's adverse move
+    larger = wallet * (1.0 + more) + 1e-12
+    if f.clear_of_liquidation(side, liq, bar_extreme):
+        assert not f.is_liquidated(side, _liquidation_price(kind, qty, entry, larger, day), bar_extreme)
+    moved = _liquidation_price(kind, qty, entry, larger, day)
+    assert (moved <= liq) if side > 0 else (moved >= liq)  # monotonic in the wallet
