@@ -954,8 +954,12 @@ class MarginBroker(bt.brokers.BackBroker):
         """What an equity recorder reads each bar, in one call: (equity USD, equity in ``asset`` coin, cash
         USD, ``asset`` coins, unrealised PnL USD, margin ratio fraction); each equals its own getter
         (get_value, get_equity_coin, get_cash, get_coins, get_unrealized_pnl_usd, get_margin_ratio)."""
-        return (self.get_value(), self.get_equity_coin(asset), self.get_cash(), self.get_coins(asset),
-                self.get_unrealized_pnl_usd(), self.get_margin_ratio())
+        if self._dirty:
+            self._get_value()
+        value = self._value  # what get_value() returns, read once for the USD and the coin figure
+        price = self.price_of(asset)
+        return (value, value / price if price == price and price > 0 else math.nan, self.get_cash(),
+                self.get_coins(asset), self._unrealized, self.get_margin_ratio())
 
     def get_liquidation_price(self, data) -> float:
         """Current liquidation price (USD) of ``data``'s position; NaN when flat."""

@@ -74,8 +74,12 @@ class Ledger:
 
     def add(self, time: datetime, kind: str, currency: str, wallet: str, amount: float,
             instrument: str = "", note: str = "", amount_usd: float = math.nan) -> LedgerEntry:
+        if kind not in LEDGER_KINDS:
+            _check_kind(kind)
         amount = float(amount)
-        entry = LedgerEntry(time, kind, currency, wallet, amount, instrument, note, float(amount_usd))
+        # LedgerEntry's own __new__, inlined: a run books tens of thousands of entries
+        entry = tuple.__new__(LedgerEntry, (time, kind, currency, wallet, amount, instrument, note,
+                                            amount if currency == "USD" else float(amount_usd)))
         self.entries.append(entry)
         self._balances[(currency, wallet)] += amount
         return entry
