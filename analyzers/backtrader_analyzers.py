@@ -26,6 +26,7 @@ import pandas as pd
 
 from analyzers import event_stats, ledger_stats, metrics
 from analyzers.report import EQUITY_COLUMNS, RunResult
+from brokers.ledger import Ledger
 from minehedge.errors import ConfigError, check_choice
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH")
@@ -65,7 +66,7 @@ def _events(broker: object) -> list:
     return list(getattr(broker, "events", []))
 
 
-_LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"  # broker attribute: (ledger, entries, frame) of the last build
+_LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"  # broker attribute: (ledger, its length, frame) of the last build
 
 
 def _ledger(broker: object) -> pd.DataFrame:
@@ -75,13 +76,13 @@ def _ledger(broker: object) -> pd.DataFrame:
     ledger = getattr(broker, "ledger", None)
     if ledger is None:
         return ledger_stats.ledger_frame([])
-    entries = getattr(ledger, "entries", None)
+    size = len(ledger) if isinstance(ledger, Ledger) else None
     cached = getattr(broker, _LEDGER_ATTRIBUTE, None)
-    if isinstance(entries, list) and cached is not None and cached[0] is ledger and cached[1] == len(entries):
+    if size is not None and cached is not None and cached[0] is ledger and cached[1] == size:
         return cached[2]
     frame = ledger_stats.ledger_frame(ledger)
-    if isinstance(entries, list):
-        setattr(broker, _LEDGER_ATTRIBUTE, (ledger, len(entries), frame))
+    if size is not None:
+        setattr(broker, _LEDGER_ATTRIBUTE, (ledger, size, frame))
     return frame
 
 
