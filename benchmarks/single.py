@@ -21,7 +21,21 @@ if __package__ in (None, ""):
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is KiB; macOS bytes)."""
+    """Peak resident set size of this process's own memory so far, MiB.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status`` (kB). Not ``getrusage``'s ``ru_maxrss``: Linux
+    carries it over ``execve`` from the address space the process replaced, so a process started by
+    ``subprocess`` (or by a worker pool that forks and execs) reports at least its parent's peak at that
+    moment. A benchmark parent holding 250 MiB would make every child it starts look 250 MiB big.
+    Elsewhere ``ru_maxrss`` (macOS counts bytes, the BSDs KiB).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
