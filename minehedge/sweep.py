@@ -31,6 +31,9 @@ results.csv
     fixed since) and replaced by the new outcome. Rows of configurations that are not in the current grid
     (an earlier, different sweep into the same folder) are kept untouched, after the current grid's rows.
 
+Between two configurations a worker collects the finished run's reference cycles (see
+:func:`release_run_garbage`), so a worker's peak memory stays that of one run.
+
 A failure in one configuration (any ``Exception``, or a worker that died) is recorded and the others go on.
 ``KeyboardInterrupt`` stops the sweep: what finished is already on disk, and :class:`SweepInterrupted`
 says so.
@@ -38,8 +41,10 @@ says so.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import gc
 import hashlib
 import itertools
 import json
@@ -203,6 +208,57 @@ def _failure(error: BaseException) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------------------ run garbage
+
+# A finished backtest leaves ~19,000 objects in reference cycles (backtrader's lines, orders, strategy, broker
+# and cerebro point at each other) that only a full collection frees, and CPython runs one only once the
+# oldest generation has grown by a quarter. Measured on 20 back-to-back BTC 1d runs in one process: left to
+# the collector, the peak RSS climbed from 157 to 239 MiB as runs allocated on top of earlier runs' cycles;
+# with a collection after each run it stayed at 158 MiB, one run's. A full collection walks every tracked
+# object, ~168,000 after the imports (65-80 ms here), so the survivors are first moved out of its way with
+# gc.freeze(): a collection after each run then costs ~20 ms, less than the 40-50 ms per run the collector
+# spent on its own.
+
+
+def release_run_garbage() -> None:
+    """In a worker process of ours, after each configuration: free the finished run's cycles.
+
+    The first call also freezes what survived (modules, the shared data, caches: what every later run
+    keeps), so later full collections walk only what runs allocate. Process-pool workers and the workers of
+    a LocalCluster started here call it; a user's own Dask workers are left alone.
+    """
+    gc.collect()
+    if not _WORKER.get("frozen"):
+        gc.freeze()
+        _WORKER["frozen"] = True
+
+
+def _no_op() -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _runs_in_this_process(runs: int) -> Iterator[Callable[[], None]]:
+    """For in-process runs: yields what to call between runs; leaves the collector as it was found.
+
+    Between runs it collects the finished run's cycles. The caller's objects are frozen for the sweep, so
+    each collection is cheap, and unfrozen at its end. If the caller has frozen objects already, they stay
+    as they are (and collections walk everything); with the collector turned off, nothing is collected.
+    """
+    if runs <= 1 or not gc.isenabled():
+        yield _no_op
+        return
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    try:
+        yield gc.collect
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
 # ------------------------------------------------------------------------------------------ executors
 
 Job = tuple[int, dict]
@@ -231,7 +287,9 @@ def _init_process_worker(run_fn: RunFn, shared: Any) -> None:
 
 
 def _process_task(index: int, config: dict) -> tuple[int, dict]:
-    return index, execute_one(_WORKER["run_fn"], config, _WORKER["shared"])
+    outcome = execute_one(_WORKER["run_fn"], config, _WORKER["shared"])
+    release_run_garbage()
+    return index, outcome
 
 
 class LocalExecutor:
@@ -287,8 +345,11 @@ class LocalExecutor:
 
     def run(self, run_fn: RunFn, shared: Any, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
         if self.workers == 1 or len(jobs) <= 1:
-            for index, config in jobs:
-                yield index, execute_one(run_fn, config, shared)
+            with _runs_in_this_process(len(jobs)) as between_runs:
+                for index, config in jobs:
+                    outcome = execute_one(run_fn, config, shared)
+                    between_runs()
+                    yield index, outcome
             return
         pool = self._pool_for(run_fn, shared)
         futures = {}
@@ -310,10 +371,11 @@ class LocalExecutor:
 
 @dataclass
 class _Payload:
-    """What every Dask worker holds once: the run function and the shared data."""
+    """What every Dask worker holds once: the run function, the shared data, and whether the workers are ours."""
 
     run_fn: RunFn
     shared: Any
+    release_garbage: bool = False  # a LocalCluster started here: see release_run_garbage
 
 
 #: ``distributed`` settings for the LocalCluster started by ``--dask-local`` (never for a user's scheduler).
@@ -338,7 +400,10 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
 
 
 def _dask_task(payload: _Payload, index: int, config: dict) -> tuple[int, dict]:
-    return index, execute_one(payload.run_fn, config, payload.shared)
+    outcome = execute_one(payload.run_fn, config, payload.shared)
+    if payload.release_garbage:
+        release_run_garbage()
+    return index, outcome
 
 
 class DaskExecutor:
@@ -404,7 +469,8 @@ class DaskExecutor:
 
         if self.client is None:
             raise RuntimeError("DaskExecutor.run outside its `with` block")
-        payload = self.client.scatter(_Payload(run_fn, shared), broadcast=True, hash=False)
+        payload = self.client.scatter(_Payload(run_fn, shared, release_garbage=self.cluster is not None),
+                                      broadcast=True, hash=False)
         futures = {
             self.client.submit(_dask_task, payload, index, config, pure=False, retries=0): index
             for index, config in jobs

@@ -14,6 +14,8 @@ from tests.test_sweep_engine import (
     FINGERPRINT,
     SHARED,
     check_closed_form,
+    check_no_cycle_outlived_the_next_run,
+    cycle_run,
     failing_run,
     grid,
     where_run,
@@ -53,6 +55,8 @@ def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path
         placed = run_sweep(
             points, where_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "where", executor=executor
         )
+        run_sweep(points, cycle_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "cycles",
+                  executor=executor)
         # LOCAL_CLUSTER_CONFIG reached the workers started here: no profiler, a 1 s tick, no forced malloc trim
         settings = executor.client.run(_worker_settings)
         assert sorted(settings.values()) == [(False, 1.0, inherited_trim)] * 2
@@ -75,3 +79,6 @@ def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path
     assert str(os.getpid()) not in pids and 1 <= len(pids) <= 2
     for pid in pids:
         assert len({r["shared_id"] for r in where if r["pid"] == pid}) == 1
+
+    # Workers started here free each run's reference cycles before their next run (release_run_garbage).
+    check_no_cycle_outlived_the_next_run(rows_without_seconds(tmp_path / "cycles" / "results.csv"), at_least=13)

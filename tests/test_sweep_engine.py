@@ -8,7 +8,9 @@ computed from the configuration by the formula written beside it.
 from __future__ import annotations
 
 import csv
+import gc
 import os
+import weakref
 from fractions import Fraction
 from pathlib import Path
 
@@ -71,6 +73,26 @@ def dying_once_run(config: dict, shared: dict) -> dict:
         marker.touch()
         os._exit(3)
     return closed_form_run(config, shared)
+
+
+_PREVIOUS_CYCLE: list = []  # in each process: a weak reference to the cycle the last cycle_run left behind
+
+
+class _Node:
+    pass
+
+
+def cycle_run(config: dict, shared: dict) -> dict:
+    """Leave garbage in a reference cycle in the oldest generation, as a finished backtest does, and say
+    whether the previous run's cycle in this process is still in memory."""
+    had_previous = bool(_PREVIOUS_CYCLE)
+    previous_alive = had_previous and _PREVIOUS_CYCLE[-1]() is not None
+    node = _Node()
+    node.me = node
+    gc.collect()  # ages the live cycle into the oldest generation: only a full collection will free it
+    _PREVIOUS_CYCLE[:] = [weakref.ref(node)]
+    return {"pid": os.getpid(), "had_previous": had_previous, "previous_alive": previous_alive,
+            "frozen": gc.get_freeze_count() > 0}
 
 
 def grid(a_spec: str = "0:1:0.25", b_spec: str = "1,2,3") -> dict:
@@ -395,3 +417,40 @@ def test_progress_bar_with_eta_on_a_terminal_only(tmp_path, monkeypatch, capsys)
                   progress=True)
     err = capsys.readouterr().err
     assert "sweep: 100%" in err and "5/5" in err and "<00:00" in err  # elapsed<remaining: the ETA
+
+
+def check_no_cycle_outlived_the_next_run(rows: list[dict[str, str]], at_least: int) -> None:
+    after_a_run = [r for r in rows if r["had_previous"] == "True"]
+    assert len(after_a_run) >= at_least
+    assert all(r["previous_alive"] == "False" for r in after_a_run)
+
+
+def test_in_process_runs_free_each_runs_cycles_and_leave_the_collector_as_found(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="1"))
+    _PREVIOUS_CYCLE.clear()
+    with LocalExecutor(1) as executor:
+        run_sweep(points, cycle_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "a", executor=executor)
+    rows = read_rows(tmp_path / "a" / "results.csv")
+    check_no_cycle_outlived_the_next_run(rows, at_least=4)
+    assert {r["frozen"] for r in rows} == {"True"}  # the caller's objects, during the sweep only
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller who froze objects already finds them still frozen (a few may have died meanwhile)
+    try:
+        frozen = gc.get_freeze_count()
+        with LocalExecutor(1) as executor:
+            run_sweep(points, cycle_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "b",
+                      executor=executor)
+        assert frozen - 100 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
+    check_no_cycle_outlived_the_next_run(read_rows(tmp_path / "b" / "results.csv"), at_least=4)
+
+
+def test_worker_processes_free_each_runs_cycles_before_the_next(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="1,2"))
+    with LocalExecutor(2) as executor:
+        run_sweep(points, cycle_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    rows = read_rows(tmp_path / "results.csv")
+    check_no_cycle_outlived_the_next_run(rows, at_least=len(rows) - 2)
+    # what survived a worker's first run is frozen, out of every later collection's way
+    assert all(r["frozen"] == "True" for r in rows if r["had_previous"] == "True")
