@@ -16,6 +16,7 @@ parent; the parts are for finding hot paths, the uninstrumented total is the fig
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -57,6 +58,7 @@ def breakdown(policy: str = "static_hedge") -> dict[str, Any]:
 
     market = api.load_market({"asset": "BTC", "timeframe": "1d"})
     api.run_policy(market, policy)  # warm-up: imports, venue tables, caches
+    gc.collect()  # each timed run starts without an earlier run's cycles (as benchmarks.run does)
     began = time.perf_counter()
     api.run_policy(market, policy)
     total_s = time.perf_counter() - began
@@ -82,6 +84,7 @@ def breakdown(policy: str = "static_hedge") -> dict[str, Any]:
     ]
     wrapped = [_wrap(owner, name, label, seconds, calls) for owner, name, label in phases]
     try:
+        gc.collect()
         began = time.perf_counter()
         api.run_policy(market, policy)
         instrumented_s = time.perf_counter() - began

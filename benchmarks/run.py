@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import math
 import os
@@ -123,13 +124,19 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
     same_events = event_records(replayed.broker.events) == warm.events  # the miner's position path, walked again
     miner, miner_total, baseline, margin = [], [], [], []
     ablated: dict[str, list[float]] = {name: [] for name in ABLATIONS}
+    # Every timed run starts after a full collection, so it pays for the collections its own allocations
+    # trigger and not for the cycles an earlier run left behind (the miner leaves far more than the replays).
     for _ in range(pairs):
+        gc.collect()
         run = timed_run(market)
         miner.append(run.cerebro_s)
         miner_total.append(run.total_s)
+        gc.collect()
         baseline.append(baseline_run(market, orders, commission, cash)[0])
+        gc.collect()
         margin.append(margin_replay_run(market, unforced, margins, cash)[0])
         for name, parts in ABLATIONS.items():
+            gc.collect()
             ablated[name].append(ablated_run(market, **parts))
     med_miner, med_total, med_base = (statistics.median(x) for x in (miner, miner_total, baseline))
     return {

@@ -9,6 +9,7 @@ report (see :mod:`benchmarks.engine`); each the median of ``repeats`` (data load
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -75,11 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     rss_start = peak_rss_mb()
     loads, market = [], None
     for _ in range(args.repeats):
+        market = None
+        gc.collect()  # each repeat starts clean, so the peak is one load's and one run's, as in a sweep worker
         began = time.perf_counter()
         market = api.load_market(config)
         loads.append(time.perf_counter() - began)
     rss_loaded = peak_rss_mb()
-    runs = [timed_run(market, args.policy) for _ in range(args.repeats)]
+    runs = []
+    for _ in range(args.repeats):
+        gc.collect()  # the previous run's reference cycles (see minehedge.sweep.release_run_garbage)
+        runs.append(timed_run(market, args.policy))
 
     def median(name: str) -> float:
         return statistics.median(getattr(run, name) for run in runs)
