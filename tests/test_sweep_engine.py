@@ -223,6 +223,7 @@ def test_interrupted_sweep_resumes_and_ends_with_one_row_per_configuration(tmp_p
         run_sweep(points, interrupting_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
     # Grid order in-process: a = 0, 0.25, 0.5 (x3 b values) finished before a = 0.75 was interrupted.
     assert stopped.value.done == 9 and stopped.value.total == 15
+    assert gc.get_freeze_count() == 0  # Ctrl-C in an in-process sweep unfreezes the caller's objects too
     assert "re-run the same command to resume" in str(stopped.value)
     partial = read_rows(tmp_path / "results.csv")
     assert [float(r["a"]) for r in partial] == [0.0] * 3 + [0.25] * 3 + [0.5] * 3
@@ -301,6 +302,7 @@ def test_a_write_that_fails_leaves_the_previous_file_and_no_temp(tmp_path, monke
         run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
     assert (tmp_path / "results.csv").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+    assert gc.get_freeze_count() == 0  # the interrupted in-process sweep unfroze the caller's objects
 
 
 def test_two_worker_processes_give_the_in_process_values(tmp_path):
