@@ -99,7 +99,11 @@ def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
 class _ReadsBroker(bt.Analyzer):
     """Base of these analyzers: they read the broker (or the ledger) themselves, so backtrader's per-bar
     cash/value notifications, sent to every analyzer on every bar, stop here (children still get them; a
-    subclass that wants ``notify_cashvalue``/``notify_fund`` must derive from ``bt.Analyzer`` instead)."""
+    subclass that wants ``notify_cashvalue``/``notify_fund`` must derive from ``bt.Analyzer`` instead).
+    A MinerStrategy skips that notification altogether when no analyzer needs it
+    (``strategies.base.listens_to_cashvalue``)."""
+
+    uses_cashvalue_notifications = False
 
     def _notify_cashvalue(self, cash: float, value: float) -> None:
         for child in self._children:

@@ -375,7 +375,12 @@ class MarginBroker(bt.brokers.BackBroker):
                 comminfo = self.getcommissioninfo(data)
                 self.cash += comminfo.cashadjust(pos.size, pos.adjbase, data.close[0])
                 pos.adjbase = data.close[0]
-        self._get_value()
+        if self._cash_addition or self.p.fundmode:
+            self._get_value()  # cash added and fund shares issued now, at the bar's value, as BackBroker does
+        else:
+            # Valued when first read (get_value, account_state, fundvalue): the strategy changes the account
+            # before an analyzer records it, so valuing here as well would value each bar twice.
+            self._dirty = True
         self._between_bars = True
 
     def _bar_datetime(self) -> datetime:
@@ -894,6 +899,14 @@ class MarginBroker(bt.brokers.BackBroker):
         return super().get_value(datas=datas, mkt=mkt, lever=lever)
 
     getvalue = get_value
+
+    def get_fundvalue(self) -> float:
+        """Net asset value per fund share (USD), at the current account value."""
+        if self._dirty:
+            self._get_value()
+        return self._fundval
+
+    fundvalue = property(get_fundvalue)
 
     # --- public API (contract in notes/BRIEF.md) ----------------------------------------------------
     def get_cash(self) -> float:

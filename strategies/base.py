@@ -110,6 +110,21 @@ def params_from_specs(specs: Sequence[ParamSpec]) -> tuple[tuple[str, object], .
     return tuple((spec.name, spec.default) for spec in specs)
 
 
+def listens_to_cashvalue(analyzer: bt.Analyzer) -> bool:
+    """Whether ``analyzer`` or one of its children needs backtrader's per-bar cash/value notification.
+
+    An analyzer class may say so with a ``uses_cashvalue_notifications`` attribute (True or False; its
+    children are asked in any case). Otherwise it needs it when it overrides ``notify_cashvalue``,
+    ``notify_fund`` or their dispatchers, as backtrader's ``TimeReturn`` and ``PeriodStats`` do.
+    """
+    cls = type(analyzer)
+    uses = getattr(cls, "uses_cashvalue_notifications", None)
+    if uses is None:
+        uses = any(getattr(cls, name) is not getattr(bt.Analyzer, name)
+                   for name in ("notify_cashvalue", "notify_fund", "_notify_cashvalue", "_notify_fund"))
+    return bool(uses) or any(listens_to_cashvalue(child) for child in analyzer._children)
+
+
 class MinerStrategy(bt.Strategy):
     """A miner: mining revenue, costs and treasury each bar, plus a futures leg set by :meth:`rebalance`.
 
@@ -154,6 +169,7 @@ class MinerStrategy(bt.Strategy):
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
         self.insolvent = False
         self._account_open = False
+        self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self.hedge_order = None
         self.stop_order = None
         self.comminfo: FuturesCommInfo | None = None
@@ -448,6 +464,41 @@ class MinerStrategy(bt.Strategy):
         return size
 
     # --- notifications ----------------------------------------------------------------------------------
+    def _notify(self, qorders=[], qtrades=[]) -> None:  # noqa: B006  (backtrader's own signature)
+        """backtrader's notification step (before each ``next``), without its cash/value part when nothing
+        listens to it.
+
+        ``bt.Strategy._notify`` reads the broker's cash, value and fund figures on every bar, for
+        ``notify_cashvalue``/``notify_fund`` of the strategy and its analyzers. minehedge's analyzers read the
+        broker themselves, and reading the value here would make the MarginBroker value the account twice
+        per bar (the strategy changes it before they record it). So unless this strategy or an analyzer
+        overrides those hooks (see :func:`listens_to_cashvalue`), only the order and trade notifications
+        are delivered, exactly as backtrader delivers them.
+        """
+        listened = self._cashvalue_listened
+        if listened is None:
+            listened = self._cashvalue_listened = (
+                type(self).notify_cashvalue is not bt.Strategy.notify_cashvalue
+                or type(self).notify_fund is not bt.Strategy.notify_fund
+                or any(listens_to_cashvalue(a) for a in (*self.analyzers, *self._slave_analyzers)))
+        if listened:
+            super()._notify(qorders=qorders, qtrades=qtrades)
+            return
+        if self.cerebro.p.quicknotify:
+            orders, trades = qorders, qtrades
+        else:
+            orders, trades = self._orderspending, self._tradespending
+        analyzers = (*self.analyzers, *self._slave_analyzers) if orders or trades else ()
+        for order in orders:
+            if order.exectype != order.Historical or order.histnotify:
+                self.notify_order(order)
+            for analyzer in analyzers:
+                analyzer._notify_order(order)
+        for trade in trades:
+            self.notify_trade(trade)
+            for analyzer in analyzers:
+                analyzer._notify_trade(trade)
+
     def notify_order(self, order) -> None:
         # backtrader notifies clones of orders: match them by ref, not identity
         if order.status in (order.Submitted, order.Accepted):

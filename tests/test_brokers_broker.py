@@ -452,30 +452,61 @@ def _walk(n=240, seed=7):
     return frame(list(zip(open_, high, low, close, strict=True)), start="2020-01-01")
 
 
+def _parity_run(strategy: type, margin_broker: bool, *, preload: bool = True, runonce: bool = True,
+                fundmode: bool = False) -> bt.Strategy:
+    """``strategy`` on the random walk with a fixed 4,000 USD margin per unit, no fees, funding or
+    liquidation: on BackBroker with a stock futures scheme, or on MarginBroker with the equivalent one."""
+    cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
+    cerebro.adddata(bt.feeds.PandasData(dataname=_walk()), name=NAME)
+    if margin_broker:
+        cerebro.broker = MarginBroker(cash=30_000.0, liquidation=False, funding=False)
+        ci = LinearFuturesCommInfo(venue=generic_venue(), fixed_margin=4_000.0, commission=0.0,
+                                   liquidation=False, funding=False)
+    else:
+        cerebro.broker = bt.brokers.BackBroker(cash=30_000.0)
+        ci = bt.CommInfoBase(stocklike=False, margin=4_000.0, mult=1.0, commission=0.0)
+    cerebro.broker.set_fundmode(fundmode)
+    cerebro.broker.addcommissioninfo(ci, name=NAME)
+    cerebro.addstrategy(strategy)
+    return cerebro.run()[0]
+
+
 @pytest.mark.parametrize("preload", [True, False])
 @pytest.mark.parametrize("runonce", [True, False])
 def test_parity_with_backbroker(preload, runonce):
-    results = []
-    for margin_broker in (False, True):
-        cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
-        cerebro.adddata(bt.feeds.PandasData(dataname=_walk()), name=NAME)
-        if margin_broker:
-            cerebro.broker = MarginBroker(cash=30_000.0, liquidation=False, funding=False)
-            ci = LinearFuturesCommInfo(venue=generic_venue(), fixed_margin=4_000.0, commission=0.0,
-                                       liquidation=False, funding=False)
-        else:
-            cerebro.broker = bt.brokers.BackBroker(cash=30_000.0)
-            ci = bt.CommInfoBase(stocklike=False, margin=4_000.0, mult=1.0, commission=0.0)
-        cerebro.broker.addcommissioninfo(ci, name=NAME)
-        cerebro.addstrategy(Trader)
-        results.append(cerebro.run()[0])
-    back, ours = results
+    back, ours = (_parity_run(Trader, margin_broker, preload=preload, runonce=runonce)
+                  for margin_broker in (False, True))
     assert len(back.orders) > 10 and len(back.trades) > 3
     assert ours.orders == back.orders
     assert len(ours.trades) == len(back.trades)
     for mine, theirs in zip(ours.trades, back.trades, strict=True):
         assert mine == pytest.approx(theirs, rel=0, abs=1e-9)
     assert ours.values == pytest.approx(back.values, rel=0, abs=1e-9)
+
+
+class FundTrader(Trader):
+    """Trader that adds and withdraws cash and records the fund figures (value per share, shares) every bar."""
+
+    def next(self):
+        if len(self) in (60, 150):
+            self.broker.add_cash(5_000.0 if len(self) == 60 else -2_000.0)
+        super().next()
+        self.funds.append((self.broker.fundvalue, self.broker.fundshares))
+
+    def start(self):
+        self.funds = []
+
+
+@pytest.mark.parametrize("fundmode", [False, True])
+def test_added_cash_and_fund_figures_match_backbroker(fundmode):
+    """The MarginBroker values the account when it is read, not at the end of every bar; cash added with
+    add_cash and the fund figures still follow BackBroker's bar for bar, in fund mode and out of it."""
+    back, ours = (_parity_run(FundTrader, margin_broker, fundmode=fundmode) for margin_broker in (False, True))
+    assert len(back.funds) == len(back.values) > 200 and len(back.orders) > 10
+    assert len({shares for _, shares in back.funds}) == 3  # the cash moves issued and redeemed shares
+    assert ours.values == pytest.approx(back.values, rel=0, abs=1e-9)
+    for mine, theirs in zip(ours.funds, back.funds, strict=True):
+        assert mine == pytest.approx(theirs, rel=1e-12, abs=1e-9)
 
 
 def test_limit_fills_pay_maker_market_fills_pay_taker():
