@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
@@ -70,20 +70,31 @@ _LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"  # broker attribute: (ledger, its 
 
 
 def _ledger(broker: object) -> pd.DataFrame:
-    """The broker's ledger as ``ledger_stats.ledger_frame``, built once per run and shared by every analyzer
-    and the report (a Ledger is append-only: with the same number of entries it is the same table).
-    Callers must not modify the returned frame."""
+    """The broker's ledger as ``ledger_stats.ledger_frame(..., notes=False)``, built once per run and shared by
+    every analyzer and the report (a Ledger is append-only: with the same number of entries it is the same
+    table). No statistic reads the notes; the report adds them. Callers must not modify the returned frame."""
     ledger = getattr(broker, "ledger", None)
     if ledger is None:
-        return ledger_stats.ledger_frame([])
+        return ledger_stats.ledger_frame([], notes=False)
     size = len(ledger) if isinstance(ledger, Ledger) else None
     cached = getattr(broker, _LEDGER_ATTRIBUTE, None)
     if size is not None and cached is not None and cached[0] is ledger and cached[1] == size:
         return cached[2]
-    frame = ledger_stats.ledger_frame(ledger)
+    frame = ledger_stats.ledger_frame(ledger, notes=False)
     if size is not None:
         setattr(broker, _LEDGER_ATTRIBUTE, (ledger, size, frame))
     return frame
+
+
+def _ledger_notes(broker: object, entries: int) -> Callable[[], list[str]]:
+    """A function returning the notes of the first ``entries`` entries of the broker's ledger (the rows of
+    :func:`_ledger`'s table), rendered when it is called."""
+    ledger = getattr(broker, "ledger", None)
+    if isinstance(ledger, Ledger):
+        return lambda: ledger.note_texts()[:entries]
+    if ledger is None:
+        return list
+    return lambda: ledger_stats.ledger_frame(ledger)["note"].tolist()[:entries]
 
 
 _ORDINAL_OF_EPOCH = 719_163  # date(1970, 1, 1).toordinal(): backtrader stores times as ordinal days
@@ -547,12 +558,13 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
     fills = [f for a in strategy.analyzers if isinstance(a, Fills) for f in a.rets.get("fills", [])]
     frame = summary.recorder.frame()
     broker = strategy.broker
+    ledger = _ledger(broker)
     return RunResult(
         summary=dict(summary.get_analysis()),
         equity=frame.loc[:, list(EQUITY_COLUMNS)],
         prices=frame["price_usd"].rename("price_usd"),
         events=event_stats.event_records(_events(broker)),
-        ledger=ledger_stats.LedgerRecords(_ledger(broker)),
+        ledger=ledger_stats.LedgerRecords(ledger, notes=_ledger_notes(broker, len(ledger))),
         trades=fills,
         asset=summary.p.asset,
         warning_level=float(getattr(broker, "warning_level", math.nan)),

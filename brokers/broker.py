@@ -51,6 +51,9 @@ from minehedge.errors import ConfigError, check_choice, check_positive
 USD = "USD"
 WALLETS = ("spot", "futures", "collateral")
 _EPOCH = datetime(1970, 1, 1)
+# Ledger notes booked as templates and rendered when read (brokers.ledger.Ledger); times are naive UTC.
+_SETTLEMENT_NOTE = "settlement {:%Y-%m-%d %H:%M}"
+_SETTLEMENT_RATE_NOTE = "settlement {:%Y-%m-%d %H:%M} rate {:.6g}"
 _CALL_KINDS = frozenset({"margin_call", "cme_margin_call"})
 _LIQUIDATION_KINDS = frozenset({"liquidation", "partial_liquidation", "cme_margin_call_missed"})
 _FILL_KINDS = {  # order.info['reason'] -> (ledger kind of the realised PnL, ledger kind of the fee)
@@ -472,13 +475,13 @@ class MarginBroker(bt.brokers.BackBroker):
     def _pay_funding(self, data, pos, ci, mark: float, rate: float, when: datetime) -> None:
         if ci.is_inverse:
             payment = ci.funding_payment(self._inv[data][0], mark, rate)
-            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, f"settlement {when.isoformat(' ', 'minutes')}")
+            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, (_SETTLEMENT_NOTE, when))
         else:
             payment = ci.funding_payment(pos.size, mark, rate)
             if ci.p.margin_mode != "isolated":
                 self.cash -= payment
             self.ledger.add(self._now, "funding", USD, "futures", -payment, ci.spec.symbol,
-                            f"settlement {when.isoformat(' ', 'minutes')} rate {rate:.6g}")
+                            (_SETTLEMENT_RATE_NOTE, when, rate))
         if ci.p.margin_mode == "isolated":
             self._extra[data] -= payment  # isolated funding is taken from (or added to) the position margin
         self._dirty = True
@@ -1051,10 +1054,10 @@ class MarginBroker(bt.brokers.BackBroker):
             return 0.0
         gross = qty * price
         fee = gross * fee_rate
-        self._coin_move(asset, wallet, -qty, kind, "", f"sold at {price:.2f}")
-        self._usd_move("spot", gross, kind, f"{qty:g} {asset} at {price:.2f}")
+        self._coin_move(asset, wallet, -qty, kind, "", ("sold at {:.2f}", price))
+        self._usd_move("spot", gross, kind, ("{:g} {} at {:.2f}", qty, asset, price))
         if fee:
-            self._usd_move("spot", -fee, "fee", f"spot sale fee {fee_rate:g}")
+            self._usd_move("spot", -fee, "fee", ("spot sale fee {:g}", fee_rate))
         return gross - fee
 
     def buy_coins(self, asset: str, usd: float, price: float, fee_rate: float = 0.0,
@@ -1141,7 +1144,7 @@ class MarginBroker(bt.brokers.BackBroker):
             return self._available_coin(currency)
         return self._coins.get((currency, wallet), 0.0)
 
-    def _usd_move(self, wallet: str, amount: float, kind: str, note: str) -> None:
+    def _usd_move(self, wallet: str, amount: float, kind: str, note: str | tuple) -> None:
         if wallet == "spot":
             self._usd_spot += amount
         elif wallet == "futures":
@@ -1152,7 +1155,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._dirty = True
 
     def _coin_move(self, asset: str, wallet: str, amount: float, kind: str, instrument: str = "",
-                   note: str = "") -> None:
+                   note: str | tuple = "") -> None:
         self._coins[(asset, wallet)] += amount
         price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
         self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note, amount * price)

@@ -170,6 +170,7 @@ class MinerStrategy(bt.Strategy):
         self.insolvent = False
         self._account_open = False
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
+        self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
         self.stop_order = None
         self.comminfo: FuturesCommInfo | None = None
@@ -307,7 +308,7 @@ class MinerStrategy(bt.Strategy):
         gross, fee = self._coins_gross[i], self._pool_fee_coin[i]
         if gross > 0:
             self.broker.credit_coins(self.asset, gross, kind="mining_credit", note="FPPS")
-            self.broker.debit_coins(self.asset, fee, kind="pool_fee", note=f"pool fee {self.p.pool_fee:g}")
+            self.broker.debit_coins(self.asset, fee, kind="pool_fee", note=self._pool_fee_note)
         net = gross - fee
         self.mining_state.curtailed_fraction = self._curtailed[i]
         return net

@@ -190,6 +190,48 @@ def test_ledger_records_read_from_the_table_equal_pandas_records():
         ledger_stats.LedgerRecords(table.drop(columns="note"))
 
 
+def test_a_table_without_notes_gets_them_when_first_read():
+    ledger = hand_made_result().ledger
+    table = ledger_stats.ledger_frame(ledger)
+    figures = ledger_stats.ledger_frame(ledger, notes=False)
+    assert list(figures.columns) == list(ledger_stats.ANALYSIS_COLUMNS)
+    pd.testing.assert_frame_equal(figures, table.drop(columns="note"))
+    asked = []
+
+    def notes() -> list[str]:
+        asked.append(1)
+        return table["note"].tolist()
+
+    records = ledger_stats.LedgerRecords(figures, notes=notes)
+    assert len(records) == 92 and not asked  # the length needs no notes
+    pd.testing.assert_frame_equal(records.frame(), table)
+    assert list(records)[5] is records[5] and asked == [1]  # rendered once
+    assert [r["note"] for r in records] == table["note"].tolist()
+    with pytest.raises(ValueError, match="3 notes for 92"):
+        ledger_stats.LedgerRecords(figures, notes=lambda: ["a", "b", "c"]).frame()
+    with pytest.raises(ValueError, match="columns"):
+        ledger_stats.LedgerRecords(table, notes=notes)
+
+
+def test_a_broker_ledger_without_notes_is_the_same_table(data_dir):
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-05-01", "end": "2021-05-31",
+                              "data_dir": str(data_dir)})
+    result = api.run_policy(market, "static_hedge").result
+    ledger = result.ledger
+    assert isinstance(ledger, ledger_stats.LedgerRecords) and ledger._notes is not None  # notes not yet rendered
+    full = ledger.frame()
+    # the hedge's first order fills at the open of 2021-05-02; from then on funding settles three times a day
+    assert str(result.trades[0]["datetime"])[:10] == "2021-05-02"
+    funding = full.loc[full["kind"] == "funding", "note"].tolist()
+    rate = float(market.frame["funding_rate"].loc[pd.Timestamp("2021-05-02", tz="UTC")])  # per 8 h, that day
+    assert len(funding) == 3 * 30 and funding[0] == f"settlement 2021-05-02 00:00 rate {rate:.6g}"
+    assert funding[2].startswith("settlement 2021-05-02 16:00 rate 0.000")
+    assert all(isinstance(note, str) for note in full["note"])
+    pd.testing.assert_frame_equal(full.drop(columns="note"), ledger_stats.ledger_frame(ledger, notes=False))
+
+
 def test_comparison_folder(tmp_path):
     from analyzers.comparison import COMPARISON_CHARTS, write_comparison
 

@@ -362,6 +362,38 @@ def test_ledger_entries_and_their_rows_outside_the_cycle_collector():
     assert gc.is_tracked(ledger.entries[0])
 
 
+def test_notes_booked_as_templates_read_as_text_and_stay_outside_the_cycle_collector():
+    ledger = Ledger()
+    t = datetime(2021, 3, 4, 16)
+    ledger.add(t, "funding", "USD", "futures", -1.5, "BTCUSDT", ("settlement {:%Y-%m-%d %H:%M} rate {:.6g}", t, 1e-4))
+    ledger.add(t, "fee", "USD", "spot", -0.25, note="plain")
+    assert ledger.note_texts() == ["settlement 2021-03-04 16:00 rate 0.0001", "plain"]
+    assert [e.note for e in ledger.entries] == ledger.note_texts() == ledger.to_columns()["note"]
+    assert ledger.to_records()[0]["note"] == "settlement 2021-03-04 16:00 rate 0.0001"
+    assert list(ledger.to_columns()) == ["datetime", "kind", "currency", "wallet", "amount", "instrument", "note",
+                                         "amount_usd"]
+    assert "note" not in ledger.to_columns(notes=False) and ledger.to_columns(notes=False)["amount"] == [-1.5, -0.25]
+    gc.collect()  # a collection untracks the note's tuple; the row holding it goes on the next one at the latest
+    gc.collect()
+    assert not any(gc.is_tracked(row) for row in ledger._rows)
+
+
+_NOTE_TIMES = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1))
+_NOTE_FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(when=_NOTE_TIMES, rate=_NOTE_FLOATS, qty=_NOTE_FLOATS, price=_NOTE_FLOATS)
+def test_the_broker_note_templates_render_as_the_f_strings_they_replace(when, rate, qty, price):
+    from brokers import broker as b
+    from brokers.ledger import note_text
+
+    assert note_text((b._SETTLEMENT_RATE_NOTE, when, rate)) == \
+        f"settlement {when.isoformat(' ', 'minutes')} rate {rate:.6g}"
+    assert note_text((b._SETTLEMENT_NOTE, when)) == f"settlement {when.isoformat(' ', 'minutes')}"
+    assert note_text(("{:g} {} at {:.2f}", qty, "BTC", price)) == f"{qty:g} BTC at {price:.2f}"
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(moves=st.lists(st.floats(-0.08, 0.08), min_size=4, max_size=12),
        leverage=st.sampled_from([2, 5, 10, 25, 50]), side=st.sampled_from([1, -1]),
