@@ -62,6 +62,15 @@ class FastPandasData(bt.feeds.PandasData):
     otherwise bars go through backtrader's own ``load()`` one at a time. Columns must be numeric.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        # ``feed.close`` reaches the line through LineSeries.__getattr__, a Python call for every read (a
+        # run reads a dozen lines per bar); as instance attributes the lines are found directly. Names a
+        # class attribute already answers keep their meaning.
+        for alias in self.getlinealiases():
+            if not hasattr(type(self), alias) and alias not in self.__dict__:
+                setattr(self, alias, getattr(self.lines, alias))
+
     def start(self) -> None:
         super().start()
         frame = self.p.dataname

@@ -38,6 +38,7 @@ class RecordEverything(bt.Strategy):
         feed = self.data
         row = [self.datetime[0], feed.datetime[0], feed.tick_open, feed.tick_high, feed.tick_low, feed.tick_close, feed.tick_last]
         row += [getattr(feed.lines, name)[0] for name in feed.getlinealiases()]
+        row += [getattr(feed, name)[0] for name in feed.getlinealiases()]  # MinerFeed: instance attributes
         self.rows.append(row)
         if len(self) % 7 == 0:
             self.buy(size=0.1) if not self.position else self.close()
@@ -115,6 +116,18 @@ def test_date_bounds_and_sub_hour_stamps_match_pandasdata(frame_1h, preload, run
     slow, slow_value = run_lines(PandasMinerFeed, frame, preload, runonce, **bounds)
     assert 0 < len(fast) < len(frame) and same(fast, slow) and fast_value == slow_value
     assert bt.num2date(fast[0, 0]) == bt.num2date(fast[0, 1]) == dt.datetime(2020, 5, 2, 6, 15)
+
+
+def test_lines_are_attributes_of_the_feed_unless_the_class_has_the_name(frame_1h):
+    class WithVolumeMethod(MinerFeed):
+        def volume(self) -> str:  # a class attribute named like a line keeps its meaning
+            return "method"
+
+    feed = MinerFeed(dataname=frame_1h)
+    assert "close" in vars(feed) and "funding_rate" in vars(feed) and "datetime" in vars(feed)
+    assert all(getattr(feed, name) is getattr(feed.lines, name) for name in feed.getlinealiases())
+    other = WithVolumeMethod(dataname=frame_1h)
+    assert other.volume() == "method" and "volume" not in vars(other) and other.close is other.lines.close
 
 
 def test_bar_date_numbers_equal_date2num():
