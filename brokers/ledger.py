@@ -88,7 +88,7 @@ class Ledger:
     A note may be booked as a template and its arguments (``note=("settlement {:%Y-%m-%d %H:%M}", when)``)
     and is rendered when it is read (:attr:`entries`, :meth:`to_records`, :meth:`to_columns`,
     :meth:`note_texts`). A daily run books ~15,000 formatted notes (funding settlements, coin sales) that only
-    a report shows; formatting them as they were booked cost ~6 % of a run's instructions. Arguments must be
+    a report shows; formatting them as they were booked cost ~5 % of a run's instructions. Arguments must be
     plain values (numbers, strings, datetimes), so the rows stay outside the cycle collector.
     """
 

@@ -115,7 +115,8 @@ def listens_to_cashvalue(analyzer: bt.Analyzer) -> bool:
 
     An analyzer class may say so with a ``uses_cashvalue_notifications`` attribute (True or False; its
     children are asked in any case). Otherwise it needs it when it overrides ``notify_cashvalue``,
-    ``notify_fund`` or their dispatchers, as backtrader's ``TimeReturn`` and ``PeriodStats`` do.
+    ``notify_fund`` or their dispatchers, as backtrader's ``TimeReturn`` does (``PeriodStats`` listens through
+    the ``TimeReturn`` child it builds).
     """
     cls = type(analyzer)
     uses = getattr(cls, "uses_cashvalue_notifications", None)
