@@ -2,8 +2,8 @@
 hedge effectiveness, a flat Summary record, the report folder and matplotlib figures.
 
 Metric functions (``analyzers.metrics``) are pure numpy/pandas; the ``Analyzer`` and ``Observer``
-subclasses import backtrader through ``minehedge.compat``; only the chart and report modules import
-matplotlib (Agg, headless).
+subclasses import backtrader through ``minehedge.compat``; only the chart modules import matplotlib (Agg,
+headless), and the report loads them only when it draws charts.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzers import charts, event_stats, ledger_stats
+from analyzers import event_stats, ledger_stats
 from analyzers.files import atomic_write
 from minehedge.errors import DataError
 
@@ -187,6 +187,9 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
     written["ledger.csv"] = _write_csv(target / "ledger.csv", ledger)
     if not with_charts:
         return written
+
+    # imported here, not at the top: matplotlib takes ~0.6 s to import, and sweeps never plot
+    from analyzers import charts
 
     figures = {
         "price.png": charts.price_chart(result.prices, result.trades, events, result.asset,

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import collections.abc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import minehedge.compat  # noqa: F401  (must come before backtrader)
 
@@ -16,6 +21,42 @@ def test_backend_is_headless_even_after_backtrader_plot_import():
     import backtrader.plot  # noqa: F401  (this import calls matplotlib.use('TkAgg'))
 
     assert matplotlib.get_backend().lower() == "agg"
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fresh_python(code: str) -> dict:
+    """Run ``code`` in a new interpreter (no matplotlib imported yet, as in a user's process) and return
+    the JSON it prints last."""
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    env["PYTHONPATH"] = str(_ROOT)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=_ROOT,
+                           timeout=120, check=False)
+    assert child.returncode == 0, child.stderr
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_engine_leaves_matplotlib_unimported():
+    seen = _fresh_python(
+        "import json, sys\n"
+        "from minehedge import api\n"
+        "import analyzers.report, strategies.registry, brokers.broker, data.feeds\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')))")
+    assert seen == []
+
+
+def test_the_headless_shim_runs_when_backtrader_first_imports_its_plot_module():
+    # In a fresh process matplotlib is not imported until backtrader.plot is; without the shim that import
+    # leaves the TkAgg backend selected, which fails on a machine with no display.
+    seen = _fresh_python(
+        "import json, sys\n"
+        "import minehedge.compat\n"
+        "before = 'matplotlib.pyplot' in sys.modules\n"
+        "import backtrader.plot\n"
+        "import matplotlib\n"
+        "print(json.dumps([before, 'matplotlib.pyplot' in sys.modules, matplotlib.get_backend().lower()]))")
+    assert seen == [False, True, "agg"]
 
 
 def test_bindlines_accepts_iterables_without_collections_iterable():
