@@ -110,6 +110,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self.ledger = Ledger()
         self.assumptions: list[str] = []
         self._now = _EPOCH
+        self._first_bar = True  # no bar has run yet (see next() and open_at())
         self._usd_spot = 0.0
         self._coins: dict[tuple[str, str], float] = defaultdict(float)
         self._extra: dict[object, float] = defaultdict(float)   # data -> isolated margin added/taken (USD or coin)
@@ -326,7 +327,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- the bar ------------------------------------------------------------------------------------
     def next(self):
-        if self._now == _EPOCH:
+        if self._first_bar:
+            self._first_bar = False
             self._price_data = None  # strategies may have added commission infos after start()
         self._between_bars = False
         self._settled_cache = self._open_cache = None
@@ -829,6 +831,15 @@ class MarginBroker(bt.brokers.BackBroker):
                     found.setdefault(ci.asset, data)
             self._price_data = found
         return self._price_data
+
+    def open_at(self, when: datetime) -> None:
+        """Date what is booked before the first bar at ``when`` (naive UTC) instead of 1970-01-01: a strategy
+        that opens its account before the first bar (so that analyzers starting before it, such as
+        backtrader's TimeReturn, read the opening value) dates those entries at the first bar's time. Each
+        bar dates its own entries from then on. Only allowed before the first bar."""
+        if not self._first_bar:
+            raise RuntimeError(f"open_at({when!r}): the run has started; entries are dated at their bar.")
+        self._now = when
 
     def set_price(self, asset: str, price: float) -> None:
         """Price (USD per coin) for valuing ``asset`` when no data prices it."""

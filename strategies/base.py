@@ -169,7 +169,6 @@ class MinerStrategy(bt.Strategy):
         self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float).tolist()
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
         self.insolvent = False
-        self._account_open = False
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -268,9 +267,19 @@ class MinerStrategy(bt.Strategy):
                                               years_between(bar_close.to_pydatetime(),
                                                             pd.Timestamp(row["expiry"]).to_pydatetime()))
 
+    def _start(self) -> None:
+        """backtrader's ``Strategy._start`` with the account opened first: backtrader starts the analyzers
+        before the strategy, and stock ones read the opening value there (TimeReturn, and SharpeRatio
+        through it, divided by a zero opening value when the account opened on the first bar)."""
+        self._open_account()
+        super()._start()
+
     def _open_account(self) -> None:
-        """Deposit the opening USD and coins (on the first bar, so the ledger dates them)."""
-        self._account_open = True
+        """Deposit the opening USD and coins before the first bar, dated at the first bar's time. Until that
+        bar's close prices them, opening coins are valued at its open (USD per coin): the opening value."""
+        self.broker.open_at(bt.num2date(self._bar_nums[0]))  # what data.datetime.datetime(0) gives at bar 0
+        if self.p.start_coins:
+            self.broker.set_price(self.asset, float(self.data.p.dataname["open"].iloc[0]))
         if self.p.start_usd:
             self.broker.deposit("USD", self.p.start_usd, wallet="spot")
         if self.p.start_coins:
@@ -283,8 +292,6 @@ class MinerStrategy(bt.Strategy):
         if abs(self._bar_nums[i] - self.data.datetime[0]) > 1e-6:
             raise ConfigError("MinerStrategy: the feed's bars do not match its frame (use build_feed_frame "
                               "and no fromdate/todate filter on the feed; slice the frame instead).")
-        if not self._account_open:
-            self._open_account()
         price = self.data.close[0]
         produced = 0.0
         costs = 0.0

@@ -34,3 +34,12 @@ def data_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(scope="session")
+def btc_daily_2021(data_dir: Path):
+    """``minehedge.api.load_market`` of BTC daily bars for 2021 (365 bars) from the shared data."""
+    from minehedge import api
+
+    return api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-12-31",
+                            "data_dir": str(data_dir)})

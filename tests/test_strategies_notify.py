@@ -66,9 +66,8 @@ def _run(market, strategy: type, *, extra_analyzer: type | None = None) -> bt.St
 
 
 @pytest.fixture(scope="module")
-def market(data_dir):
-    return api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-12-31",
-                            "data_dir": str(data_dir)})
+def market(btc_daily_2021):
+    return btc_daily_2021
 
 
 def test_the_miner_values_the_account_once_per_bar(market):
