@@ -124,6 +124,48 @@ class _ReadsBroker(bt.Analyzer):
         for child in self._children:
             child._notify_fund(cash, value, fundvalue, shares)
 
+    # Per-bar dispatch. backtrader calls _prenext/_nextstart/_next on every analyzer and, through them, on
+    # every child each bar. Most of these analyzers work only in stop(): from the start on, a bar reaches
+    # only the children that do something per bar, and an analyzer with neither per-bar work of its own nor
+    # such children is skipped.
+    def _start(self) -> None:
+        super()._start()
+        self._bar_children = [child for child in self._children if _works_per_bar(child)]
+        if not self._bar_children and not _overrides_bar_hooks(self):
+            self._prenext = self._nextstart = self._next = _skip_bar
+
+    def _prenext(self) -> None:
+        for child in self._bar_children:
+            child._prenext()
+        self.prenext()
+
+    def _nextstart(self) -> None:
+        for child in self._bar_children:
+            child._nextstart()
+        self.nextstart()
+
+    def _next(self) -> None:
+        for child in self._bar_children:
+            child._next()
+        self.next()
+
+
+def _skip_bar() -> None:
+    """The per-bar hook of an analyzer that does nothing per bar (see ``_ReadsBroker._start``)."""
+
+
+def _overrides_bar_hooks(analyzer: bt.Analyzer) -> bool:
+    cls = type(analyzer)
+    return any(getattr(cls, name) is not getattr(bt.Analyzer, name) for name in ("prenext", "nextstart", "next"))
+
+
+def _works_per_bar(analyzer: bt.Analyzer) -> bool:
+    """False only for one of these analyzers whose bar hooks are backtrader's no-ops (started, so its own
+    per-bar children are known): every other analyzer is dispatched each bar as backtrader does."""
+    if not isinstance(analyzer, _ReadsBroker):
+        return True
+    return _overrides_bar_hooks(analyzer) or bool(analyzer._bar_children)
+
 
 class EquityRecorder(_ReadsBroker):
     """Per-bar account state, for equity.csv, the drawdowns and the charts.

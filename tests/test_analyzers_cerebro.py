@@ -300,3 +300,47 @@ def test_observers_record_and_cerebro_plot_renders(tmp_path):
     figure.savefig(tmp_path / "cerebro.png", dpi=50)
     image = mpimg.imread(tmp_path / "cerebro.png")
     assert float(image[..., :3].std()) > 0.05
+
+
+# --- per-bar dispatch: a bar reaches only the analyzers that work per bar -----------------------------------
+class _PerBarCount(Drawdown):
+    """A Drawdown that also counts the bars it is called on (its own per-bar work)."""
+
+    def start(self) -> None:
+        super().start()
+        self.bars = 0
+
+    def next(self) -> None:
+        self.bars += 1
+
+
+class _Parent(HedgeEffectiveness):
+    """A stop-only analyzer whose children work per bar: one of ours, and backtrader's own TimeReturn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counter = _PerBarCount()
+        self.returns = bt.analyzers.TimeReturn(timeframe=bt.TimeFrame.Days)
+
+
+def test_bars_reach_only_the_analyzers_that_work_per_bar():
+    prices = [100.0, 110.0, 99.0, 121.0, 120.0]
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed(prices))
+    cerebro.broker.setcash(1000.0)
+    cerebro.addstrategy(BuyOnFirstBar, size=1.0)
+    cerebro.addanalyzer(_Parent, _name="parent")
+    cerebro.addanalyzer(MarginEvents, _name="events")
+    strategy = cerebro.run()[0]
+    parent, events = strategy.analyzers.parent, strategy.analyzers.events
+    # the per-bar children were called on every bar, through a parent that does nothing per bar
+    assert parent.counter.bars == len(prices)
+    # 1 unit bought on bar 0 fills at bar 1's open (110); value = 1000 + (close - 110) from bar 1 on
+    assert list(parent.returns.get_analysis().values()) == pytest.approx(
+        [0.0, 0.0, -11.0 / 1000.0, 22.0 / 989.0, -1.0 / 1011.0], rel=1e-12)
+    assert parent._bar_children == [parent.recorder, parent.counter, parent.returns]
+    # stop-only analyzers without per-bar children are skipped (and still produce their analysis)
+    assert events._next is events._prenext is events._nextstart
+    assert events._next() is None and events._bar_children == []  # it shares the parent's recorder
+    assert events.recorder is parent.recorder
+    assert parent.get_analysis()["production_coins"] == 0.0
