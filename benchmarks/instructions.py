@@ -7,6 +7,10 @@ a full collection, with callgrind collecting only around that run. Needs ``valgr
 ``valgrind/callgrind.h`` header and a C compiler (Debian: ``apt install valgrind gcc``): a tiny helper
 library issues callgrind's start/stop requests, which Python cannot issue itself. It takes about 30 s.
 Compare counts of two commits on the same machine; the figure is not comparable across Python versions.
+
+``--engine-ratio`` counts, on the same 730 bars, the two runs whose wall-time ratio is the benchmark's engine
+overhead (:mod:`benchmarks.engine`): the miner's cerebro with every analyzer and their end-of-run statistics,
+and stock backtrader replaying its fills on BackBroker; and prints their ratio, which does not drift.
 """
 
 from __future__ import annotations
@@ -29,24 +33,50 @@ void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; CAL
 void cg_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS; CALLGRIND_STOP_INSTRUMENTATION; }
 """
 CONFIG = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2022-12-31"}
+#: ``--whole-range``: the whole shared daily range, as benchmarks/run.py times the engine overhead (5,151 bars;
+#: the futures leg is open only where the venue has history, so the miner's share differs from the 730 bars').
+WHOLE_RANGE = {"asset": "BTC", "timeframe": "1d"}
 
 
-def _measured_run(helper: str, policy: str) -> None:
+#: What ``count`` can measure: ``run_policy`` (the default: load to report, as a user runs it), ``miner`` and
+#: ``plain`` (the engine overhead's two runs: :func:`benchmarks.engine.timed_run`'s cerebro without its
+#: RunResult, and :func:`benchmarks.engine.baseline_run` replaying the miner's fills; static_hedge only).
+RUNS: tuple[str, ...] = ("run_policy", "miner", "plain")
+
+
+def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range: bool = False) -> None:
     """Inside valgrind: one warm-up run, then the counted run between the helper's start and stop."""
     sys.path.insert(0, str(ROOT))
     from minehedge import api
 
     library = ctypes.CDLL(helper)
-    market = api.load_market(CONFIG)
-    api.run_policy(market, policy)
+    market = api.load_market(WHOLE_RANGE if whole_range else CONFIG)
+    if run == "run_policy":
+        def once() -> None:
+            api.run_policy(market, policy)
+    else:
+        from benchmarks import engine
+
+        values = api._policy_params(policy, {"asset": market.asset}, None)
+        orders = engine.replay_orders(market, engine.timed_run(market, policy).fills)
+        commission = engine.baseline_commission(policy, None, market.asset)
+
+        def once() -> None:
+            if run == "miner":
+                engine._miner_cerebro(market, engine.policy_class(policy), values).run()
+            else:
+                engine.baseline_run(market, orders, commission, 1e12)  # the cash benchmarks/run.py gives it
+    once()
     gc.collect()
     library.cg_start()
-    api.run_policy(market, policy)
+    once()
     library.cg_stop()
 
 
-def count(policy: str = "static_hedge") -> int:
-    """Instructions of one run (see the module docstring)."""
+def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bool = False) -> int:
+    """Instructions of one run (see the module docstring and :data:`RUNS`)."""
+    if run not in RUNS:
+        raise ValueError(f"run={run!r} is not allowed; allowed: {', '.join(RUNS)}.")
     missing = [tool for tool in ("valgrind", "gcc") if shutil.which(tool) is None]
     if missing:
         raise SystemExit(f"error: {' and '.join(missing)} not found; install valgrind and a C compiler.")
@@ -60,7 +90,7 @@ def count(policy: str = "static_hedge") -> int:
                              f"{built.stderr.strip()}")
         out = Path(folder) / "callgrind.out.%p"
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.instructions import _measured_run; "
-                f"_measured_run({str(helper)!r}, {policy!r})")
+                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r})")
         ran = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
                               f"--callgrind-out-file={out}", sys.executable, "-c", code],
                              capture_output=True, text=True, check=False, env=os.environ.copy())
@@ -79,11 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="static_hedge")
     parser.add_argument("--repeats", type=int, default=1, help="count this many times and print each")
+    parser.add_argument("--engine-ratio", action="store_true",
+                        help="count the engine overhead's two runs (the miner's cerebro, the plain replay) instead")
+    parser.add_argument("--whole-range", action="store_true",
+                        help="the whole shared daily range (5,151 bars) instead of 2021-2022 (730 bars)")
     args = parser.parse_args(argv)
+    window = "BTC 1d, the whole shared range" if args.whole_range else \
+        f"BTC 1d {CONFIG['start']} to {CONFIG['end']} (730 bars)"
     for _ in range(args.repeats):
-        total = count(args.policy)
-        print(f"{args.policy}, BTC 1d {CONFIG['start']} to {CONFIG['end']} (730 bars): {total / 1e6:,.1f} M instructions",
-              flush=True)
+        if not args.engine_ratio:
+            total = count(args.policy, whole_range=args.whole_range)
+            print(f"{args.policy}, {window}: {total / 1e6:,.1f} M instructions", flush=True)
+            continue
+        miner = count(args.policy, "miner", args.whole_range)
+        plain = count(args.policy, "plain", args.whole_range)
+        print(f"{args.policy}, {window}: miner {miner / 1e6:,.1f} M, plain replay {plain / 1e6:,.1f} M "
+              f"instructions: {miner / plain:.2f}x", flush=True)
     return 0
 
 
