@@ -8,9 +8,11 @@ a full collection, with callgrind collecting only around that run. Needs ``valgr
 library issues callgrind's start/stop requests, which Python cannot issue itself. It takes about 30 s.
 Compare counts of two commits on the same machine; the figure is not comparable across Python versions.
 
-``--engine-ratio`` counts, on the same 730 bars, the two runs whose wall-time ratio is the benchmark's engine
+``--engine-ratio`` counts, on the same bars, the two runs whose wall-time ratio is the benchmark's engine
 overhead (:mod:`benchmarks.engine`): the miner's cerebro with every analyzer and their end-of-run statistics,
 and stock backtrader replaying its fills on BackBroker; and prints their ratio, which does not drift.
+``--whole-range`` counts over the whole shared daily range (5,151 bars, as ``benchmarks/run.py`` times the
+overhead) instead of the 730 bars; about 70 s with ``--engine-ratio``.
 """
 
 from __future__ import annotations
