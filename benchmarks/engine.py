@@ -35,6 +35,7 @@ from brokers.commission import FuturesCommInfo, futures_comminfo
 from brokers.venues import load_venue
 from data.feeds import MinerFeed
 from minehedge import api
+from strategies.base import forget_mining_schedules
 from strategies.registry import policy_class
 
 
@@ -224,7 +225,10 @@ def ablated_run(market: api.Market, *, analyzers: bool = True, policy: str = "st
 
 def _miner_cerebro(market: api.Market, strategy: type, values: dict[str, Any], *, analyzers: bool = True,
                    preload: bool = True, runonce: bool = True, broker_class: type = MarginBroker) -> bt.Cerebro:
-    """The cerebro :func:`minehedge.api.run_policy` builds (perpetual contracts), ready to run."""
+    """The cerebro :func:`minehedge.api.run_policy` builds (perpetual contracts), ready to run; the
+    per-process mining-schedule memo is emptied first, so every benchmarked run pays for its schedule as a
+    single run does (a sweep computes it once; see ``strategies.base._memo_schedule``)."""
+    forget_mining_schedules()
     cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
     cerebro.broker = broker_class(cash=0.0)

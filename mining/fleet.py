@@ -198,6 +198,16 @@ class Fleet:
         deployments, retirements = parse_fleet(text)
         return cls(deployments, retirements, **kwargs)
 
+    def cache_key(self) -> tuple:
+        """Every setting :meth:`simulate` reads, as a hashable tuple: two fleets with equal keys give equal
+        schedules on the same data (a power-price series counts by its dates and values)."""
+        power = self.power_price
+        if isinstance(power, pd.Series):
+            power = ("series", power.index.asi8.tobytes(), power.to_numpy(dtype=float).tobytes())
+        return (tuple(self.deployments), tuple(self.retirements), self.asset, self.uptime, power,
+                self.hosting_usd_per_kwh, self.hosting_usd_per_unit_month, self.pool_fee, self.curtail,
+                self.depreciation_years, self.market_value, self.market_value_window_days)
+
     def _allocate_retirements(self) -> list[list[tuple[pd.Timestamp, int]]]:
         """Per deployment, the (date, units) it loses to retirements: oldest deployment of the model first."""
         remaining = [d.units for d in self.deployments]

@@ -25,8 +25,11 @@ Margin calls reach :meth:`notify_margin_call` before the next bar, and the ``on_
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import types
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -126,6 +129,44 @@ def listens_to_cashvalue(analyzer: bt.Analyzer) -> bool:
     return bool(uses) or any(listens_to_cashvalue(child) for child in analyzer._children)
 
 
+#: (data digest, fleet key, compute function) -> per-bar mining schedule, least recently used first.
+_SCHEDULES: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_SCHEDULES_KEPT = 4  # a sweep rarely varies its fleet; an hourly BTC schedule is 7.4 MiB
+_SCHEDULES_LOCK = threading.Lock()
+
+
+def _memo_schedule(frame: pd.DataFrame, fleet: Fleet, compute) -> pd.DataFrame:
+    """``compute(frame)`` for this fleet, remembered per process by the content of the frame's index and
+    network lines (a digest, so a frame changed in place is computed afresh) and ``fleet.cache_key()``.
+
+    Every caller gets its own shallow copy: under pandas' copy-on-write, a change to one run's
+    ``mining_schedule`` never reaches the remembered table or another run's.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(frame.index.asi8.tobytes())
+    digest.update(str(frame.index.dtype).encode())
+    for column in ("coins_per_unit_day", "hashprice"):
+        digest.update(frame[column].to_numpy(dtype=float).tobytes())
+    key = (digest.digest(), fleet.cache_key(), getattr(compute, "__func__", compute))
+    with _SCHEDULES_LOCK:  # a user's Dask worker may run several configurations in threads
+        schedule = _SCHEDULES.get(key)
+        if schedule is not None:
+            _SCHEDULES.move_to_end(key)
+    if schedule is None:
+        schedule = compute(frame)
+        with _SCHEDULES_LOCK:
+            _SCHEDULES[key] = schedule
+            while len(_SCHEDULES) > _SCHEDULES_KEPT:
+                _SCHEDULES.popitem(last=False)
+    return schedule.copy(deep=False)
+
+
+def forget_mining_schedules() -> None:
+    """Empty the per-process schedule memo (the benchmarks time every run from cold with it)."""
+    with _SCHEDULES_LOCK:
+        _SCHEDULES.clear()
+
+
 class MinerStrategy(bt.Strategy):
     """A miner: mining revenue, costs and treasury each bar, plus a futures leg set by :meth:`rebalance`.
 
@@ -214,7 +255,12 @@ class MinerStrategy(bt.Strategy):
 
         The daily input is the first bar of each UTC day (the lagged values are constant within a day);
         days with no bar (exchange outages) carry the previous day's values, since machines keep hashing.
+        The schedule depends on nothing but those lines and the fleet, so it is computed once per process for
+        each (data, fleet) pair (see :func:`_memo_schedule`): a sweep over hedge settings computes it once.
         """
+        return _memo_schedule(frame, self.fleet, self._compute_bar_schedule)
+
+    def _compute_bar_schedule(self, frame: pd.DataFrame) -> pd.DataFrame:
         index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
         lines = frame[["coins_per_unit_day", "hashprice"]].set_axis(index)
         daily = lines.groupby(index.normalize()).first()
