@@ -272,6 +272,28 @@ class _SweepServer:
         return final
 
 
+def tail_cap(durations: list[float], workers: int) -> float:
+    """The best parallel efficiency ``workers`` can reach on tasks of these ``durations`` (seconds) handed out
+    in order, each to the first worker that is free (as a process pool and Dask's queue do): total work /
+    (workers x the time the last worker finishes). Below 1 only because of the tail, where some workers have
+    nothing left to take; 1.0 for no tasks."""
+    if not durations:
+        return 1.0
+    free_at = [0.0] * workers
+    for duration in durations:
+        first = min(range(workers), key=free_at.__getitem__)
+        free_at[first] += duration
+    return sum(durations) / (workers * max(free_at))
+
+
+def in_grid_order(slices: list[list[float]]) -> list[float]:
+    """The grid's values from its ``--part K/N`` slices (slice K holds grid points K-1, K-1+N, K-1+2N, ...)."""
+    values = [0.0] * sum(len(part) for part in slices)
+    for k, part in enumerate(slices):
+        values[k::len(slices)] = part
+    return values
+
+
 def sweeps(configs: int, parts: int = 8) -> dict[str, Any]:
     """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
     (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
@@ -307,6 +329,12 @@ def sweeps(configs: int, parts: int = 8) -> dict[str, Any]:
         out[name]["parallel_efficiency"] = out["local1"]["wall_s"] / (workers * out[name]["wall_s"])
         out[name]["efficiency_by_part"] = [serial["wall_s"] / (workers * own["wall_s"])
                                            for serial, own in zip(runs["local1"], runs[name], strict=True)]
+        # What the slicing itself costs: each slice ends with a tail (a worker idle while the other finishes)
+        # that one sweep of the whole grid has only once. From the 1-worker run's per-configuration times
+        # (each configuration alone, in grid order), the best efficiency of each slice and of the whole grid.
+        alone = [part["config_seconds"] for part in runs["local1"]]
+        out[name]["tail_cap_by_part"] = [tail_cap(seconds, workers) for seconds in alone]
+        out[name]["tail_cap_whole_grid"] = tail_cap(in_grid_order(alone), workers)
         # loaded once per sweep: the load cost spread over the grid
         out[name]["data_load_per_config_s"] = out[name]["load_shared_s"] / out[name]["configs"]
     return out
@@ -338,6 +366,12 @@ def table(results: dict[str, Any]) -> str:
         by_part = ", ".join(f"{e:.0%}" for e in sweep[name]["efficiency_by_part"])
         rows.append(f"  parallel efficiency {sweep[name]['description']:<38} (>= 90%): "
                     f"{sweep[name]['parallel_efficiency']:.0%} (interleaved slices: {by_part})")
+    caps = sweep["local2"].get("tail_cap_by_part")  # absent in JSON written before session 10
+    if caps:
+        rows.append(f"  (slicing alone caps a 2-worker slice at {statistics.mean(caps):.1%} on average, "
+                    f"{min(caps):.1%}-{max(caps):.1%}, and one sweep of the whole grid at "
+                    f"{sweep['local2']['tail_cap_whole_grid']:.1%}: each slice ends with one worker idle; "
+                    "greedy schedule of the 1-worker run's per-configuration times)")
     worst = max(sweep[n]["worker_peak_rss_mb"] for n in sweep)
     rows.append(f"  sweep peak RSS per worker / single daily run (<= 1.5x): {worst / single_rss:.2f}x "
                 f"({_fmt(worst, 0)} / {_fmt(single_rss, 0)} MiB)")

@@ -79,7 +79,7 @@ def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: A
         report = run_sweep(part, run_fn, shared, data_fingerprint=shared.fingerprint, out_dir=folder,
                            executor=executor)
         wall_s = time.perf_counter() - began
-        results = read_results(report.results_path)
+        results = read_results(report.results_path, hashes=report.hashes)  # grid (submission) order
     ok = results[results["status"] == "ok"]
     per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
     return {
@@ -88,6 +88,7 @@ def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: A
         "workers_seen": int(len(per_worker)), "worker_pids": sorted(int(pid) for pid in per_worker.index),
         "worker_peak_rss_mb": float(per_worker.max()), "parent_peak_rss_mb": peak_rss_mb(),
         "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
+        "config_seconds": [float(x) for x in results["seconds"]],  # each configuration's run, in submission order
     }
 
 
