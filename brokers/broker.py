@@ -135,6 +135,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._settled_cache: float | None = None
         self._open_cache: list[tuple] | None = None
         self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
+        self._close_margins: dict[object, tuple] = {}  # data -> (inputs, figures) of _close_margin
 
     @property
     def warning_level(self) -> float:
@@ -576,6 +577,24 @@ class MarginBroker(bt.brokers.BackBroker):
         balance = wallet + self._upnl(data, pos, ci, price)
         return formulas.margin_ratio(maint, balance), maint, balance
 
+    def _close_margin(self, data, pos, ci) -> tuple[float, float, float]:
+        """:meth:`_ratio` at ``data``'s close. An isolated position's figures depend only on its scheme, size,
+        entry and added margin, the close and the bar's time (the day's brackets), so the margin-call check's
+        answer is reused until one of them changes: the recorder asks again at the same close after the
+        strategy's bar, which rarely touches the position. A cross position's wallet depends on the whole
+        account and is computed afresh each time."""
+        close = data.close[0]
+        if ci.p.margin_mode != "isolated":
+            return self._ratio(data, pos, ci, close)
+        memo = self._close_margins.get(data)
+        size, entry = self._inv[data] if ci.is_inverse else (pos.size, pos.price)  # _size_entry, inlined
+        key = (ci, size, entry, self._extra.get(data, 0.0), close, self._now)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        figures = self._ratio(data, pos, ci, close)
+        self._close_margins[data] = (key, figures)
+        return figures
+
     # --- 3. liquidation -----------------------------------------------------------------------------
     def _check_liquidations(self, open_futures) -> None:
         for data, pos, ci in open_futures:
@@ -720,7 +739,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 deadline_positions.append((data, pos, ci))
                 continue
             close = data.close[0]
-            ratio, maint, balance = self._ratio(data, pos, ci, close)
+            ratio, maint, balance = self._close_margin(data, pos, ci)
             if ratio >= self.p.warning_level:
                 if not self._in_call.get(data):
                     self._in_call[data] = True
@@ -952,7 +971,7 @@ class MarginBroker(bt.brokers.BackBroker):
         ci = self.getcommissioninfo(data)
         if not pos or not pos.size or not isinstance(ci, FuturesCommInfo):
             return 0.0, 0.0, 0.0
-        return self._ratio(data, pos, ci, data.close[0])
+        return self._close_margin(data, pos, ci)
 
     def set_liability(self, name: str, usd: float) -> None:
         """Record that ``usd`` (USD, >= 0) is owed under ``name`` (e.g. a loan's outstanding debt); equity
@@ -974,7 +993,7 @@ class MarginBroker(bt.brokers.BackBroker):
         """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""
         worst = 0.0
         for data, pos, ci in self._futures_positions():
-            worst = max(worst, self._ratio(data, pos, ci, data.close[0])[0])
+            worst = max(worst, self._close_margin(data, pos, ci)[0])
         return worst
 
     def account_state(self, asset: str) -> tuple[float, float, float, float, float, float]:
