@@ -19,7 +19,8 @@ from strategies.registry import policy_class
 
 
 def _fresh(broker: MarginBroker, asset: str) -> tuple:
-    """Settled margin, open futures positions, coin price and liquidation prices with every cache emptied."""
+    """Settled margin, open futures positions, coin price, liquidation prices and margin figures at the close,
+    with every cache emptied."""
     saved = (broker._between_bars, broker._settled_cache, broker._open_cache, dict(broker._bar_prices),
              dict(broker._liq_cache), dict(broker._close_margins))
     broker._between_bars, broker._settled_cache, broker._open_cache = False, None, None
