@@ -51,13 +51,17 @@ WHOLE_RANGE = {"asset": "BTC", "timeframe": "1d"}
 RUNS: tuple[str, ...] = ("run_policy", "miner", "plain")
 
 
-def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range: bool = False) -> None:
+def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range: bool = False,
+                  window: tuple[str, str] | None = None) -> None:
     """Inside valgrind: one warm-up run, then the counted run between the helper's start and stop."""
     sys.path.insert(0, str(ROOT))
     from minehedge import api
 
     library = ctypes.CDLL(helper)
-    market = api.load_market(WHOLE_RANGE if whole_range else CONFIG)
+    config = WHOLE_RANGE if whole_range else CONFIG
+    if window is not None:
+        config = {**config, "start": window[0], "end": window[1]}
+    market = api.load_market(config)
     if run == "run_policy":
         from strategies.base import forget_mining_schedules
 
@@ -83,8 +87,10 @@ def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range
     library.cg_stop()
 
 
-def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bool = False, seed: int = 0) -> int:
-    """Instructions of one run (see the module docstring and :data:`RUNS`) with ``PYTHONHASHSEED=seed``."""
+def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bool = False, seed: int = 0,
+          window: tuple[str, str] | None = None) -> int:
+    """Instructions of one run (see the module docstring and :data:`RUNS`) with ``PYTHONHASHSEED=seed``;
+    ``window`` (first and last day, YYYY-MM-DD) counts other bars than the 730 of :data:`CONFIG`."""
     if run not in RUNS:
         raise ValueError(f"run={run!r} is not allowed; allowed: {', '.join(RUNS)}.")
     missing = [tool for tool in ("valgrind", "gcc") if shutil.which(tool) is None]
@@ -100,7 +106,7 @@ def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bo
                              f"{built.stderr.strip()}")
         out = Path(folder) / "callgrind.out.%p"
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.instructions import _measured_run; "
-                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r})")
+                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r}, {window!r})")
         ran = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
                               f"--callgrind-out-file={out}", sys.executable, "-c", code],
                              capture_output=True, text=True, check=False,
