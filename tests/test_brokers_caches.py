@@ -93,5 +93,5 @@ def test_cached_figures_equal_fresh_ones_on_every_bar(data_dir, params):
     strategy = cerebro.run()[0]
     assert strategy.bars_checked == 2 * len(market.frame)
     assert strategy.bars_with_position > len(market.frame)  # the caches held real positions most of the run
-    if params.get("margin_mode", "isolated") == "isolated" and "venue" not in params:
+    if params.get("margin_mode", "isolated") == "isolated":
         assert strategy.margin_moved_after_check > 0  # the remembered margin figures had to be recomputed

@@ -41,7 +41,6 @@ class _Notified(policy_class("static_hedge")):
         self.heard.append((cash, value, self.broker.get_cash(), self.broker.getvalue()))
 
 
-
 class _ValueLog(bt.Analyzer):
     """A stock-style analyzer that listens: the value of every cash/value notification."""
 
