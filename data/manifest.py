@@ -13,6 +13,9 @@ prefer the native timeframe over resampling, then the longest coverage; the retu
 
 from __future__ import annotations
 
+import hashlib
+import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +45,36 @@ class FileChoice:
 
 
 def read_manifest(data_dir: str | Path) -> pd.DataFrame:
-    """Read ``data_dir/MANIFEST.csv``; ``first``/``last`` become UTC Timestamps. DataError if unusable."""
+    """Read ``data_dir/MANIFEST.csv``; ``first``/``last`` become UTC Timestamps. DataError if unusable.
+
+    One load reads the manifest three times (OHLCV, network, funding); the parsed table is remembered per
+    directory and file *content* (its bytes are read every time, so an edited manifest is never served
+    stale), and each call gets its own copy.
+    """
     data_dir = Path(data_dir)
     path = data_dir / "MANIFEST.csv"
     if not path.is_file():
         raise DataError(f"data directory {str(data_dir)!r} has no MANIFEST.csv (expected {path}).")
-    manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+    content = path.read_bytes()
+    key = (str(data_dir), hashlib.blake2b(content, digest_size=16).digest())
+    with _PARSED_LOCK:
+        parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = _parse_manifest(content, data_dir, path)
+        with _PARSED_LOCK:
+            _PARSED[key] = parsed
+            while len(_PARSED) > _PARSED_KEPT:
+                del _PARSED[next(iter(_PARSED))]
+    return parsed.copy()
+
+
+_PARSED: dict[tuple[str, bytes], pd.DataFrame] = {}
+_PARSED_LOCK = threading.Lock()
+_PARSED_KEPT = 8  # data directories remembered (a manifest is a few kB)
+
+
+def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
+    manifest = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")

@@ -81,6 +81,37 @@ def test_env_var_resolution(data_dir, monkeypatch):
     assert result.info.source == "csv" and len(result.frame) == 6
 
 
+
+MANIFEST_HEAD = "file,asset,kind,timeframe,venue,quote,rows,first,last\n"
+
+
+def test_manifest_memo_never_serves_an_edited_manifest(tmp_path):
+    # The parsed table is remembered by directory and content: a same-size edit made at once (same mtime on
+    # a coarse clock) is read afresh, a caller's changes do not leak into the next read, and a bad manifest
+    # raises every time.
+    path = tmp_path / "MANIFEST.csv"
+    path.write_text(MANIFEST_HEAD + "a.csv,btc,ohlcv,1d,binance,USDT,2,2020-01-01,2020-01-02\n")
+    first = read_manifest(tmp_path)
+    assert list(first["asset"]) == ["BTC"] and first["first"].iloc[0] == day("2020-01-01")
+    first.loc[0, "venue"] = "changed by the caller"
+    assert read_manifest(tmp_path).loc[0, "venue"] == "binance"
+    path.write_text(MANIFEST_HEAD + "a.csv,eth,ohlcv,1d,binance,USDT,2,2020-01-01,2020-01-02\n")
+    assert list(read_manifest(tmp_path)["asset"]) == ["ETH"]
+    assert read_manifest(tmp_path)["path"].iloc[0] == tmp_path / "a.csv"
+    path.write_text("file,asset\na.csv,btc\n")
+    for _ in range(2):
+        with pytest.raises(DataError, match="missing columns"):
+            read_manifest(tmp_path)
+
+
+def test_manifest_memo_is_bounded(tmp_path):
+    for i in range(12):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        (folder / "MANIFEST.csv").write_text(MANIFEST_HEAD + f"a.csv,btc,ohlcv,1d,v{i},USDT,2,2020-01-01,2020-01-02\n")
+        assert read_manifest(folder).loc[0, "venue"] == f"v{i}"
+    assert len(data.manifest._PARSED) <= data.manifest._PARSED_KEPT
+
 def test_bad_tick_policy_passed_through(data_dir):
     masked = data.load_ohlcv("BTC", "1d", "2017-04-01", "2017-05-01", venue="bitstamp+coinbase", data_dir=data_dir)
     assert masked.frame.loc[day("2017-04-15"), "low"] == 1173.13

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from data.frames import parse_timeframe, resample_ohlcv, to_utc_index
 from data.manifest import read_manifest
 from data.ohlcv_csv import read_ohlcv_csv
-from data.validate import BadTickRule, find_bad_ticks, validate_ohlcv
+from data.validate import BadTickRule, _side_medians, find_bad_ticks, validate_ohlcv
 from minehedge.errors import ConfigError, DataError
 
 
@@ -167,6 +169,22 @@ def test_level_shift_is_not_a_bad_tick():
     frame = bars(40, close=[100.0] * 20 + [50.0] * 20)
     assert find_bad_ticks(frame, BadTickRule()) == []
 
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(-50, 50, allow_nan=False), st.just(float("nan"))), min_size=1, max_size=40),
+       st.integers(1, 8))
+def test_side_medians_equal_the_median_of_the_present_neighbours(values, window):
+    # Oracle: statistics.median of the non-NaN neighbours on each side ((a + b) / 2 for an even count,
+    # as the module computes it), NaN when fewer than 3 are present. Bit-for-bit, not approximately.
+    values = np.asarray(values, dtype="float64")
+    got = _side_medians(values, window)
+    for i in range(len(values)):
+        before = [v for v in values[max(0, i - window):i] if v == v]
+        after = [v for v in values[i + 1:i + 1 + window] if v == v]
+        for side, expected in zip(got, (before, after, before + after), strict=True):
+            want = statistics.median(expected) if len(expected) >= 3 else float("nan")
+            assert side[i] == want or (want != want and side[i] != side[i]), (i, expected, side[i])
 
 # --- real data: the data README's anomalies -------------------------------------------------------------
 
