@@ -158,19 +158,21 @@ def drawdown_stats(equity: pd.Series) -> DrawdownStats:
 
 
 def _longest_underwater_days(values: np.ndarray, peak: np.ndarray, times: pd.DatetimeIndex) -> float:
-    """Longest peak-to-recovery span in calendar days (to the last bar if still under water)."""
-    longest = pd.Timedelta(0)
-    start: int | None = None  # index of the peak bar of the current episode
-    for i in range(1, len(values)):  # runs once per run, in stop(): a plain loop is clear and fast enough
-        if values[i] < peak[i]:
-            if start is None:
-                start = i - 1
-        elif start is not None:
-            longest = max(longest, times[i] - times[start])
-            start = None
-    if start is not None:
-        longest = max(longest, times[-1] - times[start])
-    return longest / _DAY
+    """Longest peak-to-recovery span in calendar days (to the last bar if still under water).
+
+    An episode starts at the bar before the first one below the running peak and ends at the first bar back
+    at or above it. Whole-array operations: a loop over an hourly run's 37,000 bars took ~0.1 s.
+    """
+    under = np.zeros(len(values), dtype=bool)
+    under[1:] = values[1:] < peak[1:]
+    starts = np.flatnonzero(under[1:] & ~under[:-1])  # the peak bar: one before the first bar under water
+    ends = np.flatnonzero(~under[1:] & under[:-1]) + 1  # the first bar back at or above the peak
+    if not starts.size:
+        return 0.0
+    ends = np.append(ends, len(values) - 1) if ends.size < starts.size else ends  # still under water
+    stamps = times.asi8  # integers in the index's own unit, so the span is exact
+    longest = int((stamps[ends] - stamps[starts]).max())
+    return pd.Timedelta(longest, unit=times.unit) / _DAY
 
 
 # ---------------------------------------------------------------------------------------------- returns

@@ -49,6 +49,34 @@ def test_drawdown_never_recovered_runs_to_last_bar():
     assert stats.longest_underwater_days == 3.0
 
 
+
+def longest_underwater_by_loop(series: pd.Series) -> float:
+    """Oracle: walk the bars; an episode runs from the bar before the first one under the running peak to the
+    first bar back at or above it (or to the last bar)."""
+    values, times = series.to_numpy(), series.index
+    peak, longest, start = values[0], pd.Timedelta(0), None
+    for i in range(1, len(values)):
+        peak = max(peak, values[i])
+        if values[i] < peak:
+            start = i - 1 if start is None else start
+        elif start is not None:
+            longest, start = max(longest, times[i] - times[start]), None
+    if start is not None:
+        longest = max(longest, times[-1] - times[start])
+    return longest / pd.Timedelta(days=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(-3, 3), min_size=1, max_size=50),
+       gaps=st.lists(st.integers(1, 10_000), min_size=50, max_size=50),
+       unit=st.sampled_from(["s", "ms", "us", "ns"]))
+def test_longest_underwater_days_equals_a_bar_by_bar_walk(values, gaps, unit):
+    # Irregular bar times in any index unit; small integer steps make ties with the peak (recoveries) common.
+    seconds = np.cumsum([0, *gaps[: len(values) - 1]]) * 37
+    times = pd.DatetimeIndex(pd.Timestamp("2021-01-01", tz="UTC") + pd.to_timedelta(seconds, unit="s")).as_unit(unit)
+    series = pd.Series(np.cumsum(values).astype(float) + 100.0, index=times)
+    assert metrics.drawdown_stats(series).longest_underwater_days == longest_underwater_by_loop(series)
+
 def test_equity_through_zero_is_a_100_pct_drawdown_and_ruin():
     equity = daily([100, 50, -20, 10])
     assert metrics.drawdown_pct(equity).tolist() == [0.0, 50.0, 100.0, 90.0]
