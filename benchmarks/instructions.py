@@ -1,23 +1,35 @@
 """Instruction count of one run under valgrind's callgrind: a speed measure that does not drift with the
 machine (wall times on shared VMs moved threefold within one session).
 
-The count is exactly repeatable for one hash seed: each run gets ``PYTHONHASHSEED`` (0 unless ``--seeds``
-says otherwise), because string hashing lays out dicts and sets differently per seed, and that alone moved
-the count by up to 1.3 % between runs of the same code (546.3-553.3 M for five seeds, session 10). A change
-of well under 1 % is read from ``--seeds 3`` or more: the mean over seeds 0, 1, 2, ... of each commit.
+A count is exactly repeatable for one *layout*, but moves by a few per cent between layouts of the same code,
+for two reasons, both fixed per count here:
+
+* the hash seed: string hashing lays out dicts and sets per seed; that alone moved the 730-bar count by up to
+  1.3 % (546.3-553.3 M over five seeds, session 10). Each count gets ``PYTHONHASHSEED``;
+* CPython's type-attribute cache: 4,096 slots indexed by a type's version tag and the attribute name's
+  address, so which hot lookups collide depends on how many types took a tag before them. Any change to
+  what is imported or created first moves that, and with it the count: in session 11, 0, 1, 7, 50 and 333
+  extra classes created before the same plain replay counted 839.2, 837.9, 839.2, 869.6 and 837.6 M (+3.8 %
+  for one of them). Each count creates ``padding`` classes first.
+
+``--layouts N`` counts layouts 0..N-1 (layout ``i``: hash seed ``i`` and ``i x 37`` classes) and prints
+each, their mean and their range. Compare commits by the mean over the same layouts. Over five layouts of
+one commit the whole-range counts spread by about 2 % (miner 2,404-2,448 M, plain replay 838-851 M), so a
+difference of well under 1 % between two means of five is not readable.
 
 ``python -m benchmarks.instructions`` counts the instructions of one ``run_policy`` of static_hedge on BTC
 1d, 2021-01-01 to 2022-12-31 (730 bars, a futures position open on every bar), after a warm-up run and
 a full collection, with callgrind collecting only around that run. Needs ``valgrind`` and its
 ``valgrind/callgrind.h`` header and a C compiler (Debian: ``apt install valgrind gcc``): a tiny helper
-library issues callgrind's start/stop requests, which Python cannot issue itself. It takes about 30 s.
-Compare counts of two commits on the same machine; the figure is not comparable across Python versions.
+library issues callgrind's start/stop requests, which Python cannot issue itself. It takes about 30 s per
+layout. Compare counts of two commits on the same machine; the figure is not comparable across Python
+versions.
 
 ``--engine-ratio`` counts, on the same bars, the two runs whose wall-time ratio is the benchmark's engine
 overhead (:mod:`benchmarks.engine`): the miner's cerebro with every analyzer and their end-of-run statistics,
 and stock backtrader replaying its fills on BackBroker; and prints their ratio, which does not drift.
 ``--whole-range`` counts over the whole shared daily range (5,151 bars, as ``benchmarks/run.py`` times the
-overhead) instead of the 730 bars; about 70 s with ``--engine-ratio``.
+overhead) instead of the 730 bars; about 80-100 s per layout with ``--engine-ratio``.
 """
 
 from __future__ import annotations
@@ -49,11 +61,32 @@ WHOLE_RANGE = {"asset": "BTC", "timeframe": "1d"}
 #: ``plain`` (the engine overhead's two runs: :func:`benchmarks.engine.timed_run`'s cerebro without its
 #: RunResult, and :func:`benchmarks.engine.baseline_run` replaying the miner's fills; static_hedge only).
 RUNS: tuple[str, ...] = ("run_policy", "miner", "plain")
+#: ``--layouts``: layout ``i`` creates ``i * LAYOUT_STEP`` classes before the run (module docstring).
+LAYOUT_STEP = 37
+
+
+def layout(index: int) -> tuple[int, int]:
+    """(hash seed, classes created first) of layout ``index``."""
+    return index, index * LAYOUT_STEP
+
+
+_PADDING: list[type] = []  # the padding classes of this process, alive for its run
+
+
+def _pad_type_cache(classes: int) -> list[type]:
+    """Create ``classes`` classes and read an attribute of each, so each takes a type version tag (the
+    type-attribute cache's key) before anything the run uses; returned to keep them alive."""
+    made = [type(f"_Padding{i}", (), {"attribute": i}) for i in range(classes)]
+    for cls in made:
+        _ = cls.attribute
+    return made
 
 
 def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range: bool = False,
-                  window: tuple[str, str] | None = None) -> None:
-    """Inside valgrind: one warm-up run, then the counted run between the helper's start and stop."""
+                  window: tuple[str, str] | None = None, padding: int = 0) -> None:
+    """Inside valgrind: ``padding`` classes, one warm-up run, then the counted run between the helper's start
+    and stop."""
+    _PADDING.extend(_pad_type_cache(padding))
     sys.path.insert(0, str(ROOT))
     from minehedge import api
 
@@ -88,9 +121,10 @@ def _measured_run(helper: str, policy: str, run: str = "run_policy", whole_range
 
 
 def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bool = False, seed: int = 0,
-          window: tuple[str, str] | None = None) -> int:
-    """Instructions of one run (see the module docstring and :data:`RUNS`) with ``PYTHONHASHSEED=seed``;
-    ``window`` (first and last day, YYYY-MM-DD) counts other bars than the 730 of :data:`CONFIG`."""
+          window: tuple[str, str] | None = None, padding: int = 0) -> int:
+    """Instructions of one run (see the module docstring and :data:`RUNS`) with ``PYTHONHASHSEED=seed`` and
+    ``padding`` classes created first; ``window`` (first and last day, YYYY-MM-DD) counts other bars than the
+    730 of :data:`CONFIG`."""
     if run not in RUNS:
         raise ValueError(f"run={run!r} is not allowed; allowed: {', '.join(RUNS)}.")
     missing = [tool for tool in ("valgrind", "gcc") if shutil.which(tool) is None]
@@ -106,7 +140,7 @@ def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bo
                              f"{built.stderr.strip()}")
         out = Path(folder) / "callgrind.out.%p"
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.instructions import _measured_run; "
-                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r}, {window!r})")
+                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r}, {window!r}, {padding!r})")
         ran = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
                               f"--callgrind-out-file={out}", sys.executable, "-c", code],
                              capture_output=True, text=True, check=False,
@@ -125,8 +159,9 @@ def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="static_hedge")
-    parser.add_argument("--seeds", type=_seed_count, default=1,
-                        help="count with hash seeds 0..N-1 and print each and their mean (default 1: seed 0)")
+    parser.add_argument("--layouts", type=_layout_count, default=1,
+                        help=f"count layouts 0..N-1 (layout i: hash seed i, i x {LAYOUT_STEP} classes created "
+                             "first) and print each, their mean and their range (default 1: layout 0)")
     parser.add_argument("--engine-ratio", action="store_true",
                         help="count the engine overhead's two runs (the miner's cerebro, the plain replay) instead")
     parser.add_argument("--whole-range", action="store_true",
@@ -135,36 +170,41 @@ def main(argv: list[str] | None = None) -> int:
     window = "BTC 1d, the whole shared range" if args.whole_range else \
         f"BTC 1d {CONFIG['start']} to {CONFIG['end']} (730 bars)"
     totals: list[tuple[int, int]] = []
-    for seed in range(args.seeds):
+    for index in range(args.layouts):
+        seed, padding = layout(index)
+        name = f"layout {index} (hash seed {seed}, {padding} classes)"
         if not args.engine_ratio:
-            total = count(args.policy, whole_range=args.whole_range, seed=seed)
+            total = count(args.policy, whole_range=args.whole_range, seed=seed, padding=padding)
             totals.append((total, 1))
-            print(f"{args.policy}, {window}, hash seed {seed}: {total / 1e6:,.1f} M instructions", flush=True)
+            print(f"{args.policy}, {window}, {name}: {total / 1e6:,.1f} M instructions", flush=True)
             continue
-        miner = count(args.policy, "miner", args.whole_range, seed)
-        plain = count(args.policy, "plain", args.whole_range, seed)
+        miner = count(args.policy, "miner", args.whole_range, seed, padding=padding)
+        plain = count(args.policy, "plain", args.whole_range, seed, padding=padding)
         totals.append((miner, plain))
-        print(f"{args.policy}, {window}, hash seed {seed}: miner {miner / 1e6:,.1f} M, plain replay "
+        print(f"{args.policy}, {window}, {name}: miner {miner / 1e6:,.1f} M, plain replay "
               f"{plain / 1e6:,.1f} M instructions: {miner / plain:.2f}x", flush=True)
-    if args.seeds > 1:
-        first = sum(t[0] for t in totals) / len(totals)
+    if args.layouts > 1:
+        def summary(values: list[int]) -> str:
+            return f"{sum(values) / len(values) / 1e6:,.1f} M ({min(values) / 1e6:,.1f}-{max(values) / 1e6:,.1f} M)"
+
+        miners = [t[0] for t in totals]
         if not args.engine_ratio:
-            print(f"mean over {args.seeds} seeds: {first / 1e6:,.1f} M instructions", flush=True)
+            print(f"mean (range) over {args.layouts} layouts: {summary(miners)} instructions", flush=True)
         else:
-            second = sum(t[1] for t in totals) / len(totals)
-            print(f"mean over {args.seeds} seeds: miner {first / 1e6:,.1f} M, plain replay {second / 1e6:,.1f} M: "
-                  f"{first / second:.2f}x", flush=True)
+            plains = [t[1] for t in totals]
+            print(f"mean (range) over {args.layouts} layouts: miner {summary(miners)}, plain replay "
+                  f"{summary(plains)}: {sum(miners) / sum(plains):.2f}x", flush=True)
     return 0
 
 
-def _seed_count(text: str) -> int:
-    """``--seeds``: a whole number >= 1."""
+def _layout_count(text: str) -> int:
+    """``--layouts``: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"--seeds={text!r}: expected a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"--layouts={text!r}: expected a whole number >= 1")
     return value
 
 
