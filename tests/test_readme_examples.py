@@ -1,0 +1,91 @@
+"""The README's command-line examples print what the README shows.
+
+Each example is a ```bash block followed by the ```text block of its output. The command is run as written
+(through ``minehedge.cli.main``, from a scratch folder, on the shared data) and every line of the shown output
+must appear in what it prints, verbatim. A ``...`` line stands for rows left out and names how many there
+are in all; the one line that depends on the machine (how many worker processes a sweep starts) is checked up
+to the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from minehedge import cli
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _example(heading: str) -> tuple[list[str], list[str]]:
+    """(argv after ``python run_backtest.py``, lines of the shown output) of the example under ``heading``."""
+    section = README.split(heading, 1)[1]
+    bash, rest = section.split("```bash\n", 1)[1].split("```\n", 1)
+    assert rest.startswith("```text\n"), f"{heading}: the command's output block must follow it"
+    shown = rest[len("```text\n"):].split("```", 1)[0]
+    argv = shlex.split(bash.replace("\\\n", " "))
+    assert argv[:2] == ["python", "run_backtest.py"], argv
+    return argv[2:], [line.rstrip() for line in shown.splitlines()]
+
+
+def _run(argv: list[str], capsys) -> tuple[list[str], list[str]]:
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    return ([line.rstrip() for line in captured.out.splitlines()],
+            [line.rstrip() for line in captured.err.splitlines()])
+
+
+def _count_in_all(line: str) -> int:
+    match = re.search(r"\((\d+) (?:keys|metrics) in all", line)
+    assert match, line
+    return int(match.group(1))
+
+
+@pytest.fixture
+def in_scratch(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("heading", "header_rows", "written"), [
+    ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
+    ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
+])
+def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
+    argv, shown = _example(heading)
+    out, err = _run(argv, capsys)
+    assert shown[0] == written and written in err
+    rows = shown[1:]
+    for line in rows[:-1]:
+        assert line in out, line
+    assert rows[-1].startswith("...") and len(out) == header_rows + _count_in_all(rows[-1])
+    assert (in_scratch / written.rsplit(" ", 1)[1] / "summary.md").is_file()
+
+
+def test_sweep_example_prints_the_readmes_ranking(in_scratch, capsys):
+    argv, shown = _example("### Parameter sweeps: `sweep`")
+    out, err = _run(argv, capsys)
+    printed = out + err
+    for line in shown:
+        if line.startswith("running "):  # the worker count follows the machine's cores
+            assert any(re.fullmatch(r"running 20 configurations on .+", p) for p in printed), line
+        else:
+            assert line in printed, line
+
+
+def test_hashprice_example_prints_the_readmes_first_day(in_scratch, capsys):
+    section = README.split("### Data: `data`", 1)[1]
+    commands = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    line = next(c for c in commands.splitlines() if " data hashprice " in c)
+    argv = shlex.split(line.split("#", 1)[0])[2:]
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0]
+    first_shown = json.loads(" ".join(shown.split()).removeprefix("[").split(", ...]", 1)[0])
+    out, _ = _run(argv, capsys)
+    days = json.loads("\n".join(out))
+    assert days[0] == first_shown  # every float exactly, as printed
+    assert [day["date"] for day in days] == ["2022-06-01", "2022-06-02", "2022-06-03"]
