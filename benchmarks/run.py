@@ -16,6 +16,8 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
+7. A sweep's own bookkeeping in the parent (hashing, recording, results.csv on disk) per configuration, at
+   200, 2,000 and 10,000 configurations (:mod:`benchmarks.bookkeeping`): it must not grow with the sweep.
 
 ``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid in two slices.
 """
@@ -431,6 +433,16 @@ def table(results: dict[str, Any]) -> str:
              f"path per configuration: {_fmt(screen['one_by_one_ns_per_config_bar'], 0)} ns)",
              f"  the full miner run: {_fmt(miner_ns / 1000, 0)} us per bar "
              f"({miner_ns / screen['ns_per_config_bar']:,.0f}x the screen's cost per configuration-bar)"]
+    books = results.get("sweep_bookkeeping")  # absent in JSON written before session 12
+    if books:
+        sizes = books["sizes"]
+        rows += ["", "SWEEP BOOKKEEPING (the parent's own work per configuration: hashing, recording, results.csv "
+                 "on disk; a run function that does nothing)",
+                 "  " + " / ".join(f"{s['configs']:,}" for s in sizes) + " configurations: "
+                 + " / ".join(_fmt(s["ms_per_config"], 2) for s in sizes) + " ms per configuration ("
+                 + " / ".join(f"{s['share_of_a_daily_config']:.2%}" for s in sizes)
+                 + f" of a {_fmt(books['config_s'], 2)} s daily configuration); largest / smallest sweep: "
+                 f"{sizes[-1]['ms_per_config'] / sizes[0]['ms_per_config']:.2f}x"]
     m, speed = results["machine"], results["machine_speed"]
     rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at the start, "
              f"{_fmt(speed['end_s'], 3)} s at the end",
@@ -459,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     results["sweeps"] = sweeps(8, parts=2) if args.quick else sweeps(200)  # quick: 4 configurations a slice
     results["breakdown"] = time_breakdown()
     results["margin_screen"] = margin_screen(configs=40 if args.quick else 200)
+    results["sweep_bookkeeping"] = _subprocess_json(
+        "benchmarks.bookkeeping", "--configs", "200,2000" if args.quick else "200,2000,10000",
+        "--config-s", repr(results["sweeps"]["local1"]["mean_config_s"]))
     results["machine_speed"] = {"loop": "for i in range(2_000_000): total += i (best of 3)",
                                 "start_s": speed_before, "end_s": machine_speed_s()}
     results["benchmark_seconds"] = time.perf_counter() - began

@@ -20,10 +20,19 @@ results.csv
     then ``status`` (``ok`` or ``failed``), ``error`` (``Type: message`` of a failure), ``seconds`` (wall
     time of the run in the worker) and ``config_hash``.
 
-    *Atomic*: after every finished configuration the whole file is written to a temporary file in the same
-    folder, fsynced, and moved over results.csv with ``os.replace`` (atomic on POSIX and Windows). A reader,
-    or a crash, sees the previous complete file or the new complete file, never half a row. Rewriting costs
-    O(rows) per configuration, negligible beside a backtest for sweeps of up to tens of thousands of points.
+    *Atomic*: the whole file is written to a temporary file in the same folder, fsynced, and moved over
+    results.csv with ``os.replace`` (atomic on POSIX and Windows). A reader, or a crash, sees the previous
+    complete file or the new complete file, never half a row. That rewrite costs O(rows), so it is done when
+    :data:`SNAPSHOT_MIN_SECONDS` have passed since the last one (and never more often than keeps rewriting
+    under :data:`SNAPSHOT_COST_SHARE` of the sweep's time), and when the sweep ends, fails or is interrupted.
+
+    *Nothing lost*: each finished configuration is also appended at once to ``results.csv.journal`` (one
+    JSON object per line, flushed and fsynced: O(1) per configuration), and the journal is removed after
+    each rewrite of results.csv has folded its rows in. After a crash (a killed process, a power cut) the
+    next sweep into the folder reads results.csv, then the journal's rows over it (a half-written last line
+    is the configuration that was being recorded, and runs again), so every configuration that finished is
+    kept. Rewriting the whole file after every configuration instead cost 4 ms per configuration at 200
+    rows and 30 ms at 2,000 (quadratic in the sweep's size; ``python -m benchmarks.bookkeeping``).
 
     *Resumable*: :func:`config_hash` keys each row by the full configuration and a fingerprint of the data.
     Re-running the same sweep skips every configuration whose hash is in results.csv with status ``ok``,
@@ -71,6 +80,10 @@ STATUS_FAILED = "failed"
 #: The last four columns of results.csv, in this order.
 RESERVED_COLUMNS = ("status", "error", "seconds", "config_hash")
 RESULTS_FILE = "results.csv"
+JOURNAL_SUFFIX = ".journal"
+SNAPSHOT_MIN_SECONDS = 5.0  # results.csv is at most this many seconds behind the journal while a sweep runs
+SNAPSHOT_COST_SHARE = 0.02  # ... or longer, so that rewriting it takes at most this share of the sweep's time
+_clock = time.monotonic  # seconds; the tests drive it
 TOP_FILE = "top.csv"
 #: Grid keys that are run-level settings; every other grid key is a policy parameter (config["params"]).
 TOP_LEVEL_GRID_KEYS = frozenset({"seed"})
@@ -545,16 +558,23 @@ def atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[
 
 
 class ResultsTable:
-    """results.csv in memory: rows keyed by config_hash, written atomically after every change."""
+    """results.csv in memory: rows keyed by config_hash. :meth:`commit` makes each new row durable in the
+    journal at once and rewrites results.csv when due; :meth:`write` rewrites it now (see the module doc)."""
 
     def __init__(self, path: Path, param_columns: Sequence[str]) -> None:
         self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + JOURNAL_SUFFIX)
         self.param_columns = list(param_columns)
         self.rows: dict[str, dict[str, str]] = {}
         self.columns: list[str] = []
         if self.path.exists():
             self._load()
         self.columns = self._merge_columns(self.columns, [])
+        self.replayed = self._replay_journal() if self.journal_path.exists() else 0
+        self._journal = None  # the open journal, from the first commit to the next rewrite
+        self._unsaved = 0  # rows committed to the journal since results.csv was last written
+        self._last_write = _clock()
+        self._write_seconds = 0.0
 
     def _load(self) -> None:
         try:
@@ -571,13 +591,45 @@ class ResultsTable:
                 "choose another --out or move the file away."
             )
         for number, row in enumerate(rows, start=2):
-            key = row.get("config_hash") or ""
-            if None in row or not key:
+            if None in row or not row.get("config_hash"):
                 raise ConfigError(f"{self.path}, line {number}: malformed row; move the file away to start over.")
-            if key in self.rows and self.rows[key]["status"] == STATUS_OK and row["status"] != STATUS_OK:
-                continue  # never let a stale failure shadow a success
-            self.rows[key] = {c: row[c] for c in header}
+            self._keep(row)
         self.columns = [c for c in header if c not in RESERVED_COLUMNS]
+
+    def _keep(self, row: dict[str, str]) -> None:
+        key = row["config_hash"]
+        if key in self.rows and self.rows[key]["status"] == STATUS_OK and row["status"] != STATUS_OK:
+            return  # never let a stale failure shadow a success
+        self.rows.pop(key, None)
+        self.rows[key] = row
+
+    def _replay_journal(self) -> int:
+        """Fold in the rows a sweep committed after its last rewrite of results.csv (it did not finish)."""
+        try:
+            text = self.journal_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.journal_path}: cannot read the journal of an unfinished sweep ({exc}); "
+                              "move it away (its configurations will run again).") from None
+        lines = text.split("\n")
+        replayed = 0
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+                valid = (isinstance(row, dict) and all(isinstance(v, str) for v in row.values())
+                         and row.get("config_hash") and row.get("status") in (STATUS_OK, STATUS_FAILED))
+            except ValueError:
+                valid = False
+            if not valid:
+                if number == len(lines):  # no newline after it: the process stopped while writing this line
+                    break
+                raise ConfigError(f"{self.journal_path}, line {number}: malformed row; move the journal away "
+                                  "(its configurations will run again).")
+            self._keep(row)
+            self.columns = self._merge_columns(self.columns, [c for c in row if c not in RESERVED_COLUMNS])
+            replayed += 1
+        return replayed
 
     def _merge_columns(self, existing: Sequence[str], summary_keys: Sequence[str]) -> list[str]:
         columns = [c for c in self.param_columns]
@@ -588,7 +640,7 @@ class ResultsTable:
     def done_ok(self) -> set[str]:
         return {key for key, row in self.rows.items() if row.get("status") == STATUS_OK}
 
-    def record(self, point: SweepPoint, key: str, outcome: Mapping[str, Any]) -> None:
+    def record(self, point: SweepPoint, key: str, outcome: Mapping[str, Any]) -> dict[str, str]:
         clash = sorted(set(outcome["summary"]) & set(self.param_columns))
         if clash:
             outcome = {**_failure(ValueError(f"run function returned swept parameter name(s) {clash}"))}
@@ -603,14 +655,48 @@ class ResultsTable:
         self.columns = self._merge_columns(self.columns, list(outcome["summary"]))
         self.rows.pop(key, None)
         self.rows[key] = cells
+        return cells
+
+    def commit(self, cells: Mapping[str, str], order: Sequence[str]) -> None:
+        """Append a recorded row to the journal (flushed and fsynced), then rewrite results.csv if due."""
+        if self._journal is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._journal = self.journal_path.open("a", encoding="utf-8")
+            _fsync_dir(self.path.parent)  # the journal's name survives a crash too
+        self._journal.write(json.dumps(cells, ensure_ascii=False) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._unsaved += 1
+        wait = max(SNAPSHOT_MIN_SECONDS, self._write_seconds / SNAPSHOT_COST_SHARE)
+        if _clock() - self._last_write >= wait:
+            self.write(order)
 
     def write(self, order: Sequence[str]) -> None:
-        """Rows of ``order`` (the current grid) first, in that order; then every other row as it was."""
+        """Rewrite results.csv now, then drop the journal: rows of ``order`` (the current grid) first, in that
+        order; then every other row as it was."""
+        began = _clock()
         ordered = [self.rows[k] for k in order if k in self.rows]
         current = set(order)
         ordered += [row for k, row in self.rows.items() if k not in current]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_csv(self.path, self.columns, ordered)
+        self.close_journal()
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+            _fsync_dir(self.path.parent)
+        self._unsaved = self.replayed = 0
+        self._last_write = _clock()
+        self._write_seconds = self._last_write - began
+
+    @property
+    def unsaved(self) -> bool:
+        """Rows (committed or replayed from a journal) that results.csv does not hold yet."""
+        return bool(self._unsaved or self.replayed)
+
+    def close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
 
 # ------------------------------------------------------------------------------------------ the sweep
@@ -672,6 +758,9 @@ def run_sweep(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out_dir / RESULTS_FILE, param_columns)
+    if table.replayed:
+        log(f"recovered {table.replayed} results of an unfinished sweep from {table.journal_path}")
+        table.write(hashes)
     done = table.done_ok()
     current = set(hashes)
     jobs = [(i, p.config) for i, (p, h) in enumerate(zip(points, hashes, strict=True)) if h not in done]
@@ -693,8 +782,7 @@ def run_sweep(
     bar = _progress_bar(len(jobs), enabled=progress)
     try:
         for index, outcome in executor.run(run_fn, shared, jobs):
-            table.record(points[index], hashes[index], outcome)
-            table.write(hashes)
+            table.commit(table.record(points[index], hashes[index], outcome), hashes)
             report.ran += 1
             if outcome["status"] != STATUS_OK:
                 report.failed.append({"swept": points[index].swept, "config_hash": hashes[index], **outcome})
@@ -702,9 +790,18 @@ def run_sweep(
                 bar.update(1)
                 if report.failed:
                     bar.set_postfix(failed=len(report.failed), refresh=False)
-    except KeyboardInterrupt:
-        raise SweepInterrupted(skipped + report.ran, len(points), table.path) from None
+        if table.unsaved:
+            table.write(hashes)
+    except BaseException as exc:
+        # results.csv gets what finished (the journal holds it anyway), unless the disk itself is failing
+        if table.unsaved and not isinstance(exc, OSError):
+            with contextlib.suppress(OSError):
+                table.write(hashes)
+        if isinstance(exc, KeyboardInterrupt):
+            raise SweepInterrupted(skipped + report.ran, len(points), table.path) from None
+        raise
     finally:
+        table.close_journal()
         if bar is not None:
             bar.close()
     return report

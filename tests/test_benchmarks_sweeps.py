@@ -3,6 +3,8 @@ and the grid order rebuilt from interleaved slices."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,3 +40,14 @@ def test_grid_order_is_rebuilt_from_the_slices_the_benchmark_runs(points, parts)
     grid = [float(i) for i in range(points)]
     slices = [grid[k - 1::parts] for k in (grid_part(f"{k}/{parts}")[0] for k in range(1, parts + 1))]
     assert in_grid_order(slices) == grid
+
+
+def test_bookkeeping_benchmark_runs_its_sweeps_and_reports_per_configuration(capsys):
+    from benchmarks import bookkeeping
+
+    assert bookkeeping.main(["--configs", "8,12", "--config-s", "0.5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["config_s"] == 0.5 and [size["configs"] for size in printed["sizes"]] == [8, 12]
+    for size in printed["sizes"]:
+        assert size["ms_per_config"] == size["seconds"] / size["configs"] * 1e3
+        assert size["share_of_a_daily_config"] == size["seconds"] / size["configs"] / 0.5

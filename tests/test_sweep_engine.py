@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import csv
 import gc
+import json
+import math
 import os
+import subprocess
+import sys
 import weakref
 from fractions import Fraction
 from pathlib import Path
@@ -57,6 +61,22 @@ def interrupting_run(config: dict, shared: dict) -> dict:
     """closed_form_run until a == 0.75, where the user presses Ctrl-C."""
     if config["params"]["a"] == 0.75:
         raise KeyboardInterrupt
+    return closed_form_run(config, shared)
+
+
+_DRIVEN_CLOCK = [0.0]  # the sweep engine's clock in the rewrite test (seconds)
+
+
+def clocked_run(config: dict, shared: dict) -> dict:
+    """closed_form_run, taking 1 s of the driven clock."""
+    _DRIVEN_CLOCK[0] += 1.0
+    return closed_form_run(config, shared)
+
+
+def killed_run(config: dict, shared: dict) -> dict:
+    """closed_form_run until a == 0.75, where the whole process is killed (no cleanup, as kill -9)."""
+    if config["params"]["a"] == 0.75:
+        os._exit(9)
     return closed_form_run(config, shared)
 
 
@@ -279,11 +299,102 @@ def test_results_file_parses_after_every_completed_configuration(tmp_path, monke
             seen.append(len(rows))
 
     monkeypatch.setattr(sweep_module.os, "replace", checking_replace)
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_MIN_SECONDS", 0.0)  # rewrite after every configuration,
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_COST_SHARE", math.inf)  # however long rewriting takes
     points = expand_grid(BASE, grid())
     with LocalExecutor(1) as executor:
         run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
     assert seen == list(range(1, 16))
     assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+
+def test_results_csv_is_rewritten_when_due_and_the_journal_holds_every_row_between(tmp_path, monkeypatch):
+    """Each configuration takes 1 s of a driven clock. results.csv is rewritten once 5 s
+    (SNAPSHOT_MIN_SECONDS) have passed, and once a rewrite has taken 0.2 s, no sooner than 0.2 / 0.02 = 10 s
+    after it; between rewrites the journal holds exactly the rows results.csv lacks."""
+    import minehedge.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_clock", lambda: _DRIVEN_CLOCK[0])
+    _DRIVEN_CLOCK[0] = 0.0
+    real_write = sweep_module.atomic_write_csv
+    rewrites: list[tuple[float, int, int]] = []  # (time, rows in results.csv, rows in the journal before)
+
+    def slow_write(path, columns, rows):
+        journal = Path(str(path) + ".journal")
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        real_write(path, columns, rows)
+        rewrites.append((_DRIVEN_CLOCK[0], len(read_rows(path)), len(lines)))
+        _DRIVEN_CLOCK[0] += 0.2
+
+    monkeypatch.setattr(sweep_module, "atomic_write_csv", slow_write)
+    with LocalExecutor(1) as executor:
+        run_sweep(expand_grid(BASE, grid()), clocked_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=executor)
+    # t = 5: 5 rows (all 5 from the journal); then t >= 5.2 + 10 = 15.2, the 15th and last row, 10 of them new.
+    assert rewrites == [(5.0, 5, 5), (15.2, 15, 10)]
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+    check_closed_form(read_rows(tmp_path / "results.csv"))
+
+
+def test_a_killed_sweep_loses_no_finished_configuration(tmp_path):
+    """The sweeping process is killed (os._exit) during the 10th configuration, before results.csv was ever
+    due: the journal holds the 9 that finished, and the next sweep runs only the other 6."""
+    script = (
+        "import sys\n"
+        "from tests.test_sweep_engine import BASE, FINGERPRINT, SHARED, grid, killed_run\n"
+        "from minehedge.sweep import LocalExecutor, expand_grid, run_sweep\n"
+        "with LocalExecutor(1) as ex:\n"
+        "    run_sweep(expand_grid(BASE, grid()), killed_run, SHARED, data_fingerprint=FINGERPRINT,\n"
+        "              out_dir=sys.argv[1], executor=ex)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed")], cwd=root, check=False)
+    assert done.returncode == 9
+    assert sorted(os.listdir(tmp_path / "killed")) == ["results.csv.journal"]
+    assert len((tmp_path / "killed" / "results.csv.journal").read_text().splitlines()) == 9
+
+    points = expand_grid(BASE, grid())
+    messages: list[str] = []
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                           out_dir=tmp_path / "killed", executor=executor, log=messages.append)
+        clean = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                          out_dir=tmp_path / "clean", executor=executor)
+    assert (report.skipped, report.ran) == (9, 6)
+    assert messages[0].startswith("recovered 9 results of an unfinished sweep")
+    assert sorted(os.listdir(tmp_path / "killed")) == ["results.csv"]
+    recovered, uninterrupted = read_rows(report.results_path), read_rows(clean.results_path)
+    assert [r["config_hash"] for r in recovered] == report.hashes
+    for row in (*recovered, *uninterrupted):
+        row.pop("seconds")
+    assert recovered == uninterrupted
+
+
+def test_a_torn_last_journal_line_runs_again_and_a_malformed_one_is_refused(tmp_path, monkeypatch):
+    import minehedge.sweep as sweep_module
+
+    points = expand_grid(BASE, grid(b_spec="2"))
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_MIN_SECONDS", math.inf)
+    with LocalExecutor(1) as executor:
+        run_sweep(points[:3], closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=executor)
+    journal = tmp_path / "results.csv.journal"
+    assert not journal.exists()  # the sweep finished: its last rewrite folded the journal in
+    # What a crash during the 3rd configuration's append leaves: two rows and half of the third.
+    rows = read_rows(tmp_path / "results.csv")
+    (tmp_path / "results.csv").unlink()
+    lines = [json.dumps(row) for row in rows]
+    journal.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][: len(lines[2]) // 2])
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                           executor=executor)
+    assert (report.skipped, report.ran) == (2, 3)
+    check_closed_form(read_rows(tmp_path / "results.csv"))
+
+    journal.write_text(lines[0] + "\n" + lines[1][:-1] + "\n" + lines[2] + "\n")
+    with LocalExecutor(1) as executor, pytest.raises(ConfigError, match=r"results.csv.journal, line 2: malformed"):
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                  executor=executor)
 
 
 def test_a_write_that_fails_leaves_the_previous_file_and_no_temp(tmp_path, monkeypatch):
@@ -301,8 +412,14 @@ def test_a_write_that_fails_leaves_the_previous_file_and_no_temp(tmp_path, monke
     with LocalExecutor(1) as executor, pytest.raises(OSError, match="No space"):
         run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
     assert (tmp_path / "results.csv").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["results.csv", "results.csv.journal"]  # no temporary file
     assert gc.get_freeze_count() == 0  # the interrupted in-process sweep unfroze the caller's objects
+    monkeypatch.undo()  # the disk has room again
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                           executor=executor)
+    assert report.skipped == 2 and sorted(os.listdir(tmp_path)) == ["results.csv"]
+    check_closed_form(read_rows(tmp_path / "results.csv"))
 
 
 def test_two_worker_processes_give_the_in_process_values(tmp_path):
