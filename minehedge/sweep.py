@@ -572,7 +572,7 @@ class ResultsTable:
         self.columns = self._merge_columns(self.columns, [])
         self.replayed = self._replay_journal() if self.journal_path.exists() else 0
         self._journal = None  # the open journal, from the first commit to the next rewrite
-        self._unsaved = 0  # rows committed to the journal since results.csv was last written
+        self._unsaved = 0  # rows recorded since results.csv was last written
         self._last_write = _clock()
         self._write_seconds = 0.0
 
@@ -600,35 +600,35 @@ class ResultsTable:
         key = row["config_hash"]
         if key in self.rows and self.rows[key]["status"] == STATUS_OK and row["status"] != STATUS_OK:
             return  # never let a stale failure shadow a success
-        self.rows.pop(key, None)
-        self.rows[key] = row
+        self.rows[key] = row  # a replaced row keeps its place
 
     def _replay_journal(self) -> int:
-        """Fold in the rows a sweep committed after its last rewrite of results.csv (it did not finish)."""
+        """Fold in the rows a sweep committed after its last rewrite of results.csv (it did not finish); the
+        number of rows that results.csv did not already hold."""
         try:
-            text = self.journal_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = self.journal_path.read_bytes()
+        except OSError as exc:
             raise ConfigError(f"{self.journal_path}: cannot read the journal of an unfinished sweep ({exc}); "
                               "move it away (its configurations will run again).") from None
-        lines = text.split("\n")
+        lines = data.split(b"\n")
         replayed = 0
         for number, line in enumerate(lines, start=1):
-            if not line:
+            if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.decode("utf-8"))
                 valid = (isinstance(row, dict) and all(isinstance(v, str) for v in row.values())
                          and row.get("config_hash") and row.get("status") in (STATUS_OK, STATUS_FAILED))
-            except ValueError:
+            except ValueError:  # JSON or UTF-8 (a line is ASCII as written, so only a torn one fails)
                 valid = False
             if not valid:
                 if number == len(lines):  # no newline after it: the process stopped while writing this line
                     break
                 raise ConfigError(f"{self.journal_path}, line {number}: malformed row; move the journal away "
                                   "(its configurations will run again).")
+            replayed += self.rows.get(row["config_hash"]) != row
             self._keep(row)
             self.columns = self._merge_columns(self.columns, [c for c in row if c not in RESERVED_COLUMNS])
-            replayed += 1
         return replayed
 
     def _merge_columns(self, existing: Sequence[str], summary_keys: Sequence[str]) -> list[str]:
@@ -655,6 +655,7 @@ class ResultsTable:
         self.columns = self._merge_columns(self.columns, list(outcome["summary"]))
         self.rows.pop(key, None)
         self.rows[key] = cells
+        self._unsaved += 1
         return cells
 
     def commit(self, cells: Mapping[str, str], order: Sequence[str]) -> None:
@@ -663,10 +664,9 @@ class ResultsTable:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._journal = self.journal_path.open("a", encoding="utf-8")
             _fsync_dir(self.path.parent)  # the journal's name survives a crash too
-        self._journal.write(json.dumps(cells, ensure_ascii=False) + "\n")
+        self._journal.write(json.dumps(cells) + "\n")  # ASCII (json escapes the rest): tears fall between characters
         self._journal.flush()
         os.fsync(self._journal.fileno())
-        self._unsaved += 1
         wait = max(SNAPSHOT_MIN_SECONDS, self._write_seconds / SNAPSHOT_COST_SHARE)
         if _clock() - self._last_write >= wait:
             self.write(order)
@@ -690,13 +690,13 @@ class ResultsTable:
 
     @property
     def unsaved(self) -> bool:
-        """Rows (committed or replayed from a journal) that results.csv does not hold yet."""
+        """Rows (recorded, or replayed from a journal) that results.csv does not hold yet."""
         return bool(self._unsaved or self.replayed)
 
     def close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
 
 # ------------------------------------------------------------------------------------------ the sweep
@@ -758,8 +758,9 @@ def run_sweep(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out_dir / RESULTS_FILE, param_columns)
-    if table.replayed:
-        log(f"recovered {table.replayed} results of an unfinished sweep from {table.journal_path}")
+    if table.journal_path.exists():  # left by a sweep that did not finish: fold it in before appending
+        if table.replayed:
+            log(f"recovered {table.replayed} results of an unfinished sweep from {table.journal_path}")
         table.write(hashes)
     done = table.done_ok()
     current = set(hashes)
@@ -793,17 +794,21 @@ def run_sweep(
         if table.unsaved:
             table.write(hashes)
     except BaseException as exc:
-        # results.csv gets what finished (the journal holds it anyway), unless the disk itself is failing
-        if table.unsaved and not isinstance(exc, OSError):
+        # results.csv gets what finished; if the disk is failing too, the journal still holds what it could
+        with contextlib.suppress(OSError):
+            table.close_journal()
+        if table.unsaved:
             with contextlib.suppress(OSError):
                 table.write(hashes)
         if isinstance(exc, KeyboardInterrupt):
             raise SweepInterrupted(skipped + report.ran, len(points), table.path) from None
         raise
     finally:
-        table.close_journal()
-        if bar is not None:
-            bar.close()
+        try:
+            table.close_journal()
+        finally:
+            if bar is not None:
+                bar.close()
     return report
 
 

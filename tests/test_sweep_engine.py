@@ -8,6 +8,7 @@ computed from the configuration by the formula written beside it.
 from __future__ import annotations
 
 import csv
+import errno
 import gc
 import json
 import math
@@ -336,9 +337,8 @@ def test_results_csv_is_rewritten_when_due_and_the_journal_holds_every_row_betwe
     check_closed_form(read_rows(tmp_path / "results.csv"))
 
 
-def test_a_killed_sweep_loses_no_finished_configuration(tmp_path):
-    """The sweeping process is killed (os._exit) during the 10th configuration, before results.csv was ever
-    due: the journal holds the 9 that finished, and the next sweep runs only the other 6."""
+def _killed_sweep(folder: Path) -> int:
+    """Exit code of a sweep of grid() into ``folder``, in a process of its own that killed_run kills."""
     script = (
         "import sys\n"
         "from tests.test_sweep_engine import BASE, FINGERPRINT, SHARED, grid, killed_run\n"
@@ -348,8 +348,13 @@ def test_a_killed_sweep_loses_no_finished_configuration(tmp_path):
         "              out_dir=sys.argv[1], executor=ex)\n"
     )
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed")], cwd=root, check=False)
-    assert done.returncode == 9
+    return subprocess.run([sys.executable, "-c", script, str(folder)], cwd=root, check=False).returncode
+
+
+def test_a_killed_sweep_loses_no_finished_configuration(tmp_path):
+    """The sweeping process is killed (os._exit) during the 10th configuration, before results.csv was ever
+    due: the journal holds the 9 that finished, and the next sweep runs only the other 6."""
+    assert _killed_sweep(tmp_path / "killed") == 9
     assert sorted(os.listdir(tmp_path / "killed")) == ["results.csv.journal"]
     assert len((tmp_path / "killed" / "results.csv.journal").read_text().splitlines()) == 9
 
@@ -368,6 +373,169 @@ def test_a_killed_sweep_loses_no_finished_configuration(tmp_path):
     for row in (*recovered, *uninterrupted):
         row.pop("seconds")
     assert recovered == uninterrupted
+
+
+def test_a_journal_holding_only_a_torn_line_is_dropped_before_the_next_sweep_appends(tmp_path):
+    """A crash during the first append after a rewrite leaves a journal of half a line. The next sweep must not
+    append after that fragment: killed in its turn, it leaves only whole lines, and the one after resumes."""
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        run_sweep(points[:3], closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                  executor=executor)
+    journal = tmp_path / "results.csv.journal"
+    journal.write_text('{"a": "0.25", "b": "1", "prod')
+    assert _killed_sweep(tmp_path) == 9  # skips the first 3, then a = 0.25 and 0.5 finish, a = 0.75 kills
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["status"] == "ok" for line in lines)
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                           executor=executor)
+    assert (report.skipped, report.ran) == (9, 6)
+    check_closed_form(read_rows(tmp_path / "results.csv"))
+
+
+def test_journal_lines_are_ascii_and_a_line_torn_inside_a_character_runs_again(tmp_path, monkeypatch):
+    import minehedge.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "SNAPSHOT_MIN_SECONDS", math.inf)
+    points = expand_grid(BASE, grid(b_spec="1"))
+    table = sweep_module.ResultsTable(tmp_path / "results.csv", ["a", "b"])
+    message = "ValueError: marge \u2265 100 % \u00e0 l'\u00e9tat initial"
+    failed = {"summary": {}, "status": "failed", "error": message, "seconds": 0.5}
+    key = config_hash(points[0].config, FINGERPRINT)
+    table.commit(table.record(points[0], key, failed), [key])
+    table.close_journal()
+    journal = tmp_path / "results.csv.journal"
+    written = journal.read_bytes()
+    assert written.isascii()
+    torn = '{"a": "0.25", "b": "1", "error": "\u2265'.encode()[:-2]  # the process stopped inside the character
+    journal.write_bytes(written + torn)
+    again = sweep_module.ResultsTable(tmp_path / "results.csv", ["a", "b"])
+    assert again.replayed == 1 and list(again.rows) == [key] and again.rows[key]["error"] == message
+
+
+class _LosesTheCluster:
+    """An executor whose connection drops after four results (as a Dask scheduler going away)."""
+
+    needs_pickle = False
+    description = "a cluster that goes away"
+
+    def run(self, run_fn, shared, jobs):
+        for n, (index, config) in enumerate(jobs):
+            if n == 4:
+                raise ConnectionResetError("scheduler connection lost")
+            yield index, {"status": "ok", "error": "", "seconds": 0.0, "summary": run_fn(config, shared)}
+
+
+def test_a_failing_executor_leaves_results_csv_with_what_finished(tmp_path):
+    with pytest.raises(ConnectionResetError, match="scheduler connection lost"):
+        run_sweep(expand_grid(BASE, grid()), closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=_LosesTheCluster())
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == 4
+    check_closed_form(rows)
+
+
+class _FullDiskFile:
+    """A journal file on a full disk: writes are buffered; flushing them fails, and so does closing, which
+    flushes again (as a real buffered file does)."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fileno(self) -> int:
+        raise AssertionError("the failed flush comes first")
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _JournalOnAFullDisk:
+    """Stands in for ResultsTable.journal_path: opening it gives a _FullDiskFile; nothing reaches the disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def unlink(self) -> None:
+        self.path.unlink()
+
+    def open(self, mode: str, encoding: str) -> _FullDiskFile:
+        return _FullDiskFile()
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def test_a_full_disk_under_the_journal_raises_its_own_error_and_closes_the_journal(tmp_path, monkeypatch):
+    import minehedge.sweep as sweep_module
+
+    tables = []
+    real_init = sweep_module.ResultsTable.__init__
+
+    def journal_on_a_full_disk(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.journal_path = _JournalOnAFullDisk(self.journal_path)
+        tables.append(self)
+
+    monkeypatch.setattr(sweep_module.ResultsTable, "__init__", journal_on_a_full_disk)
+    with LocalExecutor(1) as executor, pytest.raises(OSError) as raised:
+        run_sweep(expand_grid(BASE, grid()), closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=executor)
+    assert raised.value.errno == errno.ENOSPC
+    frames = [entry.name for entry in raised.traceback]
+    assert "commit" in frames and "close_journal" not in frames  # the append's error, not the close's
+    assert tables[0]._journal is None  # closed (or dropped) all the same
+    assert read_rows(tmp_path / "results.csv")[0]["config_hash"] == tables[0].rows.popitem()[0]
+    assert len(read_rows(tmp_path / "results.csv")) == 1  # the failure path wrote what had finished
+
+
+def test_a_journal_already_in_results_csv_is_dropped_without_a_recovery_notice(tmp_path):
+    """A crash between the rewrite and the journal's removal: the journal repeats rows results.csv holds."""
+    points = expand_grid(BASE, grid())
+    with LocalExecutor(1) as executor:
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                  executor=executor)
+    before = (tmp_path / "results.csv").read_bytes()
+    rows = read_rows(tmp_path / "results.csv")
+    (tmp_path / "results.csv.journal").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    messages: list[str] = []
+    with LocalExecutor(1) as executor:
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                           executor=executor, log=messages.append)
+    assert report.skipped == 15 and not any("recovered" in m for m in messages)
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"] and (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_a_recovered_retry_keeps_its_rows_place_for_a_sweep_of_another_grid(tmp_path):
+    """results.csv of an earlier grid holds a failure in the middle; the journal of a killed retry holds its
+    success. Rows of another grid stay as they were: the success takes the failure's place."""
+    points = expand_grid(BASE, grid(b_spec="1"))
+    with LocalExecutor(1) as executor:
+        run_sweep(points[1:4], failing_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                  executor=executor)
+    before = read_rows(tmp_path / "results.csv")
+    assert [r["status"] for r in before] == ["ok", "failed", "ok"]  # a = 0.25, 0.5, 0.75
+    fixed = {**before[1], "status": "ok", "error": "", "product": repr(0.5 * 1 * 3), "total": repr(0.5 + 1 + 2 + 7 + 0.25),
+             "big": "False", "steps": "2"}
+    (tmp_path / "results.csv.journal").write_text(json.dumps(fixed) + "\n")
+    other = expand_grid(BASE, {"a": [1.0], "b": [1]})
+    with LocalExecutor(1) as executor:
+        run_sweep(other, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor)
+    rows = read_rows(tmp_path / "results.csv")
+    assert [r["a"] for r in rows] == ["1.0", "0.25", "0.5", "0.75"]  # this grid's row, then the others in place
+    check_closed_form(rows)
 
 
 def test_a_torn_last_journal_line_runs_again_and_a_malformed_one_is_refused(tmp_path, monkeypatch):
