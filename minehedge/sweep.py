@@ -22,9 +22,10 @@ results.csv
 
     *Atomic*: the whole file is written to a temporary file in the same folder, fsynced, and moved over
     results.csv with ``os.replace`` (atomic on POSIX and Windows). A reader, or a crash, sees the previous
-    complete file or the new complete file, never half a row. That rewrite costs O(rows), so it is done when
-    :data:`SNAPSHOT_MIN_SECONDS` have passed since the last one (and never more often than keeps rewriting
-    under :data:`SNAPSHOT_COST_SHARE` of the sweep's time), and when the sweep ends, fails or is interrupted.
+    complete file or the new complete file, never half a row (the next sweep removes a temporary file that a
+    killed rewrite left). That rewrite costs O(rows), so it is done when :data:`SNAPSHOT_MIN_SECONDS` have
+    passed since the last one (and never more often than keeps rewriting under :data:`SNAPSHOT_COST_SHARE` of
+    the sweep's time), and when the sweep ends, fails or is interrupted.
 
     *Nothing lost*: each finished configuration is also appended at once to ``results.csv.journal`` (one
     JSON object per line, flushed and fsynced: O(1) per configuration), and the journal is removed after
@@ -571,6 +572,8 @@ class ResultsTable:
             self._load()
         self.columns = self._merge_columns(self.columns, [])
         self.replayed = self._replay_journal() if self.journal_path.exists() else 0
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a rewrite a killed sweep left half-done
+            stale.unlink(missing_ok=True)
         self._journal = None  # the open journal, from the first commit to the next rewrite
         self._unsaved = 0  # rows recorded since results.csv was last written
         self._last_write = _clock()

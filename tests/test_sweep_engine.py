@@ -518,6 +518,15 @@ def test_a_journal_already_in_results_csv_is_dropped_without_a_recovery_notice(t
     assert sorted(os.listdir(tmp_path)) == ["results.csv"] and (tmp_path / "results.csv").read_bytes() == before
 
 
+def test_a_rewrite_left_half_done_by_a_killed_sweep_is_removed(tmp_path):
+    points = expand_grid(BASE, grid(b_spec="1"))
+    tmp_path.joinpath(".results.csv.k1ll3d.tmp").write_text("a,b,prod")  # atomic_write_csv's temporary name
+    with LocalExecutor(1) as executor:
+        run_sweep(points, closed_form_run, SHARED, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
+                  executor=executor)
+    assert sorted(os.listdir(tmp_path)) == ["results.csv"]
+
+
 def test_a_recovered_retry_keeps_its_rows_place_for_a_sweep_of_another_grid(tmp_path):
     """results.csv of an earlier grid holds a failure in the middle; the journal of a killed retry holds its
     success. Rows of another grid stay as they were: the success takes the failure's place."""
