@@ -347,6 +347,15 @@ def time_breakdown() -> dict[str, Any]:
     return _subprocess_json("benchmarks.breakdown")
 
 
+def _steal_share(parts: list[dict[str, Any]]) -> float | None:
+    """Steal ticks over all ticks (every CPU) during an executor's slices; None without /proc/stat figures."""
+    ticks = [part.get("cpu_ticks") for part in parts]
+    if not ticks or any(t is None for t in ticks):
+        return None
+    total = sum(sum(t.values()) for t in ticks)
+    return sum(t["steal"] for t in ticks) / total if total else 0.0
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
@@ -408,6 +417,10 @@ def table(results: dict[str, Any]) -> str:
                     f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['startup_s'], 1):>8}/{_fmt(rec['shutdown_s'], 1)}"
                     f"{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
                     f"{_fmt(rec['worker_peak_rss_mb'], 0):>12} MiB  ({rec['ok']} ok, {rec['failed']} failed)")
+    steal = {name: _steal_share(sweep[name]["parts"]) for name in ("local1", "local2", "dask2")}
+    if all(share is not None for share in steal.values()):  # absent in JSON written before session 12
+        rows.append("  CPU time the hypervisor took from this VM during each executor's slices (/proc/stat steal): "
+                    + ", ".join(f"{sweep[n]['description'].split(' (')[0]} {share:.1%}" for n, share in steal.items()))
     local = sweep["local1"]
     rows.append(f"  data: loaded once per sweep ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
                 f"({_fmt(local['market_pickle_mb'], 2)} MiB pickled); per run only the MinerFeed preload "

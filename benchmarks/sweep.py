@@ -69,16 +69,28 @@ def grid_part(text: str) -> tuple[int, int]:
     return k, n
 
 
+def cpu_jiffies() -> list[int] | None:
+    """The machine's CPU time counters (``/proc/stat``'s ``cpu`` line: user, nice, system, idle, iowait, irq,
+    softirq, steal, ...), in clock ticks; None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            return [int(field) for field in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
 def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: Any) -> dict[str, Any]:
     """Run every ``n``-th point from the ``k``-th on the open ``executor``; the slice's figures."""
     from minehedge.sweep import read_results, run_sweep
 
     part = points[k - 1::n]
     with tempfile.TemporaryDirectory() as folder:
+        jiffies = cpu_jiffies()
         began = time.perf_counter()
         report = run_sweep(part, run_fn, shared, data_fingerprint=shared.fingerprint, out_dir=folder,
                            executor=executor)
         wall_s = time.perf_counter() - began
+        after = cpu_jiffies()
         results = read_results(report.results_path, hashes=report.hashes)  # grid (submission) order
     ok = results[results["status"] == "ok"]
     per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
@@ -89,6 +101,11 @@ def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: A
         "worker_peak_rss_mb": float(per_worker.max()), "parent_peak_rss_mb": peak_rss_mb(),
         "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
         "config_seconds": [float(x) for x in results["seconds"]],  # each configuration's run, in submission order
+        # the machine's CPU ticks during the slice, by /proc/stat column: "steal" is time the hypervisor gave
+        # this VM's virtual CPUs to someone else, a drift no interleaving can share out
+        "cpu_ticks": None if jiffies is None or after is None else dict(zip(
+            ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"),
+            (b - a for a, b in zip(jiffies, after, strict=False)), strict=False)),
     }
 
 
