@@ -1,10 +1,12 @@
 """The sweep benchmark's reading of its own slicing: the efficiency a greedy task queue can reach (closed forms),
-and the grid order rebuilt from interleaved slices."""
+the grid order rebuilt from interleaved slices, the steal share of the machine's CPU ticks; and the bookkeeping
+benchmark's arithmetic."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,3 +53,23 @@ def test_bookkeeping_benchmark_runs_its_sweeps_and_reports_per_configuration(cap
     for size in printed["sizes"]:
         assert size["ms_per_config"] == size["seconds"] / size["configs"] * 1e3
         assert size["share_of_a_daily_config"] == size["seconds"] / size["configs"] / 0.5
+
+
+def test_steal_share_is_the_steal_ticks_over_all_ticks_of_an_executors_slices():
+    from benchmarks.run import _steal_share
+
+    parts = [{"cpu_ticks": {"user": 90, "idle": 5, "steal": 5}}, {"cpu_ticks": {"user": 190, "idle": 0, "steal": 10}}]
+    assert _steal_share(parts) == 15 / 300
+    assert _steal_share([*parts, {"cpu_ticks": None}]) is None  # a slice without /proc/stat figures
+    assert _steal_share([{}]) is None  # JSON written before the counter existed
+
+
+def test_cpu_ticks_are_the_proc_stat_counters_and_only_grow():
+    from benchmarks.sweep import cpu_jiffies
+
+    first = cpu_jiffies()
+    if first is None:
+        pytest.skip("no /proc/stat on this system")
+    second = cpu_jiffies()
+    assert len(first) >= 8 and len(second) == len(first)  # user ... steal at least
+    assert all(b >= a for a, b in zip(first, second, strict=True))
