@@ -706,11 +706,13 @@ class ResultsTable:
 
 
 class SweepInterrupted(Exception):
-    """The sweep was interrupted (Ctrl-C); finished configurations are in results.csv."""
+    """The sweep was interrupted (Ctrl-C); finished configurations are in results.csv (or, when results.csv
+    could not be rewritten, in its journal, which the next sweep reads)."""
 
-    def __init__(self, done: int, total: int, path: Path) -> None:
+    def __init__(self, done: int, total: int, path: Path, journal: Path | None = None) -> None:
+        where = f"{path}" if journal is None else f"{journal} (results.csv could not be rewritten)"
         super().__init__(
-            f"sweep interrupted: {done} of {total} configurations are in {path}; "
+            f"sweep interrupted: {done} of {total} configurations are in {where}; "
             "re-run the same command to resume."
         )
         self.done, self.total, self.path = done, total, path
@@ -804,7 +806,8 @@ def run_sweep(
             with contextlib.suppress(OSError):
                 table.write(hashes)
         if isinstance(exc, KeyboardInterrupt):
-            raise SweepInterrupted(skipped + report.ran, len(points), table.path) from None
+            journal = table.journal_path if table.unsaved else None
+            raise SweepInterrupted(skipped + report.ran, len(points), table.path, journal) from None
         raise
     finally:
         try:

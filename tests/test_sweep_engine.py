@@ -265,6 +265,26 @@ def test_interrupted_sweep_resumes_and_ends_with_one_row_per_configuration(tmp_p
     assert rows[:9] == partial  # finished rows untouched
 
 
+def test_an_interrupted_sweep_whose_rewrite_fails_says_its_rows_are_in_the_journal(tmp_path, monkeypatch):
+    import minehedge.sweep as sweep_module
+
+    def full_disk(path, columns, rows):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sweep_module, "atomic_write_csv", full_disk)
+    with LocalExecutor(1) as executor, pytest.raises(SweepInterrupted) as stopped:
+        run_sweep(expand_grid(BASE, grid()), interrupting_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=executor)
+    assert f"9 of 15 configurations are in {tmp_path / 'results.csv.journal'} (results.csv could not" in str(
+        stopped.value)
+    assert len((tmp_path / "results.csv.journal").read_text().splitlines()) == 9
+    monkeypatch.undo()
+    with LocalExecutor(1) as executor:
+        report = run_sweep(expand_grid(BASE, grid()), closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                           out_dir=tmp_path, executor=executor)
+    assert (report.skipped, report.ran) == (9, 6)
+
+
 def test_resume_from_a_prewritten_partial_file_with_a_stale_failure(tmp_path):
     points = expand_grid(BASE, grid(b_spec="2"))
     first_two = points[:2]
