@@ -49,7 +49,6 @@ def test_drawdown_never_recovered_runs_to_last_bar():
     assert stats.longest_underwater_days == 3.0
 
 
-
 def longest_underwater_by_loop(series: pd.Series) -> float:
     """Oracle: walk the bars; an episode runs from the bar before the first one under the running peak to the
     first bar back at or above it (or to the last bar)."""
@@ -76,6 +75,7 @@ def test_longest_underwater_days_equals_a_bar_by_bar_walk(values, gaps, unit):
     times = pd.DatetimeIndex(pd.Timestamp("2021-01-01", tz="UTC") + pd.to_timedelta(seconds, unit="s")).as_unit(unit)
     series = pd.Series(np.cumsum(values).astype(float) + 100.0, index=times)
     assert metrics.drawdown_stats(series).longest_underwater_days == longest_underwater_by_loop(series)
+
 
 def test_equity_through_zero_is_a_100_pct_drawdown_and_ruin():
     equity = daily([100, 50, -20, 10])

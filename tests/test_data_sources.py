@@ -81,7 +81,6 @@ def test_env_var_resolution(data_dir, monkeypatch):
     assert result.info.source == "csv" and len(result.frame) == 6
 
 
-
 MANIFEST_HEAD = "file,asset,kind,timeframe,venue,quote,rows,first,last\n"
 
 
@@ -111,6 +110,7 @@ def test_manifest_memo_is_bounded(tmp_path):
         (folder / "MANIFEST.csv").write_text(MANIFEST_HEAD + f"a.csv,btc,ohlcv,1d,v{i},USDT,2,2020-01-01,2020-01-02\n")
         assert read_manifest(folder).loc[0, "venue"] == f"v{i}"
     assert len(data.manifest._PARSED) <= data.manifest._PARSED_KEPT
+
 
 def test_bad_tick_policy_passed_through(data_dir):
     masked = data.load_ohlcv("BTC", "1d", "2017-04-01", "2017-05-01", venue="bitstamp+coinbase", data_dir=data_dir)

@@ -170,7 +170,6 @@ def test_level_shift_is_not_a_bad_tick():
     assert find_bad_ticks(frame, BadTickRule()) == []
 
 
-
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.floats(-50, 50, allow_nan=False), st.just(float("nan"))), min_size=1, max_size=40),
        st.integers(1, 8))
@@ -187,6 +186,7 @@ def test_side_medians_equal_the_median_of_the_present_neighbours(values, window)
             assert side[i] == want or (want != want and side[i] != side[i]), (i, expected, side[i])
 
 # --- real data: the data README's anomalies -------------------------------------------------------------
+
 
 def load(data_dir, name):
     return read_ohlcv_csv(data_dir / name)
