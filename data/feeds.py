@@ -36,7 +36,7 @@ import pandas as pd
 from backtrader.linebuffer import LineBuffer
 from backtrader.utils.dateintern import date2num
 
-from data.frames import OHLCV_COLUMNS, TIMEFRAMES, parse_timeframe, to_utc_index
+from data.frames import OHLCV_COLUMNS, TIMEFRAMES, parse_timeframe, timeframe_name, to_utc_index
 from minehedge.errors import DataError, check_choice
 
 #: Extra lines, their units, and the network/hashprice column each comes from.
@@ -185,13 +185,74 @@ class FastPandasData(bt.feeds.PandasData):
         self.home()
 
 
+def bar_timeframe(bar: pd.Timedelta) -> tuple[int, int]:
+    """backtrader's ``(timeframe, compression)`` for a bar size: ``(Days, n)`` for whole days,
+    ``(Minutes, n)`` for whole minutes below a day. MarginBroker takes each bar's span from these to decide
+    which funding settlements the bar holds, so they must match the bars."""
+    bar = pd.Timedelta(bar)
+    if bar <= pd.Timedelta(0) or bar % pd.Timedelta(minutes=1):
+        raise DataError(f"bar size {bar} is not a whole number of minutes; allowed: {', '.join(TIMEFRAMES)}.")
+    if bar % pd.Timedelta(days=1) == pd.Timedelta(0):
+        return bt.TimeFrame.Days, bar // pd.Timedelta(days=1)
+    if bar < pd.Timedelta(days=1):
+        return bt.TimeFrame.Minutes, bar // pd.Timedelta(minutes=1)
+    raise DataError(f"bar size {bar} is neither whole days nor under a day; allowed: {', '.join(TIMEFRAMES)}.")
+
+
+def _declared_bar(timeframe: int, compression: int) -> pd.Timedelta | None:
+    unit = {bt.TimeFrame.Minutes: pd.Timedelta(minutes=1), bt.TimeFrame.Days: pd.Timedelta(days=1),
+            bt.TimeFrame.Weeks: pd.Timedelta(days=7), bt.TimeFrame.Seconds: pd.Timedelta(seconds=1)}.get(timeframe)
+    return None if unit is None else unit * compression
+
+
 class MinerFeed(FastPandasData):
     """The feed for miner strategies: OHLCV plus the lines in :data:`NETWORK_LINES` and the funding lines
     (units in the module docstring). Feed it the frame from :func:`build_feed_frame`; columns are matched
-    by name."""
+    by name.
+
+    The bar size is read from the frame (the smallest spacing of its index; for one bar,
+    ``frame.attrs["timeframe"]``, set by :func:`build_feed_frame`), so 1h and 4h bars are not taken for
+    backtrader's default of one day: MarginBroker pays each funding settlement on the bar whose span holds
+    it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise)."""
 
     lines = EXTRA_LINES
-    params = tuple((name, -1) for name in EXTRA_LINES)
+    params = (("timeframe", None), ("compression", None), *((name, -1) for name in EXTRA_LINES))
+
+    def __init__(self) -> None:
+        super().__init__()
+        bar = _frame_bar(self.p.dataname)
+        name = self.p.name or "MinerFeed"
+        if self.p.timeframe is None:
+            if bar is None:
+                raise DataError(f"data {name!r}: cannot tell the bar size of a one-bar frame without "
+                                "DatetimeIndex spacing; pass timeframe= and compression= (backtrader units) "
+                                "or build the frame with data.feeds.build_feed_frame(timeframe=...).")
+            self.p.timeframe, self.p.compression = bar_timeframe(bar)
+            return
+        if self.p.compression is None:
+            self.p.compression = 1
+        declared = _declared_bar(self.p.timeframe, self.p.compression)
+        if bar is not None and declared != bar:
+            timeframe, compression = bar_timeframe(bar)
+            allowed = f"timeframe=bt.TimeFrame.{bt.TimeFrame.Names[timeframe]}, compression={compression}"
+            raise DataError(
+                f"data {name!r}: timeframe={bt.TimeFrame.Names[self.p.timeframe]} x compression="
+                f"{self.p.compression} ({declared}) does not match the frame's bars ({bar} apart); pass "
+                f"{allowed}, or leave both out to read them from the frame.")
+
+
+def _frame_bar(frame: object) -> pd.Timedelta | None:
+    """The bar size of a feed frame: the smallest spacing of its DatetimeIndex, else (one bar) its
+    ``attrs["timeframe"]``; None when neither tells. Spacing comes first: pandas carries ``attrs`` into
+    derived frames, where they may be stale (a 1h frame resampled to 4h)."""
+    index = getattr(frame, "index", None)
+    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
+        steps = np.diff(index.as_unit("ns").asi8)
+        steps = steps[steps > 0]
+        if len(steps):
+            return pd.Timedelta(int(steps.min()), unit="ns")
+    attrs = getattr(frame, "attrs", None) or {}
+    return parse_timeframe(attrs["timeframe"]) if attrs.get("timeframe") else None
 
 
 def bar_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
@@ -286,4 +347,5 @@ def build_feed_frame(
         rate[per_bar.index.to_numpy()] = per_bar["rate_8h"].to_numpy()
         out["funding_paid"] = paid
         out["funding_rate"] = rate
+    out.attrs["timeframe"] = timeframe_name(bar)  # MinerFeed's bar size (one-bar frames have no spacing)
     return out

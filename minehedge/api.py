@@ -213,7 +213,8 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
     if values.get("contract") == "dated" and policy_class(policy).uses_futures:
         # No futures history here: the contract is priced by brokers.dated from spot and an assumed basis.
         dated = dated_price_frame(market.frame, values["annual_basis"], values["expiry_cycle"])
-        cerebro.adddata(FastPandasData(dataname=dated, name=f"{market.asset}-DATED"))
+        cerebro.adddata(FastPandasData(dataname=dated, name=f"{market.asset}-DATED",
+                                       timeframe=feed.p.timeframe, compression=feed.p.compression))
         dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + {values['annual_basis']:g} "
                       "x years to expiry) (assumed basis; no futures price data), cash-settled at expiry")
     cerebro.broker = MarginBroker(cash=0.0)

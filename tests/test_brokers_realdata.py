@@ -11,6 +11,8 @@ from datetime import datetime
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
 import backtrader as bt
+import numpy as np
+import pandas as pd
 import pytest
 
 from brokers import formulas as f
@@ -120,3 +122,33 @@ def test_1x_inverse_short_never_liquidated_march_2020_to_april_2021(data_dir):
     spare = 1.0 - contracts / entry
     expected = [contracts + spare * close for close in bars["close"].iloc[1:]]
     assert strat.values[1:] == pytest.approx(expected, rel=1e-12)
+
+
+# --- funding on 1h and 4h runs through the API ----------------------------------------------------------
+
+@pytest.mark.parametrize(("timeframe", "policy", "venue", "hours"), [
+    ("4h", "collateral_short", "bitmex", {4, 12, 20}),
+    ("1h", "static_hedge", "binance_usdm", {0, 8, 16}),
+])
+def test_api_intraday_runs_pay_each_settlement_on_the_bar_that_holds_it(data_dir, timeframe, policy, venue, hours):
+    # The API's MinerFeed takes its bar size from the frame: were the bars taken for days, every settlement
+    # of a day would be paid on its first bar held, at that bar's rate (0 on BitMEX's 00:00 bar).
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": timeframe, "start": "2020-01-01", "end": "2020-02-29",
+                              "venue": venue, "data_dir": str(data_dir)})
+    outcome = api.run_policy(market, policy, {"venue": venue}, venue=venue)
+    funding = [r for r in outcome.result.ledger if r["kind"] == "funding"]
+    settled = [pd.Timestamp(r["note"][len("settlement "):len("settlement YYYY-MM-DD HH:MM")], tz="UTC")
+               for r in funding]
+    assert len(funding) > 150
+    assert [pd.Timestamp(r["datetime"]) for r in funding] == settled  # booked on the bar opening at the settlement
+    assert {s.hour for s in settled} == hours
+    frame = market.frame
+    every = pd.date_range(settled[0], settled[-1], freq="8h")
+    assert settled == [t for t in every if t in frame.index]  # none skipped but those in gaps of the data
+    assert len(every) - len(settled) == (1 if timeframe == "4h" else 0)  # the 4h file misses 2020-02-19 12:00
+    rates = frame["funding_rate"].reindex(pd.DatetimeIndex(settled)).to_numpy()
+    assert np.all(rates != 0.0)
+    if venue == "binance_usdm":  # linear notes carry the rate paid: the bar's own settlement rate
+        assert [float(r["note"].rsplit(" ", 1)[1]) for r in funding] == [float(f"{x:.6g}") for x in rates]

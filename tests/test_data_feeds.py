@@ -75,6 +75,34 @@ def test_funding_settlements_land_in_their_bars(btc_2020, data_dir):
     assert all(day_frame[c].dtype == "float64" for c in day_frame.columns)
 
 
+def _bar_of(feed) -> tuple[int, int]:
+    return feed._timeframe, feed._compression
+
+
+def test_minerfeed_reads_its_bar_size_from_the_frame(btc_2020, data_dir):
+    ohlcv, network, funding = btc_2020
+    hourly = build_feed_frame(ohlcv, network, funding, "BTC")
+    four = data.load_ohlcv("BTC", "4h", "2020-05-01", "2020-05-08", venue="binance", data_dir=data_dir).frame
+    daily = data.load_ohlcv("BTC", "1d", "2020-05-01", "2020-05-08", venue="binance", data_dir=data_dir).frame
+    assert _bar_of(MinerFeed(dataname=hourly)) == (bt.TimeFrame.Minutes, 60)
+    assert _bar_of(MinerFeed(dataname=build_feed_frame(four, network, funding, "BTC"))) == (bt.TimeFrame.Minutes, 240)
+    assert _bar_of(MinerFeed(dataname=build_feed_frame(daily, network, funding, "BTC"))) == (bt.TimeFrame.Days, 1)
+    # a gap does not change the bar size: the smallest spacing is the bar
+    assert _bar_of(MinerFeed(dataname=hourly.drop(hourly.index[3:10]))) == (bt.TimeFrame.Minutes, 60)
+    # one bar: build_feed_frame's timeframe travels in attrs
+    one = build_feed_frame(four.iloc[:1], network, funding, "BTC", timeframe="4h")
+    assert _bar_of(MinerFeed(dataname=one)) == (bt.TimeFrame.Minutes, 240)
+    one.attrs.clear()
+    with pytest.raises(DataError, match="one-bar frame .* pass timeframe= and compression="):
+        MinerFeed(dataname=one)
+    # an explicit bar size must agree with the bars
+    assert _bar_of(MinerFeed(dataname=hourly, timeframe=bt.TimeFrame.Minutes, compression=60)) == (4, 60)
+    with pytest.raises(DataError, match=r"timeframe=Days x compression=1 \(1 days 00:00:00\) does not match the "
+                                        r"frame's bars \(0 days 01:00:00 apart\); pass timeframe=bt.TimeFrame."
+                                        r"Minutes, compression=60"):
+        MinerFeed(dataname=hourly, timeframe=bt.TimeFrame.Days)
+
+
 class HashpriceTrend(bt.Strategy):
     """Holds 0.5 BTC while the (lagged) hashprice is above its 10-day mean; records what it saw."""
 
