@@ -170,8 +170,11 @@ class CoinLoan:
     actual/365, accrued at each step into ``accrued_interest_usd`` (pay it with :meth:`repay`);
     margin_call_ltv: LTV at which a call opens; liquidation_ltv: LTV at which collateral is sold;
     call_deadline: time allowed to cure a call; cure_ltv: LTV a call must get back to (default: the LTV at
-    the first step, i.e. the initial LTV); liquidation_fee_rate: fraction of the collateral sold charged
-    by the lender; start: when the loan is drawn (first step at/after it).
+    the first step, i.e. the initial LTV, or the call LTV if that is lower); liquidation_fee_rate: fraction
+    of the collateral sold charged by the lender; start: when the loan is drawn (first step at/after it).
+
+    A liquidation whose sale does not cover the debt leaves the shortfall owed: ``debt_usd`` keeps it after
+    the loan is closed (no further interest accrues), and the borrower's books must keep it as a liability.
     """
 
     def __init__(self, principal_usd: float, collateral_coin: float, annual_rate: float, *,
@@ -216,9 +219,8 @@ class CoinLoan:
         return float("inf") if value <= 0 else self.debt_usd / value
 
     def required_top_up_coin(self, price: float) -> float:
-        """Coins to add now to bring the LTV down to the cure LTV (0 if already there)."""
-        target = self.cure_ltv if self.cure_ltv is not None else (self.initial_ltv or self.margin_call_ltv)
-        return max(0.0, self.debt_usd / (target * price) - self.collateral_coin)
+        """Coins to add now to bring the LTV down to the cure level that meets a call (0 if already there)."""
+        return max(0.0, self.debt_usd / (self._cure_level() * price) - self.collateral_coin)
 
     def _event(self, time, kind: str, price: float, detail: str, loss: float = 0.0, fee: float = 0.0,
                ltv: float | None = None) -> MarginEvent:
@@ -251,7 +253,7 @@ class CoinLoan:
         if ltv >= self.liquidation_ltv:
             self._liquidate(time, price, f"LTV {ltv:.4f} >= liquidation LTV {self.liquidation_ltv:.4f}", result)
         elif self.call_due is not None:
-            if ltv <= self._cure_level():
+            if self._cured(ltv):
                 self.call_due = None
                 result.events.append(self._event(time, "loan_call_met", price,
                                                  f"LTV back to {ltv:.4f} (price moved)"))
@@ -266,7 +268,18 @@ class CoinLoan:
         return result
 
     def _cure_level(self) -> float:
-        return self.cure_ltv if self.cure_ltv is not None else min(self.initial_ltv or 0.0, self.margin_call_ltv)
+        """The LTV a call must get back to: ``cure_ltv``, else the initial LTV, capped at the call LTV (a
+        loan drawn above its call LTV is called at once and cured at the call LTV)."""
+        if self.cure_ltv is not None:
+            return self.cure_ltv
+        if self.initial_ltv is None:
+            return self.margin_call_ltv
+        return min(self.initial_ltv, self.margin_call_ltv)
+
+    def _cured(self, ltv: float) -> bool:
+        # Relative slack of 1e-12: collateral + required_top_up_coin(price) gives back the cure LTV only to
+        # a few ulps, and about one exact top-up in five would otherwise land one ulp above it.
+        return ltv <= self._cure_level() * (1.0 + 1e-12)
 
     def top_up(self, time, coins: float, price: float) -> LoanStep:
         """Pledge ``coins`` more collateral; meets an open call if the LTV gets back to the cure level."""
@@ -297,7 +310,7 @@ class CoinLoan:
     def _check_cured(self, time, price: float, what: str) -> LoanStep:
         result = LoanStep()
         ltv = self.ltv(price)
-        if self.call_due is not None and ltv <= self._cure_level():
+        if self.call_due is not None and self._cured(ltv):
             self.call_due = None
             result.events.append(self._event(time, "loan_call_met", price, f"{what}; LTV now {ltv:.4f}"))
         return result

@@ -255,6 +255,9 @@ class FinancedExpansion(MinerStrategy):
         if self.p.loan_type == "coin" and 1.0 / self.p.call_ratio >= self.p.liquidation_ltv:
             raise ConfigError(f"liquidation_ltv={self.p.liquidation_ltv} must exceed the call LTV "
                               f"1/call_ratio={1.0 / self.p.call_ratio:.4f}.")
+        if self.p.loan_type == "coin" and self.p.collateral_ratio <= self.p.call_ratio:
+            raise ConfigError(f"collateral_ratio={self.p.collateral_ratio} must exceed call_ratio="
+                              f"{self.p.call_ratio}: a loan drawn at or below its call level is called at once.")
         self._loan_day = pd.Timestamp(self.p.loan_date)
         # Per-bar flows of ONE expansion machine; scaled by the machines actually bought at drawdown.
         unit = Fleet.from_shorthand(f"{self.p.expansion_model}:1@{self._loan_day.date()}",
@@ -342,7 +345,8 @@ class FinancedExpansion(MinerStrategy):
             if interest > 0 and self.raise_usd(interest, price):
                 self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
-        self.broker.set_liability(loan.instrument, 0.0 if loan.closed else loan.debt_usd)
+        # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
+        self.broker.set_liability(loan.instrument, loan.debt_usd)
         return 0.0
 
     def _book_coin_loan_step(self, step, price: float) -> None:

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from brokers.events import EVENT_KINDS
 from minehedge.errors import ConfigError
@@ -153,6 +155,45 @@ def test_price_recovery_meets_the_call() -> None:
     assert [e.kind for e in loan.step(T0, 44_000.0).events] == ["loan_call"]
     assert [e.kind for e in loan.step(T0 + pd.Timedelta(hours=1), 52_000.0).events] == ["loan_call_met"]
     assert loan.call_due is None
+
+
+@given(debt=st.floats(1e3, 1e10), price=st.floats(10.0, 1e6), cure=st.floats(0.2, 0.7),
+       short=st.floats(0.01, 0.5), with_cure_ltv=st.booleans())
+def test_the_required_top_up_always_meets_the_call(debt, price, cure, short, with_cure_ltv) -> None:
+    # drawn at the cure LTV (or given it), called after the price falls: topping up exactly
+    # required_top_up_coin must meet the call, however the floats round
+    collateral = debt / (cure * price)
+    loan = CoinLoan(debt, collateral, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.95,
+                    cure_ltv=cure if with_cure_ltv else None)
+    loan.step(T0, price)
+    fallen = price * cure / 0.75 * (1.0 - short * 0.1)  # LTV between 0.75 and 0.95 / (1 - 0.05)
+    if loan.ltv(fallen) >= 0.95:
+        return
+    assert [e.kind for e in loan.step(T0, fallen).events] == ["loan_call"]
+    need = loan.required_top_up_coin(fallen)
+    assert need > 0
+    assert [e.kind for e in loan.top_up(T0, need, fallen).events] == ["loan_call_met"]
+    assert loan.call_due is None
+
+
+def test_a_loan_drawn_above_its_call_ltv_is_called_at_once_and_topped_up_to_the_call_ltv() -> None:
+    loan = CoinLoan(100.0, 1.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    assert [e.kind for e in loan.step(T0, 125.0).events] == ["loan_call"]  # LTV 0.8 at drawdown
+    assert loan.initial_ltv == 0.8
+    need = loan.required_top_up_coin(125.0)
+    assert need == pytest.approx(1.0 / 15.0, rel=1e-14)  # 100 / (0.75 x 125) - 1 coin
+    assert [e.kind for e in loan.top_up(T0, need, 125.0).events] == ["loan_call_met"]
+
+
+def test_a_shortfall_stays_owed_after_the_loan_closes() -> None:
+    loan = CoinLoan(1_000_000.0, 30.0, 0.1, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    loan.step(T0, 50_000.0)
+    result = loan.step(T0 + pd.Timedelta(days=1), 30_000.0)  # LTV > 1: the sale of 30 coins pays 900,000
+    assert [e.kind for e in result.events] == ["loan_liquidation"] and loan.closed
+    owed = 1_000_000.0 * (1 + 0.1 / 365) - 900_000.0
+    assert loan.debt_usd == pytest.approx(owed, rel=1e-12) and result.events[0].loss_usd == loan.debt_usd
+    assert loan.step(T0 + pd.Timedelta(days=30), 30_000.0).events == []
+    assert loan.debt_usd == pytest.approx(owed, rel=1e-12)  # no further interest once closed
 
 
 def test_loan_config_errors() -> None:

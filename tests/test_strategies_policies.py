@@ -205,6 +205,23 @@ def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
     assert not events(outcome, "loan_call_met")
 
 
+def test_financed_expansion_keeps_a_liquidation_shortfall_as_a_liability(btc_2022):
+    # No deadline to speak of and a liquidation LTV of 1: the lender sells only once the collateral is worth
+    # less than the debt (May 2022), so the sale leaves a shortfall, which stays owed and out of equity.
+    params = {**LOAN, "on_margin_call": "ignore", "liquidation_ltv": 1.0, "call_deadline_days": 3650.0}
+    strategy, _, _ = api._run_cerebro(btc_2022, "financed_expansion", params, None)
+    liquidations = [e for e in strategy.broker.events if e.kind == "loan_liquidation"]
+    assert len(liquidations) == 1 and liquidations[0].loss_usd > 1e5
+    assert str(liquidations[0].time)[:7] == "2022-05"
+    assert strategy.loan.closed
+    assert strategy.broker.get_liabilities_usd() == liquidations[0].loss_usd == strategy.loan.debt_usd
+
+
+def test_financed_expansion_rejects_a_coin_loan_drawn_at_its_call_level(btc_2022):
+    with pytest.raises(ConfigError, match=r"collateral_ratio=1.3 must exceed call_ratio=1.33"):
+        api.run_policy(btc_2022, "financed_expansion", {**LOAN, "collateral_ratio": 1.3})
+
+
 # --- every policy, every timeframe, every engine mode, no lookahead -------------------------------------
 RANGES = {("BTC", "1d"): ("2021-01-01", "2021-12-31"), ("BTC", "4h"): ("2021-04-01", "2021-06-30"),
           ("BTC", "1h"): ("2021-05-01", "2021-05-31"), ("ETH", "4h"): ("2022-06-01", "2022-09-30")}
