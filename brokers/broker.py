@@ -1161,8 +1161,8 @@ class MarginBroker(bt.brokers.BackBroker):
         free = self._coins.get((asset, "futures"), 0.0)
         for data, pos, ci in self._futures_positions():
             if ci.is_inverse and ci.asset == asset:
-                size, entry = self._size_entry(data, pos, ci)
-                free -= ci.posted_margin(size, entry) + max(self._extra.get(data, 0.0), 0.0)
+                # the isolated margin as it stands: funding paid from it has already left the coins too
+                free -= max(self._isolated_wallet(data, pos, ci), 0.0)
         return free
 
     def _free(self, currency: str, wallet: str) -> float:

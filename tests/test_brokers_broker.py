@@ -660,3 +660,20 @@ def test_unrealised_gains_of_an_isolated_position_do_not_pay_bills():
     strat, broker = run(frame(rows), usdm(leverage=10), actions, MarginBroker(cash=11.0))
     assert paid == [(pytest.approx(1.0, abs=1e-12), False, True)]
     assert broker.get_cash() == pytest.approx(0.0, abs=1e-12) and broker.reconcile() < 1e-9
+
+
+def test_funding_paid_from_an_isolated_inverse_margin_leaves_the_free_coins_unchanged():
+    # binance_coinm 5x isolated long of 1,000 x 100 USD at 40,000: 0.5 BTC posted from 1 BTC. Funding of 0.1 %
+    # per 8h (0.0025 BTC a settlement, 12 by bar 5, 15 in all) leaves the coins and the position's margin together, so
+    # 0.5 BTC stays free and 0.49 BTC can move to spot (it was counted twice: 0.47 free, transfer refused).
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=True,
+                                margin_mode="isolated")
+    moved = []
+    actions = {1: buy(1000), 5: lambda s: (s.free.append(s.broker.free_balance("BTC", "futures")),
+                                           moved.append(s.broker.transfer("BTC", 0.49, "futures", "spot")))}
+    strat, broker = run(frame(flat(40_000.0, 6)), ci, actions,
+                        MarginBroker(cash=0.0, coins={"BTC": 1.0}, funding_rate=0.001))
+    assert -broker.ledger.total_by_kind("funding", "BTC") == pytest.approx(15 * 0.0025, rel=1e-12)
+    assert strat.free == [pytest.approx(0.5, rel=1e-12)]
+    assert moved == [True] and broker.free_balance("BTC", "spot") == 0.49
+    assert broker.reconcile() < 1e-12
