@@ -256,21 +256,34 @@ class MarginBroker(bt.brokers.BackBroker):
         before = position.size
         after = before + size
         if not comminfo.is_inverse:
+            free = cash
             cash = super()._execute(order, cash=cash, position=position)  # USD margin, as BackBroker
+            if cash < 0.0:
+                order.addinfo(refusal="margin",
+                              refused=f"free USD {free:,.2f} is short of the initial margin + fee by {-cash:,.2f}")
         if abs(after) > abs(before) or before * after < 0:
             when = order.data.datetime.datetime(0)
             tiers = comminfo.tiers_at(when)
             if comminfo.is_inverse:
                 notional = formulas.inverse_notional_coin(after, comminfo.p.face, price)
+                unit = comminfo.asset
             else:
                 notional = abs(after) * comminfo.p.mult * price
-            if formulas.tier_for_notional(tiers, notional).max_leverage + 1e-9 < comminfo.p.leverage:
-                return -1.0  # the bracket of the new notional does not allow this leverage: Order.Margin
+                unit = USD
+            allowed = formulas.tier_for_notional(tiers, notional).max_leverage
+            if allowed + 1e-9 < comminfo.p.leverage:  # the new notional's bracket refuses this leverage
+                order.addinfo(refusal="bracket",
+                              refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} {unit} "
+                                      f"allows at most {allowed:g}x; leverage is {comminfo.p.leverage:g}x")
+                return -1.0
             if comminfo.is_inverse:
                 opened = abs(after) if before * after < 0 else abs(after) - abs(before)
                 need = comminfo.posted_margin(opened, price) + comminfo.coin_fee(opened, price)
                 asset = comminfo.asset
-                if self._available_coin(asset) - self._pseudo_coin[asset] < need:
+                free = self._available_coin(asset) - self._pseudo_coin[asset]
+                if free < need:
+                    order.addinfo(refusal="margin",
+                                  refused=f"free {asset} {free:.8f} is short of the initial margin + fee {need:.8f}")
                     return -1.0
                 self._pseudo_coin[asset] += need
         if comminfo.is_inverse:

@@ -83,6 +83,11 @@ class RunOutcome:
     result: RunResult
     seconds: float
 
+    @property
+    def notes(self) -> list[str]:
+        """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md."""
+        return list(self.result.assumptions.get("run notes", []))
+
     def write_report(self, folder: str | Path) -> Path:
         return write_report(self.result, folder)
 

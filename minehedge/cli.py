@@ -236,6 +236,8 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     config = _policy_config(settings)
     outcome = _api().run_backtest(config)
+    for note in outcome.notes:
+        _note(f"note: {note}")
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)

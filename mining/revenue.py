@@ -94,8 +94,8 @@ def btc_coins_per_th_day(difficulty, subsidy_per_block, fees_per_block=0.0):
     """Expected BTC per TH/s per day (FPPS, before pool fee) = 1e12 x 86,400 x (subsidy + fees) / (D x 2^32).
 
     ``difficulty``: raw Bitcoin difficulty; ``subsidy_per_block`` and ``fees_per_block`` in BTC per block.
-    Scalars or numpy arrays (broadcast). Example: D = 21.3876e12, 6.25 BTC, no fees -> 0.00587865 BTC per
-    TH/s per day, so 1 PH/s for 14 days earns 0.0823 BTC (4 decimals).
+    Scalars or numpy arrays (broadcast). Example: D = 21.3876e12, 6.25 BTC, no fees -> 5.87857e-6 BTC per
+    TH/s per day (0.00587857 BTC per PH/s), so 1 PH/s for 14 days earns 0.0823 BTC (4 decimals).
     """
     difficulty = np.asarray(difficulty, dtype=float) if not np.isscalar(difficulty) else float(difficulty)
     return H_PER_TH * SECONDS_PER_DAY * (subsidy_per_block + fees_per_block) / (difficulty * TWO_POW_32)

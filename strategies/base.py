@@ -214,6 +214,9 @@ class MinerStrategy(bt.Strategy):
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
         self.stop_order = None
+        #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
+        self.notes: list[str] = []
+        self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
         self.comminfo: FuturesCommInfo | None = None
         self._last_rebalance: datetime | None = None
         self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float).tolist()
@@ -562,6 +565,7 @@ class MinerStrategy(bt.Strategy):
             self.hedge_order = None
             if order.status in (order.Margin, order.Rejected):
                 self._last_rebalance = None  # the fill price moved past the collateral: re-size next bar
+                self._record_refusal(order)
             if order.status == order.Completed and getattr(self.p, "stop_loss", None):
                 self._place_stop()
         if self.stop_order is not None and order.ref == self.stop_order.ref:
@@ -569,6 +573,27 @@ class MinerStrategy(bt.Strategy):
         if order.info.get("reason") == "liquidation" and self.stop_order is not None:
             self.cancel(self.stop_order)
             self.stop_order = None
+
+    def _record_refusal(self, order) -> None:
+        """Keep a refused futures order for the run notes (see :meth:`stop`)."""
+        kind = order.info.get("refusal") or order.getstatusname().lower()
+        reason = order.info.get("refused") or f"order {order.getstatusname()}"
+        size = order.created.size
+        unit = "contracts" if self.comminfo is not None and self.comminfo.is_inverse else self.asset
+        symbol = self.comminfo.spec.symbol if self.comminfo is not None else order.data._name
+        side = "buy" if size > 0 else "sell"
+        self._refusals.append((self.broker.bar_time(self.data), kind,
+                               f"{side} {abs(size):,.6g} {unit} of {symbol}: {reason}"))
+
+    def stop(self) -> None:
+        """Summarise refused futures orders in the run notes: how many of each kind, and the first."""
+        by_kind: dict[str, list[tuple[datetime, str, str]]] = {}
+        for refusal in self._refusals:
+            by_kind.setdefault(refusal[1], []).append(refusal)
+        for kind, refusals in by_kind.items():
+            when, _, text = refusals[0]
+            self.notes.append(f"{len(refusals)} futures order(s) refused by the broker ({kind}); the first at "
+                              f"{when:%Y-%m-%d %H:%M} UTC: {text}.")
 
     def _place_stop(self) -> None:
         """A real backtrader stop order ``stop_loss`` (fraction) away from the average entry price."""

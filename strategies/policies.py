@@ -187,7 +187,9 @@ _SPECULATION = (
 class LeveragedLong(MinerStrategy):
     """``leveraged_long``: at the close of ``entry_date`` (or the first bar) buy futures worth
     ``capital_usd`` x ``leverage`` (the order fills at the next bar's open), with an optional stop-loss
-    ``stop_loss`` below the entry; hold until stopped or liquidated. The mining stream continues beside it."""
+    ``stop_loss`` below the entry; hold until stopped or liquidated. The mining stream continues beside it.
+    One entry only: if the broker refuses it (the venue's bracket for that notional does not allow the
+    leverage, or the margin is short), the run holds no position and its run notes say why."""
 
     specs = merge_specs(BASE_SPECS, add=_SPECULATION, drop=("rebalance_days",))
     params = params_from_specs(specs)
@@ -274,7 +276,6 @@ class FinancedExpansion(MinerStrategy):
         self.units_bought = 0
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
-        self.notes: list[str] = []
         self._last_interest_month: tuple[int, int] | None = None
 
     # the expansion's flows are added to the base fleet's

@@ -49,6 +49,7 @@ class Script(bt.Strategy):
     def __init__(self):
         self.rows, self.orders, self.trades, self.calls, self.liquidations, self.all_events = [], [], [], [], [], []
         self.free = []
+        self.refused = []  # (refusal kind, reason) the broker put in a refused order's info
 
     def next(self):
         action = (self.p.actions or {}).get(len(self))
@@ -59,6 +60,8 @@ class Script(bt.Strategy):
                           "size": self.position.size, "residual": b.reconcile(), "ratio": b.get_margin_ratio()})
 
     def notify_order(self, order):
+        if order.status == order.Margin:
+            self.refused.append((order.info.get("refusal"), order.info.get("refused")))
         if order.status in (order.Completed, order.Margin):
             self.orders.append((order.getstatusname(), order.info.get("reason"), order.executed.size,
                                 order.executed.price, order.executed.comm, self.data.datetime.datetime(0)))
@@ -677,3 +680,21 @@ def test_funding_paid_from_an_isolated_inverse_margin_leaves_the_free_coins_unch
     assert strat.free == [pytest.approx(0.5, rel=1e-12)]
     assert moved == [True] and broker.free_balance("BTC", "spot") == 0.49
     assert broker.reconcile() < 1e-12
+
+
+def test_a_refused_order_says_why():
+    # USD margin short: 1 BTC at 10,000 at 10x needs 1,000 USD
+    strat, _ = run(frame(flat(10_000.0, 3)), usdm(leverage=10), {1: buy(1)}, MarginBroker(cash=500.0))
+    assert strat.refused == [("margin", "free USD 500.00 is short of the initial margin + fee by 500.00")]
+    # the bracket of a 100,000 USD notional does not allow 125x (binance_usdm's table on 2021-01-02)
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(datetime(2021, 1, 2))
+    allowed = f.tier_for_notional(tiers, 100_000.0).max_leverage
+    assert allowed < 125
+    strat, _ = run(frame(flat(10_000.0, 3)), usdm(leverage=125), {1: buy(10)}, MarginBroker(cash=10_000.0))
+    assert strat.refused == [("bracket", f"binance_usdm's bracket for a notional of 100,000.00 USD allows at most "
+                                         f"{allowed:g}x; leverage is 125x")]
+    # coin margin short: 1,000 x 100 USD at 40,000 at 5x needs 0.5 BTC
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False)
+    strat, _ = run(frame(flat(40_000.0, 3)), ci, {1: buy(1000)}, MarginBroker(cash=0.0, coins={"BTC": 0.1}))
+    assert strat.refused == [("margin", "free BTC 0.10000000 is short of the initial margin + fee 0.50000000")]
+    assert strat.rows[-1]["size"] == 0

@@ -72,7 +72,8 @@ def _run_backtest(config: dict):
         if config["params"]["leverage"] == 2.0:
             raise OSError("disk full while writing equity.csv")  # after one file: the folder must vanish
 
-    return SimpleNamespace(summary=summary, write_report=write_report)
+    notes = ["1 futures order(s) refused by the broker (bracket)"] if config["params"]["leverage"] == 3.0 else []
+    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes)
 
 
 CALLS: list = []
@@ -233,6 +234,7 @@ def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
     code, stdout, err = run_main(capsys, [
         "run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25", "--set", "leverage=3", "--out", str(out), "--json"])
     assert code == 0
+    assert "note: 1 futures order(s) refused by the broker (bracket)\n" in err  # the run notes, on stderr
     summary = json.loads(stdout)
     assert summary == {"sharpe": 2 * 0.25 - 0.1 * 3, "max_drawdown_pct": 1.5 * 10 * 3 * 0.75, "liquidations": 0,
                        "total_return_pct": 25 - 0.05, "first_day": "2020-01-01"}

@@ -164,6 +164,20 @@ def test_margin_call_hook_fires_before_the_liquidation_and_a_top_up_saves_the_po
     assert events(ignored, "liquidation")[0]["price"] == pytest.approx(9_000 / 0.996, rel=1e-12)
 
 
+def test_a_refused_entry_is_in_the_run_notes(data_dir):
+    # 20x on 500,000 USD is a 10M USD notional, whose Binance bracket allows less: the venue refuses the order.
+    m = market(data_dir, "2021-01-01", "2021-01-10")
+    outcome = api.run_policy(m, "leveraged_long", {"fleet": FLEET, "leverage": 20.0})
+    close = at(m, "2021-01-01", "close")
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2021-01-02").to_pydatetime())
+    allowed = formulas.tier_for_notional(tiers, 10e6).max_leverage
+    assert outcome.result.trades == [] and allowed < 20
+    assert outcome.result.assumptions["run notes"] == [
+        f"1 futures order(s) refused by the broker (bracket); the first at 2021-01-02 00:00 UTC: buy "
+        f"{500_000 * 20 / close:,.6g} BTC of BTCUSDT: binance_usdm's bracket for a notional of 10,000,000.00 USD "
+        f"allows at most {allowed:g}x; leverage is 20x."]
+
+
 # --- financed_expansion: a coin loan drawn at the end of 2021 ---------------------------------------------
 @pytest.fixture(scope="module")
 def btc_2022(data_dir):
