@@ -246,8 +246,30 @@ class MarginBroker(bt.brokers.BackBroker):
                 self.ledger.add(self._now, pnl_kind, USD, "futures", bit.pnl, instrument)
             if not self.positions[data].size and self._extra.get(data):
                 self.cash += self._extra.pop(data)  # isolated margin added by hand goes back to the wallet
+        if order.info.get("reason") != "liquidation":  # a partial liquidation keeps its margin (see there)
+            self._release_isolated_margin(data, comminfo, bit.size)
         self._dirty = True
         return None
+
+    def _release_isolated_margin(self, data, ci, filled: float) -> None:
+        """A reducing fill of an isolated position releases the margin added to it (``extra``: top-ups, less
+        funding paid from it) in proportion to the size closed, as the posted margin is; a fill that flips
+        the position releases all of it. Kept whole, a reduction that realises a loss would leave the free
+        balance short while the smaller position held the margin that had covered that loss."""
+        extra = self._extra.get(data)
+        if not extra:
+            return
+        after = self.positions[data].size
+        before = after - filled
+        if before * after < 0:
+            released = extra
+        elif abs(after) < abs(before):
+            released = extra * (1.0 - abs(after) / abs(before))
+        else:
+            return
+        self._extra[data] = extra - released
+        if not ci.is_inverse:
+            self.cash += released  # linear: from the isolated margin to free cash (one wallet, no ledger entry)
 
     def _pseudo_execute(self, order, comminfo, cash, position):
         """Submission check: USD margin through BackBroker; coin margin and leverage brackets here."""

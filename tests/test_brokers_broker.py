@@ -698,3 +698,32 @@ def test_a_refused_order_says_why():
     strat, _ = run(frame(flat(40_000.0, 3)), ci, {1: buy(1000)}, MarginBroker(cash=0.0, coins={"BTC": 0.1}))
     assert strat.refused == [("margin", "free BTC 0.10000000 is short of the initial margin + fee 0.50000000")]
     assert strat.rows[-1]["size"] == 0
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_reducing_an_isolated_position_releases_its_added_margin_in_proportion(inverse):
+    # Short 2 BTC (linear, 5x at 10,000: 4,000 USD posted) or 2,000 x 100 USD (inverse, 5x at 40,000: 1 BTC
+    # posted); add a quarter of that; buy back half; then flip to a long of half the size. Flat prices, no fee.
+    price, start, added = (40_000.0, 2.0, 0.25) if inverse else (10_000.0, 10_000.0, 1_000.0)
+    size = 2_000 if inverse else 2.0
+    posted = 1.0 if inverse else 4_000.0
+    currency = "BTC" if inverse else "USD"
+    free, wallets = [], []
+
+    def look(s):
+        free.append(s.broker.free_balance(currency, "futures"))
+        wallets.append(s.broker._isolated_wallet(s.data, s.position, s.broker.getcommissioninfo(s.data)))
+
+    actions = {1: sell(size), 3: lambda s: (s.broker.add_margin(s.data, added), look(s), s.buy(size=size / 2)),
+               5: lambda s: (look(s), s.buy(size=size)), 7: look}
+    ci = (InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False,
+                                 margin_mode="isolated") if inverse else usdm(leverage=5, margin_mode="isolated"))
+    broker = MarginBroker(cash=0.0, coins={"BTC": start}) if inverse else MarginBroker(cash=start)
+    strat, broker = run(frame(flat(price, 8)), ci, actions, broker)
+    # before: posted + added held, the rest free; after buying back half: half of each released
+    assert free == [pytest.approx(start - posted - added, rel=1e-12), pytest.approx(start - (posted + added) / 2,
+                                                                                     rel=1e-12),
+                    pytest.approx(start - posted / 2, rel=1e-12)]  # flipped: the new long holds only its own
+    assert wallets == [pytest.approx(posted + added, rel=1e-12), pytest.approx((posted + added) / 2, rel=1e-12),
+                       pytest.approx(posted / 2, rel=1e-12)]
+    assert strat.rows[-1]["size"] == size / 2 and broker.reconcile() < 1e-9
