@@ -209,6 +209,9 @@ class MinerStrategy(bt.Strategy):
         self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float).tolist()
         self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float).tolist()
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
+        #: The bar size (the median spacing of the bars; a day for a one-bar frame).
+        self.bar_length = (pd.Series(frame.index).diff().median() if len(frame.index) > 1
+                           else pd.Timedelta(days=1)).to_pytimedelta()
         self.insolvent = False
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
@@ -347,7 +350,7 @@ class MinerStrategy(bt.Strategy):
         if not self.insolvent:
             produced = self._credit_mining(i, now, price)
             costs = self._costs_usd[i] + self._capex_usd[i]
-        costs += self.step_loans(now, price)
+        self.step_loans(now, price)
         self._treasury(produced, costs, i, now, price)
         self.after_mining(now, price)
         if self.uses_futures:
@@ -383,18 +386,13 @@ class MinerStrategy(bt.Strategy):
             self._insolvency(now, price, costs)
             return
         if not self.insolvent:
-            self._pay(i, costs)
+            self._pay(i)
 
-    def _pay(self, i: int, costs: float) -> None:
-        paid = 0.0
+    def _pay(self, i: int) -> None:
         for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),
                              (self._capex_usd[i], "hardware_purchase")):
             if amount > 0:
                 self.broker.debit_usd(amount, kind)
-                paid += amount
-        rest = costs - paid  # loan instalments due this bar
-        if rest > 1e-9:
-            self.broker.debit_usd(rest, "loan_payment")
 
     def raise_usd(self, usd: float, price: float) -> bool:
         """Make ``usd`` of USD cash available, selling spot coins, then free futures-wallet coins."""
@@ -425,9 +423,9 @@ class MinerStrategy(bt.Strategy):
                    f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped"))
 
     # --- hooks for subclasses ---------------------------------------------------------------------------
-    def step_loans(self, now: datetime, price: float) -> float:
-        """USD instalments due this bar (paid with the costs); loan events go to the broker. None here."""
-        return 0.0
+    def step_loans(self, now: datetime, price: float) -> None:
+        """Service the loans at this bar (instalments and interest are paid here); loan events go to the
+        broker. No loans here."""
 
     def after_mining(self, now: datetime, price: float) -> None:
         """Called after the treasury step, before the hedge (financing uses it)."""
@@ -449,7 +447,10 @@ class MinerStrategy(bt.Strategy):
 
     # --- futures helpers --------------------------------------------------------------------------------
     def production_per_day(self) -> float:
-        """Expected coins per day (net of pool fee) at the current bar, from published data."""
+        """Expected coins per day (net of pool fee) at the current bar, from published data; 0 once the miner
+        is insolvent (mining has stopped, so there is no production left to hedge)."""
+        if self.insolvent:
+            return 0.0
         return float(self._production_per_day[len(self.data) - 1])
 
     def breakeven_price(self) -> float:
@@ -627,8 +628,7 @@ class MinerStrategy(bt.Strategy):
     def top_up(self, event: MarginEvent) -> None:
         """Add margin from the treasury so the position's margin ratio falls to ``top_up_target``."""
         ratio, maintenance, _ = self.broker.get_position_margin(self.hedge_data)
-        self.add_collateral(rules.top_up_amount(maintenance, ratio, self.p.top_up_target),
-                            self.hedge_data.close[0])
+        self.add_collateral(rules.top_up_amount(maintenance, ratio, self.p.top_up_target))
 
     def restore_leverage(self, price: float) -> None:
         """At a roll, bring the position's margin balance back to notional / leverage at ``price`` (what
@@ -640,11 +640,12 @@ class MinerStrategy(bt.Strategy):
         size = abs(self.position_size())
         notional = (inverse_notional_coin(size, ci.p.face, price) if ci.is_inverse  # coin
                     else size * ci.qty(1.0) * price)  # USD: coins x price
-        self.add_collateral(initial_margin(notional, self.p.leverage) - balance, price)
+        self.add_collateral(initial_margin(notional, self.p.leverage) - balance)
 
-    def add_collateral(self, amount: float, price: float) -> None:
+    def add_collateral(self, amount: float) -> None:
         """Move ``amount`` (USD for linear, coins for inverse contracts) from the treasury to the futures
-        position: spot USD first, selling spot coins if USD is short (linear), or spot coins (inverse)."""
+        position: spot USD first, selling spot coins at the spot close if USD is short (linear; a dated
+        contract's price carries its basis and is not what coins sell for), or spot coins (inverse)."""
         if amount <= 1e-9:
             return
         ci = self.comminfo
@@ -655,7 +656,7 @@ class MinerStrategy(bt.Strategy):
                 if ci.p.margin_mode == "isolated":
                     self.broker.add_margin(self.hedge_data, move)
             return
-        if not self.raise_usd(amount, price):
+        if not self.raise_usd(amount, self.data.close[0]):
             amount = self.broker.get_cash()
         move = min(amount, self.broker.free_balance("USD", "spot"))
         if move > 1e-9:

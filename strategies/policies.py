@@ -52,8 +52,7 @@ class SellDaily(MinerStrategy):
         self.p.treasury = "hodl"  # the daily sale below replaces the per-bar treasury rule
         super().__init__()
         index = self.mining_schedule.index
-        spacing = pd.Series(index).diff().median() if len(index) > 1 else pd.Timedelta(days=1)
-        closes = index + spacing  # a bar's close time; the day's last bar closes on or after next midnight
+        closes = index + self.bar_length  # a bar's close time; the day's last bar closes on or after next midnight
         self._last_of_day = np.asarray(closes.normalize() > index.normalize())
         self._unsold = 0.0
 
@@ -206,7 +205,9 @@ class LeveragedLong(MinerStrategy):
     def _rebalance_due(self, now: datetime) -> bool:
         if self._entered or self.hedge_order is not None:
             return False
-        return self.p.entry_date is None or now.date() >= self.p.entry_date
+        # at the close of entry_date: on the first bar that closes at or after the next midnight (the day's
+        # last bar on 1h and 4h bars; the day's own bar on daily ones)
+        return self.p.entry_date is None or (now + self.bar_length).date() > self.p.entry_date
 
     def rebalance(self, now: datetime, price: float) -> None:
         self._entered = True
@@ -325,16 +326,24 @@ class FinancedExpansion(MinerStrategy):
         self.broker.debit_usd(self.units_bought * self.p.unit_price_usd, "hardware_purchase",
                               note=f"{self.units_bought} x {self.p.expansion_model}")
 
-    def step_loans(self, now: datetime, price: float) -> float:
+    def step_loans(self, now: datetime, price: float) -> None:
         loan = self.loan
         if loan is None:
-            return 0.0
+            return
         if isinstance(loan, EquipmentLoan):
-            step = loan.step(now, self.broker.get_cash() + self.broker.free_balance(self.asset, "spot") * price)
+            # what raise_usd can deliver: USD cash plus the spot coins sold at the close, less the spot fee
+            available = (self.broker.get_cash()
+                         + self.broker.free_balance(self.asset, "spot") * price * (1.0 - self.p.spot_fee))
+            step = loan.step(now, available)
             for event in step.events:
                 self.broker.add_event(event)
+            if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
+                self.raise_usd(step.paid_usd, price)
+                if not self.broker.debit_usd(step.paid_usd, "loan_payment", note=loan.instrument):
+                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
+                                       f"only {self.broker.get_cash():.2f} USD could be raised")
             self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
-            return step.paid_usd
+            return
         step = loan.step(now, price)
         self._book_coin_loan_step(step, price)
         month = (now.year, now.month)
@@ -348,7 +357,6 @@ class FinancedExpansion(MinerStrategy):
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
         # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
         self.broker.set_liability(loan.instrument, loan.debt_usd)
-        return 0.0
 
     def _book_coin_loan_step(self, step, price: float) -> None:
         for event in step.events:

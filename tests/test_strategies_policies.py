@@ -178,6 +178,41 @@ def test_a_refused_entry_is_in_the_run_notes(data_dir):
         f"allows at most {allowed:g}x; leverage is 20x."]
 
 
+def test_the_hedge_is_closed_once_the_miner_is_insolvent(data_dir):
+    # 2,000 S19 Pro and 1,000 S19 XP bought for 10M USD on 2022-03-01 with 2M USD: the purchase makes the miner
+    # insolvent that day and mining stops; with no production left the hedge must be bought back, not rolled.
+    m = market(data_dir, "2022-01-01", "2022-12-31")
+    strategy, _, _ = api._run_cerebro(m, "static_hedge", {"fleet": "S19Pro:2000@2020-06-01,S19XP:1000@2022-03-01$10000"},
+                                      None)
+    [insolvency] = [e for e in strategy.broker.events if e.kind == "insolvency"]
+    assert str(insolvency.time)[:10] == "2022-03-01"
+    fills = [f for f in strategy.analyzers.fills.rets["fills"] if pd.Timestamp(f["datetime"]) > pd.Timestamp(
+        insolvency.time, tz="UTC")]
+    assert fills and all(f["size"] > 0 for f in fills)  # only buys back the short
+    assert strategy.position_size() == 0 and strategy.production_per_day() == 0.0
+
+
+def test_coins_sold_to_post_margin_go_at_the_spot_close_not_the_dated_price(data_dir):
+    m = market(data_dir, "2021-01-01", "2021-12-31")
+    outcome = api.run_policy(m, "static_hedge", {"fleet": FLEET, "start_usd": 0.0, "contract": "dated",
+                                                 "annual_basis": 0.5})
+    book = ledger(outcome)
+    sales = book[book["kind"] == "coin_sale"]
+    coins, usd = sales[sales["currency"] == "BTC"], sales[sales["currency"] == "USD"]
+    assert len(coins) == len(usd) > 200
+    closes = m.frame["close"].reindex(pd.DatetimeIndex(coins["datetime"])).to_numpy()
+    np.testing.assert_allclose(usd["amount"].to_numpy() / -coins["amount"].to_numpy(), closes, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("timeframe", "filled"), [("1d", "2021-03-02 00:00"), ("4h", "2021-03-02 00:00")])
+def test_leveraged_long_enters_at_the_close_of_its_entry_date(data_dir, timeframe, filled):
+    m = market(data_dir, "2021-02-20", "2021-03-10", timeframe=timeframe)
+    outcome = api.run_policy(m, "leveraged_long", {"fleet": FLEET, "entry_date": "2021-03-01",
+                                                   "capital_usd": 1e5})
+    first = outcome.result.trades[0]
+    assert pd.Timestamp(first["datetime"]) == pd.Timestamp(filled, tz="UTC") and first["size"] > 0
+
+
 # --- financed_expansion: a coin loan drawn at the end of 2021 ---------------------------------------------
 @pytest.fixture(scope="module")
 def btc_2022(data_dir):
@@ -234,6 +269,23 @@ def test_financed_expansion_keeps_a_liquidation_shortfall_as_a_liability(btc_202
 def test_financed_expansion_rejects_a_coin_loan_drawn_at_its_call_level(btc_2022):
     with pytest.raises(ConfigError, match=r"collateral_ratio=1.3 must exceed call_ratio=1.33"):
         api.run_policy(btc_2022, "financed_expansion", {**LOAN, "collateral_ratio": 1.3})
+
+
+def test_every_equipment_instalment_booked_as_paid_is_debited_also_after_insolvency(data_dir):
+    # a 5M USD equipment loan on 2022-01-05; buying 1,000 S19 XP on 2022-03-01 makes the miner insolvent
+    m = market(data_dir, "2022-01-01", "2022-12-31")
+    params = {"fleet": "S19Pro:2000@2020-06-01,S19XP:1000@2022-03-01$10000", "loan_type": "equipment",
+              "loan_date": "2022-01-05", "principal_usd": 5_000_000.0}
+    strategy, _, _ = api._run_cerebro(m, "financed_expansion", params, None)
+    assert [str(e.time)[:10] for e in strategy.broker.events if e.kind == "insolvency"] == ["2022-03-01"]
+    loan = strategy.loan
+    paid = loan.schedule["payment_usd"].iloc[:loan._next].sum()
+    debited = -strategy.broker.ledger.total_by_kind("loan_payment")
+    assert loan._next >= 1 and debited == pytest.approx(paid, rel=1e-12)
+    missed = [e for e in strategy.broker.events if e.kind == "missed_payment"]
+    assert loan._next + len(missed) >= 11  # every instalment due in 2022 is either paid or missed
+    assert strategy.broker.get_liabilities_usd() == loan.balance_usd
+    assert strategy.broker.reconcile() < 1e-6
 
 
 # --- every policy, every timeframe, every engine mode, no lookahead -------------------------------------
