@@ -52,7 +52,7 @@ class SellDaily(MinerStrategy):
         self.p.treasury = "hodl"  # the daily sale below replaces the per-bar treasury rule
         super().__init__()
         index = self.mining_schedule.index
-        closes = index + self.bar_length  # a bar's close time; the day's last bar closes on or after next midnight
+        closes = index + self.bar_length  # a bar's close; the day's last bar closes on or after next midnight
         self._last_of_day = np.asarray(closes.normalize() > index.normalize())
         self._unsold = 0.0
 
@@ -332,8 +332,9 @@ class FinancedExpansion(MinerStrategy):
             return
         if isinstance(loan, EquipmentLoan):
             # what raise_usd can deliver: USD cash plus the spot coins sold at the close, less the spot fee
-            available = (self.broker.get_cash()
-                         + self.broker.free_balance(self.asset, "spot") * price * (1.0 - self.p.spot_fee))
+            # (less 1e-12 of it, so the sale's float rounding cannot leave a booked instalment nanodollars short)
+            coins_usd = self.broker.free_balance(self.asset, "spot") * price * (1.0 - self.p.spot_fee)
+            available = (self.broker.get_cash() + coins_usd) * (1.0 - 1e-12)
             step = loan.step(now, available)
             for event in step.events:
                 self.broker.add_event(event)
