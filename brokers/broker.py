@@ -47,6 +47,7 @@ from brokers.commission import FuturesCommInfo, InverseFuturesCommInfo, LinearFu
 from brokers.events import MarginEvent
 from brokers.ledger import Ledger
 from minehedge.errors import ConfigError, check_choice, check_positive
+from minehedge.timeframes import SPANNED_TIMEFRAMES, timeframe_span
 
 USD = "USD"
 WALLETS = ("spot", "futures", "collateral")
@@ -449,13 +450,11 @@ class MarginBroker(bt.brokers.BackBroker):
         """[start, end) of the current bar in UTC, from its timeframe and compression."""
         span = self._spans.get(data)
         if span is None:
-            tf, comp = data._timeframe, data._compression
-            unit = {bt.TimeFrame.Minutes: timedelta(minutes=1), bt.TimeFrame.Days: timedelta(days=1),
-                    bt.TimeFrame.Weeks: timedelta(days=7), bt.TimeFrame.Seconds: timedelta(seconds=1)}.get(tf)
-            if unit is None:
-                raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.getname(tf)} is not supported "
-                                  "for funding; allowed: Seconds, Minutes, Days, Weeks.")
-            span = self._spans[data] = unit * comp
+            span = timeframe_span(data._timeframe, data._compression)
+            if span is None:
+                raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.Names[data._timeframe]} is not "
+                                  f"supported for funding; allowed: {', '.join(SPANNED_TIMEFRAMES)}.")
+            self._spans[data] = span
         dt = self.bar_time(data)
         if data._timeframe >= bt.TimeFrame.Days:
             dt = datetime(dt.year, dt.month, dt.day)  # daily stamps may carry the session end time

@@ -38,6 +38,7 @@ from backtrader.utils.dateintern import date2num
 
 from data.frames import OHLCV_COLUMNS, TIMEFRAMES, parse_timeframe, timeframe_name, to_utc_index
 from minehedge.errors import DataError, check_choice
+from minehedge.timeframes import timeframe_span
 
 #: Extra lines, their units, and the network/hashprice column each comes from.
 NETWORK_LINES = {
@@ -199,12 +200,6 @@ def bar_timeframe(bar: pd.Timedelta) -> tuple[int, int]:
     raise DataError(f"bar size {bar} is neither whole days nor under a day; allowed: {', '.join(TIMEFRAMES)}.")
 
 
-def _declared_bar(timeframe: int, compression: int) -> pd.Timedelta | None:
-    unit = {bt.TimeFrame.Minutes: pd.Timedelta(minutes=1), bt.TimeFrame.Days: pd.Timedelta(days=1),
-            bt.TimeFrame.Weeks: pd.Timedelta(days=7), bt.TimeFrame.Seconds: pd.Timedelta(seconds=1)}.get(timeframe)
-    return None if unit is None else unit * compression
-
-
 class MinerFeed(FastPandasData):
     """The feed for miner strategies: OHLCV plus the lines in :data:`NETWORK_LINES` and the funding lines
     (units in the module docstring). Feed it the frame from :func:`build_feed_frame`; columns are matched
@@ -231,7 +226,7 @@ class MinerFeed(FastPandasData):
             return
         if self.p.compression is None:
             self.p.compression = 1
-        declared = _declared_bar(self.p.timeframe, self.p.compression)
+        declared = pd.Timedelta(timeframe_span(self.p.timeframe, self.p.compression))  # NaT: no fixed span
         if bar is not None and declared != bar:
             timeframe, compression = bar_timeframe(bar)
             allowed = f"timeframe=bt.TimeFrame.{bt.TimeFrame.Names[timeframe]}, compression={compression}"

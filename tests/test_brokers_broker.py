@@ -727,3 +727,11 @@ def test_reducing_an_isolated_position_releases_its_added_margin_in_proportion(i
     assert wallets == [pytest.approx(posted + added, rel=1e-12), pytest.approx((posted + added) / 2, rel=1e-12),
                        pytest.approx(posted / 2, rel=1e-12)]
     assert strat.rows[-1]["size"] == size / 2 and broker.reconcile() < 1e-9
+
+
+def test_funding_on_a_feed_without_a_fixed_bar_span_is_a_config_error():
+    # backtrader's Months have no fixed duration, so no bar span to place settlements in (was a TypeError)
+    with pytest.raises(ConfigError, match=r"data 'PERP': timeframe Months is not supported for funding; allowed: "
+                                          r"Seconds, Minutes, Days, Weeks\."):
+        run(frame(flat(10_000.0, 3)), usdm(leverage=5, funding=True), {1: buy(1)}, MarginBroker(cash=10_000.0),
+            tf=bt.TimeFrame.Months)
