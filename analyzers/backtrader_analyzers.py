@@ -28,6 +28,7 @@ from analyzers import event_stats, ledger_stats, metrics
 from analyzers.report import EQUITY_COLUMNS, RunResult
 from brokers.ledger import Ledger
 from minehedge.errors import ConfigError, check_choice
+from minehedge.timeframes import timeframe_span
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH")
 #: Every key of Summary.get_analysis(), in order (documented on :class:`Summary`).
@@ -178,7 +179,12 @@ class EquityRecorder(_ReadsBroker):
       equity: DataFrame (UTC index, one row per bar) with columns equity_usd (USD, ``broker.getvalue()``),
         equity_coin (coin, ``broker.get_equity_coin(asset)``), cash_usd (USD), coins (coin balance),
         unrealized_pnl_usd (USD), margin_ratio (fraction; 1.0 = liquidation), drawdown_pct (percent of the
-        USD peak, 0-100) and price_usd (USD per coin, the price feed's close).
+        USD peak, the opening value included, 0-100) and price_usd (USD per coin, the price feed's close);
+      opening_time, opening_equity_usd (USD), opening_equity_coin (coin): see :meth:`valuation`.
+
+    Each row is labelled with its bar's open time and holds the account at that bar's close. The opening
+    value is read when the analyzer starts, after a MinerStrategy has made its deposits (opening coins at the
+    first bar's open): the account before the first bar's move, mining, costs and orders.
     """
 
     params = (("asset", "BTC"), ("price_data", None))
@@ -195,6 +201,7 @@ class EquityRecorder(_ReadsBroker):
         self._columns: dict[str, list[float]] = {name: [] for name in (
             "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "price_usd")}
         self._frame: pd.DataFrame | None = None
+        self._opening: dict[str, float] = {"equity_usd": math.nan, "equity_coin": math.nan}
 
     def create_analysis(self) -> None:
         self.rets = bt.AutoOrderedDict()
@@ -204,6 +211,8 @@ class EquityRecorder(_ReadsBroker):
         asset = self.p.asset
         nan = math.nan
         equity_coin = getattr(broker, "get_equity_coin", None)
+        self._opening = {"equity_usd": float(broker.getvalue()),
+                         "equity_coin": float(equity_coin(asset)) if equity_coin else nan}
         coins = getattr(broker, "get_coins", None)
         unrealized = getattr(broker, "get_unrealized_pnl_usd", None)
         margin_ratio = getattr(broker, "get_margin_ratio", None)
@@ -253,9 +262,37 @@ class EquityRecorder(_ReadsBroker):
             index = _bar_times_utc(self._time)
             frame = pd.DataFrame({name: np.asarray(v, dtype=float) for name, v in self._columns.items()},
                                  index=index)
-            frame["drawdown_pct"] = metrics.drawdown_pct(frame["equity_usd"]).to_numpy() if len(frame) else []
+            opened = self._with_opening(frame["equity_usd"], "equity_usd")
+            frame["drawdown_pct"] = metrics.drawdown_pct(opened).to_numpy()[len(opened) - len(frame):]
             self._frame = frame.loc[:, [*EQUITY_COLUMNS, "price_usd"]]
         return self._frame
+
+    def opening_time(self) -> pd.Timestamp | None:
+        """The opening value's label: one bar before the first bar's label, since every row is labelled with
+        its bar's open time and holds the account at the bar's close (the opening is the close of the bar
+        before). The bar is the price feed's declared span, or the median spacing when it has none."""
+        if not self._time:
+            return None
+        first = _bar_times_utc(self._time[:1])[0]
+        span = timeframe_span(self._price_feed._timeframe, self._price_feed._compression)
+        if span is not None:
+            return first - pd.Timedelta(span)
+        spacing = np.diff(metrics.epoch_ns(_bar_times_utc(self._time)))
+        return first - (pd.Timedelta(int(np.median(spacing)), unit="ns") if spacing.size else pd.Timedelta(days=1))
+
+    def valuation(self, column: str = "equity_usd") -> pd.Series:
+        """``column`` (``equity_usd``, USD, or ``equity_coin``, coin) with the opening value first, labelled
+        :meth:`opening_time`: the curve the summary's returns, CAGR, Sharpe, Sortino and drawdowns use, so the
+        first bar's move counts. Without a positive opening value (an account opened with nothing, or a broker
+        that cannot value coins before the first bar) it is the per-bar column alone."""
+        return self._with_opening(self.frame()[column], column)
+
+    def _with_opening(self, values: pd.Series, column: str) -> pd.Series:
+        opening = self._opening[column]
+        if not len(values) or not (math.isfinite(opening) and opening > 0.0):
+            return values
+        head = pd.Series([opening], index=pd.DatetimeIndex([self.opening_time()], name=values.index.name))
+        return pd.concat([head, values])
 
     def stop(self) -> None:
         frame = self.frame()
@@ -263,6 +300,9 @@ class EquityRecorder(_ReadsBroker):
         self.rets.start = frame.index[0] if len(frame) else None
         self.rets.end = frame.index[-1] if len(frame) else None
         self.rets.equity = frame
+        self.rets.opening_time = self.opening_time()
+        self.rets.opening_equity_usd = self._opening["equity_usd"]
+        self.rets.opening_equity_coin = self._opening["equity_coin"]
         _closed(self.rets)
 
 
@@ -302,7 +342,8 @@ class Drawdown(_UsesRecorder):
         frame = self.recorder.frame()
         underwater = pd.DataFrame(index=frame.index)
         for unit, column in (("usd", "equity_usd"), ("coin", "equity_coin")):
-            stats = metrics.drawdown_stats(frame[column])
+            curve = self.recorder.valuation(column)  # the opening value first: the first bar's move counts
+            stats = metrics.drawdown_stats(curve)
             block = self.rets[unit]
             block.max_drawdown_pct = stats.max_drawdown_pct
             block.max_drawdown = stats.max_drawdown_amount
@@ -313,8 +354,9 @@ class Drawdown(_UsesRecorder):
             block.ruined = stats.ruined
             block.ruin_time = stats.ruin_time
             block.min_equity = stats.min_equity
-            underwater[f"drawdown_{unit}_pct"] = metrics.drawdown_pct(frame[column]).to_numpy()
-            underwater[f"drawdown_{unit}"] = metrics.drawdown_amount(frame[column]).to_numpy()
+            bars = slice(len(curve) - len(frame), None)  # the per-bar rows, without the opening
+            underwater[f"drawdown_{unit}_pct"] = metrics.drawdown_pct(curve).to_numpy()[bars]
+            underwater[f"drawdown_{unit}"] = metrics.drawdown_amount(curve).to_numpy()[bars]
         self.rets.underwater = underwater
         _closed(self.rets)
 
@@ -500,8 +542,10 @@ class Summary(_UsesRecorder):
     ``.drawdown``, ``.margin_events``, ``.mining``, ``.hedge``) on the shared EquityRecorder (``.recorder``).
 
     get_analysis() keys (units in the suffix; ``_pct`` is percent):
-      start, end (ISO-8601 UTC strings), bars, asset, initial_equity_usd, final_equity_usd,
-      final_equity_coin, total_return_pct, cagr_pct (calendar days / 365.25), max_drawdown_pct,
+      start, end (ISO-8601 UTC strings), bars, asset, initial_equity_usd (the opening value: deposits, opening
+      coins at the first bar's open; ``EquityRecorder.valuation``), final_equity_usd,
+      final_equity_coin, total_return_pct, cagr_pct (calendar days / 365.25, from the opening to the last
+      bar's close), max_drawdown_pct,
       max_drawdown_usd, max_drawdown_coin_pct, max_drawdown_coin, longest_underwater_days,
       sharpe, sortino (daily returns, x sqrt(365), risk-free ``risk_free_daily`` per day),
       margin_calls (margin_call + cme_margin_call events), liquidations (liquidation, partial_liquidation and
@@ -526,7 +570,7 @@ class Summary(_UsesRecorder):
 
     def stop(self) -> None:  # children have stopped already (Analyzer._stop runs them first)
         frame = self.recorder.frame()
-        equity = frame["equity_usd"]
+        equity = self.recorder.valuation("equity_usd")  # from the opening value: the first bar's move counts
         draw, events = self.drawdown.rets, self.margin_events.rets
         mining, hedge = self.mining.rets, self.hedge.rets
         ledger = _ledger(self.strategy.broker)
@@ -537,7 +581,7 @@ class Summary(_UsesRecorder):
             "bars": len(frame),
             "asset": self.p.asset,
             "initial_equity_usd": float(equity.iloc[0]) if len(frame) else math.nan,
-            "final_equity_usd": float(equity.iloc[-1]) if len(frame) else math.nan,
+            "final_equity_usd": float(frame["equity_usd"].iloc[-1]) if len(frame) else math.nan,
             "final_equity_coin": float(frame["equity_coin"].iloc[-1]) if len(frame) else math.nan,
             "total_return_pct": metrics.total_return_pct(equity),
             "cagr_pct": metrics.cagr_pct(equity),

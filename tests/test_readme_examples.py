@@ -99,7 +99,8 @@ def test_python_quick_start_runs_as_written(in_scratch):
     namespace: dict = {}
     exec("\n".join(statements), namespace)  # the README's own code
     drawdown, equity, events = eval(last, namespace)
-    usd = equity["equity_usd"].to_numpy()
+    opening = 2_000_000.0  # the default start_usd; no opening coins
+    usd = np.array([opening, *equity["equity_usd"]])  # the drawdown counts from the opening value
     assert drawdown == pytest.approx(100.0 * np.max(1.0 - usd / np.maximum.accumulate(usd)), rel=1e-12)
     assert equity.index[0].isoformat() == "2020-01-01T00:00:00+00:00" and len(equity) == 1096  # 2020-2022
     assert isinstance(events, list)  # of dicts (the README's words); this fully collateralised short has none

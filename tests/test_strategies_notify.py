@@ -73,9 +73,9 @@ def test_the_miner_values_the_account_once_per_bar(market):
     strategy = _run(market, policy_class("static_hedge"))
     bars = len(market.frame)
     assert bars == 365
-    # one valuation per bar (the recorder's), plus the broker's start; backtrader's cash/value notification
-    # and a valuation at the end of the broker's bar would make it 2 per bar
-    assert strategy.broker.valuations == bars + 1
+    # one valuation per bar (the recorder's), plus the broker's start and the recorder's opening value;
+    # backtrader's cash/value notification and a valuation at the end of the broker's bar would make it 2 per bar
+    assert strategy.broker.valuations == bars + 2
     assert strategy._cashvalue_listened is False
 
 

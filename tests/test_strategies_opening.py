@@ -9,6 +9,8 @@ import math
 import minehedge.compat  # noqa: F401  (before backtrader)
 
 import backtrader as bt
+import numpy as np
+import pandas as pd
 import pytest
 
 from analyzers.backtrader_analyzers import add_analyzers
@@ -32,13 +34,15 @@ class _FundLog(bt.Analyzer):
         self.values.append(value)
 
 
-def _run(market, policy: str = "static_hedge", **params) -> bt.Strategy:
+def _run(market, policy: str = "static_hedge", stock: bool = True, **params) -> bt.Strategy:
     values = api._policy_params(policy, {"asset": "BTC", **params}, None)
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MinerFeed(dataname=market.frame, name="BTC"))
     cerebro.broker = MarginBroker(cash=0.0)
     cerebro.addstrategy(policy_class(policy), **values)
     add_analyzers(cerebro, "BTC")
+    if not stock:  # backtrader's return analyzers divide by the opening value
+        return cerebro.run()[0]
     cerebro.addanalyzer(_FundLog, _name="fund")
     cerebro.addanalyzer(bt.analyzers.TimeReturn, _name="daily", timeframe=bt.TimeFrame.Days)
     cerebro.addanalyzer(bt.analyzers.Returns, _name="returns")
@@ -90,3 +94,43 @@ def test_open_at_is_refused_once_the_run_has_started(market):
     strategy = _run(market)
     with pytest.raises(RuntimeError, match="the run has started"):
         strategy.broker.open_at(strategy.broker.bar_time(strategy.data))
+
+
+@pytest.fixture(scope="module")
+def falling_first_day(data_dir):
+    """BTC daily from 2021-01-11, whose bar fell from 38,150 to 35,404 USD: the opening is the run's peak."""
+    return api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-01-11", "end": "2021-03-31",
+                            "data_dir": str(data_dir)})
+
+
+def test_the_summary_counts_from_the_opening_value(falling_first_day):
+    frame = falling_first_day.frame
+    assert frame["close"].iloc[0] < frame["open"].iloc[0]  # the move the summary used to leave out
+    strategy = _run(falling_first_day, policy="unhedged", start_usd=1_000_000.0, start_coins=100.0)
+    summary = strategy.analyzers.summary.get_analysis()
+    equity = strategy.analyzers.summary.recorder.frame()
+    opening = 1_000_000.0 + 100.0 * float(frame["open"].iloc[0])
+    curve = np.array([opening, *equity["equity_usd"]])
+    assert summary["initial_equity_usd"] == opening
+    assert summary["total_return_pct"] == (curve[-1] / opening - 1.0) * 100.0
+    days = len(frame)  # from the first bar's open to the last bar's close
+    assert summary["cagr_pct"] == pytest.approx(((curve[-1] / opening) ** (365.25 / days) - 1.0) * 100.0,
+                                                rel=1e-12)
+    under = 100.0 * (1.0 - curve / np.maximum.accumulate(curve))
+    assert summary["max_drawdown_pct"] == pytest.approx(under.max(), rel=1e-12)
+    assert equity["drawdown_pct"].to_numpy() == pytest.approx(under[1:], rel=1e-12, abs=1e-12)
+    assert equity["drawdown_pct"].iloc[0] > 0.0  # the first bar's fall is a drawdown from the opening
+    daily = np.diff(curve) / curve[:-1]  # one bar a day: the first return is the first bar's
+    expected_sharpe = daily.mean() / daily.std(ddof=1) * math.sqrt(365.0)
+    assert summary["sharpe"] == pytest.approx(expected_sharpe, rel=1e-12)
+
+
+def test_the_opening_is_labelled_one_bar_before_the_first(falling_first_day):
+    strategy = _run(falling_first_day, policy="unhedged", start_usd=1_000_000.0)
+    recorder = strategy.analyzers.summary.recorder
+    curve = recorder.valuation("equity_usd")
+    assert curve.index[0] == recorder.frame().index[0] - pd.Timedelta(days=1)
+    assert curve.iloc[0] == 1_000_000.0 and (curve.iloc[1:] == recorder.frame()["equity_usd"]).all()
+    # an account opened with nothing has no return to count from: the curve is the bars alone
+    empty = _run(falling_first_day, policy="unhedged", stock=False, start_usd=0.0).analyzers.summary
+    assert len(empty.recorder.valuation("equity_usd")) == len(falling_first_day.frame)
