@@ -1023,6 +1023,16 @@ class MarginBroker(bt.brokers.BackBroker):
             self._get_value()
         return self._unrealized
 
+    def get_unrealized_pnl_coin(self, data) -> float:
+        """Unrealised PnL in coin of ``data``'s inverse position, from entry to its current close; 0 when flat
+        or not inverse."""
+        pos = self.positions.get(data)
+        ci = self.getcommissioninfo(data)
+        if not pos or not pos.size or not isinstance(ci, InverseFuturesCommInfo):
+            return 0.0
+        contracts, entry = self._inv[data]
+        return ci.pnl_coin(contracts, entry, data.close[0])
+
     def get_margin_ratio(self) -> float:
         """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""
         worst = 0.0

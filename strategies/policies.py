@@ -102,8 +102,8 @@ class StaticHedge(MinerStrategy):
 
 class CollateralShort(MinerStrategy):
     """``collateral_short``: short inverse (coin-margined) contracts worth ``hedge_ratio`` x the coin
-    treasury, with the mined coins moved to the futures wallet as collateral; re-sized every
-    ``rebalance_days``. At 1x and ratio 1 the short's coin PnL offsets the treasury's price moves, locking
+    treasury (its coins plus the short's unrealised coin PnL: :func:`strategies.rules.collateral_short_coins`),
+    with the mined coins moved to the futures wallet as collateral; re-sized every ``rebalance_days``. At 1x and ratio 1 the short's coin PnL offsets the treasury's price moves, locking
     its USD value (up to funding and fees), and it cannot be liquidated: its liquidation price is where
     the coins backing it would be worth nothing more than the short's loss, which a falling price never
     reaches and a rising one reaches only if fees and funding ate the margin."""
@@ -122,8 +122,9 @@ class CollateralShort(MinerStrategy):
     required_contract_type = "inverse"
 
     def rebalance(self, now: datetime, price: float) -> None:
-        treasury = self.broker.get_coins(self.asset)
-        self.set_futures_target(self.coins_to_size(-self.p.hedge_ratio * treasury, price), price)
+        coins = rules.collateral_short_coins(self.p.hedge_ratio, self.broker.get_coins(self.asset),
+                                             self.broker.get_unrealized_pnl_coin(self.hedge_data))
+        self.set_futures_target(self.coins_to_size(-coins, price), price)
 
 
 class DynamicHedge(StaticHedge):

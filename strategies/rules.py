@@ -55,6 +55,19 @@ def static_hedge_coins(hedge_ratio: float, production_coin_per_day: float, horiz
     return max(0.0, hedge_ratio * production_coin_per_day * horizon_days)
 
 
+def collateral_short_coins(hedge_ratio: float, wallet_coin: float, unrealized_pnl_coin: float) -> float:
+    """Short size (coins, >= 0) of the collateral short: ratio x the treasury's coin equity.
+
+    The treasury's coin equity is the wallet's coins (``wallet_coin``, every wallet) plus the inverse short's
+    unrealised PnL (``unrealized_pnl_coin``, coin: paid in coins, so it moves with the price like them). An
+    inverse short of N USD against W = N / P0 coins is worth W x P + N x (1 - P / P0) = N USD whatever the
+    price P: the hedge holds once set, and re-sizing to ratio x (W + PnL) x P keeps it (only new coins add
+    to it). Sizing on the wallet alone would cut the short as the price falls (the PnL is left out) and
+    grow it as the price rises.
+    """
+    return max(0.0, hedge_ratio * (wallet_coin + unrealized_pnl_coin))
+
+
 def realised_volatility(closes: np.ndarray, bars_per_year: float) -> float:
     """Annualised realised volatility (fraction) of log returns of ``closes`` (NaN with < 3 prices).
 
