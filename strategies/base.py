@@ -53,6 +53,12 @@ from strategies import rules
 #: market orders fill at the next bar's open, and backtrader re-checks the margin at that price. USD margin
 #: comes from spot USD first, then from selling spot coins (a hedge is worth a small sale of the treasury).
 MARGIN_CUSHION = 1.05
+#: When the treasury cannot post the whole growth, the target is cut so that its margin and fee times this
+#: use the collateral there is: all of it would leave nothing for the re-check at the next open, which then
+#: refuses the order whenever the price moved against it. 1 % covers 99.9 % of the gaps between a bar's close
+#: and the next open in the shared BTC data (1d, 4h, 1h; the largest: 1.6 %, 2.0 %, 1.5 %) and leaves a fully
+#: collateralised short (collateral_short at 1x) 1 % short of its target until the next re-size tops it up.
+CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
@@ -220,6 +226,7 @@ class MinerStrategy(bt.Strategy):
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
+        self._cuts: list[tuple[datetime, float, float]] = []  # (bar time, wanted, placed) of hedge targets cut
         self.comminfo: FuturesCommInfo | None = None
         self._last_rebalance: datetime | None = None
         self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float).tolist()
@@ -511,10 +518,12 @@ class MinerStrategy(bt.Strategy):
                 have = self.broker.free_balance("USD", "futures")
         if have >= need or need <= 0:
             return target
-        allowed = added * max(have, 0.0) / need * (1.0 - 1e-9)  # an exact fit must survive rounding
+        allowed = added * max(have, 0.0) / (need * CUT_CUSHION)  # room for the re-check at the next open
         sign = 1.0 if target > 0 else -1.0
         base = abs(current) if target * current > 0 else 0.0
-        return self._round_size(sign * (base + allowed))
+        cut = self._round_size(sign * (base + allowed))
+        self._cuts.append((self.broker.bar_time(self.data), target, cut))
+        return cut
 
     def _round_size(self, size: float) -> float:
         ci = self.comminfo
@@ -580,14 +589,29 @@ class MinerStrategy(bt.Strategy):
         kind = order.info.get("refusal") or order.getstatusname().lower()
         reason = order.info.get("refused") or f"order {order.getstatusname()}"
         size = order.created.size
-        unit = "contracts" if self.comminfo is not None and self.comminfo.is_inverse else self.asset
+        unit = self._order_unit()
         symbol = self.comminfo.spec.symbol if self.comminfo is not None else order.data._name
         side = "buy" if size > 0 else "sell"
         self._refusals.append((self.broker.bar_time(self.data), kind,
                                f"{side} {abs(size):,.6g} {unit} of {symbol}: {reason}"))
 
+    def _order_unit(self) -> str:
+        """What a futures order's size counts: contracts (inverse, and multi-coin contracts such as CME's) or
+        coins."""
+        ci = self.comminfo
+        if ci is not None and (ci.is_inverse or ci.qty(1.0) != 1.0):
+            return "contracts"
+        return self.asset
+
     def stop(self) -> None:
-        """Summarise refused futures orders in the run notes: how many of each kind, and the first."""
+        """Summarise futures targets cut to the collateral, and refused futures orders, in the run notes: how
+        many of each kind, and the first."""
+        if self._cuts:
+            when, wanted, placed = self._cuts[0]
+            self.notes.append(
+                f"{len(self._cuts)} futures target(s) cut to the collateral the treasury could post (margin, fee "
+                f"and a {CUT_CUSHION - 1:.0%} cushion); the first at {when:%Y-%m-%d %H:%M} UTC: position "
+                f"{wanted:,.6g} {self._order_unit()} wanted, {placed:,.6g} placed.")
         by_kind: dict[str, list[tuple[datetime, str, str]]] = {}
         for refusal in self._refusals:
             by_kind.setdefault(refusal[1], []).append(refusal)

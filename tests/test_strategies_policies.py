@@ -10,6 +10,7 @@ from brokers import formulas
 from brokers.venues import load_venue
 from minehedge import api
 from minehedge.errors import ConfigError
+from strategies.base import CUT_CUSHION
 from strategies.registry import policy_specs
 
 # A small fleet keeps the numbers readable: 100 S19 Pro (11 PH/s), 3.25 kW each.
@@ -82,12 +83,13 @@ def test_collateral_short_1x_locks_usd_value_through_crashes(data_dir, start, en
     price = outcome.result.prices.iloc[1:]
     # Closed form of a 1x inverse short: USD value = N x face + (coins - N x face / entry) x price. The
     # locked N x face never moves; only unhedged coins do: funding and fees (paid in coin) and the
-    # rounding remainder (less than one contract, plus 0.1 % kept back for the opening fee).
+    # remainder: less than one contract, plus what the cut to the collateral keeps back for the opening fee
+    # (0.05 %) and the re-check at the next open (CUT_CUSHION, 1 %).
     assert np.allclose(equity["equity_usd"], locked_usd + (equity["coins"] - hedged_coin) * price, rtol=1e-12)
     book = ledger(outcome)
     funding_and_fees = book[book["kind"].isin(["funding", "fee"])]["amount"].cumsum().iloc[-1]
     remainder = 100.0 - hedged_coin
-    assert 0 <= remainder < 100.0 / entry + 0.0011 * 100.0
+    assert 0 <= remainder < 100.0 / entry + (1.0 - 1.0 / (CUT_CUSHION * 1.0011)) * 100.0
     assert equity["coins"].iloc[-1] == pytest.approx(100.0 + funding_and_fees, rel=1e-12)
     assert at(m, crash, "low") < 0.75 * entry  # the crash really happened inside the window
     assert outcome.summary["liquidations"] == 0 and not events(outcome, "liquidation")
@@ -105,8 +107,10 @@ def test_collateral_short_re_sized_weekly_keeps_the_lock(data_dir, start, end):
     outcome = api.run_policy(m, "collateral_short", params)
     held = np.cumsum([fill["size"] for fill in outcome.result.trades])
     assert len(held) >= 8  # re-sized every week
-    # only the funding and fees (coins, hedged at the next re-size) move the position, by < 2 %
-    assert np.abs(held / held[0] - 1.0).max() < 0.02
+    # the first re-size tops up what the cut to the collateral kept back (CUT_CUSHION and the fee) ...
+    assert 1.0 < held[1] / held[0] < CUT_CUSHION * 1.0011 + 0.005
+    # ... and then only the funding and fees (coins, hedged at the next re-size) move the position, by < 2 %
+    assert np.abs(held[1:] / held[1] - 1.0).max() < 0.02
     book = ledger(outcome)
     funding_and_fees_usd = book[book["kind"].isin(["funding", "fee"])]["amount_usd"].sum()
     equity = outcome.result.equity["equity_usd"]
@@ -206,6 +210,27 @@ def test_a_refused_entry_is_in_the_run_notes(data_dir):
         f"1 futures order(s) refused by the broker (bracket); the first at 2021-01-02 00:00 UTC: buy "
         f"{500_000 * 20 / close:,.6g} BTC of BTCUSDT: binance_usdm's bracket for a notional of 10,000,000.00 USD "
         f"allows at most {allowed:g}x; leverage is 20x."]
+
+
+def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_run_notes(data_dir):
+    # 5M USD at 3x with 2M USD in the treasury: the order is cut to what the treasury can post. Cut to the
+    # last dollar, backtrader's re-check at the next open refused it whenever the price rose overnight.
+    m = market(data_dir, "2021-01-01", "2021-01-10")
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", {"fleet": FLEET, "capital_usd": 5e6, "leverage": 3.0},
+                                      None)
+    close = at(m, "2021-01-01", "close")
+    [fill] = strategy.analyzers.fills.rets["fills"]
+    placed = fill["size"]
+    assert str(fill["datetime"])[:10] == "2021-01-02" and fill["price"] > close  # filled above the decision
+    book = pd.DataFrame([e._asdict() for e in strategy.broker.ledger.entries])
+    posted = book[(book["kind"] == "transfer") & (book["wallet"] == "futures") & (book["currency"] == "USD")]
+    ci = strategy.comminfo
+    # the cut order's margin and fee at the decision price, with the 1 % cushion, is what the treasury posted
+    assert (ci.get_margin(close) * placed + ci.getcommission(placed, close)) * 1.01 == pytest.approx(
+        posted["amount"].sum(), rel=1e-12)
+    assert strategy.notes == [
+        f"1 futures target(s) cut to the collateral the treasury could post (margin, fee and a 1% cushion); the "
+        f"first at 2021-01-01 00:00 UTC: position {5e6 * 3 / close:,.6g} BTC wanted, {placed:,.6g} placed."]
 
 
 def test_the_hedge_is_closed_once_the_miner_is_insolvent(data_dir):
