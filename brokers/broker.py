@@ -249,6 +249,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self.cash += self._extra.pop(data)  # isolated margin added by hand goes back to the wallet
         if order.info.get("reason") != "liquidation":  # a partial liquidation keeps its margin (see there)
             self._release_isolated_margin(data, comminfo, bit.size)
+        self._settled_cache = None  # the position changed (a fill between bars: close_now)
         self._dirty = True
         return None
 
@@ -1032,6 +1033,37 @@ class MarginBroker(bt.brokers.BackBroker):
             return 0.0
         contracts, entry = self._inv[data]
         return ci.pnl_coin(contracts, entry, data.close[0])
+
+    def closing_release(self, data) -> float:
+        """What closing all of ``data``'s position at its close adds to the futures wallet's free balance
+        (:meth:`free_balance`), before the closing fee, in the margin currency (USD linear, coin inverse); 0
+        when flat. Closing part of it releases that part's share (margin added by hand is released in
+        proportion too).
+
+        It is the margin posted to the position and added to it, plus the unrealised PnL the free balance
+        does not hold yet: an isolated linear position's, and an inverse one's (booked in coin at the fill). A
+        cross linear position's PnL is settled into the free balance each bar already."""
+        pos = self.positions.get(data)
+        ci = self.getcommissioninfo(data)
+        if not pos or not pos.size or not isinstance(ci, FuturesCommInfo):
+            return 0.0
+        close = data.close[0]
+        isolated = ci.p.margin_mode == "isolated"
+        upnl = self._upnl(data, pos, ci, close)
+        if ci.is_inverse:  # what _available_coin holds back, in either mode, plus the coin PnL
+            return max(self._isolated_wallet(data, pos, ci), 0.0) + upnl
+        margin = ci.posted_margin(pos.size, pos.price) + self._extra.get(data, 0.0)
+        return margin + upnl - (0.0 if isolated else self._settled(data, pos, ci))
+
+    def close_now(self, data, size: float, reason: str) -> Order:
+        """Close ``size`` (signed units held: > 0 sells part of a long) of ``data``'s position at its close,
+        now, as a market order a desk places within the bar (not at the next bar's open). ``reason`` is in
+        ``order.info['reason']``; the fill is ledgered as realised PnL and fee."""
+        pos = self.positions.get(data)
+        held = pos.size if pos else 0.0
+        if not size or size * held < 0 or abs(size) > abs(held) + 1e-12:
+            raise ConfigError(f"close_now: size={size!r} must close part of the position held ({held}).")
+        return self._force_order(data, size, data.close[0], reason=reason)
 
     def get_margin_ratio(self) -> float:
         """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""

@@ -227,6 +227,7 @@ class MinerStrategy(bt.Strategy):
         self.notes: list[str] = []
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
         self._cuts: list[tuple[datetime, float, float]] = []  # (bar time, wanted, placed) of hedge targets cut
+        self._draws: list[tuple[datetime, float, float]] = []  # (bar time, closed, held) of draws on the hedge
         self.comminfo: FuturesCommInfo | None = None
         self._last_rebalance: datetime | None = None
         self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float).tolist()
@@ -389,7 +390,7 @@ class MinerStrategy(bt.Strategy):
             self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
         if costs <= 0:
             return
-        if not self.raise_usd(costs, price):
+        if not self.raise_usd(costs, price, draw_on_hedge=True):
             self._insolvency(now, price, costs)
             return
         if not self.insolvent:
@@ -401,8 +402,57 @@ class MinerStrategy(bt.Strategy):
             if amount > 0:
                 self.broker.debit_usd(amount, kind)
 
-    def raise_usd(self, usd: float, price: float) -> bool:
-        """Make ``usd`` of USD cash available, selling spot coins, then free futures-wallet coins."""
+    def raise_usd(self, usd: float, price: float, draw_on_hedge: bool = False) -> bool:
+        """Make ``usd`` of USD cash available: spot USD and the futures wallet's free USD, then spot coins and
+        free futures-wallet coins sold at ``price`` (USD per coin, spot close). With ``draw_on_hedge`` (costs
+        and loan payments, not the hedge's own margin), if that is not enough, close as much of the hedge
+        at its close as frees the rest (:meth:`draw_on_hedge`) and sell again."""
+        if self._raise_from_treasury(usd, price):
+            return True
+        return draw_on_hedge and self.draw_on_hedge(usd, price) and self._raise_from_treasury(usd, price)
+
+    def raisable_usd(self, price: float) -> float:
+        """USD the treasury can raise without touching the hedge: cash plus spot and free futures-wallet coins
+        sold at ``price`` less the spot fee."""
+        coins = self.broker.free_balance(self.asset, "spot") + max(self.broker.free_balance(self.asset, "futures"),
+                                                                   0.0)
+        return self.broker.get_cash() + coins * price * (1.0 - self.p.spot_fee)
+
+    def hedge_release_usd(self, price: float) -> float:
+        """USD that closing the whole hedge now would add to :meth:`raisable_usd`: the broker's
+        ``closing_release`` less the closing fee, coins valued at ``price`` less the spot fee; 0 when flat or
+        when closing would free nothing."""
+        held = self.position_size() if self.comminfo is not None else 0.0
+        if not held:
+            return 0.0
+        ci, close = self.comminfo, self.hedge_data.close[0]
+        freed = self.broker.closing_release(self.hedge_data)
+        if ci.is_inverse:
+            return max(freed - ci.coin_fee(held, close), 0.0) * price * (1.0 - self.p.spot_fee)
+        return max(freed - ci.getcommission(held, close), 0.0)
+
+    def draw_on_hedge(self, usd: float, price: float) -> bool:
+        """Close the share of the hedge, at its close, that frees what :meth:`raisable_usd` lacks of ``usd``,
+        as a treasury desk would before missing a payment; nothing when even the whole hedge would not free
+        enough (the miner is insolvent either way, and the hedge is then bought back at the next re-size). The
+        next re-size re-opens what the collateral allows. Each draw is counted in the run notes. True if it
+        closed some."""
+        short = usd - self.raisable_usd(price)
+        whole = self.hedge_release_usd(price)
+        if short <= 0 or whole <= 0 or short > whole:
+            return False
+        held = self.position_size()
+        units = abs(held) * short / whole * (1.0 + 1e-9)  # the release is linear in the size closed
+        if self.comminfo.is_inverse or self.comminfo.qty(1.0) != 1.0:  # whole contracts: round up
+            units = float(math.ceil(units - 1e-9))
+        units = math.copysign(min(units, abs(held)), held)
+        self.broker.close_now(self.hedge_data, units, reason="treasury")
+        self._draws.append((self.broker.bar_time(self.data), units, held))
+        if self.stop_order is not None:
+            self._place_stop()  # the stop-loss covers what is left
+        return True
+
+    def _raise_from_treasury(self, usd: float, price: float) -> bool:
         short = usd - self.broker.get_cash()
         if short <= 1e-9:
             return True
@@ -604,21 +654,24 @@ class MinerStrategy(bt.Strategy):
         return self.asset
 
     def stop(self) -> None:
-        """Summarise futures targets cut to the collateral, and refused futures orders, in the run notes: how
-        many of each kind, and the first."""
-        if self._cuts:
-            when, wanted, placed = self._cuts[0]
-            self.notes.append(
-                f"{len(self._cuts)} futures target(s) cut to the collateral the treasury could post (margin, fee "
-                f"and a {CUT_CUSHION - 1:.0%} cushion); the first at {when:%Y-%m-%d %H:%M} UTC: position "
-                f"{wanted:,.6g} {self._order_unit()} wanted, {placed:,.6g} placed.")
-        by_kind: dict[str, list[tuple[datetime, str, str]]] = {}
-        for refusal in self._refusals:
-            by_kind.setdefault(refusal[1], []).append(refusal)
-        for kind, refusals in by_kind.items():
-            when, _, text = refusals[0]
-            self.notes.append(f"{len(refusals)} futures order(s) refused by the broker ({kind}); the first at "
-                              f"{when:%Y-%m-%d %H:%M} UTC: {text}.")
+        """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
+        futures orders, in the run notes: how many of each kind, and the first."""
+        unit = self._order_unit()
+        tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
+                    [(when, f"{abs(closed):,.6g} of {abs(held):,.6g} {unit} closed") for when, closed, held in
+                     self._draws]),
+                   (f"futures target(s) cut to the collateral the treasury could post (margin, fee and a "
+                    f"{CUT_CUSHION - 1:.0%} cushion)",
+                    [(when, f"position {wanted:,.6g} {unit} wanted, {placed:,.6g} placed") for when, wanted, placed
+                     in self._cuts])]
+        by_kind: dict[str, list[tuple[datetime, str]]] = {}
+        for when, kind, text in self._refusals:
+            by_kind.setdefault(kind, []).append((when, text))
+        tallies += [(f"futures order(s) refused by the broker ({kind})", records) for kind, records in by_kind.items()]
+        for what, records in tallies:
+            if records:
+                when, detail = records[0]
+                self.notes.append(f"{len(records)} {what}; the first at {when:%Y-%m-%d %H:%M} UTC: {detail}.")
 
     def _place_stop(self) -> None:
         """A real backtrader stop order ``stop_loss`` (fraction) away from the average entry price."""

@@ -332,15 +332,15 @@ class FinancedExpansion(MinerStrategy):
         if loan is None:
             return
         if isinstance(loan, EquipmentLoan):
-            # what raise_usd can deliver: USD cash plus the spot coins sold at the close, less the spot fee
-            # (less 1e-12 of it, so the sale's float rounding cannot leave a booked instalment nanodollars short)
-            coins_usd = self.broker.free_balance(self.asset, "spot") * price * (1.0 - self.p.spot_fee)
-            available = (self.broker.get_cash() + coins_usd) * (1.0 - 1e-12)
+            # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the
+            # spot fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot
+            # leave a booked instalment nanodollars short)
+            available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
             step = loan.step(now, available)
             for event in step.events:
                 self.broker.add_event(event)
             if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
-                self.raise_usd(step.paid_usd, price)
+                self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
                 if not self.broker.debit_usd(step.paid_usd, "loan_payment", note=loan.instrument):
                     raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
                                        f"only {self.broker.get_cash():.2f} USD could be raised")
@@ -354,7 +354,7 @@ class FinancedExpansion(MinerStrategy):
         elif month != self._last_interest_month and not loan.closed:
             self._last_interest_month = month
             interest = loan.accrued_interest_usd
-            if interest > 0 and self.raise_usd(interest, price):
+            if interest > 0 and self.raise_usd(interest, price, draw_on_hedge=True):
                 self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
         # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)

@@ -735,3 +735,42 @@ def test_funding_on_a_feed_without_a_fixed_bar_span_is_a_config_error():
                                           r"Seconds, Minutes, Days, Weeks\."):
         run(frame(flat(10_000.0, 3)), usdm(leverage=5, funding=True), {1: buy(1)}, MarginBroker(cash=10_000.0),
             tf=bt.TimeFrame.Months)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+def test_closing_release_is_what_closing_frees_and_close_now_fills_at_the_close(inverse, mode):
+    # Short at 5x: 2 BTC at 10,000 (4,000 USD posted) or 2,000 x 100 USD at 40,000 (1 BTC posted); isolated adds a
+    # quarter of that; the price falls 10 %. Closing frees the margin posted and added, plus the PnL the free
+    # balance does not hold yet: an isolated linear short's 2,000 USD and an inverse one's 200,000 x (1/36,000 -
+    # 1/40,000) BTC; a cross linear short's 2,000 USD is free already.
+    price, start, posted, added = (40_000.0, 2.0, 1.0, 0.25) if inverse else (10_000.0, 10_000.0, 4_000.0, 1_000.0)
+    size = 2_000 if inverse else 2.0
+    upnl = 200_000 * (1 / 36_000 - 1 / 40_000) if inverse else 2_000.0
+    isolated = mode == "isolated"
+    expected = (posted + (added if isolated else 0.0) + upnl if inverse
+                else posted + (added + upnl if isolated else 0.0))
+    currency = "BTC" if inverse else "USD"
+    seen = []
+
+    def draw(s):
+        before = s.broker.free_balance(currency, "futures")
+        release = s.broker.closing_release(s.data)
+        order = s.broker.close_now(s.data, -size / 2, reason="treasury")
+        seen.append((release, s.broker.free_balance(currency, "futures") - before, order.executed.price,
+                     order.info["reason"], s.position.size))
+
+    ci = (InverseFuturesCommInfo(venue="binance_coinm", leverage=5, commission=0.0, funding=False, margin_mode=mode)
+          if inverse else usdm(leverage=5, margin_mode=mode))
+    broker = MarginBroker(cash=0.0, coins={"BTC": start}) if inverse else MarginBroker(cash=start)
+    low = price * 0.9
+    rows = flat(price, 3) + [(price, price, low, low)] + flat(low, 2)
+    actions = {1: sell(size), 3: lambda s: s.broker.add_margin(s.data, added), 4: draw}
+    strat, broker = run(frame(rows), ci, actions, broker)
+    [(release, freed, fill, reason, held)] = seen
+    assert release == pytest.approx(expected, rel=1e-12)
+    assert freed == pytest.approx(release / 2, rel=1e-12)  # half closed, half released
+    assert (fill, reason, held) == (low, "treasury", -size / 2)
+    assert broker.reconcile() < 1e-9
+    with pytest.raises(ConfigError, match="must close part of the position held"):
+        broker.close_now(strat.data, size, reason="treasury")  # a buy of a long that is not there

@@ -233,6 +233,27 @@ def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_ru
         f"first at 2021-01-01 00:00 UTC: position {5e6 * 3 / close:,.6g} BTC wanted, {placed:,.6g} placed."]
 
 
+def test_the_treasury_draws_on_the_hedge_before_missing_a_payment(data_dir):
+    # 2022 at 0.16 USD/kWh with no curtailment, 50,000 USD and a 2x short of 120 days' production: from June
+    # the coins no longer pay the power. The short then held 2M USD of profit, yet the miner was declared
+    # insolvent on 2022-06-20 with 4.5M USD of equity. Now the treasury buys back just enough of the short.
+    m = market(data_dir, "2022-01-01", "2022-12-31")
+    outcome = api.run_policy(m, "static_hedge", {"power_usd_per_kwh": 0.16, "curtail": False, "start_usd": 50_000.0,
+                                                 "hedge_ratio": 1.0, "horizon_days": 120, "leverage": 2.0})
+    assert not outcome.summary["insolvent"] and not events(outcome, "insolvency")
+    draws = [t for t in outcome.result.trades if t["reason"] == "treasury"]
+    assert str(draws[0]["datetime"])[:10] == "2022-06-20" and all(t["size"] > 0 for t in draws)  # buys back
+    # each draw frees exactly what the bar's costs lacked: those days end with (almost) no USD left
+    cash = outcome.result.equity["cash_usd"].loc[pd.DatetimeIndex([t["datetime"] for t in draws])]
+    assert cash.max() < 1e-4 and cash.min() >= 0.0
+    assert outcome.summary["ledger_residual_usd"] < 1e-6
+    [note] = [n for n in outcome.result.assumptions["run notes"] if "closed part of the hedge" in n]
+    assert note.startswith(f"{len(draws) + 1} time(s) the treasury closed part of the hedge at the close to pay "
+                           "costs or loans; the first at 2022-06-20 00:00 UTC: ")
+    # (+ 1: backtrader notifies an order at the bar after its fill, so the last bar's draw is in no fills list)
+    assert cash.index[-1] < outcome.result.equity.index[-1] and outcome.result.equity["cash_usd"].iloc[-1] < 1e-4
+
+
 def test_the_hedge_is_closed_once_the_miner_is_insolvent(data_dir):
     # 2,000 S19 Pro and 1,000 S19 XP bought for 10M USD on 2022-03-01 with 2M USD: the purchase makes the miner
     # insolvent that day and mining stops; with no production left the hedge must be bought back, not rolled.
