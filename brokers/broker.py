@@ -1031,8 +1031,7 @@ class MarginBroker(bt.brokers.BackBroker):
         ci = self.getcommissioninfo(data)
         if not pos or not pos.size or not isinstance(ci, InverseFuturesCommInfo):
             return 0.0
-        contracts, entry = self._inv[data]
-        return ci.pnl_coin(contracts, entry, data.close[0])
+        return self._upnl(data, pos, ci, data.close[0])
 
     def closing_release(self, data) -> float:
         """What closing all of ``data``'s position at its close adds to the futures wallet's free balance

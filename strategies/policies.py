@@ -103,8 +103,9 @@ class StaticHedge(MinerStrategy):
 class CollateralShort(MinerStrategy):
     """``collateral_short``: short inverse (coin-margined) contracts worth ``hedge_ratio`` x the coin
     treasury (its coins plus the short's unrealised coin PnL: :func:`strategies.rules.collateral_short_coins`),
-    with the mined coins moved to the futures wallet as collateral; re-sized every ``rebalance_days``. At 1x and ratio 1 the short's coin PnL offsets the treasury's price moves, locking
-    its USD value (up to funding and fees), and it cannot be liquidated: its liquidation price is where
+    with the mined coins moved to the futures wallet as collateral; re-sized every ``rebalance_days``. At 1x
+    and ratio 1 the short's coin PnL offsets the treasury's price moves, locking its USD value (up to funding
+    and fees), and it cannot be liquidated: its liquidation price is where
     the coins backing it would be worth nothing more than the short's loss, which a falling price never
     reaches and a rising one reaches only if fees and funding ate the margin."""
 

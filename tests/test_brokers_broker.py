@@ -751,10 +751,11 @@ def test_closing_release_is_what_closing_frees_and_close_now_fills_at_the_close(
     expected = (posted + (added if isolated else 0.0) + upnl if inverse
                 else posted + (added + upnl if isolated else 0.0))
     currency = "BTC" if inverse else "USD"
-    seen = []
+    seen, coin_pnl = [], []
 
     def draw(s):
         before = s.broker.free_balance(currency, "futures")
+        coin_pnl.append(s.broker.get_unrealized_pnl_coin(s.data))
         release = s.broker.closing_release(s.data)
         order = s.broker.close_now(s.data, -size / 2, reason="treasury")
         seen.append((release, s.broker.free_balance(currency, "futures") - before, order.executed.price,
@@ -769,6 +770,7 @@ def test_closing_release_is_what_closing_frees_and_close_now_fills_at_the_close(
     strat, broker = run(frame(rows), ci, actions, broker)
     [(release, freed, fill, reason, held)] = seen
     assert release == pytest.approx(expected, rel=1e-12)
+    assert coin_pnl == [pytest.approx(upnl, rel=1e-12) if inverse else 0.0]  # linear PnL is not coin
     assert freed == pytest.approx(release / 2, rel=1e-12)  # half closed, half released
     assert (fill, reason, held) == (low, "treasury", -size / 2)
     assert broker.reconcile() < 1e-9
