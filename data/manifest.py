@@ -13,15 +13,14 @@ prefer the native timeframe over resampling, then the longest coverage; the retu
 
 from __future__ import annotations
 
-import hashlib
 import io
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
+from data.memo import ParsedFiles
 from minehedge.errors import ConfigError, DataError, did_you_mean
 
 REQUIRED_COLUMNS = ("file", "asset", "kind", "timeframe", "venue", "quote", "rows", "first", "last")
@@ -48,29 +47,16 @@ def read_manifest(data_dir: str | Path) -> pd.DataFrame:
     """Read ``data_dir/MANIFEST.csv``; ``first``/``last`` become UTC Timestamps. DataError if unusable.
 
     One load reads the manifest three times (OHLCV, network, funding); the parsed table is remembered per
-    directory and file *content* (its bytes are read every time, so an edited manifest is never served
-    stale), and each call gets its own copy.
+    directory and file content (:mod:`data.memo`), and each call gets its own copy.
     """
     data_dir = Path(data_dir)
     path = data_dir / "MANIFEST.csv"
     if not path.is_file():
         raise DataError(f"data directory {str(data_dir)!r} has no MANIFEST.csv (expected {path}).")
-    content = path.read_bytes()
-    key = (str(data_dir), hashlib.blake2b(content, digest_size=16).digest())
-    with _PARSED_LOCK:
-        parsed = _PARSED.get(key)
-    if parsed is None:
-        parsed = _parse_manifest(content, data_dir, path)
-        with _PARSED_LOCK:
-            _PARSED[key] = parsed
-            while len(_PARSED) > _PARSED_KEPT:
-                del _PARSED[next(iter(_PARSED))]
-    return parsed.copy()
+    return _PARSED.get(str(data_dir), path.read_bytes(), lambda content: _parse_manifest(content, data_dir, path))
 
 
-_PARSED: dict[tuple[str, bytes], pd.DataFrame] = {}
-_PARSED_LOCK = threading.Lock()
-_PARSED_KEPT = 8  # data directories remembered (a manifest is a few kB)
+_PARSED = ParsedFiles(kept=8)  # data directories remembered (a manifest is a few kB)
 
 
 def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:

@@ -8,28 +8,36 @@ bookkeeping columns (``tradecount``, ``volume_cols_swapped_in_source``, ``change
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 
 from data.frames import OHLCV_COLUMNS, to_utc_index
+from data.memo import ParsedFiles
 from minehedge.errors import DataError
 
 _TIME_COLUMNS = ("datetime", "date", "time")
+_PARSED = ParsedFiles(kept=4)  # files remembered (an hourly file parses to about 2 MB)
 
 
 def read_ohlcv_csv(path: str | Path) -> pd.DataFrame:
-    """Return the file's OHLCV as float64 columns on a UTC DatetimeIndex named ``datetime``."""
+    """Return the file's OHLCV as float64 columns on a UTC DatetimeIndex named ``datetime`` (a fresh copy;
+    the parsing is remembered per path and content, :mod:`data.memo`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"OHLCV file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
-    header = pd.read_csv(path, nrows=0).columns
+    return _PARSED.get(str(path.resolve()), path.read_bytes(), lambda content: _parse(path, content))
+
+
+def _parse(path: Path, content: bytes) -> pd.DataFrame:
+    header = pd.read_csv(io.BytesIO(content), nrows=0).columns
     time_column = next((c for c in _TIME_COLUMNS if c in header), None)
     if time_column is None:
         raise DataError(f"{path.name}: no time column; expected one of {', '.join(_TIME_COLUMNS)}.")
     renames = {"volume_contracts": "volume"} if "volume_contracts" in header else {}
     wanted = [c for c in (*OHLCV_COLUMNS, "volume_quote", "volume_contracts") if c in header]
-    frame = pd.read_csv(path, usecols=[time_column, *wanted], na_values=["-"])
+    frame = pd.read_csv(io.BytesIO(content), usecols=[time_column, *wanted], na_values=["-"])
     frame = frame.rename(columns=renames)
     missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
     if missing:

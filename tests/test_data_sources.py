@@ -55,6 +55,22 @@ def test_finer_file_resampled_when_needed_and_said(data_dir):
         hourly["volume"].sum())
 
 
+def test_parsed_ohlcv_files_are_remembered_by_content(tmp_path):
+    # The same parse serves both reads of a run; an edit (same size, at once) is read afresh, and a caller's
+    # change to its copy does not reach the next read.
+    path = tmp_path / "bars.csv"
+    path.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,10\n")
+    first = data.ohlcv_csv.read_ohlcv_csv(path)
+    first.loc[day("2020-01-01"), "close"] = 99.0
+    assert data.ohlcv_csv.read_ohlcv_csv(path).loc[day("2020-01-01"), "close"] == 1.5
+    path.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.7,10\n")
+    assert data.ohlcv_csv.read_ohlcv_csv(path).loc[day("2020-01-01"), "close"] == 1.7
+    for i in range(6):
+        (tmp_path / f"{i}.csv").write_text(f"date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.{i},10\n")
+        assert data.ohlcv_csv.read_ohlcv_csv(tmp_path / f"{i}.csv")["close"].iloc[0] == float(f"1.{i}")
+    assert len(data.ohlcv_csv._PARSED) == data.ohlcv_csv._PARSED.kept == 4
+
+
 def test_range_outside_coverage_names_covered_range(data_dir):
     with pytest.raises(DataError, match=r"covers 2015-01-01.*covered ranges:.*2017-08-17 00:00:00\+00:00 -> "
                                         r"2026-01-05"):
@@ -109,7 +125,7 @@ def test_manifest_memo_is_bounded(tmp_path):
         folder.mkdir()
         (folder / "MANIFEST.csv").write_text(MANIFEST_HEAD + f"a.csv,btc,ohlcv,1d,v{i},USDT,2,2020-01-01,2020-01-02\n")
         assert read_manifest(folder).loc[0, "venue"] == f"v{i}"
-    assert len(data.manifest._PARSED) <= data.manifest._PARSED_KEPT
+    assert len(data.manifest._PARSED) == data.manifest._PARSED.kept == 8
 
 
 def test_bad_tick_policy_passed_through(data_dir):
