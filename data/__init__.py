@@ -6,6 +6,15 @@ times. May import pandas, numpy, requests and yfinance, and mining's pure formul
 ``minehedge.compat``). Never imports matplotlib.
 """
 
-from data.api import LoadInfo, LoadResult, load_funding, load_network, load_ohlcv, resolve_data_dir
+from data.api import (
+           LoadInfo,
+           LoadResult,
+           load_funding,
+           load_history,
+           load_network,
+           load_ohlcv,
+           resolve_data_dir,
+)
 
-__all__ = ["LoadInfo", "LoadResult", "load_funding", "load_network", "load_ohlcv", "resolve_data_dir"]
+__all__ = ["LoadInfo", "LoadResult", "load_funding", "load_history", "load_network", "load_ohlcv",
+           "resolve_data_dir"]

@@ -45,6 +45,7 @@ class LoadInfo:
     reason: str = ""
     notes: tuple[str, ...] = ()
     report: ValidationReport | None = None
+    path: Path | None = None  # the CSV file read (absolute), None for downloads
 
     def __str__(self) -> str:
         lines = [f"{self.asset} {self.kind} {self.timeframe} from {self.source}: {self.reason}"]
@@ -147,7 +148,49 @@ def load_ohlcv(
         notes.append(f"validated at {choice.resampled_from}, then resampled to {timeframe} "
                      "(incomplete first/last bins dropped)")
     return LoadResult(frame, LoadInfo(asset, "ohlcv", "csv", timeframe, choice.path.name, choice.venue,
-                                      choice.resampled_from, choice.reason, tuple(notes), report))
+                                      choice.resampled_from, choice.reason, tuple(notes), report, choice.path))
+
+
+def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_ticks: str = "mask",
+                 cache_dir: str | Path | None = None) -> LoadResult:
+    """The bars in ``[start - lead, start)`` from the source of ``loaded`` (an OHLCV result): the history an
+    indicator needs before a run's first bar (dynamic_hedge's realised volatility).
+
+    Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``, validated on its own so
+    the run's bars are unchanged. Shorter or empty when the source starts later or cannot serve it (offline
+    with no cache); ``info.reason`` says which. Never raises for missing history.
+    """
+    start_ts = to_utc_timestamp(start, parameter="start")
+    info = loaded.info
+    if start_ts is None:
+        raise ConfigError("load_history needs start= (the run's first bar).")
+    first = start_ts - lead
+    empty = loaded.frame.iloc[:0]
+    if info.source == "csv":
+        if info.path is None:
+            raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its info.path names the file).")
+        native = _slice(read_ohlcv_csv(info.path), first, start_ts)
+        name = info.file
+    else:
+        name = f"yfinance {yahoo.SYMBOLS[info.asset]}"
+        first = max(first, yahoo.first_available(info.timeframe))
+        try:
+            native = yahoo.fetch_ohlcv(info.asset, info.timeframe, first, start_ts, cache_dir=cache_dir)[0] \
+                if first < start_ts else empty
+        except DataError as exc:
+            return LoadResult(empty, LoadInfo(info.asset, "ohlcv history", info.source, info.timeframe, None,
+                                              info.venue, reason=f"none: {exc}"))
+    if native.empty:
+        return LoadResult(empty, LoadInfo(info.asset, "ohlcv history", info.source, info.timeframe, info.file,
+                                          info.venue, reason=f"none: {name} has no bars before {start_ts}"))
+    frame, report = validate_ohlcv(native, info.resampled_from or info.timeframe, source=name,
+                                   bad_ticks=bad_ticks)
+    if info.resampled_from:
+        frame = resample_ohlcv(frame, info.timeframe)
+    reason = f"{len(frame)} bars {frame.index[0]} -> {frame.index[-1]} from {name}" if len(frame) else \
+        f"none: {name} has no complete bars before {start_ts}"
+    return LoadResult(frame, LoadInfo(info.asset, "ohlcv history", info.source, info.timeframe, info.file,
+                                      info.venue, info.resampled_from, reason, (), report))
 
 
 def load_network(

@@ -205,13 +205,18 @@ class MinerFeed(FastPandasData):
     (units in the module docstring). Feed it the frame from :func:`build_feed_frame`; columns are matched
     by name.
 
+    ``history_close``: closes (USD per coin) of the bars before the frame's first, oldest first, at the same
+    bar size; for indicators that need history at the first bar (dynamic_hedge's realised volatility). Not a
+    line: backtrader never steps through these bars. :func:`minehedge.api.load_market` fills it.
+
     The bar size is read from the frame (the smallest spacing of its index; for one bar,
     ``frame.attrs["timeframe"]``, set by :func:`build_feed_frame`), so 1h and 4h bars are not taken for
     backtrader's default of one day: MarginBroker pays each funding settlement on the bar whose span holds
     it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise)."""
 
     lines = EXTRA_LINES
-    params = (("timeframe", None), ("compression", None), *((name, -1) for name in EXTRA_LINES))
+    params = (("timeframe", None), ("compression", None), ("history_close", ()),
+              *((name, -1) for name in EXTRA_LINES))
 
     def __init__(self) -> None:
         super().__init__()

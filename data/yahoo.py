@@ -61,6 +61,14 @@ def _download(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: str
         quiet.setLevel(level)
 
 
+def first_available(timeframe: str) -> pd.Timestamp:
+    """The first bar Yahoo serves at ``timeframe`` today: 2014-09-17 (BTC-USD's first day) for 1d, the start
+    of the 730-day hourly window for 1h and 4h."""
+    if timeframe == "1d":
+        return pd.Timestamp("2014-09-17", tz="UTC")
+    return _now().floor("D") - HOURLY_HISTORY + pd.Timedelta(days=1)
+
+
 def normalise_download(raw: pd.DataFrame | None, symbol: str) -> pd.DataFrame:
     """yfinance frame (MultiIndex or flat columns) -> float64 open/high/low/close/volume on a UTC index."""
     if raw is None or raw.empty:
@@ -103,9 +111,8 @@ def fetch_ohlcv(
     now = _now()
     end_ts = to_utc_timestamp(end, parameter="end") or now.floor("D")
     interval = "1d" if timeframe == "1d" else "1h"
-    earliest = now.floor("D") - HOURLY_HISTORY + pd.Timedelta(days=1)
-    default_start = pd.Timestamp("2014-09-17", tz="UTC") if interval == "1d" else earliest
-    start_ts = to_utc_timestamp(start, parameter="start") or default_start
+    earliest = first_available(timeframe)
+    start_ts = to_utc_timestamp(start, parameter="start") or earliest
     if interval == "1h" and start_ts < earliest:
         raise ConfigError(
             f"start={start_ts.date()} is too early for {timeframe} bars from yfinance: Yahoo serves hourly "

@@ -27,6 +27,7 @@ from typing import Any
 import minehedge.compat
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
 import minehedge
@@ -35,13 +36,14 @@ from analyzers.report import RunResult, write_report
 from brokers.broker import MarginBroker
 from brokers.dated import dated_price_frame
 from brokers.venues import load_venue
-from data.api import load_funding, load_network, load_ohlcv, resolve_data_dir
+from data.api import load_funding, load_history, load_network, load_ohlcv, resolve_data_dir
 from data.feeds import FastPandasData, MinerFeed, build_feed_frame
 from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
 from strategies.base import fleet_for
+from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
@@ -54,6 +56,8 @@ FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex"
                  "generic": "constant", "cme": None}
 #: Network history loaded before the first bar: the publication lag and fee smoothing need earlier days.
 NETWORK_LEAD = timedelta(days=40)
+#: Price history loaded before the first bar: the longest volatility window plus the return into the first bar.
+HISTORY_LEAD = pd.Timedelta(days=MAX_HISTORY_DAYS + 1)
 
 
 def policy_specs() -> dict[str, list[ParamSpec]]:
@@ -64,8 +68,10 @@ def policy_specs() -> dict[str, list[ParamSpec]]:
 @dataclass
 class Market:
     """One asset's bars with the miner lines, loaded and validated once (picklable: sent once to each
-    sweep worker). ``frame`` feeds :class:`data.feeds.MinerFeed`; ``fingerprint`` changes whenever the data
-    or the venue/mining tables do; ``assumptions`` are printed in every report."""
+    sweep worker). ``frame`` feeds :class:`data.feeds.MinerFeed`; ``history_close`` holds the closes (USD per
+    coin) of the bars before the frame's first (up to :data:`HISTORY_LEAD`, oldest first), the feed's
+    ``history_close``; ``fingerprint`` changes whenever the data or the venue/mining tables do;
+    ``assumptions`` are printed in every report."""
 
     asset: str
     timeframe: str
@@ -73,6 +79,11 @@ class Market:
     funding_venue: str | None
     assumptions: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    history_close: tuple[float, ...] = ()
+
+    def feed(self) -> MinerFeed:
+        """A fresh :class:`data.feeds.MinerFeed` of this market (bars, miner lines, price history)."""
+        return MinerFeed(dataname=self.frame, name=self.asset, history_close=self.history_close)
 
 
 @dataclass
@@ -163,14 +174,18 @@ def load_market(config: dict[str, Any]) -> Market:
     if ohlcv.report is not None and getattr(ohlcv.report, "bad_ticks", None):
         assumptions["masked bad ticks"] = [str(tick) for tick in ohlcv.report.bad_ticks]
     frame = build_feed_frame(bars, network.frame, funding, asset, timeframe=timeframe)
+    history = load_history(ohlcv, frame.index[0], HISTORY_LEAD)
+    history_close = tuple(float(x) for x in history.frame["close"].to_numpy())
+    assumptions["price history"] = f"before the first bar (volatility windows): {history.info.reason}"
     digest = hashlib.sha256()
     digest.update(minehedge.__version__.encode())
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    digest.update(np.asarray(history_close, dtype=float).tobytes())
     for folder, pattern in ((Path(__file__).parents[1] / "brokers" / "venues", "*.toml"),
                             (Path(__file__).parents[1] / "mining", "*.toml")):
         for path in sorted(folder.glob(pattern)):
             digest.update(path.read_bytes())
-    return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16])
+    return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close)
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None) -> dict[str, Any]:
@@ -212,7 +227,7 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
         raise ConfigError(f"asset={values['asset']!r} does not match the market's asset {market.asset!r}.")
     values["asset"] = market.asset
     cerebro = bt.Cerebro(stdstats=False, preload=preload, runonce=runonce)
-    feed = MinerFeed(dataname=market.frame, name=market.asset)
+    feed = market.feed()
     cerebro.adddata(feed)
     dated_note = ""
     if values.get("contract") == "dated" and policy_class(policy).uses_futures:

@@ -19,6 +19,10 @@ from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
 from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
 
+#: The longest look-back (days) a policy may ask for; load_market loads this much price history before the
+#: first bar, so a window is full from the first bar on.
+MAX_HISTORY_DAYS = 365.0
+
 
 def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
                 drop: Iterable[str] = ()) -> tuple[ParamSpec, ...]:
@@ -138,7 +142,8 @@ class DynamicHedge(StaticHedge):
         ParamSpec("min_ratio", float, 0.0, "fraction", "hedge ratio in calm, profitable times", minimum=0.0,
                   maximum=2.0),
         ParamSpec("max_ratio", float, 1.0, "fraction", "hedge ratio under full stress", minimum=0.0, maximum=2.0),
-        ParamSpec("vol_window_days", float, 30.0, "days", "realised-volatility window", minimum=2.0),
+        ParamSpec("vol_window_days", float, 30.0, "days", "realised-volatility window", minimum=2.0,
+                  maximum=MAX_HISTORY_DAYS),
         ParamSpec("vol_low", float, 0.4, "fraction/yr", "annualised volatility with no stress", minimum=0.0),
         ParamSpec("vol_high", float, 1.0, "fraction/yr", "annualised volatility of full stress", minimum=0.0),
         ParamSpec("margin_low", float, 0.1, "fraction", "price/break-even - 1 of full stress"),
@@ -161,18 +166,31 @@ class DynamicHedge(StaticHedge):
     def rebalance_interval_days(self) -> float:
         return self.p.rebalance_days
 
-    def current_ratio(self, price: float) -> float:
+    def past_closes(self, count: int) -> np.ndarray:
+        """The last ``count`` spot closes up to this bar (USD per coin, oldest first), reaching into the feed's
+        ``history_close`` (the bars before the run's first) when the run is younger; fewer when neither has
+        them."""
+        size = min(count, len(self.data))
+        closes = np.asarray(self.data.close.get(size=size), dtype=float)
+        history = getattr(self.data.p, "history_close", ()) or ()
+        if size < count and len(history):
+            closes = np.concatenate((np.asarray(history[-(count - size):], dtype=float), closes))
+        return closes
+
+    def current_ratio(self) -> float:
+        """The hedge ratio at this bar, from the spot closes and the spot price over the fleet's break-even
+        (spot, not the hedge contract, whose price holds a basis for dated contracts)."""
         window = int(round(self.p.vol_window_days * self._bars_per_day)) + 1
-        closes = np.asarray(self.data.close.get(size=min(window, len(self.data))), dtype=float)
-        volatility = rules.realised_volatility(closes, 365.0 * self._bars_per_day)
+        volatility = rules.realised_volatility(self.past_closes(window), 365.0 * self._bars_per_day)
         breakeven = self.breakeven_price()
-        margin = price / breakeven - 1.0 if breakeven and math.isfinite(breakeven) and breakeven > 0 else math.nan
+        spot = self.data.close[0]
+        margin = spot / breakeven - 1.0 if breakeven and math.isfinite(breakeven) and breakeven > 0 else math.nan
         return rules.dynamic_hedge_ratio(volatility, margin, min_ratio=self.p.min_ratio, max_ratio=self.p.max_ratio,
                                          vol_low=self.p.vol_low, vol_high=self.p.vol_high,
                                          margin_low=self.p.margin_low, margin_high=self.p.margin_high)
 
     def target_coins(self, now: datetime, price: float) -> float:
-        ratio = self.current_ratio(price)
+        ratio = self.current_ratio()
         self.ratio_history.append((now, ratio))
         return -rules.static_hedge_coins(ratio, self.production_per_day(), self.p.horizon_days)
 

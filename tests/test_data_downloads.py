@@ -78,6 +78,25 @@ def test_yfinance_4h_resampled_from_1h_within_730_days(no_data_dir, fake_yf, mon
         data.load_ohlcv("ETH", "1h", "2023-01-01", "2023-02-01")
 
 
+def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_offline(no_data_dir, fake_yf,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(yahoo, "_now", lambda: pd.Timestamp("2026-01-10 12:00", tz="UTC"))
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    run = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
+    history = data.load_history(run, start, pd.Timedelta(days=10))
+    assert list(history.frame.index) == list(pd.date_range("2024-12-22", periods=10, freq="1D", tz="UTC"))
+    assert fake_yf[-1][1]["start"] == "2024-12-22" and history.info.reason.startswith("10 bars")
+    # hourly: Yahoo serves the 730 days to 2026-01-10, from 2024-01-12 (2024 is a leap year); not an error
+    hourly = data.load_ohlcv("BTC", "1h", "2024-01-13", "2024-01-14")
+    history = data.load_history(hourly, pd.Timestamp("2024-01-13", tz="UTC"), pd.Timedelta(days=366))
+    assert (history.frame.index[0], len(history.frame)) == (pd.Timestamp("2024-01-12", tz="UTC"), 24)
+    # offline, with the run's range cached: no history, said why, no error
+    monkeypatch.setattr(yfinance, "download", lambda *a, **k: pd.DataFrame())
+    cached = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
+    none = data.load_history(cached, start, pd.Timedelta(days=20))
+    assert none.frame.empty and none.info.reason.startswith("none: yfinance returned no data for BTC-USD")
+
+
 @pytest.mark.parametrize("empty", [
     pd.DataFrame(),  # yfinance offline: logs "Failed download" and returns an empty frame
     pd.DataFrame(columns=pd.MultiIndex.from_product([PRICES, ["BTC-USD"]], names=["Price", "Ticker"])),

@@ -55,6 +55,48 @@ def test_finer_file_resampled_when_needed_and_said(data_dir):
         hourly["volume"].sum())
 
 
+# --- price history before a run's first bar -------------------------------------------------------------
+YEAR = pd.Timedelta(days=366)
+
+
+@pytest.mark.parametrize("asset,timeframe,start,venue", [
+    ("BTC", "1d", "2020-03-12", None),  # the longest daily file, native
+    ("ETH", "1h", "2020-06-01", None),
+    ("BTC", "4h", "2024-06-01", "binance-perp-inferred"),  # resampled from 1h
+])
+def test_history_is_the_same_files_bars_before_the_start(data_dir, asset, timeframe, start, venue):
+    # The oracle: loading [start - 366 days, start) from the same file directly (its venue names it).
+    run = data.load_ohlcv(asset, timeframe, start, day(start) + pd.Timedelta(days=30), venue=venue,
+                          data_dir=data_dir)
+    history = data.load_history(run, day(start), YEAR)
+    direct = data.load_ohlcv(asset, timeframe, day(start) - YEAR, start, venue=run.info.venue, data_dir=data_dir)
+    assert direct.info.file == run.info.file
+    pd.testing.assert_frame_equal(history.frame, direct.frame, check_exact=True)
+    assert history.info.resampled_from == run.info.resampled_from
+    assert history.info.reason.startswith(f"{len(direct.frame)} bars {direct.frame.index[0]} -> ")
+
+
+def test_history_is_shorter_or_empty_where_the_file_starts_later(data_dir):
+    # Bitstamp's 1h file starts 2018-05-15 06:00: 17 days of history for a 2018-06-01 start, none for a
+    # start on its first bar; never an error.
+    run = data.load_ohlcv("BTC", "1h", "2018-06-01", "2018-06-02", venue="bitstamp", data_dir=data_dir)
+    history = data.load_history(run, day("2018-06-01"), YEAR).frame
+    assert (history.index[0], history.index[-1]) == (day("2018-05-15 06:00"), day("2018-05-31 23:00"))
+    assert len(history) == 18 + 16 * 24  # 06:00-23:00 on the 15th, then 16 whole days (no gaps)
+    first = data.load_ohlcv("BTC", "1h", "2018-05-15 06:00", "2018-06-02", venue="bitstamp", data_dir=data_dir)
+    none = data.load_history(first, first.frame.index[0], YEAR)
+    assert none.frame.empty and none.info.reason.startswith("none: btc_usd_1h_bitstamp")
+
+
+def test_history_is_validated_on_its_own(data_dir):
+    # Coinbase's 2017-04-15 low of 0.06 lies in the history of a 2017-05-01 start: masked there too, while
+    # the run's own bars are loaded exactly as without a history.
+    run = data.load_ohlcv("BTC", "1d", "2017-05-01", "2017-06-01", venue="bitstamp+coinbase", data_dir=data_dir)
+    history = data.load_history(run, day("2017-05-01"), YEAR)
+    assert history.frame.loc[day("2017-04-15"), "low"] == 1173.13
+    assert "2017-04-15 00:00:00+00:00 low=0.06 -> 1173.13" in str(history.info)
+
+
 def test_parsed_ohlcv_files_are_remembered_by_content(tmp_path):
     # The same parse serves both reads of a run; an edit (same size, at once) is read afresh, and a caller's
     # change to its copy does not reach the next read.

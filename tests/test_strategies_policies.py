@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,6 +127,51 @@ def test_collateral_short_coins_is_ratio_times_coin_equity():
     assert rules.collateral_short_coins(1.0, 100.0, 25.0) == 125.0
     assert rules.collateral_short_coins(0.5, 100.0, -40.0) == 30.0
     assert rules.collateral_short_coins(1.0, 10.0, -12.0) == 0.0  # never a long
+
+
+# --- dynamic_hedge ---------------------------------------------------------------------------------------
+DYNAMIC_BOUNDS = {"min_ratio": 0.0, "max_ratio": 1.0, "vol_low": 0.4, "vol_high": 1.0, "margin_low": 0.1,
+                  "margin_high": 0.5}  # the defaults
+
+
+@pytest.mark.parametrize("power", [0.05, 0.10])
+def test_dynamic_hedge_reads_volatility_from_the_days_before_the_start_and_margin_from_spot(data_dir, power):
+    # From 2020-03-12 (the crash) a 30-day window needs the 30 closes before the first bar: the market loads
+    # a year of them. Dated contracts at a 50 % annual basis put the hedge's price up to 12 % above spot; the
+    # margin stress compares the fleet's break-even with spot, never with that price.
+    from strategies import rules
+
+    m = market(data_dir, "2020-03-12", "2020-09-30")
+    assert len(m.history_close) == 366 and m.history_close[-1] == at(market(data_dir, "2020-03-11", "2020-03-11"),
+                                                                      "2020-03-11", "close")
+    params = {"fleet": FLEET, "power_usd_per_kwh": power, "contract": "dated", "annual_basis": 0.5,
+              "rebalance_days": 7.0}
+    strategy, _, _ = api._run_cerebro(m, "dynamic_hedge", params, None)
+    closes = np.concatenate((m.history_close, m.frame["close"].to_numpy()))
+    offset = len(m.history_close)
+    breakeven = strategy.mining_schedule["breakeven_price_usd"].to_numpy()
+    dated = strategy.hedge_data.p.dataname["close"].to_numpy()
+    assert len(strategy.ratio_history) >= 29  # weekly over 203 days, and at each roll
+    basis_changes_ratio = False
+    for when, ratio in strategy.ratio_history:
+        i = m.frame.index.get_loc(pd.Timestamp(when, tz="UTC"))
+        window = closes[offset + i - 30: offset + i + 1]
+        volatility = float(np.std(np.diff(np.log(window)), ddof=1) * np.sqrt(365.0))
+        spot = closes[offset + i]
+        assert ratio == rules.dynamic_hedge_ratio(volatility, spot / breakeven[i] - 1.0, **DYNAMIC_BOUNDS)
+        basis_changes_ratio |= ratio != rules.dynamic_hedge_ratio(volatility, dated[i] / breakeven[i] - 1.0,
+                                                                  **DYNAMIC_BOUNDS)
+    if power == 0.10:  # spot is within 50 % of the break-even in May 2020: the basis would have cut the hedge
+        assert basis_changes_ratio
+    else:  # far above the break-even, the first reading is full stress from the crash month's volatility
+        # alone; without the history it was unknown (fewer than 3 closes) and the hedge was 0
+        assert strategy.ratio_history[0][1] == 1.0
+        assert rules.dynamic_hedge_ratio(np.nan, closes[offset] / breakeven[0] - 1.0, **DYNAMIC_BOUNDS) == 0.0
+
+
+def test_dynamic_hedge_window_is_bounded_by_the_history_loaded(btc_2020):
+    with pytest.raises(ConfigError, match="vol_window_days"):
+        api.run_policy(btc_2020, "dynamic_hedge", {"vol_window_days": 366.0})
 
 
 # --- leveraged_long through 2020-03-12 -------------------------------------------------------------------
@@ -423,7 +470,7 @@ def test_no_lookahead_changing_the_future_does_not_change_the_past(markets, poli
         altered.loc[future, column] *= 3.0
     for column in ("hashprice", "coins_per_unit_day", "difficulty"):
         altered.loc[future, column] *= 0.5
-    shifted = api.Market(m.asset, m.timeframe, altered, m.funding_venue, m.assumptions, "altered")
+    shifted = dataclasses.replace(m, frame=altered, fingerprint="altered")
     params = policy_params(policy, "BTC")
     base = api.run_policy(m, policy, params).result
     changed = api.run_policy(shifted, policy, params).result
