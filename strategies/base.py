@@ -47,6 +47,7 @@ from data.feeds import bar_date_numbers
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError, check_choice
 from mining.fleet import Fleet, per_bar
+from mining.revenue import ETH_MERGE
 from strategies import rules
 
 #: Collateral moved for a new position, as a multiple of what the broker checks at submission (margin + fee):
@@ -280,6 +281,10 @@ class MinerStrategy(bt.Strategy):
         daily = lines.groupby(index.normalize()).first()
         daily = daily.reindex(pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")).ffill()
         daily = daily.rename(columns={"hashprice": "hashprice_usd_per_unit_day"}).fillna(0.0)
+        if self.fleet.asset == "ETH":
+            # The Merge is a protocol date known in advance: no proof-of-work revenue from its day on, though
+            # the published-lagged line still carries the day before's rate on 2022-09-15.
+            daily.loc[daily.index >= ETH_MERGE, ["coins_per_unit_day", "hashprice_usd_per_unit_day"]] = 0.0
         schedule = self.fleet.simulate(daily)
         schedule["production_coin_per_day"] = schedule["coins_mined"]
         bars = per_bar(schedule, index)

@@ -455,9 +455,11 @@ def test_eth_mining_stops_at_the_merge(markets):
     book = ledger(outcome)
     credits = book[book["kind"] == "mining_credit"]
     last = pd.Timestamp(credits["datetime"].max())
-    # the feed publishes day D from D+1: the last credited day is the Merge day, paid on the 15th at latest
-    assert last < pd.Timestamp("2022-09-16", tz="UTC") and len(credits) > 0
-    assert credits[pd.to_datetime(credits["datetime"]) >= pd.Timestamp("2022-09-16", tz="UTC")].empty
+    # the feed publishes day D from D+1, so the Merge day's bars read 09-14's rate; the Merge is a known
+    # protocol date: nothing is credited from 2022-09-15 00:00 (the day's ~6.7 h of proof of work dropped,
+    # conservatively, as in mining.revenue), while 09-14 is still paid on every one of its six bars
+    assert last == pd.Timestamp("2022-09-14 20:00", tz="UTC")
+    assert (pd.to_datetime(credits["datetime"]).dt.normalize() == pd.Timestamp("2022-09-14", tz="UTC")).sum() == 6
 
 
 @pytest.mark.parametrize("policy", ["static_hedge", "dynamic_hedge", "collateral_short", "financed_expansion"])
