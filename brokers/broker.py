@@ -251,7 +251,19 @@ class MarginBroker(bt.brokers.BackBroker):
             self._release_isolated_margin(data, comminfo, bit.size)
         self._settled_cache = None  # the position changed (a fill between bars: close_now)
         self._dirty = True
+        if not self.positions[data].size:
+            self._end_calls(data)
         return None
+
+    def _end_calls(self, data) -> None:
+        """A flat position's margin call ends with it: the next position on ``data`` is warned afresh, and a
+        CME call (on the account) ends once no deadline-venue position is left, so a new contract is never
+        closed at a deadline it was not called for."""
+        self._in_call.pop(data, None)
+        if self._cme_deadline is not None and not any(
+                p.size and isinstance(ci := self.getcommissioninfo(d), FuturesCommInfo)
+                and ci.venue.margin_call == "deadline" for d, p in self.positions.items()):
+            self._cme_deadline = None
 
     def _release_isolated_margin(self, data, ci, filled: float) -> None:
         """A reducing fill of an isolated position releases the margin added to it (``extra``: top-ups, less
@@ -816,6 +828,7 @@ class MarginBroker(bt.brokers.BackBroker):
                        0.0, 0.0, f"equity {equity:,.2f} >= initial margin {initial:,.2f}")
             self._cme_deadline = None
         elif self._now >= self._cme_deadline:
+            deadline = self._cme_deadline  # the closes below end the call (_end_calls)
             for data, pos, ci in positions:
                 close = data.close[0]
                 pnl = self._upnl(data, pos, ci, close)
@@ -825,7 +838,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 with ci.fee_override(0.0):
                     self._force_order(data, pos.size, close, reason="liquidation", cme_deadline=True)
                 self._emit("cme_margin_call_missed", data, ci, side, size, close, equity, maint, ratio,
-                           max(-pnl, 0.0), 0.0, f"deadline {self._cme_deadline:%Y-%m-%d %H:%M} passed with equity "
+                           max(-pnl, 0.0), 0.0, f"deadline {deadline:%Y-%m-%d %H:%M} passed with equity "
                            f"{equity:,.2f} < initial margin {initial:,.2f}: closed at the close")
             self._cme_deadline = None
 

@@ -320,6 +320,39 @@ def test_cme_margin_call_missed_closes_at_deadline():
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_200)
 
 
+def test_a_call_pending_when_its_cme_position_closes_ends_with_it():
+    # Called on day 3 (equity 19,000 < MM 19,350), closed on day 4 at 9,000. A new contract bought on day 6
+    # with 2,500 USD more closes at 8,600: equity 19,500 is above MM 5 x 8,600 x 0.43 = 18,490 (no call)
+    # though below IM 20,210. The stale deadline (day 4) closed it at once as a missed call.
+    ci = LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+
+    def rebuy(s):
+        s.broker.deposit("USD", 2_500.0, wallet="futures")
+        s.buy(size=1)
+
+    rows = (flat(10_000, 2) + [(10_000, 10_000, 8_000, 9_000)] + flat(9_000, 2) + [(9_000, 9_000, 8_600, 8_600)]
+            + flat(8_600, 2))
+    strat, broker = run(frame(rows, start="2021-03-01"), ci, {1: buy(1), 3: lambda s: s.close(), 5: rebuy},
+                        MarginBroker(cash=24_000.0))
+    assert [e.kind for e in broker.events] == ["cme_margin_call"]
+    assert strat.rows[-1]["size"] == 1
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_000 + 2_500.0 - 5 * 400)
+
+
+def test_a_closed_positions_margin_call_does_not_silence_the_next_positions_call():
+    # 1 BTC long 50x at 20,000 (margin 400): a close at 19,690 leaves 90 USD against MM 78.76, ratio 0.875
+    # >= 0.8. The first position is called and closed; the second, bought at 20,000, closes its first bar
+    # at 19,690 too, and is called again.
+    rows = (flat(20_000, 2) + [(20_000, 20_000, 19_690, 19_690)] + flat(20_000, 2)
+            + [(20_000, 20_000, 19_690, 19_690)] + flat(19_690, 2))
+    strat, broker = run(frame(rows), usdm(leverage=50), {1: buy(1), 3: lambda s: s.close(), 5: buy(1)},
+                        MarginBroker(cash=1_000.0))
+    calls = [e for e in broker.events if e.kind == "margin_call"]
+    assert [c.time for c in calls] == [datetime(2021, 1, 3), datetime(2021, 1, 6)]
+    assert calls[1].margin_ratio == pytest.approx(0.004 * 19_690 / (400 - 310)) and len(strat.calls) == 2
+
+
 # --- ledger, balances, API ---------------------------------------------------------------------------
 
 def test_wallet_operations_are_ledgered():
