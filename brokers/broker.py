@@ -57,6 +57,7 @@ _SETTLEMENT_NOTE = "settlement {:%Y-%m-%d %H:%M}"
 _SETTLEMENT_RATE_NOTE = "settlement {:%Y-%m-%d %H:%M} rate {:.6g}"
 _CALL_KINDS = frozenset({"margin_call", "cme_margin_call"})
 _LIQUIDATION_KINDS = frozenset({"liquidation", "partial_liquidation", "cme_margin_call_missed"})
+_DUST = 1e-9  # relative rounding tolerance of a wallet balance after a liquidation (fraction of notional)
 _FILL_KINDS = {  # order.info['reason'] -> (ledger kind of the realised PnL, ledger kind of the fee)
     "liquidation": ("liquidation", "liquidation_fee"),
     "expiry": ("settlement", "fee"),
@@ -133,7 +134,7 @@ class MarginBroker(bt.brokers.BackBroker):
         # Between the end of next() and the next bar's next() no fill, mark or forced close can happen (orders
         # fill inside next()), so the isolated positions' settled variation margin is cached for that phase.
         self._between_bars = False
-        self._settled_cache: float | None = None
+        self._settled_cache: tuple[float, float] | None = None  # (isolated, cross): see _settled_split
         self._open_cache: list[tuple] | None = None
         self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
         self._close_margins: dict[object, tuple] = {}  # data -> (inputs, figures) of _close_margin
@@ -214,19 +215,28 @@ class MarginBroker(bt.brokers.BackBroker):
             self.cash += shift
         return self._after_fill(order, comminfo, nbits)
 
-    def _isolated_settled(self) -> float:
-        """Variation margin of open isolated linear positions already moved into ``cash`` (USD; < 0 = losses)."""
+    def _settled_split(self) -> tuple[float, float]:
+        """Variation margin of open linear positions already moved into ``cash`` (USD; < 0 = losses): the
+        isolated positions' total and the cross positions' total."""
         if self._settled_cache is not None:
             return self._settled_cache
-        total = 0.0
+        isolated = cross = 0.0
         for data, pos in self.positions.items():  # called on every cash question: kept to a plain loop
             if pos.size:
                 ci = self.getcommissioninfo(data)
-                if isinstance(ci, LinearFuturesCommInfo) and ci.p.margin_mode == "isolated":
-                    total += self._settled(data, pos, ci)
+                if isinstance(ci, LinearFuturesCommInfo):
+                    if ci.p.margin_mode == "isolated":
+                        isolated += self._settled(data, pos, ci)
+                    else:
+                        cross += self._settled(data, pos, ci)
         if self._between_bars:
-            self._settled_cache = total
-        return total
+            self._settled_cache = (isolated, cross)
+        return isolated, cross
+
+    def _isolated_settled(self) -> float:
+        """Variation margin of open isolated linear positions already in ``cash`` (USD): the orders' free
+        balance leaves it out (a loss there is the position's, covered by its margin)."""
+        return self._settled_split()[0]
 
     def _after_fill(self, order, comminfo, nbits):
         """Ledger (and coin book) of a real fill; releases hand-added isolated margin when flat."""
@@ -731,7 +741,9 @@ class MarginBroker(bt.brokers.BackBroker):
     def _refill_cross(self, data, ci, side, size, price) -> None:
         currency = self._currency(ci)
         balance = self._cross_wallet_balance(currency)
-        if balance >= 0.0:
+        # A fee capped at the margin left ends the wallet at zero give or take rounding (about 1e-11 USD):
+        # that is no shortfall for the venue to absorb.
+        if balance >= -_DUST * max(1.0, self._notional(ci, size, price)):
             return
         if currency == USD:
             self.cash -= balance
@@ -992,7 +1004,8 @@ class MarginBroker(bt.brokers.BackBroker):
     # --- public API (contract in notes/BRIEF.md) ----------------------------------------------------
     def get_cash(self) -> float:
         """USD cash that can be spent: spot USD plus the futures wallet's free balance (margin posted to open
-        positions and isolated positions' unrealised P&L excluded, as a venue's available balance)."""
+        positions, isolated positions' unrealised P&L and cross positions' unrealised profit excluded, as a
+        venue's available-for-withdrawal balance; see ``_free``)."""
         return self._free(USD, "futures") + self._usd_spot
 
     getcash = get_cash
@@ -1053,8 +1066,9 @@ class MarginBroker(bt.brokers.BackBroker):
         proportion too).
 
         It is the margin posted to the position and added to it, plus the unrealised PnL the free balance
-        does not hold yet: an isolated linear position's, and an inverse one's (booked in coin at the fill). A
-        cross linear position's PnL is settled into the free balance each bar already."""
+        does not hold yet: an isolated linear position's, an inverse one's (booked in coin at the fill), and a
+        cross linear position's profit (settled into the wallet each bar, but not free to leave it while
+        open: see ``_free``; its loss already counts there)."""
         pos = self.positions.get(data)
         ci = self.getcommissioninfo(data)
         if not pos or not pos.size or not isinstance(ci, FuturesCommInfo):
@@ -1065,7 +1079,11 @@ class MarginBroker(bt.brokers.BackBroker):
         if ci.is_inverse:  # what _available_coin holds back, in either mode, plus the coin PnL
             return max(self._isolated_wallet(data, pos, ci), 0.0) + upnl
         margin = ci.posted_margin(pos.size, pos.price) + self._extra.get(data, 0.0)
-        return margin + upnl - (0.0 if isolated else self._settled(data, pos, ci))
+        if isolated:
+            return margin + upnl
+        cross = self._settled_split()[1]  # the free balance holds min(cross total, 0) of it
+        settled = self._settled(data, pos, ci)
+        return margin + upnl - settled + max(cross, 0.0) - max(cross - settled, 0.0)
 
     def close_now(self, data, size: float, reason: str) -> Order:
         """Close ``size`` (signed units held: > 0 sells part of a long) of ``data``'s position at its close,
@@ -1255,8 +1273,15 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _free(self, currency: str, wallet: str) -> float:
         if currency == USD:
-            if wallet == "futures":  # cash less the isolated positions' settled variation margin
-                return self.cash - self._isolated_settled()
+            if wallet == "futures":
+                # What may leave the wallet: cash less the isolated positions' settled variation margin and
+                # the cross positions' unrealised profit (a loss counts). Binance's "available for
+                # withdrawal" is at most min(crossWalletBalance - cross MM, crossWalletBalance + cross uPnL
+                # - cross IM) (https://www.binance.com/en-IN/blog/futures/10-most-frequently-asked-questions-about-binance-
+                # futures-421499824684903916, 2022-08-08, question 1);
+                # crossWalletBalance + min(uPnL, 0) - IM is below both, and needs no margin sums per call.
+                isolated, cross = self._settled_split()
+                return self.cash - isolated - max(cross, 0.0)
             return self._usd_spot if wallet == "spot" else 0.0
         if wallet == "futures":
             return self._available_coin(currency)

@@ -770,19 +770,34 @@ def test_funding_on_a_feed_without_a_fixed_bar_span_is_a_config_error():
             tf=bt.TimeFrame.Months)
 
 
+def test_a_cross_positions_profit_cannot_leave_the_wallet_but_its_loss_counts():
+    # 1 BTC long at 5x, cross, from 10,000 USD: 2,000 posted, 8,000 free. At 11,000 the wallet holds the
+    # 1,000 USD profit but may not pay it out (Binance's available for withdrawal); at 9,000 the loss counts.
+    seen = []
+
+    def look(s):
+        free = s.broker.free_balance("USD", "futures")
+        seen.append((free, s.broker.get_cash(), s.broker.debit_usd(free + 0.01, "power_cost")))
+
+    rows = flat(10_000, 2) + [(10_000, 11_000, 10_000, 11_000)] + [(11_000, 11_000, 9_000, 9_000)] + flat(9_000, 1)
+    strat, broker = run(frame(rows), usdm(leverage=5, margin_mode="cross"), {1: buy(1), 3: look, 4: look},
+                        MarginBroker(cash=10_000.0))
+    assert seen == [(8_000.0, 8_000.0, False), (7_000.0, 7_000.0, False)]
+    assert strat.rows[2]["value"] == 11_000.0 and broker.reconcile() < 1e-9
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 @pytest.mark.parametrize("mode", ["isolated", "cross"])
 def test_closing_release_is_what_closing_frees_and_close_now_fills_at_the_close(inverse, mode):
     # Short at 5x: 2 BTC at 10,000 (4,000 USD posted) or 2,000 x 100 USD at 40,000 (1 BTC posted); isolated adds a
     # quarter of that; the price falls 10 %. Closing frees the margin posted and added, plus the PnL the free
-    # balance does not hold yet: an isolated linear short's 2,000 USD and an inverse one's 200,000 x (1/36,000 -
-    # 1/40,000) BTC; a cross linear short's 2,000 USD is free already.
+    # balance does not hold yet: a linear short's 2,000 USD (a cross one's is in the wallet, but a profit may
+    # not leave it while the position is open) and an inverse one's 200,000 x (1/36,000 - 1/40,000) BTC.
     price, start, posted, added = (40_000.0, 2.0, 1.0, 0.25) if inverse else (10_000.0, 10_000.0, 4_000.0, 1_000.0)
     size = 2_000 if inverse else 2.0
     upnl = 200_000 * (1 / 36_000 - 1 / 40_000) if inverse else 2_000.0
     isolated = mode == "isolated"
-    expected = (posted + (added if isolated else 0.0) + upnl if inverse
-                else posted + (added + upnl if isolated else 0.0))
+    expected = posted + (added if isolated else 0.0) + upnl
     currency = "BTC" if inverse else "USD"
     seen, coin_pnl = [], []
 

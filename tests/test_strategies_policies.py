@@ -301,6 +301,19 @@ def test_the_treasury_draws_on_the_hedge_before_missing_a_payment(data_dir):
     assert cash.index[-1] < outcome.result.equity.index[-1] and outcome.result.equity["cash_usd"].iloc[-1] < 1e-4
 
 
+def test_a_cross_hedges_profit_never_pays_the_treasury_and_no_dust_reaches_the_insurance_fund(data_dir):
+    # A cross short's unrealised profit sits in the futures wallet but may not leave it. Spent on power, it
+    # drove the free USD negative (-15,186.79 USD when an order was refused on 2019-05-31) and the cross
+    # wallet below zero; liquidations whose fee was capped at the margin left booked ~1e-11 USD of rounding
+    # as insurance-fund shortfalls (2019-05-11, 2020-11-06, 2020-11-20).
+    m = market(data_dir, "2019-01-01", "2023-12-31")
+    outcome = api.run_policy(m, "static_hedge", {"leverage": 5.0, "margin_mode": "cross"})
+    assert not [n for n in outcome.notes if "free USD -" in n]
+    assert outcome.result.equity["cash_usd"].min() > -1e-6  # rounding
+    assert all(e["loss_usd"] > 1e-6 for e in events(outcome, "insurance_fund"))
+    assert outcome.summary["liquidations"] > 0 and outcome.summary["ledger_residual_usd"] < 1e-6
+
+
 def test_the_hedge_is_closed_once_the_miner_is_insolvent(data_dir):
     # 2,000 S19 Pro and 1,000 S19 XP bought for 10M USD on 2022-03-01 with 2M USD: the purchase makes the miner
     # insolvent that day and mining stops; with no production left the hedge must be bought back, not rolled.
