@@ -380,6 +380,28 @@ class MarginBroker(bt.brokers.BackBroker):
         self._execute(order, ago=0, price=price)
         return order
 
+    def _liquidate_before_stops(self) -> None:
+        """A stop that closes a position beyond its liquidation price is never reached: on the way there the
+        price meets the liquidation price, and the venue liquidates first (the loss of an isolated position
+        capped at its margin). Such positions get the liquidation check before the bar's fills; it cancels
+        the stop. Stops short of the liquidation price fill first, as BackBroker fills them."""
+        checked = []
+        for order in self.pending:
+            if (order is None or order.exectype not in (Order.Stop, Order.StopLimit) or not order.alive()
+                    or any(order.data is d for d, _, _ in checked)):
+                continue
+            data = order.data
+            pos = self.positions.get(data)
+            ci = self.getcommissioninfo(data)
+            if not pos or not pos.size or order.size * pos.size >= 0 or not isinstance(ci, FuturesCommInfo):
+                continue
+            size, entry = self._size_entry(data, pos, ci)
+            liq = ci.liquidation_price(size, entry, self._position_wallet(data, pos, ci), self._now)
+            if (order.created.price <= liq) if size > 0 else (order.created.price >= liq):
+                checked.append((data, pos, ci))
+        if checked:
+            self._check_liquidations(checked)
+
     def _cancel_open_orders(self, data) -> None:
         for order in list(self.pending):
             if order is not None and order.data is data and order.alive():
@@ -409,6 +431,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 pos.datetime = dt0
         self.cash -= credit
         self._process_order_history()
+        if self.p.liquidation and self.pending:
+            self._liquidate_before_stops()                               # 0.
         self.pending.append(None)
         while True:  # 1. fills, exactly as BackBroker
             order = self.pending.popleft()

@@ -126,6 +126,30 @@ def test_liquidated_on_first_bar_whose_low_crosses_and_at_that_price(preload, ru
     assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
 
 
+@pytest.mark.parametrize("stop", [17_000.0, 18_500.0])
+def test_a_stop_beyond_the_liquidation_price_is_never_reached(stop):
+    # 1 BTC long 10x at 20,000, isolated: margin 2,000, liquidation at (2,000 - 20,000) / (0.004 - 1) =
+    # 18,072.29. On a bar down to 16,500 the price meets a stop at 18,500 first (filled there: 1,500 lost),
+    # but the liquidation price before a stop at 17,000: liquidated there, the stop cancelled, and the loss
+    # is the margin (1,927.71 + the fee capped at the 72.29 left), not the 3,000 the stop would realise.
+    def place(s):
+        s.buy(size=1)
+        s.sell(size=1, exectype=bt.Order.Stop, price=stop)
+
+    rows = flat(20_000, 2) + [(20_000, 20_000, 16_500, 17_500)] + flat(17_500, 2)
+    strat, broker = run(frame(rows), usdm(leverage=10), {1: place}, MarginBroker(cash=5_000.0))
+    liq = (2_000 - 20_000) / (0.004 - 1)
+    assert strat.rows[-1]["size"] == 0 and broker.reconcile() < 1e-9
+    if stop < liq:
+        [event] = [e for e in broker.events if e.kind == "liquidation"]
+        assert event.price == pytest.approx(liq, rel=1e-12)
+        assert strat.rows[-1]["value"] == pytest.approx(5_000.0 - 2_000.0, rel=1e-12)
+        assert [o[1] for o in strat.orders] == [None, "liquidation"]  # the stop never filled
+    else:
+        assert not broker.events and strat.orders[-1][3] == stop
+        assert strat.rows[-1]["value"] == pytest.approx(5_000.0 - 1_500.0, rel=1e-12)
+
+
 def test_funding_that_drains_an_isolated_margin_brings_the_liquidation_price_closer():
     # 1 BTC long at 20,000, 20x isolated: W = 1,000. Funding 0.2 % per 8 h at a 20,000 mark takes 40 USD per
     # settlement from the margin, three a day: W = 880 after 2021-01-02 (LP 19,196.79), 760 after 2021-01-03

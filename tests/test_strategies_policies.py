@@ -544,6 +544,26 @@ def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
     assert outcome.result.equity["unrealized_pnl_usd"].iloc[-1] == 0.0 and not events(outcome, "liquidation")
 
 
+def test_a_stop_loss_beyond_the_liquidation_price_never_loses_more_than_the_margin(btc_2020):
+    # A 10x long of 500,000 USD filled at the 2020-03-11 open (funding left out: the margin stays put); the 15 %
+    # stop lies beyond the liquidation price. 2020-03-12 falls to 4,644 through both: the venue liquidates at
+    # the liquidation price first. The stop used to fill, realising 750,000 USD on a 500,000 USD margin.
+    m = dataclasses.replace(btc_2020, frame=btc_2020.frame.assign(funding_rate=0.0, funding_paid=0.0))
+    params = {"fleet": FLEET, "leverage": 10.0, "capital_usd": 500_000.0, "stop_loss": 0.15,
+              "entry_date": "2020-03-10", "on_margin_call": "ignore"}
+    outcome = api.run_policy(m, "leveraged_long", params)
+    [fill] = [t for t in outcome.result.trades if not t["reason"]]
+    entry, size = fill["price"], fill["size"]
+    tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2020-03-12").date())
+    liq = formulas.linear_liquidation_price(size, entry, formulas.initial_margin(size * entry, 10.0), tiers)
+    assert at(m, "2020-03-12", "low") < entry * (1 - 0.15) < liq < at(m, "2020-03-12", "open")
+    [liquidation] = events(outcome, "liquidation")
+    assert str(liquidation["datetime"])[:10] == "2020-03-12" and liquidation["price"] == pytest.approx(liq, rel=1e-12)
+    assert not [t for t in outcome.result.trades if t["reason"] == "stop_loss"]
+    assert liquidation["loss_usd"] == pytest.approx(size * (entry - liq), rel=1e-9)
+    assert liquidation["loss_usd"] + liquidation["fee_usd"] <= size * entry / 10.0  # at most the margin
+
+
 def test_reduce_position_halves_before_the_next_bar():
     # WARNING_BARS: the call comes at the 2021-06-03 close; the response sells half at the next open (9,040).
     # Halving an isolated position keeps its liquidation price (margin and size halve together), so the
