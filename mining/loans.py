@@ -231,6 +231,13 @@ class CoinLoan:
             loss_usd=loss, fee_usd=fee, detail=detail,
         )
 
+    def missed_interest(self, time, price: float, cash_available_usd: float) -> MarginEvent:
+        """The ``missed_payment`` event of a month's interest the borrower could not pay: it stays in the debt
+        (no penalty interest modelled), so the LTV rises."""
+        return self._event(time, "missed_payment", price,
+                           f"interest of {self.accrued_interest_usd:.2f} USD unpaid; cash available "
+                           f"{cash_available_usd:.2f} USD; it stays in the debt (LTV {self.ltv(price):.4f})")
+
     def step(self, time, price: float) -> LoanStep:
         """Accrue interest to ``time``, then check the LTV at ``price``: open, cure or liquidate."""
         result = LoanStep()

@@ -376,6 +376,8 @@ class FinancedExpansion(MinerStrategy):
             if interest > 0 and self.raise_usd(interest, price, draw_on_hedge=True):
                 self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
+            elif interest > 0:
+                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price)))
         # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
         self.broker.set_liability(loan.instrument, loan.debt_usd)
 

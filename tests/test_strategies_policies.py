@@ -381,6 +381,20 @@ def test_financed_expansion_gets_a_loan_call_in_2022_and_tops_up_while_the_treas
     assert outcome.summary["loan_calls"] == len(calls)
 
 
+def test_financed_expansion_reports_each_months_coin_loan_interest_it_cannot_pay(data_dir):
+    # Power at 0.60 USD/kWh leaves nothing for the coin loan's interest after January: each month's unpaid
+    # interest is a missed_payment event (it stays in the debt), as the equipment loan's instalments are.
+    m = market(data_dir, "2021-12-30", "2022-06-30")
+    outcome = api.run_policy(m, "financed_expansion", {
+        "loan_type": "coin", "start_usd": 0.0, "start_coins": 620.0, "power_usd_per_kwh": 0.6, "curtail": False,
+        "on_margin_call": "ignore", "liquidation_ltv": 0.99, "call_deadline_days": 1000.0})
+    missed = events(outcome, "missed_payment")
+    assert [str(e["datetime"])[:10] for e in missed] == ["2022-02-01", "2022-03-01", "2022-04-01", "2022-05-01"]
+    assert all("interest of" in e["detail"] and "stays in the debt" in e["detail"] for e in missed)
+    assert [e["size"] for e in missed] == sorted(e["size"] for e in missed)  # the debt grows by it
+    assert len(ledger(outcome).query("kind == 'loan_interest'")) == 1  # January's, paid
+
+
 def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
     outcome = api.run_policy(btc_2022, "financed_expansion", {**LOAN, "on_margin_call": "ignore"})
     calls, liquidations = events(outcome, "loan_call"), events(outcome, "loan_liquidation")
