@@ -396,7 +396,9 @@ class MinerStrategy(bt.Strategy):
         if costs <= 0:
             return
         if not self.raise_usd(costs, price, draw_on_hedge=True):
-            self._insolvency(now, price, costs)
+            if not self.insolvent:
+                self._insolvency(now, price, costs)
+                self._pay_what_it_can(i)
             return
         if not self.insolvent:
             self._pay(i)
@@ -406,6 +408,19 @@ class MinerStrategy(bt.Strategy):
                              (self._capex_usd[i], "hardware_purchase")):
             if amount > 0:
                 self.broker.debit_usd(amount, kind)
+
+    def _pay_what_it_can(self, i: int) -> None:
+        """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
+        the rest is owed (the liability ``unpaid_bills``, in equity to the end); a machine purchase it cannot
+        pay is not made."""
+        bills = self._power_usd[i] + self._hosting_usd[i]
+        if bills <= 0:
+            return
+        share = min(1.0, max(self.broker.get_cash(), 0.0) / bills)
+        for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost")):
+            if amount * share > 0:
+                self.broker.debit_usd(amount * share, kind, note="part paid: insolvent")
+        self.broker.set_liability("unpaid_bills", bills * (1.0 - share))
 
     def raise_usd(self, usd: float, price: float, draw_on_hedge: bool = False) -> bool:
         """Make ``usd`` of USD cash available: spot USD and the futures wallet's free USD, then spot coins and
@@ -482,7 +497,8 @@ class MinerStrategy(bt.Strategy):
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
             loss_usd=0.0, fee_usd=0.0,
             detail=f"could not pay {costs:,.2f} USD of costs with {self.broker.get_cash():,.2f} USD cash and "
-                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped"))
+                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped, the "
+                   "bar's power and hosting paid pro rata and the rest owed"))
 
     # --- hooks for subclasses ---------------------------------------------------------------------------
     def step_loans(self, now: datetime, price: float) -> None:

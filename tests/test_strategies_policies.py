@@ -382,17 +382,19 @@ def test_financed_expansion_gets_a_loan_call_in_2022_and_tops_up_while_the_treas
 
 
 def test_financed_expansion_reports_each_months_coin_loan_interest_it_cannot_pay(data_dir):
-    # Power at 0.60 USD/kWh leaves nothing for the coin loan's interest after January: each month's unpaid
+    # Power at 0.60 USD/kWh leaves nothing for the coin loan's interest: each month's unpaid
     # interest is a missed_payment event (it stays in the debt), as the equipment loan's instalments are.
     m = market(data_dir, "2021-12-30", "2022-06-30")
     outcome = api.run_policy(m, "financed_expansion", {
         "loan_type": "coin", "start_usd": 0.0, "start_coins": 620.0, "power_usd_per_kwh": 0.6, "curtail": False,
         "on_margin_call": "ignore", "liquidation_ltv": 0.99, "call_deadline_days": 1000.0})
     missed = events(outcome, "missed_payment")
-    assert [str(e["datetime"])[:10] for e in missed] == ["2022-02-01", "2022-03-01", "2022-04-01", "2022-05-01"]
+    # (insolvent on 2021-12-31: what the treasury raised went to that bar's power bill, so January's is missed too)
+    assert [str(e["datetime"])[:10] for e in missed] == ["2022-01-01", "2022-02-01", "2022-03-01", "2022-04-01",
+                                                         "2022-05-01"]
     assert all("interest of" in e["detail"] and "stays in the debt" in e["detail"] for e in missed)
     assert [e["size"] for e in missed] == sorted(e["size"] for e in missed)  # the debt grows by it
-    assert len(ledger(outcome).query("kind == 'loan_interest'")) == 1  # January's, paid
+    assert ledger(outcome).query("kind == 'loan_interest'").empty
 
 
 def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
@@ -531,7 +533,8 @@ def test_registry_lists_units_for_every_parameter():
 
 def test_insolvency_stops_mining_when_costs_cannot_be_paid():
     # One S19 Pro (3,250 W) always on at 0.05 USD/kWh, no revenue: 3.25 kW x 24 h x 0.05 = 3.90 USD a day.
-    # 10 USD pays days 1 and 2 (2.20 left); day 3 cannot be paid: insolvency, and no cost after it.
+    # 10 USD pays days 1 and 2 (2.20 left); day 3 cannot be paid: insolvency, the 2.20 go to the power bill
+    # and 1.70 of it is owed (equity 10 - 3 x 3.90 = -1.70); no cost after it.
     m = synthetic_market([(100.0,) * 4] * 6)
     params = {"fleet": "S19Pro:1@2021-01-01", "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False,
               "start_usd": 10.0, "pool_fee": 0.0}
@@ -540,8 +543,9 @@ def test_insolvency_stops_mining_when_costs_cannot_be_paid():
     assert str(event["datetime"])[:10] == "2021-06-03"
     book = ledger(outcome)
     power = book[book["kind"] == "power_cost"]["amount"]
-    assert power.tolist() == pytest.approx([-3.9, -3.9], rel=1e-12)
-    assert outcome.result.equity["cash_usd"].iloc[-1] == pytest.approx(10.0 - 7.8, rel=1e-12)
+    assert power.tolist() == pytest.approx([-3.9, -3.9, -2.2], rel=1e-12)
+    assert outcome.result.equity["cash_usd"].iloc[-1] == 0.0
+    assert outcome.summary["final_equity_usd"] == pytest.approx(10.0 - 3 * 3.9, rel=1e-12)
     assert outcome.summary["insolvent"] is True
 
 
