@@ -183,9 +183,12 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     if native.empty:
         return LoadResult(empty, LoadInfo(info.asset, "ohlcv history", info.source, info.timeframe, info.file,
                                           info.venue, reason=f"none: {name} has no bars before {start_ts}"))
-    frame, report = validate_ohlcv(native, info.resampled_from or info.timeframe, source=name,
+    # as load_ohlcv does: a CSV file is validated at its own timeframe and then resampled; yfinance's 4h bars
+    # come resampled from fetch_ohlcv already
+    resample = info.source == "csv" and info.resampled_from is not None
+    frame, report = validate_ohlcv(native, info.resampled_from if resample else info.timeframe, source=name,
                                    bad_ticks=bad_ticks)
-    if info.resampled_from:
+    if resample:
         frame = resample_ohlcv(frame, info.timeframe)
     reason = f"{len(frame)} bars {frame.index[0]} -> {frame.index[-1]} from {name}" if len(frame) else \
         f"none: {name} has no complete bars before {start_ts}"

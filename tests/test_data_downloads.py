@@ -90,6 +90,11 @@ def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_o
     hourly = data.load_ohlcv("BTC", "1h", "2024-01-13", "2024-01-14")
     history = data.load_history(hourly, pd.Timestamp("2024-01-13", tz="UTC"), pd.Timedelta(days=366))
     assert (history.frame.index[0], len(history.frame)) == (pd.Timestamp("2024-01-12", tz="UTC"), 24)
+    # 4h: Yahoo's 1h bars resampled by fetch_ohlcv, validated as the 4h bars they are (no 1h "gaps")
+    four = data.load_ohlcv("BTC", "4h", "2026-01-05", "2026-01-06")
+    history = data.load_history(four, pd.Timestamp("2026-01-05", tz="UTC"), pd.Timedelta(days=2))
+    assert list(history.frame.index) == list(pd.date_range("2026-01-03", periods=12, freq="4h", tz="UTC"))
+    assert history.info.report.gap_count == 0 and history.frame["volume"].iloc[0] == 40.0
     # offline, with the run's range cached: no history, said why, no error
     monkeypatch.setattr(yfinance, "download", lambda *a, **k: pd.DataFrame())
     cached = data.load_ohlcv("BTC", "1d", start, "2025-02-01")

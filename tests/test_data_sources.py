@@ -89,8 +89,8 @@ def test_history_is_shorter_or_empty_where_the_file_starts_later(data_dir):
 
 
 def test_history_is_validated_on_its_own(data_dir):
-    # Coinbase's 2017-04-15 low of 0.06 lies in the history of a 2017-05-01 start: masked there too, while
-    # the run's own bars are loaded exactly as without a history.
+    # Coinbase's 2017-04-15 low of 0.06 lies in the history of a 2017-05-01 start: masked there too, by the
+    # history's own validation (the run's bars are not in it).
     run = data.load_ohlcv("BTC", "1d", "2017-05-01", "2017-06-01", venue="bitstamp+coinbase", data_dir=data_dir)
     history = data.load_history(run, day("2017-05-01"), YEAR)
     assert history.frame.loc[day("2017-04-15"), "low"] == 1173.13
