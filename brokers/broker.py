@@ -128,6 +128,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._bar_prices: dict[str, float] = {}  # asset -> this bar's close (cleared by next())
         self._pseudo_coin: dict[str, float] = defaultdict(float)
         self._liabilities: dict[str, float] = {}  # name -> USD owed (loans), subtracted from equity
+        self._assets: dict[str, float] = {}  # name -> USD value of what is owned off the wallets (machines)
         self._dirty = False
         self._now_data = None  # the data whose current bar time is self._now (set each bar by next)
         self._data0 = None  # cerebro's first data, found on the first bar
@@ -1000,7 +1001,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 price = self.price_of(asset)
                 if price == price:
                     value += balance * price
-        value -= sum(self._liabilities.values())
+        value += sum(self._assets.values()) - sum(self._liabilities.values())
         self._value = self._valuelever = value
         self._valuemkt = self._valuemktlever = value - self.cash - self._usd_spot
         self._leverage = 1.0
@@ -1010,7 +1011,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return value
 
     def get_value(self, datas=None, mkt=False, lever=False):
-        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, less liabilities)."""
+        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, plus assets off
+        the wallets, less liabilities)."""
         if datas is None and self._dirty:
             self._get_value()
         return super().get_value(datas=datas, mkt=mkt, lever=lever)
@@ -1063,6 +1065,17 @@ class MarginBroker(bt.brokers.BackBroker):
         (getvalue) is net of every liability. Loan cash flows themselves are ledgered by the caller."""
         self._liabilities[name] = check_positive(f"liability[{name!r}]", usd, allow_zero=True, unit="USD")
         self._dirty = True
+
+    def set_asset(self, name: str, usd: float) -> None:
+        """Record that what is owned under ``name`` off the wallets (e.g. the machines, at book value) is worth
+        ``usd`` (USD, >= 0) now; equity (getvalue) includes every asset. Assets are not cash: nothing can be
+        paid or posted with them, and no venue counts them as margin."""
+        self._assets[name] = check_positive(f"asset[{name!r}]", usd, allow_zero=True, unit="USD")
+        self._dirty = True
+
+    def get_assets_usd(self) -> float:
+        """Total USD value of the assets off the wallets (see :meth:`set_asset`)."""
+        return sum(self._assets.values())
 
     def get_liabilities_usd(self) -> float:
         """Total USD owed (see :meth:`set_liability`)."""

@@ -204,6 +204,9 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     assumptions = dict(market.assumptions)
     assumptions["policy"] = f"{policy}: " + ", ".join(f"{k}={v}" for k, v in values.items() if k != "fleet")
     assumptions["fleet"] = values.get("fleet", "")
+    assumptions["machines"] = (f"machines bought at a price are in equity at straight-line book value over "
+                               f"{values['depreciation_years']:g} years, no salvage value; machines without a "
+                               "price are treated as owned and written off")
     if "venue" in values:
         profile = load_venue(values["venue"])
         assumptions["venue"] = f"{profile.name} ({profile.contract_type}; {profile.source}, as of {profile.as_of})"
@@ -321,7 +324,7 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
                                  hosting_usd_per_kwh=params["hosting_usd_per_kwh"], pool_fee=params["pool_fee"],
-                                 curtail=params["curtail"])
+                                 curtail=params["curtail"], depreciation_years=params["depreciation_years"])
     daily = network_hashprice(network, asset)
     daily["price_usd"] = network["price_usd"]
     schedule = fleet.simulate(daily[["coins_per_unit_day", "price_usd"]])

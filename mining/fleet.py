@@ -131,6 +131,14 @@ def breakeven_power_price(revenue_usd_per_day, energy_kwh_per_day, fixed_cost_us
         - hosting_usd_per_kwh
 
 
+def straight_line_book_value(cost_usd, age_days, life_days: float):
+    """Book value (USD) of hardware bought for ``cost_usd`` (USD), ``age_days`` (days; scalars or arrays)
+    after its purchase, written off in a straight line over ``life_days`` (days):
+    cost x (1 - min(max(age, 0), life) / life). The full cost at the purchase, 0 from the end of its life on;
+    no salvage value."""
+    return cost_usd * (1.0 - np.clip(age_days, 0.0, life_days) / life_days)
+
+
 class Fleet:
     """Machines over time and the costs of running them.
 
@@ -356,7 +364,7 @@ class Fleet:
         out["capex_usd"] = (np.array([d.units for d in self.deployments])[:, None] * price_each
                             * (age_start == 0)).sum(axis=0)
         out["depreciation_usd"] = (installed * price_each * (used_end - used_start) / life_days).sum(axis=0)
-        book = installed * price_each * (1.0 - used_end / life_days)
+        book = self._book_matrix(day_ns + DAY.value)  # at each day's end
         out["book_value_usd"] = book.sum(axis=0)
         if self.market_value:
             smooth = pd.Series(hashprice).rolling(self.market_value_window_days, min_periods=1).mean().to_numpy()
@@ -365,6 +373,35 @@ class Fleet:
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(at_deploy > 0, smooth[None, :] / at_deploy, np.nan)
             out["market_value_usd"] = np.where(book > 0, book * ratio, 0.0).sum(axis=0)
+
+    def book_value_at(self, times, paid_until=None) -> np.ndarray:
+        """Book value (USD) of the fleet's machines at each of ``times`` (instants; naive = UTC): each
+        deployment's machines not retired by then x their unit price, written off straight-line over
+        ``depreciation_years`` from the deployment's date (:func:`straight_line_book_value`).
+
+        A deployment is paid pro rata over its day, as :func:`per_bar` spreads its ``capex_usd`` over the
+        day's bars, so inside that day only the share paid so far counts; at a day's end this is
+        :meth:`simulate`'s ``book_value_usd``. Machines deployed before ``times`` count as owned.
+        ``paid_until`` (an instant): no purchase is paid after it (an insolvent miner buys nothing more), so a
+        deployment counts only the share of its price paid by then."""
+        times_ns = _utc_index(pd.DatetimeIndex(times)).asi8
+        limit = None if paid_until is None else _utc_index(pd.DatetimeIndex([paid_until])).asi8[0]
+        return self._book_matrix(times_ns, limit).sum(axis=0)
+
+    def _book_matrix(self, times_ns: np.ndarray, paid_until_ns: int | None = None) -> np.ndarray:
+        """Book value (USD) per deployment (rows) at each instant (columns, ns since the epoch, UTC)."""
+        start_ns = np.array([d.date.value for d in self.deployments], dtype=np.int64)[:, None]
+        age = (np.asarray(times_ns, dtype=np.int64)[None, :] - start_ns) / DAY.value  # days since deployment
+        paid = np.clip(age, 0.0, 1.0)  # share of the price paid: spread over the deployment's day
+        if paid_until_ns is not None:
+            paid = np.minimum(paid, np.clip((paid_until_ns - start_ns) / DAY.value, 0.0, 1.0))
+        units = np.zeros_like(age)
+        for i, d in enumerate(self.deployments):
+            units[i] = d.units
+            for when, retired in self._retired_steps[i]:
+                units[i] -= retired * (times_ns > when.value)  # a retirement takes effect at its day's start
+        price_each = np.array([d.unit_price_usd for d in self.deployments])[:, None]
+        return straight_line_book_value(paid * units * price_each, age, self.depreciation_years * DAYS_PER_YEAR)
 
     def _power_price_on(self, days: pd.DatetimeIndex) -> np.ndarray:
         if not isinstance(self.power_price, pd.Series):
@@ -401,6 +438,17 @@ def _check_price_series(series: pd.Series) -> pd.Series:
     return out
 
 
+def bar_edges(bar_times: Sequence | pd.DatetimeIndex,
+              bar_length: pd.Timedelta | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(opens, ends) of the bars, in ns since the epoch (UTC; naive times are UTC). Each bar covers [its
+    open, the next bar's open); the last one ``bar_length`` (default: the median bar spacing; a day for one
+    bar)."""
+    opens = _utc_index(bar_times).asi8
+    if bar_length is None:
+        bar_length = pd.Timedelta(np.median(np.diff(opens))) if len(opens) > 1 else DAY
+    return opens, np.append(opens[1:], opens[-1] + pd.Timedelta(bar_length).value) if len(opens) else opens
+
+
 def per_bar(schedule: pd.DataFrame, bar_times: Sequence | pd.DatetimeIndex,
             bar_length: pd.Timedelta | None = None) -> pd.DataFrame:
     """The daily schedule on intraday (or daily) bars.
@@ -417,10 +465,7 @@ def per_bar(schedule: pd.DataFrame, bar_times: Sequence | pd.DatetimeIndex,
     bars = _utc_index(bar_times)
     if len(bars) == 0:
         return pd.DataFrame(columns=schedule.columns, index=bar_times)
-    starts = bars.asi8.astype(float)
-    if bar_length is None:
-        bar_length = pd.Timedelta(np.median(np.diff(bars.asi8))) if len(bars) > 1 else DAY
-    ends = np.append(starts[1:], starts[-1] + pd.Timedelta(bar_length).value)
+    starts, ends = (edge.astype(float) for edge in bar_edges(bars, bar_length))
     knots = np.append(days.asi8, days.asi8[-1] + DAY.value).astype(float)
     out = pd.DataFrame(index=pd.Index(bar_times) if not isinstance(bar_times, pd.Index) else bar_times)
     flows = [c for c in FLOW_COLUMNS if c in schedule.columns]

@@ -46,7 +46,7 @@ from brokers.venues import available_venues, load_venue
 from data.feeds import bar_date_numbers
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError, check_choice
-from mining.fleet import Fleet, per_bar
+from mining.fleet import DAY, DAYS_PER_YEAR, Fleet, bar_edges, per_bar, straight_line_book_value
 from mining.revenue import ETH_MERGE
 from strategies import rules
 
@@ -62,6 +62,7 @@ MARGIN_CUSHION = 1.05
 CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
+DAY_NS = DAY.value
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
 DEFAULT_FLEET = ("S9:4000@2017-01-01,S17Pro:1500@2019-06-01,S19Pro:2000@2020-06-01,-S9:4000@2021-01-01,"
                  "S19XP:1500@2022-06-01,S21:1000@2023-09-01")
@@ -86,6 +87,9 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
     ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01, maximum=1.0),
     ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
+    ParamSpec("depreciation_years", float, 3.0, "years",
+              "straight-line life of a machine's price; machines bought at a price count in equity at book value",
+              minimum=0.1),
     ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
     ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),
     ParamSpec("treasury", str, "hodl", "", "what happens to mined coins (every policy sells when USD is short)",
@@ -216,6 +220,14 @@ class MinerStrategy(bt.Strategy):
         self._production_per_day = schedule["production_coin_per_day"].to_numpy(dtype=float).tolist()
         self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float).tolist()
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
+        self._bar_opens_ns, self._bar_ends_ns = bar_edges(frame.index)
+        #: Machines owned off the wallets, per broker asset name: their book value (USD) at each bar's end,
+        #: set on the broker each bar (see :meth:`add_hardware`). The fleet's own, when any machine has a price.
+        self._hardware: dict[str, list[float]] = {}
+        self._opening_hardware_usd = 0.0
+        if any(d.unit_price_usd > 0 for d in self.fleet.deployments):
+            self._hardware["hardware"] = self.fleet.book_value_at(self._bar_ends_ns).tolist()
+            self._opening_hardware_usd = float(self.fleet.book_value_at(self._bar_opens_ns[:1])[0])
         #: The bar size (the median spacing of the bars; a day for a one-bar frame).
         self.bar_length = (pd.Series(frame.index).diff().median() if len(frame.index) > 1
                            else pd.Timedelta(days=1)).to_pytimedelta()
@@ -263,7 +275,7 @@ class MinerStrategy(bt.Strategy):
                                     uptime=self.p.uptime,
                                     power_price_usd_per_kwh=self.p.power_usd_per_kwh,
                                     hosting_usd_per_kwh=self.p.hosting_usd_per_kwh, pool_fee=self.p.pool_fee,
-                                    curtail=self.p.curtail)
+                                    curtail=self.p.curtail, depreciation_years=self.p.depreciation_years)
 
     def _bar_schedule(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-bar mining amounts from the feed frame's (published-lagged) network lines.
@@ -345,6 +357,8 @@ class MinerStrategy(bt.Strategy):
         self.broker.open_at(bt.num2date(self._bar_nums[0]))  # what data.datetime.datetime(0) gives at bar 0
         if self.p.start_coins:
             self.broker.set_price(self.asset, float(self.data.p.dataname["open"].iloc[0]))
+        if self._opening_hardware_usd:  # priced machines deployed before the first bar: already owned
+            self.broker.set_asset("hardware", self._opening_hardware_usd)
         if self.p.start_usd:
             self.broker.deposit("USD", self.p.start_usd, wallet="spot")
         if self.p.start_coins:
@@ -365,6 +379,8 @@ class MinerStrategy(bt.Strategy):
             costs = self._costs_usd[i] + self._capex_usd[i]
         self.step_loans(now, price)
         self._treasury(produced, costs, i, now, price)
+        for name, book in self._hardware.items():
+            self.broker.set_asset(name, book[i])
         self.after_mining(now, price)
         if self.uses_futures:
             if self._contract_expiry is not None:
@@ -412,7 +428,10 @@ class MinerStrategy(bt.Strategy):
     def _pay_what_it_can(self, i: int) -> None:
         """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
         the rest is owed (the liability ``unpaid_bills``, in equity to the end); a machine purchase it cannot
-        pay is not made."""
+        pay is not made, nor any later one (the machines' book value counts what was paid before the bar)."""
+        if "hardware" in self._hardware:
+            self._hardware["hardware"][i:] = self.fleet.book_value_at(
+                self._bar_ends_ns[i:], paid_until=self._bar_opens_ns[i]).tolist()
         bills = self._power_usd[i] + self._hosting_usd[i]
         if bills <= 0:
             return
@@ -499,6 +518,14 @@ class MinerStrategy(bt.Strategy):
             detail=f"could not pay {costs:,.2f} USD of costs with {self.broker.get_cash():,.2f} USD cash and "
                    f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped, the "
                    "bar's power and hosting paid pro rata and the rest owed"))
+
+    def add_hardware(self, name: str, cost_usd: float, i: int) -> None:
+        """Count machines bought for ``cost_usd`` (USD) at bar ``i``'s open in equity from that bar on, under
+        the broker asset ``name``: their book value at each bar's end, written off straight-line over
+        ``depreciation_years`` from the purchase (:func:`mining.fleet.straight_line_book_value`)."""
+        ages = (self._bar_ends_ns[i:] - self._bar_opens_ns[i]) / DAY_NS
+        book = straight_line_book_value(cost_usd, ages, self.p.depreciation_years * DAYS_PER_YEAR)
+        self._hardware[name] = [0.0] * i + book.tolist()
 
     # --- hooks for subclasses ---------------------------------------------------------------------------
     def step_loans(self, now: datetime, price: float) -> None:

@@ -343,8 +343,10 @@ class FinancedExpansion(MinerStrategy):
         self.broker.credit_usd(principal, "loan_draw", note=self.loan.instrument)
         self.broker.set_liability(self.loan.instrument, principal)
         self.units_bought = int(principal // self.p.unit_price_usd)
-        self.broker.debit_usd(self.units_bought * self.p.unit_price_usd, "hardware_purchase",
-                              note=f"{self.units_bought} x {self.p.expansion_model}")
+        cost = self.units_bought * self.p.unit_price_usd
+        self.broker.debit_usd(cost, "hardware_purchase", note=f"{self.units_bought} x {self.p.expansion_model}")
+        if cost > 0:
+            self.add_hardware("hardware:expansion", cost, len(self.data) - 1)
 
     def step_loans(self, now: datetime, price: float) -> None:
         loan = self.loan

@@ -19,6 +19,7 @@ from mining.fleet import (
     parse_fleet,
     per_bar,
     retire,
+    straight_line_book_value,
 )
 from mining.hardware import custom_spec, get_model, known_models, resolve_spec
 
@@ -162,6 +163,40 @@ def test_depreciation_is_straight_line_over_life() -> None:
     assert out["depreciation_usd"].iloc[0] == pytest.approx(4 * 3650 / 365.25, rel=1e-14)
     assert out["book_value_usd"].iloc[-1] == 0.0
     assert out["breakeven_price_all_in_usd"].iloc[0] > out["breakeven_price_usd"].iloc[0] == 0.0
+
+
+def test_book_value_at_any_instant_counts_the_share_paid_and_retirements() -> None:
+    # 3 S19 Pro at 1,200 USD deployed on 2021-01-02, a one-year life (365.25 days); one retired on 2021-07-01.
+    fleet = Fleet.from_shorthand("S19Pro:3@2021-01-02$1200,-S19Pro:1@2021-07-01", depreciation_years=1.0)
+    times = pd.DatetimeIndex([pd.Timestamp(t) for t in ("2021-01-01", "2021-01-02 04:00", "2021-01-03",
+                                                         "2021-07-01", "2021-07-01 00:00:01", "2022-01-02 06:00")])
+    got = fleet.book_value_at(times)
+    age_july = (pd.Timestamp("2021-07-01") - pd.Timestamp("2021-01-02")).days  # 180 days
+    assert got.tolist() == pytest.approx([
+        0.0,  # before the deployment
+        3 * 1200 / 6 * (1 - (1 / 6) / 365.25),  # a sixth of the price paid (per_bar's capex), 4 h old
+        3 * 1200 * (1 - 1 / 365.25),  # the end of the purchase day: simulate's book_value_usd
+        3 * 1200 * (1 - age_july / 365.25),  # the end of 06-30: the retirement takes effect after it
+        2 * 1200 * (1 - (age_july + 1 / 86_400) / 365.25),
+        0.0,  # past its life
+    ], rel=1e-14, abs=1e-12)
+    # an insolvent miner stops paying at 08:00 on the purchase day: a third of the price is all it owns
+    frozen = fleet.book_value_at(times[1:3], paid_until=pd.Timestamp("2021-01-02 08:00"))
+    assert frozen.tolist() == pytest.approx([3 * 1200 / 6 * (1 - (1 / 6) / 365.25),
+                                             3 * 1200 / 3 * (1 - 1 / 365.25)], rel=1e-14)
+    assert straight_line_book_value(1000.0, np.array([-1.0, 0.0, 36.525, 400.0]), 365.25).tolist() == \
+        pytest.approx([1000.0, 1000.0, 900.0, 0.0], rel=1e-15)
+
+
+def test_book_value_at_day_ends_is_the_schedules_book_value() -> None:
+    frame = _hashprice([1e-5] * 5, [1e5] * 5)
+    fleet = Fleet.from_shorthand("S9:2@2020-12-30$300,S19:1@2021-01-03$2000", depreciation_years=0.01)
+    out = fleet.simulate(frame)  # 2021-01-01 .. 01-05; the S9 pair's 3.6525-day life ends on 01-02
+    ends = out.index + pd.Timedelta(days=1)
+    assert fleet.book_value_at(ends).tolist() == out["book_value_usd"].tolist()
+    assert out["book_value_usd"].tolist() == pytest.approx(
+        [600 * (1 - 3 / 3.6525), 0.0, 2000 * (1 - 1 / 3.6525), 2000 * (1 - 2 / 3.6525), 2000 * (1 - 3 / 3.6525)],
+        rel=1e-14)
 
 
 def test_market_value_scales_with_hashprice() -> None:

@@ -549,6 +549,51 @@ def test_insolvency_stops_mining_when_costs_cannot_be_paid():
     assert outcome.summary["insolvent"] is True
 
 
+def test_machines_bought_at_a_price_are_in_equity_at_their_book_value():
+    # No revenue and no costs: equity is the cash plus the machines' straight-line book value (life 365.25
+    # days). 10 machines at 1,000 USD from 2021-05-01 are owned at the open (31 days old); 5 at 2,000 USD are
+    # bought on 2021-06-03 from the cash. Buying a machine moves cash into hardware: equity falls by the day's
+    # depreciation alone (it used to fall by the 10,000 USD paid).
+    m = synthetic_market([(100.0,) * 4] * 6)
+    params = {"fleet": "S19Pro:10@2021-05-01$1000,S19Pro:5@2021-06-03$2000", "power_usd_per_kwh": 0.0,
+              "curtail": False, "start_usd": 100_000.0, "depreciation_years": 1.0}
+    outcome = api.run_policy(m, "unhedged", params)
+    old = [10_000 * (1 - (31 + day) / 365.25) for day in range(7)]  # book at the open and each bar's end
+    new = [0.0, 0.0] + [10_000 * (1 - day / 365.25) for day in range(1, 5)]
+    cash = [100_000.0] * 2 + [90_000.0] * 4
+    assert outcome.summary["initial_equity_usd"] == pytest.approx(100_000 + old[0], rel=1e-15)
+    assert outcome.result.equity["equity_usd"].tolist() == pytest.approx(
+        [c + o + n for c, o, n in zip(cash, old[1:], new, strict=True)], rel=1e-15)
+    assert ledger(outcome)["kind"].tolist().count("hardware_purchase") == 1
+    assert "straight-line book value over 1 years" in outcome.result.assumptions["machines"]
+
+
+def test_an_insolvent_miner_owns_only_the_machines_it_paid_for():
+    # the 2021-06-03 purchase of 10,000 USD cannot be paid from 5,000 USD: no purchase, insolvency; equity is
+    # the cash and the machines owned before
+    m = synthetic_market([(100.0,) * 4] * 6)
+    params = {"fleet": "S19Pro:10@2021-05-01$1000,S19Pro:5@2021-06-03$2000", "power_usd_per_kwh": 0.0,
+              "curtail": False, "start_usd": 5_000.0, "depreciation_years": 1.0}
+    outcome = api.run_policy(m, "unhedged", params)
+    assert [str(e["datetime"])[:10] for e in events(outcome, "insolvency")] == ["2021-06-03"]
+    assert outcome.result.equity["equity_usd"].tolist() == pytest.approx(
+        [5_000 + 10_000 * (1 - (31 + day) / 365.25) for day in range(1, 7)], rel=1e-15)
+    assert "hardware_purchase" not in ledger(outcome)["kind"].tolist()
+
+
+def test_financed_expansion_machines_replace_the_cash_that_bought_them():
+    # a 60,000 USD equipment loan on 2021-06-02 buys 10 machines at 6,000 USD: cash +60,000 - 60,000, debt
+    # 60,000, machines 60,000 less a day's depreciation over 3 years at the bar's end
+    m = synthetic_market([(100.0,) * 4] * 5)
+    params = {"fleet": "S19Pro:1@2030-01-01", "loan_type": "equipment", "loan_date": "2021-06-02",
+              "principal_usd": 60_000.0, "unit_price_usd": 6_000.0, "power_usd_per_kwh": 0.0, "curtail": False,
+              "start_usd": 1_000.0}
+    outcome = api.run_policy(m, "financed_expansion", params)
+    life = 3 * 365.25
+    assert outcome.result.equity["equity_usd"].tolist() == pytest.approx(
+        [1_000.0] + [1_000.0 - 60_000 * day / life for day in range(1, 5)], rel=0, abs=1e-9)
+
+
 def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
     # 2x long of 0.1 BTC at 10,000 with a 5 % stop: the stop sits at 9,500; the third bar trades through it
     # from an open above, so it fills at 9,500 (liquidation, near 5,020, is never reached).
