@@ -376,7 +376,7 @@ class MinerStrategy(bt.Strategy):
         costs = 0.0
         if not self.insolvent:
             produced = self._credit_mining(i, now, price)
-            costs = self._costs_usd[i] + self._capex_usd[i]
+            costs = self.bar_costs_usd(i)
         self.step_loans(now, price)
         self._treasury(produced, costs, i, now, price)
         for name, book in self._hardware.items():
@@ -418,6 +418,10 @@ class MinerStrategy(bt.Strategy):
             return
         if not self.insolvent:
             self._pay(i)
+
+    def bar_costs_usd(self, i: int) -> float:
+        """USD the treasury step pays at bar ``i``: power, hosting and machine purchases (0 once insolvent)."""
+        return 0.0 if self.insolvent else self._costs_usd[i] + self._capex_usd[i]
 
     def _pay(self, i: int) -> None:
         for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),

@@ -11,7 +11,6 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from brokers.events import MarginEvent
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError
 from mining.fleet import Fleet
@@ -249,7 +248,8 @@ class FinancedExpansion(MinerStrategy):
     ``collateral_ratio`` x the principal (1.43 in the public filing of issue 4), a loan call comes when the
     collateral falls below ``call_ratio`` x the debt (1.33), and the lender sells the collateral at
     ``liquidation_ltv`` or when the call is not met within ``call_deadline_days``. With
-    ``on_margin_call='top_up_from_treasury'`` calls are met from the spot coins while they last. Accrued
+    ``on_margin_call='top_up_from_treasury'`` an open call is met from the spot coins the bar's bills leave,
+    all of it or nothing, each bar until the deadline (:meth:`_meet_loan_call`). Accrued
     interest is paid monthly in USD. If the treasury cannot pledge the full collateral, the principal is
     cut to what it can back (reported in the event log's detail and the run's assumptions).
     ``loan_type='equipment'``: an amortising USD loan over ``term_months``; a missed instalment is an event.
@@ -380,8 +380,29 @@ class FinancedExpansion(MinerStrategy):
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
             elif interest > 0:
                 self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price)))
+        if self.p.on_margin_call == "top_up_from_treasury":
+            self._meet_loan_call(now, price)
         # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
         self.broker.set_liability(loan.instrument, loan.debt_usd)
+
+    def _meet_loan_call(self, now: datetime, price: float) -> None:
+        """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,
+        if the coins the treasury can spare cover all of it: the coins this bar's power, hosting and purchases
+        need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure the call is not
+        made: the lender sells only the debt's worth of collateral at a liquidation, so pledging part saves
+        no coin and only locks coins the bills need. Later bars try again with their production and price."""
+        loan = self.loan
+        if loan.closed or loan.call_due is None:
+            return
+        need = loan.required_top_up_coin(price)
+        if need <= 1e-12:
+            return
+        bills = self.bar_costs_usd(len(self.data) - 1)
+        reserve = rules.coins_for_shortfall(bills, self.broker.get_cash(), price, self.p.spot_fee)
+        if self.broker.free_balance(self.asset, "spot") - reserve < need:
+            return
+        self.broker.transfer(self.asset, need, "spot", "collateral")
+        self._book_coin_loan_step(loan.top_up(now, need, price), price)
 
     def _book_coin_loan_step(self, step, price: float) -> None:
         for event in step.events:
@@ -392,18 +413,6 @@ class FinancedExpansion(MinerStrategy):
         if step.collateral_released_coin > 0:
             self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
 
-    def notify_margin_event(self, event: MarginEvent) -> None:
-        if event.kind != "loan_call" or self.p.on_margin_call != "top_up_from_treasury":
-            return
-        loan = self.loan
-        if not isinstance(loan, CoinLoan) or loan.closed:
-            return
-        price = event.price
-        coins = min(loan.required_top_up_coin(price), self.broker.free_balance(self.asset, "spot"))
-        if coins <= 1e-12:
-            return
-        self.broker.transfer(self.asset, coins, "spot", "collateral")
-        self._book_coin_loan_step(loan.top_up(event.time, coins, price), price)
 
 
 POLICIES: dict[str, type[MinerStrategy]] = {

@@ -397,6 +397,46 @@ def test_financed_expansion_reports_each_months_coin_loan_interest_it_cannot_pay
     assert ledger(outcome).query("kind == 'loan_interest'").empty
 
 
+@pytest.mark.parametrize("spare", [-1e-6, 1e-6])
+def test_a_loan_call_top_up_leaves_the_bars_bills_paid_and_is_all_or_nothing(spare):
+    # No revenue; one S19 Pro (78 kWh a day) plus the expansion's one S19 XP (72.24 kWh) at 0.05 USD/kWh: bills
+    # of 7.512 USD a day. A 6,000 USD coin loan at the 2021-06-01 close of 100 pledges 85.8 BTC and buys the
+    # machine, so coins pay the bills. At 92 on 06-02 the LTV passes the call level. The top-up brings it back
+    # to the initial LTV, if the spot coins cover it and that bar's bills; else nothing is pledged (the call
+    # is left to the deadline), and the bills are paid either way.
+    m = synthetic_market([(100.0,) * 4, (92.0,) * 4])
+    bills, fee = 7.512, 0.001
+    pledged = 6_000 * 1.43 / 100.0
+    debt = 6_000 * (1 + 0.1075 / 365)  # a day's interest (act/365)
+    need = debt / (6_000 / (pledged * 100.0) * 92.0) - pledged
+    spot_at_call = need + bills / (92.0 * (1 - fee)) + spare
+    params = {"fleet": "S19Pro:1@2021-01-01", "loan_type": "coin", "loan_date": "2021-06-01",
+              "principal_usd": 6_000.0, "unit_price_usd": 6_000.0, "expansion_model": "S19XP",
+              "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False, "spot_fee": fee, "start_usd": 0.0,
+              "start_coins": pledged + bills / (100.0 * (1 - fee)) + spot_at_call,
+              "on_margin_call": "top_up_from_treasury"}
+    outcome = api.run_policy(m, "financed_expansion", params)
+    assert [str(e["datetime"])[:10] for e in events(outcome, "loan_call")] == ["2021-06-02"]
+    assert not events(outcome, "insolvency")
+    book = ledger(outcome)
+    assert book.query("kind == 'power_cost'")["amount"].sum() == pytest.approx(-2 * bills, rel=1e-12)
+    top_ups = book.query("kind == 'transfer' and wallet == 'collateral'")["amount"].tolist()
+    if spare > 0:
+        assert top_ups == pytest.approx([pledged, need], rel=1e-12)
+        assert [str(e["datetime"])[:10] for e in events(outcome, "loan_call_met")] == ["2021-06-02"]
+    else:
+        assert top_ups == pytest.approx([pledged], rel=1e-12)  # the draw's pledge alone
+        assert not events(outcome, "loan_call_met")
+        # the call stays open; at 95 the next bar needs fewer coins than the treasury has left: met then
+        retried = api.run_policy(synthetic_market([(100.0,) * 4, (92.0,) * 4, (95.0,) * 4]), "financed_expansion",
+                                 params)
+        debt = 6_000 * (1 + 2 * 0.1075 / 365)
+        need = debt / (6_000 / (pledged * 100.0) * 95.0) - pledged
+        top_ups = ledger(retried).query("kind == 'transfer' and wallet == 'collateral'")["amount"].tolist()
+        assert top_ups == pytest.approx([pledged, need], rel=1e-12)
+        assert [str(e["datetime"])[:10] for e in events(retried, "loan_call_met")] == ["2021-06-03"]
+
+
 def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
     outcome = api.run_policy(btc_2022, "financed_expansion", {**LOAN, "on_margin_call": "ignore"})
     calls, liquidations = events(outcome, "loan_call"), events(outcome, "loan_liquidation")
