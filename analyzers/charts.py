@@ -33,6 +33,7 @@ EVENT_MARKERS: dict[str, dict[str, object]] = {
     "loan_call": {"marker": "D", "color": "purple", "label": "loan call"},
     "loan_liquidation": {"marker": "X", "color": "indigo", "label": "loan liquidation"},
     "insolvency": {"marker": "s", "color": "black", "label": "insolvency"},
+    "insolvency_cured": {"marker": "s", "color": "tab:green", "label": "mining resumed"},
     "ruin": {"marker": "s", "color": "black", "label": "ruin"},
 }
 

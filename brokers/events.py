@@ -24,7 +24,8 @@ EVENT_KINDS: dict[str, str] = {
     "loan_call_met": "a loan call was met (collateral topped up or loan repaid) before its deadline",
     "loan_liquidation": "a loan's LTV reached its liquidation LTV (or a call was missed); collateral sold",
     "missed_payment": "an equipment-loan instalment could not be paid from USD cash",
-    "insolvency": "the miner could not pay its USD costs even after selling coins; mining stopped",
+    "insolvency": "the miner could not pay its USD costs even after selling coins; mining stopped until cured",
+    "insolvency_cured": "the insolvent miner paid its arrears (and purchases due meanwhile); mining resumed",
     "ruin": "total equity reached zero or below",
 }
 

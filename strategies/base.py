@@ -232,6 +232,8 @@ class MinerStrategy(bt.Strategy):
         self.bar_length = (pd.Series(frame.index).diff().median() if len(frame.index) > 1
                            else pd.Timedelta(days=1)).to_pytimedelta()
         self.insolvent = False
+        self._insolvent_from = 0  # first bar of the current insolvency
+        self._arrears: dict[str, float] = {}  # ledger kind -> USD of the insolvency bar's bills still owed
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -374,6 +376,9 @@ class MinerStrategy(bt.Strategy):
         price = self.data.close[0]
         produced = 0.0
         costs = 0.0
+        if self.insolvent:
+            self._try_to_resume(i, now, price)
+            self.mining_state.curtailed_fraction = 0.0  # off for insolvency, not curtailed for economics
         if not self.insolvent:
             produced = self._credit_mining(i, now, price)
             costs = self.bar_costs_usd(i)
@@ -443,7 +448,35 @@ class MinerStrategy(bt.Strategy):
         for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost")):
             if amount * share > 0:
                 self.broker.debit_usd(amount * share, kind, note="part paid: insolvent")
+            self._arrears[kind] = amount * (1.0 - share)
         self.broker.set_liability("unpaid_bills", bills * (1.0 - share))
+
+    def _try_to_resume(self, i: int, now: datetime, price: float) -> None:
+        """An insolvent miner restarts its machines at the first bar where the treasury (cash, and spot and free
+        futures coins sold at ``price``; e.g. collateral a lender returned) can pay the arrears, the purchases
+        due while it was insolvent and this bar's own costs. It pays the first two here; the bar then runs as
+        any other. The machines bought late count at the book value of their scheduled date."""
+        k = self._insolvent_from
+        arrears = sum(self._arrears.values())
+        delayed = sum(self._capex_usd[k:i])
+        if self.raisable_usd(price) < (arrears + delayed + self._costs_usd[i] + self._capex_usd[i]) * (1 + 1e-9):
+            return
+        self.raise_usd(arrears + delayed, price)
+        for kind, amount in self._arrears.items():
+            if amount > 0:
+                self.broker.debit_usd(amount, kind, note="arrears")
+        if delayed > 0:
+            self.broker.debit_usd(delayed, "hardware_purchase", note="delayed by the insolvency")
+        self.broker.set_liability("unpaid_bills", 0.0)
+        self._arrears = {}
+        self.insolvent = False
+        if "hardware" in self._hardware:
+            self._hardware["hardware"][i:] = self.fleet.book_value_at(self._bar_ends_ns[i:]).tolist()
+        self.broker.add_event(MarginEvent(
+            time=now, kind="insolvency_cured", instrument="fleet", venue="", side="", size=0.0, price=price,
+            equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0,
+            fee_usd=0.0, detail=f"paid {arrears:,.2f} USD of arrears and {delayed:,.2f} USD of delayed purchases; "
+                                f"mining resumed after {self.bar_length * (i - k)}"))
 
     def raise_usd(self, usd: float, price: float, draw_on_hedge: bool = False) -> bool:
         """Make ``usd`` of USD cash available: spot USD and the futures wallet's free USD, then spot coins and
@@ -515,13 +548,14 @@ class MinerStrategy(bt.Strategy):
         if self.insolvent:
             return
         self.insolvent = True
+        self._insolvent_from = len(self.data) - 1
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency", instrument="fleet", venue="", side="", size=0.0, price=price,
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
             loss_usd=0.0, fee_usd=0.0,
             detail=f"could not pay {costs:,.2f} USD of costs with {self.broker.get_cash():,.2f} USD cash and "
-                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped, the "
-                   "bar's power and hosting paid pro rata and the rest owed"))
+                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped until the "
+                   "arrears can be paid, the bar's power and hosting paid pro rata and the rest owed"))
 
     def add_hardware(self, name: str, cost_usd: float, i: int) -> None:
         """Count machines bought for ``cost_usd`` (USD) at bar ``i``'s open in equity from that bar on, under

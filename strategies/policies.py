@@ -299,16 +299,14 @@ class FinancedExpansion(MinerStrategy):
         self._loan_decided = False
         self._last_interest_month: tuple[int, int] | None = None
 
-    # the expansion's flows are added to the base fleet's
-    def _credit_mining(self, i: int, now: datetime, price: float) -> float:
-        if self.units_bought:
-            n = self.units_bought
-            self._coins_gross[i] += n * self._unit["coins_gross"][i]
-            self._pool_fee_coin[i] += n * self._unit["pool_fee_coin"][i]
-            self._power_usd[i] += n * self._unit["power_cost_usd"][i]
-            self._hosting_usd[i] += n * self._unit["hosting_usd"][i]
-            self._costs_usd[i] = self._power_usd[i] + self._hosting_usd[i]
-        return super()._credit_mining(i, now, price)
+    def _add_expansion_flows(self, i: int) -> None:
+        """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on."""
+        n = self.units_bought
+        for name, column in (("_coins_gross", "coins_gross"), ("_pool_fee_coin", "pool_fee_coin"),
+                             ("_power_usd", "power_cost_usd"), ("_hosting_usd", "hosting_usd")):
+            values = getattr(self, name)
+            values[i:] = (np.asarray(values[i:]) + n * self._unit[column][i:]).tolist()
+        self._costs_usd[i:] = (np.asarray(self._power_usd[i:]) + np.asarray(self._hosting_usd[i:])).tolist()
 
     def next(self) -> None:
         now = self.broker.bar_time(self.data)
@@ -347,6 +345,7 @@ class FinancedExpansion(MinerStrategy):
         self.broker.debit_usd(cost, "hardware_purchase", note=f"{self.units_bought} x {self.p.expansion_model}")
         if cost > 0:
             self.add_hardware("hardware:expansion", cost, len(self.data) - 1)
+            self._add_expansion_flows(len(self.data) - 1)
 
     def step_loans(self, now: datetime, price: float) -> None:
         loan = self.loan

@@ -634,6 +634,35 @@ def test_financed_expansion_machines_replace_the_cash_that_bought_them():
         [1_000.0] + [1_000.0 - 60_000 * day / life for day in range(1, 5)], rel=0, abs=1e-9)
 
 
+def test_an_insolvent_miner_resumes_once_it_can_pay_its_arrears():
+    # Bills of 7.512 USD a day, no revenue (as in the loan-call test). After the draw's pledge of 85.8 BTC the
+    # treasury keeps 0.01 BTC once 06-01's bill is paid: 06-02's bill finds 0.999 USD, so the miner is
+    # insolvent and owes the rest. At 80 on 06-03 the lender liquidates and returns the collateral beyond the
+    # debt; on 06-04 the treasury pays the arrears and the day's bill from those coins and mining resumes.
+    m = synthetic_market([(100.0,) * 4, (100.0,) * 4, (80.0,) * 4, (80.0,) * 4])
+    bills, fee = 7.512, 0.001
+    params = {"fleet": "S19Pro:1@2021-01-01", "loan_type": "coin", "loan_date": "2021-06-01",
+              "principal_usd": 6_000.0, "unit_price_usd": 6_000.0, "expansion_model": "S19XP",
+              "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False, "spot_fee": fee, "start_usd": 0.0,
+              "start_coins": 85.8 + bills / (100.0 * (1 - fee)) + 0.01, "on_margin_call": "ignore"}
+    strategy, _, _ = api._run_cerebro(m, "financed_expansion", params, None)
+    kinds = [(str(e.time)[:10], e.kind) for e in strategy.broker.events]
+    assert kinds == [("2021-06-02", "insolvency"), ("2021-06-03", "loan_liquidation"),
+                     ("2021-06-04", "insolvency_cured")]
+    power = [(str(e.time)[:10], e.amount, e.note) for e in strategy.broker.ledger.entries if e.kind == "power_cost"]
+    arrears = bills - 0.01 * 100.0 * (1 - fee)
+    assert [(day, note) for day, _, note in power] == [("2021-06-01", ""), ("2021-06-02", "part paid: insolvent"),
+                                                       ("2021-06-04", "arrears"), ("2021-06-04", "")]
+    assert [amount for _, amount, _ in power] == pytest.approx([-bills, arrears - bills, -arrears, -bills],
+                                                               rel=1e-12)
+    assert strategy.broker.get_liabilities_usd() == 0.0 and not strategy.insolvent
+    debt = 6_000 * (1 + 2 * 0.1075 / 365)
+    released = 85.8 - debt / 80.0
+    assert strategy.broker.get_coins("BTC") == pytest.approx(released - (arrears + bills) / (80.0 * (1 - fee)),
+                                                              rel=1e-12)
+    assert strategy.broker.reconcile() < 1e-9
+
+
 def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
     # 2x long of 0.1 BTC at 10,000 with a 5 % stop: the stop sits at 9,500; the third bar trades through it
     # from an open above, so it fills at 9,500 (liquidation, near 5,020, is never reached).
