@@ -51,6 +51,7 @@ from minehedge.timeframes import SPANNED_TIMEFRAMES, timeframe_span
 
 USD = "USD"
 WALLETS = ("spot", "futures", "collateral")
+DEFAULT_WARNING_LEVEL = 0.8  # margin ratio of a margin call when no venue says otherwise (Binance's level)
 _EPOCH = datetime(1970, 1, 1)
 # Ledger notes booked as templates and rendered when read (brokers.ledger.Ledger); times are naive UTC.
 _SETTLEMENT_NOTE = "settlement {:%Y-%m-%d %H:%M}"
@@ -71,7 +72,8 @@ class MarginBroker(bt.brokers.BackBroker):
       - ``spot_cash`` (USD): opening USD in the spot wallet.
       - ``coins`` (dict asset -> coins): opening coin balances, in ``coin_wallet``.
       - ``coin_wallet``: wallet of the opening coins (``'futures'``: usable as inverse margin).
-      - ``warning_level`` (fraction): margin ratio that raises a ``margin_call`` event (Binance: 0.8).
+      - ``warning_level`` (fraction or None): margin ratio that raises a ``margin_call`` event; None (the
+        default): each position's venue profile's ``warning_level`` (Binance: 0.8).
       - ``liquidation`` / ``funding`` (bool): master switches (each comminfo has its own as well).
       - ``funding_rate`` (fraction per 8 h or None): constant fallback; None = the venue's default.
       - ``funding_rates`` (callable ``(data, when) -> rate or None``): a funding series (fraction per 8 h).
@@ -85,7 +87,7 @@ class MarginBroker(bt.brokers.BackBroker):
         ("spot_cash", 0.0),
         ("coins", None),
         ("coin_wallet", "futures"),
-        ("warning_level", 0.8),
+        ("warning_level", None),
         ("liquidation", True),
         ("funding", True),
         ("funding_rate", None),
@@ -98,7 +100,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def __init__(self) -> None:
         super().__init__()
-        check_positive("warning_level", self.p.warning_level, unit="fraction")
+        if self.p.warning_level is not None:
+            check_positive("warning_level", self.p.warning_level, unit="fraction")
         check_positive("spot_cash", self.p.spot_cash, allow_zero=True, unit="USD")
         check_choice("bar_time", self.p.bar_time, ("open", "close"))
         check_choice("coin_wallet", self.p.coin_wallet, WALLETS)
@@ -142,12 +145,18 @@ class MarginBroker(bt.brokers.BackBroker):
 
     @property
     def warning_level(self) -> float:
-        """Margin ratio (fraction) at which a margin_call event is raised."""
-        return self.p.warning_level
+        """Margin ratio (fraction) at which a margin_call event is raised: the ``warning_level`` param, else
+        the venue profile's of the futures schemes installed (the first one's, if they differ), else 0.8."""
+        if self.p.warning_level is not None:
+            return self.p.warning_level
+        for ci in self.comminfo.values():
+            if isinstance(ci, FuturesCommInfo):
+                return ci.venue.warning_level
+        return DEFAULT_WARNING_LEVEL
 
     @warning_level.setter
-    def warning_level(self, value: float) -> None:
-        self.p.warning_level = check_positive("warning_level", value, unit="fraction")
+    def warning_level(self, value: float | None) -> None:
+        self.p.warning_level = None if value is None else check_positive("warning_level", value, unit="fraction")
 
     def start(self) -> None:
         super().start()
@@ -824,13 +833,14 @@ class MarginBroker(bt.brokers.BackBroker):
                 continue
             close = data.close[0]
             ratio, maint, balance = self._close_margin(data, pos, ci)
-            if ratio >= self.p.warning_level:
+            level = ci.venue.warning_level if self.p.warning_level is None else self.p.warning_level
+            if ratio >= level:
                 if not self._in_call.get(data):
                     self._in_call[data] = True
                     size, _ = self._size_entry(data, pos, ci)
                     unit = close if ci.is_inverse else 1.0
                     self._emit("margin_call", data, ci, 1 if size > 0 else -1, size, close, balance * unit,
-                               maint * unit, ratio, 0.0, 0.0, f"margin ratio {ratio:.4f} >= {self.p.warning_level:g}")
+                               maint * unit, ratio, 0.0, 0.0, f"margin ratio {ratio:.4f} >= {level:g}")
             else:
                 self._in_call[data] = False
         if deadline_positions:

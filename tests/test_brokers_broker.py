@@ -247,6 +247,20 @@ def test_margin_call_event_before_liquidation_and_hook_runs():
     assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
 
 
+@pytest.mark.parametrize(("broker_level", "called"), [(None, True), (0.7, False)])
+def test_the_venues_warning_level_raises_the_margin_call_unless_the_broker_sets_one(broker_level, called):
+    # 1 BTC long 50x at 20,000 on a venue warning at 0.5: margin 400, MM 0.5 % of the price. At 19,750 the
+    # ratio is 98.75 / 150 = 0.658: a call at the venue's 0.5; none at a broker-wide 0.7.
+    venue = generic_venue(mmr=0.005, warning_level=0.5)
+    ci = LinearFuturesCommInfo(venue=venue, leverage=50, commission=0.0, funding=False)
+    rows = flat(20_000, 2) + [(20_000, 20_000, 19_750, 19_750)] + flat(19_750, 1)
+    _, broker = run(frame(rows), ci, {1: buy(1)}, MarginBroker(cash=1_000.0, warning_level=broker_level))
+    calls = [e for e in broker.events if e.kind == "margin_call"]
+    assert broker.warning_level == (0.5 if broker_level is None else broker_level)
+    assert [(c.time, c.margin_ratio) for c in calls] == ([(datetime(2021, 1, 3), pytest.approx(98.75 / 150))]
+                                                         if called else [])
+
+
 def test_partial_step_down_on_bitmex_keeps_money_consistent():
     # 3,500,000 contracts = 350 XBT at 10,000 (risk-limit step 300-400 XBT, MMR 1.4 %), 10x isolated
     rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_100)] + flat(9_100, 1)
