@@ -36,6 +36,7 @@ from datetime import datetime
 import minehedge.compat  # noqa: F401  (before backtrader)
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
 from brokers.broker import MarginBroker
@@ -376,13 +377,16 @@ class MinerStrategy(bt.Strategy):
         price = self.data.close[0]
         produced = 0.0
         costs = 0.0
-        if self.insolvent:
+        stepped = self.insolvent
+        if stepped:  # loans first: a lender may return collateral that pays the arrears
+            self.step_loans(now, price)
             self._try_to_resume(i, now, price)
             self.mining_state.curtailed_fraction = 0.0  # off for insolvency, not curtailed for economics
         if not self.insolvent:
             produced = self._credit_mining(i, now, price)
             costs = self.bar_costs_usd(i)
-        self.step_loans(now, price)
+        if not stepped:
+            self.step_loans(now, price)
         self._treasury(produced, costs, i, now, price)
         for name, book in self._hardware.items():
             self.broker.set_asset(name, book[i])
@@ -428,6 +432,19 @@ class MinerStrategy(bt.Strategy):
         """USD the treasury step pays at bar ``i``: power, hosting and machine purchases (0 once insolvent)."""
         return 0.0 if self.insolvent else self._costs_usd[i] + self._capex_usd[i]
 
+    def day_end_bar(self, i: int) -> int:
+        """Index of the first bar that opens a day or more after bar ``i`` opens (the bar count if none)."""
+        return int(np.searchsorted(self._bar_opens_ns, self._bar_opens_ns[i] + DAY_NS))
+
+    def day_costs_usd(self, i: int, insolvent: bool | None = None) -> float:
+        """USD of power, hosting and machine purchases over the day from bar ``i``'s open (the bars opening
+        within it; one bar on daily bars): the treasury's reserve before it pledges coins to a lender. 0 while
+        insolvent (``insolvent``: as if it were / were not, instead of the current state)."""
+        if self.insolvent if insolvent is None else insolvent:
+            return 0.0
+        end = self.day_end_bar(i)
+        return sum(self._costs_usd[i:end]) + sum(self._capex_usd[i:end])
+
     def _pay(self, i: int) -> None:
         for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost"),
                              (self._capex_usd[i], "hardware_purchase")):
@@ -436,8 +453,9 @@ class MinerStrategy(bt.Strategy):
 
     def _pay_what_it_can(self, i: int) -> None:
         """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
-        the rest is owed (the liability ``unpaid_bills``, in equity to the end); a machine purchase it cannot
-        pay is not made, nor any later one (the machines' book value counts what was paid before the bar)."""
+        the rest is owed (the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a machine
+        purchase it cannot pay is not made while insolvent (the machines' book value counts what was paid before
+        the bar)."""
         if "hardware" in self._hardware:
             self._hardware["hardware"][i:] = self.fleet.book_value_at(
                 self._bar_ends_ns[i:], paid_until=self._bar_opens_ns[i]).tolist()
@@ -452,16 +470,19 @@ class MinerStrategy(bt.Strategy):
         self.broker.set_liability("unpaid_bills", bills * (1.0 - share))
 
     def _try_to_resume(self, i: int, now: datetime, price: float) -> None:
-        """An insolvent miner restarts its machines at the first bar where the treasury (cash, and spot and free
-        futures coins sold at ``price``; e.g. collateral a lender returned) can pay the arrears, the purchases
-        due while it was insolvent and this bar's own costs. It pays the first two here; the bar then runs as
-        any other. The machines bought late count at the book value of their scheduled date."""
+        """An insolvent miner restarts its machines at the first bar where the treasury (cash, spot and free
+        futures coins sold at ``price``, and what closing the hedge frees; e.g. collateral a lender returned
+        this bar) can pay the arrears, the purchases due while it was insolvent and a day's costs from this
+        bar on (a day on every bar size). It pays the first two here; the bar then runs as any other. The
+        machines bought late count at the book value of their scheduled date."""
         k = self._insolvent_from
         arrears = sum(self._arrears.values())
         delayed = sum(self._capex_usd[k:i])
-        if self.raisable_usd(price) < (arrears + delayed + self._costs_usd[i] + self._capex_usd[i]) * (1 + 1e-9):
+        day_costs = self.day_costs_usd(i, insolvent=False)
+        available = self.raisable_usd(price) + self.hedge_release_usd(price)
+        if available < (arrears + delayed + day_costs) * (1 + 1e-9):
             return
-        self.raise_usd(arrears + delayed, price)
+        self.raise_usd(arrears + delayed, price, draw_on_hedge=True)
         for kind, amount in self._arrears.items():
             if amount > 0:
                 self.broker.debit_usd(amount, kind, note="arrears")
@@ -472,6 +493,7 @@ class MinerStrategy(bt.Strategy):
         self.insolvent = False
         if "hardware" in self._hardware:
             self._hardware["hardware"][i:] = self.fleet.book_value_at(self._bar_ends_ns[i:]).tolist()
+            self.broker.set_asset("hardware", self._hardware["hardware"][i])  # the event's equity counts them
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency_cured", instrument="fleet", venue="", side="", size=0.0, price=price,
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0,
@@ -496,16 +518,22 @@ class MinerStrategy(bt.Strategy):
 
     def hedge_release_usd(self, price: float) -> float:
         """USD that closing the whole hedge now would add to :meth:`raisable_usd`: the broker's
-        ``closing_release`` less the closing fee, coins valued at ``price`` less the spot fee; 0 when flat or
-        when closing would free nothing."""
+        ``closing_release`` less the closing fee (and, for inverse contracts, less the coins that first fill a
+        negative free futures-wallet coin balance, which :meth:`raisable_usd` counts as 0), coins valued at
+        ``price`` less the spot fee; 0 when flat or when closing would free nothing."""
         held = self.position_size() if self.comminfo is not None else 0.0
         if not held:
             return 0.0
         ci, close = self.comminfo, self.hedge_data.close[0]
         freed = self.broker.closing_release(self.hedge_data)
         if ci.is_inverse:
-            return max(freed - ci.coin_fee(held, close), 0.0) * price * (1.0 - self.p.spot_fee)
+            return max(freed - ci.coin_fee(held, close) - self._coin_hole(), 0.0) * price * (1.0 - self.p.spot_fee)
         return max(freed - ci.getcommission(held, close), 0.0)
+
+    def _coin_hole(self) -> float:
+        """Coins by which the futures wallet's free coin balance is below zero (an inverse position's losses
+        beyond the wallet's free coins): the first coins that closing an inverse hedge frees fill it."""
+        return max(-self.broker.free_balance(self.asset, "futures"), 0.0)
 
     def draw_on_hedge(self, usd: float, price: float) -> bool:
         """Close the share of the hedge, at its close, that frees what :meth:`raisable_usd` lacks of ``usd``,
@@ -518,7 +546,9 @@ class MinerStrategy(bt.Strategy):
         if short <= 0 or whole <= 0 or short > whole:
             return False
         held = self.position_size()
-        units = abs(held) * short / whole * (1.0 + 1e-9)  # the release is linear in the size closed
+        # the release is linear in the size closed, and an inverse hedge's first coins fill the coin hole
+        hole = self._coin_hole() * price * (1.0 - self.p.spot_fee) if self.comminfo.is_inverse else 0.0
+        units = abs(held) * (short + hole) / (whole + hole) * (1.0 + 1e-9)
         if self.comminfo.is_inverse or self.comminfo.qty(1.0) != 1.0:  # whole contracts: round up
             units = float(math.ceil(units - 1e-9))
         units = math.copysign(min(units, abs(held)), held)

@@ -319,7 +319,13 @@ class FinancedExpansion(MinerStrategy):
         principal = self.p.principal_usd
         if self.p.loan_type == "coin":
             need = principal * self.p.collateral_ratio / price
-            spot = self.broker.free_balance(self.asset, "spot")
+            # the coins a day's bills need (with the machines about to be bought) stay in the treasury
+            i = len(self.data) - 1
+            end = self.day_end_bar(i)
+            bills = self.day_costs_usd(i) + int(principal // self.p.unit_price_usd) * float(
+                self._unit["power_cost_usd"][i:end].sum() + self._unit["hosting_usd"][i:end].sum())
+            reserve = rules.coins_for_shortfall(bills, self.broker.get_cash(), price, self.p.spot_fee)
+            spot = max(self.broker.free_balance(self.asset, "spot") - reserve, 0.0)
             pledge = min(need, spot)
             if pledge <= 1e-12:
                 self.notes.append(f"{now:%Y-%m-%d}: no coins to pledge; the coin loan was not drawn.")
@@ -386,8 +392,8 @@ class FinancedExpansion(MinerStrategy):
 
     def _meet_loan_call(self, now: datetime, price: float) -> None:
         """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,
-        if the coins the treasury can spare cover all of it: the coins this bar's power, hosting and purchases
-        need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure the call is not
+        if the coins the treasury can spare cover all of it: the coins a day's power, hosting and purchases
+        from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure the call is not
         made: the lender sells only the debt's worth of collateral at a liquidation, so pledging part saves
         no coin and only locks coins the bills need. Later bars try again with their production and price."""
         loan = self.loan
@@ -396,7 +402,7 @@ class FinancedExpansion(MinerStrategy):
         need = loan.required_top_up_coin(price)
         if need <= 1e-12:
             return
-        bills = self.bar_costs_usd(len(self.data) - 1)
+        bills = self.day_costs_usd(len(self.data) - 1)
         reserve = rules.coins_for_shortfall(bills, self.broker.get_cash(), price, self.p.spot_fee)
         if self.broker.free_balance(self.asset, "spot") - reserve < need:
             return

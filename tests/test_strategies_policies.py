@@ -389,12 +389,11 @@ def test_financed_expansion_reports_each_months_coin_loan_interest_it_cannot_pay
         "loan_type": "coin", "start_usd": 0.0, "start_coins": 620.0, "power_usd_per_kwh": 0.6, "curtail": False,
         "on_margin_call": "ignore", "liquidation_ltv": 0.99, "call_deadline_days": 1000.0})
     missed = events(outcome, "missed_payment")
-    # (insolvent on 2021-12-31: what the treasury raised went to that bar's power bill, so January's is missed too)
-    assert [str(e["datetime"])[:10] for e in missed] == ["2022-01-01", "2022-02-01", "2022-03-01", "2022-04-01",
-                                                         "2022-05-01"]
+    # (the draw keeps a day's bills out of the pledge, so the day of interest due on 2022-01-01 is still paid)
+    assert [str(e["datetime"])[:10] for e in missed] == ["2022-02-01", "2022-03-01", "2022-04-01", "2022-05-01"]
     assert all("interest of" in e["detail"] and "stays in the debt" in e["detail"] for e in missed)
     assert [e["size"] for e in missed] == sorted(e["size"] for e in missed)  # the debt grows by it
-    assert ledger(outcome).query("kind == 'loan_interest'").empty
+    assert ledger(outcome).query("kind == 'loan_interest'")["datetime"].astype(str).str[:10].tolist() == ["2022-01-01"]
 
 
 @pytest.mark.parametrize("spare", [-1e-6, 1e-6])
@@ -638,7 +637,7 @@ def test_an_insolvent_miner_resumes_once_it_can_pay_its_arrears():
     # Bills of 7.512 USD a day, no revenue (as in the loan-call test). After the draw's pledge of 85.8 BTC the
     # treasury keeps 0.01 BTC once 06-01's bill is paid: 06-02's bill finds 0.999 USD, so the miner is
     # insolvent and owes the rest. At 80 on 06-03 the lender liquidates and returns the collateral beyond the
-    # debt; on 06-04 the treasury pays the arrears and the day's bill from those coins and mining resumes.
+    # debt; on that bar the treasury pays the arrears and the day's bill from those coins and mining resumes.
     m = synthetic_market([(100.0,) * 4, (100.0,) * 4, (80.0,) * 4, (80.0,) * 4])
     bills, fee = 7.512, 0.001
     params = {"fleet": "S19Pro:1@2021-01-01", "loan_type": "coin", "loan_date": "2021-06-01",
@@ -648,19 +647,34 @@ def test_an_insolvent_miner_resumes_once_it_can_pay_its_arrears():
     strategy, _, _ = api._run_cerebro(m, "financed_expansion", params, None)
     kinds = [(str(e.time)[:10], e.kind) for e in strategy.broker.events]
     assert kinds == [("2021-06-02", "insolvency"), ("2021-06-03", "loan_liquidation"),
-                     ("2021-06-04", "insolvency_cured")]
+                     ("2021-06-03", "insolvency_cured")]
     power = [(str(e.time)[:10], e.amount, e.note) for e in strategy.broker.ledger.entries if e.kind == "power_cost"]
     arrears = bills - 0.01 * 100.0 * (1 - fee)
     assert [(day, note) for day, _, note in power] == [("2021-06-01", ""), ("2021-06-02", "part paid: insolvent"),
-                                                       ("2021-06-04", "arrears"), ("2021-06-04", "")]
-    assert [amount for _, amount, _ in power] == pytest.approx([-bills, arrears - bills, -arrears, -bills],
+                                                       ("2021-06-03", "arrears"), ("2021-06-03", ""),
+                                                       ("2021-06-04", "")]
+    assert [amount for _, amount, _ in power] == pytest.approx([-bills, arrears - bills, -arrears, -bills, -bills],
                                                                rel=1e-12)
     assert strategy.broker.get_liabilities_usd() == 0.0 and not strategy.insolvent
     debt = 6_000 * (1 + 2 * 0.1075 / 365)
     released = 85.8 - debt / 80.0
-    assert strategy.broker.get_coins("BTC") == pytest.approx(released - (arrears + bills) / (80.0 * (1 - fee)),
-                                                              rel=1e-12)
+    assert strategy.broker.get_coins("BTC") == pytest.approx(
+        released - (arrears + 2 * bills) / (80.0 * (1 - fee)), rel=1e-12)
     assert strategy.broker.reconcile() < 1e-9
+
+
+def test_a_draw_on_an_inverse_hedge_first_fills_a_negative_free_coin_balance(data_dir):
+    # collateral_short on COIN-M, power 0.12 USD/kWh with no curtailment: on 2022-06-30 the bills exceed the
+    # free coins and the futures wallet's free coin balance is below zero. The draw used to size the close on
+    # the USD short alone (one contract for a 24.93 USD gap), the freed coins filled the hole, and the miner
+    # was declared insolvent while its hedge held 3.4M USD of margin.
+    m = market(data_dir, "2021-11-01", "2023-06-30")
+    params = {"fleet": "S19Pro:1000@2021-06-01$2400", "curtail": False, "power_usd_per_kwh": 0.12,
+              "start_usd": 50_000.0, "venue": "binance_coinm", "start_coins": 5.0}
+    strategy, _, _ = api._run_cerebro(m, "collateral_short", params, None)
+    assert [e for e in strategy.broker.events if e.kind == "insolvency"] == []
+    assert "2022-06-30" in {str(when)[:10] for when, _, _ in strategy._draws}
+    assert strategy.broker.reconcile() < 1e-6
 
 
 def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
