@@ -248,7 +248,7 @@ class FinancedExpansion(MinerStrategy):
     ``collateral_ratio`` x the principal (1.43 in the public filing of issue 4), a loan call comes when the
     collateral falls below ``call_ratio`` x the debt (1.33), and the lender sells the collateral at
     ``liquidation_ltv`` or when the call is not met within ``call_deadline_days``. With
-    ``on_margin_call='top_up_from_treasury'`` an open call is met from the spot coins the bar's bills leave,
+    ``on_margin_call='top_up_from_treasury'`` an open call is met from the spot coins a day's bills leave,
     all of it or nothing, each bar until the deadline (:meth:`_meet_loan_call`). Accrued
     interest is paid monthly in USD. If the treasury cannot pledge the full collateral, the principal is
     cut to what it can back (reported in the event log's detail and the run's assumptions).
@@ -393,9 +393,10 @@ class FinancedExpansion(MinerStrategy):
     def _meet_loan_call(self, now: datetime, price: float) -> None:
         """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,
         if the coins the treasury can spare cover all of it: the coins a day's power, hosting and purchases
-        from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure the call is not
-        made: the lender sells only the debt's worth of collateral at a liquidation, so pledging part saves
-        no coin and only locks coins the bills need. Later bars try again with their production and price."""
+        from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure
+        the call is not made: the lender sells only the debt's worth of collateral at a liquidation, so
+        pledging part saves no coin and only locks coins the bills need. Later bars try again with their
+        production and price."""
         loan = self.loan
         if loan.closed or loan.call_due is None:
             return
@@ -417,7 +418,6 @@ class FinancedExpansion(MinerStrategy):
                                     note=f"lender sold at {price:.2f}", wallet="collateral")
         if step.collateral_released_coin > 0:
             self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
-
 
 
 POLICIES: dict[str, type[MinerStrategy]] = {
