@@ -436,12 +436,11 @@ class MinerStrategy(bt.Strategy):
         """Index of the first bar that opens a day or more after bar ``i`` opens (the bar count if none)."""
         return int(np.searchsorted(self._bar_opens_ns, self._bar_opens_ns[i] + DAY_NS))
 
-    def day_costs_usd(self, i: int, insolvent: bool | None = None) -> float:
-        """USD of power, hosting and machine purchases over the day from bar ``i``'s open (the bars opening
-        within it; one bar on daily bars): the treasury's reserve before it pledges coins to a lender. 0 while
-        insolvent (``insolvent``: as if it were / were not, instead of the current state)."""
-        if self.insolvent if insolvent is None else insolvent:
-            return 0.0
+    def day_costs_usd(self, i: int) -> float:
+        """USD of power, hosting and machine purchases scheduled over the day from bar ``i``'s open (the bars
+        opening within it; one bar on daily bars): the treasury's reserve before it pledges coins to a lender,
+        and what an insolvent miner must be able to pay, beside its arrears, to restart. An insolvent miner
+        keeps the reserve too: it is what restarting needs."""
         end = self.day_end_bar(i)
         return sum(self._costs_usd[i:end]) + sum(self._capex_usd[i:end])
 
@@ -478,7 +477,7 @@ class MinerStrategy(bt.Strategy):
         k = self._insolvent_from
         arrears = sum(self._arrears.values())
         delayed = sum(self._capex_usd[k:i])
-        day_costs = self.day_costs_usd(i, insolvent=False)
+        day_costs = self.day_costs_usd(i)
         available = self.raisable_usd(price) + self.hedge_release_usd(price)
         if available < (arrears + delayed + day_costs) * (1 + 1e-9):
             return
