@@ -771,6 +771,7 @@ class MinerStrategy(bt.Strategy):
     def stop(self) -> None:
         """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
         futures orders, in the run notes: how many of each kind, and the first."""
+        self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
                     [(when, f"{abs(closed):,.6g} of {abs(held):,.6g} {unit} closed") for when, closed, held in
@@ -787,6 +788,30 @@ class MinerStrategy(bt.Strategy):
             if records:
                 when, detail = records[0]
                 self.notes.append(f"{len(records)} {what}; the first at {when:%Y-%m-%d %H:%M} UTC: {detail}.")
+
+    def _deliver_last_notifications(self) -> None:
+        """Hand this strategy and its analyzers the order notifications still in the broker's queue.
+
+        cerebro delivers a bar's notifications after the broker's step of the next bar, so an order the broker
+        fills at once inside the strategy's step (:meth:`MarginBroker.close_now`: a treasury draw at the close)
+        on the last bar would reach no one: not ``notify_order``, not the fills list. Delivered here as cerebro
+        would have, orders and trades only (no extra cash/value notification); other strategies' notifications
+        stay queued."""
+        queue = getattr(self.broker, "notifs", None)
+        if not queue:
+            return
+        first = self.cerebro.runningstrats[0] if self.cerebro.runningstrats else self
+        mine = [order for order in queue if (order.owner or first) is self]
+        if not mine:
+            return
+        kept = [order for order in queue if (order.owner or first) is not self]
+        queue.clear()
+        queue.extend(kept)
+        for order in mine:
+            self._addnotification(order)
+        if self._orderspending:  # a non-empty qorders makes _notify skip the cash/value notification
+            self._notify(qorders=list(self._orderspending), qtrades=list(self._tradespending))
+        self.clear()
 
     def _place_stop(self) -> None:
         """A real backtrader stop order ``stop_loss`` (fraction) away from the average entry price."""
