@@ -47,7 +47,8 @@ from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
-__all__ = ["SUMMARY_KEYS", "Market", "RunOutcome", "load_market", "run_policy", "run_backtest", "compare",
+__all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
+           "run_policy", "run_backtest", "compare",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
            "data_validate", "data_download"]
 
@@ -96,8 +97,10 @@ class RunOutcome:
 
     @property
     def notes(self) -> list[str]:
-        """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md."""
-        return list(self.result.assumptions.get("run notes", []))
+        """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md,
+        after the range's own note when bars past the network data were dropped (an ``end`` cut short)."""
+        cut = self.result.assumptions.get("range")
+        return ([cut] if cut else []) + list(self.result.assumptions.get("run notes", []))
 
     def write_report(self, folder: str | Path) -> Path:
         return write_report(self.result, folder)
@@ -132,17 +135,59 @@ def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
     return min(pd.Timestamp(d.date) for d in deployments).tz_convert("UTC") if deployments else None
 
 
+def market_key(config: dict[str, Any]) -> tuple:
+    """Everything :func:`load_market` reads from ``config``: two configs with equal keys get the same market.
+    Besides the asset, bars, range and data folder, that is the funding venue (each policy's own ``venue``)
+    and, without a ``start``, the fleet's first day (the default start)."""
+    start = _day(config.get("start"), "start") or _default_start(config)
+    return (str(config.get("asset") or "BTC").upper(), str(config.get("timeframe") or "1d"),
+            None if start is None else start.isoformat(), str(_day(config.get("end"), "end")),
+            config.get("data_dir"), config.get("data_venue"), _funding_venue(config))
+
+
+@dataclass
+class Markets:
+    """The markets a set of configurations needs, each loaded once (:func:`load_markets`): configurations
+    that differ only in policy parameters share one; a different funding venue, or a different fleet start
+    when no ``start`` is given, loads another. Picklable: a sweep sends it once to each worker."""
+
+    by_key: dict[tuple, Market]
+
+    def for_config(self, config: dict[str, Any]) -> Market:
+        return self.by_key[market_key(config)]
+
+    @property
+    def fingerprint(self) -> str:
+        """The one market's fingerprint (so a sweep's hashes do not change), else a digest of them all."""
+        prints = sorted(m.fingerprint for m in self.by_key.values())
+        if len(prints) == 1:
+            return prints[0]
+        return hashlib.sha256("|".join(prints).encode()).hexdigest()[:16]
+
+
+def load_markets(configs: list[dict[str, Any]]) -> Markets:
+    """One :class:`Market` per distinct :func:`market_key` among ``configs``."""
+    by_key: dict[tuple, Market] = {}
+    for config in configs:
+        key = market_key(config)
+        if key not in by_key:
+            by_key[key] = load_market(config)
+    return Markets(by_key)
+
+
 def load_market(config: dict[str, Any]) -> Market:
     """Load, validate and align OHLCV, network data and funding for ``config`` (asset, timeframe, range,
     data_dir, venue). A range outside the data raises DataError naming the covered range."""
     asset = str(config.get("asset") or "BTC").upper()
     timeframe = str(config.get("timeframe") or "1d")
     data_dir = config.get("data_dir")
-    start = _day(config.get("start"), "start") or _default_start(config)
+    default_start = _default_start(config) if _day(config.get("start"), "start") is None else None
+    start = _day(config.get("start"), "start") or default_start
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
     if start is not None and end is not None and start > end:
-        raise ConfigError(f"start={start.date()} is after end={end.date()}.")
+        given = "start" if default_start is None else "the fleet's first day (the default start)"
+        raise ConfigError(f"{given} {start.date()} is after end={end.date()}.")
     ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                        venue=config.get("data_venue"))
     bars = ohlcv.frame
@@ -151,8 +196,17 @@ def load_market(config: dict[str, Any]) -> Market:
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
     # ETH after the Merge (2022-09-15), where mining revenue is zero rather than unknown.
-    network = load_network(asset, first.normalize() - NETWORK_LEAD, None, data_dir=data_dir)
+    network_from = first.normalize() - NETWORK_LEAD
+    if asset == "ETH":  # a run after the Merge mines nothing but still reads the last days before it
+        network_from = min(network_from, ETH_MERGE - NETWORK_LEAD)
+    network = load_network(asset, network_from, None, data_dir=data_dir)
+    if network.frame.empty:
+        raise DataError(f"no {asset} network data from {network_from.date()} on, so no mining revenue for bars "
+                        f"from {first.date()}; {network.info.reason}")
     net_last = network.frame.index[-1]
+    if asset == "BTC" and net_last + pd.Timedelta(days=1) < first.normalize():
+        raise DataError(f"the BTC network data end on {net_last.date()}, before the first bar {first.date()}: "
+                        f"mining revenue is unknown for every bar; end the run by {net_last.date()}.")
     merged = asset == "ETH" and net_last >= ETH_MERGE
     if net_last + pd.Timedelta(days=1) < last.normalize() and not merged:
         bars = bars.loc[: net_last + pd.Timedelta(days=1)]
@@ -254,15 +308,18 @@ def run_backtest(config: dict[str, Any]) -> RunOutcome:
 
 
 def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
-    """Run every config on the same market (loaded once); write comparison.csv, charts and summary.md
-    into ``out`` when given. Returns one row per policy: ``{"policy": name, **summary}``."""
+    """Run every config on the same bars (each market loaded once: policies on another funding venue get
+    their venue's funding, :func:`load_markets`), so each row equals a separate ``run`` of its config; write
+    comparison.csv, charts and summary.md into ``out`` when given. Returns one row per policy:
+    ``{"policy": name, **summary}``."""
     if not configs:
         raise ConfigError("compare needs at least one policy.")
-    market = load_market(configs[0])
+    markets = load_markets(configs)
     outcomes = {}
     for config in configs:
         policy = config.get("policy")
-        outcomes[policy] = run_policy(market, policy, config.get("params"), venue=config.get("venue"))
+        outcomes[policy] = run_policy(markets.for_config(config), policy, config.get("params"),
+                                      venue=config.get("venue"))
     rows = [{"policy": name, **outcome.summary} for name, outcome in outcomes.items()]
     if out is not None:
         from analyzers.comparison import write_comparison
@@ -272,14 +329,17 @@ def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, A
 
 
 # --- sweeps: the market is loaded once and shipped to each worker once --------------------------------
-def load_shared(config: dict[str, Any]) -> Market:
-    return load_market(config)
+def load_shared(configs: dict[str, Any] | list[dict[str, Any]]) -> Market | Markets:
+    """What a sweep shares with its workers: the market of one config, or the markets of a sweep's configs
+    (:func:`load_markets`: one per funding venue or default start among them)."""
+    return load_market(configs) if isinstance(configs, dict) else load_markets(configs)
 
 
-def run_summary(config: dict[str, Any], shared: Market) -> dict[str, Any]:
-    """One sweep configuration on the shared market: the flat Summary record, as ``run_policy(...).summary``
+def run_summary(config: dict[str, Any], shared: Market | Markets) -> dict[str, Any]:
+    """One sweep configuration on its shared market: the flat Summary record, as ``run_policy(...).summary``
     (the report's tables, which a sweep discards, are not built)."""
-    strategy, _, _ = _run_cerebro(shared, config.get("policy") or "static_hedge", config.get("params"),
+    market = shared.for_config(config) if isinstance(shared, Markets) else shared
+    strategy, _, _ = _run_cerebro(market, config.get("policy") or "static_hedge", config.get("params"),
                                   config.get("venue"))
     return dict(strategy.analyzers.summary.get_analysis())
 

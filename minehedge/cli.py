@@ -212,9 +212,19 @@ def _base_config(settings: Mapping[str, Any], policy: str | None, params: Mappin
 
 def _with_asset(settings: Mapping[str, Any], values: Mapping[str, Any],
                 specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Policy values with the policy's ``asset`` parameter (if it has one) taken from ``--asset``."""
-    if not any(spec.name == "asset" for spec in specs):
-        return dict(values)
+    """Policy values with the policy's ``asset`` parameter (if it has one) taken from ``--asset``, and its
+    ``venue`` from ``--venue`` when it is one of the policy's venues (``--set venue`` must agree)."""
+    names = {spec.name for spec in specs}
+    values = dict(values)
+    venue = settings.get("venue")
+    venues = next((spec.choices or () for spec in specs if spec.name == "venue"), ())
+    if venue is not None and venue in venues:  # compare: a policy that cannot trade it keeps its own
+        given = values.get("venue")
+        if given is not None and given != venue:
+            raise ConfigError(f"--set venue={given!r} contradicts --venue {venue}; give one of them.")
+        values["venue"] = venue
+    if "asset" not in names:
+        return values
     asset = str(settings["asset"]).upper()
     given = values.get("asset")
     if given is not None and str(given).upper() != asset:
@@ -222,9 +232,25 @@ def _with_asset(settings: Mapping[str, Any], values: Mapping[str, Any],
     return {**values, "asset": asset}
 
 
+def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
+                 registry: Mapping[str, Sequence[ParamSpec]]) -> None:
+    """``--venue`` must name a venue one of ``policies`` can trade (it is ignored by policies without futures)."""
+    venue = settings.get("venue")
+    if venue is None:
+        return
+    specs = [spec for policy in policies for spec in registry[policy] if spec.name == "venue"]
+    if not specs:
+        raise ConfigError(f"--venue {venue}: {', '.join(policies)} trade(s) no futures; drop --venue.")
+    allowed = sorted({choice for spec in specs for choice in (spec.choices or ())})
+    if allowed and venue not in allowed:
+        raise ConfigError(f"--venue {venue!r} is not allowed; choose one of: {', '.join(allowed)}."
+                          + did_you_mean(venue, allowed))
+
+
 def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
+    _check_venue(settings, [policy], registry)
     params = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
                              owner=_owner(policy))
     return _base_config(settings, policy, params)
@@ -255,6 +281,8 @@ def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: 
     by_name = spec_map(specs)
     typed: dict[str, list[Any]] = {}
     for key, values in settings["grid"].items():
+        if key == "asset":
+            raise ConfigError("--grid asset: a sweep mines one coin; run one sweep per asset with --asset.")
         if key == "seed":
             spec = GLOBAL_SPECS["seed"]
         else:
@@ -276,6 +304,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     policy = check_policy(settings["policy"], registry)
     if not settings["grid"]:
         raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid hedge_ratio=0:1:0.25).")
+    _check_venue(settings, [policy], registry)
     fixed = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
                             owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
@@ -293,7 +322,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
     _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
 
-    shared = api.load_shared(points[0].config)  # loaded and validated once for the whole sweep
+    # loaded and validated once for the whole sweep: one market per funding venue or default start swept
+    shared = api.load_shared([point.config for point in points])
     with executor:
         report = sweep.run_sweep(
             points, api.run_summary, shared, data_fingerprint=shared.fingerprint, out_dir=out,
@@ -336,6 +366,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
     policies = settings["policies"] or sorted(registry)
     for policy in policies:
         check_policy(policy, registry)
+    _check_venue(settings, policies, registry)
     names = {spec.name for policy in policies for spec in registry[policy]}
     for key in settings["set"]:
         if key not in names:

@@ -325,7 +325,12 @@ class MinerStrategy(bt.Strategy):
                               f"{self.required_contract_type} venue (e.g. binance_coinm or bitmex).")
         symbols = [s.symbol for s in venue.instruments if s.asset == self.asset]
         if not symbols:
-            raise ConfigError(f"venue={self.p.venue!r} has no {self.asset} contract.")
+            others = [name for name in available_venues()
+                      if any(s.asset == self.asset for s in load_venue(name).instruments)
+                      and (not self.required_contract_type
+                           or load_venue(name).contract_type == self.required_contract_type)]
+            raise ConfigError(f"venue={self.p.venue!r} has no {self.asset} contract; venues with one: "
+                              f"{', '.join(others)}.")
         symbol = getattr(self.p, "symbol", "") or symbols[0]
         check_choice("symbol", symbol, symbols)
         self._contract_expiry = expiry

@@ -60,7 +60,8 @@ def closed_form_summary(config: dict, shared: ClosedFormData) -> dict:
     }
 
 
-def load_shared(config: dict) -> ClosedFormData:
+def load_shared(configs: dict | list[dict]) -> ClosedFormData:
+    config = configs if isinstance(configs, dict) else configs[0]  # a sweep passes all its configurations
     return ClosedFormData(fingerprint=f"{config['asset']}-{config['timeframe']}", scale=1.5)
 
 

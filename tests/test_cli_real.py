@@ -139,3 +139,62 @@ def test_sweep_summary_equals_the_full_runs_summary(data_dir, params):
     swept = api.run_summary({"policy": "static_hedge", "params": params}, market)
     assert list(swept) == list(full)
     assert json.dumps(swept, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
+
+
+# --- configurations whose market differs: each gets its own (funding venue, default start) -------------
+VENUE_RANGE = ["--start", "2019-01-01", "--end", "2019-06-30"]
+
+
+def _json(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_venue_pays_its_own_funding_in_run_compare_and_sweep_whatever_the_order(capsys, data_dir, tmp_path):
+    # BitMEX XBTUSD funding (a file of its own) against Binance's: compare and sweep loaded the first policy's or
+    # point's market for all, so the second venue was paid the first venue's funding.
+    base = [*VENUE_RANGE, "--data-dir", str(data_dir)]
+    run = {v: _json(capsys, ["run", *base, "--set", f"venue={v}", "--json"]) for v in ("binance_usdm", "bitmex")}
+    assert run["bitmex"]["funding_paid_usd"] != run["binance_usdm"]["funding_paid_usd"]
+    assert _json(capsys, ["run", *base, "--venue", "bitmex", "--json"]) == run["bitmex"]  # --venue applies
+    for order in ("unhedged,static_hedge", "static_hedge,unhedged"):
+        rows = _json(capsys, ["compare", *base, "--policies", order, "--set", "venue=bitmex", "--json"])
+        assert {r["policy"]: r for r in rows}["static_hedge"] == {"policy": "static_hedge", **run["bitmex"]}
+    swept = _json(capsys, ["sweep", *base, "--grid", "venue=binance_usdm,bitmex", "--workers", "1",
+                           "--out", str(tmp_path / "sweep"), "--rank-by", "final_equity_usd", "--json"])["top"]
+    assert {r["venue"]: r["final_equity_usd"] for r in swept} == {
+        v: pytest.approx(run[v]["final_equity_usd"], rel=1e-15) for v in run}
+
+
+def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_dir, tmp_path):
+    fleets = ["S19Pro:100@2020-06-01", "S19Pro:100@2021-06-01"]
+    base = ["--end", "2021-09-30", "--data-dir", str(data_dir)]
+    swept = _json(capsys, ["sweep", *base, "--grid", "fleet=" + ",".join(fleets), "--workers", "1",
+                           "--out", str(tmp_path), "--json"])["top"]
+    for fleet in fleets:
+        alone = _json(capsys, ["run", *base, "--set", f"fleet={fleet}", "--json"])
+        [row] = [r for r in swept if r["fleet"] == fleet]
+        assert str(alone["start"])[:10] == fleet[-10:] and row["cagr_pct"] == pytest.approx(alone["cagr_pct"], rel=1e-15)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--venue", "no_such_venue"], "--venue 'no_such_venue' is not allowed; choose one of: binance_coinm"),
+    (["run", "--policy", "unhedged", "--venue", "bitmex"], "--venue bitmex: unhedged trade(s) no futures"),
+    (["sweep", "--grid", "asset=BTC,ETH"], "--grid asset: a sweep mines one coin"),
+    (["run", "--asset", "ETH"], "venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic."),
+    (["run", "--start", "2026-03-25", "--end", "2026-04-09", "--timeframe", "1h"],
+     "the BTC network data end on 2026-03-22, before the first bar 2026-03-25"),
+])
+def test_market_and_venue_mistakes_exit_2_with_one_line(capsys, data_dir, tmp_path, argv, message):
+    code = main([*argv, "--data-dir", str(data_dir), *(["--out", str(tmp_path)] if argv[0] == "sweep" else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_an_eth_run_after_the_merge_runs_with_no_mining(capsys, data_dir):
+    # The ETH network data end at the Merge (2022-09-15); a run that started 40 days later found no network row.
+    summary = _json(capsys, ["run", "--asset", "ETH", "--policy", "unhedged", "--start", "2022-11-01",
+                             "--end", "2022-11-30", "--data-dir", str(data_dir), "--json"])
+    assert summary["coins_mined"] == 0.0 and summary["power_cost_usd"] == 0.0
