@@ -779,6 +779,10 @@ def run_sweep(
         log(f"retrying {retry} configurations that failed before")
     if other_rows:
         log(f"keeping {other_rows} rows of other configurations already in {table.path}")
+        twins = _rows_with_these_swept_values(table, points, current)
+        if twins:
+            log(f"warning: {twins} of those rows have swept values of this sweep but other fixed settings (another "
+                "--set, period, policy or data): tell them apart by config_hash, or give each sweep its own --out")
     report = SweepReport(table.path, len(points), skipped, 0, [], other_rows, hashes)
     if not jobs:
         table.write(hashes)
@@ -816,6 +820,15 @@ def run_sweep(
             if bar is not None:
                 bar.close()
     return report
+
+
+def _rows_with_these_swept_values(table: ResultsTable, points: Sequence[SweepPoint], current: set[str]) -> int:
+    """How many rows of other configurations carry the same swept cells as one of ``points``: rows of the
+    same grid values run with other fixed settings, which nothing else in results.csv tells apart."""
+    columns = table.param_columns
+    cells = {tuple(format_cell(point.swept[c]) for c in columns) for point in points}
+    return sum(1 for key, row in table.rows.items()
+               if key not in current and tuple(row.get(c, "") for c in columns) in cells)
 
 
 def _check_picklable(run_fn: RunFn, shared: Any) -> None:

@@ -197,13 +197,30 @@ def test_sweep_in_process_every_configuration_exactly_once(tmp_path):
 
 def test_new_data_fingerprint_reruns_everything(tmp_path):
     points = expand_grid(BASE, grid(b_spec="1"))
+    notices: list[str] = []
     with LocalExecutor(1) as executor:
         run_sweep(points, closed_form_run, SHARED, data_fingerprint="v1", out_dir=tmp_path, executor=executor)
-        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint="v2", out_dir=tmp_path, executor=executor)
+        report = run_sweep(points, closed_form_run, SHARED, data_fingerprint="v2", out_dir=tmp_path, executor=executor,
+                           log=notices.append)
     assert (report.skipped, report.ran, report.other_rows) == (0, 5, 5)
+    # the v1 rows repeat the grid's values with other numbers: the sweep says so
+    assert [n for n in notices if n.startswith("warning:")] == [
+        "warning: 5 of those rows have swept values of this sweep but other fixed settings (another --set, period, "
+        "policy or data): tell them apart by config_hash, or give each sweep its own --out"]
     rows = read_rows(tmp_path / "results.csv")
     assert len(rows) == 10  # the v1 rows are kept, after the current grid's rows
     assert [r["config_hash"] for r in rows[:5]] == report.hashes
+
+
+def test_a_narrower_grid_keeps_the_other_rows_without_a_warning(tmp_path):
+    notices: list[str] = []
+    with LocalExecutor(1) as executor:
+        run_sweep(expand_grid(BASE, grid(b_spec="1,2")), closed_form_run, SHARED, data_fingerprint=FINGERPRINT,
+                  out_dir=tmp_path, executor=executor)
+        report = run_sweep(expand_grid(BASE, grid(b_spec="1")), closed_form_run, SHARED,
+                           data_fingerprint=FINGERPRINT, out_dir=tmp_path, executor=executor, log=notices.append)
+    assert (report.skipped, report.ran, report.other_rows) == (5, 0, 5)
+    assert not [n for n in notices if n.startswith("warning:")]
 
 
 def test_failing_configuration_is_recorded_and_the_rest_complete_then_retried(tmp_path):
