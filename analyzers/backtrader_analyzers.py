@@ -201,7 +201,8 @@ class EquityRecorder(_ReadsBroker):
         self._columns: dict[str, list[float]] = {name: [] for name in (
             "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "price_usd")}
         self._frame: pd.DataFrame | None = None
-        self._opening: dict[str, float] = {"equity_usd": math.nan, "equity_coin": math.nan}
+        self._opening: dict[str, float] = dict.fromkeys(("equity_usd", "equity_coin", "coins", "price_usd"),
+                                                        math.nan)
 
     def create_analysis(self) -> None:
         self.rets = bt.AutoOrderedDict()
@@ -211,9 +212,12 @@ class EquityRecorder(_ReadsBroker):
         asset = self.p.asset
         nan = math.nan
         equity_coin = getattr(broker, "get_equity_coin", None)
-        self._opening = {"equity_usd": float(broker.getvalue()),
-                         "equity_coin": float(equity_coin(asset)) if equity_coin else nan}
         coins = getattr(broker, "get_coins", None)
+        price_of = getattr(broker, "price_of", None)
+        self._opening = {"equity_usd": float(broker.getvalue()),
+                         "equity_coin": float(equity_coin(asset)) if equity_coin else nan,
+                         "coins": float(coins(asset)) if coins else nan,
+                         "price_usd": float(price_of(asset)) if price_of else nan}
         unrealized = getattr(broker, "get_unrealized_pnl_usd", None)
         margin_ratio = getattr(broker, "get_margin_ratio", None)
         self._read_equity = broker.getvalue
@@ -293,6 +297,21 @@ class EquityRecorder(_ReadsBroker):
             return values
         head = pd.Series([opening], index=pd.DatetimeIndex([self.opening_time()], name=values.index.name))
         return pd.concat([head, values])
+
+    def holdings(self) -> pd.DataFrame:
+        """The coins held (``coins_held``, coin, every wallet) and their price (``price_usd``, USD per coin)
+        per bar, with the opening first, labelled :meth:`opening_time`: the opening coins at the price that
+        valued them (NaN for an account opened without coins: nothing priced them, nothing needed to). With
+        opening coins that nothing priced (a broker without ``set_price`` before the first bar), or no coin
+        balance to read (a plain BackBroker: NaN coins), it is the per-bar rows alone."""
+        frame = self.frame()
+        held = frame.loc[:, ["coins", "price_usd"]].rename(columns={"coins": "coins_held"})
+        coins, price = self._opening["coins"], self._opening["price_usd"]
+        if not len(held) or math.isnan(coins) or (coins != 0.0 and math.isnan(price)):
+            return held
+        head = pd.DataFrame({"coins_held": [self._opening["coins"]], "price_usd": [self._opening["price_usd"]]},
+                            index=pd.DatetimeIndex([self.opening_time()], name=held.index.name))
+        return pd.concat([head, held])
 
     def stop(self) -> None:
         frame = self.frame()
@@ -447,20 +466,24 @@ class MiningPnL(_UsesRecorder):
 
 class HedgeEffectiveness(_UsesRecorder):
     """The futures leg's P&L, funding and fees (ledger, futures wallet) and how much it cut the variance of
-    the miner's production value.
+    the coins the miner held.
 
-    Production value at a day = coins mined so far (net, ledger) x that day's price, USD: what the miner
-    would hold unhedged. Hedge P&L = cumulative futures-wallet P&L entries (``ledger_stats.FUTURES_PNL_KINDS``)
-    + ``broker.get_unrealized_pnl_usd()``, USD. Both sampled at the last bar of each UTC day.
+    Exposure: the coins held in every wallet (spot, futures, pledged collateral; ``EquityRecorder.holdings``,
+    the opening coins first) times the price: the unhedged change over a period is the coins held at its start
+    times the price change, USD. Coins sold stop counting when sold; a treasury that holds none has no
+    exposure. Hedge P&L = cumulative futures-wallet P&L entries (``ledger_stats.FUTURES_PNL_KINDS``) +
+    ``broker.get_unrealized_pnl_usd()``, USD. Both sampled at the last bar of each UTC day
+    (``metrics.last_per_day``, as the Sharpe ratio), so the figure does not depend on the bar size.
 
     get_analysis() keys:
       every key of ``ledger_stats.futures_leg_totals`` (realized_pnl_usd, settlement_usd, liquidation_usd,
         insurance_fund_usd, funding_paid_usd, funding_received_usd, funding_net_usd, fees_paid_usd,
         realized_total_usd; USD);
       unrealized_pnl_usd (USD, last bar); futures_pnl_usd (USD: realized_total + unrealized);
-      production_coins (coin), production_value_usd (USD, last bar);
-      variance_reduction_pct (percent, ``metrics.hedge_variance_reduction_pct``; NaN without production);
-      daily: DataFrame (UTC daily index) with production_value_usd, hedge_pnl_usd, hedged_value_usd.
+      coins_held (coin, last bar), exposure_usd (USD: coins_held x price, last bar);
+      variance_reduction_pct (percent, ``metrics.hedge_variance_reduction_pct``; NaN when no coin was held
+        at any sample: nothing to hedge);
+      daily: DataFrame (UTC daily index, the opening's day first) with coins_held, price_usd, hedge_pnl_usd.
     """
 
     params = (("wallet", "futures"),)
@@ -473,19 +496,15 @@ class HedgeEffectiveness(_UsesRecorder):
         unrealized = frame["unrealized_pnl_usd"].fillna(0.0)
         realized = ledger_stats.cumulative_by_time(ledger, ledger_stats.FUTURES_PNL_KINDS, frame.index,
                                                    wallet=self.p.wallet)
-        hedge_pnl = realized + unrealized
-        coins = ledger_stats.cumulative_by_time(ledger, ("mining_credit", "pool_fee"), frame.index,
-                                                currency=self.p.asset)
-        production = coins * frame["price_usd"]
-        daily = pd.DataFrame({"production_value_usd": metrics.last_per_day(production),
-                              "hedge_pnl_usd": metrics.last_per_day(hedge_pnl)})
-        daily["hedged_value_usd"] = daily["production_value_usd"] + daily["hedge_pnl_usd"]
+        samples = self.recorder.holdings()
+        samples["hedge_pnl_usd"] = (realized + unrealized).reindex(samples.index, fill_value=0.0)  # 0 at opening
+        daily = metrics.last_per_day(samples)
         self.rets.unrealized_pnl_usd = float(unrealized.iloc[-1]) if len(frame) else 0.0
         self.rets.futures_pnl_usd = self.rets.realized_total_usd + self.rets.unrealized_pnl_usd
-        self.rets.production_coins = float(coins.iloc[-1]) if len(frame) else 0.0
-        self.rets.production_value_usd = float(production.iloc[-1]) if len(frame) else 0.0
-        self.rets.variance_reduction_pct = (metrics.hedge_variance_reduction_pct(
-            daily["production_value_usd"], daily["hedge_pnl_usd"]) if len(daily) else math.nan)
+        self.rets.coins_held = float(frame["coins"].iloc[-1]) if len(frame) else 0.0
+        self.rets.exposure_usd = self.rets.coins_held * float(frame["price_usd"].iloc[-1]) if len(frame) else 0.0
+        self.rets.variance_reduction_pct = metrics.hedge_variance_reduction_pct(
+            daily["coins_held"], daily["price_usd"], daily["hedge_pnl_usd"])
         self.rets.daily = daily
         _closed(self.rets)
 
@@ -553,7 +572,8 @@ class Summary(_UsesRecorder):
       loan_liquidations, insurance_shortfall_usd, time_above_warning_days, coins_mined, mining_revenue_usd,
       power_cost_usd, hosting_cost_usd, pool_fee_usd, net_operating_cash_flow_usd, curtailed_days,
       futures_pnl_usd, funding_paid_usd, funding_received_usd (futures wallet), fees_paid_usd (all wallets,
-      trading + liquidation fees), hedge_variance_reduction_pct, ruined (equity reached <= 0), insolvent
+      trading + liquidation fees), hedge_variance_reduction_pct (percent: ``HedgeEffectiveness``; NaN
+      when no coin was held), ruined (equity reached <= 0), insolvent
       (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true), ledger_residual_usd
       (``broker.reconcile()``; NaN when the broker has none).
     """
