@@ -348,7 +348,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return cash
 
     def _book_inverse_fill(self, data, ci, size, price, order, pnl_kind, fee_kind) -> None:
-        """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee."""
+        """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee; the ledger values
+        both at the fill price, as the fill's commission and a liquidation event's loss and fee are."""
         asset, instrument = ci.asset, ci.spec.symbol
         state = self._inv.setdefault(data, [0.0, 0.0])
         contracts, entry = state
@@ -368,9 +369,9 @@ class MarginBroker(bt.brokers.BackBroker):
         if fee_coin is None:
             fee_coin = ci.coin_fee(size, price)
         if realized:
-            self._coin_move(asset, "futures", realized, pnl_kind, instrument)
+            self._coin_move(asset, "futures", realized, pnl_kind, instrument, price=price)
         if fee_coin:
-            self._coin_move(asset, "futures", -fee_coin, fee_kind, instrument)
+            self._coin_move(asset, "futures", -fee_coin, fee_kind, instrument, price=price)
         if contracts == 0.0:
             self._inv.pop(data, None)
             self._extra.pop(data, None)
@@ -785,7 +786,7 @@ class MarginBroker(bt.brokers.BackBroker):
                             "cross wallet below zero after liquidation: refilled by the insurance fund")
         else:
             self._coin_move(currency, "futures", -balance, "insurance_fund", ci.spec.symbol,
-                            "cross wallet below zero after liquidation: refilled by the insurance fund")
+                            "cross wallet below zero after liquidation: refilled by the insurance fund", price)
         unit = price if ci.is_inverse else 1.0
         self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, -balance * unit, 0.0,
                    "cross: shortfall beyond the wallet")
@@ -1345,9 +1346,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self._dirty = True
 
     def _coin_move(self, asset: str, wallet: str, amount: float, kind: str, instrument: str = "",
-                   note: str | tuple = "") -> None:
+                   note: str | tuple = "", price: float | None = None) -> None:
+        """Move coins and ledger it, valued at ``price`` (USD per coin: a fill's price, so the ledger and the
+        event of a forced close value one coin amount alike) or, by default, the coin's price at this bar."""
         self._coins[(asset, wallet)] += amount
-        price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
+        if price is None:
+            price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
         self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note, amount * price)
         self._dirty = True
 

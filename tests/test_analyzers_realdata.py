@@ -67,3 +67,38 @@ def test_hedge_effectiveness_depends_on_the_coins_the_treasury_keeps(btc_2022):
     unhedged = run(btc_2022, "unhedged", {"treasury": "sell_all"})
     assert (sold.result.equity["equity_usd"].diff().var()
             > 10.0 * unhedged.result.equity["equity_usd"].diff().var())
+
+
+# ------------------------------------------------------------------------- inverse liquidations, one value
+
+INVERSE_LIQUIDATED = [
+    ("ETH", "2021-01-01", "2021-03-31", {"venue": "binance_coinm"}),
+    ("BTC", "2019-01-01", "2019-07-31", {"venue": "bitmex", "leverage": 3.0, "hedge_ratio": 1.0}),
+]
+
+
+@pytest.mark.parametrize(("asset", "start", "end", "params"), INVERSE_LIQUIDATED)
+def test_inverse_liquidations_are_valued_once_at_the_fill_price(data_dir, asset, start, end, params):
+    from minehedge import api
+
+    market = api.load_market({"asset": asset, "timeframe": "1d", "start": start, "end": end,
+                              "data_dir": str(data_dir), "params": {"venue": params["venue"]}})
+    outcome = run(market, "static_hedge", params)
+    summary, events = outcome.summary, outcome.result.events
+    ledger = outcome.result.ledger.frame()
+    liquidations = [e for e in events if e["kind"] == "liquidation"]
+    assert liquidations and summary["liquidations"] == len(liquidations)
+    # each forced close's coin loss and fee are valued at the liquidation fill price in the ledger, as in its event
+    for event in liquidations:
+        rows = ledger[(ledger["datetime"] == event["datetime"])
+                      & ledger["kind"].isin(("liquidation", "liquidation_fee"))]
+        assert (rows["currency"] == asset).all() and len(rows)
+        assert (rows["amount_usd"] / rows["amount"]).to_numpy() == pytest.approx(event["price"], rel=1e-12)
+    # so the summary's liquidation figures are the liquidation part of futures_pnl_usd and fees_paid_usd
+    by_kind = ledger.groupby("kind")["amount_usd"].sum()
+    assert summary["liquidation_loss_usd"] == pytest.approx(-by_kind["liquidation"], rel=1e-12)
+    assert summary["liquidation_fee_usd"] == pytest.approx(-by_kind.get("liquidation_fee", 0.0), rel=1e-12,
+                                                           abs=1e-9)
+    # and the fills' commissions (USD at the fill price) are the fees of the ledger
+    commissions = sum(fill["commission"] for fill in outcome.result.trades)
+    assert commissions == pytest.approx(summary["fees_paid_usd"], rel=1e-12)
