@@ -346,7 +346,9 @@ class _UsesRecorder(_ReadsBroker):
 
 
 class Drawdown(_UsesRecorder):
-    """Drawdowns of total equity in USD and in coin terms (``metrics.drawdown_stats``).
+    """Drawdowns of total equity in USD and in coin terms (``metrics.drawdown_stats``), from the opening value
+    and on every bar (not resampled daily as the returns are): finer bars see intraday troughs, so compare
+    drawdowns between runs of the same bar size.
 
     get_analysis() keys, under ``usd`` (equity in USD) and ``coin`` (equity in coin):
       max_drawdown_pct (percent of the running peak, 0-100; 100 = ruin), max_drawdown (largest
