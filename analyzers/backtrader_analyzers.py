@@ -515,8 +515,13 @@ class Fills(_ReadsBroker):
     """Every completed order, for the price chart and trades list.
 
     get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (feed name), side
-    (``"buy"``/``"sell"``), size (coins, signed: negative for sells), price (USD per coin), commission (USD),
-    reason (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
+    (``"buy"``/``"sell"``), size (coins, signed: negative for sells), contracts (the venue's order units,
+    signed: ``order.executed.size``), price (USD per coin), commission (USD), reason
+    (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
+
+    Coins are the commission scheme's ``qty(contracts, price)`` at the fill price: contracts x face / price
+    for an inverse contract, contracts x multiplier for a linear one (CME BTC: 5 coins a contract; equal to
+    contracts for coin-sized contracts); contracts x ``mult`` under any other backtrader scheme.
     """
 
     def create_analysis(self) -> None:
@@ -526,12 +531,16 @@ class Fills(_ReadsBroker):
     def notify_order(self, order: bt.Order) -> None:
         if order.status != order.Completed:
             return
+        contracts, price = float(order.executed.size), float(order.executed.price)
+        comminfo = self.strategy.broker.getcommissioninfo(order.data)
+        qty = getattr(comminfo, "qty", None)
         self._fills.append({
             "datetime": pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC"),
             "instrument": order.data._name or "data",
             "side": "buy" if order.isbuy() else "sell",
-            "size": float(order.executed.size),
-            "price": float(order.executed.price),
+            "size": float(qty(contracts, price)) if qty else contracts * comminfo.p.mult,
+            "contracts": contracts,
+            "price": price,
             "commission": float(order.executed.comm),
             "reason": str(order.info.get("reason", "") or ""),
         })

@@ -47,8 +47,8 @@ class RunResult:
     events: event records (``MarginEvent`` fields, ``datetime`` for the time), in log order.
     ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape): a list, or from a run a
         ``ledger_stats.LedgerRecords`` that keeps them as a table until they are read.
-    trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size, price, commission,
-        reason).
+    trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size (coins, signed),
+        contracts (the venue's order units, signed), price (USD per coin), commission (USD), reason).
     asset: ``"BTC"`` or ``"ETH"``; warning_level / liquidation_level: margin-ratio levels (fractions).
     assumptions: what a reader must know, shown in summary.md and summary.json: name -> text or list of
         texts (e.g. ``{"data files": [...], "venues": [...], "funding": "constant 0.01 % per 8 h",

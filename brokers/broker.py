@@ -899,10 +899,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- events -------------------------------------------------------------------------------------
     def _emit(self, kind, data, ci, side, size, price, equity, maint, ratio, loss, fee, detail) -> MarginEvent:
-        units = size * ci.p.mult if not ci.is_inverse else formulas.inverse_notional_coin(size, ci.p.face, price) * (
-            1 if size > 0 else -1)
         event = MarginEvent(self._now, kind, ci.spec.symbol, ci.venue.name, "long" if side > 0 else "short",
-                            float(units), float(price), float(equity), float(maint), float(ratio), float(loss),
+                            float(ci.qty(size, price)), float(price), float(equity), float(maint), float(ratio), float(loss),
                             float(fee), detail)
         self.add_event(event)
         return event

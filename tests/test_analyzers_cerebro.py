@@ -93,7 +93,7 @@ def test_drawdown_summary_and_report_on_backbroker_closed_form(tmp_path):
 
     result = build_run_result(strategy, {"data files": ["synthetic closed-form path"]}, "backbroker")
     assert result.trades == [{"datetime": day(1), "instrument": "BTC", "side": "buy", "size": 10.0,
-                              "price": 100.0, "commission": 0.0, "reason": ""}]
+                              "contracts": 10.0, "price": 100.0, "commission": 0.0, "reason": ""}]
     write_report(result, tmp_path, with_charts=False)
     equity = pd.read_csv(tmp_path / "equity.csv")
     assert equity["equity_usd"].tolist() == [10.0 * p for p in prices]

@@ -99,6 +99,39 @@ def test_inverse_liquidations_are_valued_once_at_the_fill_price(data_dir, asset,
     assert summary["liquidation_loss_usd"] == pytest.approx(-by_kind["liquidation"], rel=1e-12)
     assert summary["liquidation_fee_usd"] == pytest.approx(-by_kind.get("liquidation_fee", 0.0), rel=1e-12,
                                                            abs=1e-9)
+    # the forced closes in the fills are the liquidations of the events, in coins
+    forced = [fill for fill in outcome.result.trades if fill["reason"] == "liquidation"]
+    assert [fill["size"] for fill in forced] == pytest.approx([-event["size"] for event in liquidations], rel=1e-12)
     # and the fills' commissions (USD at the fill price) are the fees of the ledger
     commissions = sum(fill["commission"] for fill in outcome.result.trades)
     assert commissions == pytest.approx(summary["fees_paid_usd"], rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ fills in coins
+
+FACE_USD = {"binance_coinm": 100.0, "bitmex": 1.0}  # BTCUSD and XBTUSD: USD per contract
+
+
+@pytest.mark.parametrize("venue", ["binance_coinm", "bitmex"])
+def test_inverse_fills_size_is_coins_and_contracts_the_venues_units(data_dir, venue):
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2020-01-01", "end": "2020-03-31",
+                              "data_dir": str(data_dir), "params": {"venue": venue}})
+    outcome = run(market, "collateral_short", {"venue": venue})
+    fills = outcome.result.trades
+    assert len(fills) > 3 and all(float(fill["contracts"]).is_integer() for fill in fills)
+    for fill in fills:  # contracts x face / price, in coins
+        assert fill["size"] == pytest.approx(fill["contracts"] * FACE_USD[venue] / fill["price"], rel=1e-12)
+    # the first short hedges the treasury: in coins, close to the coins held at the decision's close
+    first = fills[0]
+    held = outcome.result.equity["coins"].loc[:first["datetime"]].iloc[-2]
+    assert -first["size"] == pytest.approx(held, rel=0.02) and -first["contracts"] > 10 * held
+
+
+def test_cme_fills_size_is_five_coins_a_contract(btc_daily_2021):
+    outcome = run(btc_daily_2021, "static_hedge", {"venue": "cme", "contract": "dated", "leverage": 2.0,
+                                                   "hedge_ratio": 1.0})
+    fills = outcome.result.trades
+    assert fills and all(float(fill["contracts"]).is_integer() for fill in fills)
+    assert [fill["size"] for fill in fills] == [5.0 * fill["contracts"] for fill in fills]
