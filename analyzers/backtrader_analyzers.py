@@ -178,7 +178,9 @@ class EquityRecorder(_ReadsBroker):
       bars: number of bars recorded; start / end: first and last bar time (pandas Timestamp, UTC);
       equity: DataFrame (UTC index, one row per bar) with columns equity_usd (USD, ``broker.getvalue()``),
         equity_coin (coin, ``broker.get_equity_coin(asset)``), cash_usd (USD), coins (coin balance),
-        unrealized_pnl_usd (USD), margin_ratio (fraction; 1.0 = liquidation), drawdown_pct (percent of the
+        unrealized_pnl_usd (USD), margin_ratio (``broker.get_margin_ratio()``, fraction: the largest
+        maintenance margin / margin balance over positions, on CME the account's, the ratio its calls act on;
+        1.0 = where the venue liquidates or calls), drawdown_pct (percent of the
         USD peak, the opening value included, 0-100) and price_usd (USD per coin, the price feed's close);
       opening_time, opening_equity_usd (USD), opening_equity_coin (coin): see :meth:`valuation`.
 

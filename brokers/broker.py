@@ -847,7 +847,10 @@ class MarginBroker(bt.brokers.BackBroker):
         if deadline_positions:
             self._check_deadline_call(deadline_positions)
 
-    def _check_deadline_call(self, positions) -> None:
+    def _deadline_account(self, positions) -> tuple[float, float, float]:
+        """(equity, maintenance margin, initial margin), USD at the closes, of the futures account a deadline
+        venue (CME) calls on: the USD futures wallet (free cash included) plus the isolated margin and the
+        unrealised P&L of ``positions`` (its open deadline-venue positions), and their margins summed."""
         equity = self._cross_wallet_balance(USD)
         maint = initial = 0.0
         for data, pos, ci in positions:
@@ -859,6 +862,10 @@ class MarginBroker(bt.brokers.BackBroker):
             maint += mm
             ratio_im = ci.venue.initial_margin_to_maintenance
             initial += mm * ratio_im if ratio_im else abs(pos.size) * ci.p.mult * close * ci.initial_margin_rate
+        return equity, maint, initial
+
+    def _check_deadline_call(self, positions) -> None:
+        equity, maint, initial = self._deadline_account(positions)
         data0, pos0, ci0 = positions[0]
         size0 = pos0.size
         side0 = 1 if size0 > 0 else -1
@@ -1142,10 +1149,20 @@ class MarginBroker(bt.brokers.BackBroker):
         return self._force_order(data, size, data.close[0], reason=reason)
 
     def get_margin_ratio(self) -> float:
-        """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""
+        """Largest margin ratio (maintenance / margin balance, fraction; 1.0 = where the venue acts) over open
+        positions, at the closes; 0 when flat. A deadline venue's (CME) positions count as one: the account's
+        maintenance margin over its equity (:meth:`_deadline_account`), the ratio its calls act on (>= 1: a
+        call), not a position's own margin."""
         worst = 0.0
+        deadline = []
         for data, pos, ci in self._futures_positions():
-            worst = max(worst, self._close_margin(data, pos, ci)[0])
+            if ci.venue.margin_call == "deadline":
+                deadline.append((data, pos, ci))
+            else:
+                worst = max(worst, self._close_margin(data, pos, ci)[0])
+        if deadline:
+            equity, maint, _ = self._deadline_account(deadline)
+            worst = max(worst, formulas.margin_ratio(maint, equity))
         return worst
 
     def account_state(self, asset: str) -> tuple[float, float, float, float, float, float]:

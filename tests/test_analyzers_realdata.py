@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analyzers import ledger_stats
@@ -135,3 +136,29 @@ def test_cme_fills_size_is_five_coins_a_contract(btc_daily_2021):
     fills = outcome.result.trades
     assert fills and all(float(fill["contracts"]).is_integer() for fill in fills)
     assert [fill["size"] for fill in fills] == [5.0 * fill["contracts"] for fill in fills]
+
+
+# ------------------------------------------------------------------------------- CME: the account's ratio
+
+
+def test_cme_margin_ratio_reaches_one_where_the_calls_are(data_dir):
+    # The audit's CME run, with calls ignored so the record after the strategy's step is the account the call
+    # saw (a top-up answers a call within its bar). A call comes when the account's maintenance margin reaches
+    # its equity at the broker's check; the recorded ratio is read after the strategy paid the day's bills, so
+    # it can cross 1 one bar before the call the next check raises. The position's own ratio read up to 154.
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2019-01-01", "end": "2021-12-31",
+                              "data_dir": str(data_dir), "params": {"venue": "cme"}})
+    outcome = run(market, "static_hedge", {"venue": "cme", "contract": "dated", "leverage": 2.0,
+                                           "hedge_ratio": 1.0, "on_margin_call": "ignore"})
+    ratio = outcome.result.equity["margin_ratio"]
+    events = outcome.result.events
+    calls = {e["datetime"] for e in events if e["kind"] == "cme_margin_call"}
+    assert len(calls) > 40
+    above = set(ratio.index[ratio >= 1.0])
+    day = pd.Timedelta(days=1)
+    assert above <= calls | {t - day for t in calls}
+    open_at_close = {t for t in calls if outcome.result.equity.loc[t, "margin_ratio"] > 0.0}  # not expired
+    assert len(open_at_close) >= len(calls) - 1 and open_at_close <= above
+    assert ratio.max() < 2.0
