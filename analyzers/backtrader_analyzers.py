@@ -26,22 +26,12 @@ import pandas as pd
 
 from analyzers import event_stats, ledger_stats, metrics
 from analyzers.report import EQUITY_COLUMNS, RunResult
+from analyzers.summary_keys import SUMMARY_KEYS
 from brokers.ledger import Ledger
 from minehedge.errors import ConfigError, check_choice
 from minehedge.timeframes import timeframe_span
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH")
-#: Every key of Summary.get_analysis(), in order (documented on :class:`Summary`).
-SUMMARY_KEYS: tuple[str, ...] = (
-    "start", "end", "bars", "asset", "initial_equity_usd", "final_equity_usd", "final_equity_coin",
-    "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_usd", "max_drawdown_coin_pct",
-    "max_drawdown_coin", "longest_underwater_days", "sharpe", "sortino", "margin_calls", "liquidations",
-    "liquidation_loss_usd", "liquidation_fee_usd", "cme_calls_missed", "loan_calls", "loan_liquidations",
-    "insurance_shortfall_usd", "time_above_warning_days", "coins_mined", "mining_revenue_usd",
-    "power_cost_usd", "hosting_cost_usd", "pool_fee_usd", "net_operating_cash_flow_usd", "curtailed_days",
-    "futures_pnl_usd", "funding_paid_usd", "funding_received_usd", "fees_paid_usd",
-    "hedge_variance_reduction_pct", "ruined", "insolvent", "ledger_residual_usd",
-)
 _RECORDERS_ATTRIBUTE = "_minehedge_equity_recorders"  # strategy attribute: {(asset, price data id): recorder}
 
 
