@@ -284,11 +284,13 @@ class EquityRecorder(_ReadsBroker):
         return self._with_opening(self.frame()[column], column)
 
     def _with_opening(self, values: pd.Series, column: str) -> pd.Series:
-        opening = self._opening[column]
-        if not len(values) or not (math.isfinite(opening) and opening > 0.0):
-            return values
-        head = pd.Series([opening], index=pd.DatetimeIndex([self.opening_time()], name=values.index.name))
-        return pd.concat([head, values])
+        return metrics.with_opening(values, self.opening_time(), self._opening[column])
+
+    def opening(self) -> dict[str, object]:
+        """The opening for :class:`RunResult`: time (:meth:`opening_time`), equity_usd (USD), equity_coin
+        (coin)."""
+        return {"time": self.opening_time(), "equity_usd": self._opening["equity_usd"],
+                "equity_coin": self._opening["equity_coin"]}
 
     def holdings(self) -> pd.DataFrame:
         """The coins held (``coins_held``, coin, every wallet) and their price (``price_usd``, USD per coin)
@@ -676,6 +678,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         ledger=ledger_stats.LedgerRecords(ledger, notes=_ledger_notes(broker, len(ledger))),
         trades=fills,
         asset=summary.p.asset,
+        opening=summary.recorder.opening(),
         warning_level=float(getattr(broker, "warning_level", math.nan)),
         assumptions=dict(assumptions or {}),
         title=title,

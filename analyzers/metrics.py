@@ -60,6 +60,18 @@ def bar_durations_days(times: pd.DatetimeIndex) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- drawdown
 
 
+def with_opening(values: pd.Series, opening_time: pd.Timestamp | None, opening_value: float | None) -> pd.Series:
+    """``values`` (a per-bar equity curve) with ``opening_value`` first, labelled ``opening_time`` (one bar
+    before the first): the curve the returns, CAGR, Sharpe, Sortino and drawdowns count from, so the first
+    bar's move counts. Unchanged when empty, or when the opening value is unknown or not positive (an account
+    opened with nothing counts from its first bar)."""
+    if (not len(values) or opening_time is None or opening_value is None
+            or not (math.isfinite(opening_value) and opening_value > 0.0)):
+        return values
+    head = pd.Series([opening_value], index=pd.DatetimeIndex([opening_time], name=values.index.name))
+    return pd.concat([head, values])
+
+
 def drawdown_pct(equity: pd.Series) -> pd.Series:
     """Underwater series: percent below the running peak at each bar, in [0, 100].
 

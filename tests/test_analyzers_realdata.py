@@ -162,3 +162,37 @@ def test_cme_margin_ratio_reaches_one_where_the_calls_are(data_dir):
     open_at_close = {t for t in calls if outcome.result.equity.loc[t, "margin_ratio"] > 0.0}  # not expired
     assert len(open_at_close) >= len(calls) - 1 and open_at_close <= above
     assert ratio.max() < 2.0
+
+
+# ----------------------------------------------------------------------------- drawdown charts, from opening
+
+
+def test_drawdown_charts_count_from_the_opening_value_as_the_summary(data_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # the Agg backend in place before anything plots
+
+    from analyzers.comparison import comparison_figures
+    from analyzers.report import report_figures
+    from minehedge import api
+
+    # 100 opening coins and no USD, from 2022-06-13: the first day falls 14.25 % from the opening value.
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2022-06-13", "end": "2022-07-31",
+                              "data_dir": str(data_dir)})
+    outcome = run(market, "unhedged", {"start_usd": 0.0, "start_coins": 100.0})
+    summary, equity = outcome.summary, outcome.result.equity
+    deepest_usd, deepest_coin = summary["max_drawdown_pct"], summary["max_drawdown_coin_pct"]
+    assert deepest_usd == pytest.approx(equity["drawdown_pct"].max(), rel=1e-12) and deepest_usd > 20.0
+    figure = report_figures(outcome.result)["equity_drawdown.png"]
+    for axes, deepest in ((figure.axes[2], deepest_usd), (figure.axes[3], deepest_coin)):  # bottom row
+        drawn = np.concatenate([path.vertices[:, 1] for c in axes.collections for path in c.get_paths()])
+        assert -drawn.min() == pytest.approx(deepest, rel=1e-12)
+    figures = comparison_figures({"unhedged": outcome.result})
+    for name, deepest in (("compare_equity_usd.png", deepest_usd), ("compare_equity_coin.png", deepest_coin)):
+        (line,) = figures[name].axes[1].get_lines()
+        drawn = -np.asarray(line.get_ydata(), dtype=float)
+        assert drawn.max() == pytest.approx(deepest, rel=1e-12)
+    (line,) = figures["compare_equity_usd.png"].axes[1].get_lines()
+    assert -line.get_ydata()[1] == pytest.approx(equity["drawdown_pct"].iloc[0], rel=1e-12)  # the first bar
+    assert equity["drawdown_pct"].iloc[0] == pytest.approx(14.25, abs=0.01)
