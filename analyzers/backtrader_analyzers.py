@@ -545,7 +545,11 @@ class Fills(_ReadsBroker):
 
 
 def _reconcile_residual_usd(broker: object) -> float:
-    """``broker.reconcile()`` as a USD residual: a number, or a mapping's ``residual_usd``; NaN if absent."""
+    """The ledger residual in USD: ``broker.reconcile_usd()`` (a MarginBroker: coin wallets at the coin's
+    price), else ``broker.reconcile()`` as a number or a mapping's ``residual_usd``; NaN if absent."""
+    in_usd = getattr(broker, "reconcile_usd", None)
+    if in_usd is not None:
+        return float(in_usd())
     reconcile = getattr(broker, "reconcile", None)
     if reconcile is None:
         return math.nan
@@ -580,7 +584,8 @@ class Summary(_UsesRecorder):
       trading + liquidation fees), hedge_variance_reduction_pct (percent: ``HedgeEffectiveness``; NaN
       when no coin was held), ruined (equity reached <= 0), insolvent
       (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true), ledger_residual_usd
-      (``broker.reconcile()``; NaN when the broker has none).
+      (USD: the largest ledger-versus-balance residual over wallets, coin wallets at the last price,
+      ``broker.reconcile_usd()``; NaN when the broker has none).
     """
 
     params = (("risk_free_daily", 0.0),)

@@ -28,7 +28,8 @@ Accounting: the USD futures wallet is backtrader's ``cash`` plus the margin post
 less the variation margin already settled on open positions (so it excludes unrealised PnL, as a venue's
 wallet balance does). Coin balances live in ``(asset, wallet)`` pairs; inverse positions post coin margin
 and book coin PnL and fees. Every balance change is a :class:`brokers.ledger.LedgerEntry`;
-:meth:`MarginBroker.reconcile` returns the largest difference between the ledger and the balances.
+:meth:`MarginBroker.reconcile` returns the largest difference between the ledger and the balances
+(:meth:`~MarginBroker.reconcile_usd` in USD).
 """
 
 from __future__ import annotations
@@ -1309,7 +1310,25 @@ class MarginBroker(bt.brokers.BackBroker):
         return True
 
     def reconcile(self) -> float:
-        """Largest |ledger balance - actual balance| over every (currency, wallet); 0 when consistent."""
+        """Largest |ledger balance - actual balance| over every (currency, wallet), each in its own currency
+        (USD or coin); 0 when consistent."""
+        return max(map(abs, self._residuals().values()), default=0.0)
+
+    def reconcile_usd(self) -> float:
+        """:meth:`reconcile` in USD (the summary's ``ledger_residual_usd``): the largest |ledger balance - actual
+        balance| over every (currency, wallet), a coin wallet's valued at the coin's current price; 0 when
+        consistent, NaN when a coin wallet is off and nothing prices the coin."""
+        worst = 0.0
+        for (currency, _), residual in self._residuals().items():
+            if residual:
+                usd = abs(residual) * (1.0 if currency == USD else self.price_of(currency))
+                if usd != usd:
+                    return math.nan
+                worst = max(worst, usd)
+        return worst
+
+    def _residuals(self) -> dict[tuple[str, str], float]:
+        """Ledger balance - actual balance of every (currency, wallet), in that currency."""
         actual: dict[tuple[str, str], float] = defaultdict(float)
         actual[(USD, "spot")] = self._usd_spot
         wallet = self.cash
@@ -1321,8 +1340,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for key, value in self._coins.items():
             actual[key] += value
         booked = self.ledger.balances()
-        keys = set(actual) | set(booked)
-        return max((abs(booked.get(k, 0.0) - actual.get(k, 0.0)) for k in keys), default=0.0)
+        return {k: booked.get(k, 0.0) - actual.get(k, 0.0) for k in set(actual) | set(booked)}
 
     # --- balance helpers ----------------------------------------------------------------------------
     def _available_coin(self, asset: str) -> float:

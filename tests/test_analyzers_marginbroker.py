@@ -7,6 +7,8 @@ event log one to one, and that Summary, equity.csv and events.csv agree with it 
 
 from __future__ import annotations
 
+import math
+
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
 import backtrader as bt
@@ -168,6 +170,33 @@ def test_hedge_effectiveness_of_a_short_against_the_coins_held_closed_form(short
     assert hedge.variance_reduction_pct == pytest.approx(expected_pct, abs=1e-9)
     summary = strategy.analyzers.summary.get_analysis()
     assert summary.hedge_variance_reduction_pct == hedge.variance_reduction_pct
+
+
+class BookWithoutCredit(bt.Strategy):
+    """On the last bar, books 0.5 BTC in the ledger without crediting the balance (the audit's forced mismatch)."""
+
+    def next(self) -> None:
+        if len(self) == self.data.buflen():
+            self.broker.ledger.add(self.data.datetime.datetime(0), "mining_credit", "BTC", "spot", 0.5)
+
+
+def test_ledger_residual_of_a_coin_wallet_is_reported_in_usd_at_the_last_price():
+    closes = [100.0, 110.0, 29_000.0]
+    index = pd.date_range("2021-01-01", periods=len(closes), freq="D", tz="UTC")
+    frame = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes}, index=index)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ohlc_feed(frame), name="BTC")
+    cerebro.broker = MarginBroker(cash=1_000.0, coins={"BTC": 1.0})
+    cerebro.addstrategy(BookWithoutCredit)
+    add_analyzers(cerebro)
+    strategy = cerebro.run()[0]
+    assert strategy.broker.reconcile() == 0.5  # coins, in the BTC wallet's own unit
+    assert strategy.broker.reconcile_usd() == 0.5 * 29_000.0
+    assert strategy.analyzers.summary.get_analysis().ledger_residual_usd == 14_500.0
+    unpriced = MarginBroker(cash=0.0)  # nothing prices BTC: the USD value of the residual is unknown
+    unpriced.ledger.add(index[0].to_pydatetime(), "mining_credit", "BTC", "spot", 0.5)
+    assert unpriced.reconcile() == 0.5 and math.isnan(unpriced.reconcile_usd())
+    assert MarginBroker(cash=0.0).reconcile_usd() == 0.0  # consistent: 0, whatever prices the coins
 
 
 @pytest.mark.parametrize(("leverage", "liquidated_on"), [(10.0, "2020-03-12"), (5.0, "2020-03-12"),
