@@ -303,7 +303,7 @@ class EquityRecorder(_ReadsBroker):
         coins, price = self._opening["coins"], self._opening["price_usd"]
         if not len(held) or math.isnan(coins) or (coins != 0.0 and math.isnan(price)):
             return held
-        head = pd.DataFrame({"coins_held": [self._opening["coins"]], "price_usd": [self._opening["price_usd"]]},
+        head = pd.DataFrame({"coins_held": [coins], "price_usd": [price]},
                             index=pd.DatetimeIndex([self.opening_time()], name=held.index.name))
         return pd.concat([head, held])
 

@@ -307,14 +307,13 @@ def hedge_variance_reduction_pct(coins_held: pd.Series, price_usd: pd.Series, he
     price); hedged change = unhedged change + ``hedge_pnl[t] - hedge_pnl[t-1]``. NaN as
     :func:`ederington_pct`: in particular when no coins were held at any sample.
     """
-    joined = pd.concat({"coins": coins_held, "price": price_usd, "hedge": hedge_pnl_usd}, axis=1)
-    if len(joined) != len(coins_held) or len(joined) != len(hedge_pnl_usd):
+    if not (coins_held.index.equals(price_usd.index) and coins_held.index.equals(hedge_pnl_usd.index)):
         raise ValueError("hedge_variance_reduction_pct: coins_held, price_usd and hedge_pnl_usd need one index")
-    held = joined["coins"].to_numpy(dtype=float)[:-1]
-    moves = np.diff(joined["price"].to_numpy(dtype=float))
+    held = coins_held.to_numpy(dtype=float)[:-1]
+    moves = np.diff(price_usd.to_numpy(dtype=float))
     with np.errstate(invalid="ignore"):
-        unhedged = np.where(held == 0.0, 0.0, held * moves)
-    return ederington_pct(unhedged, unhedged + np.diff(joined["hedge"].to_numpy(dtype=float)))
+        unhedged = np.where(held == 0.0, 0.0, held * moves)  # nothing held: no exposure, even at no price
+    return ederington_pct(unhedged, unhedged + np.diff(hedge_pnl_usd.to_numpy(dtype=float)))
 
 
 def last_per_day(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
