@@ -14,8 +14,9 @@ import importlib
 # import backtrader; the Analyzer and Observer classes import it through minehedge.compat when asked for.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("EquityRecorder", "Drawdown", "MarginEvents", "MiningPnL", "HedgeEffectiveness", "Fills",
-                     "Summary", "add_analyzers", "build_run_result", "SUMMARY_KEYS"),
+                     "Summary", "add_analyzers", "build_run_result"),
                    "analyzers.backtrader_analyzers"),
+    **dict.fromkeys(("SUMMARY_KEYS", "SUMMARY_BETTER", "LOWER_IS_BETTER"), "analyzers.summary_keys"),
     **dict.fromkeys(("EquityUSD", "MarginRatio", "MarginEventMarkers"), "analyzers.observers"),
     **dict.fromkeys(("RunResult", "write_report", "EQUITY_COLUMNS"), "analyzers.report"),
     "write_comparison": "analyzers.comparison",

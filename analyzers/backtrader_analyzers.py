@@ -26,22 +26,12 @@ import pandas as pd
 
 from analyzers import event_stats, ledger_stats, metrics
 from analyzers.report import EQUITY_COLUMNS, RunResult
+from analyzers.summary_keys import SUMMARY_KEYS
 from brokers.ledger import Ledger
 from minehedge.errors import ConfigError, check_choice
 from minehedge.timeframes import timeframe_span
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH")
-#: Every key of Summary.get_analysis(), in order (documented on :class:`Summary`).
-SUMMARY_KEYS: tuple[str, ...] = (
-    "start", "end", "bars", "asset", "initial_equity_usd", "final_equity_usd", "final_equity_coin",
-    "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_usd", "max_drawdown_coin_pct",
-    "max_drawdown_coin", "longest_underwater_days", "sharpe", "sortino", "margin_calls", "liquidations",
-    "liquidation_loss_usd", "liquidation_fee_usd", "cme_calls_missed", "loan_calls", "loan_liquidations",
-    "insurance_shortfall_usd", "time_above_warning_days", "coins_mined", "mining_revenue_usd",
-    "power_cost_usd", "hosting_cost_usd", "pool_fee_usd", "net_operating_cash_flow_usd", "curtailed_days",
-    "futures_pnl_usd", "funding_paid_usd", "funding_received_usd", "fees_paid_usd",
-    "hedge_variance_reduction_pct", "ruined", "insolvent", "ledger_residual_usd",
-)
 _RECORDERS_ATTRIBUTE = "_minehedge_equity_recorders"  # strategy attribute: {(asset, price data id): recorder}
 
 
@@ -178,7 +168,9 @@ class EquityRecorder(_ReadsBroker):
       bars: number of bars recorded; start / end: first and last bar time (pandas Timestamp, UTC);
       equity: DataFrame (UTC index, one row per bar) with columns equity_usd (USD, ``broker.getvalue()``),
         equity_coin (coin, ``broker.get_equity_coin(asset)``), cash_usd (USD), coins (coin balance),
-        unrealized_pnl_usd (USD), margin_ratio (fraction; 1.0 = liquidation), drawdown_pct (percent of the
+        unrealized_pnl_usd (USD), margin_ratio (``broker.get_margin_ratio()``, fraction: the largest
+        maintenance margin / margin balance over positions, on CME the account's, the ratio its calls act on;
+        1.0 = where the venue liquidates or calls), drawdown_pct (percent of the
         USD peak, the opening value included, 0-100) and price_usd (USD per coin, the price feed's close);
       opening_time, opening_equity_usd (USD), opening_equity_coin (coin): see :meth:`valuation`.
 
@@ -201,7 +193,8 @@ class EquityRecorder(_ReadsBroker):
         self._columns: dict[str, list[float]] = {name: [] for name in (
             "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "price_usd")}
         self._frame: pd.DataFrame | None = None
-        self._opening: dict[str, float] = {"equity_usd": math.nan, "equity_coin": math.nan}
+        self._opening: dict[str, float] = dict.fromkeys(("equity_usd", "equity_coin", "coins", "price_usd"),
+                                                        math.nan)
 
     def create_analysis(self) -> None:
         self.rets = bt.AutoOrderedDict()
@@ -211,9 +204,12 @@ class EquityRecorder(_ReadsBroker):
         asset = self.p.asset
         nan = math.nan
         equity_coin = getattr(broker, "get_equity_coin", None)
-        self._opening = {"equity_usd": float(broker.getvalue()),
-                         "equity_coin": float(equity_coin(asset)) if equity_coin else nan}
         coins = getattr(broker, "get_coins", None)
+        price_of = getattr(broker, "price_of", None)
+        self._opening = {"equity_usd": float(broker.getvalue()),
+                         "equity_coin": float(equity_coin(asset)) if equity_coin else nan,
+                         "coins": float(coins(asset)) if coins else nan,
+                         "price_usd": float(price_of(asset)) if price_of else nan}
         unrealized = getattr(broker, "get_unrealized_pnl_usd", None)
         margin_ratio = getattr(broker, "get_margin_ratio", None)
         self._read_equity = broker.getvalue
@@ -288,11 +284,28 @@ class EquityRecorder(_ReadsBroker):
         return self._with_opening(self.frame()[column], column)
 
     def _with_opening(self, values: pd.Series, column: str) -> pd.Series:
-        opening = self._opening[column]
-        if not len(values) or not (math.isfinite(opening) and opening > 0.0):
-            return values
-        head = pd.Series([opening], index=pd.DatetimeIndex([self.opening_time()], name=values.index.name))
-        return pd.concat([head, values])
+        return metrics.with_opening(values, self.opening_time(), self._opening[column])
+
+    def opening(self) -> dict[str, object]:
+        """The opening for :class:`RunResult`: time (:meth:`opening_time`), equity_usd (USD), equity_coin
+        (coin)."""
+        return {"time": self.opening_time(), "equity_usd": self._opening["equity_usd"],
+                "equity_coin": self._opening["equity_coin"]}
+
+    def holdings(self) -> pd.DataFrame:
+        """The coins held (``coins_held``, coin, every wallet) and their price (``price_usd``, USD per coin)
+        per bar, with the opening first, labelled :meth:`opening_time`: the opening coins at the price that
+        valued them (NaN for an account opened without coins: nothing priced them, nothing needed to). With
+        opening coins that nothing priced (a broker without ``set_price`` before the first bar), or no coin
+        balance to read (a plain BackBroker: NaN coins), it is the per-bar rows alone."""
+        frame = self.frame()
+        held = frame.loc[:, ["coins", "price_usd"]].rename(columns={"coins": "coins_held"})
+        coins, price = self._opening["coins"], self._opening["price_usd"]
+        if not len(held) or math.isnan(coins) or (coins != 0.0 and math.isnan(price)):
+            return held
+        head = pd.DataFrame({"coins_held": [coins], "price_usd": [price]},
+                            index=pd.DatetimeIndex([self.opening_time()], name=held.index.name))
+        return pd.concat([head, held])
 
     def stop(self) -> None:
         frame = self.frame()
@@ -327,7 +340,9 @@ class _UsesRecorder(_ReadsBroker):
 
 
 class Drawdown(_UsesRecorder):
-    """Drawdowns of total equity in USD and in coin terms (``metrics.drawdown_stats``).
+    """Drawdowns of total equity in USD and in coin terms (``metrics.drawdown_stats``), from the opening value
+    and on every bar (not resampled daily as the returns are): finer bars see intraday troughs, so compare
+    drawdowns between runs of the same bar size.
 
     get_analysis() keys, under ``usd`` (equity in USD) and ``coin`` (equity in coin):
       max_drawdown_pct (percent of the running peak, 0-100; 100 = ruin), max_drawdown (largest
@@ -447,20 +462,24 @@ class MiningPnL(_UsesRecorder):
 
 class HedgeEffectiveness(_UsesRecorder):
     """The futures leg's P&L, funding and fees (ledger, futures wallet) and how much it cut the variance of
-    the miner's production value.
+    the coins the miner held.
 
-    Production value at a day = coins mined so far (net, ledger) x that day's price, USD: what the miner
-    would hold unhedged. Hedge P&L = cumulative futures-wallet P&L entries (``ledger_stats.FUTURES_PNL_KINDS``)
-    + ``broker.get_unrealized_pnl_usd()``, USD. Both sampled at the last bar of each UTC day.
+    Exposure: the coins held in every wallet (spot, futures, pledged collateral; ``EquityRecorder.holdings``,
+    the opening coins first) times the price: the unhedged change over a period is the coins held at its start
+    times the price change, USD. Coins sold stop counting when sold; a treasury that holds none has no
+    exposure. Hedge P&L = cumulative futures-wallet P&L entries (``ledger_stats.FUTURES_PNL_KINDS``) +
+    ``broker.get_unrealized_pnl_usd()``, USD. Both sampled at the last bar of each UTC day
+    (``metrics.last_per_day``, as the Sharpe ratio), so the figure does not depend on the bar size.
 
     get_analysis() keys:
       every key of ``ledger_stats.futures_leg_totals`` (realized_pnl_usd, settlement_usd, liquidation_usd,
         insurance_fund_usd, funding_paid_usd, funding_received_usd, funding_net_usd, fees_paid_usd,
         realized_total_usd; USD);
       unrealized_pnl_usd (USD, last bar); futures_pnl_usd (USD: realized_total + unrealized);
-      production_coins (coin), production_value_usd (USD, last bar);
-      variance_reduction_pct (percent, ``metrics.hedge_variance_reduction_pct``; NaN without production);
-      daily: DataFrame (UTC daily index) with production_value_usd, hedge_pnl_usd, hedged_value_usd.
+      coins_held (coin, last bar), exposure_usd (USD: coins_held x price, last bar);
+      variance_reduction_pct (percent, ``metrics.hedge_variance_reduction_pct``; NaN when no coin was held
+        at any sample: nothing to hedge);
+      daily: DataFrame (UTC daily index, the opening's day first) with coins_held, price_usd, hedge_pnl_usd.
     """
 
     params = (("wallet", "futures"),)
@@ -473,19 +492,15 @@ class HedgeEffectiveness(_UsesRecorder):
         unrealized = frame["unrealized_pnl_usd"].fillna(0.0)
         realized = ledger_stats.cumulative_by_time(ledger, ledger_stats.FUTURES_PNL_KINDS, frame.index,
                                                    wallet=self.p.wallet)
-        hedge_pnl = realized + unrealized
-        coins = ledger_stats.cumulative_by_time(ledger, ("mining_credit", "pool_fee"), frame.index,
-                                                currency=self.p.asset)
-        production = coins * frame["price_usd"]
-        daily = pd.DataFrame({"production_value_usd": metrics.last_per_day(production),
-                              "hedge_pnl_usd": metrics.last_per_day(hedge_pnl)})
-        daily["hedged_value_usd"] = daily["production_value_usd"] + daily["hedge_pnl_usd"]
+        samples = self.recorder.holdings()
+        samples["hedge_pnl_usd"] = (realized + unrealized).reindex(samples.index, fill_value=0.0)  # 0 at opening
+        daily = metrics.last_per_day(samples)
         self.rets.unrealized_pnl_usd = float(unrealized.iloc[-1]) if len(frame) else 0.0
         self.rets.futures_pnl_usd = self.rets.realized_total_usd + self.rets.unrealized_pnl_usd
-        self.rets.production_coins = float(coins.iloc[-1]) if len(frame) else 0.0
-        self.rets.production_value_usd = float(production.iloc[-1]) if len(frame) else 0.0
-        self.rets.variance_reduction_pct = (metrics.hedge_variance_reduction_pct(
-            daily["production_value_usd"], daily["hedge_pnl_usd"]) if len(daily) else math.nan)
+        self.rets.coins_held = float(frame["coins"].iloc[-1]) if len(frame) else 0.0
+        self.rets.exposure_usd = self.rets.coins_held * float(frame["price_usd"].iloc[-1]) if len(frame) else 0.0
+        self.rets.variance_reduction_pct = metrics.hedge_variance_reduction_pct(
+            daily["coins_held"], daily["price_usd"], daily["hedge_pnl_usd"])
         self.rets.daily = daily
         _closed(self.rets)
 
@@ -494,8 +509,13 @@ class Fills(_ReadsBroker):
     """Every completed order, for the price chart and trades list.
 
     get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (feed name), side
-    (``"buy"``/``"sell"``), size (coins, signed: negative for sells), price (USD per coin), commission (USD),
-    reason (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
+    (``"buy"``/``"sell"``), size (coins, signed: negative for sells), contracts (the venue's order units,
+    signed: ``order.executed.size``), price (USD per coin), commission (USD), reason
+    (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
+
+    Coins are the commission scheme's ``qty(contracts, price)`` at the fill price: contracts x face / price
+    for an inverse contract, contracts x multiplier for a linear one (CME BTC: 5 coins a contract; equal to
+    contracts for coin-sized contracts); contracts x ``mult`` under any other backtrader scheme.
     """
 
     def create_analysis(self) -> None:
@@ -505,12 +525,16 @@ class Fills(_ReadsBroker):
     def notify_order(self, order: bt.Order) -> None:
         if order.status != order.Completed:
             return
+        contracts, price = float(order.executed.size), float(order.executed.price)
+        comminfo = self.strategy.broker.getcommissioninfo(order.data)
+        qty = getattr(comminfo, "qty", None)
         self._fills.append({
             "datetime": pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC"),
             "instrument": order.data._name or "data",
             "side": "buy" if order.isbuy() else "sell",
-            "size": float(order.executed.size),
-            "price": float(order.executed.price),
+            "size": float(qty(contracts, price)) if qty else contracts * comminfo.p.mult,
+            "contracts": contracts,
+            "price": price,
             "commission": float(order.executed.comm),
             "reason": str(order.info.get("reason", "") or ""),
         })
@@ -521,7 +545,11 @@ class Fills(_ReadsBroker):
 
 
 def _reconcile_residual_usd(broker: object) -> float:
-    """``broker.reconcile()`` as a USD residual: a number, or a mapping's ``residual_usd``; NaN if absent."""
+    """The ledger residual in USD: ``broker.reconcile_usd()`` (a MarginBroker: coin wallets at the coin's
+    price), else ``broker.reconcile()`` as a number or a mapping's ``residual_usd``; NaN if absent."""
+    in_usd = getattr(broker, "reconcile_usd", None)
+    if in_usd is not None:
+        return float(in_usd())
     reconcile = getattr(broker, "reconcile", None)
     if reconcile is None:
         return math.nan
@@ -553,9 +581,11 @@ class Summary(_UsesRecorder):
       loan_liquidations, insurance_shortfall_usd, time_above_warning_days, coins_mined, mining_revenue_usd,
       power_cost_usd, hosting_cost_usd, pool_fee_usd, net_operating_cash_flow_usd, curtailed_days,
       futures_pnl_usd, funding_paid_usd, funding_received_usd (futures wallet), fees_paid_usd (all wallets,
-      trading + liquidation fees), hedge_variance_reduction_pct, ruined (equity reached <= 0), insolvent
+      trading + liquidation fees), hedge_variance_reduction_pct (percent: ``HedgeEffectiveness``; NaN
+      when no coin was held), ruined (equity reached <= 0), insolvent
       (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true), ledger_residual_usd
-      (``broker.reconcile()``; NaN when the broker has none).
+      (USD: the largest ledger-versus-balance residual over wallets, coin wallets at the last price,
+      ``broker.reconcile_usd()``; NaN when the broker has none).
     """
 
     params = (("risk_free_daily", 0.0),)
@@ -653,6 +683,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         ledger=ledger_stats.LedgerRecords(ledger, notes=_ledger_notes(broker, len(ledger))),
         trades=fills,
         asset=summary.p.asset,
+        opening=summary.recorder.opening(),
         warning_level=float(getattr(broker, "warning_level", math.nan)),
         assumptions=dict(assumptions or {}),
         title=title,

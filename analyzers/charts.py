@@ -129,16 +129,18 @@ def price_chart(prices: pd.Series, trades: Iterable[Mapping[str, object]] | pd.D
     return fig
 
 
-def equity_drawdown_chart(equity: pd.DataFrame, asset: str = "BTC", title: str = "") -> Figure:
-    """Equity in USD and in coin (top) and their drawdowns in percent (bottom), from the equity table."""
+def equity_drawdown_chart(equity: pd.DataFrame | Mapping[str, pd.Series], asset: str = "BTC",
+                          title: str = "") -> Figure:
+    """Equity in USD and in coin (top) and their drawdowns in percent (bottom), from the ``equity_usd`` and
+    ``equity_coin`` curves: pass them with the opening value first (``RunResult.valuation``) for the drawdowns
+    the summary reports; the equity table's per-bar columns alone miss the first bar's move."""
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True)
-    dates = _naive_utc(equity.index)
     for column, (top, bottom), unit, color in (
         ("equity_usd", axes[:, 0], "USD", "tab:blue"), ("equity_coin", axes[:, 1], asset, "tab:orange"),
     ):
         values = equity[column].astype(float)
-        top.plot(dates, values.to_numpy(), color=color, lw=1.2)
+        top.plot(_naive_utc(values.index), values.to_numpy(), color=color, lw=1.2)
         under = metrics.drawdown_pct(values) if values.notna().any() else pd.Series(np.nan, index=values.index)
         bottom.fill_between(_naive_utc(under.index), -under.to_numpy(), 0.0, color="tab:red", alpha=0.4)
         _equity_over_drawdown(top, bottom, unit, f"Drawdown in {unit} terms (%)")
@@ -208,7 +210,8 @@ def mining_chart(mining: pd.DataFrame, prices: pd.Series | None = None, asset: s
 
 
 def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", title: str = "") -> Figure:
-    """Several runs overlaid: equity (top, in ``unit``) and drawdown in percent (bottom), one colour per run."""
+    """Several runs overlaid: equity (top, in ``unit``) and drawdown in percent (bottom), one colour per run.
+    Pass each curve with its opening value first (``RunResult.valuation``), as the summary counts drawdowns."""
     fig = Figure(figsize=(12, 7), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     for name, equity in equity_by_run.items():

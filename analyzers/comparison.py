@@ -54,11 +54,18 @@ def write_comparison(results: Mapping[str, RunResult], rows: Sequence[Mapping[st
         target / "comparison.csv", lambda s: s.write(table.to_csv(index=False, lineterminator="\n").encode()))
     text = comparison_markdown(results, rows)
     written["summary.md"] = atomic_write(target / "summary.md", lambda s: s.write(text.encode("utf-8")))
-    if results:
-        asset = next(iter(results.values())).asset
-        for name, column, unit in (("compare_equity_usd.png", "equity_usd", "USD"),
-                                   ("compare_equity_coin.png", "equity_coin", asset)):
-            figure = charts.compare_chart({run: r.equity[column] for run, r in results.items()}, unit=unit,
-                                          title=f"Equity and drawdown in {unit}: {', '.join(results)}")
-            written[name] = charts.save_figure(figure, target / name, dpi=dpi)
+    for name, figure in comparison_figures(results).items():
+        written[name] = charts.save_figure(figure, target / name, dpi=dpi)
     return written
+
+
+def comparison_figures(results: Mapping[str, RunResult]) -> dict:
+    """The overlay charts, {file name: matplotlib Figure} (:data:`COMPARISON_CHARTS`; none without runs): each
+    run's equity from its opening value (:meth:`RunResult.valuation`), as the summary counts drawdowns."""
+    if not results:
+        return {}
+    asset = next(iter(results.values())).asset
+    return {name: charts.compare_chart({run: r.valuation(column) for run, r in results.items()}, unit=unit,
+                                       title=f"Equity and drawdown in {unit}: {', '.join(results)}")
+            for name, column, unit in (("compare_equity_usd.png", "equity_usd", "USD"),
+                                       ("compare_equity_coin.png", "equity_coin", asset))}

@@ -74,7 +74,7 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
 
     margin_calls: count of :data:`MARGIN_CALL_KINDS`; liquidations: count of :data:`LIQUIDATION_KINDS`;
     liquidation_loss_usd / liquidation_fee_usd: sums of loss_usd / fee_usd over those liquidations (USD,
-    >= 0); cme_calls, cme_calls_met, cme_calls_missed; loan_calls, loan_calls_met, loan_liquidations;
+    >= 0; coin amounts at the fill price, as in the ledger); cme_calls, cme_calls_met, cme_calls_missed; loan_calls, loan_calls_met, loan_liquidations;
     loan_liquidation_loss_usd (USD); insurance_fund_events and insurance_shortfall_usd (sum of their
     loss_usd, USD); missed_payments; insolvency and ruin (bool: at least one such event).
     """

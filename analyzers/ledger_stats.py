@@ -171,7 +171,8 @@ def _usd(frame: pd.DataFrame) -> pd.Series:
 
 
 def _usd_value(frame: pd.DataFrame) -> pd.Series:
-    """Each row's USD value when booked (coin rows at that bar's price; unknown values count as 0)."""
+    """Each row's USD value when booked (``LedgerEntry.amount_usd``: a fill's coin rows at the fill price, other
+    coin rows at that bar's close; unknown values count as 0)."""
     return frame["amount_usd"].fillna(0.0)
 
 

@@ -60,6 +60,18 @@ def bar_durations_days(times: pd.DatetimeIndex) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- drawdown
 
 
+def with_opening(values: pd.Series, opening_time: pd.Timestamp | None, opening_value: float | None) -> pd.Series:
+    """``values`` (a per-bar equity curve) with ``opening_value`` first, labelled ``opening_time`` (one bar
+    before the first): the curve the returns, CAGR, Sharpe, Sortino and drawdowns count from, so the first
+    bar's move counts. Unchanged when empty, or when the opening value is unknown or not positive (an account
+    opened with nothing counts from its first bar)."""
+    if (not len(values) or opening_time is None or opening_value is None
+            or not (math.isfinite(opening_value) and opening_value > 0.0)):
+        return values
+    head = pd.Series([opening_value], index=pd.DatetimeIndex([opening_time], name=values.index.name))
+    return pd.concat([head, values])
+
+
 def drawdown_pct(equity: pd.Series) -> pd.Series:
     """Underwater series: percent below the running peak at each bar, in [0, 100].
 
@@ -214,7 +226,7 @@ def daily_returns(equity: pd.Series) -> pd.Series:
     series = _as_utc_series(equity, "equity")
     if series.empty:
         return pd.Series([], index=pd.DatetimeIndex([], tz="UTC"), dtype=float, name="daily_return")
-    daily = series.groupby(series.index.floor("D")).last()
+    daily = last_per_day(series)
     ruined = np.flatnonzero(daily.to_numpy() <= 0.0)
     if ruined.size:
         daily = daily.iloc[: ruined[0] + 1]
@@ -260,40 +272,60 @@ def sortino_ratio(daily: pd.Series, required_daily: float = 0.0) -> float:
 # ------------------------------------------------------------------------------------------ hedge quality
 
 
-def variance_reduction_pct(unhedged_usd: pd.Series, hedged_usd: pd.Series) -> float:
-    """Ederington hedge effectiveness, percent: ``(1 - var(d hedged) / var(d unhedged)) * 100``.
+def ederington_pct(unhedged_changes: np.ndarray, hedged_changes: np.ndarray) -> float:
+    """Ederington hedge effectiveness, percent: ``(1 - var(hedged) / var(unhedged)) * 100`` on per-period
+    *changes* in USD (ddof=1). 100 means all variance removed; 0 no effect; negative means the hedge *added*
+    variance. NaN (undefined) with fewer than two changes, any non-finite change, or zero unhedged variance
+    (nothing exposed: there is no risk to reduce, e.g. a treasury that holds no coins)."""
+    unhedged = np.asarray(unhedged_changes, dtype=float)
+    hedged = np.asarray(hedged_changes, dtype=float)
+    if unhedged.size < 2 or not (np.isfinite(unhedged).all() and np.isfinite(hedged).all()):
+        return math.nan
+    var_unhedged = float(np.var(unhedged, ddof=1))
+    if var_unhedged == 0.0:
+        return math.nan
+    return (1.0 - float(np.var(hedged, ddof=1)) / var_unhedged) * 100.0
 
-    ``unhedged_usd``: USD value of the position alone (e.g. the miner's production marked to market);
-    ``hedged_usd``: the same plus the hedge's cumulative P&L, both on the same dates. ``d`` is the change
-    from one date to the next (variance of *changes*, ddof=1: levels trend and their variance says nothing
-    about risk). 100 means all variance removed; 0 no effect; negative means the hedge *added* variance.
-    NaN with fewer than two changes or when the unhedged value never changes.
-    """
+
+def variance_reduction_pct(unhedged_usd: pd.Series, hedged_usd: pd.Series) -> float:
+    """:func:`ederington_pct` of two USD value series: ``unhedged_usd`` (the position alone) and
+    ``hedged_usd`` (the same plus the hedge's cumulative P&L), on their common dates. ``d`` is the change from
+    one date to the next (levels trend and their variance says nothing about risk)."""
     unhedged = _as_utc_series(unhedged_usd, "unhedged_usd")
     hedged = _as_utc_series(hedged_usd, "hedged_usd")
     joined = pd.concat([unhedged, hedged], axis=1, join="inner").diff().dropna()
-    if len(joined) < 2:
-        return math.nan
-    var_unhedged = float(np.var(joined.iloc[:, 0].to_numpy(), ddof=1))
-    if var_unhedged == 0.0:
-        return math.nan
-    var_hedged = float(np.var(joined.iloc[:, 1].to_numpy(), ddof=1))
-    return (1.0 - var_hedged / var_unhedged) * 100.0
+    return ederington_pct(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy())
 
 
-def hedge_variance_reduction_pct(production_value_usd: pd.Series, hedge_pnl_usd: pd.Series) -> float:
-    """Variance reduction (percent) of ``production + hedge P&L`` against production alone.
+def hedge_variance_reduction_pct(coins_held: pd.Series, price_usd: pd.Series, hedge_pnl_usd: pd.Series) -> float:
+    """Variance reduction (percent, :func:`ederington_pct`) the hedge brought to the coins the miner held.
 
-    ``production_value_usd``: daily USD value of the production (coins mined so far x price);
-    ``hedge_pnl_usd``: the hedge's *cumulative* P&L in USD on the same dates. See
-    :func:`variance_reduction_pct` for the definition and the NaN cases.
+    Inputs share one index of sample times (e.g. the last bar of each UTC day, :func:`last_per_day`):
+    ``coins_held`` (coin, every wallet), ``price_usd`` (USD per coin) and ``hedge_pnl_usd`` (the hedge's
+    *cumulative* P&L, USD). Per period ``t``: unhedged change = ``coins_held[t-1] x (price[t] - price[t-1])``
+    (what the coins held at the previous sample gained or lost, USD; 0 when none were held, whatever the
+    price); hedged change = unhedged change + ``hedge_pnl[t] - hedge_pnl[t-1]``. NaN as
+    :func:`ederington_pct`: in particular when no coins were held at any sample.
     """
-    production = _as_utc_series(production_value_usd, "production_value_usd")
-    hedge = _as_utc_series(hedge_pnl_usd, "hedge_pnl_usd").reindex(production.index)
-    return variance_reduction_pct(production, production + hedge)
+    if not (coins_held.index.equals(price_usd.index) and coins_held.index.equals(hedge_pnl_usd.index)):
+        raise ValueError("hedge_variance_reduction_pct: coins_held, price_usd and hedge_pnl_usd need one index")
+    held = coins_held.to_numpy(dtype=float)[:-1]
+    moves = np.diff(price_usd.to_numpy(dtype=float))
+    with np.errstate(invalid="ignore"):
+        unhedged = np.where(held == 0.0, 0.0, held * moves)  # nothing held: no exposure, even at no price
+    return ederington_pct(unhedged, unhedged + np.diff(hedge_pnl_usd.to_numpy(dtype=float)))
 
 
-def last_per_day(values: pd.Series) -> pd.Series:
-    """Last value of each UTC calendar day (daily sampling of a per-bar series)."""
+def last_per_day(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Last value of each UTC calendar day, labelled with the day: the daily sampling that makes the returns,
+    Sharpe, Sortino and hedge effectiveness the same on 1d, 4h and 1h bars. A Series drops its NaNs first; a
+    DataFrame (UTC index, sorted) keeps each day's last row whole, so its columns stay one state."""
+    if isinstance(values, pd.DataFrame):
+        index = pd.DatetimeIndex(values.index)
+        days = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).floor("D")
+        last = ~days.duplicated(keep="last")
+        sampled = values.loc[last].copy()
+        sampled.index = days[last]
+        return sampled
     series = _as_utc_series(values, "values")
     return series.groupby(series.index.floor("D")).last()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzers import event_stats, ledger_stats
+from analyzers import event_stats, ledger_stats, metrics
 from analyzers.files import atomic_write
 from minehedge.errors import DataError
 
@@ -47,13 +47,15 @@ class RunResult:
     events: event records (``MarginEvent`` fields, ``datetime`` for the time), in log order.
     ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape): a list, or from a run a
         ``ledger_stats.LedgerRecords`` that keeps them as a table until they are read.
-    trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size, price, commission,
-        reason).
+    trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size (coins, signed),
+        contracts (the venue's order units, signed), price (USD per coin), commission (USD), reason).
     asset: ``"BTC"`` or ``"ETH"``; warning_level / liquidation_level: margin-ratio levels (fractions).
     assumptions: what a reader must know, shown in summary.md and summary.json: name -> text or list of
         texts (e.g. ``{"data files": [...], "venues": [...], "funding": "constant 0.01 % per 8 h",
         "masked bad ticks": [...]}``).
     title: heading of summary.md and the charts.
+    opening: the account before the first bar (``EquityRecorder.opening``): time (UTC Timestamp, one bar
+        before the first), equity_usd (USD), equity_coin (coin); empty when unknown. See :meth:`valuation`.
     """
 
     summary: Mapping[str, object]
@@ -67,6 +69,7 @@ class RunResult:
     liquidation_level: float = 1.0
     assumptions: Mapping[str, object] = field(default_factory=dict)
     title: str = ""
+    opening: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in EQUITY_COLUMNS if c not in self.equity.columns]
@@ -77,6 +80,12 @@ class RunResult:
             if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
                 raise DataError(f"RunResult.{name} must have a UTC DatetimeIndex, got {type(index).__name__}"
                                 f" (tz={getattr(index, 'tz', None)}).")
+
+    def valuation(self, column: str = "equity_usd") -> pd.Series:
+        """``equity[column]`` (``equity_usd``, USD, or ``equity_coin``, coin) with the opening value first:
+        the curve the summary's drawdowns count from (``metrics.with_opening``), for the charts."""
+        return metrics.with_opening(self.equity[column].astype(float), self.opening.get("time"),
+                                    self.opening.get(column))
 
     def mining(self) -> pd.DataFrame:
         """Mining P&L per bar from the ledger (``ledger_stats.mining_frame``)."""
@@ -187,19 +196,28 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
     written["ledger.csv"] = _write_csv(target / "ledger.csv", ledger)
     if not with_charts:
         return written
+    from analyzers import charts
 
+    for name, figure in report_figures(result, events).items():
+        written[name] = charts.save_figure(figure, target / name, dpi=dpi)
+    return written
+
+
+def report_figures(result: RunResult, events: pd.DataFrame | None = None) -> dict:
+    """The report's charts, {file name: matplotlib Figure} (:data:`CHART_FILES`); ``events``: the events table
+    if already built. The equity and drawdown chart draws the curves from the opening value
+    (:meth:`RunResult.valuation`), as the summary and equity.csv count drawdowns."""
     # imported here, not at the top: matplotlib takes ~0.6 s to import, and sweeps never plot
     from analyzers import charts
 
-    figures = {
+    events = event_stats.events_frame(result.events) if events is None else events
+    return {
         "price.png": charts.price_chart(result.prices, result.trades, events, result.asset,
                                         title=f"{result.title}: price, trades and margin events".lstrip(": ")),
-        "equity_drawdown.png": charts.equity_drawdown_chart(result.equity, result.asset,
-                                                            title=f"{result.title}: equity and drawdown".lstrip(": ")),
+        "equity_drawdown.png": charts.equity_drawdown_chart(
+            {column: result.valuation(column) for column in ("equity_usd", "equity_coin")}, result.asset,
+            title=f"{result.title}: equity and drawdown".lstrip(": ")),
         "margin_ratio.png": charts.margin_ratio_chart(result.equity, result.warning_level,
                                                       result.liquidation_level, events),
         "mining.png": charts.mining_chart(result.mining(), result.prices, result.asset),
     }
-    for name, figure in figures.items():
-        written[name] = charts.save_figure(figure, target / name, dpi=dpi)
-    return written

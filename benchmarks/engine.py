@@ -127,7 +127,7 @@ class ReplayOrders(bt.Strategy):
 
 
 def replay_orders(market: api.Market, fills: list[dict[str, Any]], *, forced: bool = True) -> dict[int, list[float]]:
-    """The miner run's fills as {bar index to submit on: [signed sizes]} (one bar before each fill);
+    """The miner run's fills as {bar index to submit on: [signed contracts]} (one bar before each fill);
     ``forced=False`` leaves out the broker's forced closes (reason ``liquidation``)."""
     opens = market.frame.index
     orders: dict[int, list[float]] = {}
@@ -135,7 +135,7 @@ def replay_orders(market: api.Market, fills: list[dict[str, Any]], *, forced: bo
         if not forced and fill.get("reason") == "liquidation":
             continue
         bar = int(np.searchsorted(opens, pd.Timestamp(fill["datetime"]), side="right")) - 1
-        orders.setdefault(max(bar - 1, 0), []).append(float(fill["size"]))
+        orders.setdefault(max(bar - 1, 0), []).append(float(fill["contracts"]))  # order units, not coins
     return orders
 
 

@@ -28,7 +28,8 @@ Accounting: the USD futures wallet is backtrader's ``cash`` plus the margin post
 less the variation margin already settled on open positions (so it excludes unrealised PnL, as a venue's
 wallet balance does). Coin balances live in ``(asset, wallet)`` pairs; inverse positions post coin margin
 and book coin PnL and fees. Every balance change is a :class:`brokers.ledger.LedgerEntry`;
-:meth:`MarginBroker.reconcile` returns the largest difference between the ledger and the balances.
+:meth:`MarginBroker.reconcile` returns the largest difference between the ledger and the balances
+(:meth:`~MarginBroker.reconcile_usd` in USD).
 """
 
 from __future__ import annotations
@@ -348,7 +349,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return cash
 
     def _book_inverse_fill(self, data, ci, size, price, order, pnl_kind, fee_kind) -> None:
-        """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee."""
+        """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee; the ledger values
+        both at the fill price, as the fill's commission and a liquidation event's loss and fee are."""
         asset, instrument = ci.asset, ci.spec.symbol
         state = self._inv.setdefault(data, [0.0, 0.0])
         contracts, entry = state
@@ -368,9 +370,9 @@ class MarginBroker(bt.brokers.BackBroker):
         if fee_coin is None:
             fee_coin = ci.coin_fee(size, price)
         if realized:
-            self._coin_move(asset, "futures", realized, pnl_kind, instrument)
+            self._coin_move(asset, "futures", realized, pnl_kind, instrument, price=price)
         if fee_coin:
-            self._coin_move(asset, "futures", -fee_coin, fee_kind, instrument)
+            self._coin_move(asset, "futures", -fee_coin, fee_kind, instrument, price=price)
         if contracts == 0.0:
             self._inv.pop(data, None)
             self._extra.pop(data, None)
@@ -785,7 +787,7 @@ class MarginBroker(bt.brokers.BackBroker):
                             "cross wallet below zero after liquidation: refilled by the insurance fund")
         else:
             self._coin_move(currency, "futures", -balance, "insurance_fund", ci.spec.symbol,
-                            "cross wallet below zero after liquidation: refilled by the insurance fund")
+                            "cross wallet below zero after liquidation: refilled by the insurance fund", price)
         unit = price if ci.is_inverse else 1.0
         self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, -balance * unit, 0.0,
                    "cross: shortfall beyond the wallet")
@@ -846,7 +848,10 @@ class MarginBroker(bt.brokers.BackBroker):
         if deadline_positions:
             self._check_deadline_call(deadline_positions)
 
-    def _check_deadline_call(self, positions) -> None:
+    def _deadline_account(self, positions) -> tuple[float, float, float]:
+        """(equity, maintenance margin, initial margin), USD at the closes, of the futures account a deadline
+        venue (CME) calls on: the USD futures wallet (free cash included) plus the isolated margin and the
+        unrealised P&L of ``positions`` (its open deadline-venue positions), and their margins summed."""
         equity = self._cross_wallet_balance(USD)
         maint = initial = 0.0
         for data, pos, ci in positions:
@@ -858,6 +863,10 @@ class MarginBroker(bt.brokers.BackBroker):
             maint += mm
             ratio_im = ci.venue.initial_margin_to_maintenance
             initial += mm * ratio_im if ratio_im else abs(pos.size) * ci.p.mult * close * ci.initial_margin_rate
+        return equity, maint, initial
+
+    def _check_deadline_call(self, positions) -> None:
+        equity, maint, initial = self._deadline_account(positions)
         data0, pos0, ci0 = positions[0]
         size0 = pos0.size
         side0 = 1 if size0 > 0 else -1
@@ -898,10 +907,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- events -------------------------------------------------------------------------------------
     def _emit(self, kind, data, ci, side, size, price, equity, maint, ratio, loss, fee, detail) -> MarginEvent:
-        units = size * ci.p.mult if not ci.is_inverse else formulas.inverse_notional_coin(size, ci.p.face, price) * (
-            1 if size > 0 else -1)
         event = MarginEvent(self._now, kind, ci.spec.symbol, ci.venue.name, "long" if side > 0 else "short",
-                            float(units), float(price), float(equity), float(maint), float(ratio), float(loss),
+                            float(ci.qty(size, price)), float(price), float(equity), float(maint), float(ratio), float(loss),
                             float(fee), detail)
         self.add_event(event)
         return event
@@ -1143,10 +1150,20 @@ class MarginBroker(bt.brokers.BackBroker):
         return self._force_order(data, size, data.close[0], reason=reason)
 
     def get_margin_ratio(self) -> float:
-        """Largest margin ratio (maintenance / margin balance, fraction) over open positions; 0 when flat."""
+        """Largest margin ratio (maintenance / margin balance, fraction; 1.0 = where the venue acts) over open
+        positions, at the closes; 0 when flat. A deadline venue's (CME) positions count as one: the account's
+        maintenance margin over its equity (:meth:`_deadline_account`), the ratio its calls act on (>= 1: a
+        call), not a position's own margin."""
         worst = 0.0
+        deadline = []
         for data, pos, ci in self._futures_positions():
-            worst = max(worst, self._close_margin(data, pos, ci)[0])
+            if ci.venue.margin_call == "deadline":
+                deadline.append((data, pos, ci))
+            else:
+                worst = max(worst, self._close_margin(data, pos, ci)[0])
+        if deadline:
+            equity, maint, _ = self._deadline_account(deadline)
+            worst = max(worst, formulas.margin_ratio(maint, equity))
         return worst
 
     def account_state(self, asset: str) -> tuple[float, float, float, float, float, float]:
@@ -1293,7 +1310,25 @@ class MarginBroker(bt.brokers.BackBroker):
         return True
 
     def reconcile(self) -> float:
-        """Largest |ledger balance - actual balance| over every (currency, wallet); 0 when consistent."""
+        """Largest |ledger balance - actual balance| over every (currency, wallet), each in its own currency
+        (USD or coin); 0 when consistent."""
+        return max(map(abs, self._residuals().values()), default=0.0)
+
+    def reconcile_usd(self) -> float:
+        """:meth:`reconcile` in USD (the summary's ``ledger_residual_usd``): the largest |ledger balance - actual
+        balance| over every (currency, wallet), a coin wallet's valued at the coin's current price; 0 when
+        consistent, NaN when a coin wallet is off and nothing prices the coin."""
+        worst = 0.0
+        for (currency, _), residual in self._residuals().items():
+            if residual:
+                usd = abs(residual) * (1.0 if currency == USD else self.price_of(currency))
+                if usd != usd:
+                    return math.nan
+                worst = max(worst, usd)
+        return worst
+
+    def _residuals(self) -> dict[tuple[str, str], float]:
+        """Ledger balance - actual balance of every (currency, wallet), in that currency."""
         actual: dict[tuple[str, str], float] = defaultdict(float)
         actual[(USD, "spot")] = self._usd_spot
         wallet = self.cash
@@ -1305,8 +1340,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for key, value in self._coins.items():
             actual[key] += value
         booked = self.ledger.balances()
-        keys = set(actual) | set(booked)
-        return max((abs(booked.get(k, 0.0) - actual.get(k, 0.0)) for k in keys), default=0.0)
+        return {k: booked.get(k, 0.0) - actual.get(k, 0.0) for k in set(actual) | set(booked)}
 
     # --- balance helpers ----------------------------------------------------------------------------
     def _available_coin(self, asset: str) -> float:
@@ -1345,9 +1379,12 @@ class MarginBroker(bt.brokers.BackBroker):
         self._dirty = True
 
     def _coin_move(self, asset: str, wallet: str, amount: float, kind: str, instrument: str = "",
-                   note: str | tuple = "") -> None:
+                   note: str | tuple = "", price: float | None = None) -> None:
+        """Move coins and ledger it, valued at ``price`` (USD per coin: a fill's price, so the ledger and the
+        event of a forced close value one coin amount alike) or, by default, the coin's price at this bar."""
         self._coins[(asset, wallet)] += amount
-        price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
+        if price is None:
+            price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
         self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note, amount * price)
         self._dirty = True
 

@@ -174,8 +174,9 @@ class LinearFuturesCommInfo(FuturesCommInfo):
         return formulas.linear_pnl(size * self.p.mult, price, newprice)
 
     # --- margin figures (USD) -----------------------------------------------------------------------
-    def qty(self, size: float) -> float:
-        """Signed coins for ``size`` units."""
+    def qty(self, size: float, price: float | None = None) -> float:
+        """Signed coins for ``size`` units: size x mult (``price`` is not needed, taken for the inverse
+        scheme's signature)."""
         return size * self.p.mult
 
     def posted_margin(self, size: float, entry: float) -> float:
@@ -237,6 +238,10 @@ class InverseFuturesCommInfo(FuturesCommInfo):
         return formulas.inverse_pnl(size, self.p.face, price, newprice) * newprice
 
     # --- coin figures -------------------------------------------------------------------------------
+    def qty(self, size: float, price: float) -> float:
+        """Signed coins for ``size`` contracts at ``price`` (USD per coin): contracts x face / price."""
+        return formulas.inverse_notional_coin(size, self.p.face, price) * (1 if size > 0 else -1)
+
     def coin_fee(self, size: float, price: float) -> float:
         """Coin fee of a fill: |size| x face / price x rate (+ fixed USD per contract / price)."""
         return abs(size) * (self.p.face * self._rate + self.p.fixed_per_contract) / price

@@ -45,8 +45,10 @@ class LedgerEntry(_EntryFields):
     time: bar datetime (UTC, naive); currency: ``"USD"`` (USD and USDT are treated as one unit), ``"BTC"``
     or ``"ETH"``; wallet: ``"spot"``, ``"futures"`` or ``"collateral"``; amount: signed change in
     ``currency`` units; instrument: what caused it (``"BTCUSDT-PERP"``, ``"fleet"``, ``"loan:..."``);
-    amount_usd: the amount's USD value when booked (USD rows: the amount; coin rows: amount x the coin's
-    price at that bar; NaN when no price was known), so fees, funding and P&L paid in coin can be totalled.
+    amount_usd: the amount's USD value when booked (USD rows: the amount; the coin P&L and fee of an inverse
+    fill, a liquidation's included, and a cross insurance-fund refill: amount x that fill's price, as its
+    event and its commission; other coin rows: amount x the coin's close at that bar; NaN when no price was
+    known), so fees, funding and P&L paid in coin can be totalled.
     """
 
     __slots__ = ()

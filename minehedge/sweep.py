@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzers.summary_keys import LOWER_IS_BETTER as SUMMARY_LOWER_IS_BETTER
 from minehedge.errors import ConfigError, did_you_mean
 
 RunFn = Callable[[dict, Any], Mapping[str, Any]]
@@ -91,23 +92,9 @@ TOP_LEVEL_GRID_KEYS = frozenset({"seed"})
 #: Configuration keys that say where data live, not what they are: left out of the hash (the data
 #: fingerprint stands for the data themselves), so moving the data folder does not void a sweep.
 UNHASHED_KEYS = frozenset({"data_dir"})
-#: Summary metrics where smaller is better; --rank-by sorts them ascending unless told ``:desc``.
-LOWER_IS_BETTER = frozenset(
-    {
-        "max_drawdown_pct",
-        "max_drawdown_usd",
-        "max_drawdown_coin_pct",
-        "longest_underwater_days",
-        "margin_calls",
-        "liquidations",
-        "liquidation_loss_usd",
-        "loan_calls",
-        "power_cost_usd",
-        "funding_paid_usd",
-        "fees_paid_usd",
-        "insolvent",
-    }
-)
+#: Metrics where smaller is better; --rank-by sorts them ascending unless told ``:desc``: the Summary keys
+#: declared so next to them (``analyzers.summary_keys``), and the run's wall time.
+LOWER_IS_BETTER = SUMMARY_LOWER_IS_BETTER | {"seconds"}
 #: Metrics drawn as heatmaps for two-parameter sweeps, beside the ranking metric.
 HEATMAP_METRICS = ("max_drawdown_pct", "liquidations")
 

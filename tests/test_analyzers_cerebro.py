@@ -93,7 +93,7 @@ def test_drawdown_summary_and_report_on_backbroker_closed_form(tmp_path):
 
     result = build_run_result(strategy, {"data files": ["synthetic closed-form path"]}, "backbroker")
     assert result.trades == [{"datetime": day(1), "instrument": "BTC", "side": "buy", "size": 10.0,
-                              "price": 100.0, "commission": 0.0, "reason": ""}]
+                              "contracts": 10.0, "price": 100.0, "commission": 0.0, "reason": ""}]
     write_report(result, tmp_path, with_charts=False)
     equity = pd.read_csv(tmp_path / "equity.csv")
     assert equity["equity_usd"].tolist() == [10.0 * p for p in prices]
@@ -151,6 +151,9 @@ class ScriptedContractBroker(bt.brokers.BackBroker):
 
     def get_unrealized_pnl_usd(self) -> float:
         return 0.0
+
+    def get_coins(self, asset: str) -> float:
+        return self.ledger.balance(asset)  # the coins the scripted ledger credited
 
     def reconcile(self) -> dict[str, float]:
         return {"residual_usd": 0.0}
@@ -249,9 +252,12 @@ def test_mining_and_hedge_analyzers_read_the_ledger():
     hedge = strategy.analyzers.hedge.get_analysis()
     assert (hedge.funding_paid_usd, hedge.funding_received_usd, hedge.fees_paid_usd) == (3.0, 1.0, 7.0)
     assert hedge.realized_total_usd == -10.0 and hedge.futures_pnl_usd == -10.0
-    assert hedge.daily["production_value_usd"].tolist() == PRICES  # 1 coin marked to market
-    assert hedge.daily["hedge_pnl_usd"].tolist() == [0.0, -5.0, 5.0, -10.0, -10.0, -10.0]
-    # production changes +10, -20, +30, 0, 0; hedged changes exactly half of them: variance x 1/4
+    # the opening (no coins, nothing to price them) on the day before the first bar, then 1 coin held
+    assert hedge.daily.index[0] == day(-1) and hedge.daily["coins_held"].tolist() == [0.0] + [1.0] * 6
+    assert hedge.daily["price_usd"].tolist()[1:] == PRICES
+    assert hedge.daily["hedge_pnl_usd"].tolist() == [0.0, 0.0, -5.0, 5.0, -10.0, -10.0, -10.0]
+    assert (hedge.coins_held, hedge.exposure_usd) == (1.0, 120.0)
+    # unhedged changes 0, +10, -20, +30, 0, 0; hedged changes exactly half of them: variance x 1/4
     assert hedge.variance_reduction_pct == pytest.approx(75.0, abs=1e-12)
 
 
@@ -343,4 +349,4 @@ def test_bars_reach_only_the_analyzers_that_work_per_bar():
     assert events._next is events._prenext is events._nextstart
     assert events._next() is None and events._bar_children == []  # it shares the parent's recorder
     assert events.recorder is parent.recorder
-    assert parent.get_analysis()["production_coins"] == 0.0
+    assert math.isnan(parent.get_analysis()["coins_held"])  # a plain BackBroker has no coin balance

@@ -7,6 +7,8 @@ event log one to one, and that Summary, equity.csv and events.csv agree with it 
 
 from __future__ import annotations
 
+import math
+
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
 import backtrader as bt
@@ -134,6 +136,67 @@ def test_mining_pnl_through_the_margin_broker():
     assert recorded["coins"].tolist() == [0.5, 1.0, 1.5, 2.0]
     summary = strategy.analyzers.summary.get_analysis()
     assert (summary.coins_mined, summary.mining_revenue_usd, summary.power_cost_usd) == (2.0, 210.0, 40.0)
+
+
+class ShortOnce(bt.Strategy):
+    """Sells ``size`` units of the perpetual with a market order on the first bar (fills at the next open)."""
+
+    params = (("size", 1.0),)
+
+    def next(self) -> None:
+        if len(self) == 1 and self.p.size:
+            self.sell(size=self.p.size)
+
+
+@pytest.mark.parametrize(("short", "expected_pct"), [(2.0, 100.0), (1.0, 75.0), (0.0, 0.0)])
+def test_hedge_effectiveness_of_a_short_against_the_coins_held_closed_form(short, expected_pct):
+    # 2 opening coins in the futures wallet; a 1x linear short of `short` coins, no fees and no funding, fills at
+    # the second bar's open (100). Per day the coins gain 2 x move and the short -short x move: the hedged change
+    # is (2 - short) x move, so the variance falls by 1 - (1 - short / 2) ** 2.
+    closes = [100.0, 100.0, 120.0, 90.0, 110.0, 100.0]
+    index = pd.date_range("2021-01-01", periods=len(closes), freq="D", tz="UTC")
+    frame = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes}, index=index)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ohlc_feed(frame), name="BTC-PERP")
+    cerebro.broker = MarginBroker(cash=1_000.0, coins={"BTC": 2.0}, funding=False)
+    cerebro.broker.addcommissioninfo(LinearFuturesCommInfo(venue="generic", leverage=1.0, commission=0.0),
+                                     name="BTC-PERP")
+    cerebro.addstrategy(ShortOnce, size=short)
+    add_analyzers(cerebro)
+    strategy = cerebro.run()[0]
+    hedge = strategy.analyzers.summary.hedge.get_analysis()
+    assert hedge.daily["coins_held"].tolist() == [2.0] * len(closes)  # the opening coins count
+    assert hedge.daily["hedge_pnl_usd"].tolist() == [-short * (close - 100.0) for close in closes]
+    assert hedge.variance_reduction_pct == pytest.approx(expected_pct, abs=1e-9)
+    summary = strategy.analyzers.summary.get_analysis()
+    assert summary.hedge_variance_reduction_pct == hedge.variance_reduction_pct
+
+
+class BookWithoutCredit(bt.Strategy):
+    """On the last bar, books 0.5 BTC in the ledger without crediting the balance (the audit's forced mismatch)."""
+
+    def next(self) -> None:
+        if len(self) == self.data.buflen():
+            self.broker.ledger.add(self.data.datetime.datetime(0), "mining_credit", "BTC", "spot", 0.5)
+
+
+def test_ledger_residual_of_a_coin_wallet_is_reported_in_usd_at_the_last_price():
+    closes = [100.0, 110.0, 29_000.0]
+    index = pd.date_range("2021-01-01", periods=len(closes), freq="D", tz="UTC")
+    frame = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes}, index=index)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(ohlc_feed(frame), name="BTC")
+    cerebro.broker = MarginBroker(cash=1_000.0, coins={"BTC": 1.0})
+    cerebro.addstrategy(BookWithoutCredit)
+    add_analyzers(cerebro)
+    strategy = cerebro.run()[0]
+    assert strategy.broker.reconcile() == 0.5  # coins, in the BTC wallet's own unit
+    assert strategy.broker.reconcile_usd() == 0.5 * 29_000.0
+    assert strategy.analyzers.summary.get_analysis().ledger_residual_usd == 14_500.0
+    unpriced = MarginBroker(cash=0.0)  # nothing prices BTC: the USD value of the residual is unknown
+    unpriced.ledger.add(index[0].to_pydatetime(), "mining_credit", "BTC", "spot", 0.5)
+    assert unpriced.reconcile() == 0.5 and math.isnan(unpriced.reconcile_usd())
+    assert MarginBroker(cash=0.0).reconcile_usd() == 0.0  # consistent: 0, whatever prices the coins
 
 
 @pytest.mark.parametrize(("leverage", "liquidated_on"), [(10.0, "2020-03-12"), (5.0, "2020-03-12"),

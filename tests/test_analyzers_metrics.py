@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from analyzers import event_stats, ledger_stats, metrics
@@ -139,10 +139,43 @@ def test_ratios_undefined_cases_are_nan():
 def test_variance_reduction_exact():
     production = daily([100, 110, 90, 120])  # changes +10, -20, +30
     hedge = daily([0, -5, 5, -10])  # changes -5, +10, -15: hedged changes are half -> variance x 1/4
-    assert metrics.hedge_variance_reduction_pct(production, hedge) == pytest.approx(75.0, abs=1e-12)
-    assert metrics.hedge_variance_reduction_pct(production, 100 - production) == pytest.approx(100.0, abs=1e-12)
-    assert metrics.hedge_variance_reduction_pct(production, production - 100) == pytest.approx(-300.0, abs=1e-9)
-    assert math.isnan(metrics.hedge_variance_reduction_pct(daily([5, 5, 5]), daily([0, 1, 2])))
+    assert metrics.variance_reduction_pct(production, production + hedge) == pytest.approx(75.0, abs=1e-12)
+    assert metrics.variance_reduction_pct(production, daily([100] * 4)) == pytest.approx(100.0, abs=1e-12)
+    assert math.isnan(metrics.variance_reduction_pct(daily([5, 5, 5]), daily([0, 1, 2])))
+
+
+def test_hedge_variance_reduction_counts_the_coins_held_at_each_sample():
+    price = daily([100, 110, 90, 120])  # moves +10, -20, +30
+    two = daily([2, 2, 2, 2])  # unhedged changes +20, -40, +60
+    assert metrics.hedge_variance_reduction_pct(two, price, daily([0, -10, 10, -20])) == pytest.approx(75.0, abs=1e-12)
+    short_two = daily([0, -20, 20, -40])  # a short of exactly the coins held
+    assert metrics.hedge_variance_reduction_pct(two, price, short_two) == pytest.approx(100.0, abs=1e-12)
+    assert metrics.hedge_variance_reduction_pct(two, price, daily([0] * 4)) == 0.0  # no hedge
+    # the same short after the coins were sold on day 1: exposure +20, 0, 0; the hedge alone moves after
+    sold = daily([2, 0, 0, 0])
+    changes = np.array([20.0, 0.0, 0.0])
+    hedged = changes + np.array([-20.0, 40.0, -60.0])
+    expected = (1.0 - np.var(hedged, ddof=1) / np.var(changes, ddof=1)) * 100.0
+    assert metrics.hedge_variance_reduction_pct(sold, price, short_two) == pytest.approx(expected, rel=1e-12)
+    # no coins held at any sample: nothing to hedge, undefined (not a huge negative number)
+    assert math.isnan(metrics.hedge_variance_reduction_pct(daily([0] * 4), price, short_two))
+    # a sample held no coins at an unknown price (an account opened without coins): a zero change
+    opening = daily([0, 2, 2, 2], start="2020-12-31")
+    unpriced = daily([math.nan, 100, 110, 90], start="2020-12-31")
+    hedge = daily([0, 0, -20, 20], start="2020-12-31")
+    assert metrics.hedge_variance_reduction_pct(opening, unpriced, hedge) == pytest.approx(100.0, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(moves=st.lists(st.floats(min_value=-1e4, max_value=1e4, allow_nan=False), min_size=2, max_size=40),
+       coins=st.floats(min_value=0.01, max_value=1e4), ratio=st.floats(min_value=0.0, max_value=2.0))
+def test_hedging_a_fixed_share_of_the_exposure_reduces_variance_by_one_minus_the_rest_squared(moves, coins, ratio):
+    assume(np.var(moves, ddof=1) > 1e-6)
+    price = daily(np.concatenate([[1e5], 1e5 + np.cumsum(moves)]))
+    held = daily([coins] * len(price))
+    hedge = daily(np.concatenate([[0.0], -ratio * coins * np.cumsum(moves)]))
+    expected = (1.0 - (1.0 - ratio) ** 2) * 100.0
+    assert metrics.hedge_variance_reduction_pct(held, price, hedge) == pytest.approx(expected, abs=1e-6)
 
 
 def test_non_datetime_index_is_a_clear_error():

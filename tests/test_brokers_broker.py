@@ -358,6 +358,21 @@ def test_cme_margin_call_missed_closes_at_deadline():
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_200)
 
 
+def test_cme_margin_ratio_is_the_accounts_the_calls_act_on():
+    # Isolated 1 contract (5 BTC) bought at 10,000 with 25,000 USD: 23,500 posted, 1,500 free. CME calls on the
+    # account: equity 25,000 - 5 x (10,000 - close) against maintenance 5 x close x 0.43. The ratio reaches 1
+    # first at the 8,700 close (18,705 / 18,500), the call's bar; the position's own margin (23,500 - loss)
+    # would read 1.0459 at 9,000 already, with no call. Missed at the deadline: closed, ratio 0.
+    ci = LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0)
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000), (9_000, 9_000, 8_700, 8_700)] + flat(8_700, 2)
+    strat, broker = run(frame(rows, start="2021-03-01"), ci, {1: buy(1)}, MarginBroker(cash=25_000.0))
+    assert [r["ratio"] for r in strat.rows] == pytest.approx(
+        [0.0, 21_500.0 / 25_000.0, 19_350.0 / 20_000.0, 18_705.0 / 18_500.0, 0.0, 0.0], rel=1e-12)
+    call, missed = broker.events
+    assert (call.kind, call.time, missed.kind) == ("cme_margin_call", datetime(2021, 3, 4), "cme_margin_call_missed")
+    assert call.margin_ratio == pytest.approx(strat.rows[3]["ratio"], rel=1e-12)
+
+
 def test_a_call_pending_when_its_cme_position_closes_ends_with_it():
     # Called on day 3 (equity 19,000 < MM 19,350), closed on day 4 at 9,000. A new contract bought on day 6
     # with 2,500 USD more closes at 8,600: equity 19,500 is above MM 5 x 8,600 x 0.43 = 18,490 (no call)

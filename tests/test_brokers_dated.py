@@ -68,7 +68,8 @@ def test_cme_needs_dated_contracts_and_micro_contracts_trade_whole_units(btc_202
     outcome = api.run_policy(btc_2021, "static_hedge", {"fleet": "S19Pro:100@2019-06-01", "venue": "cme",
                                                         "contract": "dated", "symbol": "MBT", "leverage": 2.0,
                                                         "hedge_ratio": 1.0})
-    sizes = [t["size"] for t in outcome.result.trades]
+    sizes = [t["contracts"] for t in outcome.result.trades]
     assert sizes and all(float(s).is_integer() for s in sizes)  # 0.1 BTC micro contracts, whole units
+    assert [t["size"] for t in outcome.result.trades] == [0.1 * s for s in sizes]  # in coins
     with pytest.raises(ConfigError, match=r"symbol='XBT'.*BTC, MBT"):
         api.run_policy(btc_2021, "static_hedge", {"venue": "cme", "contract": "dated", "symbol": "XBT"})

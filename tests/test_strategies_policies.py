@@ -78,9 +78,10 @@ def test_collateral_short_1x_locks_usd_value_through_crashes(data_dir, start, en
               "leverage": 1.0, "rebalance_days": 1000.0}
     outcome = api.run_policy(m, "collateral_short", params)
     (fill,) = outcome.result.trades
-    contracts, entry = -fill["size"], fill["price"]
+    contracts, entry = -fill["contracts"], fill["price"]
     locked_usd = contracts * 100.0  # BTCUSD face: 100 USD per contract
     hedged_coin = locked_usd / entry
+    assert fill["size"] == -hedged_coin  # the fills' size is coins
     equity = outcome.result.equity.iloc[1:]  # from the fill on
     price = outcome.result.prices.iloc[1:]
     # Closed form of a 1x inverse short: USD value = N x face + (coins - N x face / entry) x price. The
@@ -107,7 +108,7 @@ def test_collateral_short_re_sized_weekly_keeps_the_lock(data_dir, start, end):
     params = {"fleet": "S19Pro:1@2030-01-01", "start_usd": 0.0, "start_coins": 100.0, "hedge_ratio": 1.0,
               "leverage": 1.0, "rebalance_days": 7.0}
     outcome = api.run_policy(m, "collateral_short", params)
-    held = np.cumsum([fill["size"] for fill in outcome.result.trades])
+    held = np.cumsum([fill["contracts"] for fill in outcome.result.trades])
     assert len(held) >= 8  # re-sized every week
     # the first re-size tops up what the cut to the collateral kept back (CUT_CUSHION and the fee) ...
     assert 1.0 < held[1] / held[0] < CUT_CUSHION * 1.0011 + 0.005

@@ -24,6 +24,7 @@ import pytest
 from minehedge.config import parse_grid_values
 from minehedge.errors import ConfigError
 from minehedge.sweep import (
+    LOWER_IS_BETTER,
     RESERVED_COLUMNS,
     LocalExecutor,
     SweepInterrupted,
@@ -736,6 +737,32 @@ def test_rank_and_top_file(tmp_path):
     assert all({k: v for k, v in r.items() if k != "rank"} == results[r["config_hash"]] for r in top_rows)
     with pytest.raises(ConfigError, match="Did you mean 'product'"):
         rank_results(frame, "prodcut", top=3)
+
+
+# The audit's list of Summary keys that ranked worst-first; lower is better for every one.
+AUDITED_LOWER = ("max_drawdown_coin", "liquidation_fee_usd", "hosting_cost_usd", "pool_fee_usd",
+                 "insurance_shortfall_usd", "loan_liquidations", "cme_calls_missed", "time_above_warning_days",
+                 "ruined")
+
+
+def test_every_summary_key_declares_which_side_is_better():
+    from analyzers.summary_keys import DIRECTIONS, LOWER, SUMMARY_BETTER, SUMMARY_KEYS
+
+    assert tuple(SUMMARY_BETTER) == SUMMARY_KEYS and len(SUMMARY_KEYS) == 40
+    assert set(SUMMARY_BETTER.values()) <= set(DIRECTIONS)
+    assert {key for key in AUDITED_LOWER if SUMMARY_BETTER[key] == LOWER} == set(AUDITED_LOWER)
+    # the sweep's ascending set is exactly the declared one (plus the run's wall time)
+    assert LOWER_IS_BETTER == {key for key, better in SUMMARY_BETTER.items() if better == LOWER} | {"seconds"}
+
+
+@pytest.mark.parametrize("metric", [*AUDITED_LOWER, "max_drawdown_pct", "seconds", "sharpe"])
+def test_rank_by_sorts_lower_is_better_metrics_ascending(metric):
+    import pandas as pd
+
+    frame = pd.DataFrame({"leverage": [10.0, 2.0, 5.0], metric: [416_101.75, 62_585.36, 225_399.26],
+                          "status": "ok"})
+    ranked = rank_results(frame, metric, top=3)["leverage"].tolist()
+    assert ranked == ([2.0, 5.0, 10.0] if metric != "sharpe" else [10.0, 5.0, 2.0])
 
 
 def test_progress_bar_with_eta_on_a_terminal_only(tmp_path, monkeypatch, capsys):
