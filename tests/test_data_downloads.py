@@ -46,7 +46,10 @@ def fake_yf(monkeypatch):
             index = pd.date_range(start, end, freq="1D", inclusive="left")
         else:  # intraday: tz-aware in the exchange zone, UTC for crypto
             index = pd.date_range(start, end, freq="1h", inclusive="left", tz="UTC")
-        return yf_frame(tickers, index, 100.0 + np.arange(len(index), dtype=float))
+        # close = 100 + bars since 2024-01-01: a bar's prices do not depend on the range downloaded
+        step = pd.Timedelta(days=1) if kwargs["interval"] == "1d" else pd.Timedelta(hours=1)
+        position = (index.tz_localize(None) - pd.Timestamp("2024-01-01")) // step
+        return yf_frame(tickers, index, 100.0 + np.asarray(position, dtype=float))
 
     monkeypatch.setattr(yfinance, "download", download)
     return calls
@@ -73,7 +76,9 @@ def test_yfinance_4h_resampled_from_1h_within_730_days(no_data_dir, fake_yf, mon
     assert fake_yf[0][1]["interval"] == "1h" and fake_yf[0][0] == "ETH-USD"
     assert len(result.frame) == 6 and result.info.resampled_from == "1h"
     first = result.frame.iloc[0]
-    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (99.0, 105.0, 98.0, 103.0, 40.0)
+    # 17,544 hours from 2024-01-01 to 2026-01-01: closes 17,644 .. 17,647 in the first 4h bar
+    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == \
+        (17643.0, 17649.0, 17642.0, 17647.0, 40.0)
     with pytest.raises(ConfigError, match="last 730 days only"):
         data.load_ohlcv("ETH", "1h", "2023-01-01", "2023-02-01")
 
@@ -85,7 +90,8 @@ def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_o
     run = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
     history = data.load_history(run, start, pd.Timedelta(days=10))
     assert list(history.frame.index) == list(pd.date_range("2024-12-22", periods=10, freq="1D", tz="UTC"))
-    assert fake_yf[-1][1]["start"] == "2024-12-22" and history.info.reason.startswith("10 bars")
+    # downloaded with the bad-tick rule's 7 neighbours each side (window 5 + 2)
+    assert fake_yf[-1][1]["start"] == "2024-12-15" and history.info.reason.startswith("10 bars")
     # hourly: Yahoo serves the 730 days to 2026-01-10, from 2024-01-12 (2024 is a leap year); not an error
     hourly = data.load_ohlcv("BTC", "1h", "2024-01-13", "2024-01-14")
     history = data.load_history(hourly, pd.Timestamp("2024-01-13", tz="UTC"), pd.Timedelta(days=366))
@@ -100,6 +106,21 @@ def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_o
     cached = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
     none = data.load_history(cached, start, pd.Timedelta(days=20))
     assert none.frame.empty and none.info.reason.startswith("none: yfinance returned no data for BTC-USD")
+
+
+def test_yfinance_short_range_judged_with_downloaded_neighbours(no_data_dir, monkeypatch):
+    def download(tickers, **kwargs):
+        index = pd.date_range(kwargs["start"], kwargs["end"], freq="1D", inclusive="left")
+        frame = yf_frame(tickers, index, np.full(len(index), 100.0))
+        frame.loc[pd.Timestamp("2024-01-10"), ("Low", tickers)] = 0.5  # a bad tick
+        return frame
+
+    monkeypatch.setattr(yfinance, "download", download)
+    monkeypatch.setattr(yahoo, "_now", lambda: pd.Timestamp("2024-03-01 12:00", tz="UTC"))
+    result = data.load_ohlcv("BTC", "1d", "2024-01-10", "2024-01-12")  # two bars: too few alone
+    assert result.frame["low"].tolist() == [99.0, 98.0]  # the bad one masked to the body (open 99, close 100)
+    assert [(t.field, t.value) for t in result.report.bad_ticks] == [("low", 0.5)]
+    assert result.report.unchecked == []
 
 
 @pytest.mark.parametrize("empty", [
