@@ -49,6 +49,12 @@ NETWORK_COLUMNS = ("price_usd", "hashrate_hs", "difficulty", "block_count", "iss
                    "miner_income_coin", "subsidy_per_block", "fees_per_block", "supply_coin")
 #: Coin Metrics community metrics the contract is built from (asset-metrics endpoint, frequency 1d).
 COINMETRICS_METRICS = ("PriceUSD", "HashRate", "DiffMean", "BlkCnt", "IssTotNtv", "FeeTotNtv", "SplyCur")
+#: The Coin Metrics metrics each contract column is built from (BTC and the CM part of ETH), for messages.
+CONTRACT_METRICS = {"price_usd": "PriceUSD", "hashrate_hs": "HashRate", "block_count": "BlkCnt",
+                    "difficulty": "DiffMean, or HashRate and BlkCnt", "issuance_coin": "IssTotNtv",
+                    "fees_coin": "FeeTotNtv", "miner_income_coin": "IssTotNtv + FeeTotNtv",
+                    "subsidy_per_block": "IssTotNtv / BlkCnt", "fees_per_block": "FeeTotNtv / BlkCnt",
+                    "supply_coin": "SplyCur"}
 TERA = 1e12
 LONDON = pd.Timestamp("2021-08-05", tz="UTC")  # EIP-1559 activation day (block 12,965,000, 12:33 UTC)
 MERGE = pd.Timestamp("2022-09-15", tz="UTC")  # last proof-of-work block 15,537,393 at 06:42 UTC
