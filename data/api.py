@@ -105,7 +105,8 @@ def _fetch_padded(asset: str, timeframe: str, start: pd.Timestamp | None, end: p
     pad = (BadTickRule().window + 2) * parse_timeframe(timeframe)
     earliest = yahoo.first_available(timeframe)
     padded_start = None if start is None else (max(start - pad, earliest) if start >= earliest else start)
-    padded_end = None if end is None else end + pad
+    forming = yahoo.forming_bar(timeframe)  # the padding alone never asks past it (an end past it is clamped)
+    padded_end = None if end is None else (end + pad if end + pad <= forming else max(end, forming))
     return yahoo.fetch_ohlcv(asset, timeframe, padded_start, padded_end, cache_dir=cache_dir)
 
 

@@ -107,9 +107,15 @@ def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
 
 
 def cached_or_fetch(key: str, fetch, what: str, directory: str | Path | None = None,
-                    use_cache: bool = True) -> tuple[pd.DataFrame, list[str]]:
+                    use_cache: bool = True, uncached: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The cached frame for ``key`` when it is intact, else ``fetch()`` (written to the cache when
-    ``use_cache``), with notes for the report: a corrupt file's note, or where the download was cached."""
+    ``use_cache``), with notes for the report: a corrupt file's note, or where the download was cached.
+
+    ``uncached``: why this range must not be cached (it reaches data still forming or not yet published; a
+    key never expires, so it would be served frozen forever). The download is then neither read from nor
+    written to the cache, and the note says why."""
+    if uncached:
+        return fetch(), [f"downloaded {what}, not cached: {uncached}"]
     notes: list[str] = []
     cached = read_cached(key, directory) if use_cache else None
     if cached is not None:

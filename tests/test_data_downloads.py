@@ -148,6 +148,24 @@ def test_corrupt_cache_detected_reported_and_refetched(no_data_dir, fake_yf, cap
     assert read.frame is None and "header missing" in read.note and not path.exists()
 
 
+def test_yfinance_end_past_now_is_clamped_to_complete_bars(no_data_dir, fake_yf, monkeypatch):
+    monkeypatch.setattr(yahoo, "_now", lambda: pd.Timestamp("2024-03-10 09:30", tz="UTC"))
+    daily = data.load_ohlcv("BTC", "1d", "2024-03-01", "2024-03-12")  # "to get everything"
+    assert daily.frame.index[-1] == pd.Timestamp("2024-03-09", tz="UTC") and len(daily.frame) == 9
+    assert daily.info.notes[0] == ("end 2024-03-12 00:00:00+00:00 clamped to 2024-03-10 00:00:00+00:00: the 1d "
+                                   "bar opening then is still forming")
+    assert fake_yf[-1][1]["end"] == "2024-03-10"  # the forming 03-10 bar is never downloaded, so cached safely
+    assert [p.name for p in no_data_dir.glob("*.csv")] == ["yfinance_BTC-USD_1d_20240223T0000_20240310T0000.csv"]
+    # hourly bars reaching today: Yahoo serves whole days, so today's partial hours come too; not cached
+    hourly = data.load_ohlcv("BTC", "1h", "2024-03-09", "2024-03-11")
+    assert hourly.frame.index[-1] == pd.Timestamp("2024-03-10 08:00", tz="UTC")
+    assert hourly.info.notes[-1] == ("downloaded BTC-USD 1h from yfinance, not cached: the range reaches today "
+                                     "(2024-03-10), whose 1h bars are still forming; it is downloaded again next time")
+    again = data.load_ohlcv("BTC", "1h", "2024-03-09", "2024-03-11")
+    assert len(fake_yf) == 3 and "cache hit" not in " ".join(again.info.notes)
+    assert len(list(no_data_dir.glob("*.csv"))) == 1
+
+
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     frame = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.date_range("2024-01-01", periods=2, tz="UTC").as_unit("ns"))
     target = cache.write_cached(frame, "k.csv", tmp_path)
@@ -219,6 +237,29 @@ def test_coinmetrics_paging_and_network_contract(no_data_dir, monkeypatch):
     assert (net["source"] == "coinmetrics-api").all() and str(net.index.tz) == "UTC"
     again = data.load_network("BTC", "2020-05-10", "2020-05-13")
     assert len(calls) == 2 and "cache hit" in again.info.notes[0]
+
+
+def test_coinmetrics_download_reaching_unpublished_days_is_clamped_and_not_cached(no_data_dir, monkeypatch):
+    from data import coinmetrics
+
+    calls = []
+
+    def get(url, params=None, timeout=None):
+        calls.append(params)
+        return FakeResponse({"data": PAGE_1["data"] + PAGE_2["data"]})
+
+    monkeypatch.setattr(requests, "get", get)
+    monkeypatch.setattr(coinmetrics, "_now", lambda: pd.Timestamp("2020-05-13 09:00", tz="UTC"))
+    recent = data.load_network("BTC", "2020-05-10", "2020-06-01")
+    assert calls[-1]["end_time"] == "2020-05-13"  # clamped to today: 05-13 is still forming
+    assert recent.info.notes == (
+        "end 2020-06-01 00:00:00+00:00 clamped to 2020-05-13 00:00:00+00:00: today's network values are not complete",
+        "downloaded BTC from Coin Metrics, not cached: the range reaches 2020-05-12, which Coin Metrics may not "
+        "have published in full yet; it is downloaded again next time")
+    assert not list(no_data_dir.glob("*.csv"))
+    final = data.load_network("BTC", "2020-05-10", None)  # default end: yesterday 00:00, final days only
+    assert calls[-1]["end_time"] == "2020-05-12" and "cached at" in final.info.notes[-1]
+    assert [p.name for p in no_data_dir.glob("*.csv")] == ["coinmetrics_BTC_1d_20200510T0000_20200512T0000.csv"]
 
 
 def test_coinmetrics_offline_and_api_error(no_data_dir, monkeypatch):
