@@ -153,6 +153,7 @@ def load_ohlcv(
 
     choice = choose_file(read_manifest(directory), asset, "ohlcv", timeframe, start_ts, end_ts, venue)
     whole = read_ohlcv_csv(choice.path)
+    choice.check_file(whole.index, start_ts, end_ts)
     native = _slice(whole, start_ts, end_ts)
     if native.empty:
         raise DataError(f"{choice.path.name} has no bars in {start_ts} -> {end_ts} "
@@ -245,6 +246,7 @@ def load_network(
     if asset == "BTC":
         choice = choose_file(manifest, asset, "network", None, start_ts, end_ts, "coinmetrics")
         frame, files, reason = read_btc_network_csv(choice.path), choice.path.name, choice.reason
+        choice.check_file(frame.index, start_ts, end_ts)
     else:
         cm = choose_file(manifest, asset, "network", None, None, None, "coinmetrics")
         eg = choose_file(manifest, asset, "network", None, None, None, "etherscan+glassnode")

@@ -157,6 +157,50 @@ def test_range_outside_coverage_names_covered_range(data_dir):
         data.load_ohlcv("BTC", "1d", "2010-01-01", "2011-01-01", data_dir=data_dir)
 
 
+def _folder_with(data_dir, tmp_path, name: str, text: str):
+    """A data folder holding ``name`` (with ``text`` as its content) and its unchanged MANIFEST.csv row."""
+    (tmp_path / name).parent.mkdir(parents=True)
+    (tmp_path / name).write_text(text)
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv")
+    manifest[manifest["file"] == name].to_csv(tmp_path / "MANIFEST.csv", index=False)
+    return tmp_path
+
+
+def test_a_file_shorter_than_its_manifest_row_is_reported_when_the_range_needs_the_rest(data_dir, tmp_path):
+    name = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+    lines = (data_dir / name).read_text().splitlines()
+    folder = _folder_with(data_dir, tmp_path, name,
+                          "\n".join([lines[0], *(x for x in lines[1:] if x[:10] <= "2021-12-31")]) + "\n")
+    with pytest.raises(DataError) as error:
+        data.load_ohlcv("BTC", "1d", "2021-06-01", "2023-01-01", data_dir=folder)
+    assert str(error.value) == (
+        "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> "
+        "2026-01-05 00:00:00+00:00 (3064 rows), the file holds 2017-08-17 00:00:00+00:00 -> 2021-12-31 "
+        "00:00:00+00:00 (1598 rows); the requested 2021-06-01 00:00:00+00:00 -> 2023-01-01 00:00:00+00:00 needs "
+        "the missing part. Restore the file or correct its MANIFEST.csv row.")
+    with pytest.raises(DataError, match="the requested 2021-06-01 00:00:00\\+00:00 -> end needs the missing part"):
+        data.load_ohlcv("BTC", "1d", "2021-06-01", None, data_dir=folder)
+    # a range inside what the file holds is served as before
+    assert len(data.load_ohlcv("BTC", "1d", "2021-06-01", "2021-07-01", data_dir=folder).frame) == 30
+
+
+def test_a_network_file_shorter_than_its_manifest_row_is_reported(data_dir, tmp_path):
+    name = "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"
+    lines = (data_dir / name).read_text().splitlines()
+    folder = _folder_with(data_dir, tmp_path, name, "\n".join(lines[:-100]) + "\n")
+    with pytest.raises(DataError, match=r"^btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv "
+                       r"says 2009-01-03 00:00:00\+00:00 -> 2026-03-22 00:00:00\+00:00 \(6288 rows\), the file holds "
+                       r"2009-01-03 00:00:00\+00:00 -> 2025-12-12 00:00:00\+00:00 \(6188 rows\)"):
+        data.load_network("BTC", "2025-01-01", None, data_dir=folder)
+
+
+def test_a_start_after_a_file_ends_is_not_served_by_it(data_dir):
+    # with no end, the Bitstamp hourly file (to 2022-08-19) was "covering" a 2023 start and gave no bars
+    result = data.load_ohlcv("BTC", "1h", "2023-01-01", None, data_dir=data_dir)
+    assert result.info.file == "btc_usdt_1h_binance-perp-inferred_2023-01-01_2026-04-10.csv"
+    assert len(result.frame) == 28687
+
+
 def test_bad_parameters_name_allowed_values(data_dir):
     with pytest.raises(ConfigError, match="available venues: binance, bitfinex.*Did you mean 'binance'"):
         data.load_ohlcv("ETH", "1d", venue="binanse", data_dir=data_dir)
