@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.frames import to_utc_index
+from data.frames import read_time_csv, to_utc_index
 from data.manifest import read_manifest, rows_for_venue
 from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
@@ -79,23 +79,20 @@ def _frame(rate: pd.Series, interval_hours: pd.Series | float, assumed: bool = F
     return to_utc_index(out, what="funding")
 
 
-def _read(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    time_column = "datetime" if "datetime" in frame.columns else "date"
-    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
-    return to_utc_index(frame, what=path.name)
+def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    return read_time_csv(Path(path), "funding", ("datetime", "date"), columns)
 
 
 def read_bitmex(path: str | Path) -> pd.DataFrame:
     """BitMEX XBTUSD settlements; 24h rows kept as single 24h settlements (module docstring)."""
-    raw = _read(Path(path))
+    raw = _read(Path(path), ("fundingRate", "funding_interval_hours"))
     return _frame(raw["fundingRate"], raw["funding_interval_hours"])
 
 
 def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
     """Deribit hourly accruals, summed into 00/08/16 UTC settlements (``mode='8h'``) or kept hourly."""
     check_choice("deribit", mode, ("8h", "1h"))
-    accrual = _read(Path(path))["interest_1h"].astype("float64")
+    accrual = _read(Path(path), ("interest_1h",))["interest_1h"]
     if mode == "1h":
         return _frame(accrual, 1.0)
     # (S - 8h, S] windows: label each hour by the next 00/08/16 boundary at or after it.
@@ -106,14 +103,14 @@ def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
 
 def read_binance_daily_mean(path: str | Path) -> pd.DataFrame:
     """Binance daily mean of 8h rates -> three equal settlements at 00/08/16 UTC per day."""
-    mean = _read(Path(path))["funding_rate_daily_mean_8h"].astype("float64")
+    mean = _read(Path(path), ("funding_rate_daily_mean_8h",))["funding_rate_daily_mean_8h"]
     index = (mean.index.repeat(3) + pd.to_timedelta(np.tile(SETTLEMENT_HOURS, len(mean)), unit="h"))
     return _frame(pd.Series(np.repeat(mean.to_numpy(), 3), index=index), 8.0)
 
 
 def read_eth_8h(path: str | Path) -> pd.DataFrame:
     """Raw ETHUSDT 8h settlements (``datetime`` rounded to the second by the data README)."""
-    return _frame(_read(Path(path))["funding_rate"], 8.0)
+    return _frame(_read(Path(path), ("funding_rate",))["funding_rate"], 8.0)
 
 
 def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAULT_FALLBACK_RATE,
@@ -140,13 +137,15 @@ _READERS = {
 
 
 def read_funding_file(path: Path, asset: str, venue: str, deribit: str = "8h") -> pd.DataFrame:
-    """Dispatch a manifest funding row to its reader."""
+    """Dispatch a manifest funding row to its reader (looked up first, so a reader's own missing column is
+    reported as such, not as an unknown venue)."""
     if (asset, venue) == ("BTC", "deribit"):
         return read_deribit(path, deribit)
-    try:
-        return _READERS[(asset, venue)](path)
-    except KeyError:
-        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}).") from None
+    reader = _READERS.get((asset, venue))
+    if reader is None:
+        known = ", ".join(sorted(v for a, v in (*_READERS, ("BTC", "deribit")) if a == asset))
+        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); readers exist for: {known}.")
+    return reader(path)
 
 
 def load_funding_dir(

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.frames import to_utc_index
+from data.frames import read_time_csv, to_utc_index
 from minehedge.errors import ConfigError, DataError
 
 NETWORK_COLUMNS = ("price_usd", "hashrate_hs", "difficulty", "block_count", "issuance_coin", "fees_coin",
@@ -116,35 +116,37 @@ def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _read_daily_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"network file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
-    frame = pd.read_csv(path)
-    time_column = "time" if "time" in frame.columns else "date"
-    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
-    return to_utc_index(frame, what=path.name)
+#: Coin Metrics columns a network CSV must have (the hashprice needs each), and those it may have.
+CSV_REQUIRED = ("PriceUSD", "HashRate", "BlkCnt", "IssTotNtv", "FeeTotNtv")
+_CSV_OPTIONAL = ("DiffMean", "DiffMean_derived", "SplyCur")
+_TIME = ("time", "date")
+#: Columns of the Etherscan/Glassnode ETH file (data README, section 3).
+ETHERSCAN_GLASSNODE_COLUMNS = ("etherscan_difficulty_TH", "etherscan_price_usd", "glassnode_hash_rate_mean_Hps",
+                               "glassnode_total_fees_eth", "glassnode_total_supply_eth")
 
 
 def read_btc_network_csv(path: str | Path) -> pd.DataFrame:
     """The shared BTC Coin Metrics file as a network frame (source ``coinmetrics:<file name>``)."""
     path = Path(path)
-    return network_from_coinmetrics(_read_daily_csv(path), "BTC", f"coinmetrics:{path.name}")
+    return network_from_coinmetrics(read_time_csv(path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL), "BTC",
+                                    f"coinmetrics:{path.name}")
 
 
 def read_eth_network_csv(coinmetrics_path: str | Path, etherscan_glassnode_path: str | Path) -> pd.DataFrame:
     """Splice the two shared ETH files up to the Merge (ranges and rules in the module docstring)."""
     cm_path, eg_path = Path(coinmetrics_path), Path(etherscan_glassnode_path)
-    early = network_from_coinmetrics(_read_daily_csv(cm_path), "ETH", f"coinmetrics:{cm_path.name}")
+    early = network_from_coinmetrics(read_time_csv(cm_path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL), "ETH",
+                                     f"coinmetrics:{cm_path.name}")
     early = early.loc[:CM_ETH_END]
-    raw = _read_daily_csv(eg_path)
-    supply = raw["glassnode_total_supply_eth"].astype("float64")
+    raw = read_time_csv(eg_path, "network", _TIME, ETHERSCAN_GLASSNODE_COLUMNS)
+    supply = raw["glassnode_total_supply_eth"]
     late = pd.DataFrame(index=raw.index)
-    late["price_usd"] = raw["etherscan_price_usd"].astype("float64")
-    late["hashrate_hs"] = raw["glassnode_hash_rate_mean_Hps"].astype("float64")
-    late["difficulty"] = raw["etherscan_difficulty_TH"].astype("float64") * TERA
+    late["price_usd"] = raw["etherscan_price_usd"]
+    late["hashrate_hs"] = raw["glassnode_hash_rate_mean_Hps"]
+    late["difficulty"] = raw["etherscan_difficulty_TH"] * TERA
     late["block_count"] = late["hashrate_hs"] * 86400.0 / late["difficulty"]  # expected-hashes identity
     late["issuance_coin"] = supply.diff()
-    late["fees_coin"] = raw["glassnode_total_fees_eth"].astype("float64")
+    late["fees_coin"] = raw["glassnode_total_fees_eth"]
     late["miner_income_coin"] = late["issuance_coin"] + late["fees_coin"]
     late["supply_coin"] = supply
     late["source"] = f"glassnode+etherscan:{eg_path.name}"
