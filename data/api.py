@@ -272,9 +272,12 @@ def load_funding(
     fallback: str = "constant",
     fallback_rate: float = DEFAULT_FALLBACK_RATE,
     deribit: str = "8h",
+    venue_file_required: bool = True,
 ) -> FundingResult:
     """Funding settlements (see :mod:`data.funding`) for ``[start, end)``; ``info.assumption`` flags the
-    constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright."""
+    constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright. A named
+    ``venue`` without a file is an error unless ``venue_file_required`` is False (then the flagged constant)."""
     start_ts, end_ts = _bounds(start, end)
     directory = resolve_data_dir(data_dir)
-    return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit)
+    return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit,
+                            venue_file_required)

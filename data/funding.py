@@ -157,6 +157,7 @@ def load_funding_dir(
     fallback: str = "constant",
     fallback_rate: float = DEFAULT_FALLBACK_RATE,
     deribit: str = "8h",
+    venue_file_required: bool = True,
 ) -> FundingResult:
     """Funding settlements for ``asset`` over ``[start, end)`` from ``data_dir``, filled by the fallback.
 
@@ -164,7 +165,10 @@ def load_funding_dir(
     Settlements the file does not cover come from :func:`constant_funding` when ``fallback='constant'``
     (flagged), or raise DataError naming the covered range when ``fallback='error'``. ``venue='constant'``
     asks for the assumption outright. ``data_dir`` None means no files (constant only, or
-    DataUnavailableError with ``fallback='error'``).
+    DataUnavailableError with ``fallback='error'``). A ``venue`` with no file in the manifest is a ConfigError
+    naming the venues there, unless ``venue_file_required`` is False (a run's venue comes from its exchange
+    profile, not from a request for that file): then the constant fallback applies, flagged, as for a range
+    no file covers.
     """
     asset = str(asset).upper()
     check_choice("asset", asset, ("BTC", "ETH"))
@@ -173,8 +177,10 @@ def load_funding_dir(
     if data_dir is not None and venue != "constant":
         manifest = read_manifest(data_dir)
         rows = manifest[(manifest["asset"] == asset) & (manifest["kind"] == "funding")]
-        if venue is not None:
+        if venue is not None and (venue_file_required or (rows["venue"].str.lower() == venue.lower()).any()):
             rows = rows_for_venue(rows, venue, f"{asset} funding", also=("constant",))
+        elif venue is not None:
+            rows = rows.iloc[:0]  # no file for the profile's venue: the flagged constant below
     if data_dir is None and fallback == "error":
         raise DataUnavailableError(
             "no funding data: set MINEHEDGE_DATA_DIR (or --data-dir) to a folder with funding files, or "
@@ -201,7 +207,9 @@ def load_funding_dir(
         frame = constant_funding(start, end, fallback_rate)
         note = (f"constant funding {fallback_rate:g} per 8h assumed for all {len(frame)} settlements "
                 f"{start} -> {end} (no venue data used)")
-        why = "venue='constant' requested" if venue == "constant" else "no funding file covers the range"
+        why = ("venue='constant' requested" if venue == "constant" else
+               f"the data folder has no {asset} funding file for venue {venue!r}" if venue and rows.empty and
+               data_dir is not None else "no funding file covers the range")
         return FundingResult(frame, FundingInfo(asset, "constant", None, why,
                                                 len(frame), len(frame), fallback_rate, note))
 

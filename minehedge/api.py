@@ -165,8 +165,9 @@ def load_market(config: dict[str, Any]) -> Market:
     if assumptions_end:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:
+        # The venue follows the exchange profile; a data folder without its file gets the flagged constant.
         loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + pd.Timedelta(days=1),
-                              data_dir=data_dir)
+                              data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
     else:
