@@ -24,7 +24,7 @@ from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
 from data.manifest import choose_file, read_manifest
 from data.network import read_btc_network_csv, read_eth_network_csv
 from data.ohlcv_csv import read_ohlcv_csv
-from data.validate import BAD_TICK_POLICIES, BadTickRule, ValidationReport, validate_ohlcv
+from data.validate import BAD_TICK_POLICIES, BadTickRule, ValidationReport, grid_errors, validate_ohlcv
 from minehedge.errors import ConfigError, DataError, check_choice
 
 DATA_DIR_ENV = "MINEHEDGE_DATA_DIR"
@@ -153,6 +153,9 @@ def load_ohlcv(
 
     choice = choose_file(read_manifest(directory), asset, "ohlcv", timeframe, start_ts, end_ts, venue)
     whole = read_ohlcv_csv(choice.path)
+    off_grid = grid_errors(whole, choice.timeframe)  # first: shifted bars also misplace the file's range
+    if off_grid:
+        raise DataError(f"{choice.path.name}: {off_grid[0]}")
     choice.check_file(whole.index, start_ts, end_ts)
     native = _slice(whole, start_ts, end_ts)
     if native.empty:

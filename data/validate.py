@@ -2,7 +2,8 @@
 
 Errors (raise :class:`~minehedge.errors.DataError` naming the rows and values, or are collected in
 ``report.errors`` with ``raise_on_error=False``): index not strictly increasing or duplicated, NaN or
-non-positive prices, ``high < max(open, close)``, ``low > min(open, close)``, negative volume.
+non-positive prices, ``high < max(open, close)``, ``low > min(open, close)``, negative volume, bars off the
+UTC grid of their timeframe (1d at 00:00, 4h at multiples of 4 h, 1h on the hour).
 Reported, not errors: gaps against the nominal bar size (count, missing bars, longest interval between
 bars, as the data README measures them), zero-volume bars
 (exchange filler bars), NaN volume (e.g. Investing.com's "-"), and bad ticks with the action taken.
@@ -198,6 +199,22 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
     return errors
 
 
+_GRID = {"1h": "on the hour", "4h": "at 00, 04, 08, 12, 16 or 20 h", "1d": "at 00:00"}
+
+
+def grid_errors(frame: pd.DataFrame, timeframe: str) -> list[str]:
+    """Bars whose open time is off the UTC grid of their timeframe (epoch-aligned, as resampling bins are):
+    e.g. daily bars at 22:00 UTC from a file written in UTC+2. Funding and the network publication rule assume
+    the grid, so such bars straddle the days they are booked to."""
+    step = parse_timeframe(timeframe).value
+    off = frame.index.as_unit("ns").asi8 % step != 0
+    if not off.any():
+        return []
+    index = frame.index
+    return [f"bars not on the {timeframe} UTC grid (a {timeframe} bar opens {_GRID[timeframe]} UTC; were the "
+            "times written in another zone?), " + _rows(index, off, lambda i: str(index[i]))]
+
+
 def _side_medians(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median of the ``window`` values before, after, and either side of each element (itself excluded).
 
@@ -361,7 +378,7 @@ def validate_ohlcv(
     report = ValidationReport(source=source, timeframe=timeframe, rows=len(frame), policy=bad_ticks,
                               first=frame.index[0] if len(frame) else None,
                               last=frame.index[-1] if len(frame) else None)
-    report.errors = [f"{source}: {e}" for e in _consistency_errors(frame)]
+    report.errors = [f"{source}: {e}" for e in (*_consistency_errors(frame), *grid_errors(frame, timeframe))]
     if report.errors and raise_on_error:
         raise DataError("\n".join(report.errors))
 

@@ -383,11 +383,17 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
 
     if path is not None:
         frame = read_ohlcv_csv(path)
-        spacing = pd.Series(frame.index).diff().median()
-        timeframe = next((name for name, step in TIMEFRAMES.items() if step == spacing), None)
+        name = Path(path).name
+        if len(frame) < 2:
+            raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation needs "
+                            "at least two bars (their spacing tells the timeframe).")
+        # the spacing of the sorted stamps: an unsorted file is reported as such by validate_ohlcv
+        steps = np.diff(np.sort(frame.index.as_unit("ns").asi8))
+        spacing = pd.Timedelta(int(np.median(steps[steps > 0])) if (steps > 0).any() else 0, unit="ns")
+        timeframe = next((key for key, step in TIMEFRAMES.items() if step == spacing), None)
         if timeframe is None:
-            raise DataError(f"{Path(path).name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
-        _, report = validate_ohlcv(frame, timeframe, source=Path(path).name, bad_ticks="keep",
+            raise DataError(f"{name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
+        _, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks="keep",
                                    raise_on_error=False)
     else:
         start = _day(config.get("start"), "start")

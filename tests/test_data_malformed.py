@@ -75,3 +75,53 @@ def test_funding_file_missing_column_is_named_not_an_unknown_venue(tmp_path):
     with pytest.raises(DataError, match=r"^bitmex.csv: column 'fundingRate' row 1 \(line 2, 2020-01-01 04:00:00\): "
                                         r"'1e-4%' is not a number\.$"):
         read_bitmex(path)
+
+
+# --- bars off their timeframe's UTC grid; data validate on unsorted and empty files -------------------------
+
+def test_bars_off_the_utc_grid_are_errors_naming_the_file_and_stamps(tmp_path):
+    import pandas as pd
+
+    from data.validate import validate_ohlcv
+
+    daily = pd.DataFrame({"open": 100.0, "high": 110.0, "low": 90.0, "close": 105.0, "volume": 5.0},
+                         index=pd.date_range("2020-01-01 00:00+02:00", periods=3, freq="1D"))
+    with pytest.raises(DataError) as error:
+        validate_ohlcv(daily, "1d", source="plus2.csv")
+    assert str(error.value) == (
+        "plus2.csv: bars not on the 1d UTC grid (a 1d bar opens at 00:00 UTC; were the times written in another "
+        "zone?), 3 row(s): 2019-12-31 22:00:00+00:00; 2020-01-01 22:00:00+00:00; 2020-01-02 22:00:00+00:00")
+    four = daily.set_axis(pd.date_range("2020-01-01 02:00", periods=3, freq="4h", tz="UTC"))
+    with pytest.raises(DataError, match=r"not on the 4h UTC grid \(a 4h bar opens at 00, 04, 08, 12, 16 or 20 h UTC"):
+        validate_ohlcv(four, "4h", source="four.csv")
+    hourly = daily.set_axis(pd.date_range("2020-01-01 00:30", periods=3, freq="1h", tz="UTC"))
+    with pytest.raises(DataError, match=r"not on the 1h UTC grid \(a 1h bar opens on the hour UTC"):
+        validate_ohlcv(hourly, "1h", source="hourly.csv")
+
+
+def test_load_ohlcv_names_the_grid_not_the_manifest_for_a_shifted_file(tmp_path):
+    import data
+
+    (tmp_path / "btc").mkdir()
+    (tmp_path / "btc" / "plus2.csv").write_text("\n".join(
+        ["date,open,high,low,close,volume", *(f"2020-01-0{d} 00:00:00+02:00,100,110,90,105,5" for d in range(1, 10))])
+        + "\n")
+    (tmp_path / "MANIFEST.csv").write_text("file,asset,kind,timeframe,venue,quote,rows,first,last\n"
+                                           "btc/plus2.csv,BTC,ohlcv,1d,x,USD,9,2020-01-01,2020-01-09\n")
+    with pytest.raises(DataError, match=r"^plus2.csv: bars not on the 1d UTC grid .* 9 row\(s\): 2019-12-31 22:00"):
+        data.load_ohlcv("BTC", "1d", "2020-01-01", "2020-01-10", data_dir=tmp_path)
+
+
+def test_data_validate_unsorted_and_header_only_files(tmp_path, capsys):
+    unsorted = tmp_path / "unsorted.csv"
+    unsorted.write_text("\n".join(["datetime,open,high,low,close,volume", *reversed(GOOD)]) + "\n")
+    assert main(["data", "validate", str(unsorted)]) == 1
+    out = capsys.readouterr().out
+    assert "unsorted.csv: timestamps not increasing, 8 row(s): 2020-01-08 00:00:00+00:00 after 2020-01-09" in out
+    assert "unsorted.csv [1d]: 9 bars" in out
+    empty = tmp_path / "header_only.csv"
+    empty.write_text("datetime,open,high,low,close,volume\n")
+    assert main(["data", "validate", str(empty)]) == 2
+    assert capsys.readouterr().err.endswith(
+        "header_only.csv: no rows (only a header); validation needs at least two bars (their spacing tells the "
+        "timeframe).\n")
