@@ -16,7 +16,11 @@ contains its time. ``funding_paid`` is the sum of the fractions paid at the sett
 (0 when none): what a broker applies to the position's notional on that bar (positive = longs pay).
 ``funding_rate`` is the mean 8h-equivalent rate of those settlements (fraction per 8h; 0 when none): on 1h
 and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Settlement rates
-are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close.
+are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close,
+with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h rates, so each of the
+day's 00/08/16 settlements pays that mean (:func:`data.funding.read_binance_daily_mean`). The day's total is
+exact, but on 1h and 4h bars a settlement's amount (and ``funding_rate``) uses rates fixed later that day: the
+mean is known only at the day's end. Its funding info says so.
 
 **Hashprice.** The formula lives in :func:`mining.revenue.network_hashprice` (one home); this module only
 aligns its output: ``hashprice`` in USD per TH/s per day (BTC) or per MH/s per day (ETH) and

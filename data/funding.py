@@ -20,7 +20,8 @@ Per file (data README, section 4):
   payment because summing it would count each hour eight times.
 * **Binance BTCUSDT** (daily mean of the three 8h rates): expanded to three settlements at 00/08/16 UTC of
   that day, each equal to the mean, so the day's total is 3 x mean, exactly what was paid in total (the
-  intra-day split is unknown).
+  intra-day split is unknown). Each settlement's amount is therefore approximate, and uses the day's later
+  rates: the mean is known only at the day's end (:data:`DAILY_MEAN_NOTE`, in the funding info).
 * **ETH ETHUSDT (Binance inferred)**: the raw 8h settlements at 00/08/16 UTC.
 
 Fallback: :func:`constant_funding` (default 0.0001 = 0.01 % per 8h, Binance's and BitMEX's base interest
@@ -128,6 +129,11 @@ def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAU
     times = pd.date_range(first, end, freq=eight, inclusive="left")
     return _frame(pd.Series(float(rate), index=times), 8.0, assumed=True)
 
+
+#: Said in the funding info wherever the Binance daily-mean file is used.
+DAILY_MEAN_NOTE = ("the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that mean: "
+                   "the day's total is exact, an intraday settlement's amount approximate (the mean is known only "
+                   "at the day's end)")
 
 _READERS = {
     ("BTC", "bitmex"): read_bitmex,
@@ -241,5 +247,7 @@ def load_funding_dir(
     reason = "named by venue" if venue else "most overlap with the requested range (ties: longest file)"
     if chosen.venue == "deribit":
         reason += f"; hourly accruals {'summed into 00/08/16 UTC settlements' if deribit == '8h' else 'kept'}"
+    if _READERS.get((asset, chosen.venue)) is read_binance_daily_mean:
+        reason += f"; {DAILY_MEAN_NOTE}"
     return FundingResult(frame, FundingInfo(asset, chosen.venue, chosen.file, reason, len(frame), assumed,
                                             fallback_rate if assumed else None, note))

@@ -40,6 +40,17 @@ def test_binance_daily_mean_expands_to_three_settlements(data_dir):
     assert len(frame) == 3 * 2387
 
 
+def test_binance_daily_mean_info_says_intraday_amounts_use_the_days_mean(data_dir):
+    binance = data.load_funding("BTC", "binance", "2021-05-19", "2021-05-21", data_dir=data_dir)
+    assert str(binance.info) == (
+        "funding BTC: binance (funding/btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv); "
+        "named by venue; the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that "
+        "mean: the day's total is exact, an intraday settlement's amount approximate (the mean is known only at "
+        "the day's end)")
+    bitmex = data.load_funding("BTC", "bitmex", "2019-05-19", "2019-05-21", data_dir=data_dir)
+    assert "mean" not in bitmex.info.reason
+
+
 def test_deribit_hourly_accruals_summed_into_8h_settlements(data_dir):
     path = data_dir / FUNDING / "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv"
     frame = read_deribit(path)
