@@ -37,7 +37,11 @@ def _get(url: str, params: dict | None) -> dict:
     try:
         response = requests.get(url, params=params, timeout=TIMEOUT_S)
     except requests.RequestException as exc:
-        raise DataUnavailableError(f"Coin Metrics request failed ({exc}); {REMEDIES}.") from exc
+        # the remedy first: urllib3's text runs to hundreds of characters
+        detail = str(exc)
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise DataUnavailableError(f"Coin Metrics could not be reached: {REMEDIES}. "
+                                   f"({type(exc).__name__}: {detail})") from exc
     try:
         payload = response.json()
     except ValueError:

@@ -49,7 +49,7 @@ from strategies.registry import policy_specs as _registry_specs
 
 __all__ = ["SUMMARY_KEYS", "Market", "RunOutcome", "load_market", "run_policy", "run_backtest", "compare",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
-           "data_validate", "data_download"]
+           "data_list_empty", "data_validate", "data_download"]
 
 #: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
 FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
@@ -356,6 +356,17 @@ def data_list(config: dict[str, Any]) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         rows.append({"where": "cache", "file": path.name, "bytes": path.stat().st_size})
     return rows
+
+
+def data_list_empty(config: dict[str, Any]) -> str:
+    """What ``data list`` says when it lists nothing: where it looked and what to do."""
+    from data.cache import cache_dir
+
+    directory = resolve_data_dir(config.get("data_dir"))
+    where = (f"the data directory {directory} lists no files in its MANIFEST.csv" if directory is not None else
+             "no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data)")
+    return (f"nothing to list: {where}, and the download cache {cache_dir()} is empty "
+            "(`data download --asset BTC --start ...` fills it, with network access).")
 
 
 def _findings(report: Any) -> list[dict[str, Any]]:

@@ -139,3 +139,13 @@ def test_sweep_summary_equals_the_full_runs_summary(data_dir, params):
     swept = api.run_summary({"policy": "static_hedge", "params": params}, market)
     assert list(swept) == list(full)
     assert json.dumps(swept, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
+
+
+def test_data_list_with_no_data_directory_and_an_empty_cache_says_what_to_do(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("MINEHEDGE_DATA_DIR", raising=False)
+    monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    assert capsys.readouterr().out == (
+        "nothing to list: no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data), and "
+        f"the download cache {tmp_path} is empty (`data download --asset BTC --start ...` fills it, with network "
+        "access).\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -183,6 +184,17 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(read.frame, frame, check_freq=False, check_names=False)
 
 
+def test_stale_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    stale, live = tmp_path / ".k.csv.abc123.tmp", tmp_path / ".k.csv.def456.tmp"
+    stale.write_text("half a file")
+    live.write_text("a write in progress")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    frame = pd.DataFrame({"close": [1.0]}, index=pd.date_range("2024-01-01", periods=1, tz="UTC").as_unit("ns"))
+    cache.write_cached(frame, "other.csv", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".k.csv.def456.tmp", "other.csv"]
+
+
 def test_cache_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path))
     assert cache.cache_dir() == tmp_path and cache.cache_dir(tmp_path / "x") == tmp_path / "x"
@@ -267,8 +279,22 @@ def test_coinmetrics_offline_and_api_error(no_data_dir, monkeypatch):
         raise requests.ConnectionError("Name or service not known")
 
     monkeypatch.setattr(requests, "get", offline)
-    with pytest.raises(DataUnavailableError, match=r"MINEHEDGE_DATA_DIR.*--data-dir.*network access"):
+    with pytest.raises(DataUnavailableError) as error:
         data.load_network("BTC", "2020-05-10", "2020-05-13")
+    # the remedy first, the connection error last and shortened
+    assert str(error.value) == (
+        "Coin Metrics could not be reached: set MINEHEDGE_DATA_DIR (or pass --data-dir / data_dir=) to a folder "
+        "with a MANIFEST.csv, or get network access to community-api.coinmetrics.io. (ConnectionError: Name or "
+        "service not known)")
+
+    def unresolved(*a, **k):
+        raise requests.ConnectionError("HTTPSConnectionPool(host='community-api.coinmetrics.io', port=443): " + "x" * 500)
+
+    monkeypatch.setattr(requests, "get", unresolved)
+    with pytest.raises(DataUnavailableError) as error:
+        data.load_network("BTC", "2020-05-10", "2020-05-13")
+    assert str(error.value).startswith("Coin Metrics could not be reached: set MINEHEDGE_DATA_DIR")
+    assert str(error.value).endswith("x" * 43 + "...)") and len(str(error.value)) < 330
     error = {"error": {"type": "bad_parameter", "message": "Bad parameter 'metrics'."}}
     monkeypatch.setattr(requests, "get", lambda *a, **k: FakeResponse(error, 400))
     with pytest.raises(DataError, match="HTTP 400.*bad_parameter"):
