@@ -8,7 +8,8 @@ Response (API v4 conventions, docs.coinmetrics.io): ``{"data": [{"asset": "btc",
 that row, and while ``next_page_url`` is present it is fetched unmodified for the next page. Errors come
 as ``{"error": {"type": ..., "message": ...}}``. The community tier allows 10 requests per 6 s per IP; a
 full BTC history is one page at page_size 10000. ``DiffMean`` is no longer served for BTC by the
-community tier, so :func:`data.network.network_from_coinmetrics` derives it from HashRate and BlkCnt.
+community tier and is not requested (a refused metric may fail the whole request with HTTP 403):
+:func:`data.network.network_from_coinmetrics` derives difficulty from HashRate and BlkCnt.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Contract (BRIEF): daily UTC index (midnight of the day described), float64 colum
 **BTC** (Coin Metrics community file, or the API via :mod:`data.coinmetrics`): ``HashRate`` TH/s x 1e12 ->
 H/s; ``difficulty`` = ``DiffMean`` where present (to 2020-07-27), else ``DiffMean_derived`` =
 HashRate·1e12·86400 / (2^32·BlkCnt), Coin Metrics' own identity, which reproduces DiffMean to 8e-15 where both
-exist (data README); the API path derives it the same way when DiffMean is absent. Issuance IssTotNtv,
+exist (data README); the API path always derives it (DiffMean is not requested). Issuance IssTotNtv,
 fees FeeTotNtv, supply SplyCur, price PriceUSD, blocks BlkCnt.
 
 **ETH** (proof of work until the Merge, 2022-09-15), spliced as the data README advises:
@@ -47,8 +47,11 @@ from minehedge.errors import ConfigError, DataError
 
 NETWORK_COLUMNS = ("price_usd", "hashrate_hs", "difficulty", "block_count", "issuance_coin", "fees_coin",
                    "miner_income_coin", "subsidy_per_block", "fees_per_block", "supply_coin")
-#: Coin Metrics community metrics the contract is built from (asset-metrics endpoint, frequency 1d).
-COINMETRICS_METRICS = ("PriceUSD", "HashRate", "DiffMean", "BlkCnt", "IssTotNtv", "FeeTotNtv", "SplyCur")
+#: Coin Metrics community metrics the contract is built from (asset-metrics endpoint, frequency 1d). Not
+#: DiffMean: the community tier no longer serves it for BTC, and a metric the tier may not serve can make the
+#: API refuse the whole request with HTTP 403 (the official client's ``ignore_forbidden_errors`` defaults to
+#: false); difficulty is derived from HashRate and BlkCnt instead, which reproduces DiffMean to 8e-15.
+COINMETRICS_METRICS = ("PriceUSD", "HashRate", "BlkCnt", "IssTotNtv", "FeeTotNtv", "SplyCur")
 #: The Coin Metrics metrics each contract column is built from (BTC and the CM part of ETH), for messages.
 CONTRACT_METRICS = {"price_usd": "PriceUSD", "hashrate_hs": "HashRate", "block_count": "BlkCnt",
                     "difficulty": "DiffMean, or HashRate and BlkCnt", "issuance_coin": "IssTotNtv",
