@@ -371,10 +371,14 @@ def data_list_empty(config: dict[str, Any]) -> str:
 
 def _findings(report: Any) -> list[dict[str, Any]]:
     """A validation report as rows ``{"level": error|warning|info, "what", "detail"}``."""
+    from data.validate import unchecked_text
+
     rows = [{"level": "error", "what": "consistency", "detail": text} for text in report.errors]
     rows += [{"level": "warning", "what": "bad tick",
               "detail": f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g}, {t.ranges:.0f} ranges)"}
              for t in report.bad_ticks]
+    if report.unchecked:  # too few neighbours to judge: never reported as clean
+        rows.append({"level": "warning", "what": "bad ticks not checked", "detail": unchecked_text(report.unchecked)})
     rows += [{"level": "warning", "what": "gap", "detail": f"{g.after} -> {g.before} ({g.missing_bars} bars)"}
              for g in report.gaps]
     if report.zero_volume:

@@ -125,3 +125,15 @@ def test_data_validate_unsorted_and_header_only_files(tmp_path, capsys):
     assert capsys.readouterr().err.endswith(
         "header_only.csv: no rows (only a header); validation needs at least two bars (their spacing tells the "
         "timeframe).\n")
+
+
+def test_data_validate_of_a_file_too_short_to_judge_warns_that_bad_ticks_were_not_checked(tmp_path, capsys):
+    import json
+
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(["datetime,open,high,low,close,volume", *GOOD[:3]]) + "\n")
+    assert main(["data", "validate", str(short), "--json"]) == 0
+    findings = json.loads(capsys.readouterr().out)
+    assert {"level": "warning", "what": "bad ticks not checked",
+            "detail": "not checked for bad ticks: 3 bar(s) with fewer than 3 neighbours on both sides "
+                      "(2020-01-01 00:00:00+00:00, 2020-01-02 00:00:00+00:00, 2020-01-03 00:00:00+00:00)"} in findings
