@@ -24,7 +24,7 @@ from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
 from data.manifest import choose_file, read_manifest
 from data.network import read_btc_network_csv, read_eth_network_csv
 from data.ohlcv_csv import read_ohlcv_csv
-from data.validate import BAD_TICK_POLICIES, ValidationReport, validate_ohlcv
+from data.validate import BAD_TICK_POLICIES, BadTickRule, ValidationReport, grid_errors, validate_ohlcv
 from minehedge.errors import ConfigError, DataError, check_choice
 
 DATA_DIR_ENV = "MINEHEDGE_DATA_DIR"
@@ -96,6 +96,20 @@ def _slice(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | 
     return frame.loc[keep.to_numpy()]
 
 
+def _fetch_padded(asset: str, timeframe: str, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                  cache_dir: str | Path | None) -> tuple[pd.DataFrame, list[str]]:
+    """yfinance bars for ``[start, end)`` plus the bad-tick rule's neighbours on each side (``window + 2``
+    bars, see :mod:`data.validate`) where Yahoo serves them: not before its first bar (the 730-day hourly
+    window) nor past the last complete bar. The caller slices the range and validates it with this as
+    context; bars short of neighbours are listed as unchecked in the report."""
+    pad = (BadTickRule().window + 2) * parse_timeframe(timeframe)
+    earliest = yahoo.first_available(timeframe)
+    padded_start = None if start is None else (max(start - pad, earliest) if start >= earliest else start)
+    forming = yahoo.forming_bar(timeframe)  # the padding alone never asks past it (an end past it is clamped)
+    padded_end = None if end is None else (end + pad if end + pad <= forming else max(end, forming))
+    return yahoo.fetch_ohlcv(asset, timeframe, padded_start, padded_end, cache_dir=cache_dir)
+
+
 def load_ohlcv(
     asset: str,
     timeframe: str,
@@ -127,21 +141,28 @@ def load_ohlcv(
         if venue is not None:
             raise ConfigError(f"venue={venue!r} applies to CSV data directories only; yfinance has one "
                               "BTC-USD/ETH-USD series. Drop venue or set a data directory.")
-        frame, notes = yahoo.fetch_ohlcv(asset, timeframe, start_ts, end_ts, cache_dir=cache_dir)
+        padded, notes = _fetch_padded(asset, timeframe, start_ts, end_ts, cache_dir)
+        frame = _slice(padded, start_ts, end_ts)
         name = f"yfinance {yahoo.SYMBOLS[asset]}"
         if frame.empty:
             raise DataError(f"{name} has no {timeframe} bars in {start_ts} -> {end_ts}.")
-        frame, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks=bad_ticks)
+        frame, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks=bad_ticks, context=padded)
         return LoadResult(frame, LoadInfo(asset, "ohlcv", "yfinance", timeframe, None, "yahoo",
                                           "1h" if timeframe == "4h" else None,
                                           f"{name} (no data directory)", tuple(notes), report))
 
     choice = choose_file(read_manifest(directory), asset, "ohlcv", timeframe, start_ts, end_ts, venue)
-    native = _slice(read_ohlcv_csv(choice.path), start_ts, end_ts)
+    whole = read_ohlcv_csv(choice.path)
+    off_grid = grid_errors(whole, choice.timeframe)  # first: shifted bars also misplace the file's range
+    if off_grid:
+        raise DataError(f"{choice.path.name}: {off_grid[0]}")
+    choice.check_file(whole.index, start_ts, end_ts)
+    native = _slice(whole, start_ts, end_ts)
     if native.empty:
         raise DataError(f"{choice.path.name} has no bars in {start_ts} -> {end_ts} "
                         f"(covers {choice.first} -> {choice.last}).")
-    frame, report = validate_ohlcv(native, choice.timeframe, source=choice.path.name, bad_ticks=bad_ticks)
+    frame, report = validate_ohlcv(native, choice.timeframe, source=choice.path.name, bad_ticks=bad_ticks,
+                                   context=whole)
     notes = []
     if choice.resampled_from:
         frame = resample_ohlcv(frame, timeframe)
@@ -156,8 +177,9 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     """The bars in ``[start - lead, start)`` from the source of ``loaded`` (an OHLCV result): the history an
     indicator needs before a run's first bar (dynamic_hedge's realised volatility).
 
-    Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``, validated on its own so
-    the run's bars are unchanged. Shorter or empty when the source starts later or cannot serve it (offline
+    Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``; bad ticks are judged with
+    the neighbours in the source, as for ``loaded``, and only the history is returned, so the run's bars are
+    unchanged. Shorter or empty when the source starts later or cannot serve it (offline
     with no cache); ``info.reason`` says which. Never raises for missing history.
     """
     start_ts = to_utc_timestamp(start, parameter="start")
@@ -169,14 +191,16 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     if info.source == "csv":
         if info.path is None:
             raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its info.path names the file).")
-        native = _slice(read_ohlcv_csv(info.path), first, start_ts)
+        context = read_ohlcv_csv(info.path)
+        native = _slice(context, first, start_ts)
         name = info.file
     else:
         name = f"yfinance {yahoo.SYMBOLS[info.asset]}"
         first = max(first, yahoo.first_available(info.timeframe))
         try:
-            native = yahoo.fetch_ohlcv(info.asset, info.timeframe, first, start_ts, cache_dir=cache_dir)[0] \
+            context = _fetch_padded(info.asset, info.timeframe, first, start_ts, cache_dir)[0] \
                 if first < start_ts else empty
+            native = _slice(context, first, start_ts)
         except DataError as exc:
             return LoadResult(empty, LoadInfo(info.asset, "ohlcv history", info.source, info.timeframe, None,
                                               info.venue, reason=f"none: {exc}"))
@@ -187,7 +211,7 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     # come resampled from fetch_ohlcv already
     resample = info.source == "csv" and info.resampled_from is not None
     frame, report = validate_ohlcv(native, info.resampled_from if resample else info.timeframe, source=name,
-                                   bad_ticks=bad_ticks)
+                                   bad_ticks=bad_ticks, context=context)
     if resample:
         frame = resample_ohlcv(frame, info.timeframe)
     reason = f"{len(frame)} bars {frame.index[0]} -> {frame.index[-1]} from {name}" if len(frame) else \
@@ -225,6 +249,7 @@ def load_network(
     if asset == "BTC":
         choice = choose_file(manifest, asset, "network", None, start_ts, end_ts, "coinmetrics")
         frame, files, reason = read_btc_network_csv(choice.path), choice.path.name, choice.reason
+        choice.check_file(frame.index, start_ts, end_ts)
     else:
         cm = choose_file(manifest, asset, "network", None, None, None, "coinmetrics")
         eg = choose_file(manifest, asset, "network", None, None, None, "etherscan+glassnode")
@@ -250,9 +275,12 @@ def load_funding(
     fallback: str = "constant",
     fallback_rate: float = DEFAULT_FALLBACK_RATE,
     deribit: str = "8h",
+    venue_file_required: bool = True,
 ) -> FundingResult:
     """Funding settlements (see :mod:`data.funding`) for ``[start, end)``; ``info.assumption`` flags the
-    constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright."""
+    constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright. A named
+    ``venue`` without a file is an error unless ``venue_file_required`` is False (then the flagged constant)."""
     start_ts, end_ts = _bounds(start, end)
     directory = resolve_data_dir(data_dir)
-    return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit)
+    return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit,
+                            venue_file_required)

@@ -3,7 +3,8 @@
 Location: the ``cache_dir`` argument, else env ``MINEHEDGE_CACHE_DIR``, else ``data/cache/`` beside this
 module (git-ignored). Format: CSV (no extra dependency) behind one header line
 ``# minehedge-cache v1 sha256=<hex of the CSV body> rows=<n>``. Writes are atomic: a temporary file in the
-same directory, fsync, then ``os.replace`` (readers never see half a file). On read the header and checksum
+same directory, fsync, then ``os.replace`` (readers never see half a file); a temporary file a killed writer
+left is removed by a later write once it is an hour old. On read the header and checksum
 are verified; a corrupt or truncated file is **reported** (logging warning and the returned note) and the
 caller re-fetches; it is never used.
 """
@@ -16,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from data.frames import to_utc_index
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "MINEHEDGE_CACHE_DIR"
+#: A writer's temporary file older than this is left over from a killed process (a write takes seconds).
+STALE_TMP_SECONDS = 3600
 _HEADER = re.compile(r"^# minehedge-cache v1 sha256=([0-9a-f]{64}) rows=(\d+)$")
 
 
@@ -59,9 +63,12 @@ class CacheRead:
 
 
 def write_cached(frame: pd.DataFrame, key: str, directory: str | Path | None = None) -> Path:
-    """Write ``frame`` (UTC DatetimeIndex) atomically under ``key``; return the path."""
+    """Write ``frame`` (UTC DatetimeIndex) atomically under ``key``; return the path. Temporary files that a
+    killed writer left (``.*.tmp`` older than :data:`STALE_TMP_SECONDS`) are removed first; a live writer's
+    are younger and stay."""
     folder = cache_dir(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder)
     body = frame.to_csv(index=True, index_label="datetime", float_format="%.17g", lineterminator="\n")
     data = body.encode("utf-8")
     header = f"# minehedge-cache v1 sha256={hashlib.sha256(data).hexdigest()} rows={len(frame)}\n"
@@ -78,6 +85,17 @@ def write_cached(frame: pd.DataFrame, key: str, directory: str | Path | None = N
         Path(handle.name).unlink(missing_ok=True)
         raise
     return target
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for path in folder.glob(".*.tmp"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                log.info("removed %s, left by a cache write that did not finish", path)
+        except FileNotFoundError:  # another process removed it first
+            pass
 
 
 def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
@@ -107,9 +125,15 @@ def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
 
 
 def cached_or_fetch(key: str, fetch, what: str, directory: str | Path | None = None,
-                    use_cache: bool = True) -> tuple[pd.DataFrame, list[str]]:
+                    use_cache: bool = True, uncached: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The cached frame for ``key`` when it is intact, else ``fetch()`` (written to the cache when
-    ``use_cache``), with notes for the report: a corrupt file's note, or where the download was cached."""
+    ``use_cache``), with notes for the report: a corrupt file's note, or where the download was cached.
+
+    ``uncached``: why this range must not be cached (it reaches data still forming or not yet published; a
+    key never expires, so it would be served frozen forever). The download is then neither read from nor
+    written to the cache, and the note says why."""
+    if uncached:
+        return fetch(), [f"downloaded {what}, not cached: {uncached}"]
     notes: list[str] = []
     cached = read_cached(key, directory) if use_cache else None
     if cached is not None:

@@ -8,7 +8,8 @@ Response (API v4 conventions, docs.coinmetrics.io): ``{"data": [{"asset": "btc",
 that row, and while ``next_page_url`` is present it is fetched unmodified for the next page. Errors come
 as ``{"error": {"type": ..., "message": ...}}``. The community tier allows 10 requests per 6 s per IP; a
 full BTC history is one page at page_size 10000. ``DiffMean`` is no longer served for BTC by the
-community tier, so :func:`data.network.network_from_coinmetrics` derives it from HashRate and BlkCnt.
+community tier and is not requested (a refused metric may fail the whole request with HTTP 403):
+:func:`data.network.network_from_coinmetrics` derives difficulty from HashRate and BlkCnt.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ REMEDIES = ("set MINEHEDGE_DATA_DIR (or pass --data-dir / data_dir=) to a folder
             "or get network access to community-api.coinmetrics.io")
 
 
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
 def _get(url: str, params: dict | None) -> dict:
     try:
         response = requests.get(url, params=params, timeout=TIMEOUT_S)
     except requests.RequestException as exc:
-        raise DataUnavailableError(f"Coin Metrics request failed ({exc}); {REMEDIES}.") from exc
+        # the remedy first: urllib3's text runs to hundreds of characters
+        detail = str(exc)
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise DataUnavailableError(f"Coin Metrics could not be reached: {REMEDIES}. "
+                                   f"({type(exc).__name__}: {detail})") from exc
     try:
         payload = response.json()
     except ValueError:
@@ -76,13 +85,28 @@ def fetch_asset_metrics(asset: str, start: pd.Timestamp | None, end: pd.Timestam
 
 def fetch_network(asset: str, start: object = None, end: object = None, cache_dir: object = None,
                   use_cache: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Network frame (contract in :mod:`data.network`) for ``[start, end)`` from the API or the cache."""
+    """Network frame (contract in :mod:`data.network`) for ``[start, end)`` from the API or the cache.
+
+    Coin Metrics publishes a day's values about a day after the day ends, so only days before yesterday
+    (UTC) are final. ``end`` defaults to yesterday 00:00 (final days only, cached); a later ``end`` is clamped
+    to today 00:00 (today is still forming) and such a download, which holds yesterday, is not cached (the
+    notes say so): a cache key never expires, and a day published late or revised would stay frozen.
+    """
     asset = str(asset).upper()
     if asset not in ("BTC", "ETH"):
         raise ConfigError(f"asset={asset!r} is not supported for network data; choose BTC or ETH.")
+    today = _now().floor("D")
+    final = today - pd.Timedelta(days=1)  # days before this one are published and final
     start_ts = to_utc_timestamp(start, parameter="start")
-    end_ts = to_utc_timestamp(end, parameter="end") or pd.Timestamp.now(tz="UTC").floor("D")
+    requested = to_utc_timestamp(end, parameter="end")
+    end_ts = min(requested or final, today)
+    notes = [f"end {requested} clamped to {today}: today's network values are not complete"] \
+        if requested is not None and requested > today else []
+    if start_ts is not None and end_ts <= start_ts:
+        raise ConfigError(f"start={start_ts} leaves no complete day of Coin Metrics data (to {end_ts}).")
+    uncached = (f"the range reaches {final.date()}, which Coin Metrics may not have published in full yet; "
+                "it is downloaded again next time") if end_ts > final else None
     key = cache_key("coinmetrics", asset, "1d", start_ts, end_ts)
-    metrics, notes = cached_or_fetch(key, lambda: fetch_asset_metrics(asset, start_ts, end_ts),
-                                     f"{asset} from Coin Metrics", cache_dir, use_cache)
-    return network_from_coinmetrics(metrics, asset, "coinmetrics-api"), notes
+    metrics, fetched = cached_or_fetch(key, lambda: fetch_asset_metrics(asset, start_ts, end_ts),
+                                       f"{asset} from Coin Metrics", cache_dir, use_cache, uncached)
+    return network_from_coinmetrics(metrics, asset, "coinmetrics-api"), notes + fetched

@@ -16,7 +16,11 @@ contains its time. ``funding_paid`` is the sum of the fractions paid at the sett
 (0 when none): what a broker applies to the position's notional on that bar (positive = longs pay).
 ``funding_rate`` is the mean 8h-equivalent rate of those settlements (fraction per 8h; 0 when none): on 1h
 and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Settlement rates
-are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close.
+are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close,
+with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h rates, so each of the
+day's 00/08/16 settlements pays that mean (:func:`data.funding.read_binance_daily_mean`). The day's total is
+exact, but on 1h and 4h bars a settlement's amount (and ``funding_rate``) uses rates fixed later that day: the
+mean is known only at the day's end. Its funding info says so.
 
 **Hashprice.** The formula lives in :func:`mining.revenue.network_hashprice` (one home); this module only
 aligns its output: ``hashprice`` in USD per TH/s per day (BTC) or per MH/s per day (ETH) and
@@ -276,6 +280,42 @@ def bar_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
     return numbers
 
 
+def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag: pd.Timedelta) -> None:
+    """DataError naming the network days, and the NaN columns, behind the bars of ``out`` whose hashprice
+    lines are NaN (their mining revenue is unknown). ETH bars from the Merge on earn nothing and need none."""
+    from data.network import CONTRACT_METRICS
+    from mining.revenue import ETH_MERGE, HASHPRICE_INPUTS
+
+    unknown = (out["coins_per_unit_day"].isna() | out["hashprice"].isna()).to_numpy()
+    if asset == "ETH":
+        unknown = unknown & (out.index < ETH_MERGE)
+    if not unknown.any():
+        return
+    bars = out.index[unknown]
+    reasons: list[tuple[pd.Timestamp, pd.Timestamp, str]] = []  # (first day, last day, why) of each run
+    for day in (bars - lag).floor("D").unique():
+        if day not in daily.index:
+            why = "no network row"
+        else:
+            row = daily.loc[day]
+            nan = [c if asset == "ETH" else f"{c} ({CONTRACT_METRICS[c]})"
+                   for c in HASHPRICE_INPUTS[asset] if c in row and pd.isna(row[c])]
+            why = f"NaN {', '.join(nan)}" if nan else "unusable values (zero difficulty or hash rate)"
+        if reasons and reasons[-1][2] == why and reasons[-1][1] + pd.Timedelta(days=1) == day:
+            reasons[-1] = (reasons[-1][0], day, why)
+        else:
+            reasons.append((day, day, why))
+    spans = [f"{a.date()}{'' if a == b else f' -> {b.date()}'} ({(b - a).days + 1} day(s)): {why}"
+             for a, b, why in reasons]
+    more = f"; ... {len(spans) - 5} more" if len(spans) > 5 else ""
+    source = daily["source"].iloc[0] if "source" in daily and len(daily) else "the network frame"
+    raise DataError(
+        f"{asset} network data missing for {len(bars)} bar(s), {bars[0]} -> {bars[-1]}: their mining revenue is "
+        f"unknown (a bar sees the network values of the UTC day before, publication lag {lag / pd.Timedelta(hours=1):g} h). "
+        f"Network days: {'; '.join(spans[:5])}"
+        f"{more} (from {source}). Use a range the network data cover, or complete the network data.")
+
+
 def build_feed_frame(
     ohlcv: pd.DataFrame,
     network: pd.DataFrame,
@@ -285,6 +325,7 @@ def build_feed_frame(
     timeframe: str | None = None,
     fee_window_days: int = 1,
     publication_lag: pd.Timedelta | str = "1D",
+    missing_network: str = "raise",
 ) -> pd.DataFrame:
     """One float64 frame for :class:`MinerFeed`: OHLCV columns plus :data:`EXTRA_LINES`.
 
@@ -292,10 +333,14 @@ def build_feed_frame(
     ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None for a spot-only run
     (both funding lines 0); ``timeframe``: the bar size (inferred from the smallest bar spacing when None);
     ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see the module docstring.
+    ``missing_network``: 'raise' (default): a bar whose hashprice lines are NaN (its network day is absent, or a
+    value the hashprice needs is NaN: mining revenue unknown) raises DataError naming the days and the
+    columns; ETH bars from the Merge on need none. 'nan': such lines stay NaN for a caller that handles them.
     """
     from mining.revenue import network_hashprice  # owned by mining/: the one home of the formula
 
     asset = check_choice("asset", str(asset).upper(), ("BTC", "ETH"))
+    check_choice("missing_network", missing_network, ("raise", "nan"))
     bars = to_utc_index(ohlcv, what="ohlcv")
     if bars.empty:
         raise DataError("build_feed_frame: the OHLCV frame is empty.")
@@ -328,6 +373,8 @@ def build_feed_frame(
     )
     for name in NETWORK_LINES:
         out[name] = aligned[name].to_numpy(dtype="float64")
+    if missing_network == "raise":
+        _check_network_lines(out, daily, asset, lag)
 
     out["funding_rate"] = 0.0
     out["funding_paid"] = 0.0

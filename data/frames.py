@@ -7,6 +7,7 @@ Conventions: every frame has a tz-aware UTC ``DatetimeIndex`` of bar **open** ti
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,92 @@ def to_utc_index(frame: pd.DataFrame | pd.Series, *, what: str = "frame") -> pd.
     out.index = utc.as_unit("ns")  # one resolution everywhere (merge_asof and asi8 arithmetic need it)
     out.index.name = "datetime"
     return out
+
+
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
+def _first_bad(values: pd.Series, bad: np.ndarray, times: pd.Series | None) -> tuple[str, str]:
+    """``row N (line L[, time])`` of the first bad value, and a note on how many more there are."""
+    i = int(np.flatnonzero(bad)[0])
+    stamp = f", {times.iloc[i]}" if times is not None else ""
+    more = f" ({int(bad.sum()) - 1} more bad value(s) in the column)" if bad.sum() > 1 else ""
+    return f"row {i + 1} (line {i + 2}{stamp})", more
+
+
+def parse_times(values: pd.Series, *, what: str, column: str) -> pd.DatetimeIndex:
+    """A CSV time column (ISO 8601) as a DatetimeIndex, naive or tz-aware as written (see :func:`to_utc_index`).
+
+    DataError naming ``what`` (the file), the column, the first bad row (1-based data row and file line) and
+    its value: an empty cell, a value that is not an ISO 8601 date/time (e.g. month 13), or a column mixing
+    stamps with and without a UTC offset (ambiguous: the offset-less ones are not known to be UTC).
+    """
+    try:
+        parsed = pd.to_datetime(values, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        parsed = None
+    if parsed is not None and not parsed.isna().any():
+        return pd.DatetimeIndex(parsed)
+    text = values.astype(str)
+    coerced = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
+    bad = coerced.isna().to_numpy()
+    empty = values.isna().to_numpy()
+    if empty.any():
+        where, more = _first_bad(values, empty, None)
+        raise DataError(f"{what}: column {column!r} {where} is empty; every row needs a time{more}.")
+    if bad.any():
+        where, more = _first_bad(values, bad, None)
+        value = values.iloc[int(np.flatnonzero(bad)[0])]
+        raise DataError(f"{what}: column {column!r} {where}: {value!r} is not an ISO 8601 date/time such as "
+                        f"'2020-01-05' or '2020-01-05 13:00:00'{more}.")
+    aware = text.str.contains(_OFFSET).to_numpy()
+    first_naive, first_aware = int(np.argmin(aware)), int(np.argmax(aware))
+    raise DataError(f"{what}: column {column!r} mixes stamps without a UTC offset (row {first_naive + 1}, line "
+                    f"{first_naive + 2}: {values.iloc[first_naive]!r}) and with one (row {first_aware + 1}, line "
+                    f"{first_aware + 2}: {values.iloc[first_aware]!r}); write every stamp in UTC, all with or all "
+                    "without the offset.")
+
+
+def to_float_columns(frame: pd.DataFrame, columns, *, what: str, times: pd.Series | None = None) -> pd.DataFrame:
+    """``frame`` with ``columns`` as float64 (empty cells NaN); DataError naming ``what`` (the file), the column,
+    the first bad row (with its time from ``times``) and its value where a cell is not a number."""
+    out = frame.copy()
+    for column in columns:
+        raw = out[column]
+        if raw.dtype.kind in "fiub":
+            out[column] = raw.astype("float64")
+            continue
+        number = pd.to_numeric(raw, errors="coerce")
+        bad = (number.isna() & raw.notna()).to_numpy()
+        if bad.any():
+            where, more = _first_bad(raw, bad, times)
+            value = raw.iloc[int(np.flatnonzero(bad)[0])]
+            hint = " (no thousands separators)" if _THOUSANDS.match(str(value)) else ""
+            raise DataError(f"{what}: column {column!r} {where}: {value!r} is not a number{hint}{more}.")
+        out[column] = number.astype("float64")
+    return out
+
+
+def read_time_csv(path: Path, kind: str, time_columns: tuple[str, ...], required: tuple[str, ...],
+                  optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The ``required`` and present ``optional`` columns of a CSV file as float64 on a UTC index read from
+    the first of ``time_columns`` it has. DataError naming the file and the missing columns, or the column,
+    row and value of a malformed cell (:func:`parse_times`, :func:`to_float_columns`); ``kind`` ('network',
+    'funding') names the file in a not-found message."""
+    if not path.is_file():
+        raise DataError(f"{kind} file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
+    frame = pd.read_csv(path)
+    time_column = next((c for c in time_columns if c in frame.columns), None)
+    missing = [c for c in required if c not in frame.columns]
+    if time_column is None or missing:
+        raise DataError(f"{path.name}: missing column(s) {missing or [time_columns[0]]}; the {kind} reader needs "
+                        f"{' (or '.join(time_columns)}{')' * (len(time_columns) - 1)}, {', '.join(required)}.")
+    times = frame.pop(time_column)
+    columns = [*required, *(c for c in optional if c in frame.columns)]
+    frame = to_float_columns(frame[columns], columns, what=path.name, times=times)
+    frame.index = parse_times(times, what=path.name, column=time_column)
+    return to_utc_index(frame, what=path.name)
 
 
 def to_utc_timestamp(value: object, *, parameter: str) -> pd.Timestamp | None:

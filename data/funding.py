@@ -20,7 +20,8 @@ Per file (data README, section 4):
   payment because summing it would count each hour eight times.
 * **Binance BTCUSDT** (daily mean of the three 8h rates): expanded to three settlements at 00/08/16 UTC of
   that day, each equal to the mean, so the day's total is 3 x mean, exactly what was paid in total (the
-  intra-day split is unknown).
+  intra-day split is unknown). Each settlement's amount is therefore approximate, and uses the day's later
+  rates: the mean is known only at the day's end (:data:`DAILY_MEAN_NOTE`, in the funding info).
 * **ETH ETHUSDT (Binance inferred)**: the raw 8h settlements at 00/08/16 UTC.
 
 Fallback: :func:`constant_funding` (default 0.0001 = 0.01 % per 8h, Binance's and BitMEX's base interest
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.frames import to_utc_index
+from data.frames import read_time_csv, to_utc_index
 from data.manifest import read_manifest, rows_for_venue
 from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
@@ -79,23 +80,20 @@ def _frame(rate: pd.Series, interval_hours: pd.Series | float, assumed: bool = F
     return to_utc_index(out, what="funding")
 
 
-def _read(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    time_column = "datetime" if "datetime" in frame.columns else "date"
-    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
-    return to_utc_index(frame, what=path.name)
+def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    return read_time_csv(Path(path), "funding", ("datetime", "date"), columns)
 
 
 def read_bitmex(path: str | Path) -> pd.DataFrame:
     """BitMEX XBTUSD settlements; 24h rows kept as single 24h settlements (module docstring)."""
-    raw = _read(Path(path))
+    raw = _read(Path(path), ("fundingRate", "funding_interval_hours"))
     return _frame(raw["fundingRate"], raw["funding_interval_hours"])
 
 
 def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
     """Deribit hourly accruals, summed into 00/08/16 UTC settlements (``mode='8h'``) or kept hourly."""
     check_choice("deribit", mode, ("8h", "1h"))
-    accrual = _read(Path(path))["interest_1h"].astype("float64")
+    accrual = _read(Path(path), ("interest_1h",))["interest_1h"]
     if mode == "1h":
         return _frame(accrual, 1.0)
     # (S - 8h, S] windows: label each hour by the next 00/08/16 boundary at or after it.
@@ -106,14 +104,14 @@ def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
 
 def read_binance_daily_mean(path: str | Path) -> pd.DataFrame:
     """Binance daily mean of 8h rates -> three equal settlements at 00/08/16 UTC per day."""
-    mean = _read(Path(path))["funding_rate_daily_mean_8h"].astype("float64")
+    mean = _read(Path(path), ("funding_rate_daily_mean_8h",))["funding_rate_daily_mean_8h"]
     index = (mean.index.repeat(3) + pd.to_timedelta(np.tile(SETTLEMENT_HOURS, len(mean)), unit="h"))
     return _frame(pd.Series(np.repeat(mean.to_numpy(), 3), index=index), 8.0)
 
 
 def read_eth_8h(path: str | Path) -> pd.DataFrame:
     """Raw ETHUSDT 8h settlements (``datetime`` rounded to the second by the data README)."""
-    return _frame(_read(Path(path))["funding_rate"], 8.0)
+    return _frame(_read(Path(path), ("funding_rate",))["funding_rate"], 8.0)
 
 
 def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAULT_FALLBACK_RATE,
@@ -132,6 +130,11 @@ def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAU
     return _frame(pd.Series(float(rate), index=times), 8.0, assumed=True)
 
 
+#: Said in the funding info wherever the Binance daily-mean file is used.
+DAILY_MEAN_NOTE = ("the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that mean: "
+                   "the day's total is exact, an intraday settlement's amount approximate (the mean is known only "
+                   "at the day's end)")
+
 _READERS = {
     ("BTC", "bitmex"): read_bitmex,
     ("BTC", "binance"): read_binance_daily_mean,
@@ -140,13 +143,15 @@ _READERS = {
 
 
 def read_funding_file(path: Path, asset: str, venue: str, deribit: str = "8h") -> pd.DataFrame:
-    """Dispatch a manifest funding row to its reader."""
+    """Dispatch a manifest funding row to its reader (looked up first, so a reader's own missing column is
+    reported as such, not as an unknown venue)."""
     if (asset, venue) == ("BTC", "deribit"):
         return read_deribit(path, deribit)
-    try:
-        return _READERS[(asset, venue)](path)
-    except KeyError:
-        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}).") from None
+    reader = _READERS.get((asset, venue))
+    if reader is None:
+        known = ", ".join(sorted(v for a, v in (*_READERS, ("BTC", "deribit")) if a == asset))
+        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); readers exist for: {known}.")
+    return reader(path)
 
 
 def load_funding_dir(
@@ -158,6 +163,7 @@ def load_funding_dir(
     fallback: str = "constant",
     fallback_rate: float = DEFAULT_FALLBACK_RATE,
     deribit: str = "8h",
+    venue_file_required: bool = True,
 ) -> FundingResult:
     """Funding settlements for ``asset`` over ``[start, end)`` from ``data_dir``, filled by the fallback.
 
@@ -165,7 +171,10 @@ def load_funding_dir(
     Settlements the file does not cover come from :func:`constant_funding` when ``fallback='constant'``
     (flagged), or raise DataError naming the covered range when ``fallback='error'``. ``venue='constant'``
     asks for the assumption outright. ``data_dir`` None means no files (constant only, or
-    DataUnavailableError with ``fallback='error'``).
+    DataUnavailableError with ``fallback='error'``). A ``venue`` with no file in the manifest is a ConfigError
+    naming the venues there, unless ``venue_file_required`` is False (a run's venue comes from its exchange
+    profile, not from a request for that file): then the constant fallback applies, flagged, as for a range
+    no file covers.
     """
     asset = str(asset).upper()
     check_choice("asset", asset, ("BTC", "ETH"))
@@ -174,8 +183,10 @@ def load_funding_dir(
     if data_dir is not None and venue != "constant":
         manifest = read_manifest(data_dir)
         rows = manifest[(manifest["asset"] == asset) & (manifest["kind"] == "funding")]
-        if venue is not None:
+        if venue is not None and (venue_file_required or (rows["venue"].str.lower() == venue.lower()).any()):
             rows = rows_for_venue(rows, venue, f"{asset} funding", also=("constant",))
+        elif venue is not None:
+            rows = rows.iloc[:0]  # no file for the profile's venue: the flagged constant below
     if data_dir is None and fallback == "error":
         raise DataUnavailableError(
             "no funding data: set MINEHEDGE_DATA_DIR (or --data-dir) to a folder with funding files, or "
@@ -202,7 +213,9 @@ def load_funding_dir(
         frame = constant_funding(start, end, fallback_rate)
         note = (f"constant funding {fallback_rate:g} per 8h assumed for all {len(frame)} settlements "
                 f"{start} -> {end} (no venue data used)")
-        why = "venue='constant' requested" if venue == "constant" else "no funding file covers the range"
+        why = ("venue='constant' requested" if venue == "constant" else
+               f"the data folder has no {asset} funding file for venue {venue!r}" if venue and rows.empty and
+               data_dir is not None else "no funding file covers the range")
         return FundingResult(frame, FundingInfo(asset, "constant", None, why,
                                                 len(frame), len(frame), fallback_rate, note))
 
@@ -234,5 +247,7 @@ def load_funding_dir(
     reason = "named by venue" if venue else "most overlap with the requested range (ties: longest file)"
     if chosen.venue == "deribit":
         reason += f"; hourly accruals {'summed into 00/08/16 UTC settlements' if deribit == '8h' else 'kept'}"
+    if _READERS.get((asset, chosen.venue)) is read_binance_daily_mean:
+        reason += f"; {DAILY_MEAN_NOTE}"
     return FundingResult(frame, FundingInfo(asset, chosen.venue, chosen.file, reason, len(frame), assumed,
                                             fallback_rate if assumed else None, note))

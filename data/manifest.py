@@ -41,6 +41,24 @@ class FileChoice:
     last: pd.Timestamp  # last bar open time (UTC)
     resampled_from: str | None  # the file's timeframe when it must be resampled to the request, else None
     reason: str
+    rows: str = ""  # the manifest's row count, as written
+
+    def check_file(self, index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
+        """DataError when the file (its bar open times ``index``) starts after or ends before what its manifest
+        row says, and the requested ``[start, end)`` (None: up to the manifest's bound) needs the missing part:
+        an interrupted copy must not silently give a shorter run."""
+        bar = TIMEFRAMES.get(self.timeframe, pd.Timedelta(days=1))
+        first, last = (index.min(), index.max()) if len(index) else (None, None)
+        want_from = self.first if start is None else start
+        want_to = self.last + bar if end is None else end
+        if first is not None and want_from >= first and want_to <= last + bar:
+            return
+        holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
+        raise DataError(
+            f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the file "
+            f"holds {holds}; the requested {start if start is not None else 'start'} -> "
+            f"{end if end is not None else 'end'} needs the missing part. Restore the file or correct its "
+            "MANIFEST.csv row.")
 
 
 def read_manifest(data_dir: str | Path) -> pd.DataFrame:
@@ -131,7 +149,7 @@ def choose_file(
     for row, resampled_from in candidates:
         bar = TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
         covered_end = row.last + bar
-        if (start is None or start >= row.first) and (end is None or end <= covered_end):
+        if (start is None or row.first <= start < covered_end) and (end is None or row.first < end <= covered_end):
             native = resampled_from is None
             covering.append(((native, covered_end - row.first), row, resampled_from))
     if not covering:
@@ -153,4 +171,4 @@ def choose_file(
     )
     return FileChoice(path=Path(row.path), asset=asset, kind=kind, timeframe=row.timeframe, venue=row.venue,
                       quote=row.quote, first=row.first, last=row.last, resampled_from=resampled_from,
-                      reason=reason)
+                      reason=reason, rows=str(row.rows))

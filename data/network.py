@@ -11,7 +11,7 @@ Contract (BRIEF): daily UTC index (midnight of the day described), float64 colum
 **BTC** (Coin Metrics community file, or the API via :mod:`data.coinmetrics`): ``HashRate`` TH/s x 1e12 ->
 H/s; ``difficulty`` = ``DiffMean`` where present (to 2020-07-27), else ``DiffMean_derived`` =
 HashRate·1e12·86400 / (2^32·BlkCnt), Coin Metrics' own identity, which reproduces DiffMean to 8e-15 where both
-exist (data README); the API path derives it the same way when DiffMean is absent. Issuance IssTotNtv,
+exist (data README); the API path always derives it (DiffMean is not requested). Issuance IssTotNtv,
 fees FeeTotNtv, supply SplyCur, price PriceUSD, blocks BlkCnt.
 
 **ETH** (proof of work until the Merge, 2022-09-15), spliced as the data README advises:
@@ -42,13 +42,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.frames import to_utc_index
+from data.frames import read_time_csv, to_utc_index
 from minehedge.errors import ConfigError, DataError
 
 NETWORK_COLUMNS = ("price_usd", "hashrate_hs", "difficulty", "block_count", "issuance_coin", "fees_coin",
                    "miner_income_coin", "subsidy_per_block", "fees_per_block", "supply_coin")
-#: Coin Metrics community metrics the contract is built from (asset-metrics endpoint, frequency 1d).
-COINMETRICS_METRICS = ("PriceUSD", "HashRate", "DiffMean", "BlkCnt", "IssTotNtv", "FeeTotNtv", "SplyCur")
+#: Coin Metrics community metrics the contract is built from (asset-metrics endpoint, frequency 1d). Not
+#: DiffMean: the community tier no longer serves it for BTC, and a metric the tier may not serve can make the
+#: API refuse the whole request with HTTP 403 (the official client's ``ignore_forbidden_errors`` defaults to
+#: false); difficulty is derived from HashRate and BlkCnt instead, which reproduces DiffMean to 8e-15.
+COINMETRICS_METRICS = ("PriceUSD", "HashRate", "BlkCnt", "IssTotNtv", "FeeTotNtv", "SplyCur")
+#: The Coin Metrics metrics each contract column is built from (BTC and the CM part of ETH), for messages.
+CONTRACT_METRICS = {"price_usd": "PriceUSD", "hashrate_hs": "HashRate", "block_count": "BlkCnt",
+                    "difficulty": "DiffMean, or HashRate and BlkCnt", "issuance_coin": "IssTotNtv",
+                    "fees_coin": "FeeTotNtv", "miner_income_coin": "IssTotNtv + FeeTotNtv",
+                    "subsidy_per_block": "IssTotNtv / BlkCnt", "fees_per_block": "FeeTotNtv / BlkCnt",
+                    "supply_coin": "SplyCur"}
 TERA = 1e12
 LONDON = pd.Timestamp("2021-08-05", tz="UTC")  # EIP-1559 activation day (block 12,965,000, 12:33 UTC)
 MERGE = pd.Timestamp("2022-09-15", tz="UTC")  # last proof-of-work block 15,537,393 at 06:42 UTC
@@ -110,35 +119,37 @@ def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _read_daily_csv(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"network file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
-    frame = pd.read_csv(path)
-    time_column = "time" if "time" in frame.columns else "date"
-    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
-    return to_utc_index(frame, what=path.name)
+#: Coin Metrics columns a network CSV must have (the hashprice needs each), and those it may have.
+CSV_REQUIRED = ("PriceUSD", "HashRate", "BlkCnt", "IssTotNtv", "FeeTotNtv")
+_CSV_OPTIONAL = ("DiffMean", "DiffMean_derived", "SplyCur")
+_TIME = ("time", "date")
+#: Columns of the Etherscan/Glassnode ETH file (data README, section 3).
+ETHERSCAN_GLASSNODE_COLUMNS = ("etherscan_difficulty_TH", "etherscan_price_usd", "glassnode_hash_rate_mean_Hps",
+                               "glassnode_total_fees_eth", "glassnode_total_supply_eth")
 
 
 def read_btc_network_csv(path: str | Path) -> pd.DataFrame:
     """The shared BTC Coin Metrics file as a network frame (source ``coinmetrics:<file name>``)."""
     path = Path(path)
-    return network_from_coinmetrics(_read_daily_csv(path), "BTC", f"coinmetrics:{path.name}")
+    return network_from_coinmetrics(read_time_csv(path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL), "BTC",
+                                    f"coinmetrics:{path.name}")
 
 
 def read_eth_network_csv(coinmetrics_path: str | Path, etherscan_glassnode_path: str | Path) -> pd.DataFrame:
     """Splice the two shared ETH files up to the Merge (ranges and rules in the module docstring)."""
     cm_path, eg_path = Path(coinmetrics_path), Path(etherscan_glassnode_path)
-    early = network_from_coinmetrics(_read_daily_csv(cm_path), "ETH", f"coinmetrics:{cm_path.name}")
+    early = network_from_coinmetrics(read_time_csv(cm_path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL), "ETH",
+                                     f"coinmetrics:{cm_path.name}")
     early = early.loc[:CM_ETH_END]
-    raw = _read_daily_csv(eg_path)
-    supply = raw["glassnode_total_supply_eth"].astype("float64")
+    raw = read_time_csv(eg_path, "network", _TIME, ETHERSCAN_GLASSNODE_COLUMNS)
+    supply = raw["glassnode_total_supply_eth"]
     late = pd.DataFrame(index=raw.index)
-    late["price_usd"] = raw["etherscan_price_usd"].astype("float64")
-    late["hashrate_hs"] = raw["glassnode_hash_rate_mean_Hps"].astype("float64")
-    late["difficulty"] = raw["etherscan_difficulty_TH"].astype("float64") * TERA
+    late["price_usd"] = raw["etherscan_price_usd"]
+    late["hashrate_hs"] = raw["glassnode_hash_rate_mean_Hps"]
+    late["difficulty"] = raw["etherscan_difficulty_TH"] * TERA
     late["block_count"] = late["hashrate_hs"] * 86400.0 / late["difficulty"]  # expected-hashes identity
     late["issuance_coin"] = supply.diff()
-    late["fees_coin"] = raw["glassnode_total_fees_eth"].astype("float64")
+    late["fees_coin"] = raw["glassnode_total_fees_eth"]
     late["miner_income_coin"] = late["issuance_coin"] + late["fees_coin"]
     late["supply_coin"] = supply
     late["source"] = f"glassnode+etherscan:{eg_path.name}"

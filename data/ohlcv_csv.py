@@ -4,6 +4,8 @@ Files use ``date`` (daily) or ``datetime`` (intraday) for the bar open time, in 
 ``open, high, low, close, volume`` (base units). The CBOE futures file has ``volume_contracts`` instead,
 kept as ``volume`` (contracts; NaN where Investing.com shows "-"). ``volume_quote`` is kept when present;
 bookkeeping columns (``tradecount``, ``volume_cols_swapped_in_source``, ``change_pct``) are not loaded.
+A cell that is not a number, or a time that is not ISO 8601 (or a column mixing stamps with and without a UTC
+offset), is a DataError naming the file, column, row and value (:func:`data.frames.parse_times`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.frames import OHLCV_COLUMNS, to_utc_index
+from data.frames import OHLCV_COLUMNS, parse_times, to_float_columns, to_utc_index
 from data.memo import ParsedFiles
 from minehedge.errors import DataError
 
@@ -42,6 +44,8 @@ def _parse(path: Path, content: bytes) -> pd.DataFrame:
     missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path.name}: missing columns {missing}; expected {', '.join(OHLCV_COLUMNS)}.")
-    frame.index = pd.to_datetime(frame.pop(time_column), format="ISO8601")
+    times = frame.pop(time_column)
     columns = [c for c in (*OHLCV_COLUMNS, "volume_quote") if c in frame.columns]
-    return to_utc_index(frame[columns].astype("float64"), what=path.name)
+    frame = to_float_columns(frame[columns], columns, what=path.name, times=times)
+    frame.index = parse_times(times, what=path.name, column=time_column)
+    return to_utc_index(frame, what=path.name)

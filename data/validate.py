@@ -2,7 +2,8 @@
 
 Errors (raise :class:`~minehedge.errors.DataError` naming the rows and values, or are collected in
 ``report.errors`` with ``raise_on_error=False``): index not strictly increasing or duplicated, NaN or
-non-positive prices, ``high < max(open, close)``, ``low > min(open, close)``, negative volume.
+non-positive prices, ``high < max(open, close)``, ``low > min(open, close)``, negative volume, bars off the
+UTC grid of their timeframe (1d at 00:00, 4h at multiples of 4 h, 1h on the hour).
 Reported, not errors: gaps against the nominal bar size (count, missing bars, longest interval between
 bars, as the data README measures them), zero-volume bars
 (exchange filler bars), NaN volume (e.g. Investing.com's "-"), and bad ticks with the action taken.
@@ -16,6 +17,13 @@ Bad-tick rule (:class:`BadTickRule`, all in log prices, one bar ``i`` at a time)
   neighbours, floored at ``range_floor`` (flat filler bars have zero range);
 * a price ``p`` (open, high, low or close) of bar ``i`` is a bad tick when
   ``d > max_ranges * r_i`` **and** ``d > log(min_ratio)``.
+
+**Neighbours come from the file, not the range.** A loader validating a range passes the whole file (or a
+download padded around the range) as ``context``; each bar is judged with its neighbours there (``window + 2``
+bars of context each side: the window, plus the bars whose closes start the neighbours' true ranges and
+repair a bad open or close), so a bar's verdict and repair are the same whatever range is asked for. A bar
+with fewer than 3 neighbours on both sides (a file or download of 3 bars or fewer) cannot be judged: it is
+listed in ``report.unchecked``, never reported clean.
 
 With the defaults (``window=5``, ``max_ranges=25``, ``min_ratio=1.5``, ``range_floor=0.001``) on the shared
 files this flags exactly: Coinbase daily 2017-04-15 low 0.06 (463 ranges off), the first Binance 1h bars
@@ -105,6 +113,7 @@ class ValidationReport:
     policy: str = "mask"
     action: str = "none"
     dropped: list[pd.Timestamp] = field(default_factory=list)
+    unchecked: list[pd.Timestamp] = field(default_factory=list)  # bars too short of neighbours to judge
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -136,6 +145,8 @@ class ValidationReport:
                          f"(neighbours {tick.reference:g}, {tick.ranges:.0f} ranges)")
         if self.dropped:
             lines.append(f"  dropped bars: {', '.join(map(str, self.dropped))}")
+        if self.unchecked:
+            lines.append(f"  {unchecked_text(self.unchecked)}")
         lines.extend(f"  ERROR: {e}" for e in self.errors)
         return "\n".join(lines)
 
@@ -188,6 +199,22 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
     return errors
 
 
+_GRID = {"1h": "on the hour", "4h": "at 00, 04, 08, 12, 16 or 20 h", "1d": "at 00:00"}
+
+
+def grid_errors(frame: pd.DataFrame, timeframe: str) -> list[str]:
+    """Bars whose open time is off the UTC grid of their timeframe (epoch-aligned, as resampling bins are):
+    e.g. daily bars at 22:00 UTC from a file written in UTC+2. Funding and the network publication rule assume
+    the grid, so such bars straddle the days they are booked to."""
+    step = parse_timeframe(timeframe).value
+    off = frame.index.as_unit("ns").asi8 % step != 0
+    if not off.any():
+        return []
+    index = frame.index
+    return [f"bars not on the {timeframe} UTC grid (a {timeframe} bar opens {_GRID[timeframe]} UTC; were the "
+            "times written in another zone?), " + _rows(index, off, lambda i: str(index[i]))]
+
+
 def _side_medians(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median of the ``window`` values before, after, and either side of each element (itself excluded).
 
@@ -216,14 +243,26 @@ def _row_medians(rows: np.ndarray) -> np.ndarray:
     return np.where(counts >= 3, medians, np.nan)
 
 
+def unchecked_text(unchecked: list[pd.Timestamp]) -> str:
+    """The report line for bars the bad-tick rule could not judge."""
+    shown = ", ".join(map(str, unchecked[:_MAX_LISTED])) + (" ..." if len(unchecked) > _MAX_LISTED else "")
+    return (f"not checked for bad ticks: {len(unchecked)} bar(s) with fewer than 3 neighbours on both sides "
+            f"({shown})")
+
+
 def find_bad_ticks(frame: pd.DataFrame, rule: BadTickRule = BadTickRule()) -> list[BadTick]:
     """Apply the bad-tick rule (module docstring) to a frame with positive OHLC prices."""
+    return _judge(frame, rule)[0]
+
+
+def _judge(frame: pd.DataFrame, rule: BadTickRule) -> tuple[list[BadTick], np.ndarray]:
+    """The bad ticks of ``frame`` and a mask of the bars with too few neighbours to be judged."""
     check_positive("rule.max_ranges", rule.max_ranges)
     check_positive("rule.range_floor", rule.range_floor)
     if rule.min_ratio < 1:
         raise DataError(f"rule.min_ratio={rule.min_ratio!r} must be >= 1 (a price ratio).")
     if len(frame) < 4:
-        return []
+        return [], np.ones(len(frame), dtype=bool)
     prices = frame[list(PRICE_COLUMNS)].to_numpy(dtype="float64")
     logs = np.log(prices)
     o, h, lo, c = logs.T
@@ -244,7 +283,31 @@ def find_bad_ticks(frame: pd.DataFrame, rule: BadTickRule = BadTickRule()) -> li
     for i, j in zip(*np.nonzero(flagged), strict=True):
         ticks.append(BadTick(frame.index[i], PRICE_COLUMNS[j], float(prices[i, j]),
                              float(np.exp(reference[i, j])), float(distance[i, j] / scale[i])))
-    return ticks
+    return ticks, np.isnan(before) & np.isnan(after)
+
+
+def _neighbourhood(frame: pd.DataFrame, context: pd.DataFrame | None,
+                   rule: BadTickRule) -> tuple[pd.DataFrame, slice]:
+    """``frame``'s prices with ``rule.window + 2`` bars of ``context`` on each side (module docstring), and where
+    ``frame`` sits in it. Without a usable context (none, unsorted, or not holding ``frame``'s bars), ``frame``
+    alone. Context prices that are not usable (NaN, <= 0: errors of bars outside the range) become NaN, which
+    the medians skip."""
+    whole = slice(0, len(frame))
+    if context is None or frame.empty:
+        return frame, whole
+    index = context.index
+    if not (index.is_monotonic_increasing and index.is_unique):
+        return frame, whole
+    lo, hi = index.searchsorted(frame.index[0]), index.searchsorted(frame.index[-1], side="right")
+    if hi - lo != len(frame) or not index[lo:hi].equals(frame.index):
+        return frame, whole
+    pad = rule.window + 2
+    first, last = max(lo - pad, 0), min(hi + pad, len(index))
+    around = context.iloc[first:last][list(PRICE_COLUMNS)].astype("float64")
+    around = around.where(around > 0)
+    inside = slice(lo - first, hi - first)
+    around.iloc[inside] = frame[list(PRICE_COLUMNS)].to_numpy()  # the range as validated
+    return around, inside
 
 
 def _mask(frame: pd.DataFrame, ticks: list[BadTick]) -> tuple[pd.DataFrame, list[BadTick], list[pd.Timestamp]]:
@@ -293,6 +356,7 @@ def validate_ohlcv(
     bad_ticks: str = "mask",
     rule: BadTickRule = BadTickRule(),
     raise_on_error: bool = True,
+    context: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate an OHLCV frame; return the (possibly masked) float64 frame and its report.
 
@@ -300,6 +364,9 @@ def validate_ohlcv(
     messages; ``bad_ticks`` is the policy (module docstring). Consistency errors raise DataError naming the
     rows and values unless ``raise_on_error`` is False, in which case they are listed in ``report.errors``
     and the frame is returned untouched (bad ticks are then only detected when prices are usable).
+    ``context``: a frame holding ``frame``'s bars and more around them (the whole file, a padded download),
+    from which the bad-tick rule takes each bar's neighbours (module docstring); only ``frame``'s bars are
+    reported and returned.
     """
     check_choice("bad_ticks", bad_ticks, BAD_TICK_POLICIES)
     step = parse_timeframe(timeframe)
@@ -311,7 +378,7 @@ def validate_ohlcv(
     report = ValidationReport(source=source, timeframe=timeframe, rows=len(frame), policy=bad_ticks,
                               first=frame.index[0] if len(frame) else None,
                               last=frame.index[-1] if len(frame) else None)
-    report.errors = [f"{source}: {e}" for e in _consistency_errors(frame)]
+    report.errors = [f"{source}: {e}" for e in (*_consistency_errors(frame), *grid_errors(frame, timeframe))]
     if report.errors and raise_on_error:
         raise DataError("\n".join(report.errors))
 
@@ -325,23 +392,38 @@ def validate_ohlcv(
         report.missing_volume = list(frame.index[volume.isna().to_numpy()])
 
     prices_usable = not any(("NaN" in e or "non-positive" in e) for e in report.errors)
-    ticks = find_bad_ticks(frame, rule) if prices_usable else []
-    report.bad_ticks = ticks
-    if not ticks:
+    if not prices_usable:
+        report.action = "not checked (unusable prices)"
+        return frame, report
+    around, inside = _neighbourhood(frame, None if context is None else to_utc_index(context, what=source), rule)
+    ticks, unchecked = _judge(around, rule)
+    report.unchecked = list(around.index[inside][unchecked[inside]])
+    first, last = frame.index[0], frame.index[-1]
+    report.bad_ticks = [t for t in ticks if first <= t.timestamp <= last]
+    if not report.bad_ticks:
         report.action = "none needed"
         return frame, report
     if bad_ticks == "fail":
-        listed = "; ".join(f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g})" for t in ticks)
-        raise DataError(f"{source}: {len(ticks)} bad tick(s) (policy bad_ticks='fail'): {listed}. "
+        listed = "; ".join(f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g})"
+                           for t in report.bad_ticks)
+        raise DataError(f"{source}: {len(report.bad_ticks)} bad tick(s) (policy bad_ticks='fail'): {listed}. "
                         "Use bad_ticks='mask' or 'drop' to repair them, or another venue's file.")
+    count = len(report.bad_ticks)
     if bad_ticks == "keep":
         report.action = "kept as is (reported only)"
-    elif bad_ticks == "drop":
-        report.dropped = sorted({t.timestamp for t in ticks})
-        frame = frame.drop(index=report.dropped)
+        return frame, report
+    if bad_ticks == "drop":
+        report.dropped = sorted({t.timestamp for t in report.bad_ticks})
         report.action = f"dropped {len(report.dropped)} bar(s)"
-    else:
-        frame, report.bad_ticks, report.dropped = _mask(frame, ticks)
-        report.action = (f"masked {len(ticks)} price(s) to the bar body"
-                         + (f", dropped {len(report.dropped)} unrepairable bar(s)" if report.dropped else ""))
+        return frame.drop(index=report.dropped), report
+    # Repaired with every tick of the neighbourhood known (a bad close next to the range must not become the
+    # range's first open), then cut back to the range.
+    repaired, masked, dropped = _mask(around, ticks)
+    kept = (repaired.index >= first) & (repaired.index <= last)
+    frame = frame.loc[frame.index.isin(repaired.index[kept])].copy()
+    frame[list(PRICE_COLUMNS)] = repaired.loc[kept, list(PRICE_COLUMNS)].to_numpy()
+    report.bad_ticks = [t for t in masked if first <= t.timestamp <= last]
+    report.dropped = [ts for ts in dropped if first <= ts <= last]
+    report.action = (f"masked {count} price(s) to the bar body"
+                     + (f", dropped {len(report.dropped)} unrepairable bar(s)" if report.dropped else ""))
     return frame, report

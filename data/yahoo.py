@@ -69,6 +69,11 @@ def first_available(timeframe: str) -> pd.Timestamp:
     return _now().floor("D") - HOURLY_HISTORY + pd.Timedelta(days=1)
 
 
+def forming_bar(timeframe: str) -> pd.Timestamp:
+    """Open time of the ``timeframe`` bar still forming now (UTC, epoch-aligned): bars before it are complete."""
+    return _now().floor(parse_timeframe(timeframe))
+
+
 def normalise_download(raw: pd.DataFrame | None, symbol: str) -> pd.DataFrame:
     """yfinance frame (MultiIndex or flat columns) -> float64 open/high/low/close/volume on a UTC index."""
     if raw is None or raw.empty:
@@ -101,15 +106,20 @@ def fetch_ohlcv(
     """Download (or read from the cache) OHLCV for ``[start, end)``; return the frame and notes to report.
 
     ``end`` defaults to today 00:00 UTC (only complete daily bars); ``start`` to 2014-09-17 (first Yahoo
-    BTC-USD day) for 1d and to the 730-day limit for 1h/4h.
+    BTC-USD day) for 1d and to the 730-day limit for 1h/4h. A later ``end`` is clamped to the open of the
+    still-forming bar (only complete bars are returned; a note says so). Yahoo serves whole days, so an
+    intraday range reaching today downloads today's partial hours: it is not cached (the note says why).
     """
     symbol = SYMBOLS.get(str(asset).upper())
     if symbol is None:
         raise ConfigError(f"asset={asset!r} is not available from yfinance; choose BTC or ETH.")
     timeframe = check_choice("timeframe", str(timeframe).lower(), ("1d", "4h", "1h"))
-    parse_timeframe(timeframe)
     now = _now()
-    end_ts = to_utc_timestamp(end, parameter="end") or now.floor("D")
+    forming = forming_bar(timeframe)
+    requested = to_utc_timestamp(end, parameter="end")
+    end_ts = min(requested or now.floor("D"), forming)
+    notes = [f"end {requested} clamped to {forming}: the {timeframe} bar opening then is still forming"] \
+        if requested is not None and requested > forming else []
     interval = "1d" if timeframe == "1d" else "1h"
     earliest = first_available(timeframe)
     start_ts = to_utc_timestamp(start, parameter="start") or earliest
@@ -123,9 +133,12 @@ def fetch_ohlcv(
     # Yahoo's end is a date and exclusive: ask for whole days, trim to [start, end) afterwards.
     day_start, day_end = start_ts.floor("D"), end_ts.ceil("D")
     key = cache_key("yfinance", symbol, interval, day_start, day_end)
-    frame, notes = cached_or_fetch(
+    uncached = (f"the range reaches today ({now.date()}), whose {interval} bars are still forming; it is "
+                "downloaded again next time") if day_end > now.floor("D") else None
+    frame, fetched = cached_or_fetch(
         key, lambda: normalise_download(_download(symbol, day_start, day_end, interval), symbol),
-        f"{symbol} {interval} from yfinance", cache_dir, use_cache)
+        f"{symbol} {interval} from yfinance", cache_dir, use_cache, uncached)
+    notes += fetched
     if timeframe == "4h":
         frame = resample_ohlcv(frame, "4h")
         notes.append("4h bars resampled from yfinance 1h bars (Yahoo has no 4h interval)")

@@ -50,7 +50,7 @@ from strategies.registry import policy_specs as _registry_specs
 __all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
            "run_policy", "run_backtest", "compare",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
-           "data_validate", "data_download"]
+           "data_list_empty", "data_validate", "data_download"]
 
 #: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
 FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
@@ -219,8 +219,9 @@ def load_market(config: dict[str, Any]) -> Market:
     if assumptions_end:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:
+        # The venue follows the exchange profile; a data folder without its file gets the flagged constant.
         loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + pd.Timedelta(days=1),
-                              data_dir=data_dir)
+                              data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
     else:
@@ -417,12 +418,27 @@ def data_list(config: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def data_list_empty(config: dict[str, Any]) -> str:
+    """What ``data list`` says when it lists nothing: where it looked and what to do."""
+    from data.cache import cache_dir
+
+    directory = resolve_data_dir(config.get("data_dir"))
+    where = (f"the data directory {directory} lists no files in its MANIFEST.csv" if directory is not None else
+             "no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data)")
+    return (f"nothing to list: {where}, and the download cache {cache_dir()} is empty "
+            "(`data download --asset BTC --start ...` fills it, with network access).")
+
+
 def _findings(report: Any) -> list[dict[str, Any]]:
     """A validation report as rows ``{"level": error|warning|info, "what", "detail"}``."""
+    from data.validate import unchecked_text
+
     rows = [{"level": "error", "what": "consistency", "detail": text} for text in report.errors]
     rows += [{"level": "warning", "what": "bad tick",
               "detail": f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g}, {t.ranges:.0f} ranges)"}
              for t in report.bad_ticks]
+    if report.unchecked:  # too few neighbours to judge: never reported as clean
+        rows.append({"level": "warning", "what": "bad ticks not checked", "detail": unchecked_text(report.unchecked)})
     rows += [{"level": "warning", "what": "gap", "detail": f"{g.after} -> {g.before} ({g.missing_bars} bars)"}
              for g in report.gaps]
     if report.zero_volume:
@@ -442,11 +458,17 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
 
     if path is not None:
         frame = read_ohlcv_csv(path)
-        spacing = pd.Series(frame.index).diff().median()
-        timeframe = next((name for name, step in TIMEFRAMES.items() if step == spacing), None)
+        name = Path(path).name
+        if len(frame) < 2:
+            raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation needs "
+                            "at least two bars (their spacing tells the timeframe).")
+        # the spacing of the sorted stamps: an unsorted file is reported as such by validate_ohlcv
+        steps = np.diff(np.sort(frame.index.as_unit("ns").asi8))
+        spacing = pd.Timedelta(int(np.median(steps[steps > 0])) if (steps > 0).any() else 0, unit="ns")
+        timeframe = next((key for key, step in TIMEFRAMES.items() if step == spacing), None)
         if timeframe is None:
-            raise DataError(f"{Path(path).name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
-        _, report = validate_ohlcv(frame, timeframe, source=Path(path).name, bad_ticks="keep",
+            raise DataError(f"{name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
+        _, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks="keep",
                                    raise_on_error=False)
     else:
         start = _day(config.get("start"), "start")

@@ -433,7 +433,10 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         _print_json(rows)
     else:
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        print(format_table(rows, columns) if rows else "(nothing)")
+        if rows:
+            print(format_table(rows, columns))
+        else:
+            print(api.data_list_empty(config) if ns.action == "list" else "(nothing)")
     if ns.action == "validate" and any(row.get("level") == "error" for row in rows):
         return EXIT_FAILED
     return EXIT_OK

@@ -284,7 +284,8 @@ class MinerStrategy(bt.Strategy):
         """Per-bar mining amounts from the feed frame's (published-lagged) network lines.
 
         The daily input is the first bar of each UTC day (the lagged values are constant within a day);
-        days with no bar (exchange outages) carry the previous day's values, since machines keep hashing.
+        days with no bar (exchange outages) carry the previous day's values, since machines keep hashing. A
+        NaN value on a day with bars is an error (:meth:`mining.fleet.Fleet.simulate`), never zero revenue.
         The schedule depends on nothing but those lines and the fleet, so it is computed once per process for
         each (data, fleet) pair (see :func:`_memo_schedule`): a sweep over hedge settings computes it once.
         """
@@ -294,8 +295,13 @@ class MinerStrategy(bt.Strategy):
         index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
         lines = frame[["coins_per_unit_day", "hashprice"]].set_axis(index)
         daily = lines.groupby(index.normalize()).first()
-        daily = daily.reindex(pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")).ffill()
-        daily = daily.rename(columns={"hashprice": "hashprice_usd_per_unit_day"}).fillna(0.0)
+        days = pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")
+        # Only days without a bar carry the day before's values; a NaN line on a day with bars stays NaN, so
+        # Fleet.simulate stops on it instead of paying zero or stale revenue (build_feed_frame names the cause).
+        without_bar = ~days.isin(daily.index)
+        daily = daily.reindex(days)
+        daily[without_bar] = daily.ffill()[without_bar]
+        daily = daily.rename(columns={"hashprice": "hashprice_usd_per_unit_day"})
         if self.fleet.asset == "ETH":
             # The Merge is a protocol date known in advance: no proof-of-work revenue from its day on, though
             # the published-lagged line still carries the day before's rate on 2022-09-15.

@@ -198,3 +198,13 @@ def test_an_eth_run_after_the_merge_runs_with_no_mining(capsys, data_dir):
     summary = _json(capsys, ["run", "--asset", "ETH", "--policy", "unhedged", "--start", "2022-11-01",
                              "--end", "2022-11-30", "--data-dir", str(data_dir), "--json"])
     assert summary["coins_mined"] == 0.0 and summary["power_cost_usd"] == 0.0
+
+
+def test_data_list_with_no_data_directory_and_an_empty_cache_says_what_to_do(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("MINEHEDGE_DATA_DIR", raising=False)
+    monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    assert capsys.readouterr().out == (
+        "nothing to list: no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data), and "
+        f"the download cache {tmp_path} is empty (`data download --asset BTC --start ...` fills it, with network "
+        "access).\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,10 @@ def fake_yf(monkeypatch):
             index = pd.date_range(start, end, freq="1D", inclusive="left")
         else:  # intraday: tz-aware in the exchange zone, UTC for crypto
             index = pd.date_range(start, end, freq="1h", inclusive="left", tz="UTC")
-        return yf_frame(tickers, index, 100.0 + np.arange(len(index), dtype=float))
+        # close = 100 + bars since 2024-01-01: a bar's prices do not depend on the range downloaded
+        step = pd.Timedelta(days=1) if kwargs["interval"] == "1d" else pd.Timedelta(hours=1)
+        position = (index.tz_localize(None) - pd.Timestamp("2024-01-01")) // step
+        return yf_frame(tickers, index, 100.0 + np.asarray(position, dtype=float))
 
     monkeypatch.setattr(yfinance, "download", download)
     return calls
@@ -73,7 +77,9 @@ def test_yfinance_4h_resampled_from_1h_within_730_days(no_data_dir, fake_yf, mon
     assert fake_yf[0][1]["interval"] == "1h" and fake_yf[0][0] == "ETH-USD"
     assert len(result.frame) == 6 and result.info.resampled_from == "1h"
     first = result.frame.iloc[0]
-    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == (99.0, 105.0, 98.0, 103.0, 40.0)
+    # 17,544 hours from 2024-01-01 to 2026-01-01: closes 17,644 .. 17,647 in the first 4h bar
+    assert (first["open"], first["high"], first["low"], first["close"], first["volume"]) == \
+        (17643.0, 17649.0, 17642.0, 17647.0, 40.0)
     with pytest.raises(ConfigError, match="last 730 days only"):
         data.load_ohlcv("ETH", "1h", "2023-01-01", "2023-02-01")
 
@@ -85,7 +91,8 @@ def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_o
     run = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
     history = data.load_history(run, start, pd.Timedelta(days=10))
     assert list(history.frame.index) == list(pd.date_range("2024-12-22", periods=10, freq="1D", tz="UTC"))
-    assert fake_yf[-1][1]["start"] == "2024-12-22" and history.info.reason.startswith("10 bars")
+    # downloaded with the bad-tick rule's 7 neighbours each side (window 5 + 2)
+    assert fake_yf[-1][1]["start"] == "2024-12-15" and history.info.reason.startswith("10 bars")
     # hourly: Yahoo serves the 730 days to 2026-01-10, from 2024-01-12 (2024 is a leap year); not an error
     hourly = data.load_ohlcv("BTC", "1h", "2024-01-13", "2024-01-14")
     history = data.load_history(hourly, pd.Timestamp("2024-01-13", tz="UTC"), pd.Timedelta(days=366))
@@ -100,6 +107,21 @@ def test_history_before_the_start_from_yfinance_clipped_to_its_window_and_none_o
     cached = data.load_ohlcv("BTC", "1d", start, "2025-02-01")
     none = data.load_history(cached, start, pd.Timedelta(days=20))
     assert none.frame.empty and none.info.reason.startswith("none: yfinance returned no data for BTC-USD")
+
+
+def test_yfinance_short_range_judged_with_downloaded_neighbours(no_data_dir, monkeypatch):
+    def download(tickers, **kwargs):
+        index = pd.date_range(kwargs["start"], kwargs["end"], freq="1D", inclusive="left")
+        frame = yf_frame(tickers, index, np.full(len(index), 100.0))
+        frame.loc[pd.Timestamp("2024-01-10"), ("Low", tickers)] = 0.5  # a bad tick
+        return frame
+
+    monkeypatch.setattr(yfinance, "download", download)
+    monkeypatch.setattr(yahoo, "_now", lambda: pd.Timestamp("2024-03-01 12:00", tz="UTC"))
+    result = data.load_ohlcv("BTC", "1d", "2024-01-10", "2024-01-12")  # two bars: too few alone
+    assert result.frame["low"].tolist() == [99.0, 98.0]  # the bad one masked to the body (open 99, close 100)
+    assert [(t.field, t.value) for t in result.report.bad_ticks] == [("low", 0.5)]
+    assert result.report.unchecked == []
 
 
 @pytest.mark.parametrize("empty", [
@@ -127,6 +149,24 @@ def test_corrupt_cache_detected_reported_and_refetched(no_data_dir, fake_yf, cap
     assert read.frame is None and "header missing" in read.note and not path.exists()
 
 
+def test_yfinance_end_past_now_is_clamped_to_complete_bars(no_data_dir, fake_yf, monkeypatch):
+    monkeypatch.setattr(yahoo, "_now", lambda: pd.Timestamp("2024-03-10 09:30", tz="UTC"))
+    daily = data.load_ohlcv("BTC", "1d", "2024-03-01", "2024-03-12")  # "to get everything"
+    assert daily.frame.index[-1] == pd.Timestamp("2024-03-09", tz="UTC") and len(daily.frame) == 9
+    assert daily.info.notes[0] == ("end 2024-03-12 00:00:00+00:00 clamped to 2024-03-10 00:00:00+00:00: the 1d "
+                                   "bar opening then is still forming")
+    assert fake_yf[-1][1]["end"] == "2024-03-10"  # the forming 03-10 bar is never downloaded, so cached safely
+    assert [p.name for p in no_data_dir.glob("*.csv")] == ["yfinance_BTC-USD_1d_20240223T0000_20240310T0000.csv"]
+    # hourly bars reaching today: Yahoo serves whole days, so today's partial hours come too; not cached
+    hourly = data.load_ohlcv("BTC", "1h", "2024-03-09", "2024-03-11")
+    assert hourly.frame.index[-1] == pd.Timestamp("2024-03-10 08:00", tz="UTC")
+    assert hourly.info.notes[-1] == ("downloaded BTC-USD 1h from yfinance, not cached: the range reaches today "
+                                     "(2024-03-10), whose 1h bars are still forming; it is downloaded again next time")
+    again = data.load_ohlcv("BTC", "1h", "2024-03-09", "2024-03-11")
+    assert len(fake_yf) == 3 and "cache hit" not in " ".join(again.info.notes)
+    assert len(list(no_data_dir.glob("*.csv"))) == 1
+
+
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     frame = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.date_range("2024-01-01", periods=2, tz="UTC").as_unit("ns"))
     target = cache.write_cached(frame, "k.csv", tmp_path)
@@ -142,6 +182,17 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     read = cache.read_cached("k.csv", tmp_path)
     pd.testing.assert_frame_equal(read.frame, frame, check_freq=False, check_names=False)
+
+
+def test_stale_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    stale, live = tmp_path / ".k.csv.abc123.tmp", tmp_path / ".k.csv.def456.tmp"
+    stale.write_text("half a file")
+    live.write_text("a write in progress")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    frame = pd.DataFrame({"close": [1.0]}, index=pd.date_range("2024-01-01", periods=1, tz="UTC").as_unit("ns"))
+    cache.write_cached(frame, "other.csv", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".k.csv.def456.tmp", "other.csv"]
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -189,7 +240,8 @@ def test_coinmetrics_paging_and_network_contract(no_data_dir, monkeypatch):
     result = data.load_network("BTC", "2020-05-10", "2020-05-13")
     net = result.frame
     assert calls[0][0] == "https://community-api.coinmetrics.io/v4/timeseries/asset-metrics"
-    assert calls[0][1]["metrics"] == "PriceUSD,HashRate,DiffMean,BlkCnt,IssTotNtv,FeeTotNtv,SplyCur"
+    # DiffMean is not asked for: the community tier may refuse the whole request for it (HTTP 403)
+    assert calls[0][1]["metrics"] == "PriceUSD,HashRate,BlkCnt,IssTotNtv,FeeTotNtv,SplyCur"
     assert calls[0][1]["frequency"] == "1d" and calls[0][1]["assets"] == "btc"
     assert calls[1] == (PAGE_1["next_page_url"], None)  # next_page_url fetched unmodified
     assert list(net["subsidy_per_block"]) == [12.5, 1781.25 / 157, 6.25]
@@ -200,13 +252,50 @@ def test_coinmetrics_paging_and_network_contract(no_data_dir, monkeypatch):
     assert len(calls) == 2 and "cache hit" in again.info.notes[0]
 
 
+def test_coinmetrics_download_reaching_unpublished_days_is_clamped_and_not_cached(no_data_dir, monkeypatch):
+    from data import coinmetrics
+
+    calls = []
+
+    def get(url, params=None, timeout=None):
+        calls.append(params)
+        return FakeResponse({"data": PAGE_1["data"] + PAGE_2["data"]})
+
+    monkeypatch.setattr(requests, "get", get)
+    monkeypatch.setattr(coinmetrics, "_now", lambda: pd.Timestamp("2020-05-13 09:00", tz="UTC"))
+    recent = data.load_network("BTC", "2020-05-10", "2020-06-01")
+    assert calls[-1]["end_time"] == "2020-05-13"  # clamped to today: 05-13 is still forming
+    assert recent.info.notes == (
+        "end 2020-06-01 00:00:00+00:00 clamped to 2020-05-13 00:00:00+00:00: today's network values are not complete",
+        "downloaded BTC from Coin Metrics, not cached: the range reaches 2020-05-12, which Coin Metrics may not "
+        "have published in full yet; it is downloaded again next time")
+    assert not list(no_data_dir.glob("*.csv"))
+    final = data.load_network("BTC", "2020-05-10", None)  # default end: yesterday 00:00, final days only
+    assert calls[-1]["end_time"] == "2020-05-12" and "cached at" in final.info.notes[-1]
+    assert [p.name for p in no_data_dir.glob("*.csv")] == ["coinmetrics_BTC_1d_20200510T0000_20200512T0000.csv"]
+
+
 def test_coinmetrics_offline_and_api_error(no_data_dir, monkeypatch):
     def offline(*a, **k):
         raise requests.ConnectionError("Name or service not known")
 
     monkeypatch.setattr(requests, "get", offline)
-    with pytest.raises(DataUnavailableError, match=r"MINEHEDGE_DATA_DIR.*--data-dir.*network access"):
+    with pytest.raises(DataUnavailableError) as error:
         data.load_network("BTC", "2020-05-10", "2020-05-13")
+    # the remedy first, the connection error last and shortened
+    assert str(error.value) == (
+        "Coin Metrics could not be reached: set MINEHEDGE_DATA_DIR (or pass --data-dir / data_dir=) to a folder "
+        "with a MANIFEST.csv, or get network access to community-api.coinmetrics.io. (ConnectionError: Name or "
+        "service not known)")
+
+    def unresolved(*a, **k):
+        raise requests.ConnectionError("HTTPSConnectionPool(host='community-api.coinmetrics.io', port=443): " + "x" * 500)
+
+    monkeypatch.setattr(requests, "get", unresolved)
+    with pytest.raises(DataUnavailableError) as error:
+        data.load_network("BTC", "2020-05-10", "2020-05-13")
+    assert str(error.value).startswith("Coin Metrics could not be reached: set MINEHEDGE_DATA_DIR")
+    assert str(error.value).endswith("x" * 43 + "...)") and len(str(error.value)) < 330
     error = {"error": {"type": "bad_parameter", "message": "Bad parameter 'metrics'."}}
     monkeypatch.setattr(requests, "get", lambda *a, **k: FakeResponse(error, 400))
     with pytest.raises(DataError, match="HTTP 400.*bad_parameter"):

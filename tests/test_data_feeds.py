@@ -47,7 +47,7 @@ def test_network_value_visible_from_next_day_only(btc_2020):
 def test_missing_network_day_gives_nan_not_stale_values(btc_2020):
     ohlcv, network, _ = btc_2020
     holed = network.drop(t("2020-05-20"))
-    frame = build_feed_frame(ohlcv, holed, None, "BTC")
+    frame = build_feed_frame(ohlcv, holed, None, "BTC", missing_network="nan")
     assert frame.loc[t("2020-05-21"):t("2020-05-21 23:00"), "difficulty"].isna().all()
     assert frame.loc[t("2020-05-20 23:00"), "difficulty"] == network.loc[t("2020-05-19"), "difficulty"]
     assert frame.loc[t("2020-05-22 00:00"), "difficulty"] == network.loc[t("2020-05-21"), "difficulty"]
@@ -56,6 +56,34 @@ def test_missing_network_day_gives_nan_not_stale_values(btc_2020):
     assert lag0.loc[t("2020-05-12 13:00"), "difficulty"] == network.loc[t("2020-05-12"), "difficulty"]
     with pytest.raises(DataError, match="looks ahead"):
         build_feed_frame(ohlcv, network, None, "BTC", publication_lag="-1h")
+
+
+def test_missing_network_values_stop_the_feed_naming_days_and_columns(btc_2020):
+    ohlcv, network, _ = btc_2020
+    with pytest.raises(DataError) as missing_day:
+        build_feed_frame(ohlcv, network.drop(t("2020-05-20")), None, "BTC")
+    assert str(missing_day.value).startswith(
+        "BTC network data missing for 24 bar(s), 2020-05-21 00:00:00+00:00 -> 2020-05-21 23:00:00+00:00: their "
+        "mining revenue is unknown (a bar sees the network values of the UTC day before, publication lag 24 h). "
+        "Network days: 2020-05-20 (1 day(s)): no network row (from coinmetrics:")
+    blanked = network.copy()
+    blanked.loc[t("2020-05-10"):t("2020-05-12"), "price_usd"] = np.nan
+    blanked.loc[t("2020-05-12"), "fees_per_block"] = np.nan
+    with pytest.raises(DataError, match=r"missing for 72 bar\(s\), 2020-05-11 00:00:00\+00:00 -> 2020-05-13 "
+                       r"23:00:00\+00:00.*Network days: 2020-05-10 -> 2020-05-11 \(2 day\(s\)\): NaN price_usd "
+                       r"\(PriceUSD\); 2020-05-12 \(1 day\(s\)\): NaN price_usd \(PriceUSD\), fees_per_block "
+                       r"\(FeeTotNtv / BlkCnt\) \(from"):
+        build_feed_frame(ohlcv, blanked, None, "BTC")
+
+
+def test_a_run_on_nan_network_lines_stops_instead_of_mining_nothing(btc_2020):
+    from minehedge import api
+
+    ohlcv, network, _ = btc_2020
+    frame = build_feed_frame(ohlcv, network.drop(t("2020-05-20")), None, "BTC", missing_network="nan")
+    market = api.Market("BTC", "1h", frame, None)
+    with pytest.raises(DataError, match=r"no hashprice or price on 2020-05-21 \(1 fleet days\)"):
+        api.run_policy(market, "unhedged", {"fleet": "S19Pro:10@2020-01-01"})
 
 
 def test_funding_settlements_land_in_their_bars(btc_2020, data_dir):

@@ -40,6 +40,17 @@ def test_binance_daily_mean_expands_to_three_settlements(data_dir):
     assert len(frame) == 3 * 2387
 
 
+def test_binance_daily_mean_info_says_intraday_amounts_use_the_days_mean(data_dir):
+    binance = data.load_funding("BTC", "binance", "2021-05-19", "2021-05-21", data_dir=data_dir)
+    assert str(binance.info) == (
+        "funding BTC: binance (funding/btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv); "
+        "named by venue; the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that "
+        "mean: the day's total is exact, an intraday settlement's amount approximate (the mean is known only at "
+        "the day's end)")
+    bitmex = data.load_funding("BTC", "bitmex", "2019-05-19", "2019-05-21", data_dir=data_dir)
+    assert "mean" not in bitmex.info.reason
+
+
 def test_deribit_hourly_accruals_summed_into_8h_settlements(data_dir):
     path = data_dir / FUNDING / "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv"
     frame = read_deribit(path)
@@ -87,6 +98,29 @@ def test_load_funding_defaults_and_errors(data_dir):
         data.load_funding("BTC", venue="ftx", data_dir=data_dir)
     only = data.load_funding("ETH", start="2021-01-01", end="2021-01-02", data_dir=data_dir)
     assert only.info.venue == "constant" and only.frame["assumed"].all() and len(only.frame) == 3
+
+
+def test_a_folder_without_the_profiles_funding_file_gets_the_flagged_constant(data_dir, tmp_path):
+    from minehedge import api
+
+    files = ["btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv",
+             "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"]
+    for name in files:
+        (tmp_path / name).parent.mkdir()
+        (tmp_path / name).write_bytes((data_dir / name).read_bytes())
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv")
+    manifest[manifest["file"].isin(files)].to_csv(tmp_path / "MANIFEST.csv", index=False)
+    # asked by name: still an error naming what exists
+    with pytest.raises(ConfigError, match=r"venue='binance' has no BTC funding file; available venues: constant\."):
+        data.load_funding("BTC", "binance", "2021-06-01", "2021-06-02", data_dir=tmp_path)
+    # the venue of a run's exchange profile: the documented constant, flagged
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-06-01", "end": "2021-06-30",
+                              "data_dir": str(tmp_path)})
+    assert market.frame["funding_paid"].sum() == pytest.approx(0.0001 * 3 * 30, rel=1e-12)
+    assert market.assumptions["funding"] == (
+        "funding BTC: constant (no file); the data folder has no BTC funding file for venue 'binance'\n"
+        "  ASSUMPTION: constant funding 0.0001 per 8h assumed for all 90 settlements 2021-06-01 00:00:00+00:00 "
+        "-> 2021-07-01 00:00:00+00:00 (no venue data used)")
 
 
 def test_constant_funding_without_data_dir(monkeypatch):

@@ -88,11 +88,47 @@ def test_history_is_shorter_or_empty_where_the_file_starts_later(data_dir):
     assert none.frame.empty and none.info.reason.startswith("none: btc_usd_1h_bitstamp")
 
 
-def test_history_is_validated_on_its_own(data_dir):
-    # Coinbase's 2017-04-15 low of 0.06 lies in the history of a 2017-05-01 start: masked there too, by the
-    # history's own validation (the run's bars are not in it).
+def test_history_bad_ticks_are_masked(data_dir):
+    # Coinbase's 2017-04-15 low of 0.06 lies in the history of a 2017-05-01 start: masked there too (the run's
+    # bars are not in the history).
     run = data.load_ohlcv("BTC", "1d", "2017-05-01", "2017-06-01", venue="bitstamp+coinbase", data_dir=data_dir)
     history = data.load_history(run, day("2017-05-01"), YEAR)
+    assert history.frame.loc[day("2017-04-15"), "low"] == 1173.13
+    assert "2017-04-15 00:00:00+00:00 low=0.06 -> 1173.13" in str(history.info)
+
+
+@pytest.mark.parametrize("start,end", [("2017-04-01", "2017-05-01"), ("2017-04-13", "2017-04-18"),
+                                       ("2017-04-14", "2017-04-17"), ("2017-04-15", "2017-04-16")])
+def test_bad_tick_verdict_does_not_depend_on_the_range(data_dir, start, end):
+    # Coinbase's 2017-04-15 low of 0.06: judged with the file's neighbours, so a 1-, 3- or 5-day range finds
+    # and masks it as the month does (a range of 5 bars or fewer used to be reported clean)
+    run = data.load_ohlcv("BTC", "1d", start, end, venue="bitstamp+coinbase", data_dir=data_dir)
+    assert run.frame.loc[day("2017-04-15"), "low"] == 1173.13
+    assert [(str(t.timestamp), t.field, t.value) for t in run.report.bad_ticks] == [
+        ("2017-04-15 00:00:00+00:00", "low", 0.06)]
+    assert run.report.unchecked == []
+
+
+def test_data_validate_of_a_short_range_lists_the_bad_tick(data_dir):
+    from minehedge import api
+
+    findings = api.data_validate({"asset": "BTC", "start": "2017-04-14", "end": "2017-04-16",
+                                  "data_dir": str(data_dir)}, None)
+    assert [f["detail"] for f in findings if f["what"] == "bad tick"] == [
+        "2017-04-15 00:00:00+00:00 low=0.06 (neighbours 1201.94, 464 ranges)"]
+
+
+def test_first_hourly_bar_masked_in_a_three_bar_range(data_dir):
+    run = data.load_ohlcv("BTC", "1h", "2017-08-17 04:00", "2017-08-17 07:00", venue="binance", data_dir=data_dir)
+    assert len(run.frame) == 3 and run.frame.iloc[0][["open", "high"]].tolist() == [4308.83, 4308.83]
+    assert {(t.field, t.value) for t in run.report.bad_ticks} == {("open", 16199.91), ("high", 16199.91)}
+
+
+def test_history_ending_at_a_bad_tick_is_judged_with_the_files_neighbours(data_dir):
+    # the two days before a 2017-04-16 start: alone they are too few to judge; the file's neighbours find the tick
+    run = data.load_ohlcv("BTC", "1d", "2017-04-16", "2017-05-01", venue="bitstamp+coinbase", data_dir=data_dir)
+    history = data.load_history(run, day("2017-04-16"), pd.Timedelta(days=2))
+    assert list(history.frame.index) == [day("2017-04-14"), day("2017-04-15")]
     assert history.frame.loc[day("2017-04-15"), "low"] == 1173.13
     assert "2017-04-15 00:00:00+00:00 low=0.06 -> 1173.13" in str(history.info)
 
@@ -119,6 +155,50 @@ def test_range_outside_coverage_names_covered_range(data_dir):
         data.load_ohlcv("BTC", "1d", "2015-01-01", "2016-01-01", venue="binance", data_dir=data_dir)
     with pytest.raises(DataError, match="2011-08-18"):
         data.load_ohlcv("BTC", "1d", "2010-01-01", "2011-01-01", data_dir=data_dir)
+
+
+def _folder_with(data_dir, tmp_path, name: str, text: str):
+    """A data folder holding ``name`` (with ``text`` as its content) and its unchanged MANIFEST.csv row."""
+    (tmp_path / name).parent.mkdir(parents=True)
+    (tmp_path / name).write_text(text)
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv")
+    manifest[manifest["file"] == name].to_csv(tmp_path / "MANIFEST.csv", index=False)
+    return tmp_path
+
+
+def test_a_file_shorter_than_its_manifest_row_is_reported_when_the_range_needs_the_rest(data_dir, tmp_path):
+    name = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+    lines = (data_dir / name).read_text().splitlines()
+    folder = _folder_with(data_dir, tmp_path, name,
+                          "\n".join([lines[0], *(x for x in lines[1:] if x[:10] <= "2021-12-31")]) + "\n")
+    with pytest.raises(DataError) as error:
+        data.load_ohlcv("BTC", "1d", "2021-06-01", "2023-01-01", data_dir=folder)
+    assert str(error.value) == (
+        "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> "
+        "2026-01-05 00:00:00+00:00 (3064 rows), the file holds 2017-08-17 00:00:00+00:00 -> 2021-12-31 "
+        "00:00:00+00:00 (1598 rows); the requested 2021-06-01 00:00:00+00:00 -> 2023-01-01 00:00:00+00:00 needs "
+        "the missing part. Restore the file or correct its MANIFEST.csv row.")
+    with pytest.raises(DataError, match="the requested 2021-06-01 00:00:00\\+00:00 -> end needs the missing part"):
+        data.load_ohlcv("BTC", "1d", "2021-06-01", None, data_dir=folder)
+    # a range inside what the file holds is served as before
+    assert len(data.load_ohlcv("BTC", "1d", "2021-06-01", "2021-07-01", data_dir=folder).frame) == 30
+
+
+def test_a_network_file_shorter_than_its_manifest_row_is_reported(data_dir, tmp_path):
+    name = "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"
+    lines = (data_dir / name).read_text().splitlines()
+    folder = _folder_with(data_dir, tmp_path, name, "\n".join(lines[:-100]) + "\n")
+    with pytest.raises(DataError, match=r"^btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv "
+                       r"says 2009-01-03 00:00:00\+00:00 -> 2026-03-22 00:00:00\+00:00 \(6288 rows\), the file holds "
+                       r"2009-01-03 00:00:00\+00:00 -> 2025-12-12 00:00:00\+00:00 \(6188 rows\)"):
+        data.load_network("BTC", "2025-01-01", None, data_dir=folder)
+
+
+def test_a_start_after_a_file_ends_is_not_served_by_it(data_dir):
+    # with no end, the Bitstamp hourly file (to 2022-08-19) was "covering" a 2023 start and gave no bars
+    result = data.load_ohlcv("BTC", "1h", "2023-01-01", None, data_dir=data_dir)
+    assert result.info.file == "btc_usdt_1h_binance-perp-inferred_2023-01-01_2026-04-10.csv"
+    assert len(result.frame) == 28687
 
 
 def test_bad_parameters_name_allowed_values(data_dir):

@@ -164,6 +164,36 @@ def test_bad_open_masked_from_previous_close():
     assert row["open"] == frame.iloc[9]["close"] and row["high"] == max(row["open"], row["close"])
 
 
+def test_bars_too_short_of_neighbours_are_listed_unchecked_not_clean():
+    frame = bars(3, "1D", close=[100.0, 100.0, 100.0])
+    frame.loc[frame.index[1], "low"] = 0.01  # a bad tick no rule can judge with two neighbours
+    out, report = validate_ohlcv(frame, "1d")
+    assert report.bad_ticks == [] and report.unchecked == list(frame.index)
+    assert "not checked for bad ticks: 3 bar(s) with fewer than 3 neighbours on both sides" in str(report)
+    # the same three bars with the rest of their file as context are judged, and the tick is masked
+    whole = bars(13, "1D", start="2020-12-27", close=np.full(13, 100.0))
+    whole.loc[frame.index, "low"] = frame["low"]
+    out, report = validate_ohlcv(whole.loc[frame.index], "1d", context=whole)
+    assert report.unchecked == [] and [(t.field, t.value, t.replacement) for t in report.bad_ticks] == [
+        ("low", 0.01, 100.0)]
+    assert out["low"].tolist() == [99.5, 100.0, 99.5]
+
+
+def test_a_bad_close_next_to_the_range_is_not_the_ranges_first_open():
+    # the bar before the range has a bad close (masked to the next open by the whole file's rule); the
+    # range's first bar has a bad open too: it takes the repaired close, as validating the whole file does
+    close = np.full(20, 100.0)
+    whole = bars(20, "1D", close=close)
+    whole.iloc[9, whole.columns.get_loc("close")] = 5000.0
+    whole.iloc[9, whole.columns.get_loc("high")] = 5000.5
+    whole.iloc[10, whole.columns.get_loc("open")] = 5000.0
+    whole.iloc[10, whole.columns.get_loc("high")] = 5000.5
+    full, _ = validate_ohlcv(whole, "1d")
+    part, report = validate_ohlcv(whole.iloc[10:13], "1d", context=whole)
+    pd.testing.assert_frame_equal(part, full.iloc[10:13])
+    assert [(t.field, t.value) for t in report.bad_ticks] == [("open", 5000.0), ("high", 5000.5)]
+
+
 def test_level_shift_is_not_a_bad_tick():
     # The price halves and stays there: near the "after" neighbours, so not a tick.
     frame = bars(40, close=[100.0] * 20 + [50.0] * 20)

@@ -122,6 +122,16 @@ def test_network_hashprice_btc_closed_form_and_fee_window() -> None:
                                                                    rel=1e-15)
 
 
+def test_network_hashprice_btc_unknown_fees_are_missing_not_zero() -> None:
+    # FeeTotNtv not published on day 2: its hashprice is unknown, not the subsidy alone labelled "difficulty"
+    frame = _frame(2, price_usd=[40_000, 40_000], difficulty=[20e12, 20e12], subsidy_per_block=[6.25, 6.25],
+                   block_count=[100, 100], fees_coin=[100, np.nan], fees_per_block=[1.0, np.nan])
+    out = network_hashprice(frame, "BTC")
+    assert out["coins_per_unit_day"].iloc[0] == btc_coins_per_th_day(20e12, 6.25, 1.0)
+    assert np.isnan(out["coins_per_unit_day"].iloc[1]) and np.isnan(out["hashprice_usd_per_unit_day"].iloc[1])
+    assert out["method"].tolist() == ["difficulty", "missing"]
+
+
 def test_network_hashprice_eth_sources_and_merge() -> None:
     index_days = 5  # 2021-01-01 .. 01-05; shift the Merge question with a second frame below
     frame = _frame(index_days, price_usd=[1000] * 5, hashrate_hs=[2e14, 2e14, np.nan, np.nan, np.nan],
