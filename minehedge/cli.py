@@ -235,6 +235,8 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     config = _policy_config(settings)
+    if settings["out"]:
+        check_output_dir(settings["out"])  # before the run, which may take a while
     outcome = _api().run_backtest(config)
     for note in outcome.notes:
         _note(f"note: {note}")
@@ -443,19 +445,73 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------ output
 
 
+#: Written into every report folder ``run`` and ``compare`` make: the files of the report, so that a later
+#: ``--out`` of the same folder knows it replaces a report and nothing else.
+REPORT_MARKER = ".minehedge-report.json"
+#: What reports written before the marker existed hold (analyzers.report / analyzers.comparison): such a folder,
+#: holding summary.json or comparison.csv and nothing else but these, is a previous report too.
+_LEGACY_REPORT_FILES = frozenset({
+    "summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", "comparison.csv",
+    "price.png", "equity_drawdown.png", "margin_ratio.png", "mining.png",
+    "compare_equity_usd.png", "compare_equity_coin.png",
+})
+
+
+def _report_files(folder: Path) -> set[str] | None:
+    """The file names of the minehedge report in ``folder`` (its marker included), or None if it holds none."""
+    marker = folder / REPORT_MARKER
+    if marker.is_file():
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {REPORT_MARKER, *map(str, files)}
+    names = {p.name for p in folder.iterdir()}
+    if names & {"summary.json", "comparison.csv"} and names <= _LEGACY_REPORT_FILES:
+        return set(names)
+    return None
+
+
+def check_output_dir(out: str | Path) -> Path:
+    """``out`` as a Path if a report may be written there; else a :class:`ConfigError` saying why.
+
+    Allowed: a new folder, an empty one, or a previous minehedge report (which the new report replaces whole).
+    Anything else would be deleted by the replacement, so it is refused.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        report = _report_files(out) if names else set()
+        if report is None:
+            raise ConfigError(f"out={str(out)!r} is not empty and is not a minehedge report; choose another folder.")
+        extra = [name for name in names if name not in report]
+        if extra:
+            raise ConfigError(
+                f"out={str(out)!r} holds files that are not part of its minehedge report ({', '.join(extra[:3])}"
+                f"{', ...' if len(extra) > 3 else ''}); move them away or choose another folder."
+            )
+    return out
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; on success it replaces ``out``, on error it vanishes.
 
     So a failed run never leaves a half-written report, and a successful one never mixes old and new files.
+    ``out`` must pass :func:`check_output_dir`: only a previous report is ever replaced. The new report gets
+    the marker file :data:`REPORT_MARKER` listing its files.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
+    out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield staging
+        check_output_dir(out)  # still empty or a report (the run may have taken long)
+        files = sorted(p.name for p in staging.iterdir())
+        (staging / REPORT_MARKER).write_text(json.dumps({"minehedge_report": 1, "files": files}) + "\n",
+                                             encoding="utf-8")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,0 +1,102 @@
+"""``--out`` of ``run`` and ``compare``: what may be replaced, and what is refused before anything runs.
+
+Uses the contract API of tests/test_cli_commands.py (closed-form runs, no data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import minehedge.cli as cli
+from minehedge.cli import REPORT_MARKER, staged_output_dir
+from tests.test_cli_commands import CONTRACT, contract_api, run_main  # noqa: F401  (contract_api: autouse)
+
+RUN = ["run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25"]
+COMPARE = ["compare", "--start", "2020-01-01", "--policies", "unhedged,static_hedge"]
+
+
+def tree(root: Path) -> list[str]:
+    """Every file and folder under ``root`` (hidden ones too), relative, sorted."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Counts the backtests the contract API runs."""
+    count = []
+    run_backtest, compare = CONTRACT.run_backtest, CONTRACT.compare
+    monkeypatch.setattr(CONTRACT, "run_backtest", lambda config: count.append("run") or run_backtest(config))
+    monkeypatch.setattr(CONTRACT, "compare", lambda configs, out: count.append("compare") or compare(configs, out))
+    return count
+
+
+def test_a_report_folder_gets_a_marker_and_is_replaced_by_the_next_report(capsys, tmp_path):
+    out = tmp_path / "run1"
+    assert run_main(capsys, [*RUN, "--out", str(out)])[0] == 0
+    assert tree(tmp_path) == ["run1", f"run1/{REPORT_MARKER}", "run1/summary.json"]
+    assert json.loads((out / REPORT_MARKER).read_text()) == {"minehedge_report": 1, "files": ["summary.json"]}
+    assert run_main(capsys, [*COMPARE, "--out", str(out)])[0] == 0  # a report replaces a report
+    assert tree(tmp_path) == ["run1", f"run1/{REPORT_MARKER}", "run1/comparison.csv"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_main(capsys, [*RUN, "--out", str(empty)])[0] == 0
+    assert (empty / "summary.json").is_file()
+
+
+def test_a_report_written_before_the_marker_existed_is_replaced(capsys, tmp_path):
+    out = tmp_path / "cmp1"
+    out.mkdir()
+    for name in ("comparison.csv", "summary.md", "compare_equity_usd.png"):
+        (out / name).write_text("old")
+    code, _, err = run_main(capsys, [*RUN, "--out", str(out)])
+    assert code == 0 and err.endswith(f"report written to {out}\n")
+    assert tree(out) == [REPORT_MARKER, "summary.json"]
+
+
+@pytest.mark.parametrize("command", [RUN, COMPARE])
+def test_out_that_holds_other_files_is_refused_before_anything_runs_and_nothing_is_lost(capsys, tmp_path,
+                                                                                       monkeypatch, runs,
+                                                                                       command):
+    monkeypatch.chdir(tmp_path)
+    reports = Path("reports")
+    assert run_main(capsys, [*RUN, "--out", "reports/run1"])[0] == 0
+    (reports / "sweep1").mkdir()
+    (reports / "sweep1" / "results.csv").write_text("status,config_hash\nok,abc\n")
+    (reports / "notes.txt").write_text("my notes")
+    before, runs[:] = tree(tmp_path), []
+    for out in ("reports", "reports/sweep1"):
+        code, stdout, err = run_main(capsys, [*command, "--out", out])
+        assert (code, stdout) == (2, "")
+        assert err == (f"run_backtest.py: error: out='{out}' is not empty and is not a minehedge report; "
+                       "choose another folder.\n")
+    assert tree(tmp_path) == before and runs == []  # nothing deleted, no staging folder, nothing ran
+    assert (reports / "notes.txt").read_text() == "my notes"
+
+
+def test_a_report_with_a_file_of_the_users_added_is_refused(capsys, tmp_path, runs):
+    out = tmp_path / "run1"
+    assert run_main(capsys, [*RUN, "--out", str(out)])[0] == 0
+    (out / "notes.txt").write_text("my notes")
+    before, runs[:] = tree(tmp_path), []
+    code, _, err = run_main(capsys, [*RUN, "--out", str(out)])
+    assert code == 2 and runs == [] and tree(tmp_path) == before
+    assert err == (f"run_backtest.py: error: out='{out}' holds files that are not part of its minehedge report "
+                   "(notes.txt); move them away or choose another folder.\n")
+
+
+def test_staged_output_dir_refuses_a_folder_that_is_not_a_report(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "data.csv").write_text("1")
+    with pytest.raises(cli.ConfigError, match="is not empty and is not a minehedge report"):
+        with staged_output_dir(out):
+            pass
+    assert tree(tmp_path) == ["mine", "mine/data.csv"]
+    os.remove(out / "data.csv")
+    with staged_output_dir(out) as folder:
+        (folder / "a.txt").write_text("1")
+    assert tree(out) == [REPORT_MARKER, "a.txt"]
