@@ -482,6 +482,10 @@ def check_output_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
     if out.is_dir():
+        here = Path.cwd().resolve()
+        if out.resolve() in (here, *here.parents):
+            raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot replace; "
+                              "give a sub-folder (for example reports/run1).")
         names = sorted(p.name for p in out.iterdir())
         report = _report_files(out) if names else set()
         if report is None:

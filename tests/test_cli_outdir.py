@@ -100,3 +100,19 @@ def test_staged_output_dir_refuses_a_folder_that_is_not_a_report(tmp_path):
     with staged_output_dir(out) as folder:
         (folder / "a.txt").write_text("1")
     assert tree(out) == [REPORT_MARKER, "a.txt"]
+
+
+@pytest.mark.parametrize("out", [".", "..", "CWD"])
+def test_out_that_is_the_current_folder_or_holds_it_is_refused_and_leaves_nothing(capsys, tmp_path, monkeypatch,
+                                                                                  runs, out):
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    out = str(here) if out == "CWD" else out
+    code, stdout, err = run_main(capsys, [*RUN, "--out", out])
+    assert (code, stdout, runs) == (2, "", [])
+    assert err == (f"run_backtest.py: error: out='{out}' is the current folder or holds it, which a report cannot "
+                   "replace; give a sub-folder (for example reports/run1).\n")
+    assert tree(tmp_path) == ["work"]  # no hidden .partial or .old folder
+    code, _, err = run_main(capsys, [*COMPARE, "--out", "."])
+    assert code == 2 and "is the current folder or holds it" in err and tree(tmp_path) == ["work"]
