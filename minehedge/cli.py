@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import glob
 import json
 import math
 import os
@@ -499,6 +500,33 @@ def check_output_dir(out: str | Path) -> Path:
     return out
 
 
+#: The staging folders of :func:`staged_output_dir` after ``.NAME.``: ``pidPID.XXXXXXXX.partial`` (or ``.old``);
+#: without ``pidPID.``, from versions that did not record the writer.
+_STAGING_NAME = re.compile(r"(?:pid(\d+)\.)?[a-z0-9_]{8}\.(?:partial|old)")
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove the staging folders of ``out`` that a killed writer left (its process is gone)."""
+    prefix = f".{out.name}."
+    for path in out.parent.glob(glob.escape(prefix) + "*"):
+        match = _STAGING_NAME.fullmatch(path.name[len(prefix):])
+        if match is None or not path.is_dir() or (match.group(1) and _process_alive(int(match.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; on success it replaces ``out``, on error it vanishes.
@@ -509,7 +537,8 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
     """
     out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    _remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".partial", dir=out.parent))
     try:
         yield staging
         check_output_dir(out)  # still empty or a report (the run may have taken long)
@@ -523,7 +552,7 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
     os.umask(mask)
     os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)
         os.replace(staging, out)
         shutil.rmtree(old, ignore_errors=True)

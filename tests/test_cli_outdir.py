@@ -116,3 +116,16 @@ def test_out_that_is_the_current_folder_or_holds_it_is_refused_and_leaves_nothin
     assert tree(tmp_path) == ["work"]  # no hidden .partial or .old folder
     code, _, err = run_main(capsys, [*COMPARE, "--out", "."])
     assert code == 2 and "is the current folder or holds it" in err and tree(tmp_path) == ["work"]
+
+
+def test_staging_folders_a_killed_writer_left_are_removed_on_the_next_write(capsys, tmp_path):
+    dead_pid = 2**22 + 1  # above Linux's pid_max: no such process
+    stale = [f".rep.pid{dead_pid}.abcd_123.partial", f".rep.pid{dead_pid}.x1y2z3w4.old", ".rep.k3x6n4k_.partial"]
+    kept = [f".rep.pid{os.getppid()}.abcdefgh.partial",  # a writer that is still running
+            f".rep2.pid{dead_pid}.abcdefgh.partial", ".rep.notes"]  # another out's; not a staging folder
+    for name in stale + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text("{}")
+    assert run_main(capsys, [*RUN, "--out", str(tmp_path / "rep")])[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "rep"])
+    assert sorted(os.listdir(tmp_path / "rep")) == [REPORT_MARKER, "summary.json"]
