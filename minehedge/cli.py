@@ -497,6 +497,9 @@ def check_output_dir(out: str | Path) -> Path:
                 f"out={str(out)!r} holds files that are not part of its minehedge report ({', '.join(extra[:3])}"
                 f"{', ...' if len(extra) > 3 else ''}); move them away or choose another folder."
             )
+    from minehedge.sweep import check_writable
+
+    check_writable(out, replace=True)
     return out
 
 

@@ -539,6 +539,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def check_writable(folder: str | Path, *, replace: bool = False) -> None:
+    """Raise :class:`ConfigError` ``out='X': cannot write there (reason)`` unless a file can be created in
+    ``folder`` (while it does not exist: in its nearest existing ancestor, where it would be created). With
+    ``replace``, its parent is probed too (replacing a folder renames it there). Creates nothing that stays."""
+    folder = Path(folder)
+    for target in (folder, folder.parent) if replace else (folder,):
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".minehedge-probe.", dir=target))
+        except OSError as exc:
+            raise ConfigError(f"out={str(folder)!r}: cannot write there ({exc.strerror or exc}).") from None
+
+
 def atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
     """Write a CSV so that ``path`` is always either the old complete file or the new complete file."""
     path = Path(path)
@@ -761,6 +775,7 @@ def run_sweep(
     if executor.needs_pickle:
         _check_picklable(run_fn, shared)
 
+    check_writable(out_dir)  # before anything runs
     out_dir.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out_dir / RESULTS_FILE, param_columns)
     if table.journal_path.exists():  # left by a sweep that did not finish: fold it in before appending

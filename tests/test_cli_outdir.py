@@ -129,3 +129,53 @@ def test_staging_folders_a_killed_writer_left_are_removed_on_the_next_write(caps
     assert run_main(capsys, [*RUN, "--out", str(tmp_path / "rep")])[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "rep"])
     assert sorted(os.listdir(tmp_path / "rep")) == [REPORT_MARKER, "summary.json"]
+
+
+# ------------------------------------------------------------------------------------------ unwritable --out
+
+SWEEP = ["sweep", "--start", "2020-01-01", "--grid", "hedge_ratio=0,1", "--workers", "1"]
+
+
+@pytest.fixture
+def sweeps(monkeypatch):
+    """Counts the configurations the contract API's sweeps run."""
+    count = []
+    summary = CONTRACT.run_summary
+    monkeypatch.setattr(CONTRACT, "run_summary", lambda config, shared: count.append(1) or summary(config, shared))
+    return count
+
+
+@pytest.mark.parametrize("command", [RUN, COMPARE, SWEEP])
+def test_out_under_a_file_exits_2_before_anything_runs(capsys, tmp_path, monkeypatch, runs, sweeps, command):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("mine")
+    code, stdout, err = run_main(capsys, [*command, "--out", "notes.txt/rep"])
+    assert (code, stdout, runs, sweeps) == (2, "", [], [])
+    assert err.endswith("run_backtest.py: error: out='notes.txt/rep': cannot write there (Not a directory).\n")
+    assert tree(tmp_path) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", [RUN, COMPARE, SWEEP])
+@pytest.mark.parametrize("out", ["ro/rep", "ro/new/rep", "ro"])
+def test_out_in_a_read_only_folder_exits_2_before_anything_runs(capsys, tmp_path, monkeypatch, runs, sweeps,
+                                                                command, out):
+    """Permissions do not bind root (the CI user), so the file system's refusal is simulated: creating
+    anything in ro/ fails as it does for a user without write permission there."""
+    import errno
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    Path("ro").mkdir()
+    read_only = Path("ro").resolve()
+    mkdtemp = tempfile.mkdtemp
+
+    def refusing_mkdtemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == read_only:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+        return mkdtemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refusing_mkdtemp)
+    code, stdout, err = run_main(capsys, [*command, "--out", out])
+    assert (code, stdout, runs, sweeps) == (2, "", [], [])
+    assert err.endswith(f"run_backtest.py: error: out='{out}': cannot write there (Permission denied).\n")
+    assert tree(tmp_path) == ["ro"]
