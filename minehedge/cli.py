@@ -309,11 +309,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if len(grid) == 2:
         x, y = list(grid)
         charts = sweep.write_heatmaps(out, frame, x, y, [metric, *sweep.HEATMAP_METRICS], log=_note)
-    for failure in report.failed:
-        _note(f"failed: {failure['swept']}: {failure['error']}")
-    if report.failed:
-        _note(f"first failure's traceback:\n{report.failed[0]['traceback'].rstrip()}")
-        _note(f"{len(report.failed)} configurations failed; re-run the same command to retry them.")
+    report_sweep_failures(report.failed)
 
     columns = [*grid, metric, *[k for k in ("max_drawdown_pct", "liquidations", "total_return_pct") if k != metric]]
     columns = [c for c in dict.fromkeys(columns) if c in ranked.columns]
@@ -332,6 +328,24 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         for chart in charts:
             print(f"chart: {chart}")
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
+    """On stderr: one line per failed configuration, then what to do about them.
+
+    A configuration or data error (``user_error``: ConfigError, DataError) fails the same way on every re-run,
+    so it gets neither a traceback nor the advice to re-run. A crash or a dead worker may not: the first one's
+    traceback is shown, and a re-run retries it.
+    """
+    for failure in failed:
+        _note(f"failed: {failure['swept']}: {failure['error']}")
+    crashes = [failure for failure in failed if not failure.get("user_error")]
+    if crashes:
+        _note(f"first failure's traceback:\n{crashes[0]['traceback'].rstrip()}")
+        _note(f"{len(crashes)} configurations failed; re-run the same command to retry them.")
+    if len(failed) > len(crashes):
+        _note(f"{len(failed) - len(crashes)} configurations failed with a configuration or data error; fix the "
+              "configuration (a re-run fails the same way).")
 
 
 def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence[ParamSpec]]) -> list[dict]:

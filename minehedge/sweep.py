@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minehedge.errors import ConfigError, did_you_mean
+from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
 
 RunFn = Callable[[dict, Any], Mapping[str, Any]]
 
@@ -184,7 +184,9 @@ def config_hash(config: Mapping[str, Any], data_fingerprint: str) -> str:
 
 
 def execute_one(run_fn: RunFn, config: dict, shared: Any) -> dict[str, Any]:
-    """Run one configuration; return ``{status, error, seconds, summary, traceback}``, never raise Exception.
+    """Run one configuration; return ``{status, error, seconds, summary, traceback, user_error}``, never raise
+    Exception. ``user_error``: the failure is a :class:`MinehedgeError` (a configuration or data the user must
+    fix; every re-run fails the same way), not a crash.
 
     ``KeyboardInterrupt`` and ``SystemExit`` pass through: they mean "stop", not "this configuration failed".
     """
@@ -197,17 +199,19 @@ def execute_one(run_fn: RunFn, config: dict, shared: Any) -> dict[str, Any]:
         clash = sorted(set(summary) & set(RESERVED_COLUMNS))
         if clash:
             raise ValueError(f"run function returned reserved key(s) {clash}")
-        status, error, trace = STATUS_OK, "", ""
+        status, error, trace, user_error = STATUS_OK, "", "", False
     except Exception as exc:  # a failed configuration is data, recorded in results.csv
         summary, status = {}, STATUS_FAILED
         error = " | ".join(f"{type(exc).__name__}: {exc}".splitlines())
         trace = traceback.format_exc()
+        user_error = isinstance(exc, MinehedgeError)
     return {
         "status": status,
         "error": error,
         "seconds": round(time.perf_counter() - started, 3),
         "summary": summary,
         "traceback": trace,
+        "user_error": user_error,
     }
 
 
@@ -219,6 +223,7 @@ def _failure(error: BaseException) -> dict[str, Any]:
         "seconds": 0.0,
         "summary": {},
         "traceback": "".join(traceback.format_exception(error)),
+        "user_error": False,
     }
 
 
