@@ -299,15 +299,30 @@ def _start_method() -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_process_worker(run_fn: RunFn, shared: Any) -> None:
-    """Process-pool initializer: keep the run function and the shared data for every task of this worker."""
+def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None, workers_started: Any = None) -> None:
+    """Process-pool initializer: keep the run function and the shared data for every task of this worker.
+
+    ``running`` (a shared array, one slot per worker) is where the worker writes the index of the job it runs,
+    ``-1`` when idle, so that the parent knows which jobs were running if a worker dies; ``workers_started``
+    (a shared counter) gives each worker its slot.
+    """
     _WORKER["run_fn"] = run_fn
     _WORKER["shared"] = shared
+    if running is not None:
+        with workers_started.get_lock():
+            _WORKER["slot"] = workers_started.value % len(running)
+            workers_started.value += 1
+        _WORKER["running"] = running
 
 
 def _process_task(index: int, config: dict) -> tuple[int, dict]:
+    running = _WORKER.get("running")
+    if running is not None:
+        running[_WORKER["slot"]] = index
     outcome = execute_one(_WORKER["run_fn"], config, _WORKER["shared"])
     release_run_garbage()
+    if running is not None:
+        running[_WORKER["slot"]] = -1
     return index, outcome
 
 
@@ -316,8 +331,9 @@ class LocalExecutor:
 
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
-    start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, an
-    interrupted run, or a worker that died starts a fresh pool next time. Objects are compared by identity:
+    start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, or an
+    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool:
+    the configurations that were running then are recorded failed, and a fresh pool runs the others. Objects are compared by identity:
     workers hold the copy they were sent, so pass a new ``shared`` object rather than changing one in place.
     """
 
@@ -329,6 +345,7 @@ class LocalExecutor:
         self.needs_pickle = workers > 1
         self._pool: ProcessPoolExecutor | None = None
         self._pool_holds: tuple[RunFn, Any] | None = None  # the (run_fn, shared) its workers were given
+        self._running: Any = None  # the pool's shared array: the job index each worker runs (-1: none)
 
     @property
     def description(self) -> str:
@@ -345,7 +362,7 @@ class LocalExecutor:
     def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._pool_holds = None
+        self._pool = self._pool_holds = self._running = None
 
     def _pool_for(self, run_fn: RunFn, shared: Any) -> ProcessPoolExecutor:
         """The open pool if its workers hold this ``run_fn`` and ``shared``, else a new one that does."""
@@ -353,11 +370,13 @@ class LocalExecutor:
             self._close_pool()
         if self._pool is None:
             # workers are spawned as tasks arrive, so a run of fewer jobs than workers starts fewer processes
+            context = multiprocessing.get_context(_start_method())
+            self._running = context.Array("q", [-1] * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context(_start_method()),
+                mp_context=context,
                 initializer=_init_process_worker,
-                initargs=(run_fn, shared),
+                initargs=(run_fn, shared, self._running, context.Value("i", 0)),
             )
             self._pool_holds = (run_fn, shared)
         return self._pool
@@ -370,21 +389,40 @@ class LocalExecutor:
                     between_runs()
                     yield index, outcome
             return
-        pool = self._pool_for(run_fn, shared)
-        futures = {}
+        pending = dict(jobs)  # index -> config: not yet run
         reusable = False
         try:
-            futures = {pool.submit(_process_task, index, config): index for index, config in jobs}
-            broken = False
-            for future in as_completed(futures):
+            while pending:
+                pool = self._pool_for(run_fn, shared)
+                futures: dict = {}
+                broken: BrokenProcessPool | None = None
                 try:
-                    yield future.result()
-                except Exception as exc:  # e.g. BrokenProcessPool: a worker died
-                    broken = broken or isinstance(exc, BrokenProcessPool)
-                    yield futures[future], _failure(exc)
-            reusable = not broken
+                    for index, config in pending.items():
+                        futures[pool.submit(_process_task, index, config)] = index
+                except BrokenProcessPool as exc:  # a worker died while the jobs were being queued
+                    broken = exc
+                for future in as_completed(futures):
+                    try:
+                        index, outcome = future.result()
+                    except BrokenProcessPool as exc:  # a worker died: the pool fails every job it still holds
+                        broken = exc
+                        continue
+                    except Exception as exc:
+                        index, outcome = futures[future], _failure(exc)
+                    del pending[index]
+                    yield index, outcome
+                if broken is None:
+                    break
+                # Only the jobs that were running when the pool broke failed; a fresh pool runs the others.
+                # (If none is known to be running, every job left fails, as the sweep must end.)
+                died = [index for index in self._running if index in pending] or list(pending)
+                self._close_pool()
+                for index in died:
+                    del pending[index]
+                    yield index, _failure(broken)
+            reusable = True
         finally:
-            if not reusable:  # interrupted (tasks may still be queued or running) or broken: start afresh
+            if not reusable:  # interrupted (tasks may still be queued or running): start afresh
                 self._close_pool()
 
 
