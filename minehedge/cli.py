@@ -3,7 +3,8 @@ comparisons, policy registry, data helpers) and :mod:`minehedge.sweep` (sweeps).
 
 Exit codes: 0 success; 1 a run failed (a bug or an unexpected error: its traceback is printed), or a sweep
 finished with failed configurations, or ``data validate`` found errors; 2 a usage, configuration or data
-problem the user can fix (one message on stderr, no traceback); 130 interrupted (Ctrl-C).
+problem the user can fix (one message on stderr, no traceback); 130 interrupted (Ctrl-C); 141 stdout is a
+pipe whose reader closed it (``... | head``), which ends the command quietly.
 
 Output files are never half-written: ``run`` and ``compare`` build their report in a temporary sibling
 folder that replaces ``--out`` only when complete; ``sweep`` replaces each file atomically.
@@ -48,6 +49,7 @@ COMMANDS = ("run", "sweep", "compare", "data", "policies")
 DATA_ACTIONS = ("list", "validate", "download", "hashprice", "breakeven")
 DEFAULT_SWEEP_OUT = "reports/sweep"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool that a closed pipe ended
 
 
 class UsageError(ConfigError):
@@ -436,7 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = build_parser().parse_args(argv)
         settings = _settings(ns)
-        return HANDLERS[ns.command](ns, settings)
+        code = HANDLERS[ns.command](ns, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except SystemExit as exc:  # --help and --version print and exit 0 through argparse
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except UsageError as exc:
@@ -451,7 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # a run that failed: the traceback is what the user reports
+    except Exception as exc:  # a run that failed: the traceback is what the user reports
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # `... | head`: the reader has what it wanted; end quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            return EXIT_PIPE_CLOSED
         traceback.print_exc(file=sys.stderr)
         print(f"{PROG}: error: the run failed (traceback above).", file=sys.stderr)
         return EXIT_FAILED
@@ -575,6 +583,18 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (so that a BrokenPipeError is about stdout)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout (a notebook, a test)
+        return False
 
 
 def _note(message: str) -> None:
