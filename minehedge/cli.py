@@ -434,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code."""
     from minehedge.sweep import SweepInterrupted
 
+    whole_program = argv is None  # the process ends when main returns (else: a caller's, left as it was)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         ns = build_parser().parse_args(argv)
@@ -450,9 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SweepInterrupted as exc:
+        _ignore_further_interrupts(whole_program)
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
+        _ignore_further_interrupts(whole_program)
         print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a run that failed: the traceback is what the user reports
@@ -583,6 +586,16 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
+
+
+def _ignore_further_interrupts(whole_program: bool) -> None:
+    """The program is ending after a Ctrl-C; another one (impatience) must not turn the exit (interpreter
+    shutdown, the sweep's workers already ended) into a traceback."""
+    import signal
+    import threading
+
+    if whole_program and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stdout_closed() -> bool:

@@ -61,8 +61,10 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -306,6 +308,9 @@ def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None, worker
     ``-1`` when idle, so that the parent knows which jobs were running if a worker dies; ``workers_started``
     (a shared counter) gives each worker its slot.
     """
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the sweep and ends the workers,
+    # which must not die on their own half-way (tracebacks, and a pool the parent then waits for)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["run_fn"] = run_fn
     _WORKER["shared"] = shared
     if running is not None:
@@ -324,6 +329,19 @@ def _process_task(index: int, config: dict) -> tuple[int, dict]:
     if running is not None:
         running[_WORKER["slot"]] = -1
     return index, outcome
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored inside the block (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class LocalExecutor:
@@ -356,13 +374,25 @@ class LocalExecutor:
     def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._close_pool()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._close_pool(terminate=exc_type is not None)
 
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._pool_holds = self._running = None
+    def _close_pool(self, *, terminate: bool = False) -> None:
+        """Shut the pool down: wait for its workers to finish, or (``terminate``: interrupted, failing) end
+        them at once, so that a second Ctrl-C finds nothing to wait for."""
+        pool, self._pool, self._pool_holds, self._running = self._pool, None, None, None
+        if pool is None:
+            return
+        if not terminate:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        with _sigint_ignored():  # a second Ctrl-C must not stop this half-way (workers left to wait for)
+            workers = list((getattr(pool, "_processes", None) or {}).values())  # terminate_workers(): 3.14+
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.join(timeout=5)
 
     def _pool_for(self, run_fn: RunFn, shared: Any) -> ProcessPoolExecutor:
         """The open pool if its workers hold this ``run_fn`` and ``shared``, else a new one that does."""
@@ -422,8 +452,8 @@ class LocalExecutor:
                     yield index, _failure(broken)
             reusable = True
         finally:
-            if not reusable:  # interrupted (tasks may still be queued or running): start afresh
-                self._close_pool()
+            if not reusable:  # interrupted (tasks may still be queued or running): end them, start afresh
+                self._close_pool(terminate=True)
 
 
 @dataclass
@@ -857,12 +887,14 @@ def run_sweep(
         if table.unsaved:
             table.write(hashes)
     except BaseException as exc:
-        # results.csv gets what finished; if the disk is failing too, the journal still holds what it could
-        with contextlib.suppress(OSError):
-            table.close_journal()
-        if table.unsaved:
+        # results.csv gets what finished; if the disk is failing too, the journal still holds what it could.
+        # After a Ctrl-C, a second one must not cut this short: it is quick, and then the sweep ends.
+        with _sigint_ignored() if isinstance(exc, KeyboardInterrupt) else contextlib.nullcontext():
             with contextlib.suppress(OSError):
-                table.write(hashes)
+                table.close_journal()
+            if table.unsaved:
+                with contextlib.suppress(OSError):
+                    table.write(hashes)
         if isinstance(exc, KeyboardInterrupt):
             journal = table.journal_path if table.unsaved else None
             raise SweepInterrupted(skipped + report.ran, len(points), table.path, journal) from None
