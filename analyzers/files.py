@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+_UMASK = os.umask(0)  # read once (setting it is the only way): report files get the usual 0666 & ~umask
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write(stream)`` on a temporary file in ``path``'s folder, fsync it, then rename it to ``path``.
@@ -23,6 +26,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; a report is an ordinary, shareable file
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

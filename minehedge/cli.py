@@ -3,7 +3,8 @@ comparisons, policy registry, data helpers) and :mod:`minehedge.sweep` (sweeps).
 
 Exit codes: 0 success; 1 a run failed (a bug or an unexpected error: its traceback is printed), or a sweep
 finished with failed configurations, or ``data validate`` found errors; 2 a usage, configuration or data
-problem the user can fix (one message on stderr, no traceback); 130 interrupted (Ctrl-C).
+problem the user can fix (one message on stderr, no traceback); 130 interrupted (Ctrl-C); 141 stdout is a
+pipe whose reader closed it (``... | head``), which ends the command quietly.
 
 Output files are never half-written: ``run`` and ``compare`` build their report in a temporary sibling
 folder that replaces ``--out`` only when complete; ``sweep`` replaces each file atomically.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import glob
 import json
 import math
 import os
@@ -47,6 +49,7 @@ COMMANDS = ("run", "sweep", "compare", "data", "policies")
 DATA_ACTIONS = ("list", "validate", "download", "hashprice", "breakeven")
 DEFAULT_SWEEP_OUT = "reports/sweep"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool that a closed pipe ended
 
 
 class UsageError(ConfigError):
@@ -261,6 +264,8 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     config = _policy_config(settings)
+    if settings["out"]:
+        check_output_dir(settings["out"])  # before the run, which may take a while
     outcome = _api().run_backtest(config)
     for note in outcome.notes:
         _note(f"note: {note}")
@@ -336,11 +341,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if len(grid) == 2:
         x, y = list(grid)
         charts = sweep.write_heatmaps(out, frame, x, y, [metric, *sweep.HEATMAP_METRICS], log=_note)
-    for failure in report.failed:
-        _note(f"failed: {failure['swept']}: {failure['error']}")
-    if report.failed:
-        _note(f"first failure's traceback:\n{report.failed[0]['traceback'].rstrip()}")
-        _note(f"{len(report.failed)} configurations failed; re-run the same command to retry them.")
+    report_sweep_failures(report.failed)
 
     columns = [*grid, metric, *[k for k in ("max_drawdown_pct", "liquidations", "total_return_pct") if k != metric]]
     columns = [c for c in dict.fromkeys(columns) if c in ranked.columns]
@@ -359,6 +360,24 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         for chart in charts:
             print(f"chart: {chart}")
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
+    """On stderr: one line per failed configuration, then what to do about them.
+
+    A configuration or data error (``user_error``: ConfigError, DataError) fails the same way on every re-run,
+    so it gets neither a traceback nor the advice to re-run. A crash or a dead worker may not: the first one's
+    traceback is shown, and a re-run retries it.
+    """
+    for failure in failed:
+        _note(f"failed: {failure['swept']}: {failure['error']}")
+    crashes = [failure for failure in failed if not failure.get("user_error")]
+    if crashes:
+        _note(f"first failure's traceback:\n{crashes[0]['traceback'].rstrip()}")
+        _note(f"{len(crashes)} configurations failed; re-run the same command to retry them.")
+    if len(failed) > len(crashes):
+        _note(f"{len(failed) - len(crashes)} configurations failed with a configuration or data error; fix the "
+              "configuration (a re-run fails the same way).")
 
 
 def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence[ParamSpec]]) -> list[dict]:
@@ -449,11 +468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code."""
     from minehedge.sweep import SweepInterrupted
 
+    whole_program = argv is None  # the process ends when main returns (else: a caller's, left as it was)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         ns = build_parser().parse_args(argv)
         settings = _settings(ns)
-        return HANDLERS[ns.command](ns, settings)
+        code = HANDLERS[ns.command](ns, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except SystemExit as exc:  # --help and --version print and exit 0 through argparse
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except UsageError as exc:
@@ -463,12 +485,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SweepInterrupted as exc:
+        _ignore_further_interrupts(whole_program)
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
+        _ignore_further_interrupts(whole_program)
         print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:  # a run that failed: the traceback is what the user reports
+    except Exception as exc:  # a run that failed: the traceback is what the user reports
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # `... | head`: the reader has what it wanted; end quietly, as other command-line tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            return EXIT_PIPE_CLOSED
         traceback.print_exc(file=sys.stderr)
         print(f"{PROG}: error: the run failed (traceback above).", file=sys.stderr)
         return EXIT_FAILED
@@ -477,19 +505,108 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------ output
 
 
+#: Written into every report folder ``run`` and ``compare`` make: the files of the report, so that a later
+#: ``--out`` of the same folder knows it replaces a report and nothing else.
+REPORT_MARKER = ".minehedge-report.json"
+#: What reports written before the marker existed hold (analyzers.report / analyzers.comparison): such a folder,
+#: holding summary.json or comparison.csv and nothing else but these, is a previous report too.
+_LEGACY_REPORT_FILES = frozenset({
+    "summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", "comparison.csv",
+    "price.png", "equity_drawdown.png", "margin_ratio.png", "mining.png",
+    "compare_equity_usd.png", "compare_equity_coin.png",
+})
+
+
+def _report_files(folder: Path) -> set[str] | None:
+    """The file names of the minehedge report in ``folder`` (its marker included), or None if it holds none."""
+    marker = folder / REPORT_MARKER
+    if marker.is_file():
+        try:
+            files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {REPORT_MARKER, *map(str, files)}
+    names = {p.name for p in folder.iterdir()}
+    if names & {"summary.json", "comparison.csv"} and names <= _LEGACY_REPORT_FILES:
+        return set(names)
+    return None
+
+
+def check_output_dir(out: str | Path) -> Path:
+    """``out`` as a Path if a report may be written there; else a :class:`ConfigError` saying why.
+
+    Allowed: a new folder, an empty one, or a previous minehedge report (which the new report replaces whole).
+    Anything else would be deleted by the replacement, so it is refused.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
+    if out.is_dir():
+        here = Path.cwd().resolve()
+        if out.resolve() in (here, *here.parents):
+            raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot replace; "
+                              "give a sub-folder (for example reports/run1).")
+        names = sorted(p.name for p in out.iterdir())
+        report = _report_files(out) if names else set()
+        if report is None:
+            raise ConfigError(f"out={str(out)!r} is not empty and is not a minehedge report; choose another folder.")
+        extra = [name for name in names if name not in report]
+        if extra:
+            raise ConfigError(
+                f"out={str(out)!r} holds files that are not part of its minehedge report ({', '.join(extra[:3])}"
+                f"{', ...' if len(extra) > 3 else ''}); move them away or choose another folder."
+            )
+    from minehedge.sweep import check_writable
+
+    check_writable(out, replace=True)
+    return out
+
+
+#: The staging folders of :func:`staged_output_dir` after ``.NAME.``: ``pidPID.XXXXXXXX.partial`` (or ``.old``);
+#: without ``pidPID.``, from versions that did not record the writer.
+_STAGING_NAME = re.compile(r"(?:pid(\d+)\.)?[a-z0-9_]{8}\.(?:partial|old)")
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove the staging folders of ``out`` that a killed writer left (its process is gone)."""
+    prefix = f".{out.name}."
+    for path in out.parent.glob(glob.escape(prefix) + "*"):
+        match = _STAGING_NAME.fullmatch(path.name[len(prefix):])
+        if match is None or not path.is_dir() or (match.group(1) and _process_alive(int(match.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; on success it replaces ``out``, on error it vanishes.
 
     So a failed run never leaves a half-written report, and a successful one never mixes old and new files.
+    ``out`` must pass :func:`check_output_dir`: only a previous report is ever replaced. The new report gets
+    the marker file :data:`REPORT_MARKER` listing its files.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
+    out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    _remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".partial", dir=out.parent))
     try:
         yield staging
+        check_output_dir(out)  # still empty or a report (the run may have taken long)
+        files = sorted(p.name for p in staging.iterdir())
+        (staging / REPORT_MARKER).write_text(json.dumps({"minehedge_report": 1, "files": files}) + "\n",
+                                             encoding="utf-8")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -497,12 +614,34 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
     os.umask(mask)
     os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)
         os.replace(staging, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, out)
+
+
+def _ignore_further_interrupts(whole_program: bool) -> None:
+    """The program is ending after a Ctrl-C; another one (impatience) must not turn the exit (interpreter
+    shutdown, the sweep's workers already ended) into a traceback."""
+    import signal
+    import threading
+
+    if whole_program and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (so that a BrokenPipeError is about stdout)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout (a notebook, a test)
+        return False
 
 
 def _note(message: str) -> None:

@@ -61,8 +61,10 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -73,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.summary_keys import LOWER_IS_BETTER as SUMMARY_LOWER_IS_BETTER
-from minehedge.errors import ConfigError, did_you_mean
+from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
 
 RunFn = Callable[[dict, Any], Mapping[str, Any]]
 
@@ -171,7 +173,9 @@ def config_hash(config: Mapping[str, Any], data_fingerprint: str) -> str:
 
 
 def execute_one(run_fn: RunFn, config: dict, shared: Any) -> dict[str, Any]:
-    """Run one configuration; return ``{status, error, seconds, summary, traceback}``, never raise Exception.
+    """Run one configuration; return ``{status, error, seconds, summary, traceback, user_error}``, never raise
+    Exception. ``user_error``: the failure is a :class:`MinehedgeError` (a configuration or data the user must
+    fix; every re-run fails the same way), not a crash.
 
     ``KeyboardInterrupt`` and ``SystemExit`` pass through: they mean "stop", not "this configuration failed".
     """
@@ -184,17 +188,19 @@ def execute_one(run_fn: RunFn, config: dict, shared: Any) -> dict[str, Any]:
         clash = sorted(set(summary) & set(RESERVED_COLUMNS))
         if clash:
             raise ValueError(f"run function returned reserved key(s) {clash}")
-        status, error, trace = STATUS_OK, "", ""
+        status, error, trace, user_error = STATUS_OK, "", "", False
     except Exception as exc:  # a failed configuration is data, recorded in results.csv
         summary, status = {}, STATUS_FAILED
         error = " | ".join(f"{type(exc).__name__}: {exc}".splitlines())
         trace = traceback.format_exc()
+        user_error = isinstance(exc, MinehedgeError)
     return {
         "status": status,
         "error": error,
         "seconds": round(time.perf_counter() - started, 3),
         "summary": summary,
         "traceback": trace,
+        "user_error": user_error,
     }
 
 
@@ -206,6 +212,7 @@ def _failure(error: BaseException) -> dict[str, Any]:
         "seconds": 0.0,
         "summary": {},
         "traceback": "".join(traceback.format_exception(error)),
+        "user_error": False,
     }
 
 
@@ -281,16 +288,47 @@ def _start_method() -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_process_worker(run_fn: RunFn, shared: Any) -> None:
-    """Process-pool initializer: keep the run function and the shared data for every task of this worker."""
+def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None, workers_started: Any = None) -> None:
+    """Process-pool initializer: keep the run function and the shared data for every task of this worker.
+
+    ``running`` (a shared array, one slot per worker) is where the worker writes the index of the job it runs,
+    ``-1`` when idle, so that the parent knows which jobs were running if a worker dies; ``workers_started``
+    (a shared counter) gives each worker its slot.
+    """
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the sweep and ends the workers,
+    # which must not die on their own half-way (tracebacks, and a pool the parent then waits for)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["run_fn"] = run_fn
     _WORKER["shared"] = shared
+    if running is not None:
+        with workers_started.get_lock():
+            _WORKER["slot"] = workers_started.value % len(running)
+            workers_started.value += 1
+        _WORKER["running"] = running
 
 
 def _process_task(index: int, config: dict) -> tuple[int, dict]:
+    running = _WORKER.get("running")
+    if running is not None:
+        running[_WORKER["slot"]] = index
     outcome = execute_one(_WORKER["run_fn"], config, _WORKER["shared"])
     release_run_garbage()
+    if running is not None:
+        running[_WORKER["slot"]] = -1
     return index, outcome
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored inside the block (in the main thread; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class LocalExecutor:
@@ -298,8 +336,9 @@ class LocalExecutor:
 
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
-    start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, an
-    interrupted run, or a worker that died starts a fresh pool next time. Objects are compared by identity:
+    start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, or an
+    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool:
+    the configurations that were running then are recorded failed, and a fresh pool runs the others. Objects are compared by identity:
     workers hold the copy they were sent, so pass a new ``shared`` object rather than changing one in place.
     """
 
@@ -311,6 +350,7 @@ class LocalExecutor:
         self.needs_pickle = workers > 1
         self._pool: ProcessPoolExecutor | None = None
         self._pool_holds: tuple[RunFn, Any] | None = None  # the (run_fn, shared) its workers were given
+        self._running: Any = None  # the pool's shared array: the job index each worker runs (-1: none)
 
     @property
     def description(self) -> str:
@@ -321,13 +361,25 @@ class LocalExecutor:
     def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._close_pool()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._close_pool(terminate=exc_type is not None)
 
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._pool_holds = None
+    def _close_pool(self, *, terminate: bool = False) -> None:
+        """Shut the pool down: wait for its workers to finish, or (``terminate``: interrupted, failing) end
+        them at once, so that a second Ctrl-C finds nothing to wait for."""
+        pool, self._pool, self._pool_holds, self._running = self._pool, None, None, None
+        if pool is None:
+            return
+        if not terminate:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        with _sigint_ignored():  # a second Ctrl-C must not stop this half-way (workers left to wait for)
+            workers = list((getattr(pool, "_processes", None) or {}).values())  # terminate_workers(): 3.14+
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.join(timeout=5)
 
     def _pool_for(self, run_fn: RunFn, shared: Any) -> ProcessPoolExecutor:
         """The open pool if its workers hold this ``run_fn`` and ``shared``, else a new one that does."""
@@ -335,11 +387,13 @@ class LocalExecutor:
             self._close_pool()
         if self._pool is None:
             # workers are spawned as tasks arrive, so a run of fewer jobs than workers starts fewer processes
+            context = multiprocessing.get_context(_start_method())
+            self._running = context.Array("q", [-1] * self.workers, lock=False)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context(_start_method()),
+                mp_context=context,
                 initializer=_init_process_worker,
-                initargs=(run_fn, shared),
+                initargs=(run_fn, shared, self._running, context.Value("i", 0)),
             )
             self._pool_holds = (run_fn, shared)
         return self._pool
@@ -352,22 +406,41 @@ class LocalExecutor:
                     between_runs()
                     yield index, outcome
             return
-        pool = self._pool_for(run_fn, shared)
-        futures = {}
+        pending = dict(jobs)  # index -> config: not yet run
         reusable = False
         try:
-            futures = {pool.submit(_process_task, index, config): index for index, config in jobs}
-            broken = False
-            for future in as_completed(futures):
+            while pending:
+                pool = self._pool_for(run_fn, shared)
+                futures: dict = {}
+                broken: BrokenProcessPool | None = None
                 try:
-                    yield future.result()
-                except Exception as exc:  # e.g. BrokenProcessPool: a worker died
-                    broken = broken or isinstance(exc, BrokenProcessPool)
-                    yield futures[future], _failure(exc)
-            reusable = not broken
-        finally:
-            if not reusable:  # interrupted (tasks may still be queued or running) or broken: start afresh
+                    for index, config in pending.items():
+                        futures[pool.submit(_process_task, index, config)] = index
+                except BrokenProcessPool as exc:  # a worker died while the jobs were being queued
+                    broken = exc
+                for future in as_completed(futures):
+                    try:
+                        index, outcome = future.result()
+                    except BrokenProcessPool as exc:  # a worker died: the pool fails every job it still holds
+                        broken = exc
+                        continue
+                    except Exception as exc:
+                        index, outcome = futures[future], _failure(exc)
+                    del pending[index]
+                    yield index, outcome
+                if broken is None:
+                    break
+                # Only the jobs that were running when the pool broke failed; a fresh pool runs the others.
+                # (If none is known to be running, every job left fails, as the sweep must end.)
+                died = [index for index in self._running if index in pending] or list(pending)
                 self._close_pool()
+                for index in died:
+                    del pending[index]
+                    yield index, _failure(broken)
+            reusable = True
+        finally:
+            if not reusable:  # interrupted (tasks may still be queued or running): end them, start afresh
+                self._close_pool(terminate=True)
 
 
 @dataclass
@@ -524,6 +597,20 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_writable(folder: str | Path, *, replace: bool = False) -> None:
+    """Raise :class:`ConfigError` ``out='X': cannot write there (reason)`` unless a file can be created in
+    ``folder`` (while it does not exist: in its nearest existing ancestor, where it would be created). With
+    ``replace``, its parent is probed too (replacing a folder renames it there). Creates nothing that stays."""
+    folder = Path(folder)
+    for target in (folder, folder.parent) if replace else (folder,):
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".minehedge-probe.", dir=target))
+        except OSError as exc:
+            raise ConfigError(f"out={str(folder)!r}: cannot write there ({exc.strerror or exc}).") from None
 
 
 def atomic_write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
@@ -748,6 +835,7 @@ def run_sweep(
     if executor.needs_pickle:
         _check_picklable(run_fn, shared)
 
+    check_writable(out_dir)  # before anything runs
     out_dir.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(out_dir / RESULTS_FILE, param_columns)
     if table.journal_path.exists():  # left by a sweep that did not finish: fold it in before appending
@@ -790,12 +878,14 @@ def run_sweep(
         if table.unsaved:
             table.write(hashes)
     except BaseException as exc:
-        # results.csv gets what finished; if the disk is failing too, the journal still holds what it could
-        with contextlib.suppress(OSError):
-            table.close_journal()
-        if table.unsaved:
+        # results.csv gets what finished; if the disk is failing too, the journal still holds what it could.
+        # After a Ctrl-C, a second one must not cut this short: it is quick, and then the sweep ends.
+        with _sigint_ignored() if isinstance(exc, KeyboardInterrupt) else contextlib.nullcontext():
             with contextlib.suppress(OSError):
-                table.write(hashes)
+                table.close_journal()
+            if table.unsaved:
+                with contextlib.suppress(OSError):
+                    table.write(hashes)
         if isinstance(exc, KeyboardInterrupt):
             journal = table.journal_path if table.unsaved else None
             raise SweepInterrupted(skipped + report.ran, len(points), table.path, journal) from None

@@ -231,7 +231,8 @@ def test_policy_parameter_and_grid_errors_exit_2_before_anything_runs(capsys, tm
 def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
     out = tmp_path / "run1"
     out.mkdir()
-    (out / "stale.csv").write_text("from an older run")
+    for name in ("comparison.csv", "summary.md"):  # an older report (of compare) in the folder
+        (out / name).write_text("from an older run")
     code, stdout, err = run_main(capsys, [
         "run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25", "--set", "leverage=3", "--out", str(out), "--json"])
     assert code == 0
@@ -239,7 +240,7 @@ def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
     summary = json.loads(stdout)
     assert summary == {"sharpe": 2 * 0.25 - 0.1 * 3, "max_drawdown_pct": 1.5 * 10 * 3 * 0.75, "liquidations": 0,
                        "total_return_pct": 25 - 0.05, "first_day": "2020-01-01"}
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # replaced whole, no stale files
+    assert sorted(p.name for p in out.iterdir()) == [cli.REPORT_MARKER, "summary.json"]  # replaced whole
     assert json.loads((out / "summary.json").read_text()) == summary
     code, stdout, _ = run_main(capsys, ["run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25"])
     lines = dict(line.split(None, 1) for line in stdout.splitlines())
@@ -262,7 +263,8 @@ def test_staged_output_dir_replaces_only_on_success(tmp_path):
     with pytest.raises(RuntimeError), staged_output_dir(out) as folder:
         (folder / "b.txt").write_text("2")
         raise RuntimeError("boom")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and sorted(os.listdir(out)) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    assert sorted(os.listdir(out)) == [cli.REPORT_MARKER, "a.txt"]
 
 
 # ------------------------------------------------------------------------------------------ compare
