@@ -156,13 +156,10 @@ class Markets:
     def for_config(self, config: dict[str, Any]) -> Market:
         return self.by_key[market_key(config)]
 
-    @property
-    def fingerprint(self) -> str:
-        """The one market's fingerprint (so a sweep's hashes do not change), else a digest of them all."""
-        prints = sorted(m.fingerprint for m in self.by_key.values())
-        if len(prints) == 1:
-            return prints[0]
-        return hashlib.sha256("|".join(prints).encode()).hexdigest()[:16]
+    def fingerprint_of(self, config: dict[str, Any]) -> str:
+        """The fingerprint of ``config``'s own market: what a sweep hashes each configuration with, so adding
+        a venue or a fleet to a grid leaves the finished configurations' hashes (and results) as they were."""
+        return self.for_config(config).fingerprint
 
 
 def load_markets(configs: list[dict[str, Any]]) -> Markets:
@@ -206,7 +203,8 @@ def load_market(config: dict[str, Any]) -> Market:
     net_last = network.frame.index[-1]
     if asset == "BTC" and net_last + pd.Timedelta(days=1) < first.normalize():
         raise DataError(f"the BTC network data end on {net_last.date()}, before the first bar {first.date()}: "
-                        f"mining revenue is unknown for every bar; end the run by {net_last.date()}.")
+                        f"mining revenue is unknown for every bar; start the run by "
+                        f"{(net_last + pd.Timedelta(days=1)).date()}.")
     merged = asset == "ETH" and net_last >= ETH_MERGE
     if net_last + pd.Timedelta(days=1) < last.normalize() and not merged:
         bars = bars.loc[: net_last + pd.Timedelta(days=1)]

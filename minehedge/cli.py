@@ -310,6 +310,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if not settings["grid"]:
         raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid hedge_ratio=0:1:0.25).")
     _check_venue(settings, [policy], registry)
+    if settings["venue"] is not None and "venue" in settings["grid"]:
+        raise ConfigError(f"--venue {settings['venue']} and --grid venue=...: give one of them.")
     fixed = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
                             owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
@@ -331,7 +333,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     shared = api.load_shared([point.config for point in points])
     with executor:
         report = sweep.run_sweep(
-            points, api.run_summary, shared, data_fingerprint=shared.fingerprint, out_dir=out,
+            points, api.run_summary, shared, data_fingerprint=shared.fingerprint_of, out_dir=out,
             executor=executor, progress=not settings["json"], log=_note,
         )
     frame = sweep.read_results(report.results_path, report.hashes)

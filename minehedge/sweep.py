@@ -810,7 +810,7 @@ def run_sweep(
     run_fn: RunFn,
     shared: Any,
     *,
-    data_fingerprint: str,
+    data_fingerprint: str | Callable[[Mapping[str, Any]], str],
     out_dir: str | Path,
     executor: LocalExecutor | DaskExecutor,
     progress: bool = False,
@@ -818,8 +818,10 @@ def run_sweep(
 ) -> SweepReport:
     """Run every point not already done, recording each outcome in ``out_dir/results.csv`` as it lands.
 
-    ``executor`` must already be entered (``with make_executor(...) as executor``). ``progress`` shows a
-    tqdm bar with ETA on stderr (only when stderr is a terminal). ``log`` receives one-line notices.
+    ``data_fingerprint``: the data's fingerprint, hashed with each configuration, or a function giving each
+    configuration's own (several markets in one sweep). ``executor`` must already be entered (``with
+    make_executor(...) as executor``). ``progress`` shows a tqdm bar with ETA on stderr (only when stderr is
+    a terminal). ``log`` receives one-line notices.
     """
     log = log or (lambda message: None)
     out_dir = Path(out_dir)
@@ -829,7 +831,8 @@ def run_sweep(
     clash = sorted(set(param_columns) & set(RESERVED_COLUMNS))
     if clash:
         raise ConfigError(f"grid key(s) {clash} are reserved column names of results.csv; rename them.")
-    hashes = [config_hash(p.config, data_fingerprint) for p in points]
+    fingerprint_of = data_fingerprint if callable(data_fingerprint) else (lambda config: data_fingerprint)
+    hashes = [config_hash(p.config, fingerprint_of(p.config)) for p in points]
     if len(set(hashes)) != len(hashes):
         raise ConfigError("the grid yields the same configuration twice; remove duplicate values.")
     if executor.needs_pickle:

@@ -270,7 +270,7 @@ class MinerStrategy(bt.Strategy):
             setattr(self.p, spec.name, spec.coerce(getattr(self.p, spec.name), context="parameter"))
         if self.p.asset.upper() == "ETH" and getattr(self.p, "venue", None) in ("cme", "bitmex"):
             raise ConfigError(f"venue={self.p.venue!r} lists no ETH contract in minehedge's profiles; "
-                              "use binance_usdm, binance_coinm or generic for ETH.")
+                              "use binance_coinm or generic for ETH.")
 
     def build_fleet(self) -> Fleet:
         """The fleet from the params (subclasses add machines, e.g. a financed expansion)."""

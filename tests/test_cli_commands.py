@@ -44,6 +44,9 @@ class ClosedFormData:
     fingerprint: str
     scale: float
 
+    def fingerprint_of(self, config: dict) -> str:  # as api.Markets: the configuration's own market
+        return self.fingerprint
+
 
 def closed_form_summary(config: dict, shared: ClosedFormData) -> dict:
     """sharpe = 2h - 0.1L; drawdown = scale*10*L*(1-h); liquidations = [L > 3 and h < 0.5]; fails at (0.5, 5)."""

@@ -168,6 +168,18 @@ def test_a_venue_pays_its_own_funding_in_run_compare_and_sweep_whatever_the_orde
         v: pytest.approx(run[v]["final_equity_usd"], rel=1e-15) for v in run}
 
 
+def test_a_venue_added_to_a_grid_runs_only_the_new_configurations(capsys, data_dir, tmp_path):
+    # each configuration is hashed with its own market's fingerprint: a third venue leaves the first two done
+    base = ["sweep", *VENUE_RANGE, "--data-dir", str(data_dir), "--workers", "1", "--out", str(tmp_path)]
+    assert main([*base, "--grid", "venue=binance_usdm,bitmex"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--grid", "venue=binance_usdm,bitmex,generic"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 of 3 configurations" in err and "warning" not in err
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        assert [r["venue"] for r in csv.DictReader(handle)] == ["binance_usdm", "bitmex", "generic"]
+
+
 def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_dir, tmp_path):
     fleets = ["S19Pro:100@2020-06-01", "S19Pro:100@2021-06-01"]
     base = ["--end", "2021-09-30", "--data-dir", str(data_dir)]
@@ -183,6 +195,7 @@ def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_di
     (["run", "--venue", "no_such_venue"], "--venue 'no_such_venue' is not allowed; choose one of: binance_coinm"),
     (["run", "--policy", "unhedged", "--venue", "bitmex"], "--venue bitmex: unhedged trade(s) no futures"),
     (["sweep", "--grid", "asset=BTC,ETH"], "--grid asset: a sweep mines one coin"),
+    (["sweep", "--venue", "bitmex", "--grid", "venue=bitmex,generic"], "--venue bitmex and --grid venue=...: give one"),
     (["run", "--asset", "ETH"], "venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic."),
     (["run", "--start", "2026-03-25", "--end", "2026-04-09", "--timeframe", "1h"],
      "the BTC network data end on 2026-03-22, before the first bar 2026-03-25"),
