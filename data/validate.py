@@ -26,7 +26,7 @@ with fewer than 3 neighbours on both sides (a file or download of 3 bars or fewe
 listed in ``report.unchecked``, never reported clean.
 
 With the defaults (``window=5``, ``max_ranges=25``, ``min_ratio=1.5``, ``range_floor=0.001``) on the shared
-files this flags exactly: Coinbase daily 2017-04-15 low 0.06 (463 ranges off), the first Binance 1h bars
+files this flags exactly: Coinbase daily 2017-04-15 low 0.06 (463.6 ranges off), the first Binance 1h bars
 2017-08-17 04:00 open = high = 16199.91 (BTC, 129 ranges) and 652.74 (ETH, 69 ranges), and one thin 2011
 Bitstamp day in the Coinbase file (2011-09-01 low 5.25 between an open of 8 and a close of 8.22; its
 neighbours were flat single-trade days). Real crashes stay below the threshold because their neighbours

@@ -213,7 +213,7 @@ def _base_config(settings: Mapping[str, Any], policy: str | None, params: Mappin
     }
 
 
-def _with_asset(settings: Mapping[str, Any], values: Mapping[str, Any],
+def _with_globals(settings: Mapping[str, Any], values: Mapping[str, Any],
                 specs: Sequence[ParamSpec]) -> dict[str, Any]:
     """Policy values with the policy's ``asset`` parameter (if it has one) taken from ``--asset``, and its
     ``venue`` from ``--venue`` when it is one of the policy's venues (``--set venue`` must agree)."""
@@ -254,7 +254,7 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
     _check_venue(settings, [policy], registry)
-    params = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
+    params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                              owner=_owner(policy))
     return _base_config(settings, policy, params)
 
@@ -312,7 +312,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     _check_venue(settings, [policy], registry)
     if settings["venue"] is not None and "venue" in settings["grid"]:
         raise ConfigError(f"--venue {settings['venue']} and --grid venue=...: give one of them.")
-    fixed = validate_params(_with_asset(settings, settings["set"], registry[policy]), registry[policy],
+    fixed = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                             owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
     metric, descending = parse_rank_by(settings["rank_by"])
@@ -398,7 +398,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
     configs = []
     for policy in policies:
         own = {spec.name for spec in registry[policy]}
-        values = _with_asset(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
+        values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
     return configs
 
