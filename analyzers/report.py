@@ -1,5 +1,5 @@
-"""The report folder of one finished run: summary.json, summary.md, events.csv, equity.csv, ledger.csv and
-PNG charts, every file written atomically (temporary file + ``os.replace``).
+"""The report folder of one finished run: summary.json, summary.md, events.csv, equity.csv, ledger.csv,
+fills.csv and PNG charts, every file written atomically (temporary file + ``os.replace``).
 
 Input is a plain :class:`RunResult` (pandas objects and dicts, no backtrader), built from the analyzers by
 ``analyzers.backtrader_analyzers.build_run_result`` or by hand in a notebook or test.
@@ -26,6 +26,9 @@ from minehedge.errors import DataError
 EQUITY_COLUMNS: tuple[str, ...] = (
     "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "drawdown_pct",
 )
+# Columns of fills.csv (RunResult.trades: the Fills analyzer's records).
+FILL_COLUMNS: tuple[str, ...] = ("datetime", "instrument", "side", "size", "contracts", "price", "commission",
+                                 "reason")
 CHART_FILES: tuple[str, ...] = ("price.png", "equity_drawdown.png", "margin_ratio.png", "mining.png")
 # The rows of summary.md's headline table, in reading order (other summary keys follow).
 HEADLINE_KEYS: tuple[str, ...] = (
@@ -106,6 +109,12 @@ def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:
 # --------------------------------------------------------------------------------------------- summary
 
 
+def fills_frame(trades: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+    """fills.csv: one row per fill, columns :data:`FILL_COLUMNS` (size in coins and contracts in the venue's
+    order units, both signed; price USD per coin; commission USD), header only when nothing traded."""
+    return pd.DataFrame([{c: t.get(c) for c in FILL_COLUMNS} for t in trades], columns=list(FILL_COLUMNS))
+
+
 def json_safe(value: object) -> object:
     """``value`` with NaN/inf as None, timestamps as ISO-8601 strings, numpy scalars as Python numbers."""
     if isinstance(value, Mapping):
@@ -164,7 +173,7 @@ def summary_markdown(result: RunResult) -> str:
     lines += ["", f"Warning level: margin ratio {result.warning_level:g}; liquidation at "
               f"{result.liquidation_level:g}. Asset: {result.asset}. Percentages are in percent; USD and "
               "USDT count as one unit.", "",
-              "Files: summary.json, events.csv, equity.csv, ledger.csv, " + ", ".join(CHART_FILES) + ".", ""]
+              "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, " + ", ".join(CHART_FILES) + ".", ""]
     return "\n".join(lines)
 
 
@@ -194,6 +203,7 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
     written["equity.csv"] = _write_csv(target / "equity.csv", equity, index=True)
     ledger = ledger_stats.ledger_frame(result.ledger)
     written["ledger.csv"] = _write_csv(target / "ledger.csv", ledger)
+    written["fills.csv"] = _write_csv(target / "fills.csv", fills_frame(result.trades))
     if not with_charts:
         return written
     from analyzers import charts

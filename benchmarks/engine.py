@@ -202,7 +202,7 @@ def margin_replay_run(market: api.Market, orders: dict[int, list[float]], margin
     began = time.perf_counter()
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(MinerFeed(dataname=market.frame, name=market.asset))
-    cerebro.broker = MarginBroker(cash=cash)
+    cerebro.broker = MarginBroker(cash=cash, funding_rates=market.funding_rates)
     cerebro.broker.addcommissioninfo(policy_comminfo(policy, None, market.asset), name=market.asset)
     cerebro.addstrategy(ReplayOrders, orders=orders, margins=margins)
     strategy = cerebro.run()[0]

@@ -742,7 +742,8 @@ class MarginBroker(bt.brokers.BackBroker):
         if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market, ratio, maint):
             return
         pnl = self._upnl_at(ci, size, entry, fill)
-        remaining = max((wallet if isolated else self._cross_wallet_balance(self._currency(ci))) + pnl, 0.0)
+        before = wallet if isolated else self._cross_wallet_balance(self._currency(ci))  # margin before the fill
+        remaining = max(before + pnl, 0.0)
         fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, size, market), remaining)
         price_usd = fill
         info = {"reason": "liquidation", "market_price": market, "liquidation_price": liq,
@@ -755,10 +756,15 @@ class MarginBroker(bt.brokers.BackBroker):
         with ci.fee_override(fee_usd):
             self._force_order(data, pos.size, fill, **info)
         unit = price_usd if ci.is_inverse else 1.0
+        detail = (f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price {liq:.2f}, "
+                  f"bankruptcy price {bankrupt:.2f}")
+        if pnl > 0.0:  # loss_usd is the fill's price loss, so 0 here: say where the margin went
+            detail += (f"; the fill gains {pnl * unit:,.2f} USD on the entry {entry:.2f}: funding and fees had "
+                       f"drained the {'isolated margin' if isolated else 'cross wallet'} to "
+                       f"{before * unit:,.2f} USD")
         self._emit("liquidation", data, ci, side, size, fill, (wallet + pnl) * unit if isolated else
                    self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
-                   fee_usd, f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price "
-                   f"{liq:.2f}, bankruptcy price {bankrupt:.2f}")
+                   fee_usd, detail)
         if shortfall > 0.0:
             self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio, shortfall * unit, 0.0,
                        f"isolated: loss beyond the bankruptcy price {bankrupt:.2f} absorbed by the venue")

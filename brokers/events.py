@@ -42,8 +42,10 @@ class MarginEvent:
     equity_usd: account (or isolated position) equity in USD at the event.
     maintenance_margin_usd: maintenance margin in USD at the event (0 where not applicable).
     margin_ratio: maintenance margin / margin balance (fraction; 1.0 means liquidation); for loans, the LTV.
-    loss_usd: realised loss caused by the event (>= 0), fee excluded; fee_usd: fee charged (>= 0). A coin loss
-    or fee (inverse contracts) is valued at ``price``, as the ledger values the fill's coin rows.
+    loss_usd: the price loss realised at the event's fill (>= 0), fee excluded: 0 when the fill is at a gain on
+    the entry, as when funding has drained a long's margin above its entry (the detail then says how far);
+    fee_usd: fee charged (>= 0). A coin loss or fee (inverse contracts) is valued at ``price``, as the ledger
+    values the fill's coin rows.
     detail: free text for people (deadline, tier, amounts topped up, ...).
     """
 

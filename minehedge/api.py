@@ -38,6 +38,7 @@ from brokers.dated import dated_price_frame
 from brokers.venues import load_venue
 from data.api import load_funding, load_history, load_network, load_ohlcv, resolve_data_dir
 from data.feeds import FastPandasData, MinerFeed, build_feed_frame
+from data.funding import SettlementRates
 from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
@@ -81,6 +82,10 @@ class Market:
     assumptions: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     history_close: tuple[float, ...] = ()
+    #: Each funding settlement's own rate (the broker's ``funding_rates``), paid before the frame's
+    #: ``funding_rate`` line; None without a funding series. A copy whose frame changes the funding lines
+    #: must change or drop this too (``dataclasses.replace(market, frame=..., funding_rates=None)``).
+    funding_rates: SettlementRates | None = None
 
     def feed(self) -> MinerFeed:
         """A fresh :class:`data.feeds.MinerFeed` of this market (bars, miner lines, price history)."""
@@ -224,6 +229,7 @@ def load_market(config: dict[str, Any]) -> Market:
         assumptions["funding"] = str(loaded.info)
     else:
         assumptions["funding"] = "none (dated contracts pay no funding)"
+    rates = SettlementRates(funding) if funding is not None and not funding.empty else None
     if ohlcv.report is not None and getattr(ohlcv.report, "bad_ticks", None):
         assumptions["masked bad ticks"] = [str(tick) for tick in ohlcv.report.bad_ticks]
     frame = build_feed_frame(bars, network.frame, funding, asset, timeframe=timeframe)
@@ -234,11 +240,14 @@ def load_market(config: dict[str, Any]) -> Market:
     digest.update(minehedge.__version__.encode())
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     digest.update(np.asarray(history_close, dtype=float).tobytes())
+    if funding is not None:  # each settlement's own rate is paid, not only the bar's mean in the frame
+        digest.update(pd.util.hash_pandas_object(funding, index=True).to_numpy().tobytes())
     for folder, pattern in ((Path(__file__).parents[1] / "brokers" / "venues", "*.toml"),
                             (Path(__file__).parents[1] / "mining", "*.toml")):
         for path in sorted(folder.glob(pattern)):
             digest.update(path.read_bytes())
-    return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close)
+    return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close,
+                  rates)
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None) -> dict[str, Any]:
@@ -293,7 +302,7 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
                                        timeframe=feed.p.timeframe, compression=feed.p.compression))
         dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + {values['annual_basis']:g} "
                       "x years to expiry) (assumed basis; no futures price data), cash-settled at expiry")
-    cerebro.broker = MarginBroker(cash=0.0)
+    cerebro.broker = MarginBroker(cash=0.0, funding_rates=market.funding_rates)
     cerebro.addstrategy(policy_class(policy), **values)
     add_analyzers(cerebro, market.asset)
     return cerebro.run()[0], values, dated_note

@@ -264,6 +264,21 @@ class MinerStrategy(bt.Strategy):
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
+            self._note_before_profile(frame.index[0])
+
+    def _note_before_profile(self, first_bar: pd.Timestamp) -> None:
+        """A run note when the run starts before the venue profile's first dated schedule for the contract:
+        the earliest fees and margin brackets are then applied to bars when the contract may not have been
+        listed yet (a binance_coinm run from 2019, say: that profile's schedules start in 2020)."""
+        ci = self.comminfo
+        fees_from = ci.venue.fees[0].effective
+        tiers_from = ci.spec.tier_tables[0].effective
+        first_day = first_bar.date()
+        if first_day < min(fees_from, tiers_from):
+            self.notes.append(
+                f"{ci.venue.name} {ci.spec.symbol}: the run starts {first_day}, before the venue profile's "
+                f"earliest fee schedule ({fees_from}) and margin brackets ({tiers_from}); those are applied to "
+                "the earlier bars, and the contract may not have been listed yet then.")
 
     def _validate_params(self) -> None:
         for spec in self.specs:

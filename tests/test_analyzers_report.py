@@ -15,7 +15,7 @@ import pytest
 
 from analyzers import charts, event_stats, ledger_stats, metrics
 from analyzers.files import atomic_write
-from analyzers.report import CHART_FILES, EQUITY_COLUMNS, RunResult, write_report
+from analyzers.report import CHART_FILES, EQUITY_COLUMNS, FILL_COLUMNS, RunResult, write_report
 from brokers.events import MarginEvent
 from brokers.ledger import Ledger
 from minehedge.errors import DataError
@@ -75,7 +75,7 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
     result = hand_made_result()
     written = write_report(result, tmp_path / "run")
     folder = tmp_path / "run"
-    expected = {"summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", *CHART_FILES}
+    expected = {"summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", "fills.csv", *CHART_FILES}
     assert set(written) == expected
     assert {p.name for p in folder.iterdir()} == expected  # no temporary file left behind
 
@@ -108,6 +108,14 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
     assert list(ledger.columns) == list(ledger_stats.LEDGER_COLUMNS)
     assert len(ledger) == 3 * DAYS + 2
     assert ledger.loc[ledger["kind"] == "power_cost", "amount"].sum() == pytest.approx(-70.0 * DAYS)
+
+    fills = pd.read_csv(folder / "fills.csv")
+    assert list(fills.columns) == list(FILL_COLUMNS)
+    assert fills[["side", "size", "price", "commission"]].to_dict("records") == [
+        {"side": "buy", "size": 0.5, "price": 37_000.0, "commission": 7.4},
+        {"side": "sell", "size": -0.5, "price": 20_000.0, "commission": 50.0}]
+    assert fills["reason"].fillna("").tolist() == ["", "liquidation"]
+    assert [pd.Timestamp(t) for t in fills["datetime"]] == [t["datetime"] for t in result.trades]
 
     for name in CHART_FILES:
         assert_png_has_content(folder / name)

@@ -152,3 +152,32 @@ def test_api_intraday_runs_pay_each_settlement_on_the_bar_that_holds_it(data_dir
     assert np.all(rates != 0.0)
     if venue == "binance_usdm":  # linear notes carry the rate paid: the bar's own settlement rate
         assert [float(r["note"].rsplit(" ", 1)[1]) for r in funding] == [float(f"{x:.6g}") for x in rates]
+
+
+def test_daily_bars_pay_each_bitmex_settlement_at_its_own_rate(data_dir):
+    # A daily bar holds BitMEX's 04/12/20 UTC settlements. Each is paid at its own rate from the raw file,
+    # not at the day's mean: same position and mark within the bar, so the three coin amounts stand in the
+    # ratios of the three rates, and the short receives where the rate is positive and pays where negative
+    # (2018-01-02: -0.0467 %, +0.198 %, +0.06 %). At the mean, all three rows were equal.
+    from minehedge import api
+
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2018-01-01", "end": "2018-01-31",
+                              "venue": "bitmex", "data_dir": str(data_dir)})
+    outcome = api.run_policy(market, "static_hedge", {"venue": "bitmex"}, venue="bitmex")
+    raw = pd.read_csv(data_dir / "funding" / "btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv",
+                      parse_dates=["datetime"]).set_index("datetime")["fundingRate"]
+    by_day: dict = {}
+    for row in outcome.result.ledger:
+        if row["kind"] == "funding":
+            when = pd.Timestamp(row["note"][len("settlement "):])
+            by_day.setdefault(when.normalize(), []).append((raw[when], row["amount"]))
+    assert len(by_day) >= 29
+    mixed = 0
+    for day, rows in by_day.items():
+        assert len(rows) == 3, day
+        (rate0, amount0), *rest = rows
+        for rate, amount in rest:
+            assert amount * rate0 == pytest.approx(amount0 * rate, rel=1e-12, abs=1e-18), day
+        assert all(np.sign(amount) == np.sign(rate) for rate, amount in rows), day  # the short's side
+        mixed += len({np.sign(rate) for rate, _ in rows}) > 1
+    assert mixed >= 1  # at least one day pays and receives (2018-01-02)

@@ -695,7 +695,8 @@ def test_a_stop_loss_beyond_the_liquidation_price_never_loses_more_than_the_marg
     # A 10x long of 500,000 USD filled at the 2020-03-11 open (funding left out: the margin stays put); the 15 %
     # stop lies beyond the liquidation price. 2020-03-12 falls to 4,644 through both: the venue liquidates at
     # the liquidation price first. The stop used to fill, realising 750,000 USD on a 500,000 USD margin.
-    m = dataclasses.replace(btc_2020, frame=btc_2020.frame.assign(funding_rate=0.0, funding_paid=0.0))
+    m = dataclasses.replace(btc_2020, frame=btc_2020.frame.assign(funding_rate=0.0, funding_paid=0.0),
+                            funding_rates=None)
     params = {"fleet": FLEET, "leverage": 10.0, "capital_usd": 500_000.0, "stop_loss": 0.15,
               "entry_date": "2020-03-10", "on_margin_call": "ignore"}
     outcome = api.run_policy(m, "leveraged_long", params)
@@ -721,3 +722,40 @@ def test_reduce_position_halves_before_the_next_bar():
     assert fills[1] == ("2021-06-04", -0.5, 9_040.0, "")
     assert fills[2][:2] == ("2021-06-04", -0.5) and fills[2][3] == "liquidation"
     assert fills[2][2] == pytest.approx(9_000 / 0.996, rel=1e-12)
+
+
+def test_a_long_drained_by_funding_is_liquidated_above_entry_with_no_price_loss_and_says_so(data_dir):
+    # Defaults (3x isolated long, 500,000 USD) from 2021-01-02: the long pays more funding through spring 2021
+    # than its whole margin, so it is liquidated on 2021-05-19 above its entry. Its fill gains on the price:
+    # loss_usd is 0 (the price loss), the gain is the ledger's liquidation row, and the detail says where the
+    # margin went.
+    m = market(data_dir, "2021-01-01", "2021-06-30")
+    outcome = api.run_policy(m, "leveraged_long", {})
+    (liquidation,) = events(outcome, "liquidation")
+    (entry_fill, exit_fill) = outcome.result.trades
+    assert str(liquidation["datetime"])[:10] == "2021-05-19" and liquidation["price"] > entry_fill["price"]
+    assert liquidation["loss_usd"] == 0.0 and outcome.summary["liquidation_loss_usd"] == 0.0
+    book = ledger(outcome)
+    gain = book.loc[book["kind"] == "liquidation", "amount"].sum()
+    assert gain == pytest.approx(entry_fill["size"] * (liquidation["price"] - entry_fill["price"]), rel=1e-12)
+    funding = book.loc[book["kind"] == "funding", "amount"].sum()
+    margin = entry_fill["size"] * entry_fill["price"] / 3.0
+    assert funding < -margin  # more funding paid than the margin posted
+    drained = liquidation["equity_usd"] - gain  # the isolated margin before the fill
+    assert drained < 0
+    assert liquidation["detail"].endswith(
+        f"; the fill gains {gain:,.2f} USD on the entry {entry_fill['price']:.2f}: funding and fees had drained "
+        f"the isolated margin to {drained:,.2f} USD")
+
+
+def test_a_run_before_the_venue_profiles_first_schedule_says_so(data_dir):
+    venue = load_venue("binance_coinm")
+    fees_from, tiers_from = venue.fees[0].effective, venue.instrument("BTCUSD").tier_tables[0].effective
+    early = api.run_policy(market(data_dir, "2020-01-01", "2020-01-31"), "static_hedge",
+                           {"fleet": FLEET, "venue": "binance_coinm"})
+    assert (f"binance_coinm BTCUSD: the run starts 2020-01-01, before the venue profile's earliest fee schedule "
+            f"({fees_from}) and margin brackets ({tiers_from}); those are applied to the earlier bars, and the "
+            "contract may not have been listed yet then.") in early.result.assumptions["run notes"]
+    late = api.run_policy(market(data_dir, "2021-01-01", "2021-01-31"), "static_hedge",
+                          {"fleet": FLEET, "venue": "binance_coinm"})
+    assert not any("venue profile's earliest" in note for note in late.result.assumptions.get("run notes", []))
