@@ -45,6 +45,9 @@ Between two configurations a worker collects the finished run's reference cycles
 :func:`release_run_garbage`), so a worker's peak memory stays that of one run.
 
 A failure in one configuration (any ``Exception``, or a worker that died) is recorded and the others go on.
+A dead worker in a process pool takes down what ran beside it (a broken pool fails every job in it), so
+those configurations run again alone, one at a time, and only one that kills its worker alone is recorded
+failed, as :class:`WorkerDied` (likely out of memory).
 ``KeyboardInterrupt`` stops the sweep: what finished is already on disk, and :class:`SweepInterrupted`
 says so.
 """
@@ -337,9 +340,12 @@ class LocalExecutor:
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
     start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, or an
-    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool:
-    the configurations that were running then are recorded failed, and a fresh pool runs the others. Objects are compared by identity:
-    workers hold the copy they were sent, so pass a new ``shared`` object rather than changing one in place.
+    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool,
+    which fails every configuration running in it, the killer's neighbours too: each of those runs again alone
+    in a fresh pool, one at a time, so only a configuration that kills its worker alone is recorded failed
+    (:class:`WorkerDied`, not retried again in this sweep); then a fresh pool runs the others. Objects are
+    compared by identity: workers hold the copy they were sent, so pass a new ``shared`` object rather than
+    changing one in place.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -430,17 +436,67 @@ class LocalExecutor:
                     yield index, outcome
                 if broken is None:
                     break
-                # Only the jobs that were running when the pool broke failed; a fresh pool runs the others.
-                # (If none is known to be running, every job left fails, as the sweep must end.)
-                died = [index for index in self._running if index in pending] or list(pending)
+                # The pool broke with the jobs that were running in it, and which of them killed its worker is
+                # not known: each is run again alone, in a fresh pool, so only one that kills its worker with
+                # nothing beside it fails (WorkerDied), and it is not retried again. A fresh pool then runs the
+                # rest together. If no job is known to be running (a worker died starting up, or between
+                # jobs), every job left fails, as the sweep must end.
+                running = sorted(index for index in self._running if index in pending)
                 self._close_pool()
-                for index in died:
-                    del pending[index]
-                    yield index, _failure(broken)
+                if not running:
+                    for index in list(pending):
+                        del pending[index]
+                        yield index, _failure(broken)
+                for index in running:
+                    outcome = self._run_alone(run_fn, shared, index, pending.pop(index))
+                    yield index, outcome
             reusable = True
         finally:
             if not reusable:  # interrupted (tasks may still be queued or running): end them, start afresh
                 self._close_pool(terminate=True)
+
+    def _run_alone(self, run_fn: RunFn, shared: Any, index: int, config: dict) -> dict[str, Any]:
+        """The outcome of one job run with no other job in the pool (a fresh one, or the one a job before it
+        ran alone in): a worker that dies now was killed by this job, which fails with :class:`WorkerDied`."""
+        pool = self._pool_for(run_fn, shared)
+        try:
+            return pool.submit(_process_task, index, config).result()[1]
+        except BrokenProcessPool as exc:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            self._close_pool()  # joins the workers: their exit codes are known after it
+            return _failure(_worker_died(f"its worker process died ({_exit_text(workers)}) when it ran alone", exc))
+        except Exception as exc:
+            return _failure(exc)
+
+
+class WorkerDied(Exception):
+    """The worker process running a configuration alone died: the configuration killed it (or needs more memory
+    than the machine has). Recorded as the configuration's failure; a re-run of the sweep retries it."""
+
+
+def _worker_died(what: str, cause: BaseException) -> WorkerDied:
+    """The failure of a configuration that killed its worker alone: ``what`` happened, and the likely cause."""
+    died = WorkerDied(f"{what}, retried because a worker died while it ran; likely cause: the run needs more "
+                      "memory than the machine had free (the kernel's out-of-memory killer ends a process with "
+                      "SIGKILL), else a crash in compiled code")
+    died.__cause__ = cause  # the executor's own error, in the traceback the CLI shows
+    return died
+
+
+def _exit_text(workers: Sequence[Any]) -> str:
+    """How the dead worker among ``workers`` (multiprocessing processes) ended: a signal, or an exit code."""
+    for worker in workers:
+        worker.join(timeout=5)
+    codes = [worker.exitcode for worker in workers if worker.exitcode not in (None, 0, -signal.SIGTERM)]
+    if not codes:
+        return "exit status unknown"
+    code = codes[0]
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 @dataclass
