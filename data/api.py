@@ -22,7 +22,14 @@ from data import coinmetrics, yahoo
 from data.frames import parse_timeframe, resample_ohlcv, timeframe_name, to_utc_timestamp
 from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
 from data.manifest import choose_file, read_manifest
-from data.network import read_btc_network_csv, read_eth_network_csv
+from data.network import (
+    CM_ETH_END,
+    MERGE,
+    eth_splice_reads,
+    read_btc_network_csv,
+    read_eth_network_files,
+    splice_eth_network,
+)
 from data.ohlcv_csv import read_ohlcv_csv
 from data.validate import BAD_TICK_POLICIES, BadTickRule, ValidationReport, grid_errors, validate_ohlcv
 from minehedge.errors import ConfigError, DataError, check_choice
@@ -232,6 +239,8 @@ def load_network(
 
     CSV: BTC from the Coin Metrics file; ETH spliced from the Coin Metrics and Etherscan/Glassnode files up
     to the Merge. Download: the Coin Metrics community API. ``source``: 'auto', 'csv' or 'coinmetrics'.
+    A file holding less than its MANIFEST.csv row says is a DataError where the request needs the missing
+    days (for ETH: the days the splice reads from that file), and so are missing days in the ETH splice.
     """
     asset = check_choice("asset", str(asset).upper(), ASSETS)
     check_choice("source", source, ("auto", "csv", "coinmetrics"))
@@ -253,9 +262,21 @@ def load_network(
     else:
         cm = choose_file(manifest, asset, "network", None, None, None, "coinmetrics")
         eg = choose_file(manifest, asset, "network", None, None, None, "etherscan+glassnode")
-        frame = read_eth_network_csv(cm.path, eg.path)
+        cm_raw, eg_raw = read_eth_network_files(cm.path, eg.path)
+        # The splice reads each file for its part only, so neither MANIFEST.csv row matches what is read: the
+        # Coin Metrics file to 2020-07-27, the Etherscan/Glassnode file (its row runs to 2023-01-08) from that
+        # day to the Merge. A file shorter than its row is an error where its part of the request needs the
+        # missing days, and only there (eth_splice_reads); what the rows themselves leave out shows as a gap.
+        (cm_from, cm_to), (eg_from, eg_to) = eth_splice_reads(start_ts, end_ts)
+        cm.check_file(cm_raw.index, cm_from, cm_to, requested=(start_ts, end_ts),
+                      use=f"the ETH network splice reads this file to {CM_ETH_END.date()}")
+        eg.check_file(eg_raw.index, eg_from, eg_to, requested=(start_ts, end_ts),
+                      use=f"the ETH network splice reads this file from {CM_ETH_END.date()} to the Merge, "
+                          f"{MERGE.date()}")
+        frame = splice_eth_network(cm_raw, eg_raw, cm.path.name, eg.path.name)
         files = f"{cm.path.name} + {eg.path.name}"
         reason = f"spliced {cm.path.name} (to 2020-07-27) with {eg.path.name} (to the Merge, 2022-09-15)"
+        _check_days_follow(_slice(frame, start_ts, end_ts).index, files)
     covered = (frame.index[0], frame.index[-1])
     if (start_ts is not None and start_ts < covered[0]) or \
             (end_ts is not None and end_ts > covered[1] + pd.Timedelta(days=1)):
@@ -264,6 +285,18 @@ def load_network(
     return LoadResult(_slice(frame, start_ts, end_ts),
                       LoadInfo(asset, "network", "csv", "1d", files, "coinmetrics" if asset == "BTC" else
                                "coinmetrics+etherscan+glassnode", None, reason))
+
+
+def _check_days_follow(days: pd.DatetimeIndex, files: str) -> None:
+    """DataError naming the first missing days of spliced daily ``days`` (read from ``files``)."""
+    steps = days[1:] - days[:-1]
+    gaps = (steps > pd.Timedelta(days=1)).nonzero()[0]
+    if len(gaps):
+        before, after = days[gaps[0]], days[gaps[0] + 1]
+        raise DataError(f"the ETH network data ({files}) have no rows from {(before + pd.Timedelta(days=1)).date()} "
+                        f"to {(after - pd.Timedelta(days=1)).date()}"
+                        f"{f' ({len(gaps)} gaps in all)' if len(gaps) > 1 else ''}; the splice needs the first file "
+                        "to 2020-07-27 and the second from 2020-07-27 on: check both files and their MANIFEST.csv rows.")
 
 
 def load_funding(

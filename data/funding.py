@@ -26,11 +26,14 @@ Per file (data README, section 4):
 
 Fallback: :func:`constant_funding` (default 0.0001 = 0.01 % per 8h, Binance's and BitMEX's base interest
 rate component when the premium is zero) fills settlements at 00/08/16 UTC that no file covers. Every such
-row has ``assumed=True`` and :class:`FundingInfo.assumption` says so in words for reports.
+row has ``assumed=True`` and :class:`FundingInfo.assumption` says so in words for reports. What a file covers
+is what its MANIFEST.csv row says: a file shorter than its row (an interrupted copy) is a DataError where the
+request needs the missing rows (:meth:`data.manifest.FileChoice.check_file`), never filled with the constant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from data.frames import read_time_csv, to_utc_index
-from data.manifest import read_manifest, rows_for_venue
+from data.manifest import choice_of_row, read_manifest, rows_for_venue
 from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
 DEFAULT_FALLBACK_RATE = 0.0001  # fraction per 8h settlement (0.01 %)
@@ -84,16 +87,13 @@ def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return read_time_csv(Path(path), "funding", ("datetime", "date"), columns)
 
 
-def read_bitmex(path: str | Path) -> pd.DataFrame:
-    """BitMEX XBTUSD settlements; 24h rows kept as single 24h settlements (module docstring)."""
-    raw = _read(Path(path), ("fundingRate", "funding_interval_hours"))
+def _bitmex(raw: pd.DataFrame, mode: str) -> pd.DataFrame:
     return _frame(raw["fundingRate"], raw["funding_interval_hours"])
 
 
-def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
-    """Deribit hourly accruals, summed into 00/08/16 UTC settlements (``mode='8h'``) or kept hourly."""
+def _deribit(raw: pd.DataFrame, mode: str) -> pd.DataFrame:
     check_choice("deribit", mode, ("8h", "1h"))
-    accrual = _read(Path(path), ("interest_1h",))["interest_1h"]
+    accrual = raw["interest_1h"]
     if mode == "1h":
         return _frame(accrual, 1.0)
     # (S - 8h, S] windows: label each hour by the next 00/08/16 boundary at or after it.
@@ -102,16 +102,70 @@ def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
     return _frame(summed, 8.0)
 
 
-def read_binance_daily_mean(path: str | Path) -> pd.DataFrame:
-    """Binance daily mean of 8h rates -> three equal settlements at 00/08/16 UTC per day."""
-    mean = _read(Path(path), ("funding_rate_daily_mean_8h",))["funding_rate_daily_mean_8h"]
+def _binance_daily_mean(raw: pd.DataFrame, mode: str) -> pd.DataFrame:
+    mean = raw["funding_rate_daily_mean_8h"]
     index = (mean.index.repeat(3) + pd.to_timedelta(np.tile(SETTLEMENT_HOURS, len(mean)), unit="h"))
     return _frame(pd.Series(np.repeat(mean.to_numpy(), 3), index=index), 8.0)
 
 
+def _eth_8h(raw: pd.DataFrame, mode: str) -> pd.DataFrame:
+    return _frame(raw["funding_rate"], 8.0)
+
+
+Bound = pd.Timestamp | None
+
+
+def _same_times(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
+    return start, end
+
+
+def _deribit_hours(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
+    if check_choice("deribit", mode, ("8h", "1h")) == "1h":
+        return start, end
+    seven = pd.Timedelta(hours=7)  # the settlement at S sums the hours S - 7h .. S
+    return (None if start is None else start.ceil("8h") - seven, None if end is None else end.ceil("8h") - seven)
+
+
+def _days(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
+    return None if start is None else start.floor("D"), end  # day d's mean pays at d 00/08/16
+
+
+@dataclass(frozen=True)
+class _Format:
+    """A funding file's columns, its settlements from its rows (given the ``deribit`` mode), and the file
+    times ``[from, to)`` whose rows make the settlements in ``[start, end)``."""
+
+    columns: tuple[str, ...]
+    settle: Callable[[pd.DataFrame, str], pd.DataFrame]
+    reads: Callable[[Bound, Bound, str], tuple[Bound, Bound]]
+
+
+_FORMATS = {
+    ("BTC", "bitmex"): _Format(("fundingRate", "funding_interval_hours"), _bitmex, _same_times),
+    ("BTC", "binance"): _Format(("funding_rate_daily_mean_8h",), _binance_daily_mean, _days),
+    ("BTC", "deribit"): _Format(("interest_1h",), _deribit, _deribit_hours),
+    ("ETH", "binance-inferred"): _Format(("funding_rate",), _eth_8h, _same_times),
+}
+
+
+def read_bitmex(path: str | Path) -> pd.DataFrame:
+    """BitMEX XBTUSD settlements; 24h rows kept as single 24h settlements (module docstring)."""
+    return read_funding_file(Path(path), "BTC", "bitmex")
+
+
+def read_deribit(path: str | Path, mode: str = "8h") -> pd.DataFrame:
+    """Deribit hourly accruals, summed into 00/08/16 UTC settlements (``mode='8h'``) or kept hourly."""
+    return read_funding_file(Path(path), "BTC", "deribit", mode)
+
+
+def read_binance_daily_mean(path: str | Path) -> pd.DataFrame:
+    """Binance daily mean of 8h rates -> three equal settlements at 00/08/16 UTC per day."""
+    return read_funding_file(Path(path), "BTC", "binance")
+
+
 def read_eth_8h(path: str | Path) -> pd.DataFrame:
     """Raw ETHUSDT 8h settlements (``datetime`` rounded to the second by the data README)."""
-    return _frame(_read(Path(path), ("funding_rate",))["funding_rate"], 8.0)
+    return read_funding_file(Path(path), "ETH", "binance-inferred")
 
 
 def constant_funding(start: pd.Timestamp, end: pd.Timestamp, rate: float = DEFAULT_FALLBACK_RATE,
@@ -161,23 +215,20 @@ DAILY_MEAN_NOTE = ("the file holds each day's mean of the three 8h rates; each 0
                    "the day's total is exact, an intraday settlement's amount approximate (the mean is known only "
                    "at the day's end)")
 
-_READERS = {
-    ("BTC", "bitmex"): read_bitmex,
-    ("BTC", "binance"): read_binance_daily_mean,
-    ("ETH", "binance-inferred"): read_eth_8h,
-}
+def _format(path: Path, asset: str, venue: str) -> _Format:
+    """The format of a manifest funding row (looked up first, so a reader's own missing column is reported as
+    such, not as an unknown venue)."""
+    found = _FORMATS.get((asset, venue))
+    if found is None:
+        known = ", ".join(sorted(v for a, v in _FORMATS if a == asset))
+        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); readers exist for: {known}.")
+    return found
 
 
 def read_funding_file(path: Path, asset: str, venue: str, deribit: str = "8h") -> pd.DataFrame:
-    """Dispatch a manifest funding row to its reader (looked up first, so a reader's own missing column is
-    reported as such, not as an unknown venue)."""
-    if (asset, venue) == ("BTC", "deribit"):
-        return read_deribit(path, deribit)
-    reader = _READERS.get((asset, venue))
-    if reader is None:
-        known = ", ".join(sorted(v for a, v in (*_READERS, ("BTC", "deribit")) if a == asset))
-        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); readers exist for: {known}.")
-    return reader(path)
+    """The settlements of a manifest funding row's file (module docstring, per venue)."""
+    found = _format(Path(path), asset, venue)
+    return found.settle(_read(Path(path), found.columns), deribit)
 
 
 def load_funding_dir(
@@ -195,7 +246,8 @@ def load_funding_dir(
 
     Without ``venue`` the funding file overlapping the range most is used (ties: the longest file).
     Settlements the file does not cover come from :func:`constant_funding` when ``fallback='constant'``
-    (flagged), or raise DataError naming the covered range when ``fallback='error'``. ``venue='constant'``
+    (flagged), or raise DataError naming the covered range when ``fallback='error'``; a file holding less than
+    its MANIFEST.csv row says is a DataError naming both ranges where the request needs the missing rows. ``venue='constant'``
     asks for the assumption outright. ``data_dir`` None means no files (constant only, or
     DataUnavailableError with ``fallback='error'``). A ``venue`` with no file in the manifest is a ConfigError
     naming the venues there, unless ``venue_file_required`` is False (a run's venue comes from its exchange
@@ -245,7 +297,12 @@ def load_funding_dir(
         return FundingResult(frame, FundingInfo(asset, "constant", None, why,
                                                 len(frame), len(frame), fallback_rate, note))
 
-    frame = read_funding_file(Path(chosen.path), asset, chosen.venue, deribit)
+    found = _format(Path(chosen.path), asset, chosen.venue)
+    raw = _read(Path(chosen.path), found.columns)
+    # The constant fills only what the file's MANIFEST.csv row does not cover: a file shorter than its row (an
+    # interrupted copy) is an error where the request needs the missing rows, never filled in silently.
+    choice_of_row(chosen).check_file(raw.index, *found.reads(start, end, deribit), requested=(start, end))
+    frame = found.settle(raw, deribit)
     covered_from, covered_to = frame.index[0], frame.index[-1]
     if start is not None:
         frame = frame.loc[start:]
@@ -273,7 +330,7 @@ def load_funding_dir(
     reason = "named by venue" if venue else "most overlap with the requested range (ties: longest file)"
     if chosen.venue == "deribit":
         reason += f"; hourly accruals {'summed into 00/08/16 UTC settlements' if deribit == '8h' else 'kept'}"
-    if _READERS.get((asset, chosen.venue)) is read_binance_daily_mean:
+    if found.settle is _binance_daily_mean:
         reason += f"; {DAILY_MEAN_NOTE}"
     return FundingResult(frame, FundingInfo(asset, chosen.venue, chosen.file, reason, len(frame), assumed,
                                             fallback_rate if assumed else None, note))

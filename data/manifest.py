@@ -43,22 +43,46 @@ class FileChoice:
     reason: str
     rows: str = ""  # the manifest's row count, as written
 
-    def check_file(self, index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
-        """DataError when the file (its bar open times ``index``) starts after or ends before what its manifest
-        row says, and the requested ``[start, end)`` (None: up to the manifest's bound) needs the missing part:
-        an interrupted copy must not silently give a shorter run."""
-        bar = TIMEFRAMES.get(self.timeframe, pd.Timedelta(days=1))
+    def check_file(self, index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None, *,
+                   requested: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
+                   use: str = "") -> None:
+        """DataError when the file (its row times ``index``) starts after or ends before what its manifest row
+        says, and ``[start, end)`` (None: the manifest's bound), the part of the file a request reads, needs
+        the missing part: an interrupted copy must not silently give a shorter run, nor a constant in place of
+        the file's values. Only the part the manifest promises is required (``[start, end)`` is clipped to
+        it): a request reaching past the file's documented range is the caller's business (a funding
+        fallback, a splice). ``requested`` (default ``(start, end)``) is the request the message names and
+        ``use`` says which part of the file it reads, when that differs (a splice, funding settlements).
+        Each row covers one ``timeframe`` step from its time (:data:`ROW_SPACING`)."""
+        step = ROW_SPACING.get(self.timeframe, pd.Timedelta(days=1))
+        want_from = self.first if start is None else max(start, self.first)
+        want_to = self.last + step if end is None else min(end, self.last + step)
+        if want_to <= want_from:
+            return  # the request reads nothing of what the manifest says the file holds
         first, last = (index.min(), index.max()) if len(index) else (None, None)
-        want_from = self.first if start is None else start
-        want_to = self.last + bar if end is None else end
-        if first is not None and want_from >= first and want_to <= last + bar:
+        if first is not None and want_from >= first and want_to <= last + step:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
+        asked_from, asked_to = (start, end) if requested is None else requested
         raise DataError(
             f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the file "
-            f"holds {holds}; the requested {start if start is not None else 'start'} -> "
-            f"{end if end is not None else 'end'} needs the missing part. Restore the file or correct its "
-            "MANIFEST.csv row.")
+            f"holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
+            f"{asked_to if asked_to is not None else 'end'} needs the missing part{f' ({use})' if use else ''}. "
+            "Restore the file or correct its MANIFEST.csv row.")
+
+
+#: How long after its time one row of a file counts, by the manifest's ``timeframe``: the OHLCV bar sizes,
+#: and the funding files' own steps (8h settlements; one daily mean of the 8h rates per day). Anything else
+#: (network files are '1d') counts one day.
+ROW_SPACING: dict[str, pd.Timedelta] = {**TIMEFRAMES, "8h": pd.Timedelta(hours=8),
+                                        "1d-mean-of-8h": pd.Timedelta(days=1)}
+
+
+def choice_of_row(row, reason: str = "", resampled_from: str | None = None) -> FileChoice:
+    """The :class:`FileChoice` of a manifest row (a row of :func:`read_manifest`'s table, as a namedtuple)."""
+    return FileChoice(path=Path(row.path), asset=row.asset, kind=row.kind, timeframe=row.timeframe,
+                      venue=row.venue, quote=row.quote, first=row.first, last=row.last,
+                      resampled_from=resampled_from, reason=reason, rows=str(row.rows))
 
 
 def read_manifest(data_dir: str | Path) -> pd.DataFrame:
@@ -169,6 +193,4 @@ def choose_file(
            f"{timeframe} file covers the range" if resampled_from else "")
         + (f"; longest coverage among {others + 1} covering file(s)" if others else "")
     )
-    return FileChoice(path=Path(row.path), asset=asset, kind=kind, timeframe=row.timeframe, venue=row.venue,
-                      quote=row.quote, first=row.first, last=row.last, resampled_from=resampled_from,
-                      reason=reason, rows=str(row.rows))
+    return choice_of_row(row, reason, resampled_from)

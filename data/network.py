@@ -138,30 +138,55 @@ def read_btc_network_csv(path: str | Path) -> pd.DataFrame:
 def read_eth_network_csv(coinmetrics_path: str | Path, etherscan_glassnode_path: str | Path) -> pd.DataFrame:
     """Splice the two shared ETH files up to the Merge (ranges and rules in the module docstring)."""
     cm_path, eg_path = Path(coinmetrics_path), Path(etherscan_glassnode_path)
-    early = network_from_coinmetrics(read_time_csv(cm_path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL), "ETH",
-                                     f"coinmetrics:{cm_path.name}")
+    return splice_eth_network(*read_eth_network_files(cm_path, eg_path), cm_path.name, eg_path.name)
+
+
+def read_eth_network_files(cm_path: Path, eg_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two ETH files' columns on their own days (Coin Metrics, Etherscan/Glassnode), before splicing."""
+    return (read_time_csv(cm_path, "network", _TIME, CSV_REQUIRED, _CSV_OPTIONAL),
+            read_time_csv(eg_path, "network", _TIME, ETHERSCAN_GLASSNODE_COLUMNS))
+
+
+def eth_splice_reads(start: pd.Timestamp | None, end: pd.Timestamp | None
+                     ) -> tuple[tuple[pd.Timestamp | None, pd.Timestamp], tuple[pd.Timestamp, pd.Timestamp]]:
+    """The days ``[from, to)`` of the Coin Metrics file and of the Etherscan/Glassnode file that the splice
+    reads for the days ``[start, end)`` (None: open): Coin Metrics up to :data:`CM_ETH_END`; the other file
+    from the day after it to the Merge, plus the day before its first day served (issuance is the daily
+    change of the supply). A part the request does not reach has ``to <= from``."""
+    day = pd.Timedelta(days=1)
+    after_merge = MERGE + day
+    cm = (start, CM_ETH_END + day if end is None else min(end, CM_ETH_END + day))
+    eg_from = CM_ETH_END if start is None else max(start - day, CM_ETH_END)
+    eg_to = after_merge if end is None else min(end, after_merge)
+    if eg_to <= CM_ETH_END + day:  # ends before the first day this file serves
+        eg_to = eg_from
+    return cm, (eg_from, eg_to)
+
+
+def splice_eth_network(cm_raw: pd.DataFrame, eg_raw: pd.DataFrame, cm_name: str, eg_name: str) -> pd.DataFrame:
+    """The ETH network frame from the two files' columns (:func:`read_eth_network_files`)."""
+    early = network_from_coinmetrics(cm_raw, "ETH", f"coinmetrics:{cm_name}")
     early = early.loc[:CM_ETH_END]
-    raw = read_time_csv(eg_path, "network", _TIME, ETHERSCAN_GLASSNODE_COLUMNS)
-    supply = raw["glassnode_total_supply_eth"]
-    late = pd.DataFrame(index=raw.index)
-    late["price_usd"] = raw["etherscan_price_usd"]
-    late["hashrate_hs"] = raw["glassnode_hash_rate_mean_Hps"]
-    late["difficulty"] = raw["etherscan_difficulty_TH"] * TERA
+    supply = eg_raw["glassnode_total_supply_eth"]
+    late = pd.DataFrame(index=eg_raw.index)
+    late["price_usd"] = eg_raw["etherscan_price_usd"]
+    late["hashrate_hs"] = eg_raw["glassnode_hash_rate_mean_Hps"]
+    late["difficulty"] = eg_raw["etherscan_difficulty_TH"] * TERA
     late["block_count"] = late["hashrate_hs"] * 86400.0 / late["difficulty"]  # expected-hashes identity
     late["issuance_coin"] = supply.diff()
-    late["fees_coin"] = raw["glassnode_total_fees_eth"]
+    late["fees_coin"] = eg_raw["glassnode_total_fees_eth"]
     late["miner_income_coin"] = late["issuance_coin"] + late["fees_coin"]
     late["supply_coin"] = supply
-    late["source"] = f"glassnode+etherscan:{eg_path.name}"
+    late["source"] = f"glassnode+etherscan:{eg_name}"
     post_london = late.index >= LONDON
     late.loc[post_london, ["issuance_coin", "fees_coin"]] = np.nan  # split unknown after EIP-1559
-    late.loc[post_london, "source"] = f"glassnode+etherscan post-London (income only):{eg_path.name}"
+    late.loc[post_london, "source"] = f"glassnode+etherscan post-London (income only):{eg_name}"
     after_glassnode = late.index > GLASSNODE_END
-    late.loc[after_glassnode, "source"] = f"etherscan difficulty+price only:{eg_path.name}"
+    late.loc[after_glassnode, "source"] = f"etherscan difficulty+price only:{eg_name}"
     late.loc[late.index == MERGE, "difficulty"] = np.nan  # Merge-day mean mixes in zero-difficulty PoS blocks
-    late.loc[late.index == MERGE, "source"] = f"etherscan price only (Merge day):{eg_path.name}"
+    late.loc[late.index == MERGE, "source"] = f"etherscan price only (Merge day):{eg_name}"
     late = _finish(late.loc[CM_ETH_END + pd.Timedelta(days=1):MERGE])
     if early.empty or late.empty:
-        raise DataError(f"ETH network splice: {cm_path.name} or {eg_path.name} lacks the expected date ranges "
+        raise DataError(f"ETH network splice: {cm_name} or {eg_name} lacks the expected date ranges "
                         f"(CM to {CM_ETH_END.date()}, Glassnode/Etherscan to {MERGE.date()}).")
     return pd.concat([early, late])

@@ -11,8 +11,9 @@ The engine knows nothing about backtests. It runs a picklable, top-level ``run_f
   ``LocalCluster`` started here (``--dask-local N``).
 
 ``run_fn`` and ``shared`` (the data, loaded and validated once per sweep by the caller) travel **once per
-worker**: a process-pool initializer receives them, and Dask gets them with one ``scatter(broadcast=True)``.
-Each task then carries only its configuration. Results do not depend on the executor: rows are written in
+worker**: a process-pool initializer receives them, and Dask workers get them in a worker plugin
+(:mod:`minehedge.dask_payload`; the scheduler hands it to a restarted worker too). Each task then carries only
+its configuration. Results do not depend on the executor: rows are written in
 grid order and every value is formatted the same way (floats as ``repr``, which round-trips exactly).
 
 results.csv
@@ -45,6 +46,9 @@ Between two configurations a worker collects the finished run's reference cycles
 :func:`release_run_garbage`), so a worker's peak memory stays that of one run.
 
 A failure in one configuration (any ``Exception``, or a worker that died) is recorded and the others go on.
+A dead worker takes down what ran beside it (a broken process pool fails every job in it; a Dask worker's
+queued tasks share its death), so those configurations run again alone, one at a time, and only one that
+kills its worker alone is recorded failed, as :class:`WorkerDied` (likely out of memory).
 ``KeyboardInterrupt`` stops the sweep: what finished is already on disk, and :class:`SweepInterrupted`
 says so.
 """
@@ -67,6 +71,7 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -337,9 +342,12 @@ class LocalExecutor:
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
     start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, or an
-    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool:
-    the configurations that were running then are recorded failed, and a fresh pool runs the others. Objects are compared by identity:
-    workers hold the copy they were sent, so pass a new ``shared`` object rather than changing one in place.
+    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool,
+    which fails every configuration running in it, the killer's neighbours too: each of those runs again alone
+    in a fresh pool, one at a time, so only a configuration that kills its worker alone is recorded failed
+    (:class:`WorkerDied`, not retried again in this sweep); then a fresh pool runs the others. Objects are
+    compared by identity: workers hold the copy they were sent, so pass a new ``shared`` object rather than
+    changing one in place.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -430,17 +438,67 @@ class LocalExecutor:
                     yield index, outcome
                 if broken is None:
                     break
-                # Only the jobs that were running when the pool broke failed; a fresh pool runs the others.
-                # (If none is known to be running, every job left fails, as the sweep must end.)
-                died = [index for index in self._running if index in pending] or list(pending)
+                # The pool broke with the jobs that were running in it, and which of them killed its worker is
+                # not known: each is run again alone, in a fresh pool, so only one that kills its worker with
+                # nothing beside it fails (WorkerDied), and it is not retried again. A fresh pool then runs the
+                # rest together. If no job is known to be running (a worker died starting up, or between
+                # jobs), every job left fails, as the sweep must end.
+                running = sorted(index for index in self._running if index in pending)
                 self._close_pool()
-                for index in died:
-                    del pending[index]
-                    yield index, _failure(broken)
+                if not running:
+                    for index in list(pending):
+                        del pending[index]
+                        yield index, _failure(broken)
+                for index in running:
+                    outcome = self._run_alone(run_fn, shared, index, pending.pop(index))
+                    yield index, outcome
             reusable = True
         finally:
             if not reusable:  # interrupted (tasks may still be queued or running): end them, start afresh
                 self._close_pool(terminate=True)
+
+    def _run_alone(self, run_fn: RunFn, shared: Any, index: int, config: dict) -> dict[str, Any]:
+        """The outcome of one job run with no other job in the pool (a fresh one, or the one a job before it
+        ran alone in): a worker that dies now was killed by this job, which fails with :class:`WorkerDied`."""
+        pool = self._pool_for(run_fn, shared)
+        try:
+            return pool.submit(_process_task, index, config).result()[1]
+        except BrokenProcessPool as exc:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            self._close_pool()  # joins the workers: their exit codes are known after it
+            return _failure(_worker_died(f"its worker process died ({_exit_text(workers)}) when it ran alone", exc))
+        except Exception as exc:
+            return _failure(exc)
+
+
+class WorkerDied(Exception):
+    """The worker process running a configuration alone died: the configuration killed it (or needs more memory
+    than the machine has). Recorded as the configuration's failure; a re-run of the sweep retries it."""
+
+
+def _worker_died(what: str, cause: BaseException) -> WorkerDied:
+    """The failure of a configuration that killed its worker alone: ``what`` happened, and the likely cause."""
+    died = WorkerDied(f"{what}, retried because a worker died while it ran; likely cause: the run needs more "
+                      "memory than the machine had free (the kernel's out-of-memory killer ends a process with "
+                      "SIGKILL), else a crash in compiled code")
+    died.__cause__ = cause  # the executor's own error, in the traceback the CLI shows
+    return died
+
+
+def _exit_text(workers: Sequence[Any]) -> str:
+    """How the dead worker among ``workers`` (multiprocessing processes) ended: a signal, or an exit code."""
+    for worker in workers:
+        worker.join(timeout=5)
+    codes = [worker.exitcode for worker in workers if worker.exitcode not in (None, 0, -signal.SIGTERM)]
+    if not codes:
+        return "exit status unknown"
+    code = codes[0]
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 @dataclass
@@ -470,10 +528,17 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     # Dask's aggressive malloc trimming tripled page faults per task (kernel time) and lowered no peak RSS;
     # without it workers allocate like the process-pool workers.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # A worker that dies fails the tasks it held at once (KilledWorker), instead of trying each on up to three
+    # more workers, which a configuration that kills its worker kills too; the sweep then runs those tasks
+    # again alone (DaskExecutor.run), as it does after a broken process pool.
+    "distributed.scheduler.allowed-failures": 0,
 }
 
 
-def _dask_task(payload: _Payload, index: int, config: dict) -> tuple[int, dict]:
+def _dask_task(name: str, index: int, config: dict) -> tuple[int, dict]:
+    from minehedge.dask_payload import worker_payload
+
+    payload: _Payload = worker_payload(name)
     outcome = execute_one(payload.run_fn, config, payload.shared)
     if payload.release_garbage:
         release_run_garbage()
@@ -485,6 +550,12 @@ class DaskExecutor:
 
     Workers of an existing cluster must be able to import minehedge (and ``run_fn``'s module) and read
     nothing else: the data travel to them with the payload. Use as a context manager.
+
+    A worker that dies fails the tasks it held once the scheduler's ``allowed-failures`` is spent (0 on the
+    LocalCluster started here, :data:`LOCAL_CLUSTER_CONFIG`; a cluster of your own keeps its setting, Dask's
+    default 3: a task is tried on up to 4 workers that die). Those tasks run again alone, one at a time, so
+    only one that kills its worker alone fails (:class:`WorkerDied`). Tasks on other workers are not touched:
+    unlike a process pool, a Dask worker's death does not end the others.
     """
 
     needs_pickle = True
@@ -539,25 +610,54 @@ class DaskExecutor:
         self.client = self.cluster = None
 
     def run(self, run_fn: RunFn, shared: Any, jobs: Sequence[Job]) -> Iterator[tuple[int, dict]]:
+        """Every job at once; then each job whose worker died while it was on it (Dask's KilledWorker: the
+        killer, or a task beside it on that worker) again alone, one at a time, so only one that kills its
+        worker alone fails, with :class:`WorkerDied`, as in :meth:`LocalExecutor.run`."""
+        from distributed import KilledWorker
         from distributed import as_completed as dask_as_completed
+
+        from minehedge.dask_payload import PayloadPlugin
 
         if self.client is None:
             raise RuntimeError("DaskExecutor.run outside its `with` block")
-        payload = self.client.scatter(_Payload(run_fn, shared, release_garbage=self.cluster is not None),
-                                      broadcast=True, hash=False)
-        futures = {
-            self.client.submit(_dask_task, payload, index, config, pure=False, retries=0): index
-            for index, config in jobs
-        }
+        name = f"minehedge-sweep-{uuid.uuid4().hex}"  # one per run: a cluster may serve several clients
+        self.client.register_plugin(PayloadPlugin(_Payload(run_fn, shared, release_garbage=self.cluster is not None)),
+                                    name=name)
+        futures: dict = {}
         try:
-            for future in dask_as_completed(futures):
+            for index, config in jobs:
+                futures[self.client.submit(_dask_task, name, index, config, pure=False, retries=0)] = index
+            again = []
+            for future in dask_as_completed(list(futures)):
+                index = futures.pop(future)  # released once read: a worker's death then recomputes nothing read
                 try:
                     yield future.result()
-                except Exception as exc:  # e.g. KilledWorker
-                    yield futures[future], _failure(exc)
+                except KilledWorker:
+                    again.append(index)
+                except Exception as exc:
+                    yield index, _failure(exc)
+            configs = dict(jobs)
+            for index in sorted(again):
+                future = self.client.submit(_dask_task, name, index, configs[index], pure=False, retries=0)
+                futures = {future: index}
+                try:
+                    yield future.result()
+                except KilledWorker as exc:
+                    yield index, _failure(_worker_died(f"its Dask worker died when it ran alone{_tries(exc)}", exc))
+                except Exception as exc:
+                    yield index, _failure(exc)
         finally:
             self.client.cancel(list(futures))
-            self.client.cancel([payload])
+            with contextlib.suppress(Exception):  # the cluster may be gone (the run failed because it is)
+                self.client.unregister_worker_plugin(name)
+
+
+def _tries(killed: BaseException) -> str:
+    """How many workers a KilledWorker task was tried on, as a parenthesis (empty when not told)."""
+    allowed = getattr(killed, "allowed_failures", None)
+    if not isinstance(allowed, int):
+        return ""
+    return f" ({allowed + 1} worker{'s' if allowed else ''} in a row: the scheduler's allowed-failures + 1)"
 
 
 def make_executor(workers: int | None = None, scheduler: str | None = None, dask_local: int | None = None):

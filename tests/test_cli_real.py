@@ -221,3 +221,35 @@ def test_data_list_with_no_data_directory_and_an_empty_cache_says_what_to_do(cap
         "nothing to list: no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data), and "
         f"the download cache {tmp_path} is empty (`data download --asset BTC --start ...` fills it, with network "
         "access).\n")
+
+
+BTC_DAILY = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+BTC_NETWORK = "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"
+BTC_FUNDING = "funding/btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv"
+ETH_DAILY = "eth/eth_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+ETH_CM = "network/eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv"
+ETH_EG = "network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv"
+
+
+@pytest.mark.parametrize("files,cut,argv,message", [
+    # before: the run paid the constant 0.01 %/8h from 2020-01-01 on, flagged only among its assumptions
+    ([BTC_DAILY, BTC_NETWORK, BTC_FUNDING], {BTC_FUNDING: (None, "2019-12-31")}, RANGE,
+     "btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv: MANIFEST.csv says 2019-09-10 "
+     "00:00:00+00:00 -> 2026-03-23 00:00:00+00:00 (2387 rows), the file holds 2019-09-10 00:00:00+00:00 -> "
+     "2019-12-31 00:00:00+00:00 (113 rows); the requested 2020-01-01 00:00:00+00:00 -> 2020-04-01 00:00:00+00:00 "
+     "needs the missing part. Restore the file or correct its MANIFEST.csv row."),
+    # before: the ETH network data ended on 2021-06-30 and the run's later bars were dropped
+    ([ETH_DAILY, ETH_CM, ETH_EG], {ETH_EG: (None, "2021-06-30")},
+     ["--asset", "ETH", "--policy", "unhedged", "--start", "2021-06-01", "--end", "2021-07-31"],
+     "eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv: MANIFEST.csv says 2015-07-30 "
+     "00:00:00+00:00 -> 2023-01-08 00:00:00+00:00 (2720 rows), the file holds 2015-07-30 00:00:00+00:00 -> "
+     "2021-06-30 00:00:00+00:00 (2163 rows); the requested 2021-04-22 00:00:00+00:00 -> end needs the missing part "
+     "(the ETH network splice reads this file from 2020-07-27 to the Merge, 2022-09-15). Restore the file or "
+     "correct its MANIFEST.csv row."),
+], ids=["btc-funding", "eth-network"])
+def test_a_run_on_a_truncated_funding_or_network_file_exits_2_naming_both_ranges(capsys, cut_copy, files, cut,
+                                                                                 argv, message):
+    code = main(["run", *argv, "--data-dir", str(cut_copy(files, cut)), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.splitlines() == [f"run_backtest.py: error: {message}"]

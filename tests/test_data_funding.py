@@ -132,3 +132,69 @@ def test_constant_funding_without_data_dir(monkeypatch):
         data.load_funding("BTC", start="2021-01-01", end="2021-01-02", fallback="error")
     custom = constant_funding(t("2021-01-01"), t("2021-01-01 16:00"), rate=-0.0002)
     assert custom["funding_rate"].tolist() == [-0.0002, -0.0002] and custom["assumed"].all()
+
+
+# --- a funding file shorter than its MANIFEST.csv row ---------------------------------------------------------
+BITMEX = "funding/btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv"
+BINANCE = "funding/btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv"
+DERIBIT = "funding/btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv"
+ETH_8H = "funding/eth_ethusdt-perp_funding_8h_binance-inferred_2023-01-01_2026-04-10.csv"
+FILES = [BITMEX, BINANCE, DERIBIT, ETH_8H]
+RESTORE = " needs the missing part. Restore the file or correct its MANIFEST.csv row."
+
+
+@pytest.mark.parametrize("asset,venue,file,kept,start,end,message", [
+    ("BTC", "bitmex", BITMEX, (None, "2019-12-31"), "2019-06-01", "2020-06-01",
+     "btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv: MANIFEST.csv says 2016-05-14 12:00:00+00:00 -> "
+     "2020-11-05 04:00:00+00:00 (4866 rows), the file holds 2016-05-14 12:00:00+00:00 -> 2019-12-31 20:00:00+00:00 "
+     "(3938 rows); the requested 2019-06-01 00:00:00+00:00 -> 2020-06-01 00:00:00+00:00" + RESTORE),
+    ("BTC", "binance", BINANCE, ("2021-01-01", None), "2020-06-01", "2020-07-01",
+     "btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv: MANIFEST.csv says 2019-09-10 "
+     "00:00:00+00:00 -> 2026-03-23 00:00:00+00:00 (2387 rows), the file holds 2021-01-01 00:00:00+00:00 -> "
+     "2026-03-23 00:00:00+00:00 (1908 rows); the requested 2020-06-01 00:00:00+00:00 -> 2020-07-01 00:00:00+00:00"
+     + RESTORE),
+    ("BTC", "deribit", DERIBIT, (None, "2020-06-30"), "2020-06-01", "2020-08-01",
+     "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv: MANIFEST.csv says 2019-04-30 10:00:00+00:00 "
+     "-> 2021-02-25 11:00:00+00:00 (16008 rows), the file holds 2019-04-30 10:00:00+00:00 -> 2020-06-30 "
+     "23:00:00+00:00 (10262 rows); the requested 2020-06-01 00:00:00+00:00 -> 2020-08-01 00:00:00+00:00" + RESTORE),
+    ("ETH", "binance-inferred", ETH_8H, (None, "2024-12-31"), "2024-06-01", None,
+     "eth_ethusdt-perp_funding_8h_binance-inferred_2023-01-01_2026-04-10.csv: MANIFEST.csv says 2023-01-01 "
+     "00:00:00+00:00 -> 2026-04-10 00:00:00+00:00 (3586 rows), the file holds 2023-01-01 00:00:00+00:00 -> "
+     "2024-12-31 16:00:00+00:00 (2193 rows); the requested 2024-06-01 00:00:00+00:00 -> end" + RESTORE),
+], ids=["bitmex", "binance", "deribit", "eth"])
+@pytest.mark.parametrize("fallback", ["constant", "error"])
+def test_a_funding_file_shorter_than_its_manifest_row_is_an_error_not_the_constant(cut_copy, asset, venue, file,
+                                                                                   kept, start, end, message,
+                                                                                   fallback):
+    # Before, the missing settlements were the constant fallback (flagged as an assumption, but the file was
+    # meant to hold them), or with fallback='error' a message advising the constant.
+    folder = cut_copy(FILES, {file: kept})
+    with pytest.raises(DataError) as error:
+        data.load_funding(asset, venue, start, end, data_dir=folder, fallback=fallback)
+    assert str(error.value) == message
+
+
+def test_a_short_funding_file_is_an_error_only_where_a_settlement_needs_its_missing_rows(cut_copy):
+    folder = cut_copy(FILES, {DERIBIT: (None, "2020-06-30 03"), BINANCE: (None, "2021-12-31"),
+                              BITMEX: ("2017-01-01", None)})
+    # Deribit (to 2020-06-30 03:00): the 08:00 settlement sums the hours 01:00 .. 08:00, the 00:00 one is whole
+    served = data.load_funding("BTC", "deribit", "2020-06-29", "2020-06-30 08:00", data_dir=folder)
+    assert served.frame.index[-1] == t("2020-06-30 00:00") and served.info.assumption is None
+    with pytest.raises(DataError, match=r"holds 2019-04-30 10:00:00\+00:00 -> 2020-06-30 03:00:00\+00:00 .*the "
+                                        r"requested 2020-06-29 00:00:00\+00:00 -> 2020-06-30 08:00:01\+00:00 needs"):
+        data.load_funding("BTC", "deribit", "2020-06-29", "2020-06-30 08:00:01", data_dir=folder)
+    # ... kept hourly, each hour is its own settlement
+    hourly = data.load_funding("BTC", "deribit", "2020-06-30", "2020-06-30 04:00", data_dir=folder, deribit="1h")
+    assert hourly.frame.index[-1] == t("2020-06-30 03:00") and len(hourly.frame) == 4
+    with pytest.raises(DataError, match="needs the missing part"):
+        data.load_funding("BTC", "deribit", "2020-06-30", "2020-06-30 04:00:01", data_dir=folder, deribit="1h")
+    # Binance daily means (to 2021-12-31): a day's mean pays at its 00/08/16 settlements
+    served = data.load_funding("BTC", "binance", "2021-12-31 16:00", "2022-01-01", data_dir=folder)
+    assert list(served.frame.index) == [t("2021-12-31 16:00")] and served.info.assumption is None
+    with pytest.raises(DataError, match="needs the missing part"):
+        data.load_funding("BTC", "binance", "2021-12-31 16:00", "2022-01-01 00:00:01", data_dir=folder)
+    # BitMEX (from 2017): a 2016 start needs the missing rows; past the row's own end the flagged constant, as before
+    with pytest.raises(DataError, match=r"holds 2017-01-01 04:00:00\+00:00 -> 2020-11-05 04:00:00\+00:00"):
+        data.load_funding("BTC", "bitmex", "2016-12-31", "2017-02-01", data_dir=folder)
+    after = data.load_funding("BTC", "bitmex", "2020-11-01", "2020-11-10", data_dir=folder)
+    assert after.info.assumed_settlements == 14 and after.frame.index[0] == t("2020-11-01 04:00")

@@ -194,6 +194,77 @@ def test_a_network_file_shorter_than_its_manifest_row_is_reported(data_dir, tmp_
         data.load_network("BTC", "2025-01-01", None, data_dir=folder)
 
 
+ETH_CM = "network/eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv"
+ETH_EG = "network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv"
+SAYS_CM = ("eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv: MANIFEST.csv says 2015-07-30 00:00:00+00:00 -> "
+           "2020-07-27 00:00:00+00:00 (1825 rows), the file holds ")
+SAYS_EG = ("eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv: MANIFEST.csv says 2015-07-30 "
+           "00:00:00+00:00 -> 2023-01-08 00:00:00+00:00 (2720 rows), the file holds ")
+READS_CM = " needs the missing part (the ETH network splice reads this file to 2020-07-27)."
+READS_EG = " needs the missing part (the ETH network splice reads this file from 2020-07-27 to the Merge, 2022-09-15)."
+RESTORE = " Restore the file or correct its MANIFEST.csv row."
+
+
+@pytest.mark.parametrize("file,kept,start,end,message", [
+    (ETH_EG, (None, "2021-12-31"), "2021-06-01", None,
+     SAYS_EG + "2015-07-30 00:00:00+00:00 -> 2021-12-31 00:00:00+00:00 (2347 rows); the requested 2021-06-01 "
+     "00:00:00+00:00 -> end" + READS_EG + RESTORE),
+    (ETH_EG, ("2020-08-01", None), "2020-06-01", "2020-09-01",  # 2020-07-27 (the supply change's base) is gone
+     SAYS_EG + "2020-08-01 00:00:00+00:00 -> 2023-01-08 00:00:00+00:00 (891 rows); the requested 2020-06-01 "
+     "00:00:00+00:00 -> 2020-09-01 00:00:00+00:00" + READS_EG + RESTORE),
+    (ETH_CM, (None, "2019-12-31"), "2019-06-01", "2020-12-01",
+     SAYS_CM + "2015-07-30 00:00:00+00:00 -> 2019-12-31 00:00:00+00:00 (1616 rows); the requested 2019-06-01 "
+     "00:00:00+00:00 -> 2020-12-01 00:00:00+00:00" + READS_CM + RESTORE),
+    (ETH_CM, ("2017-01-01", None), None, "2018-01-01",
+     SAYS_CM + "2017-01-01 00:00:00+00:00 -> 2020-07-27 00:00:00+00:00 (1304 rows); the requested start -> "
+     "2018-01-01 00:00:00+00:00" + READS_CM + RESTORE),
+], ids=["glassnode-end", "glassnode-start", "coinmetrics-end", "coinmetrics-start"])
+def test_a_spliced_eth_network_file_shorter_than_its_manifest_row_is_reported(cut_copy, file, kept, start, end,
+                                                                                message):
+    # Before, the splice ran on what was left: a short Coin Metrics file left a gap of months before the
+    # Glassnode part, a short Glassnode file ended the network data (and a run's bars) early.
+    folder = cut_copy([ETH_CM, ETH_EG], {file: kept})
+    with pytest.raises(DataError) as error:
+        data.load_network("ETH", start, end, data_dir=folder)
+    assert str(error.value) == message
+
+
+def test_the_eth_splice_checks_only_the_days_it_reads_of_each_file(data_dir, cut_copy):
+    # Neither MANIFEST.csv row matches what the splice reads: the Glassnode/Etherscan file's rows after the
+    # Merge and before 2020-07-27 are not read, nor the Coin Metrics rows before a request's start.
+    whole = data.load_network("ETH", data_dir=data_dir).frame
+    folder = cut_copy([ETH_CM, ETH_EG], {ETH_EG: ("2020-07-27", "2022-09-15")})
+    pd.testing.assert_frame_equal(data.load_network("ETH", data_dir=folder).frame, whole)
+    folder = cut_copy([ETH_CM, ETH_EG], {ETH_CM: ("2019-01-01", None), ETH_EG: (None, "2021-01-31")})
+    served = data.load_network("ETH", "2019-01-01", "2021-02-01", data_dir=folder).frame
+    pd.testing.assert_frame_equal(served, whole.loc[day("2019-01-01"):day("2021-01-31")])
+    # ... but a day the splice needs is needed: the one day before the Glassnode part is its supply change's base
+    with pytest.raises(DataError, match=r"the file holds 2020-07-28 00:00:00\+00:00 -> 2021-01-31"):
+        data.load_network("ETH", "2020-07-28", "2021-02-01",
+                          data_dir=cut_copy([ETH_CM, ETH_EG], {ETH_EG: ("2020-07-28", "2021-01-31")}))
+
+
+def test_eth_network_files_whose_manifest_rows_leave_a_gap_between_them_are_an_error(data_dir, tmp_path):
+    # The rows match their (shorter) files, so no file is short of its row, but the splice would jump from
+    # 2019-12-31 to 2020-07-28.
+    for name in (ETH_CM, ETH_EG):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        lines = (data_dir / name).read_text().splitlines(keepends=True)
+        (tmp_path / name).write_text("".join([lines[0], *(x for x in lines[1:] if name == ETH_EG or x[:10] <= "2019-12-31")]))
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
+    manifest = manifest[manifest["file"].isin([ETH_CM, ETH_EG])]
+    manifest.loc[manifest["file"] == ETH_CM, ["last", "rows"]] = ["2019-12-31", "1616"]
+    manifest.to_csv(tmp_path / "MANIFEST.csv", index=False)
+    with pytest.raises(DataError) as error:
+        data.load_network("ETH", "2019-06-01", "2021-01-01", data_dir=tmp_path)
+    assert str(error.value) == (
+        "the ETH network data (eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv + "
+        "eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv) have no rows from 2020-01-01 to "
+        "2020-07-27; the splice needs the first file to 2020-07-27 and the second from 2020-07-27 on: check both "
+        "files and their MANIFEST.csv rows.")
+    assert len(data.load_network("ETH", "2019-06-01", "2020-01-01", data_dir=tmp_path).frame) == 214
+
+
 def test_a_start_after_a_file_ends_is_not_served_by_it(data_dir):
     # with no end, the Bitstamp hourly file (to 2022-08-19) was "covering" a 2023 start and gave no bars
     result = data.load_ohlcv("BTC", "1h", "2023-01-01", None, data_dir=data_dir)

@@ -82,3 +82,26 @@ def test_dask_local_cluster_matches_local_processes_and_sends_data_once(tmp_path
 
     # Workers started here free each run's reference cycles before their next run (release_run_garbage).
     check_no_cycle_outlived_the_next_run(rows_without_seconds(tmp_path / "cycles" / "results.csv"), at_least=13)
+
+
+def test_a_dead_dask_worker_fails_only_the_configuration_that_kills_its_worker_alone(tmp_path):
+    # Before, the scattered payload died with the workers the killer was tried on (it kills each one), and
+    # every task still to run was cancelled: one bad configuration failed most of the sweep.
+    from tests.test_sweep_workers import BASE as WORKERS_BASE
+    from tests.test_sweep_workers import killing_run
+
+    points = expand_grid(WORKERS_BASE, {"a": [x / 8 for x in range(9)], "b": [1, 2, 3]})
+    shared = {"log": str(tmp_path / "attempts.log")}
+    with DaskExecutor(local_workers=2) as executor:
+        report = run_sweep(points, killing_run, shared, data_fingerprint=FINGERPRINT, out_dir=tmp_path / "out",
+                           executor=executor)
+        # the payload (a worker plugin, handed to restarted workers too) left the cluster with the sweep
+        assert not [name for name in executor.cluster.scheduler.worker_plugins if name.startswith("minehedge")]
+    with (tmp_path / "out" / "results.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert report.ran == 27 and [f["swept"] for f in report.failed] == [{"a": 0.5, "b": 2}]
+    assert [r["error"] for r in rows if r["status"] == "failed"] == [
+        "WorkerDied: its Dask worker died when it ran alone (1 worker in a row: the scheduler's allowed-failures + "
+        "1), retried because a worker died while it ran; likely cause: the run needs more memory than the machine "
+        "had free (the kernel's out-of-memory killer ends a process with SIGKILL), else a crash in compiled code"]
+    assert all(float(r["product"]) == float(r["a"]) * int(r["b"]) for r in rows if r["status"] == "ok")

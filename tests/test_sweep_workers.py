@@ -15,21 +15,50 @@ from pathlib import Path
 import pytest
 
 from minehedge.config import parse_grid_values
-from minehedge.sweep import LocalExecutor, expand_grid, run_sweep
+from minehedge.sweep import LocalExecutor, SweepInterrupted, expand_grid, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 FINGERPRINT = "data-sha256-test"
 BASE = {"asset": "BTC", "timeframe": "1d", "policy": "closed_form", "seed": 7, "params": {}}
 
 
+KILLER, NEIGHBOUR = (0.5, 2), (0.5, 1)
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 30  # never hang the suite: the assertions tell what went wrong
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def killing_run(config: dict, shared: dict) -> dict:
     """a * b, except that (a, b) = (0.5, 2) kills its worker process every time (as an out-of-memory kill);
-    in the test's own process (a run of one job is not sent to the pool) it raises instead."""
+    in the test's own process (a run of one job is not sent to the pool) it raises instead. With
+    ``shared["interrupt_alone"]`` the neighbour's first run after the break raises KeyboardInterrupt (Ctrl-C).
+
+    Every attempt appends ``start|end a b`` lines to the file ``shared["log"]``. The killer waits until its
+    neighbour in the grid, (0.5, 1), has started, and the neighbour runs until 1 s after the killer started, so
+    the pool breaks while the neighbour is running in the other worker."""
     a, b = config["params"]["a"], config["params"]["b"]
-    if (a, b) == (0.5, 2):
+    log, folder = Path(shared["log"]), Path(shared["log"]).parent
+    with log.open("a") as handle:
+        handle.write(f"start {a} {b}\n")
+    if (a, b) == KILLER:
         if multiprocessing.parent_process() is None:
             raise MemoryError("killed")
+        _wait_for(folder / "neighbour-started")
+        (folder / "killer-started").touch()
         os._exit(3)
+    if (a, b) == NEIGHBOUR:
+        if shared.get("interrupt_alone") and (folder / "killer-started").exists() and \
+                not (folder / "interrupted").exists():  # its run alone, after the break: Ctrl-C
+            (folder / "interrupted").touch()
+            raise KeyboardInterrupt
+        (folder / "neighbour-started").touch()
+        _wait_for(folder / "killer-started")
+        time.sleep(1.0)
+    with log.open("a") as handle:
+        handle.write(f"end {a} {b}\n")
     return {"product": a * b, "pid": os.getpid()}
 
 
@@ -38,28 +67,56 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_a_dead_worker_fails_only_the_configurations_that_were_running_and_a_fresh_pool_runs_the_rest(tmp_path):
+def test_a_dead_worker_fails_only_the_configuration_that_kills_its_worker_alone(tmp_path):
     grid = {"a": parse_grid_values("0:1:0.125", key="a"), "b": [1, 2, 3]}  # 27 configurations
     points = expand_grid(BASE, grid)
+    shared = {"log": str(tmp_path / "attempts.log")}
+    out = tmp_path / "out"
     with LocalExecutor(2) as executor:
-        report = run_sweep(points, killing_run, {}, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
-                           executor=executor)
-        rows = read_rows(tmp_path / "results.csv")
+        report = run_sweep(points, killing_run, shared, data_fingerprint=FINGERPRINT, out_dir=out, executor=executor)
+        rows = read_rows(out / "results.csv")
         assert len(rows) == 27 and report.ran == 27
-        failed = [(float(r["a"]), int(r["b"])) for r in rows if r["status"] == "failed"]
-        # the killer, and at most the one configuration the other worker was running when the pool broke
-        assert (0.5, 2) in failed and len(failed) <= 2 and len(report.failed) == len(failed)
-        assert all(r["error"].startswith("BrokenProcessPool: A process in the process pool was terminated")
-                   for r in rows if r["status"] == "failed")
+        # the neighbour, running in the other worker when the killer broke the pool, ran again alone and is ok
+        assert [(float(r["a"]), int(r["b"])) for r in rows if r["status"] == "failed"] == [KILLER]
+        assert [f["swept"] for f in report.failed] == [{"a": 0.5, "b": 2}]
+        error = next(r["error"] for r in rows if r["status"] == "failed")
+        assert error == (
+            "WorkerDied: its worker process died (exit code 3) when it ran alone, retried because a worker died "
+            "while it ran; likely cause: the run needs more memory than the machine had free (the kernel's "
+            "out-of-memory killer ends a process with SIGKILL), else a crash in compiled code")
         ok = [r for r in rows if r["status"] == "ok"]
-        assert all(float(r["product"]) == float(r["a"]) * int(r["b"]) for r in ok)
-        assert len(ok) >= 25 and rows[-1]["status"] == "ok"  # run after the break: by a fresh pool
-        # the executor stays usable: the retry runs the failures again in a new pool; the killer dies again
-        # (and fails what runs beside it, if anything: with two failures, both run at once)
-        retry = run_sweep(points, killing_run, {}, data_fingerprint=FINGERPRINT, out_dir=tmp_path,
-                          executor=executor)
-    assert retry.skipped == 27 - len(failed) and retry.ran == len(failed)
-    assert {(f["swept"]["a"], f["swept"]["b"]) for f in retry.failed} in ({(0.5, 2)}, set(failed))
+        assert len(ok) == 26 and all(float(r["product"]) == float(r["a"]) * int(r["b"]) for r in ok)
+        # attempts: the killer and its neighbour twice (beside each other, then each alone), the others once
+        lines = [line.split() for line in Path(shared["log"]).read_text().splitlines()]
+        starts = [(float(a), int(b)) for kind, a, b in lines if kind == "start"]
+        assert sorted(starts) == sorted([(float(p.swept["a"]), p.swept["b"]) for p in points] + [KILLER, NEIGHBOUR])
+        again = [i for i, (kind, a, b) in enumerate(lines) if kind == "start" and (float(a), int(b)) in
+                 (KILLER, NEIGHBOUR)][2:]  # the second attempts: the neighbour's (grid order), then the killer's
+        assert [lines[i] for i in again] == [["start", "0.5", "1"], ["start", "0.5", "2"]]
+        assert again[1] == again[0] + 2 and lines[again[0] + 1] == ["end", "0.5", "1"]  # alone: nothing between
+        # a re-run retries only the killer (one job: in this process, where it raises instead)
+        retry = run_sweep(points, killing_run, shared, data_fingerprint=FINGERPRINT, out_dir=out, executor=executor)
+    assert retry.skipped == 26 and retry.ran == 1
+    assert [(f["swept"], f["error"]) for f in retry.failed] == [({"a": 0.5, "b": 2}, "MemoryError: killed")]
+
+
+def test_ctrl_c_while_a_neighbour_runs_alone_ends_the_sweep_and_a_rerun_resumes(tmp_path):
+    grid = {"a": parse_grid_values("0:1:0.125", key="a"), "b": [1, 2, 3]}
+    points = expand_grid(BASE, grid)
+    shared = {"log": str(tmp_path / "attempts.log"), "interrupt_alone": True}
+    out = tmp_path / "out"
+    with LocalExecutor(2) as executor:
+        with pytest.raises(SweepInterrupted) as stopped:
+            run_sweep(points, killing_run, shared, data_fingerprint=FINGERPRINT, out_dir=out, executor=executor)
+        assert executor._pool is None  # ended at once, not waited for
+        # the 12 configurations before the pair finished and are kept; the pair and the rest are not recorded
+        assert stopped.value.done == 12 and not (out / "results.csv.journal").exists()
+        assert [r["status"] for r in read_rows(out / "results.csv")] == ["ok"] * 12
+        resumed = run_sweep(points, killing_run, shared, data_fingerprint=FINGERPRINT, out_dir=out, executor=executor)
+    assert resumed.skipped == 12 and resumed.ran == 15
+    assert [f["swept"] for f in resumed.failed] == [{"a": 0.5, "b": 2}]
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 27 and [r["status"] for r in rows].count("ok") == 26
 
 
 def slow_summary(config: dict, shared) -> dict:
