@@ -420,8 +420,9 @@ class MiningPnL(_UsesRecorder):
       mining_revenue_usd (USD: each credit valued at the price of the bar it was mined), power_cost_usd,
       hosting_cost_usd, pool_fee_usd (USD, >= 0), net_operating_cash_flow_usd (USD: revenue - costs),
       break_even_price_usd (USD per coin over the run: cash costs / net coins), break_even_price_last_usd
-      (USD per coin, last bar that mined), curtailed_days (calendar days), curtailed_pct (percent of the
-      run's time), per_bar: DataFrame from ``ledger_stats.mining_frame`` (UTC index).
+      (USD per coin, last bar that mined), curtailed_days (calendar days, each bar weighted by the
+      share of the installed hash rate switched off), curtailed_pct (percent of the run's time, so weighted),
+      per_bar: DataFrame from ``ledger_stats.mining_frame`` (UTC index).
     """
 
     def __init__(self) -> None:

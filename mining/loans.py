@@ -11,8 +11,11 @@ each instalment pays the month's interest (balance x r) first, the rest reduces 
 
 Coin-collateralised loan: debt = principal + accrued interest (simple, actual/365 on the principal);
 LTV = debt / (collateral coins x price). LTV >= margin-call LTV opens a call: top up (or repay) to bring LTV
-back to ``cure_ltv`` (default the initial LTV) before ``call_deadline``; LTV >= liquidation LTV, or a call
-still open at its deadline, sells collateral at that bar's price to repay the debt and releases the rest.
+back to ``cure_ltv`` (default the initial LTV) before ``call_deadline``; a call still open at its deadline
+sells collateral at the price then (the open of the bar that starts at or after it) to repay the debt and
+releases the rest. The lender watches the price
+continuously, as lenders' terms allow: a bar whose low reaches the liquidation LTV sells at that price (at
+the open when the bar opens beyond it), as a venue liquidates futures at the bar's worst price.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from brokers.events import MarginEvent
+from brokers.formulas import liquidation_fill_price
 from minehedge.errors import ConfigError, check_positive
 
 DAYS_PER_YEAR_ACT365: float = 365.0
@@ -238,12 +242,25 @@ class CoinLoan:
                            f"interest of {self.accrued_interest_usd:.2f} USD unpaid; cash available "
                            f"{cash_available_usd:.2f} USD; it stays in the debt (LTV {self.ltv(price):.4f})")
 
-    def step(self, time, price: float) -> LoanStep:
-        """Accrue interest to ``time``, then check the LTV at ``price``: open, cure or liquidate."""
+    def liquidation_price(self) -> float:
+        """The coin price (USD) at which the LTV reaches ``liquidation_ltv``: debt / (collateral x LTV)."""
+        value = self.collateral_coin * self.liquidation_ltv
+        return float("inf") if value <= 0 else self.debt_usd / value
+
+    def step(self, time, price: float, bar_low: float | None = None, bar_open: float | None = None) -> LoanStep:
+        """Accrue interest to ``time``, then check the LTV at ``price`` (the bar's close): open, cure or
+        liquidate.
+
+        The lender watches the price all the time: with the bar's ``bar_low`` (and ``bar_open``), a loan that
+        was already drawn through the bar is liquidated when the low reaches :meth:`liquidation_price`, at that
+        price, or at the open when the bar opens beyond it, even if the close is back above; a call whose
+        deadline had passed by the bar's open (``time``) is judged at the open's price, and if not met there
+        the collateral is sold at the open. Without them only the close is checked."""
         result = LoanStep()
         if self.closed:
             return result
         now = _ts_ns(time)
+        through_bar = self.drawn  # the loan existed during the whole bar (a draw happens at its close)
         if not self.drawn:
             if self.start is not None and now < _ts_ns(self.start):
                 return result
@@ -257,7 +274,19 @@ class CoinLoan:
             self.accrued_interest_usd += self.principal_usd * self.annual_rate * days / DAYS_PER_YEAR_ACT365
             self._last_ns = now
         ltv = self.ltv(price)
-        if ltv >= self.liquidation_ltv:
+        if through_bar and bar_open is not None and self.call_due is not None and pd.Timestamp(now) >= self.call_due:
+            # the deadline passed by the bar's open: the lender acts then, at the open's price
+            if not self._cured(self.ltv(bar_open)):
+                self._liquidate(time, bar_open, f"loan call not met by {self.call_due}", result)
+                return result
+            self.call_due = None
+            result.events.append(self._event(time, "loan_call_met", bar_open,
+                                             f"LTV back to {self.ltv(bar_open):.4f} at the deadline (price moved)"))
+        if through_bar and bar_low is not None and bar_low <= (trigger := self.liquidation_price()):
+            sale = liquidation_fill_price(1, trigger, bar_open if bar_open is not None else trigger)
+            self._liquidate(time, sale, f"LTV reached the liquidation LTV {self.liquidation_ltv:.4f} at "
+                                        f"{trigger:.2f} (bar low {bar_low:.2f})", result)
+        elif ltv >= self.liquidation_ltv:
             self._liquidate(time, price, f"LTV {ltv:.4f} >= liquidation LTV {self.liquidation_ltv:.4f}", result)
         elif self.call_due is not None:
             if self._cured(ltv):

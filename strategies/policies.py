@@ -372,7 +372,7 @@ class FinancedExpansion(MinerStrategy):
                                        f"only {self.broker.get_cash():.2f} USD could be raised")
             self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
             return
-        step = loan.step(now, price)
+        step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0])
         self._book_coin_loan_step(step, price)
         month = (now.year, now.month)
         if self._last_interest_month is None:
@@ -414,8 +414,9 @@ class FinancedExpansion(MinerStrategy):
         for event in step.events:
             self.broker.add_event(event)
         if step.collateral_sold_coin > 0:
+            sold_at = step.collateral_sale_usd / step.collateral_sold_coin
             self.broker.debit_coins(self.asset, step.collateral_sold_coin, "collateral_sale",
-                                    note=f"lender sold at {price:.2f}", wallet="collateral")
+                                    note=f"lender sold at {sold_at:.2f}", wallet="collateral")
         if step.collateral_released_coin > 0:
             self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
 

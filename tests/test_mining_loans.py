@@ -149,6 +149,48 @@ def test_liquidation_ltv_sells_immediately_with_shortfall() -> None:
     assert {e.kind for e in result.events} <= set(EVENT_KINDS)
 
 
+def test_the_lender_sells_where_the_bar_low_reaches_the_liquidation_ltv_even_if_the_close_recovers() -> None:
+    # 1M USD against 30 BTC, no interest: LTV 0.9 at 1e6 / (30 x 0.9) = 37,037.04. A bar opening at 50,000
+    # that trades down to 36,000 and closes at 49,000 liquidates at 37,037.04: 27 BTC sold, 3 returned.
+    trigger = 1e6 / (30.0 * 0.9)
+    loan = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    loan.step(T0, 50_000.0, bar_low=1_000.0, bar_open=50_000.0)  # the draw: the loan did not exist in that bar
+    assert not loan.closed and loan.liquidation_price() == trigger
+    result = loan.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=36_000.0, bar_open=50_000.0)
+    (event,) = result.events
+    assert event.kind == "loan_liquidation" and event.price == trigger and event.loss_usd == 0.0
+    assert result.collateral_sold_coin == pytest.approx(27.0, rel=1e-14)
+    assert result.collateral_released_coin == pytest.approx(3.0, rel=1e-13)
+    # the same bar opening beyond it (a gap) sells at the open: 30 BTC x 30,000 leaves 100,000 USD owed
+    gapped = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    gapped.step(T0, 50_000.0)
+    result = gapped.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=29_000.0, bar_open=30_000.0)
+    assert result.events[0].price == 30_000.0 and result.collateral_sold_coin == 30.0
+    assert gapped.debt_usd == pytest.approx(100_000.0, rel=1e-12)
+    # a low above the trigger leaves the loan alone
+    safe = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    safe.step(T0, 50_000.0)
+    assert safe.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=37_100.0, bar_open=50_000.0).events == []
+
+
+def test_a_call_whose_deadline_passed_by_the_open_is_judged_and_sold_at_the_open() -> None:
+    # called at 44,000 (LTV 0.758 >= 0.75), deadline a day later; the next bar opens at 43,000, still short of
+    # the cure LTV (the initial 0.667): sold at 43,000, not at the close of 38,000
+    loan = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9, call_deadline=pd.Timedelta(days=1))
+    loan.step(T0, 50_000.0)
+    assert [e.kind for e in loan.step(T0 + pd.Timedelta(days=1), 44_000.0, 44_000.0, 44_000.0).events] == ["loan_call"]
+    result = loan.step(T0 + pd.Timedelta(days=2), 38_000.0, bar_low=37_500.0, bar_open=43_000.0)
+    (event,) = result.events
+    assert event.kind == "loan_liquidation" and event.price == 43_000.0
+    assert result.collateral_sold_coin == pytest.approx(1e6 / 43_000.0, rel=1e-14)
+    # opening back at the cure LTV meets the call there
+    met = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9, call_deadline=pd.Timedelta(days=1))
+    met.step(T0, 50_000.0)
+    met.step(T0 + pd.Timedelta(days=1), 44_000.0, 44_000.0, 44_000.0)
+    result = met.step(T0 + pd.Timedelta(days=2), 45_000.0, bar_low=44_000.0, bar_open=50_000.0)
+    assert [e.kind for e in result.events] == ["loan_call_met"] and not met.closed and met.call_due is None
+
+
 def test_price_recovery_meets_the_call() -> None:
     loan = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9)
     loan.step(T0, 50_000.0)

@@ -446,16 +446,22 @@ def test_financed_expansion_ignoring_the_call_loses_the_collateral(btc_2022):
     assert not events(outcome, "loan_call_met")
 
 
-def test_financed_expansion_keeps_a_liquidation_shortfall_as_a_liability(btc_2022):
-    # No deadline to speak of and a liquidation LTV of 1: the lender sells only once the collateral is worth
-    # less than the debt (May 2022), so the sale leaves a shortfall, which stays owed and out of equity.
-    params = {**LOAN, "on_margin_call": "ignore", "liquidation_ltv": 1.0, "call_deadline_days": 3650.0}
-    strategy, _, _ = api._run_cerebro(btc_2022, "financed_expansion", params, None)
-    liquidations = [e for e in strategy.broker.events if e.kind == "loan_liquidation"]
-    assert len(liquidations) == 1 and liquidations[0].loss_usd > 1e5
-    assert str(liquidations[0].time)[:7] == "2022-05"
+def test_financed_expansion_keeps_a_liquidation_shortfall_as_a_liability():
+    # The lender watches the price continuously, so a sale leaves a shortfall only when the price gaps past
+    # the liquidation LTV: here BTC opens at 20,000 after 50,000. 1M USD against 1.43M USD of collateral
+    # (28.6 BTC) at a liquidation LTV of 1: the lender sells all 28.6 BTC at the open, 572,000 USD, and the
+    # rest of the debt (principal and five days' interest) stays owed and out of equity.
+    rows = [(50_000.0,) * 4] * 6 + [(20_000.0,) * 4] * 2
+    params = {**LOAN, "fleet": "S19Pro:1@2030-01-01", "loan_date": "2021-06-02", "principal_usd": 1e6,
+              "on_margin_call": "ignore", "liquidation_ltv": 1.0, "call_deadline_days": 3650.0,
+              "start_coins": 100.0, "expansion_model": "S19XP", "unit_price_usd": 1.0}
+    strategy, _, _ = api._run_cerebro(synthetic_market(rows), "financed_expansion", params, None)
+    (liquidation,) = [e for e in strategy.broker.events if e.kind == "loan_liquidation"]
+    assert str(liquidation.time)[:10] == "2021-06-07" and liquidation.price == 20_000.0
+    debt = 1e6 * (1.0 + 0.1075 * 5 / 365)  # simple interest, actual/365, drawn on 06-02
+    assert liquidation.loss_usd == pytest.approx(debt - 1.43e6 / 50_000.0 * 20_000.0, rel=1e-12)
     assert strategy.loan.closed
-    assert strategy.broker.get_liabilities_usd() == liquidations[0].loss_usd == strategy.loan.debt_usd
+    assert strategy.broker.get_liabilities_usd() == liquidation.loss_usd == strategy.loan.debt_usd
 
 
 def test_financed_expansion_rejects_a_coin_loan_drawn_at_its_call_level(btc_2022):
@@ -759,3 +765,21 @@ def test_a_run_before_the_venue_profiles_first_schedule_says_so(data_dir):
     late = api.run_policy(market(data_dir, "2021-01-01", "2021-01-31"), "static_hedge",
                           {"fleet": FLEET, "venue": "binance_coinm"})
     assert not any("venue profile's earliest" in note for note in late.result.assumptions.get("run notes", []))
+
+
+def test_the_lender_of_march_2020_sells_at_the_deadline_open_not_the_crash_close(data_dir):
+    # 2M USD against 335.6 BTC on 2020-03-01; called on 2020-03-09, deadline 2020-03-12 00:00 (3 days). The
+    # lender acts at that time, at 2020-03-12's open (7,938.05), before the day fell to 4,644: the sale covers
+    # the debt and returns the rest. Judged at the 4,857.10 close, it used to sell everything and leave
+    # 376,486 USD owed.
+    m = market(data_dir, "2019-06-01", "2020-03-31")
+    strategy, _, _ = api._run_cerebro(m, "financed_expansion", {"loan_date": "2020-03-01", "on_margin_call": "ignore",
+                                                                 "principal_usd": 2e6}, None)
+    (call,) = [e for e in strategy.broker.events if e.kind == "loan_call"]
+    (sale,) = [e for e in strategy.broker.events if e.kind == "loan_liquidation"]
+    assert str(call.time)[:10] == "2020-03-09" and str(sale.time)[:10] == "2020-03-12"
+    assert sale.price == at(m, "2020-03-12", "open") and sale.loss_usd == 0.0
+    assert strategy.loan.debt_usd == pytest.approx(0.0, abs=1e-6) and strategy.broker.get_liabilities_usd() == 0.0
+    book = pd.DataFrame(strategy.broker.ledger.to_records())
+    sold = -book.loc[book["kind"] == "collateral_sale", "amount"].sum()
+    assert sold == pytest.approx(sale.size / sale.price, rel=1e-12)  # the debt's worth at the open, no fee
