@@ -57,12 +57,24 @@ class UsageError(ConfigError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, and suggests the closest command."""
+    """argparse that raises instead of exiting, and suggests the closest command.
+
+    An unrecognized flag is reported by the (sub)command it was given to, with that command's usage line: a
+    flag of another command names the commands that have it, a typo gets "did you mean" among the command's
+    own flags."""
 
     def __init__(self, *args: Any, suggest: Sequence[str] = (), **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # --work must not silently mean --workers
         super().__init__(*args, **kwargs)
         self.suggest = tuple(suggest)
+        self.commands: dict[str, _Parser] = {}  # the top-level parser's: "run", "data list", ... -> its parser
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse would report them with the top-level usage; the command's parser does
+            self.commands.get(_command_of(ns), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
 
     def error(self, message: str):  # type: ignore[override]
         choice = re.search(r"invalid choice: (['\"]?)(.+?)\1 \(", message)
@@ -70,12 +82,47 @@ class _Parser(argparse.ArgumentParser):
         if choice and self.suggest:
             message += "." + did_you_mean(choice.group(2), self.suggest)
         elif unknown:
-            message += "." + did_you_mean(unknown.group(1), _ALL_OPTIONS)
+            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(PROG).strip())
         raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
-#: Every long option of every command, for "did you mean" on an unrecognized flag.
-_ALL_OPTIONS: set[str] = set()
+#: The long options of each command ("run", "sweep", "compare", "policies", "data list", ...).
+_OPTIONS: dict[str, set[str]] = {}
+#: The settings keys (argparse dests, which are the config-file keys) of each command.
+_KEYS: dict[str, set[str]] = {}
+
+
+def _command_of(ns: argparse.Namespace) -> str:
+    """``"run"``, ``"data list"``, ...: the command a parsed namespace belongs to."""
+    return " ".join(str(part) for part in (getattr(ns, "command", None), getattr(ns, "action", None)) if part)
+
+
+def _commands_text(commands: Sequence[str]) -> str:
+    """Commands as text (`run`, `sweep` and `data`): the data actions are `data` when all of them are listed."""
+    names = list(commands)
+    data = [f"data {action}" for action in DATA_ACTIONS]
+    if all(name in names for name in data):
+        names = [name for name in names if name not in data[1:]]
+        names[names.index(data[0])] = "data"
+    return _and_list([f"`{name}`" for name in names])
+
+
+def _and_list(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _unknown_flag_hint(flag: str, command: str) -> str:
+    """What to say about ``flag``, which ``command`` does not take."""
+    own = _OPTIONS.get(command)
+    if own is None:  # the top-level parser: no command chosen yet
+        return did_you_mean(flag, sorted(set().union(*_OPTIONS.values())))
+    if flag in own:  # `data --json list`: an option of the action, given before it
+        return f" Give {flag} after `{command}`."
+    owners = [name for name, options in _OPTIONS.items() if flag in options]
+    if owners:
+        return f" {flag} is an option of {_commands_text(owners)}, not of `{command}`."
+    return did_you_mean(flag, sorted(own))
 
 
 # ------------------------------------------------------------------------------------------ the parser
@@ -156,8 +203,11 @@ def build_parser() -> _Parser:
 
     policies = commands.add_parser("policies", help="every policy with its parameters, defaults and units")
     _common(policies, market=False)
-    for sub in [run, sweep, compare, policies, *actions.choices.values()]:
-        _ALL_OPTIONS.update(o for action in sub._actions for o in action.option_strings if o.startswith("--"))
+    parser.commands = {"run": run, "sweep": sweep, "compare": compare, "policies": policies,
+                       **{f"data {name}": sub for name, sub in actions.choices.items()}}
+    for name, sub in parser.commands.items():
+        _OPTIONS[name] = {o for action in sub._actions for o in action.option_strings if o.startswith("--")}
+        _KEYS[name] = {action.dest for action in sub._actions if action.dest != "help"}
     return parser
 
 
@@ -180,7 +230,27 @@ def _settings(ns: argparse.Namespace) -> dict[str, Any]:
         given["grid"] = grid
     flags = normalise(given, source="command line")
     file_layer = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    _check_file_keys(file_layer, _command_of(ns), ns.config if file_layer else "")
     return resolve(merge(file_layer, flags), os.environ)
+
+
+def _check_file_keys(file_layer: Mapping[str, Any], command: str, source: str) -> None:
+    """A config file's keys must be ones ``command`` uses: a sweep's ``[grid]`` given to ``run`` would
+    otherwise be ignored without a word (the flags cannot be: each command's parser has only its own)."""
+    foreign = [key for key in file_layer if key not in _KEYS.get(command, file_layer)]
+    if not foreign:
+        return
+    by_owners: dict[str, list[str]] = {}
+    for key in foreign:
+        owners = [name for name, keys in _KEYS.items() if key in keys]
+        by_owners.setdefault(_commands_text(owners) if owners else "no command", []).append(repr(key))
+    parts = [f"{_and_list(keys)} ({'keys' if len(keys) > 1 else 'a key'} of {owners})"
+             for owners, keys in by_owners.items()]
+    them = "it" if len(foreign) == 1 else "them"
+    [owners] = by_owners if len(by_owners) == 1 else [""]
+    elsewhere = f", or use the file with {owners}" if owners.count("`") == 2 else ""
+    raise ConfigError(f"{source}: `{command}` does not use {'; '.join(parts)}; remove {them} from the file"
+                      f"{elsewhere}.")
 
 
 def _api():
