@@ -49,8 +49,8 @@ from strategies.registry import policy_specs as _registry_specs
 
 __all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
            "run_policy", "run_backtest", "compare",
-           "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
-           "data_list_empty", "data_validate", "data_download"]
+           "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "BREAKEVEN_PARAMS",
+           "data_list", "data_list_empty", "data_validate", "data_download"]
 
 #: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
 FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
@@ -374,8 +374,15 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+#: The policy parameters :func:`breakeven` reads (the fleet's); any other one changes nothing there.
+BREAKEVEN_PARAMS = ("asset", "fleet", "uptime", "power_usd_per_kwh", "hosting_usd_per_kwh", "pool_fee", "curtail",
+                    "depreciation_years")
+
+
 def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh)."""
+    """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh), and the
+    hash rate running that day (after uptime and curtailment): ``hashrate_ths`` (TH/s) for BTC,
+    ``hashrate_mhs`` (MH/s) for ETH. Reads only :data:`BREAKEVEN_PARAMS` of ``config["params"]``."""
     from mining.revenue import network_hashprice
 
     asset, network = _network_range(config)
@@ -393,7 +400,7 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
                      "breakeven_price_usd": float(row["breakeven_price_usd"]),
                      "breakeven_price_all_in_usd": float(row["breakeven_price_all_in_usd"]),
                      "breakeven_power_usd_per_kwh": float(row["breakeven_power_usd_per_kwh"]),
-                     "hashrate_units": float(row["hashrate_units"])})
+                     f"hashrate_{'ths' if asset == 'BTC' else 'mhs'}": float(row["hashrate_units"])})
     return rows
 
 

@@ -128,20 +128,31 @@ def _unknown_flag_hint(flag: str, command: str) -> str:
 # ------------------------------------------------------------------------------------------ the parser
 
 
-def _common(parser: argparse.ArgumentParser, *, market: bool = True) -> None:
+#: The market flags most commands take: (flag, add_argument keywords).
+_MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("--data-dir", {"dest": "data_dir", "metavar": "DIR",
+                    "help": "data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)"}),
+    ("--asset", {"help": "BTC or ETH (default BTC)"}),
+    ("--timeframe", {"help": "1d, 4h or 1h (default 1d)"}),
+    ("--start", {"metavar": "YYYY-MM-DD", "help": "first UTC day (default: first in the data)"}),
+    ("--end", {"metavar": "YYYY-MM-DD", "help": "last UTC day (default: last in the data)"}),
+    ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
+    ("--seed", {"help": "random seed where randomness exists (default 0)"}),
+)
+#: Market flags a data action has no use for: hashprice and break-even are daily network series, with no
+#: futures leg and nothing random.
+_DATA_OMITS = {"hashprice": ("--timeframe", "--venue", "--seed"), "breakeven": ("--timeframe", "--venue", "--seed")}
+
+
+def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
     s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
     parser.add_argument("--config", metavar="FILE.toml", default=s, help="TOML file with the same keys as the flags")
     parser.add_argument("--json", action="store_true", default=s, help="print machine-readable JSON on stdout")
     if not market:
         return
-    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", default=s,
-                        help="data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)")
-    parser.add_argument("--asset", default=s, help="BTC or ETH (default BTC)")
-    parser.add_argument("--timeframe", default=s, help="1d, 4h or 1h (default 1d)")
-    parser.add_argument("--start", default=s, metavar="YYYY-MM-DD", help="first UTC day (default: first in the data)")
-    parser.add_argument("--end", default=s, metavar="YYYY-MM-DD", help="last UTC day (default: last in the data)")
-    parser.add_argument("--venue", default=s, help="venue profile of the futures leg (default: the policy's)")
-    parser.add_argument("--seed", default=s, help="random seed where randomness exists (default 0)")
+    for flag, keywords in _MARKET_FLAGS:
+        if flag not in omit:
+            parser.add_argument(flag, default=s, **keywords)
 
 
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -195,7 +206,7 @@ def build_parser() -> _Parser:
     }
     for name in DATA_ACTIONS:
         sub = actions.add_parser(name, help=helps[name])
-        _common(sub)
+        _common(sub, omit=_DATA_OMITS.get(name, ()))
         if name == "validate":
             sub.add_argument("file", nargs="?", default=s, help="a CSV file (default: the data of the range)")
         if name == "breakeven":
@@ -504,10 +515,22 @@ def cmd_policies(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
+    """``data breakeven`` reads only the fleet's parameters: a hedge setting given to it is an error, not
+    silently ignored."""
+    unused = [key for key in values if key not in used]
+    if unused:
+        given = " --set ".join(f"{key}={values[key]}" for key in unused)
+        uses = ", ".join(key for key in used if key != "asset")  # the asset comes from --asset
+        raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only the "
+                          f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
+
+
 def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
     if ns.action == "breakeven":
         config = _policy_config(settings)
+        _check_used(settings["set"], api.BREAKEVEN_PARAMS)
     else:
         config = _base_config(settings, None, {})
     if ns.action == "list":

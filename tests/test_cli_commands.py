@@ -117,6 +117,7 @@ CONTRACT = SimpleNamespace(
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
     data_download=lambda config: [],
     breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
+    BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
 )
 
 
@@ -323,3 +324,22 @@ def test_data_validate_exit_code_follows_the_findings(capsys, tmp_path):
     code, stdout, _ = run_main(capsys, ["data", "breakeven", "--start", "2020-01-01", "--set",
                                         "power_usd_per_kwh=0.07", "--policy", "unhedged", "--json"])
     assert code == 0 and json.loads(stdout) == [{"date": "2020-01-01", "breakeven_price_usd": 70.0}]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "hedge_ratio=0.3"], "run_backtest.py: error: --set hedge_ratio=0.3: `data breakeven` does not use "
+     "hedge_ratio; it uses only the fleet's settings (power_usd_per_kwh); drop it.\n"),
+    (["--set", "leverage=2", "--set", "power_usd_per_kwh=0.07", "--set", "margin_mode=cross"],
+     "run_backtest.py: error: --set leverage=2 --set margin_mode=cross: `data breakeven` does not use leverage and "
+     "margin_mode; it uses only the fleet's settings (power_usd_per_kwh); drop them.\n"),
+    (["--timeframe", "1h"], "run_backtest.py data breakeven: error: unrecognized arguments: --timeframe 1h. "
+     "--timeframe is an option of `run`, `sweep`, `compare`, `data list`, `data validate` and `data download`, "
+     "not of `data breakeven`.\n"),
+    (["--venue", "bitmex"], "unrecognized arguments: --venue bitmex. --venue is an option of"),
+    (["--seed", "1"], "unrecognized arguments: --seed 1. --seed is an option of"),
+])
+def test_data_breakeven_refuses_what_it_does_not_use(capsys, argv, message):
+    code, stdout, err = run_main(capsys, ["data", "breakeven", "--start", "2020-01-01", *argv])
+    assert (code, stdout) == (2, "") and message in err and err.endswith(".\n")
+    code, stdout, err = run_main(capsys, ["data", "hashprice", "--start", "2020-01-01", *argv])
+    assert (code, stdout) == (2, "") and ("--set" in argv or "not of `data hashprice`.\n" in err)

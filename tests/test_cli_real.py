@@ -69,6 +69,21 @@ def test_data_hashprice_json(capsys, data_dir):
         assert day["hashprice_usd_per_ph_day"] == pytest.approx(1000 * day["hashprice_usd_per_th_day"], rel=1e-12)
 
 
+@pytest.mark.parametrize(("asset", "column", "running"), [
+    ("BTC", "hashrate_ths", 494_215.0),  # the default BTC fleet's TH/s at 97 % uptime on 2022-06-10
+    ("ETH", "hashrate_mhs", None),
+])
+def test_data_breakeven_names_the_hash_rates_unit(capsys, data_dir, asset, column, running):
+    code = main(["data", "breakeven", "--asset", asset, "--start", "2022-06-10", "--end", "2022-06-10",
+                 "--data-dir", str(data_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    [day] = json.loads(out)
+    assert list(day) == ["date", "price_usd", "breakeven_price_usd", "breakeven_price_all_in_usd",
+                         "breakeven_power_usd_per_kwh", column]
+    assert day[column] > 0 and (running is None or day[column] == pytest.approx(running, abs=0.5))
+
+
 def _rows(path):
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
