@@ -345,14 +345,26 @@ def run_summary(config: dict[str, Any], shared: Market | Markets) -> dict[str, A
 
 # --- data questions -------------------------------------------------------------------------------------
 def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
+    """The daily network rows of the config's range. ETH days after the Merge, where the network data end,
+    are rows of NaN (no price, no network values): mining there earns nothing, as in :func:`load_market`
+    (:func:`mining.revenue.network_hashprice` gives them zero coins, method ``merged``)."""
     asset = str(config.get("asset") or "BTC").upper()
     start = _day(config.get("start"), "start")
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
-    loaded = load_network(asset, start, end_exclusive, data_dir=config.get("data_dir"))
-    if loaded.frame.empty:
+    after_merge = asset == "ETH" and end is not None and end > ETH_MERGE
+    if after_merge:  # read to the Merge (the data must reach it); the days after it are known: no revenue
+        first = ETH_MERGE if start is not None and start > ETH_MERGE else start
+        loaded = load_network(asset, first, ETH_MERGE + pd.Timedelta(days=1), data_dir=config.get("data_dir"))
+    else:
+        loaded = load_network(asset, start, end_exclusive, data_dir=config.get("data_dir"))
+    frame = loaded.frame
+    if after_merge and not frame.empty:
+        days = pd.date_range(start if start is not None else frame.index[0], end, freq="D", tz="UTC")
+        frame = frame.reindex(frame.index.union(days)).loc[days[0]:]
+    if frame.empty:
         raise DataError(f"no {asset} network data between {start} and {end}.")
-    return asset, loaded.frame
+    return asset, frame
 
 
 def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -362,6 +374,8 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     asset, network = _network_range(config)
     frame = network_hashprice(network, asset)
+    # after the Merge nothing is mined, whatever the (possibly unknown) price
+    frame.loc[frame["method"] == "merged", "hashprice_usd_per_unit_day"] = 0.0
     rows = []
     for day, row in frame.iterrows():
         usd, coins = float(row["hashprice_usd_per_unit_day"]), float(row["coins_per_unit_day"])
@@ -396,7 +410,8 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     schedule = fleet.simulate(daily[["coins_per_unit_day", "price_usd"]])
     rows = []
     for day, row in schedule.iterrows():
-        rows.append({"date": day.strftime("%Y-%m-%d"), "price_usd": float(row["price_usd"]),
+        price = float(network.at[day, "price_usd"])  # the schedule's is 0 where nothing is mined
+        rows.append({"date": day.strftime("%Y-%m-%d"), "price_usd": price if price == price else None,
                      "breakeven_price_usd": float(row["breakeven_price_usd"]),
                      "breakeven_price_all_in_usd": float(row["breakeven_price_all_in_usd"]),
                      "breakeven_power_usd_per_kwh": float(row["breakeven_power_usd_per_kwh"]),

@@ -84,6 +84,23 @@ def test_data_breakeven_names_the_hash_rates_unit(capsys, data_dir, asset, colum
     assert day[column] > 0 and (running is None or day[column] == pytest.approx(running, abs=0.5))
 
 
+def test_eth_hashprice_and_breakeven_across_the_merge_are_zero_from_it_as_in_run(capsys, data_dir):
+    # The ETH network data end on the Merge day (2022-09-15); `run` mines nothing from it on, and so do these.
+    argv = ["--asset", "ETH", "--start", "2022-09-13", "--end", "2022-09-17", "--data-dir", str(data_dir), "--json"]
+    assert main(["data", "hashprice", *argv]) == 0
+    days = json.loads(capsys.readouterr().out)
+    assert [d["date"] for d in days] == [f"2022-09-{d}" for d in range(13, 18)]
+    assert all(d["coins_per_mh_day"] > 0 for d in days[:2])
+    assert [(d["hashprice_usd_per_mh_day"], d["coins_per_mh_day"]) for d in days[2:]] == [(0.0, 0.0)] * 3
+    assert main(["data", "breakeven", *argv]) == 0
+    days = json.loads(capsys.readouterr().out)
+    assert [d["date"] for d in days] == [f"2022-09-{d}" for d in range(13, 18)]
+    assert [d["price_usd"] for d in days] == [1574.56, 1639.6, 1472.51, None, None]  # none after the data end
+    assert [(d["breakeven_price_usd"], d["hashrate_mhs"]) for d in days[2:]] == [(None, 0.0)] * 3  # nothing mined
+    assert main(["data", "hashprice", *argv[:2], "--start", "2023-01-01", "--end", "2023-01-02", *argv[6:]]) == 0
+    assert [d["coins_per_mh_day"] for d in json.loads(capsys.readouterr().out)] == [0.0, 0.0]
+
+
 def _rows(path):
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
