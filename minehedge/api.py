@@ -470,6 +470,19 @@ def _findings(report: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _folder_hint(folder: Path) -> str:
+    """What to give instead of a data folder: one OHLCV file its MANIFEST.csv lists, or the folder as
+    --data-dir; "" for a folder without a manifest."""
+    from data.manifest import read_manifest
+
+    try:
+        ohlcv = read_manifest(folder).query("kind == 'ohlcv'")["path"]
+    except DataError:
+        return ""
+    example = f"for example {ohlcv.iloc[0]}; " if len(ohlcv) else ""
+    return f" ({example}a data folder with MANIFEST.csv is --data-dir)"
+
+
 def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
     """Validate one OHLCV CSV file (``path``) or the OHLCV range of ``config``, reporting, never masking."""
     from data.frames import TIMEFRAMES
@@ -477,6 +490,10 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
     from data.validate import validate_ohlcv
 
     if path is not None:
+        if Path(path).is_dir():
+            raise ConfigError(f"data validate {str(path)!r}: that is a folder; give one OHLCV CSV file"
+                              f"{_folder_hint(Path(path))}, or no file to check the data of a range (--asset, "
+                              "--timeframe, --start, --end).")
         frame = read_ohlcv_csv(path)
         name = Path(path).name
         if len(frame) < 2:

@@ -101,6 +101,20 @@ def test_eth_hashprice_and_breakeven_across_the_merge_are_zero_from_it_as_in_run
     assert [d["coins_per_mh_day"] for d in json.loads(capsys.readouterr().out)] == [0.0, 0.0]
 
 
+def test_data_validate_of_a_folder_says_it_is_one_and_what_to_give(capsys, data_dir, tmp_path):
+    assert main(["data", "validate", str(data_dir)]) == 2
+    first_ohlcv = next(line.split(",")[0] for line in (data_dir / "MANIFEST.csv").read_text().splitlines()
+                       if ",ohlcv," in line)
+    assert capsys.readouterr().err == (
+        f"run_backtest.py: error: data validate '{data_dir}': that is a folder; give one OHLCV CSV file (for "
+        f"example {data_dir / first_ohlcv}; a data folder with MANIFEST.csv is --data-dir), or no file to check "
+        "the data of a range (--asset, --timeframe, --start, --end).\n")
+    assert main(["data", "validate", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"run_backtest.py: error: data validate '{tmp_path}': that is a folder; give one OHLCV CSV file, or no file "
+        "to check the data of a range (--asset, --timeframe, --start, --end).\n")
+
+
 def _rows(path):
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
