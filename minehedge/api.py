@@ -42,7 +42,7 @@ from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
-from strategies.base import fleet_for
+from strategies.base import DEFAULT_FLEET, fleet_for
 from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
@@ -126,13 +126,29 @@ def _funding_venue(config: dict[str, Any]) -> str | None:
     return funding
 
 
-def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
-    """No --start: the first day the fleet hashes (the longest range that means something for a miner)."""
+def _first_deployment(config: dict[str, Any]):
+    """The fleet's first :class:`mining.fleet.Deployment` (None without a fleet)."""
     fleet = (config.get("params") or {}).get("fleet")
     if not fleet:
         return None
     deployments, _ = parse_fleet(fleet_for(str(config.get("asset") or "BTC"), fleet))
-    return min(pd.Timestamp(d.date) for d in deployments).tz_convert("UTC") if deployments else None
+    return min(deployments, key=lambda d: pd.Timestamp(d.date)) if deployments else None
+
+
+def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
+    """No --start: the first day the fleet hashes (the longest range that means something for a miner)."""
+    first = _first_deployment(config)
+    return None if first is None else pd.Timestamp(first.date).tz_convert("UTC")
+
+
+def _default_start_text(config: dict[str, Any]) -> str:
+    """Where a start the user never gave came from: the fleet's first deployment, named."""
+    first, day = _first_deployment(config), _default_start(config).date()
+    fleet = str((config.get("params") or {}).get("fleet"))
+    deployment = f"{first.spec.name}:{first.units}@{day}"
+    whose = ("the default fleet" if fleet == DEFAULT_FLEET else f"fleet={fleet}") if fleet != deployment else ""
+    return (f"no start was given, so the run starts on the fleet's first deployment, {day} "
+            f"({deployment + ' of ' + whose if whose else 'fleet=' + fleet})")
 
 
 def market_key(config: dict[str, Any]) -> tuple:
@@ -183,13 +199,22 @@ def load_market(config: dict[str, Any]) -> Market:
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
     if start is not None and end is not None and start > end:
-        given = "start" if default_start is None else "the fleet's first day (the default start)"
-        raise ConfigError(f"{given} {start.date()} is after end={end.date()}.")
-    ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
-                       venue=config.get("data_venue"))
+        if default_start is None:
+            raise ConfigError(f"start={start.date()} is after end={end.date()}; start must be <= end.")
+        raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on or "
+                          f"before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a fleet "
+                          f"deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+    try:
+        ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
+                           venue=config.get("data_venue"))
+        if ohlcv.frame.empty:
+            raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
+    except DataError as exc:
+        if default_start is None:
+            raise
+        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start within "
+                        "the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
     bars = ohlcv.frame
-    if bars.empty:
-        raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
     # ETH after the Merge (2022-09-15), where mining revenue is zero rather than unknown.

@@ -252,6 +252,22 @@ def test_market_and_venue_mistakes_exit_2_with_one_line(capsys, data_dir, tmp_pa
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
+    assert main(["run", "--end", "2016-06-30", "--data-dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == (
+        "run_backtest.py: error: no start was given, so the run starts on the fleet's first deployment, 2017-01-01 "
+        "(S9:4000@2017-01-01 of the default fleet), which is after end=2016-06-30; give a start on or before the "
+        "end (--start YYYY-MM-DD), an end on or after 2017-01-01, or a fleet deployed by 2016-06-30 (--set "
+        "fleet=MODEL:UNITS@YYYY-MM-DD).\n")
+    assert main(["run", "--policy", "unhedged", "--set", "fleet=S19Pro:100@2030-01-01", "--data-dir",
+                 str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("run_backtest.py: error: no start was given, so the run starts on the fleet's first "
+                          "deployment, 2030-01-01 (fleet=S19Pro:100@2030-01-01), where the data have no bars: no BTC")
+    assert err.endswith(". Give a start within the data (--start YYYY-MM-DD), or a fleet deployed within them.\n")
+    assert "-> None" not in err and "Traceback" not in err
+
+
 def test_an_eth_run_after_the_merge_runs_with_no_mining(capsys, data_dir):
     # The ETH network data end at the Merge (2022-09-15); a run that started 40 days later found no network row.
     summary = _json(capsys, ["run", "--asset", "ETH", "--policy", "unhedged", "--start", "2022-11-01",
