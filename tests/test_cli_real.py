@@ -243,6 +243,9 @@ def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_di
     (["sweep", "--grid", "asset=BTC,ETH"], "--grid asset: a sweep mines one coin"),
     (["sweep", "--venue", "bitmex", "--grid", "venue=bitmex,generic"], "--venue bitmex and --grid venue=...: give one"),
     (["run", "--asset", "ETH"], "venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic."),
+    (["run", "--set", "leverage=125", "--set", "venue=bitmex", "--start", "2021-01-01", "--end", "2021-01-31"],
+     "leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
+     "larger ones allow less); allowed: 0 < leverage <= 100.\n"),
     (["run", "--start", "2026-03-25", "--end", "2026-04-09", "--timeframe", "1h"],
      "the BTC network data end on 2026-03-22, before the first bar 2026-03-25"),
 ])
