@@ -246,6 +246,12 @@ def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_di
     (["run", "--set", "leverage=125", "--set", "venue=bitmex", "--start", "2021-01-01", "--end", "2021-01-31"],
      "leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
      "larger ones allow less); allowed: 0 < leverage <= 100.\n"),
+    (["run", "--policy", "dynamic_hedge", "--set", "vol_low=2", "--set", "vol_high=0.5", "--end", "2021-01-31"],
+     "error: dynamic_hedge needs vol_low < vol_high; got vol_low=2 and vol_high=0.5 (annualised volatility, "
+     "fraction/yr).\n"),
+    (["run", "--policy", "dynamic_hedge", "--set", "margin_low=0.5", "--start", "2021-01-01", "--end", "2021-01-31"],
+     "error: dynamic_hedge needs margin_low < margin_high; got margin_low=0.5 and margin_high=0.5 (price/break-even "
+     "- 1, fraction).\n"),
     (["run", "--start", "2026-03-25", "--end", "2026-04-09", "--timeframe", "1h"],
      "the BTC network data end on 2026-03-22, before the first bar 2026-03-25"),
 ])
