@@ -30,6 +30,7 @@ from typing import Any
 
 from minehedge.config import (
     GLOBAL_SPECS,
+    MAX_SWEEP_CONFIGS,
     ParamSpec,
     check_param_name,
     check_policy,
@@ -185,6 +186,8 @@ def build_parser() -> _Parser:
     sweep.add_argument("--rank-by", dest="rank_by", default=s, metavar="METRIC[:asc|:desc]",
                        help="metric ranking the top configurations (default sharpe)")
     sweep.add_argument("--top", default=s, metavar="N", help="how many top configurations (default 10)")
+    sweep.add_argument("--max-configs", dest="max_configs", default=s, metavar="N",
+                       help=f"refuse a grid of more configurations than N (default {MAX_SWEEP_CONFIGS:,})")
     sweep.add_argument("--out", default=s, metavar="DIR", help=f"sweep folder (default {DEFAULT_SWEEP_OUT})")
 
     compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
@@ -382,6 +385,37 @@ def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: 
     return typed
 
 
+def _check_grid_size(grid: Mapping[str, Sequence[Any]], cap: int) -> None:
+    """A grid of more than ``cap`` configurations is refused before anything runs (``--max-configs``)."""
+    count = math.prod(len(values) for values in grid.values())
+    if count > cap:
+        sizes = " x ".join(f"{key}: {len(values):,}" for key, values in grid.items())
+        raise ConfigError(f"the grid has {count:,} configurations ({sizes}), more than max_configs={cap:,}; narrow "
+                          f"it (fewer values, a coarser step), or raise the cap with --max-configs {count} if you "
+                          "mean to run them all.")
+
+
+def _rank_metric(rank_by: str, summary_keys: Sequence[str], grid: Mapping[str, Sequence[Any]]) -> tuple[str, Any]:
+    """``(metric, descending)`` of ``--rank-by``, checked before the sweep runs: a Summary key or swept
+    parameter whose values are numbers (or booleans)."""
+    from analyzers.summary_keys import NOT_NUMERIC
+
+    metric, descending = parse_rank_by(rank_by)
+    text = {key for key, values in grid.items()
+            if any(value is not None and not isinstance(value, (int, float)) for value in values)}
+    text |= NOT_NUMERIC & set(summary_keys)
+    rankable = [key for key in dict.fromkeys([*summary_keys, *grid, "seconds"]) if key not in text]
+    if metric in text:
+        raise ConfigError(f"rank_by={metric!r} is not a number (a date or a name), so it cannot rank "
+                          f"configurations; allowed: {', '.join(rankable)}.")
+    if metric not in rankable:
+        raise ConfigError(
+            f"rank_by={metric!r} is not a Summary key or swept parameter; allowed: {', '.join(rankable)}."
+            + did_you_mean(metric, rankable)
+        )
+    return metric, descending
+
+
 def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     from minehedge import sweep
 
@@ -396,17 +430,13 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     fixed = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                             owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
-    metric, descending = parse_rank_by(settings["rank_by"])
-    rankable = [*api.SUMMARY_KEYS, *grid, "seconds"]
-    if metric not in rankable:
-        raise ConfigError(
-            f"rank_by={metric!r} is not a Summary key or swept parameter; allowed: {', '.join(rankable)}."
-            + did_you_mean(metric, rankable)
-        )
+    _check_grid_size(grid, settings["max_configs"])
+    metric, descending = _rank_metric(settings["rank_by"], api.SUMMARY_KEYS, grid)
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    sweep.check_writable(out)  # before the data load and a --dask-local cluster, which take a while
     executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
     _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
 

@@ -343,3 +343,50 @@ def test_data_breakeven_refuses_what_it_does_not_use(capsys, argv, message):
     assert (code, stdout) == (2, "") and message in err and err.endswith(".\n")
     code, stdout, err = run_main(capsys, ["data", "hashprice", "--start", "2020-01-01", *argv])
     assert (code, stdout) == (2, "") and ("--set" in argv or "not of `data hashprice`.\n" in err)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--grid", "hedge_ratio=0,1", "--rank-by", "start"], "rank_by='start' is not a number (a date or a name), so "
+     "it cannot rank configurations; allowed: sharpe, max_drawdown_pct, liquidations, total_return_pct, "
+     "first_day, hedge_ratio, seconds.\n"),
+    (["--grid", "margin_mode=isolated,cross", "--rank-by", "margin_mode:asc"], "rank_by='margin_mode' is not a "
+     "number (a date or a name), so it cannot rank configurations; allowed: sharpe, max_drawdown_pct, "
+     "liquidations, total_return_pct, first_day, seconds.\n"),
+    (["--grid", "hedge_ratio=0:1:0.001", "--grid", "leverage=1:125:0.5"], "the grid has 249,249 configurations "
+     "(hedge_ratio: 1,001 x leverage: 249), more than max_configs=10,000; narrow it (fewer values, a coarser "
+     "step), or raise the cap with --max-configs 249249 if you mean to run them all.\n"),
+    (["--grid", "hedge_ratio=0:1:0.25", "--grid", "leverage=1,2", "--max-configs", "9"], "the grid has 10 "
+     "configurations (hedge_ratio: 5 x leverage: 2), more than max_configs=9; narrow it (fewer values, a coarser "
+     "step), or raise the cap with --max-configs 10 if you mean to run them all.\n"),
+])
+def test_sweep_refuses_a_rank_by_it_cannot_rank_and_a_grid_above_the_cap_before_anything_runs(
+        capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.setattr(CONTRACT, "SUMMARY_KEYS", (*SUMMARY_KEYS[:-1], "start", SUMMARY_KEYS[-1]))
+    loaded = []
+    monkeypatch.setattr(CONTRACT, "load_shared", lambda configs: loaded.append(1) or load_shared(configs))
+    code, out, err = run_main(capsys, ["sweep", *argv, "--workers", "1", "--out", str(tmp_path / "s")])
+    assert (code, out, loaded) == (2, "", []) and err == f"run_backtest.py: error: {message}"
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_max_configs_raises_the_cap(capsys, tmp_path):
+    argv = ["sweep", "--grid", "hedge_ratio=0:1:0.25", "--grid", "leverage=1,2", "--workers", "1"]
+    code, _, _ = run_main(capsys, [*argv, "--max-configs", "10", "--out", str(tmp_path / "s"), "--json"])
+    assert code == 0 and len(read_rows(tmp_path / "s" / "results.csv")) == 10
+    (tmp_path / "c.toml").write_text("max_configs = 9\n")
+    code, _, err = run_main(capsys, [*argv, "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "t")])
+    assert code == 2 and "more than max_configs=9" in err
+
+
+def test_sweep_checks_its_out_folder_before_loading_data_or_starting_a_dask_cluster(capsys, tmp_path,
+                                                                                    monkeypatch):
+    from minehedge import sweep
+
+    started, loaded = [], []
+    monkeypatch.setattr(sweep.DaskExecutor, "__enter__", lambda self: started.append(1) or self)
+    monkeypatch.setattr(CONTRACT, "load_shared", lambda configs: loaded.append(1) or load_shared(configs))
+    (tmp_path / "notes.txt").write_text("mine")
+    code, out, err = run_main(capsys, ["sweep", "--grid", "hedge_ratio=0,1", "--dask-local", "1",
+                                       "--out", str(tmp_path / "notes.txt" / "s")])
+    assert (code, out, started, loaded) == (2, "", [], [])
+    assert err.endswith("cannot write there (Not a directory).\n")
