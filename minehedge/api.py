@@ -89,11 +89,14 @@ class Market:
 
 @dataclass
 class RunOutcome:
-    """A finished run: the flat ``summary`` and the full :class:`analyzers.report.RunResult`."""
+    """A finished run: the flat ``summary``, the full :class:`analyzers.report.RunResult`, and ``warnings``:
+    what the user must see at once (a leverage the venue's brackets refused, so the hedge was not what was
+    asked); the details are in the run notes too."""
 
     summary: dict[str, Any]
     result: RunResult
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def notes(self) -> list[str]:
@@ -296,7 +299,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
         assumptions["run notes"] = notes
     result = build_run_result(strategy, assumptions, title=title or f"{market.asset} {market.timeframe} {policy}")
     summary = {key: result.summary.get(key) for key in result.summary}
-    return RunOutcome(summary, result, time.perf_counter() - started)
+    leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
+    return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
 
 
 def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, venue: str | None,

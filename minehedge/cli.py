@@ -353,6 +353,8 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     outcome = _api().run_backtest(config)
     for note in outcome.notes:
         _note(f"note: {note}")
+    for warning in outcome.warnings:
+        _note(f"warning: {warning}")
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)

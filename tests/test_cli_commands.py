@@ -77,7 +77,8 @@ def _run_backtest(config: dict):
             raise OSError("disk full while writing equity.csv")  # after one file: the folder must vanish
 
     notes = ["1 futures order(s) refused by the broker (bracket)"] if config["params"]["leverage"] == 3.0 else []
-    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes)
+    warnings = ["leverage=3x is more than the brackets allow"] if config["params"]["leverage"] == 3.0 else []
+    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings)
 
 
 CALLS: list = []
@@ -241,6 +242,7 @@ def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
         "run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25", "--set", "leverage=3", "--out", str(out), "--json"])
     assert code == 0
     assert "note: 1 futures order(s) refused by the broker (bracket)\n" in err  # the run notes, on stderr
+    assert "\nwarning: leverage=3x is more than the brackets allow\n" in err  # the run's warnings, after them
     summary = json.loads(stdout)
     assert summary == {"sharpe": 2 * 0.25 - 0.1 * 3, "max_drawdown_pct": 1.5 * 10 * 3 * 0.75, "liquidations": 0,
                        "total_return_pct": 25 - 0.05, "first_day": "2020-01-01"}

@@ -277,6 +277,20 @@ def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
     assert "-> None" not in err and "Traceback" not in err
 
 
+def test_a_leverage_every_hedge_order_is_refused_for_gets_a_warning_and_the_run_goes_on(capsys, data_dir):
+    argv = ["run", "--start", "2021-01-01", "--end", "2021-01-31", "--data-dir", str(data_dir), "--json"]
+    assert main([*argv, "--set", "leverage=125"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["futures_pnl_usd"] == 0.0  # no hedge was ever held
+    assert captured.err.splitlines()[-1] == (
+        "warning: leverage=125x is more than binance_usdm's brackets allow for this hedge: 30 of 30 hedge orders "
+        "were refused, so the run is unhedged; at a notional of 1,332,861 USD (the largest refused) the bracket "
+        "allows at most 20x. Set leverage=20 or less to hedge.")
+    assert main([*argv, "--set", "leverage=20"]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" not in captured.err and json.loads(captured.out)["futures_pnl_usd"] != 0.0
+
+
 def test_an_eth_run_after_the_merge_runs_with_no_mining(capsys, data_dir):
     # The ETH network data end at the Merge (2022-09-15); a run that started 40 days later found no network row.
     summary = _json(capsys, ["run", "--asset", "ETH", "--policy", "unhedged", "--start", "2022-11-01",
