@@ -29,5 +29,7 @@ SUMMARY_BETTER: dict[str, str] = {
     "ledger_residual_usd": LOWER,
 }
 SUMMARY_KEYS: tuple[str, ...] = tuple(SUMMARY_BETTER)
+#: Summary keys whose values are not numbers (the run's first and last bar, the coin): they cannot rank runs.
+NOT_NUMERIC: frozenset[str] = frozenset({"start", "end", "asset"})
 #: Summary keys where smaller is better.
 LOWER_IS_BETTER: frozenset[str] = frozenset(key for key, better in SUMMARY_BETTER.items() if better == LOWER)

@@ -331,7 +331,8 @@ class MarginBroker(bt.brokers.BackBroker):
             if allowed + 1e-9 < comminfo.p.leverage:  # the new notional's bracket refuses this leverage
                 order.addinfo(refusal="bracket",
                               refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} {unit} "
-                                      f"allows at most {allowed:g}x; leverage is {comminfo.p.leverage:g}x")
+                                      f"allows at most {allowed:g}x; leverage is {comminfo.p.leverage:g}x",
+                              bracket=(notional, unit, allowed))
                 return -1.0
             if comminfo.is_inverse:
                 opened = abs(after) if before * after < 0 else abs(after) - abs(before)

@@ -77,7 +77,8 @@ class FuturesCommInfo(bt.CommInfoBase):
         # The highest first-bracket leverage over the dated tables; the broker re-checks at each order
         # against the table in force and the order's notional (Order.Margin when exceeded).
         loosest = max(self.spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
-        check_leverage(self.p.leverage, loosest, 0.0)
+        check_leverage(self.p.leverage, loosest, 0.0, venue=self.venue.name,
+                       unit=self.spec.asset if self.is_inverse else "USD")
         fees = self.venue.fees[-1]
         if self.p.commission is None:
             self.p.commission = fees.taker

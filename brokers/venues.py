@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from brokers.formulas import MaintenanceTier, tier_for_notional
+from brokers.formulas import MaintenanceTier, tier_index
 from minehedge.errors import ConfigError, check_choice, check_positive, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -304,14 +304,31 @@ def generic_venue(*, contract_type: str = "linear", mmr: float = 0.005, max_leve
 
 
 def check_leverage(leverage: float, tiers: tuple[MaintenanceTier, ...], notional: float = 0.0,
-                   parameter: str = "leverage") -> float:
-    """Return ``leverage`` if it is > 0 and within the bracket for ``notional``; else ConfigError."""
+                   parameter: str = "leverage", venue: str = "the venue", unit: str = "") -> float:
+    """Return ``leverage`` if it is > 0 and within the bracket for ``notional``; else ConfigError naming the
+    leverage asked, the maximum and the bracket (``notional`` and the brackets' floors in ``unit``: USD for
+    linear contracts, coins for inverse ones)."""
     value = check_positive(parameter, leverage, unit="x")
-    allowed = tier_for_notional(tiers, notional).max_leverage
+    index = tier_index(tiers, abs(notional))
+    allowed = tiers[index].max_leverage
     if value > allowed + 1e-9:
-        raise ConfigError(f"{parameter}={leverage!r} exceeds the venue maximum {allowed:g}x for a notional of "
-                          f"{notional:,.2f}; allowed: 0 < {parameter} <= {allowed:g}.")
+        raise ConfigError(f"{parameter}={leverage!r} exceeds {venue}'s maximum of {allowed:g}x "
+                          f"{bracket_text(tiers, index, notional, unit)}; allowed: 0 < {parameter} <= {allowed:g}.")
     return value
+
+
+def bracket_text(tiers: tuple[MaintenanceTier, ...], index: int, notional: float, unit: str) -> str:
+    """Where bracket ``index`` of ``tiers`` holds, in words: ``at any notional``, ``for positions below 200
+    BTC of notional (its first bracket; larger ones allow less)`` or ``at a notional of 60,000.00 USD (its
+    bracket from 50,000 to 600,000 USD)``."""
+    unit = f" {unit}" if unit else ""
+    if len(tiers) == 1:
+        return "at any notional"
+    upper = tiers[index + 1].floor if index + 1 < len(tiers) else None
+    if index == 0 and not notional:
+        return f"for positions below {upper:,.0f}{unit} of notional (its first bracket; larger ones allow less)"
+    span = f" to {upper:,.0f}{unit}" if upper is not None else " up"
+    return f"at a notional of {notional:,.2f}{unit} (its bracket from {tiers[index].floor:,.0f}{unit}{span})"
 
 
 def replace(profile: VenueProfile, **changes: object) -> VenueProfile:

@@ -43,15 +43,15 @@ from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
-from strategies.base import fleet_for
+from strategies.base import DEFAULT_FLEET, fleet_for
 from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
 __all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
            "run_policy", "run_backtest", "compare",
-           "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "data_list",
-           "data_list_empty", "data_validate", "data_download"]
+           "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "BREAKEVEN_PARAMS",
+           "data_list", "data_list_empty", "data_validate", "data_download"]
 
 #: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
 FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
@@ -94,11 +94,14 @@ class Market:
 
 @dataclass
 class RunOutcome:
-    """A finished run: the flat ``summary`` and the full :class:`analyzers.report.RunResult`."""
+    """A finished run: the flat ``summary``, the full :class:`analyzers.report.RunResult`, and ``warnings``:
+    what the user must see at once (a leverage the venue's brackets refused, so the hedge was not what was
+    asked); the details are in the run notes too."""
 
     summary: dict[str, Any]
     result: RunResult
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def notes(self) -> list[str]:
@@ -131,13 +134,29 @@ def _funding_venue(config: dict[str, Any]) -> str | None:
     return funding
 
 
-def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
-    """No --start: the first day the fleet hashes (the longest range that means something for a miner)."""
+def _first_deployment(config: dict[str, Any]):
+    """The fleet's first :class:`mining.fleet.Deployment` (None without a fleet)."""
     fleet = (config.get("params") or {}).get("fleet")
     if not fleet:
         return None
     deployments, _ = parse_fleet(fleet_for(str(config.get("asset") or "BTC"), fleet))
-    return min(pd.Timestamp(d.date) for d in deployments).tz_convert("UTC") if deployments else None
+    return min(deployments, key=lambda d: pd.Timestamp(d.date)) if deployments else None
+
+
+def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
+    """No --start: the first day the fleet hashes (the longest range that means something for a miner)."""
+    first = _first_deployment(config)
+    return None if first is None else pd.Timestamp(first.date).tz_convert("UTC")
+
+
+def _default_start_text(config: dict[str, Any]) -> str:
+    """Where a start the user never gave came from: the fleet's first deployment, named."""
+    first, day = _first_deployment(config), _default_start(config).date()
+    fleet = str((config.get("params") or {}).get("fleet"))
+    deployment = f"{first.spec.name}:{first.units}@{day}"
+    whose = ("the default fleet" if fleet == DEFAULT_FLEET else f"fleet={fleet}") if fleet != deployment else ""
+    return (f"no start was given, so the run starts on the fleet's first deployment, {day} "
+            f"({deployment + ' of ' + whose if whose else 'fleet=' + fleet})")
 
 
 def market_key(config: dict[str, Any]) -> tuple:
@@ -188,13 +207,22 @@ def load_market(config: dict[str, Any]) -> Market:
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
     if start is not None and end is not None and start > end:
-        given = "start" if default_start is None else "the fleet's first day (the default start)"
-        raise ConfigError(f"{given} {start.date()} is after end={end.date()}.")
-    ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
-                       venue=config.get("data_venue"))
+        if default_start is None:
+            raise ConfigError(f"start={start.date()} is after end={end.date()}; start must be <= end.")
+        raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on or "
+                          f"before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a fleet "
+                          f"deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+    try:
+        ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
+                           venue=config.get("data_venue"))
+        if ohlcv.frame.empty:
+            raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
+    except DataError as exc:
+        if default_start is None:
+            raise
+        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start within "
+                        "the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
     bars = ohlcv.frame
-    if bars.empty:
-        raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
     # ETH after the Merge (2022-09-15), where mining revenue is zero rather than unknown.
@@ -280,7 +308,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
         assumptions["run notes"] = notes
     result = build_run_result(strategy, assumptions, title=title or f"{market.asset} {market.timeframe} {policy}")
     summary = {key: result.summary.get(key) for key in result.summary}
-    return RunOutcome(summary, result, time.perf_counter() - started)
+    leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
+    return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
 
 
 def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, venue: str | None,
@@ -354,14 +383,26 @@ def run_summary(config: dict[str, Any], shared: Market | Markets) -> dict[str, A
 
 # --- data questions -------------------------------------------------------------------------------------
 def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
+    """The daily network rows of the config's range. ETH days after the Merge, where the network data end,
+    are rows of NaN (no price, no network values): mining there earns nothing, as in :func:`load_market`
+    (:func:`mining.revenue.network_hashprice` gives them zero coins, method ``merged``)."""
     asset = str(config.get("asset") or "BTC").upper()
     start = _day(config.get("start"), "start")
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
-    loaded = load_network(asset, start, end_exclusive, data_dir=config.get("data_dir"))
-    if loaded.frame.empty:
+    after_merge = asset == "ETH" and end is not None and end > ETH_MERGE
+    if after_merge:  # read to the Merge (the data must reach it); the days after it are known: no revenue
+        first = ETH_MERGE if start is not None and start > ETH_MERGE else start
+        loaded = load_network(asset, first, ETH_MERGE + pd.Timedelta(days=1), data_dir=config.get("data_dir"))
+    else:
+        loaded = load_network(asset, start, end_exclusive, data_dir=config.get("data_dir"))
+    frame = loaded.frame
+    if after_merge and not frame.empty:
+        days = pd.date_range(start if start is not None else frame.index[0], end, freq="D", tz="UTC")
+        frame = frame.reindex(frame.index.union(days)).loc[days[0]:]
+    if frame.empty:
         raise DataError(f"no {asset} network data between {start} and {end}.")
-    return asset, loaded.frame
+    return asset, frame
 
 
 def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -371,6 +412,8 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     asset, network = _network_range(config)
     frame = network_hashprice(network, asset)
+    # after the Merge nothing is mined, whatever the (possibly unknown) price
+    frame.loc[frame["method"] == "merged", "hashprice_usd_per_unit_day"] = 0.0
     rows = []
     for day, row in frame.iterrows():
         usd, coins = float(row["hashprice_usd_per_unit_day"]), float(row["coins_per_unit_day"])
@@ -383,8 +426,15 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+#: The policy parameters :func:`breakeven` reads (the fleet's); any other one changes nothing there.
+BREAKEVEN_PARAMS = ("asset", "fleet", "uptime", "power_usd_per_kwh", "hosting_usd_per_kwh", "pool_fee", "curtail",
+                    "depreciation_years")
+
+
 def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh)."""
+    """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh), and the
+    hash rate running that day (after uptime and curtailment): ``hashrate_ths`` (TH/s) for BTC,
+    ``hashrate_mhs`` (MH/s) for ETH. Reads only :data:`BREAKEVEN_PARAMS` of ``config["params"]``."""
     from mining.revenue import network_hashprice
 
     asset, network = _network_range(config)
@@ -398,11 +448,12 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     schedule = fleet.simulate(daily[["coins_per_unit_day", "price_usd"]])
     rows = []
     for day, row in schedule.iterrows():
-        rows.append({"date": day.strftime("%Y-%m-%d"), "price_usd": float(row["price_usd"]),
+        price = float(network.at[day, "price_usd"])  # the schedule's is 0 where nothing is mined
+        rows.append({"date": day.strftime("%Y-%m-%d"), "price_usd": price if price == price else None,
                      "breakeven_price_usd": float(row["breakeven_price_usd"]),
                      "breakeven_price_all_in_usd": float(row["breakeven_price_all_in_usd"]),
                      "breakeven_power_usd_per_kwh": float(row["breakeven_power_usd_per_kwh"]),
-                     "hashrate_units": float(row["hashrate_units"])})
+                     f"hashrate_{'ths' if asset == 'BTC' else 'mhs'}": float(row["hashrate_units"])})
     return rows
 
 
@@ -457,6 +508,19 @@ def _findings(report: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _folder_hint(folder: Path) -> str:
+    """What to give instead of a data folder: one OHLCV file its MANIFEST.csv lists, or the folder as
+    --data-dir; "" for a folder without a manifest."""
+    from data.manifest import read_manifest
+
+    try:
+        ohlcv = read_manifest(folder).query("kind == 'ohlcv'")["path"]
+    except DataError:
+        return ""
+    example = f"for example {ohlcv.iloc[0]}; " if len(ohlcv) else ""
+    return f" ({example}a data folder with MANIFEST.csv is --data-dir)"
+
+
 def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
     """Validate one OHLCV CSV file (``path``) or the OHLCV range of ``config``, reporting, never masking."""
     from data.frames import TIMEFRAMES
@@ -464,6 +528,10 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
     from data.validate import validate_ohlcv
 
     if path is not None:
+        if Path(path).is_dir():
+            raise ConfigError(f"data validate {str(path)!r}: that is a folder; give one OHLCV CSV file"
+                              f"{_folder_hint(Path(path))}, or no file to check the data of a range (--asset, "
+                              "--timeframe, --start, --end).")
         frame = read_ohlcv_csv(path)
         name = Path(path).name
         if len(frame) < 2:

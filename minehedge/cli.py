@@ -30,6 +30,7 @@ from typing import Any
 
 from minehedge.config import (
     GLOBAL_SPECS,
+    MAX_SWEEP_CONFIGS,
     ParamSpec,
     check_param_name,
     check_policy,
@@ -57,12 +58,24 @@ class UsageError(ConfigError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, and suggests the closest command."""
+    """argparse that raises instead of exiting, and suggests the closest command.
+
+    An unrecognized flag is reported by the (sub)command it was given to, with that command's usage line: a
+    flag of another command names the commands that have it, a typo gets "did you mean" among the command's
+    own flags."""
 
     def __init__(self, *args: Any, suggest: Sequence[str] = (), **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # --work must not silently mean --workers
         super().__init__(*args, **kwargs)
         self.suggest = tuple(suggest)
+        self.commands: dict[str, _Parser] = {}  # the top-level parser's: "run", "data list", ... -> its parser
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse would report them with the top-level usage; the command's parser does
+            self.commands.get(_command_of(ns), self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
 
     def error(self, message: str):  # type: ignore[override]
         choice = re.search(r"invalid choice: (['\"]?)(.+?)\1 \(", message)
@@ -70,31 +83,77 @@ class _Parser(argparse.ArgumentParser):
         if choice and self.suggest:
             message += "." + did_you_mean(choice.group(2), self.suggest)
         elif unknown:
-            message += "." + did_you_mean(unknown.group(1), _ALL_OPTIONS)
+            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(PROG).strip())
         raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
-#: Every long option of every command, for "did you mean" on an unrecognized flag.
-_ALL_OPTIONS: set[str] = set()
+#: The long options of each command ("run", "sweep", "compare", "policies", "data list", ...).
+_OPTIONS: dict[str, set[str]] = {}
+#: The settings keys (argparse dests, which are the config-file keys) of each command.
+_KEYS: dict[str, set[str]] = {}
+
+
+def _command_of(ns: argparse.Namespace) -> str:
+    """``"run"``, ``"data list"``, ...: the command a parsed namespace belongs to."""
+    return " ".join(str(part) for part in (getattr(ns, "command", None), getattr(ns, "action", None)) if part)
+
+
+def _commands_text(commands: Sequence[str]) -> str:
+    """Commands as text (`run`, `sweep` and `data`): the data actions are `data` when all of them are listed."""
+    names = list(commands)
+    data = [f"data {action}" for action in DATA_ACTIONS]
+    if all(name in names for name in data):
+        names = [name for name in names if name not in data[1:]]
+        names[names.index(data[0])] = "data"
+    return _and_list([f"`{name}`" for name in names])
+
+
+def _and_list(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _unknown_flag_hint(flag: str, command: str) -> str:
+    """What to say about ``flag``, which ``command`` does not take."""
+    own = _OPTIONS.get(command)
+    if own is None:  # the top-level parser: no command chosen yet
+        return did_you_mean(flag, sorted(set().union(*_OPTIONS.values())))
+    if flag in own:  # `data --json list`: an option of the action, given before it
+        return f" Give {flag} after `{command}`."
+    owners = [name for name, options in _OPTIONS.items() if flag in options]
+    if owners:
+        return f" {flag} is an option of {_commands_text(owners)}, not of `{command}`."
+    return did_you_mean(flag, sorted(own))
 
 
 # ------------------------------------------------------------------------------------------ the parser
 
 
-def _common(parser: argparse.ArgumentParser, *, market: bool = True) -> None:
+#: The market flags most commands take: (flag, add_argument keywords).
+_MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("--data-dir", {"dest": "data_dir", "metavar": "DIR",
+                    "help": "data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)"}),
+    ("--asset", {"help": "BTC or ETH (default BTC)"}),
+    ("--timeframe", {"help": "1d, 4h or 1h (default 1d)"}),
+    ("--start", {"metavar": "YYYY-MM-DD", "help": "first UTC day (default: first in the data)"}),
+    ("--end", {"metavar": "YYYY-MM-DD", "help": "last UTC day (default: last in the data)"}),
+    ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
+    ("--seed", {"help": "random seed where randomness exists (default 0)"}),
+)
+#: Market flags a data action has no use for: hashprice and break-even are daily network series, with no
+#: futures leg and nothing random.
+_DATA_OMITS = {"hashprice": ("--timeframe", "--venue", "--seed"), "breakeven": ("--timeframe", "--venue", "--seed")}
+
+
+def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
     s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
     parser.add_argument("--config", metavar="FILE.toml", default=s, help="TOML file with the same keys as the flags")
     parser.add_argument("--json", action="store_true", default=s, help="print machine-readable JSON on stdout")
     if not market:
         return
-    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", default=s,
-                        help="data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)")
-    parser.add_argument("--asset", default=s, help="BTC or ETH (default BTC)")
-    parser.add_argument("--timeframe", default=s, help="1d, 4h or 1h (default 1d)")
-    parser.add_argument("--start", default=s, metavar="YYYY-MM-DD", help="first UTC day (default: first in the data)")
-    parser.add_argument("--end", default=s, metavar="YYYY-MM-DD", help="last UTC day (default: last in the data)")
-    parser.add_argument("--venue", default=s, help="venue profile of the futures leg (default: the policy's)")
-    parser.add_argument("--seed", default=s, help="random seed where randomness exists (default 0)")
+    for flag, keywords in _MARKET_FLAGS:
+        if flag not in omit:
+            parser.add_argument(flag, default=s, **keywords)
 
 
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +186,8 @@ def build_parser() -> _Parser:
     sweep.add_argument("--rank-by", dest="rank_by", default=s, metavar="METRIC[:asc|:desc]",
                        help="metric ranking the top configurations (default sharpe)")
     sweep.add_argument("--top", default=s, metavar="N", help="how many top configurations (default 10)")
+    sweep.add_argument("--max-configs", dest="max_configs", default=s, metavar="N",
+                       help=f"refuse a grid of more configurations than N (default {MAX_SWEEP_CONFIGS:,})")
     sweep.add_argument("--out", default=s, metavar="DIR", help=f"sweep folder (default {DEFAULT_SWEEP_OUT})")
 
     compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
@@ -148,7 +209,7 @@ def build_parser() -> _Parser:
     }
     for name in DATA_ACTIONS:
         sub = actions.add_parser(name, help=helps[name])
-        _common(sub)
+        _common(sub, omit=_DATA_OMITS.get(name, ()))
         if name == "validate":
             sub.add_argument("file", nargs="?", default=s, help="a CSV file (default: the data of the range)")
         if name == "breakeven":
@@ -156,8 +217,11 @@ def build_parser() -> _Parser:
 
     policies = commands.add_parser("policies", help="every policy with its parameters, defaults and units")
     _common(policies, market=False)
-    for sub in [run, sweep, compare, policies, *actions.choices.values()]:
-        _ALL_OPTIONS.update(o for action in sub._actions for o in action.option_strings if o.startswith("--"))
+    parser.commands = {"run": run, "sweep": sweep, "compare": compare, "policies": policies,
+                       **{f"data {name}": sub for name, sub in actions.choices.items()}}
+    for name, sub in parser.commands.items():
+        _OPTIONS[name] = {o for action in sub._actions for o in action.option_strings if o.startswith("--")}
+        _KEYS[name] = {action.dest for action in sub._actions if action.dest != "help"}
     return parser
 
 
@@ -180,7 +244,27 @@ def _settings(ns: argparse.Namespace) -> dict[str, Any]:
         given["grid"] = grid
     flags = normalise(given, source="command line")
     file_layer = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    _check_file_keys(file_layer, _command_of(ns), ns.config if file_layer else "")
     return resolve(merge(file_layer, flags), os.environ)
+
+
+def _check_file_keys(file_layer: Mapping[str, Any], command: str, source: str) -> None:
+    """A config file's keys must be ones ``command`` uses: a sweep's ``[grid]`` given to ``run`` would
+    otherwise be ignored without a word (the flags cannot be: each command's parser has only its own)."""
+    foreign = [key for key in file_layer if key not in _KEYS.get(command, file_layer)]
+    if not foreign:
+        return
+    by_owners: dict[str, list[str]] = {}
+    for key in foreign:
+        owners = [name for name, keys in _KEYS.items() if key in keys]
+        by_owners.setdefault(_commands_text(owners) if owners else "no command", []).append(repr(key))
+    parts = [f"{_and_list(keys)} ({'keys' if len(keys) > 1 else 'a key'} of {owners})"
+             for owners, keys in by_owners.items()]
+    them = "it" if len(foreign) == 1 else "them"
+    [owners] = by_owners if len(by_owners) == 1 else [""]
+    elsewhere = f", or use the file with {owners}" if owners.count("`") == 2 else ""
+    raise ConfigError(f"{source}: `{command}` does not use {'; '.join(parts)}; remove {them} from the file"
+                      f"{elsewhere}.")
 
 
 def _api():
@@ -269,6 +353,8 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     outcome = _api().run_backtest(config)
     for note in outcome.notes:
         _note(f"note: {note}")
+    for warning in outcome.warnings:
+        _note(f"warning: {warning}")
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)
@@ -301,6 +387,37 @@ def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: 
     return typed
 
 
+def _check_grid_size(grid: Mapping[str, Sequence[Any]], cap: int) -> None:
+    """A grid of more than ``cap`` configurations is refused before anything runs (``--max-configs``)."""
+    count = math.prod(len(values) for values in grid.values())
+    if count > cap:
+        sizes = " x ".join(f"{key}: {len(values):,}" for key, values in grid.items())
+        raise ConfigError(f"the grid has {count:,} configurations ({sizes}), more than max_configs={cap:,}; narrow "
+                          f"it (fewer values, a coarser step), or raise the cap with --max-configs {count} if you "
+                          "mean to run them all.")
+
+
+def _rank_metric(rank_by: str, summary_keys: Sequence[str], grid: Mapping[str, Sequence[Any]]) -> tuple[str, Any]:
+    """``(metric, descending)`` of ``--rank-by``, checked before the sweep runs: a Summary key or swept
+    parameter whose values are numbers (or booleans)."""
+    from analyzers.summary_keys import NOT_NUMERIC
+
+    metric, descending = parse_rank_by(rank_by)
+    text = {key for key, values in grid.items()
+            if any(value is not None and not isinstance(value, (int, float)) for value in values)}
+    text |= NOT_NUMERIC & set(summary_keys)
+    rankable = [key for key in dict.fromkeys([*summary_keys, *grid, "seconds"]) if key not in text]
+    if metric in text:
+        raise ConfigError(f"rank_by={metric!r} is not a number (a date or a name), so it cannot rank "
+                          f"configurations; allowed: {', '.join(rankable)}.")
+    if metric not in rankable:
+        raise ConfigError(
+            f"rank_by={metric!r} is not a Summary key or swept parameter; allowed: {', '.join(rankable)}."
+            + did_you_mean(metric, rankable)
+        )
+    return metric, descending
+
+
 def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     from minehedge import sweep
 
@@ -315,17 +432,13 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     fixed = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                             owner=_owner(policy))
     grid = sweep_grid(settings, registry[policy], policy)
-    metric, descending = parse_rank_by(settings["rank_by"])
-    rankable = [*api.SUMMARY_KEYS, *grid, "seconds"]
-    if metric not in rankable:
-        raise ConfigError(
-            f"rank_by={metric!r} is not a Summary key or swept parameter; allowed: {', '.join(rankable)}."
-            + did_you_mean(metric, rankable)
-        )
+    _check_grid_size(grid, settings["max_configs"])
+    metric, descending = _rank_metric(settings["rank_by"], api.SUMMARY_KEYS, grid)
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    sweep.check_writable(out)  # before the data load and a --dask-local cluster, which take a while
     executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
     _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
 
@@ -434,10 +547,22 @@ def cmd_policies(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
+    """``data breakeven`` reads only the fleet's parameters: a hedge setting given to it is an error, not
+    silently ignored."""
+    unused = [key for key in values if key not in used]
+    if unused:
+        given = " --set ".join(f"{key}={values[key]}" for key in unused)
+        uses = ", ".join(key for key in used if key != "asset")  # the asset comes from --asset
+        raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only the "
+                          f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
+
+
 def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
     if ns.action == "breakeven":
         config = _policy_config(settings)
+        _check_used(settings["set"], api.BREAKEVEN_PARAMS)
     else:
         config = _base_config(settings, None, {})
     if ns.action == "list":

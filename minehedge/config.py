@@ -19,6 +19,7 @@ TOML layout (keys are the long flag names; ``data-dir`` and ``data_dir`` are the
     policies = ["unhedged", "static_hedge"]   # --policies (or one comma-separated string)
     workers = 4                # --workers
     rank_by = "sharpe:desc"    # --rank-by
+    max_configs = 20000        # --max-configs (default 10,000)
     [set]                      # --set key=value, one per policy parameter
     hedge_ratio = 0.5
     [grid]                     # --grid key=spec, one per swept parameter
@@ -58,6 +59,10 @@ _NONE = {"none", "null"}
 
 #: A grid range never expands to more points than this (a typo like 0:1e6:1 stops here, not in RAM).
 MAX_GRID_POINTS = 100_000
+#: A sweep's grid (the product of its keys' values) is refused above this many configurations unless
+#: ``--max-configs`` raises it: at about a second per full-range configuration and core, 10,000 are an hour
+#: or more on a laptop, and a step typed one decimal too fine asks for days.
+MAX_SWEEP_CONFIGS = 10_000
 
 
 # --------------------------------------------------------------------------------------------- ParamSpec
@@ -384,6 +389,8 @@ GLOBAL_SPECS: dict[str, ParamSpec] = spec_map(
         ParamSpec("dask_local", int, None, doc="start a local Dask cluster with N workers", minimum=1, nullable=True),
         ParamSpec("rank_by", str, "sharpe", doc="metric[:asc|:desc] that ranks sweep results"),
         ParamSpec("top", int, 10, doc="how many top configurations to print and write", minimum=1),
+        ParamSpec("max_configs", int, MAX_SWEEP_CONFIGS, doc="the most configurations a sweep's grid may have",
+                  minimum=1),
     ]
 )
 STRUCTURED_KEYS = ("set", "grid", "policies")

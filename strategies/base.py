@@ -242,6 +242,8 @@ class MinerStrategy(bt.Strategy):
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
+        self._bracket_refusals: list[tuple[float, str, float]] = []  # (notional, its unit, max leverage) of those
+        self._hedge_fills = 0  # hedge orders filled
         self._cuts: list[tuple[datetime, float, float]] = []  # (bar time, wanted, placed) of hedge targets cut
         self._draws: list[tuple[datetime, float, float]] = []  # (bar time, closed, held) of draws on the hedge
         self.comminfo: FuturesCommInfo | None = None
@@ -767,6 +769,8 @@ class MinerStrategy(bt.Strategy):
             if order.status in (order.Margin, order.Rejected):
                 self._last_rebalance = None  # the fill price moved past the collateral: re-size next bar
                 self._record_refusal(order)
+            elif order.status == order.Completed:
+                self._hedge_fills += 1
             if order.status == order.Completed and getattr(self.p, "stop_loss", None):
                 self._place_stop()
         if self.stop_order is not None and order.ref == self.stop_order.ref:
@@ -785,6 +789,22 @@ class MinerStrategy(bt.Strategy):
         side = "buy" if size > 0 else "sell"
         self._refusals.append((self.broker.bar_time(self.data), kind,
                                f"{side} {abs(size):,.6g} {unit} of {symbol}: {reason}"))
+        if order.info.get("bracket"):
+            self._bracket_refusals.append(order.info["bracket"])
+
+    def leverage_warning(self) -> str:
+        """"" unless the venue's brackets refused hedge orders for their leverage: then what the user must
+        see beside the run notes (a run asked for 125x may have run unhedged): how many hedge orders were
+        refused, the highest leverage the brackets allow at the largest notional refused, and what to set."""
+        if not self._bracket_refusals:
+            return ""
+        notional, unit, allowed = max(self._bracket_refusals, key=lambda refusal: refusal[0])
+        refused, total = len(self._bracket_refusals), len(self._bracket_refusals) + self._hedge_fills
+        outcome = ", so the run is unhedged" if not self._hedge_fills else ""
+        return (f"leverage={self.comminfo.p.leverage:g}x is more than {self.comminfo.venue.name}'s brackets allow "
+                f"for this hedge: {refused} of {total} hedge orders were refused{outcome}; at a notional of "
+                f"{notional:,.0f} {unit} (the largest refused) the bracket allows at most {allowed:g}x. Set "
+                f"leverage={allowed:g} or less to hedge.")
 
     def _order_unit(self) -> str:
         """What a futures order's size counts: contracts (inverse, and multi-coin contracts such as CME's) or

@@ -155,8 +155,11 @@ class DynamicHedge(StaticHedge):
         super().__init__()
         if self.p.min_ratio > self.p.max_ratio:
             raise ConfigError(f"min_ratio={self.p.min_ratio} must be <= max_ratio={self.p.max_ratio}.")
-        if self.p.vol_low >= self.p.vol_high or self.p.margin_low >= self.p.margin_high:
-            raise ConfigError("dynamic_hedge needs vol_low < vol_high and margin_low < margin_high.")
+        for low, high, unit in (("vol_low", "vol_high", "annualised volatility, fraction/yr"),
+                                ("margin_low", "margin_high", "price/break-even - 1, fraction")):
+            if getattr(self.p, low) >= getattr(self.p, high):
+                raise ConfigError(f"dynamic_hedge needs {low} < {high}; got {low}={getattr(self.p, low):g} and "
+                                  f"{high}={getattr(self.p, high):g} ({unit}).")
         index = self.mining_schedule.index
         seconds = pd.Series(index).diff().median().total_seconds() if len(index) > 1 else 86400.0
         self._bars_per_day = 86400.0 / seconds

@@ -78,8 +78,27 @@ def test_unknown_names_suggest_the_closest():
 def test_bad_parameters_fail_before_the_run():
     tiers = load_venue("binance_usdm").instrument().tiers_at(date(2024, 1, 1))
     assert check_leverage(100, tiers, 60_000) == 100
-    with pytest.raises(ConfigError, match="leverage=101 exceeds the venue maximum 100x"):
+    with pytest.raises(ConfigError, match="leverage=101 exceeds the venue's maximum of 100x"):
         check_leverage(101, tiers, 60_000)
+
+
+@pytest.mark.parametrize(("venue", "leverage", "notional", "message"), [
+    ("binance_usdm", 101, 60_000, "leverage=101 exceeds binance_usdm's maximum of 100x at a notional of 60,000.00 "
+     "USD (its bracket from 50,000 USD to 600,000 USD); allowed: 0 < leverage <= 100."),
+    ("binance_usdm", 2, 2e9, "leverage=2 exceeds binance_usdm's maximum of 1x at a notional of 2,000,000,000.00 "
+     "USD (its bracket from 1,200,000,000 USD up); allowed: 0 < leverage <= 1."),
+    ("bitmex", 125, 0.0, "leverage=125 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional "
+     "(its first bracket; larger ones allow less); allowed: 0 < leverage <= 100."),
+    ("generic", 101, 0.0, "leverage=101 exceeds generic's maximum of 100x at any notional; allowed: 0 < "
+     "leverage <= 100."),
+])
+def test_a_leverage_above_the_bracket_names_the_maximum_and_its_bracket(venue, leverage, notional, message):
+    profile = load_venue(venue)
+    unit = profile.instrument().asset if profile.is_inverse else "USD"
+    tiers = profile.instrument().tiers_at(date(2024, 1, 1))
+    with pytest.raises(ConfigError) as caught:
+        check_leverage(leverage, tiers, notional, venue=venue, unit=unit)
+    assert str(caught.value) == message
     with pytest.raises(ConfigError, match="leverage=126"):
         LinearFuturesCommInfo(venue="binance_usdm", leverage=126)
     with pytest.raises(ConfigError, match="leverage=0 must be > 0"):

@@ -77,7 +77,8 @@ def _run_backtest(config: dict):
             raise OSError("disk full while writing equity.csv")  # after one file: the folder must vanish
 
     notes = ["1 futures order(s) refused by the broker (bracket)"] if config["params"]["leverage"] == 3.0 else []
-    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes)
+    warnings = ["leverage=3x is more than the brackets allow"] if config["params"]["leverage"] == 3.0 else []
+    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings)
 
 
 CALLS: list = []
@@ -117,6 +118,7 @@ CONTRACT = SimpleNamespace(
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
     data_download=lambda config: [],
     breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
+    BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
 )
 
 
@@ -240,6 +242,7 @@ def test_run_prints_the_summary_and_writes_the_report(capsys, tmp_path):
         "run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25", "--set", "leverage=3", "--out", str(out), "--json"])
     assert code == 0
     assert "note: 1 futures order(s) refused by the broker (bracket)\n" in err  # the run notes, on stderr
+    assert "\nwarning: leverage=3x is more than the brackets allow\n" in err  # the run's warnings, after them
     summary = json.loads(stdout)
     assert summary == {"sharpe": 2 * 0.25 - 0.1 * 3, "max_drawdown_pct": 1.5 * 10 * 3 * 0.75, "liquidations": 0,
                        "total_return_pct": 25 - 0.05, "first_day": "2020-01-01"}
@@ -323,3 +326,69 @@ def test_data_validate_exit_code_follows_the_findings(capsys, tmp_path):
     code, stdout, _ = run_main(capsys, ["data", "breakeven", "--start", "2020-01-01", "--set",
                                         "power_usd_per_kwh=0.07", "--policy", "unhedged", "--json"])
     assert code == 0 and json.loads(stdout) == [{"date": "2020-01-01", "breakeven_price_usd": 70.0}]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "hedge_ratio=0.3"], "run_backtest.py: error: --set hedge_ratio=0.3: `data breakeven` does not use "
+     "hedge_ratio; it uses only the fleet's settings (power_usd_per_kwh); drop it.\n"),
+    (["--set", "leverage=2", "--set", "power_usd_per_kwh=0.07", "--set", "margin_mode=cross"],
+     "run_backtest.py: error: --set leverage=2 --set margin_mode=cross: `data breakeven` does not use leverage and "
+     "margin_mode; it uses only the fleet's settings (power_usd_per_kwh); drop them.\n"),
+    (["--timeframe", "1h"], "run_backtest.py data breakeven: error: unrecognized arguments: --timeframe 1h. "
+     "--timeframe is an option of `run`, `sweep`, `compare`, `data list`, `data validate` and `data download`, "
+     "not of `data breakeven`.\n"),
+    (["--venue", "bitmex"], "unrecognized arguments: --venue bitmex. --venue is an option of"),
+    (["--seed", "1"], "unrecognized arguments: --seed 1. --seed is an option of"),
+])
+def test_data_breakeven_refuses_what_it_does_not_use(capsys, argv, message):
+    code, stdout, err = run_main(capsys, ["data", "breakeven", "--start", "2020-01-01", *argv])
+    assert (code, stdout) == (2, "") and message in err and err.endswith(".\n")
+    code, stdout, err = run_main(capsys, ["data", "hashprice", "--start", "2020-01-01", *argv])
+    assert (code, stdout) == (2, "") and ("--set" in argv or "not of `data hashprice`.\n" in err)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--grid", "hedge_ratio=0,1", "--rank-by", "start"], "rank_by='start' is not a number (a date or a name), so "
+     "it cannot rank configurations; allowed: sharpe, max_drawdown_pct, liquidations, total_return_pct, "
+     "first_day, hedge_ratio, seconds.\n"),
+    (["--grid", "margin_mode=isolated,cross", "--rank-by", "margin_mode:asc"], "rank_by='margin_mode' is not a "
+     "number (a date or a name), so it cannot rank configurations; allowed: sharpe, max_drawdown_pct, "
+     "liquidations, total_return_pct, first_day, seconds.\n"),
+    (["--grid", "hedge_ratio=0:1:0.001", "--grid", "leverage=1:125:0.5"], "the grid has 249,249 configurations "
+     "(hedge_ratio: 1,001 x leverage: 249), more than max_configs=10,000; narrow it (fewer values, a coarser "
+     "step), or raise the cap with --max-configs 249249 if you mean to run them all.\n"),
+    (["--grid", "hedge_ratio=0:1:0.25", "--grid", "leverage=1,2", "--max-configs", "9"], "the grid has 10 "
+     "configurations (hedge_ratio: 5 x leverage: 2), more than max_configs=9; narrow it (fewer values, a coarser "
+     "step), or raise the cap with --max-configs 10 if you mean to run them all.\n"),
+])
+def test_sweep_refuses_a_rank_by_it_cannot_rank_and_a_grid_above_the_cap_before_anything_runs(
+        capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.setattr(CONTRACT, "SUMMARY_KEYS", (*SUMMARY_KEYS[:-1], "start", SUMMARY_KEYS[-1]))
+    loaded = []
+    monkeypatch.setattr(CONTRACT, "load_shared", lambda configs: loaded.append(1) or load_shared(configs))
+    code, out, err = run_main(capsys, ["sweep", *argv, "--workers", "1", "--out", str(tmp_path / "s")])
+    assert (code, out, loaded) == (2, "", []) and err == f"run_backtest.py: error: {message}"
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_max_configs_raises_the_cap(capsys, tmp_path):
+    argv = ["sweep", "--grid", "hedge_ratio=0:1:0.25", "--grid", "leverage=1,2", "--workers", "1"]
+    code, _, _ = run_main(capsys, [*argv, "--max-configs", "10", "--out", str(tmp_path / "s"), "--json"])
+    assert code == 0 and len(read_rows(tmp_path / "s" / "results.csv")) == 10
+    (tmp_path / "c.toml").write_text("max_configs = 9\n")
+    code, _, err = run_main(capsys, [*argv, "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "t")])
+    assert code == 2 and "more than max_configs=9" in err
+
+
+def test_sweep_checks_its_out_folder_before_loading_data_or_starting_a_dask_cluster(capsys, tmp_path,
+                                                                                    monkeypatch):
+    from minehedge import sweep
+
+    started, loaded = [], []
+    monkeypatch.setattr(sweep.DaskExecutor, "__enter__", lambda self: started.append(1) or self)
+    monkeypatch.setattr(CONTRACT, "load_shared", lambda configs: loaded.append(1) or load_shared(configs))
+    (tmp_path / "notes.txt").write_text("mine")
+    code, out, err = run_main(capsys, ["sweep", "--grid", "hedge_ratio=0,1", "--dask-local", "1",
+                                       "--out", str(tmp_path / "notes.txt" / "s")])
+    assert (code, out, started, loaded) == (2, "", [], [])
+    assert err.endswith("cannot write there (Not a directory).\n")

@@ -301,3 +301,49 @@ def test_help_exits_0(capsys):
     assert "sweep" in capsys.readouterr().out
     assert main(["sweep", "--help"]) == 0
     assert "--dask-local" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "message"),
+    [
+        (["policies", "--start", "2021-01-01"], "usage: run_backtest.py policies [-h]",
+         "run_backtest.py policies: error: unrecognized arguments: --start 2021-01-01. --start is an option of "
+         "`run`, `sweep`, `compare` and `data`, not of `policies`.\n"),
+        (["run", "--grid", "hedge_ratio=0,1"], "usage: run_backtest.py run [-h]",
+         "run_backtest.py run: error: unrecognized arguments: --grid hedge_ratio=0,1. --grid is an option of "
+         "`sweep`, not of `run`.\n"),
+        (["data", "validate", "--policy=unhedged"], "usage: run_backtest.py data validate [-h]",
+         "unrecognized arguments: --policy=unhedged. --policy is an option of `run`, `sweep` and "
+         "`data breakeven`, not of `data validate`.\n"),
+        (["data", "--json", "list"], "usage: run_backtest.py data list [-h]",
+         "unrecognized arguments: --json. Give --json after `data list`.\n"),
+        (["sweep", "--wrokers", "2"], "usage: run_backtest.py sweep [-h]",
+         "unrecognized arguments: --wrokers 2. Did you mean '--workers'?\n"),
+    ],
+)
+def test_a_flag_the_command_does_not_take_is_reported_with_the_commands_usage(capsys, argv, usage, message):
+    code, out, err = run_main(capsys, argv)
+    assert code == 2 and out == ""
+    assert err.startswith(usage) and err.endswith(message)
+    assert "usage: run_backtest.py [-h] COMMAND" not in err and "Did you mean '--start'" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "message"),
+    [
+        (["run"], 'policy = "static_hedge"\nrank_by = "max_drawdown_pct"\n[grid]\nhedge_ratio = "0:1:0.25"\n',
+         "`run` does not use 'rank_by' and 'grid' (keys of `sweep`); remove them from the file, or use the file "
+         "with `sweep`."),
+        (["run"], 'policies = ["unhedged", "static_hedge"]\n',
+         "`run` does not use 'policies' (a key of `compare`); remove it from the file, or use the file with "
+         "`compare`."),
+        (["compare"], 'policy = "unhedged"\ntop = 3\n',
+         "`compare` does not use 'policy' (a key of `run`, `sweep` and `data breakeven`); 'top' (a key of "
+         "`sweep`); remove them from the file."),
+    ],
+)
+def test_config_file_keys_of_another_command_are_errors(capsys, tmp_path, argv, toml, message):
+    cfg = write(tmp_path, toml, "other.toml")
+    code, out, err = run_main(capsys, [*argv, "--config", str(cfg)])
+    assert code == 2 and out == ""
+    assert err == f"run_backtest.py: error: {cfg}: {message}\n"

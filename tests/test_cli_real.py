@@ -69,6 +69,52 @@ def test_data_hashprice_json(capsys, data_dir):
         assert day["hashprice_usd_per_ph_day"] == pytest.approx(1000 * day["hashprice_usd_per_th_day"], rel=1e-12)
 
 
+@pytest.mark.parametrize(("asset", "column", "running"), [
+    ("BTC", "hashrate_ths", 494_215.0),  # the default BTC fleet's TH/s at 97 % uptime on 2022-06-10
+    ("ETH", "hashrate_mhs", None),
+])
+def test_data_breakeven_names_the_hash_rates_unit(capsys, data_dir, asset, column, running):
+    code = main(["data", "breakeven", "--asset", asset, "--start", "2022-06-10", "--end", "2022-06-10",
+                 "--data-dir", str(data_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    [day] = json.loads(out)
+    assert list(day) == ["date", "price_usd", "breakeven_price_usd", "breakeven_price_all_in_usd",
+                         "breakeven_power_usd_per_kwh", column]
+    assert day[column] > 0 and (running is None or day[column] == pytest.approx(running, abs=0.5))
+
+
+def test_eth_hashprice_and_breakeven_across_the_merge_are_zero_from_it_as_in_run(capsys, data_dir):
+    # The ETH network data end on the Merge day (2022-09-15); `run` mines nothing from it on, and so do these.
+    argv = ["--asset", "ETH", "--start", "2022-09-13", "--end", "2022-09-17", "--data-dir", str(data_dir), "--json"]
+    assert main(["data", "hashprice", *argv]) == 0
+    days = json.loads(capsys.readouterr().out)
+    assert [d["date"] for d in days] == [f"2022-09-{d}" for d in range(13, 18)]
+    assert all(d["coins_per_mh_day"] > 0 for d in days[:2])
+    assert [(d["hashprice_usd_per_mh_day"], d["coins_per_mh_day"]) for d in days[2:]] == [(0.0, 0.0)] * 3
+    assert main(["data", "breakeven", *argv]) == 0
+    days = json.loads(capsys.readouterr().out)
+    assert [d["date"] for d in days] == [f"2022-09-{d}" for d in range(13, 18)]
+    assert [d["price_usd"] for d in days] == [1574.56, 1639.6, 1472.51, None, None]  # none after the data end
+    assert [(d["breakeven_price_usd"], d["hashrate_mhs"]) for d in days[2:]] == [(None, 0.0)] * 3  # nothing mined
+    assert main(["data", "hashprice", *argv[:2], "--start", "2023-01-01", "--end", "2023-01-02", *argv[6:]]) == 0
+    assert [d["coins_per_mh_day"] for d in json.loads(capsys.readouterr().out)] == [0.0, 0.0]
+
+
+def test_data_validate_of_a_folder_says_it_is_one_and_what_to_give(capsys, data_dir, tmp_path):
+    assert main(["data", "validate", str(data_dir)]) == 2
+    first_ohlcv = next(line.split(",")[0] for line in (data_dir / "MANIFEST.csv").read_text().splitlines()
+                       if ",ohlcv," in line)
+    assert capsys.readouterr().err == (
+        f"run_backtest.py: error: data validate '{data_dir}': that is a folder; give one OHLCV CSV file (for "
+        f"example {data_dir / first_ohlcv}; a data folder with MANIFEST.csv is --data-dir), or no file to check "
+        "the data of a range (--asset, --timeframe, --start, --end).\n")
+    assert main(["data", "validate", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"run_backtest.py: error: data validate '{tmp_path}': that is a folder; give one OHLCV CSV file, or no file "
+        "to check the data of a range (--asset, --timeframe, --start, --end).\n")
+
+
 def _rows(path):
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -197,6 +243,15 @@ def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_di
     (["sweep", "--grid", "asset=BTC,ETH"], "--grid asset: a sweep mines one coin"),
     (["sweep", "--venue", "bitmex", "--grid", "venue=bitmex,generic"], "--venue bitmex and --grid venue=...: give one"),
     (["run", "--asset", "ETH"], "venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic."),
+    (["run", "--set", "leverage=125", "--set", "venue=bitmex", "--start", "2021-01-01", "--end", "2021-01-31"],
+     "leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
+     "larger ones allow less); allowed: 0 < leverage <= 100.\n"),
+    (["run", "--policy", "dynamic_hedge", "--set", "vol_low=2", "--set", "vol_high=0.5", "--end", "2021-01-31"],
+     "error: dynamic_hedge needs vol_low < vol_high; got vol_low=2 and vol_high=0.5 (annualised volatility, "
+     "fraction/yr).\n"),
+    (["run", "--policy", "dynamic_hedge", "--set", "margin_low=0.5", "--start", "2021-01-01", "--end", "2021-01-31"],
+     "error: dynamic_hedge needs margin_low < margin_high; got margin_low=0.5 and margin_high=0.5 (price/break-even "
+     "- 1, fraction).\n"),
     (["run", "--start", "2026-03-25", "--end", "2026-04-09", "--timeframe", "1h"],
      "the BTC network data end on 2026-03-22, before the first bar 2026-03-25"),
 ])
@@ -204,6 +259,36 @@ def test_market_and_venue_mistakes_exit_2_with_one_line(capsys, data_dir, tmp_pa
     code = main([*argv, "--data-dir", str(data_dir), *(["--out", str(tmp_path)] if argv[0] == "sweep" else [])])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
+    assert main(["run", "--end", "2016-06-30", "--data-dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == (
+        "run_backtest.py: error: no start was given, so the run starts on the fleet's first deployment, 2017-01-01 "
+        "(S9:4000@2017-01-01 of the default fleet), which is after end=2016-06-30; give a start on or before the "
+        "end (--start YYYY-MM-DD), an end on or after 2017-01-01, or a fleet deployed by 2016-06-30 (--set "
+        "fleet=MODEL:UNITS@YYYY-MM-DD).\n")
+    assert main(["run", "--policy", "unhedged", "--set", "fleet=S19Pro:100@2030-01-01", "--data-dir",
+                 str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("run_backtest.py: error: no start was given, so the run starts on the fleet's first "
+                          "deployment, 2030-01-01 (fleet=S19Pro:100@2030-01-01), where the data have no bars: no BTC")
+    assert err.endswith(". Give a start within the data (--start YYYY-MM-DD), or a fleet deployed within them.\n")
+    assert "-> None" not in err and "Traceback" not in err
+
+
+def test_a_leverage_every_hedge_order_is_refused_for_gets_a_warning_and_the_run_goes_on(capsys, data_dir):
+    argv = ["run", "--start", "2021-01-01", "--end", "2021-01-31", "--data-dir", str(data_dir), "--json"]
+    assert main([*argv, "--set", "leverage=125"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["futures_pnl_usd"] == 0.0  # no hedge was ever held
+    assert captured.err.splitlines()[-1] == (
+        "warning: leverage=125x is more than binance_usdm's brackets allow for this hedge: 30 of 30 hedge orders "
+        "were refused, so the run is unhedged; at a notional of 1,332,861 USD (the largest refused) the bracket "
+        "allows at most 20x. Set leverage=20 or less to hedge.")
+    assert main([*argv, "--set", "leverage=20"]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" not in captured.err and json.loads(captured.out)["futures_pnl_usd"] != 0.0
 
 
 def test_an_eth_run_after_the_merge_runs_with_no_mining(capsys, data_dir):
