@@ -390,6 +390,9 @@ def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
     start = _day(config.get("start"), "start")
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
+    if asset == "ETH" and end is None and start is not None and start >= ETH_MERGE:
+        raise ConfigError(f"start={start.date()} is after the Merge ({ETH_MERGE.date()}), where ETH mining ended: "
+                          "every day from it earns 0; give end=YYYY-MM-DD (--end) to list those days.")
     after_merge = asset == "ETH" and end is not None and end > ETH_MERGE
     if after_merge:  # read to the Merge (the data must reach it); the days after it are known: no revenue
         first = ETH_MERGE if start is not None and start > ETH_MERGE else start

@@ -247,7 +247,8 @@ class CoinLoan:
         value = self.collateral_coin * self.liquidation_ltv
         return float("inf") if value <= 0 else self.debt_usd / value
 
-    def step(self, time, price: float, bar_low: float | None = None, bar_open: float | None = None) -> LoanStep:
+    def step(self, time, price: float, bar_low: float | None = None, bar_open: float | None = None,
+             bar_end=None) -> LoanStep:
         """Accrue interest to ``time``, then check the LTV at ``price`` (the bar's close): open, cure or
         liquidate.
 
@@ -255,7 +256,9 @@ class CoinLoan:
         was already drawn through the bar is liquidated when the low reaches :meth:`liquidation_price`, at that
         price, or at the open when the bar opens beyond it, even if the close is back above; a call whose
         deadline had passed by the bar's open (``time``) is judged at the open's price, and if not met there
-        the collateral is sold at the open. Without them only the close is checked."""
+        the collateral is sold at the open. Without them only the close is checked. ``bar_end``: when the
+        close ``price`` is known (the bar's end; default ``time``); a call opened at it is due
+        ``call_deadline`` after it."""
         result = LoanStep()
         if self.closed:
             return result
@@ -296,7 +299,7 @@ class CoinLoan:
             elif pd.Timestamp(now) >= self.call_due:
                 self._liquidate(time, price, f"loan call not met by {self.call_due}", result)
         elif ltv >= self.margin_call_ltv:
-            self.call_due = pd.Timestamp(now) + self.call_deadline
+            self.call_due = pd.Timestamp(now if bar_end is None else _ts_ns(bar_end)) + self.call_deadline
             result.events.append(self._event(
                 time, "loan_call", price,
                 f"LTV {ltv:.4f} >= call LTV {self.margin_call_ltv:.4f}; top up "

@@ -375,7 +375,8 @@ class FinancedExpansion(MinerStrategy):
                                        f"only {self.broker.get_cash():.2f} USD could be raised")
             self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
             return
-        step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0])
+        step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
+                         bar_end=now + self.bar_length)  # a call is known at the close: its deadline runs from there
         self._book_coin_loan_step(step, price)
         month = (now.year, now.month)
         if self._last_interest_month is None:

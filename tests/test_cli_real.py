@@ -99,6 +99,10 @@ def test_eth_hashprice_and_breakeven_across_the_merge_are_zero_from_it_as_in_run
     assert [(d["breakeven_price_usd"], d["hashrate_mhs"]) for d in days[2:]] == [(None, 0.0)] * 3  # nothing mined
     assert main(["data", "hashprice", *argv[:2], "--start", "2023-01-01", "--end", "2023-01-02", *argv[6:]]) == 0
     assert [d["coins_per_mh_day"] for d in json.loads(capsys.readouterr().out)] == [0.0, 0.0]
+    assert main(["data", "hashprice", *argv[:2], "--start", "2023-01-01", *argv[6:]]) == 2  # no end to list to
+    assert capsys.readouterr().err == (
+        "run_backtest.py: error: start=2023-01-01 is after the Merge (2022-09-15), where ETH mining ended: every "
+        "day from it earns 0; give end=YYYY-MM-DD (--end) to list those days.\n")
 
 
 def test_data_validate_of_a_folder_says_it_is_one_and_what_to_give(capsys, data_dir, tmp_path):

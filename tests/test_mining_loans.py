@@ -189,6 +189,16 @@ def test_a_call_whose_deadline_passed_by_the_open_is_judged_and_sold_at_the_open
     met.step(T0 + pd.Timedelta(days=1), 44_000.0, 44_000.0, 44_000.0)
     result = met.step(T0 + pd.Timedelta(days=2), 45_000.0, bar_low=44_000.0, bar_open=50_000.0)
     assert [e.kind for e in result.events] == ["loan_call_met"] and not met.closed and met.call_due is None
+    # with the bar's end given, the deadline runs from the close that raised the call: a day later, not
+    # at the next bar's open
+    late = CoinLoan(1e6, 30.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.9, call_deadline=pd.Timedelta(days=1))
+    late.step(T0, 50_000.0)
+    day = pd.Timedelta(days=1)
+    late.step(T0 + day, 44_000.0, 44_000.0, 44_000.0, bar_end=T0 + 2 * day)
+    assert late.call_due == T0.tz_convert(None) + 3 * day
+    assert late.step(T0 + 2 * day, 43_000.0, 42_500.0, 43_000.0, bar_end=T0 + 3 * day).events == []
+    (event,) = late.step(T0 + 3 * day, 42_000.0, 41_500.0, 42_500.0, bar_end=T0 + 4 * day).events
+    assert event.kind == "loan_liquidation" and event.price == 42_500.0
 
 
 def test_price_recovery_meets_the_call() -> None:

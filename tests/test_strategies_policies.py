@@ -767,19 +767,22 @@ def test_a_run_before_the_venue_profiles_first_schedule_says_so(data_dir):
     assert not any("venue profile's earliest" in note for note in late.result.assumptions.get("run notes", []))
 
 
-def test_the_lender_of_march_2020_sells_at_the_deadline_open_not_the_crash_close(data_dir):
-    # 2M USD against 335.6 BTC on 2020-03-01; called on 2020-03-09, deadline 2020-03-12 00:00 (3 days). The
-    # lender acts at that time, at 2020-03-12's open (7,938.05), before the day fell to 4,644: the sale covers
-    # the debt and returns the rest. Judged at the 4,857.10 close, it used to sell everything and leave
-    # 376,486 USD owed.
+def test_the_lender_of_march_2020_sells_where_the_crash_reaches_its_liquidation_ltv(data_dir):
+    # 2M USD against 335.6 BTC on 2020-03-01; called at the close of 2020-03-09, due 3 days after that close.
+    # On 2020-03-12 the price falls from 7,938 to 4,644 and passes the LTV 0.85 price, debt / (collateral x
+    # 0.85): the lender sells there, covers the debt and returns the rest. Judged at the 4,857.10 close, it
+    # used to sell everything and leave 376,486 USD owed.
     m = market(data_dir, "2019-06-01", "2020-03-31")
     strategy, _, _ = api._run_cerebro(m, "financed_expansion", {"loan_date": "2020-03-01", "on_margin_call": "ignore",
                                                                  "principal_usd": 2e6}, None)
     (call,) = [e for e in strategy.broker.events if e.kind == "loan_call"]
     (sale,) = [e for e in strategy.broker.events if e.kind == "loan_liquidation"]
-    assert str(call.time)[:10] == "2020-03-09" and str(sale.time)[:10] == "2020-03-12"
-    assert sale.price == at(m, "2020-03-12", "open") and sale.loss_usd == 0.0
-    assert strategy.loan.debt_usd == pytest.approx(0.0, abs=1e-6) and strategy.broker.get_liabilities_usd() == 0.0
+    assert str(call.time)[:10] == "2020-03-09" and "by 2020-03-13 00:00:00" in call.detail  # the close + 3 days
+    assert str(sale.time)[:10] == "2020-03-12" and sale.loss_usd == 0.0
     book = pd.DataFrame(strategy.broker.ledger.to_records())
     sold = -book.loc[book["kind"] == "collateral_sale", "amount"].sum()
-    assert sold == pytest.approx(sale.size / sale.price, rel=1e-12)  # the debt's worth at the open, no fee
+    pledged = book.loc[(book["kind"] == "transfer") & (book["wallet"] == "collateral"), "amount"].max()
+    assert sale.price == pytest.approx(sale.size / (pledged * 0.85), rel=1e-12)  # debt / (collateral x 0.85)
+    assert at(m, "2020-03-12", "low") < sale.price < at(m, "2020-03-12", "open")
+    assert sold == pytest.approx(sale.size / sale.price, rel=1e-12)  # the debt's worth, no fee
+    assert strategy.loan.debt_usd == pytest.approx(0.0, abs=1e-6) and strategy.broker.get_liabilities_usd() == 0.0
