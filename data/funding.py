@@ -192,7 +192,8 @@ class SettlementRates:
     the broker falls back to the bar's ``funding_rate`` line, then to its constant. Without it a bar holding
     several settlements (a daily bar of an 8h venue) would pay each at the bar's mean rate: the bar's total is
     the same, but the split between funding paid and received, and each ledger row's rate, are not (BitMEX
-    2018-2020 on daily bars: 7.7 % less funding paid and received than the settlements themselves).
+    2018 to 2020-06 on daily bars, a 5x short: 378,837 USD paid and 445,345 received, where the
+    settlements themselves give 410,547 and 477,055).
     Picklable (a sweep sends it with the market)."""
 
     __slots__ = ("_rates",)
