@@ -12,7 +12,7 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
    range and BTC 1h over the longest shared hourly range; seconds and bars/s per phase; peak RSS.
 3. Sweeps, each executor in a fresh process of its own (:mod:`benchmarks.sweep`): a 200-configuration
    static_hedge grid on BTC 1d with 1 and 2 local workers and a Dask LocalCluster of 2 workers, interleaved
-   in eight slices of the grid, each executor starting its workers once (see :func:`sweeps`).
+   in four slices of the grid, each executor starting its workers once (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
 6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
@@ -296,12 +296,15 @@ def in_grid_order(slices: list[list[float]]) -> list[float]:
     return values
 
 
-def sweeps(configs: int, parts: int = 8) -> dict[str, Any]:
+def sweeps(configs: int, parts: int = 4) -> dict[str, Any]:
     """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
     (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
     slices (1, 2, Dask, then Dask, 2, 1, and so on). This machine's speed drifts by up to 2x within minutes; run one
     executor after another and the drift lands on whichever ran in a slow spell, while interleaved it is
-    shared. Each executor runs in one process that keeps its workers for all its slices (see
+    shared. Every slice also ends with a tail (one worker idle while the other finishes) that one sweep of
+    the grid pays once: four slices of 50 cost about 0.6 points of efficiency (8 slices of 25 cost 2.7 on
+    session 16's per-configuration times; see ``tail_cap_by_part``), so four trade some of the interleaving
+    for a measurement closer to one sweep. Each executor runs in one process that keeps its workers for all its slices (see
     ``benchmarks.sweep --serve``), so start-up is paid once, as in one sweep of the grid; while it waits for
     its next slice its workers idle. An executor's wall time is its start-up (Dask's LocalCluster; a process
     pool starts inside its first slice), its slices and its shut-down; its other figures are sums
