@@ -140,9 +140,17 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
     ("--seed", {"help": "random seed where randomness exists (default 0)"}),
 )
-#: Market flags a data action has no use for: hashprice and break-even are daily network series, with no
-#: futures leg and nothing random.
-_DATA_OMITS = {"hashprice": ("--timeframe", "--venue", "--seed"), "breakeven": ("--timeframe", "--venue", "--seed")}
+#: Market flags a data action has no use for, so it refuses them (naming the commands that take them) rather
+#: than ignore them: no data action has a futures leg or anything random; hashprice and break-even are daily
+#: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the cache,
+#: never the data folder.
+_DATA_OMITS = {
+    "list": ("--asset", "--timeframe", "--start", "--end", "--venue", "--seed"),
+    "validate": ("--venue", "--seed"),
+    "download": ("--data-dir", "--venue", "--seed"),
+    "hashprice": ("--timeframe", "--venue", "--seed"),
+    "breakeven": ("--timeframe", "--venue", "--seed"),
+}
 
 
 def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
@@ -558,8 +566,27 @@ def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
                           f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
 
 
+#: The settings ``data validate`` reads to check the data of a range; with a FILE it checks that file alone.
+_VALIDATE_RANGE_KEYS = ("data_dir", "asset", "timeframe", "start", "end")
+
+
+def _check_file_alone(ns: argparse.Namespace) -> None:
+    """``data validate FILE`` reads nothing but the file: a range setting given with it (a flag or a key of
+    the config file) is an error, not silently ignored."""
+    flags = [f"--{key.replace('_', '-')} {getattr(ns, key)}" for key in _VALIDATE_RANGE_KEYS if hasattr(ns, key)]
+    in_file = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    keys = [repr(key) for key in _VALIDATE_RANGE_KEYS if key in in_file and not hasattr(ns, key)]
+    given = [part for part in (" ".join(flags), f"{_and_list(keys)} of {ns.config}" if keys else "") if part]
+    if given:
+        them = "it" if len(flags) + len(keys) == 1 else "them"
+        raise ConfigError(f"{'; '.join(given)}: `data validate FILE` checks that file alone and does not use "
+                          f"{them}; drop {them}, or give no FILE to check the data of a range.")
+
+
 def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
+    if ns.action == "validate" and getattr(ns, "file", None):
+        _check_file_alone(ns)
     if ns.action == "breakeven":
         config = _policy_config(settings)
         _check_used(settings["set"], api.BREAKEVEN_PARAMS)
