@@ -48,8 +48,8 @@ from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
-__all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
-           "run_policy", "run_backtest", "compare",
+__all__ = ["SUMMARY_KEYS", "Comparison", "Market", "Markets", "RunOutcome", "load_market", "load_markets",
+           "market_key", "run_policy", "run_backtest", "compare", "compare_runs",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "BREAKEVEN_PARAMS",
            "data_list", "data_list_empty", "data_validate", "data_download"]
 
@@ -344,11 +344,19 @@ def run_backtest(config: dict[str, Any]) -> RunOutcome:
     return run_policy(market, policy, config.get("params"), venue=config.get("venue"))
 
 
-def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+@dataclass
+class Comparison:
+    """What :func:`compare_runs` returns: the table's ``rows`` (``{"policy": name, **summary}`` each) and each
+    policy's :class:`RunOutcome` (its run notes and warnings, its full result), in the order compared."""
+
+    rows: list[dict[str, Any]]
+    outcomes: dict[str, RunOutcome]
+
+
+def compare_runs(configs: list[dict[str, Any]], out: Path | None) -> Comparison:
     """Run every config on the same bars (each market loaded once: policies on another funding venue get
     their venue's funding, :func:`load_markets`), so each row equals a separate ``run`` of its config; write
-    comparison.csv, charts and summary.md into ``out`` when given. Returns one row per policy:
-    ``{"policy": name, **summary}``."""
+    comparison.csv, charts and summary.md into ``out`` when given."""
     if not configs:
         raise ConfigError("compare needs at least one policy.")
     markets = load_markets(configs)
@@ -362,7 +370,12 @@ def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, A
         from analyzers.comparison import write_comparison
 
         write_comparison({name: o.result for name, o in outcomes.items()}, rows, Path(out))
-    return rows
+    return Comparison(rows, outcomes)
+
+
+def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """:func:`compare_runs`' rows: one per policy, ``{"policy": name, **summary}``."""
+    return compare_runs(configs, out).rows
 
 
 # --- sweeps: the market is loaded once and shipped to each worker once --------------------------------

@@ -359,10 +359,7 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if settings["out"]:
         check_output_dir(settings["out"])  # before the run, which may take a while
     outcome = _api().run_backtest(config)
-    for note in outcome.notes:
-        _note(f"note: {note}")
-    for warning in outcome.warnings:
-        _note(f"warning: {warning}")
+    report_run_messages({config["policy"]: outcome}, named=False)
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)
@@ -373,6 +370,21 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         print(format_table([{"key": k, "value": v} for k, v in outcome.summary.items()], ["key", "value"],
                            header=False))
     return EXIT_OK
+
+
+def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
+    """On stderr: the run notes, then the warnings, of each policy's run (``{policy: RunOutcome}``), each text
+    once; ``named`` (compare): each names the policies whose runs gave it, ``note (static_hedge and
+    dynamic_hedge): ...``."""
+    for kind, label in (("notes", "note"), ("warnings", "warning")):
+        owners: dict[str, list[str]] = {}
+        for policy, outcome in outcomes.items():
+            for text in getattr(outcome, kind):
+                names = owners.setdefault(text, [])
+                if policy not in names:
+                    names.append(policy)
+        for text, names in owners.items():
+            _note(f"{label} ({_and_list(names)}): {text}" if named else f"{label}: {text}")
 
 
 def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: str) -> dict[str, list[Any]]:
@@ -529,10 +541,13 @@ def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     configs = compare_configs(settings, api.policy_specs())
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
-            rows = api.compare(configs, folder)
-        _note(f"comparison written to {settings['out']}")
+            comparison = api.compare_runs(configs, folder)
     else:
-        rows = api.compare(configs, None)
+        comparison = api.compare_runs(configs, None)
+    report_run_messages(comparison.outcomes, named=True)
+    if settings["out"]:
+        _note(f"comparison written to {settings['out']}")
+    rows = comparison.rows
     if settings["json"]:
         _print_json(rows)
     else:  # metrics down, policies across: reads like the summary.md table

@@ -84,12 +84,19 @@ def _run_backtest(config: dict):
 CALLS: list = []
 
 
-def _compare(configs: list[dict], out: Path | None) -> list[dict]:
+def _compare_runs(configs: list[dict], out: Path | None) -> SimpleNamespace:
+    """As api.compare_runs: the rows, and each run's notes and warnings (a note every run shares; a refusal
+    note and a warning at leverage 3, as :func:`_run_backtest`)."""
     CALLS.append((configs, out))
     rows = [{"policy": c["policy"], **closed_form_summary(c, load_shared(c))} for c in configs]
     if out is not None:
         (out / "comparison.csv").write_text("policy\n" + "\n".join(r["policy"] for r in rows) + "\n")
-    return rows
+    outcomes = {}
+    for config in configs:
+        three = config["params"].get("leverage") == 3.0
+        notes = [f"the run starts {config['start']}"] + (["1 futures order(s) refused (bracket)"] if three else [])
+        outcomes[config["policy"]] = SimpleNamespace(notes=notes, warnings=["leverage=3x is too much"] if three else [])
+    return SimpleNamespace(rows=rows, outcomes=outcomes)
 
 
 def _hashprice(config: dict) -> list[dict]:
@@ -112,7 +119,7 @@ CONTRACT = SimpleNamespace(
     load_shared=load_shared,
     run_summary=closed_form_summary,
     run_backtest=_run_backtest,
-    compare=_compare,
+    compare_runs=_compare_runs,
     hashprice=_hashprice,
     data_validate=_validate,
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
@@ -293,6 +300,18 @@ def test_compare_gives_every_policy_the_same_market_and_applies_sets_where_they_
     assert staged != out and (out / "comparison.csv").read_text() == "policy\nunhedged\nstatic_hedge\n"
     header = stdout.splitlines()[0].split()
     assert header == ["metric", "unhedged", "static_hedge"]
+
+
+def test_compare_prints_each_runs_notes_and_warnings_once_naming_their_policies(capsys, tmp_path):
+    argv = ["compare", "--policies", "unhedged,static_hedge", "--start", "2020-01-01", "--set", "leverage=3"]
+    code, stdout, err = run_main(capsys, [*argv, "--out", str(tmp_path / "cmp"), "--json"])
+    assert code == 0 and [row["policy"] for row in json.loads(stdout)] == ["unhedged", "static_hedge"]
+    assert err == ("note (unhedged and static_hedge): the run starts 2020-01-01\n"
+                   "note (static_hedge): 1 futures order(s) refused (bracket)\n"
+                   "warning (static_hedge): leverage=3x is too much\n"
+                   f"comparison written to {tmp_path / 'cmp'}\n")
+    code, _, err = run_main(capsys, ["compare", "--policies", "static_hedge", "--start", "2020-01-02"])
+    assert (code, err) == (0, "note (static_hedge): the run starts 2020-01-02\n")
 
 
 # ------------------------------------------------------------------------------------------ policies, data

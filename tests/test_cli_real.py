@@ -138,6 +138,37 @@ def test_compare_writes_one_row_per_policy_and_the_charts(capsys, data_dir, tmp_
     assert sorted(p.name for p in out.glob("*.png")) == ["compare_equity_coin.png", "compare_equity_usd.png"]
 
 
+def test_compare_prints_each_runs_notes_and_leverage_warning_once_naming_the_policies(capsys, data_dir, tmp_path):
+    # binance_coinm's schedules start in 2020 (a note for both hedges), and its brackets refuse every hedge order
+    # at 125x (a refusal note and a warning for each); unhedged trades no futures and gets neither
+    market = ["--venue", "binance_coinm", "--start", "2019-06-01", "--end", "2019-06-30", "--set", "leverage=125",
+              "--data-dir", str(data_dir)]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--policies", "unhedged,static_hedge,dynamic_hedge", *market, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    refused = ("29 futures order(s) refused by the broker (bracket); the first at 2019-06-02 00:00 UTC: sell {} "
+               "contracts of BTCUSD: binance_coinm's bracket for a notional of {} BTC allows at most {}x; leverage "
+               "is 125x.")
+    warning = ("leverage=125x is more than binance_coinm's brackets allow for this hedge: 29 of 29 hedge orders "
+               "were refused, so the run is unhedged; at a notional of {} BTC (the largest refused) the bracket "
+               "allows at most {}x. Set leverage={} or less to hedge.")
+    assert err.splitlines() == [
+        "note (static_hedge and dynamic_hedge): binance_coinm BTCUSD: the run starts 2019-06-01, before the venue "
+        "profile's earliest fee schedule (2020-08-10) and margin brackets (2020-06-11); those are applied to the "
+        "earlier bars, and the contract may not have been listed yet then.",
+        "note (static_hedge): " + refused.format("6,269", "73.24", 10),
+        "note (dynamic_hedge): " + refused.format("10,632", "124.22", 5),
+        "warning (static_hedge): " + warning.format(73, 10, 10),
+        "warning (dynamic_hedge): " + warning.format(141, 5, 5),
+        f"comparison written to {out}",
+    ]
+    # the same texts a separate run of each policy prints
+    assert main(["run", "--policy", "dynamic_hedge", *market, "--json"]) == 0
+    alone = capsys.readouterr().err.splitlines()
+    assert alone == [line.replace(" (static_hedge and dynamic_hedge):", ":").replace(" (dynamic_hedge):", ":")
+                     for line in err.splitlines() if "(static_hedge)" not in line and "written" not in line]
+
+
 def test_dask_local_cluster_and_local_processes_give_identical_results(capsys, data_dir, tmp_path):
     grid = ["--grid", "hedge_ratio=0,0.5,1", "--grid", "leverage=1,3"]
     base = ["sweep", *RANGE, "--data-dir", str(data_dir), *grid, "--rank-by", "max_drawdown_pct"]
