@@ -348,7 +348,9 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     _check_venue(settings, [policy], registry)
     params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                              owner=_owner(policy))
-    return _base_config(settings, policy, params)
+    config = _base_config(settings, policy, params)
+    _api().check_config(config)  # the policy's rules across parameters, before the data load
+    return config
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -455,6 +457,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     _check_grid_size(grid, settings["max_configs"])
     metric, descending = _rank_metric(settings["rank_by"], api.SUMMARY_KEYS, grid)
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
+    _check_points(api, points)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
@@ -497,6 +500,26 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def _check_points(api: Any, points: Sequence[Any]) -> None:
+    """Every configuration of a sweep passes the policy's rules across parameters (``api.check_config``)
+    before the data load; else the first one's error, with how many of the grid's fail it and the first's
+    swept values when not all do."""
+    invalid = []
+    for point in points:
+        try:
+            api.check_config(point.config)
+        except ConfigError as exc:
+            invalid.append((point, exc))
+    if not invalid:
+        return
+    point, error = invalid[0]
+    if len(invalid) == len(points):
+        raise error
+    swept = ", ".join(f"{key}={value}" for key, value in point.swept.items())
+    raise ConfigError(f"{error} {len(invalid)} of the grid's {len(points)} configurations fail this check (the "
+                      f"first: {swept}); narrow the grid so that none does.")
+
+
 def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
     """On stderr: one line per failed configuration, then what to do about them.
 
@@ -533,6 +556,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
         own = {spec.name for spec in registry[policy]}
         values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
+        _api().check_config(configs[-1])
     return configs
 
 
