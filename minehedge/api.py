@@ -48,8 +48,8 @@ from strategies.policies import MAX_HISTORY_DAYS
 from strategies.registry import policy_class
 from strategies.registry import policy_specs as _registry_specs
 
-__all__ = ["SUMMARY_KEYS", "Market", "Markets", "RunOutcome", "load_market", "load_markets", "market_key",
-           "run_policy", "run_backtest", "compare",
+__all__ = ["SUMMARY_KEYS", "Comparison", "Market", "Markets", "RunOutcome", "load_market", "load_markets",
+           "market_key", "run_policy", "run_backtest", "check_config", "compare", "compare_runs",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "BREAKEVEN_PARAMS",
            "data_list", "data_list_empty", "data_validate", "data_download"]
 
@@ -279,11 +279,24 @@ def load_market(config: dict[str, Any]) -> Market:
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None) -> dict[str, Any]:
-    specs = policy_class(policy).specs
+    """``params`` checked for ``policy``: each on its own (filled with the defaults), then together."""
+    cls = policy_class(policy)
     values = dict(params or {})
-    if venue and any(s.name == "venue" for s in specs):
+    if venue and any(s.name == "venue" for s in cls.specs):
         values.setdefault("venue", venue)
-    return validate_params(values, specs, owner=f"policy {policy!r}")
+    values = validate_params(values, cls.specs, owner=f"policy {policy!r}")
+    cls.check_params(values)
+    return values
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for what is wrong with ``config``'s policy parameters without looking at any
+    data: each parameter's own range, and the policy's rules across them (``dynamic_hedge``'s min_ratio <=
+    max_ratio, ...). :func:`run_backtest` and :func:`compare_runs` call it before they load the market; a
+    caller that loads it itself (a sweep) can call it first."""
+    policy = config.get("policy") or "static_hedge"
+    asset = str(config.get("asset") or "BTC").upper()
+    _policy_params(policy, {"asset": asset, **(config.get("params") or {})}, config.get("venue"))
 
 
 def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None, *, venue: str | None = None,
@@ -340,17 +353,28 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
 def run_backtest(config: dict[str, Any]) -> RunOutcome:
     """One run from a CLI-style config."""
     policy = config.get("policy") or "static_hedge"
+    check_config(config)
     market = load_market(config)
     return run_policy(market, policy, config.get("params"), venue=config.get("venue"))
 
 
-def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+@dataclass
+class Comparison:
+    """What :func:`compare_runs` returns: the table's ``rows`` (``{"policy": name, **summary}`` each) and each
+    policy's :class:`RunOutcome` (its run notes and warnings, its full result), in the order compared."""
+
+    rows: list[dict[str, Any]]
+    outcomes: dict[str, RunOutcome]
+
+
+def compare_runs(configs: list[dict[str, Any]], out: Path | None) -> Comparison:
     """Run every config on the same bars (each market loaded once: policies on another funding venue get
     their venue's funding, :func:`load_markets`), so each row equals a separate ``run`` of its config; write
-    comparison.csv, charts and summary.md into ``out`` when given. Returns one row per policy:
-    ``{"policy": name, **summary}``."""
+    comparison.csv, charts and summary.md into ``out`` when given."""
     if not configs:
         raise ConfigError("compare needs at least one policy.")
+    for config in configs:
+        check_config(config)
     markets = load_markets(configs)
     outcomes = {}
     for config in configs:
@@ -362,7 +386,12 @@ def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, A
         from analyzers.comparison import write_comparison
 
         write_comparison({name: o.result for name, o in outcomes.items()}, rows, Path(out))
-    return rows
+    return Comparison(rows, outcomes)
+
+
+def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:
+    """:func:`compare_runs`' rows: one per policy, ``{"policy": name, **summary}``."""
+    return compare_runs(configs, out).rows
 
 
 # --- sweeps: the market is loaded once and shipped to each worker once --------------------------------

@@ -140,9 +140,17 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
     ("--seed", {"help": "random seed where randomness exists (default 0)"}),
 )
-#: Market flags a data action has no use for: hashprice and break-even are daily network series, with no
-#: futures leg and nothing random.
-_DATA_OMITS = {"hashprice": ("--timeframe", "--venue", "--seed"), "breakeven": ("--timeframe", "--venue", "--seed")}
+#: Market flags a data action has no use for, so it refuses them (naming the commands that take them) rather
+#: than ignore them: no data action has a futures leg or anything random; hashprice and break-even are daily
+#: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the cache,
+#: never the data folder.
+_DATA_OMITS = {
+    "list": ("--asset", "--timeframe", "--start", "--end", "--venue", "--seed"),
+    "validate": ("--venue", "--seed"),
+    "download": ("--data-dir", "--venue", "--seed"),
+    "hashprice": ("--timeframe", "--venue", "--seed"),
+    "breakeven": ("--timeframe", "--venue", "--seed"),
+}
 
 
 def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
@@ -340,7 +348,9 @@ def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     _check_venue(settings, [policy], registry)
     params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                              owner=_owner(policy))
-    return _base_config(settings, policy, params)
+    config = _base_config(settings, policy, params)
+    _api().check_config(config)  # the policy's rules across parameters, before the data load
+    return config
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -351,10 +361,7 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if settings["out"]:
         check_output_dir(settings["out"])  # before the run, which may take a while
     outcome = _api().run_backtest(config)
-    for note in outcome.notes:
-        _note(f"note: {note}")
-    for warning in outcome.warnings:
-        _note(f"warning: {warning}")
+    report_run_messages({config["policy"]: outcome}, named=False)
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)
@@ -365,6 +372,21 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         print(format_table([{"key": k, "value": v} for k, v in outcome.summary.items()], ["key", "value"],
                            header=False))
     return EXIT_OK
+
+
+def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
+    """On stderr: the run notes, then the warnings, of each policy's run (``{policy: RunOutcome}``), each text
+    once; ``named`` (compare): each names the policies whose runs gave it, ``note (static_hedge and
+    dynamic_hedge): ...``."""
+    for kind, label in (("notes", "note"), ("warnings", "warning")):
+        owners: dict[str, list[str]] = {}
+        for policy, outcome in outcomes.items():
+            for text in getattr(outcome, kind):
+                names = owners.setdefault(text, [])
+                if policy not in names:
+                    names.append(policy)
+        for text, names in owners.items():
+            _note(f"{label} ({_and_list(names)}): {text}" if named else f"{label}: {text}")
 
 
 def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: str) -> dict[str, list[Any]]:
@@ -435,6 +457,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     _check_grid_size(grid, settings["max_configs"])
     metric, descending = _rank_metric(settings["rank_by"], api.SUMMARY_KEYS, grid)
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
+    _check_points(api, points)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
@@ -477,6 +500,26 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def _check_points(api: Any, points: Sequence[Any]) -> None:
+    """Every configuration of a sweep passes the policy's rules across parameters (``api.check_config``)
+    before the data load; else the first one's error, with how many of the grid's fail it and the first's
+    swept values when not all do."""
+    invalid = []
+    for point in points:
+        try:
+            api.check_config(point.config)
+        except ConfigError as exc:
+            invalid.append((point, exc))
+    if not invalid:
+        return
+    point, error = invalid[0]
+    if len(invalid) == len(points):
+        raise error
+    swept = ", ".join(f"{key}={value}" for key, value in point.swept.items())
+    raise ConfigError(f"{error} {len(invalid)} of the grid's {len(points)} configurations fail this check (the "
+                      f"first: {swept}); narrow the grid so that none does.")
+
+
 def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
     """On stderr: one line per failed configuration, then what to do about them.
 
@@ -513,6 +556,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
         own = {spec.name for spec in registry[policy]}
         values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
+        _api().check_config(configs[-1])
     return configs
 
 
@@ -521,10 +565,13 @@ def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     configs = compare_configs(settings, api.policy_specs())
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
-            rows = api.compare(configs, folder)
-        _note(f"comparison written to {settings['out']}")
+            comparison = api.compare_runs(configs, folder)
     else:
-        rows = api.compare(configs, None)
+        comparison = api.compare_runs(configs, None)
+    report_run_messages(comparison.outcomes, named=True)
+    if settings["out"]:
+        _note(f"comparison written to {settings['out']}")
+    rows = comparison.rows
     if settings["json"]:
         _print_json(rows)
     else:  # metrics down, policies across: reads like the summary.md table
@@ -558,8 +605,27 @@ def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
                           f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
 
 
+#: The settings ``data validate`` reads to check the data of a range; with a FILE it checks that file alone.
+_VALIDATE_RANGE_KEYS = ("data_dir", "asset", "timeframe", "start", "end")
+
+
+def _check_file_alone(ns: argparse.Namespace) -> None:
+    """``data validate FILE`` reads nothing but the file: a range setting given with it (a flag or a key of
+    the config file) is an error, not silently ignored."""
+    flags = [f"--{key.replace('_', '-')} {getattr(ns, key)}" for key in _VALIDATE_RANGE_KEYS if hasattr(ns, key)]
+    in_file = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    keys = [repr(key) for key in _VALIDATE_RANGE_KEYS if key in in_file and not hasattr(ns, key)]
+    given = [part for part in (" ".join(flags), f"{_and_list(keys)} of {ns.config}" if keys else "") if part]
+    if given:
+        them = "it" if len(flags) + len(keys) == 1 else "them"
+        raise ConfigError(f"{'; '.join(given)}: `data validate FILE` checks that file alone and does not use "
+                          f"{them}; drop {them}, or give no FILE to check the data of a range.")
+
+
 def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
+    if ns.action == "validate" and getattr(ns, "file", None):
+        _check_file_alone(ns)
     if ns.action == "breakeven":
         config = _policy_config(settings)
         _check_used(settings["set"], api.BREAKEVEN_PARAMS)

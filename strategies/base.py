@@ -30,8 +30,9 @@ import math
 import threading
 import types
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import minehedge.compat  # noqa: F401  (before backtrader)
 
@@ -198,6 +199,13 @@ class MinerStrategy(bt.Strategy):
     required_contract_type: str | None = None
 
     # --- set-up ---------------------------------------------------------------------------------------
+    @classmethod
+    def check_params(cls, values: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` when ``values`` (every parameter, each one already valid on its own, as
+        :func:`minehedge.config.validate_params` returns them) do not fit together. It needs no data, so
+        :func:`minehedge.api.check_params` runs it before any is loaded. None here; a policy with such rules
+        overrides it."""
+
     def __init__(self) -> None:
         if not isinstance(self.broker, MarginBroker):
             raise ConfigError("MinerStrategy needs cerebro.broker = brokers.broker.MarginBroker(...); "

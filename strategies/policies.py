@@ -5,8 +5,9 @@ docstring states its rule; parameters (with units) are its ``specs``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,15 +152,21 @@ class DynamicHedge(StaticHedge):
     ), drop=("hedge_ratio", "roll_days"))
     params = params_from_specs(specs)
 
-    def __init__(self) -> None:
-        super().__init__()
-        if self.p.min_ratio > self.p.max_ratio:
-            raise ConfigError(f"min_ratio={self.p.min_ratio} must be <= max_ratio={self.p.max_ratio}.")
+    @classmethod
+    def check_params(cls, values: Mapping[str, Any]) -> None:
+        """min_ratio <= max_ratio, vol_low < vol_high and margin_low < margin_high."""
+        super().check_params(values)
+        if values["min_ratio"] > values["max_ratio"]:
+            raise ConfigError(f"min_ratio={values['min_ratio']} must be <= max_ratio={values['max_ratio']}.")
         for low, high, unit in (("vol_low", "vol_high", "annualised volatility, fraction/yr"),
                                 ("margin_low", "margin_high", "price/break-even - 1, fraction")):
-            if getattr(self.p, low) >= getattr(self.p, high):
-                raise ConfigError(f"dynamic_hedge needs {low} < {high}; got {low}={getattr(self.p, low):g} and "
-                                  f"{high}={getattr(self.p, high):g} ({unit}).")
+            if values[low] >= values[high]:
+                raise ConfigError(f"dynamic_hedge needs {low} < {high}; got {low}={values[low]:g} and "
+                                  f"{high}={values[high]:g} ({unit}).")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.check_params({spec.name: getattr(self.p, spec.name) for spec in self.specs})
         index = self.mining_schedule.index
         seconds = pd.Series(index).diff().median().total_seconds() if len(index) > 1 else 86400.0
         self._bars_per_day = 86400.0 / seconds

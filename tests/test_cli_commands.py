@@ -84,12 +84,19 @@ def _run_backtest(config: dict):
 CALLS: list = []
 
 
-def _compare(configs: list[dict], out: Path | None) -> list[dict]:
+def _compare_runs(configs: list[dict], out: Path | None) -> SimpleNamespace:
+    """As api.compare_runs: the rows, and each run's notes and warnings (a note every run shares; a refusal
+    note and a warning at leverage 3, as :func:`_run_backtest`)."""
     CALLS.append((configs, out))
     rows = [{"policy": c["policy"], **closed_form_summary(c, load_shared(c))} for c in configs]
     if out is not None:
         (out / "comparison.csv").write_text("policy\n" + "\n".join(r["policy"] for r in rows) + "\n")
-    return rows
+    outcomes = {}
+    for config in configs:
+        three = config["params"].get("leverage") == 3.0
+        notes = [f"the run starts {config['start']}"] + (["1 futures order(s) refused (bracket)"] if three else [])
+        outcomes[config["policy"]] = SimpleNamespace(notes=notes, warnings=["leverage=3x is too much"] if three else [])
+    return SimpleNamespace(rows=rows, outcomes=outcomes)
 
 
 def _hashprice(config: dict) -> list[dict]:
@@ -112,13 +119,14 @@ CONTRACT = SimpleNamespace(
     load_shared=load_shared,
     run_summary=closed_form_summary,
     run_backtest=_run_backtest,
-    compare=_compare,
+    compare_runs=_compare_runs,
     hashprice=_hashprice,
     data_validate=_validate,
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
     data_download=lambda config: [],
     breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
     BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
+    check_config=lambda config: None,
 )
 
 
@@ -295,6 +303,18 @@ def test_compare_gives_every_policy_the_same_market_and_applies_sets_where_they_
     assert header == ["metric", "unhedged", "static_hedge"]
 
 
+def test_compare_prints_each_runs_notes_and_warnings_once_naming_their_policies(capsys, tmp_path):
+    argv = ["compare", "--policies", "unhedged,static_hedge", "--start", "2020-01-01", "--set", "leverage=3"]
+    code, stdout, err = run_main(capsys, [*argv, "--out", str(tmp_path / "cmp"), "--json"])
+    assert code == 0 and [row["policy"] for row in json.loads(stdout)] == ["unhedged", "static_hedge"]
+    assert err == ("note (unhedged and static_hedge): the run starts 2020-01-01\n"
+                   "note (static_hedge): 1 futures order(s) refused (bracket)\n"
+                   "warning (static_hedge): leverage=3x is too much\n"
+                   f"comparison written to {tmp_path / 'cmp'}\n")
+    code, _, err = run_main(capsys, ["compare", "--policies", "static_hedge", "--start", "2020-01-02"])
+    assert (code, err) == (0, "note (static_hedge): the run starts 2020-01-02\n")
+
+
 # ------------------------------------------------------------------------------------------ policies, data
 
 
@@ -329,13 +349,103 @@ def test_data_validate_exit_code_follows_the_findings(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
+    (["data", "list", "--timeframe", "1h"], "run_backtest.py data list: error: unrecognized arguments: --timeframe "
+     "1h. --timeframe is an option of `run`, `sweep`, `compare`, `data validate` and `data download`, not of "
+     "`data list`.\n"),
+    (["data", "list", "--start", "2020-01-01"], "unrecognized arguments: --start 2020-01-01. --start is an option "
+     "of `run`, `sweep`, `compare`, `data validate`, `data download`, `data hashprice` and `data breakeven`, not "
+     "of `data list`.\n"),
+    (["data", "list", "--asset", "ETH"], "--asset is an option of `run`, `sweep`, `compare`, `data validate`, "
+     "`data download`, `data hashprice` and `data breakeven`, not of `data list`.\n"),
+    (["data", "validate", "--asset", "BTC", "--venue=bitmex"], "unrecognized arguments: --venue=bitmex. "
+     "--venue is an option of `run`, `sweep` and `compare`, not of `data validate`.\n"),
+    (["data", "validate", "--seed", "3"], "--seed is an option of `run`, `sweep` and `compare`, not of "
+     "`data validate`.\n"),
+    (["data", "download", "--data-dir", "somewhere"], "run_backtest.py data download: error: unrecognized "
+     "arguments: --data-dir somewhere. --data-dir is an option of `run`, `sweep`, `compare`, `data list`, "
+     "`data validate`, `data hashprice` and `data breakeven`, not of `data download`.\n"),
+    (["data", "download", "--start", "2024-01-01", "--venue", "bitmex"], "--venue is an option of `run`, `sweep` "
+     "and `compare`, not of `data download`.\n"),
+    (["data", "download", "--seed", "1"], "--seed is an option of `run`, `sweep` and `compare`, not of "
+     "`data download`.\n"),
+])
+def test_data_list_validate_and_download_refuse_the_flags_they_do_not_use(capsys, argv, message):
+    code, stdout, err = run_main(capsys, argv)
+    assert (code, stdout) == (2, "") and err.endswith(message) and "Traceback" not in err
+    assert err.startswith(f"usage: run_backtest.py {' '.join(argv[:2])} [-h]")
+
+
+@pytest.mark.parametrize(("toml", "action", "message"), [
+    ('timeframe = "4h"\n', "list", "`data list` does not use 'timeframe' (a key of `run`, `sweep`, `compare`, "
+     "`data validate` and `data download`); remove it from the file."),
+    ('venue = "bitmex"\nseed = 2\n', "validate", "`data validate` does not use 'venue' and 'seed' (keys of `run`, "
+     "`sweep` and `compare`); remove them from the file."),
+    ('data_dir = "d"\n', "download", "`data download` does not use 'data_dir' (a key of `run`, `sweep`, `compare`, "
+     "`data list`, `data validate`, `data hashprice` and `data breakeven`); remove it from the file."),
+])
+def test_data_actions_refuse_config_keys_they_do_not_use(capsys, tmp_path, toml, action, message):
+    cfg = tmp_path / "data.toml"
+    cfg.write_text(toml)
+    code, stdout, err = run_main(capsys, ["data", action, "--config", str(cfg)])
+    assert (code, stdout, err) == (2, "", f"run_backtest.py: error: {cfg}: {message}\n")
+
+
+def test_data_list_validate_and_download_take_exactly_the_flags_they_use(capsys, monkeypatch, tmp_path):
+    cli.build_parser()
+    common = {"-h", "--help", "--config", "--json"}
+    assert {action: cli._OPTIONS[f"data {action}"] - common for action in ("list", "validate", "download")} == {
+        "list": {"--data-dir"},
+        "validate": {"--data-dir", "--asset", "--timeframe", "--start", "--end"},
+        "download": {"--asset", "--timeframe", "--start", "--end"},
+    }
+    seen: list = []
+    monkeypatch.setattr(CONTRACT, "data_list", lambda config: seen.append(config) or [])
+    monkeypatch.setattr(CONTRACT, "data_validate", lambda config, path: seen.append((config, path)) or [])
+    monkeypatch.setattr(CONTRACT, "data_download", lambda config: seen.append(config) or [])
+    monkeypatch.setattr(CONTRACT, "data_list_empty", lambda config: "empty", raising=False)
+    assert run_main(capsys, ["data", "list", "--data-dir", "here", "--json"])[:2] == (0, "[]\n")
+    assert seen.pop()["data_dir"] == "here"
+    rng = ["--asset", "eth", "--timeframe", "4h", "--start", "2021-02-01", "--end", "2021-02-03"]
+    market = {"asset": "ETH", "timeframe": "4h", "start": dt.date(2021, 2, 1), "end": dt.date(2021, 2, 3)}
+    assert run_main(capsys, ["data", "validate", *rng, "--data-dir", "here"])[:2] == (0, "(nothing)\n")
+    config, path = seen.pop()
+    assert path is None and {k: config[k] for k in (*market, "data_dir")} == {**market, "data_dir": "here"}
+    assert run_main(capsys, ["data", "download", *rng])[:2] == (0, "(nothing)\n")
+    config = seen.pop()
+    assert {k: config[k] for k in market} == market
+    good = tmp_path / "good.csv"
+    assert run_main(capsys, ["data", "validate", str(good), "--json"])[:2] == (0, "[]\n")
+    assert seen.pop()[1] == good
+
+
+@pytest.mark.parametrize(("argv", "toml", "message"), [
+    (["--asset", "ETH", "--start", "2020-01-01"], "",
+     "--asset ETH --start 2020-01-01: `data validate FILE` checks that file alone and does not use them; drop "
+     "them, or give no FILE to check the data of a range.\n"),
+    (["--data-dir", "here"], "", "--data-dir here: `data validate FILE` checks that file alone and does not use "
+     "it; drop it, or give no FILE to check the data of a range.\n"),
+    (["--timeframe", "1h"], 'end = 2021-01-31\nasset = "BTC"\n', "--timeframe 1h; 'asset' and 'end' of CFG: "
+     "`data validate FILE` checks that file alone and does not use them; drop them, or give no FILE to check the "
+     "data of a range.\n"),
+])
+def test_data_validate_of_a_file_refuses_the_range_settings(capsys, tmp_path, argv, toml, message):
+    config = []
+    if toml:
+        (tmp_path / "v.toml").write_text(toml)
+        config = ["--config", str(tmp_path / "v.toml")]
+        message = message.replace("CFG", str(tmp_path / "v.toml"))
+    code, stdout, err = run_main(capsys, ["data", "validate", str(tmp_path / "good.csv"), *argv, *config])
+    assert (code, stdout, err) == (2, "", f"run_backtest.py: error: {message}")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
     (["--set", "hedge_ratio=0.3"], "run_backtest.py: error: --set hedge_ratio=0.3: `data breakeven` does not use "
      "hedge_ratio; it uses only the fleet's settings (power_usd_per_kwh); drop it.\n"),
     (["--set", "leverage=2", "--set", "power_usd_per_kwh=0.07", "--set", "margin_mode=cross"],
      "run_backtest.py: error: --set leverage=2 --set margin_mode=cross: `data breakeven` does not use leverage and "
      "margin_mode; it uses only the fleet's settings (power_usd_per_kwh); drop them.\n"),
     (["--timeframe", "1h"], "run_backtest.py data breakeven: error: unrecognized arguments: --timeframe 1h. "
-     "--timeframe is an option of `run`, `sweep`, `compare`, `data list`, `data validate` and `data download`, "
+     "--timeframe is an option of `run`, `sweep`, `compare`, `data validate` and `data download`, "
      "not of `data breakeven`.\n"),
     (["--venue", "bitmex"], "unrecognized arguments: --venue bitmex. --venue is an option of"),
     (["--seed", "1"], "unrecognized arguments: --seed 1. --seed is an option of"),

@@ -308,7 +308,8 @@ def test_help_exits_0(capsys):
     [
         (["policies", "--start", "2021-01-01"], "usage: run_backtest.py policies [-h]",
          "run_backtest.py policies: error: unrecognized arguments: --start 2021-01-01. --start is an option of "
-         "`run`, `sweep`, `compare` and `data`, not of `policies`.\n"),
+         "`run`, `sweep`, `compare`, `data validate`, `data download`, `data hashprice` and `data breakeven`, not of "
+         "`policies`.\n"),
         (["run", "--grid", "hedge_ratio=0,1"], "usage: run_backtest.py run [-h]",
          "run_backtest.py run: error: unrecognized arguments: --grid hedge_ratio=0,1. --grid is an option of "
          "`sweep`, not of `run`.\n"),

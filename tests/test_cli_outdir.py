@@ -28,9 +28,10 @@ def tree(root: Path) -> list[str]:
 def runs(monkeypatch):
     """Counts the backtests the contract API runs."""
     count = []
-    run_backtest, compare = CONTRACT.run_backtest, CONTRACT.compare
+    run_backtest, compare_runs = CONTRACT.run_backtest, CONTRACT.compare_runs
     monkeypatch.setattr(CONTRACT, "run_backtest", lambda config: count.append("run") or run_backtest(config))
-    monkeypatch.setattr(CONTRACT, "compare", lambda configs, out: count.append("compare") or compare(configs, out))
+    monkeypatch.setattr(CONTRACT, "compare_runs",
+                        lambda configs, out: count.append("compare") or compare_runs(configs, out))
     return count
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from minehedge import api
 from minehedge.cli import main
+from minehedge.errors import ConfigError
 
 ISSUE5_POLICIES = {"unhedged", "sell_daily", "static_hedge", "collateral_short", "dynamic_hedge",
                    "leveraged_long", "leveraged_short", "financed_expansion"}
@@ -138,6 +139,37 @@ def test_compare_writes_one_row_per_policy_and_the_charts(capsys, data_dir, tmp_
     assert sorted(p.name for p in out.glob("*.png")) == ["compare_equity_coin.png", "compare_equity_usd.png"]
 
 
+def test_compare_prints_each_runs_notes_and_leverage_warning_once_naming_the_policies(capsys, data_dir, tmp_path):
+    # binance_coinm's schedules start in 2020 (a note for both hedges), and its brackets refuse every hedge order
+    # at 125x (a refusal note and a warning for each); unhedged trades no futures and gets neither
+    market = ["--venue", "binance_coinm", "--start", "2019-06-01", "--end", "2019-06-30", "--set", "leverage=125",
+              "--data-dir", str(data_dir)]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--policies", "unhedged,static_hedge,dynamic_hedge", *market, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    refused = ("29 futures order(s) refused by the broker (bracket); the first at 2019-06-02 00:00 UTC: sell {} "
+               "contracts of BTCUSD: binance_coinm's bracket for a notional of {} BTC allows at most {}x; leverage "
+               "is 125x.")
+    warning = ("leverage=125x is more than binance_coinm's brackets allow for this hedge: 29 of 29 hedge orders "
+               "were refused, so the run is unhedged; at a notional of {} BTC (the largest refused) the bracket "
+               "allows at most {}x. Set leverage={} or less to hedge.")
+    assert err.splitlines() == [
+        "note (static_hedge and dynamic_hedge): binance_coinm BTCUSD: the run starts 2019-06-01, before the venue "
+        "profile's earliest fee schedule (2020-08-10) and margin brackets (2020-06-11); those are applied to the "
+        "earlier bars, and the contract may not have been listed yet then.",
+        "note (static_hedge): " + refused.format("6,269", "73.24", 10),
+        "note (dynamic_hedge): " + refused.format("10,632", "124.22", 5),
+        "warning (static_hedge): " + warning.format(73, 10, 10),
+        "warning (dynamic_hedge): " + warning.format(141, 5, 5),
+        f"comparison written to {out}",
+    ]
+    # the same texts a separate run of each policy prints
+    assert main(["run", "--policy", "dynamic_hedge", *market, "--json"]) == 0
+    alone = capsys.readouterr().err.splitlines()
+    assert alone == [line.replace(" (static_hedge and dynamic_hedge):", ":").replace(" (dynamic_hedge):", ":")
+                     for line in err.splitlines() if "(static_hedge)" not in line and "written" not in line]
+
+
 def test_dask_local_cluster_and_local_processes_give_identical_results(capsys, data_dir, tmp_path):
     grid = ["--grid", "hedge_ratio=0,0.5,1", "--grid", "leverage=1,3"]
     base = ["sweep", *RANGE, "--data-dir", str(data_dir), *grid, "--rank-by", "max_drawdown_pct"]
@@ -263,6 +295,52 @@ def test_market_and_venue_mistakes_exit_2_with_one_line(capsys, data_dir, tmp_pa
     code = main([*argv, "--data-dir", str(data_dir), *(["--out", str(tmp_path)] if argv[0] == "sweep" else [])])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+VOL = ("dynamic_hedge needs vol_low < vol_high; got vol_low={} and vol_high={} (annualised volatility, "
+       "fraction/yr).")
+
+
+@pytest.mark.parametrize(("argv", "toml", "message"), [
+    (["run", "--policy", "dynamic_hedge", "--set", "vol_low=2", "--set", "vol_high=0.5"], "", VOL.format(2, 0.5)),
+    (["run", "--start", "2021-01-01"], 'policy = "dynamic_hedge"\n[set]\nmin_ratio = 0.9\nmax_ratio = 0.1\n',
+     "min_ratio=0.9 must be <= max_ratio=0.1."),
+    (["compare", "--policies", "unhedged,dynamic_hedge", "--set", "margin_low=0.5"], "",
+     "dynamic_hedge needs margin_low < margin_high; got margin_low=0.5 and margin_high=0.5 (price/break-even - 1, "
+     "fraction)."),
+    (["compare"], '[set]\nvol_high = 0.3\n', VOL.format(0.4, 0.3)),
+    (["sweep", "--policy", "dynamic_hedge", "--grid", "vol_low=2,3"], "", VOL.format(2, 1)),
+    (["sweep", "--policy", "dynamic_hedge", "--grid", "leverage=1,2", "--grid", "vol_low=0.2,0.6,1.2", "--set",
+      "vol_high=1"], "", VOL.format(1.2, 1) + " 2 of the grid's 6 configurations fail this check (the first: "
+     "leverage=1.0, vol_low=1.2); narrow the grid so that none does."),
+])
+@pytest.mark.parametrize("data", ["empty", "missing"])
+def test_dynamic_hedge_parameters_are_checked_before_any_data_is_loaded(capsys, tmp_path, monkeypatch, argv,
+                                                                        toml, message, data):
+    folder = tmp_path / "data"
+    if data == "empty":
+        folder.mkdir()
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(folder))
+    monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path / "cache"))  # nothing to find there either
+    config = []
+    if toml:
+        (tmp_path / "c.toml").write_text(toml)
+        config = ["--config", str(tmp_path / "c.toml")]
+    out = tmp_path / "out"
+    code = main([*argv, *config, "--data-dir", str(folder), "--out", str(out)])
+    assert (code, *capsys.readouterr()) == (2, "", f"run_backtest.py: error: {message}\n")
+    assert not out.exists()
+
+
+def test_the_api_checks_dynamic_hedge_parameters_before_loading_the_market(tmp_path):
+    config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31", "venue": None,
+              "seed": 0, "data_dir": str(tmp_path), "policy": "dynamic_hedge",
+              "params": {"vol_low": 2.0, "vol_high": 0.5}}
+    for call in (lambda: api.run_backtest(config), lambda: api.compare([config], None),
+                 lambda: api.check_config(config)):
+        with pytest.raises(ConfigError) as caught:
+            call()
+        assert str(caught.value) == VOL.format(2, 0.5)
 
 
 def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
