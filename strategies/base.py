@@ -203,7 +203,7 @@ class MinerStrategy(bt.Strategy):
     def check_params(cls, values: Mapping[str, Any]) -> None:
         """Raise :class:`ConfigError` when ``values`` (every parameter, each one already valid on its own, as
         :func:`minehedge.config.validate_params` returns them) do not fit together. It needs no data, so
-        :func:`minehedge.api.check_params` runs it before any is loaded. None here; a policy with such rules
+        :func:`minehedge.api.check_config` runs it before any is loaded. None here; a policy with such rules
         overrides it."""
 
     def __init__(self) -> None:
