@@ -247,6 +247,22 @@ def test_the_eth_splice_checks_only_the_days_it_reads_of_each_file(data_dir, cut
                           data_dir=cut_copy([ETH_CM, ETH_EG], {ETH_EG: ("2020-07-28", "2021-01-31")}))
 
 
+def test_network_days_needed_before_an_open_end_are_checked_and_those_after_served_as_far_as_they_follow(cut_copy):
+    # A run loads network data with no end; only the days before needed_end must be there. Before, the
+    # truncated Coin Metrics file was an error for any open-ended request.
+    folder = cut_copy([ETH_CM, ETH_EG], {ETH_CM: (None, "2019-12-30")})
+    served = data.load_network("ETH", "2019-01-01", None, data_dir=folder, needed_end="2019-12-31").frame
+    assert (served.index[0], served.index[-1], len(served)) == (day("2019-01-01"), day("2019-12-30"), 364)
+    with pytest.raises(DataError, match=r"2019-12-30 00:00:00\+00:00 \(1615 rows\); the requested 2019-01-01 "
+                                        r"00:00:00\+00:00 -> 2020-01-01 00:00:00\+00:00 needs the missing part"):
+        data.load_network("ETH", "2019-01-01", None, data_dir=folder, needed_end="2020-01-01")
+    for needed in ("2019-01-01", "2020-01-02"):
+        with pytest.raises(ConfigError) as error:
+            data.load_network("ETH", "2019-01-01", "2020-01-01", data_dir=folder, needed_end=needed)
+        assert str(error.value) == (f"needed_end='{needed}' must be after start='2019-01-01' and no later than "
+                                    "end='2020-01-01' (the days needed are part of the range loaded).")
+
+
 def test_eth_network_files_whose_manifest_rows_leave_a_gap_between_them_are_an_error(data_dir, tmp_path):
     # The rows match their (shorter) files, so no file is short of its row, but the splice would jump from
     # 2019-12-31 to 2020-07-28.
