@@ -393,3 +393,21 @@ def test_a_network_file_cut_after_the_last_day_a_run_sees_serves_it_and_one_day_
     with pytest.raises(DataError) as error:
         api.load_market({**config, "data_dir": str(cut_copy(files, {cut: (None, f"{config['end'][:8]}29")}))})
     assert str(error.value) == f"{message} Restore the file or correct its MANIFEST.csv row."
+
+
+def test_an_intraday_run_reads_the_funding_settlements_of_its_bars_only(cut_copy):
+    # Before, funding was read to a day after the last bar's open: a 4h run to 2021-12-31 (last bar 20:00)
+    # read the Binance mean of 2022-01-01, so a file cut after the run's last day was an error.
+    config = {"asset": "BTC", "timeframe": "4h", "start": "2021-12-01", "end": "2021-12-31"}
+    files = [BTC_4H, BTC_NETWORK, BTC_FUNDING]
+    whole = api.load_market({**config, "data_dir": str(cut_copy(files, {}))})
+    served = api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_FUNDING: (None, "2021-12-31")}))})
+    assert served.fingerprint == whole.fingerprint and len(served.funding_rates) == 31 * 3  # 00/08/16 of each day
+    assert served.frame["funding_paid"].sum() == whole.frame["funding_paid"].sum() != 0
+    with pytest.raises(DataError) as error:
+        api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_FUNDING: (None, "2021-12-30")}))})
+    assert str(error.value) == (
+        "btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv: MANIFEST.csv says 2019-09-10 "
+        "00:00:00+00:00 -> 2026-03-23 00:00:00+00:00 (2387 rows), the file holds 2019-09-10 00:00:00+00:00 -> "
+        "2021-12-30 00:00:00+00:00 (843 rows); the requested 2021-12-01 00:00:00+00:00 -> 2022-01-01 00:00:00+00:00 "
+        "needs the missing part. Restore the file or correct its MANIFEST.csv row.")
