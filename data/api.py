@@ -21,7 +21,7 @@ import pandas as pd
 from data import coinmetrics, yahoo
 from data.frames import parse_timeframe, resample_ohlcv, timeframe_name, to_utc_timestamp
 from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
-from data.manifest import choose_file, read_manifest
+from data.manifest import FileChoice, choose_file, read_manifest
 from data.network import (
     CM_ETH_END,
     MERGE,
@@ -53,6 +53,7 @@ class LoadInfo:
     notes: tuple[str, ...] = ()
     report: ValidationReport | None = None
     path: Path | None = None  # the CSV file read (absolute), None for downloads
+    choice: FileChoice | None = field(default=None, repr=False, compare=False)  # its MANIFEST.csv row (CSV)
 
     def __str__(self) -> str:
         lines = [f"{self.asset} {self.kind} {self.timeframe} from {self.source}: {self.reason}"]
@@ -176,7 +177,8 @@ def load_ohlcv(
         notes.append(f"validated at {choice.resampled_from}, then resampled to {timeframe} "
                      "(incomplete first/last bins dropped)")
     return LoadResult(frame, LoadInfo(asset, "ohlcv", "csv", timeframe, choice.path.name, choice.venue,
-                                      choice.resampled_from, choice.reason, tuple(notes), report, choice.path))
+                                      choice.resampled_from, choice.reason, tuple(notes), report, choice.path,
+                                      choice))
 
 
 def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_ticks: str = "mask",
@@ -187,7 +189,9 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``; bad ticks are judged with
     the neighbours in the source, as for ``loaded``, and only the history is returned, so the run's bars are
     unchanged. Shorter or empty when the source starts later or cannot serve it (offline
-    with no cache); ``info.reason`` says which. Never raises for missing history.
+    with no cache); ``info.reason`` says which. Never raises for history the source does not have; a CSV
+    file holding less than its MANIFEST.csv row says, where the history needs the missing part (an interrupted
+    copy), is a DataError naming both ranges, as in :func:`load_ohlcv`.
     """
     start_ts = to_utc_timestamp(start, parameter="start")
     info = loaded.info
@@ -199,6 +203,8 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
         if info.path is None:
             raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its info.path names the file).")
         context = read_ohlcv_csv(info.path)
+        if info.choice is not None:
+            info.choice.check_file(context.index, first, start_ts, use="the price history before the first bar")
         native = _slice(context, first, start_ts)
         name = info.file
     else:

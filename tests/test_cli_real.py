@@ -411,3 +411,21 @@ def test_an_intraday_run_reads_the_funding_settlements_of_its_bars_only(cut_copy
         "00:00:00+00:00 -> 2026-03-23 00:00:00+00:00 (2387 rows), the file holds 2019-09-10 00:00:00+00:00 -> "
         "2021-12-30 00:00:00+00:00 (843 rows); the requested 2021-12-01 00:00:00+00:00 -> 2022-01-01 00:00:00+00:00 "
         "needs the missing part. Restore the file or correct its MANIFEST.csv row.")
+
+
+def test_a_price_file_cut_within_the_years_history_before_the_start_is_an_error(cut_copy):
+    # A run reads the 366 days of closes before its first bar (2021-01-01: from 2020-01-01). Before, a file
+    # whose first rows were lost gave fewer closes, said only in the "price history" line.
+    config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31"}
+    files = [BTC_DAILY, BTC_NETWORK, BTC_FUNDING]
+    whole = api.load_market({**config, "data_dir": str(cut_copy(files, {}))})
+    served = api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_DAILY: ("2020-01-01", None)}))})
+    assert len(served.history_close) == 366 and served.fingerprint == whole.fingerprint
+    with pytest.raises(DataError) as error:
+        api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_DAILY: ("2020-01-02", None)}))})
+    assert str(error.value) == (
+        "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> "
+        "2026-01-05 00:00:00+00:00 (3064 rows), the file holds 2020-01-02 00:00:00+00:00 -> 2026-01-05 "
+        "00:00:00+00:00 (2196 rows); the requested 2020-01-01 00:00:00+00:00 -> 2021-01-01 00:00:00+00:00 needs "
+        "the missing part (the price history before the first bar). Restore the file or correct its MANIFEST.csv "
+        "row.")
