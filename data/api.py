@@ -21,7 +21,7 @@ import pandas as pd
 from data import coinmetrics, yahoo
 from data.frames import parse_timeframe, resample_ohlcv, timeframe_name, to_utc_timestamp
 from data.funding import DEFAULT_FALLBACK_RATE, FundingResult, load_funding_dir
-from data.manifest import choose_file, read_manifest
+from data.manifest import FileChoice, choose_file, read_manifest
 from data.network import (
     CM_ETH_END,
     MERGE,
@@ -53,6 +53,7 @@ class LoadInfo:
     notes: tuple[str, ...] = ()
     report: ValidationReport | None = None
     path: Path | None = None  # the CSV file read (absolute), None for downloads
+    choice: FileChoice | None = field(default=None, repr=False, compare=False)  # its MANIFEST.csv row (CSV)
 
     def __str__(self) -> str:
         lines = [f"{self.asset} {self.kind} {self.timeframe} from {self.source}: {self.reason}"]
@@ -176,7 +177,8 @@ def load_ohlcv(
         notes.append(f"validated at {choice.resampled_from}, then resampled to {timeframe} "
                      "(incomplete first/last bins dropped)")
     return LoadResult(frame, LoadInfo(asset, "ohlcv", "csv", timeframe, choice.path.name, choice.venue,
-                                      choice.resampled_from, choice.reason, tuple(notes), report, choice.path))
+                                      choice.resampled_from, choice.reason, tuple(notes), report, choice.path,
+                                      choice))
 
 
 def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_ticks: str = "mask",
@@ -187,7 +189,9 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``; bad ticks are judged with
     the neighbours in the source, as for ``loaded``, and only the history is returned, so the run's bars are
     unchanged. Shorter or empty when the source starts later or cannot serve it (offline
-    with no cache); ``info.reason`` says which. Never raises for missing history.
+    with no cache); ``info.reason`` says which. Never raises for history the source does not have; a CSV
+    file holding less than its MANIFEST.csv row says, where the history needs the missing part (an interrupted
+    copy), is a DataError naming both ranges, as in :func:`load_ohlcv`.
     """
     start_ts = to_utc_timestamp(start, parameter="start")
     info = loaded.info
@@ -199,6 +203,8 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
         if info.path is None:
             raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its info.path names the file).")
         context = read_ohlcv_csv(info.path)
+        if info.choice is not None:
+            info.choice.check_file(context.index, first, start_ts, use="the price history before the first bar")
         native = _slice(context, first, start_ts)
         name = info.file
     else:
@@ -234,6 +240,8 @@ def load_network(
     source: str = "auto",
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    *,
+    needed_end: object = None,
 ) -> LoadResult:
     """Daily network frame (contract in :mod:`data.network`) for ``[start, end)``.
 
@@ -241,10 +249,20 @@ def load_network(
     to the Merge. Download: the Coin Metrics community API. ``source``: 'auto', 'csv' or 'coinmetrics'.
     A file holding less than its MANIFEST.csv row says is a DataError where the request needs the missing
     days (for ETH: the days the splice reads from that file), and so are missing days in the ETH splice.
+    ``needed_end`` (exclusive; default ``end``) ends the days the caller cannot do without when that is
+    earlier than ``end``, typically with ``end=None`` (every day from ``start`` as far as the data go, as a run
+    loads them): a file shorter than its row is then an error only where it lacks days before ``needed_end``,
+    and the days after it are returned as far as the file holds them. It must lie in ``(start, end]``.
     """
     asset = check_choice("asset", str(asset).upper(), ASSETS)
     check_choice("source", source, ("auto", "csv", "coinmetrics"))
     start_ts, end_ts = _bounds(start, end)
+    needed_ts = to_utc_timestamp(needed_end, parameter="needed_end")
+    if needed_ts is not None and ((start_ts is not None and needed_ts <= start_ts) or
+                                  (end_ts is not None and needed_ts > end_ts)):
+        raise ConfigError(f"needed_end={needed_end!r} must be after start={start!r} and no later than end={end!r} "
+                          "(the days needed are part of the range loaded).")
+    check_to = end_ts if needed_ts is None else needed_ts
     directory = resolve_data_dir(data_dir) if source != "coinmetrics" else None
     if source == "csv" and directory is None:
         raise ConfigError(f"source='csv' needs a data directory: pass data_dir= or set {DATA_DIR_ENV}.")
@@ -258,7 +276,7 @@ def load_network(
     if asset == "BTC":
         choice = choose_file(manifest, asset, "network", None, start_ts, end_ts, "coinmetrics")
         frame, files, reason = read_btc_network_csv(choice.path), choice.path.name, choice.reason
-        choice.check_file(frame.index, start_ts, end_ts)
+        choice.check_file(frame.index, start_ts, check_to)
     else:
         cm = choose_file(manifest, asset, "network", None, None, None, "coinmetrics")
         eg = choose_file(manifest, asset, "network", None, None, None, "etherscan+glassnode")
@@ -267,16 +285,16 @@ def load_network(
         # Coin Metrics file to 2020-07-27, the Etherscan/Glassnode file (its row runs to 2023-01-08) from that
         # day to the Merge. A file shorter than its row is an error where its part of the request needs the
         # missing days, and only there (eth_splice_reads); what the rows themselves leave out shows as a gap.
-        (cm_from, cm_to), (eg_from, eg_to) = eth_splice_reads(start_ts, end_ts)
-        cm.check_file(cm_raw.index, cm_from, cm_to, requested=(start_ts, end_ts),
+        (cm_from, cm_to), (eg_from, eg_to) = eth_splice_reads(start_ts, check_to)
+        cm.check_file(cm_raw.index, cm_from, cm_to, requested=(start_ts, check_to),
                       use=f"the ETH network splice reads this file to {CM_ETH_END.date()}")
-        eg.check_file(eg_raw.index, eg_from, eg_to, requested=(start_ts, end_ts),
+        eg.check_file(eg_raw.index, eg_from, eg_to, requested=(start_ts, check_to),
                       use=f"the ETH network splice reads this file from {CM_ETH_END.date()} to the Merge, "
                           f"{MERGE.date()}")
         frame = splice_eth_network(cm_raw, eg_raw, cm.path.name, eg.path.name)
         files = f"{cm.path.name} + {eg.path.name}"
         reason = f"spliced {cm.path.name} (to 2020-07-27) with {eg.path.name} (to the Merge, 2022-09-15)"
-        _check_days_follow(_slice(frame, start_ts, end_ts).index, files)
+        frame = _days_that_follow(frame, start_ts, end_ts, check_to, files)
     covered = (frame.index[0], frame.index[-1])
     if (start_ts is not None and start_ts < covered[0]) or \
             (end_ts is not None and end_ts > covered[1] + pd.Timedelta(days=1)):
@@ -287,16 +305,23 @@ def load_network(
                                "coinmetrics+etherscan+glassnode", None, reason))
 
 
-def _check_days_follow(days: pd.DatetimeIndex, files: str) -> None:
-    """DataError naming the first missing days of spliced daily ``days`` (read from ``files``)."""
+def _days_that_follow(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                      needed_end: pd.Timestamp | None, files: str) -> pd.DataFrame:
+    """The spliced daily ``frame`` (read from ``files``) over ``[start, end)``, up to its first missing day when
+    that comes at or after ``needed_end`` (the days after are not needed); DataError naming the first missing
+    days when it comes before ``needed_end`` (None: any missing day)."""
+    days = _slice(frame, start, end).index
     steps = days[1:] - days[:-1]
     gaps = (steps > pd.Timedelta(days=1)).nonzero()[0]
-    if len(gaps):
-        before, after = days[gaps[0]], days[gaps[0] + 1]
-        raise DataError(f"the ETH network data ({files}) have no rows from {(before + pd.Timedelta(days=1)).date()} "
-                        f"to {(after - pd.Timedelta(days=1)).date()}"
-                        f"{f' ({len(gaps)} gaps in all)' if len(gaps) > 1 else ''}; the splice needs the first file "
-                        "to 2020-07-27 and the second from 2020-07-27 on: check both files and their MANIFEST.csv rows.")
+    if not len(gaps):
+        return frame
+    before, after = days[gaps[0]], days[gaps[0] + 1]
+    if needed_end is not None and before + pd.Timedelta(days=1) >= needed_end:
+        return frame.loc[:before]
+    raise DataError(f"the ETH network data ({files}) have no rows from {(before + pd.Timedelta(days=1)).date()} "
+                    f"to {(after - pd.Timedelta(days=1)).date()}"
+                    f"{f' ({len(gaps)} gaps in all)' if len(gaps) > 1 else ''}; the splice needs the first file "
+                    "to 2020-07-27 and the second from 2020-07-27 on: check both files and their MANIFEST.csv rows.")
 
 
 def load_funding(

@@ -316,6 +316,16 @@ def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag
         f"{more} (from {source}). Use a range the network data cover, or complete the network data.")
 
 
+#: Default time from the start of a network day until its values are visible (module docstring).
+PUBLICATION_LAG = pd.Timedelta(days=1)
+
+
+def network_day_seen(bar_open: pd.Timestamp, publication_lag: pd.Timedelta | str = PUBLICATION_LAG) -> pd.Timestamp:
+    """The network day (UTC midnight) whose values a bar opening at ``bar_open`` (UTC) sees: the last day ``D``
+    with ``D + publication_lag <= bar_open`` (module docstring; daily bar of 2020-05-12 -> 2020-05-11)."""
+    return (pd.Timestamp(bar_open) - pd.Timedelta(publication_lag)).floor("D")
+
+
 def build_feed_frame(
     ohlcv: pd.DataFrame,
     network: pd.DataFrame,
@@ -324,7 +334,7 @@ def build_feed_frame(
     *,
     timeframe: str | None = None,
     fee_window_days: int = 1,
-    publication_lag: pd.Timedelta | str = "1D",
+    publication_lag: pd.Timedelta | str = PUBLICATION_LAG,
     missing_network: str = "raise",
 ) -> pd.DataFrame:
     """One float64 frame for :class:`MinerFeed`: OHLCV columns plus :data:`EXTRA_LINES`.

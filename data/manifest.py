@@ -53,13 +53,20 @@ class FileChoice:
         it): a request reaching past the file's documented range is the caller's business (a funding
         fallback, a splice). ``requested`` (default ``(start, end)``) is the request the message names and
         ``use`` says which part of the file it reads, when that differs (a splice, funding settlements).
-        Each row covers one ``timeframe`` step from its time (:data:`ROW_SPACING`)."""
+        Each row covers one ``timeframe`` step from its time (:data:`ROW_SPACING`).
+
+        A file whose first and last times are the row's but whose row count is not (rows missing from, or
+        added to, its middle, at places the manifest cannot tell) is a DataError naming both counts whenever
+        the request reads any of it. ``index`` must hold every data row of the file as written, before any
+        cleaning (bad ticks dropped, Deribit hours summed): the count is the manifest's, of the file's rows."""
         step = ROW_SPACING.get(self.timeframe, pd.Timedelta(days=1))
         want_from = self.first if start is None else max(start, self.first)
         want_to = self.last + step if end is None else min(end, self.last + step)
         if want_to <= want_from:
             return  # the request reads nothing of what the manifest says the file holds
         first, last = (index.min(), index.max()) if len(index) else (None, None)
+        if first == self.first and last == self.last:
+            self._check_rows(len(index))
         if first is not None and want_from >= first and want_to <= last + step:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
@@ -69,6 +76,24 @@ class FileChoice:
             f"holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
             f"{asked_to if asked_to is not None else 'end'} needs the missing part{f' ({use})' if use else ''}. "
             "Restore the file or correct its MANIFEST.csv row.")
+
+    def _check_rows(self, held: int) -> None:
+        """DataError when the file holds ``held`` data rows and its manifest row says otherwise (a blank
+        ``rows`` says nothing); one for a ``rows`` that is not a whole number."""
+        said = self.rows.strip()
+        if not said:
+            return
+        if not said.isdigit():
+            raise DataError(f"MANIFEST.csv row of {self.path.name}: rows={self.rows!r} is not a whole number; "
+                            "it must be the file's count of data rows (lines after the header), e.g. 3064.")
+        if int(said) != held:
+            more = held - int(said)
+            raise DataError(
+                f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file holds "
+                f"{held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first and last "
+                f"times: rows were {'added to' if more > 0 else 'lost from'} the middle of the file. Restore the "
+                "file from its source (MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv "
+                "row.")
 
 
 #: How long after its time one row of a file counts, by the manifest's ``timeframe``: the OHLCV bar sizes,

@@ -37,7 +37,8 @@ from brokers.broker import MarginBroker
 from brokers.dated import dated_price_frame
 from brokers.venues import load_venue
 from data.api import load_funding, load_history, load_network, load_ohlcv, resolve_data_dir
-from data.feeds import FastPandasData, MinerFeed, build_feed_frame
+from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_seen
+from data.frames import parse_timeframe
 from data.funding import SettlementRates
 from minehedge.config import ParamSpec, validate_params
 from minehedge.errors import ConfigError, DataError
@@ -229,7 +230,9 @@ def load_market(config: dict[str, Any]) -> Market:
     network_from = first.normalize() - NETWORK_LEAD
     if asset == "ETH":  # a run after the Merge mines nothing but still reads the last days before it
         network_from = min(network_from, ETH_MERGE - NETWORK_LEAD)
-    network = load_network(asset, network_from, None, data_dir=data_dir)
+    # ... but a file shorter than its MANIFEST row is an error only where it lacks a day the bars see
+    network_to = network_day_seen(last) + pd.Timedelta(days=1)
+    network = load_network(asset, network_from, None, data_dir=data_dir, needed_end=network_to)
     if network.frame.empty:
         raise DataError(f"no {asset} network data from {network_from.date()} on, so no mining revenue for bars "
                         f"from {first.date()}; {network.info.reason}")
@@ -251,7 +254,8 @@ def load_market(config: dict[str, Any]) -> Market:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:
         # The venue follows the exchange profile; a data folder without its file gets the flagged constant.
-        loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + pd.Timedelta(days=1),
+        # The settlements within the bars, no more: a funding file cut after the last bar's close serves the run.
+        loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + parse_timeframe(timeframe),
                               data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)

@@ -258,7 +258,13 @@ class CoinLoan:
         deadline had passed by the bar's open (``time``) is judged at the open's price, and if not met there
         the collateral is sold at the open. Without them only the close is checked. ``bar_end``: when the
         close ``price`` is known (the bar's end; default ``time``); a call opened at it is due
-        ``call_deadline`` after it."""
+        ``call_deadline`` after it. ``bar_low`` needs ``bar_open`` (USD per coin, both): where the low reaches
+        the liquidation price the sale is there or at an open beyond it, so a low alone is a ConfigError (a
+        ValueError) naming both, never a sale at the trigger price of a bar that may have gapped past it."""
+        if bar_low is not None and bar_open is None:
+            raise ConfigError(f"CoinLoan.step: bar_low={bar_low!r} needs bar_open (the bar's open, USD per coin): "
+                              "the lender sells at the liquidation price, or at the open when the bar opens beyond "
+                              "it. Pass both, or neither to check the close alone.")
         result = LoanStep()
         if self.closed:
             return result
@@ -286,7 +292,7 @@ class CoinLoan:
             result.events.append(self._event(time, "loan_call_met", bar_open,
                                              f"LTV back to {self.ltv(bar_open):.4f} at the deadline (price moved)"))
         if through_bar and bar_low is not None and bar_low <= (trigger := self.liquidation_price()):
-            sale = liquidation_fill_price(1, trigger, bar_open if bar_open is not None else trigger)
+            sale = liquidation_fill_price(1, trigger, bar_open)
             self._liquidate(time, sale, f"LTV reached the liquidation LTV {self.liquidation_ltv:.4f} at "
                                         f"{trigger:.2f} (bar low {bar_low:.2f})", result)
         elif ltv >= self.liquidation_ltv:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
+import pandas as pd
 import pytest
 
 from minehedge import api
 from minehedge.cli import main
-from minehedge.errors import ConfigError
+from minehedge.errors import ConfigError, DataError
 
 ISSUE5_POLICIES = {"unhedged", "sell_daily", "static_hedge", "collateral_short", "dynamic_hedge",
                    "leveraged_long", "leveraged_short", "financed_expansion"}
@@ -410,7 +411,8 @@ ETH_EG = "network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.cs
      ["--asset", "ETH", "--policy", "unhedged", "--start", "2021-06-01", "--end", "2021-07-31"],
      "eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv: MANIFEST.csv says 2015-07-30 "
      "00:00:00+00:00 -> 2023-01-08 00:00:00+00:00 (2720 rows), the file holds 2015-07-30 00:00:00+00:00 -> "
-     "2021-06-30 00:00:00+00:00 (2163 rows); the requested 2021-04-22 00:00:00+00:00 -> end needs the missing part "
+     "2021-06-30 00:00:00+00:00 (2163 rows); the requested 2021-04-22 00:00:00+00:00 -> 2021-07-31 00:00:00+00:00 "
+     "needs the missing part "
      "(the ETH network splice reads this file from 2020-07-27 to the Merge, 2022-09-15). Restore the file or "
      "correct its MANIFEST.csv row."),
 ], ids=["btc-funding", "eth-network"])
@@ -420,3 +422,87 @@ def test_a_run_on_a_truncated_funding_or_network_file_exits_2_naming_both_ranges
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.splitlines() == [f"run_backtest.py: error: {message}"]
+
+
+BTC_4H = "btc/btc_usdt_4h_binance_2017-08-17_2026-01-06.csv"
+ETH_FUNDING = "funding/eth_ethusdt-perp_funding_8h_binance-inferred_2023-01-01_2026-04-10.csv"
+BTC_ROW = "MANIFEST.csv says 2009-01-03 00:00:00+00:00 -> 2026-03-22 00:00:00+00:00 (6288 rows)"
+EG_ROW = "MANIFEST.csv says 2015-07-30 00:00:00+00:00 -> 2023-01-08 00:00:00+00:00 (2720 rows)"
+CM_ROW = "MANIFEST.csv says 2015-07-30 00:00:00+00:00 -> 2020-07-27 00:00:00+00:00 (1825 rows)"
+EG_USE = " (the ETH network splice reads this file from 2020-07-27 to the Merge, 2022-09-15)"
+CM_USE = " (the ETH network splice reads this file to 2020-07-27)"
+
+
+@pytest.mark.parametrize("config,files,cut,message", [
+    # the last bar (2021-12-31, daily or 20:00) sees the network day before it, 2021-12-30; the run reads from
+    # 40 days before its first bar
+    ({"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-12-31"},
+     [BTC_DAILY, BTC_NETWORK, BTC_FUNDING], BTC_NETWORK,
+     f"btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: {BTC_ROW}, the file holds 2009-01-03 00:00:00+00:00 "
+     "-> 2021-12-29 00:00:00+00:00 (4744 rows); the requested 2020-11-22 00:00:00+00:00 -> 2021-12-31 00:00:00+00:00 "
+     "needs the missing part."),
+    ({"asset": "BTC", "timeframe": "4h", "start": "2021-12-01", "end": "2021-12-31"},
+     [BTC_4H, BTC_NETWORK, BTC_FUNDING], BTC_NETWORK,
+     f"btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: {BTC_ROW}, the file holds 2009-01-03 00:00:00+00:00 "
+     "-> 2021-12-29 00:00:00+00:00 (4744 rows); the requested 2021-10-22 00:00:00+00:00 -> 2021-12-31 00:00:00+00:00 "
+     "needs the missing part."),
+    ({"asset": "ETH", "timeframe": "1d", "start": "2021-01-01", "end": "2021-12-31"},
+     [ETH_DAILY, ETH_CM, ETH_EG, ETH_FUNDING], ETH_EG,
+     f"eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv: {EG_ROW}, the file holds 2015-07-30 "
+     "00:00:00+00:00 -> 2021-12-29 00:00:00+00:00 (2345 rows); the requested 2020-11-22 00:00:00+00:00 -> 2021-12-31 "
+     f"00:00:00+00:00 needs the missing part{EG_USE}."),
+    ({"asset": "ETH", "timeframe": "1d", "start": "2019-01-01", "end": "2019-12-31"},
+     [ETH_DAILY, ETH_CM, ETH_EG, ETH_FUNDING], ETH_CM,
+     f"eth_network_daily_coinmetrics_2015-07-30_2020-07-27.csv: {CM_ROW}, the file holds 2015-07-30 00:00:00+00:00 "
+     "-> 2019-12-29 00:00:00+00:00 (1614 rows); the requested 2018-11-22 00:00:00+00:00 -> 2019-12-31 00:00:00+00:00 "
+     f"needs the missing part{CM_USE}."),
+], ids=["btc-1d", "btc-4h", "eth-glassnode", "eth-coinmetrics"])
+def test_a_network_file_cut_after_the_last_day_a_run_sees_serves_it_and_one_day_less_is_an_error(
+        cut_copy, config, files, cut, message):
+    # Network data are loaded from the run's look-back on with no end (bars past them are dropped), so before,
+    # a file shorter than its MANIFEST row was an error whatever the run's own range was.
+    whole = api.load_market({**config, "data_dir": str(cut_copy(files, {}))})
+    assert whole.frame.index[-1].strftime("%F %H") == config["end"] + (" 20" if config["timeframe"] == "4h" else " 00")
+    last_seen = f"{config['end'][:8]}30"  # the day before the last bar's
+    served = api.load_market({**config, "data_dir": str(cut_copy(files, {cut: (None, last_seen)}))})
+    pd.testing.assert_frame_equal(served.frame, whole.frame)
+    assert served.fingerprint == whole.fingerprint
+    with pytest.raises(DataError) as error:
+        api.load_market({**config, "data_dir": str(cut_copy(files, {cut: (None, f"{config['end'][:8]}29")}))})
+    assert str(error.value) == f"{message} Restore the file or correct its MANIFEST.csv row."
+
+
+def test_an_intraday_run_reads_the_funding_settlements_of_its_bars_only(cut_copy):
+    # Before, funding was read to a day after the last bar's open: a 4h run to 2021-12-31 (last bar 20:00)
+    # read the Binance mean of 2022-01-01, so a file cut after the run's last day was an error.
+    config = {"asset": "BTC", "timeframe": "4h", "start": "2021-12-01", "end": "2021-12-31"}
+    files = [BTC_4H, BTC_NETWORK, BTC_FUNDING]
+    whole = api.load_market({**config, "data_dir": str(cut_copy(files, {}))})
+    served = api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_FUNDING: (None, "2021-12-31")}))})
+    assert served.fingerprint == whole.fingerprint and len(served.funding_rates) == 31 * 3  # 00/08/16 of each day
+    assert served.frame["funding_paid"].sum() == whole.frame["funding_paid"].sum() != 0
+    with pytest.raises(DataError) as error:
+        api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_FUNDING: (None, "2021-12-30")}))})
+    assert str(error.value) == (
+        "btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv: MANIFEST.csv says 2019-09-10 "
+        "00:00:00+00:00 -> 2026-03-23 00:00:00+00:00 (2387 rows), the file holds 2019-09-10 00:00:00+00:00 -> "
+        "2021-12-30 00:00:00+00:00 (843 rows); the requested 2021-12-01 00:00:00+00:00 -> 2022-01-01 00:00:00+00:00 "
+        "needs the missing part. Restore the file or correct its MANIFEST.csv row.")
+
+
+def test_a_price_file_cut_within_the_years_history_before_the_start_is_an_error(cut_copy):
+    # A run reads the 366 days of closes before its first bar (2021-01-01: from 2020-01-01). Before, a file
+    # whose first rows were lost gave fewer closes, said only in the "price history" line.
+    config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31"}
+    files = [BTC_DAILY, BTC_NETWORK, BTC_FUNDING]
+    whole = api.load_market({**config, "data_dir": str(cut_copy(files, {}))})
+    served = api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_DAILY: ("2020-01-01", None)}))})
+    assert len(served.history_close) == 366 and served.fingerprint == whole.fingerprint
+    with pytest.raises(DataError) as error:
+        api.load_market({**config, "data_dir": str(cut_copy(files, {BTC_DAILY: ("2020-01-02", None)}))})
+    assert str(error.value) == (
+        "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> "
+        "2026-01-05 00:00:00+00:00 (3064 rows), the file holds 2020-01-02 00:00:00+00:00 -> 2026-01-05 "
+        "00:00:00+00:00 (2196 rows); the requested 2020-01-01 00:00:00+00:00 -> 2021-01-01 00:00:00+00:00 needs "
+        "the missing part (the price history before the first bar). Restore the file or correct its MANIFEST.csv "
+        "row.")

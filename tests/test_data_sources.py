@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import data
 from data.frames import resample_ohlcv
-from data.manifest import read_manifest
+from data.manifest import choice_of_row, read_manifest
 from data.network import NETWORK_COLUMNS, derived_difficulty
+from data.ohlcv_csv import read_ohlcv_csv
 from minehedge.errors import ConfigError, DataError
 
 UTC = "UTC"
@@ -244,6 +247,22 @@ def test_the_eth_splice_checks_only_the_days_it_reads_of_each_file(data_dir, cut
                           data_dir=cut_copy([ETH_CM, ETH_EG], {ETH_EG: ("2020-07-28", "2021-01-31")}))
 
 
+def test_network_days_needed_before_an_open_end_are_checked_and_those_after_served_as_far_as_they_follow(cut_copy):
+    # A run loads network data with no end; only the days before needed_end must be there. Before, the
+    # truncated Coin Metrics file was an error for any open-ended request.
+    folder = cut_copy([ETH_CM, ETH_EG], {ETH_CM: (None, "2019-12-30")})
+    served = data.load_network("ETH", "2019-01-01", None, data_dir=folder, needed_end="2019-12-31").frame
+    assert (served.index[0], served.index[-1], len(served)) == (day("2019-01-01"), day("2019-12-30"), 364)
+    with pytest.raises(DataError, match=r"2019-12-30 00:00:00\+00:00 \(1615 rows\); the requested 2019-01-01 "
+                                        r"00:00:00\+00:00 -> 2020-01-01 00:00:00\+00:00 needs the missing part"):
+        data.load_network("ETH", "2019-01-01", None, data_dir=folder, needed_end="2020-01-01")
+    for needed in ("2019-01-01", "2020-01-02"):
+        with pytest.raises(ConfigError) as error:
+            data.load_network("ETH", "2019-01-01", "2020-01-01", data_dir=folder, needed_end=needed)
+        assert str(error.value) == (f"needed_end='{needed}' must be after start='2019-01-01' and no later than "
+                                    "end='2020-01-01' (the days needed are part of the range loaded).")
+
+
 def test_eth_network_files_whose_manifest_rows_leave_a_gap_between_them_are_an_error(data_dir, tmp_path):
     # The rows match their (shorter) files, so no file is short of its row, but the splice would jump from
     # 2019-12-31 to 2020-07-28.
@@ -263,6 +282,86 @@ def test_eth_network_files_whose_manifest_rows_leave_a_gap_between_them_are_an_e
         "2020-07-27; the splice needs the first file to 2020-07-27 and the second from 2020-07-27 on: check both "
         "files and their MANIFEST.csv rows.")
     assert len(data.load_network("ETH", "2019-06-01", "2020-01-01", data_dir=tmp_path).frame) == 214
+
+
+def _load_manifest_file(row, folder):
+    """Load the file of MANIFEST.csv ``row`` whole, through the package's loader for its kind; the name of the
+    file read. The CBOE ``futures`` file has no loader: its rows are read and checked as a loader would."""
+    if row.kind == "ohlcv":  # bad ticks dropped: the check counts the rows as written, not those kept
+        loaded = data.load_ohlcv(row.asset, row.timeframe, venue=row.venue, bad_ticks="drop", data_dir=folder)
+        return loaded.info.file, len(loaded.frame)
+    if row.kind == "network":
+        loaded = data.load_network(row.asset, data_dir=folder)
+        return loaded.info.file, len(loaded.frame)
+    if row.kind == "funding":
+        loaded = data.load_funding(row.asset, row.venue, data_dir=folder, fallback="error")
+        return loaded.info.file, len(loaded.frame)
+    choice = choice_of_row(next(read_manifest(folder).loc[lambda m: m["file"] == row.file].itertuples()))
+    index = read_ohlcv_csv(choice.path).index
+    choice.check_file(index, None, None)
+    return choice.path.name, len(index)
+
+
+def _folder_editing(data_dir, tmp_path, name: str, edit) -> Path:
+    """A data folder with the shared MANIFEST.csv, links to every shared file, and ``name`` written anew as
+    ``edit(data lines)`` below its header."""
+    folder = tmp_path / name.replace("/", "_")
+    for other in read_manifest(data_dir)["file"]:
+        (folder / other).parent.mkdir(parents=True, exist_ok=True)
+        if other != name:
+            (folder / other).symlink_to(data_dir / other)
+    lines = (data_dir / name).read_text().splitlines(keepends=True)
+    (folder / name).write_text("".join([lines[0], *edit(lines[1:])]))
+    (folder / "MANIFEST.csv").symlink_to(data_dir / "MANIFEST.csv")
+    return folder
+
+
+def test_every_shared_file_holds_its_manifest_rows_and_one_row_less_in_its_middle_is_an_error(data_dir, tmp_path):
+    # Before, only a file's first and last times were compared with its MANIFEST.csv row: a copy that lost
+    # rows in its middle was served with a silent gap (or, for funding, the constant where its settlements were).
+    manifest = read_manifest(data_dir)
+    assert len(manifest) == 19
+    loaded = {row.file: _load_manifest_file(row, data_dir) for row in manifest.itertuples()}
+    for row in manifest.itertuples():
+        assert Path(row.file).name in loaded[row.file][0]
+    # the count compared is the file's as written: bad ticks dropped afterwards leave fewer bars (Coinbase's
+    # 2017-04-15 low of 0.06 and a thin 2011 day; the bad first Binance hour)
+    assert loaded["btc/btc_usd_daily_bitstamp-coinbase_2011-08-18_2025-09-23.csv"][1] == 5151 - 2
+    assert loaded["btc/btc_usdt_1h_binance_2017-08-17_2021-06-09.csv"][1] == 33412 - 1
+    for row in manifest.itertuples():
+        folder = _folder_editing(data_dir, tmp_path, row.file, lambda rows: rows[:len(rows) // 2] + rows[len(rows) // 2 + 1:])
+        with pytest.raises(DataError) as error:
+            _load_manifest_file(row, folder)
+        assert str(error.value) == (
+            f"{Path(row.file).name}: MANIFEST.csv says {row.rows} rows ({row.first} -> {row.last}), the file holds "
+            f"{int(row.rows) - 1} rows (1 fewer) between the same first and last times: rows were lost from the "
+            "middle of the file. Restore the file from its source (MANIFEST.csv's source_repo and source_path) or "
+            "correct its MANIFEST.csv row."), row.file
+
+
+def test_a_row_added_to_a_file_or_a_manifest_count_that_is_no_number_is_an_error(data_dir, tmp_path):
+    name = "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"
+    folder = _folder_editing(data_dir, tmp_path, name, lambda rows: [*rows[:3000], rows[3000], *rows[3000:]])
+    with pytest.raises(DataError) as error:
+        data.load_network("BTC", "2025-01-01", "2025-02-01", data_dir=folder)
+    assert str(error.value) == (
+        "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 6288 rows (2009-01-03 "
+        "00:00:00+00:00 -> 2026-03-22 00:00:00+00:00), the file holds 6289 rows (1 more) between the same first "
+        "and last times: rows were added to the middle of the file. Restore the file from its source "
+        "(MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv row.")
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
+    for rows, served in (("6,288", False), ("", True)):  # a blank count says nothing to check
+        manifest.loc[manifest["file"] == name, "rows"] = rows
+        (folder / "MANIFEST.csv").unlink()
+        manifest.to_csv(folder / "MANIFEST.csv", index=False)
+        if served:
+            assert len(data.load_network("BTC", "2025-01-01", "2025-02-01", data_dir=folder).frame) == 31
+            continue
+        with pytest.raises(DataError) as error:
+            data.load_network("BTC", "2025-01-01", "2025-02-01", data_dir=folder)
+        assert str(error.value) == (
+            "MANIFEST.csv row of btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: rows='6,288' is not a "
+            "whole number; it must be the file's count of data rows (lines after the header), e.g. 3064.")
 
 
 def test_a_start_after_a_file_ends_is_not_served_by_it(data_dir):

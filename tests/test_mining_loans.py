@@ -173,6 +173,23 @@ def test_the_lender_sells_where_the_bar_low_reaches_the_liquidation_ltv_even_if_
     assert safe.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=37_100.0, bar_open=50_000.0).events == []
 
 
+
+def test_a_bar_low_without_the_bar_open_is_refused_and_changes_nothing() -> None:
+    # Before, the low alone sold at the trigger, 37,037.04, even for a bar that may have opened beyond it (a
+    # bar opening at 30,000 sells there, above).
+    loan = CoinLoan(1e6, 30.0, 0.1, margin_call_ltv=0.75, liquidation_ltv=0.9)
+    loan.step(T0, 50_000.0)
+    for low in (36_000.0, 49_000.0):  # reaching the trigger or not: the call is wrong either way
+        with pytest.raises(ValueError) as error:
+            loan.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=low)
+        assert isinstance(error.value, ConfigError) and str(error.value) == (
+            f"CoinLoan.step: bar_low={low!r} needs bar_open (the bar's open, USD per coin): the lender sells at the "
+            "liquidation price, or at the open when the bar opens beyond it. Pass both, or neither to check the "
+            "close alone.")
+    assert not loan.closed and loan.collateral_coin == 30.0 and loan.accrued_interest_usd == 0.0
+    result = loan.step(T0 + pd.Timedelta(days=1), 49_000.0, bar_low=36_000.0, bar_open=30_000.0)
+    assert result.events[0].price == 30_000.0 and result.collateral_sold_coin == 30.0
+
 def test_a_call_whose_deadline_passed_by_the_open_is_judged_and_sold_at_the_open() -> None:
     # called at 44,000 (LTV 0.758 >= 0.75), deadline a day later; the next bar opens at 43,000, still short of
     # the cure LTV (the initial 0.667): sold at 43,000, not at the close of 38,000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -669,6 +670,67 @@ def test_an_insolvent_miner_resumes_once_it_can_pay_its_arrears():
         released - (arrears + 2 * bills) / (80.0 * (1 - fee)), rel=1e-12)
     assert strategy.broker.reconcile() < 1e-9
 
+
+@pytest.mark.parametrize("spare", [-1e-6, 1e-6])
+def test_an_insolvent_miner_keeps_a_days_bills_in_coins_when_it_tops_up_a_loan_call(spare):
+    # As in the loan-call test: bills of 7.512 USD a day, no revenue, 85.8 BTC pledged at 100 on 2021-06-01.
+    # At 92 on 06-02 the loan is called, the 0.01 spare BTC cannot top it up, and the bill cannot be paid: the
+    # miner is insolvent, pays nothing more (bar_costs_usd is 0) and holds no coin. Coins given to it then on
+    # 06-03 top up the call only if, beside the coins the call needs, they keep the coins 06-03's scheduled
+    # bill needs (7.512 / (92 x 0.999) BTC, no cash left): restarting needs a day's costs.
+    m = synthetic_market([(100.0,) * 4, (92.0,) * 4, (92.0,) * 4])
+    bills, fee, pledged = 7.512, 0.001, 85.8
+    params = {"fleet": "S19Pro:1@2021-01-01", "loan_type": "coin", "loan_date": "2021-06-01",
+              "principal_usd": 6_000.0, "unit_price_usd": 6_000.0, "expansion_model": "S19XP",
+              "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False, "spot_fee": fee, "start_usd": 0.0,
+              "start_coins": pledged + bills / (100.0 * (1 - fee)) + 0.01, "on_margin_call": "top_up_from_treasury"}
+    strategy, _, _ = api._run_cerebro(m, "financed_expansion", params, None)
+    assert [(str(e.time)[:10], e.kind) for e in strategy.broker.events] == [("2021-06-02", "loan_call"),
+                                                                             ("2021-06-02", "insolvency")]
+    assert strategy.insolvent and strategy.bar_costs_usd(2) == 0.0 and strategy.broker.get_cash() == 0.0
+    assert strategy.broker.free_balance("BTC", "spot") == 0.0
+    debt = 6_000 * (1 + 2 * 0.1075 / 365)
+    need = debt / (6_000 / (pledged * 100.0) * 92.0) - pledged  # back to the drawdown LTV
+    reserve = bills / (92.0 * (1 - fee))
+    strategy.broker.deposit("BTC", need + reserve + spare, wallet="spot")
+    strategy._meet_loan_call(datetime(2021, 6, 3), 92.0)
+    if spare > 0:
+        assert strategy.loan.collateral_coin == pytest.approx(pledged + need, rel=1e-12)
+        assert strategy.broker.free_balance("BTC", "spot") == pytest.approx(reserve + spare, rel=1e-9)
+        assert strategy.broker.events[-1].kind == "loan_call_met"
+    else:
+        assert strategy.loan.collateral_coin == pledged and strategy.loan.call_due is not None
+        assert strategy.broker.free_balance("BTC", "spot") == pytest.approx(need + reserve + spare, rel=1e-12)
+
+@pytest.mark.parametrize("spare", [-1e-6, 1e-6])
+def test_an_insolvent_miner_restarts_only_when_it_can_pay_its_arrears_and_a_days_bills(spare):
+    # As in the resume test: insolvent on 06-02 owing 7.512 - 0.01 x 100 x 0.999 USD. On 06-03 the lender sells
+    # the debt's worth of the 85.8 BTC at the open P and returns the rest, (85.8 P - debt) (1 - 0.001) USD once
+    # sold. Mining restarts only if that pays the arrears and 06-03's scheduled bill, a day's costs; at the P
+    # where it pays exactly both, P +- 1e-6 decides.
+    bills, fee, pledged = 7.512, 0.001, 85.8
+    arrears = bills - 0.01 * 100.0 * (1 - fee)
+    debt = 6_000 * (1 + 2 * 0.1075 / 365)
+    price = ((arrears + bills) / (1 - fee) + debt) / pledged + spare
+    m = synthetic_market([(100.0,) * 4, (100.0,) * 4, (price,) * 4])
+    params = {"fleet": "S19Pro:1@2021-01-01", "loan_type": "coin", "loan_date": "2021-06-01",
+              "principal_usd": 6_000.0, "unit_price_usd": 6_000.0, "expansion_model": "S19XP",
+              "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False, "spot_fee": fee, "start_usd": 0.0,
+              "start_coins": pledged + bills / (100.0 * (1 - fee)) + 0.01, "on_margin_call": "ignore"}
+    strategy, _, _ = api._run_cerebro(m, "financed_expansion", params, None)
+    kinds = [(str(e.time)[:10], e.kind) for e in strategy.broker.events]
+    released = pledged - debt / price
+    if spare > 0:
+        assert kinds == [("2021-06-02", "insolvency"), ("2021-06-03", "loan_liquidation"),
+                         ("2021-06-03", "insolvency_cured")]
+        assert not strategy.insolvent and strategy.broker.get_liabilities_usd() == 0.0
+        left = released - (arrears + bills) / (price * (1 - fee))
+        assert strategy.broker.get_coins("BTC") == pytest.approx(left, rel=1e-6)
+        assert left == pytest.approx(pledged * spare / price, rel=1e-6)
+    else:
+        assert kinds == [("2021-06-02", "insolvency"), ("2021-06-03", "loan_liquidation")]
+        assert strategy.insolvent and strategy.broker.get_liabilities_usd() == pytest.approx(arrears, rel=1e-12)
+        assert strategy.broker.get_coins("BTC") == pytest.approx(released, rel=1e-12)  # nothing sold
 
 def test_a_draw_on_an_inverse_hedge_first_fills_a_negative_free_coin_balance(data_dir):
     # collateral_short on COIN-M, power 0.12 USD/kWh with no curtailment: on 2022-06-30 the bills exceed the
