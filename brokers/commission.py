@@ -74,11 +74,7 @@ class FuturesCommInfo(bt.CommInfoBase):
                 f"(this scheme is {expected})."
             )
         check_choice("margin_mode", self.p.margin_mode, MARGIN_MODES)
-        # The highest first-bracket leverage over the dated tables; the broker re-checks at each order
-        # against the table in force and the order's notional (Order.Margin when exceeded).
-        loosest = max(self.spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
-        check_leverage(self.p.leverage, loosest, 0.0, venue=self.venue.name,
-                       unit=self.spec.asset if self.is_inverse else "USD")
+        check_contract_leverage(self.venue, self.spec, self.p.leverage)
         fees = self.venue.fees[-1]
         if self.p.commission is None:
             self.p.commission = fees.taker
@@ -270,6 +266,15 @@ class InverseFuturesCommInfo(FuturesCommInfo):
     def funding_payment(self, size: float, mark: float, rate: float) -> float:
         """Coin paid by the holder at one settlement (negative = received)."""
         return formulas.inverse_funding_payment(size, self.p.face, mark, rate)
+
+
+def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage: float) -> float:
+    """Return ``leverage`` (x) if the contract ``spec`` of ``venue`` allows it on some date: the highest
+    first-bracket leverage over its dated bracket tables; else ConfigError naming the maximum. It needs no
+    data; the broker re-checks each order against the table in force and the order's notional
+    (Order.Margin when exceeded)."""
+    loosest = max(spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
+    return check_leverage(leverage, loosest, 0.0, venue=venue.name, unit=spec.asset if venue.is_inverse else "USD")
 
 
 def futures_comminfo(venue: str | VenueProfile, **kwargs: object) -> FuturesCommInfo:

@@ -342,14 +342,17 @@ def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
                           + did_you_mean(venue, allowed))
 
 
-def _policy_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+def _policy_config(settings: Mapping[str, Any], *, together: bool = True) -> dict[str, Any]:
+    """The run config of ``settings``' policy; with ``together``, its rules across parameters and the venue's
+    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the fleet's."""
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
     _check_venue(settings, [policy], registry)
     params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
                              owner=_owner(policy))
     config = _base_config(settings, policy, params)
-    _api().check_config(config)  # the policy's rules across parameters, before the data load
+    if together:
+        _api().check_config(config)
     return config
 
 
@@ -627,7 +630,7 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if ns.action == "validate" and getattr(ns, "file", None):
         _check_file_alone(ns)
     if ns.action == "breakeven":
-        config = _policy_config(settings)
+        config = _policy_config(settings, together=False)
         _check_used(settings["set"], api.BREAKEVEN_PARAMS)
     else:
         config = _base_config(settings, None, {})

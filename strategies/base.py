@@ -41,10 +41,10 @@ import numpy as np
 import pandas as pd
 
 from brokers.broker import MarginBroker
-from brokers.commission import FuturesCommInfo, futures_comminfo
+from brokers.commission import FuturesCommInfo, check_contract_leverage, futures_comminfo
 from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
-from brokers.venues import available_venues, load_venue
+from brokers.venues import VenueProfile, available_venues, load_venue
 from data.feeds import bar_date_numbers
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError, check_choice
@@ -203,8 +203,42 @@ class MinerStrategy(bt.Strategy):
     def check_params(cls, values: Mapping[str, Any]) -> None:
         """Raise :class:`ConfigError` when ``values`` (every parameter, each one already valid on its own, as
         :func:`minehedge.config.validate_params` returns them) do not fit together. It needs no data, so
-        :func:`minehedge.api.check_config` runs it before any is loaded. None here; a policy with such rules
-        overrides it."""
+        :func:`minehedge.api.check_config` runs it before any is loaded, and the strategy runs it again when
+        it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
+        lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
+        broker checks each order against the bracket in force). A policy with rules of its own extends it."""
+        asset = str(values["asset"]).upper()
+        venue = values.get("venue")
+        if asset == "ETH" and venue in ("cme", "bitmex"):
+            raise ConfigError(f"venue={venue!r} lists no ETH contract in minehedge's profiles; "
+                              "use binance_coinm or generic for ETH.")
+        if cls.uses_futures:
+            if venue == "cme" and values.get("contract", "perpetual") != "dated":
+                raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
+            venue, symbol = cls.venue_symbol(values)
+            check_contract_leverage(venue, venue.instrument(symbol), values["leverage"])
+
+    @classmethod
+    def venue_symbol(cls, values: Mapping[str, Any]) -> tuple[VenueProfile, str]:
+        """The venue profile and contract symbol ``values`` trade (``symbol``, or the venue's first contract
+        on the asset); ConfigError when the venue is not of the policy's contract type, lists no contract on
+        the asset (naming the venues that do) or not the symbol asked."""
+        asset = str(values["asset"]).upper()
+        venue = load_venue(values["venue"])
+        if cls.required_contract_type and venue.contract_type != cls.required_contract_type:
+            raise ConfigError(f"venue={values['venue']!r} is {venue.contract_type}; this policy needs an "
+                              f"{cls.required_contract_type} venue (e.g. binance_coinm or bitmex).")
+        symbols = [s.symbol for s in venue.instruments if s.asset == asset]
+        if not symbols:
+            others = [name for name in available_venues()
+                      if any(s.asset == asset for s in load_venue(name).instruments)
+                      and (not cls.required_contract_type
+                           or load_venue(name).contract_type == cls.required_contract_type)]
+            raise ConfigError(f"venue={values['venue']!r} has no {asset} contract; venues with one: "
+                              f"{', '.join(others)}.")
+        symbol = values.get("symbol", "") or symbols[0]
+        check_choice("symbol", symbol, symbols)
+        return venue, symbol
 
     def __init__(self) -> None:
         if not isinstance(self.broker, MarginBroker):
@@ -270,8 +304,6 @@ class MinerStrategy(bt.Strategy):
                                       "(brokers.dated.dated_price_frame); minehedge.api.run_policy adds it.")
                 self.hedge_data = self.datas[1]
                 self._dated = self.hedge_data.p.dataname
-            elif self.p.venue == "cme":
-                raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
@@ -293,9 +325,7 @@ class MinerStrategy(bt.Strategy):
     def _validate_params(self) -> None:
         for spec in self.specs:
             setattr(self.p, spec.name, spec.coerce(getattr(self.p, spec.name), context="parameter"))
-        if self.p.asset.upper() == "ETH" and getattr(self.p, "venue", None) in ("cme", "bitmex"):
-            raise ConfigError(f"venue={self.p.venue!r} lists no ETH contract in minehedge's profiles; "
-                              "use binance_coinm or generic for ETH.")
+        self.check_params({spec.name: getattr(self.p, spec.name) for spec in self.specs})
 
     def build_fleet(self) -> Fleet:
         """The fleet from the params (subclasses add machines, e.g. a financed expansion)."""
@@ -350,20 +380,7 @@ class MinerStrategy(bt.Strategy):
 
     def make_comminfo(self, expiry: datetime | None = None) -> FuturesCommInfo:
         """The futures commission scheme from the params (venue, leverage, margin mode, expiry)."""
-        venue = load_venue(self.p.venue)
-        if self.required_contract_type and venue.contract_type != self.required_contract_type:
-            raise ConfigError(f"venue={self.p.venue!r} is {venue.contract_type}; this policy needs an "
-                              f"{self.required_contract_type} venue (e.g. binance_coinm or bitmex).")
-        symbols = [s.symbol for s in venue.instruments if s.asset == self.asset]
-        if not symbols:
-            others = [name for name in available_venues()
-                      if any(s.asset == self.asset for s in load_venue(name).instruments)
-                      and (not self.required_contract_type
-                           or load_venue(name).contract_type == self.required_contract_type)]
-            raise ConfigError(f"venue={self.p.venue!r} has no {self.asset} contract; venues with one: "
-                              f"{', '.join(others)}.")
-        symbol = getattr(self.p, "symbol", "") or symbols[0]
-        check_choice("symbol", symbol, symbols)
+        venue, symbol = self.venue_symbol({spec.name: getattr(self.p, spec.name) for spec in self.specs})
         self._contract_expiry = expiry
         return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode,
                                 expiry=expiry)

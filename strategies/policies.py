@@ -166,7 +166,6 @@ class DynamicHedge(StaticHedge):
 
     def __init__(self) -> None:
         super().__init__()
-        self.check_params({spec.name: getattr(self.p, spec.name) for spec in self.specs})
         index = self.mining_schedule.index
         seconds = pd.Series(index).diff().median().total_seconds() if len(index) > 1 else 86400.0
         self._bars_per_day = 86400.0 / seconds

@@ -333,6 +333,38 @@ def test_dynamic_hedge_parameters_are_checked_before_any_data_is_loaded(capsys, 
     assert not out.exists()
 
 
+CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' with it."
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--venue", "cme"], CME_PERPETUAL),
+    (["compare", "--policies", "unhedged,static_hedge", "--venue", "cme"], CME_PERPETUAL),
+    (["sweep", "--venue", "cme", "--grid", "leverage=1,2"], CME_PERPETUAL),
+    (["run", "--asset", "ETH", "--venue", "bitmex"],
+     "venue='bitmex' lists no ETH contract in minehedge's profiles; use binance_coinm or generic for ETH."),
+    (["run", "--venue", "cme", "--set", "contract=dated", "--set", "symbol=BTCUSDT"],
+     "symbol='BTCUSDT' is not allowed; choose one of: BTC, MBT. Did you mean 'BTC'?"),
+    (["run", "--venue", "bitmex", "--set", "leverage=101"],
+     "leverage=101.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
+     "larger ones allow less); allowed: 0 < leverage <= 100."),
+    (["compare", "--policies", "unhedged,leveraged_long", "--venue", "cme", "--set", "contract=dated", "--set",
+      "leverage=100"], "leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; allowed: 0 < leverage <= "
+     "2.1277."),
+])
+@pytest.mark.parametrize("data", ["empty", "missing"])
+def test_venue_and_contract_mistakes_are_found_before_any_data_is_loaded(capsys, tmp_path, monkeypatch, argv,
+                                                                         message, data):
+    folder = tmp_path / "data"
+    if data == "empty":
+        folder.mkdir()
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(folder))
+    monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    code = main([*argv, "--data-dir", str(folder), "--out", str(out)])
+    assert (code, *capsys.readouterr()) == (2, "", f"run_backtest.py: error: {message}\n")
+    assert not out.exists()
+
+
 def test_the_api_checks_dynamic_hedge_parameters_before_loading_the_market(tmp_path):
     config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31", "venue": None,
               "seed": 0, "data_dir": str(tmp_path), "policy": "dynamic_hedge",
