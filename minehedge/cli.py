@@ -504,9 +504,9 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
 
 def _check_points(api: Any, points: Sequence[Any]) -> None:
-    """Every configuration of a sweep passes the policy's rules across parameters (``api.check_config``)
-    before the data load; else the first one's error, with how many of the grid's fail it and the first's
-    swept values when not all do."""
+    """Every configuration of a sweep is checked against its policy's and venue's rules (``api.check_config``)
+    before the data load. When all break them, the first's error; when some do, a note with how many and the
+    first one's swept values and error: those configurations are recorded as failed, the rest run."""
     invalid = []
     for point in points:
         try:
@@ -519,8 +519,8 @@ def _check_points(api: Any, points: Sequence[Any]) -> None:
     if len(invalid) == len(points):
         raise error
     swept = ", ".join(f"{key}={value}" for key, value in point.swept.items())
-    raise ConfigError(f"{error} {len(invalid)} of the grid's {len(points)} configurations fail this check (the "
-                      f"first: {swept}); narrow the grid so that none does.")
+    _note(f"{len(invalid)} of the grid's {len(points)} configurations break the policy's or the venue's rules "
+          f"and will be recorded as failed (the first: {swept}: {error})")
 
 
 def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
@@ -559,7 +559,10 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
         own = {spec.name for spec in registry[policy]}
         values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
-        _api().check_config(configs[-1])
+        try:
+            _api().check_config(configs[-1])
+        except ConfigError as exc:  # name the policy: the rule may be one of its defaults, not a --set
+            raise ConfigError(f"policy {policy!r}: {exc}") from None
     return configs
 
 

@@ -207,13 +207,8 @@ class MinerStrategy(bt.Strategy):
         it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
         lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
         broker checks each order against the bracket in force). A policy with rules of its own extends it."""
-        asset = str(values["asset"]).upper()
-        venue = values.get("venue")
-        if asset == "ETH" and venue in ("cme", "bitmex"):
-            raise ConfigError(f"venue={venue!r} lists no ETH contract in minehedge's profiles; "
-                              "use binance_coinm or generic for ETH.")
         if cls.uses_futures:
-            if venue == "cme" and values.get("contract", "perpetual") != "dated":
+            if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
             venue, symbol = cls.venue_symbol(values)
             check_contract_leverage(venue, venue.instrument(symbol), values["leverage"])

@@ -282,14 +282,21 @@ class FinancedExpansion(MinerStrategy):
     ), drop=tuple(n for n in _NO_FUTURES if n != "on_margin_call"))
     params = params_from_specs(specs)
 
+    @classmethod
+    def check_params(cls, values: Mapping[str, Any]) -> None:
+        """A coin loan's call LTV (1 / call_ratio) below its liquidation LTV, and drawn above its call level."""
+        super().check_params(values)
+        if values["loan_type"] != "coin":
+            return
+        if 1.0 / values["call_ratio"] >= values["liquidation_ltv"]:
+            raise ConfigError(f"liquidation_ltv={values['liquidation_ltv']} must exceed the call LTV "
+                              f"1/call_ratio={1.0 / values['call_ratio']:.4f}.")
+        if values["collateral_ratio"] <= values["call_ratio"]:
+            raise ConfigError(f"collateral_ratio={values['collateral_ratio']} must exceed call_ratio="
+                              f"{values['call_ratio']}: a loan drawn at or below its call level is called at once.")
+
     def __init__(self) -> None:
         super().__init__()
-        if self.p.loan_type == "coin" and 1.0 / self.p.call_ratio >= self.p.liquidation_ltv:
-            raise ConfigError(f"liquidation_ltv={self.p.liquidation_ltv} must exceed the call LTV "
-                              f"1/call_ratio={1.0 / self.p.call_ratio:.4f}.")
-        if self.p.loan_type == "coin" and self.p.collateral_ratio <= self.p.call_ratio:
-            raise ConfigError(f"collateral_ratio={self.p.collateral_ratio} must exceed call_ratio="
-                              f"{self.p.call_ratio}: a loan drawn at or below its call level is called at once.")
         self._loan_day = pd.Timestamp(self.p.loan_date)
         # Per-bar flows of ONE expansion machine; scaled by the machines actually bought at drawdown.
         unit = Fleet.from_shorthand(f"{self.p.expansion_model}:1@{self._loan_day.date()}",

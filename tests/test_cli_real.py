@@ -307,13 +307,10 @@ VOL = ("dynamic_hedge needs vol_low < vol_high; got vol_low={} and vol_high={} (
     (["run", "--start", "2021-01-01"], 'policy = "dynamic_hedge"\n[set]\nmin_ratio = 0.9\nmax_ratio = 0.1\n',
      "min_ratio=0.9 must be <= max_ratio=0.1."),
     (["compare", "--policies", "unhedged,dynamic_hedge", "--set", "margin_low=0.5"], "",
-     "dynamic_hedge needs margin_low < margin_high; got margin_low=0.5 and margin_high=0.5 (price/break-even - 1, "
+     "policy 'dynamic_hedge': dynamic_hedge needs margin_low < margin_high; got margin_low=0.5 and margin_high=0.5 (price/break-even - 1, "
      "fraction)."),
-    (["compare"], '[set]\nvol_high = 0.3\n', VOL.format(0.4, 0.3)),
+    (["compare"], '[set]\nvol_high = 0.3\n', "policy 'dynamic_hedge': " + VOL.format(0.4, 0.3)),
     (["sweep", "--policy", "dynamic_hedge", "--grid", "vol_low=2,3"], "", VOL.format(2, 1)),
-    (["sweep", "--policy", "dynamic_hedge", "--grid", "leverage=1,2", "--grid", "vol_low=0.2,0.6,1.2", "--set",
-      "vol_high=1"], "", VOL.format(1.2, 1) + " 2 of the grid's 6 configurations fail this check (the first: "
-     "leverage=1.0, vol_low=1.2); narrow the grid so that none does."),
 ])
 @pytest.mark.parametrize("data", ["empty", "missing"])
 def test_dynamic_hedge_parameters_are_checked_before_any_data_is_loaded(capsys, tmp_path, monkeypatch, argv,
@@ -338,17 +335,23 @@ CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' wi
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["run", "--venue", "cme"], CME_PERPETUAL),
-    (["compare", "--policies", "unhedged,static_hedge", "--venue", "cme"], CME_PERPETUAL),
+    (["compare", "--policies", "unhedged,static_hedge", "--venue", "cme"], "policy 'static_hedge': " + CME_PERPETUAL),
     (["sweep", "--venue", "cme", "--grid", "leverage=1,2"], CME_PERPETUAL),
     (["run", "--asset", "ETH", "--venue", "bitmex"],
-     "venue='bitmex' lists no ETH contract in minehedge's profiles; use binance_coinm or generic for ETH."),
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm, generic."),
+    (["run", "--policy", "collateral_short", "--asset", "ETH", "--venue", "bitmex"],
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm."),
+    (["run", "--policy", "financed_expansion", "--set", "call_ratio=1.1"],
+     "liquidation_ltv=0.85 must exceed the call LTV 1/call_ratio=0.9091."),
+    (["sweep", "--policy", "financed_expansion", "--grid", "collateral_ratio=1.2,1.25"],
+     "collateral_ratio=1.2 must exceed call_ratio=1.33: a loan drawn at or below its call level is called at once."),
     (["run", "--venue", "cme", "--set", "contract=dated", "--set", "symbol=BTCUSDT"],
      "symbol='BTCUSDT' is not allowed; choose one of: BTC, MBT. Did you mean 'BTC'?"),
     (["run", "--venue", "bitmex", "--set", "leverage=101"],
      "leverage=101.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
      "larger ones allow less); allowed: 0 < leverage <= 100."),
     (["compare", "--policies", "unhedged,leveraged_long", "--venue", "cme", "--set", "contract=dated", "--set",
-      "leverage=100"], "leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; allowed: 0 < leverage <= "
+      "leverage=100"], "policy 'leveraged_long': leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; allowed: 0 < leverage <= "
      "2.1277."),
 ])
 @pytest.mark.parametrize("data", ["empty", "missing"])
@@ -363,6 +366,23 @@ def test_venue_and_contract_mistakes_are_found_before_any_data_is_loaded(capsys,
     code = main([*argv, "--data-dir", str(folder), "--out", str(out)])
     assert (code, *capsys.readouterr()) == (2, "", f"run_backtest.py: error: {message}\n")
     assert not out.exists()
+
+
+def test_a_grid_some_of_whose_points_break_the_rules_runs_the_others_and_records_those_as_failed(capsys, data_dir,
+                                                                                                   tmp_path):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--policy", "dynamic_hedge", "--grid", "leverage=1,2", "--grid", "vol_low=0.6,1.2",
+                 "--set", "vol_high=1", "--start", "2021-01-01", "--end", "2021-01-31", "--workers", "1",
+                 "--data-dir", str(data_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert ("2 of the grid's 4 configurations break the policy's or the venue's rules and will be recorded as "
+            f"failed (the first: leverage=1.0, vol_low=1.2: {VOL.format(1.2, 1)})\n") in err
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    status = {(float(r["leverage"]), float(r["vol_low"])): r["status"] for r in rows}
+    assert status == {(1.0, 0.6): "ok", (2.0, 0.6): "ok", (1.0, 1.2): "failed", (2.0, 1.2): "failed"}
+    assert all(VOL.format(1.2, 1) in r["error"] for r in rows if r["status"] == "failed")
 
 
 def test_the_api_checks_dynamic_hedge_parameters_before_loading_the_market(tmp_path):
