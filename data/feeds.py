@@ -293,7 +293,7 @@ def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag
         return
     bars = out.index[unknown]
     reasons: list[tuple[pd.Timestamp, pd.Timestamp, str]] = []  # (first day, last day, why) of each run
-    for day in (bars - lag).floor("D").unique():
+    for day in network_day_seen(bars, lag).unique():
         if day not in daily.index:
             why = "no network row"
         else:
@@ -320,10 +320,13 @@ def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag
 PUBLICATION_LAG = pd.Timedelta(days=1)
 
 
-def network_day_seen(bar_open: pd.Timestamp, publication_lag: pd.Timedelta | str = PUBLICATION_LAG) -> pd.Timestamp:
-    """The network day (UTC midnight) whose values a bar opening at ``bar_open`` (UTC) sees: the last day ``D``
-    with ``D + publication_lag <= bar_open`` (module docstring; daily bar of 2020-05-12 -> 2020-05-11)."""
-    return (pd.Timestamp(bar_open) - pd.Timedelta(publication_lag)).floor("D")
+def network_day_seen(bar_open: pd.Timestamp | pd.DatetimeIndex,
+                     publication_lag: pd.Timedelta | str = PUBLICATION_LAG) -> pd.Timestamp | pd.DatetimeIndex:
+    """The network day (UTC midnight) whose values a bar opening at ``bar_open`` (UTC; one time or an index)
+    sees: the last day ``D`` with ``D + publication_lag <= bar_open`` (module docstring; daily bar of 2020-05-12
+    -> 2020-05-11). :func:`build_feed_frame` joins the same days as of each bar."""
+    opens = bar_open if isinstance(bar_open, pd.DatetimeIndex) else pd.Timestamp(bar_open)
+    return (opens - pd.Timedelta(publication_lag)).floor("D")
 
 
 def build_feed_frame(

@@ -298,8 +298,9 @@ def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None
 
 def check_config(config: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` for what is wrong with ``config``'s policy parameters without looking at any
-    data: each parameter's own range, and the policy's rules across them (``dynamic_hedge``'s min_ratio <=
-    max_ratio, ...). :func:`run_backtest` and :func:`compare_runs` call it before they load the market; a
+    data: each parameter's own range, and the policy's and venue's rules across them (``dynamic_hedge``'s
+    min_ratio <= max_ratio, the venue's contract on the asset, its leverage cap, ...; ``check_params``).
+    :func:`run_backtest` and :func:`compare_runs` call it before they load the market; a
     caller that loads it itself (a sweep) can call it first."""
     policy = config.get("policy") or "static_hedge"
     asset = str(config.get("asset") or "BTC").upper()

@@ -317,10 +317,14 @@ class MinerStrategy(bt.Strategy):
                 f"earliest fee schedule ({fees_from}) and margin brackets ({tiers_from}); those are applied to "
                 "the earlier bars, and the contract may not have been listed yet then.")
 
+    def param_values(self) -> dict[str, Any]:
+        """Every parameter of the policy by name, as :meth:`check_params` and :meth:`venue_symbol` take them."""
+        return {spec.name: getattr(self.p, spec.name) for spec in self.specs}
+
     def _validate_params(self) -> None:
         for spec in self.specs:
             setattr(self.p, spec.name, spec.coerce(getattr(self.p, spec.name), context="parameter"))
-        self.check_params({spec.name: getattr(self.p, spec.name) for spec in self.specs})
+        self.check_params(self.param_values())
 
     def build_fleet(self) -> Fleet:
         """The fleet from the params (subclasses add machines, e.g. a financed expansion)."""
@@ -375,7 +379,7 @@ class MinerStrategy(bt.Strategy):
 
     def make_comminfo(self, expiry: datetime | None = None) -> FuturesCommInfo:
         """The futures commission scheme from the params (venue, leverage, margin mode, expiry)."""
-        venue, symbol = self.venue_symbol({spec.name: getattr(self.p, spec.name) for spec in self.specs})
+        venue, symbol = self.venue_symbol(self.param_values())
         self._contract_expiry = expiry
         return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode,
                                 expiry=expiry)
