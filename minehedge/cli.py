@@ -559,10 +559,7 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
         own = {spec.name for spec in registry[policy]}
         values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
-        try:
-            _api().check_config(configs[-1])
-        except ConfigError as exc:  # name the policy: the rule may be one of its defaults, not a --set
-            raise ConfigError(f"policy {policy!r}: {exc}") from None
+        _api().check_config(configs[-1], name_policy=True)  # the rule may be one of its defaults, not a --set
     return configs
 
 

@@ -126,7 +126,7 @@ CONTRACT = SimpleNamespace(
     data_download=lambda config: [],
     breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
     BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
-    check_config=lambda config: None,
+    check_config=lambda config, name_policy=False: None,
 )
 
 

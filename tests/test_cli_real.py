@@ -389,11 +389,11 @@ def test_the_api_checks_dynamic_hedge_parameters_before_loading_the_market(tmp_p
     config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31", "venue": None,
               "seed": 0, "data_dir": str(tmp_path), "policy": "dynamic_hedge",
               "params": {"vol_low": 2.0, "vol_high": 0.5}}
-    for call in (lambda: api.run_backtest(config), lambda: api.compare([config], None),
-                 lambda: api.check_config(config)):
+    for call, prefix in ((lambda: api.run_backtest(config), ""), (lambda: api.check_config(config), ""),
+                         (lambda: api.compare([config], None), "policy 'dynamic_hedge': ")):
         with pytest.raises(ConfigError) as caught:
             call()
-        assert str(caught.value) == VOL.format(2, 0.5)
+        assert str(caught.value) == prefix + VOL.format(2, 0.5)
 
 
 def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
