@@ -21,7 +21,7 @@ def test_a_comparison_names_the_policy_whose_rule_failed_before_loading_the_mark
     configs = [_config("unhedged", tmp_path),
                _config("leveraged_long", tmp_path, venue="cme", contract="dated", leverage=100)]
     message = ("policy 'leveraged_long': leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; "
-               "allowed: 0 < leverage <= 2.1277.")
+               "allowed: 1 <= leverage <= 2.1277.")
     for call in (lambda: api.compare_runs(configs, None), lambda: api.compare(configs, None),
                  lambda: api.check_config(configs[1], name_policy=True)):
         with pytest.raises(ConfigError) as caught:
