@@ -30,3 +30,31 @@ def test_a_comparison_names_the_policy_whose_rule_failed_before_loading_the_mark
     with pytest.raises(ConfigError) as caught:  # one run of it is not named: there is only the one policy
         api.check_config(configs[1])
     assert str(caught.value) == message.removeprefix("policy 'leveraged_long': ")
+
+
+CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' with it."
+BITMEX_125 = ("leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its "
+              "first bracket; larger ones allow less); allowed: 1 <= leverage <= 100.")
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"venue": "cme", "leverage": 100.0}, CME_PERPETUAL),  # cme lists dated contracts only
+    ({"venue": "bitmex", "leverage": 125.0}, BITMEX_125),  # far above bitmex's first bracket
+])
+def test_breakeven_reads_only_the_fleet_so_a_config_breaking_the_venue_rules_gives_the_valid_figures(
+        data_dir, params, message):
+    base = {"asset": "BTC", "timeframe": "1d", "start": "2022-06-10", "end": "2022-06-11", "venue": None,
+            "seed": 0, "data_dir": str(data_dir), "policy": "static_hedge"}
+    broken, valid = {**base, "params": params}, {**base, "params": {}}
+    with pytest.raises(ConfigError) as caught:
+        api.check_config(broken)
+    assert str(caught.value) == message
+    api.check_config(valid)
+    rows = api.breakeven(broken)
+    assert rows == api.breakeven(valid) == api.breakeven({**valid, "policy": "unhedged"})
+    # the default fleet (494,215 TH/s running at 97 % uptime) on the two days
+    figures = [(r["date"], round(r["price_usd"], 2), round(r["breakeven_price_usd"], 2),
+                round(r["breakeven_price_all_in_usd"], 2), round(r["breakeven_power_usd_per_kwh"], 6),
+                r["hashrate_ths"]) for r in rows]
+    assert figures == [("2022-06-10", 29070.40, 7266.95, 7266.95, 0.180016, 494215.0),
+                       ("2022-06-11", 28360.79, 7291.02, 7291.02, 0.175042, 494215.0)]
