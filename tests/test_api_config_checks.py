@@ -4,9 +4,12 @@ the fleet's parameters and so skips them."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from minehedge import api
+from minehedge.cli import main
 from minehedge.errors import ConfigError
 
 
@@ -58,3 +61,40 @@ def test_breakeven_reads_only_the_fleet_so_a_config_breaking_the_venue_rules_giv
                 r["hashrate_ths"]) for r in rows]
     assert figures == [("2022-06-10", 29070.40, 7266.95, 7266.95, 0.180016, 494215.0),
                        ("2022-06-11", 28360.79, 7291.02, 7291.02, 0.175042, 494215.0)]
+
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """Counts ``api.check_config`` calls per configuration (its policy and hedge_ratio, None for a policy
+    without one), running the real check."""
+    counted: Counter = Counter()
+    real = api.check_config
+
+    def counting(config, **kwargs):
+        counted[config["policy"], (config["params"] or {}).get("hedge_ratio")] += 1
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(api, "check_config", counting)
+    return counted
+
+
+def test_each_cli_command_checks_each_configuration_once_and_the_api_alone_still_checks(
+        checks, capsys, data_dir, tmp_path):
+    argv = ["--start", "2021-01-01", "--end", "2021-01-31", "--data-dir", str(data_dir), "--json"]
+    assert main(["run", "--set", "hedge_ratio=0.25", *argv]) == 0
+    assert dict(checks) == {("static_hedge", 0.25): 1}
+    checks.clear()
+    assert main(["compare", "--policies", "unhedged,static_hedge", *argv]) == 0
+    assert dict(checks) == {("unhedged", None): 1, ("static_hedge", 0.5): 1}
+    checks.clear()
+    sweep = ["sweep", "--grid", "hedge_ratio=0,0.25", "--workers", "1", "--out", str(tmp_path)]
+    assert main([*sweep, *argv]) == 0
+    assert dict(checks) == {("static_hedge", 0.0): 1, ("static_hedge", 0.25): 1}
+    capsys.readouterr()
+    checks.clear()
+    # called alone, the API checks each configuration itself, once per call, before it loads the market
+    config = _config("static_hedge", data_dir, hedge_ratio=0.25)
+    api.run_backtest(config)
+    api.compare_runs([_config("unhedged", data_dir), config], None)
+    assert dict(checks) == {("static_hedge", 0.25): 2, ("unhedged", None): 1}

@@ -68,7 +68,7 @@ def load_shared(configs: dict | list[dict]) -> ClosedFormData:
     return ClosedFormData(fingerprint=f"{config['asset']}-{config['timeframe']}", scale=1.5)
 
 
-def _run_backtest(config: dict):
+def _run_backtest(config: dict, checked: bool = False):
     summary = closed_form_summary(config, load_shared(config))
 
     def write_report(folder: Path) -> None:
@@ -84,7 +84,7 @@ def _run_backtest(config: dict):
 CALLS: list = []
 
 
-def _compare_runs(configs: list[dict], out: Path | None) -> SimpleNamespace:
+def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False) -> SimpleNamespace:
     """As api.compare_runs: the rows, and each run's notes and warnings (a note every run shares; a refusal
     note and a warning at leverage 3, as :func:`_run_backtest`)."""
     CALLS.append((configs, out))
