@@ -268,13 +268,16 @@ class InverseFuturesCommInfo(FuturesCommInfo):
         return formulas.inverse_funding_payment(size, self.p.face, mark, rate)
 
 
-def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage: float) -> float:
+def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage: float, *,
+                            minimum: float | None = None) -> float:
     """Return ``leverage`` (x) if the contract ``spec`` of ``venue`` allows it on some date: the highest
-    first-bracket leverage over its dated bracket tables; else ConfigError naming the maximum. It needs no
-    data; the broker re-checks each order against the table in force and the order's notional
-    (Order.Margin when exceeded)."""
+    first-bracket leverage over its dated bracket tables; else ConfigError naming the maximum and the range
+    allowed, from ``minimum`` (the lowest the caller's parameter accepts: a policy's 1) or else from 0 (this
+    module's commission schemes take any leverage > 0). It needs no data; the broker re-checks each order
+    against the table in force and the order's notional (Order.Margin when exceeded)."""
     loosest = max(spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
-    return check_leverage(leverage, loosest, 0.0, venue=venue.name, unit=spec.asset if venue.is_inverse else "USD")
+    unit = spec.asset if venue.is_inverse else "USD"
+    return check_leverage(leverage, loosest, 0.0, venue=venue.name, unit=unit, minimum=minimum)
 
 
 def futures_comminfo(venue: str | VenueProfile, **kwargs: object) -> FuturesCommInfo:

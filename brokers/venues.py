@@ -304,16 +304,28 @@ def generic_venue(*, contract_type: str = "linear", mmr: float = 0.005, max_leve
 
 
 def check_leverage(leverage: float, tiers: tuple[MaintenanceTier, ...], notional: float = 0.0,
-                   parameter: str = "leverage", venue: str = "the venue", unit: str = "") -> float:
-    """Return ``leverage`` if it is > 0 and within the bracket for ``notional``; else ConfigError naming the
-    leverage asked, the maximum and the bracket (``notional`` and the brackets' floors in ``unit``: USD for
-    linear contracts, coins for inverse ones)."""
+                   parameter: str = "leverage", venue: str = "the venue", unit: str = "", *,
+                   minimum: float | None = None) -> float:
+    """Return ``leverage`` if it is > 0 (at least ``minimum``, when given: the lowest the caller's parameter
+    accepts, e.g. a policy's 1) and within the bracket for ``notional``; else ConfigError naming the leverage
+    asked, the maximum and the bracket (``notional`` and the brackets' floors in ``unit``: USD for linear
+    contracts, coins for inverse ones), and the range allowed: ``0 < leverage <= 100`` for a commission
+    scheme, ``1 <= leverage <= 100`` with ``minimum=1``."""
     value = check_positive(parameter, leverage, unit="x")
     index = tier_index(tiers, abs(notional))
     allowed = tiers[index].max_leverage
+    if minimum is None:
+        allowed_text = f"0 < {parameter} <= {allowed:g}"
+    elif allowed + 1e-9 < minimum:
+        allowed_text = f"none ({parameter} must be at least {minimum:g} here)"
+    else:
+        allowed_text = f"{minimum:g} <= {parameter} <= {allowed:g}"
     if value > allowed + 1e-9:
         raise ConfigError(f"{parameter}={leverage!r} exceeds {venue}'s maximum of {allowed:g}x "
-                          f"{bracket_text(tiers, index, notional, unit)}; allowed: 0 < {parameter} <= {allowed:g}.")
+                          f"{bracket_text(tiers, index, notional, unit)}; allowed: {allowed_text}.")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{parameter}={leverage!r} is below the minimum of {minimum:g}x; "
+                          f"allowed: {allowed_text}.")
     return value
 
 

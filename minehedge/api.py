@@ -296,15 +296,23 @@ def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None
     return values
 
 
-def check_config(config: dict[str, Any]) -> None:
+def check_config(config: dict[str, Any], *, name_policy: bool = False) -> None:
     """Raise :class:`ConfigError` for what is wrong with ``config``'s policy parameters without looking at any
     data: each parameter's own range, and the policy's and venue's rules across them (``dynamic_hedge``'s
     min_ratio <= max_ratio, the venue's contract on the asset, its leverage cap, ...; ``check_params``).
-    :func:`run_backtest` and :func:`compare_runs` call it before they load the market; a
-    caller that loads it itself (a sweep) can call it first."""
+    With ``name_policy`` (a comparison, where the rule broken may be one of a policy's defaults, not a value
+    the user gave) the message starts with ``policy '<name>': ``.
+    :func:`run_backtest` and :func:`compare_runs` call it before they load the market (unless told with
+    ``checked=True`` that their caller just did); a caller that loads it itself (a sweep) can call it
+    first."""
     policy = config.get("policy") or "static_hedge"
     asset = str(config.get("asset") or "BTC").upper()
-    _policy_params(policy, {"asset": asset, **(config.get("params") or {})}, config.get("venue"))
+    try:
+        _policy_params(policy, {"asset": asset, **(config.get("params") or {})}, config.get("venue"))
+    except ConfigError as exc:
+        if not name_policy:
+            raise
+        raise type(exc)(f"policy {policy!r}: {exc}") from None
 
 
 def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None, *, venue: str | None = None,
@@ -358,10 +366,12 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
     return cerebro.run()[0], values, dated_note
 
 
-def run_backtest(config: dict[str, Any]) -> RunOutcome:
-    """One run from a CLI-style config."""
+def run_backtest(config: dict[str, Any], *, checked: bool = False) -> RunOutcome:
+    """One run from a CLI-style config, checked (:func:`check_config`) before the market loads unless
+    ``checked``: the caller has just checked it (the CLI, which checks before it looks at ``--out``)."""
     policy = config.get("policy") or "static_hedge"
-    check_config(config)
+    if not checked:
+        check_config(config)
     market = load_market(config)
     return run_policy(market, policy, config.get("params"), venue=config.get("venue"))
 
@@ -375,14 +385,17 @@ class Comparison:
     outcomes: dict[str, RunOutcome]
 
 
-def compare_runs(configs: list[dict[str, Any]], out: Path | None) -> Comparison:
+def compare_runs(configs: list[dict[str, Any]], out: Path | None, *, checked: bool = False) -> Comparison:
     """Run every config on the same bars (each market loaded once: policies on another funding venue get
     their venue's funding, :func:`load_markets`), so each row equals a separate ``run`` of its config; write
-    comparison.csv, charts and summary.md into ``out`` when given."""
+    comparison.csv, charts and summary.md into ``out`` when given. Each config is checked first
+    (:func:`check_config`; the error names the policy) unless ``checked``: the caller has just checked each
+    with ``name_policy=True`` (the CLI)."""
     if not configs:
         raise ConfigError("compare needs at least one policy.")
-    for config in configs:
-        check_config(config)
+    if not checked:
+        for config in configs:
+            check_config(config, name_policy=True)
     markets = load_markets(configs)
     outcomes = {}
     for config in configs:

@@ -363,7 +363,7 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     config = _policy_config(settings)
     if settings["out"]:
         check_output_dir(settings["out"])  # before the run, which may take a while
-    outcome = _api().run_backtest(config)
+    outcome = _api().run_backtest(config, checked=True)  # _policy_config checked it
     report_run_messages({config["policy"]: outcome}, named=False)
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
@@ -559,21 +559,18 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
         own = {spec.name for spec in registry[policy]}
         values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
         configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
-        try:
-            _api().check_config(configs[-1])
-        except ConfigError as exc:  # name the policy: the rule may be one of its defaults, not a --set
-            raise ConfigError(f"policy {policy!r}: {exc}") from None
+        _api().check_config(configs[-1], name_policy=True)  # the rule may be one of its defaults, not a --set
     return configs
 
 
 def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
     configs = compare_configs(settings, api.policy_specs())
-    if settings["out"]:
+    if settings["out"]:  # compare_configs checked each configuration
         with staged_output_dir(settings["out"]) as folder:
-            comparison = api.compare_runs(configs, folder)
+            comparison = api.compare_runs(configs, folder, checked=True)
     else:
-        comparison = api.compare_runs(configs, None)
+        comparison = api.compare_runs(configs, None, checked=True)
     report_run_messages(comparison.outcomes, named=True)
     if settings["out"]:
         _note(f"comparison written to {settings['out']}")

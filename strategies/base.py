@@ -46,7 +46,7 @@ from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
 from brokers.venues import VenueProfile, available_venues, load_venue
 from data.feeds import bar_date_numbers
-from minehedge.config import ParamSpec
+from minehedge.config import ParamSpec, spec_map
 from minehedge.errors import ConfigError, check_choice
 from mining.fleet import DAY, DAYS_PER_YEAR, Fleet, bar_edges, per_bar, straight_line_book_value
 from mining.revenue import ETH_MERGE
@@ -206,12 +206,14 @@ class MinerStrategy(bt.Strategy):
         :func:`minehedge.api.check_config` runs it before any is loaded, and the strategy runs it again when
         it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
         lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
-        broker checks each order against the bracket in force). A policy with rules of its own extends it."""
+        error states the range from the ``leverage`` parameter's own minimum; the broker checks each order
+        against the bracket in force). A policy with rules of its own extends it."""
         if cls.uses_futures:
             if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
             venue, symbol = cls.venue_symbol(values)
-            check_contract_leverage(venue, venue.instrument(symbol), values["leverage"])
+            check_contract_leverage(venue, venue.instrument(symbol), values["leverage"],
+                                    minimum=spec_map(cls.specs)["leverage"].minimum)
 
     @classmethod
     def venue_symbol(cls, values: Mapping[str, Any]) -> tuple[VenueProfile, str]:

@@ -99,8 +99,12 @@ def test_a_leverage_above_the_bracket_names_the_maximum_and_its_bracket(venue, l
     with pytest.raises(ConfigError) as caught:
         check_leverage(leverage, tiers, notional, venue=venue, unit=unit)
     assert str(caught.value) == message
-    with pytest.raises(ConfigError, match="leverage=126"):
+    with pytest.raises(ConfigError) as caught:  # a commission scheme takes any leverage > 0, and says so
         LinearFuturesCommInfo(venue="binance_usdm", leverage=126)
+    assert str(caught.value) == (
+        "leverage=126 exceeds binance_usdm's maximum of 125x for positions below 50,000 USD of notional (its "
+        "first bracket; larger ones allow less); allowed: 0 < leverage <= 125.")
+    assert LinearFuturesCommInfo(venue="binance_usdm", leverage=0.5).p.leverage == 0.5
     with pytest.raises(ConfigError, match="leverage=0 must be > 0"):
         LinearFuturesCommInfo(venue="binance_usdm", leverage=0)
     with pytest.raises(ConfigError, match="use InverseFuturesCommInfo"):
@@ -116,6 +120,24 @@ def test_a_leverage_above_the_bracket_names_the_maximum_and_its_bracket(venue, l
             "symbol": "X", "asset": "BTC", "contract_size": 1.0,
             "tier_tables": [{"effective": date(2020, 1, 1), "as_of": date(2020, 1, 1), "source": "t",
                              "tiers": [[0, 0.004, 125, 0], [50_000, 0.005, 100, 49]]}]}]})
+
+
+@pytest.mark.parametrize(("leverage", "tiers", "minimum", "message"), [
+    (125, "bitmex", 1.0, "leverage=125 exceeds bitmex's maximum of 100x for positions below 200 BTC of "
+     "notional (its first bracket; larger ones allow less); allowed: 1 <= leverage <= 100."),
+    (0.5, "bitmex", 1.0, "leverage=0.5 is below the minimum of 1x; allowed: 1 <= leverage <= 100."),
+    (1.5, f.flat_tiers(0.5, 0.8), 1.0, "leverage=1.5 exceeds bitmex's maximum of 0.8x at any notional; "
+     "allowed: none (leverage must be at least 1 here)."),
+    (0.5, f.flat_tiers(0.5, 0.8), None, None),  # no minimum (a commission scheme): any leverage > 0 fits
+])
+def test_the_range_a_leverage_error_states_starts_at_the_callers_minimum(leverage, tiers, minimum, message):
+    tiers = load_venue("bitmex").instrument().tiers_at(date(2024, 1, 1)) if tiers == "bitmex" else tiers
+    if message is None:
+        assert check_leverage(leverage, tiers, venue="bitmex", unit="BTC", minimum=minimum) == leverage
+        return
+    with pytest.raises(ConfigError) as caught:
+        check_leverage(leverage, tiers, venue="bitmex", unit="BTC", minimum=minimum)
+    assert str(caught.value) == message
 
 
 def test_generic_and_factory():

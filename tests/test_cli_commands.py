@@ -68,7 +68,7 @@ def load_shared(configs: dict | list[dict]) -> ClosedFormData:
     return ClosedFormData(fingerprint=f"{config['asset']}-{config['timeframe']}", scale=1.5)
 
 
-def _run_backtest(config: dict):
+def _run_backtest(config: dict, checked: bool = False):
     summary = closed_form_summary(config, load_shared(config))
 
     def write_report(folder: Path) -> None:
@@ -84,7 +84,7 @@ def _run_backtest(config: dict):
 CALLS: list = []
 
 
-def _compare_runs(configs: list[dict], out: Path | None) -> SimpleNamespace:
+def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False) -> SimpleNamespace:
     """As api.compare_runs: the rows, and each run's notes and warnings (a note every run shares; a refusal
     note and a warning at leverage 3, as :func:`_run_backtest`)."""
     CALLS.append((configs, out))
@@ -126,7 +126,7 @@ CONTRACT = SimpleNamespace(
     data_download=lambda config: [],
     breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
     BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
-    check_config=lambda config: None,
+    check_config=lambda config, name_policy=False: None,
 )
 
 

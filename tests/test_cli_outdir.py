@@ -29,9 +29,10 @@ def runs(monkeypatch):
     """Counts the backtests the contract API runs."""
     count = []
     run_backtest, compare_runs = CONTRACT.run_backtest, CONTRACT.compare_runs
-    monkeypatch.setattr(CONTRACT, "run_backtest", lambda config: count.append("run") or run_backtest(config))
+    monkeypatch.setattr(CONTRACT, "run_backtest",
+                        lambda *args, **kw: count.append("run") or run_backtest(*args, **kw))
     monkeypatch.setattr(CONTRACT, "compare_runs",
-                        lambda configs, out: count.append("compare") or compare_runs(configs, out))
+                        lambda *args, **kw: count.append("compare") or compare_runs(*args, **kw))
     return count
 
 

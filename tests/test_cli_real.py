@@ -282,7 +282,7 @@ def test_a_swept_fleet_without_start_starts_on_its_own_first_day(capsys, data_di
     (["run", "--asset", "ETH"], "venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic."),
     (["run", "--set", "leverage=125", "--set", "venue=bitmex", "--start", "2021-01-01", "--end", "2021-01-31"],
      "leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
-     "larger ones allow less); allowed: 0 < leverage <= 100.\n"),
+     "larger ones allow less); allowed: 1 <= leverage <= 100.\n"),
     (["run", "--policy", "dynamic_hedge", "--set", "vol_low=2", "--set", "vol_high=0.5", "--end", "2021-01-31"],
      "error: dynamic_hedge needs vol_low < vol_high; got vol_low=2 and vol_high=0.5 (annualised volatility, "
      "fraction/yr).\n"),
@@ -349,10 +349,11 @@ CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' wi
      "symbol='BTCUSDT' is not allowed; choose one of: BTC, MBT. Did you mean 'BTC'?"),
     (["run", "--venue", "bitmex", "--set", "leverage=101"],
      "leverage=101.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its first bracket; "
-     "larger ones allow less); allowed: 0 < leverage <= 100."),
+     "larger ones allow less); allowed: 1 <= leverage <= 100."),
     (["compare", "--policies", "unhedged,leveraged_long", "--venue", "cme", "--set", "contract=dated", "--set",
-      "leverage=100"], "policy 'leveraged_long': leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; allowed: 0 < leverage <= "
-     "2.1277."),
+      "leverage=100"],
+     "policy 'leveraged_long': leverage=100.0 exceeds cme's maximum of 2.1277x at any notional; allowed: "
+     "1 <= leverage <= 2.1277."),
 ])
 @pytest.mark.parametrize("data", ["empty", "missing"])
 def test_venue_and_contract_mistakes_are_found_before_any_data_is_loaded(capsys, tmp_path, monkeypatch, argv,
@@ -389,11 +390,11 @@ def test_the_api_checks_dynamic_hedge_parameters_before_loading_the_market(tmp_p
     config = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2021-01-31", "venue": None,
               "seed": 0, "data_dir": str(tmp_path), "policy": "dynamic_hedge",
               "params": {"vol_low": 2.0, "vol_high": 0.5}}
-    for call in (lambda: api.run_backtest(config), lambda: api.compare([config], None),
-                 lambda: api.check_config(config)):
+    for call, prefix in ((lambda: api.run_backtest(config), ""), (lambda: api.check_config(config), ""),
+                         (lambda: api.compare([config], None), "policy 'dynamic_hedge': ")):
         with pytest.raises(ConfigError) as caught:
             call()
-        assert str(caught.value) == VOL.format(2, 0.5)
+        assert str(caught.value) == prefix + VOL.format(2, 0.5)
 
 
 def test_a_start_from_the_fleet_says_so_and_what_to_do(capsys, data_dir):
