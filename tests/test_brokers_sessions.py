@@ -74,3 +74,15 @@ def test_unknown_calendar_is_an_error_naming_the_known_ones():
     assert str(info.value) == ("trading_hours='cme_globx' is not a known trading calendar; choose one of: "
                                "cme_globex (or leave it out: the market never closes). Did you mean 'cme_globex'?")
     assert list(sessions.CALENDARS) == ["cme_globex"]
+
+
+def test_every_expiry_of_both_cycles_falls_inside_a_session():
+    # cash settlement at the close of the bar holding the expiry needs no open market, but both cycles' expiry
+    # times (Friday 08:00 UTC and 16:00 UTC) are inside Friday's session anyway, in winter and in summer
+    import pandas as pd
+
+    from brokers.dated import expiries
+
+    for cycle in ("quarterly", "monthly"):
+        stamps = expiries(pd.Timestamp("2018-01-01", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC"), cycle)
+        assert all(is_open(CME, t.tz_localize(None).to_pydatetime()) for t in stamps)
