@@ -24,6 +24,13 @@ Each bar, in this order (``next``):
    is closed at the deadline bar's close; dated contracts past ``expiry`` are cash-settled at the close;
 5. mark to market at the close (linear variation margin, as BackBroker) and the value update.
 
+Trading calendars (a venue profile's ``trading_hours``, :mod:`brokers.sessions`; CME Globex): orders on such a
+data fill only at the open of a bar whose open time is inside a session, and wait otherwise (they fill at the
+first such bar's open); the deadline call is judged only on bars during which the market traded, its deadline
+counted in hours of the trading week (see ``_check_deadline_call``); a close at a bar's close (a missed call,
+``close_now``) waits, when the market is closed at the bar's close, for the open of the first bar whose open is
+in a session. Cash settlement at expiry is a fixing, not a trade, and marks use the close on every bar.
+
 Accounting: the USD futures wallet is backtrader's ``cash`` plus the margin posted to linear positions,
 less the variation margin already settled on open positions (so it excludes unrealised PnL, as a venue's
 wallet balance does). Coin balances live in ``(asset, wallet)`` pairs; inverse positions post coin margin
@@ -43,7 +50,7 @@ import minehedge.compat  # noqa: F401  (before backtrader)
 import backtrader as bt
 from backtrader.order import BuyOrder, Order, SellOrder
 
-from brokers import formulas
+from brokers import formulas, sessions
 from brokers.commission import FuturesCommInfo, InverseFuturesCommInfo, LinearFuturesCommInfo
 from brokers.events import MarginEvent
 from brokers.ledger import Ledger
@@ -143,6 +150,10 @@ class MarginBroker(bt.brokers.BackBroker):
         self._open_cache: list[tuple] | None = None
         self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
         self._close_margins: dict[object, tuple] = {}  # data -> (inputs, figures) of _close_margin
+        self._calendars: dict[object, str | None] = {}  # data -> its venue's trading calendar (None: 24/7)
+        self._open_at_start: dict[object, bool] = {}  # data -> market open at this bar's open (cleared by next)
+        # Forced closes waiting for the market to open: (data, reason, size or None for all, event or None).
+        self._deferred: list[tuple] = []
 
     @property
     def warning_level(self) -> float:
@@ -420,6 +431,72 @@ class MarginBroker(bt.brokers.BackBroker):
             if order is not None and order.data is data and order.alive():
                 self.cancel(order)
 
+    # --- trading calendars (brokers.sessions) -------------------------------------------------------
+    def _calendar(self, data) -> str | None:
+        """The trading calendar of ``data``'s venue (its futures scheme's profile ``trading_hours``); None when
+        the market never closes (every other venue, and data without a futures scheme)."""
+        try:
+            return self._calendars[data]
+        except KeyError:
+            ci = self.getcommissioninfo(data)
+            calendar = self._calendars[data] = ci.venue.trading_hours if isinstance(ci, FuturesCommInfo) else None
+            return calendar
+
+    def _closed_at_open(self, data) -> bool:
+        """True if ``data``'s venue has a calendar and its market is closed at the current bar's open."""
+        calendar = self._calendars.get(data, 0)
+        if calendar == 0:
+            calendar = self._calendar(data)
+        if calendar is None:
+            return False
+        state = self._open_at_start.get(data)
+        if state is None:
+            state = self._open_at_start[data] = sessions.is_open(calendar, self._bar_span(data)[0])
+        return not state
+
+    def market_open(self, data, at: str = "close") -> bool:
+        """Whether ``data``'s market is open at the current bar's ``at`` (``'open'``: its open time, where
+        orders fill; ``'close'``: its close time, where a position can be closed at the close). Always True
+        for a venue without ``trading_hours``."""
+        check_choice("at", at, ("open", "close"))
+        calendar = self._calendar(data)
+        if calendar is None:
+            return True
+        start, end = self._bar_span(data)
+        return sessions.is_open(calendar, start if at == "open" else end)
+
+    def _defer_close(self, data, reason: str, size: float | None, event: tuple | None = None) -> None:
+        """Close ``size`` of ``data``'s position (None: all of it) at the open of the first bar whose open is
+        inside a session of its market; ``event``: (kind, detail, equity, maintenance, ratio) emitted then."""
+        self._deferred.append((data, reason, size, event))
+
+    def _run_deferred(self) -> None:
+        """Forced closes that waited for the market: each fills at the open of the first bar whose open is in
+        a session (before the strategy's pending orders, which are cancelled: the FCM closed the account)."""
+        waiting = []
+        for data, reason, size, event in self._deferred:
+            if self._closed_at_open(data):
+                waiting.append((data, reason, size, event))
+                continue
+            pos = self.positions.get(data)
+            ci = self.getcommissioninfo(data)
+            held = pos.size if pos else 0.0
+            if not held or not isinstance(ci, FuturesCommInfo):
+                continue  # closed meanwhile
+            size = held if size is None else math.copysign(min(abs(size), abs(held)), held)
+            price = data.open[0]
+            self._cancel_open_orders(data)
+            if event is None:
+                self._force_order(data, size, price, reason=reason, deferred=True)
+                continue
+            kind, detail, equity, maint, ratio = event
+            pnl = self._upnl(data, pos, ci, price)
+            with ci.fee_override(0.0):
+                self._force_order(data, size, price, reason=reason, cme_deadline=True, deferred=True)
+            self._emit(kind, data, ci, 1 if held > 0 else -1, held, price, equity, maint, ratio, max(-pnl, 0.0),
+                       0.0, detail)
+        self._deferred = waiting
+
     # --- the bar ------------------------------------------------------------------------------------
     def next(self):
         if self._first_bar:
@@ -429,6 +506,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._settled_cache = self._open_cache = None
         self._now = self._bar_datetime()
         self._bar_prices.clear()
+        self._open_at_start.clear()
         while self._toactivate:
             self._toactivate.popleft().activate()
         if self.p.checksubmit:
@@ -446,8 +524,10 @@ class MarginBroker(bt.brokers.BackBroker):
         self._process_order_history()
         if self.p.liquidation and self.pending:
             self._liquidate_before_stops()                               # 0.
+        if self._deferred:
+            self._run_deferred()                                         # 1. forced closes the market waited for
         self.pending.append(None)
-        while True:  # 1. fills, exactly as BackBroker
+        while True:  # 1. fills, exactly as BackBroker (held while the data's market is closed at the open)
             order = self.pending.popleft()
             if order is None:
                 break
@@ -455,7 +535,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 self.notify(order)
                 self._ococheck(order)
                 self._bracketize(order, cancel=True)
-            elif not order.active():
+            elif not order.active() or self._closed_at_open(order.data):
                 self.pending.append(order)
             else:
                 self._try_exec(order)
@@ -607,6 +687,7 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def addcommissioninfo(self, comminfo, name=None):
         self._open_cache = None  # a new scheme for a data changes what its position is
+        self._calendars = {}  # and may change its venue's calendar
         return super().addcommissioninfo(comminfo, name=name)
 
     def _size_entry(self, data, pos, ci) -> tuple[float, float]:
@@ -873,37 +954,68 @@ class MarginBroker(bt.brokers.BackBroker):
         return equity, maint, initial
 
     def _check_deadline_call(self, positions) -> None:
-        equity, maint, initial = self._deadline_account(positions)
+        """The deadline call (CME) on the account of ``positions``, the open deadline-venue positions, at the
+        closes: raised when equity < maintenance margin, met when equity >= initial margin, missed at the first
+        check at or after the deadline, when every one of them is closed (no fee).
+
+        Without a trading calendar the check time is the bar's time and the deadline
+        ``margin_call_deadline_hours`` after it. With one (``trading_hours``, CME Globex), the account is judged
+        only on a bar during which the market traded, as of the bar's check time (its close, or the close of
+        its last session when the market closed within the bar: a Friday's daily bar is judged at Friday's
+        close), and the deadline is that many hours of the trading week after it
+        (:func:`brokers.sessions.add_week_hours`: the daily halt counts, the weekend does not), so a call raised
+        on a Friday is due on Monday. A missed call's positions are closed at the close if the market is open at
+        the bar's close, else at the open of the first bar whose open is in a session (the first price at which
+        the FCM can trade); the account is not judged again before that."""
         data0, pos0, ci0 = positions[0]
+        calendar = self._calendar(data0)
+        checked = self._now
+        if calendar is not None:
+            if any(entry[3] is not None for entry in self._deferred):
+                return  # a missed call's close waits for the market
+            checked = sessions.check_time(calendar, *self._bar_span(data0))
+            if checked is None:
+                return  # the market was closed during the whole bar: nothing is judged
+        equity, maint, initial = self._deadline_account(positions)
         size0 = pos0.size
         side0 = 1 if size0 > 0 else -1
         ratio = formulas.margin_ratio(maint, equity)
         if self._cme_deadline is None:
             if equity < maint:
                 hours = ci0.venue.margin_call_deadline_hours
-                self._cme_deadline = self._now + timedelta(hours=hours)
+                counted = ""
+                if calendar is None:
+                    self._cme_deadline = self._now + timedelta(hours=hours)
+                else:
+                    self._cme_deadline = sessions.add_week_hours(calendar, checked, hours)
+                    counted = f" ({hours:g} h of the trading week from {checked:%Y-%m-%d %H:%M} UTC)"
                 self._emit("cme_margin_call", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio, 0.0,
                            0.0, f"restore equity to initial margin {initial:,.2f} USD by "
-                           f"{self._cme_deadline:%Y-%m-%d %H:%M} UTC")
+                           f"{self._cme_deadline:%Y-%m-%d %H:%M} UTC{counted}")
             return
         if equity >= initial:
             self._emit("cme_margin_call_met", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio,
                        0.0, 0.0, f"equity {equity:,.2f} >= initial margin {initial:,.2f}")
             self._cme_deadline = None
-        elif self._now >= self._cme_deadline:
-            deadline = self._cme_deadline  # the closes below end the call (_end_calls)
+        elif checked >= self._cme_deadline:
+            text = (f"deadline {self._cme_deadline:%Y-%m-%d %H:%M} passed with equity {equity:,.2f} < initial "
+                    f"margin {initial:,.2f}")
+            self._cme_deadline = None  # the call ends here; the closes below leave the account flat
             for data, pos, ci in positions:
+                self._cancel_open_orders(data)
+                if calendar is not None and not self.market_open(data, "close"):
+                    self._defer_close(data, "liquidation", None, (
+                        "cme_margin_call_missed", f"{text} at {checked:%Y-%m-%d %H:%M} UTC, when the market had "
+                        "closed: closed at the open of the first bar in a session", equity, maint, ratio))
+                    continue
                 close = data.close[0]
                 pnl = self._upnl(data, pos, ci, close)
                 side = 1 if pos.size > 0 else -1
                 size = pos.size
-                self._cancel_open_orders(data)
                 with ci.fee_override(0.0):
                     self._force_order(data, pos.size, close, reason="liquidation", cme_deadline=True)
                 self._emit("cme_margin_call_missed", data, ci, side, size, close, equity, maint, ratio,
-                           max(-pnl, 0.0), 0.0, f"deadline {deadline:%Y-%m-%d %H:%M} passed with equity "
-                           f"{equity:,.2f} < initial margin {initial:,.2f}: closed at the close")
-            self._cme_deadline = None
+                           max(-pnl, 0.0), 0.0, f"{text}: closed at the close")
 
     def _settle_expiries(self) -> None:
         for data, pos, ci in self._futures_positions():
@@ -1146,14 +1258,19 @@ class MarginBroker(bt.brokers.BackBroker):
         settled = self._settled(data, pos, ci)
         return margin + upnl - settled + max(cross, 0.0) - max(cross - settled, 0.0)
 
-    def close_now(self, data, size: float, reason: str) -> Order:
+    def close_now(self, data, size: float, reason: str) -> Order | None:
         """Close ``size`` (signed units held: > 0 sells part of a long) of ``data``'s position at its close,
         now, as a market order a desk places within the bar (not at the next bar's open). ``reason`` is in
-        ``order.info['reason']``; the fill is ledgered as realised PnL and fee."""
+        ``order.info['reason']``; the fill is ledgered as realised PnL and fee. If the venue's market is closed
+        at the bar's close (``trading_hours``), the close waits: it fills at the open of the first bar whose
+        open is in a session (as many units as are still held, at most ``size``), and None is returned."""
         pos = self.positions.get(data)
         held = pos.size if pos else 0.0
         if not size or size * held < 0 or abs(size) > abs(held) + 1e-12:
             raise ConfigError(f"close_now: size={size!r} must close part of the position held ({held}).")
+        if not self.market_open(data, "close"):
+            self._defer_close(data, reason, size)
+            return None
         return self._force_order(data, size, data.close[0], reason=reason)
 
     def get_margin_ratio(self) -> float:

@@ -20,6 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from brokers.formulas import MaintenanceTier, tier_index
+from brokers.sessions import check_calendar
 from minehedge.errors import ConfigError, check_choice, check_positive, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -125,6 +126,8 @@ class VenueProfile:
     margin_call_deadline_hours: float = 0.0
     initial_margin_to_maintenance: float = 0.0  # CME: initial = maintenance x this (0: use leverage)
     base_initial_margin: float = 0.0
+    #: Trading calendar of :mod:`brokers.sessions` (``cme_globex``); None: the market never closes.
+    trading_hours: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def instrument(self, symbol: str | None = None) -> InstrumentSpec:
@@ -236,7 +239,15 @@ def parse_venue(raw: Mapping[str, object], origin: str = "<dict>") -> VenueProfi
         margin_call_deadline_hours=float(raw.get("margin_call_deadline_hours", 0.0)),  # type: ignore[arg-type]
         initial_margin_to_maintenance=float(raw.get("initial_margin_to_maintenance", 0.0)),  # type: ignore[arg-type]
         base_initial_margin=float(raw.get("base_initial_margin", 0.0)),  # type: ignore[arg-type]
+        trading_hours=_trading_hours(raw.get("trading_hours"), origin),
     )
+
+
+def _trading_hours(value: object, origin: str) -> str | None:
+    """The profile's ``trading_hours`` (a calendar of :mod:`brokers.sessions`); None when absent (24/7)."""
+    if value is None:
+        return None
+    return check_calendar(value if isinstance(value, str) else repr(value), f"{origin}: trading_hours")
 
 
 _CACHE: dict[str, VenueProfile] = {}

@@ -573,9 +573,11 @@ class MinerStrategy(bt.Strategy):
         """USD that closing the whole hedge now would add to :meth:`raisable_usd`: the broker's
         ``closing_release`` less the closing fee (and, for inverse contracts, less the coins that first fill a
         negative free futures-wallet coin balance, which :meth:`raisable_usd` counts as 0), coins valued at
-        ``price`` less the spot fee; 0 when flat or when closing would free nothing."""
+        ``price`` less the spot fee; 0 when flat or when closing would free nothing, and 0 while the hedge's
+        market is closed at the bar's close (a venue's ``trading_hours``, e.g. CME on a Friday's daily bar): the
+        treasury cannot draw on it then."""
         held = self.position_size() if self.comminfo is not None else 0.0
-        if not held:
+        if not held or not self.broker.market_open(self.hedge_data, "close"):
             return 0.0
         ci, close = self.comminfo, self.hedge_data.close[0]
         freed = self.broker.closing_release(self.hedge_data)

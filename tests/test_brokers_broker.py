@@ -363,20 +363,23 @@ def test_cme_margin_ratio_is_the_accounts_the_calls_act_on():
     # account: equity 25,000 - 5 x (10,000 - close) against maintenance 5 x close x 0.43. The ratio reaches 1
     # first at the 8,700 close (18,705 / 18,500), the call's bar; the position's own margin (23,500 - loss)
     # would read 1.0459 at 9,000 already, with no call. Missed at the deadline: closed, ratio 0.
+    # From Sunday 2021-02-28 (CME Globex is closed at the Sunday bar's open): bought at Monday's open, called on
+    # Wednesday, missed at Thursday's close (24 h of the trading week after Wednesday's close).
     ci = LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0)
     rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000), (9_000, 9_000, 8_700, 8_700)] + flat(8_700, 2)
-    strat, broker = run(frame(rows, start="2021-03-01"), ci, {1: buy(1)}, MarginBroker(cash=25_000.0))
+    strat, broker = run(frame(rows, start="2021-02-28"), ci, {1: buy(1)}, MarginBroker(cash=25_000.0))
     assert [r["ratio"] for r in strat.rows] == pytest.approx(
         [0.0, 21_500.0 / 25_000.0, 19_350.0 / 20_000.0, 18_705.0 / 18_500.0, 0.0, 0.0], rel=1e-12)
     call, missed = broker.events
-    assert (call.kind, call.time, missed.kind) == ("cme_margin_call", datetime(2021, 3, 4), "cme_margin_call_missed")
+    assert (call.kind, call.time, missed.kind) == ("cme_margin_call", datetime(2021, 3, 3), "cme_margin_call_missed")
     assert call.margin_ratio == pytest.approx(strat.rows[3]["ratio"], rel=1e-12)
 
 
 def test_a_call_pending_when_its_cme_position_closes_ends_with_it():
     # Called on day 3 (equity 19,000 < MM 19,350), closed on day 4 at 9,000. A new contract bought on day 6
     # with 2,500 USD more closes at 8,600: equity 19,500 is above MM 5 x 8,600 x 0.43 = 18,490 (no call)
-    # though below IM 20,210. The stale deadline (day 4) closed it at once as a missed call.
+    # though below IM 20,210. The stale deadline (day 4) closed it at once as a missed call. From Sunday
+    # 2021-02-28, so every fill is at a Monday-Friday open (CME Globex is closed at the weekend bars' opens).
     ci = LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
                                margin_mode="cross")
 
@@ -386,11 +389,74 @@ def test_a_call_pending_when_its_cme_position_closes_ends_with_it():
 
     rows = (flat(10_000, 2) + [(10_000, 10_000, 8_000, 9_000)] + flat(9_000, 2) + [(9_000, 9_000, 8_600, 8_600)]
             + flat(8_600, 2))
-    strat, broker = run(frame(rows, start="2021-03-01"), ci, {1: buy(1), 3: lambda s: s.close(), 5: rebuy},
+    strat, broker = run(frame(rows, start="2021-02-28"), ci, {1: buy(1), 3: lambda s: s.close(), 5: rebuy},
                         MarginBroker(cash=24_000.0))
     assert [e.kind for e in broker.events] == ["cme_margin_call"]
     assert strat.rows[-1]["size"] == 1
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_000 + 2_500.0 - 5 * 400)
+
+
+# --- CME Globex trading hours (brokers.sessions) -------------------------------------------------------
+
+def _cme_ci(**kw):
+    return LinearFuturesCommInfo(venue="cme", leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0, **kw)
+
+
+def test_cme_order_submitted_on_friday_fills_at_mondays_open():
+    # Daily bars from Monday 2021-03-01, opens 10,000 + 100 x day. Bought on Friday's bar: Saturday's and Sunday's
+    # opens (Friday 18:00 and Saturday 18:00 CT) are outside CME Globex's sessions, Monday's (Sunday 18:00 CT)
+    # is inside, so the order fills at Monday 2021-03-08's open, 10,700.
+    rows = [(10_000 + 100 * k, 10_000 + 100 * k + 50, 10_000 + 100 * k - 50, 10_000 + 100 * k) for k in range(9)]
+    strat, broker = run(frame(rows, start="2021-03-01"), _cme_ci(), {5: buy(1)}, MarginBroker(cash=30_000.0))
+    (status, reason, size, price, _, _), = strat.orders
+    assert (status, size, price) == ("Completed", 1, 10_700.0)
+    assert [r["size"] for r in strat.rows] == [0, 0, 0, 0, 0, 0, 0, 1, 1]
+    assert broker.market_open(strat.data, "open") and broker.market_open(strat.data, "close")
+
+
+def test_a_perpetual_venue_fills_on_saturday_as_before():
+    rows = [(10_000 + 100 * k, 10_000 + 100 * k + 50, 10_000 + 100 * k - 50, 10_000 + 100 * k) for k in range(9)]
+    strat, _ = run(frame(rows, start="2021-03-01"), usdm(leverage=2), {5: buy(1)}, MarginBroker(cash=30_000.0))
+    assert strat.orders[0][3] == 10_500.0  # Saturday 2021-03-06's open
+
+
+def test_cme_close_now_on_a_friday_waits_for_mondays_open():
+    # Friday's daily bar closes at Saturday 00:00 UTC (Friday 18:00 CT), after the week's close: the desk cannot
+    # close at that close; the broker closes at Monday's open instead (10,700), and close_now returns None.
+    rows = [(10_000 + 100 * k, 10_000 + 100 * k + 50, 10_000 + 100 * k - 50, 10_000 + 100 * k) for k in range(9)]
+    answers = []
+    strat, _ = run(frame(rows, start="2021-03-01"), _cme_ci(), {1: buy(1), 5: lambda s: answers.append(
+        (s.broker.market_open(s.data, "close"), s.broker.close_now(s.data, 1, "treasury")))},
+                   MarginBroker(cash=30_000.0))
+    assert answers == [(False, None)]
+    assert [r["size"] for r in strat.rows] == [0, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert [(o[1], o[2], o[3]) for o in strat.orders] == [(None, 1, 10_100.0), ("treasury", -1, 10_700.0)]
+
+
+def test_cme_missed_call_when_the_market_has_closed_is_closed_at_sundays_open():
+    # Hourly bars from Friday 2021-03-05 18:00 UTC (12:00 CST). 1 contract (5 BTC) bought at 19:00 at 10,000 with
+    # 24,000 USD; the 20:00 bar closes at 9,000: equity 19,000 < MM 19,350, a call due one hour of the trading
+    # week later (a 1 h deadline), at 22:00 UTC, the week's close. The 21:00 bar is judged at 22:00 and misses
+    # it, but the market has closed: the FCM closes the position at the first open in a session, Sunday
+    # 2021-03-07 23:00 UTC (17:00 CST), at that bar's open, 8,500: a loss of 5 x 1,500 = 7,500 USD.
+    venue = load_venue("cme", overrides={"margin_call_deadline_hours": 1.0})
+    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+    n = 56  # to Monday 2021-03-08 01:00 UTC
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, n - 3)
+    sunday_open = 53  # 2021-03-05 18:00 + 53 h = 2021-03-07 23:00
+    rows[sunday_open] = (8_500, 8_500, 8_500, 8_500)
+    strat, broker = run(frame(rows, freq="1h", start="2021-03-05 18:00"), ci, {1: buy(1)},
+                        MarginBroker(cash=24_000.0), tf=bt.TimeFrame.Minutes, comp=60)
+    call, missed = broker.events
+    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 20))
+    assert call.detail.endswith("by 2021-03-05 22:00 UTC (1 h of the trading week from 2021-03-05 21:00 UTC)")
+    assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
+        "cme_margin_call_missed", datetime(2021, 3, 7, 23), 8_500.0, 7_500.0)
+    assert missed.equity_usd == pytest.approx(19_000.0)  # the account when the call was judged missed
+    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 8_500.0)
+    assert [r["size"] for r in strat.rows[sunday_open - 1:sunday_open + 1]] == [1, 0]
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 7_500.0)
 
 
 def test_a_closed_positions_margin_call_does_not_silence_the_next_positions_call():

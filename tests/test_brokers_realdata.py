@@ -181,3 +181,40 @@ def test_daily_bars_pay_each_bitmex_settlement_at_its_own_rate(data_dir):
         assert all(np.sign(amount) == np.sign(rate) for rate, amount in rows), day  # the short's side
         mixed += len({np.sign(rate) for rate, _ in rows}) > 1
     assert mixed >= 1  # at least one day pays and receives (2018-01-02)
+
+
+# ------------------------------------------------------------------- CME Globex hours on the shared daily file
+
+
+def test_cme_friday_call_is_due_monday_and_fills_wait_for_mondays_open(data_dir):
+    # static_hedge on CME at 2x, hedge ratio 1, 2018-01-01 to 04-30 (the shared daily file is the Bitstamp +
+    # Coinbase splice). The 2018-01-05 (Friday) call was closed on Saturday 01-06 at that bar's close when CME
+    # had no calendar. Now it is judged at Friday's session close, 22:00 UTC, and due 24 hours of the trading
+    # week later, Monday 01-08 23:00 UTC (the weekend does not count); Monday's close meets it: no close, no
+    # Saturday fill. The re-hedge after the March contract's expiry (Friday 03-30) fills at Monday 04-02's open,
+    # not Saturday's. Prices: the dated price spot x (1 + 0.05 x years to expiry, from the bar's close).
+    from minehedge import api
+
+    spot = pd.read_csv(data_dir / "btc" / "btc_usd_daily_bitstamp-coinbase_2011-08-18_2025-09-23.csv",
+                       index_col="date")
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2018-01-01", "end": "2018-04-30",
+                              "data_dir": str(data_dir), "params": {"venue": "cme"}})
+    result = api.run_policy(market, "static_hedge", {"venue": "cme", "contract": "dated", "leverage": 2.0,
+                                                     "hedge_ratio": 1.0}).result
+    events = [(e["datetime"].strftime("%Y-%m-%d %a"), e["kind"]) for e in result.events]
+    assert events[2:] == [("2018-01-05 Fri", "cme_margin_call"), ("2018-01-08 Mon", "cme_margin_call_met")]
+    call, met = result.events[2:]
+    assert call["detail"].endswith("by 2018-01-08 23:00 UTC (24 h of the trading week from 2018-01-05 22:00 UTC)")
+    march, june = datetime(2018, 3, 30, 8), datetime(2018, 6, 29, 8)
+    assert met["price"] == pytest.approx(spot.loc["2018-01-08", "close"] * (
+        1 + 0.05 * f.years_between(datetime(2018, 1, 9), march)), rel=1e-12)
+    assert spot.loc["2018-01-08", "close"] == 14993.74
+    fills = [(t["datetime"].strftime("%Y-%m-%d %a"), t["reason"], t["contracts"]) for t in result.trades]
+    assert not [fill for fill in fills if fill[0].endswith(("Sat", "Sun"))]
+    assert fills[2:4] == [("2018-01-04 Thu", "", -50.0), ("2018-02-05 Mon", "", 18.0)]  # the short held on
+    expiry, roll = result.trades[5:7]
+    assert (expiry["datetime"], expiry["reason"]) == (pd.Timestamp("2018-03-30", tz="UTC"), "expiry")
+    assert (roll["datetime"], roll["contracts"]) == (pd.Timestamp("2018-04-02", tz="UTC"), -22.0)
+    assert roll["price"] == pytest.approx(spot.loc["2018-04-02", "open"] * (
+        1 + 0.05 * f.years_between(datetime(2018, 4, 3), june)), rel=1e-12)
+    assert spot.loc["2018-04-02", "open"] == 6816.01

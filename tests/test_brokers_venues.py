@@ -64,6 +64,19 @@ def test_venue_rules():
     assert [s.contract_size for s in cme.instruments] == [5.0, 0.1]
 
 
+def test_trading_hours_name_a_calendar_or_are_absent():
+    assert load_venue("cme").trading_hours == "cme_globex"
+    assert [load_venue(v).trading_hours for v in ("binance_usdm", "binance_coinm", "bitmex", "generic")] == [None] * 4
+    assert generic_venue().trading_hours is None
+    with pytest.raises(ConfigError) as info:
+        load_venue("cme", overrides={"trading_hours": "nyse"})
+    assert str(info.value) == ("cme.toml: trading_hours='nyse' is not a known trading calendar; choose one of: "
+                               "cme_globex (or leave it out: the market never closes).")
+    with pytest.raises(ConfigError) as info:
+        load_venue("cme", overrides={"trading_hours": 24})
+    assert str(info.value).startswith("cme.toml: trading_hours='24' is not a known trading calendar")
+
+
 def test_unknown_names_suggest_the_closest():
     with pytest.raises(ConfigError, match="Did you mean 'bitmex'"):
         load_venue("bitmx")
