@@ -28,8 +28,9 @@ Trading calendars (a venue profile's ``trading_hours``, :mod:`brokers.sessions`;
 data fill only at the open of a bar whose open time is inside a session, and wait otherwise (they fill at the
 first such bar's open); the deadline call is judged only on bars during which the market traded, its deadline
 counted in hours of the trading week (see ``_check_deadline_call``); a close at a bar's close (a missed call,
-``close_now``) waits, when the market is closed at the bar's close, for the open of the first bar whose open is
-in a session. Cash settlement at expiry is a fixing, not a trade, and marks use the close on every bar.
+``close_now``) fills at the close of a bar during which the market traded, and ``close_now`` on a bar during
+which it did not (a Saturday) waits for the open of the first bar whose open is in a session. Cash settlement
+at expiry is a fixing, not a trade, and marks use the close on every bar.
 
 Accounting: the USD futures wallet is backtrader's ``cash`` plus the margin posted to linear positions,
 less the variation margin already settled on open positions (so it excludes unrealised PnL, as a venue's
@@ -152,7 +153,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._close_margins: dict[object, tuple] = {}  # data -> (inputs, figures) of _close_margin
         self._calendars: dict[object, str | None] = {}  # data -> its venue's trading calendar (None: 24/7)
         self._open_at_start: dict[object, bool] = {}  # data -> market open at this bar's open (cleared by next)
-        # Forced closes waiting for the market to open: (data, reason, size or None for all, event or None).
+        # close_now closes waiting for the market to open: (data, reason, size).
         self._deferred: list[tuple] = []
 
     @property
@@ -455,46 +456,41 @@ class MarginBroker(bt.brokers.BackBroker):
         return not state
 
     def market_open(self, data, at: str = "close") -> bool:
-        """Whether ``data``'s market is open at the current bar's ``at`` (``'open'``: its open time, where
-        orders fill; ``'close'``: its close time, where a position can be closed at the close). Always True
-        for a venue without ``trading_hours``."""
+        """Whether ``data``'s market can trade at the current bar's ``at``: ``'open'``, the market is open at
+        the bar's open time (where orders fill); ``'close'``, the market traded during the bar, so a position
+        can be closed at the bar's close. On a bar that outlives its last session (Friday's daily bar, which
+        CME Globex leaves at 22:00 UTC in winter; an hourly bar ending at the daily halt) the bar's close
+        stands in for the session's last price, as it does when a deadline call is judged
+        (:func:`brokers.sessions.check_time`). Always True for a venue without ``trading_hours``."""
         check_choice("at", at, ("open", "close"))
         calendar = self._calendar(data)
         if calendar is None:
             return True
         start, end = self._bar_span(data)
-        return sessions.is_open(calendar, start if at == "open" else end)
+        if at == "open":
+            return sessions.is_open(calendar, start)
+        return sessions.check_time(calendar, start, end) is not None
 
-    def _defer_close(self, data, reason: str, size: float | None, event: tuple | None = None) -> None:
-        """Close ``size`` of ``data``'s position (None: all of it) at the open of the first bar whose open is
-        inside a session of its market; ``event``: (kind, detail, equity, maintenance, ratio) emitted then."""
-        self._deferred.append((data, reason, size, event))
+    def _defer_close(self, data, reason: str, size: float) -> None:
+        """Close ``size`` of ``data``'s position at the open of the first bar whose open is inside a session of
+        its market (:meth:`close_now` on a bar during which the market did not trade)."""
+        self._deferred.append((data, reason, size))
 
     def _run_deferred(self) -> None:
-        """Forced closes that waited for the market: each fills at the open of the first bar whose open is in
-        a session (before the strategy's pending orders, which are cancelled: the FCM closed the account)."""
+        """Closes that waited for the market: each fills at the open of the first bar whose open is in a
+        session, before the strategy's pending orders, as many units as are still held (at most the size
+        asked). The strategy's orders stay pending."""
         waiting = []
-        for data, reason, size, event in self._deferred:
+        for data, reason, size in self._deferred:
             if self._closed_at_open(data):
-                waiting.append((data, reason, size, event))
+                waiting.append((data, reason, size))
                 continue
             pos = self.positions.get(data)
-            ci = self.getcommissioninfo(data)
             held = pos.size if pos else 0.0
-            if not held or not isinstance(ci, FuturesCommInfo):
-                continue  # closed meanwhile
-            size = held if size is None else math.copysign(min(abs(size), abs(held)), held)
-            price = data.open[0]
-            self._cancel_open_orders(data)
-            if event is None:
-                self._force_order(data, size, price, reason=reason, deferred=True)
-                continue
-            kind, detail, equity, maint, ratio = event
-            pnl = self._upnl(data, pos, ci, price)
-            with ci.fee_override(0.0):
-                self._force_order(data, size, price, reason=reason, cme_deadline=True, deferred=True)
-            self._emit(kind, data, ci, 1 if held > 0 else -1, held, price, equity, maint, ratio, max(-pnl, 0.0),
-                       0.0, detail)
+            if not held or size * held < 0 or not isinstance(self.getcommissioninfo(data), FuturesCommInfo):
+                continue  # closed or reversed meanwhile: nothing of what was asked is left to close
+            self._force_order(data, math.copysign(min(abs(size), abs(held)), held), data.open[0], reason=reason,
+                              deferred=True)
         self._deferred = waiting
 
     # --- the bar ------------------------------------------------------------------------------------
@@ -964,15 +960,13 @@ class MarginBroker(bt.brokers.BackBroker):
         its last session when the market closed within the bar: a Friday's daily bar is judged at Friday's
         close), and the deadline is that many hours of the trading week after it
         (:func:`brokers.sessions.add_week_hours`: the daily halt counts, the weekend does not), so a call raised
-        on a Friday is due on Monday. A missed call's positions are closed at the close if the market is open at
-        the bar's close, else at the open of the first bar whose open is in a session (the first price at which
-        the FCM can trade); the account is not judged again before that."""
+        on a Friday is due on Monday. A missed call's positions are closed at the bar's close, no fee: the
+        market traded during every bar judged, and on a bar that outlives its session the close stands in
+        for the session's last price, as for the judgement itself."""
         data0, pos0, ci0 = positions[0]
         calendar = self._calendar(data0)
         checked = self._now
         if calendar is not None:
-            if any(entry[3] is not None for entry in self._deferred):
-                return  # a missed call's close waits for the market
             checked = sessions.check_time(calendar, *self._bar_span(data0))
             if checked is None:
                 return  # the market was closed during the whole bar: nothing is judged
@@ -1003,11 +997,6 @@ class MarginBroker(bt.brokers.BackBroker):
             self._cme_deadline = None  # the call ends here; the closes below leave the account flat
             for data, pos, ci in positions:
                 self._cancel_open_orders(data)
-                if calendar is not None and not self.market_open(data, "close"):
-                    self._defer_close(data, "liquidation", None, (
-                        "cme_margin_call_missed", f"{text} at {checked:%Y-%m-%d %H:%M} UTC, when the market had "
-                        "closed: closed at the open of the first bar in a session", equity, maint, ratio))
-                    continue
                 close = data.close[0]
                 pnl = self._upnl(data, pos, ci, close)
                 side = 1 if pos.size > 0 else -1
@@ -1261,9 +1250,11 @@ class MarginBroker(bt.brokers.BackBroker):
     def close_now(self, data, size: float, reason: str) -> Order | None:
         """Close ``size`` (signed units held: > 0 sells part of a long) of ``data``'s position at its close,
         now, as a market order a desk places within the bar (not at the next bar's open). ``reason`` is in
-        ``order.info['reason']``; the fill is ledgered as realised PnL and fee. If the venue's market is closed
-        at the bar's close (``trading_hours``), the close waits: it fills at the open of the first bar whose
-        open is in a session (as many units as are still held, at most ``size``), and None is returned."""
+        ``order.info['reason']``; the fill is ledgered as realised PnL and fee. If the venue's market did not
+        trade during the bar (``trading_hours``: a Saturday on CME; :meth:`market_open`), the close waits: it
+        fills at the open of the first bar whose open is in a session (as many units as are still held then, at
+        most ``size``; nothing if the position was closed or reversed meanwhile), the strategy's own orders
+        staying pending, and None is returned."""
         pos = self.positions.get(data)
         held = pos.size if pos else 0.0
         if not size or size * held < 0 or abs(size) > abs(held) + 1e-12:

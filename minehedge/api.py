@@ -310,9 +310,10 @@ def check_config(config: dict[str, Any], *, name_policy: bool = False) -> None:
     try:
         _policy_params(policy, {"asset": asset, **(config.get("params") or {})}, config.get("venue"))
     except ConfigError as exc:
-        if not name_policy:
+        prefix = f"policy {policy!r}"
+        if not name_policy or str(exc).startswith(prefix):  # a parameter's own check names the policy already
             raise
-        raise type(exc)(f"policy {policy!r}: {exc}") from None
+        raise type(exc)(f"{prefix}: {exc}") from None
 
 
 def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None, *, venue: str | None = None,

@@ -35,6 +35,15 @@ def test_a_comparison_names_the_policy_whose_rule_failed_before_loading_the_mark
     assert str(caught.value) == message.removeprefix("policy 'leveraged_long': ")
 
 
+def test_a_parameters_own_error_names_the_policy_once_in_a_comparison(tmp_path):
+    # The parameter's range check names the policy itself; the comparison adds no second prefix.
+    configs = [_config("static_hedge", tmp_path, leverage=0.5)]
+    with pytest.raises(ConfigError) as caught:
+        api.compare_runs(configs, None)
+    assert str(caught.value) == ("policy 'static_hedge': leverage=0.5 is out of range; allowed: float in "
+                                 "[1.0, 125.0] x.")
+
+
 CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' with it."
 BITMEX_125 = ("leverage=125.0 exceeds bitmex's maximum of 100x for positions below 200 BTC of notional (its "
               "first bracket; larger ones allow less); allowed: 1 <= leverage <= 100.")

@@ -420,43 +420,68 @@ def test_a_perpetual_venue_fills_on_saturday_as_before():
     assert strat.orders[0][3] == 10_500.0  # Saturday 2021-03-06's open
 
 
-def test_cme_close_now_on_a_friday_waits_for_mondays_open():
-    # Friday's daily bar closes at Saturday 00:00 UTC (Friday 18:00 CT), after the week's close: the desk cannot
-    # close at that close; the broker closes at Monday's open instead (10,700), and close_now returns None.
+def test_cme_close_now_fills_at_fridays_close_and_on_saturday_waits_for_mondays_open():
+    # Daily bars from Monday 2021-03-01, opens 10,000 + 100 x day, closes 10,000 + 100 x day. Friday's bar (CME
+    # Globex trades until 22:00 UTC) closes at its close, 10,400; Saturday's bar, on which the market never
+    # trades, waits for Monday's open, 10,700, and close_now returns None. A long of 3: 1 closed on Friday,
+    # 1 on Saturday (at Monday's open), the strategy's sell of 1 placed on Saturday stays pending and fills after
+    # it at the same open.
     rows = [(10_000 + 100 * k, 10_000 + 100 * k + 50, 10_000 + 100 * k - 50, 10_000 + 100 * k) for k in range(9)]
     answers = []
-    strat, _ = run(frame(rows, start="2021-03-01"), _cme_ci(), {1: buy(1), 5: lambda s: answers.append(
-        (s.broker.market_open(s.data, "close"), s.broker.close_now(s.data, 1, "treasury")))},
-                   MarginBroker(cash=30_000.0))
-    assert answers == [(False, None)]
-    assert [r["size"] for r in strat.rows] == [0, 1, 1, 1, 1, 1, 1, 0, 0]
-    assert [(o[1], o[2], o[3]) for o in strat.orders] == [(None, 1, 10_100.0), ("treasury", -1, 10_700.0)]
+
+    def ask(s):
+        answers.append((s.broker.market_open(s.data, "close"), s.broker.close_now(s.data, 1, "treasury")))
+
+    def ask_and_sell(s):
+        ask(s)
+        s.sell(size=1)
+
+    strat, _ = run(frame(rows, start="2021-03-01"), _cme_ci(), {1: buy(3), 5: ask, 6: ask_and_sell},
+                   MarginBroker(cash=90_000.0))
+    assert [a[0] for a in answers] == [True, False] and answers[1][1] is None
+    assert [r["size"] for r in strat.rows] == [0, 3, 3, 3, 2, 2, 2, 0, 0]
+    assert [(o[1], o[2], o[3]) for o in strat.orders] == [
+        (None, 3, 10_100.0), ("treasury", -1, 10_400.0), ("treasury", -1, 10_700.0), (None, -1, 10_700.0)]
 
 
-def test_cme_missed_call_when_the_market_has_closed_is_closed_at_sundays_open():
+def test_cme_close_now_waiting_over_the_weekend_leaves_the_strategys_orders_pending():
+    # Asked on Saturday, the close of 1 waits for Monday's open; the strategy's sell of 2, placed on Saturday
+    # after it, is not cancelled: it fills at the same open after the waiting close, taking the long of 2 to
+    # a short of 1.
+    rows = [(10_000 + 100 * k, 10_000 + 100 * k + 50, 10_000 + 100 * k - 50, 10_000 + 100 * k) for k in range(9)]
+
+    def ask(s):
+        s.broker.close_now(s.data, 1, "treasury")
+        s.sell(size=2)
+
+    strat, _ = run(frame(rows, start="2021-03-01"), _cme_ci(), {1: buy(2), 6: ask}, MarginBroker(cash=90_000.0))
+    assert [(o[0], o[1], o[2], o[3]) for o in strat.orders] == [
+        ("Completed", None, 2, 10_100.0), ("Completed", "treasury", -1, 10_700.0), ("Completed", None, -2, 10_700.0)]
+    assert [r["size"] for r in strat.rows] == [0, 2, 2, 2, 2, 2, 2, -1, -1]
+
+
+def test_cme_missed_call_is_closed_at_the_close_of_the_sessions_last_bar():
     # Hourly bars from Friday 2021-03-05 18:00 UTC (12:00 CST). 1 contract (5 BTC) bought at 19:00 at 10,000 with
     # 24,000 USD; the 20:00 bar closes at 9,000: equity 19,000 < MM 19,350, a call due one hour of the trading
-    # week later (a 1 h deadline), at 22:00 UTC, the week's close. The 21:00 bar is judged at 22:00 and misses
-    # it, but the market has closed: the FCM closes the position at the first open in a session, Sunday
-    # 2021-03-07 23:00 UTC (17:00 CST), at that bar's open, 8,500: a loss of 5 x 1,500 = 7,500 USD.
+    # week later (a 1 h deadline), at 22:00 UTC, the week's close. The 21:00 bar, the session's last hour, is
+    # judged at 22:00 and misses it: the FCM closes the position at that bar's close, 9,000, which stands for
+    # the session's last price: a loss of 5 x 1,000 = 5,000 USD. Sunday's reopening price (8,500) plays no part.
     venue = load_venue("cme", overrides={"margin_call_deadline_hours": 1.0})
     ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
                                margin_mode="cross")
     n = 56  # to Monday 2021-03-08 01:00 UTC
     rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, n - 3)
-    sunday_open = 53  # 2021-03-05 18:00 + 53 h = 2021-03-07 23:00
-    rows[sunday_open] = (8_500, 8_500, 8_500, 8_500)
+    rows[53] = (8_500, 8_500, 8_500, 8_500)  # 2021-03-05 18:00 + 53 h = 2021-03-07 23:00, the week's open
     strat, broker = run(frame(rows, freq="1h", start="2021-03-05 18:00"), ci, {1: buy(1)},
                         MarginBroker(cash=24_000.0), tf=bt.TimeFrame.Minutes, comp=60)
     call, missed = broker.events
     assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 20))
     assert call.detail.endswith("by 2021-03-05 22:00 UTC (1 h of the trading week from 2021-03-05 21:00 UTC)")
     assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
-        "cme_margin_call_missed", datetime(2021, 3, 7, 23), 8_500.0, 7_500.0)
-    assert missed.equity_usd == pytest.approx(19_000.0)  # the account when the call was judged missed
-    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 8_500.0)
-    assert [r["size"] for r in strat.rows[sunday_open - 1:sunday_open + 1]] == [1, 0]
-    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 7_500.0)
+        "cme_margin_call_missed", datetime(2021, 3, 5, 21), 9_000.0, 5_000.0)
+    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 9_000.0)
+    assert [r["size"] for r in strat.rows[2:5]] == [1, 0, 0]
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5_000.0)
 
 
 def test_a_closed_positions_margin_call_does_not_silence_the_next_positions_call():

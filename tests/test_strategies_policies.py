@@ -282,6 +282,25 @@ def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_ru
         f"first at 2021-01-01 00:00 UTC: position {5e6 * 3 / close:,.6g} BTC wanted, {placed:,.6g} placed."]
 
 
+def test_a_cme_hedge_cannot_be_drawn_on_on_a_saturday_so_the_miner_is_insolvent_until_sunday(data_dir):
+    # The draw case below, hedged on CME: CME Globex never trades on a Saturday, so a Saturday's bill that only
+    # the hedge could pay makes the miner insolvent until Sunday's bar, when the draw cures it (README,
+    # "Assumptions and limits"). Draws happen on the other days, never on a Saturday.
+    m = market(data_dir, "2022-01-01", "2022-12-31")
+    outcome = api.run_policy(m, "static_hedge", {"power_usd_per_kwh": 0.16, "curtail": False, "start_usd": 50_000.0,
+                                                 "hedge_ratio": 1.0, "horizon_days": 120, "leverage": 2.0,
+                                                 "venue": "cme", "contract": "dated"})
+    kinds = [(str(e["datetime"])[:10], e["kind"]) for e in outcome.result.events if e["kind"].startswith("insolv")]
+    assert kinds == [("2022-09-03", "insolvency"), ("2022-09-04", "insolvency_cured"),
+                     ("2022-09-10", "insolvency"), ("2022-09-11", "insolvency_cured"),
+                     ("2022-09-24", "insolvency"), ("2022-09-25", "insolvency_cured")]
+    assert all(pd.Timestamp(day).day_name() == ("Saturday" if kind == "insolvency" else "Sunday")
+               for day, kind in kinds)
+    draws = [t for t in outcome.result.trades if t["reason"] == "treasury"]
+    assert len(draws) == 21 and not any(pd.Timestamp(t["datetime"]).day_name() == "Saturday" for t in draws)
+    assert outcome.summary["insolvent"]
+
+
 def test_the_treasury_draws_on_the_hedge_before_missing_a_payment(data_dir):
     # 2022 at 0.16 USD/kWh with no curtailment, 50,000 USD and a 2x short of 120 days' production: from June
     # the coins no longer pay the power. The short then held 2M USD of profit, yet the miner was declared
