@@ -589,7 +589,8 @@ class MarginBroker(bt.brokers.BackBroker):
             span = timeframe_span(data._timeframe, data._compression)
             if span is None:
                 raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.Names[data._timeframe]} is not "
-                                  f"supported for funding; allowed: {', '.join(SPANNED_TIMEFRAMES)}.")
+                                  f"supported for funding or trading hours, which need each bar's span; allowed: "
+                                  f"{', '.join(SPANNED_TIMEFRAMES)}.")
             self._spans[data] = span
         dt = self.bar_time(data)
         if data._timeframe >= bt.TimeFrame.Days:

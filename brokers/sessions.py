@@ -135,20 +135,6 @@ def _week_open_at_or_after(cal: WeeklyCalendar, local: datetime) -> datetime:
     return start if start >= _to_utc(local) else _at(local, 7 - day, cal.week_open[1])
 
 
-def next_open(calendar: str, when: datetime) -> datetime:
-    """The first moment at or after ``when`` (naive UTC) at which ``calendar``'s market is open: ``when``
-    itself when open, the halt's end inside the week, else the next week's open."""
-    cal = _calendar(calendar)
-    local = _local(cal, when)
-    if _in_week(cal, local):
-        if not _in_halt(cal, local):
-            return when
-        reopen = _at(local, 0, cal.halt[1])  # type: ignore[index]
-        if _in_week(cal, _local(cal, reopen)):
-            return reopen
-    return _week_open_at_or_after(cal, local)
-
-
 def last_close(calendar: str, when: datetime) -> datetime:
     """The latest moment at or before ``when`` (naive UTC) up to which the market was open: ``when`` itself
     if the market is open just before it, else the start of the closure that holds ``when`` (a halt's start
@@ -164,12 +150,6 @@ def last_close(calendar: str, when: datetime) -> datetime:
     _, close = _bounds(cal)
     closed = _at(local, -day, close)  # this week's close (local midnight arithmetic, DST-safe)
     return closed if closed <= when else _at(local, -day - 7, close)
-
-
-def first_open_in(calendar: str, start: datetime, end: datetime) -> datetime | None:
-    """The first moment of [start, end) (naive UTC) at which the market is open; None if it is closed all along."""
-    moment = next_open(calendar, start)
-    return moment if moment < end else None
 
 
 def check_time(calendar: str, start: datetime, end: datetime) -> datetime | None:

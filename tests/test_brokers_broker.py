@@ -908,10 +908,13 @@ def test_reducing_an_isolated_position_releases_its_added_margin_in_proportion(i
 
 def test_funding_on_a_feed_without_a_fixed_bar_span_is_a_config_error():
     # backtrader's Months have no fixed duration, so no bar span to place settlements in (was a TypeError)
-    with pytest.raises(ConfigError, match=r"data 'PERP': timeframe Months is not supported for funding; allowed: "
-                                          r"Seconds, Minutes, Days, Weeks\."):
+    message = (r"data 'PERP': timeframe Months is not supported for funding or trading hours, which need each "
+               r"bar's span; allowed: Seconds, Minutes, Days, Weeks\.")
+    with pytest.raises(ConfigError, match=message):
         run(frame(flat(10_000.0, 3)), usdm(leverage=5, funding=True), {1: buy(1)}, MarginBroker(cash=10_000.0),
             tf=bt.TimeFrame.Months)
+    with pytest.raises(ConfigError, match=message):  # CME has no funding: its trading hours need the span
+        run(frame(flat(10_000.0, 3)), _cme_ci(), {1: buy(1)}, MarginBroker(cash=30_000.0), tf=bt.TimeFrame.Months)
 
 
 def test_a_cross_positions_profit_cannot_leave_the_wallet_but_its_loss_counts():
