@@ -4,6 +4,8 @@ on closed forms and on the 2022 BTC data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -249,3 +251,30 @@ def test_every_policy_lists_the_hardware_value_parameters():
         assert by_name["hardware_value"].choices == ("book", "market"), policy
         assert (by_name["market_value_window_days"].default, by_name["market_value_window_days"].unit,
                 by_name["market_value_window_days"].minimum) == (30, "days", 1), policy
+
+
+def test_readme_book_and_market_figures_are_what_the_runs_give(data_dir):
+    # the README's "Machines at market value" example, read back from its table and text
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("* **Machines at market value**", 1)[1].split("\n* ", 1)[0]
+    m = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2021-12-01", "end": "2022-12-31",
+                         "data_dir": str(data_dir)})
+    runs = {hv: api.run_policy(m, "financed_expansion", {"loan_type": "equipment", "hardware_value": hv})
+            for hv in ("book", "market")}
+    for hv, outcome in runs.items():
+        equity = outcome.result.equity["equity_usd"]
+        s = outcome.summary
+        row = (f"| `{hv}` | {equity.iloc[-1]:,.0f} | {s['total_return_pct']:+.1f} % | {s['max_drawdown_pct']:.2f} % | "
+               f"{equity.min():,.0f} ({equity.idxmin():%Y-%m-%d}) | {s['insolvent']} |")
+        assert row in section, row
+        assert abs(s["ledger_residual_usd"]) < 1e-6
+    gap = runs["book"].result.equity["equity_usd"].iloc[-1] - runs["market"].result.equity["equity_usd"].iloc[-1]
+    assert f"{gap:,.0f} USD" in section
+    trailing = m.frame["hashprice"].rolling(30, min_periods=1).mean()
+    start, end = trailing["2021-12-31"], trailing["2022-12-31"]
+    assert f"{start:.4f} USD" in section and f"to {end:.4f} on 2022-12-31 ({(end / start - 1) * 100:.1f} %)" in section
+    market = runs["market"].result.equity["equity_usd"]
+    under = market[market <= 0]
+    assert (f"{len(under)} days between {under.index[0]:%Y-%m-%d} and {under.index[-1]:%Y-%m-%d}"
+            in " ".join(section.split()))
+    assert not [e for e in runs["market"].result.events if e["kind"] == "insolvency"]
