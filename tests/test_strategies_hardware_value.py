@@ -19,16 +19,16 @@ LIFE = DAYS_PER_YEAR  # depreciation_years=1.0, in days
 
 
 def synthetic_market(rows: list[tuple[float, float, float, float]], hashprice: list[float],
-                     start: str = "2021-06-01") -> api.Market:
-    """Daily bars with no mining revenue (no coins per TH/s) and no funding, and a hashprice line (USD per
-    TH/s per day) as the bars see it: the bar of day D carries day D-1's published value."""
-    index = pd.date_range(start, periods=len(rows), freq="D", tz="UTC")
+                     start: str = "2021-06-01", timeframe: str = "1d") -> api.Market:
+    """Bars (daily unless told) with no mining revenue (no coins per TH/s) and no funding, and a hashprice line
+    (USD per TH/s per day) as the bars see it: the bars of day D carry day D-1's published value."""
+    index = pd.date_range(start, periods=len(rows), freq={"1d": "D", "4h": "4h"}[timeframe], tz="UTC")
     frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index).assign(volume=1.0)
     for column in ("difficulty", "hashrate", "subsidy", "fees_per_block", "hashprice", "coins_per_unit_day",
                    "funding_rate", "funding_paid"):
         frame[column] = 0.0
     frame["hashprice"] = hashprice
-    return api.Market("BTC", "1d", frame, "binance", {"data files": ["synthetic"]}, "synthetic")
+    return api.Market("BTC", timeframe, frame, "binance", {"data files": ["synthetic"]}, "synthetic")
 
 
 # --- the formula ------------------------------------------------------------------------------------------
@@ -117,6 +117,25 @@ def test_market_value_in_equity_each_bar_with_the_hashprice_it_sees():
     assert book.result.assumptions["machines"].startswith(
         "machines bought at a price are in equity at straight-line book value over 1 years")
     assert not book.notes
+
+
+def test_on_4h_bars_a_purchase_is_paid_over_its_day_and_each_bar_sees_the_hashprice_of_its_own_day():
+    # 6 machines at 1,000 USD due on 06-02 (1-year life), paid 1,000 USD a bar over that day's six 4h bars; the
+    # bars of 06-03 see half the hashprice (1-day window). The 20:00 bar of 06-02 ends at 06-03 00:00 but is
+    # valued with 06-02's hashprice: only 06-03's bars see the fall.
+    m = synthetic_market([(100.0,) * 4] * 18, [0.1] * 12 + [0.05] * 6, timeframe="4h")
+    params = {"fleet": "S19Pro:6@2021-06-02$1000", "power_usd_per_kwh": 0.0, "curtail": False,
+              "start_usd": 100_000.0, "depreciation_years": 1.0, "hardware_value": "market",
+              "market_value_window_days": 1}
+    outcome = api.run_policy(m, "unhedged", params)
+    equity = outcome.result.equity
+    machines = (equity["equity_usd"] - equity["cash_usd"]).tolist()
+    paid = [0.0] * 6 + [(k + 1) / 6 for k in range(6)] + [1.0] * 6  # share of the 6,000 USD paid by each end
+    ratio = [1.0] * 12 + [0.5] * 6
+    expected = [6_000 * p * (1 - max(k - 5, 0) / 6 / LIFE) * r for k, (p, r) in enumerate(zip(paid, ratio,
+                                                                                              strict=True))]
+    assert machines == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    assert machines[11] == pytest.approx(6_000 * (1 - 1 / LIFE), rel=1e-12)  # 06-02 20:00, ending 06-03 00:00
 
 
 def test_an_insolvent_miner_counts_only_the_machines_it_paid_for_at_market_value():
