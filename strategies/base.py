@@ -103,8 +103,8 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01, maximum=1.0),
     ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
     ParamSpec("depreciation_years", float, 3.0, "years",
-              "straight-line life of a machine's price; machines bought at a price count in equity at book value",
-              minimum=0.1),
+              "straight-line life of a machine's price; machines bought at a price count in equity at book value "
+              "(or market value: hardware_value)", minimum=0.1),
     ParamSpec("hardware_value", str, "book", "",
               "equity value of machines bought at a price: straight-line book value, or market = book x trailing "
               "hashprice / trailing hashprice on the purchase day (machine prices track hashprice)",
@@ -575,8 +575,8 @@ class MinerStrategy(bt.Strategy):
     def _pay_what_it_can(self, i: int) -> None:
         """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
         the rest is owed (the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a machine
-        purchase it cannot pay is not made while insolvent (the machines' book value counts what was paid before
-        the bar)."""
+        purchase it cannot pay is not made while insolvent (the machines' value, book or market per
+        ``hardware_value``, counts what was paid before the bar)."""
         if "hardware" in self._hardware:
             self._hardware["hardware"][i:] = self._fleet_hardware_usd(i, paid_until=self._bar_opens_ns[i])
         bills = self._power_usd[i] + self._hosting_usd[i]
@@ -594,7 +594,8 @@ class MinerStrategy(bt.Strategy):
         futures coins sold at ``price``, and what closing the hedge frees; e.g. collateral a lender returned
         this bar) can pay the arrears, the purchases due while it was insolvent and a day's costs from this
         bar on (a day on every bar size). It pays the first two here; the bar then runs as any other. The
-        machines bought late count at the book value of their scheduled date."""
+        machines bought late count from here on as if bought on their scheduled date (book value written off
+        from it; at market value, scaled from its hashprice)."""
         k = self._insolvent_from
         arrears = sum(self._arrears.values())
         delayed = sum(self._capex_usd[k:i])
