@@ -324,9 +324,7 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     assumptions = dict(market.assumptions)
     assumptions["policy"] = f"{policy}: " + ", ".join(f"{k}={v}" for k, v in values.items() if k != "fleet")
     assumptions["fleet"] = values.get("fleet", "")
-    assumptions["machines"] = (f"machines bought at a price are in equity at straight-line book value over "
-                               f"{values['depreciation_years']:g} years, no salvage value; machines without a "
-                               "price are treated as owned and written off")
+    assumptions["machines"] = machines_assumption(values)
     if "venue" in values:
         profile = load_venue(values["venue"])
         assumptions["venue"] = f"{profile.name} ({profile.contract_type}; {profile.source}, as of {profile.as_of})"
@@ -340,6 +338,20 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     summary = {key: result.summary.get(key) for key in result.summary}
     leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
     return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
+
+
+def machines_assumption(values: dict[str, Any]) -> str:
+    """How a run with policy parameters ``values`` counts its machines in equity (``hardware_value``), for the
+    report's assumptions: two runs on different bases differ here."""
+    life = f"straight-line book value over {values['depreciation_years']:g} years"
+    unpriced = "machines without a price are treated as owned and written off"
+    if values.get("hardware_value", "book") == "book":
+        return f"machines bought at a price are in equity at {life}, no salvage value; {unpriced}"
+    return (f"machines bought at a price are in equity at market value (hardware_value=market): {life} (no "
+            f"salvage value) x the {values['market_value_window_days']}-day trailing mean of hashprice as each bar "
+            "sees it (the day before its own) / that mean on the purchase day, taking machine prices to track "
+            "hashprice (a proxy, not quoted machine prices); priced machines deployed before the first bar start "
+            f"at book value there; {unpriced}")
 
 
 def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, venue: str | None,

@@ -139,6 +139,38 @@ def straight_line_book_value(cost_usd, age_days, life_days: float):
     return cost_usd * (1.0 - np.clip(age_days, 0.0, life_days) / life_days)
 
 
+def trailing_hashprice(hashprice_usd_per_unit_day, window_days: int) -> np.ndarray:
+    """The ``window_days``-day trailing mean of a daily hashprice series (USD per TH/s per day for BTC, per
+    MH/s per day for ETH; one value per consecutive UTC day, oldest first): each day's mean of its own value
+    and the ``window_days`` - 1 days before it (fewer at the series' start; NaN days are left out). No later
+    day enters a day's mean, so a series of values known on their days gives means known on their days."""
+    if isinstance(window_days, bool) or int(window_days) != window_days or window_days < 1:
+        raise ConfigError(f"market_value_window_days={window_days!r} must be a whole number of days >= 1.")
+    values = pd.Series(np.asarray(hashprice_usd_per_unit_day, dtype=float))
+    return values.rolling(int(window_days), min_periods=1).mean().to_numpy()
+
+
+def value_on_day(days_ns: np.ndarray, values: np.ndarray, instants_ns) -> np.ndarray:
+    """``values`` (one per day of ``days_ns``: UTC day starts, ns since the epoch, ascending) of the day each
+    of ``instants_ns`` (ns since the epoch, UTC) falls in; instants before the first day take the first day's
+    value, instants after the last day the last day's."""
+    position = np.searchsorted(days_ns, np.asarray(instants_ns, dtype=np.int64), side="right") - 1
+    return np.asarray(values)[np.clip(position, 0, len(days_ns) - 1)]
+
+
+def hashprice_market_value(book_usd, hashprice_now, hashprice_at_purchase):
+    """Market value (USD) of machines whose straight-line book value is ``book_usd`` (USD), when machine
+    prices track hashprice: book x ``hashprice_now`` / ``hashprice_at_purchase`` (both in the same unit, USD
+    per TH/s or MH/s per day: the trailing means known now and on the purchase day, see
+    :func:`trailing_hashprice`). 0 where the book value is 0; the book value itself where the purchase day's
+    hashprice is not a positive number (no reference to scale from). Scalars or arrays (broadcast)."""
+    book = np.asarray(book_usd, dtype=float)
+    reference = np.asarray(hashprice_at_purchase, dtype=float)
+    usable = np.isfinite(reference) & (reference > 0)
+    scaled = book * np.asarray(hashprice_now, dtype=float) / np.where(usable, reference, 1.0)
+    return np.where(book == 0, 0.0, np.where(usable, scaled, book))
+
+
 class Fleet:
     """Machines over time and the costs of running them.
 
@@ -158,7 +190,8 @@ class Fleet:
     depreciation_years: straight-line life of the purchase price (years of 365.25 days).
     market_value: also report ``market_value_usd`` = book value x trailing hashprice / trailing hashprice on
         the deployment day (``market_value_window_days``-day trailing mean, no lookahead): machine prices
-        follow hashprice.
+        follow hashprice (:meth:`market_value_at`; deployments before the frame's first day are scaled from
+        that day's trailing hashprice, so they start at book value).
     """
 
     def __init__(self, deployments: Iterable[Deployment] = (), retirements: Iterable[Retirement] = (), *,
@@ -366,13 +399,9 @@ class Fleet:
         out["depreciation_usd"] = (installed * price_each * (used_end - used_start) / life_days).sum(axis=0)
         book = self._book_matrix(day_ns + DAY.value)  # at each day's end
         out["book_value_usd"] = book.sum(axis=0)
-        if self.market_value:
-            smooth = pd.Series(hashprice).rolling(self.market_value_window_days, min_periods=1).mean().to_numpy()
-            at_deploy = np.array([np.interp(s, day_ns, smooth) if day_ns[0] <= s <= day_ns[-1] else np.nan
-                                  for s in start_ns[:, 0]])[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(at_deploy > 0, smooth[None, :] / at_deploy, np.nan)
-            out["market_value_usd"] = np.where(book > 0, book * ratio, 0.0).sum(axis=0)
+        if self.market_value:  # book at the day's end, scaled by the trailing hashprice of the day itself
+            trailing = trailing_hashprice(hashprice, self.market_value_window_days)
+            out["market_value_usd"] = self._market_matrix(book, day_ns, day_ns, trailing).sum(axis=0)
 
     def book_value_at(self, times, paid_until=None) -> np.ndarray:
         """Book value (USD) of the fleet's machines at each of ``times`` (instants; naive = UTC): each
@@ -387,6 +416,37 @@ class Fleet:
         times_ns = _utc_index(pd.DatetimeIndex(times)).asi8
         limit = None if paid_until is None else _utc_index(pd.DatetimeIndex([paid_until])).asi8[0]
         return self._book_matrix(times_ns, limit).sum(axis=0)
+
+    def market_value_at(self, times, hashprice: pd.Series, seen=None, paid_until=None,
+                        window_days: int | None = None) -> np.ndarray:
+        """Market value (USD) of the fleet's machines at each of ``times`` (instants; naive = UTC), when machine
+        prices track hashprice: per deployment, its :meth:`book_value_at` (with ``paid_until``) x the trailing
+        hashprice of the day each of ``seen`` falls in / the trailing hashprice of the deployment's day
+        (:func:`hashprice_market_value`).
+
+        ``hashprice``: USD per TH/s (BTC) or MH/s (ETH) per day, indexed by consecutive UTC days, each day's
+        value as known on that day (a strategy passes its published-lagged line: the bars of day D see day
+        D-1's hashprice, so nothing looks ahead); its ``window_days``-day trailing mean (default
+        ``market_value_window_days``) is what machine prices follow. ``seen`` (instants, one per time; default
+        ``times``): whose day's hashprice values each time; a strategy values the end of a bar with the
+        hashprice of the day the bar opens in. Deployments before the series' first day are scaled from that
+        day's trailing hashprice (their purchase day's is not in it): they start at book value there."""
+        times_ns = _utc_index(pd.DatetimeIndex(times)).asi8
+        seen_ns = times_ns if seen is None else _utc_index(pd.DatetimeIndex(seen)).asi8
+        limit = None if paid_until is None else _utc_index(pd.DatetimeIndex([paid_until])).asi8[0]
+        days_ns = _utc_index(hashprice.index).normalize().asi8
+        trailing = trailing_hashprice(hashprice.to_numpy(dtype=float),
+                                      self.market_value_window_days if window_days is None else window_days)
+        return self._market_matrix(self._book_matrix(times_ns, limit), seen_ns, days_ns, trailing).sum(axis=0)
+
+    def _market_matrix(self, book: np.ndarray, seen_ns: np.ndarray, days_ns: np.ndarray,
+                       trailing: np.ndarray) -> np.ndarray:
+        """Market value (USD) per deployment (rows) from its book values ``book`` at the instants of the
+        columns, valued with the trailing hashprice of the days of ``seen_ns`` (one per column)."""
+        start_ns = np.array([d.date.value for d in self.deployments], dtype=np.int64)
+        now = value_on_day(days_ns, trailing, seen_ns)[None, :]
+        at_purchase = value_on_day(days_ns, trailing, start_ns)[:, None]
+        return hashprice_market_value(book, now, at_purchase)
 
     def _book_matrix(self, times_ns: np.ndarray, paid_until_ns: int | None = None) -> np.ndarray:
         """Book value (USD) per deployment (rows) at each instant (columns, ns since the epoch, UTC)."""

@@ -48,7 +48,17 @@ from brokers.venues import VenueProfile, available_venues, load_venue
 from data.feeds import bar_date_numbers
 from minehedge.config import ParamSpec, spec_map
 from minehedge.errors import ConfigError, check_choice
-from mining.fleet import DAY, DAYS_PER_YEAR, Fleet, bar_edges, per_bar, straight_line_book_value
+from mining.fleet import (
+    DAY,
+    DAYS_PER_YEAR,
+    Fleet,
+    bar_edges,
+    hashprice_market_value,
+    per_bar,
+    straight_line_book_value,
+    trailing_hashprice,
+    value_on_day,
+)
 from mining.revenue import ETH_MERGE
 from strategies import rules
 
@@ -64,6 +74,9 @@ MARGIN_CUSHION = 1.05
 CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
+#: How machines bought at a price count in equity (the ``hardware_value`` parameter): straight-line book value,
+#: or that scaled by hashprice (:func:`mining.fleet.hashprice_market_value`).
+HARDWARE_VALUES = ("book", "market")
 DAY_NS = DAY.value
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
 DEFAULT_FLEET = ("S9:4000@2017-01-01,S17Pro:1500@2019-06-01,S19Pro:2000@2020-06-01,-S9:4000@2021-01-01,"
@@ -90,8 +103,14 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01, maximum=1.0),
     ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
     ParamSpec("depreciation_years", float, 3.0, "years",
-              "straight-line life of a machine's price; machines bought at a price count in equity at book value",
-              minimum=0.1),
+              "straight-line life of a machine's price; machines bought at a price count in equity at book value "
+              "(or market value: hardware_value)", minimum=0.1),
+    ParamSpec("hardware_value", str, "book", "",
+              "equity value of machines bought at a price: straight-line book value, or market = book x trailing "
+              "hashprice / trailing hashprice on the purchase day (machine prices track hashprice)",
+              choices=HARDWARE_VALUES),
+    ParamSpec("market_value_window_days", int, 30, "days",
+              "hardware_value=market: days of the trailing mean of hashprice that machine prices follow", minimum=1),
     ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
     ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),
     ParamSpec("treasury", str, "hodl", "", "what happens to mined coins (every policy sells when USD is short)",
@@ -261,13 +280,23 @@ class MinerStrategy(bt.Strategy):
         self._breakeven = schedule["breakeven_price_usd"].to_numpy(dtype=float).tolist()
         self._bar_nums = bar_date_numbers(frame.index)  # backtrader's date numbers of the frame's bars
         self._bar_opens_ns, self._bar_ends_ns = bar_edges(frame.index)
-        #: Machines owned off the wallets, per broker asset name: their book value (USD) at each bar's end,
-        #: set on the broker each bar (see :meth:`add_hardware`). The fleet's own, when any machine has a price.
+        #: hardware_value='market': the daily hashprice the bars see (USD per unit per day, published-lagged:
+        #: the bars of day D see day D-1's), and per bar the trailing mean of the day it opens in; None: book.
+        self._hardware_hashprice: pd.Series | None = None
+        self._hashprice_seen: np.ndarray | None = None
+        if self.p.hardware_value == "market":
+            daily = self._daily_lines(frame)["hashprice_usd_per_unit_day"]
+            self._hardware_hashprice = daily
+            trailing = trailing_hashprice(daily.to_numpy(dtype=float), self.p.market_value_window_days)
+            self._hashprice_seen = value_on_day(daily.index.as_unit("ns").asi8, trailing, self._bar_opens_ns)
+        #: Machines owned off the wallets, per broker asset name: their value (USD; ``hardware_value``) at each
+        #: bar's end, set on the broker each bar (see :meth:`add_hardware`). The fleet's own, when any machine
+        #: has a price.
         self._hardware: dict[str, list[float]] = {}
         self._opening_hardware_usd = 0.0
         if any(d.unit_price_usd > 0 for d in self.fleet.deployments):
-            self._hardware["hardware"] = self.fleet.book_value_at(self._bar_ends_ns).tolist()
-            self._opening_hardware_usd = float(self.fleet.book_value_at(self._bar_opens_ns[:1])[0])
+            self._hardware["hardware"] = self._fleet_hardware_usd(0)
+            self._opening_hardware_usd = self._fleet_opening_hardware_usd()
         #: The bar size (the median spacing of the bars; a day for a one-bar frame).
         self.bar_length = (pd.Series(frame.index).diff().median() if len(frame.index) > 1
                            else pd.Timedelta(days=1)).to_pytimedelta()
@@ -280,6 +309,8 @@ class MinerStrategy(bt.Strategy):
         self.stop_order = None
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
+        if self._hardware_hashprice is not None:
+            self._note_early_machines(self._hardware_hashprice.index[0])
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
         self._bracket_refusals: list[tuple[float, str, float]] = []  # (notional, its unit, max leverage) of those
         self._hedge_fills = 0  # hedge orders filled
@@ -304,6 +335,17 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+
+    def _note_early_machines(self, first_day: pd.Timestamp) -> None:
+        """hardware_value='market': a run note when priced machines were deployed before the first bar's day,
+        whose purchase-day hashprice the run does not see: their market value starts at book value there."""
+        early = [d for d in self.fleet.deployments if d.unit_price_usd > 0 and d.date < first_day]
+        if early:
+            units = sum(d.units for d in early)
+            self.notes.append(
+                f"hardware_value=market: {units:,} priced machine(s) deployed before the first bar "
+                f"({first_day.date()}; the earliest on {early[0].date.date()}) are scaled from the trailing "
+                "hashprice of the first day, not of their purchase day: they open at book value.")
 
     def _note_before_profile(self, first_bar: pd.Timestamp) -> None:
         """A run note when the run starts before the venue profile's first dated schedule for the contract:
@@ -349,6 +391,18 @@ class MinerStrategy(bt.Strategy):
 
     def _compute_bar_schedule(self, frame: pd.DataFrame) -> pd.DataFrame:
         index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        schedule = self.fleet.simulate(self._daily_lines(frame))
+        schedule["production_coin_per_day"] = schedule["coins_mined"]
+        bars = per_bar(schedule, index)
+        bars["production_coin_per_day"] = bars["production_coin_per_day"].fillna(0.0)
+        return bars.fillna({c: 0.0 for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
+                                             "capex_usd", "coins_mined")})
+
+    def _daily_lines(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feed frame's (published-lagged) network lines per UTC day, from its first day to its last:
+        ``coins_per_unit_day`` and ``hashprice_usd_per_unit_day`` (USD per TH/s or MH/s per day), each day's
+        as its bars see them (see :meth:`_bar_schedule`)."""
+        index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
         lines = frame[["coins_per_unit_day", "hashprice"]].set_axis(index)
         daily = lines.groupby(index.normalize()).first()
         days = pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")
@@ -362,12 +416,26 @@ class MinerStrategy(bt.Strategy):
             # The Merge is a protocol date known in advance: no proof-of-work revenue from its day on, though
             # the published-lagged line still carries the day before's rate on 2022-09-15.
             daily.loc[daily.index >= ETH_MERGE, ["coins_per_unit_day", "hashprice_usd_per_unit_day"]] = 0.0
-        schedule = self.fleet.simulate(daily)
-        schedule["production_coin_per_day"] = schedule["coins_mined"]
-        bars = per_bar(schedule, index)
-        bars["production_coin_per_day"] = bars["production_coin_per_day"].fillna(0.0)
-        return bars.fillna({c: 0.0 for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
-                                             "capex_usd", "coins_mined")})
+        return daily
+
+    def _fleet_hardware_usd(self, i: int, paid_until: int | None = None) -> list[float]:
+        """USD value of the fleet's machines at the end of bars ``i``.. (``hardware_value``): book value
+        (:meth:`Fleet.book_value_at`) or market value (:meth:`Fleet.market_value_at`, each bar with the trailing
+        hashprice of the day it opens in). ``paid_until`` (ns since the epoch): no purchase paid after it."""
+        ends = self._bar_ends_ns[i:]
+        if self._hardware_hashprice is None:
+            return self.fleet.book_value_at(ends, paid_until=paid_until).tolist()
+        return self.fleet.market_value_at(ends, self._hardware_hashprice, seen=self._bar_opens_ns[i:],
+                                          paid_until=paid_until,
+                                          window_days=self.p.market_value_window_days).tolist()
+
+    def _fleet_opening_hardware_usd(self) -> float:
+        """USD value of the fleet's machines at the first bar's open (the opening balance sheet)."""
+        first = self._bar_opens_ns[:1]
+        if self._hardware_hashprice is None:
+            return float(self.fleet.book_value_at(first)[0])
+        return float(self.fleet.market_value_at(first, self._hardware_hashprice,
+                                                window_days=self.p.market_value_window_days)[0])
 
     def _expiry_of(self, i: int) -> datetime | None:
         """Settlement time (naive UTC) of the dated contract traded at bar ``i``: the open of the bar whose
@@ -507,11 +575,10 @@ class MinerStrategy(bt.Strategy):
     def _pay_what_it_can(self, i: int) -> None:
         """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
         the rest is owed (the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a machine
-        purchase it cannot pay is not made while insolvent (the machines' book value counts what was paid before
-        the bar)."""
+        purchase it cannot pay is not made while insolvent (the machines' value, book or market per
+        ``hardware_value``, counts what was paid before the bar)."""
         if "hardware" in self._hardware:
-            self._hardware["hardware"][i:] = self.fleet.book_value_at(
-                self._bar_ends_ns[i:], paid_until=self._bar_opens_ns[i]).tolist()
+            self._hardware["hardware"][i:] = self._fleet_hardware_usd(i, paid_until=self._bar_opens_ns[i])
         bills = self._power_usd[i] + self._hosting_usd[i]
         if bills <= 0:
             return
@@ -527,7 +594,8 @@ class MinerStrategy(bt.Strategy):
         futures coins sold at ``price``, and what closing the hedge frees; e.g. collateral a lender returned
         this bar) can pay the arrears, the purchases due while it was insolvent and a day's costs from this
         bar on (a day on every bar size). It pays the first two here; the bar then runs as any other. The
-        machines bought late count at the book value of their scheduled date."""
+        machines bought late count from here on as if bought on their scheduled date (book value written off
+        from it; at market value, scaled from its hashprice)."""
         k = self._insolvent_from
         arrears = sum(self._arrears.values())
         delayed = sum(self._capex_usd[k:i])
@@ -545,7 +613,7 @@ class MinerStrategy(bt.Strategy):
         self._arrears = {}
         self.insolvent = False
         if "hardware" in self._hardware:
-            self._hardware["hardware"][i:] = self.fleet.book_value_at(self._bar_ends_ns[i:]).tolist()
+            self._hardware["hardware"][i:] = self._fleet_hardware_usd(i)
             self.broker.set_asset("hardware", self._hardware["hardware"][i])  # the event's equity counts them
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency_cured", instrument="fleet", venue="", side="", size=0.0, price=price,
@@ -645,9 +713,13 @@ class MinerStrategy(bt.Strategy):
     def add_hardware(self, name: str, cost_usd: float, i: int) -> None:
         """Count machines bought for ``cost_usd`` (USD) at bar ``i``'s open in equity from that bar on, under
         the broker asset ``name``: their book value at each bar's end, written off straight-line over
-        ``depreciation_years`` from the purchase (:func:`mining.fleet.straight_line_book_value`)."""
+        ``depreciation_years`` from the purchase (:func:`mining.fleet.straight_line_book_value`); with
+        ``hardware_value='market'`` scaled by the trailing hashprice each bar sees / the one bar ``i`` sees
+        (:func:`mining.fleet.hashprice_market_value`)."""
         ages = (self._bar_ends_ns[i:] - self._bar_opens_ns[i]) / DAY_NS
         book = straight_line_book_value(cost_usd, ages, self.p.depreciation_years * DAYS_PER_YEAR)
+        if self._hashprice_seen is not None:
+            book = hashprice_market_value(book, self._hashprice_seen[i:], self._hashprice_seen[i])
         self._hardware[name] = [0.0] * i + book.tolist()
 
     # --- hooks for subclasses ---------------------------------------------------------------------------
