@@ -327,6 +327,24 @@ def test_a_saturdays_bill_only_a_cme_hedge_could_pay_is_carried_to_sunday(data_d
     assert {"2022-09-04", "2022-09-11", "2022-09-25"} <= {str(t["datetime"])[:10] for t in draws}
 
 
+def test_on_4h_bars_the_bills_of_a_cme_weekend_add_up_and_are_paid_when_it_reopens(data_dir):
+    # The same run on 4h bars: the bars from Friday's close to Sunday's open do not trade. It carries bills on 25
+    # bars over four weekends and pays each weekend's at the Sunday 20:00 bar, in which CME Globex opens. It was
+    # insolvent five times before (machines off 4 to 40 hours each, the short bought back at a re-size falling
+    # due during the first) and ended at 927,008 USD (README, "Trading hours").
+    m = market(data_dir, "2022-01-01", "2022-12-31", timeframe="4h")
+    outcome = api.run_policy(m, "static_hedge", CME_DRAW)
+    carried, paid = events(outcome, "bill_carried"), events(outcome, "bill_carried_paid")
+    assert len(carried) == 25 and not events(outcome, "insolvency") and not outcome.summary["insolvent"]
+    assert [str(e["datetime"])[:16] for e in paid] == ["2022-10-30 20:00", "2022-11-27 20:00", "2022-12-04 20:00",
+                                                       "2022-12-25 20:00"]
+    assert all(pd.Timestamp(e["datetime"]).day_name() in ("Saturday", "Sunday") for e in carried)
+    assert paid[2]["detail"] == ("paid 35,949.78 USD of bills carried from 2022-12-03 04:00 to 2022-12-04 16:00 UTC "
+                                 "(10 bars): CME closed")
+    assert round(outcome.summary["final_equity_usd"]) == 1_796_447
+    assert outcome.summary["ledger_residual_usd"] < 1e-6
+
+
 # One S19 Pro (3.25 kW) always on, no revenue: power 3.25 kW x 24 h x 1 USD/kWh = 78 USD a day and hosting 39,
 # 117 USD a day (19.50 per 4h bar). leveraged_long buys one CME BTC contract (5 BTC) at 2x on Monday
 # 2021-03-01's close: 25,000 USD of margin and a 10 USD fee. The dated contract is priced at spot (basis 0).
