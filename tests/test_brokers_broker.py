@@ -484,6 +484,83 @@ def test_cme_missed_call_is_closed_at_the_close_of_the_sessions_last_bar():
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5_000.0)
 
 
+def _ramp(n, step):
+    """Bars k = 0..n-1 opening at 10,000 + step x k and closing step/2 higher."""
+    return [(10_000 + step * k, 10_000 + step * k + step, 10_000 + step * k - step, 10_000 + step * k + step / 2)
+            for k in range(n)]
+
+
+def test_cme_on_4h_bars_orders_wait_for_sunday_evening_and_closes_for_a_bar_that_trades():
+    # 4h bars from Friday 2021-03-05 00:00 UTC (CST: CME Globex trades until Friday 22:00 UTC and from Sunday
+    # 23:00), bar k opening at 10,000 + 10 k and closing at 10,005 + 10 k. Long 4 contracts (5 BTC each) from
+    # bar 1's open, 10,010. On Friday's last bar in session (20:00-24:00, open at 20:00, trading until 22:00):
+    # close_now fills at its close, 10,055, and a sell placed there waits: Saturday's and Sunday's opens to
+    # 20:00 are outside a session, so it fills at Monday 00:00's open (Sunday 18:00 CT), bar 18, 10,180.
+    # close_now on Saturday 04:00 waits for that same open (and fills first). Sunday's 20:00 bar opens outside
+    # a session but the market trades from 23:00 within it: close_now fills at its close, 10,175.
+    answers = []
+
+    def ask(s):
+        order = s.broker.close_now(s.data, 1, "treasury")
+        answers.append((s.data.datetime.datetime(0), s.broker.market_open(s.data, "open"),
+                        s.broker.market_open(s.data, "close"), order is not None))
+
+    def ask_and_sell(s):
+        ask(s)
+        s.sell(size=1)
+
+    strat, broker = run(frame(_ramp(21, 10), freq="4h", start="2021-03-05"), _cme_ci(),
+                        {1: buy(4), 6: ask_and_sell, 8: ask, 18: ask}, MarginBroker(cash=100_000.0),
+                        tf=bt.TimeFrame.Minutes, comp=240)
+    assert answers == [(datetime(2021, 3, 5, 20), True, True, True), (datetime(2021, 3, 6, 4), False, False, False),
+                       (datetime(2021, 3, 7, 20), False, True, True)]
+    assert [(o[1], o[2], o[3]) for o in strat.orders] == [
+        (None, 4, 10_010.0), ("treasury", -1, 10_055.0), ("treasury", -1, 10_175.0), ("treasury", -1, 10_180.0),
+        (None, -1, 10_180.0)]
+    assert [r["size"] for r in strat.rows] == [0] + [4] * 4 + [3] * 12 + [2] + [0] * 3
+    assert strat.rows[-1]["value"] == pytest.approx(100_000.0 + 5 * (45 + 165 + 170 + 170), rel=1e-12)
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_cme_on_4h_bars_a_fridays_call_is_due_monday_and_missed_at_the_close_of_the_bar_judged_after():
+    # 1 contract (5 BTC) bought at 10,000 with 24,000 USD from Friday 2021-03-05's 04:00 bar; the 16:00 bar closes
+    # at 9,000: equity 19,000 < maintenance 19,350, a call judged at 20:00, due 24 h of the trading week later:
+    # 2 h to Friday's close at 22:00, 22 h from Sunday's open at 23:00, so Monday 21:00 UTC. Monday's 16:00 bar is
+    # judged at 20:00 (not yet due); the 20:00 bar, judged at its close (Tuesday 00:00, the market open after the
+    # 22:00-23:00 halt), misses it: the FCM closes the contract at that bar's close, 8,800 (a 6,000 USD loss).
+    venue = load_venue("cme")
+    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+    rows = flat(10_000, 4) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, 18) + [(9_000, 9_000, 8_800, 8_800)]
+    strat, broker = run(frame(rows, freq="4h", start="2021-03-05"), ci, {1: buy(1)}, MarginBroker(cash=24_000.0),
+                        tf=bt.TimeFrame.Minutes, comp=240)
+    call, missed = broker.events
+    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 16))
+    assert call.detail.endswith("by 2021-03-08 21:00 UTC (24 h of the trading week from 2021-03-05 20:00 UTC)")
+    assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
+        "cme_margin_call_missed", datetime(2021, 3, 8, 20), 8_800.0, 6_000.0)
+    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 8_800.0)
+    assert [r["size"] for r in strat.rows] == [0] + [1] * 22 + [0]
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 6_000.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(("start", "order_bar", "fill_bar", "filled"), [
+    # DST starts Sunday 2021-03-14: Friday closes 16:00 CST = 22:00 UTC, Sunday opens 17:00 CDT = 22:00 UTC
+    ("2021-03-12 18:00", 3, 52, datetime(2021, 3, 14, 22)),
+    # DST ends Sunday 2021-11-07: Friday closes 16:00 CDT = 21:00 UTC, Sunday opens 17:00 CST = 23:00 UTC
+    ("2021-11-05 18:00", 2, 53, datetime(2021, 11, 7, 23))])
+def test_cme_hourly_orders_over_a_dst_sunday_fill_at_sunday_17_00_chicago_time(start, order_bar, fill_bar, filled):
+    # Hourly bars from Friday 18:00 UTC, bar k opening at 10,000 + k. A buy placed on Friday's last bar in
+    # session waits over the weekend and fills at the open of the bar at Sunday 17:00 CT, whatever the UTC hour
+    # daylight saving time gives it: 22:00 UTC in summer, 23:00 UTC in winter; the bar before it waits too.
+    strat, broker = run(frame(_ramp(56, 1), freq="1h", start=start), _cme_ci(), {order_bar + 1: buy(1)},
+                        MarginBroker(cash=30_000.0), tf=bt.TimeFrame.Minutes, comp=60)
+    (status, _, size, price, _, _), = strat.orders
+    assert (status, size, price) == ("Completed", 1, 10_000.0 + fill_bar)
+    assert strat.rows[fill_bar]["dt"] == filled
+    assert [r["size"] for r in strat.rows] == [0] * fill_bar + [1] * (56 - fill_bar)
+
+
 def test_a_closed_positions_margin_call_does_not_silence_the_next_positions_call():
     # 1 BTC long 50x at 20,000 (margin 400): a close at 19,690 leaves 90 USD against MM 78.76, ratio 0.875
     # >= 0.8. The first position is called and closed; the second, bought at 20,000, closes its first bar
