@@ -460,26 +460,34 @@ def test_cme_close_now_waiting_over_the_weekend_leaves_the_strategys_orders_pend
     assert [r["size"] for r in strat.rows] == [0, 2, 2, 2, 2, 2, 2, -1, -1]
 
 
+def _missed_cme_call(rows, freq, start, venue):
+    """Intraday ``rows`` (``freq`` "1h" or "4h") from ``start`` on ``venue`` (CME): 1 contract (5 BTC) bought
+    with 24,000 USD, cross, at bar 1's open; returns the strategy and the account's call and missed-call events
+    (the only events), after checking the miss closed the contract at its price."""
+    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+    strat, broker = run(frame(rows, freq=freq, start=start), ci, {1: buy(1)}, MarginBroker(cash=24_000.0),
+                        tf=bt.TimeFrame.Minutes, comp=int(pd.Timedelta(freq).total_seconds() // 60))
+    call, missed = broker.events
+    assert (call.kind, missed.kind) == ("cme_margin_call", "cme_margin_call_missed")
+    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, missed.price)
+    return strat, call, missed
+
+
 def test_cme_missed_call_is_closed_at_the_close_of_the_sessions_last_bar():
     # Hourly bars from Friday 2021-03-05 18:00 UTC (12:00 CST). 1 contract (5 BTC) bought at 19:00 at 10,000 with
     # 24,000 USD; the 20:00 bar closes at 9,000: equity 19,000 < MM 19,350, a call due one hour of the trading
     # week later (a 1 h deadline), at 22:00 UTC, the week's close. The 21:00 bar, the session's last hour, is
     # judged at 22:00 and misses it: the FCM closes the position at that bar's close, 9,000, which stands for
     # the session's last price: a loss of 5 x 1,000 = 5,000 USD. Sunday's reopening price (8,500) plays no part.
-    venue = load_venue("cme", overrides={"margin_call_deadline_hours": 1.0})
-    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
-                               margin_mode="cross")
     n = 56  # to Monday 2021-03-08 01:00 UTC
     rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, n - 3)
     rows[53] = (8_500, 8_500, 8_500, 8_500)  # 2021-03-05 18:00 + 53 h = 2021-03-07 23:00, the week's open
-    strat, broker = run(frame(rows, freq="1h", start="2021-03-05 18:00"), ci, {1: buy(1)},
-                        MarginBroker(cash=24_000.0), tf=bt.TimeFrame.Minutes, comp=60)
-    call, missed = broker.events
-    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 20))
+    strat, call, missed = _missed_cme_call(rows, "1h", "2021-03-05 18:00",
+                                           load_venue("cme", overrides={"margin_call_deadline_hours": 1.0}))
+    assert call.time == datetime(2021, 3, 5, 20)
     assert call.detail.endswith("by 2021-03-05 22:00 UTC (1 h of the trading week from 2021-03-05 21:00 UTC)")
-    assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
-        "cme_margin_call_missed", datetime(2021, 3, 5, 21), 9_000.0, 5_000.0)
-    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 9_000.0)
+    assert (missed.time, missed.price, missed.loss_usd) == (datetime(2021, 3, 5, 21), 9_000.0, 5_000.0)
     assert [r["size"] for r in strat.rows[2:5]] == [1, 0, 0]
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5_000.0)
 
@@ -528,18 +536,11 @@ def test_cme_on_4h_bars_a_fridays_call_is_due_monday_and_missed_at_the_close_of_
     # 2 h to Friday's close at 22:00, 22 h from Sunday's open at 23:00, so Monday 21:00 UTC. Monday's 16:00 bar is
     # judged at 20:00 (not yet due); the 20:00 bar, judged at its close (Tuesday 00:00, the market open after the
     # 22:00-23:00 halt), misses it: the FCM closes the contract at that bar's close, 8,800 (a 6,000 USD loss).
-    venue = load_venue("cme")
-    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
-                               margin_mode="cross")
     rows = flat(10_000, 4) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, 18) + [(9_000, 9_000, 8_800, 8_800)]
-    strat, broker = run(frame(rows, freq="4h", start="2021-03-05"), ci, {1: buy(1)}, MarginBroker(cash=24_000.0),
-                        tf=bt.TimeFrame.Minutes, comp=240)
-    call, missed = broker.events
-    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 16))
+    strat, call, missed = _missed_cme_call(rows, "4h", "2021-03-05", load_venue("cme"))
+    assert call.time == datetime(2021, 3, 5, 16)
     assert call.detail.endswith("by 2021-03-08 21:00 UTC (24 h of the trading week from 2021-03-05 20:00 UTC)")
-    assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
-        "cme_margin_call_missed", datetime(2021, 3, 8, 20), 8_800.0, 6_000.0)
-    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 8_800.0)
+    assert (missed.time, missed.price, missed.loss_usd) == (datetime(2021, 3, 8, 20), 8_800.0, 6_000.0)
     assert [r["size"] for r in strat.rows] == [0] + [1] * 22 + [0]
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 6_000.0, rel=1e-12)
 
