@@ -963,7 +963,9 @@ class MinerStrategy(bt.Strategy):
 
     def stop(self) -> None:
         """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
-        futures orders, in the run notes: how many of each kind, and the first."""
+        futures orders, in the run notes: how many of each kind, and the first; and say so when bills carried
+        over a closure of the hedge's market (:meth:`_carry`) are still owed at the end (USD; equity counts them
+        as the liability ``bills_carried``)."""
         self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
