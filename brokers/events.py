@@ -1,4 +1,4 @@
-"""Immutable event records: margin calls, liquidations, loan calls, insolvency.
+"""Immutable event records: margin calls, liquidations, loan calls, bills carried, insolvency.
 
 One shape for every event the broker, the loans and the miner strategy raise, so one analyzer and one
 ``events.csv`` report them all. Pure standard library (no backtrader import).
@@ -24,7 +24,13 @@ EVENT_KINDS: dict[str, str] = {
     "loan_call_met": "a loan call was met (collateral topped up or loan repaid) before its deadline",
     "loan_liquidation": "a loan's LTV reached its liquidation LTV (or a call was missed); collateral sold",
     "missed_payment": "an equipment-loan instalment could not be paid from USD cash",
-    "insolvency": "the miner could not pay its USD costs even after selling coins; mining stopped until cured",
+    "bill_carried": "the bar's USD costs could be paid only by drawing on the hedge, whose market did not trade "
+                    "during the bar (CME on a weekend): the unpaid part is owed (liability bills_carried) until "
+                    "the first bar the market trades; mining continues",
+    "bill_carried_paid": "the bills carried over a market closure were paid, at the first bar the hedge's market "
+                         "traded, before that bar's own costs",
+    "insolvency": "the miner could not pay its USD costs even after selling coins and drawing on the hedge; mining "
+                  "stopped until cured",
     "insolvency_cured": "the insolvent miner paid its arrears (and purchases due meanwhile); mining resumed",
     "ruin": "total equity reached zero or below",
 }

@@ -58,13 +58,16 @@ CALENDARS: dict[str, WeeklyCalendar] = {
 }
 
 
-def check_calendar(name: str, where: str = "trading_hours") -> str:
-    """Return ``name`` if it names a calendar of :data:`CALENDARS`; else ConfigError naming the allowed ones."""
-    if name not in CALENDARS:
-        raise ConfigError(f"{where}={name!r} is not a known trading calendar; choose one of: "
-                          f"{', '.join(CALENDARS)} (or leave it out: the market never closes)."
-                          + did_you_mean(str(name), list(CALENDARS)))
-    return name
+def check_calendar(name: object, where: str = "trading_hours") -> str:
+    """Return ``name`` if it names a calendar of :data:`CALENDARS`; else ConfigError naming ``where`` (the
+    parameter), the value as given (its repr: a number in a venue file reads ``5``, a name ``'nyse'``) and the
+    calendars allowed."""
+    if isinstance(name, str) and name in CALENDARS:
+        return name
+    hint = did_you_mean(name, list(CALENDARS)) if isinstance(name, str) else ""
+    kind = "" if isinstance(name, str) else " (a calendar's name is a string)"
+    raise ConfigError(f"{where}={name!r} is not a known trading calendar{kind}; choose one of: "
+                      f"{', '.join(CALENDARS)} (or leave it out: the market never closes).{hint}")
 
 
 @cache

@@ -247,7 +247,7 @@ def _trading_hours(value: object, origin: str) -> str | None:
     """The profile's ``trading_hours`` (a calendar of :mod:`brokers.sessions`); None when absent (24/7)."""
     if value is None:
         return None
-    return check_calendar(value if isinstance(value, str) else repr(value), f"{origin}: trading_hours")
+    return check_calendar(value, f"{origin}: trading_hours")
 
 
 _CACHE: dict[str, VenueProfile] = {}

@@ -12,9 +12,12 @@ Each bar, after the broker has filled orders, paid funding and checked liquidati
    curtailment decides with the previous day's hashprice: nothing here looks ahead.
 2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`).
 3. **Treasury**: coins are sold at the bar's close under the treasury policy (:func:`strategies.rules.coins_to_sell`);
-   then the bar's USD costs are paid. When USD is short, coins are sold to cover it (spot first, then free
-   coins in the futures wallet); when that is still not enough the strategy records an ``insolvency`` event
-   and stops mining (it never borrows silently and never drives a balance negative).
+   then bills carried from bars when the hedge's market was closed are paid (at the first bar it trades), then
+   the bar's USD costs. When USD is short, coins are sold to cover it (spot first, then free coins in the
+   futures wallet), then part of the hedge is closed at the close. When the only thing missing is that draw,
+   impossible because the hedge's market did not trade during the bar (CME on a weekend), the unpaid part is
+   carried (``bill_carried``, liability ``bills_carried``) and mining goes on; otherwise the strategy records an
+   ``insolvency`` event and stops mining (it never borrows silently and never drives a balance negative).
 4. **Hedge**: the policy's :meth:`rebalance` (subclasses) sets the futures position, sized in coins and
    converted to contracts per the venue's face value; orders fill at the next bar's open (backtrader's
    default), stop-losses are real backtrader stop orders.
@@ -303,6 +306,10 @@ class MinerStrategy(bt.Strategy):
         self.insolvent = False
         self._insolvent_from = 0  # first bar of the current insolvency
         self._arrears: dict[str, float] = {}  # ledger kind -> USD of the insolvency bar's bills still owed
+        #: ledger kind -> USD of bills carried over a closure of the hedge's market (see _carry), owed until the
+        #: first bar the market trades; and the times of the bars they come from
+        self._carried: dict[str, float] = {}
+        self._carried_times: list[datetime] = []
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -534,21 +541,115 @@ class MinerStrategy(bt.Strategy):
         return net
 
     def _treasury(self, produced: float, costs: float, i: int, now: datetime, price: float) -> None:
-        """Sell under the treasury policy, then pay the bar's costs (selling more coins if USD is short)."""
+        """Sell under the treasury policy; at the first bar the hedge's market trades after a closure, pay the
+        bills carried over it (:meth:`_pay_carried`); then pay the bar's ``costs`` (USD), selling more coins
+        if USD is short and drawing on the hedge if that is not enough. When the draw is impossible only
+        because the hedge's market did not trade during the bar, the unpaid part is carried (:meth:`_carry`);
+        otherwise the miner is insolvent."""
         spot = self.broker.free_balance(self.asset, "spot")
         sale = rules.coins_to_sell(getattr(self.p, "treasury", "hodl"), produced, spot, costs, price,
                                    getattr(self.p, "sell_fraction", 0.0), self.p.spot_fee)
         if sale > 0:
             self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
+        if self._carried and not self.insolvent and self.broker.market_open(self.hedge_data, "close"):
+            if not self._pay_carried(now, price):
+                self._insolvency(now, price, costs)
+                self._pay_what_it_can(i)
+                return
         if costs <= 0:
             return
         if not self.raise_usd(costs, price, draw_on_hedge=True):
             if not self.insolvent:
-                self._insolvency(now, price, costs)
-                self._pay_what_it_can(i)
+                if self._draw_waits_for_the_market(costs, price):
+                    self._carry(i, now, price, costs)
+                else:
+                    self._insolvency(now, price, costs)
+                    self._pay_what_it_can(i)
             return
         if not self.insolvent:
             self._pay(i)
+
+    def _closed_reason(self) -> str:
+        """Why a carried bill waits, for events and ledger notes: e.g. ``"CME closed"``."""
+        return f"{self.comminfo.venue.name.upper()} closed"
+
+    def _carried_since(self) -> str:
+        """The bars the carried bills come from, for notes: ``"carried from 2022-09-03 00:00 UTC"``, or ``"carried
+        from A to B UTC (n bars)"``."""
+        first, last, n = self._carried_times[0], self._carried_times[-1], len(self._carried_times)
+        if n == 1:
+            return f"carried from {first:%Y-%m-%d %H:%M} UTC"
+        return f"carried from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC ({n} bars)"
+
+    def _draw_waits_for_the_market(self, costs: float, price: float) -> bool:
+        """True when ``costs`` (USD, the bar's) and the bills already carried could not be raised only because
+        the hedge's market did not trade during the whole bar (a venue's ``trading_hours``: CME on a Saturday):
+        the hedge is held, and closing it would have freed what the treasury (:meth:`raisable_usd`) lacks had
+        the market traded (:meth:`closing_release_usd`, what :meth:`draw_on_hedge` would have closed)."""
+        if self.comminfo is None or not self.position_size() or self.broker.market_open(self.hedge_data, "close"):
+            return False
+        short = costs + sum(self._carried.values()) - self.raisable_usd(price)
+        return short <= self.closing_release_usd(price)
+
+    def _carry(self, i: int, now: datetime, price: float, costs: float) -> None:
+        """Bar ``i``'s ``costs`` (USD: power, hosting, purchases) cannot be paid only because the hedge's market
+        is closed (:meth:`_draw_waits_for_the_market`): the cash raised pays them pro rata, as on an
+        insolvency bar, and the rest is carried to the first bar the market trades (the liability
+        ``bills_carried``, so equity counts it; a ``bill_carried`` event). Mining goes on: the machines run,
+        only the payment waits, as a treasury desk pays a weekend's bill when the market reopens."""
+        bills = {"power_cost": self._power_usd[i], "hosting_cost": self._hosting_usd[i],
+                 "hardware_purchase": self._capex_usd[i]}
+        reason, release = self._closed_reason(), self.closing_release_usd(price)
+        paid, carried = self._pay_pro_rata(bills, max(self.broker.get_cash(), 0.0),
+                                           f"part paid: rest carried, {reason}", self._carried)
+        self._carried_times.append(now)
+        owed = sum(self._carried.values())
+        self.broker.set_liability("bills_carried", owed)
+        if "hardware" in self._hardware:  # a purchase carried is made: the event's equity counts the machines
+            self.broker.set_asset("hardware", self._hardware["hardware"][i])
+        self.broker.add_event(MarginEvent(
+            time=now, kind="bill_carried", instrument="fleet", venue=self.comminfo.venue.name, side="", size=0.0,
+            price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
+            loss_usd=0.0, fee_usd=0.0,
+            detail=f"carried {carried:,.2f} USD of the bar's {costs:,.2f} USD of costs ({paid:,.2f} USD paid): "
+                   f"{reason}, so the hedge cannot be drawn on (closing it would free {release:,.2f} USD had the "
+                   f"market traded); {owed:,.2f} USD carried in all, paid at the first bar the market trades"))
+
+    def _pay_carried(self, now: datetime, price: float) -> bool:
+        """At the first bar the hedge's market trades after a closure, pay the carried bills (USD) before the
+        bar's own costs, drawing on the hedge at this bar's close if need be (:meth:`raise_usd`); each keeps
+        its ledger kind, noted "carried from <time>: CME closed". False, and nothing paid, when they cannot be
+        paid: the miner is then insolvent at this bar, the carried bills joining the arrears
+        (:meth:`_pay_what_it_can`)."""
+        owed = sum(self._carried.values())
+        if not self.raise_usd(owed, price, draw_on_hedge=True):
+            return False
+        note = f"{self._carried_since()}: {self._closed_reason()}"
+        for kind, amount in self._carried.items():
+            if amount > 0:
+                self.broker.debit_usd(amount, kind, note=note)
+        self._carried, self._carried_times = {}, []
+        self.broker.set_liability("bills_carried", 0.0)
+        self.broker.add_event(MarginEvent(
+            time=now, kind="bill_carried_paid", instrument="fleet", venue=self.comminfo.venue.name, side="",
+            size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
+            margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0, detail=f"paid {owed:,.2f} USD of bills {note}"))
+        return True
+
+    def _pay_pro_rata(self, bills: dict[str, float], cash: float, note: str,
+                      owed: dict[str, float]) -> tuple[float, float]:
+        """Pay ``bills`` (ledger kind -> USD) pro rata from ``cash`` (USD, at most all of them) and add what is
+        left of each to ``owed`` (kind -> USD). Returns (USD paid, USD left owed)."""
+        total = sum(bills.values())
+        if total <= 0:
+            return 0.0, 0.0
+        share = min(1.0, cash / total)
+        for kind, amount in bills.items():
+            if amount * share > 0:
+                self.broker.debit_usd(amount * share, kind, note=note)
+            if amount > 0:
+                owed[kind] = owed.get(kind, 0.0) + amount * (1.0 - share)
+        return total * share, total * (1.0 - share)
 
     def bar_costs_usd(self, i: int) -> float:
         """USD the treasury step pays at bar ``i``: power, hosting and machine purchases (0 once insolvent)."""
@@ -573,21 +674,25 @@ class MinerStrategy(bt.Strategy):
                 self.broker.debit_usd(amount, kind)
 
     def _pay_what_it_can(self, i: int) -> None:
-        """The insolvency bar: the power and hosting the bar used are paid pro rata from the cash raised and
-        the rest is owed (the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a machine
-        purchase it cannot pay is not made while insolvent (the machines' value, book or market per
-        ``hardware_value``, counts what was paid before the bar)."""
+        """The insolvency bar: bills carried over a market closure (:meth:`_carry`) are paid first, pro rata
+        from the cash raised, then the power and hosting the bar used, pro rata from what is left; the rest of
+        both is owed (the arrears, the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a
+        machine purchase due at the bar is not made while insolvent (the machines' value, book or market per
+        ``hardware_value``, counts what was paid before the bar, a carried purchase included: its unpaid part is
+        in the arrears)."""
         if "hardware" in self._hardware:
             self._hardware["hardware"][i:] = self._fleet_hardware_usd(i, paid_until=self._bar_opens_ns[i])
-        bills = self._power_usd[i] + self._hosting_usd[i]
-        if bills <= 0:
-            return
-        share = min(1.0, max(self.broker.get_cash(), 0.0) / bills)
-        for amount, kind in ((self._power_usd[i], "power_cost"), (self._hosting_usd[i], "hosting_cost")):
-            if amount * share > 0:
-                self.broker.debit_usd(amount * share, kind, note="part paid: insolvent")
-            self._arrears[kind] = amount * (1.0 - share)
-        self.broker.set_liability("unpaid_bills", bills * (1.0 - share))
+        cash = max(self.broker.get_cash(), 0.0)
+        carried_unpaid = 0.0
+        if self._carried:
+            note = f"{self._carried_since()}: {self._closed_reason()}; part paid: insolvent"
+            paid, carried_unpaid = self._pay_pro_rata(self._carried, cash, note, self._arrears)
+            cash = max(cash - paid, 0.0)
+            self._carried, self._carried_times = {}, []
+            self.broker.set_liability("bills_carried", 0.0)
+        _, unpaid = self._pay_pro_rata({"power_cost": self._power_usd[i], "hosting_cost": self._hosting_usd[i]},
+                                       cash, "part paid: insolvent", self._arrears)
+        self.broker.set_liability("unpaid_bills", carried_unpaid + unpaid)
 
     def _try_to_resume(self, i: int, now: datetime, price: float) -> None:
         """An insolvent miner restarts its machines at the first bar where the treasury (cash, spot and free
@@ -638,14 +743,23 @@ class MinerStrategy(bt.Strategy):
         return self.broker.get_cash() + coins * price * (1.0 - self.p.spot_fee)
 
     def hedge_release_usd(self, price: float) -> float:
-        """USD that closing the whole hedge now would add to :meth:`raisable_usd`: the broker's
-        ``closing_release`` less the closing fee (and, for inverse contracts, less the coins that first fill a
-        negative free futures-wallet coin balance, which :meth:`raisable_usd` counts as 0), coins valued at
-        ``price`` less the spot fee; 0 when flat or when closing would free nothing, and 0 while the hedge's
-        market is closed at the bar's close (a venue's ``trading_hours``, e.g. CME on a Friday's daily bar): the
-        treasury cannot draw on it then."""
+        """USD that closing the whole hedge now would add to :meth:`raisable_usd` (:meth:`closing_release_usd`);
+        0 when the hedge's market did not trade during the bar (a venue's ``trading_hours``: CME on a Saturday's
+        daily bar; :meth:`MarginBroker.market_open`): the treasury cannot draw on it then."""
         held = self.position_size() if self.comminfo is not None else 0.0
         if not held or not self.broker.market_open(self.hedge_data, "close"):
+            return 0.0
+        return self.closing_release_usd(price)
+
+    def closing_release_usd(self, price: float) -> float:
+        """USD that closing the whole hedge at its close would add to :meth:`raisable_usd` if its market traded:
+        the broker's ``closing_release`` less the closing fee (and, for inverse contracts, less the coins that
+        first fill a negative free futures-wallet coin balance, which :meth:`raisable_usd` counts as 0), coins
+        valued at ``price`` (USD per coin) less the spot fee; 0 when flat or when closing would free nothing.
+        :meth:`hedge_release_usd` is this while the market trades; a bill is carried over a closure
+        (:meth:`_carry`) when this would pay it."""
+        held = self.position_size() if self.comminfo is not None else 0.0
+        if not held:
             return 0.0
         ci, close = self.comminfo, self.hedge_data.close[0]
         freed = self.broker.closing_release(self.hedge_data)
@@ -698,17 +812,23 @@ class MinerStrategy(bt.Strategy):
         return self.broker.get_cash() + 1e-9 >= usd
 
     def _insolvency(self, now: datetime, price: float, costs: float) -> None:
+        """Record the ``insolvency`` event: the treasury cannot pay the bar's ``costs`` (USD) and the bills
+        carried so far; mining stops until :meth:`_try_to_resume`."""
         if self.insolvent:
             return
         self.insolvent = True
         self._insolvent_from = len(self.data) - 1
+        carried = sum(self._carried.values())
+        owed = (f"{costs + carried:,.2f} USD of costs ({carried:,.2f} USD of them {self._carried_since()}: "
+                f"{self._closed_reason()})" if self._carried else f"{costs:,.2f} USD of costs")
+        paid = "the carried bills, then the bar's power and hosting," if self._carried else "the bar's power and hosting"
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency", instrument="fleet", venue="", side="", size=0.0, price=price,
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
             loss_usd=0.0, fee_usd=0.0,
-            detail=f"could not pay {costs:,.2f} USD of costs with {self.broker.get_cash():,.2f} USD cash and "
+            detail=f"could not pay {owed} with {self.broker.get_cash():,.2f} USD cash and "
                    f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped until the "
-                   "arrears can be paid, the bar's power and hosting paid pro rata and the rest owed"))
+                   f"arrears can be paid, {paid} paid pro rata and the rest owed"))
 
     def add_hardware(self, name: str, cost_usd: float, i: int) -> None:
         """Count machines bought for ``cost_usd`` (USD) at bar ``i``'s open in equity from that bar on, under
@@ -916,7 +1036,9 @@ class MinerStrategy(bt.Strategy):
 
     def stop(self) -> None:
         """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
-        futures orders, in the run notes: how many of each kind, and the first."""
+        futures orders, in the run notes: how many of each kind, and the first; and say so when bills carried
+        over a closure of the hedge's market (:meth:`_carry`) are still owed at the end (USD; equity counts them
+        as the liability ``bills_carried``)."""
         self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
@@ -934,6 +1056,10 @@ class MinerStrategy(bt.Strategy):
             if records:
                 when, detail = records[0]
                 self.notes.append(f"{len(records)} {what}; the first at {when:%Y-%m-%d %H:%M} UTC: {detail}.")
+        if self._carried:
+            self.notes.append(f"{sum(self._carried.values()):,.2f} USD of bills {self._carried_since()} "
+                              f"({self._closed_reason()}) were still owed when the run ended: equity counts them "
+                              "as the liability bills_carried.")
 
     def _deliver_last_notifications(self) -> None:
         """Hand this strategy and its analyzers the order notifications still in the broker's queue.

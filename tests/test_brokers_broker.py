@@ -460,28 +460,106 @@ def test_cme_close_now_waiting_over_the_weekend_leaves_the_strategys_orders_pend
     assert [r["size"] for r in strat.rows] == [0, 2, 2, 2, 2, 2, 2, -1, -1]
 
 
+def _missed_cme_call(rows, freq, start, venue):
+    """Intraday ``rows`` (``freq`` "1h" or "4h") from ``start`` on ``venue`` (CME): 1 contract (5 BTC) bought
+    with 24,000 USD, cross, at bar 1's open; returns the strategy and the account's call and missed-call events
+    (the only events), after checking the miss closed the contract at its price."""
+    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
+                               margin_mode="cross")
+    strat, broker = run(frame(rows, freq=freq, start=start), ci, {1: buy(1)}, MarginBroker(cash=24_000.0),
+                        tf=bt.TimeFrame.Minutes, comp=int(pd.Timedelta(freq).total_seconds() // 60))
+    call, missed = broker.events
+    assert (call.kind, missed.kind) == ("cme_margin_call", "cme_margin_call_missed")
+    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, missed.price)
+    return strat, call, missed
+
+
 def test_cme_missed_call_is_closed_at_the_close_of_the_sessions_last_bar():
     # Hourly bars from Friday 2021-03-05 18:00 UTC (12:00 CST). 1 contract (5 BTC) bought at 19:00 at 10,000 with
     # 24,000 USD; the 20:00 bar closes at 9,000: equity 19,000 < MM 19,350, a call due one hour of the trading
     # week later (a 1 h deadline), at 22:00 UTC, the week's close. The 21:00 bar, the session's last hour, is
     # judged at 22:00 and misses it: the FCM closes the position at that bar's close, 9,000, which stands for
     # the session's last price: a loss of 5 x 1,000 = 5,000 USD. Sunday's reopening price (8,500) plays no part.
-    venue = load_venue("cme", overrides={"margin_call_deadline_hours": 1.0})
-    ci = LinearFuturesCommInfo(venue=venue, leverage=1 / 0.47, commission=0.0, fixed_per_contract=0.0,
-                               margin_mode="cross")
     n = 56  # to Monday 2021-03-08 01:00 UTC
     rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, n - 3)
     rows[53] = (8_500, 8_500, 8_500, 8_500)  # 2021-03-05 18:00 + 53 h = 2021-03-07 23:00, the week's open
-    strat, broker = run(frame(rows, freq="1h", start="2021-03-05 18:00"), ci, {1: buy(1)},
-                        MarginBroker(cash=24_000.0), tf=bt.TimeFrame.Minutes, comp=60)
-    call, missed = broker.events
-    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 3, 5, 20))
+    strat, call, missed = _missed_cme_call(rows, "1h", "2021-03-05 18:00",
+                                           load_venue("cme", overrides={"margin_call_deadline_hours": 1.0}))
+    assert call.time == datetime(2021, 3, 5, 20)
     assert call.detail.endswith("by 2021-03-05 22:00 UTC (1 h of the trading week from 2021-03-05 21:00 UTC)")
-    assert (missed.kind, missed.time, missed.price, missed.loss_usd) == (
-        "cme_margin_call_missed", datetime(2021, 3, 5, 21), 9_000.0, 5_000.0)
-    assert strat.orders[-1][:4] == ("Completed", "liquidation", -1, 9_000.0)
+    assert (missed.time, missed.price, missed.loss_usd) == (datetime(2021, 3, 5, 21), 9_000.0, 5_000.0)
     assert [r["size"] for r in strat.rows[2:5]] == [1, 0, 0]
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5_000.0)
+
+
+def _ramp(n, step):
+    """Bars k = 0..n-1 opening at 10,000 + step x k and closing step/2 higher."""
+    return [(10_000 + step * k, 10_000 + step * k + step, 10_000 + step * k - step, 10_000 + step * k + step / 2)
+            for k in range(n)]
+
+
+def test_cme_on_4h_bars_orders_wait_for_sunday_evening_and_closes_for_a_bar_that_trades():
+    # 4h bars from Friday 2021-03-05 00:00 UTC (CST: CME Globex trades until Friday 22:00 UTC and from Sunday
+    # 23:00), bar k opening at 10,000 + 10 k and closing at 10,005 + 10 k. Long 4 contracts (5 BTC each) from
+    # bar 1's open, 10,010. On Friday's last bar in session (20:00-24:00, open at 20:00, trading until 22:00):
+    # close_now fills at its close, 10,055, and a sell placed there waits: Saturday's and Sunday's opens to
+    # 20:00 are outside a session, so it fills at Monday 00:00's open (Sunday 18:00 CT), bar 18, 10,180.
+    # close_now on Saturday 04:00 waits for that same open (and fills first). Sunday's 20:00 bar opens outside
+    # a session but the market trades from 23:00 within it: close_now fills at its close, 10,175.
+    answers = []
+
+    def ask(s):
+        order = s.broker.close_now(s.data, 1, "treasury")
+        answers.append((s.data.datetime.datetime(0), s.broker.market_open(s.data, "open"),
+                        s.broker.market_open(s.data, "close"), order is not None))
+
+    def ask_and_sell(s):
+        ask(s)
+        s.sell(size=1)
+
+    strat, broker = run(frame(_ramp(21, 10), freq="4h", start="2021-03-05"), _cme_ci(),
+                        {1: buy(4), 6: ask_and_sell, 8: ask, 18: ask}, MarginBroker(cash=100_000.0),
+                        tf=bt.TimeFrame.Minutes, comp=240)
+    assert answers == [(datetime(2021, 3, 5, 20), True, True, True), (datetime(2021, 3, 6, 4), False, False, False),
+                       (datetime(2021, 3, 7, 20), False, True, True)]
+    assert [(o[1], o[2], o[3]) for o in strat.orders] == [
+        (None, 4, 10_010.0), ("treasury", -1, 10_055.0), ("treasury", -1, 10_175.0), ("treasury", -1, 10_180.0),
+        (None, -1, 10_180.0)]
+    assert [r["size"] for r in strat.rows] == [0] + [4] * 4 + [3] * 12 + [2] + [0] * 3
+    assert strat.rows[-1]["value"] == pytest.approx(100_000.0 + 5 * (45 + 165 + 170 + 170), rel=1e-12)
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_cme_on_4h_bars_a_fridays_call_is_due_monday_and_missed_at_the_close_of_the_bar_judged_after():
+    # 1 contract (5 BTC) bought at 10,000 with 24,000 USD from Friday 2021-03-05's 04:00 bar; the 16:00 bar closes
+    # at 9,000: equity 19,000 < maintenance 19,350, a call judged at 20:00, due 24 h of the trading week later:
+    # 2 h to Friday's close at 22:00, 22 h from Sunday's open at 23:00, so Monday 21:00 UTC. Monday's 16:00 bar is
+    # judged at 20:00 (not yet due); the 20:00 bar, judged at its close (Tuesday 00:00, the market open after the
+    # 22:00-23:00 halt), misses it: the FCM closes the contract at that bar's close, 8,800 (a 6,000 USD loss).
+    rows = flat(10_000, 4) + [(10_000, 10_000, 9_000, 9_000)] + flat(9_000, 18) + [(9_000, 9_000, 8_800, 8_800)]
+    strat, call, missed = _missed_cme_call(rows, "4h", "2021-03-05", load_venue("cme"))
+    assert call.time == datetime(2021, 3, 5, 16)
+    assert call.detail.endswith("by 2021-03-08 21:00 UTC (24 h of the trading week from 2021-03-05 20:00 UTC)")
+    assert (missed.time, missed.price, missed.loss_usd) == (datetime(2021, 3, 8, 20), 8_800.0, 6_000.0)
+    assert [r["size"] for r in strat.rows] == [0] + [1] * 22 + [0]
+    assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 6_000.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(("start", "order_bar", "fill_bar", "filled"), [
+    # DST starts Sunday 2021-03-14: Friday closes 16:00 CST = 22:00 UTC, Sunday opens 17:00 CDT = 22:00 UTC
+    ("2021-03-12 18:00", 3, 52, datetime(2021, 3, 14, 22)),
+    # DST ends Sunday 2021-11-07: Friday closes 16:00 CDT = 21:00 UTC, Sunday opens 17:00 CST = 23:00 UTC
+    ("2021-11-05 18:00", 2, 53, datetime(2021, 11, 7, 23))])
+def test_cme_hourly_orders_over_a_dst_sunday_fill_at_sunday_17_00_chicago_time(start, order_bar, fill_bar, filled):
+    # Hourly bars from Friday 18:00 UTC, bar k opening at 10,000 + k. A buy placed on Friday's last bar in
+    # session waits over the weekend and fills at the open of the bar at Sunday 17:00 CT, whatever the UTC hour
+    # daylight saving time gives it: 22:00 UTC in summer, 23:00 UTC in winter; the bar before it waits too.
+    strat, broker = run(frame(_ramp(56, 1), freq="1h", start=start), _cme_ci(), {order_bar + 1: buy(1)},
+                        MarginBroker(cash=30_000.0), tf=bt.TimeFrame.Minutes, comp=60)
+    (status, _, size, price, _, _), = strat.orders
+    assert (status, size, price) == ("Completed", 1, 10_000.0 + fill_bar)
+    assert strat.rows[fill_bar]["dt"] == filled
+    assert [r["size"] for r in strat.rows] == [0] * fill_bar + [1] * (56 - fill_bar)
 
 
 def test_a_closed_positions_margin_call_does_not_silence_the_next_positions_call():

@@ -8,7 +8,7 @@ import pytest
 
 from brokers import formulas as f
 from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo, futures_comminfo
-from brokers.venues import available_venues, check_leverage, generic_venue, load_venue
+from brokers.venues import VENUE_DIR, available_venues, check_leverage, generic_venue, load_venue
 from minehedge.errors import ConfigError
 
 
@@ -72,9 +72,21 @@ def test_trading_hours_name_a_calendar_or_are_absent():
         load_venue("cme", overrides={"trading_hours": "nyse"})
     assert str(info.value) == ("cme.toml: trading_hours='nyse' is not a known trading calendar; choose one of: "
                                "cme_globex (or leave it out: the market never closes).")
+
+
+@pytest.mark.parametrize(("written", "shown"), [("5", "5"), ("24.0", "24.0"), ('["cme_globex"]', "['cme_globex']")])
+def test_a_trading_hours_value_that_is_not_a_name_is_shown_as_written(tmp_path, written, shown):
+    # A venue file with trading_hours = 5: the error names the parameter, the value as the file gives it (5, not
+    # '5', which would read as a name) and the calendars allowed.
+    text = (VENUE_DIR / "cme.toml").read_text()
+    assert text.count('trading_hours = "cme_globex"') == 1
+    path = tmp_path / "my_cme.toml"
+    path.write_text(text.replace('trading_hours = "cme_globex"', f"trading_hours = {written}"))
     with pytest.raises(ConfigError) as info:
-        load_venue("cme", overrides={"trading_hours": 24})
-    assert str(info.value).startswith("cme.toml: trading_hours='24' is not a known trading calendar")
+        load_venue(path)
+    assert str(info.value) == (f"my_cme.toml: trading_hours={shown} is not a known trading calendar (a calendar's "
+                               "name is a string); choose one of: cme_globex (or leave it out: the market never "
+                               "closes).")
 
 
 def test_unknown_names_suggest_the_closest():

@@ -211,14 +211,16 @@ def test_leveraged_long_2x_survives_2020_03_12(btc_2020):
     assert [str(e["datetime"])[:10] for e in liquidations] == ["2020-03-13"]
 
 
-def synthetic_market(rows: list[tuple[float, float, float, float]], start: str = "2021-06-01") -> api.Market:
-    """Daily bars with no mining (zero hashprice) and no funding: the margin arithmetic alone."""
-    index = pd.date_range(start, periods=len(rows), freq="D", tz="UTC")
+def synthetic_market(rows: list[tuple[float, float, float, float]], start: str = "2021-06-01",
+                     freq: str = "1D") -> api.Market:
+    """Bars (daily unless ``freq`` says, e.g. "4h") with no mining (zero hashprice) and no funding: the margin
+    arithmetic alone."""
+    index = pd.date_range(start, periods=len(rows), freq=freq, tz="UTC")
     frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index).assign(volume=1.0)
     for column in ("difficulty", "hashrate", "subsidy", "fees_per_block", "hashprice", "coins_per_unit_day",
                    "funding_rate", "funding_paid"):
         frame[column] = 0.0
-    return api.Market("BTC", "1d", frame, "binance", {"data files": ["synthetic"]}, "synthetic")
+    return api.Market("BTC", freq.lower(), frame, "binance", {"data files": ["synthetic"]}, "synthetic")
 
 
 # 10x long of 1 BTC at 10,000 (1,000 USD isolated margin), Binance USD-M first bracket: MMR 0.4 %, cum 0.
@@ -282,23 +284,237 @@ def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_ru
         f"first at 2021-01-01 00:00 UTC: position {5e6 * 3 / close:,.6g} BTC wanted, {placed:,.6g} placed."]
 
 
-def test_a_cme_hedge_cannot_be_drawn_on_on_a_saturday_so_the_miner_is_insolvent_until_sunday(data_dir):
-    # The draw case below, hedged on CME: CME Globex never trades on a Saturday, so a Saturday's bill that only
-    # the hedge could pay makes the miner insolvent until Sunday's bar, when the draw cures it (README,
-    # "Assumptions and limits"). Draws happen on the other days, never on a Saturday.
+CME_DRAW = {"power_usd_per_kwh": 0.16, "curtail": False, "start_usd": 50_000.0, "hedge_ratio": 1.0,
+            "horizon_days": 120, "leverage": 2.0, "venue": "cme", "contract": "dated"}
+
+
+def test_a_saturdays_bill_only_a_cme_hedge_could_pay_is_carried_to_sunday(data_dir):
+    # The draw case below, hedged on CME: CME Globex never trades on a Saturday, so the hedge cannot be drawn on
+    # then. What the cash cannot pay of a Saturday's bill is carried (a bill_carried event, the liability
+    # bills_carried) and paid on Sunday, a bar the market trades in (from 23:00 UTC), by a draw at Sunday's close,
+    # before Sunday's own bill. The machines run on. Before, the miner was insolvent on those Saturdays, owing
+    # 3,584.50, 7,646.78 and 5,516.19 USD, and cured on each Sunday after (README, "Trading hours").
     m = market(data_dir, "2022-01-01", "2022-12-31")
-    outcome = api.run_policy(m, "static_hedge", {"power_usd_per_kwh": 0.16, "curtail": False, "start_usd": 50_000.0,
-                                                 "hedge_ratio": 1.0, "horizon_days": 120, "leverage": 2.0,
-                                                 "venue": "cme", "contract": "dated"})
-    kinds = [(str(e["datetime"])[:10], e["kind"]) for e in outcome.result.events if e["kind"].startswith("insolv")]
-    assert kinds == [("2022-09-03", "insolvency"), ("2022-09-04", "insolvency_cured"),
-                     ("2022-09-10", "insolvency"), ("2022-09-11", "insolvency_cured"),
-                     ("2022-09-24", "insolvency"), ("2022-09-25", "insolvency_cured")]
-    assert all(pd.Timestamp(day).day_name() == ("Saturday" if kind == "insolvency" else "Sunday")
-               for day, kind in kinds)
-    draws = [t for t in outcome.result.trades if t["reason"] == "treasury"]
+    strategy, _, _ = api._run_cerebro(m, "static_hedge", CME_DRAW, None)
+    result = api.build_run_result(strategy, {})
+    kinds = [(str(e.time)[:10], e.kind) for e in strategy.broker.events if e.kind.startswith(("bill", "insolv"))]
+    assert kinds == [("2022-09-03", "bill_carried"), ("2022-09-04", "bill_carried_paid"),
+                     ("2022-09-10", "bill_carried"), ("2022-09-11", "bill_carried_paid"),
+                     ("2022-09-24", "bill_carried"), ("2022-09-25", "bill_carried_paid")]
+    assert not result.summary["insolvent"] and result.summary["ledger_residual_usd"] < 1e-6
+    assert strategy.broker.get_liabilities_usd() == 0.0
+    entries = [e for e in strategy.broker.ledger.entries if e.kind in ("power_cost", "hosting_cost")]
+    carried_events = [e for e in strategy.broker.events if e.kind == "bill_carried"]
+    paid_events = [e for e in strategy.broker.events if e.kind == "bill_carried_paid"]
+    for saturday, carried, event, paid_event in zip(("2022-09-03", "2022-09-10", "2022-09-24"),
+                                                    (3_584.4952867214524, 6_198.369372205217, 4_380.213021537201),
+                                                    carried_events, paid_events, strict=True):
+        day, sunday = pd.Timestamp(saturday), pd.Timestamp(saturday) + pd.Timedelta(days=1)
+        bill = float(strategy.mining_schedule.loc[saturday, ["power_cost_usd", "hosting_usd"]].iloc[0].sum())
+        paid = -sum(e.amount for e in entries if e.time == day and e.note == "part paid: rest carried, CME closed")
+        later = -sum(e.amount for e in entries
+                     if e.time == sunday and e.note == f"carried from {saturday} 00:00 UTC: CME closed")
+        assert later == pytest.approx(carried, rel=1e-12)  # paid on Sunday under its own kind
+        assert bill - paid == pytest.approx(carried, rel=1e-9)  # the hand check: the bill less what was paid
+        assert event.detail.startswith(f"carried {carried:,.2f} USD of the bar's {bill:,.2f} USD of costs "
+                                       f"({paid:,.2f} USD paid): CME closed, so the hedge cannot be drawn on")
+        assert paid_event.detail == f"paid {carried:,.2f} USD of bills carried from {saturday} 00:00 UTC: CME closed"
+    # Sunday's bill after the carried one: each Sunday pays the whole 52,728.27 USD bill of the day as well
+    assert [round(-sum(e.amount for e in entries if e.time == pd.Timestamp(d) and not e.note), 2)
+            for d in ("2022-09-04", "2022-09-11", "2022-09-25")] == [52_728.27] * 3
+    draws = [t for t in result.trades if t["reason"] == "treasury"]
     assert len(draws) == 21 and not any(pd.Timestamp(t["datetime"]).day_name() == "Saturday" for t in draws)
-    assert outcome.summary["insolvent"]
+    assert {"2022-09-04", "2022-09-11", "2022-09-25"} <= {str(t["datetime"])[:10] for t in draws}
+
+
+def test_on_4h_bars_the_bills_of_a_cme_weekend_add_up_and_are_paid_when_it_reopens(data_dir):
+    # The same run on 4h bars: the bars from Friday's close to Sunday's open do not trade. It carries bills on 25
+    # bars over four weekends and pays each weekend's at the Sunday 20:00 bar, in which CME Globex opens. It was
+    # insolvent five times before (machines off 4 to 40 hours each, the short bought back at a re-size falling
+    # due during the first) and ended at 927,008 USD (README, "Trading hours").
+    m = market(data_dir, "2022-01-01", "2022-12-31", timeframe="4h")
+    outcome = api.run_policy(m, "static_hedge", CME_DRAW)
+    carried, paid = events(outcome, "bill_carried"), events(outcome, "bill_carried_paid")
+    assert len(carried) == 25 and not events(outcome, "insolvency") and not outcome.summary["insolvent"]
+    assert [str(e["datetime"])[:16] for e in paid] == ["2022-10-30 20:00", "2022-11-27 20:00", "2022-12-04 20:00",
+                                                       "2022-12-25 20:00"]
+    assert all(pd.Timestamp(e["datetime"]).day_name() in ("Saturday", "Sunday") for e in carried)
+    assert paid[2]["detail"] == ("paid 35,949.78 USD of bills carried from 2022-12-03 04:00 to 2022-12-04 16:00 UTC "
+                                 "(10 bars): CME closed")
+    assert round(outcome.summary["final_equity_usd"]) == 1_796_447
+    assert outcome.summary["ledger_residual_usd"] < 1e-6
+
+
+# One S19 Pro (3.25 kW) always on, no revenue: power 3.25 kW x 24 h x 1 USD/kWh = 78 USD a day and hosting 39,
+# 117 USD a day (19.50 per 4h bar). leveraged_long buys one CME BTC contract (5 BTC) at 2x on Monday
+# 2021-03-01's close: 25,000 USD of margin and a 10 USD fee. The dated contract is priced at spot (basis 0).
+CME_CARRY = {"fleet": "S19Pro:1@2021-01-01", "power_usd_per_kwh": 1.0, "hosting_usd_per_kwh": 0.5, "uptime": 1.0,
+             "curtail": False, "pool_fee": 0.0, "spot_fee": 0.0, "capital_usd": 25_000.0, "leverage": 2.0,
+             "venue": "cme", "contract": "dated", "annual_basis": 0.0, "on_margin_call": "ignore"}
+
+
+def _cme_week(sunday: tuple[float, float, float, float]) -> list[tuple[float, float, float, float]]:
+    """Daily bars from Monday 2021-03-01 at 10,000: Saturday closes at 9,900, Monday at 10,200; ``sunday``'s bar."""
+    return [(10_000.0,) * 4] * 5 + [(10_000.0, 10_000.0, 9_900.0, 9_900.0), sunday, (10_200.0,) * 4]
+
+
+def _bills(strategy, day: str) -> list[tuple[str, float, str]]:
+    """(kind, USD to 1e-9, note) of the power and hosting rows booked on ``day``."""
+    return [(e.kind, round(e.amount, 9), e.note) for e in strategy.broker.ledger.entries
+            if e.kind in ("power_cost", "hosting_cost") and str(e.time)[:10] == day]
+
+
+def test_a_saturdays_bill_a_cme_hedge_must_pay_waits_for_sunday_with_exact_amounts():
+    # 25,634 USD pays Monday's bills and posts the rest, 25,517 USD; Tuesday's fill takes 25,010 of it and four
+    # days' bills leave 39 USD on Saturday: a third of Saturday's bill is paid (26 power, 13 hosting) and 78 USD
+    # (52 + 26) carried, which equity counts: 25,634 - 6 x 117 - 10 + 5 x (9,900 - 10,000) = 24,422. Sunday's
+    # bar trades (CME Globex opens 23:00 UTC) and closes at 10,200: the draw closes the contract there, freeing
+    # 25,000 + 5 x 200 - 10 = 25,990 USD, which pays the 78 USD first, then Sunday's 117: 25,795 USD left.
+    m = synthetic_market(_cme_week((9_900.0, 10_200.0, 9_900.0, 10_200.0)), start="2021-03-01")
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", {**CME_CARRY, "start_usd": 25_634.0}, None)
+    result = api.build_run_result(strategy, {})
+    assert [(str(e.time)[:10], e.kind) for e in strategy.broker.events] == [("2021-03-06", "bill_carried"),
+                                                                            ("2021-03-07", "bill_carried_paid")]
+    carried = strategy.broker.events[0]
+    assert carried.detail == ("carried 78.00 USD of the bar's 117.00 USD of costs (39.00 USD paid): CME closed, so "
+                              "the hedge cannot be drawn on (closing it would free 24,490.00 USD had the market "
+                              "traded); 78.00 USD carried in all, paid at the first bar the market trades")
+    assert (carried.venue, carried.equity_usd) == ("cme", 24_422.0)
+    note = "carried from 2021-03-06 00:00 UTC: CME closed"
+    assert _bills(strategy, "2021-03-06") == [("power_cost", -26.0, "part paid: rest carried, CME closed"),
+                                              ("hosting_cost", -13.0, "part paid: rest carried, CME closed")]
+    assert _bills(strategy, "2021-03-07") == [("power_cost", -52.0, note), ("hosting_cost", -26.0, note),
+                                              ("power_cost", -78.0, ""), ("hosting_cost", -39.0, "")]
+    assert result.equity["equity_usd"].tolist() == pytest.approx(
+        [25_517.0, 25_390.0, 25_273.0, 25_156.0, 25_039.0, 24_422.0, 25_795.0, 25_678.0], rel=1e-15)
+    assert result.equity["cash_usd"].tolist()[4:] == pytest.approx([39.0, 0.0, 25_795.0, 25_678.0], rel=1e-15)
+    assert [(str(t["datetime"])[:10], t["size"], t["price"], t["reason"]) for t in result.trades] == [
+        ("2021-03-02", 5.0, 10_000.0, ""), ("2021-03-07", -5.0, 10_200.0, "treasury")]
+    assert not result.summary["insolvent"] and result.summary["ledger_residual_usd"] == 0.0
+    assert strategy.broker.get_liabilities_usd() == 0.0 and not strategy.insolvent
+
+
+def test_a_machine_bought_on_a_cme_saturday_is_paid_with_the_carried_bills():
+    # As above with a second S19 Pro bought for 100 USD on Saturday (life 1 year): Saturday's bills are 334 USD
+    # (156 power, 78 hosting, 100 for the machine), of which the 39 USD pay the same share of each, 39/334, and
+    # the rest, 295 USD, is carried and paid on Sunday, each under its own kind. The machine runs from Saturday
+    # and counts in equity at book value: 25,990 - 295 - 234 = 25,461 USD of cash on Sunday plus 100 x (1 - 2 /
+    # 365.25).
+    m = synthetic_market(_cme_week((9_900.0, 10_200.0, 9_900.0, 10_200.0)), start="2021-03-01")
+    params = {**CME_CARRY, "start_usd": 25_634.0, "fleet": "S19Pro:1@2021-01-01,S19Pro:1@2021-03-06$100",
+              "depreciation_years": 1.0}
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", params, None)
+    result = api.build_run_result(strategy, {})
+    carried, _ = strategy.broker.events
+    assert carried.detail.startswith("carried 295.00 USD of the bar's 334.00 USD of costs (39.00 USD paid)")
+    bills = {"power_cost": 156.0, "hosting_cost": 78.0, "hardware_purchase": 100.0}
+    note = "carried from 2021-03-06 00:00 UTC: CME closed"
+    rows = [(str(e.time)[:10], e.kind, e.amount, e.note) for e in strategy.broker.ledger.entries if e.kind in bills]
+    assert [row for row in rows if row[0] == "2021-03-06"] == [
+        ("2021-03-06", kind, pytest.approx(-usd * 39 / 334, rel=1e-12), "part paid: rest carried, CME closed")
+        for kind, usd in bills.items()]
+    assert [row for row in rows if row[3] == note] == [
+        ("2021-03-07", kind, pytest.approx(-usd * 295 / 334, rel=1e-12), note) for kind, usd in bills.items()]
+    assert carried.equity_usd == pytest.approx(25_634 - 5 * 117 - 10 - 500 - 334 + 100 * (1 - 1 / 365.25), rel=1e-12)
+    assert result.equity["cash_usd"].iloc[6] == pytest.approx(25_461.0, rel=1e-12)
+    assert result.equity["equity_usd"].iloc[6] == pytest.approx(25_461.0 + 100 * (1 - 2 / 365.25), rel=1e-12)
+    assert not result.summary["insolvent"] and result.summary["ledger_residual_usd"] == 0.0
+
+
+def test_bills_still_carried_when_the_run_ends_stay_in_equity_as_a_liability():
+    # The first week above, ending on Saturday: the 78 USD carried are still owed. Equity counts them (final
+    # equity 24,422 USD, as on Saturday above), the run notes say so, and the miner is not insolvent.
+    m = synthetic_market(_cme_week((9_900.0, 10_200.0, 9_900.0, 10_200.0))[:6], start="2021-03-01")
+    outcome = api.run_policy(m, "leveraged_long", {**CME_CARRY, "start_usd": 25_634.0})
+    assert outcome.summary["final_equity_usd"] == pytest.approx(24_422.0, rel=1e-15)
+    assert not outcome.summary["insolvent"] and [e["kind"] for e in events(outcome)] == ["bill_carried"]
+    assert outcome.result.assumptions["run notes"] == [
+        "78.00 USD of bills carried from 2021-03-06 00:00 UTC (CME closed) were still owed when the run ended: "
+        "equity counts them as the liability bills_carried."]
+
+
+def test_a_carried_bill_the_hedge_cannot_pay_when_cme_reopens_is_an_insolvency_with_it_in_the_arrears():
+    # As above, but Sunday closes at 5,000: the contract has lost 5 x 5,000 = 25,000 USD, all its margin, and
+    # closing it would free nothing. The 78 USD carried cannot be paid: the miner is insolvent on Sunday, owing
+    # them and Sunday's 117 USD (equity 0 - 195). Monday closes at 10,200: the draw frees 25,990 USD and pays the
+    # 195 USD of arrears (130 power, 65 hosting) before Monday's bill; mining resumes.
+    m = synthetic_market(_cme_week((9_900.0, 9_900.0, 5_000.0, 5_000.0)), start="2021-03-01")
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", {**CME_CARRY, "start_usd": 25_634.0}, None)
+    result = api.build_run_result(strategy, {})
+    assert [(str(e.time)[:10], e.kind) for e in strategy.broker.events] == [
+        ("2021-03-06", "bill_carried"), ("2021-03-07", "cme_margin_call"), ("2021-03-07", "insolvency"),
+        ("2021-03-08", "cme_margin_call_met"), ("2021-03-08", "insolvency_cured")]
+    insolvency, cured = strategy.broker.events[2], strategy.broker.events[4]
+    assert insolvency.detail.startswith("could not pay 195.00 USD of costs (78.00 USD of them carried from "
+                                        "2021-03-06 00:00 UTC: CME closed) with 0.00 USD cash")
+    assert cured.detail.startswith("paid 195.00 USD of arrears")
+    assert result.equity["equity_usd"].tolist()[5:] == pytest.approx([24_422.0, -195.0, 25_678.0], rel=1e-15)
+    assert _bills(strategy, "2021-03-07") == []  # nothing to pay it with
+    assert _bills(strategy, "2021-03-08") == [("power_cost", -130.0, "arrears"), ("hosting_cost", -65.0, "arrears"),
+                                              ("power_cost", -78.0, ""), ("hosting_cost", -39.0, "")]
+    assert result.summary["insolvent"] and result.summary["ledger_residual_usd"] == 0.0
+    assert strategy.broker.get_liabilities_usd() == 0.0
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_bills_carried_over_a_cme_weekend_on_4h_bars_accumulate(crash):
+    # 4h bars from Monday 2021-03-01 at 10,000, bills 19.50 USD a bar. CME Globex closes Friday 22:00 UTC and
+    # reopens Sunday 23:00 UTC: the eleven bars from Saturday 00:00 to Sunday 16:00 do not trade. 25,604.75 USD
+    # leaves 9.75 USD for the first of them after 30 bars' bills and the fill (25,010): 9.75 USD is carried, then
+    # 19.50 a bar, 204.75 USD in all (11 x 19.50 - 9.75), each bar's bill counted in equity as it falls due.
+    # Sunday's 20:00 bar trades: the draw frees 24,990 USD, which pays the 204.75 USD and the bar's own 19.50.
+    # With a crash to 5,000 from Saturday 12:00 to Sunday 16:00 the contract would free nothing: the 48.75 USD
+    # carried and that bar's 19.50 are then owed as arrears from Saturday 12:00 (insolvent, no more bills until
+    # the market reopens at 10,000 and the draw pays the 68.25 USD).
+    rows = [(10_000.0,) * 4] * 48
+    if crash:
+        rows[33:41] = [(5_000.0,) * 4] * 8
+    m = synthetic_market(rows, start="2021-03-01", freq="4h")
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", {**CME_CARRY, "start_usd": 25_604.75}, None)
+    result = api.build_run_result(strategy, {})
+    saturday = pd.Timestamp("2021-03-06")
+    weekend = [saturday + pd.Timedelta(hours=4 * k) for k in range(11)]
+    reopen = saturday + pd.Timedelta(hours=44)  # Sunday 20:00
+    events = [(pd.Timestamp(e.time), e.kind) for e in strategy.broker.events]
+    equity = result.equity["equity_usd"].tz_localize(None)
+    if not crash:
+        assert events == [(t, "bill_carried") for t in weekend] + [(reopen, "bill_carried_paid")]
+        assert [float(e.detail.split(" USD carried in all")[0].rsplit(" ", 1)[1].replace(",", ""))
+                for e in strategy.broker.events[:-1]] == pytest.approx([9.75 + 19.5 * k for k in range(11)])
+        note = "carried from 2021-03-06 00:00 to 2021-03-07 16:00 UTC (11 bars): CME closed"
+        assert strategy.broker.events[-1].detail == f"paid 204.75 USD of bills {note}"
+        paid = [(e.kind, e.amount, e.note) for e in strategy.broker.ledger.entries
+                if e.time == reopen.to_pydatetime() and e.kind.endswith("_cost")]
+        assert paid == [("power_cost", -136.5, note), ("hosting_cost", -68.25, note), ("power_cost", -13.0, ""),
+                        ("hosting_cost", -6.5, "")]
+        # the machines run all weekend: each bar's bill is due (equity falls 19.50 a bar with no cash left)
+        assert equity.loc[weekend].tolist() == pytest.approx([24_990.25 - 19.5 * k for k in range(11)], rel=1e-15)
+        assert equity.loc[reopen] == pytest.approx(25_604.75 - 42 * 19.5 - 2 * 10.0, rel=1e-15)
+        assert not result.summary["insolvent"]
+    else:
+        assert events == ([(t, "bill_carried") for t in weekend[:3]] + [(weekend[3], "insolvency"),
+                                                                         (reopen, "insolvency_cured")])
+        assert strategy.broker.events[3].detail.startswith(
+            "could not pay 68.25 USD of costs (48.75 USD of them carried from 2021-03-06 00:00 to 2021-03-06 08:00 "
+            "UTC (3 bars): CME closed)")
+        assert equity.loc[weekend[3:]].tolist() == [-68.25] * 8  # margin gone, 68.25 owed, no bill after
+        arrears = [(e.kind, e.amount) for e in strategy.broker.ledger.entries if e.note == "arrears"]
+        assert arrears == [("power_cost", -45.5), ("hosting_cost", -22.75)]
+    assert result.summary["ledger_residual_usd"] == 0.0 and strategy.broker.get_liabilities_usd() == 0.0
+
+
+def test_a_binance_hedge_is_drawn_on_on_saturday_and_never_carries_a_bill():
+    # The first week above on binance_usdm (a perpetual, which trades around the clock): Saturday's bill is paid
+    # by a draw at Saturday's close, as before; nothing is carried.
+    m = synthetic_market(_cme_week((9_900.0, 10_200.0, 9_900.0, 10_200.0)), start="2021-03-01")
+    params = {**CME_CARRY, "start_usd": 25_634.0, "venue": "binance_usdm", "contract": "perpetual"}
+    strategy, _, _ = api._run_cerebro(m, "leveraged_long", params, None)
+    result = api.build_run_result(strategy, {})
+    assert strategy.broker.events == []
+    assert [str(t["datetime"])[:10] for t in result.trades if t["reason"] == "treasury"] == [
+        "2021-03-06", "2021-03-07", "2021-03-08"]
+    assert _bills(strategy, "2021-03-06") == [("power_cost", -78.0, ""), ("hosting_cost", -39.0, "")]
+    assert strategy.broker.get_liabilities_usd() == 0.0 and not result.summary["insolvent"]
 
 
 def test_the_treasury_draws_on_the_hedge_before_missing_a_payment(data_dir):
@@ -309,6 +525,7 @@ def test_the_treasury_draws_on_the_hedge_before_missing_a_payment(data_dir):
     outcome = api.run_policy(m, "static_hedge", {"power_usd_per_kwh": 0.16, "curtail": False, "start_usd": 50_000.0,
                                                  "hedge_ratio": 1.0, "horizon_days": 120, "leverage": 2.0})
     assert not outcome.summary["insolvent"] and not events(outcome, "insolvency")
+    assert not events(outcome, "bill_carried")  # binance_usdm trades around the clock: nothing waits
     draws = [t for t in outcome.result.trades if t["reason"] == "treasury"]
     assert str(draws[0]["datetime"])[:10] == "2022-06-20" and all(t["size"] > 0 for t in draws)  # buys back
     # each draw frees exactly what the bar's costs lacked: those days end with (almost) no USD left
