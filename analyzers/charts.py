@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from analyzers import metrics
 from analyzers.files import atomic_write
 
-# Marker style per event kind on the price and margin-ratio charts (kinds not listed are not marked).
+# Marker style per event kind on the price and margin-ratio charts. Every kind of brokers.events.EVENT_KINDS is
+# here or in UNMARKED_EVENTS (a test checks it, so a new kind needs a decision).
 EVENT_MARKERS: dict[str, dict[str, object]] = {
     "margin_call": {"marker": "v", "color": "tab:orange", "label": "margin call"},
     "cme_margin_call": {"marker": "v", "color": "goldenrod", "label": "CME margin call"},
@@ -32,9 +33,20 @@ EVENT_MARKERS: dict[str, dict[str, object]] = {
     "partial_liquidation": {"marker": "P", "color": "crimson", "label": "partial liquidation"},
     "loan_call": {"marker": "D", "color": "purple", "label": "loan call"},
     "loan_liquidation": {"marker": "X", "color": "indigo", "label": "loan liquidation"},
+    "missed_payment": {"marker": "X", "color": "darkviolet", "label": "missed loan payment"},
+    "bill_carried": {"marker": "h", "color": "tab:olive", "label": "bill carried (market closed)"},
+    "bill_carried_paid": {"marker": "h", "color": "tab:green", "label": "carried bills paid"},
+    "loan_payment_carried": {"marker": "d", "color": "orchid", "label": "loan payment carried (market closed)"},
+    "loan_payment_carried_paid": {"marker": "d", "color": "tab:green", "label": "carried loan payment paid"},
     "insolvency": {"marker": "s", "color": "black", "label": "insolvency"},
     "insolvency_cured": {"marker": "s", "color": "tab:green", "label": "mining resumed"},
     "ruin": {"marker": "s", "color": "black", "label": "ruin"},
+}
+#: Event kinds deliberately not marked, and why.
+UNMARKED_EVENTS: dict[str, str] = {
+    "cme_margin_call_met": "the end of a CME call, whose start is marked (a missed call is marked too)",
+    "loan_call_met": "the end of a loan call, whose start is marked (a call not met ends in a marked loan liquidation)",
+    "insurance_fund": "at the bar of the liquidation whose shortfall it absorbs, which is marked",
 }
 
 
@@ -101,7 +113,8 @@ def price_chart(prices: pd.Series, trades: Iterable[Mapping[str, object]] | pd.D
                 events: Iterable[Mapping[str, object]] | pd.DataFrame | None = None,
                 asset: str = "BTC", title: str = "") -> Figure:
     """Coin price (USD per coin) with buys/sells (from fill records: datetime, side, price; liquidation
-    fills drawn apart) and margin calls, liquidations and loan events marked (from event records)."""
+    fills drawn apart) and the events of :data:`EVENT_MARKERS` marked (from event records): margin calls,
+    liquidations, loan events, bills and loan payments carried over a market closure, insolvency."""
     fig = Figure(figsize=(11, 5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(_naive_utc(prices.index), prices.to_numpy(dtype=float), color="tab:blue", lw=1.2,

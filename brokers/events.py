@@ -1,4 +1,4 @@
-"""Immutable event records: margin calls, liquidations, loan calls, bills carried, insolvency.
+"""Immutable event records: margin calls, liquidations, loan calls, bills and loan payments carried, insolvency.
 
 One shape for every event the broker, the loans and the miner strategy raise, so one analyzer and one
 ``events.csv`` report them all. Pure standard library (no backtrader import).
@@ -23,12 +23,20 @@ EVENT_KINDS: dict[str, str] = {
     "loan_call": "a coin-collateralised loan's LTV reached its margin-call LTV; top-up due by the deadline",
     "loan_call_met": "a loan call was met (collateral topped up or loan repaid) before its deadline",
     "loan_liquidation": "a loan's LTV reached its liquidation LTV (or a call was missed); collateral sold",
-    "missed_payment": "an equipment-loan instalment could not be paid from USD cash",
+    "missed_payment": "an equipment-loan instalment, or a coin loan's month of interest, could not be paid from "
+                      "the treasury (USD cash, coins sold, a draw on the hedge) when due, or, if it was carried "
+                      "over a closure of the hedge's market, at the first bar the market traded",
     "bill_carried": "the bar's USD costs could be paid only by drawing on the hedge, whose market did not trade "
                     "during the bar (CME on a weekend): the unpaid part is owed (liability bills_carried) until "
                     "the first bar the market trades; mining continues",
     "bill_carried_paid": "the bills carried over a market closure were paid, at the first bar the hedge's market "
                          "traded, before that bar's own costs",
+    "loan_payment_carried": "a loan instalment or month of interest due at the bar could be paid only by drawing on "
+                            "the hedge, whose market did not trade during the bar (CME on a weekend): it waits, "
+                            "whole, for the first bar the market trades (the lender's next business day); it stays "
+                            "in the loan's own liability meanwhile and is not missed",
+    "loan_payment_carried_paid": "a loan payment carried over a market closure was paid, at the first bar the "
+                                 "hedge's market traded, before that bar's other payments",
     "insolvency": "the miner could not pay its USD costs even after selling coins and drawing on the hedge; mining "
                   "stopped until cured",
     "insolvency_cured": "the insolvent miner paid its arrears (and purchases due meanwhile); mining resumed",

@@ -80,7 +80,9 @@ def amortisation_schedule(principal_usd: float, annual_rate: float, term_months:
 class LoanStep:
     """What one step did. paid_usd: USD the borrower paid (interest + principal, >= 0); interest_usd: the
     interest part; drawn_usd: USD received; collateral_sold_coin / collateral_sale_usd: collateral sold by
-    the lender; collateral_released_coin: collateral returned to the borrower; events: MarginEvent list."""
+    the lender; collateral_released_coin: collateral returned to the borrower; deferred_usd: USD of
+    instalments due and unpaid whose ``missed_payment`` the step did not report (``EquipmentLoan.step`` with
+    ``defer_missed``); events: MarginEvent list."""
 
     paid_usd: float = 0.0
     interest_usd: float = 0.0
@@ -88,6 +90,7 @@ class LoanStep:
     collateral_sold_coin: float = 0.0
     collateral_sale_usd: float = 0.0
     collateral_released_coin: float = 0.0
+    deferred_usd: float = 0.0
     events: list[MarginEvent] = field(default_factory=list)
 
 
@@ -96,7 +99,9 @@ class EquipmentLoan:
 
     Each step pays every instalment due by ``time`` (oldest first) while ``cash_available_usd`` covers it
     in full; an instalment that cannot be paid when due raises one ``missed_payment`` event and stays in
-    arrears, retried at every later step (no penalty interest modelled).
+    arrears, retried at every later step (no penalty interest modelled). A caller that lets an instalment wait
+    (a lender's next business day) steps with ``defer_missed`` and reports it with :meth:`report_missed` if it
+    cannot wait; until reported it is not missed.
     """
 
     def __init__(self, principal_usd: float, annual_rate: float, term_months: int, start, *,
@@ -132,8 +137,12 @@ class EquipmentLoan:
         due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
         return float(self.schedule["payment_usd"].iloc[self._next:due].sum()) if due > self._next else 0.0
 
-    def step(self, time, cash_available_usd: float) -> LoanStep:
-        """Draw the principal on the first step at/after the start; pay what is due by ``time``."""
+    def step(self, time, cash_available_usd: float, *, defer_missed: bool = False) -> LoanStep:
+        """Draw the principal on the first step at/after the start; pay what is due by ``time`` (oldest first)
+        while ``cash_available_usd`` (USD) covers each instalment in full. With ``defer_missed`` an instalment it
+        cannot pay and has not yet reported is not reported now: it stays due, ``deferred_usd`` says how much is
+        due and unpaid (the caller lets it wait, e.g. for a market that is closed, and reports it with
+        :meth:`report_missed` if it cannot), and a later step pays it or reports it missed."""
         result = LoanStep()
         now = _ts_ns(time)
         if not self.drawn and now >= _ts_ns(self.start):
@@ -144,22 +153,44 @@ class EquipmentLoan:
         while self._next < due:
             row = self.schedule.iloc[self._next]
             if cash_available_usd + 1e-9 < row["payment_usd"]:
-                if self._next not in self._missed_reported:
-                    self._missed_reported.add(self._next)
-                    result.events.append(MarginEvent(
-                        time=_naive_utc(time), kind="missed_payment", instrument=self.instrument,
-                        venue=self.lender, side="", size=self.balance_usd, price=0.0, equity_usd=0.0,
-                        maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
-                        detail=(f"instalment {self._next + 1}/{self.term_months} of "
-                                f"{row['payment_usd']:.2f} USD due {row['due'].date()} unpaid; "
-                                f"cash available {cash_available_usd:.2f} USD"),
-                    ))
+                if defer_missed and self._next not in self._missed_reported:
+                    result.deferred_usd = float(self.schedule["payment_usd"].iloc[self._next:due].sum())
+                else:
+                    result.events.extend(self.report_missed(time, cash_available_usd))
                 break
             cash_available_usd -= row["payment_usd"]
             result.paid_usd += float(row["payment_usd"])
             result.interest_usd += float(row["interest_usd"])
             self._next += 1
         return result
+
+    def report_missed(self, time, cash_available_usd: float) -> list[MarginEvent]:
+        """The ``missed_payment`` event of the first unpaid instalment (``cash_available_usd``: USD the borrower
+        had for it), once per instalment: [] when it was reported before."""
+        if self._next >= self.term_months or self._next in self._missed_reported:
+            return []
+        self._missed_reported.add(self._next)
+        row = self.schedule.iloc[self._next]
+        return [MarginEvent(
+            time=_naive_utc(time), kind="missed_payment", instrument=self.instrument,
+            venue=self.lender, side="", size=self.balance_usd, price=0.0, equity_usd=0.0,
+            maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
+            detail=(f"instalment {self._next + 1}/{self.term_months} of "
+                    f"{row['payment_usd']:.2f} USD due {row['due'].date()} unpaid; "
+                    f"cash available {cash_available_usd:.2f} USD"),
+        )]
+
+    def unpaid_instalments(self, time) -> str:
+        """The instalments due by ``time`` and unpaid, for people: ``"instalment 3/36 of 1,010.00 USD due
+        2021-03-06"`` (or ``"instalments 3-4/36 of 2,020.00 USD due 2021-03-06 to 2021-04-06"``); "" if none."""
+        due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
+        if due <= self._next:
+            return ""
+        rows = self.schedule.iloc[self._next:due]
+        usd, first, last = float(rows["payment_usd"].sum()), rows["due"].iloc[0].date(), rows["due"].iloc[-1].date()
+        if len(rows) == 1:
+            return f"instalment {self._next + 1}/{self.term_months} of {usd:,.2f} USD due {first}"
+        return f"instalments {self._next + 1}-{due}/{self.term_months} of {usd:,.2f} USD due {first} to {last}"
 
 
 def ltv_from_collateral_ratio(collateral_ratio: float) -> float:
@@ -235,11 +266,16 @@ class CoinLoan:
             loss_usd=loss, fee_usd=fee, detail=detail,
         )
 
-    def missed_interest(self, time, price: float, cash_available_usd: float) -> MarginEvent:
+    def missed_interest(self, time, price: float, cash_available_usd: float, interest_usd: float | None = None,
+                        due=None) -> MarginEvent:
         """The ``missed_payment`` event of a month's interest the borrower could not pay: it stays in the debt
-        (no penalty interest modelled), so the LTV rises."""
+        (no penalty interest modelled), so the LTV rises. ``interest_usd`` (USD; default: all the interest
+        accrued) and ``due`` (when it fell due, if not at ``time``): a payment that waited for a closed market
+        and is missed later."""
+        usd = self.accrued_interest_usd if interest_usd is None else interest_usd
+        when = "" if due is None else f" due {pd.Timestamp(due):%Y-%m-%d %H:%M} UTC"
         return self._event(time, "missed_payment", price,
-                           f"interest of {self.accrued_interest_usd:.2f} USD unpaid; cash available "
+                           f"interest of {usd:.2f} USD{when} unpaid; cash available "
                            f"{cash_available_usd:.2f} USD; it stays in the debt (LTV {self.ltv(price):.4f})")
 
     def liquidation_price(self) -> float:

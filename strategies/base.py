@@ -10,7 +10,10 @@ Each bar, after the broker has filled orders, paid funding and checked liquidati
    network values are visible from the next UTC day on, see :mod:`data.feeds`). So the bar's coins are
    paid at the most recently *published* rate (as FPPS pools pay each day for the previous day), and
    curtailment decides with the previous day's hashprice: nothing here looks ahead.
-2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`).
+2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`). A payment due on a
+   bar during which the hedge's market does not trade, that only a draw on the hedge could pay, waits for the
+   first bar the market trades (``loan_payment_carried``; :meth:`MinerStrategy.carry_loan_payment`) and is paid
+   there before anything else, or missed there.
 3. **Treasury**: coins are sold at the bar's close under the treasury policy (:func:`strategies.rules.coins_to_sell`);
    then bills carried from bars when the hedge's market was closed are paid (at the first bar it trades), then
    the bar's USD costs. When USD is short, coins are sold to cover it (spot first, then free coins in the
@@ -310,6 +313,9 @@ class MinerStrategy(bt.Strategy):
         #: first bar the market trades; and the times of the bars they come from
         self._carried: dict[str, float] = {}
         self._carried_times: list[datetime] = []
+        #: loan instrument -> (USD, what it is, bar time it fell due) of loan payments carried over a closure of
+        #: the hedge's market (see carry_loan_payment), due at the first bar the market trades
+        self._loans_carried: dict[str, tuple[float, str, datetime]] = {}
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -581,14 +587,27 @@ class MinerStrategy(bt.Strategy):
             return f"carried from {first:%Y-%m-%d %H:%M} UTC"
         return f"carried from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC ({n} bars)"
 
-    def _draw_waits_for_the_market(self, costs: float, price: float) -> bool:
-        """True when ``costs`` (USD, the bar's) and the bills already carried could not be raised only because
-        the hedge's market did not trade during the whole bar (a venue's ``trading_hours``: CME on a Saturday):
-        the hedge is held, and closing it would have freed what the treasury (:meth:`raisable_usd`) lacks had
-        the market traded (:meth:`closing_release_usd`, what :meth:`draw_on_hedge` would have closed)."""
-        if self.comminfo is None or not self.position_size() or self.broker.market_open(self.hedge_data, "close"):
+    def hedge_market_closed(self) -> bool:
+        """True when a hedge is held and its market did not trade during the whole bar (a venue's
+        ``trading_hours``: CME on a Saturday): the treasury cannot draw on it at this bar."""
+        return (self.comminfo is not None and bool(self.position_size())
+                and not self.broker.market_open(self.hedge_data, "close"))
+
+    def _owed_over_closure(self) -> float:
+        """USD waiting for the hedge's market to trade again: the bills carried (:meth:`_carry`) and the loan
+        payments carried (:meth:`carry_loan_payment`)."""
+        return sum(self._carried.values()) + sum(usd for usd, _, _ in self._loans_carried.values())
+
+    def _draw_waits_for_the_market(self, usd: float, price: float) -> bool:
+        """The one test of whether a payment of ``usd`` (USD: the bar's costs, or a loan payment due at the bar)
+        that the treasury cannot raise waits for the market instead of being missed: True when it could not be
+        raised only because the hedge's market did not trade during the whole bar (:meth:`hedge_market_closed`),
+        and closing the hedge would have freed what the treasury (:meth:`raisable_usd`) lacks for it and for
+        everything already waiting (:meth:`_owed_over_closure`) had the market traded
+        (:meth:`closing_release_usd`, what :meth:`draw_on_hedge` would have closed)."""
+        if not self.hedge_market_closed():
             return False
-        short = costs + sum(self._carried.values()) - self.raisable_usd(price)
+        short = usd + self._owed_over_closure() - self.raisable_usd(price)
         return short <= self.closing_release_usd(price)
 
     def _carry(self, i: int, now: datetime, price: float, costs: float) -> None:
@@ -614,6 +633,51 @@ class MinerStrategy(bt.Strategy):
             detail=f"carried {carried:,.2f} USD of the bar's {costs:,.2f} USD of costs ({paid:,.2f} USD paid): "
                    f"{reason}, so the hedge cannot be drawn on (closing it would free {release:,.2f} USD had the "
                    f"market traded); {owed:,.2f} USD carried in all, paid at the first bar the market trades"))
+
+    def carry_loan_payment(self, loan, usd: float, what: str, now: datetime, price: float) -> bool:
+        """A loan payment of ``usd`` (USD; ``what``: e.g. ``"instalment 1/36 of 1,010.00 USD due 2021-03-06"``)
+        due at this bar that the treasury cannot raise: True when it waits for the first bar the hedge's market
+        trades (:meth:`_draw_waits_for_the_market`), as a lender's "due on the next business day" convention
+        would have it: nothing is paid or missed now, a ``loan_payment_carried`` event says so, and
+        the caller pays it there before the bar's other payments (:meth:`settle_carried_loan_payment`). The
+        payment stays in the loan's own liability meanwhile. False when it does not wait: the caller reports
+        it missed, as before."""
+        if not self._draw_waits_for_the_market(usd, price):
+            return False
+        before, _, since = self._loans_carried.get(loan.instrument, (0.0, "", now))
+        self._loans_carried[loan.instrument] = (before + usd, what, since)
+        reason, release = self._closed_reason(), self.closing_release_usd(price)
+        self.broker.add_event(MarginEvent(
+            time=now, kind="loan_payment_carried", instrument=loan.instrument, venue=loan.lender, side="",
+            size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
+            margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
+            detail=f"{what} carried: {reason}, so the hedge cannot be drawn on (closing it would free "
+                   f"{release:,.2f} USD had the market traded; {self.raisable_usd(price):,.2f} USD in the treasury); "
+                   f"{self._owed_over_closure():,.2f} USD waiting in all, paid at the first bar the market trades"))
+        return True
+
+    def carried_loan_usd(self, loan) -> float:
+        """USD of ``loan``'s payments carried over a closure of the hedge's market (0.0 if none)."""
+        return self._loans_carried[loan.instrument][0] if loan.instrument in self._loans_carried else 0.0
+
+    def carried_loan_note(self, loan) -> str:
+        """The ledger note of ``loan``'s carried payment: ``"loan:x; carried from 2021-03-06 00:00 UTC: CME
+        closed"``."""
+        since = self._loans_carried[loan.instrument][2]
+        return f"{loan.instrument}; carried from {since:%Y-%m-%d %H:%M} UTC: {self._closed_reason()}"
+
+    def settle_carried_loan_payment(self, loan, now: datetime, price: float, paid: bool) -> tuple[float, datetime]:
+        """Forget ``loan``'s carried payment, ``paid`` (a ``loan_payment_carried_paid`` event) or not (the caller
+        reports it missed, or the lender's liquidation settled the debt holding it). Returns its (USD, bar time
+        it fell due)."""
+        usd, what, since = self._loans_carried.pop(loan.instrument)
+        if paid:
+            self.broker.add_event(MarginEvent(
+                time=now, kind="loan_payment_carried_paid", instrument=loan.instrument, venue=loan.lender, side="",
+                size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
+                margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
+                detail=f"paid {what}, carried from {since:%Y-%m-%d %H:%M} UTC: {self._closed_reason()}"))
+        return usd, since
 
     def _pay_carried(self, now: datetime, price: float) -> bool:
         """At the first bar the hedge's market trades after a closure, pay the carried bills (USD) before the
@@ -1038,7 +1102,8 @@ class MinerStrategy(bt.Strategy):
         """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
         futures orders, in the run notes: how many of each kind, and the first; and say so when bills carried
         over a closure of the hedge's market (:meth:`_carry`) are still owed at the end (USD; equity counts them
-        as the liability ``bills_carried``)."""
+        as the liability ``bills_carried``), or loan payments carried over it (:meth:`carry_loan_payment`) are
+        still due."""
         self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
@@ -1060,6 +1125,9 @@ class MinerStrategy(bt.Strategy):
             self.notes.append(f"{sum(self._carried.values()):,.2f} USD of bills {self._carried_since()} "
                               f"({self._closed_reason()}) were still owed when the run ended: equity counts them "
                               "as the liability bills_carried.")
+        for instrument, (_, what, since) in self._loans_carried.items():
+            self.notes.append(f"{instrument}: the {what}, carried from {since:%Y-%m-%d %H:%M} UTC "
+                              f"({self._closed_reason()}), was still due when the run ended.")
 
     def _deliver_last_notifications(self) -> None:
         """Hand this strategy and its analyzers the order notifications still in the broker's queue.

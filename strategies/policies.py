@@ -370,42 +370,96 @@ class FinancedExpansion(MinerStrategy):
             self._add_expansion_flows(len(self.data) - 1)
 
     def step_loans(self, now: datetime, price: float) -> None:
+        """Pay what the loan asks at this bar (an equipment loan's instalments, a coin loan's month of interest)
+        and book the lender's steps. A payment the treasury cannot raise on a bar during which the hedge's
+        market does not trade, that closing the hedge would have paid, waits for the first bar the market trades
+        (:meth:`carry_loan_payment`) and is paid there first, or missed there; any other is missed now."""
         loan = self.loan
         if loan is None:
             return
         if isinstance(loan, EquipmentLoan):
-            # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the
-            # spot fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot
-            # leave a booked instalment nanodollars short)
-            available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
-            step = loan.step(now, available)
-            for event in step.events:
-                self.broker.add_event(event)
-            if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
-                self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
-                if not self.broker.debit_usd(step.paid_usd, "loan_payment", note=loan.instrument):
-                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
-                                       f"only {self.broker.get_cash():.2f} USD could be raised")
-            self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
+            self._step_equipment_loan(loan, now, price)
             return
         step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
                          bar_end=now + self.bar_length)  # a call is known at the close: its deadline runs from there
         self._book_coin_loan_step(step, price)
+        if self.carried_loan_usd(loan) and (loan.closed or not self.hedge_market_closed()):
+            self._pay_carried_interest(loan, now, price)
         month = (now.year, now.month)
         if self._last_interest_month is None:
             self._last_interest_month = month
         elif month != self._last_interest_month and not loan.closed:
             self._last_interest_month = month
-            interest = loan.accrued_interest_usd
+            interest = loan.accrued_interest_usd - self.carried_loan_usd(loan)  # what waits is due already
             if interest > 0 and self.raise_usd(interest, price, draw_on_hedge=True):
                 self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
-            elif interest > 0:
-                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price)))
+            elif interest > 0 and not self.carry_loan_payment(
+                    loan, interest, f"interest of {interest:,.2f} USD due {now:%Y-%m-%d %H:%M} UTC", now, price):
+                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), interest))
         if self.p.on_margin_call == "top_up_from_treasury":
             self._meet_loan_call(now, price)
         # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
         self.broker.set_liability(loan.instrument, loan.debt_usd)
+
+    def _step_equipment_loan(self, loan: EquipmentLoan, now: datetime, price: float) -> None:
+        """Pay the instalments due (oldest first: one carried over a closure first) from what
+        :meth:`raise_usd` can deliver. On a bar during which the hedge's market does not trade, an instalment it
+        cannot pay is carried when closing the hedge would have paid it (:meth:`carry_loan_payment`), else
+        missed now; a carried one (and any falling due after it) waits for the first bar the market trades, where
+        it is paid or reported missed."""
+        # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the spot
+        # fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot leave a
+        # booked instalment nanodollars short)
+        available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
+        closed = self.hedge_market_closed()
+        waiting = self.carried_loan_usd(loan)
+        # a carried instalment, the oldest due, is paid at the first bar the market trades (as carried bills are),
+        # and those after it wait behind it
+        step = loan.step(now, 0.0 if closed and waiting else available, defer_missed=closed)
+        for event in step.events:
+            self.broker.add_event(event)
+        if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
+            self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
+            carried = waiting if waiting and step.paid_usd + 1e-9 >= waiting else 0.0  # the oldest: paid first
+            parts = [(carried, self.carried_loan_note(loan))] if carried else []
+            parts.append((step.paid_usd - carried, loan.instrument))
+            for usd, note in parts:
+                if usd > 0 and not self.broker.debit_usd(usd, "loan_payment", note=note):
+                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
+                                       f"only {self.broker.get_cash():.2f} USD could be raised")
+        if waiting and step.paid_usd + 1e-9 >= waiting:
+            self.settle_carried_loan_payment(loan, now, price, paid=True)
+            waiting = 0.0
+        elif waiting and not closed:  # the step reported it missed
+            self.settle_carried_loan_payment(loan, now, price, paid=False)
+            waiting = 0.0
+        if step.deferred_usd > waiting + 1e-9 and not self.carry_loan_payment(
+                loan, step.deferred_usd - waiting, loan.unpaid_instalments(now), now, price):
+            for event in loan.report_missed(now, available - step.paid_usd):
+                self.broker.add_event(event)
+            if waiting:
+                self.settle_carried_loan_payment(loan, now, price, paid=False)
+        self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
+
+    def _pay_carried_interest(self, loan: CoinLoan, now: datetime, price: float) -> None:
+        """A coin loan's month of interest carried over a closure of the hedge's market, at the first bar the
+        market trades: paid first (drawing on the hedge at the close if need be), the interest accrued since
+        staying for the next month; else a ``missed_payment`` here (it stays in the debt). When the lender has
+        closed the loan meanwhile (a liquidation), the sale settled the debt that held it: a run note says so."""
+        usd = self.carried_loan_usd(loan)
+        if loan.closed:
+            _, since = self.settle_carried_loan_payment(loan, now, price, paid=False)
+            self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
+                              f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt the lender's "
+                              "liquidation settled.")
+        elif self.raise_usd(usd, price, draw_on_hedge=True):
+            self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan))
+            self.settle_carried_loan_payment(loan, now, price, paid=True)
+            self._book_coin_loan_step(loan.repay(now, usd, price), price)
+        else:
+            _, since = self.settle_carried_loan_payment(loan, now, price, paid=False)
+            self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), usd, due=since))
 
     def _meet_loan_call(self, now: datetime, price: float) -> None:
         """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,

@@ -16,7 +16,7 @@ import pytest
 from analyzers import charts, event_stats, ledger_stats, metrics
 from analyzers.files import atomic_write
 from analyzers.report import CHART_FILES, EQUITY_COLUMNS, FILL_COLUMNS, RunResult, write_report
-from brokers.events import MarginEvent
+from brokers.events import EVENT_KINDS, MarginEvent
 from brokers.ledger import Ledger
 from minehedge.errors import DataError
 
@@ -261,3 +261,24 @@ def test_comparison_folder(tmp_path):
     assert "- **policy** (unhedged): unhedged" in markdown
     for name in COMPARISON_CHARTS:
         assert_png_has_content(tmp_path / name)
+
+
+def test_every_event_kind_has_a_chart_marker_or_is_left_out_on_purpose():
+    # a kind added to brokers.events.EVENT_KINDS must be given a marker, or a reason in UNMARKED_EVENTS
+    assert set(charts.EVENT_MARKERS) | set(charts.UNMARKED_EVENTS) == set(EVENT_KINDS)
+    assert not set(charts.EVENT_MARKERS) & set(charts.UNMARKED_EVENTS)
+    assert all(set(style) == {"marker", "color", "label"} for style in charts.EVENT_MARKERS.values())
+    assert len({style["label"] for style in charts.EVENT_MARKERS.values()}) == len(charts.EVENT_MARKERS)
+
+
+def test_the_price_chart_marks_bills_and_loan_payments_carried_over_a_closure_at_the_price_then():
+    index = pd.date_range("2021-03-01", periods=8, freq="D", tz="UTC")
+    prices = pd.Series([100.0, 101, 102, 103, 104, 105, 106, 107], index=index)
+    events = [{"datetime": index[5], "kind": kind} for kind in ("bill_carried", "loan_payment_carried")]
+    events += [{"datetime": index[6], "kind": kind} for kind in ("loan_payment_carried_paid", "bill_carried_paid",
+                                                                 "missed_payment", "cme_margin_call_met")]
+    ax = charts.price_chart(prices, events=events).axes[0]
+    marked = {collection.get_label(): collection.get_offsets()[:, 1].tolist() for collection in ax.collections}
+    assert marked == {"bill carried (market closed) (1)": [105.0], "carried bills paid (1)": [106.0],
+                      "loan payment carried (market closed) (1)": [105.0], "carried loan payment paid (1)": [106.0],
+                      "missed loan payment (1)": [106.0]}

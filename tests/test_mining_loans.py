@@ -84,6 +84,51 @@ def test_equipment_loan_pays_misses_once_and_catches_up() -> None:
     assert loan.paid_off and loan.balance_usd == 0.0
 
 
+def test_an_equipment_instalment_deferred_is_not_reported_until_a_step_that_cannot_pay_it_without_deferring() -> None:
+    # 12,000 USD at 12 %/yr over 12 months: 1,066.19 USD a month (annuity). Deferred, the instalment due on
+    # 2022-02-01 stays due and unreported (deferred_usd says how much, with the one due 03-01 too); the caller
+    # reports it with report_missed, once; a step without defer_missed reports it, or pays it.
+    payment = annuity_payment(12_000.0, 0.12, 12)
+    loan = EquipmentLoan(12_000.0, 0.12, 12, "2022-01-01")
+    loan.step(pd.Timestamp("2022-01-01", tz="UTC"), 0.0)
+    deferred = loan.step(pd.Timestamp("2022-02-01", tz="UTC"), payment - 1.0, defer_missed=True)
+    assert deferred.events == [] and deferred.paid_usd == 0.0 and deferred.deferred_usd == pytest.approx(payment,
+                                                                                                          rel=1e-15)
+    assert loan.unpaid_instalments(pd.Timestamp("2022-02-01", tz="UTC")) == (
+        f"instalment 1/12 of {payment:,.2f} USD due 2022-02-01")
+    two = loan.step(pd.Timestamp("2022-03-01", tz="UTC"), 0.0, defer_missed=True)
+    assert two.events == [] and two.deferred_usd == pytest.approx(2 * payment, rel=1e-15)
+    assert loan.unpaid_instalments(pd.Timestamp("2022-03-01", tz="UTC")) == (
+        f"instalments 1-2/12 of {2 * payment:,.2f} USD due 2022-02-01 to 2022-03-01")
+    [event] = loan.report_missed(pd.Timestamp("2022-03-01", tz="UTC"), 5.0)
+    assert (event.kind, event.time, event.detail) == ("missed_payment", datetime(2022, 3, 1), (
+        f"instalment 1/12 of {payment:.2f} USD due 2022-02-01 unpaid; cash available 5.00 USD"))
+    assert loan.report_missed(pd.Timestamp("2022-03-01", tz="UTC"), 5.0) == []  # once
+    # reported: deferring no longer applies to it, and nothing more is reported while it is unpaid
+    assert loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 0.0, defer_missed=True).deferred_usd == 0.0
+    paid = loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 1e6)
+    assert paid.paid_usd == pytest.approx(2 * payment, rel=1e-15) and paid.events == []
+    assert loan.unpaid_instalments(pd.Timestamp("2022-03-02", tz="UTC")) == ""
+    # a deferred instalment that a later step without defer_missed cannot pay is reported there
+    later = EquipmentLoan(12_000.0, 0.12, 12, "2022-01-01")
+    later.step(pd.Timestamp("2022-01-01", tz="UTC"), 0.0)
+    later.step(pd.Timestamp("2022-02-01", tz="UTC"), 0.0, defer_missed=True)
+    [missed] = later.step(pd.Timestamp("2022-02-02", tz="UTC"), 7.0).events
+    assert missed.time == datetime(2022, 2, 2) and missed.detail.endswith("due 2022-02-01 unpaid; cash available "
+                                                                          "7.00 USD")
+
+
+def test_a_months_interest_missed_after_it_waited_names_its_amount_and_due_time() -> None:
+    loan = CoinLoan(1e6, 30.0, 0.0365, margin_call_ltv=0.75, liquidation_ltv=0.9)  # 100 USD of interest a day
+    loan.step(T0, 50_000.0)
+    loan.step(T0 + pd.Timedelta(days=2), 50_000.0)
+    event = loan.missed_interest(T0 + pd.Timedelta(days=2), 50_000.0, 12.5, 100.0, due=T0 + pd.Timedelta(days=1))
+    assert event.kind == "missed_payment" and event.detail == (
+        "interest of 100.00 USD due 2022-01-01 00:00 UTC unpaid; cash available 12.50 USD; it stays in the debt "
+        f"(LTV {1.0002e6 / 1.5e6:.4f})")
+    assert loan.missed_interest(T0, 50_000.0, 0.0).detail.startswith("interest of 200.00 USD unpaid; ")
+
+
 def test_filing_example_ltv_thresholds() -> None:
     assert ltv_from_collateral_ratio(1.43) == pytest.approx(0.6993007, abs=1e-7)  # "about 69.9%"
     assert ltv_from_collateral_ratio(1.33) == pytest.approx(0.7518797, abs=1e-7)  # "about 75.2%"

@@ -345,6 +345,53 @@ def test_on_4h_bars_the_bills_of_a_cme_weekend_add_up_and_are_paid_when_it_reope
     assert outcome.summary["ledger_residual_usd"] < 1e-6
 
 
+def test_on_1h_bars_a_cme_weekends_carried_bills_outgrow_the_hedge_and_the_miner_becomes_insolvent(data_dir):
+    # CME_DRAW's run on 1h bars of 2019 at 0.14 USD/kWh (the default fleet: 4,000 S9 then): from Tuesday 01-01
+    # four draws leave one contract (5 BTC) of the short of five sold at 3,744.54. From Saturday 01-05 17:00 the
+    # cash no longer pays a bar's bill: 24 hourly bills are carried, to Sunday 16:00. At Sunday 17:00 the dated
+    # price jumps from 3,856.03 to 4,051.89: closing the contract would free 7,814.56 USD, less than the 8,724.36
+    # the bar's bill and the carried ones lack, and the miner is insolvent there, a day after the carry began.
+    # Only the first week is loaded: over 2019-2020 the run records the same events and none after Monday 01-07.
+    m = market(data_dir, "2019-01-01", "2019-01-07", timeframe="1h")
+    params = {**CME_DRAW, "power_usd_per_kwh": 0.14}
+    strategy, _, _ = api._run_cerebro(m, "static_hedge", params, None)
+    bill = 4_000 * 1.323 * 0.97 * 0.14  # USD an hour: 4,000 S9 of 1,323 W hashing 97 % of the time
+    hours = pd.date_range("2019-01-05 17:00", periods=24, freq="h")
+    kinds = [(pd.Timestamp(e.time), e.kind) for e in strategy.broker.events]
+    assert kinds[:25] == [(t, "bill_carried") for t in hours] + [(pd.Timestamp("2019-01-06 17:00"), "insolvency")]
+    assert [k for _, k in kinds[25:]] == ["cme_margin_call", "cme_margin_call_missed"]  # the short closed Monday
+    assert [float(row["price"]) for row in api.build_run_result(strategy, {}).trades if row["reason"] == ""] == [
+        3_744.5363078767123]
+    assert strategy.mining_schedule["power_cost_usd"].loc[hours[0].tz_localize("UTC")] == pytest.approx(bill, rel=1e-12)
+    # the hand check: what was carried is the 24 bills less what the cash paid of them, bar by bar
+    paid = pd.Series(0.0, index=hours)
+    for e in strategy.broker.ledger.entries:
+        if e.note == "part paid: rest carried, CME closed":
+            paid[pd.Timestamp(e.time)] -= e.amount
+    carried = [float(e.detail.split(" USD carried in all")[0].rsplit(" ", 1)[1].replace(",", ""))
+               for e in strategy.broker.events[:24]]
+    assert carried == pytest.approx(list((bill - paid).cumsum().round(2)), abs=0.006)
+    assert float((bill - paid).sum()) == pytest.approx(8_391.256162574158, rel=1e-12)
+    # closing the contract frees its margin (notional at entry / 2) plus its loss at the dated close, less 10 USD
+    dated = strategy._dated["close"]
+
+    def release(hour: str) -> float:
+        return 5 * 3_744.5363078767123 / 2 + 5 * (3_744.5363078767123 - dated[pd.Timestamp(hour, tz="UTC")]) - 10
+
+    assert release("2019-01-06 16:00") == pytest.approx(8_793.875077054792, rel=1e-12)
+    assert "(closing it would free 8,793.88 USD had" in strategy.broker.events[23].detail
+    # Sunday 16:00: the bar's bill and those carried before it, less the 366.91 the cash paid, fit; at 17:00 not
+    assert bill + float((bill - paid).iloc[:-1].sum()) - paid.iloc[-1] <= release("2019-01-06 16:00")
+    insolvency = strategy.broker.events[24]
+    assert insolvency.detail.startswith("could not pay 9,109.91 USD of costs (8,391.26 USD of them carried from "
+                                        "2019-01-05 17:00 to 2019-01-06 16:00 UTC (24 bars): CME closed) with 385.55 "
+                                        "USD cash")
+    assert bill + 8_391.256162574158 - 385.55 > release("2019-01-06 17:00") == pytest.approx(7_814.559027682644,
+                                                                                            rel=1e-12)
+    assert strategy.insolvent and strategy.broker.get_liabilities_usd() == pytest.approx(
+        bill + 8_391.256162574158 - 385.5496625539, rel=1e-9)  # all of it owed: unpaid_bills
+
+
 # One S19 Pro (3.25 kW) always on, no revenue: power 3.25 kW x 24 h x 1 USD/kWh = 78 USD a day and hosting 39,
 # 117 USD a day (19.50 per 4h bar). leveraged_long buys one CME BTC contract (5 BTC) at 2x on Monday
 # 2021-03-01's close: 25,000 USD of margin and a 10 USD fee. The dated contract is priced at spot (basis 0).
