@@ -452,7 +452,7 @@ class FinancedExpansion(MinerStrategy):
             _, since = self.settle_carried_loan_payment(loan, now, price, paid=False)
             self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
                               f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt the lender's "
-                              "liquidation settled.")
+                              "liquidation sold collateral against; any shortfall stays owed with the loan.")
         elif self.raise_usd(usd, price, draw_on_hedge=True):
             self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan))
             self.settle_carried_loan_payment(loan, now, price, paid=True)

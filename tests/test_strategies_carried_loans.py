@@ -194,6 +194,7 @@ def test_a_coin_loans_interest_due_on_a_cme_saturday_waits_for_sunday_and_is_pai
                                              "sold 1.215500 BTC for 10120.00 USD; shortfall 0.00 USD")
         assert interest == [] and strategy.loan.closed
         assert strategy.notes[-1] == ("2021-05-02 00:00: the 100.00 USD of interest carried from 2021-05-01 00:00 UTC "
-                                      "(CME closed) was in the debt the lender's liquidation settled.")
+                                      "(CME closed) was in the debt the lender's liquidation sold collateral "
+                                      "against; any shortfall stays owed with the loan.")
     assert not [e for e in strategy.broker.events if e.kind == "missed_payment" and str(e.time)[:10] == "2021-05-01"]
     assert result.summary["ledger_residual_usd"] < 1e-9
