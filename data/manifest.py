@@ -42,6 +42,7 @@ class FileChoice:
     resampled_from: str | None  # the file's timeframe when it must be resampled to the request, else None
     reason: str
     rows: str = ""  # the manifest's row count, as written
+    size: str = ""  # the manifest's ``bytes`` (the file's size in bytes), as written; blank or absent: unchecked
 
     def check_file(self, index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None, *,
                    requested: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
@@ -58,7 +59,10 @@ class FileChoice:
         A file whose first and last times are the row's but whose row count is not (rows missing from, or
         added to, its middle, at places the manifest cannot tell) is a DataError naming both counts whenever
         the request reads any of it. ``index`` must hold every data row of the file as written, before any
-        cleaning (bad ticks dropped, Deribit hours summed): the count is the manifest's, of the file's rows."""
+        cleaning (bad ticks dropped, Deribit hours summed): the count is the manifest's, of the file's rows.
+        A file whose times and row count are the row's but whose size in bytes is not (values edited in place,
+        line endings converted) is a DataError too: the run would read other numbers than the manifest's
+        source published."""
         step = ROW_SPACING.get(self.timeframe, pd.Timedelta(days=1))
         want_from = self.first if start is None else max(start, self.first)
         want_to = self.last + step if end is None else min(end, self.last + step)
@@ -67,6 +71,7 @@ class FileChoice:
         first, last = (index.min(), index.max()) if len(index) else (None, None)
         if first == self.first and last == self.last:
             self._check_rows(len(index))
+            self._check_size(len(index))
         if first is not None and want_from >= first and want_to <= last + step:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
@@ -80,20 +85,42 @@ class FileChoice:
     def _check_rows(self, held: int) -> None:
         """DataError when the file holds ``held`` data rows and its manifest row says otherwise (a blank
         ``rows`` says nothing); one for a ``rows`` that is not a whole number."""
-        said = self.rows.strip()
-        if not said:
-            return
-        if not said.isdigit():
-            raise DataError(f"MANIFEST.csv row of {self.path.name}: rows={self.rows!r} is not a whole number; "
-                            "it must be the file's count of data rows (lines after the header), e.g. 3064.")
-        if int(said) != held:
-            more = held - int(said)
+        said = self._whole_number("rows", self.rows, "count of data rows (lines after the header), e.g. 3064.")
+        if said is not None and said != held:
+            more = held - said
             raise DataError(
                 f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file holds "
                 f"{held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first and last "
                 f"times: rows were {'added to' if more > 0 else 'lost from'} the middle of the file. Restore the "
                 "file from its source (MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv "
                 "row.")
+
+    def _check_size(self, rows: int) -> None:
+        """DataError when the file's size in bytes is not its manifest row's ``bytes`` (a blank or absent
+        ``bytes`` says nothing), once its times and ``rows`` data rows agree with the row; one for a ``bytes``
+        that is not a whole number."""
+        said = self._whole_number("bytes", self.size, "size in bytes, e.g. 175474 (or blank: not checked).")
+        held = self.path.stat().st_size if said is not None else None
+        if said is not None and said != held:
+            more = held - said
+            raise DataError(
+                f"{self.path.name}: MANIFEST.csv says {said} bytes, the file has {held} ({abs(more)} "
+                f"{'more' if more > 0 else 'fewer'}) with the same {rows} rows and first and last times "
+                f"({self.first} -> {self.last}): its contents changed after the manifest was written (values "
+                "edited, or line endings converted, e.g. by git's core.autocrlf). Restore the file from its source "
+                "(MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv bytes "
+                f"to {held} (blank: not checked).")
+
+    def _whole_number(self, column: str, text: str, meaning: str) -> int | None:
+        """The manifest row's ``column`` (``text`` as written) as an int; None when blank; DataError naming the
+        column, the value and ``meaning`` (what it must be) when it is not a whole number."""
+        said = text.strip()
+        if not said:
+            return None
+        if not said.isdigit():
+            raise DataError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a whole number; "
+                            f"it must be the file's {meaning}")
+        return int(said)
 
 
 #: How long after its time one row of a file counts, by the manifest's ``timeframe``: the OHLCV bar sizes,
@@ -107,7 +134,8 @@ def choice_of_row(row, reason: str = "", resampled_from: str | None = None) -> F
     """The :class:`FileChoice` of a manifest row (a row of :func:`read_manifest`'s table, as a namedtuple)."""
     return FileChoice(path=Path(row.path), asset=row.asset, kind=row.kind, timeframe=row.timeframe,
                       venue=row.venue, quote=row.quote, first=row.first, last=row.last,
-                      resampled_from=resampled_from, reason=reason, rows=str(row.rows))
+                      resampled_from=resampled_from, reason=reason, rows=str(row.rows),
+                      size=str(getattr(row, "bytes", "")))
 
 
 def read_manifest(data_dir: str | Path) -> pd.DataFrame:

@@ -272,7 +272,8 @@ def test_eth_network_files_whose_manifest_rows_leave_a_gap_between_them_are_an_e
         (tmp_path / name).write_text("".join([lines[0], *(x for x in lines[1:] if name == ETH_EG or x[:10] <= "2019-12-31")]))
     manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
     manifest = manifest[manifest["file"].isin([ETH_CM, ETH_EG])]
-    manifest.loc[manifest["file"] == ETH_CM, ["last", "rows"]] = ["2019-12-31", "1616"]
+    manifest.loc[manifest["file"] == ETH_CM, ["last", "rows", "bytes"]] = [
+        "2019-12-31", "1616", str((tmp_path / ETH_CM).stat().st_size)]
     manifest.to_csv(tmp_path / "MANIFEST.csv", index=False)
     with pytest.raises(DataError) as error:
         data.load_network("ETH", "2019-06-01", "2021-01-01", data_dir=tmp_path)
@@ -350,8 +351,11 @@ def test_a_row_added_to_a_file_or_a_manifest_count_that_is_no_number_is_an_error
         "and last times: rows were added to the middle of the file. Restore the file from its source "
         "(MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv row.")
     manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
-    for rows, served in (("6,288", False), ("", True)):  # a blank count says nothing to check
-        manifest.loc[manifest["file"] == name, "rows"] = rows
+    added = len(rows_text := (data_dir / name).read_text().splitlines(keepends=True)[3001])
+    assert rows_text[:10] == "2017-03-22"  # the row the edit above repeats
+    for rows, size, served in (("6,288", "", False), ("", "892650", False), ("", "", True)):
+        # a blank count or size says nothing to check; the size alone still tells the added row
+        manifest.loc[manifest["file"] == name, ["rows", "bytes"]] = [rows, size]
         (folder / "MANIFEST.csv").unlink()
         manifest.to_csv(folder / "MANIFEST.csv", index=False)
         if served:
@@ -359,9 +363,16 @@ def test_a_row_added_to_a_file_or_a_manifest_count_that_is_no_number_is_an_error
             continue
         with pytest.raises(DataError) as error:
             data.load_network("BTC", "2025-01-01", "2025-02-01", data_dir=folder)
-        assert str(error.value) == (
+        assert str(error.value) == ((
             "MANIFEST.csv row of btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: rows='6,288' is not a "
             "whole number; it must be the file's count of data rows (lines after the header), e.g. 3064.")
+            if rows else (
+            f"btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 892650 bytes, the file has "
+            f"{892650 + added} ({added} more) with the same 6289 rows and first and last times (2009-01-03 "
+            "00:00:00+00:00 -> 2026-03-22 00:00:00+00:00): its contents changed after the manifest was written "
+            "(values edited, or line endings converted, e.g. by git's core.autocrlf). Restore the file from its "
+            "source (MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv "
+            f"bytes to {892650 + added} (blank: not checked)."))
 
 
 def test_a_start_after_a_file_ends_is_not_served_by_it(data_dir):
@@ -545,3 +556,51 @@ def test_every_network_file_in_manifest_loads(data_dir):
     assert len(btc) == int(network.loc[network.asset == "BTC", "rows"].iloc[0])
     eth = data.load_network("ETH", data_dir=data_dir).frame
     assert len(eth) == 1825 + (pd.Timestamp("2022-09-15") - pd.Timestamp("2020-07-27")).days
+
+
+def test_a_file_whose_size_is_not_its_manifest_rows_is_an_error(data_dir, tmp_path):
+    # Before, a file with its manifest's times and row count was served whatever its values: a close edited in
+    # place, or a copy whose line endings git converted, went unnoticed.
+    name = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+    row = next(read_manifest(data_dir).loc[lambda m: m["file"] == name].itertuples())
+    said = int(row.bytes)
+    assert said == (data_dir / name).stat().st_size
+
+    def refused(folder: Path, held: int) -> None:
+        with pytest.raises(DataError) as error:
+            data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-02-01", venue="binance", data_dir=folder)
+        more = held - said
+        assert str(error.value) == (
+            f"btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says {said} bytes, the file has {held} "
+            f"({abs(more)} {'more' if more > 0 else 'fewer'}) with the same 3064 rows and first and last times "
+            "(2017-08-17 00:00:00+00:00 -> 2026-01-05 00:00:00+00:00): its contents changed after the manifest was "
+            "written (values edited, or line endings converted, e.g. by git's core.autocrlf). Restore the file from "
+            "its source (MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv "
+            f"bytes to {held} (blank: not checked).")
+
+    crlf = _folder_editing(data_dir, tmp_path / "crlf", name, lambda rows: [r.replace("\n", "\r\n") for r in rows])
+    refused(crlf, said + 3064)  # one more byte on each data row
+    first = (data_dir / name).read_text().splitlines(keepends=True)[1]
+    opened = first.split(",")[1]
+    edited = _folder_editing(data_dir, tmp_path / "edit", name, lambda rows: [first.replace(opened, opened[:-1]),
+                                                                             *rows[1:]])
+    refused(edited, said - 1)  # the first open with its last digit cut
+    # a blank size says nothing to check, as does a manifest without the column; a size that is no number
+    for size in ("", None, "175 474"):
+        folder = tmp_path / f"manifest_{size}"
+        folder.mkdir()
+        (folder / "btc").symlink_to(crlf / "btc")
+        manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
+        if size is None:
+            manifest = manifest.drop(columns="bytes")
+        else:
+            manifest.loc[manifest["file"] == name, "bytes"] = size
+        manifest[manifest["file"] == name].to_csv(folder / "MANIFEST.csv", index=False)
+        if size == "175 474":
+            with pytest.raises(DataError) as error:
+                data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-02-01", data_dir=folder)
+            assert str(error.value) == (
+                "MANIFEST.csv row of btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: bytes='175 474' is not a "
+                "whole number; it must be the file's size in bytes, e.g. 175474 (or blank: not checked).")
+            continue
+        assert len(data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-02-01", data_dir=folder).frame) == 31
