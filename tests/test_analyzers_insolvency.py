@@ -6,13 +6,17 @@ daily and intraday bars, and two runs on the shared data whose insolvency other 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 import pytest
 
 from analyzers import event_stats
+from analyzers.comparison import comparison_markdown
+from analyzers.report import write_report
 from minehedge import api
+from minehedge.sweep import LocalExecutor, expand_grid, rank_results, run_sweep
 from tests.test_strategies_policies import CME_CARRY, CME_DRAW, market, synthetic_market
 
 
@@ -136,3 +140,29 @@ def test_on_daily_real_data_a_purchase_the_miner_cannot_pay_leaves_it_insolvent_
     assert "insolvency_cured" not in kinds
     assert outcome.summary["insolvent_days"] == spells_from_events(outcome.result) == (
         pd.Timestamp("2023-01-01") - pd.Timestamp("2022-03-01")).days == 306
+
+
+def test_the_keys_reach_a_sweeps_results_its_ranking_the_report_and_a_comparison(tmp_path):
+    # The uncured daily case swept over the opening cash: 10 USD pay 2 of the 6 days' 3.90 USD bills (4 days
+    # insolvent), 12 USD pay 3 (3 days), 1,000 USD all (none). Ranked by insolvent_days, less first.
+    m = synthetic_market([(100.0,) * 4] * 6)
+    params = {"fleet": "S19Pro:1@2021-01-01", "power_usd_per_kwh": 0.05, "uptime": 1.0, "curtail": False,
+              "pool_fee": 0.0}
+    points = expand_grid({"policy": "unhedged", "params": params}, {"start_usd": [10.0, 12.0, 1_000.0]})
+    with LocalExecutor(1) as executor:
+        run_sweep(points, api.run_summary, m, data_fingerprint="synthetic", out_dir=tmp_path / "sweep",
+                  executor=executor)
+    results = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    assert results[["start_usd", "insolvencies", "insolvent_days"]].values.tolist() == [
+        [10.0, 1, 4.0], [12.0, 1, 3.0], [1_000.0, 0, 0.0]]
+    assert rank_results(results, "insolvent_days", top=3)["start_usd"].tolist() == [1_000.0, 12.0, 10.0]
+    assert rank_results(results, "insolvencies", top=1)["start_usd"].tolist() == [1_000.0]
+
+    outcome = api.run_policy(m, "unhedged", {**params, "start_usd": 10.0})
+    write_report(outcome.result, tmp_path / "report", with_charts=False)
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())["summary"]
+    assert (saved["insolvencies"], saved["insolvent_days"]) == (1, 4.0)
+    markdown = (tmp_path / "report" / "summary.md").read_text()
+    assert "| insolvencies | 1 |" in markdown and "| insolvent_days | 4.0 days |" in markdown
+    table = comparison_markdown({"unhedged": outcome.result}, [{"policy": "unhedged", **outcome.summary}])
+    assert "| insolvencies | 1 |" in table and "| insolvent_days | 4.0 days |" in table
