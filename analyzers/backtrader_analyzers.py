@@ -384,7 +384,10 @@ class MarginEvents(_UsesRecorder):
       every key of ``event_stats.event_totals`` (margin_calls, liquidations, liquidation_loss_usd (USD),
         liquidation_fee_usd (USD), cme_calls, cme_calls_met, cme_calls_missed, loan_calls, loan_calls_met,
         loan_liquidations, loan_liquidation_loss_usd (USD), insurance_fund_events, insurance_shortfall_usd
-        (USD), missed_payments, insolvency (bool), ruin (bool));
+        (USD), missed_payments, insolvencies (count of ``insolvency`` events: one per spell, at its first bar),
+        insolvency (bool), ruin (bool));
+      insolvent_days: calendar days insolvent, ``event_stats.insolvent_days`` (each spell from its
+        ``insolvency`` bar to its ``insolvency_cured`` bar, or to the end of the last bar if never cured);
       records: list of dicts, one per event in log order (every MarginEvent field; ``time`` -> ``datetime``);
       warning_level: ``broker.warning_level`` (fraction; NaN if the broker has none);
       time_above_warning_days: calendar days with margin ratio >= warning level (each bar counts until the
@@ -401,6 +404,7 @@ class MarginEvents(_UsesRecorder):
         level = float(getattr(broker, "warning_level", math.nan))
         frame = self.recorder.frame()
         days, pct = event_stats.time_above_level(frame.index, frame["margin_ratio"].to_numpy(), level)
+        self.rets.insolvent_days = event_stats.insolvent_days(events, frame.index)
         self.rets.warning_level = level
         self.rets.time_above_warning_days = days
         self.rets.time_above_warning_pct = pct
@@ -587,7 +591,13 @@ class Summary(_UsesRecorder):
       wallet), fees_paid_usd (all wallets,
       trading + liquidation fees), hedge_variance_reduction_pct (percent: ``HedgeEffectiveness``; NaN
       when no coin was held), ruined (equity reached <= 0), insolvent
-      (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true), ledger_residual_usd
+      (ruined, an ``insolvency``/``ruin`` event, or ``strategy.insolvent`` true: balance-sheet or cash
+      insolvency), insolvencies (cash insolvency: the number of ``insolvency`` events, which the miner raises
+      once per spell, on the bar its bills went unpaid; a cure is an ``insolvency_cured`` event and is not
+      counted), insolvent_days (calendar days: each spell from its ``insolvency`` bar's time to its
+      ``insolvency_cured`` bar's time, or, never cured, to the end of the run's last bar, which lasts the
+      median bar spacing; the duration of the bars that closed insolvent, counted as time_above_warning_days
+      counts its bars, so intraday bars count hours / 24), ledger_residual_usd
       (USD: the largest ledger-versus-balance residual over wallets, coin wallets at the last price,
       ``broker.reconcile_usd()``; NaN when the broker has none).
     """
@@ -650,6 +660,8 @@ class Summary(_UsesRecorder):
             "ruined": bool(draw.usd.ruined),
             "insolvent": bool(draw.usd.ruined or events.insolvency or events.ruin
                               or getattr(self.strategy, "insolvent", False)),
+            "insolvencies": events.insolvencies,
+            "insolvent_days": events.insolvent_days,
             "ledger_residual_usd": _reconcile_residual_usd(self.strategy.broker),
         }
         assert tuple(record) == SUMMARY_KEYS  # one list of keys for the docs, the CLI and the sweep table

@@ -28,6 +28,7 @@ MARGIN_CALL_KINDS: tuple[str, ...] = ("margin_call", "cme_margin_call")
 LIQUIDATION_KINDS: tuple[str, ...] = ("liquidation", "partial_liquidation", "cme_margin_call_missed")
 
 EventLike = MarginEvent | Mapping[str, object]
+_DAY_NS = pd.Timedelta(days=1).value  # nanoseconds in a calendar day
 
 
 def _event_dict(event: EventLike) -> dict[str, object]:
@@ -76,7 +77,9 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
     liquidation_loss_usd / liquidation_fee_usd: sums of loss_usd / fee_usd over those liquidations (USD,
     >= 0; coin amounts at the fill price, as in the ledger); cme_calls, cme_calls_met, cme_calls_missed; loan_calls, loan_calls_met, loan_liquidations;
     loan_liquidation_loss_usd (USD); insurance_fund_events and insurance_shortfall_usd (sum of their
-    loss_usd, USD); missed_payments; insolvency and ruin (bool: at least one such event).
+    loss_usd, USD); missed_payments; insolvencies (count of ``insolvency`` events: the miner raises one on the
+    first bar of each insolvency, on which its bills went unpaid, and none while it stays insolvent; the cure
+    is an ``insolvency_cured`` event, not counted); insolvency and ruin (bool: at least one such event).
     """
     records = event_records(events)
     counts = count_events(records)
@@ -99,9 +102,60 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
         "insurance_fund_events": counts["insurance_fund"],
         "insurance_shortfall_usd": total(("insurance_fund",), "loss_usd"),
         "missed_payments": counts["missed_payment"],
+        "insolvencies": counts["insolvency"],
         "insolvency": counts["insolvency"] > 0,
         "ruin": counts["ruin"] > 0,
     }
+
+
+def insolvency_spells(events: Iterable[EventLike],
+                      times: Sequence[datetime] | pd.DatetimeIndex) -> list[tuple[int, int | None]]:
+    """The insolvencies of a run as ``(first bar, cure bar)`` indices into ``times`` (the run's bar times,
+    sorted), in log order: a spell starts at the bar of an ``insolvency`` event and ends at the bar of the next
+    ``insolvency_cured`` event, or is still open at the run's end (cure bar ``None``). The miner is insolvent
+    from the first bar through the bar before the cure: on the cure bar it pays its arrears and mines again.
+    An event is placed on the last bar at or before its time. An ``insolvency`` event while a spell is open (a
+    hand-made log; the miner raises none) does not start another; an ``insolvency_cured`` with none open is
+    ignored. Empty when there are no bars."""
+    stamps = metrics.epoch_ns(pd.DatetimeIndex(times))
+    if not stamps.size:
+        return []
+    spells: list[tuple[int, int | None]] = []
+    start: int | None = None
+    for record in event_records(events):
+        opens = record["kind"] == "insolvency" and start is None
+        cures = record["kind"] == "insolvency_cured" and start is not None
+        if not (opens or cures):
+            continue
+        at = int(metrics.epoch_ns(pd.DatetimeIndex([record["datetime"]]))[0])
+        bar = max(int(np.searchsorted(stamps, at, side="right")) - 1, 0)
+        if opens:
+            start = bar
+        else:
+            spells.append((start, bar))
+            start = None
+    if start is not None:
+        spells.append((start, None))
+    return spells
+
+
+def insolvent_days(events: Iterable[EventLike], times: Sequence[datetime] | pd.DatetimeIndex) -> float:
+    """Calendar days the miner spent insolvent: over the spells of :func:`insolvency_spells`, the time from the
+    first bar's time to the cure bar's time, or, for a spell never cured, to the end of the run's last bar
+    (its time plus its duration, :func:`analyzers.metrics.bar_durations_days`: the median bar spacing, a day
+    for a lone bar). That is the summed duration of the bars that closed insolvent, each bar counting until
+    the next one, as in :func:`time_above_level`, so 4h and 1h bars count hours / 24. Summed in nanoseconds,
+    so whole bars give exact fractions (three 4h bars: 0.5). 0.0 with no insolvency or no bars."""
+    index = pd.DatetimeIndex(times)
+    stamps = metrics.epoch_ns(index)
+    total_ns = 0.0
+    for start, end in insolvency_spells(events, index):
+        if end is not None:
+            total_ns += int(stamps[end]) - int(stamps[start])
+        else:  # still insolvent at the end: through the last bar, which lasts the median spacing
+            last_bar_ns = float(np.median(np.diff(stamps))) if stamps.size > 1 else float(_DAY_NS)
+            total_ns += int(stamps[-1]) - int(stamps[start]) + last_bar_ns
+    return total_ns / _DAY_NS
 
 
 def time_above_level(times: Sequence[datetime] | pd.DatetimeIndex, ratios: Sequence[float] | np.ndarray,

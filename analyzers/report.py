@@ -36,7 +36,7 @@ HEADLINE_KEYS: tuple[str, ...] = (
     "max_drawdown_pct", "max_drawdown_usd", "max_drawdown_coin_pct", "longest_underwater_days", "sharpe",
     "sortino", "margin_calls", "liquidations", "liquidation_loss_usd", "loan_calls", "coins_mined",
     "mining_revenue_usd", "power_cost_usd", "funding_paid_usd", "fees_paid_usd",
-    "hedge_variance_reduction_pct", "insolvent", "ledger_residual_usd",
+    "hedge_variance_reduction_pct", "insolvent", "insolvencies", "insolvent_days", "ledger_residual_usd",
 )
 
 

@@ -8,7 +8,7 @@ with its direction, or the analyzer's record no longer matches :data:`SUMMARY_KE
 from __future__ import annotations
 
 HIGHER = "higher"  # more is better: ranks descending
-LOWER = "lower"  # less is better (drawdowns, forced closes, costs, failures): ranks ascending
+LOWER = "lower"  # less is better (drawdowns, forced closes, costs, failures, insolvencies): ranks ascending
 NEITHER = "neither"  # a label or a setting of the run, not a merit: ranks descending, as any number
 DIRECTIONS: tuple[str, ...] = (HIGHER, LOWER, NEITHER)
 
@@ -26,6 +26,8 @@ SUMMARY_BETTER: dict[str, str] = {
     "curtailed_days": LOWER,  # days x the share of the fleet's hash rate switched off because mining did not pay
     "futures_pnl_usd": HIGHER, "funding_paid_usd": LOWER, "funding_received_usd": HIGHER,
     "fees_paid_usd": LOWER, "hedge_variance_reduction_pct": HIGHER, "ruined": LOWER, "insolvent": LOWER,
+    "insolvencies": LOWER,  # insolvency events: bars on which bills went unpaid, each spell counted once
+    "insolvent_days": LOWER,  # days from each insolvency to its cure (or to the end of the run)
     "ledger_residual_usd": LOWER,
 }
 SUMMARY_KEYS: tuple[str, ...] = tuple(SUMMARY_BETTER)

@@ -272,6 +272,8 @@ def test_summary_counts_match_the_events_file(tmp_path):
     assert set(required) <= set(summary)
     assert tuple(summary) == SUMMARY_KEYS
     assert summary.insolvent is True and summary.ledger_residual_usd == 0.0
+    # the scripted insolvency on the last of six daily bars, never cured: one event, that bar's day
+    assert (summary.insolvencies, summary.insolvent_days) == (1, 1.0)
     assert (summary.funding_paid_usd, summary.fees_paid_usd) == (3.0, 7.0)
     assert summary.hedge_variance_reduction_pct == pytest.approx(75.0, abs=1e-12)
 

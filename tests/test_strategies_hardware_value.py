@@ -284,7 +284,7 @@ def test_readme_book_and_market_figures_are_what_the_runs_give(data_dir):
         equity = outcome.result.equity["equity_usd"]
         s = outcome.summary
         row = (f"| `{hv}` | {equity.iloc[-1]:,.0f} | {s['total_return_pct']:+.1f} % | {s['max_drawdown_pct']:.2f} % | "
-               f"{equity.min():,.0f} ({equity.idxmin():%Y-%m-%d}) | {s['insolvent']} |")
+               f"{equity.min():,.0f} ({equity.idxmin():%Y-%m-%d}) | {s['insolvent']} | {s['insolvencies']} |")
         assert row in section, row
         assert abs(s["ledger_residual_usd"]) < 1e-6
     gap = runs["book"].result.equity["equity_usd"].iloc[-1] - runs["market"].result.equity["equity_usd"].iloc[-1]
@@ -297,3 +297,7 @@ def test_readme_book_and_market_figures_are_what_the_runs_give(data_dir):
     assert (f"{len(under)} days between {under.index[0]:%Y-%m-%d} and {under.index[-1]:%Y-%m-%d}"
             in " ".join(section.split()))
     assert not [e for e in runs["market"].result.events if e["kind"] == "insolvency"]
+    # balance-sheet insolvency (equity below 0) without cash insolvency: no bill missed, no day insolvent
+    s = runs["market"].summary
+    assert (s["ruined"], s["insolvent"], s["insolvencies"], s["insolvent_days"]) == (True, True, 0, 0.0)
+    assert "`insolvencies` reads 0 and `insolvent_days` 0: no bill was missed" in " ".join(section.split())

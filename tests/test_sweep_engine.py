@@ -741,16 +741,17 @@ def test_rank_and_top_file(tmp_path):
         rank_results(frame, "prodcut", top=3)
 
 
-# The audit's list of Summary keys that ranked worst-first; lower is better for every one.
+# The audit's list of Summary keys that ranked worst-first, and the cash-insolvency keys added since; lower is
+# better for every one.
 AUDITED_LOWER = ("max_drawdown_coin", "liquidation_fee_usd", "hosting_cost_usd", "pool_fee_usd",
                  "insurance_shortfall_usd", "loan_liquidations", "cme_calls_missed", "time_above_warning_days",
-                 "ruined")
+                 "ruined", "insolvencies", "insolvent_days")
 
 
 def test_every_summary_key_declares_which_side_is_better():
     from analyzers.summary_keys import DIRECTIONS, LOWER, SUMMARY_BETTER, SUMMARY_KEYS
 
-    assert tuple(SUMMARY_BETTER) == SUMMARY_KEYS and len(SUMMARY_KEYS) == 40
+    assert tuple(SUMMARY_BETTER) == SUMMARY_KEYS and len(SUMMARY_KEYS) == 42
     assert set(SUMMARY_BETTER.values()) <= set(DIRECTIONS)
     assert {key for key in AUDITED_LOWER if SUMMARY_BETTER[key] == LOWER} == set(AUDITED_LOWER)
     # the sweep's ascending set is exactly the declared one (plus the run's wall time)
