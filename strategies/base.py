@@ -315,6 +315,7 @@ class MinerStrategy(bt.Strategy):
         self._carried_times: list[datetime] = []
         #: loan instrument -> (USD, what it is, bar time it fell due) of loan payments carried over a closure of
         #: the hedge's market (see carry_loan_payment), due at the first bar the market trades
+        #: (hedge_market_traded)
         self._loans_carried: dict[str, tuple[float, str, datetime]] = {}
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
@@ -557,7 +558,7 @@ class MinerStrategy(bt.Strategy):
                                    getattr(self.p, "sell_fraction", 0.0), self.p.spot_fee)
         if sale > 0:
             self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
-        if self._carried and not self.insolvent and self.broker.market_open(self.hedge_data, "close"):
+        if self._carried and not self.insolvent and self.hedge_market_traded():
             if not self._pay_carried(now, price):
                 self._insolvency(now, price, costs)
                 self._pay_what_it_can(i)
@@ -587,11 +588,17 @@ class MinerStrategy(bt.Strategy):
             return f"carried from {first:%Y-%m-%d %H:%M} UTC"
         return f"carried from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC ({n} bars)"
 
-    def hedge_market_closed(self) -> bool:
-        """True when a hedge is held and its market did not trade during the whole bar (a venue's
-        ``trading_hours``: CME on a Saturday): the treasury cannot draw on it at this bar."""
-        return (self.comminfo is not None and bool(self.position_size())
-                and not self.broker.market_open(self.hedge_data, "close"))
+    def hedge_market_traded(self) -> bool:
+        """The one decision "the market reopened: pay what waited". True when the hedge's market traded during
+        this bar (always, for a venue without ``trading_hours``; :meth:`MarginBroker.market_open` at the
+        close): the bills carried (:meth:`_pay_carried`) and the loan payments carried
+        (:meth:`carry_loan_payment`) over a closure are paid, or missed, at the first bar where this is True,
+        and at no other. False on a bar during which it did not trade (CME on a Saturday): what waits keeps
+        waiting, even if the hedge went flat during the bar (a dated contract that expired in a gap of the
+        feed is cash-settled at the first bar after it, a fixing, not a trade) and the treasury could pay it;
+        and nothing can be drawn from the hedge, so a payment the treasury cannot raise may be carried
+        (:meth:`_draw_waits_for_the_market`)."""
+        return self.broker.market_open(self.hedge_data, "close")
 
     def _owed_over_closure(self) -> float:
         """USD waiting for the hedge's market to trade again: the bills carried (:meth:`_carry`) and the loan
@@ -600,12 +607,13 @@ class MinerStrategy(bt.Strategy):
 
     def _draw_waits_for_the_market(self, usd: float, price: float) -> bool:
         """The one test of whether a payment of ``usd`` (USD: the bar's costs, or a loan payment due at the bar)
-        that the treasury cannot raise waits for the market instead of being missed: True when it could not be
-        raised only because the hedge's market did not trade during the whole bar (:meth:`hedge_market_closed`),
-        and closing the hedge would have freed what the treasury (:meth:`raisable_usd`) lacks for it and for
-        everything already waiting (:meth:`_owed_over_closure`) had the market traded
-        (:meth:`closing_release_usd`, what :meth:`draw_on_hedge` would have closed)."""
-        if not self.hedge_market_closed():
+        that the treasury cannot raise waits for the market instead of being missed: True when the hedge's
+        market did not trade during the bar (:meth:`hedge_market_traded`), and what the treasury
+        (:meth:`raisable_usd`) lacks for it and for everything already waiting (:meth:`_owed_over_closure`)
+        closing the hedge would have freed had the market traded (:meth:`closing_release_usd`, what
+        :meth:`draw_on_hedge` would have closed; nothing when no hedge is held: then only a payment queued
+        behind one already waiting, which the treasury covers with all the rest, waits)."""
+        if self.hedge_market_traded():
             return False
         short = usd + self._owed_over_closure() - self.raisable_usd(price)
         return short <= self.closing_release_usd(price)
@@ -811,7 +819,7 @@ class MinerStrategy(bt.Strategy):
         0 when the hedge's market did not trade during the bar (a venue's ``trading_hours``: CME on a Saturday's
         daily bar; :meth:`MarginBroker.market_open`): the treasury cannot draw on it then."""
         held = self.position_size() if self.comminfo is not None else 0.0
-        if not held or not self.broker.market_open(self.hedge_data, "close"):
+        if not held or not self.hedge_market_traded():
             return 0.0
         return self.closing_release_usd(price)
 

@@ -383,7 +383,7 @@ class FinancedExpansion(MinerStrategy):
         step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
                          bar_end=now + self.bar_length)  # a call is known at the close: its deadline runs from there
         self._book_coin_loan_step(step, price)
-        if self.carried_loan_usd(loan) and (loan.closed or not self.hedge_market_closed()):
+        if self.carried_loan_usd(loan) and (loan.closed or self.hedge_market_traded()):
             self._pay_carried_interest(loan, now, price)
         month = (now.year, now.month)
         if self._last_interest_month is None:
@@ -406,17 +406,18 @@ class FinancedExpansion(MinerStrategy):
         """Pay the instalments due (oldest first: one carried over a closure first) from what
         :meth:`raise_usd` can deliver. On a bar during which the hedge's market does not trade, an instalment it
         cannot pay is carried when closing the hedge would have paid it (:meth:`carry_loan_payment`), else
-        missed now; a carried one (and any falling due after it) waits for the first bar the market trades, where
-        it is paid or reported missed."""
+        missed now; a carried one (and any falling due after it) waits for the first bar the market trades
+        (:meth:`hedge_market_traded`, even if the hedge went flat meanwhile), where it is paid or reported
+        missed."""
         # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the spot
         # fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot leave a
         # booked instalment nanodollars short)
         available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
-        closed = self.hedge_market_closed()
+        traded = self.hedge_market_traded()
         waiting = self.carried_loan_usd(loan)
         # a carried instalment, the oldest due, is paid at the first bar the market trades (as carried bills are),
         # and those after it wait behind it
-        step = loan.step(now, 0.0 if closed and waiting else available, defer_missed=closed)
+        step = loan.step(now, available if traded or not waiting else 0.0, defer_missed=not traded)
         for event in step.events:
             self.broker.add_event(event)
         if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
@@ -431,7 +432,7 @@ class FinancedExpansion(MinerStrategy):
         if waiting and step.paid_usd + 1e-9 >= waiting:
             self.settle_carried_loan_payment(loan, now, price, paid=True)
             waiting = 0.0
-        elif waiting and not closed:  # the step reported it missed
+        elif waiting and traded:  # the step reported it missed
             self.settle_carried_loan_payment(loan, now, price, paid=False)
             waiting = 0.0
         if step.deferred_usd > waiting + 1e-9 and not self.carry_loan_payment(
