@@ -1,6 +1,7 @@
 """What waits for CME to trade again is settled at one moment: the first bar during which the market trades
 (``MinerStrategy.hedge_market_traded``), for bills and loan payments alike, whether or not the hedge is
-still held. Closed forms on synthetic daily bars with a gap in the feed (an outage).
+still held; and each equipment instalment carried keeps its own identity (what, due date, amount, since)
+until it is paid or missed. Closed forms on synthetic daily bars with a gap in the feed (an outage).
 
 The runs use ``financed_expansion`` with ``leveraged_long``'s futures leg (one CME BTC contract, 5 BTC,
 long at 10,000 at 2x: 25,000 USD of margin and a 10 USD fee a side), as ``test_strategies_carried_loans``.
@@ -9,13 +10,14 @@ long at 10,000 at 2x: 25,000 USD of margin and a 10 USD fee a side), as ``test_s
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import pandas as pd
 import pytest
 
 from minehedge import api
 from strategies.policies import POLICIES
-from tests.test_strategies_carried_loans import EQUIPMENT, HedgedExpansion, _rows
+from tests.test_strategies_carried_loans import BASE, EQUIPMENT, HedgedExpansion, _rows
 from tests.test_strategies_policies import synthetic_market
 
 CONTRACT_BTC, ENTRY, FEE = 5.0, 10_000.0, 10.0
@@ -100,3 +102,95 @@ def test_a_hedge_gone_flat_on_a_closed_bar_pays_nothing_that_waits_before_the_ma
         [0.0, settled - bill, sunday, sunday - bill], rel=1e-12, abs=1e-9)
     assert strategy.loan.paid_off and strategy.broker.get_liabilities_usd() == 0.0
     assert not result.summary["insolvent"] and result.summary["ledger_residual_usd"] < 1e-9
+
+
+# Two instalments of 1,000 USD (2,000 USD at 0 % over two months, drawn Thursday 2021-04-08), due Saturday
+# 05-08 and Tuesday 06-08; no power or hosting to pay, so the treasury holds 500 USD from the hedge's entry
+# on. The feed's gap lies inside the June contract's life (it expires on 06-25), so the hedge is held.
+TWO_INSTALMENTS = {**BASE, "power_usd_per_kwh": 0.0, "hosting_usd_per_kwh": 0.0, "loan_type": "equipment",
+                   "loan_date": "2021-04-08", "principal_usd": 2_000.0, "unit_price_usd": 2_000.0,
+                   "annual_rate": 0.0, "term_months": 2}
+CASH, PAYMENT = 500.0, 1_000.0
+START_USD = CASH + MARGIN + FEE  # the loan's 2,000 USD buy the machine
+
+
+def _carried(number: int, due: str, release: float, waiting: float) -> str:
+    return (f"instalment {number}/2 of 1,000.00 USD due {due} carried: CME closed, so the hedge cannot be "
+            f"drawn on (closing it would free {release:,.2f} USD had the market traded; {CASH:,.2f} USD in "
+            f"the treasury); {waiting:,.2f} USD waiting in all, paid at the first bar the market trades")
+
+
+def _missed(number: int, due: str, left: float) -> str:
+    return f"instalment {number}/2 of 1000.00 USD due {due} unpaid; cash available {left:.2f} USD"
+
+
+@pytest.mark.parametrize("saturday_close", [9_900.0, 5_200.0])
+def test_each_carried_instalment_keeps_its_own_identity_through_a_partial_payment(saturday_close):
+    # The feed has no bars from Sunday 05-09 to Friday 06-11, so instalment 2 falls due while instalment 1
+    # is still waiting for CME to trade. Saturday 05-08 closes at 9,900: instalment 1 waits (1,000 - 500 <=
+    # 24,490 that closing would free). On Saturday 06-12, closing at ``saturday_close``, instalment 2 falls
+    # due: at 9,900 it waits behind the first (1,000 + 1,000 - 500 <= 24,490); at 5,200 it cannot (1,500 >
+    # 990), so it is missed there, named as itself, and the first keeps waiting. Sunday 06-13 trades and
+    # closes at 5,200: the draw frees 990 USD, which with the 500 pays instalment 1 alone, with its own note
+    # and event (carried from 05-08); instalment 2 is missed there if it was still carried (490 USD left).
+    # Before, the two were one record: the first was paid with no note and no event when carried with the
+    # second ("instalments 1-2/2"), and at 5,200 the report on Saturday 06-12 named instalment 1, missed.
+    behind = 2 * PAYMENT - CASH <= _release(saturday_close)
+    assert PAYMENT - CASH <= _release(9_900.0) and behind == (saturday_close == 9_900.0)
+    assert PAYMENT - CASH <= _release(5_200.0) < 2 * PAYMENT - CASH  # Sunday pays one
+    rows = ([(10_000.0,) * 4] * 30 + [(10_000.0, 10_000.0, 9_900.0, 9_900.0)] + [(10_000.0,) * 4] * 34
+            + [(10_000.0, 10_000.0, saturday_close, saturday_close)] + [(5_200.0,) * 4] * 2)
+    market = _outage(rows, "2021-04-08", ("2021-05-09", "2021-06-11"))
+    strategy, result = _run(market, {**TWO_INSTALMENTS, "start_usd": START_USD})
+
+    first = ("2021-05-08", "loan_payment_carried", _carried(1, "2021-05-08", _release(9_900.0), PAYMENT))
+    paid = ("2021-06-13", "loan_payment_carried_paid", "paid instalment 1/2 of 1,000.00 USD due 2021-05-08, "
+                                                       "carried from 2021-05-08 00:00 UTC: CME closed")
+    left = CASH + _release(5_200.0) - PAYMENT
+    events = [(str(e.time)[:10], e.kind, e.detail) for e in strategy.broker.events
+              if e.instrument.startswith("loan:")]
+    if behind:
+        second = _carried(2, "2021-06-08", _release(9_900.0), 2 * PAYMENT)
+        assert events == [first, ("2021-06-12", "loan_payment_carried", second), paid,
+                          ("2021-06-13", "missed_payment", _missed(2, "2021-06-08", left))]
+    else:
+        assert events == [first, ("2021-06-12", "missed_payment", _missed(2, "2021-06-08", CASH)), paid]
+    note = "loan:equipment_loan; carried from 2021-05-08 00:00 UTC: CME closed"
+    assert _rows(strategy, ("loan_payment",)) == [("2021-06-13 00:00", "loan_payment", -PAYMENT, note)]
+    assert _cash(result, ["2021-05-08", "2021-06-12", "2021-06-13", "2021-06-14"]) == [CASH, CASH, left, left]
+    assert _trades(result) == [("2021-04-09", 5.0, 10_000.0, ""), ("2021-06-13", -5.0, 5_200.0, "treasury")]
+    assert strategy.loan.instalments_paid == 1 and strategy.carried_loan_payments(strategy.loan) == []
+    assert strategy.broker.get_liabilities_usd() == PAYMENT  # instalment 2 stays due (no penalty)
+    assert result.summary["ledger_residual_usd"] < 1e-9
+
+
+def test_two_instalments_due_at_one_closed_bar_are_carried_one_by_one():
+    # The feed has no bars from Saturday 05-08 to Friday 06-11: both instalments fall due by Saturday 06-12
+    # (close 9,900), each carried on its own (its own event, the second counted behind the first), then both
+    # are paid on Sunday 06-13 at 10,000 (the draw frees 24,990), each with its own note and event. Before:
+    # one record, "instalments 1-2/2 of 2,000.00 USD due 2021-05-08 to 2021-06-08".
+    rows = [(10_000.0,) * 4] * 65 + [(10_000.0, 10_000.0, 9_900.0, 9_900.0)] + [(10_000.0,) * 4] * 2
+    market = _outage(rows, "2021-04-08", ("2021-05-08", "2021-06-11"))
+    strategy, result = _run(market, {**TWO_INSTALMENTS, "start_usd": START_USD})
+    assert [(str(e.time)[:10], e.kind, e.detail) for e in strategy.broker.events] == [
+        ("2021-06-12", "loan_payment_carried", _carried(1, "2021-05-08", _release(9_900.0), PAYMENT)),
+        ("2021-06-12", "loan_payment_carried", _carried(2, "2021-06-08", _release(9_900.0), 2 * PAYMENT))] + [
+        ("2021-06-13", "loan_payment_carried_paid", f"paid instalment {number}/2 of 1,000.00 USD due {due}, "
+                                                    "carried from 2021-06-12 00:00 UTC: CME closed")
+        for number, due in ((1, "2021-05-08"), (2, "2021-06-08"))]
+    note = "loan:equipment_loan; carried from 2021-06-12 00:00 UTC: CME closed"
+    assert _rows(strategy, ("loan_payment",)) == [("2021-06-13 00:00", "loan_payment", -PAYMENT, note)] * 2
+    assert _cash(result, ["2021-06-12", "2021-06-13"]) == [CASH, CASH + _release(10_000.0) - 2 * PAYMENT]
+    assert strategy.loan.paid_off and strategy.broker.get_liabilities_usd() == 0.0
+    # The same run ending on Saturday 06-12: both still wait, each as itself, and the run notes name each.
+    ended = dataclasses.replace(market, frame=market.frame.iloc[:-2])
+    strategy, _ = _run(ended, {**TWO_INSTALMENTS, "start_usd": START_USD})
+    dues = (datetime(2021, 5, 8), datetime(2021, 6, 8))
+    waiting = strategy.carried_loan_payments(strategy.loan)
+    assert [(p.what, p.usd, p.due, p.since, p.instalment) for p in waiting] == [
+        (f"instalment {n}/2 of 1,000.00 USD due {due:%Y-%m-%d}", PAYMENT, due, datetime(2021, 6, 12), n)
+        for n, due in enumerate(dues, 1)]
+    assert strategy.notes == [
+        f"loan:equipment_loan: the instalment {n}/2 of 1,000.00 USD due {due:%Y-%m-%d}, carried from "
+        "2021-06-12 00:00 UTC (CME closed), was still due when the run ended."
+        for n, due in enumerate(dues, 1)]
