@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -94,14 +95,27 @@ class LoanStep:
     events: list[MarginEvent] = field(default_factory=list)
 
 
+class Instalment(NamedTuple):
+    """One instalment of an :class:`EquipmentLoan` due and unpaid: its ``number`` (1-based), ``payment_usd``
+    (USD), ``due`` (UTC), ``what`` it is for people (``"instalment 3/36 of 1,010.00 USD due 2021-03-06"``),
+    and whether its ``missed_payment`` was ``reported``."""
+
+    number: int
+    payment_usd: float
+    due: pd.Timestamp
+    what: str
+    reported: bool
+
+
 class EquipmentLoan:
     """An amortising USD loan (e.g. to buy machines), stepped with ``step(time, cash_available_usd)``.
 
     Each step pays every instalment due by ``time`` (oldest first) while ``cash_available_usd`` covers it
     in full; an instalment that cannot be paid when due raises one ``missed_payment`` event and stays in
     arrears, retried at every later step (no penalty interest modelled). A caller that lets an instalment wait
-    (a lender's next business day) steps with ``defer_missed`` and reports it with :meth:`report_missed` if it
-    cannot wait; until reported it is not missed.
+    (a lender's next business day) steps with ``defer_missed``, reads the instalments due and unpaid with
+    :meth:`instalments_due` and reports one that cannot wait with :meth:`report_missed`; until reported it is
+    not missed.
     """
 
     def __init__(self, principal_usd: float, annual_rate: float, term_months: int, start, *,
@@ -131,6 +145,11 @@ class EquipmentLoan:
     @property
     def paid_off(self) -> bool:
         return self._next >= self.term_months
+
+    @property
+    def instalments_paid(self) -> int:
+        """How many instalments are paid (they are paid oldest first: numbers 1 to this)."""
+        return self._next
 
     def arrears_usd(self, time) -> float:
         """USD of instalments due by ``time`` and not paid."""
@@ -164,33 +183,46 @@ class EquipmentLoan:
             self._next += 1
         return result
 
-    def report_missed(self, time, cash_available_usd: float) -> list[MarginEvent]:
-        """The ``missed_payment`` event of the first unpaid instalment (``cash_available_usd``: USD the borrower
-        had for it), once per instalment: [] when it was reported before."""
-        if self._next >= self.term_months or self._next in self._missed_reported:
+    def report_missed(self, time, cash_available_usd: float, number: int | None = None) -> list[MarginEvent]:
+        """The ``missed_payment`` event of instalment ``number`` (1-based; default: the first unpaid), unpaid
+        at ``time`` (``cash_available_usd``: USD the borrower had for it), once per instalment: [] when it was
+        reported before, is paid, or is not due by ``time``."""
+        k = self._next if number is None else number - 1
+        if (not self._next <= k < self.term_months or k in self._missed_reported
+                or self._due_ns[k] > _ts_ns(time)):
             return []
-        self._missed_reported.add(self._next)
-        row = self.schedule.iloc[self._next]
+        self._missed_reported.add(k)
+        row = self.schedule.iloc[k]
         return [MarginEvent(
             time=_naive_utc(time), kind="missed_payment", instrument=self.instrument,
             venue=self.lender, side="", size=self.balance_usd, price=0.0, equity_usd=0.0,
             maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
-            detail=(f"instalment {self._next + 1}/{self.term_months} of "
+            detail=(f"instalment {k + 1}/{self.term_months} of "
                     f"{row['payment_usd']:.2f} USD due {row['due'].date()} unpaid; "
                     f"cash available {cash_available_usd:.2f} USD"),
         )]
+
+    def instalments_due(self, time) -> list[Instalment]:
+        """The instalments due by ``time`` and unpaid, oldest first, each with its own identity."""
+        due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
+        return [Instalment(k + 1, float(self.schedule["payment_usd"].iloc[k]), self.schedule["due"].iloc[k],
+                           self._what(k + 1, k + 1), k in self._missed_reported)
+                for k in range(self._next, due)]
 
     def unpaid_instalments(self, time) -> str:
         """The instalments due by ``time`` and unpaid, for people: ``"instalment 3/36 of 1,010.00 USD due
         2021-03-06"`` (or ``"instalments 3-4/36 of 2,020.00 USD due 2021-03-06 to 2021-04-06"``); "" if none."""
         due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
-        if due <= self._next:
-            return ""
-        rows = self.schedule.iloc[self._next:due]
-        usd, first, last = float(rows["payment_usd"].sum()), rows["due"].iloc[0].date(), rows["due"].iloc[-1].date()
-        if len(rows) == 1:
-            return f"instalment {self._next + 1}/{self.term_months} of {usd:,.2f} USD due {first}"
-        return f"instalments {self._next + 1}-{due}/{self.term_months} of {usd:,.2f} USD due {first} to {last}"
+        return self._what(self._next + 1, due) if due > self._next else ""
+
+    def _what(self, first: int, last: int) -> str:
+        """Instalments ``first`` to ``last`` (1-based, inclusive), for people (:meth:`unpaid_instalments`)."""
+        rows = self.schedule.iloc[first - 1:last]
+        usd, start, end = float(rows["payment_usd"].sum()), rows["due"].iloc[0], rows["due"].iloc[-1]
+        start, end = start.date(), end.date()
+        if first == last:
+            return f"instalment {first}/{self.term_months} of {usd:,.2f} USD due {start}"
+        return f"instalments {first}-{last}/{self.term_months} of {usd:,.2f} USD due {start} to {end}"
 
 
 def ltv_from_collateral_ratio(collateral_ratio: float) -> float:

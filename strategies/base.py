@@ -37,6 +37,7 @@ import threading
 import types
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -205,6 +206,20 @@ def forget_mining_schedules() -> None:
         _SCHEDULES.clear()
 
 
+@dataclass(frozen=True)
+class CarriedPayment:
+    """A loan payment waiting for the hedge's market to trade (:meth:`MinerStrategy.carry_loan_payment`), kept
+    whole and apart from any other until it is paid or missed: ``what`` it is (``"instalment 2/36 of 1,010.00
+    USD due 2021-04-06"``), ``usd`` (USD), ``due`` (when it fell due, naive UTC), ``since`` (the bar it was
+    carried from, naive UTC) and, for an equipment loan's instalment, its ``instalment`` number (1-based)."""
+
+    what: str
+    usd: float
+    due: datetime
+    since: datetime
+    instalment: int | None = None
+
+
 class MinerStrategy(bt.Strategy):
     """A miner: mining revenue, costs and treasury each bar, plus a futures leg set by :meth:`rebalance`.
 
@@ -313,9 +328,10 @@ class MinerStrategy(bt.Strategy):
         #: first bar the market trades; and the times of the bars they come from
         self._carried: dict[str, float] = {}
         self._carried_times: list[datetime] = []
-        #: loan instrument -> (USD, what it is, bar time it fell due) of loan payments carried over a closure of
-        #: the hedge's market (see carry_loan_payment), due at the first bar the market trades
-        self._loans_carried: dict[str, tuple[float, str, datetime]] = {}
+        #: loan instrument -> the loan payments carried over a closure of the hedge's market
+        #: (carry_loan_payment), oldest first, each on its own, settled at the first bar the market trades
+        #: (hedge_market_traded)
+        self._loans_carried: dict[str, list[CarriedPayment]] = {}
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -557,7 +573,7 @@ class MinerStrategy(bt.Strategy):
                                    getattr(self.p, "sell_fraction", 0.0), self.p.spot_fee)
         if sale > 0:
             self.broker.sell_coins(self.asset, sale, price, fee_rate=self.p.spot_fee)
-        if self._carried and not self.insolvent and self.broker.market_open(self.hedge_data, "close"):
+        if self._carried and not self.insolvent and self.hedge_market_traded():
             if not self._pay_carried(now, price):
                 self._insolvency(now, price, costs)
                 self._pay_what_it_can(i)
@@ -587,25 +603,33 @@ class MinerStrategy(bt.Strategy):
             return f"carried from {first:%Y-%m-%d %H:%M} UTC"
         return f"carried from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC ({n} bars)"
 
-    def hedge_market_closed(self) -> bool:
-        """True when a hedge is held and its market did not trade during the whole bar (a venue's
-        ``trading_hours``: CME on a Saturday): the treasury cannot draw on it at this bar."""
-        return (self.comminfo is not None and bool(self.position_size())
-                and not self.broker.market_open(self.hedge_data, "close"))
+    def hedge_market_traded(self) -> bool:
+        """The one decision "the market reopened: pay what waited". True when the hedge's market traded during
+        this bar (always, for a venue without ``trading_hours``; :meth:`MarginBroker.market_open` at the
+        close): the bills carried (:meth:`_pay_carried`) and the loan payments carried
+        (:meth:`carry_loan_payment`) over a closure are paid, or missed, at the first bar where this is True,
+        and at no other. False on a bar during which it did not trade (CME on a Saturday): what waits keeps
+        waiting, even if the hedge went flat during the bar (a dated contract that expired in a gap of the
+        feed is cash-settled at the first bar after it, a fixing, not a trade) and the treasury could pay it;
+        and nothing can be drawn from the hedge, so a payment the treasury cannot raise may be carried
+        (:meth:`_draw_waits_for_the_market`)."""
+        return self.broker.market_open(self.hedge_data, "close")
 
     def _owed_over_closure(self) -> float:
         """USD waiting for the hedge's market to trade again: the bills carried (:meth:`_carry`) and the loan
         payments carried (:meth:`carry_loan_payment`)."""
-        return sum(self._carried.values()) + sum(usd for usd, _, _ in self._loans_carried.values())
+        loans = sum(p.usd for waiting in self._loans_carried.values() for p in waiting)
+        return sum(self._carried.values()) + loans
 
     def _draw_waits_for_the_market(self, usd: float, price: float) -> bool:
         """The one test of whether a payment of ``usd`` (USD: the bar's costs, or a loan payment due at the bar)
-        that the treasury cannot raise waits for the market instead of being missed: True when it could not be
-        raised only because the hedge's market did not trade during the whole bar (:meth:`hedge_market_closed`),
-        and closing the hedge would have freed what the treasury (:meth:`raisable_usd`) lacks for it and for
-        everything already waiting (:meth:`_owed_over_closure`) had the market traded
-        (:meth:`closing_release_usd`, what :meth:`draw_on_hedge` would have closed)."""
-        if not self.hedge_market_closed():
+        that the treasury cannot raise waits for the market instead of being missed: True when the hedge's
+        market did not trade during the bar (:meth:`hedge_market_traded`), and what the treasury
+        (:meth:`raisable_usd`) lacks for it and for everything already waiting (:meth:`_owed_over_closure`)
+        closing the hedge would have freed had the market traded (:meth:`closing_release_usd`, what
+        :meth:`draw_on_hedge` would have closed; nothing when no hedge is held: then only a payment queued
+        behind one already waiting, which the treasury covers with all the rest, waits)."""
+        if self.hedge_market_traded():
             return False
         short = usd + self._owed_over_closure() - self.raisable_usd(price)
         return short <= self.closing_release_usd(price)
@@ -634,18 +658,21 @@ class MinerStrategy(bt.Strategy):
                    f"{reason}, so the hedge cannot be drawn on (closing it would free {release:,.2f} USD had the "
                    f"market traded); {owed:,.2f} USD carried in all, paid at the first bar the market trades"))
 
-    def carry_loan_payment(self, loan, usd: float, what: str, now: datetime, price: float) -> bool:
+    def carry_loan_payment(self, loan, usd: float, what: str, now: datetime, price: float, *,
+                           due: datetime | None = None, instalment: int | None = None) -> bool:
         """A loan payment of ``usd`` (USD; ``what``: e.g. ``"instalment 1/36 of 1,010.00 USD due 2021-03-06"``)
         due at this bar that the treasury cannot raise: True when it waits for the first bar the hedge's market
         trades (:meth:`_draw_waits_for_the_market`), as a lender's "due on the next business day" convention
-        would have it: nothing is paid or missed now, a ``loan_payment_carried`` event says so, and
-        the caller pays it there before the bar's other payments (:meth:`settle_carried_loan_payment`). The
-        payment stays in the loan's own liability meanwhile. False when it does not wait: the caller reports
-        it missed, as before."""
+        would have it: nothing is paid or missed now, a ``loan_payment_carried`` event says so, and the caller
+        pays it there before the bar's other payments, or reports it missed there
+        (:meth:`settle_carried_loan_payment`). It is kept on its own (a :class:`CarriedPayment`; ``due``: when
+        it fell due, default now; ``instalment``: an equipment loan's instalment number), behind the loan's
+        payments already waiting. The payment stays in the loan's own liability meanwhile. False when it does
+        not wait: the caller reports it missed, as before."""
         if not self._draw_waits_for_the_market(usd, price):
             return False
-        before, _, since = self._loans_carried.get(loan.instrument, (0.0, "", now))
-        self._loans_carried[loan.instrument] = (before + usd, what, since)
+        self._loans_carried.setdefault(loan.instrument, []).append(
+            CarriedPayment(what, usd, now if due is None else due, now, instalment))
         reason, release = self._closed_reason(), self.closing_release_usd(price)
         self.broker.add_event(MarginEvent(
             time=now, kind="loan_payment_carried", instrument=loan.instrument, venue=loan.lender, side="",
@@ -656,28 +683,35 @@ class MinerStrategy(bt.Strategy):
                    f"{self._owed_over_closure():,.2f} USD waiting in all, paid at the first bar the market trades"))
         return True
 
+    def carried_loan_payments(self, loan) -> list[CarriedPayment]:
+        """``loan``'s payments carried over a closure of the hedge's market, oldest first ([] if none)."""
+        return list(self._loans_carried.get(loan.instrument, ()))
+
     def carried_loan_usd(self, loan) -> float:
         """USD of ``loan``'s payments carried over a closure of the hedge's market (0.0 if none)."""
-        return self._loans_carried[loan.instrument][0] if loan.instrument in self._loans_carried else 0.0
+        return sum(p.usd for p in self._loans_carried.get(loan.instrument, ()))
 
-    def carried_loan_note(self, loan) -> str:
-        """The ledger note of ``loan``'s carried payment: ``"loan:x; carried from 2021-03-06 00:00 UTC: CME
-        closed"``."""
-        since = self._loans_carried[loan.instrument][2]
-        return f"{loan.instrument}; carried from {since:%Y-%m-%d %H:%M} UTC: {self._closed_reason()}"
+    def carried_loan_note(self, loan, payment: CarriedPayment) -> str:
+        """The ledger note of ``loan``'s carried ``payment``: ``"loan:x; carried from 2021-03-06 00:00 UTC:
+        CME closed"``."""
+        return f"{loan.instrument}; carried from {payment.since:%Y-%m-%d %H:%M} UTC: {self._closed_reason()}"
 
-    def settle_carried_loan_payment(self, loan, now: datetime, price: float, paid: bool) -> tuple[float, datetime]:
-        """Forget ``loan``'s carried payment, ``paid`` (a ``loan_payment_carried_paid`` event) or not (the caller
-        reports it missed, or the lender's liquidation settled the debt holding it). Returns its (USD, bar time
-        it fell due)."""
-        usd, what, since = self._loans_carried.pop(loan.instrument)
+    def settle_carried_loan_payment(self, loan, now: datetime, price: float, paid: bool) -> CarriedPayment:
+        """Forget ``loan``'s oldest carried payment, ``paid`` (its own ``loan_payment_carried_paid`` event) or
+        not (the caller reports it missed, or the lender's liquidation settled the debt holding it); returns
+        it."""
+        waiting = self._loans_carried[loan.instrument]
+        payment = waiting.pop(0)
+        if not waiting:
+            del self._loans_carried[loan.instrument]
         if paid:
             self.broker.add_event(MarginEvent(
                 time=now, kind="loan_payment_carried_paid", instrument=loan.instrument, venue=loan.lender, side="",
                 size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
                 margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
-                detail=f"paid {what}, carried from {since:%Y-%m-%d %H:%M} UTC: {self._closed_reason()}"))
-        return usd, since
+                detail=f"paid {payment.what}, carried from {payment.since:%Y-%m-%d %H:%M} UTC: "
+                       f"{self._closed_reason()}"))
+        return payment
 
     def _pay_carried(self, now: datetime, price: float) -> bool:
         """At the first bar the hedge's market trades after a closure, pay the carried bills (USD) before the
@@ -811,7 +845,7 @@ class MinerStrategy(bt.Strategy):
         0 when the hedge's market did not trade during the bar (a venue's ``trading_hours``: CME on a Saturday's
         daily bar; :meth:`MarginBroker.market_open`): the treasury cannot draw on it then."""
         held = self.position_size() if self.comminfo is not None else 0.0
-        if not held or not self.broker.market_open(self.hedge_data, "close"):
+        if not held or not self.hedge_market_traded():
             return 0.0
         return self.closing_release_usd(price)
 
@@ -1125,9 +1159,11 @@ class MinerStrategy(bt.Strategy):
             self.notes.append(f"{sum(self._carried.values()):,.2f} USD of bills {self._carried_since()} "
                               f"({self._closed_reason()}) were still owed when the run ended: equity counts them "
                               "as the liability bills_carried.")
-        for instrument, (_, what, since) in self._loans_carried.items():
-            self.notes.append(f"{instrument}: the {what}, carried from {since:%Y-%m-%d %H:%M} UTC "
-                              f"({self._closed_reason()}), was still due when the run ended.")
+        for instrument, waiting in self._loans_carried.items():
+            for payment in waiting:
+                since = f"{payment.since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()})"
+                self.notes.append(f"{instrument}: the {payment.what}, carried from {since}, was still due "
+                                  "when the run ended.")
 
     def _deliver_last_notifications(self) -> None:
         """Hand this strategy and its analyzers the order notifications still in the broker's queue.

@@ -383,7 +383,7 @@ class FinancedExpansion(MinerStrategy):
         step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
                          bar_end=now + self.bar_length)  # a call is known at the close: its deadline runs from there
         self._book_coin_loan_step(step, price)
-        if self.carried_loan_usd(loan) and (loan.closed or not self.hedge_market_closed()):
+        if self.carried_loan_usd(loan) and (loan.closed or self.hedge_market_traded()):
             self._pay_carried_interest(loan, now, price)
         month = (now.year, now.month)
         if self._last_interest_month is None:
@@ -403,63 +403,83 @@ class FinancedExpansion(MinerStrategy):
         self.broker.set_liability(loan.instrument, loan.debt_usd)
 
     def _step_equipment_loan(self, loan: EquipmentLoan, now: datetime, price: float) -> None:
-        """Pay the instalments due (oldest first: one carried over a closure first) from what
-        :meth:`raise_usd` can deliver. On a bar during which the hedge's market does not trade, an instalment it
-        cannot pay is carried when closing the hedge would have paid it (:meth:`carry_loan_payment`), else
-        missed now; a carried one (and any falling due after it) waits for the first bar the market trades, where
-        it is paid or reported missed."""
+        """Pay the instalments due, oldest first (those carried over a closure first), from what
+        :meth:`raise_usd` can deliver, then judge each one left unpaid (:meth:`_judge_unpaid_instalments`).
+        While the hedge's market has not traded again (:meth:`hedge_market_traded`), those carried wait, and
+        those falling due after them wait behind them; each carried one is booked on its own when paid (its
+        ``carried from`` note and ``loan_payment_carried_paid`` event)."""
         # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the spot
         # fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot leave a
         # booked instalment nanodollars short)
         available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
-        closed = self.hedge_market_closed()
-        waiting = self.carried_loan_usd(loan)
-        # a carried instalment, the oldest due, is paid at the first bar the market trades (as carried bills are),
-        # and those after it wait behind it
-        step = loan.step(now, 0.0 if closed and waiting else available, defer_missed=closed)
+        carried = self.carried_loan_payments(loan)
+        waits = bool(carried) and not self.hedge_market_traded()
+        # the loan reports nothing itself: each instalment it cannot pay is judged below, on its own
+        step = loan.step(now, 0.0 if waits else available, defer_missed=True)
         for event in step.events:
             self.broker.add_event(event)
         if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
             self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
-            carried = waiting if waiting and step.paid_usd + 1e-9 >= waiting else 0.0  # the oldest: paid first
-            parts = [(carried, self.carried_loan_note(loan))] if carried else []
-            parts.append((step.paid_usd - carried, loan.instrument))
+            settled = [p for p in carried if p.instalment <= loan.instalments_paid]
+            parts = [(p.usd, self.carried_loan_note(loan, p)) for p in settled]
+            parts.append((step.paid_usd - sum(p.usd for p in settled), loan.instrument))
             for usd, note in parts:
                 if usd > 0 and not self.broker.debit_usd(usd, "loan_payment", note=note):
                     raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
                                        f"only {self.broker.get_cash():.2f} USD could be raised")
-        if waiting and step.paid_usd + 1e-9 >= waiting:
-            self.settle_carried_loan_payment(loan, now, price, paid=True)
-            waiting = 0.0
-        elif waiting and not closed:  # the step reported it missed
-            self.settle_carried_loan_payment(loan, now, price, paid=False)
-            waiting = 0.0
-        if step.deferred_usd > waiting + 1e-9 and not self.carry_loan_payment(
-                loan, step.deferred_usd - waiting, loan.unpaid_instalments(now), now, price):
-            for event in loan.report_missed(now, available - step.paid_usd):
-                self.broker.add_event(event)
-            if waiting:
-                self.settle_carried_loan_payment(loan, now, price, paid=False)
+            for _ in settled:
+                self.settle_carried_loan_payment(loan, now, price, paid=True)
+        if step.deferred_usd > 0:
+            self._judge_unpaid_instalments(loan, now, price, available - step.paid_usd, waits)
         self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
 
+    def _judge_unpaid_instalments(self, loan: EquipmentLoan, now: datetime, price: float, cash: float,
+                                  waits: bool) -> None:
+        """Each instalment due and unpaid after the bar's step, oldest first, on its own: one carried waits
+        while the market has not traded again (``waits``), else it could not be paid at the first bar the
+        market trades and is missed there; one neither carried nor reported is carried
+        (:meth:`carry_loan_payment`) if it can wait, else it is missed here, and those due after it stay
+        unpaid behind it (as behind any missed one: the loan is paid oldest first). ``cash``: USD the
+        treasury had left for them, for the ``missed_payment`` events."""
+        carried = {p.instalment for p in self.carried_loan_payments(loan)}
+        for instalment in loan.instalments_due(now):
+            if instalment.number in carried:
+                if waits:
+                    continue
+                self.settle_carried_loan_payment(loan, now, price, paid=False)  # the oldest still carried
+                for event in loan.report_missed(now, cash, instalment.number):
+                    self.broker.add_event(event)
+                continue
+            if not instalment.reported and self.carry_loan_payment(
+                    loan, instalment.payment_usd, instalment.what, now, price,
+                    due=instalment.due.tz_localize(None).to_pydatetime(), instalment=instalment.number):
+                continue
+            for event in loan.report_missed(now, cash, instalment.number):  # [] if it was reported before
+                self.broker.add_event(event)
+            return
+
     def _pay_carried_interest(self, loan: CoinLoan, now: datetime, price: float) -> None:
-        """A coin loan's month of interest carried over a closure of the hedge's market, at the first bar the
-        market trades: paid first (drawing on the hedge at the close if need be), the interest accrued since
-        staying for the next month; else a ``missed_payment`` here (it stays in the debt). When the lender has
-        closed the loan meanwhile (a liquidation), the sale settled the debt that held it: a run note says so."""
-        usd = self.carried_loan_usd(loan)
-        if loan.closed:
-            _, since = self.settle_carried_loan_payment(loan, now, price, paid=False)
-            self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
-                              f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt the lender's "
-                              "liquidation sold collateral against; any shortfall stays owed with the loan.")
-        elif self.raise_usd(usd, price, draw_on_hedge=True):
-            self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan))
-            self.settle_carried_loan_payment(loan, now, price, paid=True)
-            self._book_coin_loan_step(loan.repay(now, usd, price), price)
-        else:
-            _, since = self.settle_carried_loan_payment(loan, now, price, paid=False)
-            self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), usd, due=since))
+        """A coin loan's months of interest carried over a closure of the hedge's market, at the first bar the
+        market trades, oldest first, each on its own: paid first (drawing on the hedge at the close if need
+        be), the interest accrued since staying for the next month; else a ``missed_payment`` here (it stays
+        in the debt). When the lender has closed the loan meanwhile (a liquidation), the sale settled the debt
+        that held it: a run note says so."""
+        for payment in self.carried_loan_payments(loan):  # settled oldest first, as they are listed
+            usd, since = payment.usd, payment.since
+            if loan.closed:
+                self.settle_carried_loan_payment(loan, now, price, paid=False)
+                self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
+                                  f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt "
+                                  "the lender's liquidation sold collateral against; any shortfall stays "
+                                  "owed with the loan.")
+            elif self.raise_usd(usd, price, draw_on_hedge=True):
+                self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan, payment))
+                self.settle_carried_loan_payment(loan, now, price, paid=True)
+                self._book_coin_loan_step(loan.repay(now, usd, price), price)
+            else:
+                self.settle_carried_loan_payment(loan, now, price, paid=False)
+                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), usd,
+                                                           due=payment.due))
 
     def _meet_loan_call(self, now: datetime, price: float) -> None:
         """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,

@@ -118,6 +118,30 @@ def test_an_equipment_instalment_deferred_is_not_reported_until_a_step_that_cann
                                                                           "7.00 USD")
 
 
+def test_each_instalment_due_and_unpaid_has_its_own_identity_and_its_own_missed_report() -> None:
+    # 3,000 USD at 0 % over 3 months from 2022-01-01: 1,000 USD due 02-01, 03-01 and 04-01. At 03-01, the
+    # first two are due and unpaid (deferred); instalment 2 is reported missed on its own, instalment 1 not.
+    loan = EquipmentLoan(3_000.0, 0.0, 3, "2022-01-01")
+    loan.step(pd.Timestamp("2022-01-01", tz="UTC"), 0.0)
+    assert loan.step(pd.Timestamp("2022-03-01", tz="UTC"), 0.0, defer_missed=True).deferred_usd == 2_000.0
+    feb, mar = pd.Timestamp("2022-02-01", tz="UTC"), pd.Timestamp("2022-03-01", tz="UTC")
+    assert loan.instalments_due(mar) == [  # (number, payment_usd, due, what, reported)
+        (1, 1_000.0, feb, "instalment 1/3 of 1,000.00 USD due 2022-02-01", False),
+        (2, 1_000.0, mar, "instalment 2/3 of 1,000.00 USD due 2022-03-01", False)]
+    [event] = loan.report_missed(mar, 5.0, number=2)
+    assert (event.time, event.detail) == (datetime(2022, 3, 1), "instalment 2/3 of 1000.00 USD due "
+                                                                 "2022-03-01 unpaid; cash available 5.00 USD")
+    assert loan.report_missed(mar, 5.0, number=2) == []  # once
+    assert loan.report_missed(mar, 5.0, number=3) == []  # not due yet
+    assert [i.reported for i in loan.instalments_due(mar)] == [False, True]
+    # paid oldest first: instalment 1 alone, then nothing is due but the one reported
+    assert loan.step(mar, 1_500.0, defer_missed=True).paid_usd == 1_000.0 and loan.instalments_paid == 1
+    assert [i.number for i in loan.instalments_due(mar)] == [2]
+    assert loan.report_missed(mar, 0.0, number=1) == []  # paid
+    assert loan.unpaid_instalments(pd.Timestamp("2022-04-01", tz="UTC")) == (
+        "instalments 2-3/3 of 2,000.00 USD due 2022-03-01 to 2022-04-01")
+
+
 def test_a_months_interest_missed_after_it_waited_names_its_amount_and_due_time() -> None:
     loan = CoinLoan(1e6, 30.0, 0.0365, margin_call_ltv=0.75, liquidation_ltv=0.9)  # 100 USD of interest a day
     loan.step(T0, 50_000.0)
