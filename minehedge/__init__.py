@@ -9,4 +9,4 @@ May import: the standard library, numpy and pandas; the orchestration modules ma
 minehedge folder. ``minehedge.errors`` imports nothing but the standard library.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
