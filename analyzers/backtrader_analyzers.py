@@ -384,7 +384,8 @@ class MarginEvents(_UsesRecorder):
       every key of ``event_stats.event_totals`` (margin_calls, liquidations, liquidation_loss_usd (USD),
         liquidation_fee_usd (USD), cme_calls, cme_calls_met, cme_calls_missed, loan_calls, loan_calls_met,
         loan_liquidations, loan_liquidation_loss_usd (USD), insurance_fund_events, insurance_shortfall_usd
-        (USD), missed_payments, insolvencies (count of ``insolvency`` events: one per spell, at its first bar),
+        (USD), missed_payments, insolvencies (count of ``insolvency`` events: the miner raises one per spell, at
+        its first bar),
         insolvency (bool), ruin (bool));
       insolvent_days: calendar days insolvent, ``event_stats.insolvent_days`` (each spell from its
         ``insolvency`` bar to its ``insolvency_cured`` bar, or to the end of the last bar if never cured);

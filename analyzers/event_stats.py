@@ -112,7 +112,7 @@ def insolvency_spells(events: Iterable[EventLike],
                       times: Sequence[datetime] | pd.DatetimeIndex) -> list[tuple[int, int | None]]:
     """The insolvencies of a run as ``(first bar, cure bar)`` indices into ``times`` (the run's bar times,
     sorted), in log order: a spell starts at the bar of an ``insolvency`` event and ends at the bar of the next
-    ``insolvency_cured`` event, or is still open at the run's end (cure bar ``None``). The miner is insolvent
+    ``insolvency_cured`` event in time order, or is still open at the run's end (cure bar ``None``). The miner is insolvent
     from the first bar through the bar before the cure: on the cure bar it pays its arrears and mines again.
     An event is placed on the last bar at or before its time. An ``insolvency`` event while a spell is open (a
     hand-made log; the miner raises none) does not start another; an ``insolvency_cured`` with none open is
@@ -122,12 +122,16 @@ def insolvency_spells(events: Iterable[EventLike],
         return []
     spells: list[tuple[int, int | None]] = []
     start: int | None = None
-    for record in event_records(events):
-        opens = record["kind"] == "insolvency" and start is None
-        cures = record["kind"] == "insolvency_cured" and start is not None
+    # in time order (a stable sort: same-time events keep their log order), so a log out of order cannot end a
+    # spell before it starts
+    marks = sorted(((int(metrics.epoch_ns(pd.DatetimeIndex([r["datetime"]]))[0]), r["kind"])
+                    for r in event_records(events) if r["kind"] in ("insolvency", "insolvency_cured")),
+                   key=lambda mark: mark[0])
+    for at, kind in marks:
+        opens = kind == "insolvency" and start is None
+        cures = kind == "insolvency_cured" and start is not None
         if not (opens or cures):
             continue
-        at = int(metrics.epoch_ns(pd.DatetimeIndex([record["datetime"]]))[0])
         bar = max(int(np.searchsorted(stamps, at, side="right")) - 1, 0)
         if opens:
             start = bar

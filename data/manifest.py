@@ -21,7 +21,7 @@ import pandas as pd
 
 from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
 from data.memo import ParsedFiles
-from minehedge.errors import ConfigError, DataError, did_you_mean
+from minehedge.errors import ConfigError, DataError, ManifestMismatchError, did_you_mean
 
 REQUIRED_COLUMNS = ("file", "asset", "kind", "timeframe", "venue", "quote", "rows", "first", "last")
 ASSETS = ("BTC", "ETH")
@@ -71,12 +71,12 @@ class FileChoice:
         first, last = (index.min(), index.max()) if len(index) else (None, None)
         if first == self.first and last == self.last:
             self._check_rows(len(index))
-            self._check_size(len(index))
+            self._check_size(len(index), rows_compared=bool(self.rows.strip()))
         if first is not None and want_from >= first and want_to <= last + step:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
         asked_from, asked_to = (start, end) if requested is None else requested
-        raise DataError(
+        raise ManifestMismatchError(
             f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the file "
             f"holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
             f"{asked_to if asked_to is not None else 'end'} needs the missing part{f' ({use})' if use else ''}. "
@@ -88,26 +88,29 @@ class FileChoice:
         said = self._whole_number("rows", self.rows, "count of data rows (lines after the header), e.g. 3064.")
         if said is not None and said != held:
             more = held - said
-            raise DataError(
+            raise ManifestMismatchError(
                 f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file holds "
                 f"{held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first and last "
                 f"times: rows were {'added to' if more > 0 else 'lost from'} the middle of the file. Restore the "
                 "file from its source (MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv "
                 "row.")
 
-    def _check_size(self, rows: int) -> None:
+    def _check_size(self, rows: int, *, rows_compared: bool) -> None:
         """DataError when the file's size in bytes is not its manifest row's ``bytes`` (a blank or absent
-        ``bytes`` says nothing), once its times and ``rows`` data rows agree with the row; one for a ``bytes``
-        that is not a whole number."""
+        ``bytes`` says nothing), once its times agree with the row, and its ``rows`` data rows too when the row
+        gives a count (``rows_compared``); one for a ``bytes`` that is not a whole number."""
         said = self._whole_number("bytes", self.size, "size in bytes, e.g. 175474 (or blank: not checked).")
         held = self.path.stat().st_size if said is not None else None
         if said is not None and said != held:
             more = held - said
-            raise DataError(
+            raise ManifestMismatchError(
                 f"{self.path.name}: MANIFEST.csv says {said} bytes, the file has {held} ({abs(more)} "
-                f"{'more' if more > 0 else 'fewer'}) with the same {rows} rows and first and last times "
-                f"({self.first} -> {self.last}): its contents changed after the manifest was written (values "
-                "edited, or line endings converted, e.g. by git's core.autocrlf). Restore the file from its source "
+                f"{'more' if more > 0 else 'fewer'}) with "
+                + (f"the same {rows} rows and " if rows_compared else
+                   f"{rows} rows (its row's rows is blank: not compared) and the same ")
+                + f"first and last times ({self.first} -> {self.last}): its contents changed after the manifest "
+                "was written (" + ("values edited" if rows_compared else "rows added or lost, values edited") +
+                ", or line endings converted, e.g. by git's core.autocrlf). Restore the file from its source "
                 "(MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv bytes "
                 f"to {held} (blank: not checked).")
 
@@ -118,8 +121,8 @@ class FileChoice:
         if not said:
             return None
         if not said.isdigit():
-            raise DataError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a whole number; "
-                            f"it must be the file's {meaning}")
+            raise ManifestMismatchError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a whole "
+                                        f"number; it must be the file's {meaning}")
         return int(said)
 
 
@@ -128,6 +131,18 @@ class FileChoice:
 #: (network files are '1d') counts one day.
 ROW_SPACING: dict[str, pd.Timedelta] = {**TIMEFRAMES, "8h": pd.Timedelta(hours=8),
                                         "1d-mean-of-8h": pd.Timedelta(days=1)}
+
+
+def listed_choice(path: str | Path) -> FileChoice | None:
+    """The :class:`FileChoice` of the MANIFEST.csv row listing the file ``path``, from the manifest of the
+    nearest folder above it that has one; None when no such manifest lists it (a file of one's own)."""
+    path = Path(path).resolve()
+    for folder in path.parents:
+        if (folder / "MANIFEST.csv").is_file():
+            manifest = read_manifest(folder)
+            rows = [row for row in manifest.itertuples() if Path(row.path).resolve() == path]
+            return choice_of_row(rows[0]) if rows else None
+    return None
 
 
 def choice_of_row(row, reason: str = "", resampled_from: str | None = None) -> FileChoice:

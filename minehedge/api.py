@@ -41,7 +41,7 @@ from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_
 from data.frames import parse_timeframe
 from data.funding import SettlementRates
 from minehedge.config import ParamSpec, validate_params
-from minehedge.errors import ConfigError, DataError
+from minehedge.errors import ConfigError, DataError, ManifestMismatchError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
 from strategies.base import DEFAULT_FLEET, fleet_for
@@ -590,6 +590,7 @@ def _folder_hint(folder: Path) -> str:
 def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
     """Validate one OHLCV CSV file (``path``) or the OHLCV range of ``config``, reporting, never masking."""
     from data.frames import TIMEFRAMES
+    from data.manifest import listed_choice
     from data.ohlcv_csv import read_ohlcv_csv
     from data.validate import validate_ohlcv
 
@@ -611,14 +612,27 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
             raise DataError(f"{name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
         _, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks="keep",
                                    raise_on_error=False)
+        listed = listed_choice(path)
+        mismatch = None
+        if listed is not None:  # a file its folder's MANIFEST.csv lists: checked against its row, as a run does
+            try:
+                listed.check_file(frame.index, None, None)
+            except ManifestMismatchError as exc:
+                mismatch = exc
     else:
         start = _day(config.get("start"), "start")
         end = _day(config.get("end"), "end")
-        loaded = load_ohlcv(str(config.get("asset") or "BTC").upper(), str(config.get("timeframe") or "1d"),
-                            start, end + pd.Timedelta(days=1) if end is not None else None,
-                            data_dir=config.get("data_dir"), bad_ticks="keep")
-        report = loaded.report
-    return _findings(report) if report is not None else []
+        try:
+            loaded = load_ohlcv(str(config.get("asset") or "BTC").upper(), str(config.get("timeframe") or "1d"),
+                                start, end + pd.Timedelta(days=1) if end is not None else None,
+                                data_dir=config.get("data_dir"), bad_ticks="keep")
+        except ManifestMismatchError as exc:  # a finding about the data, not a mistake in the command
+            return [{"level": "error", "what": "MANIFEST.csv", "detail": str(exc)}]
+        report, mismatch = loaded.report, None
+    findings = _findings(report) if report is not None else []
+    if mismatch is not None:
+        findings.insert(0, {"level": "error", "what": "MANIFEST.csv", "detail": str(mismatch)})
+    return findings
 
 
 def data_download(config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,6 +23,11 @@ class DataError(MinehedgeError):
     """Input data fail validation or do not cover what was asked (names the file, row and value)."""
 
 
+class ManifestMismatchError(DataError):
+    """A data file and its MANIFEST.csv row disagree (times, row count, size in bytes), or the row's count or
+    size is unreadable: a run refuses the file; ``data validate`` reports it as an error finding."""
+
+
 class DataUnavailableError(DataError):
     """No data directory, no cache and no network: the message names both remedies."""
 

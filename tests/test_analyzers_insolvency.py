@@ -117,6 +117,14 @@ def test_spells_from_a_hand_made_log_on_4h_bars():
     assert event_stats.insolvent_days([], times) == 0.0 and event_stats.insolvency_spells(log, times[:0]) == []
     # one bar alone counts a day, as bar_durations_days does
     assert event_stats.insolvent_days(log[1:2], times[1:2]) == 1.0
+    # a log out of time order is read in time order: the cure at bar 4 ends the spell from bar 1 (the cure, read
+    # first, was ignored and the spell ran to the end); a cure logged after a later insolvency precedes it (the
+    # spell (5, 2) read -3 bars)
+    assert event_stats.insolvency_spells([log[2], log[1]], times) == [(1, 4)]
+    assert event_stats.insolvent_days([log[2], log[1]], times) == 3 * 4 / 24
+    late = [{**log[1], "datetime": times[5]}, {**log[2], "datetime": times[2]}]
+    assert event_stats.insolvency_spells(late, times) == [(5, None)]
+    assert event_stats.insolvent_days(late, times) == 7 * 4 / 24
 
 
 def test_on_1h_real_data_the_cme_weekends_insolvency_lasts_from_sunday_17_00_to_the_end(data_dir):

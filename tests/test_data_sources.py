@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -368,9 +369,10 @@ def test_a_row_added_to_a_file_or_a_manifest_count_that_is_no_number_is_an_error
             "whole number; it must be the file's count of data rows (lines after the header), e.g. 3064.")
             if rows else (
             f"btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 892650 bytes, the file has "
-            f"{892650 + added} ({added} more) with the same 6289 rows and first and last times (2009-01-03 "
-            "00:00:00+00:00 -> 2026-03-22 00:00:00+00:00): its contents changed after the manifest was written "
-            "(values edited, or line endings converted, e.g. by git's core.autocrlf). Restore the file from its "
+            f"{892650 + added} ({added} more) with 6289 rows (its row's rows is blank: not compared) and the same "
+            "first and last times (2009-01-03 00:00:00+00:00 -> 2026-03-22 00:00:00+00:00): its contents changed "
+            "after the manifest was written (rows added or lost, values edited, or line endings converted, e.g. by "
+            "git's core.autocrlf). Restore the file from its "
             "source (MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv "
             f"bytes to {892650 + added} (blank: not checked)."))
 
@@ -604,3 +606,36 @@ def test_a_file_whose_size_is_not_its_manifest_rows_is_an_error(data_dir, tmp_pa
                 "whole number; it must be the file's size in bytes, e.g. 175474 (or blank: not checked).")
             continue
         assert len(data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-02-01", data_dir=folder).frame) == 31
+
+
+def test_data_validate_reports_a_file_that_differs_from_its_manifest_row_as_an_error(data_dir, tmp_path, capsys):
+    # Before, `data validate FILE` never read the manifest (a CRLF copy its folder lists passed, exit 0), and the
+    # range form stopped with the manifest's DataError (exit 2, a mistake in the command) instead of a finding.
+    from minehedge.cli import main
+
+    name = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+    folder = _folder_editing(data_dir, tmp_path, name, lambda rows: [r.replace("\n", "\r\n") for r in rows])
+    said = int(next(read_manifest(data_dir).loc[lambda m: m["file"] == name].itertuples()).bytes)
+    mismatch = (f"btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says {said} bytes, the file has "
+                f"{said + 3064} (3064 more) with the same 3064 rows and first and last times")
+    assert main(["data", "validate", "--json", str(folder / name)]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert [(f["level"], f["what"]) for f in findings] == [("error", "MANIFEST.csv"), ("info", "summary")]
+    assert findings[0]["detail"].startswith(mismatch)
+    # the range form, on a folder whose manifest lists only that file
+    only = tmp_path / "only"
+    (only / "btc").mkdir(parents=True)
+    (only / name).symlink_to(folder / name)
+    manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
+    manifest[manifest["file"] == name].to_csv(only / "MANIFEST.csv", index=False)
+    assert main(["data", "validate", "--json", "--data-dir", str(only), "--start", "2021-01-01",
+                 "--end", "2021-02-01"]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert len(findings) == 1 and findings[0]["level"] == "error" and findings[0]["detail"].startswith(mismatch)
+    # the same file as the manifest says: clean, exit 0; a file no manifest lists: validated alone
+    assert main(["data", "validate", "--json", str(data_dir / name)]) == 0
+    assert [f["what"] for f in json.loads(capsys.readouterr().out)] == ["summary"]
+    alone = tmp_path / "alone.csv"
+    alone.write_bytes((folder / name).read_bytes())
+    assert main(["data", "validate", "--json", str(alone)]) == 0
+    assert [f["what"] for f in json.loads(capsys.readouterr().out)] == ["summary"]

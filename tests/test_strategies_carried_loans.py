@@ -8,6 +8,8 @@ No shipped policy holds both a loan and a hedge (``financed_expansion`` has no f
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -198,3 +200,41 @@ def test_a_coin_loans_interest_due_on_a_cme_saturday_waits_for_sunday_and_is_pai
                                       "against; any shortfall stays owed with the loan.")
     assert not [e for e in strategy.broker.events if e.kind == "missed_payment" and str(e.time)[:10] == "2021-05-01"]
     assert result.summary["ledger_residual_usd"] < 1e-9
+
+
+def test_two_months_of_coin_loan_interest_carried_over_a_feed_gap_are_paid_one_by_one_when_cme_reopens():
+    # The feed has no bars from 2021-05-02 to 06-04, so the bars after Saturday 05-01 are Saturday 06-05 (CME
+    # closed again) and Sunday 06-06. Interest is 10,000 x 0.73 / 365 = 20 USD a day: 5 days (04-26 to 05-01),
+    # 100 USD, due on 05-01 and carried there (the treasury holds 50 USD); 35 days (05-01 to 06-05), 700 USD, due
+    # on 06-05 and carried behind it (its 234 USD of bills too). Sunday's draw pays each record by itself, oldest
+    # first, with its own event and ledger row, then the bills carried from both Saturdays. The debt is left with
+    # the interest accrued since 06-05: 10,000 + 3 x 20 on 06-08. Nothing waits at the end; no money is lost.
+    rows = ([(10_000.0,) * 4] * 5 + [(10_000.0, 10_000.0, 9_900.0, 9_900.0)] + [(10_000.0,) * 4] * 34
+            + [(10_000.0, 10_000.0, 9_900.0, 9_900.0)] + [(10_200.0,) * 4] * 3)
+    market = synthetic_market(rows, start="2021-04-26")
+    index = market.frame.index
+    gap = (index > pd.Timestamp("2021-05-01", tz="UTC")) & (index < pd.Timestamp("2021-06-05", tz="UTC"))
+    market = dataclasses.replace(market, frame=market.frame[~gap])
+    strategy, _, _ = api._run_cerebro(market, "hedged_expansion", dict(COIN), None)
+    result = api.build_run_result(strategy, {})
+    day = 10_000.0 * 0.73 / 365
+    assert (day * 5, day * 35) == (100.0, 700.0)
+    events = [(str(e.time)[:10], e.kind, e.detail) for e in strategy.broker.events]
+    expected = [
+        ("2021-05-01", "loan_payment_carried", "interest of 100.00 USD due 2021-05-01 00:00 UTC ca"),
+        ("2021-05-01", "bill_carried", "carried 8,140.00 USD of the bar's 8,190.00 USD of co"),
+        ("2021-06-05", "loan_payment_carried", "interest of 700.00 USD due 2021-06-05 00:00 UTC ca"),
+        ("2021-06-05", "bill_carried", "carried 234.00 USD of the bar's 234.00 USD of costs "),
+        ("2021-06-06", "loan_payment_carried_paid", "paid interest of 100.00 USD due 2021-05-01 00:00 UT"),
+        ("2021-06-06", "loan_payment_carried_paid", "paid interest of 700.00 USD due 2021-06-05 00:00 UT"),
+        ("2021-06-06", "bill_carried_paid", "paid 8,374.00 USD of bills carried from 2021-05-01 0")]
+    assert [(time, kind, detail[:len(start)]) for (time, kind, detail), (_, _, start) in zip(events, expected,
+                                                                                            strict=True)] == expected
+    # the first Saturday's bill is its 35 days of power and hosting (234 USD a day): 234 x 35 = 8,190
+    assert 234.0 * 35 == 8_190.0 and 8_190.0 - 50.0 + 234.0 == 8_374.0
+    assert _rows(strategy, ("loan_interest",)) == [
+        ("2021-06-06 00:00", "loan_interest", -100.0, "loan:coin_loan; carried from 2021-05-01 00:00 UTC: CME closed"),
+        ("2021-06-06 00:00", "loan_interest", -700.0, "loan:coin_loan; carried from 2021-06-05 00:00 UTC: CME closed")]
+    assert strategy.loan.debt_usd == 10_000.0 + 3 * day
+    assert strategy.carried_loan_payments(strategy.loan) == []
+    assert result.summary["ledger_residual_usd"] == 0.0 and not result.summary["insolvent"]
