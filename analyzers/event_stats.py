@@ -111,9 +111,10 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
 def insolvency_spells(events: Iterable[EventLike],
                       times: Sequence[datetime] | pd.DatetimeIndex) -> list[tuple[int, int | None]]:
     """The insolvencies of a run as ``(first bar, cure bar)`` indices into ``times`` (the run's bar times,
-    sorted), in log order: a spell starts at the bar of an ``insolvency`` event and ends at the bar of the next
-    ``insolvency_cured`` event in time order, or is still open at the run's end (cure bar ``None``). The miner is insolvent
-    from the first bar through the bar before the cure: on the cure bar it pays its arrears and mines again.
+    sorted), in time order (events sorted by time, stably): a spell starts at the bar of an ``insolvency`` event
+    and ends at the bar of the next ``insolvency_cured`` event, or is still open at the run's end (cure bar
+    ``None``). The miner is insolvent from the first bar through the bar before the cure: on the cure bar it
+    pays its arrears and mines again.
     An event is placed on the last bar at or before its time. An ``insolvency`` event while a spell is open (a
     hand-made log; the miner raises none) does not start another; an ``insolvency_cured`` with none open is
     ignored. Empty when there are no bars."""
@@ -145,11 +146,12 @@ def insolvency_spells(events: Iterable[EventLike],
 
 def insolvent_days(events: Iterable[EventLike], times: Sequence[datetime] | pd.DatetimeIndex) -> float:
     """Calendar days the miner spent insolvent: over the spells of :func:`insolvency_spells`, the time from the
-    first bar's time to the cure bar's time, or, for a spell never cured, to the end of the run's last bar
-    (its time plus its duration, :func:`analyzers.metrics.bar_durations_days`: the median bar spacing, a day
-    for a lone bar). That is the summed duration of the bars that closed insolvent, each bar counting until
-    the next one, as in :func:`time_above_level`, so 4h and 1h bars count hours / 24. Summed in nanoseconds,
-    so whole bars give exact fractions (three 4h bars: 0.5). 0.0 with no insolvency or no bars."""
+    first bar's time to the cure bar's time, or, for a spell never cured, to the end of the run's last bar (its
+    time plus its duration: the median bar spacing, a day for a lone bar, the rule of
+    :func:`analyzers.metrics.bar_durations_days`, here in nanoseconds). That is the summed duration of the bars
+    that closed insolvent, each bar counting until the next one, as in :func:`time_above_level`, so 4h and 1h
+    bars count hours / 24. Summed in nanoseconds, so whole bars give exact fractions (three 4h bars: 0.5). 0.0
+    with no insolvency or no bars."""
     index = pd.DatetimeIndex(times)
     stamps = metrics.epoch_ns(index)
     total_ns = 0.0

@@ -100,8 +100,10 @@ class FileChoice:
         ``bytes`` says nothing), once its times agree with the row, and its ``rows`` data rows too when the row
         gives a count (``rows_compared``); one for a ``bytes`` that is not a whole number."""
         said = self._whole_number("bytes", self.size, "size in bytes, e.g. 175474 (or blank: not checked).")
-        held = self.path.stat().st_size if said is not None else None
-        if said is not None and said != held:
+        if said is None:
+            return
+        held = self.path.stat().st_size
+        if held != said:
             more = held - said
             raise ManifestMismatchError(
                 f"{self.path.name}: MANIFEST.csv says {said} bytes, the file has {held} ({abs(more)} "

@@ -192,14 +192,11 @@ class EquipmentLoan:
                 or self._due_ns[k] > _ts_ns(time)):
             return []
         self._missed_reported.add(k)
-        row = self.schedule.iloc[k]
         return [MarginEvent(
             time=_naive_utc(time), kind="missed_payment", instrument=self.instrument,
             venue=self.lender, side="", size=self.balance_usd, price=0.0, equity_usd=0.0,
             maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
-            detail=(f"instalment {k + 1}/{self.term_months} of "
-                    f"{row['payment_usd']:.2f} USD due {row['due'].date()} unpaid; "
-                    f"cash available {cash_available_usd:.2f} USD"),
+            detail=f"{self._what(k + 1, k + 1)} unpaid; cash available {cash_available_usd:.2f} USD",
         )]
 
     def instalments_due(self, time) -> list[Instalment]:
@@ -216,7 +213,8 @@ class EquipmentLoan:
         return self._what(self._next + 1, due) if due > self._next else ""
 
     def _what(self, first: int, last: int) -> str:
-        """Instalments ``first`` to ``last`` (1-based, inclusive), for people (:meth:`unpaid_instalments`)."""
+        """Instalments ``first`` to ``last`` (1-based, inclusive), for people: the one text of an instalment in
+        every note and event (:meth:`unpaid_instalments`, :meth:`instalments_due`, :meth:`report_missed`)."""
         rows = self.schedule.iloc[first - 1:last]
         usd, start, end = float(rows["payment_usd"].sum()), rows["due"].iloc[0], rows["due"].iloc[-1]
         start, end = start.date(), end.date()

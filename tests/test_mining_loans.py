@@ -102,7 +102,7 @@ def test_an_equipment_instalment_deferred_is_not_reported_until_a_step_that_cann
         f"instalments 1-2/12 of {2 * payment:,.2f} USD due 2022-02-01 to 2022-03-01")
     [event] = loan.report_missed(pd.Timestamp("2022-03-01", tz="UTC"), 5.0)
     assert (event.kind, event.time, event.detail) == ("missed_payment", datetime(2022, 3, 1), (
-        f"instalment 1/12 of {payment:.2f} USD due 2022-02-01 unpaid; cash available 5.00 USD"))
+        f"instalment 1/12 of {payment:,.2f} USD due 2022-02-01 unpaid; cash available 5.00 USD"))
     assert loan.report_missed(pd.Timestamp("2022-03-01", tz="UTC"), 5.0) == []  # once
     # reported: deferring no longer applies to it, and nothing more is reported while it is unpaid
     assert loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 0.0, defer_missed=True).deferred_usd == 0.0
@@ -129,7 +129,7 @@ def test_each_instalment_due_and_unpaid_has_its_own_identity_and_its_own_missed_
         (1, 1_000.0, feb, "instalment 1/3 of 1,000.00 USD due 2022-02-01", False),
         (2, 1_000.0, mar, "instalment 2/3 of 1,000.00 USD due 2022-03-01", False)]
     [event] = loan.report_missed(mar, 5.0, number=2)
-    assert (event.time, event.detail) == (datetime(2022, 3, 1), "instalment 2/3 of 1000.00 USD due "
+    assert (event.time, event.detail) == (datetime(2022, 3, 1), "instalment 2/3 of 1,000.00 USD due "
                                                                  "2022-03-01 unpaid; cash available 5.00 USD")
     assert loan.report_missed(mar, 5.0, number=2) == []  # once
     assert loan.report_missed(mar, 5.0, number=3) == []  # not due yet

@@ -93,7 +93,7 @@ def test_an_instalment_due_on_a_cme_saturday_that_only_the_hedge_could_pay_waits
     else:
         assert events == [("2021-03-06", "loan_payment_carried"), ("2021-03-07", "cme_margin_call"),
                           ("2021-03-07", "missed_payment"), ("2021-03-08", "cme_margin_call_met")]
-        assert strategy.broker.events[2].detail == ("instalment 1/1 of 1010.00 USD due 2021-03-06 unpaid; cash "
+        assert strategy.broker.events[2].detail == ("instalment 1/1 of 1,010.00 USD due 2021-03-06 unpaid; cash "
                                                     "available 266.00 USD")
         assert payments == [("2021-03-08 00:00", "loan_payment", -1_010.0, "loan:equipment_loan")]
         assert cash == [500.0, 266.0, 32.0, 24_778.0]
@@ -217,24 +217,25 @@ def test_two_months_of_coin_loan_interest_carried_over_a_feed_gap_are_paid_one_b
     market = dataclasses.replace(market, frame=market.frame[~gap])
     strategy, _, _ = api._run_cerebro(market, "hedged_expansion", dict(COIN), None)
     result = api.build_run_result(strategy, {})
-    day = 10_000.0 * 0.73 / 365
-    assert (day * 5, day * 35) == (100.0, 700.0)
+    day = 10_000.0 * 0.73 / 365  # USD of interest a day
+    may, june = day * 5, day * 35  # due 05-01 and 06-05
+    bill = 234.0  # USD of power and hosting a day; the 05-01 bar lasts 35 days, to the next bar
+    treasury = 50.0  # USD left on 05-01, after the machine and the futures margin
     events = [(str(e.time)[:10], e.kind, e.detail) for e in strategy.broker.events]
     expected = [
-        ("2021-05-01", "loan_payment_carried", "interest of 100.00 USD due 2021-05-01 00:00 UTC ca"),
-        ("2021-05-01", "bill_carried", "carried 8,140.00 USD of the bar's 8,190.00 USD of co"),
-        ("2021-06-05", "loan_payment_carried", "interest of 700.00 USD due 2021-06-05 00:00 UTC ca"),
-        ("2021-06-05", "bill_carried", "carried 234.00 USD of the bar's 234.00 USD of costs "),
-        ("2021-06-06", "loan_payment_carried_paid", "paid interest of 100.00 USD due 2021-05-01 00:00 UT"),
-        ("2021-06-06", "loan_payment_carried_paid", "paid interest of 700.00 USD due 2021-06-05 00:00 UT"),
-        ("2021-06-06", "bill_carried_paid", "paid 8,374.00 USD of bills carried from 2021-05-01 0")]
+        ("2021-05-01", "loan_payment_carried", f"interest of {may:,.2f} USD due 2021-05-01 00:00 UTC carried"),
+        ("2021-05-01", "bill_carried", f"carried {bill * 35 - treasury:,.2f} USD of the bar's {bill * 35:,.2f} USD"),
+        ("2021-06-05", "loan_payment_carried", f"interest of {june:,.2f} USD due 2021-06-05 00:00 UTC carried"),
+        ("2021-06-05", "bill_carried", f"carried {bill:,.2f} USD of the bar's {bill:,.2f} USD"),
+        ("2021-06-06", "loan_payment_carried_paid", f"paid interest of {may:,.2f} USD due 2021-05-01 00:00 UTC"),
+        ("2021-06-06", "loan_payment_carried_paid", f"paid interest of {june:,.2f} USD due 2021-06-05 00:00 UTC"),
+        ("2021-06-06", "bill_carried_paid",
+         f"paid {bill * 36 - treasury:,.2f} USD of bills carried from 2021-05-01 00:00 to 2021-06-05 00:00 UTC")]
     assert [(time, kind, detail[:len(start)]) for (time, kind, detail), (_, _, start) in zip(events, expected,
                                                                                             strict=True)] == expected
-    # the first Saturday's bill is its 35 days of power and hosting (234 USD a day): 234 x 35 = 8,190
-    assert 234.0 * 35 == 8_190.0 and 8_190.0 - 50.0 + 234.0 == 8_374.0
     assert _rows(strategy, ("loan_interest",)) == [
-        ("2021-06-06 00:00", "loan_interest", -100.0, "loan:coin_loan; carried from 2021-05-01 00:00 UTC: CME closed"),
-        ("2021-06-06 00:00", "loan_interest", -700.0, "loan:coin_loan; carried from 2021-06-05 00:00 UTC: CME closed")]
+        ("2021-06-06 00:00", "loan_interest", -may, "loan:coin_loan; carried from 2021-05-01 00:00 UTC: CME closed"),
+        ("2021-06-06 00:00", "loan_interest", -june, "loan:coin_loan; carried from 2021-06-05 00:00 UTC: CME closed")]
     assert strategy.loan.debt_usd == 10_000.0 + 3 * day
     assert strategy.carried_loan_payments(strategy.loan) == []
     assert result.summary["ledger_residual_usd"] == 0.0 and not result.summary["insolvent"]

@@ -121,7 +121,7 @@ def _carried(number: int, due: str, release: float, waiting: float) -> str:
 
 
 def _missed(number: int, due: str, left: float) -> str:
-    return f"instalment {number}/2 of 1000.00 USD due {due} unpaid; cash available {left:.2f} USD"
+    return f"instalment {number}/2 of 1,000.00 USD due {due} unpaid; cash available {left:.2f} USD"
 
 
 @pytest.mark.parametrize("saturday_close", [9_900.0, 5_200.0])
