@@ -47,7 +47,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from brokers.broker import MarginBroker
+from brokers.broker import CASH_TOLERANCE_USD, MarginBroker
 from brokers.commission import FuturesCommInfo, check_contract_leverage, futures_comminfo
 from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
@@ -737,11 +737,12 @@ class MinerStrategy(bt.Strategy):
     def _pay_pro_rata(self, bills: dict[str, float], cash: float, note: str,
                       owed: dict[str, float]) -> tuple[float, float]:
         """Pay ``bills`` (ledger kind -> USD) pro rata from ``cash`` (USD, at most all of them) and add what is
-        left of each to ``owed`` (kind -> USD). Returns (USD paid, USD left owed)."""
+        left of each to ``owed`` (kind -> USD). Returns (USD paid, USD left owed). Cash under the broker's
+        ``CASH_TOLERANCE_USD`` is rounding left by earlier payments, not money to share out: nothing is paid."""
         total = sum(bills.values())
         if total <= 0:
             return 0.0, 0.0
-        share = min(1.0, cash / total)
+        share = min(1.0, cash / total) if cash >= CASH_TOLERANCE_USD else 0.0
         for kind, amount in bills.items():
             if amount * share > 0:
                 self.broker.debit_usd(amount * share, kind, note=note)

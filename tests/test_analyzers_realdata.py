@@ -138,6 +138,16 @@ def test_cme_fills_size_is_five_coins_a_contract(btc_daily_2021):
     assert [fill["size"] for fill in fills] == [5.0 * fill["contracts"] for fill in fills]
 
 
+def test_a_hedged_run_pays_each_bill_without_rounding_rows(btc_daily_2021):
+    # The treasury sells coins to cover a bill exactly; float rounding left spot cash ~1e-11 USD off it, and the
+    # ledger gained rows of -7e-12 USD from the other wallet (10 in this run before the broker's usd_debit_legs).
+    ledger = run(btc_daily_2021, "static_hedge", {}).result.ledger.frame()
+    usd = ledger[ledger["currency"] == "USD"]
+    assert not usd[(usd["amount"] != 0) & (usd["amount"].abs() < 1e-6)].size
+    power = usd[usd["kind"] == "power_cost"]
+    assert len(power) >= 365 and power["amount"].abs().min() > 1.0
+
+
 # ------------------------------------------------------------------------------- CME: the account's ratio
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brokers import formulas as f
-from brokers.broker import MarginBroker
+from brokers.broker import CASH_TOLERANCE_USD, MarginBroker, usd_debit_legs
 from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo
 from brokers.ledger import Ledger, LedgerEntry
 from brokers.venues import generic_venue, load_venue
@@ -878,6 +878,45 @@ def test_usd_dust_never_blocks_a_coin_margined_order_and_debits_never_go_below_z
     assert broker.cash >= 0.0 and broker.get_cash() == pytest.approx(0.0, abs=1e-9)
     assert [o[0] for o in strat.orders] == ["Completed"] and strat.rows[-1]["size"] == -100
     assert broker.reconcile() < 1e-12
+
+
+def test_a_bill_is_not_split_off_a_wallet_that_would_pay_only_rounding():
+    # The default BTC run's 2017-05-31 bar: 2.40936 BTC sold at 2,303.29 less the 0.1 % fee, sized to pay the
+    # 5,543.8992 USD power bill, left spot cash 2.2e-11 USD short of it in floating point.
+    bill = 5_543.8992
+    gross = 5_549.448648648627
+    spot = gross - gross * 0.001
+    assert 0 < bill - spot < CASH_TOLERANCE_USD
+    assert usd_debit_legs(bill, spot, 250.0) == (spot, 0.0)  # spot pays alone; 2.2e-11 USD is the tolerance
+    assert usd_debit_legs(bill, 5.8e-11, 6_000.0) == (0.0, bill)  # spot dust stays; the futures wallet pays
+    # real splits, and a bill that is itself under the tolerance, are paid as before
+    assert usd_debit_legs(bill, 5_000.0, 6_000.0) == (5_000.0, bill - 5_000.0)
+    assert usd_debit_legs(bill, 1e-3, 6_000.0) == (1e-3, bill - 1e-3)
+    assert usd_debit_legs(5e-10, 0.0, 1.0) == (0.0, 5e-10) and usd_debit_legs(5e-10, 1.0, 0.0) == (5e-10, 0.0)
+
+    def pay(s):
+        s.broker.deposit("USD", spot, "spot")
+        s.paid = s.broker.debit_usd(bill, "power_cost")
+
+    strat, broker = run(frame(flat(100, 3)), usdm(leverage=5), {1: pay}, MarginBroker(cash=250.0))
+    rows = [(e.wallet, e.amount) for e in broker.ledger.entries if e.kind == "power_cost"]
+    assert strat.paid and rows == [("spot", -spot)]
+    assert broker.get_cash() == 250.0 and broker.reconcile() < 1e-9
+
+
+@settings(max_examples=300, deadline=None)
+@given(amount=st.floats(0.0, 1e7), spot=st.floats(-1e-9, 1e7), free=st.floats(-1.0, 1e7))
+def test_usd_debit_legs_pay_the_bill_within_the_tolerance_from_what_each_wallet_holds(amount, spot, free):
+    if spot + max(free, 0.0) + CASH_TOLERANCE_USD < amount:
+        return  # debit_usd refuses it before splitting
+    from_spot, from_futures = usd_debit_legs(amount, spot, free)
+    assert 0.0 <= from_spot <= max(spot, 0.0) and 0.0 <= from_futures <= max(free, 0.0)
+    paid = from_spot + from_futures
+    assert amount - 2 * CASH_TOLERANCE_USD <= paid <= amount + 2 * math.ulp(amount)
+    for leg, other in ((from_spot, from_futures), (from_futures, from_spot)):
+        assert not (0.0 < leg < CASH_TOLERANCE_USD and other > 0.0)  # no rounding row beside a payment
+    if spot >= amount:
+        assert (from_spot, from_futures) == (amount, 0.0)
 
 
 def test_a_losing_isolated_position_can_still_be_reduced_and_margin_added():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from datetime import datetime
 
 import numpy as np
@@ -952,6 +953,28 @@ def test_an_insolvent_miner_resumes_once_it_can_pay_its_arrears():
     assert strategy.broker.get_coins("BTC") == pytest.approx(
         released - (arrears + 2 * bills) / (80.0 * (1 - fee)), rel=1e-12)
     assert strategy.broker.reconcile() < 1e-9
+
+
+def test_cash_under_the_brokers_tolerance_pays_no_part_of_an_insolvent_miners_bills():
+    # Rounding left by earlier payments (3e-13 USD) used to become "part paid" rows of ~1e-13 USD each.
+    from brokers.broker import CASH_TOLERANCE_USD
+    from strategies.base import MinerStrategy
+
+    rows = []
+    stub = types.SimpleNamespace(broker=types.SimpleNamespace(
+        debit_usd=lambda usd, kind, note="": rows.append((kind, usd, note)) or True))
+    bills = {"power_cost": 26.0, "hosting_cost": 13.0}
+    owed: dict[str, float] = {}
+    assert MinerStrategy._pay_pro_rata(stub, bills, 3e-13, "part paid: insolvent", owed) == (0.0, 39.0)
+    assert rows == [] and owed == bills
+    cash = 39.0 / 10  # a tenth of each bill
+    assert cash >= CASH_TOLERANCE_USD
+    paid, left = MinerStrategy._pay_pro_rata(stub, bills, cash, "part paid: insolvent", owed)
+    assert rows == [("power_cost", pytest.approx(2.6, rel=1e-15), "part paid: insolvent"),
+                    ("hosting_cost", pytest.approx(1.3, rel=1e-15), "part paid: insolvent")]
+    assert (paid, left) == (pytest.approx(3.9, rel=1e-15), pytest.approx(35.1, rel=1e-15))
+    assert owed == {"power_cost": pytest.approx(26.0 + 23.4, rel=1e-15),
+                    "hosting_cost": pytest.approx(13.0 + 11.7, rel=1e-15)}
 
 
 @pytest.mark.parametrize("spare", [-1e-6, 1e-6])
