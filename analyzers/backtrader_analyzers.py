@@ -582,9 +582,9 @@ class Summary(_UsesRecorder):
       bar's close), max_drawdown_pct,
       max_drawdown_usd, max_drawdown_coin_pct, max_drawdown_coin, longest_underwater_days,
       sharpe, sortino (daily returns, x sqrt(365), risk-free ``risk_free_daily`` per day),
-      margin_calls (margin_call + cme_margin_call events), liquidations (liquidation, partial_liquidation and
-      cme_margin_call_missed events), liquidation_loss_usd (the price loss at those fills, >= 0),
-      liquidation_fee_usd, cme_calls_missed, loan_calls,
+      margin_calls (margin_call, cme_margin_call and desk_margin_call events), liquidations (liquidation,
+      partial_liquidation and cme_margin_call_missed events), liquidation_loss_usd (the price loss at those
+      fills, >= 0), liquidation_fee_usd, cme_calls_missed, loan_calls,
       loan_liquidations, insurance_shortfall_usd, time_above_warning_days, coins_mined, mining_revenue_usd,
       power_cost_usd, hosting_cost_usd, pool_fee_usd, net_operating_cash_flow_usd, curtailed_days,
       futures_pnl_usd (the futures wallet's result: price P&L, funding and insurance refills less futures and

@@ -28,6 +28,7 @@ from analyzers.files import atomic_write
 EVENT_MARKERS: dict[str, dict[str, object]] = {
     "margin_call": {"marker": "v", "color": "tab:orange", "label": "margin call"},
     "cme_margin_call": {"marker": "v", "color": "goldenrod", "label": "CME margin call"},
+    "desk_margin_call": {"marker": "v", "color": "tab:cyan", "label": "desk margin call (margin_buffer)"},
     "cme_margin_call_missed": {"marker": "X", "color": "darkred", "label": "CME call missed"},
     "liquidation": {"marker": "X", "color": "red", "label": "liquidation"},
     "partial_liquidation": {"marker": "P", "color": "crimson", "label": "partial liquidation"},

@@ -21,8 +21,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "datetime", "kind", "instrument", "venue", "side", "size", "price",
     "equity_usd", "margin_ratio", "loss_usd", "fee_usd",
 )
-# Margin-call warnings: the venue's warning level crossed, and CME-style calls (below maintenance).
-MARGIN_CALL_KINDS: tuple[str, ...] = ("margin_call", "cme_margin_call")
+# Margin calls: the venue's warning level crossed, CME-style calls (below maintenance), and the desk's own
+# (margin_buffer: the liquidation price nearer than the buffer at a close).
+MARGIN_CALL_KINDS: tuple[str, ...] = ("margin_call", "cme_margin_call", "desk_margin_call")
 # Forced closes: by the liquidation engine, or at the deadline of a missed CME call (the same set the
 # broker reports through strategy.notify_liquidation). A missed CME call is also counted in cme_calls_missed.
 LIQUIDATION_KINDS: tuple[str, ...] = ("liquidation", "partial_liquidation", "cme_margin_call_missed")

@@ -14,6 +14,7 @@ returns 1 and the margin per unit already includes the leverage.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from datetime import date, datetime
 
@@ -278,6 +279,26 @@ def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage:
     loosest = max(spec.tier_tables, key=lambda t: t.tiers[0].max_leverage).tiers
     unit = spec.asset if venue.is_inverse else "USD"
     return check_leverage(leverage, loosest, 0.0, venue=venue.name, unit=unit, minimum=minimum)
+
+
+def opening_liquidation_distance(venue: VenueProfile, spec: InstrumentSpec, leverage: float) -> float:
+    """How far from its liquidation price a position opens at ``leverage`` (margin = notional / leverage), as a
+    fraction of the entry price, on the side that opens nearer (the short, for linear contracts), under the
+    contract's lowest first-bracket maintenance rate over its dated tables: the most room any date gives.
+    From the venue's own liquidation formula (linear, or inverse on its ``maintenance_basis``), e.g. Binance
+    USD-M at 3x with MMR 0.4 %: (1/3 - 0.004) / 1.004 = 0.328; CME at 2x with 43 %: 0.049. ``inf`` when
+    neither side can be liquidated. Fees are left out (they bring it a little nearer)."""
+    mmr = min(table.tiers[0].mmr for table in spec.tier_tables)
+    tiers = formulas.flat_tiers(mmr)
+    distances = []
+    for side in (1.0, -1.0):
+        if venue.is_inverse:  # one contract of 1 USD at 1 USD per coin: 1 coin of notional
+            price = formulas.inverse_liquidation_price(side, 1.0, 1.0, 1.0 / leverage, tiers,
+                                                       basis=venue.maintenance_basis)
+        else:
+            price = formulas.linear_liquidation_price(side, 1.0, 1.0 / leverage, tiers)
+        distances.append(math.inf if not math.isfinite(price) or price <= 0.0 else side * (1.0 - price))
+    return min(distances)
 
 
 def futures_comminfo(venue: str | VenueProfile, **kwargs: object) -> FuturesCommInfo:

@@ -13,6 +13,8 @@ from datetime import datetime
 # Every kind of event, with what triggers it.
 EVENT_KINDS: dict[str, str] = {
     "margin_call": "margin ratio (maintenance margin / margin balance) crossed the warning level upward",
+    "desk_margin_call": "the miner's own call (margin_buffer): at a close the liquidation price was nearer than "
+                        "margin_buffer of the hedge's close; on_margin_call answers it at that close",
     "liquidation": "the bar's adverse extreme crossed the liquidation price; the position was force-closed",
     "partial_liquidation": "the position was reduced to a lower maintenance tier instead of closed in full",
     "insurance_fund": "a liquidation lost more than the isolated margin or the cross wallet held; the venue's "

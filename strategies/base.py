@@ -48,7 +48,12 @@ import numpy as np
 import pandas as pd
 
 from brokers.broker import CASH_TOLERANCE_USD, MarginBroker
-from brokers.commission import FuturesCommInfo, check_contract_leverage, futures_comminfo
+from brokers.commission import (
+    FuturesCommInfo,
+    check_contract_leverage,
+    futures_comminfo,
+    opening_liquidation_distance,
+)
 from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
 from brokers.venues import VenueProfile, available_venues, load_venue
@@ -141,6 +146,10 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
               choices=MARGIN_CALL_RESPONSES),
     ParamSpec("top_up_target", float, 0.4, "fraction",
               "margin ratio a top-up restores (maintenance / margin balance)", minimum=0.01, maximum=1.0),
+    ParamSpec("margin_buffer", float, 0.0, "fraction",
+              "the desk's own margin call: at a close where the liquidation price is nearer than this fraction "
+              "of the hedge's close, apply on_margin_call at once (a top-up restores notional / leverage); "
+              "0 = answer only the venue's calls", minimum=0.0, maximum=0.99),
     ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized", minimum=0.0),
     ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry (none = no stop)",
               minimum=0.0, maximum=1.0, nullable=True),
@@ -254,6 +263,14 @@ class MinerStrategy(bt.Strategy):
             venue, symbol = cls.venue_symbol(values)
             check_contract_leverage(venue, venue.instrument(symbol), values["leverage"],
                                     minimum=spec_map(cls.specs)["leverage"].minimum)
+            buffer = values.get("margin_buffer", 0.0) or 0.0
+            room = opening_liquidation_distance(venue, venue.instrument(symbol), values["leverage"])
+            if buffer >= room:
+                raise ConfigError(
+                    f"margin_buffer={buffer:g} is not below {room:.4g}, the distance from its liquidation price at "
+                    f"which a position opens at leverage={values['leverage']:g} on {venue.name} (as a fraction of "
+                    f"the price): the desk would call on every bar; choose margin_buffer < {room:.4g} (e.g. half "
+                    "of it) or a lower leverage.")
 
     @classmethod
     def venue_symbol(cls, values: Mapping[str, Any]) -> tuple[VenueProfile, str]:
@@ -336,6 +353,7 @@ class MinerStrategy(bt.Strategy):
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
         self.stop_order = None
+        self._desk_call_open = False  # a margin_buffer call is open (see _check_margin_buffer)
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
         if self._hardware_hashprice is not None:
@@ -552,6 +570,8 @@ class MinerStrategy(bt.Strategy):
                 if self.restores_leverage_on_roll:
                     self.restore_leverage(futures_price)
                 self.rebalance(now, futures_price)
+            if self.p.margin_buffer:
+                self._check_margin_buffer(now)
 
     def _credit_mining(self, i: int, now: datetime, price: float) -> float:
         gross, fee = self._coins_gross[i], self._pool_fee_coin[i]
@@ -1218,6 +1238,48 @@ class MinerStrategy(bt.Strategy):
                 self.set_futures_target(self._round_size(self.position_size() / 2.0), event.price)
             return
         self.top_up(event)
+
+    def _check_margin_buffer(self, now: datetime) -> None:
+        """The desk's own margin call (``margin_buffer``), at the close after the bar's rebalance: when the
+        hedge's liquidation price (:meth:`MarginBroker.get_liquidation_price`) is nearer than ``margin_buffer``
+        of its close (:func:`strategies.rules.liquidation_distance`), a ``desk_margin_call`` event opens a
+        call and ``on_margin_call`` answers it: ``top_up_from_treasury`` brings the margin back to notional /
+        leverage at the close (:meth:`restore_leverage`, as a roll does; retried at each close while the call
+        stays open, since the treasury may lack the cash at first); ``reduce_position`` halves the position
+        once per call; ``ignore`` only records it. The call closes at the first close outside the buffer.
+
+        Why: the venue's margin call comes at its warning level of the margin ratio, which a position reaches
+        a fraction of a percent before its liquidation price, so on daily bars it is liquidated within a bar
+        without a call at any close; a desk watching its hedge acts well before."""
+        size = self.position_size() if self.comminfo is not None else 0.0
+        if not size:
+            self._desk_call_open = False
+            return
+        close = self.hedge_data.close[0]
+        liquidation = self.broker.get_liquidation_price(self.hedge_data)
+        distance = rules.liquidation_distance(close, liquidation, size)
+        if distance >= self.p.margin_buffer:
+            self._desk_call_open = False
+            return
+        response = self.p.on_margin_call
+        if not self._desk_call_open:
+            self._desk_call_open = True
+            ratio, maintenance, balance = self.broker.get_position_margin(self.hedge_data)
+            unit = close if self.comminfo.is_inverse else 1.0  # margin currency -> USD
+            answer = {"top_up_from_treasury": "margin topped up to notional / leverage",
+                      "reduce_position": "position halved", "ignore": "no action (on_margin_call=ignore)"}[response]
+            self.broker.add_event(MarginEvent(
+                time=now, kind="desk_margin_call", instrument=self.comminfo.spec.symbol,
+                venue=self.comminfo.venue.name, side="long" if size > 0 else "short",
+                size=float(self.comminfo.qty(size, close)), price=float(close), equity_usd=float(balance * unit),
+                maintenance_margin_usd=float(maintenance * unit), margin_ratio=float(ratio), loss_usd=0.0,
+                fee_usd=0.0,
+                detail=f"liquidation price {liquidation:,.2f} within {distance:.2%} of the close {close:,.2f} "
+                       f"(margin_buffer {self.p.margin_buffer:g}): {answer}"))
+            if response == "reduce_position" and self.hedge_order is None:
+                self.set_futures_target(self._round_size(size / 2.0), close)
+        if response == "top_up_from_treasury":
+            self.restore_leverage(close)
 
     def top_up(self, event: MarginEvent) -> None:
         """Add margin from the treasury so the position's margin ratio falls to ``top_up_target``."""

@@ -116,3 +116,14 @@ def top_up_amount(maintenance_margin: float, margin_ratio: float, target_ratio: 
         return 0.0
     current_balance = maintenance_margin / margin_ratio if margin_ratio > 0 else 0.0
     return maintenance_margin / target_ratio - current_balance
+
+
+def liquidation_distance(price_usd: float, liquidation_price_usd: float, size: float) -> float:
+    """How far ``price_usd`` may move against a position of ``size`` (> 0 long, < 0 short) before it reaches
+    ``liquidation_price_usd``, as a fraction of ``price_usd``: (price - liquidation) / price for a long,
+    (liquidation - price) / price for a short. 0 or less: at or beyond it. ``inf`` when flat or when the
+    position has no liquidation price (NaN, infinite, or <= 0: a 1x inverse short backed by its coins)."""
+    if not size or not math.isfinite(liquidation_price_usd) or liquidation_price_usd <= 0 or price_usd <= 0:
+        return math.inf
+    gap = price_usd - liquidation_price_usd if size > 0 else liquidation_price_usd - price_usd
+    return gap / price_usd
