@@ -245,12 +245,14 @@ class InverseFuturesCommInfo(FuturesCommInfo):
 
     def posted_margin(self, size: float, entry: float) -> float:
         """Initial margin in coin: |size| x face / entry / leverage."""
-        return formulas.initial_margin(formulas.inverse_notional_coin(size, self.p.face, entry), self.p.leverage)
+        return formulas.initial_margin(formulas.inverse_notional_coin(size, self.p.face, entry),
+                                       self.p.leverage)
 
     def pnl_coin(self, size: float, entry: float, price: float) -> float:
         return formulas.inverse_pnl(size, self.p.face, entry, price)
 
-    def maintenance_margin(self, size: float, price: float, when: datetime, entry: float | None = None) -> float:
+    def maintenance_margin(self, size: float, price: float, when: datetime,
+                           entry: float | None = None) -> float:
         """Coin maintenance margin: on the mark notional (Binance) or the entry value (BitMEX basis)."""
         basis_price = entry if (self.venue.maintenance_basis == "entry" and entry) else price
         return formulas.maintenance_margin(formulas.inverse_notional_coin(size, self.p.face, basis_price),
