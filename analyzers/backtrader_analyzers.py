@@ -46,7 +46,8 @@ def _resolve_price_data(analyzer: bt.Analyzer, price_data: object) -> bt.feed.Da
         return analyzer.datas[0]
     if isinstance(price_data, int):
         if not 0 <= price_data < len(analyzer.datas):
-            raise ConfigError(f"price_data={price_data!r} is out of range; the run has {len(analyzer.datas)} data feeds.")
+            raise ConfigError(f"price_data={price_data!r} is out of range; the run has "
+                              f"{len(analyzer.datas)} data feeds.")
         return analyzer.datas[price_data]
     names = [data._name for data in analyzer.datas]
     check_choice("price_data", price_data, names)
@@ -57,12 +58,13 @@ def _events(broker: object) -> list:
     return list(getattr(broker, "events", []))
 
 
-_LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"  # broker attribute: (ledger, its length, frame) of the last build
+# broker attribute: (ledger, its length, frame) of the last build
+_LEDGER_ATTRIBUTE = "_minehedge_ledger_frame"
 
 
 def _ledger(broker: object) -> pd.DataFrame:
-    """The broker's ledger as ``ledger_stats.ledger_frame(..., notes=False)``, built once per run and shared by
-    every analyzer and the report (a Ledger is append-only: with the same number of entries it is the same
+    """The broker's ledger as ``ledger_stats.ledger_frame(..., notes=False)``, built once per run and shared
+    by every analyzer and the report (a Ledger is append-only: with the same number of entries it is the same
     table). No statistic reads the notes; the report adds them. Callers must not modify the returned frame."""
     ledger = getattr(broker, "ledger", None)
     if ledger is None:
@@ -95,7 +97,8 @@ def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
     """backtrader's float datetimes (proleptic ordinal days, naive UTC) as a UTC index, vectorised and
     rounded to the millisecond (float days carry ~10 microseconds of noise)."""
     milliseconds = np.round((np.asarray(numbers, dtype=float) - _ORDINAL_OF_EPOCH) * 86_400_000.0)
-    return pd.DatetimeIndex(pd.to_datetime(milliseconds.astype(np.int64), unit="ms", utc=True), name="datetime")
+    return pd.DatetimeIndex(pd.to_datetime(milliseconds.astype(np.int64), unit="ms", utc=True),
+                            name="datetime")
 
 
 class _ReadsBroker(bt.Analyzer):
@@ -147,7 +150,8 @@ def _skip_bar() -> None:
 
 def _overrides_bar_hooks(analyzer: bt.Analyzer) -> bool:
     cls = type(analyzer)
-    return any(getattr(cls, name) is not getattr(bt.Analyzer, name) for name in ("prenext", "nextstart", "next"))
+    return any(getattr(cls, name) is not getattr(bt.Analyzer, name)
+               for name in ("prenext", "nextstart", "next"))
 
 
 def _works_per_bar(analyzer: bt.Analyzer) -> bool:
@@ -191,7 +195,8 @@ class EquityRecorder(_ReadsBroker):
         recorders.setdefault((self.p.asset, id(self._price_feed)), self)
         self._time: list[float] = []
         self._columns: dict[str, list[float]] = {name: [] for name in (
-            "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "price_usd")}
+            "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio",
+            "price_usd")}
         self._frame: pd.DataFrame | None = None
         self._opening: dict[str, float] = dict.fromkeys(("equity_usd", "equity_coin", "coins", "price_usd"),
                                                         math.nan)
@@ -274,7 +279,8 @@ class EquityRecorder(_ReadsBroker):
         if span is not None:
             return first - pd.Timedelta(span)
         spacing = np.diff(metrics.epoch_ns(_bar_times_utc(self._time)))
-        return first - (pd.Timedelta(int(np.median(spacing)), unit="ns") if spacing.size else pd.Timedelta(days=1))
+        return first - (pd.Timedelta(int(np.median(spacing)), unit="ns") if spacing.size
+                        else pd.Timedelta(days=1))
 
     def valuation(self, column: str = "equity_usd") -> pd.Series:
         """``column`` (``equity_usd``, USD, or ``equity_coin``, coin) with the opening value first, labelled
@@ -377,15 +383,16 @@ class Drawdown(_UsesRecorder):
 
 
 class MarginEvents(_UsesRecorder):
-    """Margin calls, liquidations, CME and loan calls from ``broker.events``, and time above the warning level.
+    """Margin calls, liquidations, CME and loan calls from ``broker.events``, and time above the warning
+    level.
 
     get_analysis() keys:
       counts: {kind: number of events} for every kind in ``brokers.events.EVENT_KINDS``;
       every key of ``event_stats.event_totals`` (margin_calls, liquidations, liquidation_loss_usd (USD),
         liquidation_fee_usd (USD), cme_calls, cme_calls_met, cme_calls_missed, loan_calls, loan_calls_met,
         loan_liquidations, loan_liquidation_loss_usd (USD), insurance_fund_events, insurance_shortfall_usd
-        (USD), missed_payments, insolvencies (count of ``insolvency`` events: the miner raises one per spell, at
-        its first bar),
+        (USD), missed_payments, insolvencies (count of ``insolvency`` events: the miner raises one per spell,
+        at its first bar),
         insolvency (bool), ruin (bool));
       insolvent_days: calendar days insolvent, ``event_stats.insolvent_days`` (each spell from its
         ``insolvency`` bar to its ``insolvency_cured`` bar, or to the end of the last bar if never cured);
@@ -436,7 +443,8 @@ class MiningPnL(_UsesRecorder):
 
     def next(self) -> None:
         state = getattr(self.strategy, "mining_state", None)
-        self._curtailed.append(getattr(state, "curtailed_fraction", math.nan) if state is not None else math.nan)
+        self._curtailed.append(getattr(state, "curtailed_fraction", math.nan) if state is not None
+                               else math.nan)
 
     def stop(self) -> None:
         frame = self.recorder.frame()
@@ -451,7 +459,8 @@ class MiningPnL(_UsesRecorder):
         self.rets.hosting_cost_usd = float(totals["hosting_cost_usd"])
         self.rets.pool_fee_usd = float(totals["pool_fee_usd"])
         self.rets.net_operating_cash_flow_usd = float(totals["net_cash_flow_usd"])
-        self.rets.break_even_price_usd = float(totals["cash_cost_usd"] / totals["coins_net"]) if totals["coins_net"] > 0 else math.nan
+        self.rets.break_even_price_usd = (float(totals["cash_cost_usd"] / totals["coins_net"])
+                                          if totals["coins_net"] > 0 else math.nan)
         mined = per_bar["break_even_price_usd"].dropna()
         self.rets.break_even_price_last_usd = float(mined.iloc[-1]) if len(mined) else math.nan
         curtailed = np.asarray(self._curtailed, dtype=float)
@@ -499,12 +508,14 @@ class HedgeEffectiveness(_UsesRecorder):
         realized = ledger_stats.cumulative_by_time(ledger, ledger_stats.FUTURES_PNL_KINDS, frame.index,
                                                    wallet=self.p.wallet)
         samples = self.recorder.holdings()
-        samples["hedge_pnl_usd"] = (realized + unrealized).reindex(samples.index, fill_value=0.0)  # 0 at opening
+        # 0 at opening
+        samples["hedge_pnl_usd"] = (realized + unrealized).reindex(samples.index, fill_value=0.0)
         daily = metrics.last_per_day(samples)
         self.rets.unrealized_pnl_usd = float(unrealized.iloc[-1]) if len(frame) else 0.0
         self.rets.futures_pnl_usd = self.rets.realized_total_usd + self.rets.unrealized_pnl_usd
         self.rets.coins_held = float(frame["coins"].iloc[-1]) if len(frame) else 0.0
-        self.rets.exposure_usd = self.rets.coins_held * float(frame["price_usd"].iloc[-1]) if len(frame) else 0.0
+        self.rets.exposure_usd = (self.rets.coins_held * float(frame["price_usd"].iloc[-1]) if len(frame)
+                                  else 0.0)
         self.rets.variance_reduction_pct = metrics.hedge_variance_reduction_pct(
             daily["coins_held"], daily["price_usd"], daily["hedge_pnl_usd"])
         self.rets.daily = daily
@@ -673,7 +684,8 @@ class Summary(_UsesRecorder):
 
 def add_analyzers(cerebro: bt.Cerebro, asset: str = "BTC", price_data: object = None,
                   risk_free_daily: float = 0.0) -> None:
-    """Add what :func:`build_run_result` needs: ``Summary`` (name ``"summary"``) and ``Fills`` (``"fills"``)."""
+    """Add what :func:`build_run_result` needs: ``Summary`` (name ``"summary"``) and ``Fills``
+    (``"fills"``)."""
     check_choice("asset", asset, ASSETS)
     cerebro.addanalyzer(Summary, _name="summary", asset=asset, price_data=price_data,
                         risk_free_daily=risk_free_daily)

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from analyzers import metrics
 from analyzers.files import atomic_write
 
-# Marker style per event kind on the price and margin-ratio charts. Every kind of brokers.events.EVENT_KINDS is
-# here or in UNMARKED_EVENTS (a test checks it, so a new kind needs a decision).
+# Marker style per event kind on the price and margin-ratio charts. Every kind of brokers.events.EVENT_KINDS
+# is here or in UNMARKED_EVENTS (a test checks it, so a new kind needs a decision).
 EVENT_MARKERS: dict[str, dict[str, object]] = {
     "margin_call": {"marker": "v", "color": "tab:orange", "label": "margin call"},
     "cme_margin_call": {"marker": "v", "color": "goldenrod", "label": "CME margin call"},
@@ -37,7 +37,8 @@ EVENT_MARKERS: dict[str, dict[str, object]] = {
     "missed_payment": {"marker": "X", "color": "darkviolet", "label": "missed loan payment"},
     "bill_carried": {"marker": "h", "color": "tab:olive", "label": "bill carried (market closed)"},
     "bill_carried_paid": {"marker": "h", "color": "tab:green", "label": "carried bills paid"},
-    "loan_payment_carried": {"marker": "d", "color": "orchid", "label": "loan payment carried (market closed)"},
+    "loan_payment_carried": {"marker": "d", "color": "orchid",
+                             "label": "loan payment carried (market closed)"},
     "loan_payment_carried_paid": {"marker": "d", "color": "tab:green", "label": "carried loan payment paid"},
     "insolvency": {"marker": "s", "color": "black", "label": "insolvency"},
     "insolvency_cured": {"marker": "s", "color": "tab:green", "label": "mining resumed"},
@@ -46,7 +47,8 @@ EVENT_MARKERS: dict[str, dict[str, object]] = {
 #: Event kinds deliberately not marked, and why.
 UNMARKED_EVENTS: dict[str, str] = {
     "cme_margin_call_met": "the end of a CME call, whose start is marked (a missed call is marked too)",
-    "loan_call_met": "the end of a loan call, whose start is marked (a call not met ends in a marked loan liquidation)",
+    "loan_call_met": "the end of a loan call, whose start is marked (a call not met ends in a "
+                     "marked loan liquidation)",
     "insurance_fund": "at the bar of the liquidation whose shortfall it absorbs, which is marked",
 }
 
@@ -155,7 +157,8 @@ def equity_drawdown_chart(equity: pd.DataFrame | Mapping[str, pd.Series], asset:
     ):
         values = equity[column].astype(float)
         top.plot(_naive_utc(values.index), values.to_numpy(), color=color, lw=1.2)
-        under = metrics.drawdown_pct(values) if values.notna().any() else pd.Series(np.nan, index=values.index)
+        under = (metrics.drawdown_pct(values) if values.notna().any()
+                 else pd.Series(np.nan, index=values.index))
         bottom.fill_between(_naive_utc(under.index), -under.to_numpy(), 0.0, color="tab:red", alpha=0.4)
         _equity_over_drawdown(top, bottom, unit, f"Drawdown in {unit} terms (%)")
     fig.suptitle(title or "Equity and drawdown")
@@ -225,7 +228,8 @@ def mining_chart(mining: pd.DataFrame, prices: pd.Series | None = None, asset: s
 
 def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", title: str = "") -> Figure:
     """Several runs overlaid: equity (top, in ``unit``) and drawdown in percent (bottom), one colour per run.
-    Pass each curve with its opening value first (``RunResult.valuation``), as the summary counts drawdowns."""
+    Pass each curve with its opening value first (``RunResult.valuation``), as the summary counts
+    drawdowns."""
     fig = Figure(figsize=(12, 7), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     for name, equity in equity_by_run.items():
@@ -246,7 +250,8 @@ def sweep_heatmap(results: pd.DataFrame, x: str, y: str, value: str, title: str 
     for column in (x, y, value):
         if column not in results:
             raise KeyError(f"sweep_heatmap: column {column!r} not in results; have {list(results.columns)}")
-    grid = results.pivot_table(index=y, columns=x, values=value, aggfunc="mean").sort_index().sort_index(axis=1)
+    grid = results.pivot_table(index=y, columns=x, values=value,
+                               aggfunc="mean").sort_index().sort_index(axis=1)
     fig = Figure(figsize=(1.2 * grid.shape[1] + 3, 0.6 * grid.shape[0] + 2.5), layout="constrained")
     ax = fig.add_subplot()
     data = grid.to_numpy(dtype=float)

@@ -44,7 +44,8 @@ def _event_dict(event: EventLike) -> dict[str, object]:
 
 
 def event_records(events: Iterable[EventLike]) -> list[dict[str, object]]:
-    """Full records (every MarginEvent field; ``time`` renamed ``datetime``, a UTC Timestamp), in log order."""
+    """Full records (every MarginEvent field; ``time`` renamed ``datetime``, a UTC Timestamp), in log
+    order."""
     return [_event_dict(event) for event in events]
 
 
@@ -61,7 +62,8 @@ def events_frame(events: Iterable[EventLike]) -> pd.DataFrame:
 
 
 def count_events(events: Iterable[EventLike]) -> dict[str, int]:
-    """Number of events of each kind in :data:`brokers.events.EVENT_KINDS` (0 for kinds that never happened)."""
+    """Number of events of each kind in :data:`brokers.events.EVENT_KINDS` (0 for kinds that never
+    happened)."""
     counts = dict.fromkeys(EVENT_KINDS, 0)
     for record in event_records(events):
         kind = str(record["kind"])
@@ -76,11 +78,12 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
 
     margin_calls: count of :data:`MARGIN_CALL_KINDS`; liquidations: count of :data:`LIQUIDATION_KINDS`;
     liquidation_loss_usd / liquidation_fee_usd: sums of loss_usd / fee_usd over those liquidations (USD,
-    >= 0; coin amounts at the fill price, as in the ledger); cme_calls, cme_calls_met, cme_calls_missed; loan_calls, loan_calls_met, loan_liquidations;
-    loan_liquidation_loss_usd (USD); insurance_fund_events and insurance_shortfall_usd (sum of their
-    loss_usd, USD); missed_payments; insolvencies (count of ``insolvency`` events: the miner raises one on the
-    first bar of each insolvency, on which its bills went unpaid, and none while it stays insolvent; the cure
-    is an ``insolvency_cured`` event, not counted); insolvency and ruin (bool: at least one such event).
+    >= 0; coin amounts at the fill price, as in the ledger); cme_calls, cme_calls_met, cme_calls_missed;
+    loan_calls, loan_calls_met, loan_liquidations; loan_liquidation_loss_usd (USD); insurance_fund_events and
+    insurance_shortfall_usd (sum of their loss_usd, USD); missed_payments; insolvencies (count of
+    ``insolvency`` events: the miner raises one on the first bar of each insolvency, on which its bills went
+    unpaid, and none while it stays insolvent; the cure is an ``insolvency_cured`` event, not counted);
+    insolvency and ruin (bool: at least one such event).
     """
     records = event_records(events)
     counts = count_events(records)
@@ -112,10 +115,10 @@ def event_totals(events: Sequence[EventLike]) -> dict[str, float | int | bool]:
 def insolvency_spells(events: Iterable[EventLike],
                       times: Sequence[datetime] | pd.DatetimeIndex) -> list[tuple[int, int | None]]:
     """The insolvencies of a run as ``(first bar, cure bar)`` indices into ``times`` (the run's bar times,
-    sorted), in time order (events sorted by time, stably): a spell starts at the bar of an ``insolvency`` event
-    and ends at the bar of the next ``insolvency_cured`` event, or is still open at the run's end (cure bar
-    ``None``). The miner is insolvent from the first bar through the bar before the cure: on the cure bar it
-    pays its arrears and mines again.
+    sorted), in time order (events sorted by time, stably): a spell starts at the bar of an ``insolvency``
+    event and ends at the bar of the next ``insolvency_cured`` event, or is still open at the run's end (cure
+    bar ``None``). The miner is insolvent from the first bar through the bar before the cure: on the cure bar
+    it pays its arrears and mines again.
     An event is placed on the last bar at or before its time. An ``insolvency`` event while a spell is open (a
     hand-made log; the miner raises none) does not start another; an ``insolvency_cured`` with none open is
     ignored. Empty when there are no bars."""
@@ -146,13 +149,13 @@ def insolvency_spells(events: Iterable[EventLike],
 
 
 def insolvent_days(events: Iterable[EventLike], times: Sequence[datetime] | pd.DatetimeIndex) -> float:
-    """Calendar days the miner spent insolvent: over the spells of :func:`insolvency_spells`, the time from the
-    first bar's time to the cure bar's time, or, for a spell never cured, to the end of the run's last bar (its
-    time plus its duration: the median bar spacing, a day for a lone bar, the rule of
-    :func:`analyzers.metrics.bar_durations_days`, here in nanoseconds). That is the summed duration of the bars
-    that closed insolvent, each bar counting until the next one, as in :func:`time_above_level`, so 4h and 1h
-    bars count hours / 24. Summed in nanoseconds, so whole bars give exact fractions (three 4h bars: 0.5). 0.0
-    with no insolvency or no bars."""
+    """Calendar days the miner spent insolvent: over the spells of :func:`insolvency_spells`, the time from
+    the first bar's time to the cure bar's time, or, for a spell never cured, to the end of the run's last bar
+    (its time plus its duration: the median bar spacing, a day for a lone bar, the rule of
+    :func:`analyzers.metrics.bar_durations_days`, here in nanoseconds). That is the summed duration of the
+    bars that closed insolvent, each bar counting until the next one, as in :func:`time_above_level`, so 4h
+    and 1h bars count hours / 24. Summed in nanoseconds, so whole bars give exact fractions (three 4h bars:
+    0.5). 0.0 with no insolvency or no bars."""
     index = pd.DatetimeIndex(times)
     stamps = metrics.epoch_ns(index)
     total_ns = 0.0

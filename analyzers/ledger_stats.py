@@ -35,7 +35,8 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, object]]:
     columns = []
     for name in frame.columns:
         column = frame[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):  # a ledger has ~5 entries per bar time: box each once
+        # a ledger has ~5 entries per bar time: box each once
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
             codes, stamps = pd.factorize(column, use_na_sentinel=False)
             boxed = stamps.tolist()
             columns.append([boxed[code] for code in codes.tolist()])
@@ -160,7 +161,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _currency_in(frame: pd.DataFrame, currencies: frozenset[str]) -> pd.Series:
-    """Rows whose currency, upper-cased, is in ``currencies`` (upper-cases the few distinct names, not every row)."""
+    """Rows whose currency, upper-cased, is in ``currencies`` (upper-cases the few distinct names, not every
+    row)."""
     codes, names = pd.factorize(frame["currency"], use_na_sentinel=False)
     hits = np.fromiter((str(name).upper() in currencies for name in names), dtype=bool, count=len(names))
     return pd.Series(hits[codes], index=frame.index)
@@ -171,8 +173,8 @@ def _usd(frame: pd.DataFrame) -> pd.Series:
 
 
 def _usd_value(frame: pd.DataFrame) -> pd.Series:
-    """Each row's USD value when booked (``LedgerEntry.amount_usd``: a fill's coin rows at the fill price, other
-    coin rows at that bar's close; unknown values count as 0)."""
+    """Each row's USD value when booked (``LedgerEntry.amount_usd``: a fill's coin rows at the fill price,
+    other coin rows at that bar's close; unknown values count as 0)."""
     return frame["amount_usd"].fillna(0.0)
 
 
@@ -208,7 +210,8 @@ def futures_leg_totals(ledger: pd.DataFrame, wallet: str = "futures") -> dict[st
 
 
 def fees_paid_usd(ledger: pd.DataFrame) -> float:
-    """All trading and liquidation fees over every wallet and currency, in USD when paid, as a positive number."""
+    """All trading and liquidation fees over every wallet and currency, in USD when paid, as a positive
+    number."""
     rows = ledger[ledger["kind"].isin(("fee", "liquidation_fee"))]
     return 0.0 - float(_usd_value(rows).sum())
 
@@ -262,7 +265,8 @@ def mining_frame(ledger: pd.DataFrame, asset: str, prices: pd.Series) -> pd.Data
     ``prices``: USD per coin, UTC index, used to value coins at the time they were mined.
     """
     columns = ["coins_gross", "pool_fee_coin", "coins_net", "revenue_usd", "power_cost_usd",
-               "hosting_cost_usd", "pool_fee_usd", "net_cash_flow_usd", "cash_cost_usd", "break_even_price_usd"]
+               "hosting_cost_usd", "pool_fee_usd", "net_cash_flow_usd", "cash_cost_usd",
+               "break_even_price_usd"]
     rows = ledger[ledger["kind"].isin(MINING_KINDS)].copy()
     if rows.empty:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns},

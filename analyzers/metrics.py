@@ -60,7 +60,8 @@ def bar_durations_days(times: pd.DatetimeIndex) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- drawdown
 
 
-def with_opening(values: pd.Series, opening_time: pd.Timestamp | None, opening_value: float | None) -> pd.Series:
+def with_opening(values: pd.Series, opening_time: pd.Timestamp | None,
+                 opening_value: float | None) -> pd.Series:
     """``values`` (a per-bar equity curve) with ``opening_value`` first, labelled ``opening_time`` (one bar
     before the first): the curve the returns, CAGR, Sharpe, Sortino and drawdowns count from, so the first
     bar's move counts. Unchanged when empty, or when the opening value is unknown or not positive (an account
@@ -297,7 +298,8 @@ def variance_reduction_pct(unhedged_usd: pd.Series, hedged_usd: pd.Series) -> fl
     return ederington_pct(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy())
 
 
-def hedge_variance_reduction_pct(coins_held: pd.Series, price_usd: pd.Series, hedge_pnl_usd: pd.Series) -> float:
+def hedge_variance_reduction_pct(coins_held: pd.Series, price_usd: pd.Series,
+                                 hedge_pnl_usd: pd.Series) -> float:
     """Variance reduction (percent, :func:`ederington_pct`) the hedge brought to the coins the miner held.
 
     Inputs share one index of sample times (e.g. the last bar of each UTC day, :func:`last_per_day`):
@@ -308,7 +310,8 @@ def hedge_variance_reduction_pct(coins_held: pd.Series, price_usd: pd.Series, he
     :func:`ederington_pct`: in particular when no coins were held at any sample.
     """
     if not (coins_held.index.equals(price_usd.index) and coins_held.index.equals(hedge_pnl_usd.index)):
-        raise ValueError("hedge_variance_reduction_pct: coins_held, price_usd and hedge_pnl_usd need one index")
+        raise ValueError("hedge_variance_reduction_pct: coins_held, price_usd and "
+                         "hedge_pnl_usd need one index")
     held = coins_held.to_numpy(dtype=float)[:-1]
     moves = np.diff(price_usd.to_numpy(dtype=float))
     with np.errstate(invalid="ignore"):

@@ -173,7 +173,8 @@ def summary_markdown(result: RunResult) -> str:
     lines += ["", f"Warning level: margin ratio {result.warning_level:g}; liquidation at "
               f"{result.liquidation_level:g}. Asset: {result.asset}. Percentages are in percent; USD and "
               "USDT count as one unit.", "",
-              "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, " + ", ".join(CHART_FILES) + ".", ""]
+              "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, " + ", ".join(CHART_FILES)
+              + ".", ""]
     return "\n".join(lines)
 
 
@@ -222,8 +223,9 @@ def report_figures(result: RunResult, events: pd.DataFrame | None = None) -> dic
 
     events = event_stats.events_frame(result.events) if events is None else events
     return {
-        "price.png": charts.price_chart(result.prices, result.trades, events, result.asset,
-                                        title=f"{result.title}: price, trades and margin events".lstrip(": ")),
+        "price.png": charts.price_chart(
+            result.prices, result.trades, events, result.asset,
+            title=f"{result.title}: price, trades and margin events".lstrip(": ")),
         "equity_drawdown.png": charts.equity_drawdown_chart(
             {column: result.valuation(column) for column in ("equity_usd", "equity_coin")}, result.asset,
             title=f"{result.title}: equity and drawdown".lstrip(": ")),

@@ -23,7 +23,8 @@ SUMMARY_BETTER: dict[str, str] = {
     "insurance_shortfall_usd": LOWER, "time_above_warning_days": LOWER, "coins_mined": HIGHER,
     "mining_revenue_usd": HIGHER, "power_cost_usd": LOWER, "hosting_cost_usd": LOWER, "pool_fee_usd": LOWER,
     "net_operating_cash_flow_usd": HIGHER,
-    "curtailed_days": LOWER,  # days x the share of the fleet's hash rate switched off because mining did not pay
+    # days x the share of the fleet's hash rate switched off because mining did not pay
+    "curtailed_days": LOWER,
     "futures_pnl_usd": HIGHER, "funding_paid_usd": LOWER, "funding_received_usd": HIGHER,
     "fees_paid_usd": LOWER, "hedge_variance_reduction_pct": HIGHER, "ruined": LOWER, "insolvent": LOWER,
     "insolvencies": LOWER,  # insolvency events: bars on which bills went unpaid, each spell counted once

@@ -47,7 +47,8 @@ def sweep_seconds(configs: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="200,2000,10000", help="sweep sizes, comma-separated")
     parser.add_argument("--config-s", type=float, default=0.65, help="seconds of one backtest, for the share")
     args = parser.parse_args(argv)

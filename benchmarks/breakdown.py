@@ -97,7 +97,8 @@ def breakdown(policy: str = "static_hedge") -> dict[str, Any]:
     loop = per_bar.pop("loop")
     per_bar["backtrader"] = loop - sum(per_bar[k] for k in ("feed", "broker", "strategy", "recorder"))
     per_bar["outside the loop (set-up, statistics, RunResult)"] = instrumented_s / bars * 1e6 - loop
-    return {"policy": policy, "bars": bars, "run_policy_s": total_s, "run_policy_us_per_bar": total_s / bars * 1e6,
+    return {"policy": policy, "bars": bars, "run_policy_s": total_s,
+            "run_policy_us_per_bar": total_s / bars * 1e6,
             "instrumented_s": instrumented_s, "us_per_bar": per_bar,
             "calls_per_bar": {label: calls[label] / bars for label in labels if label != "loop"}}
 

@@ -126,7 +126,8 @@ class ReplayOrders(bt.Strategy):
             self.fills += 1
 
 
-def replay_orders(market: api.Market, fills: list[dict[str, Any]], *, forced: bool = True) -> dict[int, list[float]]:
+def replay_orders(market: api.Market, fills: list[dict[str, Any]], *,
+                  forced: bool = True) -> dict[int, list[float]]:
     """The miner run's fills as {bar index to submit on: [signed contracts]} (one bar before each fill);
     ``forced=False`` leaves out the broker's forced closes (reason ``liquidation``)."""
     opens = market.frame.index
@@ -158,7 +159,8 @@ def miner_margin_moves(market: api.Market, policy: str = "static_hedge") -> dict
     re-hedge), {bar index: [USD]}, from one run without analyzers: what a replay must add to walk the same
     position path."""
     values = api._policy_params(policy, {"asset": market.asset}, None)
-    cerebro = _miner_cerebro(market, policy_class(policy), values, analyzers=False, broker_class=_MarginMoveLog)
+    cerebro = _miner_cerebro(market, policy_class(policy), values, analyzers=False,
+                             broker_class=_MarginMoveLog)
     return cerebro.run()[0].broker.margin_moves
 
 
@@ -167,7 +169,8 @@ def policy_comminfo(policy: str, params: dict[str, Any] | None, asset: str) -> F
     values = api._policy_params(policy, {"asset": asset, **(params or {})}, None)
     venue = load_venue(values["venue"])
     symbol = next(s.symbol for s in venue.instruments if s.asset == asset)
-    return futures_comminfo(venue, symbol=symbol, leverage=values["leverage"], margin_mode=values["margin_mode"])
+    return futures_comminfo(venue, symbol=symbol, leverage=values["leverage"],
+                            margin_mode=values["margin_mode"])
 
 
 def baseline_commission(policy: str, params: dict[str, Any] | None, asset: str) -> bt.CommissionInfo:
@@ -224,7 +227,8 @@ def ablated_run(market: api.Market, *, analyzers: bool = True, policy: str = "st
 
 
 def _miner_cerebro(market: api.Market, strategy: type, values: dict[str, Any], *, analyzers: bool = True,
-                   preload: bool = True, runonce: bool = True, broker_class: type = MarginBroker) -> bt.Cerebro:
+                   preload: bool = True, runonce: bool = True,
+                   broker_class: type = MarginBroker) -> bt.Cerebro:
     """The cerebro :func:`minehedge.api.run_policy` builds (perpetual contracts), ready to run; the
     per-process mining-schedule memo is emptied first, so every benchmarked run pays for its schedule as a
     single run does (a sweep computes it once; see ``strategies.base._memo_schedule``)."""

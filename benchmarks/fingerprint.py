@@ -28,9 +28,10 @@ if __package__ in (None, ""):
 # (name, market config, policy, params): whole shared ranges for the daily runs, shorter ones intraday.
 RUNS: tuple[tuple[str, dict[str, Any], str, dict[str, Any]], ...] = (
     ("btc-1d-static_hedge", {"asset": "BTC", "timeframe": "1d"}, "static_hedge", {}),
-    ("btc-1d-static_hedge-cross", {"asset": "BTC", "timeframe": "1d"}, "static_hedge", {"margin_mode": "cross"}),
-    ("btc-1d-static_hedge-coinm", {"asset": "BTC", "timeframe": "1d", "venue": "binance_coinm"}, "static_hedge",
-     {"venue": "binance_coinm"}),
+    ("btc-1d-static_hedge-cross", {"asset": "BTC", "timeframe": "1d"}, "static_hedge",
+     {"margin_mode": "cross"}),
+    ("btc-1d-static_hedge-coinm", {"asset": "BTC", "timeframe": "1d", "venue": "binance_coinm"},
+     "static_hedge", {"venue": "binance_coinm"}),
     ("btc-1d-static_hedge-bitmex", {"asset": "BTC", "timeframe": "1d", "venue": "bitmex"}, "static_hedge",
      {"venue": "bitmex", "leverage": 5.0}),
     ("btc-1d-static_hedge-cme-dated", {"asset": "BTC", "timeframe": "1d", "venue": "cme"}, "static_hedge",
@@ -39,7 +40,8 @@ RUNS: tuple[tuple[str, dict[str, Any], str, dict[str, Any]], ...] = (
      {"leverage": 10.0, "on_margin_call": "reduce_position"}),
     ("btc-1d-unhedged", {"asset": "BTC", "timeframe": "1d"}, "unhedged", {"treasury": "sell_to_cover_costs"}),
     ("btc-1d-sell_daily", {"asset": "BTC", "timeframe": "1d"}, "sell_daily", {}),
-    ("btc-1d-collateral_short", {"asset": "BTC", "timeframe": "1d", "venue": "binance_coinm"}, "collateral_short", {}),
+    ("btc-1d-collateral_short", {"asset": "BTC", "timeframe": "1d", "venue": "binance_coinm"},
+     "collateral_short", {}),
     ("btc-1d-dynamic_hedge", {"asset": "BTC", "timeframe": "1d"}, "dynamic_hedge", {}),
     ("btc-1d-leveraged_long-10x", {"asset": "BTC", "timeframe": "1d"}, "leveraged_long",
      {"leverage": 10.0, "on_margin_call": "ignore"}),
@@ -51,13 +53,14 @@ RUNS: tuple[tuple[str, dict[str, Any], str, dict[str, Any]], ...] = (
     ("btc-4h-static_hedge", {"asset": "BTC", "timeframe": "4h", "start": "2020-01-01", "end": "2022-12-31"},
      "static_hedge", {"leverage": 5.0}),
     ("btc-1h-static_hedge-25x-ignore", {"asset": "BTC", "timeframe": "1h", "start": "2021-01-01",
-                                        "end": "2021-12-31"}, "static_hedge", {"leverage": 25.0, "on_margin_call": "ignore"}),
+                                        "end": "2021-12-31"}, "static_hedge",
+     {"leverage": 25.0, "on_margin_call": "ignore"}),
     ("btc-1h-leveraged_long", {"asset": "BTC", "timeframe": "1h", "start": "2021-01-01", "end": "2021-12-31"},
      "leveraged_long", {"leverage": 20.0, "on_margin_call": "ignore"}),
-    ("eth-1d-static_hedge-coinm", {"asset": "ETH", "timeframe": "1d", "venue": "binance_coinm"}, "static_hedge",
-     {"venue": "binance_coinm", "leverage": 3.0}),
-    ("eth-1d-leveraged_long-generic", {"asset": "ETH", "timeframe": "1d", "venue": "generic"}, "leveraged_long",
-     {"venue": "generic", "leverage": 10.0}),
+    ("eth-1d-static_hedge-coinm", {"asset": "ETH", "timeframe": "1d", "venue": "binance_coinm"},
+     "static_hedge", {"venue": "binance_coinm", "leverage": 3.0}),
+    ("eth-1d-leveraged_long-generic", {"asset": "ETH", "timeframe": "1d", "venue": "generic"},
+     "leveraged_long", {"venue": "generic", "leverage": 10.0}),
 )
 
 
@@ -108,7 +111,8 @@ def run_all(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
         market = api.load_market(config)
         prints[name] = fingerprint(market, policy, params)
         print(f"{name:36s} {prints[name]['bars']:>6,} bars {prints[name]['ledger rows']:>7,} ledger rows "
-              f"{prints[name]['liquidations [#]']:>4} liquidations  {time.perf_counter() - began:5.1f} s", flush=True)
+              f"{prints[name]['liquidations [#]']:>4} liquidations  {time.perf_counter() - began:5.1f} s",
+              flush=True)
     return prints
 
 

@@ -52,8 +52,9 @@ void cg_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; CAL
 void cg_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS; CALLGRIND_STOP_INSTRUMENTATION; }
 """
 CONFIG = {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01", "end": "2022-12-31"}
-#: ``--whole-range``: the whole shared daily range, as benchmarks/run.py times the engine overhead (5,151 bars;
-#: the futures leg is open only where the venue has history, so the miner's share differs from the 730 bars').
+#: ``--whole-range``: the whole shared daily range, as benchmarks/run.py times the engine overhead (5,151
+#: bars; the futures leg is open only where the venue has history, so the miner's share differs from the 730
+#: bars').
 WHOLE_RANGE = {"asset": "BTC", "timeframe": "1d"}
 
 
@@ -136,11 +137,12 @@ def count(policy: str = "static_hedge", run: str = "run_policy", whole_range: bo
         built = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(helper), str(source)],
                                capture_output=True, text=True, check=False)
         if built.returncode:
-            raise SystemExit(f"error: cannot build the callgrind helper (is valgrind/callgrind.h installed?):\n"
-                             f"{built.stderr.strip()}")
+            raise SystemExit("error: cannot build the callgrind helper (is valgrind/callgrind.h "
+                             f"installed?):\n{built.stderr.strip()}")
         out = Path(folder) / "callgrind.out.%p"
-        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.instructions import _measured_run; "
-                f"_measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r}, {window!r}, {padding!r})")
+        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.instructions import "
+                f"_measured_run; _measured_run({str(helper)!r}, {policy!r}, {run!r}, {whole_range!r}, "
+                f"{window!r}, {padding!r})")
         ran = subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
                               f"--callgrind-out-file={out}", sys.executable, "-c", code],
                              capture_output=True, text=True, check=False,
@@ -160,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="static_hedge")
     parser.add_argument("--layouts", type=_layout_count, default=1,
-                        help=f"count layouts 0..N-1 (layout i: hash seed i, i x {LAYOUT_STEP} classes created "
-                             "first) and print each, their mean and their range (default 1: layout 0)")
+                        help=f"count layouts 0..N-1 (layout i: hash seed i, i x {LAYOUT_STEP} classes "
+                             "created first) and print each, their mean and their range (default 1: "
+                             "layout 0)")
     parser.add_argument("--engine-ratio", action="store_true",
-                        help="count the engine overhead's two runs (the miner's cerebro, the plain replay) instead")
+                        help="count the engine overhead's two runs (the miner's cerebro, the "
+                             "plain replay) instead")
     parser.add_argument("--whole-range", action="store_true",
                         help="the whole shared daily range (5,151 bars) instead of 2021-2022 (730 bars)")
     args = parser.parse_args(argv)
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{plain / 1e6:,.1f} M instructions: {miner / plain:.2f}x", flush=True)
     if args.layouts > 1:
         def summary(values: list[int]) -> str:
-            return f"{sum(values) / len(values) / 1e6:,.1f} M ({min(values) / 1e6:,.1f}-{max(values) / 1e6:,.1f} M)"
+            return (f"{sum(values) / len(values) / 1e6:,.1f} M "
+                    f"({min(values) / 1e6:,.1f}-{max(values) / 1e6:,.1f} M)")
 
         miners = [t[0] for t in totals]
         if not args.engine_ratio:

@@ -15,11 +15,13 @@ them with the machine description to ``benchmarks/results.json``. Needs the shar
    in four slices of the grid, each executor starting its workers once (see :func:`sweeps`).
 4. Memory: peak RSS of the hourly run and per sweep worker.
 5. Where the time goes: microseconds per bar of each phase of the daily run (:mod:`benchmarks.breakdown`).
-6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar (:func:`margin_screen`).
+6. The numpy margin screen (:mod:`brokers.screening`): nanoseconds per configuration-bar
+   (:func:`margin_screen`).
 7. A sweep's own bookkeeping in the parent (hashing, recording, results.csv on disk) per configuration, at
    200, 2,000 and 10,000 configurations (:mod:`benchmarks.bookkeeping`): it must not grow with the sweep.
 
-``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid in two slices.
+``--quick``: 3 alternating pairs instead of 7, one repeat per single run, an 8-configuration grid in two
+slices.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=False).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
-                                     ".", ":!benchmarks/results.json"],  # its own previous output is not code
+        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
+                                     "--", ".",
+                                     ":!benchmarks/results.json"],  # its own previous output is not code
                                     capture_output=True, text=True, check=False).stdout.strip())
     except OSError:
         commit, dirty = "", False
     return {"cpu": cpu, "logical_cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "usable_cores": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                             else os.cpu_count()),
             "memory_gb": memory_gb, "platform": platform.platform(), "python": platform.python_version(),
             "backtrader": backtrader.__version__, "pandas": pandas.__version__, "numpy": numpy.__version__,
             "git_commit": commit + ("+uncommitted changes" if dirty else ""),
@@ -123,7 +127,8 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
     _, replayed = margin_replay_run(market, unforced, margins, cash)
     margin_fills = replayed.fills
     margin_liquidations = sum(event.kind == "liquidation" for event in replayed.broker.events)
-    same_events = event_records(replayed.broker.events) == warm.events  # the miner's position path, walked again
+    # the miner's position path, walked again
+    same_events = event_records(replayed.broker.events) == warm.events
     miner, miner_total, baseline, margin = [], [], [], []
     ablated: dict[str, list[float]] = {name: [] for name in ABLATIONS}
     # Every timed run starts after a full collection, so it pays for the collections its own allocations
@@ -142,37 +147,38 @@ def engine_overhead(pairs: int) -> dict[str, Any]:
             ablated[name].append(ablated_run(market, **parts))
     med_miner, med_total, med_base = (statistics.median(x) for x in (miner, miner_total, baseline))
     return {
-        "bars": len(market.frame), "pairs": pairs, "miner_fills": len(warm.fills), "baseline_fills": base_fills,
+        "bars": len(market.frame), "pairs": pairs, "miner_fills": len(warm.fills),
+        "baseline_fills": base_fills,
         "margin_replay": {"s": statistics.median(margin), "ratio": statistics.median(margin) / med_base,
                           "fills": margin_fills, "liquidations": margin_liquidations, "runs_s": margin,
                           "margin_top_ups": sum(len(v) for v in margins.values()),
                           "same_margin_events_as_miner": same_events,
-                          "includes": ("the baseline's replay on MarginBroker with the policy's futures contract "
-                                       "(funding with ledger entries, liquidation and margin checks, valuation), "
-                                       "plus the margin the miner added to its position on the same bars; the "
-                                       "broker makes its own liquidations, so forced closes are not replayed; "
-                                       "no miner, no analyzers")},
+                          "includes": ("the baseline's replay on MarginBroker with the policy's futures "
+                                       "contract (funding with ledger entries, liquidation and margin "
+                                       "checks, valuation), plus the margin the miner added to its position "
+                                       "on the same bars; the broker makes its own liquidations, so forced "
+                                       "closes are not replayed; no miner, no analyzers")},
         "miner_cerebro_s": med_miner, "miner_with_result_s": med_total, "baseline_s": med_base,
         "ratio": med_miner / med_base, "ratio_with_result": med_total / med_base,
         "ablations": {name: {"s": statistics.median(times), "ratio": statistics.median(times) / med_base,
                              "runs_s": times} for name, times in ablated.items()},
         "miner_runs_s": miner, "baseline_runs_s": baseline,
         "baseline_includes": ("stock backtrader: Cerebro(stdstats=False), the same MinerFeed frame (preload, "
-                              "runonce), BackBroker with bt.CommissionInfo(taker fee, margin = price x mult / "
-                              "leverage), no analyzers, a strategy submitting each of the miner's fills as a "
-                              "market order on the previous bar"),
-        "miner_includes": ("api.run_policy's cerebro: MinerFeed, MarginBroker (funding, liquidation and margin "
-                           "checks, ledger), the static_hedge miner (mining credits, costs, treasury, hedge), "
-                           "every analyzer including their end-of-run statistics"),
+                              "runonce), BackBroker with bt.CommissionInfo(taker fee, margin = price x mult "
+                              "/ leverage), no analyzers, a strategy submitting each of the miner's fills as "
+                              "a market order on the previous bar"),
+        "miner_includes": ("api.run_policy's cerebro: MinerFeed, MarginBroker (funding, liquidation and "
+                           "margin checks, ledger), the static_hedge miner (mining credits, costs, treasury, "
+                           "hedge), every analyzer including their end-of-run statistics"),
     }
 
 
 def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
     """The numpy margin path (:mod:`brokers.screening`) of ``configs`` held BTCUSDT positions (size x
-    leverage grid, long and short) on BTC 1d from the start of Binance's perpetual funding (2019-09-10): the schedule built once, then each path;
-    nanoseconds per configuration-bar (best of ``repeats``). It answers a narrower question than a run
-    (one held position's funding, margin and liquidation, no mining), and is checked bar by bar against
-    MarginBroker in tests/test_brokers_screening.py."""
+    leverage grid, long and short) on BTC 1d from the start of Binance's perpetual funding (2019-09-10): the
+    schedule built once, then each path; nanoseconds per configuration-bar (best of ``repeats``). It answers a
+    narrower question than a run (one held position's funding, margin and liquidation, no mining), and is
+    checked bar by bar against MarginBroker in tests/test_brokers_screening.py."""
     from datetime import timedelta
 
     from pandas import Timestamp as pd_timestamp
@@ -185,9 +191,11 @@ def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
     venue = load_venue("binance_usdm")
     began = time.perf_counter()
     schedule = BarSchedule.from_frame(market.frame, timedelta(days=1), venue.funding_hours_utc,
-                                      venue.instrument("BTCUSDT").tiers_at, fallback_rate=venue.default_funding_rate)
+                                      venue.instrument("BTCUSDT").tiers_at,
+                                      fallback_rate=venue.default_funding_rate)
     schedule_s = time.perf_counter() - began
-    start = int(market.frame.index.searchsorted(pd_timestamp("2019-09-10", tz="UTC")))  # Binance perpetual funding begins
+    # Binance perpetual funding begins
+    start = int(market.frame.index.searchsorted(pd_timestamp("2019-09-10", tz="UTC")))
     entry = float(market.frame["open"].iloc[start])
     sizes = [s * q for s in (1.0, -1.0) for q in (0.25, 0.5, 1.0, 2.0, 4.0)]
     leverages = [1.0 + 0.5 * k for k in range(max(configs // len(sizes), 1))]
@@ -195,7 +203,8 @@ def margin_screen(configs: int = 200, repeats: int = 5) -> dict[str, Any]:
     best = one_by_one = math.inf
     for _ in range(repeats):  # each position once, with all its leverages as rows (held_linear_paths)
         began = time.perf_counter()
-        liquidated = sum(int((held_linear_paths(schedule, qty, entry, [abs(qty) * entry / lev for lev in leverages],
+        liquidated = sum(int((held_linear_paths(schedule, qty, entry,
+                                                [abs(qty) * entry / lev for lev in leverages],
                                                 start).liquidated_at >= 0).sum()) for qty in sizes)
         best = min(best, time.perf_counter() - began)
     for _ in range(repeats):  # the same grid, one path per configuration (held_linear_path)
@@ -247,9 +256,10 @@ class _SweepServer:
         self.name = name
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.sweep", "--executor", name, "--configs", str(configs), "--serve"],
-            cwd=ROOT, env=_benchmark_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            text=True)
+            [sys.executable, "-m", "benchmarks.sweep", "--executor", name, "--configs", str(configs),
+             "--serve"],
+            cwd=ROOT, env=_benchmark_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr, text=True)
         self.ready = self._reply()
 
     def _reply(self) -> dict[str, Any]:
@@ -289,7 +299,8 @@ def tail_cap(durations: list[float], workers: int) -> float:
 
 
 def in_grid_order(slices: list[list[float]]) -> list[float]:
-    """The grid's values from its ``--part K/N`` slices (slice K holds grid points K-1, K-1+N, K-1+2N, ...)."""
+    """The grid's values from its ``--part K/N`` slices (slice K holds grid points K-1, K-1+N, K-1+2N,
+    ...)."""
     values = [0.0] * sum(len(part) for part in slices)
     for k, part in enumerate(slices):
         values[k::len(slices)] = part
@@ -299,16 +310,17 @@ def in_grid_order(slices: list[list[float]]) -> list[float]:
 def sweeps(configs: int, parts: int = 4) -> dict[str, Any]:
     """The grid with each executor, interleaved: the grid is cut into ``parts`` slices of the same mix
     (``--part K/N``), and each slice is run by every executor in turn, the order reversed on alternate
-    slices (1, 2, Dask, then Dask, 2, 1, and so on). This machine's speed drifts by up to 2x within minutes; run one
-    executor after another and the drift lands on whichever ran in a slow spell, while interleaved it is
-    shared. Every slice also ends with a tail (one worker idle while the other finishes) that one sweep of
+    slices (1, 2, Dask, then Dask, 2, 1, and so on). This machine's speed drifts by up to 2x within minutes;
+    run one executor after another and the drift lands on whichever ran in a slow spell, while interleaved it
+    is shared. Every slice also ends with a tail (one worker idle while the other finishes) that one sweep of
     the grid pays once: four slices of 50 cost about 0.6 points of efficiency (8 slices of 25 cost 2.7 on
     session 16's per-configuration times; see ``tail_cap_by_part``), so four trade some of the interleaving
-    for a measurement closer to one sweep. Each executor runs in one process that keeps its workers for all its slices (see
-    ``benchmarks.sweep --serve``), so start-up is paid once, as in one sweep of the grid; while it waits for
-    its next slice its workers idle. An executor's wall time is its start-up (Dask's LocalCluster; a process
-    pool starts inside its first slice), its slices and its shut-down; its other figures are sums
-    (configurations) or maxima (RSS) over its slices. ``efficiency_by_part`` is each slice's alone."""
+    for a measurement closer to one sweep. Each executor runs in one process that keeps its workers for all
+    its slices (see ``benchmarks.sweep --serve``), so start-up is paid once, as in one sweep of the grid;
+    while it waits for its next slice its workers idle. An executor's wall time is its start-up (Dask's
+    LocalCluster; a process pool starts inside its first slice), its slices and its shut-down; its other
+    figures are sums (configurations) or maxima (RSS) over its slices. ``efficiency_by_part`` is each slice's
+    alone."""
     servers = [_SweepServer(name, configs) for name, _ in EXECUTORS]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in EXECUTORS}
     for k in range(1, parts + 1):
@@ -373,8 +385,8 @@ def table(results: dict[str, Any]) -> str:
     rows = [
         "RATIOS (target)",
         f"  engine overhead, miner / plain backtrader (<= 1.2x) : {engine['ratio']:.2f}x "
-        f"(with RunResult {engine['ratio_with_result']:.2f}x; medians of {engine['pairs']} alternating pairs, "
-        f"{engine['bars']} daily bars)",
+        f"(with RunResult {engine['ratio_with_result']:.2f}x; medians of {engine['pairs']} alternating "
+        f"pairs, {engine['bars']} daily bars)",
     ]
     for name in ("local2", "dask2"):
         by_part = ", ".join(f"{e:.0%}" for e in sweep[name]["efficiency_by_part"])
@@ -403,27 +415,33 @@ def table(results: dict[str, Any]) -> str:
                for name, rec in engine["ablations"].items()),
              "", "SINGLE RUNS (static_hedge, defaults)          seconds     bars/s"]
     for label, record, target in (("BTC 1d", daily, 1.0), ("BTC 1h", hourly, 10.0)):
-        rows.append(f"  {label} {record['first_bar'][:10]} -> {record['last_bar'][:10]}, {record['bars']:,} bars "
-                    f"(end to end target < {target:g} s)")
+        rows.append(f"  {label} {record['first_bar'][:10]} -> {record['last_bar'][:10]}, {record['bars']:,} "
+                    f"bars (end to end target < {target:g} s)")
         for phase, name in (("load", "data loading"), ("setup", "engine set-up"), ("run", "run (bar loop)"),
                             ("report", "report"), ("end_to_end", "end to end")):
-            rows.append(f"    {name:<38}{_fmt(record[f'{phase}_s'], 3):>10} {_fmt(record[f'{phase}_bars_per_s'], 0):>10}")
+            rows.append(f"    {name:<38}{_fmt(record[f'{phase}_s'], 3):>10} "
+                        f"{_fmt(record[f'{phase}_bars_per_s'], 0):>10}")
         rows.append(f"    (MinerFeed start+preload alone: {_fmt(record['feed_preload_s'] * 1000, 1)} ms; "
                     f"report = analyzer statistics {_fmt(record['analysis_s'], 3)} s + RunResult "
                     f"{_fmt(record['result_s'], 3)} s)")
     rows += ["", f"SWEEPS ({sweep['local1']['configs']} static_hedge configurations, BTC 1d, in "
              f"{len(sweep['local1']['parts'])} interleaved slices; each executor starts its workers once)",
-             "  executor" + " " * 36 + "wall s  configs/s efficiency  start/stop s  data load/config  worker peak RSS"]
+             "  executor" + " " * 36
+             + "wall s  configs/s efficiency  start/stop s  data load/config  worker peak RSS"]
     for name in ("local1", "local2", "dask2"):
         rec = sweep[name]
-        rows.append(f"  {rec['description']:<44}{_fmt(rec['wall_s'], 1):>8}{_fmt(rec['configs_per_s'], 2):>10}"
-                    f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['startup_s'], 1):>8}/{_fmt(rec['shutdown_s'], 1)}"
+        rows.append(f"  {rec['description']:<44}{_fmt(rec['wall_s'], 1):>8}"
+                    f"{_fmt(rec['configs_per_s'], 2):>10}"
+                    f"{rec['parallel_efficiency']:>11.0%}{_fmt(rec['startup_s'], 1):>8}"
+                    f"/{_fmt(rec['shutdown_s'], 1)}"
                     f"{_fmt(rec['data_load_per_config_s'] * 1000, 2):>14} ms"
                     f"{_fmt(rec['worker_peak_rss_mb'], 0):>12} MiB  ({rec['ok']} ok, {rec['failed']} failed)")
     steal = {name: _steal_share(sweep[name]["parts"]) for name in ("local1", "local2", "dask2")}
     if all(share is not None for share in steal.values()):  # absent in JSON written before session 12
-        rows.append("  CPU time the hypervisor took from this VM during each executor's slices (/proc/stat steal): "
-                    + ", ".join(f"{sweep[n]['description'].split(' (')[0]} {share:.1%}" for n, share in steal.items()))
+        rows.append("  CPU time the hypervisor took from this VM during each executor's slices "
+                    "(/proc/stat steal): "
+                    + ", ".join(f"{sweep[n]['description'].split(' (')[0]} {share:.1%}"
+                                for n, share in steal.items()))
     local = sweep["local1"]
     rows.append(f"  data: loaded once per sweep ({_fmt(local['load_shared_s'], 3)} s), sent once per worker "
                 f"({_fmt(local['market_pickle_mb'], 2)} MiB pickled); per run only the MinerFeed preload "
@@ -431,46 +449,51 @@ def table(results: dict[str, Any]) -> str:
     rows += ["", "MEMORY (peak RSS, fresh process)",
              f"  BTC 1h single run {_fmt(hourly['peak_rss_mb'], 0)} MiB (after imports "
              f"{_fmt(hourly['rss_after_imports_mb'], 0)} MiB); BTC 1d single run {_fmt(single_rss, 0)} MiB",
-             "  sweep worker peak: " + ", ".join(f"{n} {_fmt(sweep[n]['worker_peak_rss_mb'], 0)} MiB" for n in sweep)]
+             "  sweep worker peak: "
+             + ", ".join(f"{n} {_fmt(sweep[n]['worker_peak_rss_mb'], 0)} MiB" for n in sweep)]
     parts = results["breakdown"]
-    rows += ["", f"WHERE THE TIME GOES (BTC 1d static_hedge, {parts['bars']:,} bars; instrumented run, us per bar)",
-             f"  run_policy uninstrumented: {_fmt(parts['run_policy_us_per_bar'], 0)} us/bar; plain backtrader "
-             f"replay: {_fmt(engine['baseline_s'] / engine['bars'] * 1e6, 0)} us/bar"]
+    rows += ["", f"WHERE THE TIME GOES (BTC 1d static_hedge, {parts['bars']:,} bars; "
+                 "instrumented run, us per bar)",
+             f"  run_policy uninstrumented: {_fmt(parts['run_policy_us_per_bar'], 0)} us/bar; plain "
+             f"backtrader replay: {_fmt(engine['baseline_s'] / engine['bars'] * 1e6, 0)} us/bar"]
     for label, micros in parts["us_per_bar"].items():
         indent = "      " if ":" in label else "  "
         rows.append(f"{indent}{label:<52}{_fmt(micros, 1):>8}")
     screen = results["margin_screen"]
     miner_ns = engine["miner_cerebro_s"] / engine["bars"] * 1e9
-    rows += ["", "NUMPY MARGIN SCREEN (brokers.screening: one held BTCUSDT position per configuration, funding, "
-             "margin ratio, liquidation)",
+    rows += ["", "NUMPY MARGIN SCREEN (brokers.screening: one held BTCUSDT position per configuration, "
+             "funding, margin ratio, liquidation)",
              f"  {screen['configs']} configurations x {screen['bars']:,} bars: schedule (once) "
              f"{_fmt(screen['schedule_s'] * 1000, 1)} ms, paths {_fmt(screen['paths_s'] * 1000, 1)} ms = "
-             f"{_fmt(screen['ns_per_config_bar'], 0)} ns per configuration-bar ({screen['liquidated']} liquidated; one "
-             f"path per configuration: {_fmt(screen['one_by_one_ns_per_config_bar'], 0)} ns)",
+             f"{_fmt(screen['ns_per_config_bar'], 0)} ns per configuration-bar ({screen['liquidated']} "
+             f"liquidated; one path per configuration: {_fmt(screen['one_by_one_ns_per_config_bar'], 0)} ns)",
              f"  the full miner run: {_fmt(miner_ns / 1000, 0)} us per bar "
              f"({miner_ns / screen['ns_per_config_bar']:,.0f}x the screen's cost per configuration-bar)"]
     books = results.get("sweep_bookkeeping")  # absent in JSON written before session 12
     if books:
         sizes = books["sizes"]
-        rows += ["", "SWEEP BOOKKEEPING (the parent's own work per configuration: hashing, recording, results.csv "
-                 "on disk; a run function that does nothing)",
+        rows += ["", "SWEEP BOOKKEEPING (the parent's own work per configuration: hashing, recording, "
+                 "results.csv on disk; a run function that does nothing)",
                  "  " + " / ".join(f"{s['configs']:,}" for s in sizes) + " configurations: "
                  + " / ".join(_fmt(s["ms_per_config"], 2) for s in sizes) + " ms per configuration ("
                  + " / ".join(f"{s['share_of_a_daily_config']:.2%}" for s in sizes)
                  + f" of a {_fmt(books['config_s'], 2)} s daily configuration); largest / smallest sweep: "
                  f"{sizes[-1]['ms_per_config'] / sizes[0]['ms_per_config']:.2f}x"]
     m, speed = results["machine"], results["machine_speed"]
-    rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at the start, "
-             f"{_fmt(speed['end_s'], 3)} s at the end",
+    rows += ["", f"machine speed check (a fixed Python loop, best of 3): {_fmt(speed['start_s'], 3)} s at "
+             f"the start, {_fmt(speed['end_s'], 3)} s at the end",
              f"machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
-             f"backtrader {m['backtrader']}, pandas {m['pandas']}; {m['git_commit']} at {m['measured_at_utc']}",
+             f"backtrader {m['backtrader']}, pandas {m['pandas']}; {m['git_commit']} at "
+             f"{m['measured_at_utc']}",
              f"command: {results['command']}  ({_fmt(results['benchmark_seconds'], 0)} s)"]
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, an 8-configuration grid")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: fewer repeats, an 8-configuration grid")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--data-dir", help="shared data folder (default: $MINEHEDGE_DATA_DIR)")
     args = parser.parse_args(argv)

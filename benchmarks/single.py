@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     loads, market = [], None
     for _ in range(args.repeats):
         market = None
-        gc.collect()  # each repeat starts clean, so the peak is one load's and one run's, as in a sweep worker
+        # each repeat starts clean, so the peak is one load's and one run's, as in a sweep worker
+        gc.collect()
         began = time.perf_counter()
         market = api.load_market(config)
         loads.append(time.perf_counter() - began)

@@ -95,12 +95,13 @@ def run_part(executor: Any, shared: Any, points: list, k: int, n: int, run_fn: A
     ok = results[results["status"] == "ok"]
     per_worker = ok.groupby("worker_pid")["worker_peak_rss_mb"].max()
     return {
-        "part": f"{k}/{n}", "configs": len(part), "ok": int(len(ok)), "failed": len(report.failed), "wall_s": wall_s,
-        "configs_per_s": len(part) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
+        "part": f"{k}/{n}", "configs": len(part), "ok": int(len(ok)), "failed": len(report.failed),
+        "wall_s": wall_s, "configs_per_s": len(part) / wall_s, "mean_config_s": float(ok["seconds"].mean()),
         "workers_seen": int(len(per_worker)), "worker_pids": sorted(int(pid) for pid in per_worker.index),
         "worker_peak_rss_mb": float(per_worker.max()), "parent_peak_rss_mb": peak_rss_mb(),
         "final_equity_sum_usd": float(ok["final_equity_usd"].sum()),
-        "config_seconds": [float(x) for x in results["seconds"]],  # each configuration's run, in submission order
+        # each configuration's run, in submission order
+        "config_seconds": [float(x) for x in results["seconds"]],
         # the machine's CPU ticks during the slice, by /proc/stat column: "steal" is time the hypervisor gave
         # this VM's virtual CPUs to someone else, a drift no interleaving can share out
         "cpu_ticks": None if jiffies is None or after is None else dict(zip(
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--executor", choices=("local1", "local2", "dask2"), required=True)
     parser.add_argument("--configs", type=int, default=200)
-    parser.add_argument("--part", type=grid_part, default=(1, 1), help="K/N: every N-th grid point from the K-th")
+    parser.add_argument("--part", type=grid_part, default=(1, 1),
+                        help="K/N: every N-th grid point from the K-th")
     parser.add_argument("--serve", action="store_true",
                         help="keep the executor open and run the slices named on stdin, one K/N per line")
     args = parser.parse_args(argv)
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
               "parent_rss_before_sweep_mb": peak_rss_mb()}
     began = time.perf_counter()
     executor.__enter__()
-    record["startup_s"] = time.perf_counter() - began  # a LocalCluster starts here; a process pool at its first run
+    # a LocalCluster starts here; a process pool at its first run
+    record["startup_s"] = time.perf_counter() - began
     try:
         if not args.serve:
             record.update(run_part(executor, shared, points, *args.part, run_fn))
@@ -146,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"ready": True, **record}), flush=True)
             for line in sys.stdin:
                 if line.strip():
-                    print(json.dumps(run_part(executor, shared, points, *grid_part(line.strip()), run_fn)), flush=True)
+                    print(json.dumps(run_part(executor, shared, points, *grid_part(line.strip()), run_fn)),
+                          flush=True)
     finally:
         began = time.perf_counter()
         executor.__exit__(None, None, None)

@@ -68,8 +68,9 @@ _SETTLEMENT_RATE_NOTE = "settlement {:%Y-%m-%d %H:%M} rate {:.6g}"
 _CALL_KINDS = frozenset({"margin_call", "cme_margin_call"})
 _LIQUIDATION_KINDS = frozenset({"liquidation", "partial_liquidation", "cme_margin_call_missed"})
 _DUST = 1e-9  # relative rounding tolerance of a wallet balance after a liquidation (fraction of notional)
-#: USD by which a payment may fall short of what it pays and still count as paid: float rounding of a sale sized
-#: to cover a bill (coins x price x (1 - fee)) leaves spot cash ~1e-11 USD short of it, or a few 1e-11 over.
+#: USD by which a payment may fall short of what it pays and still count as paid: float rounding of a sale
+#: sized to cover a bill (coins x price x (1 - fee)) leaves spot cash ~1e-11 USD short of it, or a few
+#: 1e-11 over.
 CASH_TOLERANCE_USD = 1e-9
 _FILL_KINDS = {  # order.info['reason'] -> (ledger kind of the realised PnL, ledger kind of the fee)
     "liquidation": ("liquidation", "liquidation_fee"),
@@ -150,8 +151,10 @@ class MarginBroker(bt.brokers.BackBroker):
         self._first_bar = True  # no bar has run yet (see next() and open_at())
         self._usd_spot = 0.0
         self._coins: dict[tuple[str, str], float] = defaultdict(float)
-        self._extra: dict[object, float] = defaultdict(float)   # data -> isolated margin added/taken (USD or coin)
-        self._inv: dict[object, list[float]] = {}               # data -> [contracts, entry] of inverse positions
+        # data -> isolated margin added/taken (USD or coin)
+        self._extra: dict[object, float] = defaultdict(float)
+        # data -> [contracts, entry] of inverse positions
+        self._inv: dict[object, list[float]] = {}
         self._owners: dict[object, object] = {}
         self._in_call: dict[object, bool] = {}
         self._cme_deadline: datetime | None = None
@@ -175,7 +178,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._liq_cache: dict[object, tuple] = {}  # data -> (comminfo, tiers, size, entry, wallet, price)
         self._close_margins: dict[object, tuple] = {}  # data -> (inputs, figures) of _close_margin
         self._calendars: dict[object, str | None] = {}  # data -> its venue's trading calendar (None: 24/7)
-        self._open_at_start: dict[object, bool] = {}  # data -> market open at this bar's open (cleared by next)
+        # data -> market open at this bar's open (cleared by next)
+        self._open_at_start: dict[object, bool] = {}
         # close_now closes waiting for the market to open: (data, reason, size).
         self._deferred: list[tuple] = []
 
@@ -192,7 +196,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     @warning_level.setter
     def warning_level(self, value: float | None) -> None:
-        self.p.warning_level = None if value is None else check_positive("warning_level", value, unit="fraction")
+        self.p.warning_level = (None if value is None
+                                else check_positive("warning_level", value, unit="fraction"))
 
     def start(self) -> None:
         super().start()
@@ -205,7 +210,8 @@ class MarginBroker(bt.brokers.BackBroker):
         for asset, qty in (self.p.coins or {}).items():
             if qty:
                 self._coins[(asset, self.p.coin_wallet)] += float(qty)
-                self.ledger.add(self._now, "deposit", asset, self.p.coin_wallet, float(qty), note="opening coins")
+                self.ledger.add(self._now, "deposit", asset, self.p.coin_wallet, float(qty),
+                                note="opening coins")
         self._get_value()
 
     # --- order plumbing -----------------------------------------------------------------------------
@@ -339,7 +345,8 @@ class MarginBroker(bt.brokers.BackBroker):
             return
         self._extra[data] = extra - released
         if not ci.is_inverse:
-            self.cash += released  # linear: from the isolated margin to free cash (one wallet, no ledger entry)
+            # linear: from the isolated margin to free cash (one wallet, no ledger entry)
+            self.cash += released
 
     def _pseudo_execute(self, order, comminfo, cash, position):
         """Submission check: USD margin through BackBroker; coin margin and leverage brackets here."""
@@ -352,7 +359,8 @@ class MarginBroker(bt.brokers.BackBroker):
             cash = super()._execute(order, cash=cash, position=position)  # USD margin, as BackBroker
             if cash < 0.0:
                 order.addinfo(refusal="margin",
-                              refused=f"free USD {free:,.2f} is short of the initial margin + fee by {-cash:,.2f}")
+                              refused=f"free USD {free:,.2f} is short of the initial margin "
+                                      f"+ fee by {-cash:,.2f}")
         if abs(after) > abs(before) or before * after < 0:
             when = order.data.datetime.datetime(0)
             tiers = comminfo.tiers_at(when)
@@ -365,8 +373,9 @@ class MarginBroker(bt.brokers.BackBroker):
             allowed = formulas.tier_for_notional(tiers, notional).max_leverage
             if allowed + 1e-9 < comminfo.p.leverage:  # the new notional's bracket refuses this leverage
                 order.addinfo(refusal="bracket",
-                              refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} {unit} "
-                                      f"allows at most {allowed:g}x; leverage is {comminfo.p.leverage:g}x",
+                              refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} "
+                                      f"{unit} allows at most {allowed:g}x; leverage is "
+                                      f"{comminfo.p.leverage:g}x",
                               bracket=(notional, unit, allowed))
                 return -1.0
             if comminfo.is_inverse:
@@ -376,7 +385,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 free = self._available_coin(asset) - self._pseudo_coin[asset]
                 if free < need:
                     order.addinfo(refusal="margin",
-                                  refused=f"free {asset} {free:.8f} is short of the initial margin + fee {need:.8f}")
+                                  refused=f"free {asset} {free:.8f} is short of the initial "
+                                          f"margin + fee {need:.8f}")
                     return -1.0
                 self._pseudo_coin[asset] += need
         if comminfo.is_inverse:
@@ -417,7 +427,8 @@ class MarginBroker(bt.brokers.BackBroker):
         """Create, accept and execute at ``price`` a real order closing ``size`` (signed units held)."""
         cls = SellOrder if size > 0 else BuyOrder
         owner = self._owners.get(data)
-        order = cls(owner=owner, data=data, size=abs(size), price=price, exectype=Order.Market, simulated=False)
+        order = cls(owner=owner, data=data, size=abs(size), price=price, exectype=Order.Market,
+                    simulated=False)
         order.addinfo(**info)
         order.addcomminfo(self.getcommissioninfo(data))
         self._ocoize(order, None)
@@ -457,13 +468,14 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- trading calendars (brokers.sessions) -------------------------------------------------------
     def _calendar(self, data) -> str | None:
-        """The trading calendar of ``data``'s venue (its futures scheme's profile ``trading_hours``); None when
-        the market never closes (every other venue, and data without a futures scheme)."""
+        """The trading calendar of ``data``'s venue (its futures scheme's profile ``trading_hours``); None
+        when the market never closes (every other venue, and data without a futures scheme)."""
         try:
             return self._calendars[data]
         except KeyError:
             ci = self.getcommissioninfo(data)
-            calendar = self._calendars[data] = ci.venue.trading_hours if isinstance(ci, FuturesCommInfo) else None
+            calendar = self._calendars[data] = (ci.venue.trading_hours if isinstance(ci, FuturesCommInfo)
+                                                else None)
             return calendar
 
     def _closed_at_open(self, data) -> bool:
@@ -495,8 +507,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return sessions.check_time(calendar, start, end) is not None
 
     def _defer_close(self, data, reason: str, size: float) -> None:
-        """Close ``size`` of ``data``'s position at the open of the first bar whose open is inside a session of
-        its market (:meth:`close_now` on a bar during which the market did not trade)."""
+        """Close ``size`` of ``data``'s position at the open of the first bar whose open is inside a session
+        of its market (:meth:`close_now` on a bar during which the market did not trade)."""
         self._deferred.append((data, reason, size))
 
     def _run_deferred(self) -> None:
@@ -512,8 +524,8 @@ class MarginBroker(bt.brokers.BackBroker):
             held = pos.size if pos else 0.0
             if not held or size * held < 0 or not isinstance(self.getcommissioninfo(data), FuturesCommInfo):
                 continue  # closed or reversed meanwhile: nothing of what was asked is left to close
-            self._force_order(data, math.copysign(min(abs(size), abs(held)), held), data.open[0], reason=reason,
-                              deferred=True)
+            self._force_order(data, math.copysign(min(abs(size), abs(held)), held), data.open[0],
+                              reason=reason, deferred=True)
         self._deferred = waiting
 
     # --- the bar ------------------------------------------------------------------------------------
@@ -544,7 +556,8 @@ class MarginBroker(bt.brokers.BackBroker):
         if self.p.liquidation and self.pending:
             self._liquidate_before_stops()                               # 0.
         if self._deferred:
-            self._run_deferred()                                         # 1. forced closes the market waited for
+            # 1. forced closes the market waited for
+            self._run_deferred()
         self.pending.append(None)
         while True:  # 1. fills, exactly as BackBroker (held while the data's market is closed at the open)
             order = self.pending.popleft()
@@ -611,9 +624,9 @@ class MarginBroker(bt.brokers.BackBroker):
         if span is None:
             span = timeframe_span(data._timeframe, data._compression)
             if span is None:
-                raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.Names[data._timeframe]} is not "
-                                  f"supported for funding or trading hours, which need each bar's span; allowed: "
-                                  f"{', '.join(SPANNED_TIMEFRAMES)}.")
+                raise ConfigError(f"data {data._name!r}: timeframe {bt.TimeFrame.Names[data._timeframe]} is "
+                                  "not supported for funding or trading hours, which need each bar's span; "
+                                  f"allowed: {', '.join(SPANNED_TIMEFRAMES)}.")
             self._spans[data] = span
         dt = self.bar_time(data)
         if data._timeframe >= bt.TimeFrame.Days:
@@ -629,7 +642,8 @@ class MarginBroker(bt.brokers.BackBroker):
         if source is None:
             line = getattr(data.lines, self.p.funding_line, None) if self.p.funding_line else None
             mark = getattr(data.lines, self.p.mark_line, None) if self.p.mark_line else None
-            fallback = self.p.funding_rate if self.p.funding_rate is not None else comminfo.venue.default_funding_rate
+            fallback = (self.p.funding_rate if self.p.funding_rate is not None
+                        else comminfo.venue.default_funding_rate)
             source = self._funding_src[data] = [line, mark, float(fallback), False]
         return source
 
@@ -663,7 +677,8 @@ class MarginBroker(bt.brokers.BackBroker):
             if nxt < end:
                 source = self._funding_source(data, ci)
                 mark_line = source[1]
-                mark = mark_line[0] if mark_line is not None and mark_line[0] == mark_line[0] else data.close[0]
+                mark = (mark_line[0] if mark_line is not None and mark_line[0] == mark_line[0]
+                        else data.close[0])
                 while nxt < end:
                     self._pay_funding(data, pos, ci, mark, self._funding_rate(data, ci, nxt, source), nxt)
                     nxt = formulas.next_funding_time(nxt, hours, inclusive=False)
@@ -672,7 +687,8 @@ class MarginBroker(bt.brokers.BackBroker):
     def _pay_funding(self, data, pos, ci, mark: float, rate: float, when: datetime) -> None:
         if ci.is_inverse:
             payment = ci.funding_payment(self._inv[data][0], mark, rate)
-            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol, (_SETTLEMENT_NOTE, when))
+            self._coin_move(ci.asset, "futures", -payment, "funding", ci.spec.symbol,
+                            (_SETTLEMENT_NOTE, when))
         else:
             payment = ci.funding_payment(pos.size, mark, rate)
             if ci.p.margin_mode != "isolated":
@@ -804,9 +820,9 @@ class MarginBroker(bt.brokers.BackBroker):
                 wallet = self._position_wallet(data, pos, ci)
                 side = 1 if size > 0 else -1
                 extreme = data.low[0] if side > 0 else data.high[0]
-                # The price depends on nothing else. Funding moves the wallet nearly every bar, but more margin
-                # only moves the price away from the market (lower for a long, higher for a short), so a bar
-                # clear of the price cached at a smaller wallet is clear now: skip the tiered re-solve.
+                # The price depends on nothing else. Funding moves the wallet nearly every bar, but more
+                # margin only moves the price away from the market (lower for a long, higher for a short), so
+                # a bar clear of the price cached at a smaller wallet is clear now: skip the tiered re-solve.
                 cached = self._liq_cache.get(data)
                 if (cached is not None and cached[0] is ci and cached[1] is tiers and cached[2] == size
                         and cached[3] == entry):
@@ -841,10 +857,12 @@ class MarginBroker(bt.brokers.BackBroker):
             fill = bankrupt
         ratio, maint, _ = self._ratio(data, pos, ci, liq if 0.0 < liq < math.inf else market)
         self._cancel_open_orders(data)
-        if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market, ratio, maint):
+        if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market,
+                                                            ratio, maint):
             return
         pnl = self._upnl_at(ci, size, entry, fill)
-        before = wallet if isolated else self._cross_wallet_balance(self._currency(ci))  # margin before the fill
+        # margin before the fill
+        before = wallet if isolated else self._cross_wallet_balance(self._currency(ci))
         remaining = max(before + pnl, 0.0)
         fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, size, market), remaining)
         price_usd = fill
@@ -861,8 +879,8 @@ class MarginBroker(bt.brokers.BackBroker):
         detail = (f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price {liq:.2f}, "
                   f"bankruptcy price {bankrupt:.2f}")
         if pnl > 0.0:  # loss_usd is the fill's price loss, so 0 here: say where the margin went
-            detail += (f"; the fill gains {pnl * unit:,.2f} USD on the entry {entry:.2f}: funding and fees had "
-                       f"drained the {'isolated margin' if isolated else 'cross wallet'} to "
+            detail += (f"; the fill gains {pnl * unit:,.2f} USD on the entry {entry:.2f}: funding and fees "
+                       f"had drained the {'isolated margin' if isolated else 'cross wallet'} to "
                        f"{before * unit:,.2f} USD")
         self._emit("liquidation", data, ci, side, size, fill, (wallet + pnl) * unit if isolated else
                    self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
@@ -895,7 +913,8 @@ class MarginBroker(bt.brokers.BackBroker):
                             "cross wallet below zero after liquidation: refilled by the insurance fund")
         else:
             self._coin_move(currency, "futures", -balance, "insurance_fund", ci.spec.symbol,
-                            "cross wallet below zero after liquidation: refilled by the insurance fund", price)
+                            "cross wallet below zero after liquidation: refilled by the insurance fund",
+                            price)
         unit = price if ci.is_inverse else 1.0
         self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, -balance * unit, 0.0,
                    "cross: shortfall beyond the wallet")
@@ -916,7 +935,8 @@ class MarginBroker(bt.brokers.BackBroker):
         sign = 1 if pos.size > 0 else -1
         cut_units = cut_size = sign * cut  # backtrader units (inverse: contracts)
         pnl = self._upnl_at(ci, cut_size, entry, market)
-        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market), max(wallet + pnl, 0.0))
+        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market),
+                  max(wallet + pnl, 0.0))
         info = {"reason": "liquidation", "partial": True, "market_price": market}
         if ci.is_inverse:
             info["fee_coin"] = fee
@@ -931,7 +951,8 @@ class MarginBroker(bt.brokers.BackBroker):
         unit = market if ci.is_inverse else 1.0
         equity = wallet + self._upnl_at(ci, size, entry, market)
         self._emit("partial_liquidation", data, ci, sign, cut_size, market, equity * unit, maint * unit,
-                   ratio, max(-pnl, 0.0) * unit, fee_usd, f"stepped down to bracket {k - 1}; kept {keep:g} units")
+                   ratio, max(-pnl, 0.0) * unit, fee_usd,
+                   f"stepped down to bracket {k - 1}; kept {keep:g} units")
         return True
 
     # --- 4. margin calls, expiry ---------------------------------------------------------------------
@@ -970,22 +991,23 @@ class MarginBroker(bt.brokers.BackBroker):
             mm = self._maint(data, pos, ci, close)
             maint += mm
             ratio_im = ci.venue.initial_margin_to_maintenance
-            initial += mm * ratio_im if ratio_im else abs(pos.size) * ci.p.mult * close * ci.initial_margin_rate
+            initial += (mm * ratio_im if ratio_im
+                        else abs(pos.size) * ci.p.mult * close * ci.initial_margin_rate)
         return equity, maint, initial
 
     def _check_deadline_call(self, positions) -> None:
         """The deadline call (CME) on the account of ``positions``, the open deadline-venue positions, at the
-        closes: raised when equity < maintenance margin, met when equity >= initial margin, missed at the first
-        check at or after the deadline, when every one of them is closed (no fee).
+        closes: raised when equity < maintenance margin, met when equity >= initial margin, missed at the
+        first check at or after the deadline, when every one of them is closed (no fee).
 
         Without a trading calendar the check time is the bar's time and the deadline
-        ``margin_call_deadline_hours`` after it. With one (``trading_hours``, CME Globex), the account is judged
-        only on a bar during which the market traded, as of the bar's check time (its close, or the close of
-        its last session when the market closed within the bar: a Friday's daily bar is judged at Friday's
-        close), and the deadline is that many hours of the trading week after it
-        (:func:`brokers.sessions.add_week_hours`: the daily halt counts, the weekend does not), so a call raised
-        on a Friday is due on Monday. A missed call's positions are closed at the bar's close, no fee: the
-        market traded during every bar judged, and on a bar that outlives its session the close stands in
+        ``margin_call_deadline_hours`` after it. With one (``trading_hours``, CME Globex), the account is
+        judged only on a bar during which the market traded, as of the bar's check time (its close, or the
+        close of its last session when the market closed within the bar: a Friday's daily bar is judged at
+        Friday's close), and the deadline is that many hours of the trading week after it
+        (:func:`brokers.sessions.add_week_hours`: the daily halt counts, the weekend does not), so a call
+        raised on a Friday is due on Monday. A missed call's positions are closed at the bar's close, no fee:
+        the market traded during every bar judged, and on a bar that outlives its session the close stands in
         for the session's last price, as for the judgement itself."""
         data0, pos0, ci0 = positions[0]
         calendar = self._calendar(data0)
@@ -1007,8 +1029,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 else:
                     self._cme_deadline = sessions.add_week_hours(calendar, checked, hours)
                     counted = f" ({hours:g} h of the trading week from {checked:%Y-%m-%d %H:%M} UTC)"
-                self._emit("cme_margin_call", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio, 0.0,
-                           0.0, f"restore equity to initial margin {initial:,.2f} USD by "
+                self._emit("cme_margin_call", data0, ci0, side0, size0, data0.close[0], equity, maint, ratio,
+                           0.0, 0.0, f"restore equity to initial margin {initial:,.2f} USD by "
                            f"{self._cme_deadline:%Y-%m-%d %H:%M} UTC{counted}")
             return
         if equity >= initial:
@@ -1016,8 +1038,8 @@ class MarginBroker(bt.brokers.BackBroker):
                        0.0, 0.0, f"equity {equity:,.2f} >= initial margin {initial:,.2f}")
             self._cme_deadline = None
         elif checked >= self._cme_deadline:
-            text = (f"deadline {self._cme_deadline:%Y-%m-%d %H:%M} passed with equity {equity:,.2f} < initial "
-                    f"margin {initial:,.2f}")
+            text = (f"deadline {self._cme_deadline:%Y-%m-%d %H:%M} passed with equity {equity:,.2f} < "
+                    f"initial margin {initial:,.2f}")
             self._cme_deadline = None  # the call ends here; the closes below leave the account flat
             for data, pos, ci in positions:
                 self._cancel_open_orders(data)
@@ -1038,10 +1060,11 @@ class MarginBroker(bt.brokers.BackBroker):
                 self._force_order(data, pos.size, data.close[0], reason="expiry")
 
     # --- events -------------------------------------------------------------------------------------
-    def _emit(self, kind, data, ci, side, size, price, equity, maint, ratio, loss, fee, detail) -> MarginEvent:
+    def _emit(self, kind, data, ci, side, size, price, equity, maint, ratio, loss, fee,
+              detail) -> MarginEvent:
         event = MarginEvent(self._now, kind, ci.spec.symbol, ci.venue.name, "long" if side > 0 else "short",
-                            float(ci.qty(size, price)), float(price), float(equity), float(maint), float(ratio), float(loss),
-                            float(fee), detail)
+                            float(ci.qty(size, price)), float(price), float(equity), float(maint),
+                            float(ratio), float(loss), float(fee), detail)
         self.add_event(event)
         return event
 
@@ -1068,7 +1091,8 @@ class MarginBroker(bt.brokers.BackBroker):
             names = {d._name: d for d in datas}
             for asset, name in (self.p.price_datas or {}).items():
                 if name not in names:
-                    raise ConfigError(f"price_datas[{asset!r}]={name!r} is not a data name; names: {', '.join(names)}.")
+                    raise ConfigError(f"price_datas[{asset!r}]={name!r} is not a data name; "
+                                      f"names: {', '.join(names)}.")
                 found[asset] = names[name]
             for data in datas:
                 ci = self.getcommissioninfo(data)
@@ -1160,8 +1184,8 @@ class MarginBroker(bt.brokers.BackBroker):
         return value
 
     def get_value(self, datas=None, mkt=False, lever=False):
-        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, plus assets off
-        the wallets, less liabilities)."""
+        """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, plus assets
+        off the wallets, less liabilities)."""
         if datas is None and self._dirty:
             self._get_value()
         return super().get_value(datas=datas, mkt=mkt, lever=lever)
@@ -1216,9 +1240,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._dirty = True
 
     def set_asset(self, name: str, usd: float) -> None:
-        """Record that what is owned under ``name`` off the wallets (e.g. the machines, at book value) is worth
-        ``usd`` (USD, >= 0) now; equity (getvalue) includes every asset. Assets are not cash: nothing can be
-        paid or posted with them, and no venue counts them as margin."""
+        """Record that what is owned under ``name`` off the wallets (e.g. the machines, at book value) is
+        worth ``usd`` (USD, >= 0) now; equity (getvalue) includes every asset. Assets are not cash: nothing
+        can be paid or posted with them, and no venue counts them as margin."""
         self._assets[name] = check_positive(f"asset[{name!r}]", usd, allow_zero=True, unit="USD")
         self._dirty = True
 
@@ -1276,8 +1300,8 @@ class MarginBroker(bt.brokers.BackBroker):
         now, as a market order a desk places within the bar (not at the next bar's open). ``reason`` is in
         ``order.info['reason']``; the fill is ledgered as realised PnL and fee. If the venue's market did not
         trade during the bar (``trading_hours``: a Saturday on CME; :meth:`market_open`), the close waits: it
-        fills at the open of the first bar whose open is in a session (as many units as are still held then, at
-        most ``size``; nothing if the position was closed or reversed meanwhile), the strategy's own orders
+        fills at the open of the first bar whose open is in a session (as many units as are still held then,
+        at most ``size``; nothing if the position was closed or reversed meanwhile), the strategy's own orders
         staying pending, and None is returned."""
         pos = self.positions.get(data)
         held = pos.size if pos else 0.0
@@ -1385,7 +1409,8 @@ class MarginBroker(bt.brokers.BackBroker):
     def sell_coins(self, asset: str, qty: float, price: float, fee_rate: float = 0.0,
                    kind: str = "coin_sale", wallet: str = "spot") -> float:
         """Spot-sell ``qty`` coins at ``price`` (USD/coin) less ``fee_rate`` (fraction); USD to the spot
-        wallet. Both legs and the fee are ledgered. Returns the net USD, 0.0 (no change) if coins are short."""
+        wallet. Both legs and the fee are ledgered. Returns the net USD, 0.0 (no change) if coins are
+        short."""
         qty = check_positive("qty", qty, allow_zero=True, unit="coins")
         price = check_positive("price", price, unit="USD per coin")
         fee_rate = check_positive("fee_rate", fee_rate, allow_zero=True, unit="fraction")
@@ -1454,9 +1479,9 @@ class MarginBroker(bt.brokers.BackBroker):
         return max(map(abs, self._residuals().values()), default=0.0)
 
     def reconcile_usd(self) -> float:
-        """:meth:`reconcile` in USD (the summary's ``ledger_residual_usd``): the largest |ledger balance - actual
-        balance| over every (currency, wallet), a coin wallet's valued at the coin's current price; 0 when
-        consistent, NaN when a coin wallet is off and nothing prices the coin."""
+        """:meth:`reconcile` in USD (the summary's ``ledger_residual_usd``): the largest |ledger balance -
+        actual balance| over every (currency, wallet), a coin wallet's valued at the coin's current price; 0
+        when consistent, NaN when a coin wallet is off and nothing prices the coin."""
         worst = 0.0
         for (currency, _), residual in self._residuals().items():
             if residual:
@@ -1497,8 +1522,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 # What may leave the wallet: cash less the isolated positions' settled variation margin and
                 # the cross positions' unrealised profit (a loss counts). Binance's "available for
                 # withdrawal" is at most min(crossWalletBalance - cross MM, crossWalletBalance + cross uPnL
-                # - cross IM) (https://www.binance.com/en-IN/blog/futures/10-most-frequently-asked-questions-about-binance-
-                # futures-421499824684903916, 2022-08-08, question 1);
+                # - cross IM) (https://www.binance.com/en-IN/blog/futures/10-most-frequently-asked-questions-
+                # about-binance-futures-421499824684903916, 2022-08-08, question 1);
                 # crossWalletBalance + min(uPnL, 0) - IM is below both, and needs no margin sums per call.
                 isolated, cross = self._settled_split()
                 return self.cash - isolated - max(cross, 0.0)

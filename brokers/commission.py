@@ -246,12 +246,14 @@ class InverseFuturesCommInfo(FuturesCommInfo):
 
     def posted_margin(self, size: float, entry: float) -> float:
         """Initial margin in coin: |size| x face / entry / leverage."""
-        return formulas.initial_margin(formulas.inverse_notional_coin(size, self.p.face, entry), self.p.leverage)
+        return formulas.initial_margin(formulas.inverse_notional_coin(size, self.p.face, entry),
+                                       self.p.leverage)
 
     def pnl_coin(self, size: float, entry: float, price: float) -> float:
         return formulas.inverse_pnl(size, self.p.face, entry, price)
 
-    def maintenance_margin(self, size: float, price: float, when: datetime, entry: float | None = None) -> float:
+    def maintenance_margin(self, size: float, price: float, when: datetime,
+                           entry: float | None = None) -> float:
         """Coin maintenance margin: on the mark notional (Binance) or the entry value (BitMEX basis)."""
         basis_price = entry if (self.venue.maintenance_basis == "entry" and entry) else price
         return formulas.maintenance_margin(formulas.inverse_notional_coin(size, self.p.face, basis_price),
@@ -282,9 +284,10 @@ def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage:
 
 
 def opening_liquidation_distance(venue: VenueProfile, spec: InstrumentSpec, leverage: float) -> float:
-    """How far from its liquidation price a position opens at ``leverage`` (margin = notional / leverage), as a
-    fraction of the entry price, on the side that opens nearer (the short, for linear contracts), under the
-    contract's lowest first-bracket maintenance rate over its dated tables: the most room any date gives.
+    """How far from its liquidation price a position opens at ``leverage`` (margin = notional / leverage),
+    as a fraction of the entry price, on the side that opens nearer (the short, for linear contracts), under
+    the contract's lowest first-bracket maintenance rate over its dated tables: the most room any date
+    gives.
     From the venue's own liquidation formula (linear, or inverse on its ``maintenance_basis``), e.g. Binance
     USD-M at 3x with MMR 0.4 %: (1/3 - 0.004) / 1.004 = 0.328; CME at 2x with 43 %: 0.049. ``inf`` when
     neither side can be liquidated. Fees are left out (they bring it a little nearer)."""

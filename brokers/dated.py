@@ -57,7 +57,8 @@ def dated_price_frame(spot: pd.DataFrame, annual_basis: float, cycle: str = "qua
     (years to expiry 0) and the next bar trades the next contract. Volume is spot's.
     """
     if not -1.0 < float(annual_basis) < 5.0:
-        raise ConfigError(f"annual_basis={annual_basis!r} is not a plausible basis; allowed: (-1, 5) per year.")
+        raise ConfigError(f"annual_basis={annual_basis!r} is not a plausible basis; "
+                          "allowed: (-1, 5) per year.")
     index = spot.index
     if len(index) < 2:
         raise ConfigError("dated_price_frame needs at least two bars (the bar length is their spacing).")

@@ -141,7 +141,8 @@ def inverse_margin_balance(contracts: float, face: float, entry: float, mark: fl
     return wallet + inverse_pnl(contracts, face, entry, mark)
 
 
-def cross_wallet(wallet_balance: float, other_maintenance: float = 0.0, other_unrealized: float = 0.0) -> float:
+def cross_wallet(wallet_balance: float, other_maintenance: float = 0.0,
+                 other_unrealized: float = 0.0) -> float:
     """Effective wallet for one position under cross margin: WB - TMM1 + UPNL1 (Binance USD-M/COIN-M).
 
     wallet_balance excludes unrealised PnL; other_* are the other positions' maintenance margin and
@@ -322,7 +323,8 @@ def inverse_bankruptcy_price(contracts: float, face: float, entry: float, wallet
 
 
 def is_liquidated(side: int, liquidation_price: float, adverse_extreme: float) -> bool:
-    """True when the bar's adverse extreme (low for a long, high for a short) reaches the liquidation price."""
+    """True when the bar's adverse extreme (low for a long, high for a short) reaches the liquidation
+    price."""
     if side > 0:
         return adverse_extreme <= liquidation_price
     return adverse_extreme >= liquidation_price

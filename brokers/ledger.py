@@ -53,16 +53,16 @@ class LedgerEntry(_EntryFields):
 
     __slots__ = ()
 
-    def __new__(cls, time: datetime, kind: str, currency: str, wallet: str, amount: float, instrument: str = "",
-                note: str = "", amount_usd: float = math.nan) -> LedgerEntry:
+    def __new__(cls, time: datetime, kind: str, currency: str, wallet: str, amount: float,
+                instrument: str = "", note: str = "", amount_usd: float = math.nan) -> LedgerEntry:
         _check_kind(kind)
         if currency == "USD":
             amount_usd = amount
         return tuple.__new__(cls, (time, kind, currency, wallet, amount, instrument, note, amount_usd))
 
 
-#: Column names of :meth:`Ledger.to_columns` / :meth:`Ledger.to_records`, in LedgerEntry field order ("time" is
-#: "datetime" there).
+#: Column names of :meth:`Ledger.to_columns` / :meth:`Ledger.to_records`, in LedgerEntry field order ("time"
+#: is "datetime" there).
 _COLUMN_NAMES: tuple[str, ...] = ("datetime", *_EntryFields._fields[1:])
 
 
@@ -82,8 +82,8 @@ class Ledger:
     """Append-only record of balance changes with running balances per (currency, wallet).
 
     Rows are stored as plain tuples in :class:`LedgerEntry` field order and handed out as LedgerEntry by
-    :attr:`entries`. Why not store LedgerEntry itself: Python's cycle collector stops tracking a plain tuple of
-    strings, floats and datetimes, but never a tuple subclass. A daily run books ~27,000 entries, and in a
+    :attr:`entries`. Why not store LedgerEntry itself: Python's cycle collector stops tracking a plain tuple
+    of strings, floats and datetimes, but never a tuple subclass. A daily run books ~27,000 entries, and in a
     sweep every full collection walked all of them until the run's objects were freed (about 35 ms of
     collector time per BTC 1d configuration, see the README's Performance section).
 
@@ -116,7 +116,8 @@ class Ledger:
 
     def _rendered(self) -> list[tuple]:
         """The rows with every note as text."""
-        return [row if row[6].__class__ is str else (*row[:6], note_text(row[6]), row[7]) for row in self._rows]
+        return [row if row[6].__class__ is str else (*row[:6], note_text(row[6]), row[7])
+                for row in self._rows]
 
     def note_texts(self) -> list[str]:
         """Every entry's note as text, in booking order."""
@@ -132,7 +133,8 @@ class Ledger:
         return dict(self._balances)
 
     def total_by_kind(self, kind: str, currency: str | None = None) -> float:
-        return sum(row[4] for row in self._rows if row[1] == kind and (currency is None or row[2] == currency))
+        return sum(row[4] for row in self._rows if row[1] == kind
+                   and (currency is None or row[2] == currency))
 
     def to_columns(self, notes: bool = True) -> dict[str, list[object]]:
         """The entries column by column (the fast way to build a table of a long ledger); ``notes=False``

@@ -80,13 +80,14 @@ class BarSchedule:
         if np.isnan(rate).any():
             if fallback_rate is None:
                 first = frame.index[np.flatnonzero(np.isnan(rate))[0]]
-                raise ValueError(f"{rate_column}: missing from {first}; pass fallback_rate (fraction per 8 h), "
-                                 "as the broker falls back to its constant rate.")
+                raise ValueError(f"{rate_column}: missing from {first}; pass fallback_rate (fraction per 8 "
+                                 "h), as the broker falls back to its constant rate.")
             rate = np.where(np.isnan(rate), fallback_rate, rate)
         opens = tuple(stamp.to_pydatetime().replace(tzinfo=None) for stamp in frame.index.tz_convert("UTC"))
         close = frame["close"].to_numpy(dtype=float)
         mark = close if mark_column is None else frame[mark_column].to_numpy(dtype=float)
-        mark = np.where(np.isnan(mark), close, mark)  # the broker marks at the close where the mark is missing
+        # the broker marks at the close where the mark is missing
+        mark = np.where(np.isnan(mark), close, mark)
         tables: list[formulas.Tiers] = []
         table_of_bar = np.empty(len(opens), dtype=np.int64)
         by_day: dict[date, int] = {}
@@ -100,8 +101,8 @@ class BarSchedule:
                     found = len(tables) - 1
                 by_day[day] = found
             table_of_bar[k] = by_day[day]
-        return cls(opens, frame["high"].to_numpy(dtype=float), frame["low"].to_numpy(dtype=float), close, mark,
-                   rate, settlements_per_bar(opens, span, funding_hours),
+        return cls(opens, frame["high"].to_numpy(dtype=float), frame["low"].to_numpy(dtype=float), close,
+                   mark, rate, settlements_per_bar(opens, span, funding_hours),
                    tuple(tables), table_of_bar)
 
 
@@ -142,7 +143,8 @@ class MarginPaths(_PathFigures):
         return MarginPath(*figures, None if at < 0 else at)
 
 
-def held_linear_path(schedule: BarSchedule, qty: float, entry: float, wallet: float, start: int = 0) -> MarginPath:
+def held_linear_path(schedule: BarSchedule, qty: float, entry: float, wallet: float,
+                     start: int = 0) -> MarginPath:
     """The margin path of ``qty`` coins (signed: + long) filled at ``entry`` (USD) on bar ``start`` with
     ``wallet`` USD of isolated margin (see the module docstring)."""
     return held_linear_paths(schedule, qty, entry, [wallet], start).path(0)
@@ -159,11 +161,13 @@ def held_linear_paths(schedule: BarSchedule, qty: float, entry: float, wallets: 
     margins = np.asarray(wallets, dtype=float).reshape(-1, 1)
     bars = len(schedule.close)
     n = bars - start
-    # 1. funding, settlement by settlement and in the broker's order, so the wallet is the same to the last bit
+    # 1. funding, settlement by settlement and in the broker's order, so the wallet is the same to the
+    # last bit
     count = schedule.settlements[start:]
     payment = formulas.linear_funding_payment(qty, schedule.mark[start:], schedule.rate[start:])
     paid = np.repeat(payment, count)
-    extra = np.cumsum(-paid)  # 0 - p1 - p2 ... as the broker subtracts each payment from the position's margin
+    # 0 - p1 - p2 ... as the broker subtracts each payment from the position's margin
+    extra = np.cumsum(-paid)
     last = np.cumsum(count) - 1  # the last settlement of each bar (or of an earlier bar when a bar has none)
     drained = np.where(last >= 0, extra[np.maximum(last, 0)] if len(extra) else 0.0, 0.0)
     wallet_path = margins + drained
@@ -195,5 +199,5 @@ def held_linear_paths(schedule: BarSchedule, qty: float, entry: float, wallets: 
         out[:, start:] = np.where(alive, values, np.nan)
         return out
 
-    return MarginPaths(full(wallet_path), full(liq), full(upnl), full(maint), full(ratio), full(payment * count),
-                       np.where(hit, first + start, -1))
+    return MarginPaths(full(wallet_path), full(liq), full(upnl), full(maint), full(ratio),
+                       full(payment * count), np.where(hit, first + start, -1))

@@ -12,9 +12,10 @@ Sunday of March to the first Sunday of November).
 
 Not modelled:
   - exchange holidays. CME publishes each holiday's hours per product and year ("On these holidays, trading
-    hours may vary depending on markets traded", https://www.cmegroup.com/tools-information/holiday-calendar.html);
-    no rule for Bitcoin futures was found to derive them from, so none is invented: the market is taken as
-    open on holidays that fall inside the weekly schedule;
+    hours may vary depending on markets traded",
+    https://www.cmegroup.com/tools-information/holiday-calendar.html); no rule for Bitcoin futures was found
+    to derive them from, so none is invented: the market is taken as open on holidays that fall inside the
+    weekly schedule;
   - the 15-minute halt (3:15-3:30 p.m. CT) in the launch announcement of 2017-11 (not in the contract
     specification cited above).
 
@@ -106,7 +107,8 @@ def _to_utc(local: datetime) -> datetime:
 def _at(local: datetime, day_shift: int, seconds: int) -> datetime:
     """UTC time of local midnight ``day_shift`` days after ``local``'s date, plus ``seconds`` of wall time."""
     day = (local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=day_shift))
-    wall = day + timedelta(seconds=seconds)  # wall-clock arithmetic: zoneinfo keeps tzinfo, re-resolves offset
+    # wall-clock arithmetic: zoneinfo keeps tzinfo, re-resolves offset
+    wall = day + timedelta(seconds=seconds)
     return _to_utc(wall.replace(tzinfo=local.tzinfo))
 
 

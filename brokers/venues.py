@@ -165,7 +165,8 @@ def _derive_or_check_cum(rows: list[list[float]], rule: str, where: str) -> tupl
         max_leverage = check_positive(f"{where}.tiers[{k}].max_leverage", row[2])
         if previous is None:
             if floor != 0.0:
-                raise ConfigError(f"{where}.tiers[0].floor={floor!r} must be 0 (the first bracket starts at 0).")
+                raise ConfigError(f"{where}.tiers[0].floor={floor!r} must be 0 (the first "
+                                  "bracket starts at 0).")
             derived = 0.0
         else:
             if floor <= previous.floor:
@@ -194,15 +195,16 @@ def parse_venue(raw: Mapping[str, object], origin: str = "<dict>") -> VenueProfi
                             MAINTENANCE_AMOUNT_RULES)
         fill = check_choice(f"{origin}: liquidation_fill", raw["liquidation_fill"], LIQUIDATION_FILLS)
         call_rule = check_choice(f"{origin}: margin_call", raw["margin_call"], MARGIN_CALL_RULES)
-        fee_rate = check_positive(f"{origin}: liquidation_fee_rate", raw["liquidation_fee_rate"], allow_zero=True)
+        fee_rate = check_positive(f"{origin}: liquidation_fee_rate", raw["liquidation_fee_rate"],
+                                  allow_zero=True)
         warning = check_positive(f"{origin}: warning_level", raw["warning_level"], unit="fraction")
         hours = tuple(int(h) for h in raw["funding_hours_utc"])  # type: ignore[union-attr]
         for h in hours:
             if not 0 <= h < 24:
                 raise ConfigError(f"{origin}: funding_hours_utc contains {h!r}; allowed: 0..23 (UTC).")
         fees = tuple(
-            FeeSchedule(_as_date(f["effective"], f"{origin}: fees.effective"), float(f["taker"]), float(f["maker"]),
-                        float(f.get("fixed_per_contract", 0.0)), str(f["source"]))
+            FeeSchedule(_as_date(f["effective"], f"{origin}: fees.effective"), float(f["taker"]),
+                        float(f["maker"]), float(f.get("fixed_per_contract", 0.0)), str(f["source"]))
             for f in raw["fees"]  # type: ignore[union-attr]
         )
         instruments = []
@@ -236,8 +238,10 @@ def parse_venue(raw: Mapping[str, object], origin: str = "<dict>") -> VenueProfi
         default_funding_rate=float(raw.get("default_funding_rate", 0.0)),  # type: ignore[arg-type]
         source=str(raw["source"]), as_of=_as_date(raw["as_of"], f"{origin}: as_of"), fees=fees,
         instruments=tuple(instruments),
-        margin_call_deadline_hours=float(raw.get("margin_call_deadline_hours", 0.0)),  # type: ignore[arg-type]
-        initial_margin_to_maintenance=float(raw.get("initial_margin_to_maintenance", 0.0)),  # type: ignore[arg-type]
+        # type: ignore[arg-type]
+        margin_call_deadline_hours=float(raw.get("margin_call_deadline_hours", 0.0)),
+        # type: ignore[arg-type]
+        initial_margin_to_maintenance=float(raw.get("initial_margin_to_maintenance", 0.0)),
         base_initial_margin=float(raw.get("base_initial_margin", 0.0)),  # type: ignore[arg-type]
         trading_hours=_trading_hours(raw.get("trading_hours"), origin),
     )
@@ -261,7 +265,8 @@ def load_venue(name_or_path: str | Path, overrides: Mapping[str, object] | None 
     if path.suffix != ".toml":
         names = available_venues()
         if key not in names:
-            raise ConfigError(f"venue={key!r} is not known; choose one of: {', '.join(names)}." + did_you_mean(key, names))
+            raise ConfigError(f"venue={key!r} is not known; choose one of: {', '.join(names)}."
+                              + did_you_mean(key, names))
         path = VENUE_DIR / f"{key}.toml"
     elif not path.is_file():
         raise ConfigError(f"venue file {str(path)!r} does not exist.")
@@ -293,7 +298,8 @@ def generic_venue(*, contract_type: str = "linear", mmr: float = 0.005, max_leve
     check_choice("contract_type", contract_type, CONTRACT_TYPES)
     spec: dict[str, object] = {"symbol": f"{asset}-GENERIC", "asset": asset,
                                "tier_tables": [{"effective": date(2000, 1, 1), "as_of": date(2000, 1, 1),
-                                                "source": "user parameter", "tiers": [[0, mmr, max_leverage]]}]}
+                                                "source": "user parameter",
+                                                "tiers": [[0, mmr, max_leverage]]}]}
     if contract_type == "inverse":
         spec["face_usd"] = face_usd
     else:
@@ -304,7 +310,8 @@ def generic_venue(*, contract_type: str = "linear", mmr: float = 0.005, max_leve
         "maintenance_basis": maintenance_basis, "maintenance_amount_rule": "none",
         "liquidation_fill": liquidation_fill, "liquidation_fee_rate": liquidation_fee_rate,
         "liquidation_fee_source": "user parameter", "partial_liquidation": partial_liquidation,
-        "margin_call": margin_call, "warning_level": warning_level, "funding_hours_utc": list(funding_hours_utc),
+        "margin_call": margin_call, "warning_level": warning_level,
+        "funding_hours_utc": list(funding_hours_utc),
         "funding_interval_hours": 8, "default_funding_rate": default_funding_rate,
         "source": "user parameters (no venue)", "as_of": date(2000, 1, 1),
         "fees": [{"effective": date(2000, 1, 1), "taker": taker, "maker": maker, "source": "user parameter"}],
@@ -349,7 +356,8 @@ def bracket_text(tiers: tuple[MaintenanceTier, ...], index: int, notional: float
         return "at any notional"
     upper = tiers[index + 1].floor if index + 1 < len(tiers) else None
     if index == 0 and not notional:
-        return f"for positions below {upper:,.0f}{unit} of notional (its first bracket; larger ones allow less)"
+        return (f"for positions below {upper:,.0f}{unit} of notional (its first bracket; larger ones "
+                "allow less)")
     span = f" to {upper:,.0f}{unit}" if upper is not None else " up"
     return f"at a notional of {notional:,.2f}{unit} (its bracket from {tiers[index].floor:,.0f}{unit}{span})"
 

@@ -186,9 +186,9 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     """The bars in ``[start - lead, start)`` from the source of ``loaded`` (an OHLCV result): the history an
     indicator needs before a run's first bar (dynamic_hedge's realised volatility).
 
-    Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``; bad ticks are judged with
-    the neighbours in the source, as for ``loaded``, and only the history is returned, so the run's bars are
-    unchanged. Shorter or empty when the source starts later or cannot serve it (offline
+    Same file (CSV) or symbol (yfinance), timeframe and bad-tick policy as ``loaded``; bad ticks are judged
+    with the neighbours in the source, as for ``loaded``, and only the history is returned, so the run's bars
+    are unchanged. Shorter or empty when the source starts later or cannot serve it (offline
     with no cache); ``info.reason`` says which. Never raises for history the source does not have; a CSV
     file holding less than its MANIFEST.csv row says, where the history needs the missing part (an interrupted
     copy), is a DataError naming both ranges, as in :func:`load_ohlcv`.
@@ -201,10 +201,12 @@ def load_history(loaded: LoadResult, start: object, lead: pd.Timedelta, bad_tick
     empty = loaded.frame.iloc[:0]
     if info.source == "csv":
         if info.path is None:
-            raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its info.path names the file).")
+            raise ConfigError("load_history needs the OHLCV result of load_ohlcv (its "
+                              "info.path names the file).")
         context = read_ohlcv_csv(info.path)
         if info.choice is not None:
-            info.choice.check_file(context.index, first, start_ts, use="the price history before the first bar")
+            info.choice.check_file(context.index, first, start_ts,
+                                   use="the price history before the first bar")
         native = _slice(context, first, start_ts)
         name = info.file
     else:
@@ -250,9 +252,10 @@ def load_network(
     A file holding less than its MANIFEST.csv row says is a DataError where the request needs the missing
     days (for ETH: the days the splice reads from that file), and so are missing days in the ETH splice.
     ``needed_end`` (exclusive; default ``end``) ends the days the caller cannot do without when that is
-    earlier than ``end``, typically with ``end=None`` (every day from ``start`` as far as the data go, as a run
-    loads them): a file shorter than its row is then an error only where it lacks days before ``needed_end``,
-    and the days after it are returned as far as the file holds them. It must lie in ``(start, end]``.
+    earlier than ``end``, typically with ``end=None`` (every day from ``start`` as far as the data go, as a
+    run loads them): a file shorter than its row is then an error only where it lacks days before
+    ``needed_end``, and the days after it are returned as far as the file holds them. It must lie in
+    ``(start, end]``.
     """
     asset = check_choice("asset", str(asset).upper(), ASSETS)
     check_choice("source", source, ("auto", "csv", "coinmetrics"))
@@ -260,7 +263,8 @@ def load_network(
     needed_ts = to_utc_timestamp(needed_end, parameter="needed_end")
     if needed_ts is not None and ((start_ts is not None and needed_ts <= start_ts) or
                                   (end_ts is not None and needed_ts > end_ts)):
-        raise ConfigError(f"needed_end={needed_end!r} must be after start={start!r} and no later than end={end!r} "
+        raise ConfigError(f"needed_end={needed_end!r} must be after start={start!r} and no later than "
+                          f"end={end!r} "
                           "(the days needed are part of the range loaded).")
     check_to = end_ts if needed_ts is None else needed_ts
     directory = resolve_data_dir(data_dir) if source != "coinmetrics" else None
@@ -307,9 +311,9 @@ def load_network(
 
 def _days_that_follow(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None,
                       needed_end: pd.Timestamp | None, files: str) -> pd.DataFrame:
-    """The spliced daily ``frame`` (read from ``files``) over ``[start, end)``, up to its first missing day when
-    that comes at or after ``needed_end`` (the days after are not needed); DataError naming the first missing
-    days when it comes before ``needed_end`` (None: any missing day)."""
+    """The spliced daily ``frame`` (read from ``files``) over ``[start, end)``, up to its first missing day
+    when that comes at or after ``needed_end`` (the days after are not needed); DataError naming the first
+    missing days when it comes before ``needed_end`` (None: any missing day)."""
     days = _slice(frame, start, end).index
     steps = days[1:] - days[:-1]
     gaps = (steps > pd.Timedelta(days=1)).nonzero()[0]
@@ -318,10 +322,11 @@ def _days_that_follow(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.T
     before, after = days[gaps[0]], days[gaps[0] + 1]
     if needed_end is not None and before + pd.Timedelta(days=1) >= needed_end:
         return frame.loc[:before]
-    raise DataError(f"the ETH network data ({files}) have no rows from {(before + pd.Timedelta(days=1)).date()} "
-                    f"to {(after - pd.Timedelta(days=1)).date()}"
-                    f"{f' ({len(gaps)} gaps in all)' if len(gaps) > 1 else ''}; the splice needs the first file "
-                    "to 2020-07-27 and the second from 2020-07-27 on: check both files and their MANIFEST.csv rows.")
+    raise DataError(f"the ETH network data ({files}) have no rows from "
+                    f"{(before + pd.Timedelta(days=1)).date()} to {(after - pd.Timedelta(days=1)).date()}"
+                    f"{f' ({len(gaps)} gaps in all)' if len(gaps) > 1 else ''}; the splice needs the first "
+                    "file to 2020-07-27 and the second from 2020-07-27 on: check both files and "
+                    "their MANIFEST.csv rows.")
 
 
 def load_funding(
@@ -337,7 +342,8 @@ def load_funding(
 ) -> FundingResult:
     """Funding settlements (see :mod:`data.funding`) for ``[start, end)``; ``info.assumption`` flags the
     constant fallback wherever it was used. ``venue='constant'`` asks for the assumption outright. A named
-    ``venue`` without a file is an error unless ``venue_file_required`` is False (then the flagged constant)."""
+    ``venue`` without a file is an error unless ``venue_file_required`` is False (then the flagged
+    constant)."""
     start_ts, end_ts = _bounds(start, end)
     directory = resolve_data_dir(data_dir)
     return load_funding_dir(directory, asset, venue, start_ts, end_ts, fallback, fallback_rate, deribit,

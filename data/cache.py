@@ -99,7 +99,8 @@ def _remove_stale_temporaries(folder: Path) -> None:
 
 
 def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
-    """Read a cached frame; a missing file is a miss, a corrupt one is reported (warning + note) and removed."""
+    """Read a cached frame; a missing file is a miss, a corrupt one is reported (warning + note) and
+    removed."""
     path = cache_dir(directory) / key
     if not path.is_file():
         return CacheRead(None, f"cache miss: {path}")

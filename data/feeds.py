@@ -201,7 +201,8 @@ def bar_timeframe(bar: pd.Timedelta) -> tuple[int, int]:
         return bt.TimeFrame.Days, bar // pd.Timedelta(days=1)
     if bar < pd.Timedelta(days=1):
         return bt.TimeFrame.Minutes, bar // pd.Timedelta(minutes=1)
-    raise DataError(f"bar size {bar} is neither whole days nor under a day; allowed: {', '.join(TIMEFRAMES)}.")
+    raise DataError(f"bar size {bar} is neither whole days nor under a day; allowed: "
+                    f"{', '.join(TIMEFRAMES)}.")
 
 
 class MinerFeed(FastPandasData):
@@ -310,9 +311,9 @@ def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag
     more = f"; ... {len(spans) - 5} more" if len(spans) > 5 else ""
     source = daily["source"].iloc[0] if "source" in daily and len(daily) else "the network frame"
     raise DataError(
-        f"{asset} network data missing for {len(bars)} bar(s), {bars[0]} -> {bars[-1]}: their mining revenue is "
-        f"unknown (a bar sees the network values of the UTC day before, publication lag {lag / pd.Timedelta(hours=1):g} h). "
-        f"Network days: {'; '.join(spans[:5])}"
+        f"{asset} network data missing for {len(bars)} bar(s), {bars[0]} -> {bars[-1]}: their mining revenue "
+        "is unknown (a bar sees the network values of the UTC day before, publication lag "
+        f"{lag / pd.Timedelta(hours=1):g} h). Network days: {'; '.join(spans[:5])}"
         f"{more} (from {source}). Use a range the network data cover, or complete the network data.")
 
 
@@ -320,11 +321,13 @@ def _check_network_lines(out: pd.DataFrame, daily: pd.DataFrame, asset: str, lag
 PUBLICATION_LAG = pd.Timedelta(days=1)
 
 
-def network_day_seen(bar_open: pd.Timestamp | pd.DatetimeIndex,
-                     publication_lag: pd.Timedelta | str = PUBLICATION_LAG) -> pd.Timestamp | pd.DatetimeIndex:
+def network_day_seen(
+    bar_open: pd.Timestamp | pd.DatetimeIndex,
+    publication_lag: pd.Timedelta | str = PUBLICATION_LAG,
+) -> pd.Timestamp | pd.DatetimeIndex:
     """The network day (UTC midnight) whose values a bar opening at ``bar_open`` (UTC; one time or an index)
-    sees: the last day ``D`` with ``D + publication_lag <= bar_open`` (module docstring; daily bar of 2020-05-12
-    -> 2020-05-11). :func:`build_feed_frame` joins the same days as of each bar."""
+    sees: the last day ``D`` with ``D + publication_lag <= bar_open`` (module docstring; daily bar of
+    2020-05-12 -> 2020-05-11). :func:`build_feed_frame` joins the same days as of each bar."""
     opens = bar_open if isinstance(bar_open, pd.DatetimeIndex) else pd.Timestamp(bar_open)
     return (opens - pd.Timedelta(publication_lag)).floor("D")
 
@@ -346,8 +349,8 @@ def build_feed_frame(
     ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None for a spot-only run
     (both funding lines 0); ``timeframe``: the bar size (inferred from the smallest bar spacing when None);
     ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see the module docstring.
-    ``missing_network``: 'raise' (default): a bar whose hashprice lines are NaN (its network day is absent, or a
-    value the hashprice needs is NaN: mining revenue unknown) raises DataError naming the days and the
+    ``missing_network``: 'raise' (default): a bar whose hashprice lines are NaN (its network day is absent, or
+    a value the hashprice needs is NaN: mining revenue unknown) raises DataError naming the days and the
     columns; ETH bars from the Merge on need none. 'nan': such lines stay NaN for a caller that handles them.
     """
     from mining.revenue import network_hashprice  # owned by mining/: the one home of the formula

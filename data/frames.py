@@ -83,7 +83,8 @@ def _first_bad(values: pd.Series, bad: np.ndarray, times: pd.Series | None) -> t
 
 
 def parse_times(values: pd.Series, *, what: str, column: str) -> pd.DatetimeIndex:
-    """A CSV time column (ISO 8601) as a DatetimeIndex, naive or tz-aware as written (see :func:`to_utc_index`).
+    """A CSV time column (ISO 8601) as a DatetimeIndex, naive or tz-aware as written (see
+    :func:`to_utc_index`).
 
     DataError naming ``what`` (the file), the column, the first bad row (1-based data row and file line) and
     its value: an empty cell, a value that is not an ISO 8601 date/time (e.g. month 13), or a column mixing
@@ -109,15 +110,16 @@ def parse_times(values: pd.Series, *, what: str, column: str) -> pd.DatetimeInde
                         f"'2020-01-05' or '2020-01-05 13:00:00'{more}.")
     aware = text.str.contains(_OFFSET).to_numpy()
     first_naive, first_aware = int(np.argmin(aware)), int(np.argmax(aware))
-    raise DataError(f"{what}: column {column!r} mixes stamps without a UTC offset (row {first_naive + 1}, line "
-                    f"{first_naive + 2}: {values.iloc[first_naive]!r}) and with one (row {first_aware + 1}, line "
-                    f"{first_aware + 2}: {values.iloc[first_aware]!r}); write every stamp in UTC, all with or all "
-                    "without the offset.")
+    raise DataError(f"{what}: column {column!r} mixes stamps without a UTC offset (row {first_naive + 1}, "
+                    f"line {first_naive + 2}: {values.iloc[first_naive]!r}) and with one (row "
+                    f"{first_aware + 1}, line {first_aware + 2}: {values.iloc[first_aware]!r}); write every "
+                    "stamp in UTC, all with or all without the offset.")
 
 
-def to_float_columns(frame: pd.DataFrame, columns, *, what: str, times: pd.Series | None = None) -> pd.DataFrame:
-    """``frame`` with ``columns`` as float64 (empty cells NaN); DataError naming ``what`` (the file), the column,
-    the first bad row (with its time from ``times``) and its value where a cell is not a number."""
+def to_float_columns(frame: pd.DataFrame, columns, *, what: str,
+                     times: pd.Series | None = None) -> pd.DataFrame:
+    """``frame`` with ``columns`` as float64 (empty cells NaN); DataError naming ``what`` (the file), the
+    column, the first bad row (with its time from ``times``) and its value where a cell is not a number."""
     out = frame.copy()
     for column in columns:
         raw = out[column]
@@ -147,8 +149,9 @@ def read_time_csv(path: Path, kind: str, time_columns: tuple[str, ...], required
     time_column = next((c for c in time_columns if c in frame.columns), None)
     missing = [c for c in required if c not in frame.columns]
     if time_column is None or missing:
-        raise DataError(f"{path.name}: missing column(s) {missing or [time_columns[0]]}; the {kind} reader needs "
-                        f"{' (or '.join(time_columns)}{')' * (len(time_columns) - 1)}, {', '.join(required)}.")
+        raise DataError(f"{path.name}: missing column(s) {missing or [time_columns[0]]}; the {kind} reader "
+                        f"needs {' (or '.join(time_columns)}{')' * (len(time_columns) - 1)}, "
+                        f"{', '.join(required)}.")
     times = frame.pop(time_column)
     columns = [*required, *(c for c in optional if c in frame.columns)]
     frame = to_float_columns(frame[columns], columns, what=path.name, times=times)
@@ -193,7 +196,8 @@ def resample_ohlcv(frame: pd.DataFrame, timeframe: str, *, partial: str = "drop"
         raise DataError("resample_ohlcv needs at least two source bars to infer their bar size.")
     source_step = pd.Series(frame.index).diff().min()
     if source_step > target:
-        raise DataError(f"cannot resample {timeframe_name(source_step)} bars down to finer {timeframe!r} bars.")
+        raise DataError(f"cannot resample {timeframe_name(source_step)} bars down to "
+                        f"finer {timeframe!r} bars.")
     per_bin = target / source_step
     if per_bin != int(per_bin):
         raise DataError(f"{timeframe!r} is not a whole number of source bars of {source_step}.")

@@ -123,7 +123,8 @@ def _deribit_hours(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
     if check_choice("deribit", mode, ("8h", "1h")) == "1h":
         return start, end
     seven = pd.Timedelta(hours=7)  # the settlement at S sums the hours S - 7h .. S
-    return (None if start is None else start.ceil("8h") - seven, None if end is None else end.ceil("8h") - seven)
+    return (None if start is None else start.ceil("8h") - seven,
+            None if end is None else end.ceil("8h") - seven)
 
 
 def _days(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
@@ -212,9 +213,9 @@ class SettlementRates:
 
 
 #: Said in the funding info wherever the Binance daily-mean file is used.
-DAILY_MEAN_NOTE = ("the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that mean: "
-                   "the day's total is exact, an intraday settlement's amount approximate (the mean is known only "
-                   "at the day's end)")
+DAILY_MEAN_NOTE = ("the file holds each day's mean of the three 8h rates; each 00/08/16 settlement pays that "
+                   "mean: the day's total is exact, an intraday settlement's amount approximate (the mean is "
+                   "known only at the day's end)")
 
 def _format(path: Path, asset: str, venue: str) -> _Format:
     """The format of a manifest funding row (looked up first, so a reader's own missing column is reported as
@@ -222,7 +223,8 @@ def _format(path: Path, asset: str, venue: str) -> _Format:
     found = _FORMATS.get((asset, venue))
     if found is None:
         known = ", ".join(sorted(v for a, v in _FORMATS if a == asset))
-        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); readers exist for: {known}.")
+        raise DataError(f"no reader for {asset} funding venue {venue!r} ({path.name}); "
+                        f"readers exist for: {known}.")
     return found
 
 
@@ -248,8 +250,8 @@ def load_funding_dir(
     Without ``venue`` the funding file overlapping the range most is used (ties: the longest file).
     Settlements the file does not cover come from :func:`constant_funding` when ``fallback='constant'``
     (flagged), or raise DataError naming the covered range when ``fallback='error'``; a file holding less than
-    its MANIFEST.csv row says is a DataError naming both ranges where the request needs the missing rows. ``venue='constant'``
-    asks for the assumption outright. ``data_dir`` None means no files (constant only, or
+    its MANIFEST.csv row says is a DataError naming both ranges where the request needs the missing rows.
+    ``venue='constant'`` asks for the assumption outright. ``data_dir`` None means no files (constant only, or
     DataUnavailableError with ``fallback='error'``). A ``venue`` with no file in the manifest is a ConfigError
     naming the venues there, unless ``venue_file_required`` is False (a run's venue comes from its exchange
     profile, not from a request for that file): then the constant fallback applies, flagged, as for a range
@@ -288,7 +290,8 @@ def load_funding_dir(
     if chosen is None:
         if start is None or end is None:
             raise ConfigError("start and end are required for the constant funding fallback "
-                              f"(no {asset} funding file{' for venue ' + repr(venue) if venue else ''} applies).")
+                              f"(no {asset} funding file{' for venue ' + repr(venue) if venue else ''} "
+                              "applies).")
         frame = constant_funding(start, end, fallback_rate)
         note = (f"constant funding {fallback_rate:g} per 8h assumed for all {len(frame)} settlements "
                 f"{start} -> {end} (no venue data used)")
@@ -317,7 +320,8 @@ def load_funding_dir(
         missing.append((max(covered_to + pd.Timedelta(hours=8), start or covered_to), end))
     if missing and fallback == "error":
         raise DataError(f"{chosen.file} covers {covered_from} -> {covered_to}; the request "
-                        f"{start} -> {end} is outside it (use fallback='constant' to fill with an assumption).")
+                        f"{start} -> {end} is outside it (use fallback='constant' to fill "
+                        "with an assumption).")
     for lo, hi in missing:
         anchor = covered_from if hi <= covered_from else covered_to
         pieces.append(constant_funding(lo, hi, fallback_rate, anchor=anchor))

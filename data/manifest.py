@@ -42,7 +42,8 @@ class FileChoice:
     resampled_from: str | None  # the file's timeframe when it must be resampled to the request, else None
     reason: str
     rows: str = ""  # the manifest's row count, as written
-    size: str = ""  # the manifest's ``bytes`` (the file's size in bytes), as written; blank or absent: unchecked
+    # the manifest's ``bytes`` (the file's size in bytes), as written; blank or absent: unchecked
+    size: str = ""
 
     def check_file(self, index: pd.DatetimeIndex, start: pd.Timestamp | None, end: pd.Timestamp | None, *,
                    requested: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
@@ -77,28 +78,30 @@ class FileChoice:
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
         asked_from, asked_to = (start, end) if requested is None else requested
         raise ManifestMismatchError(
-            f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the file "
-            f"holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
-            f"{asked_to if asked_to is not None else 'end'} needs the missing part{f' ({use})' if use else ''}. "
+            f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the "
+            f"file holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
+            f"{asked_to if asked_to is not None else 'end'} needs the missing "
+            f"part{f' ({use})' if use else ''}. "
             "Restore the file or correct its MANIFEST.csv row.")
 
     def _check_rows(self, held: int) -> None:
         """DataError when the file holds ``held`` data rows and its manifest row says otherwise (a blank
         ``rows`` says nothing); one for a ``rows`` that is not a whole number."""
-        said = self._whole_number("rows", self.rows, "count of data rows (lines after the header), e.g. 3064.")
+        said = self._whole_number("rows", self.rows,
+                                  "count of data rows (lines after the header), e.g. 3064.")
         if said is not None and said != held:
             more = held - said
             raise ManifestMismatchError(
-                f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file holds "
-                f"{held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first and last "
-                f"times: rows were {'added to' if more > 0 else 'lost from'} the middle of the file. Restore the "
-                "file from its source (MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv "
-                "row.")
+                f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file "
+                f"holds {held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first "
+                f"and last times: rows were {'added to' if more > 0 else 'lost from'} the middle of the "
+                "file. Restore the file from its source (MANIFEST.csv's source_repo and source_path) or "
+                "correct its MANIFEST.csv row.")
 
     def _check_size(self, rows: int, *, rows_compared: bool) -> None:
         """DataError when the file's size in bytes is not its manifest row's ``bytes`` (a blank or absent
-        ``bytes`` says nothing), once its times agree with the row, and its ``rows`` data rows too when the row
-        gives a count (``rows_compared``); one for a ``bytes`` that is not a whole number."""
+        ``bytes`` says nothing), once its times agree with the row, and its ``rows`` data rows too when the
+        row gives a count (``rows_compared``); one for a ``bytes`` that is not a whole number."""
         said = self._whole_number("bytes", self.size, "size in bytes, e.g. 175474 (or blank: not checked).")
         if said is None:
             return
@@ -110,21 +113,22 @@ class FileChoice:
                 f"{'more' if more > 0 else 'fewer'}) with "
                 + (f"the same {rows} rows and " if rows_compared else
                    f"{rows} rows (its row's rows is blank: not compared) and the same ")
-                + f"first and last times ({self.first} -> {self.last}): its contents changed after the manifest "
-                "was written (" + ("values edited" if rows_compared else "rows added or lost, values edited") +
+                + f"first and last times ({self.first} -> {self.last}): its contents changed after the "
+                "manifest was written ("
+                + ("values edited" if rows_compared else "rows added or lost, values edited") +
                 ", or line endings converted, e.g. by git's core.autocrlf). Restore the file from its source "
-                "(MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv bytes "
-                f"to {held} (blank: not checked).")
+                "(MANIFEST.csv's source_repo and source_path) or, if the edit is yours, set its MANIFEST.csv "
+                f"bytes to {held} (blank: not checked).")
 
     def _whole_number(self, column: str, text: str, meaning: str) -> int | None:
-        """The manifest row's ``column`` (``text`` as written) as an int; None when blank; DataError naming the
-        column, the value and ``meaning`` (what it must be) when it is not a whole number."""
+        """The manifest row's ``column`` (``text`` as written) as an int; None when blank; DataError naming
+        the column, the value and ``meaning`` (what it must be) when it is not a whole number."""
         said = text.strip()
         if not said:
             return None
         if not said.isdigit():
-            raise ManifestMismatchError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a whole "
-                                        f"number; it must be the file's {meaning}")
+            raise ManifestMismatchError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a "
+                                        f"whole number; it must be the file's {meaning}")
         return int(said)
 
 
@@ -165,7 +169,8 @@ def read_manifest(data_dir: str | Path) -> pd.DataFrame:
     path = data_dir / "MANIFEST.csv"
     if not path.is_file():
         raise DataError(f"data directory {str(data_dir)!r} has no MANIFEST.csv (expected {path}).")
-    return _PARSED.get(str(data_dir), path.read_bytes(), lambda content: _parse_manifest(content, data_dir, path))
+    return _PARSED.get(str(data_dir), path.read_bytes(),
+                       lambda content: _parse_manifest(content, data_dir, path))
 
 
 _PARSED = ParsedFiles(kept=8)  # data directories remembered (a manifest is a few kB)
@@ -243,7 +248,8 @@ def choose_file(
     for row, resampled_from in candidates:
         bar = TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
         covered_end = row.last + bar
-        if (start is None or row.first <= start < covered_end) and (end is None or row.first < end <= covered_end):
+        if ((start is None or row.first <= start < covered_end)
+                and (end is None or row.first < end <= covered_end)):
             native = resampled_from is None
             covering.append(((native, covered_end - row.first), row, resampled_from))
     if not covering:

@@ -124,7 +124,8 @@ CSV_REQUIRED = ("PriceUSD", "HashRate", "BlkCnt", "IssTotNtv", "FeeTotNtv")
 _CSV_OPTIONAL = ("DiffMean", "DiffMean_derived", "SplyCur")
 _TIME = ("time", "date")
 #: Columns of the Etherscan/Glassnode ETH file (data README, section 3).
-ETHERSCAN_GLASSNODE_COLUMNS = ("etherscan_difficulty_TH", "etherscan_price_usd", "glassnode_hash_rate_mean_Hps",
+ETHERSCAN_GLASSNODE_COLUMNS = ("etherscan_difficulty_TH", "etherscan_price_usd",
+                               "glassnode_hash_rate_mean_Hps",
                                "glassnode_total_fees_eth", "glassnode_total_supply_eth")
 
 
@@ -163,7 +164,8 @@ def eth_splice_reads(start: pd.Timestamp | None, end: pd.Timestamp | None
     return cm, (eg_from, eg_to)
 
 
-def splice_eth_network(cm_raw: pd.DataFrame, eg_raw: pd.DataFrame, cm_name: str, eg_name: str) -> pd.DataFrame:
+def splice_eth_network(cm_raw: pd.DataFrame, eg_raw: pd.DataFrame, cm_name: str,
+                       eg_name: str) -> pd.DataFrame:
     """The ETH network frame from the two files' columns (:func:`read_eth_network_files`)."""
     early = network_from_coinmetrics(cm_raw, "ETH", f"coinmetrics:{cm_name}")
     early = early.loc[:CM_ETH_END]

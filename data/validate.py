@@ -30,12 +30,12 @@ files this flags exactly: Coinbase daily 2017-04-15 low 0.06 (463.6 ranges off),
 2017-08-17 04:00 open = high = 16199.91 (BTC, 129 ranges) and 652.74 (ETH, 69 ranges), and one thin 2011
 Bitstamp day in the Coinbase file (2011-09-01 low 5.25 between an open of 8 and a close of 8.22; its
 neighbours were flat single-trade days). Real crashes stay below the threshold because their neighbours
-move too and widen ``r_i``: BTC 2020-03-12/13 (<= 3.6 ranges on every file), ETH 2021-05-19 low 1,888 (< 3.9), the Bitstamp 1h flash crash
-2019-05-17 03:00 low 6,178 (8.6), and the largest real wick in the data, Binance ETH 2017-08-22 low 144.21
-(18.0 ranges on 1h, 14.5 on 1d, 14.1 on 4h), which is why ``max_ranges`` is 25 and not lower. The early
-Bitstamp wicks the data README calls real but illiquid are not flagged either (2011-11-25 high 15: 18.3
-ranges; April 2013 lows 45-70: < 2). ``min_ratio`` keeps flat 2011 single-trade days (zero ranges, tiny
-moves such as 2011-08-30 low 8 vs 8.9) from being flagged on the range test alone.
+move too and widen ``r_i``: BTC 2020-03-12/13 (<= 3.6 ranges on every file), ETH 2021-05-19 low 1,888 (< 3.9),
+the Bitstamp 1h flash crash 2019-05-17 03:00 low 6,178 (8.6), and the largest real wick in the data, Binance
+ETH 2017-08-22 low 144.21 (18.0 ranges on 1h, 14.5 on 1d, 14.1 on 4h), which is why ``max_ranges`` is 25 and
+not lower. The early Bitstamp wicks the data README calls real but illiquid are not flagged either (2011-11-25
+high 15: 18.3 ranges; April 2013 lows 45-70: < 2). ``min_ratio`` keeps flat 2011 single-trade days (zero
+ranges, tiny moves such as 2011-08-30 low 8 vs 8.9) from being flagged on the range test alone.
 
 Policies for flagged ticks (``bad_ticks=``), never silent: every tick is listed in the report with the
 action taken.
@@ -136,8 +136,10 @@ class ValidationReport:
 
     def __str__(self) -> str:
         lines = [f"{self.source} [{self.timeframe}]: {self.rows} bars, {self.first} -> {self.last}"]
-        lines.append(f"  gaps: {self.gap_count} ({self.missing_bars} missing bars, longest {self.longest_gap})")
-        lines.append(f"  zero-volume bars: {len(self.zero_volume)}; missing volume: {len(self.missing_volume)}")
+        lines.append(f"  gaps: {self.gap_count} ({self.missing_bars} missing bars, "
+                     f"longest {self.longest_gap})")
+        lines.append(f"  zero-volume bars: {len(self.zero_volume)}; missing volume: "
+                     f"{len(self.missing_volume)}")
         lines.append(f"  bad ticks: {len(self.bad_ticks)} (policy {self.policy!r}: {self.action})")
         for tick in self.bad_ticks:
             fixed = "" if tick.replacement is None else f" -> {tick.replacement:g}"
@@ -166,7 +168,8 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
     if len(index) > 1:
         steps = np.diff(stamps)
         if (steps == 0).any():
-            errors.append("duplicate timestamps, " + _rows(index[1:], steps == 0, lambda i: str(index[i + 1])))
+            errors.append("duplicate timestamps, "
+                          + _rows(index[1:], steps == 0, lambda i: str(index[i + 1])))
         if (steps < 0).any():
             errors.append("timestamps not increasing, "
                           + _rows(index[1:], steps < 0, lambda i: f"{index[i + 1]} after {index[i]}"))
@@ -288,10 +291,10 @@ def _judge(frame: pd.DataFrame, rule: BadTickRule) -> tuple[list[BadTick], np.nd
 
 def _neighbourhood(frame: pd.DataFrame, context: pd.DataFrame | None,
                    rule: BadTickRule) -> tuple[pd.DataFrame, slice]:
-    """``frame``'s prices with ``rule.window + 2`` bars of ``context`` on each side (module docstring), and where
-    ``frame`` sits in it. Without a usable context (none, unsorted, or not holding ``frame``'s bars), ``frame``
-    alone. Context prices that are not usable (NaN, <= 0: errors of bars outside the range) become NaN, which
-    the medians skip."""
+    """``frame``'s prices with ``rule.window + 2`` bars of ``context`` on each side (module docstring), and
+    where ``frame`` sits in it. Without a usable context (none, unsorted, or not holding ``frame``'s bars),
+    ``frame`` alone. Context prices that are not usable (NaN, <= 0: errors of bars outside the range) become
+    NaN, which the medians skip."""
     whole = slice(0, len(frame))
     if context is None or frame.empty:
         return frame, whole
@@ -310,7 +313,8 @@ def _neighbourhood(frame: pd.DataFrame, context: pd.DataFrame | None,
     return around, inside
 
 
-def _mask(frame: pd.DataFrame, ticks: list[BadTick]) -> tuple[pd.DataFrame, list[BadTick], list[pd.Timestamp]]:
+def _mask(frame: pd.DataFrame,
+          ticks: list[BadTick]) -> tuple[pd.DataFrame, list[BadTick], list[pd.Timestamp]]:
     """The 'mask' policy (module docstring). Returns the frame, the ticks with replacements, dropped bars."""
     out = frame.copy()
     positions = {ts: out.index.get_loc(ts) for ts in {t.timestamp for t in ticks}}
@@ -385,7 +389,8 @@ def validate_ohlcv(
     if len(frame) > 1:
         steps = np.diff(frame.index.as_unit("ns").asi8)
         where = np.flatnonzero(steps > step.value)
-        report.gaps = [Gap(frame.index[i], frame.index[i + 1], int(steps[i] // step.value) - 1) for i in where]
+        report.gaps = [Gap(frame.index[i], frame.index[i + 1], int(steps[i] // step.value) - 1)
+                       for i in where]
     if "volume" in frame.columns:
         volume = frame["volume"]
         report.zero_volume = list(frame.index[volume.to_numpy() == 0])
@@ -395,7 +400,8 @@ def validate_ohlcv(
     if not prices_usable:
         report.action = "not checked (unusable prices)"
         return frame, report
-    around, inside = _neighbourhood(frame, None if context is None else to_utc_index(context, what=source), rule)
+    around, inside = _neighbourhood(frame, None if context is None else to_utc_index(context, what=source),
+                                    rule)
     ticks, unchecked = _judge(around, rule)
     report.unchecked = list(around.index[inside][unchecked[inside]])
     first, last = frame.index[0], frame.index[-1]

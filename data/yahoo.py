@@ -56,7 +56,8 @@ def _download(symbol: str, start: pd.Timestamp, end: pd.Timestamp, interval: str
                 auto_adjust=False, actions=False, progress=False, threads=False, multi_level_index=True,
             )
     except Exception as exc:  # yfinance wraps requests/curl errors inconsistently across versions
-        raise DataUnavailableError(f"yfinance download of {symbol} {interval} failed ({exc}); {REMEDIES}.") from exc
+        raise DataUnavailableError(f"yfinance download of {symbol} {interval} failed ({exc}); "
+                                   f"{REMEDIES}.") from exc
     finally:
         quiet.setLevel(level)
 
@@ -70,7 +71,8 @@ def first_available(timeframe: str) -> pd.Timestamp:
 
 
 def forming_bar(timeframe: str) -> pd.Timestamp:
-    """Open time of the ``timeframe`` bar still forming now (UTC, epoch-aligned): bars before it are complete."""
+    """Open time of the ``timeframe`` bar still forming now (UTC, epoch-aligned): bars before it are
+    complete."""
     return _now().floor(parse_timeframe(timeframe))
 
 

@@ -59,7 +59,8 @@ FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex"
                  "generic": "constant", "cme": None}
 #: Network history loaded before the first bar: the publication lag and fee smoothing need earlier days.
 NETWORK_LEAD = timedelta(days=40)
-#: Price history loaded before the first bar: the longest volatility window plus the return into the first bar.
+#: Price history loaded before the first bar: the longest volatility window plus the return into the
+#: first bar.
 HISTORY_LEAD = pd.Timedelta(days=MAX_HISTORY_DAYS + 1)
 
 
@@ -155,7 +156,8 @@ def _default_start_text(config: dict[str, Any]) -> str:
     first, day = _first_deployment(config), _default_start(config).date()
     fleet = str((config.get("params") or {}).get("fleet"))
     deployment = f"{first.spec.name}:{first.units}@{day}"
-    whose = ("the default fleet" if fleet == DEFAULT_FLEET else f"fleet={fleet}") if fleet != deployment else ""
+    whose = ("the default fleet" if fleet == DEFAULT_FLEET
+             else f"fleet={fleet}") if fleet != deployment else ""
     return (f"no start was given, so the run starts on the fleet's first deployment, {day} "
             f"({deployment + ' of ' + whose if whose else 'fleet=' + fleet})")
 
@@ -210,9 +212,9 @@ def load_market(config: dict[str, Any]) -> Market:
     if start is not None and end is not None and start > end:
         if default_start is None:
             raise ConfigError(f"start={start.date()} is after end={end.date()}; start must be <= end.")
-        raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on or "
-                          f"before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a fleet "
-                          f"deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+        raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on "
+                          f"or before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a "
+                          f"fleet deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
     try:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                            venue=config.get("data_venue"))
@@ -221,8 +223,8 @@ def load_market(config: dict[str, Any]) -> Market:
     except DataError as exc:
         if default_start is None:
             raise
-        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start within "
-                        "the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
+        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start "
+                        "within the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
     bars = ohlcv.frame
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
@@ -234,12 +236,12 @@ def load_market(config: dict[str, Any]) -> Market:
     network_to = network_day_seen(last) + pd.Timedelta(days=1)
     network = load_network(asset, network_from, None, data_dir=data_dir, needed_end=network_to)
     if network.frame.empty:
-        raise DataError(f"no {asset} network data from {network_from.date()} on, so no mining revenue for bars "
-                        f"from {first.date()}; {network.info.reason}")
+        raise DataError(f"no {asset} network data from {network_from.date()} on, so no mining revenue for "
+                        f"bars from {first.date()}; {network.info.reason}")
     net_last = network.frame.index[-1]
     if asset == "BTC" and net_last + pd.Timedelta(days=1) < first.normalize():
-        raise DataError(f"the BTC network data end on {net_last.date()}, before the first bar {first.date()}: "
-                        f"mining revenue is unknown for every bar; start the run by "
+        raise DataError(f"the BTC network data end on {net_last.date()}, before the first bar "
+                        f"{first.date()}: mining revenue is unknown for every bar; start the run by "
                         f"{(net_last + pd.Timedelta(days=1)).date()}.")
     merged = asset == "ETH" and net_last >= ETH_MERGE
     if net_last + pd.Timedelta(days=1) < last.normalize() and not merged:
@@ -254,8 +256,10 @@ def load_market(config: dict[str, Any]) -> Market:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:
         # The venue follows the exchange profile; a data folder without its file gets the flagged constant.
-        # The settlements within the bars, no more: a funding file cut after the last bar's close serves the run.
-        loaded = load_funding(asset, funding_venue, bars.index[0], bars.index[-1] + parse_timeframe(timeframe),
+        # The settlements within the bars, no more: a funding file cut after the last bar's close serves
+        # the run.
+        loaded = load_funding(asset, funding_venue, bars.index[0],
+                              bars.index[-1] + parse_timeframe(timeframe),
                               data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
@@ -327,14 +331,16 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     assumptions["machines"] = machines_assumption(values)
     if "venue" in values:
         profile = load_venue(values["venue"])
-        assumptions["venue"] = f"{profile.name} ({profile.contract_type}; {profile.source}, as of {profile.as_of})"
+        assumptions["venue"] = (f"{profile.name} ({profile.contract_type}; {profile.source}, as of "
+                                f"{profile.as_of})")
     if dated_note:
         assumptions["dated contracts"] = dated_note
     broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
     notes = broker_notes + list(getattr(strategy, "notes", []) or [])
     if notes:
         assumptions["run notes"] = notes
-    result = build_run_result(strategy, assumptions, title=title or f"{market.asset} {market.timeframe} {policy}")
+    result = build_run_result(strategy, assumptions,
+                              title=title or f"{market.asset} {market.timeframe} {policy}")
     summary = {key: result.summary.get(key) for key in result.summary}
     leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
     return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
@@ -348,10 +354,10 @@ def machines_assumption(values: dict[str, Any]) -> str:
     if values.get("hardware_value", "book") == "book":
         return f"machines bought at a price are in equity at {life}, no salvage value; {unpriced}"
     return (f"machines bought at a price are in equity at market value (hardware_value=market): {life} (no "
-            f"salvage value) x the {values['market_value_window_days']}-day trailing mean of hashprice as each bar "
-            "sees it (the day before its own) / that mean on the purchase day, taking machine prices to track "
-            "hashprice (a proxy, not quoted machine prices); priced machines deployed before the first bar start "
-            f"at book value there; {unpriced}")
+            f"salvage value) x the {values['market_value_window_days']}-day trailing mean of hashprice as "
+            "each bar sees it (the day before its own) / that mean on the purchase day, taking machine "
+            "prices to track hashprice (a proxy, not quoted machine prices); priced machines deployed before "
+            f"the first bar start at book value there; {unpriced}")
 
 
 def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, venue: str | None,
@@ -371,7 +377,8 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
         dated = dated_price_frame(market.frame, values["annual_basis"], values["expiry_cycle"])
         cerebro.adddata(FastPandasData(dataname=dated, name=f"{market.asset}-DATED",
                                        timeframe=feed.p.timeframe, compression=feed.p.compression))
-        dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + {values['annual_basis']:g} "
+        dated_note = (f"dated {values['expiry_cycle']} contracts priced as spot x (1 + "
+                      f"{values['annual_basis']:g} "
                       "x years to expiry) (assumed basis; no futures price data), cash-settled at expiry")
     cerebro.broker = MarginBroker(cash=0.0, funding_rates=market.funding_rates)
     cerebro.addstrategy(policy_class(policy), **values)
@@ -454,8 +461,8 @@ def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
     end = _day(config.get("end"), "end")
     end_exclusive = end + pd.Timedelta(days=1) if end is not None else None
     if asset == "ETH" and end is None and start is not None and start >= ETH_MERGE:
-        raise ConfigError(f"start={start.date()} is after the Merge ({ETH_MERGE.date()}), where ETH mining ended: "
-                          "every day from it earns 0; give end=YYYY-MM-DD (--end) to list those days.")
+        raise ConfigError(f"start={start.date()} is after the Merge ({ETH_MERGE.date()}), where ETH mining "
+                          "ended: every day from it earns 0; give end=YYYY-MM-DD (--end) to list those days.")
     after_merge = asset == "ETH" and end is not None and end > ETH_MERGE
     if after_merge:  # read to the Merge (the data must reach it); the days after it are known: no revenue
         first = ETH_MERGE if start is not None and start > ETH_MERGE else start
@@ -493,8 +500,8 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 #: The policy parameters :func:`breakeven` reads (the fleet's); any other one changes nothing there.
-BREAKEVEN_PARAMS = ("asset", "fleet", "uptime", "power_usd_per_kwh", "hosting_usd_per_kwh", "pool_fee", "curtail",
-                    "depreciation_years")
+BREAKEVEN_PARAMS = ("asset", "fleet", "uptime", "power_usd_per_kwh", "hosting_usd_per_kwh", "pool_fee",
+                    "curtail", "depreciation_years")
 
 
 def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -507,7 +514,8 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False)
     fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
-                                 hosting_usd_per_kwh=params["hosting_usd_per_kwh"], pool_fee=params["pool_fee"],
+                                 hosting_usd_per_kwh=params["hosting_usd_per_kwh"],
+                                 pool_fee=params["pool_fee"],
                                  curtail=params["curtail"], depreciation_years=params["depreciation_years"])
     daily = network_hashprice(network, asset)
     daily["price_usd"] = network["price_usd"]
@@ -547,7 +555,8 @@ def data_list_empty(config: dict[str, Any]) -> str:
     from data.cache import cache_dir
 
     directory = resolve_data_dir(config.get("data_dir"))
-    where = (f"the data directory {directory} lists no files in its MANIFEST.csv" if directory is not None else
+    where = (f"the data directory {directory} lists no files in its MANIFEST.csv"
+             if directory is not None else
              "no data directory (set MINEHEDGE_DATA_DIR or pass --data-dir, e.g. ../shared/data)")
     return (f"nothing to list: {where}, and the download cache {cache_dir()} is empty "
             "(`data download --asset BTC --start ...` fills it, with network access).")
@@ -559,18 +568,23 @@ def _findings(report: Any) -> list[dict[str, Any]]:
 
     rows = [{"level": "error", "what": "consistency", "detail": text} for text in report.errors]
     rows += [{"level": "warning", "what": "bad tick",
-              "detail": f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g}, {t.ranges:.0f} ranges)"}
+              "detail": f"{t.timestamp} {t.field}={t.value:g} (neighbours {t.reference:g}, "
+                        f"{t.ranges:.0f} ranges)"}
              for t in report.bad_ticks]
     if report.unchecked:  # too few neighbours to judge: never reported as clean
-        rows.append({"level": "warning", "what": "bad ticks not checked", "detail": unchecked_text(report.unchecked)})
+        rows.append({"level": "warning", "what": "bad ticks not checked",
+                     "detail": unchecked_text(report.unchecked)})
     rows += [{"level": "warning", "what": "gap", "detail": f"{g.after} -> {g.before} ({g.missing_bars} bars)"}
              for g in report.gaps]
     if report.zero_volume:
-        rows.append({"level": "info", "what": "zero-volume bars", "detail": f"{len(report.zero_volume)} bars"})
+        rows.append({"level": "info", "what": "zero-volume bars",
+                     "detail": f"{len(report.zero_volume)} bars"})
     if report.missing_volume:
-        rows.append({"level": "info", "what": "missing volume", "detail": f"{len(report.missing_volume)} bars"})
+        rows.append({"level": "info", "what": "missing volume",
+                     "detail": f"{len(report.missing_volume)} bars"})
     rows.append({"level": "info", "what": "summary",
-                 "detail": f"{report.source} [{report.timeframe}]: {report.rows} bars, {report.first} -> {report.last}"})
+                 "detail": f"{report.source} [{report.timeframe}]: {report.rows} bars, "
+                           f"{report.first} -> {report.last}"})
     return rows
 
 
@@ -597,13 +611,13 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
     if path is not None:
         if Path(path).is_dir():
             raise ConfigError(f"data validate {str(path)!r}: that is a folder; give one OHLCV CSV file"
-                              f"{_folder_hint(Path(path))}, or no file to check the data of a range (--asset, "
-                              "--timeframe, --start, --end).")
+                              f"{_folder_hint(Path(path))}, or no file to check the data of a range "
+                              "(--asset, --timeframe, --start, --end).")
         frame = read_ohlcv_csv(path)
         name = Path(path).name
         if len(frame) < 2:
-            raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation needs "
-                            "at least two bars (their spacing tells the timeframe).")
+            raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation "
+                            "needs at least two bars (their spacing tells the timeframe).")
         # the spacing of the sorted stamps: an unsorted file is reported as such by validate_ohlcv
         steps = np.diff(np.sort(frame.index.as_unit("ns").asi8))
         spacing = pd.Timedelta(int(np.median(steps[steps > 0])) if (steps > 0).any() else 0, unit="ns")
@@ -614,7 +628,8 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
                                    raise_on_error=False)
         listed = listed_choice(path)
         mismatch = None
-        if listed is not None:  # a file its folder's MANIFEST.csv lists: checked against its row, as a run does
+        # a file its folder's MANIFEST.csv lists: checked against its row, as a run does
+        if listed is not None:
             try:
                 listed.check_file(frame.index, None, None)
             except ManifestMismatchError as exc:
@@ -623,7 +638,8 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
         start = _day(config.get("start"), "start")
         end = _day(config.get("end"), "end")
         try:
-            loaded = load_ohlcv(str(config.get("asset") or "BTC").upper(), str(config.get("timeframe") or "1d"),
+            loaded = load_ohlcv(str(config.get("asset") or "BTC").upper(),
+                                str(config.get("timeframe") or "1d"),
                                 start, end + pd.Timedelta(days=1) if end is not None else None,
                                 data_dir=config.get("data_dir"), bad_ticks="keep")
         except ManifestMismatchError as exc:  # a finding about the data, not a mistake in the command

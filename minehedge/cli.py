@@ -68,7 +68,8 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # --work must not silently mean --workers
         super().__init__(*args, **kwargs)
         self.suggest = tuple(suggest)
-        self.commands: dict[str, _Parser] = {}  # the top-level parser's: "run", "data list", ... -> its parser
+        # the top-level parser's: "run", "data list", ... -> its parser
+        self.commands: dict[str, _Parser] = {}
 
     def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                    namespace: argparse.Namespace | None = None) -> argparse.Namespace:
@@ -99,7 +100,8 @@ def _command_of(ns: argparse.Namespace) -> str:
 
 
 def _commands_text(commands: Sequence[str]) -> str:
-    """Commands as text (`run`, `sweep` and `data`): the data actions are `data` when all of them are listed."""
+    """Commands as text (`run`, `sweep` and `data`): the data actions are `data` when all of them are
+    listed."""
     names = list(commands)
     data = [f"data {action}" for action in DATA_ACTIONS]
     if all(name in names for name in data):
@@ -132,7 +134,8 @@ def _unknown_flag_hint(flag: str, command: str) -> str:
 #: The market flags most commands take: (flag, add_argument keywords).
 _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--data-dir", {"dest": "data_dir", "metavar": "DIR",
-                    "help": "data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, else download and cache)"}),
+                    "help": "data folder holding MANIFEST.csv (else $MINEHEDGE_DATA_DIR, "
+                            "else download and cache)"}),
     ("--asset", {"help": "BTC or ETH (default BTC)"}),
     ("--timeframe", {"help": "1d, 4h or 1h (default 1d)"}),
     ("--start", {"metavar": "YYYY-MM-DD", "help": "first UTC day (default: first in the data)"}),
@@ -142,8 +145,8 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 #: Market flags a data action has no use for, so it refuses them (naming the commands that take them) rather
 #: than ignore them: no data action has a futures leg or anything random; hashprice and break-even are daily
-#: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the cache,
-#: never the data folder.
+#: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the
+#: cache, never the data folder.
 _DATA_OMITS = {
     "list": ("--asset", "--timeframe", "--start", "--end", "--venue", "--seed"),
     "validate": ("--venue", "--seed"),
@@ -155,8 +158,10 @@ _DATA_OMITS = {
 
 def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
     s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
-    parser.add_argument("--config", metavar="FILE.toml", default=s, help="TOML file with the same keys as the flags")
-    parser.add_argument("--json", action="store_true", default=s, help="print machine-readable JSON on stdout")
+    parser.add_argument("--config", metavar="FILE.toml", default=s,
+                        help="TOML file with the same keys as the flags")
+    parser.add_argument("--json", action="store_true", default=s,
+                        help="print machine-readable JSON on stdout")
     if not market:
         return
     for flag, keywords in _MARKET_FLAGS:
@@ -180,15 +185,19 @@ def build_parser() -> _Parser:
     run = commands.add_parser("run", help="one backtest: print the summary, write the report folder")
     _common(run)
     _policy_flags(run)
-    run.add_argument("--out", default=s, metavar="DIR", help="report folder (summary.json, events.csv, charts...)")
+    run.add_argument("--out", default=s, metavar="DIR",
+                     help="report folder (summary.json, events.csv, charts...)")
 
-    sweep = commands.add_parser("sweep", help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
+    sweep = commands.add_parser("sweep",
+                                help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
     _common(sweep)
     _policy_flags(sweep)
     sweep.add_argument("--grid", action="append", metavar="KEY=SPEC", default=s,
                        help="swept parameter (repeatable): start:stop:step (stop included) or a,b,c")
-    sweep.add_argument("--workers", default=s, metavar="N", help="local worker processes (default: one per core)")
-    sweep.add_argument("--scheduler", default=s, metavar="ADDRESS", help="existing Dask scheduler, tcp://HOST:8786")
+    sweep.add_argument("--workers", default=s, metavar="N",
+                       help="local worker processes (default: one per core)")
+    sweep.add_argument("--scheduler", default=s, metavar="ADDRESS",
+                       help="existing Dask scheduler, tcp://HOST:8786")
     sweep.add_argument("--dask-local", dest="dask_local", default=s, metavar="N",
                        help="start a local Dask cluster with N worker processes")
     sweep.add_argument("--rank-by", dest="rank_by", default=s, metavar="METRIC[:asc|:desc]",
@@ -200,10 +209,12 @@ def build_parser() -> _Parser:
 
     compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
     _common(compare)
-    compare.add_argument("--policies", default=s, metavar="A,B,...", help="policies to compare (default: all)")
+    compare.add_argument("--policies", default=s, metavar="A,B,...",
+                         help="policies to compare (default: all)")
     compare.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=s,
                          help="set a parameter in every compared policy that has it (repeatable)")
-    compare.add_argument("--out", default=s, metavar="DIR", help="folder for comparison.csv, charts, summary.md")
+    compare.add_argument("--out", default=s, metavar="DIR",
+                         help="folder for comparison.csv, charts, summary.md")
 
     data = commands.add_parser("data", help="list, validate, download data; hashprice and break-even series")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
@@ -290,7 +301,8 @@ def _owner(policy: str) -> str:
     return f"policy '{policy}'"
 
 
-def _base_config(settings: Mapping[str, Any], policy: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+def _base_config(settings: Mapping[str, Any], policy: str | None,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
     """The run configuration handed to :mod:`minehedge.api` (and hashed by sweeps)."""
     return {
         "asset": settings["asset"],
@@ -329,7 +341,8 @@ def _with_globals(settings: Mapping[str, Any], values: Mapping[str, Any],
 
 def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
                  registry: Mapping[str, Sequence[ParamSpec]]) -> None:
-    """``--venue`` must name a venue one of ``policies`` can trade (it is ignored by policies without futures)."""
+    """``--venue`` must name a venue one of ``policies`` can trade (it is ignored by policies without
+    futures)."""
     venue = settings.get("venue")
     if venue is None:
         return
@@ -344,7 +357,8 @@ def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
 
 def _policy_config(settings: Mapping[str, Any], *, together: bool = True) -> dict[str, Any]:
     """The run config of ``settings``' policy; with ``together``, its rules across parameters and the venue's
-    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the fleet's."""
+    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the
+    fleet's."""
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
     _check_venue(settings, [policy], registry)
@@ -393,7 +407,8 @@ def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
 
 
 def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: str) -> dict[str, list[Any]]:
-    """The ``grid`` setting typed by the policy's specs (``seed`` by its global spec); checked, no duplicates."""
+    """The ``grid`` setting typed by the policy's specs (``seed`` by its global spec); checked, no
+    duplicates."""
     by_name = spec_map(specs)
     typed: dict[str, list[Any]] = {}
     for key, values in settings["grid"].items():
@@ -407,7 +422,8 @@ def sweep_grid(settings: Mapping[str, Any], specs: Sequence[ParamSpec], policy: 
         converted = [spec.coerce(v, context=f"--grid {key}: {_owner(policy)}:") for v in values]
         duplicates = sorted({repr(v) for v in converted if converted.count(v) > 1})
         if duplicates:
-            raise ConfigError(f"--grid {key}: value {duplicates[0]} appears twice once typed as {spec.type_name}.")
+            raise ConfigError(f"--grid {key}: value {duplicates[0]} appears twice once typed "
+                              f"as {spec.type_name}.")
         typed[key] = converted
     return typed
 
@@ -417,12 +433,14 @@ def _check_grid_size(grid: Mapping[str, Sequence[Any]], cap: int) -> None:
     count = math.prod(len(values) for values in grid.values())
     if count > cap:
         sizes = " x ".join(f"{key}: {len(values):,}" for key, values in grid.items())
-        raise ConfigError(f"the grid has {count:,} configurations ({sizes}), more than max_configs={cap:,}; narrow "
-                          f"it (fewer values, a coarser step), or raise the cap with --max-configs {count} if you "
+        raise ConfigError(f"the grid has {count:,} configurations ({sizes}), more than max_configs={cap:,}; "
+                          "narrow it (fewer values, a coarser step), or raise the cap with --max-configs "
+                          f"{count} if you "
                           "mean to run them all.")
 
 
-def _rank_metric(rank_by: str, summary_keys: Sequence[str], grid: Mapping[str, Sequence[Any]]) -> tuple[str, Any]:
+def _rank_metric(rank_by: str, summary_keys: Sequence[str],
+                 grid: Mapping[str, Sequence[Any]]) -> tuple[str, Any]:
     """``(metric, descending)`` of ``--rank-by``, checked before the sweep runs: a Summary key or swept
     parameter whose values are numbers (or booleans)."""
     from analyzers.summary_keys import NOT_NUMERIC
@@ -450,7 +468,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     registry = api.policy_specs()
     policy = check_policy(settings["policy"], registry)
     if not settings["grid"]:
-        raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid hedge_ratio=0:1:0.25).")
+        raise ConfigError("sweep needs at least one --grid KEY=SPEC (for example --grid "
+                          "hedge_ratio=0:1:0.25).")
     _check_venue(settings, [policy], registry)
     if settings["venue"] is not None and "venue" in settings["grid"]:
         raise ConfigError(f"--venue {settings['venue']} and --grid venue=...: give one of them.")
@@ -484,11 +503,13 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         charts = sweep.write_heatmaps(out, frame, x, y, [metric, *sweep.HEATMAP_METRICS], log=_note)
     report_sweep_failures(report.failed)
 
-    columns = [*grid, metric, *[k for k in ("max_drawdown_pct", "liquidations", "total_return_pct") if k != metric]]
+    columns = [*grid, metric,
+               *[k for k in ("max_drawdown_pct", "liquidations", "total_return_pct") if k != metric]]
     columns = [c for c in dict.fromkeys(columns) if c in ranked.columns]
     if settings["json"]:
         _print_json({
-            "results": str(report.results_path), "top_file": str(top_path), "charts": [str(c) for c in charts],
+            "results": str(report.results_path), "top_file": str(top_path),
+            "charts": [str(c) for c in charts],
             "configurations": report.total, "skipped": report.skipped, "ran": report.ran,
             "failed": len(report.failed), "rank_by": metric,
             "top": ranked.to_dict(orient="records"),
@@ -519,8 +540,8 @@ def _check_points(api: Any, points: Sequence[Any]) -> None:
     if len(invalid) == len(points):
         raise error
     swept = ", ".join(f"{key}={value}" for key, value in point.swept.items())
-    _note(f"{len(invalid)} of the grid's {len(points)} configurations break the policy's or the venue's rules "
-          f"and will be recorded as failed (the first: {swept}: {error})")
+    _note(f"{len(invalid)} of the grid's {len(points)} configurations break the policy's or the venue's "
+          f"rules and will be recorded as failed (the first: {swept}: {error})")
 
 
 def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
@@ -537,12 +558,13 @@ def report_sweep_failures(failed: Sequence[Mapping[str, Any]]) -> None:
         _note(f"first failure's traceback:\n{crashes[0]['traceback'].rstrip()}")
         _note(f"{len(crashes)} configurations failed; re-run the same command to retry them.")
     if len(failed) > len(crashes):
-        _note(f"{len(failed) - len(crashes)} configurations failed with a configuration or data error; fix the "
-              "configuration (a re-run fails the same way).")
+        _note(f"{len(failed) - len(crashes)} configurations failed with a configuration or data error; fix "
+              "the configuration (a re-run fails the same way).")
 
 
 def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence[ParamSpec]]) -> list[dict]:
-    """One configuration per policy: same market and period; each ``--set`` applied where the policy has it."""
+    """One configuration per policy: same market and period; each ``--set`` applied where the policy has
+    it."""
     policies = settings["policies"] or sorted(registry)
     for policy in policies:
         check_policy(policy, registry)
@@ -551,14 +573,17 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
     for key in settings["set"]:
         if key not in names:
             raise ConfigError(
-                f"--set {key}=...: none of the compared policies ({', '.join(policies)}) has a parameter {key!r}."
+                f"--set {key}=...: none of the compared policies ({', '.join(policies)}) has "
+                f"a parameter {key!r}."
                 + did_you_mean(key, sorted(names))
             )
     configs = []
     for policy in policies:
         own = {spec.name for spec in registry[policy]}
-        values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own}, registry[policy])
-        configs.append(_base_config(settings, policy, validate_params(values, registry[policy], owner=_owner(policy))))
+        values = _with_globals(settings, {k: v for k, v in settings["set"].items() if k in own},
+                               registry[policy])
+        configs.append(_base_config(settings, policy,
+                                    validate_params(values, registry[policy], owner=_owner(policy))))
         _api().check_config(configs[-1], name_policy=True)  # the rule may be one of its defaults, not a --set
     return configs
 
@@ -604,8 +629,8 @@ def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
     if unused:
         given = " --set ".join(f"{key}={values[key]}" for key in unused)
         uses = ", ".join(key for key in used if key != "asset")  # the asset comes from --asset
-        raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only the "
-                          f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
+        raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only "
+                          f"the fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
 
 
 #: The settings ``data validate`` reads to check the data of a range; with a FILE it checks that file alone.
@@ -615,7 +640,8 @@ _VALIDATE_RANGE_KEYS = ("data_dir", "asset", "timeframe", "start", "end")
 def _check_file_alone(ns: argparse.Namespace) -> None:
     """``data validate FILE`` reads nothing but the file: a range setting given with it (a flag or a key of
     the config file) is an error, not silently ignored."""
-    flags = [f"--{key.replace('_', '-')} {getattr(ns, key)}" for key in _VALIDATE_RANGE_KEYS if hasattr(ns, key)]
+    flags = [f"--{key.replace('_', '-')} {getattr(ns, key)}" for key in _VALIDATE_RANGE_KEYS
+             if hasattr(ns, key)]
     in_file = load_config_file(ns.config) if getattr(ns, "config", None) else {}
     keys = [repr(key) for key in _VALIDATE_RANGE_KEYS if key in in_file and not hasattr(ns, key)]
     given = [part for part in (" ".join(flags), f"{_and_list(keys)} of {ns.config}" if keys else "") if part]
@@ -657,7 +683,8 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-HANDLERS = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "data": cmd_data, "policies": cmd_policies}
+HANDLERS = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "data": cmd_data,
+            "policies": cmd_policies}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -704,8 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: Written into every report folder ``run`` and ``compare`` make: the files of the report, so that a later
 #: ``--out`` of the same folder knows it replaces a report and nothing else.
 REPORT_MARKER = ".minehedge-report.json"
-#: What reports written before the marker existed hold (analyzers.report / analyzers.comparison): such a folder,
-#: holding summary.json or comparison.csv and nothing else but these, is a previous report too.
+#: What reports written before the marker existed hold (analyzers.report / analyzers.comparison): such a
+#: folder, holding summary.json or comparison.csv and nothing else but these, is a previous report too.
 _LEGACY_REPORT_FILES = frozenset({
     "summary.json", "summary.md", "events.csv", "equity.csv", "ledger.csv", "comparison.csv",
     "price.png", "equity_drawdown.png", "margin_ratio.png", "mining.png",
@@ -714,7 +741,8 @@ _LEGACY_REPORT_FILES = frozenset({
 
 
 def _report_files(folder: Path) -> set[str] | None:
-    """The file names of the minehedge report in ``folder`` (its marker included), or None if it holds none."""
+    """The file names of the minehedge report in ``folder`` (its marker included), or None if it holds
+    none."""
     marker = folder / REPORT_MARKER
     if marker.is_file():
         try:
@@ -740,17 +768,19 @@ def check_output_dir(out: str | Path) -> Path:
     if out.is_dir():
         here = Path.cwd().resolve()
         if out.resolve() in (here, *here.parents):
-            raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot replace; "
-                              "give a sub-folder (for example reports/run1).")
+            raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot "
+                              "replace; give a sub-folder (for example reports/run1).")
         names = sorted(p.name for p in out.iterdir())
         report = _report_files(out) if names else set()
         if report is None:
-            raise ConfigError(f"out={str(out)!r} is not empty and is not a minehedge report; choose another folder.")
+            raise ConfigError(f"out={str(out)!r} is not empty and is not a minehedge report; "
+                              "choose another folder.")
         extra = [name for name in names if name not in report]
         if extra:
             raise ConfigError(
-                f"out={str(out)!r} holds files that are not part of its minehedge report ({', '.join(extra[:3])}"
-                f"{', ...' if len(extra) > 3 else ''}); move them away or choose another folder."
+                f"out={str(out)!r} holds files that are not part of its minehedge report "
+                f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''}); move them away or "
+                "choose another folder."
             )
     from minehedge.sweep import check_writable
 
@@ -758,8 +788,8 @@ def check_output_dir(out: str | Path) -> Path:
     return out
 
 
-#: The staging folders of :func:`staged_output_dir` after ``.NAME.``: ``pidPID.XXXXXXXX.partial`` (or ``.old``);
-#: without ``pidPID.``, from versions that did not record the writer.
+#: The staging folders of :func:`staged_output_dir` after ``.NAME.``: ``pidPID.XXXXXXXX.partial`` (or
+#: ``.old``); without ``pidPID.``, from versions that did not record the writer.
 _STAGING_NAME = re.compile(r"(?:pid(\d+)\.)?[a-z0-9_]{8}\.(?:partial|old)")
 
 
@@ -796,7 +826,8 @@ def staged_output_dir(out: str | Path) -> Iterator[Path]:
     out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".partial", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.pid{os.getpid()}.", suffix=".partial",
+                                    dir=out.parent))
     try:
         yield staging
         check_output_dir(out)  # still empty or a report (the run may have taken long)

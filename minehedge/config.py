@@ -130,7 +130,8 @@ class ParamSpec:
         def bad(reason: str = "") -> ConfigError:
             return ConfigError(f"{label}={value!r} {reason or 'is not allowed'}; allowed: {self.allowed()}.")
 
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE and self.type is not str):
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE
+                             and self.type is not str):
             if self.nullable:
                 return None
             raise bad("may not be empty")
@@ -288,7 +289,8 @@ def parse_assignment(text: str, *, flag: str = "--set") -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise ConfigError(f"{flag} {text!r} is not of the form key=value (for example {flag} hedge_ratio=0.5).")
+        raise ConfigError(f"{flag} {text!r} is not of the form key=value (for example "
+                          f"{flag} hedge_ratio=0.5).")
     if not value.strip():
         raise ConfigError(f"{flag} {text!r} has no value after '='.")
     return key, value.strip()
@@ -350,11 +352,13 @@ def _decimals(parts: list[str]) -> tuple[Decimal, Decimal, Decimal] | None:
     return numbers  # type: ignore[return-value]
 
 
-def _decimal_range(key: str, text: str, start: Decimal, stop: Decimal, step: Decimal, *, integral: bool) -> list:
+def _decimal_range(key: str, text: str, start: Decimal, stop: Decimal, step: Decimal, *,
+                   integral: bool) -> list:
     if step <= 0:
         raise ConfigError(f"{key}={text!r}: step={step} must be > 0 (start:stop:step with start <= stop).")
     if stop < start:
-        raise ConfigError(f"{key}={text!r}: stop={stop} is below start={start} (start:stop:step, start <= stop).")
+        raise ConfigError(f"{key}={text!r}: stop={stop} is below start={start} "
+                          "(start:stop:step, start <= stop).")
     count = int((stop - start) / step) + 1  # exact: Decimal division of finite decimals, floored by int()
     if count > MAX_GRID_POINTS:
         raise ConfigError(f"{key}={text!r} expands to {count} points; at most {MAX_GRID_POINTS} are allowed.")
@@ -376,21 +380,27 @@ GLOBAL_SPECS: dict[str, ParamSpec] = spec_map(
     [
         ParamSpec("asset", str, "BTC", doc="coin mined and hedged", choices=("BTC", "ETH")),
         ParamSpec("timeframe", str, "1d", doc="bar size of the price feed", choices=("1d", "4h", "1h")),
-        ParamSpec("start", dt.date, None, doc="first UTC day (default: first day the data cover)", nullable=True),
-        ParamSpec("end", dt.date, None, doc="last UTC day, inclusive (default: last day covered)", nullable=True),
-        ParamSpec("venue", str, None, doc="venue profile of the futures leg (default: the policy's)", nullable=True),
+        ParamSpec("start", dt.date, None, doc="first UTC day (default: first day the data cover)",
+                  nullable=True),
+        ParamSpec("end", dt.date, None, doc="last UTC day, inclusive (default: last day covered)",
+                  nullable=True),
+        ParamSpec("venue", str, None, doc="venue profile of the futures leg (default: the policy's)",
+                  nullable=True),
         ParamSpec("seed", int, 0, doc="random seed where randomness exists", minimum=0),
-        ParamSpec("data_dir", str, None, doc="data folder with MANIFEST.csv (else $MINEHEDGE_DATA_DIR)", nullable=True),
+        ParamSpec("data_dir", str, None, doc="data folder with MANIFEST.csv (else $MINEHEDGE_DATA_DIR)",
+                  nullable=True),
         ParamSpec("out", str, None, doc="output folder", nullable=True),
         ParamSpec("json", bool, False, doc="print machine-readable JSON on stdout"),
         ParamSpec("policy", str, "static_hedge", doc="hedge policy (see `policies`)"),
-        ParamSpec("workers", int, None, doc="local worker processes (default: one per core)", minimum=1, nullable=True),
+        ParamSpec("workers", int, None, doc="local worker processes (default: one per core)", minimum=1,
+                  nullable=True),
         ParamSpec("scheduler", str, None, doc="Dask scheduler address, e.g. tcp://host:8786", nullable=True),
-        ParamSpec("dask_local", int, None, doc="start a local Dask cluster with N workers", minimum=1, nullable=True),
+        ParamSpec("dask_local", int, None, doc="start a local Dask cluster with N workers", minimum=1,
+                  nullable=True),
         ParamSpec("rank_by", str, "sharpe", doc="metric[:asc|:desc] that ranks sweep results"),
         ParamSpec("top", int, 10, doc="how many top configurations to print and write", minimum=1),
-        ParamSpec("max_configs", int, MAX_SWEEP_CONFIGS, doc="the most configurations a sweep's grid may have",
-                  minimum=1),
+        ParamSpec("max_configs", int, MAX_SWEEP_CONFIGS,
+                  doc="the most configurations a sweep's grid may have", minimum=1),
     ]
 )
 STRUCTURED_KEYS = ("set", "grid", "policies")
@@ -493,8 +503,8 @@ def merge(file_layer: Mapping[str, Any], flag_layer: Mapping[str, Any]) -> dict[
     """Config file overridden by flags, key by key (``set`` and ``grid`` parameter by parameter).
 
     The executor (``workers``, ``scheduler``, ``dask_local``) is one choice: any executor flag replaces the
-    file's. A parameter both fixed (``set``) and swept (``grid``): the layer that mentions it last wins (a ``--grid``
-    flag overrides the file's ``[set]`` and vice versa); within one layer it is an error.
+    file's. A parameter both fixed (``set``) and swept (``grid``): the layer that mentions it last wins (a
+    ``--grid`` flag overrides the file's ``[set]`` and vice versa); within one layer it is an error.
     """
     merged = {k: v for k, v in file_layer.items() if k not in ("set", "grid")}
     if any(k in flag_layer for k in EXECUTOR_KEYS):  # an executor flag replaces the file's executor choice
@@ -502,7 +512,8 @@ def merge(file_layer: Mapping[str, Any], flag_layer: Mapping[str, Any]) -> dict[
     merged.update({k: v for k, v in flag_layer.items() if k not in ("set", "grid")})
     file_set, file_grid = dict(file_layer.get("set", {})), dict(file_layer.get("grid", {}))
     flag_set, flag_grid = dict(flag_layer.get("set", {})), dict(flag_layer.get("grid", {}))
-    for layer_set, layer_grid, where in ((file_set, file_grid, "the config file"), (flag_set, flag_grid, "the flags")):
+    for layer_set, layer_grid, where in ((file_set, file_grid, "the config file"),
+                                         (flag_set, flag_grid, "the flags")):
         both = sorted(set(layer_set) & set(layer_grid))
         if both:
             raise ConfigError(
@@ -532,8 +543,10 @@ def resolve(merged: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
     parse_rank_by(settings["rank_by"])  # syntax now; the metric name once the Summary keys are known
     executors = [k for k in ("scheduler", "dask_local") if settings[k] is not None]
     if len(executors) > 1 or (executors and "workers" in merged and merged["workers"] is not None):
-        given = [f"--{k.replace('_', '-')}" for k in ("workers", "scheduler", "dask_local") if merged.get(k) is not None]
-        raise ConfigError(f"{', '.join(given)}: choose one executor (local --workers, --scheduler or --dask-local).")
+        given = [f"--{k.replace('_', '-')}" for k in ("workers", "scheduler", "dask_local")
+                 if merged.get(k) is not None]
+        raise ConfigError(f"{', '.join(given)}: choose one executor (local --workers, "
+                          "--scheduler or --dask-local).")
     return settings
 
 

@@ -170,7 +170,8 @@ def config_hash(config: Mapping[str, Any], data_fingerprint: str) -> str:
     ``1`` and ``1.0`` hash differently: parameter values are typed by their ParamSpec before hashing, so the
     same sweep always produces the same values.
     """
-    payload = {"config": {k: v for k, v in config.items() if k not in UNHASHED_KEYS}, "data": data_fingerprint}
+    payload = {"config": {k: v for k, v in config.items() if k not in UNHASHED_KEYS},
+               "data": data_fingerprint}
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
@@ -293,7 +294,8 @@ def _start_method() -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None, workers_started: Any = None) -> None:
+def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None,
+                         workers_started: Any = None) -> None:
     """Process-pool initializer: keep the run function and the shared data for every task of this worker.
 
     ``running`` (a shared array, one slot per worker) is where the worker writes the index of the job it runs,
@@ -342,12 +344,12 @@ class LocalExecutor:
     The pool is started by the first :meth:`run` and kept until the ``with`` block ends, so several sweeps
     in one block (the benchmark's interleaved slices, a notebook's follow-up grids) pay the workers'
     start-up (spawn, imports, the shared data) once. A run with another ``run_fn`` or ``shared`` object, or an
-    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the pool,
-    which fails every configuration running in it, the killer's neighbours too: each of those runs again alone
-    in a fresh pool, one at a time, so only a configuration that kills its worker alone is recorded failed
-    (:class:`WorkerDied`, not retried again in this sweep); then a fresh pool runs the others. Objects are
-    compared by identity: workers hold the copy they were sent, so pass a new ``shared`` object rather than
-    changing one in place.
+    interrupted run, starts a fresh pool next time. A worker that dies (killed, out of memory) breaks the
+    pool, which fails every configuration running in it, the killer's neighbours too: each of those runs again
+    alone in a fresh pool, one at a time, so only a configuration that kills its worker alone is recorded
+    failed (:class:`WorkerDied`, not retried again in this sweep); then a fresh pool runs the others. Objects
+    are compared by identity: workers hold the copy they were sent, so pass a new ``shared`` object rather
+    than changing one in place.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -391,7 +393,8 @@ class LocalExecutor:
 
     def _pool_for(self, run_fn: RunFn, shared: Any) -> ProcessPoolExecutor:
         """The open pool if its workers hold this ``run_fn`` and ``shared``, else a new one that does."""
-        if self._pool is not None and (self._pool_holds[0] is not run_fn or self._pool_holds[1] is not shared):
+        if self._pool is not None and (self._pool_holds[0] is not run_fn
+                                       or self._pool_holds[1] is not shared):
             self._close_pool()
         if self._pool is None:
             # workers are spawned as tasks arrive, so a run of fewer jobs than workers starts fewer processes
@@ -440,8 +443,8 @@ class LocalExecutor:
                     break
                 # The pool broke with the jobs that were running in it, and which of them killed its worker is
                 # not known: each is run again alone, in a fresh pool, so only one that kills its worker with
-                # nothing beside it fails (WorkerDied), and it is not retried again. A fresh pool then runs the
-                # rest together. If no job is known to be running (a worker died starting up, or between
+                # nothing beside it fails (WorkerDied), and it is not retried again. A fresh pool then runs
+                # the rest together. If no job is known to be running (a worker died starting up, or between
                 # jobs), every job left fails, as the sweep must end.
                 running = sorted(index for index in self._running if index in pending)
                 self._close_pool()
@@ -466,21 +469,24 @@ class LocalExecutor:
         except BrokenProcessPool as exc:
             workers = list((getattr(pool, "_processes", None) or {}).values())
             self._close_pool()  # joins the workers: their exit codes are known after it
-            return _failure(_worker_died(f"its worker process died ({_exit_text(workers)}) when it ran alone", exc))
+            return _failure(_worker_died(f"its worker process died ({_exit_text(workers)}) when it ran alone",
+                                         exc))
         except Exception as exc:
             return _failure(exc)
 
 
 class WorkerDied(Exception):
-    """The worker process running a configuration alone died: the configuration killed it (or needs more memory
-    than the machine has). Recorded as the configuration's failure; a re-run of the sweep retries it."""
+    """The worker process running a configuration alone died: the configuration killed it (or needs more
+    memory than the machine has). Recorded as the configuration's failure; a re-run of the sweep retries
+    it."""
 
 
 def _worker_died(what: str, cause: BaseException) -> WorkerDied:
-    """The failure of a configuration that killed its worker alone: ``what`` happened, and the likely cause."""
+    """The failure of a configuration that killed its worker alone: ``what`` happened, and the likely
+    cause."""
     died = WorkerDied(f"{what}, retried because a worker died while it ran; likely cause: the run needs more "
-                      "memory than the machine had free (the kernel's out-of-memory killer ends a process with "
-                      "SIGKILL), else a crash in compiled code")
+                      "memory than the machine had free (the kernel's out-of-memory killer ends a process "
+                      "with SIGKILL), else a crash in compiled code")
     died.__cause__ = cause  # the executor's own error, in the traceback the CLI shows
     return died
 
@@ -503,7 +509,8 @@ def _exit_text(workers: Sequence[Any]) -> str:
 
 @dataclass
 class _Payload:
-    """What every Dask worker holds once: the run function, the shared data, and whether the workers are ours."""
+    """What every Dask worker holds once: the run function, the shared data, and whether the workers are
+    ours."""
 
     run_fn: RunFn
     shared: Any
@@ -621,7 +628,8 @@ class DaskExecutor:
         if self.client is None:
             raise RuntimeError("DaskExecutor.run outside its `with` block")
         name = f"minehedge-sweep-{uuid.uuid4().hex}"  # one per run: a cluster may serve several clients
-        self.client.register_plugin(PayloadPlugin(_Payload(run_fn, shared, release_garbage=self.cluster is not None)),
+        self.client.register_plugin(PayloadPlugin(_Payload(run_fn, shared,
+                                                           release_garbage=self.cluster is not None)),
                                     name=name)
         futures: dict = {}
         try:
@@ -629,7 +637,8 @@ class DaskExecutor:
                 futures[self.client.submit(_dask_task, name, index, config, pure=False, retries=0)] = index
             again = []
             for future in dask_as_completed(list(futures)):
-                index = futures.pop(future)  # released once read: a worker's death then recomputes nothing read
+                # released once read: a worker's death then recomputes nothing read
+                index = futures.pop(future)
                 try:
                     yield future.result()
                 except KilledWorker:
@@ -643,7 +652,8 @@ class DaskExecutor:
                 try:
                     yield future.result()
                 except KilledWorker as exc:
-                    yield index, _failure(_worker_died(f"its Dask worker died when it ran alone{_tries(exc)}", exc))
+                    yield index, _failure(_worker_died(f"its Dask worker died when it ran alone{_tries(exc)}",
+                                                       exc))
                 except Exception as exc:
                     yield index, _failure(exc)
         finally:
@@ -702,7 +712,8 @@ def _fsync_dir(folder: Path) -> None:
 def check_writable(folder: str | Path, *, replace: bool = False) -> None:
     """Raise :class:`ConfigError` ``out='X': cannot write there (reason)`` unless a file can be created in
     ``folder`` (while it does not exist: in its nearest existing ancestor, where it would be created). With
-    ``replace``, its parent is probed too (replacing a folder renames it there). Creates nothing that stays."""
+    ``replace``, its parent is probed too (replacing a folder renames it there). Creates nothing that
+    stays."""
     folder = Path(folder)
     for target in (folder, folder.parent) if replace else (folder,):
         while not target.exists() and target != target.parent:
@@ -746,7 +757,8 @@ class ResultsTable:
             self._load()
         self.columns = self._merge_columns(self.columns, [])
         self.replayed = self._replay_journal() if self.journal_path.exists() else 0
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a rewrite a killed sweep left half-done
+        # a rewrite a killed sweep left half-done
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         self._journal = None  # the open journal, from the first commit to the next rewrite
         self._unsaved = 0  # rows recorded since results.csv was last written
@@ -760,7 +772,8 @@ class ResultsTable:
                 header = list(reader.fieldnames or [])
                 rows = list(reader)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise ConfigError(f"{self.path}: cannot read the existing results ({exc}); move it away.") from None
+            raise ConfigError(f"{self.path}: cannot read the existing results ({exc}); "
+                              "move it away.") from None
         missing = [c for c in ("status", "config_hash") if c not in header]
         if missing:
             raise ConfigError(
@@ -769,7 +782,8 @@ class ResultsTable:
             )
         for number, row in enumerate(rows, start=2):
             if None in row or not row.get("config_hash"):
-                raise ConfigError(f"{self.path}, line {number}: malformed row; move the file away to start over.")
+                raise ConfigError(f"{self.path}, line {number}: malformed row; move the "
+                                  "file away to start over.")
             self._keep(row)
         self.columns = [c for c in header if c not in RESERVED_COLUMNS]
 
@@ -841,7 +855,8 @@ class ResultsTable:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._journal = self.journal_path.open("a", encoding="utf-8")
             _fsync_dir(self.path.parent)  # the journal's name survives a crash too
-        self._journal.write(json.dumps(cells) + "\n")  # ASCII (json escapes the rest): tears fall between characters
+        # ASCII (json escapes the rest): tears fall between characters
+        self._journal.write(json.dumps(cells) + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
         wait = max(SNAPSHOT_MIN_SECONDS, self._write_seconds / SNAPSHOT_COST_SHARE)
@@ -959,8 +974,9 @@ def run_sweep(
         log(f"keeping {other_rows} rows of other configurations already in {table.path}")
         twins = _rows_with_these_swept_values(table, points, current)
         if twins:
-            log(f"warning: {twins} of those rows have swept values of this sweep but other fixed settings (another "
-                "--set, period, policy or data): tell them apart by config_hash, or give each sweep its own --out")
+            log(f"warning: {twins} of those rows have swept values of this sweep but other fixed settings "
+                "(another --set, period, policy or data): tell them apart by config_hash, or give "
+                "each sweep its own --out")
     report = SweepReport(table.path, len(points), skipped, 0, [], other_rows, hashes)
     if not jobs:
         table.write(hashes)
@@ -1002,7 +1018,8 @@ def run_sweep(
     return report
 
 
-def _rows_with_these_swept_values(table: ResultsTable, points: Sequence[SweepPoint], current: set[str]) -> int:
+def _rows_with_these_swept_values(table: ResultsTable, points: Sequence[SweepPoint],
+                                  current: set[str]) -> int:
     """How many rows of other configurations carry the same swept cells as one of ``points``: rows of the
     same grid values run with other fixed settings, which nothing else in results.csv tells apart."""
     columns = table.param_columns
@@ -1042,7 +1059,8 @@ def read_results(path: str | Path, hashes: Sequence[str] | None = None):
 
     frame = pd.read_csv(path, keep_default_na=True)
     if hashes is not None:
-        frame = frame.set_index("config_hash", drop=False).loc[[h for h in hashes if h in set(frame["config_hash"])]]
+        frame = frame.set_index("config_hash", drop=False).loc[
+            [h for h in hashes if h in set(frame["config_hash"])]]
         frame = frame.reset_index(drop=True)
     return frame
 

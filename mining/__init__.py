@@ -45,7 +45,8 @@ __all__ = [
     "amortisation_schedule", "annuity_payment", "breakeven_coin_price", "breakeven_power_price",
     "btc_coins_per_th_day", "btc_subsidy", "btc_subsidy_array", "custom_spec", "deploy", "eth_block_reward",
     "eth_coins_per_mh_day", "expected_blocks_per_day", "filing_example_loan", "fpps_payout", "get_model",
-    "hashprice_market_value", "known_models", "load_catalog", "ltv_from_collateral_ratio", "network_hashprice",
+    "hashprice_market_value", "known_models", "load_catalog", "ltv_from_collateral_ratio",
+    "network_hashprice",
     "parse_fleet", "per_bar", "per_th_to_per_ph", "resolve_spec", "retire", "smoothed_fees_per_block",
     "trailing_hashprice",
 ]

@@ -50,7 +50,8 @@ _ITEM = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """``units`` machines of ``spec`` hash from ``date`` (UTC midnight) on; bought at ``unit_price_usd`` each."""
+    """``units`` machines of ``spec`` hash from ``date`` (UTC midnight) on; bought at ``unit_price_usd``
+    each."""
 
     date: pd.Timestamp
     spec: HardwareSpec
@@ -81,7 +82,8 @@ def deploy(model: str | HardwareSpec, units: int, date, unit_price_usd: float = 
     if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
         raise ConfigError(f"units={units!r} must be a whole number of machines > 0.")
     return Deployment(_utc_day(date, "date"), resolve_spec(model), int(units),
-                      check_positive("unit_price_usd", unit_price_usd, allow_zero=True, unit="USD per machine"))
+                      check_positive("unit_price_usd", unit_price_usd, allow_zero=True,
+                                     unit="USD per machine"))
 
 
 def retire(model: str | HardwareSpec, units: int, date) -> Retirement:
@@ -195,7 +197,8 @@ class Fleet:
     """
 
     def __init__(self, deployments: Iterable[Deployment] = (), retirements: Iterable[Retirement] = (), *,
-                 asset: str | None = None, uptime: float = 1.0, power_price_usd_per_kwh: float | pd.Series = 0.05,
+                 asset: str | None = None, uptime: float = 1.0,
+                 power_price_usd_per_kwh: float | pd.Series = 0.05,
                  hosting_usd_per_kwh: float = 0.0, hosting_usd_per_unit_month: float = 0.0,
                  pool_fee: float = 0.02, curtail: bool = True, depreciation_years: float = 3.0,
                  market_value: bool = False, market_value_window_days: int = 30) -> None:
@@ -224,7 +227,8 @@ class Fleet:
         self.hosting_usd_per_kwh = check_positive("hosting_usd_per_kwh", hosting_usd_per_kwh, allow_zero=True,
                                                   unit="USD/kWh")
         self.hosting_usd_per_unit_month = check_positive(
-            "hosting_usd_per_unit_month", hosting_usd_per_unit_month, allow_zero=True, unit="USD/machine/month")
+            "hosting_usd_per_unit_month", hosting_usd_per_unit_month, allow_zero=True,
+            unit="USD/machine/month")
         self.curtail = bool(curtail)
         self.depreciation_years = check_positive("depreciation_years", depreciation_years, unit="years")
         self.market_value = bool(market_value)
@@ -235,7 +239,8 @@ class Fleet:
 
     @classmethod
     def from_shorthand(cls, text: str, **kwargs) -> Fleet:
-        """A fleet from the shorthand, e.g. ``Fleet.from_shorthand("S19Pro:1000@2020-06-01", pool_fee=0.02)``."""
+        """A fleet from the shorthand, e.g. ``Fleet.from_shorthand("S19Pro:1000@2020-06-01",
+        pool_fee=0.02)``."""
         deployments, retirements = parse_fleet(text)
         return cls(deployments, retirements, **kwargs)
 
@@ -299,7 +304,8 @@ class Fleet:
             if "price_usd" in frame.columns:
                 price = pd.to_numeric(frame["price_usd"], errors="coerce").to_numpy(dtype=float)
             elif "hashprice_usd_per_unit_day" in frame.columns:
-                usd = pd.to_numeric(frame["hashprice_usd_per_unit_day"], errors="coerce").to_numpy(dtype=float)
+                usd = pd.to_numeric(frame["hashprice_usd_per_unit_day"],
+                                    errors="coerce").to_numpy(dtype=float)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     price = usd / coins_per_unit
             else:
@@ -350,7 +356,8 @@ class Fleet:
         out["hashrate_units"] = running_units
         out["installed_hashrate_hs"] = installed_hs
         with np.errstate(divide="ignore", invalid="ignore"):
-            out["curtailed_fraction"] = np.where(installed_hs > 0, 1.0 - out["hashrate_hs"] / installed_hs, 0.0)
+            out["curtailed_fraction"] = np.where(installed_hs > 0, 1.0 - out["hashrate_hs"] / installed_hs,
+                                                 0.0)
         out["price_usd"] = price
         out["coins_per_unit_day"] = coins_per_unit
         out["hashprice_usd_per_unit_day"] = coins_per_unit * price
@@ -419,10 +426,10 @@ class Fleet:
 
     def market_value_at(self, times, hashprice: pd.Series, seen=None, paid_until=None,
                         window_days: int | None = None) -> np.ndarray:
-        """Market value (USD) of the fleet's machines at each of ``times`` (instants; naive = UTC), when machine
-        prices track hashprice: per deployment, its :meth:`book_value_at` (with ``paid_until``) x the trailing
-        hashprice of the day each of ``seen`` falls in / the trailing hashprice of the deployment's day
-        (:func:`hashprice_market_value`).
+        """Market value (USD) of the fleet's machines at each of ``times`` (instants; naive = UTC), when
+        machine prices track hashprice: per deployment, its :meth:`book_value_at` (with ``paid_until``) x the
+        trailing hashprice of the day each of ``seen`` falls in / the trailing hashprice of the deployment's
+        day (:func:`hashprice_market_value`).
 
         ``hashprice``: USD per TH/s (BTC) or MH/s (ETH) per day, indexed by consecutive UTC days, each day's
         value as known on that day (a strategy passes its published-lagged line: the bars of day D see day
@@ -461,7 +468,8 @@ class Fleet:
             for when, retired in self._retired_steps[i]:
                 units[i] -= retired * (times_ns > when.value)  # a retirement takes effect at its day's start
         price_each = np.array([d.unit_price_usd for d in self.deployments])[:, None]
-        return straight_line_book_value(paid * units * price_each, age, self.depreciation_years * DAYS_PER_YEAR)
+        return straight_line_book_value(paid * units * price_each, age,
+                                        self.depreciation_years * DAYS_PER_YEAR)
 
     def _power_price_on(self, days: pd.DatetimeIndex) -> np.ndarray:
         if not isinstance(self.power_price, pd.Series):
@@ -482,7 +490,8 @@ class Fleet:
         index = _utc_index(schedule.index).normalize()
         where = np.flatnonzero(index == day)
         if len(where) == 0:
-            raise DataError(f"date={day.date()} is outside the schedule ({index[0].date()} .. {index[-1].date()}).")
+            raise DataError(f"date={day.date()} is outside the schedule ({index[0].date()} .. "
+                            f"{index[-1].date()}).")
         row = schedule.iloc[where[0]]
         return {key: float(row[key]) for key in
                 ("breakeven_price_usd", "breakeven_price_all_in_usd", "breakeven_power_usd_per_kwh")}

@@ -1,4 +1,5 @@
-"""Mining hardware: the ASIC catalog (data in ``mining/hardware.toml``, with a source per model) and user rigs.
+"""Mining hardware: the ASIC catalog (data in ``mining/hardware.toml``, with a source per model) and user
+rigs.
 
 A :class:`HardwareSpec` is one machine: hash rate (H/s), wall power (W) and the coin it mines. Catalog names
 match case-, space-, ``-``/``_``-insensitively, with or without the "Antminer" prefix, so the CLI shorthand
@@ -28,7 +29,8 @@ else:  # pragma: no cover - Python 3.10
 HASH_UNITS: dict[str, float] = {"MH/s": 1e6, "GH/s": 1e9, "TH/s": 1e12, "PH/s": 1e15}
 UNIT_ASSET: dict[str, str] = {"MH/s": "ETH", "GH/s": "BTC", "TH/s": "BTC", "PH/s": "BTC"}
 
-_SPEC_TOKEN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MH|GH|TH|PH)(?:/S)?\s*/\s*(\d+(?:\.\d+)?)\s*W\s*$", re.IGNORECASE)
+_SPEC_TOKEN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(MH|GH|TH|PH)(?:/S)?\s*/\s*(\d+(?:\.\d+)?)\s*W\s*$",
+                         re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,8 @@ class HardwareSpec:
 
 
 def normalise_model_name(name: str) -> str:
-    """Lower-case, drop spaces/``-``/``_``/``.`` and a leading "antminer": ``"Antminer S19 Pro"`` -> ``"s19pro"``."""
+    """Lower-case, drop spaces/``-``/``_``/``.`` and a leading "antminer": ``"Antminer S19 Pro"`` ->
+    ``"s19pro"``."""
     key = re.sub(r"[\s_\-.]+", "", str(name)).lower()
     return key.removeprefix("antminer")
 
@@ -94,7 +97,8 @@ def known_models() -> list[str]:
 
 
 def get_model(name: str) -> HardwareSpec:
-    """The catalog model called ``name`` (any accepted spelling); else :class:`ConfigError` listing the known."""
+    """The catalog model called ``name`` (any accepted spelling); else :class:`ConfigError` listing the
+    known."""
     catalog = load_catalog()
     by_key = {normalise_model_name(k): spec for k, spec in catalog.items()}
     spec = by_key.get(normalise_model_name(name))

@@ -4,7 +4,8 @@ Both are stepped by the caller (the backtrader strategy, once per bar) with the 
 needs (USD cash available, coin price); each step returns the cash flows and the
 :class:`brokers.events.MarginEvent` records it caused (kinds ``missed_payment``, ``loan_call``,
 ``loan_call_met``, ``loan_liquidation``), so loan events go through the same log as futures margin calls.
-Money in USD, collateral in coins, rates are annual fractions (0.1075 = 10.75%), LTV = debt / collateral value.
+Money in USD, collateral in coins, rates are annual fractions (0.1075 = 10.75%), LTV = debt / collateral
+value.
 
 Equipment loan (standard annuity): payment = P x r / (1 - (1 + r)^-n), r = annual rate / 12, n = months;
 each instalment pays the month's interest (balance x r) first, the rest reduces the balance.
@@ -121,7 +122,8 @@ class EquipmentLoan:
     def __init__(self, principal_usd: float, annual_rate: float, term_months: int, start, *,
                  name: str = "equipment_loan", lender: str = "") -> None:
         self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
-        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True, unit="fraction per year")
+        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True,
+                                          unit="fraction per year")
         if isinstance(term_months, bool) or not isinstance(term_months, (int, np.integer)) or term_months < 1:
             raise ConfigError(f"term_months={term_months!r} must be a whole number of months >= 1.")
         self.term_months = int(term_months)
@@ -140,7 +142,8 @@ class EquipmentLoan:
     @property
     def balance_usd(self) -> float:
         """Outstanding principal (USD) after the instalments paid so far."""
-        return self.principal_usd if self._next == 0 else float(self.schedule["balance_usd"].iloc[self._next - 1])
+        return (self.principal_usd if self._next == 0
+                else float(self.schedule["balance_usd"].iloc[self._next - 1]))
 
     @property
     def paid_off(self) -> bool:
@@ -158,9 +161,9 @@ class EquipmentLoan:
 
     def step(self, time, cash_available_usd: float, *, defer_missed: bool = False) -> LoanStep:
         """Draw the principal on the first step at/after the start; pay what is due by ``time`` (oldest first)
-        while ``cash_available_usd`` (USD) covers each instalment in full. With ``defer_missed`` an instalment it
-        cannot pay and has not yet reported is not reported now: it stays due, ``deferred_usd`` says how much is
-        due and unpaid (the caller lets it wait, e.g. for a market that is closed, and reports it with
+        while ``cash_available_usd`` (USD) covers each instalment in full. With ``defer_missed`` an instalment
+        it cannot pay and has not yet reported is not reported now: it stays due, ``deferred_usd`` says how
+        much is due and unpaid (the caller lets it wait, e.g. for a market that is closed, and reports it with
         :meth:`report_missed` if it cannot), and a later step pays it or reports it missed."""
         result = LoanStep()
         now = _ts_ns(time)
@@ -208,13 +211,15 @@ class EquipmentLoan:
 
     def unpaid_instalments(self, time) -> str:
         """The instalments due by ``time`` and unpaid, for people: ``"instalment 3/36 of 1,010.00 USD due
-        2021-03-06"`` (or ``"instalments 3-4/36 of 2,020.00 USD due 2021-03-06 to 2021-04-06"``); "" if none."""
+        2021-03-06"`` (or ``"instalments 3-4/36 of 2,020.00 USD due 2021-03-06 to
+        2021-04-06"``); "" if none."""
         due = int(np.searchsorted(self._due_ns, _ts_ns(time), side="right"))
         return self._what(self._next + 1, due) if due > self._next else ""
 
     def _what(self, first: int, last: int) -> str:
-        """Instalments ``first`` to ``last`` (1-based, inclusive), for people: the one text of an instalment in
-        every note and event (:meth:`unpaid_instalments`, :meth:`instalments_due`, :meth:`report_missed`)."""
+        """Instalments ``first`` to ``last`` (1-based, inclusive), for people: the one text of an instalment
+        in every note and event (:meth:`unpaid_instalments`, :meth:`instalments_due`,
+        :meth:`report_missed`)."""
         rows = self.schedule.iloc[first - 1:last]
         usd, start, end = float(rows["payment_usd"].sum()), rows["due"].iloc[0], rows["due"].iloc[-1]
         start, end = start.date(), end.date()
@@ -248,7 +253,8 @@ class CoinLoan:
                  name: str = "coin_loan", lender: str = "", asset: str = "BTC") -> None:
         self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
         self.collateral_coin = check_positive("collateral_coin", collateral_coin, unit="coins")
-        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True, unit="fraction per year")
+        self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True,
+                                          unit="fraction per year")
         if not 0.0 < margin_call_ltv < liquidation_ltv:
             raise ConfigError(f"margin_call_ltv={margin_call_ltv!r} must be > 0 and below "
                               f"liquidation_ltv={liquidation_ltv!r} (fractions, e.g. 0.752 < 0.85).")
@@ -259,7 +265,8 @@ class CoinLoan:
         self.call_deadline = pd.Timedelta(call_deadline)
         if self.call_deadline < pd.Timedelta(0):
             raise ConfigError(f"call_deadline={call_deadline!r} must be >= 0.")
-        self.liquidation_fee_rate = check_positive("liquidation_fee_rate", liquidation_fee_rate, allow_zero=True)
+        self.liquidation_fee_rate = check_positive("liquidation_fee_rate", liquidation_fee_rate,
+                                                   allow_zero=True)
         self.start = None if start is None else pd.Timestamp(start)
         self.name, self.lender, self.asset = name, lender, asset
         self.accrued_interest_usd = 0.0
@@ -296,8 +303,8 @@ class CoinLoan:
             loss_usd=loss, fee_usd=fee, detail=detail,
         )
 
-    def missed_interest(self, time, price: float, cash_available_usd: float, interest_usd: float | None = None,
-                        due=None) -> MarginEvent:
+    def missed_interest(self, time, price: float, cash_available_usd: float,
+                        interest_usd: float | None = None, due=None) -> MarginEvent:
         """The ``missed_payment`` event of a month's interest the borrower could not pay: it stays in the debt
         (no penalty interest modelled), so the LTV rises. ``interest_usd`` (USD; default: all the interest
         accrued) and ``due`` (when it fell due, if not at ``time``): a payment that waited for a closed market
@@ -319,8 +326,8 @@ class CoinLoan:
         liquidate.
 
         The lender watches the price all the time: with the bar's ``bar_low`` (and ``bar_open``), a loan that
-        was already drawn through the bar is liquidated when the low reaches :meth:`liquidation_price`, at that
-        price, or at the open when the bar opens beyond it, even if the close is back above; a call whose
+        was already drawn through the bar is liquidated when the low reaches :meth:`liquidation_price`, at
+        that price, or at the open when the bar opens beyond it, even if the close is back above; a call whose
         deadline had passed by the bar's open (``time``) is judged at the open's price, and if not met there
         the collateral is sold at the open. Without them only the close is checked. ``bar_end``: when the
         close ``price`` is known (the bar's end; default ``time``); a call opened at it is due
@@ -328,9 +335,9 @@ class CoinLoan:
         the liquidation price the sale is there or at an open beyond it, so a low alone is a ConfigError (a
         ValueError) naming both, never a sale at the trigger price of a bar that may have gapped past it."""
         if bar_low is not None and bar_open is None:
-            raise ConfigError(f"CoinLoan.step: bar_low={bar_low!r} needs bar_open (the bar's open, USD per coin): "
-                              "the lender sells at the liquidation price, or at the open when the bar opens beyond "
-                              "it. Pass both, or neither to check the close alone.")
+            raise ConfigError(f"CoinLoan.step: bar_low={bar_low!r} needs bar_open (the bar's open, USD per "
+                              "coin): the lender sells at the liquidation price, or at the open when the bar "
+                              "opens beyond it. Pass both, or neither to check the close alone.")
         result = LoanStep()
         if self.closed:
             return result
@@ -349,20 +356,23 @@ class CoinLoan:
             self.accrued_interest_usd += self.principal_usd * self.annual_rate * days / DAYS_PER_YEAR_ACT365
             self._last_ns = now
         ltv = self.ltv(price)
-        if through_bar and bar_open is not None and self.call_due is not None and pd.Timestamp(now) >= self.call_due:
+        if (through_bar and bar_open is not None and self.call_due is not None
+                and pd.Timestamp(now) >= self.call_due):
             # the deadline passed by the bar's open: the lender acts then, at the open's price
             if not self._cured(self.ltv(bar_open)):
                 self._liquidate(time, bar_open, f"loan call not met by {self.call_due}", result)
                 return result
             self.call_due = None
             result.events.append(self._event(time, "loan_call_met", bar_open,
-                                             f"LTV back to {self.ltv(bar_open):.4f} at the deadline (price moved)"))
+                                             f"LTV back to {self.ltv(bar_open):.4f} at the "
+                                             "deadline (price moved)"))
         if through_bar and bar_low is not None and bar_low <= (trigger := self.liquidation_price()):
             sale = liquidation_fill_price(1, trigger, bar_open)
             self._liquidate(time, sale, f"LTV reached the liquidation LTV {self.liquidation_ltv:.4f} at "
                                         f"{trigger:.2f} (bar low {bar_low:.2f})", result)
         elif ltv >= self.liquidation_ltv:
-            self._liquidate(time, price, f"LTV {ltv:.4f} >= liquidation LTV {self.liquidation_ltv:.4f}", result)
+            self._liquidate(time, price, f"LTV {ltv:.4f} >= liquidation LTV {self.liquidation_ltv:.4f}",
+                            result)
         elif self.call_due is not None:
             if self._cured(ltv):
                 self.call_due = None
@@ -409,7 +419,8 @@ class CoinLoan:
             result = LoanStep(paid_usd=amount, interest_usd=interest,
                               collateral_released_coin=self.collateral_coin)
             if self.call_due is not None:
-                result.events.append(self._event(time, "loan_call_met", price, "loan repaid in full", ltv=0.0))
+                result.events.append(self._event(time, "loan_call_met", price, "loan repaid in full",
+                                                 ltv=0.0))
             self.collateral_coin = 0.0
             self.closed = True
             self.call_due = None

@@ -19,8 +19,8 @@ Ethereum (proof of work until the Merge, 2022-09-15, block 15,537,393; zero afte
     expected blocks/day      = h x 86,400 / D   (Ethash: D is the expected hashes per block)
 
 Sources: Bitcoin Core ``GetBlockSubsidy`` (src/validation.cpp) for the subsidy; the Bitcoin wiki
-"Difficulty" page for blocks = hashes / (D x 2^32); the Ethereum yellow paper (Ethash) for hashes per block = D;
-EIP-649 (Byzantium, 5 -> 3 ETH), EIP-1234 (Constantinople, 3 -> 2 ETH), EIP-1559 (London, base fee burned).
+"Difficulty" page for blocks = hashes / (D x 2^32); the Ethereum yellow paper (Ethash) for hashes per block =
+D; EIP-649 (Byzantium, 5 -> 3 ETH), EIP-1234 (Constantinople, 3 -> 2 ETH), EIP-1559 (London, base fee burned).
 """
 
 from __future__ import annotations
@@ -177,9 +177,9 @@ def network_hashprice(network: pd.DataFrame, asset: str, fee_window_days: int = 
       assumed extra per block where the difficulty formula was used, NaN elsewhere);
     * ``method``: which formula/source produced the row.
 
-    BTC (``method = "difficulty"``): 1e12 x 86,400 x (subsidy_per_block + smoothed fees per block) / (D x 2^32),
-    with ``subsidy_per_block`` from the frame (on a halving day it is that day's block-weighted mean, falling
-    back to issuance_coin / block_count) and fees smoothed over ``fee_window_days`` (see
+    BTC (``method = "difficulty"``): 1e12 x 86,400 x (subsidy_per_block + smoothed fees per block) / (D x
+    2^32), with ``subsidy_per_block`` from the frame (on a halving day it is that day's block-weighted mean,
+    falling back to issuance_coin / block_count) and fees smoothed over ``fee_window_days`` (see
     :func:`smoothed_fees_per_block`). A day whose difficulty, subsidy or fees are unknown (NaN) is NaN with
     ``method = "missing"``: never computed with zero fees.
 
@@ -212,8 +212,8 @@ def network_hashprice(network: pd.DataFrame, asset: str, fee_window_days: int = 
             issuance = pd.to_numeric(network["issuance_coin"], errors="coerce").to_numpy(dtype=float)
             with np.errstate(divide="ignore", invalid="ignore"):
                 subsidy = np.where(np.isnan(subsidy) & (blocks > 0), issuance / blocks, subsidy)
-        # Unknown fees leave the day unknown (NaN, "missing"): counted as zero they understate revenue, by 75 %
-        # on 2024-04-20.
+        # Unknown fees leave the day unknown (NaN, "missing"): counted as zero they understate revenue, by 75
+        # % on 2024-04-20.
         coins = btc_coins_per_th_day(difficulty, subsidy, fees)
         method = np.where(np.isnan(coins), "missing", "difficulty").astype(object)
         fees_used = fees
@@ -260,9 +260,11 @@ HASHPRICE_INPUTS: dict[str, tuple[str, ...]] = {
 
 def _check_network(network: pd.DataFrame) -> None:
     if not isinstance(network, pd.DataFrame):
-        raise DataError(f"network must be a pandas DataFrame (the network frame contract), got {type(network)}.")
+        raise DataError("network must be a pandas DataFrame (the network frame contract), "
+                        f"got {type(network)}.")
     if not isinstance(network.index, pd.DatetimeIndex):
-        raise DataError("network must have a daily DatetimeIndex (UTC), got " f"{type(network.index).__name__}.")
+        raise DataError("network must have a daily DatetimeIndex (UTC), got "
+                        f"{type(network.index).__name__}.")
     needed = ("price_usd", "hashrate_hs", "difficulty", "subsidy_per_block", "fees_per_block",
               "miner_income_coin")
     missing = [c for c in needed if c not in network.columns]

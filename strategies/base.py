@@ -4,23 +4,24 @@ Each bar, after the broker has filled orders, paid funding and checked liquidati
 :mod:`brokers.broker`), :meth:`MinerStrategy.next` runs, in this order:
 
 1. **Mining**: the coins the fleet earned during the bar are credited to the spot wallet
-   (``mining_credit``, gross FPPS) and the pool fee is debited (``pool_fee``); power and hosting are due in USD.
-   The per-bar amounts come from :meth:`mining.fleet.Fleet.simulate` and :func:`mining.fleet.per_bar`,
+   (``mining_credit``, gross FPPS) and the pool fee is debited (``pool_fee``); power and hosting are due in
+   USD. The per-bar amounts come from :meth:`mining.fleet.Fleet.simulate` and :func:`mining.fleet.per_bar`,
    computed once at start from the feed's network lines, which are already published-lagged (a day's
    network values are visible from the next UTC day on, see :mod:`data.feeds`). So the bar's coins are
    paid at the most recently *published* rate (as FPPS pools pay each day for the previous day), and
    curtailment decides with the previous day's hashprice: nothing here looks ahead.
-2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`). A payment due on a
-   bar during which the hedge's market does not trade, that only a draw on the hedge could pay, waits for the
-   first bar the market trades (``loan_payment_carried``; :meth:`MinerStrategy.carry_loan_payment`) and is paid
-   there before anything else, or missed there.
-3. **Treasury**: coins are sold at the bar's close under the treasury policy (:func:`strategies.rules.coins_to_sell`);
-   then bills carried from bars when the hedge's market was closed are paid (at the first bar it trades), then
-   the bar's USD costs. When USD is short, coins are sold to cover it (spot first, then free coins in the
-   futures wallet), then part of the hedge is closed at the close. When the only thing missing is that draw,
-   impossible because the hedge's market did not trade during the bar (CME on a weekend), the unpaid part is
-   carried (``bill_carried``, liability ``bills_carried``) and mining goes on; otherwise the strategy records an
-   ``insolvency`` event and stops mining (it never borrows silently and never drives a balance negative).
+2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`). A payment due on
+   a bar during which the hedge's market does not trade, that only a draw on the hedge could pay, waits for
+   the first bar the market trades (``loan_payment_carried``; :meth:`MinerStrategy.carry_loan_payment`) and is
+   paid there before anything else, or missed there.
+3. **Treasury**: coins are sold at the bar's close under the treasury policy
+   (:func:`strategies.rules.coins_to_sell`); then bills carried from bars when the hedge's market was closed
+   are paid (at the first bar it trades), then the bar's USD costs. When USD is short, coins are sold to cover
+   it (spot first, then free coins in the futures wallet), then part of the hedge is closed at the close. When
+   the only thing missing is that draw, impossible because the hedge's market did not trade during the bar
+   (CME on a weekend), the unpaid part is carried (``bill_carried``, liability ``bills_carried``) and mining
+   goes on; otherwise the strategy records an ``insolvency`` event and stops mining (it never borrows silently
+   and never drives a balance negative).
 4. **Hedge**: the policy's :meth:`rebalance` (subclasses) sets the futures position, sized in coins and
    converted to contracts per the venue's face value; orders fill at the next bar's open (backtrader's
    default), stop-losses are real backtrader stop orders.
@@ -86,8 +87,8 @@ MARGIN_CUSHION = 1.05
 CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 CONTRACT_KINDS = ("perpetual", "dated")
-#: How machines bought at a price count in equity (the ``hardware_value`` parameter): straight-line book value,
-#: or that scaled by hashprice (:func:`mining.fleet.hashprice_market_value`).
+#: How machines bought at a price count in equity (the ``hardware_value`` parameter): straight-line book
+#: value, or that scaled by hashprice (:func:`mining.fleet.hashprice_market_value`).
 HARDWARE_VALUES = ("book", "market")
 DAY_NS = DAY.value
 #: Default fleet: a mid-size BTC miner that grew and renewed its machines through the cycles.
@@ -112,20 +113,24 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh", "electricity price", minimum=0.0),
     ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh", "hosting fee per kWh drawn", minimum=0.0),
     ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
-    ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01, maximum=1.0),
-    ParamSpec("curtail", bool, True, "", "switch machines off on days their revenue is below their power cost"),
+    ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01,
+              maximum=1.0),
+    ParamSpec("curtail", bool, True, "",
+              "switch machines off on days their revenue is below their power cost"),
     ParamSpec("depreciation_years", float, 3.0, "years",
-              "straight-line life of a machine's price; machines bought at a price count in equity at book value "
-              "(or market value: hardware_value)", minimum=0.1),
+              "straight-line life of a machine's price; machines bought at a price count in equity at book "
+              "value (or market value: hardware_value)", minimum=0.1),
     ParamSpec("hardware_value", str, "book", "",
-              "equity value of machines bought at a price: straight-line book value, or market = book x trailing "
-              "hashprice / trailing hashprice on the purchase day (machine prices track hashprice)",
+              "equity value of machines bought at a price: straight-line book value, or market = book x "
+              "trailing hashprice / trailing hashprice on the purchase day (machine prices track hashprice)",
               choices=HARDWARE_VALUES),
     ParamSpec("market_value_window_days", int, 30, "days",
-              "hardware_value=market: days of the trailing mean of hashprice that machine prices follow", minimum=1),
+              "hardware_value=market: days of the trailing mean of hashprice that machine prices follow",
+              minimum=1),
     ParamSpec("start_usd", float, 2_000_000.0, "USD", "opening USD cash (spot wallet)", minimum=0.0),
     ParamSpec("start_coins", float, 0.0, "coins", "opening coin treasury (spot wallet)", minimum=0.0),
-    ParamSpec("treasury", str, "hodl", "", "what happens to mined coins (every policy sells when USD is short)",
+    ParamSpec("treasury", str, "hodl", "",
+              "what happens to mined coins (every policy sells when USD is short)",
               choices=rules.TREASURY_POLICIES),
     ParamSpec("sell_fraction", float, 0.5, "fraction", "share of production sold (treasury=sell_fraction)",
               minimum=0.0, maximum=1.0),
@@ -147,10 +152,11 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("top_up_target", float, 0.4, "fraction",
               "margin ratio a top-up restores (maintenance / margin balance)", minimum=0.01, maximum=1.0),
     ParamSpec("margin_buffer", float, 0.0, "fraction",
-              "the desk's own margin call: at a close where the liquidation price is nearer than this fraction "
-              "of the hedge's close, apply on_margin_call at once (a top-up restores notional / leverage); "
-              "0 = answer only the venue's calls", minimum=0.0, maximum=0.99),
-    ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized", minimum=0.0),
+              "the desk's own margin call: at a close where the liquidation price is nearer than this "
+              "fraction of the hedge's close, apply on_margin_call at once (a top-up restores notional / "
+              "leverage); 0 = answer only the venue's calls", minimum=0.0, maximum=0.99),
+    ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized",
+              minimum=0.0),
     ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry (none = no stop)",
               minimum=0.0, maximum=1.0, nullable=True),
 )
@@ -267,10 +273,10 @@ class MinerStrategy(bt.Strategy):
             room = opening_liquidation_distance(venue, venue.instrument(symbol), values["leverage"])
             if buffer >= room:
                 raise ConfigError(
-                    f"margin_buffer={buffer:g} is not below {room:.4g}, the distance from its liquidation price at "
-                    f"which a position opens at leverage={values['leverage']:g} on {venue.name} (as a fraction of "
-                    f"the price): the desk would call on every bar; choose margin_buffer < {room:.4g} (e.g. half "
-                    "of it) or a lower leverage.")
+                    f"margin_buffer={buffer:g} is not below {room:.4g}, the distance from its liquidation "
+                    f"price at which a position opens at leverage={values['leverage']:g} on {venue.name} (as "
+                    f"a fraction of the price): the desk would call on every bar; choose margin_buffer < "
+                    f"{room:.4g} (e.g. half of it) or a lower leverage.")
 
     @classmethod
     def venue_symbol(cls, values: Mapping[str, Any]) -> tuple[VenueProfile, str]:
@@ -310,7 +316,8 @@ class MinerStrategy(bt.Strategy):
         # Per-bar amounts as lists of floats: read one element per bar, where a list beats a numpy array.
         self._coins_gross = schedule["coins_gross"].to_numpy(dtype=float).tolist()
         self._pool_fee_coin = schedule["pool_fee_coin"].to_numpy(dtype=float).tolist()
-        self._costs_usd = (schedule["power_cost_usd"] + schedule["hosting_usd"]).to_numpy(dtype=float).tolist()
+        self._costs_usd = (schedule["power_cost_usd"]
+                           + schedule["hosting_usd"]).to_numpy(dtype=float).tolist()
         self._power_usd = schedule["power_cost_usd"].to_numpy(dtype=float).tolist()
         self._hosting_usd = schedule["hosting_usd"].to_numpy(dtype=float).tolist()
         self._capex_usd = schedule["capex_usd"].to_numpy(dtype=float).tolist()
@@ -327,9 +334,9 @@ class MinerStrategy(bt.Strategy):
             self._hardware_hashprice = daily
             trailing = trailing_hashprice(daily.to_numpy(dtype=float), self.p.market_value_window_days)
             self._hashprice_seen = value_on_day(daily.index.as_unit("ns").asi8, trailing, self._bar_opens_ns)
-        #: Machines owned off the wallets, per broker asset name: their value (USD; ``hardware_value``) at each
-        #: bar's end, set on the broker each bar (see :meth:`add_hardware`). The fleet's own, when any machine
-        #: has a price.
+        #: Machines owned off the wallets, per broker asset name: their value (USD; ``hardware_value``) at
+        #: each bar's end, set on the broker each bar (see :meth:`add_hardware`). The fleet's own, when any
+        #: machine has a price.
         self._hardware: dict[str, list[float]] = {}
         self._opening_hardware_usd = 0.0
         if any(d.unit_price_usd > 0 for d in self.fleet.deployments):
@@ -341,8 +348,8 @@ class MinerStrategy(bt.Strategy):
         self.insolvent = False
         self._insolvent_from = 0  # first bar of the current insolvency
         self._arrears: dict[str, float] = {}  # ledger kind -> USD of the insolvency bar's bills still owed
-        #: ledger kind -> USD of bills carried over a closure of the hedge's market (see _carry), owed until the
-        #: first bar the market trades; and the times of the bars they come from
+        #: ledger kind -> USD of bills carried over a closure of the hedge's market (see _carry), owed until
+        #: the first bar the market trades; and the times of the bars they come from
         self._carried: dict[str, float] = {}
         self._carried_times: list[datetime] = []
         #: loan instrument -> the loan payments carried over a closure of the hedge's market
@@ -359,10 +366,13 @@ class MinerStrategy(bt.Strategy):
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
-        self._bracket_refusals: list[tuple[float, str, float]] = []  # (notional, its unit, max leverage) of those
+        # (notional, its unit, max leverage) of those
+        self._bracket_refusals: list[tuple[float, str, float]] = []
         self._hedge_fills = 0  # hedge orders filled
-        self._cuts: list[tuple[datetime, float, float]] = []  # (bar time, wanted, placed) of hedge targets cut
-        self._draws: list[tuple[datetime, float, float]] = []  # (bar time, closed, held) of draws on the hedge
+        # (bar time, wanted, placed) of hedge targets cut
+        self._cuts: list[tuple[datetime, float, float]] = []
+        # (bar time, closed, held) of draws on the hedge
+        self._draws: list[tuple[datetime, float, float]] = []
         self.comminfo: FuturesCommInfo | None = None
         self._last_rebalance: datetime | None = None
         self._curtailed = schedule["curtailed_fraction"].fillna(0.0).to_numpy(dtype=float).tolist()
@@ -405,11 +415,12 @@ class MinerStrategy(bt.Strategy):
         if first_day < min(fees_from, tiers_from):
             self.notes.append(
                 f"{ci.venue.name} {ci.spec.symbol}: the run starts {first_day}, before the venue profile's "
-                f"earliest fee schedule ({fees_from}) and margin brackets ({tiers_from}); those are applied to "
-                "the earlier bars, and the contract may not have been listed yet then.")
+                f"earliest fee schedule ({fees_from}) and margin brackets ({tiers_from}); those are applied "
+                "to the earlier bars, and the contract may not have been listed yet then.")
 
     def param_values(self) -> dict[str, Any]:
-        """Every parameter of the policy by name, as :meth:`check_params` and :meth:`venue_symbol` take them."""
+        """Every parameter of the policy by name, as :meth:`check_params` and :meth:`venue_symbol` take
+        them."""
         return {spec.name: getattr(self.p, spec.name) for spec in self.specs}
 
     def _validate_params(self) -> None:
@@ -437,7 +448,8 @@ class MinerStrategy(bt.Strategy):
         return _memo_schedule(frame, self.fleet, self._compute_bar_schedule)
 
     def _compute_bar_schedule(self, frame: pd.DataFrame) -> pd.DataFrame:
-        index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        index = (frame.index.tz_convert("UTC") if frame.index.tz is not None
+                 else frame.index.tz_localize("UTC"))
         schedule = self.fleet.simulate(self._daily_lines(frame))
         schedule["production_coin_per_day"] = schedule["coins_mined"]
         bars = per_bar(schedule, index)
@@ -449,12 +461,14 @@ class MinerStrategy(bt.Strategy):
         """The feed frame's (published-lagged) network lines per UTC day, from its first day to its last:
         ``coins_per_unit_day`` and ``hashprice_usd_per_unit_day`` (USD per TH/s or MH/s per day), each day's
         as its bars see them (see :meth:`_bar_schedule`)."""
-        index = frame.index.tz_convert("UTC") if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        index = (frame.index.tz_convert("UTC") if frame.index.tz is not None
+                 else frame.index.tz_localize("UTC"))
         lines = frame[["coins_per_unit_day", "hashprice"]].set_axis(index)
         daily = lines.groupby(index.normalize()).first()
         days = pd.date_range(daily.index[0], daily.index[-1], freq="D", tz="UTC")
         # Only days without a bar carry the day before's values; a NaN line on a day with bars stays NaN, so
-        # Fleet.simulate stops on it instead of paying zero or stale revenue (build_feed_frame names the cause).
+        # Fleet.simulate stops on it instead of paying zero or stale revenue (build_feed_frame names the
+        # cause).
         without_bar = ~days.isin(daily.index)
         daily = daily.reindex(days)
         daily[without_bar] = daily.ffill()[without_bar]
@@ -467,8 +481,9 @@ class MinerStrategy(bt.Strategy):
 
     def _fleet_hardware_usd(self, i: int, paid_until: int | None = None) -> list[float]:
         """USD value of the fleet's machines at the end of bars ``i``.. (``hardware_value``): book value
-        (:meth:`Fleet.book_value_at`) or market value (:meth:`Fleet.market_value_at`, each bar with the trailing
-        hashprice of the day it opens in). ``paid_until`` (ns since the epoch): no purchase paid after it."""
+        (:meth:`Fleet.book_value_at`) or market value (:meth:`Fleet.market_value_at`, each bar with the
+        trailing hashprice of the day it opens in). ``paid_until`` (ns since the epoch): no purchase paid
+        after it."""
         ends = self._bar_ends_ns[i:]
         if self._hardware_hashprice is None:
             return self.fleet.book_value_at(ends, paid_until=paid_until).tolist()
@@ -498,8 +513,8 @@ class MinerStrategy(bt.Strategy):
         """The futures commission scheme from the params (venue, leverage, margin mode, expiry)."""
         venue, symbol = self.venue_symbol(self.param_values())
         self._contract_expiry = expiry
-        return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage, margin_mode=self.p.margin_mode,
-                                expiry=expiry)
+        return futures_comminfo(venue, symbol=symbol, leverage=self.p.leverage,
+                                margin_mode=self.p.margin_mode, expiry=expiry)
 
     def _roll_dated(self, i: int, now: datetime) -> None:
         """At a dated contract's settlement bar (the broker has just cash-settled it at the close), switch
@@ -616,8 +631,8 @@ class MinerStrategy(bt.Strategy):
         return f"{self.comminfo.venue.name.upper()} closed"
 
     def _carried_since(self) -> str:
-        """The bars the carried bills come from, for notes: ``"carried from 2022-09-03 00:00 UTC"``, or ``"carried
-        from A to B UTC (n bars)"``."""
+        """The bars the carried bills come from, for notes: ``"carried from 2022-09-03 00:00 UTC"``, or
+        ``"carried from A to B UTC (n bars)"``."""
         first, last, n = self._carried_times[0], self._carried_times[-1], len(self._carried_times)
         if n == 1:
             return f"carried from {first:%Y-%m-%d %H:%M} UTC"
@@ -642,9 +657,9 @@ class MinerStrategy(bt.Strategy):
         return sum(self._carried.values()) + loans
 
     def _draw_waits_for_the_market(self, usd: float, price: float) -> bool:
-        """The one test of whether a payment of ``usd`` (USD: the bar's costs, or a loan payment due at the bar)
-        that the treasury cannot raise waits for the market instead of being missed: True when the hedge's
-        market did not trade during the bar (:meth:`hedge_market_traded`), and what the treasury
+        """The one test of whether a payment of ``usd`` (USD: the bar's costs, or a loan payment due at the
+        bar) that the treasury cannot raise waits for the market instead of being missed: True when the
+        hedge's market did not trade during the bar (:meth:`hedge_market_traded`), and what the treasury
         (:meth:`raisable_usd`) lacks for it and for everything already waiting (:meth:`_owed_over_closure`)
         closing the hedge would have freed had the market traded (:meth:`closing_release_usd`, what
         :meth:`draw_on_hedge` would have closed; nothing when no hedge is held: then only a payment queued
@@ -655,8 +670,8 @@ class MinerStrategy(bt.Strategy):
         return short <= self.closing_release_usd(price)
 
     def _carry(self, i: int, now: datetime, price: float, costs: float) -> None:
-        """Bar ``i``'s ``costs`` (USD: power, hosting, purchases) cannot be paid only because the hedge's market
-        is closed (:meth:`_draw_waits_for_the_market`): the cash raised pays them pro rata, as on an
+        """Bar ``i``'s ``costs`` (USD: power, hosting, purchases) cannot be paid only because the hedge's
+        market is closed (:meth:`_draw_waits_for_the_market`): the cash raised pays them pro rata, as on an
         insolvency bar, and the rest is carried to the first bar the market trades (the liability
         ``bills_carried``, so equity counts it; a ``bill_carried`` event). Mining goes on: the machines run,
         only the payment waits, as a treasury desk pays a weekend's bill when the market reopens."""
@@ -671,24 +686,26 @@ class MinerStrategy(bt.Strategy):
         if "hardware" in self._hardware:  # a purchase carried is made: the event's equity counts the machines
             self.broker.set_asset("hardware", self._hardware["hardware"][i])
         self.broker.add_event(MarginEvent(
-            time=now, kind="bill_carried", instrument="fleet", venue=self.comminfo.venue.name, side="", size=0.0,
+            time=now, kind="bill_carried", instrument="fleet", venue=self.comminfo.venue.name, side="",
+            size=0.0,
             price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
             loss_usd=0.0, fee_usd=0.0,
-            detail=f"carried {carried:,.2f} USD of the bar's {costs:,.2f} USD of costs ({paid:,.2f} USD paid): "
-                   f"{reason}, so the hedge cannot be drawn on (closing it would free {release:,.2f} USD had the "
-                   f"market traded); {owed:,.2f} USD carried in all, paid at the first bar the market trades"))
+            detail=f"carried {carried:,.2f} USD of the bar's {costs:,.2f} USD of costs ({paid:,.2f} USD "
+                   f"paid): {reason}, so the hedge cannot be drawn on (closing it would free {release:,.2f} "
+                   f"USD had the market traded); {owed:,.2f} USD carried in all, paid at the first "
+                   "bar the market trades"))
 
     def carry_loan_payment(self, loan, usd: float, what: str, now: datetime, price: float, *,
                            due: datetime | None = None, instalment: int | None = None) -> bool:
-        """A loan payment of ``usd`` (USD; ``what``: e.g. ``"instalment 1/36 of 1,010.00 USD due 2021-03-06"``)
-        due at this bar that the treasury cannot raise: True when it waits for the first bar the hedge's market
-        trades (:meth:`_draw_waits_for_the_market`), as a lender's "due on the next business day" convention
-        would have it: nothing is paid or missed now, a ``loan_payment_carried`` event says so, and the caller
-        pays it there before the bar's other payments, or reports it missed there
-        (:meth:`settle_carried_loan_payment`). It is kept on its own (a :class:`CarriedPayment`; ``due``: when
-        it fell due, default now; ``instalment``: an equipment loan's instalment number), behind the loan's
-        payments already waiting. The payment stays in the loan's own liability meanwhile. False when it does
-        not wait: the caller reports it missed, as before."""
+        """A loan payment of ``usd`` (USD; ``what``: e.g. ``"instalment 1/36 of 1,010.00 USD due
+        2021-03-06"``) due at this bar that the treasury cannot raise: True when it waits for the first bar
+        the hedge's market trades (:meth:`_draw_waits_for_the_market`), as a lender's "due on the next
+        business day" convention would have it: nothing is paid or missed now, a ``loan_payment_carried``
+        event says so, and the caller pays it there before the bar's other payments, or reports it missed
+        there (:meth:`settle_carried_loan_payment`). It is kept on its own (a :class:`CarriedPayment`;
+        ``due``: when it fell due, default now; ``instalment``: an equipment loan's instalment number), behind
+        the loan's payments already waiting. The payment stays in the loan's own liability meanwhile. False
+        when it does not wait: the caller reports it missed, as before."""
         if not self._draw_waits_for_the_market(usd, price):
             return False
         self._loans_carried.setdefault(loan.instrument, []).append(
@@ -699,8 +716,9 @@ class MinerStrategy(bt.Strategy):
             size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
             margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
             detail=f"{what} carried: {reason}, so the hedge cannot be drawn on (closing it would free "
-                   f"{release:,.2f} USD had the market traded; {self.raisable_usd(price):,.2f} USD in the treasury); "
-                   f"{self._owed_over_closure():,.2f} USD waiting in all, paid at the first bar the market trades"))
+                   f"{release:,.2f} USD had the market traded; {self.raisable_usd(price):,.2f} USD in the "
+                   f"treasury); {self._owed_over_closure():,.2f} USD waiting in all, paid at the first "
+                   "bar the market trades"))
         return True
 
     def carried_loan_payments(self, loan) -> list[CarriedPayment]:
@@ -726,8 +744,8 @@ class MinerStrategy(bt.Strategy):
             del self._loans_carried[loan.instrument]
         if paid:
             self.broker.add_event(MarginEvent(
-                time=now, kind="loan_payment_carried_paid", instrument=loan.instrument, venue=loan.lender, side="",
-                size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
+                time=now, kind="loan_payment_carried_paid", instrument=loan.instrument, venue=loan.lender,
+                side="", size=0.0, price=price, equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0,
                 margin_ratio=0.0, loss_usd=0.0, fee_usd=0.0,
                 detail=f"paid {payment.what}, carried from {payment.since:%Y-%m-%d %H:%M} UTC: "
                        f"{self._closed_reason()}"))
@@ -756,9 +774,10 @@ class MinerStrategy(bt.Strategy):
 
     def _pay_pro_rata(self, bills: dict[str, float], cash: float, note: str,
                       owed: dict[str, float]) -> tuple[float, float]:
-        """Pay ``bills`` (ledger kind -> USD) pro rata from ``cash`` (USD, at most all of them) and add what is
-        left of each to ``owed`` (kind -> USD). Returns (USD paid, USD left owed). Cash under the broker's
-        ``CASH_TOLERANCE_USD`` is rounding left by earlier payments, not money to share out: nothing is paid."""
+        """Pay ``bills`` (ledger kind -> USD) pro rata from ``cash`` (USD, at most all of them) and add what
+        is left of each to ``owed`` (kind -> USD). Returns (USD paid, USD left owed). Cash under the broker's
+        ``CASH_TOLERANCE_USD`` is rounding left by earlier payments, not money to share out: nothing is
+        paid."""
         total = sum(bills.values())
         if total <= 0:
             return 0.0, 0.0
@@ -771,7 +790,8 @@ class MinerStrategy(bt.Strategy):
         return total * share, total * (1.0 - share)
 
     def bar_costs_usd(self, i: int) -> float:
-        """USD the treasury step pays at bar ``i``: power, hosting and machine purchases (0 once insolvent)."""
+        """USD the treasury step pays at bar ``i``: power, hosting and machine purchases (0 once
+        insolvent)."""
         return 0.0 if self.insolvent else self._costs_usd[i] + self._capex_usd[i]
 
     def day_end_bar(self, i: int) -> int:
@@ -797,8 +817,8 @@ class MinerStrategy(bt.Strategy):
         from the cash raised, then the power and hosting the bar used, pro rata from what is left; the rest of
         both is owed (the arrears, the liability ``unpaid_bills``, until :meth:`_try_to_resume` pays it); a
         machine purchase due at the bar is not made while insolvent (the machines' value, book or market per
-        ``hardware_value``, counts what was paid before the bar, a carried purchase included: its unpaid part is
-        in the arrears)."""
+        ``hardware_value``, counts what was paid before the bar, a carried purchase included: its unpaid part
+        is in the arrears)."""
         if "hardware" in self._hardware:
             self._hardware["hardware"][i:] = self._fleet_hardware_usd(i, paid_until=self._bar_opens_ns[i])
         cash = max(self.broker.get_cash(), 0.0)
@@ -809,7 +829,8 @@ class MinerStrategy(bt.Strategy):
             cash = max(cash - paid, 0.0)
             self._carried, self._carried_times = {}, []
             self.broker.set_liability("bills_carried", 0.0)
-        _, unpaid = self._pay_pro_rata({"power_cost": self._power_usd[i], "hosting_cost": self._hosting_usd[i]},
+        _, unpaid = self._pay_pro_rata({"power_cost": self._power_usd[i],
+                                        "hosting_cost": self._hosting_usd[i]},
                                        cash, "part paid: insolvent", self._arrears)
         self.broker.set_liability("unpaid_bills", carried_unpaid + unpaid)
 
@@ -842,7 +863,8 @@ class MinerStrategy(bt.Strategy):
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency_cured", instrument="fleet", venue="", side="", size=0.0, price=price,
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0, loss_usd=0.0,
-            fee_usd=0.0, detail=f"paid {arrears:,.2f} USD of arrears and {delayed:,.2f} USD of delayed purchases; "
+            fee_usd=0.0,
+            detail=f"paid {arrears:,.2f} USD of arrears and {delayed:,.2f} USD of delayed purchases; "
                                 f"mining resumed after {self.bar_length * (i - k)}"))
 
     def raise_usd(self, usd: float, price: float, draw_on_hedge: bool = False) -> bool:
@@ -857,24 +879,27 @@ class MinerStrategy(bt.Strategy):
     def raisable_usd(self, price: float) -> float:
         """USD the treasury can raise without touching the hedge: cash plus spot and free futures-wallet coins
         sold at ``price`` less the spot fee."""
-        coins = self.broker.free_balance(self.asset, "spot") + max(self.broker.free_balance(self.asset, "futures"),
+        coins = self.broker.free_balance(self.asset, "spot") + max(self.broker.free_balance(self.asset,
+                                                                                            "futures"),
                                                                    0.0)
         return self.broker.get_cash() + coins * price * (1.0 - self.p.spot_fee)
 
     def hedge_release_usd(self, price: float) -> float:
-        """USD that closing the whole hedge now would add to :meth:`raisable_usd` (:meth:`closing_release_usd`);
-        0 when the hedge's market did not trade during the bar (a venue's ``trading_hours``: CME on a Saturday's
-        daily bar; :meth:`MarginBroker.market_open`): the treasury cannot draw on it then."""
+        """USD that closing the whole hedge now would add to :meth:`raisable_usd`
+        (:meth:`closing_release_usd`); 0 when the hedge's market did not trade during the bar (a venue's
+        ``trading_hours``: CME on a Saturday's daily bar; :meth:`MarginBroker.market_open`): the treasury
+        cannot draw on it then."""
         held = self.position_size() if self.comminfo is not None else 0.0
         if not held or not self.hedge_market_traded():
             return 0.0
         return self.closing_release_usd(price)
 
     def closing_release_usd(self, price: float) -> float:
-        """USD that closing the whole hedge at its close would add to :meth:`raisable_usd` if its market traded:
-        the broker's ``closing_release`` less the closing fee (and, for inverse contracts, less the coins that
-        first fill a negative free futures-wallet coin balance, which :meth:`raisable_usd` counts as 0), coins
-        valued at ``price`` (USD per coin) less the spot fee; 0 when flat or when closing would free nothing.
+        """USD that closing the whole hedge at its close would add to :meth:`raisable_usd` if its market
+        traded: the broker's ``closing_release`` less the closing fee (and, for inverse contracts, less the
+        coins that first fill a negative free futures-wallet coin balance, which :meth:`raisable_usd` counts
+        as 0), coins valued at ``price`` (USD per coin) less the spot fee; 0 when flat or when closing would
+        free nothing.
         :meth:`hedge_release_usd` is this while the market trades; a bill is carried over a closure
         (:meth:`_carry`) when this would pay it."""
         held = self.position_size() if self.comminfo is not None else 0.0
@@ -883,7 +908,8 @@ class MinerStrategy(bt.Strategy):
         ci, close = self.comminfo, self.hedge_data.close[0]
         freed = self.broker.closing_release(self.hedge_data)
         if ci.is_inverse:
-            return max(freed - ci.coin_fee(held, close) - self._coin_hole(), 0.0) * price * (1.0 - self.p.spot_fee)
+            return max(freed - ci.coin_fee(held, close) - self._coin_hole(),
+                       0.0) * price * (1.0 - self.p.spot_fee)
         return max(freed - ci.getcommission(held, close), 0.0)
 
     def _coin_hole(self) -> float:
@@ -940,14 +966,15 @@ class MinerStrategy(bt.Strategy):
         carried = sum(self._carried.values())
         owed = (f"{costs + carried:,.2f} USD of costs ({carried:,.2f} USD of them {self._carried_since()}: "
                 f"{self._closed_reason()})" if self._carried else f"{costs:,.2f} USD of costs")
-        paid = "the carried bills, then the bar's power and hosting," if self._carried else "the bar's power and hosting"
+        paid = ("the carried bills, then the bar's power and hosting," if self._carried
+                else "the bar's power and hosting")
         self.broker.add_event(MarginEvent(
             time=now, kind="insolvency", instrument="fleet", venue="", side="", size=0.0, price=price,
             equity_usd=self.broker.getvalue(), maintenance_margin_usd=0.0, margin_ratio=0.0,
             loss_usd=0.0, fee_usd=0.0,
             detail=f"could not pay {owed} with {self.broker.get_cash():,.2f} USD cash and "
-                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped until the "
-                   f"arrears can be paid, {paid} paid pro rata and the rest owed"))
+                   f"{self.broker.get_coins(self.asset):.8f} {self.asset} after sales; mining stopped until "
+                   f"the arrears can be paid, {paid} paid pro rata and the rest owed"))
 
     def add_hardware(self, name: str, cost_usd: float, i: int) -> None:
         """Count machines bought for ``cost_usd`` (USD) at bar ``i``'s open in equity from that bar on, under
@@ -1140,10 +1167,10 @@ class MinerStrategy(bt.Strategy):
         notional, unit, allowed = max(self._bracket_refusals, key=lambda refusal: refusal[0])
         refused, total = len(self._bracket_refusals), len(self._bracket_refusals) + self._hedge_fills
         outcome = ", so the run is unhedged" if not self._hedge_fills else ""
-        return (f"leverage={self.comminfo.p.leverage:g}x is more than {self.comminfo.venue.name}'s brackets allow "
-                f"for this hedge: {refused} of {total} hedge orders were refused{outcome}; at a notional of "
-                f"{notional:,.0f} {unit} (the largest refused) the bracket allows at most {allowed:g}x. Set "
-                f"leverage={allowed:g} or less to hedge.")
+        return (f"leverage={self.comminfo.p.leverage:g}x is more than {self.comminfo.venue.name}'s brackets "
+                f"allow for this hedge: {refused} of {total} hedge orders were refused{outcome}; at a "
+                f"notional of {notional:,.0f} {unit} (the largest refused) the bracket allows at most "
+                f"{allowed:g}x. Set leverage={allowed:g} or less to hedge.")
 
     def _order_unit(self) -> str:
         """What a futures order's size counts: contracts (inverse, and multi-coin contracts such as CME's) or
@@ -1156,9 +1183,9 @@ class MinerStrategy(bt.Strategy):
     def stop(self) -> None:
         """Summarise the treasury's draws on the hedge, futures targets cut to the collateral, and refused
         futures orders, in the run notes: how many of each kind, and the first; and say so when bills carried
-        over a closure of the hedge's market (:meth:`_carry`) are still owed at the end (USD; equity counts them
-        as the liability ``bills_carried``), or loan payments carried over it (:meth:`carry_loan_payment`) are
-        still due."""
+        over a closure of the hedge's market (:meth:`_carry`) are still owed at the end (USD; equity counts
+        them as the liability ``bills_carried``), or loan payments carried over it
+        (:meth:`carry_loan_payment`) are still due."""
         self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
@@ -1166,20 +1193,22 @@ class MinerStrategy(bt.Strategy):
                      self._draws]),
                    (f"futures target(s) cut to the collateral the treasury could post (margin, fee and a "
                     f"{CUT_CUSHION - 1:.0%} cushion)",
-                    [(when, f"position {wanted:,.6g} {unit} wanted, {placed:,.6g} placed") for when, wanted, placed
+                    [(when, f"position {wanted:,.6g} {unit} wanted, {placed:,.6g} placed")
+                     for when, wanted, placed
                      in self._cuts])]
         by_kind: dict[str, list[tuple[datetime, str]]] = {}
         for when, kind, text in self._refusals:
             by_kind.setdefault(kind, []).append((when, text))
-        tallies += [(f"futures order(s) refused by the broker ({kind})", records) for kind, records in by_kind.items()]
+        tallies += [(f"futures order(s) refused by the broker ({kind})", records)
+                    for kind, records in by_kind.items()]
         for what, records in tallies:
             if records:
                 when, detail = records[0]
                 self.notes.append(f"{len(records)} {what}; the first at {when:%Y-%m-%d %H:%M} UTC: {detail}.")
         if self._carried:
             self.notes.append(f"{sum(self._carried.values()):,.2f} USD of bills {self._carried_since()} "
-                              f"({self._closed_reason()}) were still owed when the run ended: equity counts them "
-                              "as the liability bills_carried.")
+                              f"({self._closed_reason()}) were still owed when the run ended: equity counts "
+                              "them as the liability bills_carried.")
         for instrument, waiting in self._loans_carried.items():
             for payment in waiting:
                 since = f"{payment.since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()})"
@@ -1190,10 +1219,10 @@ class MinerStrategy(bt.Strategy):
         """Hand this strategy and its analyzers the order notifications still in the broker's queue.
 
         cerebro delivers a bar's notifications after the broker's step of the next bar, so an order the broker
-        fills at once inside the strategy's step (:meth:`MarginBroker.close_now`: a treasury draw at the close)
-        on the last bar would reach no one: not ``notify_order``, not the fills list. Delivered here as cerebro
-        would have, orders and trades only (no extra cash/value notification); other strategies' notifications
-        stay queued."""
+        fills at once inside the strategy's step (:meth:`MarginBroker.close_now`: a treasury draw at the
+        close) on the last bar would reach no one: not ``notify_order``, not the fills list. Delivered here as
+        cerebro would have, orders and trades only (no extra cash/value notification); other strategies'
+        notifications stay queued."""
         queue = getattr(self.broker, "notifs", None)
         if not queue:
             return
@@ -1241,12 +1270,13 @@ class MinerStrategy(bt.Strategy):
 
     def _check_margin_buffer(self, now: datetime) -> None:
         """The desk's own margin call (``margin_buffer``), at the close after the bar's rebalance: when the
-        hedge's liquidation price (:meth:`MarginBroker.get_liquidation_price`) is nearer than ``margin_buffer``
-        of its close (:func:`strategies.rules.liquidation_distance`), a ``desk_margin_call`` event opens a
-        call and ``on_margin_call`` answers it: ``top_up_from_treasury`` brings the margin back to notional /
-        leverage at the close (:meth:`restore_leverage`, as a roll does; retried at each close while the call
-        stays open, since the treasury may lack the cash at first); ``reduce_position`` halves the position
-        once per call; ``ignore`` only records it. The call closes at the first close outside the buffer.
+        hedge's liquidation price (:meth:`MarginBroker.get_liquidation_price`) is nearer than
+        ``margin_buffer`` of its close (:func:`strategies.rules.liquidation_distance`), a ``desk_margin_call``
+        event opens a call and ``on_margin_call`` answers it: ``top_up_from_treasury`` brings the margin back
+        to notional / leverage at the close (:meth:`restore_leverage`, as a roll does; retried at each close
+        while the call stays open, since the treasury may lack the cash at first); ``reduce_position`` halves
+        the position once per call; ``ignore`` only records it. The call closes at the first close outside
+        the buffer.
 
         Why: the venue's margin call comes at its warning level of the margin ratio, which a position reaches
         a fraction of a percent before its liquidation price, so on daily bars it is liquidated within a bar
@@ -1267,15 +1297,16 @@ class MinerStrategy(bt.Strategy):
             ratio, maintenance, balance = self.broker.get_position_margin(self.hedge_data)
             unit = close if self.comminfo.is_inverse else 1.0  # margin currency -> USD
             answer = {"top_up_from_treasury": "margin topped up to notional / leverage",
-                      "reduce_position": "position halved", "ignore": "no action (on_margin_call=ignore)"}[response]
+                      "reduce_position": "position halved",
+                      "ignore": "no action (on_margin_call=ignore)"}[response]
             self.broker.add_event(MarginEvent(
                 time=now, kind="desk_margin_call", instrument=self.comminfo.spec.symbol,
                 venue=self.comminfo.venue.name, side="long" if size > 0 else "short",
-                size=float(self.comminfo.qty(size, close)), price=float(close), equity_usd=float(balance * unit),
-                maintenance_margin_usd=float(maintenance * unit), margin_ratio=float(ratio), loss_usd=0.0,
-                fee_usd=0.0,
-                detail=f"liquidation price {liquidation:,.2f} within {distance:.2%} of the close {close:,.2f} "
-                       f"(margin_buffer {self.p.margin_buffer:g}): {answer}"))
+                size=float(self.comminfo.qty(size, close)), price=float(close),
+                equity_usd=float(balance * unit), maintenance_margin_usd=float(maintenance * unit),
+                margin_ratio=float(ratio), loss_usd=0.0, fee_usd=0.0,
+                detail=f"liquidation price {liquidation:,.2f} within {distance:.2%} of the close "
+                       f"{close:,.2f} (margin_buffer {self.p.margin_buffer:g}): {answer}"))
             if response == "reduce_position" and self.hedge_order is None:
                 self.set_futures_target(self._round_size(size / 2.0), close)
         if response == "top_up_from_treasury":

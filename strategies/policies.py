@@ -106,17 +106,18 @@ class StaticHedge(MinerStrategy):
 
 class CollateralShort(MinerStrategy):
     """``collateral_short``: short inverse (coin-margined) contracts worth ``hedge_ratio`` x the coin
-    treasury (its coins plus the short's unrealised coin PnL: :func:`strategies.rules.collateral_short_coins`),
-    with the mined coins moved to the futures wallet as collateral; re-sized every ``rebalance_days``. At 1x
-    and ratio 1 the short's coin PnL offsets the treasury's price moves, locking its USD value (up to funding
-    and fees), and it cannot be liquidated: its liquidation price is where
-    the coins backing it would be worth nothing more than the short's loss, which a falling price never
-    reaches and a rising one reaches only if fees and funding ate the margin."""
+    treasury (its coins plus the short's unrealised coin PnL:
+    :func:`strategies.rules.collateral_short_coins`), with the mined coins moved to the futures wallet as
+    collateral; re-sized every ``rebalance_days``. At 1x and ratio 1 the short's coin PnL offsets the
+    treasury's price moves, locking its USD value (up to funding and fees), and it cannot be liquidated: its
+    liquidation price is where the coins backing it would be worth nothing more than the short's loss, which a
+    falling price never reaches and a rising one reaches only if fees and funding ate the margin."""
 
     specs = merge_specs(BASE_SPECS, add=(
         ParamSpec("hedge_ratio", float, 1.0, "fraction", "share of the coin treasury hedged", minimum=0.0,
                   maximum=1.0),
-        ParamSpec("venue", str, "binance_coinm", "", "inverse futures venue", choices=("binance_coinm", "bitmex",
+        ParamSpec("venue", str, "binance_coinm", "", "inverse futures venue", choices=("binance_coinm",
+                                                                                       "bitmex",
                                                                                       "generic")),
         ParamSpec("leverage", float, 1.0, "x", "futures leverage", minimum=1.0, maximum=125.0),
         ParamSpec("margin_mode", str, "cross", "", "futures margin mode", choices=("isolated", "cross")),
@@ -133,15 +134,16 @@ class CollateralShort(MinerStrategy):
 
 
 class DynamicHedge(StaticHedge):
-    """``dynamic_hedge``: like ``static_hedge``, but the ratio follows :func:`strategies.rules.dynamic_hedge_ratio`
-    from state known at the bar: realised volatility over ``vol_window_days`` of past closes, and the
-    profit margin of price over the fleet's cash break-even; bounded by [min_ratio, max_ratio]. Re-sized
-    every ``rebalance_days``."""
+    """``dynamic_hedge``: like ``static_hedge``, but the ratio follows
+    :func:`strategies.rules.dynamic_hedge_ratio` from state known at the bar: realised volatility over
+    ``vol_window_days`` of past closes, and the profit margin of price over the fleet's cash break-even;
+    bounded by [min_ratio, max_ratio]. Re-sized every ``rebalance_days``."""
 
     specs = merge_specs(StaticHedge.specs, add=(
         ParamSpec("min_ratio", float, 0.0, "fraction", "hedge ratio in calm, profitable times", minimum=0.0,
                   maximum=2.0),
-        ParamSpec("max_ratio", float, 1.0, "fraction", "hedge ratio under full stress", minimum=0.0, maximum=2.0),
+        ParamSpec("max_ratio", float, 1.0, "fraction", "hedge ratio under full stress", minimum=0.0,
+                  maximum=2.0),
         ParamSpec("vol_window_days", float, 30.0, "days", "realised-volatility window", minimum=2.0,
                   maximum=MAX_HISTORY_DAYS),
         ParamSpec("vol_low", float, 0.4, "fraction/yr", "annualised volatility with no stress", minimum=0.0),
@@ -175,9 +177,9 @@ class DynamicHedge(StaticHedge):
         return self.p.rebalance_days
 
     def past_closes(self, count: int) -> np.ndarray:
-        """The last ``count`` spot closes up to this bar (USD per coin, oldest first), reaching into the feed's
-        ``history_close`` (the bars before the run's first) when the run is younger; fewer when neither has
-        them."""
+        """The last ``count`` spot closes up to this bar (USD per coin, oldest first), reaching into the
+        feed's ``history_close`` (the bars before the run's first) when the run is younger; fewer when neither
+        has them."""
         size = min(count, len(self.data))
         closes = np.asarray(self.data.close.get(size=size), dtype=float)
         history = getattr(self.data.p, "history_close", ()) or ()
@@ -192,8 +194,10 @@ class DynamicHedge(StaticHedge):
         volatility = rules.realised_volatility(self.past_closes(window), 365.0 * self._bars_per_day)
         breakeven = self.breakeven_price()
         spot = self.data.close[0]
-        margin = spot / breakeven - 1.0 if breakeven and math.isfinite(breakeven) and breakeven > 0 else math.nan
-        return rules.dynamic_hedge_ratio(volatility, margin, min_ratio=self.p.min_ratio, max_ratio=self.p.max_ratio,
+        margin = (spot / breakeven - 1.0 if breakeven and math.isfinite(breakeven) and breakeven > 0
+                  else math.nan)
+        return rules.dynamic_hedge_ratio(volatility, margin, min_ratio=self.p.min_ratio,
+                                         max_ratio=self.p.max_ratio,
                                          vol_low=self.p.vol_low, vol_high=self.p.vol_high,
                                          margin_low=self.p.margin_low, margin_high=self.p.margin_high)
 
@@ -244,7 +248,8 @@ class LeveragedLong(MinerStrategy):
 
 
 class LeveragedShort(LeveragedLong):
-    """``leveraged_short``: as ``leveraged_long``, short (the stop-loss sits ``stop_loss`` above the entry)."""
+    """``leveraged_short``: as ``leveraged_long``, short (the stop-loss sits ``stop_loss`` above the
+    entry)."""
 
     direction = -1.0
 
@@ -268,7 +273,8 @@ class FinancedExpansion(MinerStrategy):
         ParamSpec("loan_type", str, "coin", "", "kind of loan", choices=("coin", "equipment")),
         ParamSpec("loan_date", date, date(2021, 12, 31), "date", "day the loan is drawn and machines bought"),
         ParamSpec("principal_usd", float, 20_000_000.0, "USD", "loan principal", minimum=0.0),
-        ParamSpec("annual_rate", float, 0.1075, "fraction/yr", "loan interest rate", minimum=0.0, maximum=1.0),
+        ParamSpec("annual_rate", float, 0.1075, "fraction/yr", "loan interest rate", minimum=0.0,
+                  maximum=1.0),
         ParamSpec("term_months", int, 36, "months", "equipment-loan term", minimum=1),
         ParamSpec("collateral_ratio", float, 1.43, "x", "coin loan: collateral value / principal at drawdown",
                   minimum=1.0),
@@ -276,7 +282,8 @@ class FinancedExpansion(MinerStrategy):
                   minimum=1.0),
         ParamSpec("liquidation_ltv", float, 0.85, "fraction", "coin loan: LTV at which collateral is sold",
                   minimum=0.0, maximum=1.0),
-        ParamSpec("call_deadline_days", float, 3.0, "days", "coin loan: time to meet a loan call", minimum=0.0),
+        ParamSpec("call_deadline_days", float, 3.0, "days", "coin loan: time to meet a loan call",
+                  minimum=0.0),
         ParamSpec("expansion_model", str, "S19XP", "", "machine bought with the loan"),
         ParamSpec("unit_price_usd", float, 6_000.0, "USD", "price per machine", minimum=1.0),
     ), drop=tuple(n for n in _NO_FUTURES if n != "on_margin_call"))
@@ -284,7 +291,8 @@ class FinancedExpansion(MinerStrategy):
 
     @classmethod
     def check_params(cls, values: Mapping[str, Any]) -> None:
-        """A coin loan's call LTV (1 / call_ratio) below its liquidation LTV, and drawn above its call level."""
+        """A coin loan's call LTV (1 / call_ratio) below its liquidation LTV, and drawn above its call
+        level."""
         super().check_params(values)
         if values["loan_type"] != "coin":
             return
@@ -293,7 +301,8 @@ class FinancedExpansion(MinerStrategy):
                               f"1/call_ratio={1.0 / values['call_ratio']:.4f}.")
         if values["collateral_ratio"] <= values["call_ratio"]:
             raise ConfigError(f"collateral_ratio={values['collateral_ratio']} must exceed call_ratio="
-                              f"{values['call_ratio']}: a loan drawn at or below its call level is called at once.")
+                              f"{values['call_ratio']}: a loan drawn at or below its call "
+                              "level is called at once.")
 
     def __init__(self) -> None:
         super().__init__()
@@ -349,8 +358,8 @@ class FinancedExpansion(MinerStrategy):
                 return
             if pledge < need:
                 principal = pledge * price / self.p.collateral_ratio
-                self.notes.append(f"{now:%Y-%m-%d}: treasury pledged {pledge:.4f} {self.asset}; principal cut "
-                                  f"to {principal:,.0f} USD.")
+                self.notes.append(f"{now:%Y-%m-%d}: treasury pledged {pledge:.4f} {self.asset}; principal "
+                                  f"cut to {principal:,.0f} USD.")
             self.broker.transfer(self.asset, pledge, "spot", "collateral")
             self.loan = CoinLoan(principal, pledge, self.p.annual_rate,
                                  margin_call_ltv=ltv_from_collateral_ratio(self.p.call_ratio),
@@ -364,16 +373,18 @@ class FinancedExpansion(MinerStrategy):
         self.broker.set_liability(self.loan.instrument, principal)
         self.units_bought = int(principal // self.p.unit_price_usd)
         cost = self.units_bought * self.p.unit_price_usd
-        self.broker.debit_usd(cost, "hardware_purchase", note=f"{self.units_bought} x {self.p.expansion_model}")
+        self.broker.debit_usd(cost, "hardware_purchase",
+                              note=f"{self.units_bought} x {self.p.expansion_model}")
         if cost > 0:
             self.add_hardware("hardware:expansion", cost, len(self.data) - 1)
             self._add_expansion_flows(len(self.data) - 1)
 
     def step_loans(self, now: datetime, price: float) -> None:
-        """Pay what the loan asks at this bar (an equipment loan's instalments, a coin loan's month of interest)
-        and book the lender's steps. A payment the treasury cannot raise on a bar during which the hedge's
-        market does not trade, that closing the hedge would have paid, waits for the first bar the market trades
-        (:meth:`carry_loan_payment`) and is paid there first, or missed there; any other is missed now."""
+        """Pay what the loan asks at this bar (an equipment loan's instalments, a coin loan's month of
+        interest) and book the lender's steps. A payment the treasury cannot raise on a bar during which the
+        hedge's market does not trade, that closing the hedge would have paid, waits for the first bar the
+        market trades (:meth:`carry_loan_payment`) and is paid there first, or missed there; any other is
+        missed now."""
         loan = self.loan
         if loan is None:
             return
@@ -381,7 +392,8 @@ class FinancedExpansion(MinerStrategy):
             self._step_equipment_loan(loan, now, price)
             return
         step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
-                         bar_end=now + self.bar_length)  # a call is known at the close: its deadline runs from there
+                         # a call is known at the close: its deadline runs from there
+                         bar_end=now + self.bar_length)
         self._book_coin_loan_step(step, price)
         if self.carried_loan_usd(loan) and (loan.closed or self.hedge_market_traded()):
             self._pay_carried_interest(loan, now, price)
@@ -395,7 +407,8 @@ class FinancedExpansion(MinerStrategy):
                 self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
                 self._book_coin_loan_step(loan.repay(now, interest, price), price)
             elif interest > 0 and not self.carry_loan_payment(
-                    loan, interest, f"interest of {interest:,.2f} USD due {now:%Y-%m-%d %H:%M} UTC", now, price):
+                    loan, interest, f"interest of {interest:,.2f} USD due {now:%Y-%m-%d %H:%M} UTC", now,
+                    price):
                 self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), interest))
         if self.p.on_margin_call == "top_up_from_treasury":
             self._meet_loan_call(now, price)
@@ -408,9 +421,9 @@ class FinancedExpansion(MinerStrategy):
         While the hedge's market has not traded again (:meth:`hedge_market_traded`), those carried wait, and
         those falling due after them wait behind them; each carried one is booked on its own when paid (its
         ``carried from`` note and ``loan_payment_carried_paid`` event)."""
-        # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the spot
-        # fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot leave a
-        # booked instalment nanodollars short)
+        # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the
+        # spot fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot
+        # leave a booked instalment nanodollars short)
         available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
         carried = self.carried_loan_payments(loan)
         waits = bool(carried) and not self.hedge_market_traded()
@@ -425,8 +438,8 @@ class FinancedExpansion(MinerStrategy):
             parts.append((step.paid_usd - sum(p.usd for p in settled), loan.instrument))
             for usd, note in parts:
                 if usd > 0 and not self.broker.debit_usd(usd, "loan_payment", note=note):
-                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid but "
-                                       f"only {self.broker.get_cash():.2f} USD could be raised")
+                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid "
+                                       f"but only {self.broker.get_cash():.2f} USD could be raised")
             for _ in settled:
                 self.settle_carried_loan_payment(loan, now, price, paid=True)
         if step.deferred_usd > 0:
@@ -482,12 +495,12 @@ class FinancedExpansion(MinerStrategy):
                                                            due=payment.due))
 
     def _meet_loan_call(self, now: datetime, price: float) -> None:
-        """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure level,
-        if the coins the treasury can spare cover all of it: the coins a day's power, hosting and purchases
-        from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that cannot cure
-        the call is not made: the lender sells only the debt's worth of collateral at a liquidation, so
-        pledging part saves no coin and only locks coins the bills need. Later bars try again with their
-        production and price."""
+        """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure
+        level, if the coins the treasury can spare cover all of it: the coins a day's power, hosting and
+        purchases from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that
+        cannot cure the call is not made: the lender sells only the debt's worth of collateral at a
+        liquidation, so pledging part saves no coin and only locks coins the bills need. Later bars try again
+        with their production and price."""
         loan = self.loan
         if loan.closed or loan.call_due is None:
             return

@@ -102,7 +102,8 @@ def dynamic_hedge_ratio(volatility: float, profit_margin: float, *, min_ratio: f
         fraction = (value - low) / (high - low) if rising else (high - value) / (high - low)
         return min(1.0, max(0.0, fraction))
 
-    level = max(stress(volatility, vol_low, vol_high, True), stress(profit_margin, margin_low, margin_high, False))
+    level = max(stress(volatility, vol_low, vol_high, True),
+                stress(profit_margin, margin_low, margin_high, False))
     return min_ratio + (max_ratio - min_ratio) * level
 
 
