@@ -88,6 +88,11 @@ class Market:
     #: ``funding_rate`` line; None without a funding series. A copy whose frame changes the funding lines
     #: must change or drop this too (``dataclasses.replace(market, frame=..., funding_rates=None)``).
     funding_rates: SettlementRates | None = None
+    #: How many of the funding settlements within the bars are the constant fallback instead of venue data,
+    #: with the data loader's text saying which and why (None: every settlement is venue data, or no funding),
+    #: and the first and last settlement time (UTC) of each run of assumed settlements.
+    funding_assumption: str | None = None
+    funding_assumed_spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
 
     def feed(self) -> MinerFeed:
         """A fresh :class:`data.feeds.MinerFeed` of this market (bars, miner lines, price history)."""
@@ -251,6 +256,8 @@ def load_market(config: dict[str, Any]) -> Market:
         assumptions_end = ""
     funding_venue = _funding_venue(config)
     funding = None
+    funding_assumption = None
+    assumed_spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
     assumptions: dict[str, Any] = {"data files": [str(ohlcv.info)], "network": str(network.info)}
     if assumptions_end:
         assumptions["range"] = assumptions_end
@@ -263,6 +270,9 @@ def load_market(config: dict[str, Any]) -> Market:
                               data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
+        if loaded.info.assumed_settlements:
+            funding_assumption = loaded.info.assumption
+            assumed_spans = true_runs(loaded.frame["assumed"])
     else:
         assumptions["funding"] = "none (dated contracts pay no funding)"
     rates = SettlementRates(funding) if funding is not None and not funding.empty else None
@@ -283,7 +293,49 @@ def load_market(config: dict[str, Any]) -> Market:
         for path in sorted(folder.glob(pattern)):
             digest.update(path.read_bytes())
     return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close,
-                  rates)
+                  rates, funding_assumption, assumed_spans)
+
+
+def true_runs(flags: pd.Series) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
+    """The first and last index label of each run of consecutive True values of boolean ``flags``."""
+    values = flags.to_numpy(dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], values, [False])).astype(np.int8)))
+    return tuple((flags.index[lo], flags.index[hi - 1])
+                 for lo, hi in zip(edges[::2], edges[1::2], strict=True))
+
+
+def funding_warning(market: Market, policy: str, values: dict[str, Any], ledger: Any = None) -> str:
+    """The warning a run of ``policy`` with parameters ``values`` on ``market`` prints when funding it pays or
+    receives is the constant fallback, not the venue's history ("" when the market has none, when the policy
+    holds no futures, or for dated contracts, which pay no funding): its funding figures and the hedge's P&L
+    rest on that assumption on those dates, which the report's assumptions alone did not make plain.
+
+    With the run's ``ledger`` (:class:`brokers.ledger.Ledger`) the warning says how much funding (USD) the
+    run booked on bars that hold an assumed settlement, and is "" when it booked none there (no position
+    was held then); without it (a sweep, before its runs) it says what such a run would rest on."""
+    if (market.funding_assumption is None or not policy_class(policy).uses_futures
+            or values.get("contract") == "dated"):
+        return ""
+    advice = ("`data list` shows which venues' funding files cover those dates (--venue chooses the venue).")
+    if ledger is None:
+        return (f"{market.funding_assumption}. A run holding a perpetual position on those dates pays and "
+                f"receives that assumption, not the venue's history; {advice}")
+    columns = ledger.to_columns(notes=False)
+    funding = np.asarray(columns["kind"], dtype=object) == "funding"
+    opens = pd.DatetimeIndex([t for t, f in zip(columns["datetime"], funding, strict=True) if f])
+    opens = opens.tz_localize("UTC") if opens.tz is None else opens.tz_convert("UTC")
+    amounts = np.asarray(columns["amount_usd"], dtype=float)[funding]
+    bar = parse_timeframe(market.timeframe)
+    held = np.zeros(len(opens), dtype=bool)
+    for first, last in market.funding_assumed_spans:  # a bar [open, open + bar) holding an assumed settlement
+        held |= np.asarray((opens <= last) & (opens + bar > first))
+    paid = abs(float(amounts[held & (amounts < 0)].sum()))
+    received = float(amounts[held & (amounts > 0)].sum())
+    if not paid and not received:
+        return ""
+    return (f"{market.funding_assumption}. On bars holding those settlements this run paid {paid:,.0f} USD "
+            f"and received {received:,.0f} USD of funding at that assumed rate, not the venue's history; "
+            f"{advice}")
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None, *,
@@ -343,7 +395,9 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
                               title=title or f"{market.asset} {market.timeframe} {policy}")
     summary = {key: result.summary.get(key) for key in result.summary}
     leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
-    return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
+    funding = funding_warning(market, policy, values, strategy.broker.ledger)
+    warnings = [text for text in (leverage, funding) if text]
+    return RunOutcome(summary, result, time.perf_counter() - started, warnings)
 
 
 def machines_assumption(values: dict[str, Any]) -> str:
@@ -440,6 +494,18 @@ def load_shared(configs: dict[str, Any] | list[dict[str, Any]]) -> Market | Mark
     """What a sweep shares with its workers: the market of one config, or the markets of a sweep's configs
     (:func:`load_markets`: one per funding venue or default start among them)."""
     return load_market(configs) if isinstance(configs, dict) else load_markets(configs)
+
+
+def sweep_funding_warnings(configs: list[dict[str, Any]], shared: Market | Markets) -> list[str]:
+    """The distinct :func:`funding_warning` texts of a sweep's ``configs`` on their ``shared`` markets, each
+    once: a sweep prints them before it runs, not once per configuration."""
+    texts: dict[str, None] = {}
+    for config in configs:
+        market = shared.for_config(config) if isinstance(shared, Markets) else shared
+        text = funding_warning(market, config.get("policy") or "static_hedge", config.get("params") or {})
+        if text:
+            texts[text] = None
+    return list(texts)
 
 
 def run_summary(config: dict[str, Any], shared: Market | Markets) -> dict[str, Any]:

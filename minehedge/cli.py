@@ -489,6 +489,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     # loaded and validated once for the whole sweep: one market per funding venue or default start swept
     shared = api.load_shared([point.config for point in points])
+    for text in api.sweep_funding_warnings([point.config for point in points], shared):
+        _note(f"warning: {text}")
     with executor:
         report = sweep.run_sweep(
             points, api.run_summary, shared, data_fingerprint=shared.fingerprint_of, out_dir=out,

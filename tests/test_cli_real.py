@@ -258,7 +258,8 @@ def test_a_venue_added_to_a_grid_runs_only_the_new_configurations(capsys, data_d
     capsys.readouterr()
     assert main([*base, "--grid", "venue=binance_usdm,bitmex,generic"]) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 of 3 configurations" in err and "warning" not in err
+    assert "skipped 2 of 3 configurations" in err
+    assert [line for line in err.splitlines() if line.startswith("warning") and "constant funding" not in line] == []
     with (tmp_path / "results.csv").open(newline="") as handle:
         assert [r["venue"] for r in csv.DictReader(handle)] == ["binance_usdm", "bitmex", "generic"]
 
@@ -559,3 +560,32 @@ def test_a_price_file_cut_within_the_years_history_before_the_start_is_an_error(
         "00:00:00+00:00 (2196 rows); the requested 2020-01-01 00:00:00+00:00 -> 2021-01-01 00:00:00+00:00 needs "
         "the missing part (the price history before the first bar). Restore the file or correct its MANIFEST.csv "
         "row.")
+
+
+def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_on_them(capsys, data_dir, tmp_path):
+    # Binance USD-M funding data start 2019-09-10: the 252 days of 2019 before it are the constant assumption
+    m = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2019-01-01", "end": "2019-12-31",
+                         "data_dir": str(data_dir)})
+    assumed, total = (pd.Timestamp("2019-09-10") - pd.Timestamp("2019-01-01")).days * 3, 365 * 3
+    outcome = api.run_policy(m, "static_hedge", {})
+    (warning,) = outcome.warnings
+    assert warning.startswith(f"constant funding 0.0001 per 8h assumed for {assumed} of {total} settlements")
+    book = outcome.result.ledger.frame()
+    early = book[(book["kind"] == "funding") & (book["datetime"] < pd.Timestamp("2019-09-10", tz="UTC"))]
+    assert len(early) == assumed - 3  # the short fills at 01-02's open and is held throughout
+    paid, received = abs(early["amount_usd"].clip(upper=0).sum()), early["amount_usd"].clip(lower=0).sum()
+    assert f"this run paid {paid:,.0f} USD and received {received:,.0f} USD of funding" in warning
+    assert received > 0 and paid == 0  # the constant is positive: a short only receives
+    # no warning where nothing was booked on those dates, or nothing could be
+    assert api.run_policy(m, "static_hedge", {"hedge_ratio": 0.0}).warnings == []
+    assert api.run_policy(m, "unhedged", {}).warnings == []
+    bitmex = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2019-01-01", "end": "2019-12-31",
+                              "venue": "bitmex", "data_dir": str(data_dir)})
+    assert api.run_policy(bitmex, "static_hedge", {"venue": "bitmex"}).warnings == []  # its own file covers 2019
+    # a sweep warns once, before its runs
+    argv = ["sweep", "--start", "2019-01-01", "--end", "2019-03-31", "--data-dir", str(data_dir), "--workers", "1",
+            "--grid", "hedge_ratio=0.5,1", "--out", str(tmp_path / "sweep")]
+    assert main(argv) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"warning: constant funding 0.0001 per 8h assumed for {90 * 3} of {90 * 3} settlements")
