@@ -13,12 +13,12 @@ prefer the native timeframe over resampling, then the longest coverage; the retu
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from data.csvfile import read_csv
 from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
 from data.memo import ParsedFiles
 from minehedge.errors import ConfigError, DataError, ManifestMismatchError, did_you_mean
@@ -172,7 +172,8 @@ _PARSED = ParsedFiles(kept=8)  # data directories remembered (a manifest is a fe
 
 
 def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
-    manifest = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
+    manifest = read_csv(path, content, kind="manifest", expected=", ".join(REQUIRED_COLUMNS), listed=False,
+                        dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")

@@ -1,0 +1,118 @@
+"""User-facing errors of the data layer: an empty or missing data file, a data folder that is not there, a
+network or funding file given to `data validate`, and a misspelt key given to `api.load_market`. Each is one
+message naming the file or key and what to do (exit 2 from the CLI), never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from data.cache import read_cached
+from data.funding import read_bitmex
+from data.manifest import read_manifest
+from data.network import read_btc_network_csv
+from data.ohlcv_csv import read_ohlcv_csv
+from minehedge.cli import main
+from minehedge.errors import DataError
+
+BTC_DAILY = "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv"
+BTC_NETWORK = "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"
+BTC_FUNDING = "funding/btc_binance_btcusdt-perp_funding_daily-mean_2019-09-10_2026-03-23.csv"
+BITMEX = "funding/btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv"
+FILES = [BTC_DAILY, BTC_NETWORK, BTC_FUNDING]
+RUN = ["run", "--start", "2021-01-01", "--end", "2021-01-31", "--json"]
+RESTORE = ("the copy was cut short or the file emptied. Restore it from its source (MANIFEST.csv's source_repo and "
+           "source_path) or copy the data folder again.")
+
+
+def _run_error(capsys, argv: list[str]) -> str:
+    """The one line `argv` prints on stderr, having exited 2 with nothing on stdout and no traceback."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err.removeprefix("run_backtest.py: error: ").rstrip("\n")
+
+
+# ------------------------------------------------------------------------------------------ empty files
+
+
+@pytest.mark.parametrize("content,holds", [(b"", "is empty (0 bytes)"),
+                                           (b"\n", "holds only blank space (1 byte)"),
+                                           (b" \r\n\n", "holds only blank space (4 bytes)")],
+                         ids=["0-bytes", "newline", "blanks"])
+@pytest.mark.parametrize("name,kind,promise", [
+    (BTC_DAILY, "OHLCV", "3064 rows, 2017-08-17 00:00:00+00:00 -> 2026-01-05 00:00:00+00:00, 175474 bytes"),
+    (BTC_NETWORK, "network", "6288 rows, 2009-01-03 00:00:00+00:00 -> 2026-03-22 00:00:00+00:00, 892650 bytes"),
+    (BTC_FUNDING, "funding", "2387 rows, 2019-09-10 00:00:00+00:00 -> 2026-03-23 00:00:00+00:00, 66082 bytes"),
+], ids=["ohlcv", "network", "funding"])
+def test_a_run_on_an_empty_data_file_names_it_and_its_manifest_row(capsys, cut_copy, name, kind, promise, content,
+                                                                  holds):
+    # Before: pandas.errors.EmptyDataError with a traceback, exit 1, "the run failed (traceback above)".
+    folder = cut_copy(FILES, {})
+    (folder / name).write_bytes(content)
+    assert _run_error(capsys, [*RUN, "--data-dir", str(folder)]) == (
+        f"{kind} file {str(folder / name)!r} {holds}: no header line and no rows, but MANIFEST.csv lists it with "
+        f"{promise}: {RESTORE}")
+    # `data validate` of the file says the same
+    if kind == "OHLCV":
+        assert _run_error(capsys, ["data", "validate", str(folder / name)]).startswith(
+            f"{kind} file {str(folder / name)!r} {holds}: no header line and no rows, but MANIFEST.csv lists it")
+
+
+@pytest.mark.parametrize("content", [b"", b"\n"], ids=["0-bytes", "newline"])
+def test_an_empty_manifest_is_named_with_the_columns_it_needs(capsys, cut_copy, content):
+    folder = cut_copy(FILES, {})
+    (folder / "MANIFEST.csv").write_bytes(content)
+    message = _run_error(capsys, [*RUN, "--data-dir", str(folder)])
+    assert message.startswith(f"manifest file {str(folder / 'MANIFEST.csv')!r} ")
+    assert message.endswith(": no header line and no rows. Give a CSV file with a header line (file, asset, kind, "
+                            "timeframe, venue, quote, rows, first, last) and data rows, or restore the file.")
+    with pytest.raises(DataError, match="no header line"):
+        read_manifest(folder)
+
+
+@pytest.mark.parametrize("reader,header", [
+    (read_ohlcv_csv, "e.g. datetime,open,high,low,close,volume"),
+    (read_btc_network_csv, "time,PriceUSD,HashRate,BlkCnt,IssTotNtv,FeeTotNtv"),
+    (read_bitmex, "datetime,fundingRate,funding_interval_hours"),
+], ids=["ohlcv", "network", "funding"])
+def test_every_reader_turns_a_file_of_ones_own_that_is_empty_into_a_data_error(tmp_path, capsys, reader, header):
+    path = tmp_path / "mine.csv"
+    path.write_bytes(b"\n")
+    kind = {read_ohlcv_csv: "OHLCV", read_btc_network_csv: "network", read_bitmex: "funding"}[reader]
+    message = (f"{kind} file {str(path)!r} holds only blank space (1 byte): no header line and no rows. Give a CSV "
+               f"file with a header line ({header}) and data rows, or restore the file.")
+    with pytest.raises(DataError) as error:
+        reader(path)
+    assert str(error.value) == message
+    if reader is read_ohlcv_csv:
+        assert _run_error(capsys, ["data", "validate", str(path)]) == message
+
+
+def test_a_cache_file_with_an_empty_body_is_a_corrupt_one_refetched(tmp_path):
+    import hashlib
+
+    (tmp_path / "key.csv").write_bytes(f"# minehedge-cache v1 sha256={hashlib.sha256(b'').hexdigest()} rows=0\n"
+                                       .encode())
+    read = read_cached("key.csv", tmp_path)
+    assert read.frame is None and "no header line after the checksum" in read.note
+    assert not (tmp_path / "key.csv").exists()
+
+
+@pytest.mark.parametrize("name,kind", [(BTC_DAILY, "OHLCV"), (BTC_NETWORK, "network"), (BTC_FUNDING, "funding")],
+                         ids=["ohlcv", "network", "funding"])
+def test_a_file_the_manifest_lists_but_that_is_gone_is_named_as_such(capsys, cut_copy, name, kind):
+    # Before: "... does not exist (listed in MANIFEST.csv?)", although the manifest lists it.
+    folder = cut_copy(FILES, {})
+    (folder / name).unlink()
+    message = _run_error(capsys, [*RUN, "--data-dir", str(folder)])
+    assert message.startswith(f"{kind} file {str(folder / name)!r} is missing: MANIFEST.csv lists it (")
+    assert message.endswith(") but there is no such file. Restore it from its source (MANIFEST.csv's source_repo "
+                            "and source_path) or copy the data folder again, or remove its row from MANIFEST.csv.")
+    assert "listed in MANIFEST.csv?" not in message
+
+
+def test_a_file_of_ones_own_that_does_not_exist_is_said_plainly(tmp_path):
+    with pytest.raises(DataError) as error:
+        read_ohlcv_csv(tmp_path / "nope.csv")
+    assert str(error.value) == f"OHLCV file {str(tmp_path / 'nope.csv')!r} does not exist."
