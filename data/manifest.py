@@ -21,7 +21,7 @@ import pandas as pd
 from data.csvfile import read_csv
 from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
 from data.memo import ParsedFiles
-from minehedge.errors import ConfigError, DataError, ManifestMismatchError, did_you_mean
+from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError, did_you_mean
 
 REQUIRED_COLUMNS = ("file", "asset", "kind", "timeframe", "venue", "quote", "rows", "first", "last")
 ASSETS = ("BTC", "ETH")
@@ -249,7 +249,7 @@ def choose_file(
             covering.append(((native, covered_end - row.first), row, resampled_from))
     if not covering:
         wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
-        raise DataError(
+        raise DataCoverageError(
             f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
             f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "
             f"{_coverage_text(pd.DataFrame([r._asdict() for r, _ in candidates]))}."

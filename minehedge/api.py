@@ -41,7 +41,7 @@ from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_
 from data.frames import parse_timeframe
 from data.funding import SettlementRates
 from minehedge.config import ParamSpec, validate_params
-from minehedge.errors import ConfigError, DataError, ManifestMismatchError
+from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
 from strategies.base import DEFAULT_FLEET, fleet_for
@@ -217,8 +217,8 @@ def load_market(config: dict[str, Any]) -> Market:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                            venue=config.get("data_venue"))
         if ohlcv.frame.empty:
-            raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
-    except DataError as exc:
+            raise DataCoverageError(f"no {asset} {timeframe} bars between {start} and {end}.")
+    except DataCoverageError as exc:  # the fleet's start is outside the data (not: no data, or unusable data)
         if default_start is None:
             raise
         raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start within "

@@ -4,6 +4,7 @@ message naming the file or key and what to do (exit 2 from the CLI), never a tra
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from data.cache import read_cached
@@ -116,3 +117,41 @@ def test_a_file_of_ones_own_that_does_not_exist_is_said_plainly(tmp_path):
     with pytest.raises(DataError) as error:
         read_ohlcv_csv(tmp_path / "nope.csv")
     assert str(error.value) == f"OHLCV file {str(tmp_path / 'nope.csv')!r} does not exist."
+
+
+# ------------------------------------------------------------------------------------------ no data at all
+
+REMEDY = ("Point --data-dir or MINEHEDGE_DATA_DIR at a data folder holding MANIFEST.csv (such as ../shared/data), or "
+          "set neither to download the data into the cache (needs network access).")
+
+
+@pytest.mark.parametrize("argv", [[], ["--start", "2022-01-01"]], ids=["no-start", "start"])
+def test_a_data_folder_that_is_not_there_is_reported_alone_not_as_a_start_outside_the_data(capsys, tmp_path, argv):
+    # Before, without --start: "no start was given, so the run starts on the fleet's first deployment, ..., where
+    # the data have no bars: data_dir=... holds no MANIFEST.csv; ... Give a start within the data (--start ...)".
+    missing = tmp_path / "nonexistent"
+    assert _run_error(capsys, ["run", *argv, "--data-dir", str(missing)]) == (
+        f"data_dir={str(missing)!r}: no such folder. {REMEDY}")
+    assert _run_error(capsys, ["run", *argv, "--data-dir", str(tmp_path)]) == (
+        f"data_dir={str(tmp_path)!r}: the folder holds no MANIFEST.csv. {REMEDY}")
+
+
+def test_offline_with_no_data_folder_and_no_cache_is_reported_alone(capsys, monkeypatch, tmp_path):
+    import yfinance
+
+    monkeypatch.delenv("MINEHEDGE_DATA_DIR", raising=False)
+    monkeypatch.setenv("MINEHEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(yfinance, "download", lambda *a, **k: pd.DataFrame())  # what yfinance returns offline
+    assert _run_error(capsys, ["run"]) == (
+        "yfinance returned no data for BTC-USD (offline, rate-limited or unknown symbol); set MINEHEDGE_DATA_DIR (or "
+        "pass --data-dir / data_dir=) to a folder with a MANIFEST.csv, or get network access so it can be "
+        "downloaded.")
+
+
+def test_an_empty_file_without_a_start_is_not_advice_about_the_start(capsys, cut_copy):
+    # the file's MANIFEST row covers the fleet's first day (2017-01-01): only the emptied file is wrong
+    whole = "btc/btc_usd_daily_bitstamp-coinbase_2011-08-18_2025-09-23.csv"
+    folder = cut_copy([whole, BTC_NETWORK, BTC_FUNDING], {})
+    (folder / whole).write_bytes(b"")
+    message = _run_error(capsys, ["run", "--data-dir", str(folder)])
+    assert message.startswith(f"OHLCV file {str(folder / whole)!r} is empty (0 bytes)") and "--start" not in message
