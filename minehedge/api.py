@@ -40,7 +40,7 @@ from data.api import load_funding, load_history, load_network, load_ohlcv, resol
 from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_seen
 from data.frames import parse_timeframe
 from data.funding import SettlementRates
-from minehedge.config import ParamSpec, validate_params
+from minehedge.config import ParamSpec, unknown_key_error, validate_params
 from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
@@ -197,9 +197,27 @@ def load_markets(configs: list[dict[str, Any]]) -> Markets:
     return Markets(by_key)
 
 
+#: The keys of a config (module docstring); ``data_venue`` names the OHLCV file's venue in the data folder.
+CONFIG_KEYS = ("asset", "timeframe", "start", "end", "venue", "seed", "data_dir", "data_venue", "policy", "params")
+
+
+def check_config_keys(config: dict[str, Any], source: str = "config") -> None:
+    """ConfigError for a key of ``config`` that is not one of :data:`CONFIG_KEYS` (a misspelt ``strat`` would
+    otherwise load all the data), naming it, the known keys and the closest; a policy parameter given at the
+    top level is told to go into ``params``."""
+    for key in config:
+        if key not in CONFIG_KEYS:
+            owners = [name for name, specs in policy_specs().items() if any(s.name == key for s in specs)]
+            hint = (f" {key!r} is a parameter of {', '.join(owners)}: give it in 'params' (or to run_policy)."
+                    if owners else "")
+            raise unknown_key_error(source, key, CONFIG_KEYS, hint)
+
+
 def load_market(config: dict[str, Any]) -> Market:
     """Load, validate and align OHLCV, network data and funding for ``config`` (asset, timeframe, range,
-    data_dir, venue). A range outside the data raises DataError naming the covered range."""
+    data_dir, venue). A range outside the data raises DataError naming the covered range; a key that is not
+    one of :data:`CONFIG_KEYS` raises ConfigError (:func:`check_config_keys`)."""
+    check_config_keys(config, "load_market")
     asset = str(config.get("asset") or "BTC").upper()
     timeframe = str(config.get("timeframe") or "1d")
     data_dir = config.get("data_dir")

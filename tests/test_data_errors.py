@@ -155,3 +155,27 @@ def test_an_empty_file_without_a_start_is_not_advice_about_the_start(capsys, cut
     (folder / whole).write_bytes(b"")
     message = _run_error(capsys, ["run", "--data-dir", str(folder)])
     assert message.startswith(f"OHLCV file {str(folder / whole)!r} is empty (0 bytes)") and "--start" not in message
+
+
+# ------------------------------------------------------------------------------------------ api.load_market keys
+
+KNOWN = "asset, timeframe, start, end, venue, seed, data_dir, data_venue, policy, params"
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"strat": "2022-01-01"}, f"load_market: unknown key 'strat'; known keys: {KNOWN}. Did you mean 'start'?"),
+    ({"leverage": 3}, f"load_market: unknown key 'leverage'; known keys: {KNOWN}. 'leverage' is a parameter of "
+                      "static_hedge, collateral_short, dynamic_hedge, leveraged_long, leveraged_short: give it in "
+                      "'params' (or to run_policy)."),
+    ({"data-dir": "x"}, f"load_market: unknown key 'data-dir'; known keys: {KNOWN}. Did you mean 'data_dir'?"),
+], ids=["strat", "leverage", "data-dir"])
+def test_load_market_refuses_a_key_it_does_not_know(tmp_path, extra, message):
+    # Before: a misspelt start loaded all the data (2011-2025), a policy parameter was dropped without a word.
+    from minehedge import api
+    from minehedge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        api.load_market({"asset": "BTC", "timeframe": "1d", "data_dir": str(tmp_path), **extra})
+    assert str(error.value) == message
+    with pytest.raises(ConfigError, match="unknown key"):
+        api.run_backtest({"asset": "BTC", "data_dir": str(tmp_path), **extra})
