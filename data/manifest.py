@@ -76,6 +76,14 @@ class FileChoice:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
         asked_from, asked_to = (start, end) if requested is None else requested
+        if asked_from is None and asked_to is None:  # the whole file (data validate): no request to name
+            lacks = ("every row" if first is None else " and ".join(
+                part for part, short in ((f"the rows before {first}", first > self.first),
+                                         (f"the rows after {last}", last < self.last)) if short))
+            raise ManifestMismatchError(
+                f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the "
+                f"file holds {holds}: it lacks {lacks} (a copy cut short?). Restore the file or correct its "
+                "MANIFEST.csv row.")
         raise ManifestMismatchError(
             f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the file "
             f"holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "

@@ -4,6 +4,8 @@ message naming the file or key and what to do (exit 2 from the CLI), never a tra
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -54,10 +56,9 @@ def test_a_run_on_an_empty_data_file_names_it_and_its_manifest_row(capsys, cut_c
     assert _run_error(capsys, [*RUN, "--data-dir", str(folder)]) == (
         f"{kind} file {str(folder / name)!r} {holds}: no header line and no rows, but MANIFEST.csv lists it with "
         f"{promise}: {RESTORE}")
-    # `data validate` of the file says the same
-    if kind == "OHLCV":
-        assert _run_error(capsys, ["data", "validate", str(folder / name)]).startswith(
-            f"{kind} file {str(folder / name)!r} {holds}: no header line and no rows, but MANIFEST.csv lists it")
+    # `data validate` of the file says the same (a network or funding file too)
+    assert _run_error(capsys, ["data", "validate", str(folder / name)]).startswith(
+        f"{kind} file {str(folder / name)!r} {holds}: no header line and no rows, but MANIFEST.csv lists it")
 
 
 @pytest.mark.parametrize("content", [b"", b"\n"], ids=["0-bytes", "newline"])
@@ -179,3 +180,103 @@ def test_load_market_refuses_a_key_it_does_not_know(tmp_path, extra, message):
     assert str(error.value) == message
     with pytest.raises(ConfigError, match="unknown key"):
         api.run_backtest({"asset": "BTC", "data_dir": str(tmp_path), **extra})
+
+
+# ------------------------------------------------------------------------------------------ data validate FILE
+
+
+def _findings(capsys, argv: list[str], code: int) -> list[dict[str, str]]:
+    assert main(["data", "validate", "--json", *argv]) == code
+    out, err = capsys.readouterr()
+    assert err == ""
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("name,summary", [
+    (BTC_NETWORK, "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv [network coinmetrics, 1d]: 6288 rows, "
+                  "2009-01-03 00:00:00+00:00 -> 2026-03-22 00:00:00+00:00"),
+    ("network/eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv",
+     "eth_network_daily_etherscan-glassnode_2015-07-30_2023-01-08.csv [network etherscan+glassnode, 1d]: 2720 rows, "
+     "2015-07-30 00:00:00+00:00 -> 2023-01-08 00:00:00+00:00"),
+    (BITMEX, "btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv [funding bitmex, 8h]: 4866 rows (4866 "
+             "settlements), 2016-05-14 12:00:00+00:00 -> 2020-11-05 04:00:00+00:00"),
+    ("funding/btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv",
+     "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv [funding deribit, 1h]: 16008 rows (2002 "
+     "settlements), 2019-04-30 10:00:00+00:00 -> 2021-02-25 11:00:00+00:00"),
+], ids=["btc-network", "eth-glassnode", "bitmex", "deribit"])
+def test_data_validate_checks_a_shared_network_or_funding_file_as_its_reader_does(capsys, data_dir, name, summary):
+    # Before: "missing columns ['open', 'high', 'low', 'close', 'volume']; expected open, high, low, close, volume"
+    # (exit 2), whatever the file's kind in MANIFEST.csv.
+    assert _findings(capsys, [str(data_dir / name)], 0) == [{"level": "info", "what": "summary", "detail": summary}]
+
+
+def test_data_validate_reports_a_network_or_funding_files_row_problems_as_findings(capsys, data_dir, tmp_path):
+    network = (data_dir / BTC_NETWORK).read_text().splitlines(keepends=True)
+    mine = tmp_path / "net.csv"  # a file of one's own: its kind comes from its header
+    days = [line for line in network[1:] if line.startswith("2021-01-")]
+    mine.write_text("".join([network[0], *days[:5], days[4], *days[8:]]))  # 2021-01-05 twice, 6 to 8 missing
+    assert _findings(capsys, [str(mine)], 1) == [
+        {"level": "error", "what": "consistency",
+         "detail": "net.csv: duplicate timestamps, 1 row(s): 2021-01-05 00:00:00+00:00"},
+        {"level": "warning", "what": "gap", "detail": "2021-01-05 00:00:00+00:00 -> 2021-01-09 00:00:00+00:00 (3 days)"},
+        {"level": "info", "what": "summary",
+         "detail": "net.csv [network coinmetrics]: 29 rows, 2021-01-01 00:00:00+00:00 -> 2021-01-31 00:00:00+00:00"}]
+    funding = tmp_path / "fund.csv"
+    funding.write_text("datetime,fundingRate,funding_interval_hours\n2020-01-01 04:00:00,0.0001,8\n"
+                       "2020-01-01 20:00:00,0.0001,8\n2020-01-01 12:00:00,0.0001,8\n")
+    assert _findings(capsys, [str(funding)], 1)[0] == {
+        "level": "error", "what": "consistency", "detail": "fund.csv: timestamps not increasing, 1 row(s): "
+                                                           "2020-01-01 12:00:00+00:00 after 2020-01-01 20:00:00+00:00"}
+    # the reader's own checks stop validation with its message, as for an OHLCV file (exit 2)
+    funding.write_text("datetime,fundingRate,funding_interval_hours\n2020-01-01 04:00:00,x,8\n")
+    assert _run_error(capsys, ["data", "validate", str(funding)]) == (
+        "fund.csv: column 'fundingRate' row 1 (line 2, 2020-01-01 04:00:00): 'x' is not a number.")
+
+
+def test_data_validate_names_the_kinds_it_checks_for_a_file_of_none(capsys, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("when,price\n2020-01-01,1\n")
+    message = _run_error(capsys, ["data", "validate", str(other)])
+    assert message.startswith("other.csv: its header (when, price) is not that of a file `data validate` checks: "
+                              "ohlcv (datetime or date, open, high, low, close, volume), network (time or date, "
+                              "PriceUSD, HashRate, BlkCnt, IssTotNtv, FeeTotNtv; or etherscan_difficulty_TH, ")
+    assert "missing columns" not in message
+
+
+def test_data_validate_reports_every_row_problem_when_the_bar_spacing_is_no_timeframe(capsys, tmp_path):
+    # Before: only "median bar spacing 3 days 00:00:00 is not one of 1h, 4h, 1d." (exit 2).
+    path = tmp_path / "multi.csv"
+    path.write_text("datetime,open,high,low,close,volume\n2020-01-01,100,110,90,105,5\n2020-01-01,100,110,90,105,5\n"
+                    "2020-01-04,-100,110,90,105,5\n2020-01-07,100,90,80,85,5\n")
+    assert [(f["what"], f["detail"]) for f in _findings(capsys, [str(path)], 1)] == [
+        ("bar spacing", "multi.csv: median bar spacing 3 days 00:00:00 is not one of 1h, 4h, 1d, so the UTC grid, "
+                        "gaps and bad ticks were not checked."),
+        ("consistency", "multi.csv: duplicate timestamps, 1 row(s): 2020-01-01 00:00:00+00:00"),
+        ("consistency", "multi.csv: non-positive open, 1 row(s): 2020-01-04 00:00:00+00:00 open=-100"),
+        ("consistency", "multi.csv: high < max(open, close), 1 row(s): 2020-01-07 00:00:00+00:00 open=100 high=90 "
+                        "close=85"),
+        ("consistency", "multi.csv: low > min(open, close), 1 row(s): 2020-01-04 00:00:00+00:00 open=-100 low=90 "
+                        "close=105"),
+        ("summary", "multi.csv [spacing 3 days 00:00:00]: 4 bars, 2020-01-01 00:00:00+00:00 -> 2020-01-07 "
+                    "00:00:00+00:00")]
+
+
+@pytest.mark.parametrize("name,cut,message", [
+    (BTC_NETWORK, (None, "2021-12-29"),
+     "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 2009-01-03 00:00:00+00:00 -> "
+     "2026-03-22 00:00:00+00:00 (6288 rows), the file holds 2009-01-03 00:00:00+00:00 -> 2021-12-29 00:00:00+00:00 "
+     "(4744 rows): it lacks the rows after 2021-12-29 00:00:00+00:00 (a copy cut short?). Restore the file or correct "
+     "its MANIFEST.csv row."),
+    (BTC_DAILY, ("2018", "2020"),
+     "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> 2026-01-05 "
+     "00:00:00+00:00 (3064 rows), the file holds 2018-01-01 00:00:00+00:00 -> 2020-12-31 00:00:00+00:00 (1096 rows): "
+     "it lacks the rows before 2018-01-01 00:00:00+00:00 and the rows after 2020-12-31 00:00:00+00:00 (a copy cut "
+     "short?). Restore the file or correct its MANIFEST.csv row."),
+], ids=["network", "ohlcv"])
+def test_data_validate_of_a_file_shorter_than_its_manifest_row_says_what_it_lacks(capsys, cut_copy, name, cut,
+                                                                                  message):
+    # Before: "... the requested start -> end needs the missing part", a run's wording (and, for a network file,
+    # the missing-columns error above).
+    folder = cut_copy(FILES, {name: cut})
+    findings = _findings(capsys, [str(folder / name)], 1)
+    assert findings[0] == {"level": "error", "what": "MANIFEST.csv", "detail": message}
