@@ -5,6 +5,7 @@ message naming the file or key and what to do (exit 2 from the CLI), never a tra
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -261,22 +262,21 @@ def test_data_validate_reports_every_row_problem_when_the_bar_spacing_is_no_time
                     "00:00:00+00:00")]
 
 
-@pytest.mark.parametrize("name,cut,message", [
-    (BTC_NETWORK, (None, "2021-12-29"),
-     "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 2009-01-03 00:00:00+00:00 -> "
-     "2026-03-22 00:00:00+00:00 (6288 rows), the file holds 2009-01-03 00:00:00+00:00 -> 2021-12-29 00:00:00+00:00 "
-     "(4744 rows): it lacks the rows after 2021-12-29 00:00:00+00:00 (a copy cut short?). Restore the file or correct "
-     "its MANIFEST.csv row."),
-    (BTC_DAILY, ("2018", "2020"),
-     "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv: MANIFEST.csv says 2017-08-17 00:00:00+00:00 -> 2026-01-05 "
-     "00:00:00+00:00 (3064 rows), the file holds 2018-01-01 00:00:00+00:00 -> 2020-12-31 00:00:00+00:00 (1096 rows): "
-     "it lacks the rows before 2018-01-01 00:00:00+00:00 and the rows after 2020-12-31 00:00:00+00:00 (a copy cut "
-     "short?). Restore the file or correct its MANIFEST.csv row."),
+@pytest.mark.parametrize("name,cut,says,holds,lacks", [
+    (BTC_NETWORK, (None, "2021-12-29"), "2009-01-03 -> 2026-03-22 (6288 rows)", "2009-01-03 -> 2021-12-29 (4744 rows)",
+     "the rows after 2021-12-29"),
+    (BTC_DAILY, ("2018", "2020"), "2017-08-17 -> 2026-01-05 (3064 rows)", "2018-01-01 -> 2020-12-31 (1096 rows)",
+     "the rows before 2018-01-01 and the rows after 2020-12-31"),
 ], ids=["network", "ohlcv"])
-def test_data_validate_of_a_file_shorter_than_its_manifest_row_says_what_it_lacks(capsys, cut_copy, name, cut,
-                                                                                  message):
+def test_data_validate_of_a_file_shorter_than_its_manifest_row_says_what_it_lacks(capsys, cut_copy, name, cut, says,
+                                                                                  holds, lacks):
     # Before: "... the requested start -> end needs the missing part", a run's wording (and, for a network file,
     # the missing-columns error above).
+    def stamps(text: str) -> str:
+        return re.sub(r"(\d{4}-\d\d-\d\d)", r"\1 00:00:00+00:00", text)
+
+    message = (f"{name.split('/')[1]}: MANIFEST.csv says {stamps(says)}, the file holds {stamps(holds)}: it lacks "
+               f"{stamps(lacks)} (a copy cut short?). Restore the file or correct its MANIFEST.csv row.")
     folder = cut_copy(FILES, {name: cut})
     findings = _findings(capsys, [str(folder / name)], 1)
     assert findings[0] == {"level": "error", "what": "MANIFEST.csv", "detail": message}
