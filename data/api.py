@@ -32,7 +32,7 @@ from data.network import (
 )
 from data.ohlcv_csv import read_ohlcv_csv
 from data.validate import BAD_TICK_POLICIES, BadTickRule, ValidationReport, grid_errors, validate_ohlcv
-from minehedge.errors import ConfigError, DataError, check_choice
+from minehedge.errors import ConfigError, DataCoverageError, DataError, check_choice
 
 DATA_DIR_ENV = "MINEHEDGE_DATA_DIR"
 ASSETS = ("BTC", "ETH")
@@ -81,8 +81,11 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
         if value:
             path = Path(value).expanduser()
             if not (path / "MANIFEST.csv").is_file():
-                raise DataError(f"{origin}={str(value)!r} holds no MANIFEST.csv; point it at a data folder "
-                                "such as ../shared/data.")
+                what = ("no such folder" if not path.exists() else "not a folder" if not path.is_dir() else
+                        "the folder holds no MANIFEST.csv")
+                raise DataError(f"{origin}={str(value)!r}: {what}. Point --data-dir or {DATA_DIR_ENV} at a "
+                                "data folder holding MANIFEST.csv (such as ../shared/data), or set neither "
+                                "to download the data into the cache (needs network access).")
             return path.resolve()
     return None
 
@@ -153,7 +156,7 @@ def load_ohlcv(
         frame = _slice(padded, start_ts, end_ts)
         name = f"yfinance {yahoo.SYMBOLS[asset]}"
         if frame.empty:
-            raise DataError(f"{name} has no {timeframe} bars in {start_ts} -> {end_ts}.")
+            raise DataCoverageError(f"{name} has no {timeframe} bars in {start_ts} -> {end_ts}.")
         frame, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks=bad_ticks, context=padded)
         return LoadResult(frame, LoadInfo(asset, "ohlcv", "yfinance", timeframe, None, "yahoo",
                                           "1h" if timeframe == "4h" else None,
@@ -167,7 +170,7 @@ def load_ohlcv(
     choice.check_file(whole.index, start_ts, end_ts)
     native = _slice(whole, start_ts, end_ts)
     if native.empty:
-        raise DataError(f"{choice.path.name} has no bars in {start_ts} -> {end_ts} "
+        raise DataCoverageError(f"{choice.path.name} has no bars in {start_ts} -> {end_ts} "
                         f"(covers {choice.first} -> {choice.last}).")
     frame, report = validate_ohlcv(native, choice.timeframe, source=choice.path.name, bad_ticks=bad_ticks,
                                    context=whole)

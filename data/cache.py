@@ -12,7 +12,6 @@ caller re-fetches; it is never used.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import re
@@ -23,7 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from data.csvfile import read_csv
 from data.frames import to_utc_index
+from minehedge.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ def read_cached(key: str, directory: str | Path | None = None) -> CacheRead:
         problem = "header missing or unreadable"
     elif hashlib.sha256(body).hexdigest() != match.group(1):
         problem = "checksum mismatch (truncated or modified)"
+    frame = None
     if problem is None:
-        frame = pd.read_csv(io.BytesIO(body), index_col=0)
+        try:
+            frame = read_csv(path, body, kind="cache", listed=False, index_col=0)
+        except DataError:
+            problem = "no header line after the checksum"
+    if frame is not None:
         frame.index = pd.to_datetime(frame.index, utc=True, format="ISO8601")
         if len(frame) != int(match.group(2)):
             problem = f"row count {len(frame)} != header {match.group(2)}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.csvfile import read_csv
 from minehedge.errors import ConfigError, DataError, check_choice, did_you_mean
 
 #: OHLCV bar sizes the data layer serves (any loader, any source).
@@ -143,9 +144,7 @@ def read_time_csv(path: Path, kind: str, time_columns: tuple[str, ...], required
     the first of ``time_columns`` it has. DataError naming the file and the missing columns, or the column,
     row and value of a malformed cell (:func:`parse_times`, :func:`to_float_columns`); ``kind`` ('network',
     'funding') names the file in a not-found message."""
-    if not path.is_file():
-        raise DataError(f"{kind} file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
-    frame = pd.read_csv(path)
+    frame = read_csv(path, kind=kind, expected=f"{time_columns[0]},{','.join(required)}")
     time_column = next((c for c in time_columns if c in frame.columns), None)
     missing = [c for c in required if c not in frame.columns]
     if time_column is None or missing:

@@ -230,8 +230,26 @@ def _format(path: Path, asset: str, venue: str) -> _Format:
 
 def read_funding_file(path: Path, asset: str, venue: str, deribit: str = "8h") -> pd.DataFrame:
     """The settlements of a manifest funding row's file (module docstring, per venue)."""
+    return read_funding_rows(path, asset, venue, deribit)[1]
+
+
+def read_funding_rows(path: Path, asset: str, venue: str, deribit: str = "8h") -> tuple[pd.DataFrame,
+                                                                                        pd.DataFrame]:
+    """A manifest funding row's file as written (its columns on its own times: the rows its MANIFEST.csv row
+    counts) and its settlements."""
     found = _format(Path(path), asset, venue)
-    return found.settle(_read(Path(path), found.columns), deribit)
+    raw = _read(Path(path), found.columns)
+    return raw, found.settle(raw, deribit)
+
+
+def format_of_columns(columns) -> tuple[str, str] | None:
+    """The (asset, venue) of the funding file format whose columns ``columns`` (a header) holds, None if
+    none."""
+    return next((key for key, found in _FORMATS.items() if set(found.columns) <= set(columns)), None)
+
+
+#: The columns of each funding file format, for messages.
+FORMAT_COLUMNS = {venue: found.columns for (_, venue), found in _FORMATS.items()}
 
 
 def load_funding_dir(

@@ -13,15 +13,15 @@ prefer the native timeframe over resampling, then the longest coverage; the retu
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from data.csvfile import read_csv
 from data.frames import TIMEFRAMES, parse_timeframe, timeframe_name
 from data.memo import ParsedFiles
-from minehedge.errors import ConfigError, DataError, ManifestMismatchError, did_you_mean
+from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError, did_you_mean
 
 REQUIRED_COLUMNS = ("file", "asset", "kind", "timeframe", "venue", "quote", "rows", "first", "last")
 ASSETS = ("BTC", "ETH")
@@ -77,6 +77,14 @@ class FileChoice:
             return
         holds = f"{first} -> {last} ({len(index)} rows)" if first is not None else "no rows"
         asked_from, asked_to = (start, end) if requested is None else requested
+        if asked_from is None and asked_to is None:  # the whole file (data validate): no request to name
+            lacks = ("every row" if first is None else " and ".join(
+                part for part, short in ((f"the rows before {first}", first > self.first),
+                                         (f"the rows after {last}", last < self.last)) if short))
+            raise ManifestMismatchError(
+                f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), "
+                f"the file holds {holds}: it lacks {lacks} (a copy cut short?). Restore the file or correct "
+                "its MANIFEST.csv row.")
         raise ManifestMismatchError(
             f"{self.path.name}: MANIFEST.csv says {self.first} -> {self.last} ({self.rows or '?'} rows), the "
             f"file holds {holds}; the requested {asked_from if asked_from is not None else 'start'} -> "
@@ -177,7 +185,8 @@ _PARSED = ParsedFiles(kept=8)  # data directories remembered (a manifest is a fe
 
 
 def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
-    manifest = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
+    manifest = read_csv(path, content, kind="manifest", expected=", ".join(REQUIRED_COLUMNS), listed=False,
+                        dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")
@@ -254,7 +263,7 @@ def choose_file(
             covering.append(((native, covered_end - row.first), row, resampled_from))
     if not covering:
         wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
-        raise DataError(
+        raise DataCoverageError(
             f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
             f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "
             f"{_coverage_text(pd.DataFrame([r._asdict() for r, _ in candidates]))}."

@@ -129,6 +129,18 @@ ETHERSCAN_GLASSNODE_COLUMNS = ("etherscan_difficulty_TH", "etherscan_price_usd",
                                "glassnode_total_fees_eth", "glassnode_total_supply_eth")
 
 
+#: The columns a network file's reader needs and those it keeps if present, by the file's MANIFEST.csv venue.
+FILE_COLUMNS = {"coinmetrics": (CSV_REQUIRED, _CSV_OPTIONAL),
+                "etherscan+glassnode": (ETHERSCAN_GLASSNODE_COLUMNS, ())}
+
+
+def read_network_file(path: str | Path, venue: str) -> pd.DataFrame:
+    """One network file's columns on its own days, read and checked as the readers read it (the columns of
+    ``venue``, :data:`FILE_COLUMNS`; numbers, ISO 8601 times), before any mapping or splicing."""
+    required, optional = FILE_COLUMNS[venue]
+    return read_time_csv(Path(path), "network", _TIME, required, optional)
+
+
 def read_btc_network_csv(path: str | Path) -> pd.DataFrame:
     """The shared BTC Coin Metrics file as a network frame (source ``coinmetrics:<file name>``)."""
     path = Path(path)

@@ -10,16 +10,17 @@ offset), is a DataError naming the file, column, row and value (:func:`data.fram
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
 
+from data.csvfile import file_bytes, read_csv
 from data.frames import OHLCV_COLUMNS, parse_times, to_float_columns, to_utc_index
 from data.memo import ParsedFiles
 from minehedge.errors import DataError
 
 _TIME_COLUMNS = ("datetime", "date", "time")
+_HEADER = "e.g. datetime,open,high,low,close,volume"
 _PARSED = ParsedFiles(kept=4)  # files remembered (an hourly file parses to about 2 MB)
 
 
@@ -27,19 +28,17 @@ def read_ohlcv_csv(path: str | Path) -> pd.DataFrame:
     """Return the file's OHLCV as float64 columns on a UTC DatetimeIndex named ``datetime`` (a fresh copy;
     the parsing is remembered per path and content, :mod:`data.memo`)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"OHLCV file {str(path)!r} does not exist (listed in MANIFEST.csv?).")
-    return _PARSED.get(str(path.resolve()), path.read_bytes(), lambda content: _parse(path, content))
+    return _PARSED.get(str(path.resolve()), file_bytes(path, "OHLCV"), lambda content: _parse(path, content))
 
 
 def _parse(path: Path, content: bytes) -> pd.DataFrame:
-    header = pd.read_csv(io.BytesIO(content), nrows=0).columns
+    header = read_csv(path, content, kind="OHLCV", expected=_HEADER, nrows=0).columns
     time_column = next((c for c in _TIME_COLUMNS if c in header), None)
     if time_column is None:
         raise DataError(f"{path.name}: no time column; expected one of {', '.join(_TIME_COLUMNS)}.")
     renames = {"volume_contracts": "volume"} if "volume_contracts" in header else {}
     wanted = [c for c in (*OHLCV_COLUMNS, "volume_quote", "volume_contracts") if c in header]
-    frame = pd.read_csv(io.BytesIO(content), usecols=[time_column, *wanted], na_values=["-"])
+    frame = read_csv(path, content, kind="OHLCV", usecols=[time_column, *wanted], na_values=["-"])
     frame = frame.rename(columns=renames)
     missing = [c for c in OHLCV_COLUMNS if c not in frame.columns]
     if missing:

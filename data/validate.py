@@ -160,10 +160,16 @@ def _rows(index: pd.DatetimeIndex, mask: np.ndarray, describe) -> str:
     return f"{len(where)} row(s): {shown}{more}"
 
 
-def _consistency_errors(frame: pd.DataFrame) -> list[str]:
-    """Index order, NaN / non-positive prices, OHLC consistency, negative volume (each names its rows)."""
+def row_errors(frame: pd.DataFrame, source: str) -> list[str]:
+    """The errors of an OHLCV frame that need no timeframe (index order, prices, OHLC consistency, volume),
+    each starting with ``source``: what ``data validate`` still checks in a file whose bar spacing is no
+    timeframe."""
+    return [f"{source}: {e}" for e in _consistency_errors(frame)]
+
+
+def order_errors(index: pd.DatetimeIndex) -> list[str]:
+    """Duplicate and decreasing times of ``index`` (each names its rows); for any time series file."""
     errors: list[str] = []
-    index = frame.index
     stamps = index.as_unit("ns").asi8
     if len(index) > 1:
         steps = np.diff(stamps)
@@ -173,6 +179,13 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
         if (steps < 0).any():
             errors.append("timestamps not increasing, "
                           + _rows(index[1:], steps < 0, lambda i: f"{index[i + 1]} after {index[i]}"))
+    return errors
+
+
+def _consistency_errors(frame: pd.DataFrame) -> list[str]:
+    """Index order, NaN / non-positive prices, OHLC consistency, negative volume (each names its rows)."""
+    index = frame.index
+    errors = order_errors(index)
     prices = frame[list(PRICE_COLUMNS)].to_numpy(dtype="float64")
     for j, name in enumerate(PRICE_COLUMNS):
         column = prices[:, j]

@@ -40,8 +40,8 @@ from data.api import load_funding, load_history, load_network, load_ohlcv, resol
 from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_seen
 from data.frames import parse_timeframe
 from data.funding import SettlementRates
-from minehedge.config import ParamSpec, validate_params
-from minehedge.errors import ConfigError, DataError, ManifestMismatchError
+from minehedge.config import ParamSpec, unknown_key_error, validate_params
+from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
 from strategies.base import DEFAULT_FLEET, fleet_for
@@ -204,9 +204,28 @@ def load_markets(configs: list[dict[str, Any]]) -> Markets:
     return Markets(by_key)
 
 
+#: The keys of a config (module docstring); ``data_venue`` names the OHLCV file's venue in the data folder.
+CONFIG_KEYS = ("asset", "timeframe", "start", "end", "venue", "seed", "data_dir", "data_venue", "policy",
+               "params")
+
+
+def check_config_keys(config: dict[str, Any], source: str = "config") -> None:
+    """ConfigError for a key of ``config`` that is not one of :data:`CONFIG_KEYS` (a misspelt ``strat`` would
+    otherwise load all the data), naming it, the known keys and the closest; a policy parameter given at the
+    top level is told to go into ``params``."""
+    for key in config:
+        if key not in CONFIG_KEYS:
+            owners = [name for name, specs in policy_specs().items() if any(s.name == key for s in specs)]
+            hint = (f" {key!r} is a parameter of {', '.join(owners)}: give it in 'params' (or to run_policy)."
+                    if owners else "")
+            raise unknown_key_error(source, key, CONFIG_KEYS, hint)
+
+
 def load_market(config: dict[str, Any]) -> Market:
     """Load, validate and align OHLCV, network data and funding for ``config`` (asset, timeframe, range,
-    data_dir, venue). A range outside the data raises DataError naming the covered range."""
+    data_dir, venue). A range outside the data raises DataError naming the covered range; a key that is not
+    one of :data:`CONFIG_KEYS` raises ConfigError (:func:`check_config_keys`)."""
+    check_config_keys(config, "load_market")
     asset = str(config.get("asset") or "BTC").upper()
     timeframe = str(config.get("timeframe") or "1d")
     data_dir = config.get("data_dir")
@@ -224,8 +243,8 @@ def load_market(config: dict[str, Any]) -> Market:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                            venue=config.get("data_venue"))
         if ohlcv.frame.empty:
-            raise DataError(f"no {asset} {timeframe} bars between {start} and {end}.")
-    except DataError as exc:
+            raise DataCoverageError(f"no {asset} {timeframe} bars between {start} and {end}.")
+    except DataCoverageError as exc:  # the fleet's start is outside the data (not: no data, or unusable data)
         if default_start is None:
             raise
         raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start "
@@ -667,39 +686,137 @@ def _folder_hint(folder: Path) -> str:
     return f" ({example}a data folder with MANIFEST.csv is --data-dir)"
 
 
-def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
-    """Validate one OHLCV CSV file (``path``) or the OHLCV range of ``config``, reporting, never masking."""
+#: The kinds of file ``data validate FILE`` checks (MANIFEST.csv's ``kind``; futures files are OHLCV files).
+VALIDATED_KINDS = ("ohlcv", "futures", "network", "funding")
+
+
+def _kinds_text() -> str:
+    """The kinds ``data validate`` checks, with the header each needs, for messages."""
+    from data.funding import FORMAT_COLUMNS
+    from data.network import CSV_REQUIRED, ETHERSCAN_GLASSNODE_COLUMNS
+
+    funding = " | ".join(",".join(columns) for columns in FORMAT_COLUMNS.values())
+    return ("ohlcv (datetime or date, open, high, low, close, volume), network (time or date, "
+            f"{', '.join(CSV_REQUIRED)}; or {', '.join(ETHERSCAN_GLASSNODE_COLUMNS)}) and funding (datetime "
+            f"or date, and {funding})")
+
+
+def _file_kind(path: Path, listed: Any) -> tuple[str, str, str]:
+    """(kind, asset, venue) of a file given to ``data validate``: its MANIFEST.csv row's, else read from its
+    header (asset and venue "" for OHLCV). DataError naming the kinds it checks for a file of none of them."""
+    from data.csvfile import file_bytes, read_csv
+    from data.frames import OHLCV_COLUMNS
+    from data.funding import format_of_columns
+    from data.network import FILE_COLUMNS
+
+    if listed is not None:
+        if listed.kind not in VALIDATED_KINDS:
+            raise DataError(f"{path.name}: MANIFEST.csv says kind={listed.kind!r}; `data validate` checks "
+                            f"files of the kinds {_kinds_text()}.")
+        return listed.kind, listed.asset, listed.venue
+    content = file_bytes(path, "CSV")
+    if not content.strip():
+        return "ohlcv", "", ""  # the OHLCV reader says it is empty
+    header = list(read_csv(path, content, nrows=0).columns)
+    venue = next((venue for venue, (required, _) in FILE_COLUMNS.items() if set(required) <= set(header)),
+                 None)
+    if venue is not None:
+        return "network", "", venue
+    funding = format_of_columns(header)
+    if funding is not None:
+        return "funding", *funding
+    if not set(OHLCV_COLUMNS) & set(header):
+        raise DataError(f"{path.name}: its header ({', '.join(header)}) is not that of a file `data "
+                        f"validate` checks: {_kinds_text()}.")
+    return "ohlcv", "", ""
+
+
+def _series_findings(path: Path, kind: str, asset: str, venue: str,
+                     listed: Any) -> tuple[list[dict[str, Any]], Any]:
+    """Findings on a network or funding file, as its reader checks it (columns, numbers, ISO 8601 times: a
+    DataError) plus the order of its times, its missing days (network), and the summary; and its rows'
+    times."""
+    from data.funding import read_funding_rows
+    from data.network import read_network_file
+    from data.validate import order_errors
+
+    name = path.name
+    if kind == "network":
+        raw = read_network_file(path, venue)
+        settled = None
+    else:
+        raw, settled = read_funding_rows(path, asset, venue)
+    index = raw.index
+    if index.empty:
+        raise DataError(f"{name}: no rows (only a header); a {kind} file needs rows to validate.")
+    rows = [{"level": "error", "what": "consistency", "detail": f"{name}: {e}"} for e in order_errors(index)]
+    if kind == "network":
+        days = index.sort_values().unique()
+        steps = days[1:] - days[:-1]
+        for i in np.flatnonzero(steps > pd.Timedelta(days=1)):
+            rows.append({"level": "warning", "what": "gap",
+                         "detail": f"{days[i]} -> {days[i + 1]} ({steps[i].days - 1} days)"})
+    what = f"{kind} {venue}" + (f", {listed.timeframe}" if listed is not None else "")
+    settlements = f" ({len(settled)} settlements)" if settled is not None else ""
+    rows.append({"level": "info", "what": "summary",
+                 "detail": f"{name} [{what}]: {len(index)} rows{settlements}, "
+                           f"{index.min()} -> {index.max()}"})
+    return rows, index
+
+
+def _ohlcv_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
+    """Findings on an OHLCV file: :func:`data.validate.validate_ohlcv` at the timeframe its median bar spacing
+    tells; when that spacing is no timeframe, the row checks that need none; and its rows' times."""
     from data.frames import TIMEFRAMES
-    from data.manifest import listed_choice
     from data.ohlcv_csv import read_ohlcv_csv
-    from data.validate import validate_ohlcv
+    from data.validate import row_errors, validate_ohlcv
+
+    frame = read_ohlcv_csv(path)
+    name = path.name
+    if len(frame) < 2:
+        raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation "
+                        "needs at least two bars (their spacing tells the timeframe).")
+    # the spacing of the sorted stamps: an unsorted file is reported as such by validate_ohlcv
+    steps = np.diff(np.sort(frame.index.as_unit("ns").asi8))
+    spacing = pd.Timedelta(int(np.median(steps[steps > 0])) if (steps > 0).any() else 0, unit="ns")
+    timeframe = next((key for key, step in TIMEFRAMES.items() if step == spacing), None)
+    if timeframe is not None:
+        _, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks="keep", raise_on_error=False)
+        return _findings(report), frame.index
+    rows = [{"level": "error", "what": "bar spacing",
+             "detail": f"{name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}, so the "
+                       "UTC grid, gaps and bad ticks were not checked."}]
+    rows += [{"level": "error", "what": "consistency", "detail": text} for text in row_errors(frame, name)]
+    rows.append({"level": "info", "what": "summary",
+                 "detail": f"{name} [spacing {spacing}]: {len(frame)} bars, {frame.index[0]} "
+                           f"-> {frame.index[-1]}"})
+    return rows, frame.index
+
+
+def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
+    """Validate one CSV file (``path``: OHLCV, network or funding, the kind its MANIFEST.csv row or its header
+    says) or the OHLCV range of ``config``, reporting, never masking."""
+    from data.manifest import listed_choice
 
     if path is not None:
-        if Path(path).is_dir():
+        path = Path(path)
+        if path.is_dir():
             raise ConfigError(f"data validate {str(path)!r}: that is a folder; give one OHLCV CSV file"
-                              f"{_folder_hint(Path(path))}, or no file to check the data of a range "
-                              "(--asset, --timeframe, --start, --end).")
-        frame = read_ohlcv_csv(path)
-        name = Path(path).name
-        if len(frame) < 2:
-            raise DataError(f"{name}: {'no rows (only a header)' if frame.empty else 'one row'}; validation "
-                            "needs at least two bars (their spacing tells the timeframe).")
-        # the spacing of the sorted stamps: an unsorted file is reported as such by validate_ohlcv
-        steps = np.diff(np.sort(frame.index.as_unit("ns").asi8))
-        spacing = pd.Timedelta(int(np.median(steps[steps > 0])) if (steps > 0).any() else 0, unit="ns")
-        timeframe = next((key for key, step in TIMEFRAMES.items() if step == spacing), None)
-        if timeframe is None:
-            raise DataError(f"{name}: median bar spacing {spacing} is not one of {', '.join(TIMEFRAMES)}.")
-        _, report = validate_ohlcv(frame, timeframe, source=name, bad_ticks="keep",
-                                   raise_on_error=False)
+                              f"{_folder_hint(path)}, or no file to check the data of a range (--asset, "
+                              "--timeframe, --start, --end).")
         listed = listed_choice(path)
-        mismatch = None
+        kind, asset, venue = _file_kind(path, listed)
+        if kind in ("network", "funding"):
+            findings, index = _series_findings(path, kind, asset, venue, listed)
+        else:
+            findings, index = _ohlcv_findings(path)
         # a file its folder's MANIFEST.csv lists: checked against its row, as a run does
         if listed is not None:
             try:
-                listed.check_file(frame.index, None, None)
+                listed.check_file(index, None, None)
             except ManifestMismatchError as exc:
-                mismatch = exc
+                findings.insert(0, {"level": "error", "what": "MANIFEST.csv", "detail": str(exc)})
+        return findings
     else:
         start = _day(config.get("start"), "start")
         end = _day(config.get("end"), "end")

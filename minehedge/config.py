@@ -36,7 +36,7 @@ import datetime as dt
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -433,6 +433,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return normalise(table, source=str(path))
 
 
+def unknown_key_error(source: str, key: str, known: Sequence[str], hint: str = "") -> ConfigError:
+    """The error for a key of a config mapping (``source``: a file, the command line, an API call) that is not
+    one of ``known``: the key, the known keys, a "did you mean" and ``hint``."""
+    return ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(known)}."
+                       + did_you_mean(canonical_key(str(key)), known) + hint)
+
+
 def normalise(table: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     """Check every key and value of a config mapping (file or flags); return it typed.
 
@@ -445,10 +452,7 @@ def normalise(table: Mapping[str, Any], *, source: str) -> dict[str, Any]:
         key = canonical_key(str(raw_key))
         where = f"{source}: {raw_key}"
         if key not in ALL_KEYS:
-            raise ConfigError(
-                f"{source}: unknown key {raw_key!r}; known keys: {', '.join(ALL_KEYS)}."
-                + did_you_mean(key, ALL_KEYS)
-            )
+            raise unknown_key_error(source, raw_key, ALL_KEYS)
         if key in out:
             raise ConfigError(f"{where}: given twice (as '{key}' and with dashes).")
         if key == "set":

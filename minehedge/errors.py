@@ -28,6 +28,11 @@ class ManifestMismatchError(DataError):
     size is unreadable: a run refuses the file; ``data validate`` reports it as an error finding."""
 
 
+class DataCoverageError(DataError):
+    """The data exist but do not cover what was asked (a range, its start): the message names what they
+    cover."""
+
+
 class DataUnavailableError(DataError):
     """No data directory, no cache and no network: the message names both remedies."""
 

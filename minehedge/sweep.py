@@ -1055,9 +1055,9 @@ def _progress_bar(total: int, *, enabled: bool):
 
 def read_results(path: str | Path, hashes: Sequence[str] | None = None):
     """results.csv as a pandas DataFrame (only ``hashes``' rows, in that order, when given)."""
-    import pandas as pd
+    from data.csvfile import read_csv
 
-    frame = pd.read_csv(path, keep_default_na=True)
+    frame = read_csv(path, kind="sweep results", listed=False, keep_default_na=True)
     if hashes is not None:
         frame = frame.set_index("config_hash", drop=False).loc[
             [h for h in hashes if h in set(frame["config_hash"])]]
