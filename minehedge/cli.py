@@ -1,4 +1,5 @@
-"""``run_backtest.py``: argument parsing and printing. The work happens in :mod:`minehedge.api` (single runs,
+"""The command line (``python run_backtest.py`` in the repository; ``minehedge`` or ``python -m minehedge``
+once installed): argument parsing and printing. The work happens in :mod:`minehedge.api` (single runs,
 comparisons, policy registry, data helpers) and :mod:`minehedge.sweep` (sweeps).
 
 Exit codes: 0 success; 1 a run failed (a bug or an unexpected error: its traceback is printed), or a sweep
@@ -46,6 +47,9 @@ from minehedge.config import (
 from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
 
 PROG = "run_backtest.py"
+#: The program name of each way to start the command line (``sys.argv[0]``'s file name -> the name messages use).
+_PROGRAM_NAMES = {"__main__.py": "python -m minehedge", "minehedge": "minehedge", "minehedge.exe": "minehedge",
+                  "minehedge-script.py": "minehedge"}
 COMMANDS = ("run", "sweep", "compare", "data", "policies")
 DATA_ACTIONS = ("list", "validate", "download", "hashprice", "breakeven")
 DEFAULT_SWEEP_OUT = "reports/sweep"
@@ -83,10 +87,12 @@ class _Parser(argparse.ArgumentParser):
         if choice and self.suggest:
             message += "." + did_you_mean(choice.group(2), self.suggest)
         elif unknown:
-            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(PROG).strip())
+            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(_prog).strip())
         raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
+#: The program name of the parser :func:`build_parser` made last (``run_backtest.py``, ``minehedge``, ...).
+_prog = PROG
 #: The long options of each command ("run", "sweep", "compare", "policies", "data list", ...).
 _OPTIONS: dict[str, set[str]] = {}
 #: The settings keys (argparse dests, which are the config-file keys) of each command.
@@ -171,9 +177,11 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
                         help="set a policy parameter (repeatable), e.g. --set hedge_ratio=0.5")
 
 
-def build_parser() -> _Parser:
+def build_parser(prog: str = PROG) -> _Parser:
+    global _prog
+    _prog = prog
     s = argparse.SUPPRESS
-    parser = _Parser(prog=PROG, description="Backtest crypto miners who hedge or lever up with futures.",
+    parser = _Parser(prog=prog, description="Backtest crypto miners who hedge or lever up with futures.",
                      suggest=COMMANDS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
@@ -660,14 +668,24 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 HANDLERS = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "data": cmd_data, "policies": cmd_policies}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code."""
+def program_name(argv0: str) -> str:
+    """The name messages give the program started as ``argv0`` (``sys.argv[0]``): ``minehedge`` for the
+    installed command, ``python -m minehedge``, else :data:`PROG`."""
+    return _PROGRAM_NAMES.get(os.path.basename(argv0), PROG)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code. ``prog``: the program
+    name of the usage lines and messages (default: from ``sys.argv[0]`` when ``argv`` is None, see
+    :func:`program_name`, else :data:`PROG`)."""
     from minehedge.sweep import SweepInterrupted
 
     whole_program = argv is None  # the process ends when main returns (else: a caller's, left as it was)
+    if prog is None:
+        prog = program_name(sys.argv[0]) if argv is None else PROG
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        ns = build_parser().parse_args(argv)
+        ns = build_parser(prog).parse_args(argv)
         settings = _settings(ns)
         code = HANDLERS[ns.command](ns, settings)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -678,15 +696,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except MinehedgeError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SweepInterrupted as exc:
         _ignore_further_interrupts(whole_program)
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _ignore_further_interrupts(whole_program)
-        print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
+        print(f"{prog}: interrupted; nothing half-written was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a run that failed: the traceback is what the user reports
         if isinstance(exc, BrokenPipeError) and _stdout_closed():
@@ -694,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             return EXIT_PIPE_CLOSED
         traceback.print_exc(file=sys.stderr)
-        print(f"{PROG}: error: the run failed (traceback above).", file=sys.stderr)
+        print(f"{prog}: error: the run failed (traceback above).", file=sys.stderr)
         return EXIT_FAILED
 
 
