@@ -107,9 +107,10 @@ class RunOutcome:
     @property
     def notes(self) -> list[str]:
         """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md,
-        after the range's own note when bars past the network data were dropped (an ``end`` cut short)."""
-        cut = self.result.assumptions.get("range")
-        return ([cut] if cut else []) + list(self.result.assumptions.get("run notes", []))
+        after the range's own notes: a default start moved to the data's first bar (the fleet hashes before
+        the data at the run's timeframe begin), bars past the network data dropped (an ``end`` cut short)."""
+        range_notes = [self.result.assumptions.get(key) for key in ("start", "range")]
+        return [note for note in range_notes if note] + list(self.result.assumptions.get("run notes", []))
 
     def write_report(self, folder: str | Path) -> Path:
         return write_report(self.result, folder)
@@ -150,14 +151,41 @@ def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
     return None if first is None else pd.Timestamp(first.date).tz_convert("UTC")
 
 
-def _default_start_text(config: dict[str, Any]) -> str:
-    """Where a start the user never gave came from: the fleet's first deployment, named."""
+def _first_deployment_text(config: dict[str, Any]) -> str:
+    """The fleet's first deployment, named: ``2017-01-01 (S9:4000@2017-01-01 of the default fleet)``."""
     first, day = _first_deployment(config), _default_start(config).date()
     fleet = str((config.get("params") or {}).get("fleet"))
     deployment = f"{first.spec.name}:{first.units}@{day}"
     whose = ("the default fleet" if fleet == DEFAULT_FLEET else f"fleet={fleet}") if fleet != deployment else ""
-    return (f"no start was given, so the run starts on the fleet's first deployment, {day} "
-            f"({deployment + ' of ' + whose if whose else 'fleet=' + fleet})")
+    return f"{day} ({deployment + ' of ' + whose if whose else 'fleet=' + fleet})"
+
+
+def _default_start_text(config: dict[str, Any]) -> str:
+    """Where a start the user never gave came from: the fleet's first deployment, named."""
+    return f"no start was given, so the run starts on the fleet's first deployment, {_first_deployment_text(config)}"
+
+
+def _first_bar_after(asset: str, timeframe: str, after: pd.Timestamp, end: pd.Timestamp | None,
+                     data_dir: Any, venue: str | None) -> pd.Timestamp | None:
+    """The earliest first bar, after ``after``, of an OHLCV file of the data folder from which the files serve
+    ``asset`` at ``timeframe`` up to ``end`` (exclusive; None: the end of the data), as the loader chooses
+    them (:func:`data.manifest.choose_file`); None when there is none, or no data folder."""
+    from data.manifest import choose_file, read_manifest
+
+    directory = resolve_data_dir(data_dir)
+    if directory is None:
+        return None
+    manifest = read_manifest(directory)
+    firsts = manifest.loc[(manifest["asset"] == asset) & (manifest["kind"] == "ohlcv"), "first"]
+    for first in sorted(set(firsts)):
+        if first <= after:
+            continue
+        try:
+            choose_file(manifest, asset, "ohlcv", timeframe, first, end, venue)
+        except DataError:
+            continue
+        return pd.Timestamp(first)
+    return None
 
 
 def market_key(config: dict[str, Any]) -> tuple:
@@ -213,6 +241,7 @@ def load_market(config: dict[str, Any]) -> Market:
         raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on or "
                           f"before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a fleet "
                           f"deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+    start_note = ""
     try:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                            venue=config.get("data_venue"))
@@ -221,8 +250,17 @@ def load_market(config: dict[str, Any]) -> Market:
     except DataError as exc:
         if default_start is None:
             raise
-        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start within "
-                        "the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
+        # the fleet hashes before the data at this timeframe begin (intraday files start later): the run
+        # starts on the data's first bar, the later of the two, as if given as --start
+        later = _first_bar_after(asset, timeframe, start, end_exclusive, data_dir, config.get("data_venue"))
+        if later is None or (end_exclusive is not None and later >= end_exclusive):
+            raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start "
+                            "within the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
+        ohlcv = load_ohlcv(asset, timeframe, later, end_exclusive, data_dir=data_dir, venue=config.get("data_venue"))
+        start_note = (f"no start was given, so the run starts on the first bar of the {asset} {timeframe} data, "
+                      f"{ohlcv.frame.index[0]:%Y-%m-%d %H:%M} UTC: the fleet's first deployment, "
+                      f"{_first_deployment_text(config)}, is before the data at {timeframe} begin "
+                      "(--start YYYY-MM-DD sets another start)")
     bars = ohlcv.frame
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
@@ -250,6 +288,8 @@ def load_market(config: dict[str, Any]) -> Market:
     funding_venue = _funding_venue(config)
     funding = None
     assumptions: dict[str, Any] = {"data files": [str(ohlcv.info)], "network": str(network.info)}
+    if start_note:
+        assumptions["start"] = start_note
     if assumptions_end:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:

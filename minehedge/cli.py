@@ -146,6 +146,9 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
     ("--seed", {"help": "random seed where randomness exists (default 0)"}),
 )
+#: ``--start``'s help in the commands that run backtests, whose default start is the fleet's (api.load_market).
+_RUN_START_HELP = ("first UTC day (default: the fleet's first deployment, or the data's first bar at the "
+                   "timeframe when that is later)")
 #: Market flags a data action has no use for, so it refuses them (naming the commands that take them) rather
 #: than ignore them: no data action has a futures leg or anything random; hashprice and break-even are daily
 #: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the cache,
@@ -159,7 +162,9 @@ _DATA_OMITS = {
 }
 
 
-def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
+def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = (),
+            helps: Mapping[str, str] | None = None) -> None:
+    """The flags every command takes, and the market flags (but ``omit``); ``helps``: flag -> its help here."""
     s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
     parser.add_argument("--config", metavar="FILE.toml", default=s, help="TOML file with the same keys as the flags")
     parser.add_argument("--json", action="store_true", default=s, help="print machine-readable JSON on stdout")
@@ -167,7 +172,8 @@ def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Seque
         return
     for flag, keywords in _MARKET_FLAGS:
         if flag not in omit:
-            parser.add_argument(flag, default=s, **keywords)
+            parser.add_argument(flag, default=s, **{**keywords, **({"help": helps[flag]} if flag in (helps or {})
+                                                                 else {})})
 
 
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -186,12 +192,12 @@ def build_parser(prog: str = PROG) -> _Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="one backtest: print the summary, write the report folder")
-    _common(run)
+    _common(run, helps={"--start": _RUN_START_HELP})
     _policy_flags(run)
     run.add_argument("--out", default=s, metavar="DIR", help="report folder (summary.json, events.csv, charts...)")
 
     sweep = commands.add_parser("sweep", help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
-    _common(sweep)
+    _common(sweep, helps={"--start": _RUN_START_HELP})
     _policy_flags(sweep)
     sweep.add_argument("--grid", action="append", metavar="KEY=SPEC", default=s,
                        help="swept parameter (repeatable): start:stop:step (stop included) or a,b,c")
@@ -207,7 +213,7 @@ def build_parser(prog: str = PROG) -> _Parser:
     sweep.add_argument("--out", default=s, metavar="DIR", help=f"sweep folder (default {DEFAULT_SWEEP_OUT})")
 
     compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
-    _common(compare)
+    _common(compare, helps={"--start": _RUN_START_HELP})
     compare.add_argument("--policies", default=s, metavar="A,B,...", help="policies to compare (default: all)")
     compare.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=s,
                          help="set a parameter in every compared policy that has it (repeatable)")
@@ -478,6 +484,10 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     # loaded and validated once for the whole sweep: one market per funding venue or default start swept
     shared = api.load_shared([point.config for point in points])
+    markets = getattr(shared, "by_key", {}).values()  # api.Markets
+    for text in dict.fromkeys(market.assumptions.get("start") for market in markets):
+        if text:  # a default start moved to the data's first bar, as run and compare say
+            _note(f"note: {text}")
     with executor:
         report = sweep.run_sweep(
             points, api.run_summary, shared, data_fingerprint=shared.fingerprint_of, out_dir=out,

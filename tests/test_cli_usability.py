@@ -1,0 +1,78 @@
+"""Findings of a user audit of the command line, on the real orchestration module and the shared data: what
+the commands do by default, and what their messages say."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from minehedge.cli import build_parser, main
+
+#: The first bar of the shared BTC (and ETH) 4h and 1h files: after the default fleet's first deployment.
+FIRST_INTRADAY_BAR = "2017-08-17T04:00:00+00:00"
+MOVED_START = ("no start was given, so the run starts on the first bar of the BTC {tf} data, 2017-08-17 04:00 UTC: "
+               "the fleet's first deployment, 2017-01-01 (S9:4000@2017-01-01 of the default fleet), is before the "
+               "data at {tf} begin (--start YYYY-MM-DD sets another start)")
+
+
+def _run(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- the default range on intraday bars ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeframe", ["4h", "1h"])
+def test_run_without_start_on_intraday_bars_starts_on_the_datas_first_bar_and_says_so(capsys, data_dir, tmp_path,
+                                                                                     timeframe):
+    code, out, err = _run(capsys, ["run", "--timeframe", timeframe, "--end", "2017-09-30", "--data-dir",
+                                   str(data_dir), "--json", "--out", str(tmp_path / "rep")])
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["start"] == FIRST_INTRADAY_BAR and summary["end"].startswith("2017-09-30")
+    assert f"note: {MOVED_START.format(tf=timeframe)}\n" in err
+    assert MOVED_START.format(tf=timeframe) in (tmp_path / "rep" / "summary.md").read_text()
+
+
+def test_compare_and_sweep_without_start_on_intraday_bars_start_there_too(capsys, data_dir, tmp_path):
+    code, out, err = _run(capsys, ["compare", "--policies", "unhedged,sell_daily", "--timeframe", "4h", "--end",
+                                   "2017-09-30", "--data-dir", str(data_dir), "--json"])
+    assert code == 0, err
+    assert [row["start"] for row in json.loads(out)] == [FIRST_INTRADAY_BAR] * 2
+    assert f"note (unhedged and sell_daily): {MOVED_START.format(tf='4h')}\n" in err
+    code, out, err = _run(capsys, ["sweep", "--policy", "static_hedge", "--grid", "hedge_ratio=0,1", "--timeframe",
+                                   "1h", "--end", "2017-09-30", "--data-dir", str(data_dir), "--workers", "1",
+                                   "--out", str(tmp_path / "sweep")])
+    assert code == 0, err
+    assert f"note: {MOVED_START.format(tf='1h')}\n" in err
+    with (tmp_path / "sweep" / "results.csv").open(newline="") as handle:
+        assert [row["start"] for row in csv.DictReader(handle)] == [FIRST_INTRADAY_BAR] * 2
+
+
+def test_a_daily_run_from_the_fleets_first_deployment_has_no_such_note(capsys, data_dir):
+    code, out, err = _run(capsys, ["run", "--end", "2017-01-31", "--data-dir", str(data_dir), "--json"])
+    assert code == 0 and json.loads(out)["start"] == "2017-01-01T00:00:00+00:00"
+    assert "no start was given" not in err
+
+
+def test_an_end_before_the_intraday_data_is_still_an_error_naming_the_fleets_start(capsys, data_dir):
+    code, _, err = _run(capsys, ["run", "--timeframe", "4h", "--end", "2017-06-30", "--data-dir", str(data_dir)])
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("run_backtest.py: error: no start was given, so the run starts on the fleet's first "
+                          "deployment, 2017-01-01 (S9:4000@2017-01-01 of the default fleet), where the data have no "
+                          "bars: no BTC ohlcv file at 4h covers")
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "compare"])
+def test_the_start_flags_help_says_what_the_default_is(command):
+    parser = build_parser().commands[command]
+    [start] = [action for action in parser._actions if "--start" in action.option_strings]
+    assert start.help == ("first UTC day (default: the fleet's first deployment, or the data's first bar at the "
+                          "timeframe when that is later)")
+    [hashprice] = [action for action in build_parser().commands["data hashprice"]._actions
+                   if "--start" in action.option_strings]
+    assert hashprice.help == "first UTC day (default: first in the data)"
