@@ -15,6 +15,7 @@ import pandas as pd
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError
 from mining.fleet import Fleet
+from mining.hardware import resolve_spec
 from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
 from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
@@ -284,8 +285,15 @@ class FinancedExpansion(MinerStrategy):
 
     @classmethod
     def check_params(cls, values: Mapping[str, Any]) -> None:
-        """A coin loan's call LTV (1 / call_ratio) below its liquidation LTV, and drawn above its call level."""
+        """The machine bought mines the run's coin; a coin loan's call LTV (1 / call_ratio) below its
+        liquidation LTV, and drawn above its call level."""
         super().check_params(values)
+        asset, machine = str(values["asset"]).upper(), resolve_spec(values["expansion_model"])
+        if machine.asset != asset:
+            example = "180MH/1000W" if asset == "ETH" else "S19XP"
+            raise ConfigError(f"expansion_model={values['expansion_model']!r} mines {machine.asset}, not {asset}; "
+                              f"give a machine for {asset}: --set expansion_model={example} (a catalog model, or "
+                              "a hash rate/power such as 110TH/3250W or 500MH/1200W).")
         if values["loan_type"] != "coin":
             return
         if 1.0 / values["call_ratio"] >= values["liquidation_ltv"]:

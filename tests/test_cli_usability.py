@@ -76,3 +76,37 @@ def test_the_start_flags_help_says_what_the_default_is(command):
     [hashprice] = [action for action in build_parser().commands["data hashprice"]._actions
                    if "--start" in action.option_strings]
     assert hashprice.help == "first UTC day (default: first in the data)"
+
+
+# --- a venue without a contract on the asset ---------------------------------------------------------------
+
+ETH_VENUE = ("venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic. Choose one: add "
+             "--venue binance_coinm (or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config "
+             "file).\n")
+
+
+@pytest.mark.parametrize(("argv", "prefix"), [
+    (["run"], ""),
+    (["compare"], "policy 'dynamic_hedge': "),
+    (["sweep", "--grid", "hedge_ratio=0,1"], ""),
+])
+def test_an_eth_run_on_the_default_venue_says_how_to_fix_it(capsys, data_dir, tmp_path, argv, prefix):
+    code, _, err = _run(capsys, [*argv, "--asset", "ETH", "--start", "2019-01-01", "--end", "2019-12-31",
+                                 "--data-dir", str(data_dir), *(["--out", str(tmp_path)] if argv[0] == "sweep" else [])])
+    assert code == 2 and err == f"run_backtest.py: error: {prefix}{ETH_VENUE}"
+
+
+def test_following_the_advice_runs_and_financed_expansions_btc_machine_is_named_before_any_data_load(
+        capsys, data_dir):
+    range_ = ["--asset", "ETH", "--start", "2019-01-01", "--end", "2019-01-31", "--data-dir", str(data_dir)]
+    code, out, err = _run(capsys, ["run", *range_, "--venue", "binance_coinm", "--json"])
+    assert code == 0 and json.loads(out)["asset"] == "ETH", err
+    code, _, err = _run(capsys, ["compare", *range_, "--venue", "binance_coinm"])
+    assert code == 2 and err == (
+        "run_backtest.py: error: policy 'financed_expansion': expansion_model='S19XP' mines BTC, not ETH; give a "
+        "machine for ETH: --set expansion_model=180MH/1000W (a catalog model, or a hash rate/power such as "
+        "110TH/3250W or 500MH/1200W).\n")
+    code, out, err = _run(capsys, ["compare", *range_, "--venue", "binance_coinm", "--set",
+                                   "expansion_model=180MH/1000W", "--json"])
+    assert code == 0, err
+    assert len(json.loads(out)) == 8
