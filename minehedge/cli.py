@@ -476,8 +476,7 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
     _check_points(api, points)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    check_sweep_dir(out)
     sweep.check_writable(out)  # before the data load and a --dask-local cluster, which take a while
     executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
     _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
@@ -756,6 +755,28 @@ def _report_files(folder: Path) -> set[str] | None:
     return None
 
 
+def _holds_current_folder(out: Path) -> bool:
+    """Whether the existing folder ``out`` is the current folder or one of its ancestors."""
+    here = Path.cwd().resolve()
+    return out.resolve() in (here, *here.parents)
+
+
+def check_sweep_dir(out: Path) -> None:
+    """A sweep's ``--out``: a folder (new, or holding files of its own: a sweep replaces only its own files, so
+    an earlier sweep's folder resumes), but not the current folder or one holding it, as for ``run`` and
+    ``compare`` (:func:`check_output_dir`): a sweep's results.csv, top.csv and heatmaps get a folder of their
+    own. The error says how to resume a sweep that was written into the current folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    if out.is_dir() and _holds_current_folder(out):
+        here = Path.cwd().resolve()
+        resume = (f"; to resume the sweep in {here}, run the same command from its parent folder with --out "
+                  f"{here.name}" if out.resolve() == here and (here / "results.csv").is_file() else "")
+        raise ConfigError(f"out={str(out)!r} is the current folder or holds it; a sweep writes results.csv, top.csv "
+                          f"and its heatmaps into a folder of their own: give a sub-folder (for example "
+                          f"reports/sweep1){resume}.")
+
+
 def check_output_dir(out: str | Path) -> Path:
     """``out`` as a Path if a report may be written there; else a :class:`ConfigError` saying why.
 
@@ -766,8 +787,7 @@ def check_output_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
     if out.is_dir():
-        here = Path.cwd().resolve()
-        if out.resolve() in (here, *here.parents):
+        if _holds_current_folder(out):
             raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot replace; "
                               "give a sub-folder (for example reports/run1).")
         names = sorted(p.name for p in out.iterdir())

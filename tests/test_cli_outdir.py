@@ -147,6 +147,34 @@ def sweeps(monkeypatch):
     return count
 
 
+@pytest.mark.parametrize("out", [".", "..", "CWD"])
+def test_a_sweeps_out_that_is_the_current_folder_or_holds_it_is_refused_as_runs_is(capsys, tmp_path, monkeypatch,
+                                                                                   sweeps, out):
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    out = str(here) if out == "CWD" else out
+    code, stdout, err = run_main(capsys, [*SWEEP, "--out", out])
+    assert (code, stdout, sweeps) == (2, "", [])
+    assert err == (f"run_backtest.py: error: out='{out}' is the current folder or holds it; a sweep writes "
+                   "results.csv, top.csv and its heatmaps into a folder of their own: give a sub-folder (for "
+                   "example reports/sweep1).\n")
+    assert tree(tmp_path) == ["work"]
+
+
+def test_a_sweep_written_into_the_current_folder_is_refused_saying_how_to_resume_it_and_its_folder_resumes(
+        capsys, tmp_path, monkeypatch, sweeps):
+    monkeypatch.chdir(tmp_path)
+    assert run_main(capsys, [*SWEEP, "--out", "sweep1"])[0] == 0 and len(sweeps) == 2
+    monkeypatch.chdir(tmp_path / "sweep1")
+    code, _, err = run_main(capsys, [*SWEEP, "--out", "."])
+    assert code == 2 and err.endswith(f"example reports/sweep1); to resume the sweep in {tmp_path / 'sweep1'}, run "
+                                      "the same command from its parent folder with --out sweep1.\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, [*SWEEP, "--out", "sweep1"])
+    assert code == 0 and "skipped 2 of 2 configurations already in" in err and len(sweeps) == 2
+
+
 @pytest.mark.parametrize("command", [RUN, COMPARE, SWEEP])
 def test_out_under_a_file_exits_2_before_anything_runs(capsys, tmp_path, monkeypatch, runs, sweeps, command):
     monkeypatch.chdir(tmp_path)
