@@ -323,14 +323,15 @@ def load_market(config: dict[str, Any]) -> Market:
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None, *,
-                   together: bool = True) -> dict[str, Any]:
+                   together: bool = True, owner: str = "") -> dict[str, Any]:
     """``params`` checked for ``policy``: each on its own (filled with the defaults), then together (the
-    policy's ``check_params``) unless ``together`` is False (a caller that reads only the fleet's)."""
+    policy's ``check_params``) unless ``together`` is False (a caller that reads only the fleet's, whose errors
+    name it, ``owner``, rather than the policy)."""
     cls = policy_class(policy)
     values = dict(params or {})
     if venue and any(s.name == "venue" for s in cls.specs):
         values.setdefault("venue", venue)
-    values = validate_params(values, cls.specs, owner=f"policy {policy!r}")
+    values = validate_params(values, cls.specs, owner=owner or f"policy {policy!r}")
     if together:
         cls.check_params(values)
     return values
@@ -544,7 +545,8 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     from mining.revenue import network_hashprice
 
     asset, network = _network_range(config)
-    params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False)
+    params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False,
+                            owner="breakeven")
     fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
                                  hosting_usd_per_kwh=params["hosting_usd_per_kwh"], pool_fee=params["pool_fee"],

@@ -356,14 +356,15 @@ def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
                           + did_you_mean(venue, allowed))
 
 
-def _policy_config(settings: Mapping[str, Any], *, together: bool = True) -> dict[str, Any]:
+def _policy_config(settings: Mapping[str, Any], *, together: bool = True, owner: str = "") -> dict[str, Any]:
     """The run config of ``settings``' policy; with ``together``, its rules across parameters and the venue's
-    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the fleet's."""
+    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the fleet's,
+    and its errors name the command (``owner``), not a policy it does not run."""
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
     _check_venue(settings, [policy], registry)
     params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
-                             owner=_owner(policy))
+                             owner=owner or _owner(policy))
     config = _base_config(settings, policy, params)
     if together:
         _api().check_config(config)
@@ -647,8 +648,8 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if ns.action == "validate" and getattr(ns, "file", None):
         _check_file_alone(ns)
     if ns.action == "breakeven":
-        config = _policy_config(settings, together=False)
-        _check_used(settings["set"], api.BREAKEVEN_PARAMS)
+        _check_used(settings["set"], api.BREAKEVEN_PARAMS)  # first: a hedge setting is refused, whatever its value
+        config = _policy_config(settings, together=False, owner="`data breakeven`")
     else:
         config = _base_config(settings, None, {})
     if ns.action == "list":

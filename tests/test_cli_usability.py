@@ -110,3 +110,33 @@ def test_following_the_advice_runs_and_financed_expansions_btc_machine_is_named_
                                    "expansion_model=180MH/1000W", "--json"])
     assert code == 0, err
     assert len(json.loads(out)) == 8
+
+
+# --- data breakeven names no policy it does not run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "power_usd_per_kwh=-1"],
+     "`data breakeven`: power_usd_per_kwh='-1' is out of range; allowed: float >= 0.0 USD/kWh."),
+    (["--policy", "unhedged", "--set", "uptime=2"],
+     "`data breakeven`: uptime='2' is out of range; allowed: float in [0.01, 1.0] fraction."),
+    (["--set", "hedge_ratio=5"],  # a hedge setting is refused as unused, whatever its value
+     "--set hedge_ratio=5: `data breakeven` does not use hedge_ratio; it uses only the fleet's settings (fleet, "
+     "uptime, power_usd_per_kwh, hosting_usd_per_kwh, pool_fee, curtail, depreciation_years); drop it."),
+    (["--set", "foo=1"],
+     "--set foo=1: `data breakeven` does not use foo; it uses only the fleet's settings (fleet, uptime, "
+     "power_usd_per_kwh, hosting_usd_per_kwh, pool_fee, curtail, depreciation_years); drop it."),
+])
+def test_data_breakeven_errors_name_the_command_not_a_policy(capsys, data_dir, argv, message):
+    code, out, err = _run(capsys, ["data", "breakeven", *argv, "--data-dir", str(data_dir)])
+    assert (code, out, err) == (2, "", f"run_backtest.py: error: {message}\n")
+
+
+def test_the_breakeven_api_names_itself_too(data_dir):
+    from minehedge import api
+    from minehedge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        api.breakeven({"start": "2022-01-01", "end": "2022-01-02", "data_dir": str(data_dir),
+                       "params": {"pool_fee": 5}})
+    assert str(caught.value) == "breakeven: pool_fee=5 is out of range; allowed: float in [0.0, 1.0] fraction."
