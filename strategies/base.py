@@ -142,7 +142,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("top_up_target", float, 0.4, "fraction",
               "margin ratio a top-up restores (maintenance / margin balance)", minimum=0.01, maximum=1.0),
     ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized", minimum=0.0),
-    ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry (none = no stop)",
+    ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry, > 0 (none = no stop)",
               minimum=0.0, maximum=1.0, nullable=True),
 )
 
@@ -247,7 +247,12 @@ class MinerStrategy(bt.Strategy):
         it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
         lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
         error states the range from the ``leverage`` parameter's own minimum; the broker checks each order
-        against the bracket in force). A policy with rules of its own extends it."""
+        against the bracket in force); a stop-loss is a distance > 0 (none, the default, is no stop). A policy
+        with rules of its own extends it."""
+        if values.get("stop_loss") == 0:
+            raise ConfigError("stop_loss=0 is not allowed: the stop would sit at the entry price; for no stop-loss "
+                              "leave stop_loss at its default, none (drop --set stop_loss=0, or give "
+                              "--set stop_loss=none); else give a distance in (0, 1].")
         if cls.uses_futures:
             if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
