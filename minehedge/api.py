@@ -97,7 +97,8 @@ class Market:
 class RunOutcome:
     """A finished run: the flat ``summary``, the full :class:`analyzers.report.RunResult`, and ``warnings``:
     what the user must see at once (a leverage the venue's brackets refused, so the hedge was not what was
-    asked); the details are in the run notes too."""
+    asked; an event date, entry_date or loan_date, outside the run's bars); the details are in the run notes
+    too."""
 
     summary: dict[str, Any]
     result: RunResult
@@ -378,7 +379,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     result = build_run_result(strategy, assumptions, title=title or f"{market.asset} {market.timeframe} {policy}")
     summary = {key: result.summary.get(key) for key in result.summary}
     leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
-    return RunOutcome(summary, result, time.perf_counter() - started, [leverage] if leverage else [])
+    warnings = ([leverage] if leverage else []) + list(getattr(strategy, "run_warnings", []) or [])
+    return RunOutcome(summary, result, time.perf_counter() - started, warnings)
 
 
 def machines_assumption(values: dict[str, Any]) -> str:

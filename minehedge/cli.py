@@ -394,12 +394,14 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
 def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
     """On stderr: the run notes, then the warnings, of each policy's run (``{policy: RunOutcome}``), each text
-    once; ``named`` (compare): each names the policies whose runs gave it, ``note (static_hedge and
-    dynamic_hedge): ...``."""
+    once (a note that is also a warning, as an event date outside the run, only as the warning); ``named``
+    (compare): each names the policies whose runs gave it, ``note (static_hedge and dynamic_hedge): ...``."""
     for kind, label in (("notes", "note"), ("warnings", "warning")):
         owners: dict[str, list[str]] = {}
         for policy, outcome in outcomes.items():
             for text in getattr(outcome, kind):
+                if kind == "notes" and text in outcome.warnings:
+                    continue
                 names = owners.setdefault(text, [])
                 if policy not in names:
                     names.append(policy)

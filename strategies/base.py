@@ -38,7 +38,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import minehedge.compat  # noqa: F401  (before backtrader)
@@ -345,6 +345,9 @@ class MinerStrategy(bt.Strategy):
         self.stop_order = None
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
+        #: Run notes the user must see at once too (an event date outside the run, :meth:`note_event_date`):
+        #: ``run`` and ``compare`` print them as warnings.
+        self.run_warnings: list[str] = []
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
@@ -371,6 +374,23 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+
+    def note_event_date(self, name: str, day: date | None, before: str, after: str) -> None:
+        """A run note, also a warning (:attr:`run_warnings`), when the policy's event date ``name`` (a parameter;
+        None: not given) lies outside the run's bars: before the first bar's day ``before`` says what happened
+        instead, after the last bar's day ``after`` does. A sweep over periods may meet either, so neither is an
+        error."""
+        if day is None:
+            return
+        index = self.data.p.dataname.index
+        first, last = index[0].date(), index[-1].date()
+        if first <= day <= last:
+            return
+        edge = f"before the run's first bar, {first}" if day < first else f"after the run's last bar, {last}"
+        text = (f"{name}={day} is {edge} (the run covers {first} to {last}): "
+                f"{before if day < first else after}.")
+        self.notes.append(text)
+        self.run_warnings.append(text)
 
     def _note_early_machines(self, first_day: pd.Timestamp) -> None:
         """hardware_value='market': a run note when priced machines were deployed before the first bar's day,

@@ -227,6 +227,9 @@ class LeveragedLong(MinerStrategy):
     def __init__(self) -> None:
         super().__init__()
         self._entered = False
+        self.note_event_date("entry_date", self.p.entry_date,
+                             "the entry was decided at the first bar's close instead, as with no entry_date",
+                             "no position was opened")
 
     def rebalance_interval_days(self) -> float:
         return math.inf
@@ -322,6 +325,9 @@ class FinancedExpansion(MinerStrategy):
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
         self._last_interest_month: tuple[int, int] | None = None
+        self.note_event_date("loan_date", self.p.loan_date,
+                             "the loan was drawn and the machines bought at the first bar instead",
+                             "no loan was taken and no machines were bought")
 
     def _add_expansion_flows(self, i: int) -> None:
         """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on."""

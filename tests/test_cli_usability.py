@@ -170,3 +170,56 @@ def test_stop_loss_none_and_a_distance_are_accepted_and_the_api_refuses_0(data_d
     assert str(caught.value) == STOP_0
     specs = {spec.name: spec for spec in api.policy_specs()["leveraged_long"]}
     assert specs["stop_loss"].default is None and "> 0 (none = no stop)" in specs["stop_loss"].doc
+
+
+# --- event dates outside the run ------------------------------------------------------------------------------
+
+LOAN_AFTER = ("loan_date={} is after the run's last bar, {} (the run covers {} to {}): no loan was taken and no "
+              "machines were bought.")
+ENTRY_AFTER = "entry_date={} is after the run's last bar, {} (the run covers {} to {}): no position was opened."
+ENTRY_BEFORE = ("entry_date={} is before the run's first bar, {} (the run covers {} to {}): the entry was decided "
+                "at the first bar's close instead, as with no entry_date.")
+LOAN_BEFORE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was drawn and "
+               "the machines bought at the first bar instead.")
+
+
+@pytest.mark.parametrize(("policy", "sets", "start", "end", "warning"), [
+    ("financed_expansion", ["loan_date=2035-01-01"], "2022-01-01", "2022-06-01",
+     LOAN_AFTER.format("2035-01-01", "2022-06-01", "2022-01-01", "2022-06-01")),
+    ("financed_expansion", [], "2020-01-01", "2020-02-01",  # the default loan_date, 2021-12-31
+     LOAN_AFTER.format("2021-12-31", "2020-02-01", "2020-01-01", "2020-02-01")),
+    ("financed_expansion", ["loan_date=2019-06-01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("leveraged_long", ["entry_date=2030-01-01"], "2020-01-01", "2020-02-01",
+     ENTRY_AFTER.format("2030-01-01", "2020-02-01", "2020-01-01", "2020-02-01")),
+    ("leveraged_short", ["entry_date=2019-12-01"], "2020-01-01", "2020-02-01",
+     ENTRY_BEFORE.format("2019-12-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+])
+def test_an_event_date_outside_the_run_is_a_warning_and_a_run_note_and_changes_nothing(
+        capsys, data_dir, tmp_path, policy, sets, start, end, warning):
+    argv = ["run", "--policy", policy, "--start", start, "--end", end, "--data-dir", str(data_dir), "--json"]
+    code, out, err = _run(capsys, [*argv, *[arg for s in sets for arg in ("--set", s)], "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    assert f"warning: {warning}\n" in err and err.count(warning) == 1  # a warning, not also a note line
+    assert f"  - {warning}" in (tmp_path / "r" / "summary.md").read_text()  # the report's run notes
+    inside = {"financed_expansion": "loan_date=" + start, "leveraged_long": "entry_date=" + start,
+              "leveraged_short": "entry_date=" + start}[policy]
+    code, same_out, err = _run(capsys, [*argv, "--set", inside])  # the event on the first bar: no warning
+    assert code == 0 and "warning" not in err
+    if "before" in warning:  # the event happened at the first bar, as if dated there
+        assert json.loads(out) == json.loads(same_out)
+    else:  # nothing happened: the run is the unhedged miner's
+        unhedged = json.loads(_run(capsys, ["run", "--policy", "unhedged", "--start", start, "--end", end,
+                                            "--data-dir", str(data_dir), "--json"])[1])
+        summary = json.loads(out)
+        for key in ("final_equity_usd", "max_drawdown_pct", "coins_mined", "fees_paid_usd"):
+            assert summary[key] == unhedged[key], key
+
+
+def test_compare_prints_an_event_date_warning_naming_its_policy(capsys, data_dir):
+    code, _, err = _run(capsys, ["compare", "--policies", "unhedged,financed_expansion", "--start", "2020-01-01",
+                                 "--end", "2020-02-01", "--data-dir", str(data_dir)])
+    assert code == 0
+    assert (f"warning (financed_expansion): "
+            f"{LOAN_AFTER.format('2021-12-31', '2020-02-01', '2020-01-01', '2020-02-01')}\n") in err
+    assert "note (financed_expansion): loan_date" not in err
