@@ -170,13 +170,19 @@ def _first_bar_after(asset: str, timeframe: str, after: pd.Timestamp, end: pd.Ti
                      data_dir: Any, venue: str | None) -> pd.Timestamp | None:
     """The earliest first bar, after ``after``, of an OHLCV file of the data folder from which the files serve
     ``asset`` at ``timeframe`` up to ``end`` (exclusive; None: the end of the data), as the loader chooses
-    them (:func:`data.manifest.choose_file`); None when there is none, or no data folder."""
+    them (:func:`data.manifest.choose_file`); None when there is none, no data folder, or the files cover
+    ``after`` already (a load from it failed for another reason, which a later start must not hide)."""
     from data.manifest import choose_file, read_manifest
 
     directory = resolve_data_dir(data_dir)
     if directory is None:
         return None
     manifest = read_manifest(directory)
+    try:
+        choose_file(manifest, asset, "ohlcv", timeframe, after, end, venue)
+        return None
+    except DataError:
+        pass
     firsts = manifest.loc[(manifest["asset"] == asset) & (manifest["kind"] == "ohlcv"), "first"]
     for first in sorted(set(firsts)):
         if first <= after:

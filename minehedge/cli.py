@@ -172,8 +172,8 @@ def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Seque
         return
     for flag, keywords in _MARKET_FLAGS:
         if flag not in omit:
-            parser.add_argument(flag, default=s, **{**keywords, **({"help": helps[flag]} if flag in (helps or {})
-                                                                 else {})})
+            own_help = (helps or {}).get(flag)
+            parser.add_argument(flag, default=s, **(keywords | {"help": own_help} if own_help else keywords))
 
 
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -625,7 +625,8 @@ def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
         given = " --set ".join(f"{key}={values[key]}" for key in unused)
         uses = ", ".join(key for key in used if key != "asset")  # the asset comes from --asset
         raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only the "
-                          f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
+                          f"fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}."
+                          + did_you_mean(unused[0], used))
 
 
 #: The settings ``data validate`` reads to check the data of a range; with a FILE it checks that file alone.

@@ -276,7 +276,7 @@ class MinerStrategy(bt.Strategy):
                       if any(s.asset == asset for s in load_venue(name).instruments)
                       and (not cls.required_contract_type
                            or load_venue(name).contract_type == cls.required_contract_type)]
-            fix = (f" Choose one: add --venue {others[0]} (or --set venue={others[0]}; venue = \"{others[0]}\" "
+            fix = (f" Choose one: use --venue {others[0]} (or --set venue={others[0]}; venue = \"{others[0]}\" "
                    "under [set] in a config file)." if others else "")
             raise ConfigError(f"venue={values['venue']!r} has no {asset} contract; venues with one: "
                               f"{', '.join(others) or 'none'}.{fix}")

@@ -80,7 +80,7 @@ def test_the_start_flags_help_says_what_the_default_is(command):
 
 # --- a venue without a contract on the asset ---------------------------------------------------------------
 
-ETH_VENUE = ("venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic. Choose one: add "
+ETH_VENUE = ("venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic. Choose one: use "
              "--venue binance_coinm (or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config "
              "file).\n")
 
