@@ -88,9 +88,9 @@ class Market:
     #: ``funding_rate`` line; None without a funding series. A copy whose frame changes the funding lines
     #: must change or drop this too (``dataclasses.replace(market, frame=..., funding_rates=None)``).
     funding_rates: SettlementRates | None = None
-    #: How many of the funding settlements within the bars are the constant fallback instead of venue data,
-    #: with the data loader's text saying which and why (None: every settlement is venue data, or no funding),
-    #: and the first and last settlement time (UTC) of each run of assumed settlements.
+    #: Which of the funding settlements within the bars are the constant fallback instead of venue data, said
+    #: for a warning (None: every settlement is venue data, or no funding), and the first and last settlement
+    #: time (UTC) of each run of assumed settlements.
     funding_assumption: str | None = None
     funding_assumed_spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
 
@@ -103,7 +103,8 @@ class Market:
 class RunOutcome:
     """A finished run: the flat ``summary``, the full :class:`analyzers.report.RunResult`, and ``warnings``:
     what the user must see at once (a leverage the venue's brackets refused, so the hedge was not what was
-    asked); the details are in the run notes too."""
+    asked; an event date, entry_date or loan_date, outside the run's bars); the details are in the run notes
+    too."""
 
     summary: dict[str, Any]
     result: RunResult
@@ -113,9 +114,10 @@ class RunOutcome:
     @property
     def notes(self) -> list[str]:
         """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md,
-        after the range's own note when bars past the network data were dropped (an ``end`` cut short)."""
-        cut = self.result.assumptions.get("range")
-        return ([cut] if cut else []) + list(self.result.assumptions.get("run notes", []))
+        after the range's own notes: a default start moved to the data's first bar (the fleet hashes before
+        the data at the run's timeframe begin), bars past the network data dropped (an ``end`` cut short)."""
+        range_notes = [self.result.assumptions.get(key) for key in ("start", "range")]
+        return [note for note in range_notes if note] + list(self.result.assumptions.get("run notes", []))
 
     def write_report(self, folder: str | Path) -> Path:
         return write_report(self.result, folder)
@@ -156,15 +158,49 @@ def _default_start(config: dict[str, Any]) -> pd.Timestamp | None:
     return None if first is None else pd.Timestamp(first.date).tz_convert("UTC")
 
 
-def _default_start_text(config: dict[str, Any]) -> str:
-    """Where a start the user never gave came from: the fleet's first deployment, named."""
+def _first_deployment_text(config: dict[str, Any]) -> str:
+    """The fleet's first deployment, named: ``2017-01-01 (S9:4000@2017-01-01 of the default fleet)``."""
     first, day = _first_deployment(config), _default_start(config).date()
     fleet = str((config.get("params") or {}).get("fleet"))
     deployment = f"{first.spec.name}:{first.units}@{day}"
     whose = ("the default fleet" if fleet == DEFAULT_FLEET
              else f"fleet={fleet}") if fleet != deployment else ""
-    return (f"no start was given, so the run starts on the fleet's first deployment, {day} "
-            f"({deployment + ' of ' + whose if whose else 'fleet=' + fleet})")
+    return f"{day} ({deployment + ' of ' + whose if whose else 'fleet=' + fleet})"
+
+
+def _default_start_text(config: dict[str, Any]) -> str:
+    """Where a start the user never gave came from: the fleet's first deployment, named."""
+    return ("no start was given, so the run starts on the fleet's first deployment, "
+            f"{_first_deployment_text(config)}")
+
+
+def _first_bar_after(asset: str, timeframe: str, after: pd.Timestamp, end: pd.Timestamp | None,
+                     data_dir: Any, venue: str | None) -> pd.Timestamp | None:
+    """The earliest first bar, after ``after``, of an OHLCV file of the data folder from which the files serve
+    ``asset`` at ``timeframe`` up to ``end`` (exclusive; None: the end of the data), as the loader chooses
+    them (:func:`data.manifest.choose_file`); None when there is none, no data folder, or the files cover
+    ``after`` already (a load from it failed for another reason, which a later start must not hide)."""
+    from data.manifest import choose_file, read_manifest
+
+    directory = resolve_data_dir(data_dir)
+    if directory is None:
+        return None
+    manifest = read_manifest(directory)
+    try:
+        choose_file(manifest, asset, "ohlcv", timeframe, after, end, venue)
+        return None
+    except DataError:
+        pass
+    firsts = manifest.loc[(manifest["asset"] == asset) & (manifest["kind"] == "ohlcv"), "first"]
+    for first in sorted(set(firsts)):
+        if first <= after:
+            continue
+        try:
+            choose_file(manifest, asset, "ohlcv", timeframe, first, end, venue)
+        except DataError:
+            continue
+        return pd.Timestamp(first)
+    return None
 
 
 def market_key(config: dict[str, Any]) -> tuple:
@@ -239,6 +275,7 @@ def load_market(config: dict[str, Any]) -> Market:
         raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on "
                           f"or before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a "
                           f"fleet deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+    start_note = ""
     try:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
                            venue=config.get("data_venue"))
@@ -247,8 +284,19 @@ def load_market(config: dict[str, Any]) -> Market:
     except DataCoverageError as exc:  # the fleet's start is outside the data (not: no data, or unusable data)
         if default_start is None:
             raise
-        raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a start "
-                        "within the data (--start YYYY-MM-DD), or a fleet deployed within them.") from None
+        # the fleet hashes before the data at this timeframe begin (intraday files start later): the run
+        # starts on the data's first bar, the later of the two, as if given as --start
+        later = _first_bar_after(asset, timeframe, start, end_exclusive, data_dir, config.get("data_venue"))
+        if later is None or (end_exclusive is not None and later >= end_exclusive):
+            raise DataError(f"{_default_start_text(config)}, where the data have no bars: {exc} Give a "
+                            "start within the data (--start YYYY-MM-DD), or a fleet deployed within "
+                            "them.") from None
+        ohlcv = load_ohlcv(asset, timeframe, later, end_exclusive, data_dir=data_dir,
+                           venue=config.get("data_venue"))
+        start_note = (f"no start was given, so the run starts on the first bar of the {asset} {timeframe} "
+                      f"data, {ohlcv.frame.index[0]:%Y-%m-%d %H:%M} UTC: the fleet's first deployment, "
+                      f"{_first_deployment_text(config)}, is before the data at {timeframe} begin "
+                      "(--start YYYY-MM-DD sets another start)")
     bars = ohlcv.frame
     first, last = bars.index[0], bars.index[-1]
     # Network data to the end of what exists; bars past it are dropped for BTC (no revenue data), kept for
@@ -278,6 +326,8 @@ def load_market(config: dict[str, Any]) -> Market:
     funding_assumption = None
     assumed_spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
     assumptions: dict[str, Any] = {"data files": [str(ohlcv.info)], "network": str(network.info)}
+    if start_note:
+        assumptions["start"] = start_note
     if assumptions_end:
         assumptions["range"] = assumptions_end
     if funding_venue is not None:
@@ -290,8 +340,8 @@ def load_market(config: dict[str, Any]) -> Market:
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
         if loaded.info.assumed_settlements:
-            funding_assumption = loaded.info.assumption
             assumed_spans = true_runs(loaded.frame["assumed"])
+            funding_assumption = _assumed_funding_text(loaded.info, assumed_spans)
     else:
         assumptions["funding"] = "none (dated contracts pay no funding)"
     rates = SettlementRates(funding) if funding is not None and not funding.empty else None
@@ -313,6 +363,16 @@ def load_market(config: dict[str, Any]) -> Market:
             digest.update(path.read_bytes())
     return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close,
                   rates, funding_assumption, assumed_spans)
+
+
+def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]) -> str:
+    """``"756 of the 5,478 funding settlements (2019-01-01 00:00 to 2019-09-09 16:00 UTC) are the constant
+    0.0001 per 8h, not venue data (funding/btc_binance_... does not cover them)"``, from a
+    :class:`data.funding.FundingInfo` with assumed settlements and their spans (:func:`true_runs`)."""
+    when = "; ".join(f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}" for first, last in spans)
+    source = f"{info.file} does not cover them" if info.file else info.reason
+    return (f"{info.assumed_settlements:,} of the {info.settlements:,} funding settlements ({when} UTC) are "
+            f"the constant {info.fallback_rate:g} per 8h, not venue data ({source})")
 
 
 def true_runs(flags: pd.Series) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
@@ -337,8 +397,8 @@ def funding_warning(market: Market, policy: str, values: dict[str, Any], ledger:
         return ""
     advice = ("`data list` shows which venues' funding files cover those dates (--venue chooses the venue).")
     if ledger is None:
-        return (f"{market.funding_assumption}. A run holding a perpetual position on those dates pays and "
-                f"receives that assumption, not the venue's history; {advice}")
+        return (f"{market.funding_assumption}: a run holding a perpetual position then pays and receives "
+                f"that assumption; {advice}")
     columns = ledger.to_columns(notes=False)
     funding = np.asarray(columns["kind"], dtype=object) == "funding"
     opens = pd.DatetimeIndex([t for t, f in zip(columns["datetime"], funding, strict=True) if f])
@@ -352,20 +412,20 @@ def funding_warning(market: Market, policy: str, values: dict[str, Any], ledger:
     received = float(amounts[held & (amounts > 0)].sum())
     if not paid and not received:
         return ""
-    return (f"{market.funding_assumption}. On bars holding those settlements this run paid {paid:,.0f} USD "
-            f"and received {received:,.0f} USD of funding at that assumed rate, not the venue's history; "
-            f"{advice}")
+    return (f"{market.funding_assumption}: on those bars this run paid {paid:,.0f} USD and received "
+            f"{received:,.0f} USD of funding at that assumed rate; {advice}")
 
 
 def _policy_params(policy: str, params: dict[str, Any] | None, venue: str | None, *,
-                   together: bool = True) -> dict[str, Any]:
+                   together: bool = True, owner: str = "") -> dict[str, Any]:
     """``params`` checked for ``policy``: each on its own (filled with the defaults), then together (the
-    policy's ``check_params``) unless ``together`` is False (a caller that reads only the fleet's)."""
+    policy's ``check_params``) unless ``together`` is False (a caller that reads only the fleet's, whose
+    errors name it, ``owner``, rather than the policy)."""
     cls = policy_class(policy)
     values = dict(params or {})
     if venue and any(s.name == "venue" for s in cls.specs):
         values.setdefault("venue", venue)
-    values = validate_params(values, cls.specs, owner=f"policy {policy!r}")
+    values = validate_params(values, cls.specs, owner=owner or f"policy {policy!r}")
     if together:
         cls.check_params(values)
     return values
@@ -415,7 +475,7 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     summary = {key: result.summary.get(key) for key in result.summary}
     leverage = strategy.leverage_warning() if hasattr(strategy, "leverage_warning") else ""
     funding = funding_warning(market, policy, values, strategy.broker.ledger)
-    warnings = [text for text in (leverage, funding) if text]
+    warnings = [text for text in (leverage, *(getattr(strategy, "run_warnings", []) or []), funding) if text]
     return RunOutcome(summary, result, time.perf_counter() - started, warnings)
 
 
@@ -596,7 +656,8 @@ def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
     from mining.revenue import network_hashprice
 
     asset, network = _network_range(config)
-    params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False)
+    params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False,
+                            owner="breakeven")
     fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
                                  hosting_usd_per_kwh=params["hosting_usd_per_kwh"],

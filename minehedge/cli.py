@@ -1,4 +1,5 @@
-"""``run_backtest.py``: argument parsing and printing. The work happens in :mod:`minehedge.api` (single runs,
+"""The command line (``python run_backtest.py`` in the repository; ``minehedge`` or ``python -m minehedge``
+once installed): argument parsing and printing. The work happens in :mod:`minehedge.api` (single runs,
 comparisons, policy registry, data helpers) and :mod:`minehedge.sweep` (sweeps).
 
 Exit codes: 0 success; 1 a run failed (a bug or an unexpected error: its traceback is printed), or a sweep
@@ -46,6 +47,10 @@ from minehedge.config import (
 from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
 
 PROG = "run_backtest.py"
+#: The program name of each way to start the command line (``sys.argv[0]``'s file name -> the name messages
+#: use).
+_PROGRAM_NAMES = {"__main__.py": "python -m minehedge", "minehedge": "minehedge",
+                  "minehedge.exe": "minehedge", "minehedge-script.py": "minehedge"}
 COMMANDS = ("run", "sweep", "compare", "data", "policies")
 DATA_ACTIONS = ("list", "validate", "download", "hashprice", "breakeven")
 DEFAULT_SWEEP_OUT = "reports/sweep"
@@ -84,10 +89,12 @@ class _Parser(argparse.ArgumentParser):
         if choice and self.suggest:
             message += "." + did_you_mean(choice.group(2), self.suggest)
         elif unknown:
-            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(PROG).strip())
+            message += "." + _unknown_flag_hint(unknown.group(1), self.prog.removeprefix(_prog).strip())
         raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
+#: The program name of the parser :func:`build_parser` made last (``run_backtest.py``, ``minehedge``, ...).
+_prog = PROG
 #: The long options of each command ("run", "sweep", "compare", "policies", "data list", ...).
 _OPTIONS: dict[str, set[str]] = {}
 #: The settings keys (argparse dests, which are the config-file keys) of each command.
@@ -143,6 +150,10 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
     ("--seed", {"help": "random seed where randomness exists (default 0)"}),
 )
+#: ``--start``'s help in the commands that run backtests, whose default start is the fleet's
+#: (api.load_market).
+_RUN_START_HELP = ("first UTC day (default: the fleet's first deployment, or the data's first bar at the "
+                   "timeframe when that is later)")
 #: Market flags a data action has no use for, so it refuses them (naming the commands that take them) rather
 #: than ignore them: no data action has a futures leg or anything random; hashprice and break-even are daily
 #: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the
@@ -156,7 +167,10 @@ _DATA_OMITS = {
 }
 
 
-def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = ()) -> None:
+def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Sequence[str] = (),
+            helps: Mapping[str, str] | None = None) -> None:
+    """The flags every command takes, and the market flags (but ``omit``); ``helps``: flag -> its help
+    here."""
     s = argparse.SUPPRESS  # absent flags stay absent, so the config file's values survive
     parser.add_argument("--config", metavar="FILE.toml", default=s,
                         help="TOML file with the same keys as the flags")
@@ -166,7 +180,8 @@ def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Seque
         return
     for flag, keywords in _MARKET_FLAGS:
         if flag not in omit:
-            parser.add_argument(flag, default=s, **keywords)
+            own_help = (helps or {}).get(flag)
+            parser.add_argument(flag, default=s, **(keywords | {"help": own_help} if own_help else keywords))
 
 
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,21 +191,23 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
                         help="set a policy parameter (repeatable), e.g. --set hedge_ratio=0.5")
 
 
-def build_parser() -> _Parser:
+def build_parser(prog: str = PROG) -> _Parser:
+    global _prog
+    _prog = prog
     s = argparse.SUPPRESS
-    parser = _Parser(prog=PROG, description="Backtest crypto miners who hedge or lever up with futures.",
+    parser = _Parser(prog=prog, description="Backtest crypto miners who hedge or lever up with futures.",
                      suggest=COMMANDS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="one backtest: print the summary, write the report folder")
-    _common(run)
+    _common(run, helps={"--start": _RUN_START_HELP})
     _policy_flags(run)
     run.add_argument("--out", default=s, metavar="DIR",
                      help="report folder (summary.json, events.csv, charts...)")
 
     sweep = commands.add_parser("sweep",
                                 help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
-    _common(sweep)
+    _common(sweep, helps={"--start": _RUN_START_HELP})
     _policy_flags(sweep)
     sweep.add_argument("--grid", action="append", metavar="KEY=SPEC", default=s,
                        help="swept parameter (repeatable): start:stop:step (stop included) or a,b,c")
@@ -208,7 +225,7 @@ def build_parser() -> _Parser:
     sweep.add_argument("--out", default=s, metavar="DIR", help=f"sweep folder (default {DEFAULT_SWEEP_OUT})")
 
     compare = commands.add_parser("compare", help="several policies on the same market, fleet and period")
-    _common(compare)
+    _common(compare, helps={"--start": _RUN_START_HELP})
     compare.add_argument("--policies", default=s, metavar="A,B,...",
                          help="policies to compare (default: all)")
     compare.add_argument("--set", dest="set", action="append", metavar="KEY=VALUE", default=s,
@@ -355,15 +372,15 @@ def _check_venue(settings: Mapping[str, Any], policies: Sequence[str],
                           + did_you_mean(venue, allowed))
 
 
-def _policy_config(settings: Mapping[str, Any], *, together: bool = True) -> dict[str, Any]:
+def _policy_config(settings: Mapping[str, Any], *, together: bool = True, owner: str = "") -> dict[str, Any]:
     """The run config of ``settings``' policy; with ``together``, its rules across parameters and the venue's
-    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the
-    fleet's."""
+    are checked too (``api.check_config``), before any data load. ``data breakeven`` reads only the fleet's,
+    and its errors name the command (``owner``), not a policy it does not run."""
     registry = _registry()
     policy = check_policy(settings["policy"], registry)
     _check_venue(settings, [policy], registry)
     params = validate_params(_with_globals(settings, settings["set"], registry[policy]), registry[policy],
-                             owner=_owner(policy))
+                             owner=owner or _owner(policy))
     config = _base_config(settings, policy, params)
     if together:
         _api().check_config(config)
@@ -393,12 +410,14 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
 def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
     """On stderr: the run notes, then the warnings, of each policy's run (``{policy: RunOutcome}``), each text
-    once; ``named`` (compare): each names the policies whose runs gave it, ``note (static_hedge and
-    dynamic_hedge): ...``."""
+    once (a note that is also a warning, as an event date outside the run, only as the warning); ``named``
+    (compare): each names the policies whose runs gave it, ``note (static_hedge and dynamic_hedge): ...``."""
     for kind, label in (("notes", "note"), ("warnings", "warning")):
         owners: dict[str, list[str]] = {}
         for policy, outcome in outcomes.items():
             for text in getattr(outcome, kind):
+                if kind == "notes" and text in outcome.warnings:
+                    continue
                 names = owners.setdefault(text, [])
                 if policy not in names:
                     names.append(policy)
@@ -481,14 +500,17 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     points = sweep.expand_grid(_base_config(settings, policy, fixed), grid)
     _check_points(api, points)
     out = Path(settings["out"] or DEFAULT_SWEEP_OUT)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    check_sweep_dir(out)
     sweep.check_writable(out)  # before the data load and a --dask-local cluster, which take a while
     executor = sweep.make_executor(settings["workers"], settings["scheduler"], settings["dask_local"])
     _note(f"sweep of {len(points)} configurations ({' x '.join(f'{k}: {len(v)}' for k, v in grid.items())})")
 
     # loaded and validated once for the whole sweep: one market per funding venue or default start swept
     shared = api.load_shared([point.config for point in points])
+    markets = getattr(shared, "by_key", {}).values()  # api.Markets
+    for text in dict.fromkeys(market.assumptions.get("start") for market in markets):
+        if text:  # a default start moved to the data's first bar, as run and compare say
+            _note(f"note: {text}")
     for text in api.sweep_funding_warnings([point.config for point in points], shared):
         _note(f"warning: {text}")
     with executor:
@@ -632,7 +654,8 @@ def _check_used(values: Mapping[str, Any], used: Sequence[str]) -> None:
         given = " --set ".join(f"{key}={values[key]}" for key in unused)
         uses = ", ".join(key for key in used if key != "asset")  # the asset comes from --asset
         raise ConfigError(f"--set {given}: `data breakeven` does not use {_and_list(unused)}; it uses only "
-                          f"the fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}.")
+                          f"the fleet's settings ({uses}); drop {'it' if len(unused) == 1 else 'them'}."
+                          + did_you_mean(unused[0], used))
 
 
 #: The settings ``data validate`` reads to check the data of a range; with a FILE it checks that file alone.
@@ -658,8 +681,9 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if ns.action == "validate" and getattr(ns, "file", None):
         _check_file_alone(ns)
     if ns.action == "breakeven":
-        config = _policy_config(settings, together=False)
+        # first: a hedge setting is refused, whatever its value
         _check_used(settings["set"], api.BREAKEVEN_PARAMS)
+        config = _policy_config(settings, together=False, owner="`data breakeven`")
     else:
         config = _base_config(settings, None, {})
     if ns.action == "list":
@@ -689,14 +713,24 @@ HANDLERS = {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "data": 
             "policies": cmd_policies}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code."""
+def program_name(argv0: str) -> str:
+    """The name messages give the program started as ``argv0`` (``sys.argv[0]``): ``minehedge`` for the
+    installed command, ``python -m minehedge``, else :data:`PROG`."""
+    return _PROGRAM_NAMES.get(os.path.basename(argv0), PROG)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code. ``prog``: the program
+    name of the usage lines and messages (default: from ``sys.argv[0]`` when ``argv`` is None, see
+    :func:`program_name`, else :data:`PROG`)."""
     from minehedge.sweep import SweepInterrupted
 
     whole_program = argv is None  # the process ends when main returns (else: a caller's, left as it was)
+    if prog is None:
+        prog = program_name(sys.argv[0]) if argv is None else PROG
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        ns = build_parser().parse_args(argv)
+        ns = build_parser(prog).parse_args(argv)
         settings = _settings(ns)
         code = HANDLERS[ns.command](ns, settings)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -707,15 +741,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except MinehedgeError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SweepInterrupted as exc:
         _ignore_further_interrupts(whole_program)
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         _ignore_further_interrupts(whole_program)
-        print(f"{PROG}: interrupted; nothing half-written was kept.", file=sys.stderr)
+        print(f"{prog}: interrupted; nothing half-written was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a run that failed: the traceback is what the user reports
         if isinstance(exc, BrokenPipeError) and _stdout_closed():
@@ -723,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             return EXIT_PIPE_CLOSED
         traceback.print_exc(file=sys.stderr)
-        print(f"{PROG}: error: the run failed (traceback above).", file=sys.stderr)
+        print(f"{prog}: error: the run failed (traceback above).", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -758,6 +792,28 @@ def _report_files(folder: Path) -> set[str] | None:
     return None
 
 
+def _holds_current_folder(out: Path) -> bool:
+    """Whether the existing folder ``out`` is the current folder or one of its ancestors."""
+    here = Path.cwd().resolve()
+    return out.resolve() in (here, *here.parents)
+
+
+def check_sweep_dir(out: Path) -> None:
+    """A sweep's ``--out``: a folder (new, or holding files of its own: a sweep replaces only its own files,
+    so an earlier sweep's folder resumes), but not the current folder or one holding it, as for ``run`` and
+    ``compare`` (:func:`check_output_dir`): a sweep's results.csv, top.csv and heatmaps get a folder of their
+    own. The error says how to resume a sweep that was written into the current folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; a sweep needs a folder.")
+    if out.is_dir() and _holds_current_folder(out):
+        here = Path.cwd().resolve()
+        resume = (f"; to resume the sweep in {here}, run the same command from its parent folder with --out "
+                  f"{here.name}" if out.resolve() == here and (here / "results.csv").is_file() else "")
+        raise ConfigError(f"out={str(out)!r} is the current folder or holds it; a sweep writes results.csv, "
+                          "top.csv and its heatmaps into a folder of their own: give a sub-folder (for "
+                          f"example reports/sweep1){resume}.")
+
+
 def check_output_dir(out: str | Path) -> Path:
     """``out`` as a Path if a report may be written there; else a :class:`ConfigError` saying why.
 
@@ -768,8 +824,7 @@ def check_output_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; give a folder.")
     if out.is_dir():
-        here = Path.cwd().resolve()
-        if out.resolve() in (here, *here.parents):
+        if _holds_current_folder(out):
             raise ConfigError(f"out={str(out)!r} is the current folder or holds it, which a report cannot "
                               "replace; give a sub-folder (for example reports/run1).")
         names = sorted(p.name for p in out.iterdir())

@@ -39,7 +39,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import minehedge.compat  # noqa: F401  (before backtrader)
@@ -157,7 +157,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
               "leverage); 0 = answer only the venue's calls", minimum=0.0, maximum=0.99),
     ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized",
               minimum=0.0),
-    ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry (none = no stop)",
+    ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry, > 0 (none = no stop)",
               minimum=0.0, maximum=1.0, nullable=True),
 )
 
@@ -262,7 +262,12 @@ class MinerStrategy(bt.Strategy):
         it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
         lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
         error states the range from the ``leverage`` parameter's own minimum; the broker checks each order
-        against the bracket in force). A policy with rules of its own extends it."""
+        against the bracket in force); a stop-loss is a distance > 0 (none, the default, is no stop). A policy
+        with rules of its own extends it."""
+        if values.get("stop_loss") == 0:
+            raise ConfigError("stop_loss=0 is not allowed: the stop would sit at the entry price; for no "
+                              "stop-loss leave stop_loss at its default, none (drop --set stop_loss=0, or "
+                              "give --set stop_loss=none); else give a distance in (0, 1].")
         if cls.uses_futures:
             if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
@@ -294,8 +299,11 @@ class MinerStrategy(bt.Strategy):
                       if any(s.asset == asset for s in load_venue(name).instruments)
                       and (not cls.required_contract_type
                            or load_venue(name).contract_type == cls.required_contract_type)]
+            fix = (f" Choose one: use --venue {others[0]} (or --set venue={others[0]}; venue = "
+                   f"\"{others[0]}\" "
+                   "under [set] in a config file)." if others else "")
             raise ConfigError(f"venue={values['venue']!r} has no {asset} contract; venues with one: "
-                              f"{', '.join(others)}.")
+                              f"{', '.join(others) or 'none'}.{fix}")
         symbol = values.get("symbol", "") or symbols[0]
         check_choice("symbol", symbol, symbols)
         return venue, symbol
@@ -363,6 +371,9 @@ class MinerStrategy(bt.Strategy):
         self._desk_call_open = False  # a margin_buffer call is open (see _check_margin_buffer)
         #: What a reader of the run must know (refused orders, a loan cut short, ...): the report's run notes.
         self.notes: list[str] = []
+        #: Run notes the user must see at once too (an event date outside the run, :meth:`note_event_date`):
+        #: ``run`` and ``compare`` print them as warnings.
+        self.run_warnings: list[str] = []
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
@@ -392,6 +403,23 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+
+    def note_event_date(self, name: str, day: date | None, before: str, after: str) -> None:
+        """A run note, also a warning (:attr:`run_warnings`), when the policy's event date ``name`` (a
+        parameter; None: not given) lies outside the run's bars: before the first bar's day ``before`` says
+        what happened instead, after the last bar's day ``after`` does. A sweep over periods may meet either,
+        so neither is an error."""
+        if day is None:
+            return
+        index = self.data.p.dataname.index
+        first, last = index[0].date(), index[-1].date()
+        if first <= day <= last:
+            return
+        edge = f"before the run's first bar, {first}" if day < first else f"after the run's last bar, {last}"
+        text = (f"{name}={day} is {edge} (the run covers {first} to {last}): "
+                f"{before if day < first else after}.")
+        self.notes.append(text)
+        self.run_warnings.append(text)
 
     def _note_early_machines(self, first_day: pd.Timestamp) -> None:
         """hardware_value='market': a run note when priced machines were deployed before the first bar's day,

@@ -15,6 +15,7 @@ import pandas as pd
 from minehedge.config import ParamSpec
 from minehedge.errors import ConfigError
 from mining.fleet import Fleet
+from mining.hardware import resolve_spec
 from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
 from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
@@ -230,6 +231,9 @@ class LeveragedLong(MinerStrategy):
     def __init__(self) -> None:
         super().__init__()
         self._entered = False
+        self.note_event_date("entry_date", self.p.entry_date,
+                             "the entry was decided at the first bar's close instead, as with no entry_date",
+                             "no position was opened")
 
     def rebalance_interval_days(self) -> float:
         return math.inf
@@ -291,9 +295,15 @@ class FinancedExpansion(MinerStrategy):
 
     @classmethod
     def check_params(cls, values: Mapping[str, Any]) -> None:
-        """A coin loan's call LTV (1 / call_ratio) below its liquidation LTV, and drawn above its call
-        level."""
+        """The machine bought mines the run's coin; a coin loan's call LTV (1 / call_ratio) below its
+        liquidation LTV, and drawn above its call level."""
         super().check_params(values)
+        asset, machine = str(values["asset"]).upper(), resolve_spec(values["expansion_model"])
+        if machine.asset != asset:
+            example = "180MH/1000W" if asset == "ETH" else "S19XP"
+            raise ConfigError(f"expansion_model={values['expansion_model']!r} mines {machine.asset}, not "
+                              f"{asset}; give a machine for {asset}: --set expansion_model={example} (a "
+                              "catalog model, or a hash rate/power such as 110TH/3250W or 500MH/1200W).")
         if values["loan_type"] != "coin":
             return
         if 1.0 / values["call_ratio"] >= values["liquidation_ltv"]:
@@ -323,6 +333,9 @@ class FinancedExpansion(MinerStrategy):
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
         self._last_interest_month: tuple[int, int] | None = None
+        self.note_event_date("loan_date", self.p.loan_date,
+                             "the loan was drawn and the machines bought at the first bar instead",
+                             "no loan was taken and no machines were bought")
 
     def _add_expansion_flows(self, i: int) -> None:
         """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on."""

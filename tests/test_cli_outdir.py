@@ -17,6 +17,7 @@ from tests.test_cli_commands import CONTRACT, contract_api, run_main  # noqa: F4
 
 RUN = ["run", "--start", "2020-01-01", "--set", "hedge_ratio=0.25"]
 COMPARE = ["compare", "--start", "2020-01-01", "--policies", "unhedged,static_hedge"]
+SWEEP = ["sweep", "--start", "2020-01-01", "--grid", "hedge_ratio=0,1", "--workers", "1"]
 
 
 def tree(root: Path) -> list[str]:
@@ -104,17 +105,31 @@ def test_staged_output_dir_refuses_a_folder_that_is_not_a_report(tmp_path):
     assert tree(out) == [REPORT_MARKER, "a.txt"]
 
 
-@pytest.mark.parametrize("out", [".", "..", "CWD"])
-def test_out_that_is_the_current_folder_or_holds_it_is_refused_and_leaves_nothing(capsys, tmp_path, monkeypatch,
-                                                                                  runs, out):
+def in_work_folder(tmp_path: Path, monkeypatch, out: str) -> str:
+    """Make tmp_path/work the current folder; ``out`` with ``CWD`` standing for its absolute path."""
     here = tmp_path / "work"
     here.mkdir()
     monkeypatch.chdir(here)
-    out = str(here) if out == "CWD" else out
-    code, stdout, err = run_main(capsys, [*RUN, "--out", out])
-    assert (code, stdout, runs) == (2, "", [])
-    assert err == (f"run_backtest.py: error: out='{out}' is the current folder or holds it, which a report cannot "
-                   "replace; give a sub-folder (for example reports/run1).\n")
+    return str(here) if out == "CWD" else out
+
+
+#: What ``run`` and ``sweep`` say of an ``--out`` that is the current folder or holds it.
+CURRENT_FOLDER = {
+    "run": "which a report cannot replace; give a sub-folder (for example reports/run1).",
+    "sweep": "a sweep writes results.csv, top.csv and its heatmaps into a folder of their own: give a sub-folder "
+             "(for example reports/sweep1).",
+}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("out", [".", "..", "CWD"])
+def test_out_that_is_the_current_folder_or_holds_it_is_refused_and_leaves_nothing(capsys, tmp_path, monkeypatch,
+                                                                                  runs, sweeps, command, out):
+    out = in_work_folder(tmp_path, monkeypatch, out)
+    code, stdout, err = run_main(capsys, [*{"run": RUN, "sweep": SWEEP}[command], "--out", out])
+    assert (code, stdout, runs, sweeps) == (2, "", [], [])
+    assert err == (f"run_backtest.py: error: out='{out}' is the current folder or holds it"
+                   f"{',' if command == 'run' else ';'} {CURRENT_FOLDER[command]}\n")
     assert tree(tmp_path) == ["work"]  # no hidden .partial or .old folder
     code, _, err = run_main(capsys, [*COMPARE, "--out", "."])
     assert code == 2 and "is the current folder or holds it" in err and tree(tmp_path) == ["work"]
@@ -135,7 +150,6 @@ def test_staging_folders_a_killed_writer_left_are_removed_on_the_next_write(caps
 
 # ------------------------------------------------------------------------------------------ unwritable --out
 
-SWEEP = ["sweep", "--start", "2020-01-01", "--grid", "hedge_ratio=0,1", "--workers", "1"]
 
 
 @pytest.fixture
@@ -145,6 +159,19 @@ def sweeps(monkeypatch):
     summary = CONTRACT.run_summary
     monkeypatch.setattr(CONTRACT, "run_summary", lambda config, shared: count.append(1) or summary(config, shared))
     return count
+
+
+def test_a_sweep_written_into_the_current_folder_is_refused_saying_how_to_resume_it_and_its_folder_resumes(
+        capsys, tmp_path, monkeypatch, sweeps):
+    monkeypatch.chdir(tmp_path)
+    assert run_main(capsys, [*SWEEP, "--out", "sweep1"])[0] == 0 and len(sweeps) == 2
+    monkeypatch.chdir(tmp_path / "sweep1")
+    code, _, err = run_main(capsys, [*SWEEP, "--out", "."])
+    assert code == 2 and err.endswith(f"example reports/sweep1); to resume the sweep in {tmp_path / 'sweep1'}, run "
+                                      "the same command from its parent folder with --out sweep1.\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, [*SWEEP, "--out", "sweep1"])
+    assert code == 0 and "skipped 2 of 2 configurations already in" in err and len(sweeps) == 2
 
 
 @pytest.mark.parametrize("command", [RUN, COMPARE, SWEEP])

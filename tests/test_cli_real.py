@@ -259,7 +259,7 @@ def test_a_venue_added_to_a_grid_runs_only_the_new_configurations(capsys, data_d
     assert main([*base, "--grid", "venue=binance_usdm,bitmex,generic"]) == 0
     err = capsys.readouterr().err
     assert "skipped 2 of 3 configurations" in err
-    assert [line for line in err.splitlines() if line.startswith("warning") and "constant funding" not in line] == []
+    assert [line for line in err.splitlines() if line.startswith("warning") and "the constant" not in line] == []
     with (tmp_path / "results.csv").open(newline="") as handle:
         assert [r["venue"] for r in csv.DictReader(handle)] == ["binance_usdm", "bitmex", "generic"]
 
@@ -339,9 +339,11 @@ CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' wi
     (["compare", "--policies", "unhedged,static_hedge", "--venue", "cme"], "policy 'static_hedge': " + CME_PERPETUAL),
     (["sweep", "--venue", "cme", "--grid", "leverage=1,2"], CME_PERPETUAL),
     (["run", "--asset", "ETH", "--venue", "bitmex"],
-     "venue='bitmex' has no ETH contract; venues with one: binance_coinm, generic."),
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm, generic. Choose one: use --venue "
+     "binance_coinm (or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config file)."),
     (["run", "--policy", "collateral_short", "--asset", "ETH", "--venue", "bitmex"],
-     "venue='bitmex' has no ETH contract; venues with one: binance_coinm."),
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm. Choose one: use --venue binance_coinm "
+     "(or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config file)."),
     (["run", "--policy", "financed_expansion", "--set", "call_ratio=1.1"],
      "liquidation_ltv=0.85 must exceed the call LTV 1/call_ratio=0.9091."),
     (["sweep", "--policy", "financed_expansion", "--grid", "collateral_ratio=1.2,1.25"],
@@ -569,12 +571,13 @@ def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_
     assumed, total = (pd.Timestamp("2019-09-10") - pd.Timestamp("2019-01-01")).days * 3, 365 * 3
     outcome = api.run_policy(m, "static_hedge", {})
     (warning,) = outcome.warnings
-    assert warning.startswith(f"constant funding 0.0001 per 8h assumed for {assumed} of {total} settlements")
+    assert warning.startswith(f"{assumed} of the {total:,} funding settlements (2019-01-01 00:00 to 2019-09-09 "
+                              "16:00 UTC) are the constant 0.0001 per 8h, not venue data (funding/btc_binance_")
     book = outcome.result.ledger.frame()
     early = book[(book["kind"] == "funding") & (book["datetime"] < pd.Timestamp("2019-09-10", tz="UTC"))]
     assert len(early) == assumed - 3  # the short fills at 01-02's open and is held throughout
     paid, received = abs(early["amount_usd"].clip(upper=0).sum()), early["amount_usd"].clip(lower=0).sum()
-    assert f"this run paid {paid:,.0f} USD and received {received:,.0f} USD of funding" in warning
+    assert f"on those bars this run paid {paid:,.0f} USD and received {received:,.0f} USD of funding" in warning
     assert received > 0 and paid == 0  # the constant is positive: a short only receives
     # no warning where nothing was booked on those dates, or nothing could be
     assert api.run_policy(m, "static_hedge", {"hedge_ratio": 0.0}).warnings == []
@@ -588,4 +591,5 @@ def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_
     assert main(argv) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
     assert len(warnings) == 1 and warnings[0].startswith(
-        f"warning: constant funding 0.0001 per 8h assumed for {90 * 3} of {90 * 3} settlements")
+        f"warning: {90 * 3} of the {90 * 3} funding settlements (2019-01-01 00:00 to 2019-03-31 16:00 UTC) are "
+        "the constant 0.0001 per 8h, not venue data")

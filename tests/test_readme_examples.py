@@ -2,7 +2,8 @@
 
 Each command-line example is a ```bash block followed by the ```text block of its output. The command is run
 as written (through ``minehedge.cli.main``, from a scratch folder, on the shared data) and every line of the
-shown output must appear in what it prints, verbatim. A ``...`` line stands for rows left out and names how
+shown output must appear in what it prints, verbatim; in the ``run`` and ``compare`` examples the lines up to
+``... written to DIR`` are the whole of stderr, in order, and the rest is stdout. A ``...`` line stands for rows left out and names how
 many there are in all; the one line that depends on the machine (how many worker processes a sweep starts) is
 checked up to the worker count. The Python quick start runs as written, and the config-file example is
 accepted and runs its sweep.
@@ -61,8 +62,9 @@ def in_scratch(data_dir, tmp_path, monkeypatch):
 def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
     argv, shown = _example(heading)
     out, err = _run(argv, capsys)
-    assert shown[0] == written and written in err
-    rows = shown[1:]
+    stderr_lines = shown.index(written) + 1  # the run notes, then where the report went: all of stderr, in order
+    assert shown[:stderr_lines] == err
+    rows = shown[stderr_lines:]
     for line in rows[:-1]:
         assert line in out, line
     assert rows[-1].startswith("...") and len(out) == header_rows + _count_in_all(rows[-1])
