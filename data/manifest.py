@@ -212,6 +212,28 @@ def rows_for_venue(rows: pd.DataFrame, venue: str, what: str, also: tuple[str, .
     return chosen
 
 
+def _coarser_hint(rows: pd.DataFrame, timeframe: str | None, start: pd.Timestamp | None,
+                  end: pd.Timestamp | None) -> str:
+    """`` A 4h file covers it (--timeframe 4h).`` when no file at ``timeframe`` or finer covers
+    ``start`` -> ``end`` (exclusive) but one of a coarser timeframe among ``rows`` does; "" otherwise."""
+    if timeframe is None:
+        return ""
+    target = parse_timeframe(timeframe)
+    coarser = set()
+    for row in rows.itertuples():
+        size = TIMEFRAMES.get(row.timeframe)
+        if size is None or size <= target:
+            continue
+        covered_end = row.last + size
+        if ((start is None or row.first <= start < covered_end)
+                and (end is None or row.first < end <= covered_end)):
+            coarser.add(row.timeframe)
+    if not coarser:
+        return ""
+    finest = min(coarser, key=lambda name: TIMEFRAMES[name])
+    return f" A {finest} file covers it (--timeframe {finest})."
+
+
 def choose_file(
     manifest: pd.DataFrame,
     asset: str,
@@ -267,6 +289,7 @@ def choose_file(
             f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
             f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "
             f"{_coverage_text(pd.DataFrame([r._asdict() for r, _ in candidates]))}."
+            + _coarser_hint(rows, timeframe, start, end)
         )
     covering.sort(key=lambda item: item[0], reverse=True)
     _, row, resampled_from = covering[0]

@@ -162,6 +162,14 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
 )
 
 
+def size_text(size: float) -> str:
+    """A position size for a note, in thousands-separated digits: whole (contracts, and anything of 100,000
+    or more: ``-3,530,470``, never ``-3.53047e+06``) or to six significant digits (``0.512346``)."""
+    if float(size).is_integer() or abs(size) >= 1e5:
+        return f"{size:,.0f}"
+    return f"{size:,.6g}"
+
+
 def params_from_specs(specs: Sequence[ParamSpec]) -> tuple[tuple[str, object], ...]:
     """backtrader ``params`` from specs (name, default)."""
     return tuple((spec.name, spec.default) for spec in specs)
@@ -1217,11 +1225,11 @@ class MinerStrategy(bt.Strategy):
         self._deliver_last_notifications()
         unit = self._order_unit()
         tallies = [("time(s) the treasury closed part of the hedge at the close to pay costs or loans",
-                    [(when, f"{abs(closed):,.6g} of {abs(held):,.6g} {unit} closed") for when, closed, held in
-                     self._draws]),
+                    [(when, f"{size_text(abs(closed))} of {size_text(abs(held))} {unit} closed")
+                     for when, closed, held in self._draws]),
                    (f"futures target(s) cut to the collateral the treasury could post (margin, fee and a "
                     f"{CUT_CUSHION - 1:.0%} cushion)",
-                    [(when, f"position {wanted:,.6g} {unit} wanted, {placed:,.6g} placed")
+                    [(when, f"position {size_text(wanted)} {unit} wanted, {size_text(placed)} placed")
                      for when, wanted, placed
                      in self._cuts])]
         by_kind: dict[str, list[tuple[datetime, str]]] = {}

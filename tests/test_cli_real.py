@@ -57,6 +57,15 @@ def test_range_outside_the_data_exits_2_naming_the_covered_range(capsys, data_di
     code = main(["run", "--start", "1990-01-01", "--end", "1990-12-31", "--data-dir", str(data_dir)])
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err and "1990" in err
+    assert "--timeframe" not in err  # no file of any timeframe covers 1990
+
+
+def test_an_hourly_range_in_the_hourly_gap_names_the_coarser_file_that_covers_it(capsys, data_dir):
+    # the 1h files stop 2022-08-19 and resume 2023-01-01; the 4h file runs 2017-08-17 to 2026-01-06
+    argv = ["run", "--timeframe", "1h", "--start", "2022-06-01", "--end", "2022-12-31", "--data-dir", str(data_dir)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.rstrip().endswith("A 4h file covers it (--timeframe 4h).")
+    assert main([*argv[:2], "4h", *argv[3:], "--json"]) == 0
 
 
 def test_data_hashprice_json(capsys, data_dir):

@@ -1238,3 +1238,10 @@ def test_the_lender_of_march_2020_sells_where_the_crash_reaches_its_liquidation_
     assert at(m, "2020-03-12", "low") < sale.price < at(m, "2020-03-12", "open")
     assert sold == pytest.approx(sale.size / sale.price, rel=1e-12)  # the debt's worth, no fee
     assert strategy.loan.debt_usd == pytest.approx(0.0, abs=1e-6) and strategy.broker.get_liabilities_usd() == 0.0
+
+
+def test_sizes_in_run_notes_are_digits_never_scientific_notation():
+    from strategies.base import size_text
+
+    assert [size_text(x) for x in (-3_530_466.4, -580_408.0, -743.0, 12_345.678, 0.5123456789)] == [
+        "-3,530,466", "-580,408", "-743", "12,345.7", "0.512346"]
