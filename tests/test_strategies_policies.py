@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from datetime import datetime
 from pathlib import Path
@@ -1245,3 +1246,14 @@ def test_sizes_in_run_notes_are_digits_never_scientific_notation():
 
     assert [size_text(x) for x in (-3_530_466.4, -580_408.0, -743.0, 12_345.678, 0.5123456789)] == [
         "-3,530,466", "-580,408", "-743", "12,345.7", "0.512346"]
+
+
+def test_the_readmes_inverse_margin_cut_is_what_the_first_bar_gives(data_dir):
+    # README, step 4: a USD treasury posts only mined coins as an inverse contract's margin
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    placed, wanted = re.search(r"no coins: ([\d,]+) of ([\d,]+) contracts at the first bar", readme).groups()
+    m = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2018-01-01", "end": "2018-01-31",
+                         "venue": "bitmex", "data_dir": str(data_dir)})
+    outcome = api.run_policy(m, "static_hedge", {"venue": "bitmex", "leverage": 5.0, "hedge_ratio": 1.0})
+    assert any(f"the first at 2018-01-01 00:00 UTC: position -{wanted} contracts wanted, -{placed} placed" in note
+               for note in outcome.notes)
