@@ -505,11 +505,10 @@ class HedgeEffectiveness(_UsesRecorder):
         for key, value in ledger_stats.futures_leg_totals(ledger, self.p.wallet).items():
             self.rets[key] = value
         unrealized = frame["unrealized_pnl_usd"].fillna(0.0)
-        realized = ledger_stats.cumulative_by_time(ledger, ledger_stats.FUTURES_PNL_KINDS, frame.index,
-                                                   wallet=self.p.wallet)
+        hedge_pnl = ledger_stats.futures_pnl_by_time(ledger, frame.index, frame["unrealized_pnl_usd"],
+                                                     wallet=self.p.wallet)
         samples = self.recorder.holdings()
-        # 0 at opening
-        samples["hedge_pnl_usd"] = (realized + unrealized).reindex(samples.index, fill_value=0.0)
+        samples["hedge_pnl_usd"] = hedge_pnl.reindex(samples.index, fill_value=0.0)  # 0 at opening
         daily = metrics.last_per_day(samples)
         self.rets.unrealized_pnl_usd = float(unrealized.iloc[-1]) if len(frame) else 0.0
         self.rets.futures_pnl_usd = self.rets.realized_total_usd + self.rets.unrealized_pnl_usd

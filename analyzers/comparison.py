@@ -15,17 +15,23 @@ import pandas as pd
 from analyzers import charts
 from analyzers.files import atomic_write
 from analyzers.report import HEADLINE_KEYS, RunResult, format_value
+from analyzers.windows import windows_markdown
 
 COMPARISON_CHARTS: tuple[str, ...] = ("compare_equity_usd.png", "compare_equity_coin.png")
 
 
-def comparison_markdown(results: Mapping[str, RunResult], rows: Sequence[Mapping[str, object]]) -> str:
-    """summary.md of a comparison: one column per run, headline metrics as rows, then the assumptions."""
+def comparison_markdown(results: Mapping[str, RunResult], rows: Sequence[Mapping[str, object]],
+                        windows: pd.DataFrame | None = None) -> str:
+    """summary.md of a comparison: one column per run, headline metrics as rows, a table per window of
+    ``windows`` (``analyzers.windows.window_stats`` rows with a ``policy`` column) when given, then the
+    assumptions."""
     names = [str(row.get("policy", i)) for i, row in enumerate(rows)]
     keys = [k for k in HEADLINE_KEYS if any(k in row for row in rows)]
     lines = ["# Comparison", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(format_value(key, row.get(key)) for row in rows) + " |")
+    if windows is not None:
+        lines += ["", windows_markdown(windows).rstrip("\n")]
     lines += ["", "## Assumptions", ""]
     shared: dict[str, object] = {}
     if results:
@@ -44,15 +50,21 @@ def comparison_markdown(results: Mapping[str, RunResult], rows: Sequence[Mapping
 
 
 def write_comparison(results: Mapping[str, RunResult], rows: Sequence[Mapping[str, object]],
-                     folder: str | os.PathLike[str], dpi: int = 110) -> dict[str, Path]:
-    """Write comparison.csv (``rows`` as given), summary.md and the overlay charts into ``folder``."""
+                     folder: str | os.PathLike[str], dpi: int = 110,
+                     windows: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write comparison.csv (``rows`` as given), summary.md and the overlay charts into ``folder``; with
+    ``windows`` (``analyzers.windows.window_stats`` rows with a ``policy`` column first), windows.csv (one row
+    per policy and window) and a table per window in summary.md."""
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     table = pd.DataFrame(list(rows))
     written["comparison.csv"] = atomic_write(
         target / "comparison.csv", lambda s: s.write(table.to_csv(index=False, lineterminator="\n").encode()))
-    text = comparison_markdown(results, rows)
+    if windows is not None:
+        text = windows.to_csv(index=False, lineterminator="\n")
+        written["windows.csv"] = atomic_write(target / "windows.csv", lambda s: s.write(text.encode()))
+    text = comparison_markdown(results, rows, windows)
     written["summary.md"] = atomic_write(target / "summary.md", lambda s: s.write(text.encode("utf-8")))
     for name, figure in comparison_figures(results).items():
         written[name] = charts.save_figure(figure, target / name, dpi=dpi)

@@ -163,9 +163,14 @@ def insolvent_days(events: Iterable[EventLike], times: Sequence[datetime] | pd.D
         if end is not None:
             total_ns += int(stamps[end]) - int(stamps[start])
         else:  # still insolvent at the end: through the last bar, which lasts the median spacing
-            last_bar_ns = float(np.median(np.diff(stamps))) if stamps.size > 1 else float(_DAY_NS)
-            total_ns += int(stamps[-1]) - int(stamps[start]) + last_bar_ns
+            total_ns += int(stamps[-1]) - int(stamps[start]) + last_bar_ns(stamps)
     return total_ns / _DAY_NS
+
+
+def last_bar_ns(stamps: np.ndarray) -> float:
+    """The last bar's duration in nanoseconds (``stamps``: the bars' times, ``metrics.epoch_ns``): the median
+    bar spacing, a day for a lone bar (the rule of :func:`analyzers.metrics.bar_durations_days`)."""
+    return float(np.median(np.diff(stamps))) if stamps.size > 1 else float(_DAY_NS)
 
 
 def time_above_level(times: Sequence[datetime] | pd.DatetimeIndex, ratios: Sequence[float] | np.ndarray,

@@ -245,6 +245,16 @@ def cumulative_by_time(ledger: pd.DataFrame, kinds: Iterable[str], times: pd.Dat
     return pd.Series(values, index=times)
 
 
+def futures_pnl_by_time(ledger: pd.DataFrame, times: pd.DatetimeIndex, unrealized_usd: pd.Series,
+                        wallet: str = "futures") -> pd.Series:
+    """The futures leg's P&L to date at each of ``times`` (UTC, sorted), USD: the running sum of the
+    ``wallet``'s :data:`FUTURES_PNL_KINDS` entries (:func:`cumulative_by_time`) plus ``unrealized_usd`` (the
+    open positions' P&L at each time, NaN counted as 0); 0 before the first entry. Its last value is the
+    summary's ``futures_pnl_usd``."""
+    realized = cumulative_by_time(ledger, FUTURES_PNL_KINDS, times, wallet=wallet)
+    return realized + unrealized_usd.fillna(0.0)
+
+
 def price_at(times: pd.Series | pd.DatetimeIndex, prices: pd.Series) -> np.ndarray:
     """Price (USD per coin) in force at each time: the last bar's price at or before it (the first price
     for times before the first bar)."""

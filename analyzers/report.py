@@ -154,13 +154,18 @@ def format_value(key: str, value: object) -> str:
     return str(value)
 
 
-def summary_markdown(result: RunResult) -> str:
-    """summary.md: the headline table (every summary key, headline ones first) and the assumptions."""
+def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> str:
+    """summary.md: the headline table (every summary key, headline ones first), the table of ``windows``
+    (``analyzers.windows.window_stats`` rows) when given, and the assumptions."""
     title = result.title or "minehedge run"
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     keys = [k for k in HEADLINE_KEYS if k in result.summary]
     keys += [k for k in result.summary if k not in keys]
     lines += [f"| {key} | {format_value(key, result.summary[key])} |" for key in keys]
+    if windows is not None:
+        from analyzers.windows import windows_markdown  # it formats with this module's format_value
+
+        lines += ["", windows_markdown(windows).rstrip("\n")]
     lines += ["", "## Assumptions", ""]
     if not result.assumptions:
         lines.append("- none recorded")
@@ -182,10 +187,11 @@ def summary_markdown(result: RunResult) -> str:
 
 
 def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 110,
-                 with_charts: bool = True) -> dict[str, Path]:
+                 with_charts: bool = True, windows: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write the report folder for ``result`` (created if needed); returns {file name: path}.
 
-    ``dpi``: resolution of the PNG charts; ``with_charts=False`` skips them (e.g. for every run of a sweep).
+    ``dpi``: resolution of the PNG charts; ``with_charts=False`` skips them (e.g. for every run of a sweep);
+    ``windows``: the run's ``analyzers.windows.window_stats`` rows, written to windows.csv and summary.md.
     """
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
@@ -196,7 +202,9 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
                "assumptions": dict(result.assumptions)}
     written["summary.json"] = _write_text(
         target / "summary.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
-    written["summary.md"] = _write_text(target / "summary.md", summary_markdown(result))
+    written["summary.md"] = _write_text(target / "summary.md", summary_markdown(result, windows))
+    if windows is not None:
+        written["windows.csv"] = _write_csv(target / "windows.csv", windows)
 
     events = event_stats.events_frame(result.events)
     written["events.csv"] = _write_csv(target / "events.csv", events)

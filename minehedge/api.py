@@ -40,7 +40,14 @@ from data.api import load_funding, load_history, load_network, load_ohlcv, resol
 from data.feeds import FastPandasData, MinerFeed, build_feed_frame, network_day_seen
 from data.frames import parse_timeframe
 from data.funding import SettlementRates
-from minehedge.config import ParamSpec, unknown_key_error, validate_params
+from minehedge.config import (
+    ParamSpec,
+    Window,
+    clip_windows,
+    parse_windows,
+    unknown_key_error,
+    validate_params,
+)
 from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
@@ -51,6 +58,7 @@ from strategies.registry import policy_specs as _registry_specs
 
 __all__ = ["SUMMARY_KEYS", "Comparison", "Market", "Markets", "RunOutcome", "load_market", "load_markets",
            "market_key", "run_policy", "run_backtest", "check_config", "compare", "compare_runs",
+           "fit_windows", "add_windows",
            "policy_specs", "load_shared", "run_summary", "hashprice", "breakeven", "BREAKEVEN_PARAMS",
            "data_list", "data_list_empty", "data_validate", "data_download"]
 
@@ -110,17 +118,21 @@ class RunOutcome:
     result: RunResult
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    #: ``analyzers.windows.window_stats`` rows of the run's windows (``windows=`` of :func:`run_backtest` and
+    #: :func:`compare_runs`, or :func:`add_windows`); None when none were asked for.
+    windows: pd.DataFrame | None = None
 
     @property
     def notes(self) -> list[str]:
         """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md,
         after the range's own notes: a default start moved to the data's first bar (the fleet hashes before
-        the data at the run's timeframe begin), bars past the network data dropped (an ``end`` cut short)."""
-        range_notes = [self.result.assumptions.get(key) for key in ("start", "range")]
+        the data at the run's timeframe begin), bars past the network data dropped (an ``end`` cut short),
+        windows clipped to the run."""
+        range_notes = [self.result.assumptions.get(key) for key in ("start", "range", "windows")]
         return [note for note in range_notes if note] + list(self.result.assumptions.get("run notes", []))
 
     def write_report(self, folder: str | Path) -> Path:
-        return write_report(self.result, folder)
+        return write_report(self.result, folder, windows=self.windows)
 
 
 def _day(value: Any, name: str) -> pd.Timestamp | None:
@@ -519,48 +531,88 @@ def _run_cerebro(market: Market, policy: str, params: dict[str, Any] | None, ven
     return cerebro.run()[0], values, dated_note
 
 
-def run_backtest(config: dict[str, Any], *, checked: bool = False) -> RunOutcome:
+def run_backtest(config: dict[str, Any], *, checked: bool = False, windows: Any = None) -> RunOutcome:
     """One run from a CLI-style config, checked (:func:`check_config`) before the market loads unless
-    ``checked``: the caller has just checked it (the CLI, which checks before it looks at ``--out``)."""
+    ``checked``: the caller has just checked it (the CLI, which checks before it looks at ``--out``).
+    ``windows``: ``--window`` specs or :class:`minehedge.config.Window` objects (see :func:`fit_windows`)
+    whose statistics the outcome carries (``RunOutcome.windows``); checked against the run's bars before it
+    runs."""
     policy = config.get("policy") or "static_hedge"
     if not checked:
         check_config(config)
     market = load_market(config)
-    return run_policy(market, policy, config.get("params"), venue=config.get("venue"))
+    fitted, note = fit_windows(windows, market)
+    outcome = run_policy(market, policy, config.get("params"), venue=config.get("venue"))
+    return add_windows(outcome, fitted, note) if fitted else outcome
+
+
+def fit_windows(windows: Any, market: Market) -> tuple[list[Window], str]:
+    """``windows`` (specs such as ``"2018"``, ``"stress"`` or ``"crash=2020-03-01:2020-03-31"``, or
+    :class:`Window` objects; None for none) parsed and clipped to ``market``'s bars (their first and last UTC
+    day), and the note on what was clipped ("" if nothing). A window with no day in the bars is a
+    :class:`ConfigError` (``minehedge.config.clip_windows``)."""
+    if not windows:
+        return [], ""
+    days = pd.DatetimeIndex(market.frame.index)
+    first, last = (days[0].date(), days[-1].date()) if len(days) else (None, None)
+    fitted, notes = clip_windows(parse_windows(windows, where="windows"), first, last)
+    return fitted, "; ".join(notes)
+
+
+def add_windows(outcome: RunOutcome, windows: list[Window], note: str = "") -> RunOutcome:
+    """``outcome`` with the statistics of ``windows`` (``analyzers.windows.run_window_stats``: per-window
+    figures of this same run), and ``note`` (on clipped windows) in its assumptions and notes."""
+    from analyzers.windows import run_window_stats
+
+    if note:
+        outcome.result.assumptions = {**outcome.result.assumptions, "windows": note}
+    outcome.windows = run_window_stats(outcome.result, windows)
+    return outcome
 
 
 @dataclass
 class Comparison:
     """What :func:`compare_runs` returns: the table's ``rows`` (``{"policy": name, **summary}`` each) and each
-    policy's :class:`RunOutcome` (its run notes and warnings, its full result), in the order compared."""
+    policy's :class:`RunOutcome` (its run notes and warnings, its full result), in the order compared; with
+    windows, ``windows``: every policy's ``RunOutcome.windows`` rows with a ``policy`` column first."""
 
     rows: list[dict[str, Any]]
     outcomes: dict[str, RunOutcome]
+    windows: pd.DataFrame | None = None
 
 
-def compare_runs(configs: list[dict[str, Any]], out: Path | None, *, checked: bool = False) -> Comparison:
+def compare_runs(configs: list[dict[str, Any]], out: Path | None, *, checked: bool = False,
+                 windows: Any = None) -> Comparison:
     """Run every config on the same bars (each market loaded once: policies on another funding venue get
     their venue's funding, :func:`load_markets`), so each row equals a separate ``run`` of its config; write
     comparison.csv, charts and summary.md into ``out`` when given. Each config is checked first
     (:func:`check_config`; the error names the policy) unless ``checked``: the caller has just checked each
-    with ``name_policy=True`` (the CLI)."""
+    with ``name_policy=True`` (the CLI). ``windows`` (as for :func:`run_backtest`): each run's statistics
+    over them, in ``Comparison.windows`` and windows.csv."""
     if not configs:
         raise ConfigError("compare needs at least one policy.")
     if not checked:
         for config in configs:
             check_config(config, name_policy=True)
     markets = load_markets(configs)
+    fitted = {key: fit_windows(windows, market) for key, market in markets.by_key.items()}  # before the runs
     outcomes = {}
     for config in configs:
         policy = config.get("policy")
         outcomes[policy] = run_policy(markets.for_config(config), policy, config.get("params"),
                                       venue=config.get("venue"))
+        if windows:
+            add_windows(outcomes[policy], *fitted[market_key(config)])
     rows = [{"policy": name, **outcome.summary} for name, outcome in outcomes.items()]
+    table = None
+    if windows:
+        table = pd.concat([o.windows.assign(policy=name) for name, o in outcomes.items()], ignore_index=True)
+        table = table.loc[:, ["policy", *table.columns.drop("policy")]]
     if out is not None:
         from analyzers.comparison import write_comparison
 
-        write_comparison({name: o.result for name, o in outcomes.items()}, rows, Path(out))
-    return Comparison(rows, outcomes)
+        write_comparison({name: o.result for name, o in outcomes.items()}, rows, Path(out), windows=table)
+    return Comparison(rows, outcomes, table)
 
 
 def compare(configs: list[dict[str, Any]], out: Path | None) -> list[dict[str, Any]]:

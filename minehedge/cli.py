@@ -32,9 +32,12 @@ from typing import Any
 from minehedge.config import (
     GLOBAL_SPECS,
     MAX_SWEEP_CONFIGS,
+    WINDOW_GROUPS,
+    WINDOW_PRESETS,
     ParamSpec,
     check_param_name,
     check_policy,
+    clip_windows,
     load_config_file,
     merge,
     normalise,
@@ -184,6 +187,14 @@ def _common(parser: argparse.ArgumentParser, *, market: bool = True, omit: Seque
             parser.add_argument(flag, default=s, **(keywords | {"help": own_help} if own_help else keywords))
 
 
+def _window_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", "--windows", dest="windows", action="append", default=argparse.SUPPRESS,
+                        metavar="NAME=START:END",
+                        help="also report the run's figures within these UTC days, END included "
+                             f"(repeatable); or a preset: {', '.join(WINDOW_PRESETS)}, or "
+                             f"{', '.join(WINDOW_GROUPS)} for all of them")
+
+
 def _policy_flags(parser: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS
     parser.add_argument("--policy", default=s, help="hedge policy (default static_hedge; see `policies`)")
@@ -204,6 +215,7 @@ def build_parser(prog: str = PROG) -> _Parser:
     _policy_flags(run)
     run.add_argument("--out", default=s, metavar="DIR",
                      help="report folder (summary.json, events.csv, charts...)")
+    _window_flag(run)
 
     sweep = commands.add_parser("sweep",
                                 help="a grid of backtests in parallel -> results.csv, top.csv, heatmaps")
@@ -232,6 +244,7 @@ def build_parser(prog: str = PROG) -> _Parser:
                          help="set a parameter in every compared policy that has it (repeatable)")
     compare.add_argument("--out", default=s, metavar="DIR",
                          help="folder for comparison.csv, charts, summary.md")
+    _window_flag(compare)
 
     data = commands.add_parser("data", help="list, validate, download data; hashprice and break-even series")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
@@ -392,20 +405,39 @@ def _policy_config(settings: Mapping[str, Any], *, together: bool = True, owner:
 
 def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     config = _policy_config(settings)
+    clip_windows(settings["windows"], settings["start"], settings["end"])  # outside --start/--end: refused
     if settings["out"]:
         check_output_dir(settings["out"])  # before the run, which may take a while
-    outcome = _api().run_backtest(config, checked=True)  # _policy_config checked it
+    outcome = _api().run_backtest(config, checked=True, windows=settings["windows"])  # config: checked
     report_run_messages({config["policy"]: outcome}, named=False)
     if settings["out"]:
         with staged_output_dir(settings["out"]) as folder:
             outcome.write_report(folder)
         _note(f"report written to {settings['out']}")
+    windows = [] if outcome.windows is None else outcome.windows.to_dict("records")
     if settings["json"]:
-        _print_json(outcome.summary)
+        _print_json({**outcome.summary, "windows": windows} if windows else outcome.summary)
     else:
         print(format_table([{"key": k, "value": v} for k, v in outcome.summary.items()], ["key", "value"],
                            header=False))
+        if windows:  # metrics down, windows across
+            keys = _window_keys()
+            print(f"\nwindows: {'; '.join(_window_title(row) for row in windows)}")
+            print(format_table([{"metric": k, **{row["window"]: row[k] for row in windows}} for k in keys],
+                               ["metric", *[row["window"] for row in windows]]))
     return EXIT_OK
+
+
+def _window_keys() -> tuple[str, ...]:
+    from analyzers.windows import TABLE_KEYS
+
+    return TABLE_KEYS
+
+
+def _window_title(row: Mapping[str, Any]) -> str:
+    from analyzers.windows import window_title
+
+    return window_title(row)
 
 
 def report_run_messages(outcomes: Mapping[str, Any], *, named: bool) -> None:
@@ -615,21 +647,31 @@ def compare_configs(settings: Mapping[str, Any], registry: Mapping[str, Sequence
 def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     api = _api()
     configs = compare_configs(settings, api.policy_specs())
+    clip_windows(settings["windows"], settings["start"], settings["end"])  # outside --start/--end: refused
+    windows = settings["windows"]
     if settings["out"]:  # compare_configs checked each configuration
         with staged_output_dir(settings["out"]) as folder:
-            comparison = api.compare_runs(configs, folder, checked=True)
+            comparison = api.compare_runs(configs, folder, checked=True, windows=windows)
     else:
-        comparison = api.compare_runs(configs, None, checked=True)
+        comparison = api.compare_runs(configs, None, checked=True, windows=windows)
     report_run_messages(comparison.outcomes, named=True)
     if settings["out"]:
         _note(f"comparison written to {settings['out']}")
     rows = comparison.rows
-    if settings["json"]:
-        _print_json(rows)
+    by_window = ({} if comparison.windows is None
+                 else {name: group.to_dict("records")
+                       for name, group in comparison.windows.groupby("window", sort=False)})
+    if settings["json"]:  # a list of rows, as without windows; with windows each row gets its policy's
+        _print_json([{**row, "windows": comparison.outcomes[row["policy"]].windows.to_dict("records")}
+                     for row in rows] if by_window else rows)
     else:  # metrics down, policies across: reads like the summary.md table
         keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "policy"]
         table = [{"metric": k, **{row["policy"]: row.get(k) for row in rows}} for k in keys]
         print(format_table(table, ["metric", *[row["policy"] for row in rows]]))
+        for window_rows in by_window.values():  # then one table per window, in the same layout
+            print(f"\nwindow {_window_title(window_rows[0])}")
+            table = [{"metric": k, **{row["policy"]: row[k] for row in window_rows}} for k in _window_keys()]
+            print(format_table(table, ["metric", *[row["policy"] for row in window_rows]]))
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ TOML layout (keys are the long flag names; ``data-dir`` and ``data_dir`` are the
     [grid]                     # --grid key=spec, one per swept parameter
     hedge_ratio = "0:1:0.25"   # start:stop:step (see parse_grid_values)
     leverage = [1, 2, 3, 5]    # or an explicit list
+    windows = ["stress", "halving=2024-04-01:2024-05-31"]   # --window, run and compare (see parse_windows)
 
 Relative paths (``data_dir``, ``out``) are relative to the current directory, as on the command line.
 Standard library only (plus ``tomli`` on Python 3.10).
@@ -403,7 +404,7 @@ GLOBAL_SPECS: dict[str, ParamSpec] = spec_map(
                   doc="the most configurations a sweep's grid may have", minimum=1),
     ]
 )
-STRUCTURED_KEYS = ("set", "grid", "policies")
+STRUCTURED_KEYS = ("set", "grid", "policies", "windows")
 EXECUTOR_KEYS = ("workers", "scheduler", "dask_local")
 ALL_KEYS = (*GLOBAL_SPECS, *STRUCTURED_KEYS)
 
@@ -461,6 +462,8 @@ def normalise(table: Mapping[str, Any], *, source: str) -> dict[str, Any]:
             out["grid"] = _name_table(value, where, item=lambda name, v: parse_grid_values(v, key=name))
         elif key == "policies":
             out["policies"] = parse_policy_list(value, where=where)
+        elif key == "windows":
+            out["windows"] = parse_windows(value, where="--window" if source == "command line" else where)
         else:
             spec = GLOBAL_SPECS[key]
             if key == "asset" and isinstance(value, str):
@@ -503,6 +506,118 @@ def parse_policy_list(value: Any, *, where: str = "--policies") -> list[str]:
     return names
 
 
+# ------------------------------------------------------------------------------------ windows: --window
+
+
+@dataclass(frozen=True)
+class Window:
+    """A named stretch of UTC calendar days, ``start`` to ``end`` inclusive, whose statistics a run reports
+    besides its whole-period figures (``analyzers.windows``): an episode within one run, never a run of its
+    own."""
+
+    name: str
+    start: dt.date
+    end: dt.date
+
+    def spec(self) -> str:
+        """``NAME=START:END``, as ``--window`` takes it."""
+        return f"{self.name}={self.start}:{self.end}"
+
+
+#: Named windows ``--window NAME`` takes (BTC figures from the shared daily data, USD per coin).
+WINDOW_PRESETS: dict[str, Window] = {
+    # the 2018 bear market: 13,863 at the year's first open, 3,692 at its last close, low 3,129 on 12-15
+    "2018": Window("2018", dt.date(2018, 1, 1), dt.date(2018, 12, 31)),
+    # March 2020: 8,523 at the month's first open, low 3,858 on 03-13 (the COVID crash), 6,424 at its close
+    "covid-crash": Window("covid-crash", dt.date(2020, 3, 1), dt.date(2020, 3, 31)),
+    # the run-up (28,990 -> a 67,555 close on 11-08), the May crash (low 30,000 on 05-19), China's mining ban
+    # (the network hash rate down by half from mid-May to early July)
+    "2021": Window("2021", dt.date(2021, 1, 1), dt.date(2021, 12, 31)),
+    # Luna (May), 3AC and Celsius (June, low 17,567 on 06-18), FTX (November, low 15,460 on 11-21)
+    "2022": Window("2022", dt.date(2022, 1, 1), dt.date(2022, 12, 31)),
+}
+#: ``--window NAME`` for several presets at once.
+WINDOW_GROUPS: dict[str, tuple[str, ...]] = {"stress": ("2018", "covid-crash", "2021", "2022")}
+_WINDOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _window_help() -> str:
+    presets = ", ".join(WINDOW_PRESETS)
+    groups = "; ".join(f"{name} (all of {', '.join(names)})" for name, names in WINDOW_GROUPS.items())
+    return (f"NAME=START:END (UTC days YYYY-MM-DD, END included; NAME of letters, digits, '_', '.', '-'), a "
+            f"preset ({presets}) or {groups}")
+
+
+def parse_window(text: str, *, where: str = "--window") -> list[Window]:
+    """The windows ``text`` stands for: ``NAME=START:END`` (one), a preset name (one, :data:`WINDOW_PRESETS`)
+    or a group name (several, :data:`WINDOW_GROUPS`). A malformed spec, an unknown name or START after END
+    raises :class:`ConfigError` naming the value and what is allowed."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{where}={text!r} is not a window; allowed: {_window_help()}.")
+    spec = text.strip()
+    name, sep, span = spec.partition("=")
+    if not sep:
+        if spec in WINDOW_PRESETS:
+            return [WINDOW_PRESETS[spec]]
+        if spec in WINDOW_GROUPS:
+            return [WINDOW_PRESETS[key] for key in WINDOW_GROUPS[spec]]
+        raise ConfigError(f"{where} {text!r} is not a window; allowed: {_window_help()}."
+                          + did_you_mean(spec, [*WINDOW_PRESETS, *WINDOW_GROUPS]))
+    name = name.strip()
+    if not _WINDOW_NAME.fullmatch(name):
+        raise ConfigError(f"{where} {text!r}: the name {name!r} is not allowed; allowed: {_window_help()}.")
+    days = [part.strip() for part in span.split(":")]
+    if len(days) != 2 or not all(_ISO_DAY.fullmatch(day) for day in days):
+        raise ConfigError(f"{where} {text!r}: {span.strip()!r} is not START:END; allowed: {_window_help()}.")
+    try:
+        start, end = (dt.date.fromisoformat(day) for day in days)
+    except ValueError as exc:
+        raise ConfigError(f"{where} {text!r}: {exc}; allowed: {_window_help()}.") from None
+    if start > end:
+        raise ConfigError(f"{where} {text!r}: START {start} is after END {end}; START must be on or before "
+                          "END.")
+    return [Window(name, start, end)]
+
+
+def parse_windows(value: Any, *, where: str = "--window") -> list[Window]:
+    """Every window of ``value``: a spec string (:func:`parse_window`), a :class:`Window`, or a list of them
+    (repeated flags, a TOML array), in order; a name given twice (a preset inside a group too) is an
+    error."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    windows: list[Window] = []
+    for item in items:
+        windows += [item] if isinstance(item, Window) else parse_window(item, where=where)
+    names = [window.name for window in windows]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"{where}: window {twice[0]!r} is given twice; give each window once, under its "
+                          "own name (a group such as stress includes its presets).")
+    return windows
+
+
+def clip_windows(windows: Sequence[Window], first: dt.date | None,
+                 last: dt.date | None) -> tuple[list[Window], list[str]]:
+    """``windows`` within a run's days ``first`` to ``last`` (inclusive; None: not known yet, unchecked) and a
+    note for each window cut to them. A window with no day in the run raises :class:`ConfigError`: its
+    figures would be those of another period. A window partly outside keeps its days within the run (its
+    rows then show the clipped start and end)."""
+    span = f"{first or 'its first day'} to {last or 'its last day'}"
+    fitted: list[Window] = []
+    notes: list[str] = []
+    for window in windows:
+        if (last is not None and window.start > last) or (first is not None and window.end < first):
+            raise ConfigError(f"window {window.spec()} is outside the run ({span}); give windows within it "
+                              "(--window NAME=START:END), or a --start and --end that cover it.")
+        start = max(window.start, first) if first is not None else window.start
+        end = min(window.end, last) if last is not None else window.end
+        if (start, end) != (window.start, window.end):
+            notes.append(f"window {window.spec()} is clipped to {start}:{end}, its part within the run "
+                         f"({span})")
+        fitted.append(Window(window.name, start, end))
+    return fitted, notes
+
+
 def merge(file_layer: Mapping[str, Any], flag_layer: Mapping[str, Any]) -> dict[str, Any]:
     """Config file overridden by flags, key by key (``set`` and ``grid`` parameter by parameter).
 
@@ -538,7 +653,7 @@ def resolve(merged: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
     ``data_dir`` falls back to ``$MINEHEDGE_DATA_DIR`` (else None: the data layer downloads and caches).
     """
     settings = {key: spec.default for key, spec in GLOBAL_SPECS.items()}
-    settings.update({"set": {}, "grid": {}, "policies": None})
+    settings.update({"set": {}, "grid": {}, "policies": None, "windows": []})
     settings.update(merged)
     if settings["data_dir"] is None and environ.get("MINEHEDGE_DATA_DIR"):
         settings["data_dir"] = environ["MINEHEDGE_DATA_DIR"]

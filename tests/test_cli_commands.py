@@ -68,7 +68,7 @@ def load_shared(configs: dict | list[dict]) -> ClosedFormData:
     return ClosedFormData(fingerprint=f"{config['asset']}-{config['timeframe']}", scale=1.5)
 
 
-def _run_backtest(config: dict, checked: bool = False):
+def _run_backtest(config: dict, checked: bool = False, windows: list | None = None):
     summary = closed_form_summary(config, load_shared(config))
 
     def write_report(folder: Path) -> None:
@@ -78,13 +78,14 @@ def _run_backtest(config: dict, checked: bool = False):
 
     notes = ["1 futures order(s) refused by the broker (bracket)"] if config["params"]["leverage"] == 3.0 else []
     warnings = ["leverage=3x is more than the brackets allow"] if config["params"]["leverage"] == 3.0 else []
-    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings)
+    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings, windows=None)
 
 
 CALLS: list = []
 
 
-def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False) -> SimpleNamespace:
+def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False,
+                  windows: list | None = None) -> SimpleNamespace:
     """As api.compare_runs: the rows, and each run's notes and warnings (a note every run shares; a refusal
     note and a warning at leverage 3, as :func:`_run_backtest`)."""
     CALLS.append((configs, out))
@@ -96,7 +97,7 @@ def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False) 
         three = config["params"].get("leverage") == 3.0
         notes = [f"the run starts {config['start']}"] + (["1 futures order(s) refused (bracket)"] if three else [])
         outcomes[config["policy"]] = SimpleNamespace(notes=notes, warnings=["leverage=3x is too much"] if three else [])
-    return SimpleNamespace(rows=rows, outcomes=outcomes)
+    return SimpleNamespace(rows=rows, outcomes=outcomes, windows=None)
 
 
 def _hashprice(config: dict) -> list[dict]:

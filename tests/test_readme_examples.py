@@ -71,6 +71,25 @@ def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scrat
     assert (in_scratch / written.rsplit(" ", 1)[1] / "summary.md").is_file()
 
 
+def test_windows_example_prints_the_readmes_window_tables_whole(in_scratch, capsys):
+    # stderr as shown; the main table's shown rows, then every line of the window tables, to stdout's end
+    argv, shown = _example("#### Stress windows: `--window`")
+    out, err = _run(argv, capsys)
+    written = shown.index("comparison written to reports/stress") + 1
+    assert shown[:written] == err
+    rows = shown[written:]
+    elided = next(i for i, line in enumerate(rows) if line.startswith("..."))
+    for line in rows[:elided]:
+        assert line in out, line
+    tables = rows[elided + 1:]
+    assert out[-len(tables):] == tables
+    assert len(out) == 2 + _count_in_all(rows[elided]) + len(tables)
+    assert [line for line in tables if line.startswith("window ")] == [
+        "window 2018: 2018-01-01 to 2018-12-31, 365 bars", "window covid-crash: 2020-03-01 to 2020-03-31, 31 bars",
+        "window 2021: 2021-01-01 to 2021-12-31, 365 bars", "window 2022: 2022-01-01 to 2022-12-31, 365 bars"]
+    assert (in_scratch / "reports" / "stress" / "windows.csv").is_file()
+
+
 def test_sweep_example_prints_the_readmes_ranking(in_scratch, capsys):
     argv, shown = _example("### Parameter sweeps: `sweep`")
     out, err = _run(argv, capsys)
