@@ -91,7 +91,8 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
 
     events = pd.read_csv(folder / "events.csv")
     assert list(events.columns) == ["datetime", "kind", "instrument", "venue", "side", "size", "price",
-                                    "equity_usd", "margin_ratio", "loss_usd", "fee_usd"]
+                                    "equity_usd", "margin_ratio", "loss_usd", "fee_usd", "maintenance_margin_usd",
+                                    "detail"]
     assert events["kind"].tolist() == ["margin_call", "liquidation"]
     assert events["loss_usd"].tolist() == [0.0, 2_500.0] and events["fee_usd"].tolist() == [0.0, 50.0]
     assert (events["kind"].isin(event_stats.MARGIN_CALL_KINDS).sum(), events["kind"].isin(

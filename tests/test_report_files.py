@@ -1,0 +1,90 @@
+"""What the report files hold, with their units: events.csv has every event field (detail and maintenance
+margin included) and the README says per kind what its columns mean; summary.md, equity.csv and fills.csv
+carry or document their units."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from brokers.events import EVENT_KINDS, MarginEvent
+from minehedge.cli import main
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+LEVERAGED_LONG_2021 = ["run", "--policy", "leveraged_long", "--start", "2021-01-01", "--end", "2021-06-30"]
+
+
+def _run(argv: list[str], data_dir: Path, out: Path, capsys) -> str:
+    code = main([*argv, "--data-dir", str(data_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    return err
+
+
+# --------------------------------------------------------------------------------------------- events.csv
+
+
+def test_events_csv_has_every_field_of_the_event(data_dir, tmp_path, capsys):
+    _run(LEVERAGED_LONG_2021, data_dir, tmp_path, capsys)
+    events = pd.read_csv(tmp_path / "events.csv")
+    fields = [f.name for f in dataclasses.fields(MarginEvent)]
+    assert set(events.columns) == {"datetime", *fields} - {"time"}
+    # the first eleven columns stay where scripts reading them by position find them
+    assert list(events.columns[:11]) == ["datetime", "kind", "instrument", "venue", "side", "size", "price",
+                                         "equity_usd", "margin_ratio", "loss_usd", "fee_usd"]
+    [row] = events.to_dict("records")
+    assert row["kind"] == "liquidation" and row["datetime"] == "2021-05-19T00:00:00Z"
+    # the README's quote is in the file, not only in outcome.result.events
+    assert "funding and fees had drained the isolated margin to -66,520.33 USD" in row["detail"]
+    assert "drained the\n  isolated margin to -66,520.33 USD" in README or \
+        "drained\n  the isolated margin to -66,520.33 USD" in README
+    assert row["maintenance_margin_usd"] == pytest.approx(23_449.83, abs=0.01)
+    assert row["loss_usd"] == 0.0  # the fill gained on the entry: the detail says where the margin went
+
+
+def test_loan_rows_hold_usd_debt_and_ltv_as_the_readme_table_says(data_dir, tmp_path, capsys):
+    _run(["run", "--policy", "financed_expansion", "--start", "2021-12-01", "--end", "2022-01-10"], data_dir,
+         tmp_path, capsys)
+    events = pd.read_csv(tmp_path / "events.csv")
+    call = events[events["kind"] == "loan_call"].iloc[0]
+    assert call["instrument"] == "loan:coin_loan" and call["datetime"] == "2022-01-07T00:00:00Z"
+    assert call["size"] == pytest.approx(1_501_305.18, abs=0.01)  # USD of debt, not coins
+    assert call["margin_ratio"] == pytest.approx(0.7788, abs=1e-4)  # the LTV
+    assert call["maintenance_margin_usd"] == 0.0
+    assert call["detail"].startswith("LTV 0.7788 >= call LTV 0.7519; top up 5.274883 BTC")
+
+
+def _events_table() -> list[list[str]]:
+    table = README.split("| kind | `size` | `equity_usd` (USD) | `margin_ratio` (fraction) |", 1)[1]
+    rows = table.split("\n\n", 1)[0].strip().splitlines()[1:]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_readme_says_per_kind_what_size_equity_and_margin_ratio_hold():
+    rows = _events_table()
+    named = {kind for row in rows for kind in re.findall(r"`([a-z_]+)`", row[0])}
+    assert named == set(EVENT_KINDS) - {"ruin"}  # ruin: raised by no part of the engine (docstring)
+    by_kind = {kind: row for row in rows for kind in re.findall(r"`([a-z_]+)`", row[0])}
+    assert "USD" in by_kind["loan_call"][1] and "LTV" in by_kind["loan_call"][3]
+    assert "isolated" in by_kind["liquidation"][2] and "coins" in by_kind["liquidation"][1]
+    assert "account's equity" in by_kind["insolvency"][2]
+    doc = MarginEvent.__doc__
+    for kind in set(EVENT_KINDS) - {"ruin"}:
+        assert f"``{kind}``" in doc, kind
+
+
+def test_the_readmes_isolated_liquidation_equity_is_the_positions_margin(data_dir):
+    from minehedge import api
+
+    outcome = api.run_backtest({"asset": "BTC", "timeframe": "1d", "start": "2019-01-01", "end": "2019-04-30",
+                                "data_dir": str(data_dir), "policy": "static_hedge",
+                                "params": {"hedge_ratio": 0.5, "leverage": 3.0}})
+    first = next(e for e in outcome.result.events if e["kind"] == "liquidation")
+    assert str(first["datetime"].date()) == "2019-04-23"
+    assert round(first["equity_usd"], 2) == round(first["fee_usd"], 2) == 809.71
+    assert outcome.result.equity.loc["2019-04-23", "equity_usd"] > 1e6  # the account's
+    assert "reads `equity_usd` 809.71" in README
