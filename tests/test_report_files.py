@@ -88,3 +88,48 @@ def test_the_readmes_isolated_liquidation_equity_is_the_positions_margin(data_di
     assert round(first["equity_usd"], 2) == round(first["fee_usd"], 2) == 809.71
     assert outcome.result.equity.loc["2019-04-23", "equity_usd"] > 1e6  # the account's
     assert "reads `equity_usd` 809.71" in README
+
+
+# ------------------------------------------------------------------------------------------------ units
+
+
+@pytest.fixture(scope="module")
+def leveraged_long_report(data_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("leveraged_long")
+    assert main([*LEVERAGED_LONG_2021, "--data-dir", str(data_dir), "--out", str(folder)]) == 0
+    return folder
+
+
+def test_summary_md_names_the_coin_and_says_sharpe_and_sortino_are_annualised(leveraged_long_report):
+    table = dict(re.findall(r"^\| (\w+) \| (.+) \|$", (leveraged_long_report / "summary.md").read_text(),
+                            flags=re.M))
+    for key in ("final_equity_coin", "coins_mined", "max_drawdown_coin"):
+        assert re.fullmatch(r"-?[\d,]+\.\d{6} BTC", table[key]), (key, table[key])
+    assert table["final_equity_usd"].endswith(" USD") and table["max_drawdown_coin_pct"].endswith(" %")
+    assert re.fullmatch(r"-?\d+\.\d{3} \(annualised: mean / standard deviation of daily returns x √365\)",
+                        table["sharpe"]), table["sharpe"]
+    assert table["sortino"].endswith("(annualised: mean / downside deviation of daily returns x √365)")
+
+
+def test_equity_csv_has_the_bars_close_beside_equity(leveraged_long_report, data_dir):
+    equity = pd.read_csv(leveraged_long_report / "equity.csv", index_col="datetime")
+    assert list(equity.columns)[-1] == "price_usd"
+    closes = pd.read_csv(data_dir / "btc" / "btc_usd_daily_bitstamp-coinbase_2011-08-18_2025-09-23.csv")
+    closes = closes.set_index(closes.columns[0])["close"]
+    assert equity.loc["2021-05-19T00:00:00Z", "price_usd"] == closes.loc["2021-05-19"]
+    assert equity["price_usd"].notna().all() and len(equity) == 181
+    # equity_coin is equity_usd at that price
+    assert (equity["equity_usd"] / equity["price_usd"]).to_numpy() == pytest.approx(equity["equity_coin"], rel=1e-12)
+
+
+def test_fills_units_and_instrument_names_are_as_the_readme_says(leveraged_long_report):
+    fills = pd.read_csv(leveraged_long_report / "fills.csv")
+    events = pd.read_csv(leveraged_long_report / "events.csv")
+    assert set(fills["instrument"]) == {"BTC"} and set(events["instrument"]) == {"BTCUSDT"}
+    row = README.split("| `fills.csv` |", 1)[1].split("\n", 1)[0]
+    assert "instrument (the price feed's name)" in row and "price (USD per coin)" in row
+    assert "commission (USD)" in row and "size (coins)" in row
+    assert "while `events.csv` and\n`ledger.csv` name the contract" in README
+    # commission in USD: the taker fee on the notional at the fill price (linear, binance_usdm 0.04 %)
+    opening = fills.iloc[0]
+    assert opening["commission"] == pytest.approx(abs(opening["size"]) * opening["price"] * 0.0004, rel=1e-9)
