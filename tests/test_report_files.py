@@ -133,3 +133,87 @@ def test_fills_units_and_instrument_names_are_as_the_readme_says(leveraged_long_
     # commission in USD: the taker fee on the notional at the fill price (linear, binance_usdm 0.04 %)
     opening = fills.iloc[0]
     assert opening["commission"] == pytest.approx(abs(opening["size"]) * opening["price"] * 0.0004, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------- the price file
+
+
+LIQUIDATED = {"asset": "BTC", "start": "2022-05-20", "end": "2022-07-15", "policy": "leveraged_long",
+              "params": {"entry_date": "2022-06-01"}}
+BINANCE_NOTE = ("prices (and liquidations) are from bitstamp+coinbase's BTC 1d file, not binance's; --data-venue "
+                "binance uses binance's own (2017-08-17 on)")
+
+
+def _liquidation_days(outcome) -> list[str]:
+    return [str(e["datetime"].date()) for e in outcome.result.events if e["kind"] == "liquidation"]
+
+
+def test_readme_price_venue_example_prints_its_note_and_liquidates_on_the_days_it_says(data_dir, capsys,
+                                                                                      monkeypatch, tmp_path):
+    from minehedge import api
+
+    section = README.split("**Prices and liquidations.**", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ").split()
+    shown = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert command[:2] == ["python", "run_backtest.py"]
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    assert main(command[2:]) == 0
+    assert capsys.readouterr().err.splitlines() == shown == [f"note: {BINANCE_NOTE}"]
+
+    config = {**LIQUIDATED, "data_dir": str(data_dir), "timeframe": "1d"}
+    default = api.run_backtest(config)
+    assert _liquidation_days(default) == ["2022-06-15"] and default.notes[0] == BINANCE_NOTE
+    assert default.result.assumptions["price venue"] == BINANCE_NOTE  # summary.md lists it
+    named = api.run_backtest({**config, "data_venue": "binance"})
+    four_hourly = api.run_backtest({**config, "timeframe": "4h"})
+    assert _liquidation_days(named) == ["2022-06-18"] == [d for d in _liquidation_days(four_hourly)]
+    assert BINANCE_NOTE not in named.notes and not [n for n in four_hourly.notes if n.startswith("prices")]
+    assert "liquidated on 2022-06-15, on Coinbase's low of 20,071 USD" in " ".join(section.split())
+    assert "the same long is liquidated on 2022-06-18" in " ".join(section.split())
+
+
+def test_data_venue_flag_and_config_key_reach_the_loader(data_dir, tmp_path, capsys):
+    argv = ["run", "--policy", "leveraged_long", "--start", "2022-05-20", "--end", "2022-07-15", "--set",
+            "entry_date=2022-06-01", "--data-dir", str(data_dir)]
+    assert main([*argv, "--data-venue", "binance", "--out", str(tmp_path / "flag")]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"report written to {tmp_path / 'flag'}"]
+    files = (tmp_path / "flag" / "summary.md").read_text()
+    assert "btc_usdt_daily_binance_2017-08-17_2026-01-05.csv" in files and "price venue" not in files
+    events = pd.read_csv(tmp_path / "flag" / "events.csv")
+    assert events["datetime"].tolist() == ["2022-06-18T00:00:00Z"]
+    config = tmp_path / "binance.toml"
+    config.write_text('data_venue = "binance"\n')
+    assert main([*argv, "--config", str(config), "--json"]) == 0
+    assert "prices (and liquidations)" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "venues"), [
+    (["--timeframe", "4h"], "binance, binance-perp-inferred, bitstamp"),
+    (["--timeframe", "1d"], "binance, binance-perp-inferred, bitstamp, bitstamp+coinbase"),
+])
+def test_an_unknown_data_venue_is_an_error_listing_the_venues_at_the_timeframe(flags, venues, data_dir, capsys):
+    code = main(["run", *flags, "--start", "2022-05-20", "--end", "2022-07-15", "--data-venue", "coinbase",
+                 "--data-dir", str(data_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (f"data_venue='coinbase' (--data-venue): the data folder has no BTC price file from it at "
+            f"{flags[1]} (or finer, to resample); venues with one: {venues}.") in err
+
+
+def test_data_venue_is_refused_by_the_data_actions(capsys):
+    assert main(["data", "list", "--data-venue", "binance"]) == 2
+    assert "--data-venue is an option of `run`, `sweep` and `compare`, not of `data list`" in capsys.readouterr().err
+
+
+def test_a_sweep_prints_the_price_note_once_and_policies_without_futures_none(data_dir, tmp_path, capsys):
+    argv = ["--start", "2022-05-20", "--end", "2022-06-10", "--data-dir", str(data_dir)]
+    assert main(["sweep", *argv, "--policy", "static_hedge", "--grid", "hedge_ratio=0.5,1", "--workers", "1",
+                 "--out", str(tmp_path / "sweep")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: prices (and liquidations)") == 1 and f"note: {BINANCE_NOTE}\n" in err
+    assert main(["run", *argv, "--policy", "unhedged", "--json"]) == 0
+    assert "prices (and liquidations)" not in capsys.readouterr().err
+    # bitmex has no price file of its own: the spot file stands in, without a note
+    assert main(["run", *argv, "--policy", "static_hedge", "--venue", "bitmex", "--json"]) == 0
+    assert "prices (and liquidations)" not in capsys.readouterr().err
