@@ -524,7 +524,8 @@ class HedgeEffectiveness(_UsesRecorder):
 class Fills(_ReadsBroker):
     """Every completed order, for the price chart and trades list.
 
-    get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (feed name), side
+    get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (the feed's name:
+    ``BTC``, ``BTC-DATED`` in a minehedge run; events and the ledger name the contract, ``BTCUSDT``), side
     (``"buy"``/``"sell"``), size (coins, signed: negative for sells), contracts (the venue's order units,
     signed: ``order.executed.size``), price (USD per coin), commission (USD), reason
     (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).

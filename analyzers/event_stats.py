@@ -16,10 +16,13 @@ import pandas as pd
 from analyzers import metrics
 from brokers.events import EVENT_KINDS, MarginEvent
 
-# Columns of events.csv, in this order (the contract).
+# Columns of events.csv, in this order (the contract), then the two MarginEvent fields added later
+# (at the end, so a script reading columns by position still finds the first eleven): every field of
+# brokers.events.MarginEvent is in the file. What size, equity_usd and margin_ratio hold depends on the kind:
+# brokers.events.MarginEvent's docstring and the README's events.csv table say it per kind.
 EVENT_COLUMNS: tuple[str, ...] = (
     "datetime", "kind", "instrument", "venue", "side", "size", "price",
-    "equity_usd", "margin_ratio", "loss_usd", "fee_usd",
+    "equity_usd", "margin_ratio", "loss_usd", "fee_usd", "maintenance_margin_usd", "detail",
 )
 # Margin calls: the venue's warning level crossed, CME-style calls (below maintenance), and the desk's own
 # (margin_buffer: the liquidation price nearer than the buffer at a close).

@@ -26,6 +26,8 @@ from minehedge.errors import DataError
 EQUITY_COLUMNS: tuple[str, ...] = (
     "equity_usd", "equity_coin", "cash_usd", "coins", "unrealized_pnl_usd", "margin_ratio", "drawdown_pct",
 )
+# Columns of equity.csv: EQUITY_COLUMNS, then the bar's close (RunResult.prices, USD per coin) beside them.
+EQUITY_CSV_COLUMNS: tuple[str, ...] = (*EQUITY_COLUMNS, "price_usd")
 # Columns of fills.csv (RunResult.trades: the Fills analyzer's records).
 FILL_COLUMNS: tuple[str, ...] = ("datetime", "instrument", "side", "size", "contracts", "price", "commission",
                                  "reason")
@@ -38,6 +40,11 @@ HEADLINE_KEYS: tuple[str, ...] = (
     "mining_revenue_usd", "power_cost_usd", "funding_paid_usd", "fees_paid_usd",
     "hedge_variance_reduction_pct", "insolvent", "insolvencies", "insolvent_days", "ledger_residual_usd",
 )
+# What summary.md says beside a ratio that has no unit (the Summary analyzer's definitions).
+RATIO_NOTES: dict[str, str] = {
+    "sharpe": "annualised: mean / standard deviation of daily returns x √365",
+    "sortino": "annualised: mean / downside deviation of daily returns x √365",
+}
 
 
 @dataclass
@@ -46,7 +53,7 @@ class RunResult:
 
     summary: the Summary analyzer's flat record (unit-suffixed keys).
     equity: per-bar table, UTC DatetimeIndex, columns :data:`EQUITY_COLUMNS` (USD, coin, fraction, %).
-    prices: coin price per bar, USD per coin, UTC DatetimeIndex.
+    prices: coin price per bar, USD per coin, UTC DatetimeIndex (equity.csv's ``price_usd``: the bar's close).
     events: event records (``MarginEvent`` fields, ``datetime`` for the time), in log order.
     ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape): a list, or from a run a
         ``ledger_stats.LedgerRecords`` that keeps them as a table until they are read.
@@ -111,7 +118,9 @@ def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:
 
 def fills_frame(trades: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """fills.csv: one row per fill, columns :data:`FILL_COLUMNS` (size in coins and contracts in the venue's
-    order units, both signed; price USD per coin; commission USD), header only when nothing traded."""
+    order units, both signed; price USD per coin; commission USD, an inverse contract's coin fee at the fill
+    price; instrument the name of the feed the order was on, ``BTC`` or ``BTC-DATED``, where events.csv and
+    ledger.csv name the contract, ``BTCUSDT``), header only when nothing traded."""
     return pd.DataFrame([{c: t.get(c) for c in FILL_COLUMNS} for t in trades], columns=list(FILL_COLUMNS))
 
 
@@ -134,7 +143,9 @@ def json_safe(value: object) -> object:
     return str(value)
 
 
-def format_value(key: str, value: object) -> str:
+def format_value(key: str, value: object, asset: str = "") -> str:
+    """``value`` of Summary key ``key`` for people, with the unit its suffix names: ``_usd`` USD, ``_pct`` %,
+    ``_days`` days, and coin amounts (``_coin``, ``coins_mined``) in ``asset`` when it is given."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, (bool, np.bool_)):
@@ -147,7 +158,7 @@ def format_value(key: str, value: object) -> str:
         if key.endswith("_usd"):
             return f"{value:,.2f} USD"
         if key.endswith("_coin") or key == "coins_mined":
-            return f"{value:,.6f}"
+            return f"{value:,.6f} {asset}".rstrip()
         if key.endswith("_days"):
             return f"{value:,.1f} days"
         return f"{value:,.3f}"
@@ -161,7 +172,10 @@ def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> 
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     keys = [k for k in HEADLINE_KEYS if k in result.summary]
     keys += [k for k in result.summary if k not in keys]
-    lines += [f"| {key} | {format_value(key, result.summary[key])} |" for key in keys]
+    for key in keys:
+        text = format_value(key, result.summary[key], result.asset)
+        lines.append(f"| {key} | {text} ({RATIO_NOTES[key]}) |" if key in RATIO_NOTES
+                     else f"| {key} | {text} |")
     if windows is not None:
         from analyzers.windows import windows_markdown  # it formats with this module's format_value
 
@@ -176,8 +190,8 @@ def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> 
         else:
             lines.append(f"- **{name}**: {text}")
     lines += ["", f"Warning level: margin ratio {result.warning_level:g}; liquidation at "
-              f"{result.liquidation_level:g}. Asset: {result.asset}. Percentages are in percent; USD and "
-              "USDT count as one unit.", "",
+              f"{result.liquidation_level:g}. Asset: {result.asset}. Percentages are in percent; coin "
+              f"amounts in {result.asset}; USD and USDT count as one unit.", "",
               "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, " + ", ".join(CHART_FILES)
               + ".", ""]
     return "\n".join(lines)
@@ -209,6 +223,7 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
     events = event_stats.events_frame(result.events)
     written["events.csv"] = _write_csv(target / "events.csv", events)
     equity = result.equity.loc[:, list(EQUITY_COLUMNS)].rename_axis("datetime")
+    equity = equity.assign(price_usd=result.prices.reindex(equity.index).astype(float))
     written["equity.csv"] = _write_csv(target / "equity.csv", equity, index=True)
     ledger = ledger_stats.ledger_frame(result.ledger)
     written["ledger.csv"] = _write_csv(target / "ledger.csv", ledger)

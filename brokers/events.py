@@ -50,21 +50,52 @@ EVENT_KINDS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class MarginEvent:
-    """One event. Money fields are in USD unless the name says otherwise.
+    """One event. Money fields are in USD unless the name says otherwise. Every field is a column of
+    ``events.csv`` (``time`` as ``datetime``).
 
     time: bar datetime (UTC, naive) at which the event happened.
     kind: one of :data:`EVENT_KINDS`.
-    instrument: e.g. ``"BTCUSDT-PERP"`` or ``"loan:coin_loan"``; venue: venue profile name or lender.
-    side: ``"long"``, ``"short"`` or ``""``; size: position size in coins (negative for short) or loan USD.
-    price: the price used (liquidation fill price, mark at the call, ...), USD per coin.
-    equity_usd: account (or isolated position) equity in USD at the event.
-    maintenance_margin_usd: maintenance margin in USD at the event (0 where not applicable).
-    margin_ratio: maintenance margin / margin balance (fraction; 1.0 means liquidation); for loans, the LTV.
+    instrument: the contract's symbol (``"BTCUSDT"``, ``"BTCUSD"``, ``"XBTUSD"``), ``"loan:<name>"`` or
+    ``"fleet"``; venue: venue profile name, or the lender for a loan ("" for insolvency and its cure).
+    side: ``"long"``, ``"short"`` or ``""``.
+    size, price, equity_usd, maintenance_margin_usd and margin_ratio mean one thing per kind of event:
+
+    * ``margin_call``, ``desk_margin_call``: size the position in coins (negative for a short); price the
+      bar's close (USD per coin); equity_usd the position's margin balance at the close: an isolated
+      position's own margin plus its unrealised P&L, not the account's equity; a cross position's, the cross
+      wallet (less the other cross positions' maintenance margin, plus their unrealised P&L) plus its
+      unrealised P&L; maintenance_margin_usd the position's; margin_ratio maintenance / margin balance.
+    * ``liquidation``: size the position closed (coins); price the fill price; equity_usd, isolated: the
+      position's margin balance at the fill (its margin plus the fill's P&L, fee not yet taken: the fee takes
+      at most this, so often all of it), cross: the account's cross equity in the margin currency (the USD
+      wallet with free cash, or the coin futures wallet x fill price) after the forced close;
+      maintenance_margin_usd and margin_ratio at the liquidation price (so about 1.0).
+    * ``partial_liquidation``: size the part cut (coins); price the market price of the liquidation (the
+      liquidation price, or the bar's open when it gapped through); equity_usd the isolated position's
+      margin balance at that price, before the cut.
+    * ``insurance_fund``: size and price the liquidation's; equity_usd and maintenance_margin_usd 0;
+      margin_ratio the liquidation's (isolated), inf (cross); loss_usd the shortfall the venue absorbed.
+    * ``cme_margin_call``, ``cme_margin_call_met``, ``cme_margin_call_missed``: equity_usd the futures
+      account's equity at the close (the USD futures wallet with free cash, plus the CME positions' margin
+      and unrealised P&L), maintenance_margin_usd their maintenance summed, margin_ratio maintenance / equity;
+      size the (first) position's coins (missed: each closed position's own row).
+    * ``loan_call``, ``loan_call_met``, ``loan_liquidation`` and a coin loan's ``missed_payment``: size the
+      loan's debt in USD (principal plus accrued interest), not coins; price the coin price the lender used;
+      equity_usd the collateral's value less the debt; maintenance_margin_usd 0; margin_ratio the LTV
+      (debt / collateral value, fraction). An equipment loan's ``missed_payment``: size its outstanding
+      balance in USD; price, equity_usd and margin_ratio 0.
+    * ``bill_carried``, ``bill_carried_paid``, ``loan_payment_carried``, ``loan_payment_carried_paid``,
+      ``insolvency``, ``insolvency_cured``: size 0; price the bar's coin price; equity_usd the whole account's
+      equity (``broker.getvalue()``: every wallet, machines, net of liabilities); maintenance_margin_usd and
+      margin_ratio 0.
+    * ``ruin`` is a kind a strategy may raise (the summary's ``ruined`` flag is from equity itself); the
+      engine raises none.
+
     loss_usd: the price loss realised at the event's fill (>= 0), fee excluded: 0 when the fill is at a gain
     on the entry, as when funding has drained a long's margin above its entry (the detail then says how far);
-    fee_usd: fee charged (>= 0). A coin loss or fee (inverse contracts) is valued at ``price``, as the ledger
-    values the fill's coin rows.
-    detail: free text for people (deadline, tier, amounts topped up, ...).
+    a loan liquidation's shortfall (debt left owed). fee_usd: fee charged (>= 0). A coin amount (inverse
+    contracts) is valued at ``price``, as the ledger values the fill's coin rows.
+    detail: free text for people (deadline, tier, amounts topped up, where a drained margin went, ...).
     """
 
     time: datetime

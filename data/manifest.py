@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -234,6 +235,31 @@ def _coarser_hint(rows: pd.DataFrame, timeframe: str | None, start: pd.Timestamp
     return f" A {finest} file covers it (--timeframe {finest})."
 
 
+def _serving(rows: pd.DataFrame, timeframe: str | None) -> list[tuple[Any, str | None]]:
+    """``(row, resampled_from)`` of each manifest row that serves ``timeframe``: its own bars, or finer ones a
+    whole number of which make one bar (resampled_from: the row's timeframe); every row when None."""
+    if timeframe is None:
+        return [(row, None) for row in rows.itertuples()]
+    target = parse_timeframe(timeframe)
+    candidates = []
+    for row in rows.itertuples():
+        if row.timeframe not in TIMEFRAMES:
+            continue
+        size = TIMEFRAMES[row.timeframe]
+        if size == target:
+            candidates.append((row, None))
+        elif size < target and (target / size) == int(target / size):
+            candidates.append((row, row.timeframe))
+    return candidates
+
+
+def ohlcv_venues(manifest: pd.DataFrame, asset: str, timeframe: str) -> list[str]:
+    """The venues (MANIFEST.csv's ``venue``, sorted) with an OHLCV file of ``asset`` serving ``timeframe``: at
+    it, or finer and resampled (whatever range it covers): the values ``data_venue`` may take."""
+    rows = manifest[(manifest["asset"] == str(asset).upper()) & (manifest["kind"] == "ohlcv")]
+    return sorted({str(row.venue) for row, _ in _serving(rows, timeframe)})
+
+
 def choose_file(
     manifest: pd.DataFrame,
     asset: str,
@@ -257,24 +283,11 @@ def choose_file(
                           f"available: {', '.join(assets) or 'none'}." + did_you_mean(asset, assets))
     if venue is not None:
         rows = rows_for_venue(rows, venue, f"{asset} {kind}")
-    candidates = []
-    if timeframe is None:
-        for row in rows.itertuples():
-            candidates.append((row, None))
-    else:
-        target = parse_timeframe(timeframe)
-        for row in rows.itertuples():
-            if row.timeframe not in TIMEFRAMES:
-                continue
-            size = TIMEFRAMES[row.timeframe]
-            if size == target:
-                candidates.append((row, None))
-            elif size < target and (target / size) == int(target / size):
-                candidates.append((row, row.timeframe))
-        if not candidates:
-            have = sorted(rows["timeframe"].unique())
-            raise DataError(f"no {asset} {kind} file at timeframe {timeframe!r} or finer"
-                            f"{f' for venue {venue!r}' if venue else ''}; files have: {', '.join(have)}.")
+    candidates = _serving(rows, timeframe)
+    if timeframe is not None and not candidates:
+        have = sorted(rows["timeframe"].unique())
+        raise DataError(f"no {asset} {kind} file at timeframe {timeframe!r} or finer"
+                        f"{f' for venue {venue!r}' if venue else ''}; files have: {', '.join(have)}.")
     covering = []
     for row, resampled_from in candidates:
         bar = TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))

@@ -48,7 +48,7 @@ from minehedge.config import (
     unknown_key_error,
     validate_params,
 )
-from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError
+from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError, did_you_mean
 from mining.fleet import Fleet, parse_fleet
 from mining.revenue import ETH_MERGE
 from strategies.base import DEFAULT_FLEET, fleet_for
@@ -65,6 +65,11 @@ __all__ = ["SUMMARY_KEYS", "Comparison", "Market", "Markets", "RunOutcome", "loa
 #: Funding file to use for each venue profile (see data.funding); None: no funding (dated contracts only).
 FUNDING_VENUE = {"binance_usdm": "binance", "binance_coinm": "binance", "bitmex": "bitmex",
                  "generic": "constant", "cme": None}
+#: The exchange (a MANIFEST.csv venue) each venue profile's contracts trade on. A run of a policy that trades
+#: futures whose price file is from other exchanges judges its liquidations on their prices: a note says so
+#: (:func:`price_venue_note`). bitmex, cme and generic have no price file in the data folder, so the spot
+#: file stands in for their contracts, as the README's "Data" says, without a note.
+PRICE_EXCHANGE = {"binance_usdm": "binance", "binance_coinm": "binance"}
 #: Network history loaded before the first bar: the publication lag and fee smoothing need earlier days.
 NETWORK_LEAD = timedelta(days=40)
 #: Price history loaded before the first bar: the longest volatility window plus the return into the
@@ -101,6 +106,12 @@ class Market:
     #: time (UTC) of each run of assumed settlements.
     funding_assumption: str | None = None
     funding_assumed_spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
+    #: The price file's venue (MANIFEST.csv's ``venue``, e.g. ``bitstamp+coinbase``; ``yahoo`` for yfinance;
+    #: "" unknown), whether the config named it (``data_venue``), and, when it did not, ``(venue, first
+    #: day)`` of every venue with a file that serves the same bars (what ``data_venue`` would load instead).
+    price_venue: str = ""
+    price_venue_named: bool = False
+    price_files: tuple[tuple[str, str], ...] = ()
 
     def feed(self) -> MinerFeed:
         """A fresh :class:`data.feeds.MinerFeed` of this market (bars, miner lines, price history)."""
@@ -127,8 +138,10 @@ class RunOutcome:
         """The run notes (refused orders, a loan cut short, constant funding assumed, ...), as in summary.md,
         after the range's own notes: a default start moved to the data's first bar (the fleet hashes before
         the data at the run's timeframe begin), bars past the network data dropped (an ``end`` cut short),
-        windows clipped to the run."""
-        range_notes = [self.result.assumptions.get(key) for key in ("start", "range", "windows")]
+        prices from another exchange than the futures venue's (:func:`price_venue_note`), windows clipped to
+        the run."""
+        keys = ("start", "range", "price venue", "windows")
+        range_notes = [self.result.assumptions.get(key) for key in keys]
         return [note for note in range_notes if note] + list(self.result.assumptions.get("run notes", []))
 
     def write_report(self, folder: str | Path) -> Path:
@@ -287,6 +300,9 @@ def load_market(config: dict[str, Any]) -> Market:
         raise ConfigError(f"{_default_start_text(config)}, which is after end={end.date()}; give a start on "
                           f"or before the end (--start YYYY-MM-DD), an end on or after {start.date()}, or a "
                           f"fleet deployed by {end.date()} (--set fleet=MODEL:UNITS@YYYY-MM-DD).")
+    data_venue = config.get("data_venue")
+    if data_venue is not None:
+        _check_data_venue(asset, timeframe, data_venue, data_dir)
     start_note = ""
     try:
         ohlcv = load_ohlcv(asset, timeframe, start, end_exclusive, data_dir=data_dir,
@@ -373,8 +389,73 @@ def load_market(config: dict[str, Any]) -> Market:
                             (Path(__file__).parents[1] / "mining", "*.toml")):
         for path in sorted(folder.glob(pattern)):
             digest.update(path.read_bytes())
+    price_files = () if data_venue is not None or ohlcv.info.source != "csv" else _price_files(
+        asset, timeframe, frame.index[0], frame.index[-1] + parse_timeframe(timeframe), data_dir)
     return Market(asset, timeframe, frame, funding_venue, assumptions, digest.hexdigest()[:16], history_close,
-                  rates, funding_assumption, assumed_spans)
+                  rates, funding_assumption, assumed_spans, str(ohlcv.info.venue or ""),
+                  data_venue is not None, price_files)
+
+
+def _check_data_venue(asset: str, timeframe: str, venue: str, data_dir: Any) -> None:
+    """``data_venue`` must name a venue of the data folder's MANIFEST.csv with an OHLCV file of ``asset`` at
+    ``timeframe`` (or finer, resampled): ConfigError listing them otherwise."""
+    from data.manifest import ohlcv_venues, read_manifest
+
+    directory = resolve_data_dir(data_dir)
+    if directory is None:
+        raise ConfigError(f"data_venue={venue!r} (--data-venue) names the exchange of a price file in a data "
+                          "folder, and none is set: give --data-dir DIR (or set MINEHEDGE_DATA_DIR), or drop "
+                          "--data-venue (the download has one series per coin).")
+    venues = ohlcv_venues(read_manifest(directory), asset, timeframe)
+    if str(venue).lower() not in {v.lower() for v in venues}:
+        raise ConfigError(f"data_venue={venue!r} (--data-venue): the data folder has no {asset} price file "
+                          f"from it at {timeframe} (or finer, to resample); venues with one: "
+                          f"{', '.join(venues) or 'none'}." + did_you_mean(str(venue), venues))
+
+
+def _price_files(asset: str, timeframe: str, first: pd.Timestamp, end: pd.Timestamp,
+                 data_dir: Any) -> tuple[tuple[str, str], ...]:
+    """``(venue, first day of the file)`` of each MANIFEST.csv venue whose OHLCV file serves ``asset`` at
+    ``timeframe`` from ``first`` to ``end`` (exclusive), the file ``data_venue`` would load."""
+    from data.manifest import choose_file, ohlcv_venues, read_manifest
+
+    manifest = read_manifest(resolve_data_dir(data_dir))
+    found = []
+    for venue in ohlcv_venues(manifest, asset, timeframe):
+        try:
+            choice = choose_file(manifest, asset, "ohlcv", timeframe, first, end, venue)
+        except DataError:
+            continue
+        found.append((venue, f"{choice.first:%Y-%m-%d}"))
+    return tuple(found)
+
+
+def _exchanges(venue: str) -> set[str]:
+    """The exchanges of a MANIFEST.csv venue: ``bitstamp+coinbase`` -> {bitstamp, coinbase}; a suffix
+    qualifies an exchange (``binance-perp-inferred``, an inferred Binance perpetual -> {binance})."""
+    return {part.split("-", 1)[0].strip().lower() for part in str(venue).split("+")}
+
+
+def price_venue_note(market: Market, policy: str, values: dict[str, Any]) -> str:
+    """The note that a futures policy's prices, and so its liquidations, come from another exchange than its
+    venue profile's (:data:`PRICE_EXCHANGE`): "" when they do not, when the policy trades no futures, when
+    the venue has no price file of its own (bitmex, cme, generic), or when the config named the price file's
+    venue (``data_venue``)."""
+    exchange = PRICE_EXCHANGE.get(str(values.get("venue")))
+    if (exchange is None or not policy_class(policy).uses_futures or market.price_venue_named
+            or not market.price_venue or exchange in _exchanges(market.price_venue)):
+        return ""
+    if market.price_venue == "yahoo":
+        return (f"prices (and liquidations) are yfinance's {market.asset}-USD series (no data folder), not "
+                f"{exchange}'s")
+    text = (f"prices (and liquidations) are from {market.price_venue}'s {market.asset} {market.timeframe} "
+            f"file, not {exchange}'s")
+    own = [(venue, first) for venue, first in market.price_files if exchange in _exchanges(venue)]
+    if not own:
+        return (f"{text}; the data folder has no {exchange} {market.asset} file at {market.timeframe} (or "
+                "finer) covering the run")
+    venue, first = own[0]
+    return f"{text}; --data-venue {venue} uses {exchange}'s own ({first} on)"
 
 
 def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]) -> str:
@@ -478,6 +559,9 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
                                 f"{profile.as_of})")
     if dated_note:
         assumptions["dated contracts"] = dated_note
+    price_note = price_venue_note(market, policy, values)
+    if price_note:
+        assumptions["price venue"] = price_note
     broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
     notes = broker_notes + list(getattr(strategy, "notes", []) or [])
     if notes:
@@ -634,6 +718,24 @@ def sweep_funding_warnings(configs: list[dict[str, Any]], shared: Market | Marke
     for config in configs:
         market = shared.for_config(config) if isinstance(shared, Markets) else shared
         text = funding_warning(market, config.get("policy") or "static_hedge", config.get("params") or {})
+        if text:
+            texts[text] = None
+    return list(texts)
+
+
+def sweep_price_notes(configs: list[dict[str, Any]], shared: Market | Markets) -> list[str]:
+    """The distinct :func:`price_venue_note` texts of a sweep's ``configs`` on their ``shared`` markets, each
+    once (a configuration that breaks its policy's rules, recorded as failed, says nothing)."""
+    texts: dict[str, None] = {}
+    for config in configs:
+        market = shared.for_config(config) if isinstance(shared, Markets) else shared
+        policy = config.get("policy") or "static_hedge"
+        try:
+            values = _policy_params(policy, {"asset": market.asset, **(config.get("params") or {})},
+                                    config.get("venue"))
+        except ConfigError:
+            continue
+        text = price_venue_note(market, policy, values)
         if text:
             texts[text] = None
     return list(texts)

@@ -151,6 +151,9 @@ _MARKET_FLAGS: tuple[tuple[str, dict[str, str]], ...] = (
     ("--start", {"metavar": "YYYY-MM-DD", "help": "first UTC day (default: first in the data)"}),
     ("--end", {"metavar": "YYYY-MM-DD", "help": "last UTC day (default: last in the data)"}),
     ("--venue", {"help": "venue profile of the futures leg (default: the policy's)"}),
+    ("--data-venue", {"dest": "data_venue", "metavar": "NAME",
+                      "help": "exchange whose price file the run uses, a venue of MANIFEST.csv (e.g. "
+                              "binance; default: the file covering the range longest)"}),
     ("--seed", {"help": "random seed where randomness exists (default 0)"}),
 )
 #: ``--start``'s help in the commands that run backtests, whose default start is the fleet's
@@ -162,11 +165,11 @@ _RUN_START_HELP = ("first UTC day (default: the fleet's first deployment, or the
 #: network series; ``list`` shows the data folder and the cache whatever the range; ``download`` fills the
 #: cache, never the data folder.
 _DATA_OMITS = {
-    "list": ("--asset", "--timeframe", "--start", "--end", "--venue", "--seed"),
-    "validate": ("--venue", "--seed"),
-    "download": ("--data-dir", "--venue", "--seed"),
-    "hashprice": ("--timeframe", "--venue", "--seed"),
-    "breakeven": ("--timeframe", "--venue", "--seed"),
+    "list": ("--asset", "--timeframe", "--start", "--end", "--venue", "--data-venue", "--seed"),
+    "validate": ("--venue", "--data-venue", "--seed"),
+    "download": ("--data-dir", "--venue", "--data-venue", "--seed"),
+    "hashprice": ("--timeframe", "--venue", "--data-venue", "--seed"),
+    "breakeven": ("--timeframe", "--venue", "--data-venue", "--seed"),
 }
 
 
@@ -333,7 +336,9 @@ def _owner(policy: str) -> str:
 
 def _base_config(settings: Mapping[str, Any], policy: str | None,
                  params: Mapping[str, Any]) -> dict[str, Any]:
-    """The run configuration handed to :mod:`minehedge.api` (and hashed by sweeps)."""
+    """The run configuration handed to :mod:`minehedge.api` (and hashed by sweeps); ``data_venue`` only when
+    given, so a sweep's configurations without it hash as before."""
+    named = {} if settings.get("data_venue") is None else {"data_venue": settings["data_venue"]}
     return {
         "asset": settings["asset"],
         "timeframe": settings["timeframe"],
@@ -344,6 +349,7 @@ def _base_config(settings: Mapping[str, Any], policy: str | None,
         "data_dir": settings["data_dir"],
         "policy": policy,
         "params": dict(params),
+        **named,
     }
 
 
@@ -543,6 +549,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     for text in dict.fromkeys(market.assumptions.get("start") for market in markets):
         if text:  # a default start moved to the data's first bar, as run and compare say
             _note(f"note: {text}")
+    for text in api.sweep_price_notes([point.config for point in points], shared):
+        _note(f"note: {text}")
     for text in api.sweep_funding_warnings([point.config for point in points], shared):
         _note(f"warning: {text}")
     with executor:

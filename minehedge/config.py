@@ -15,6 +15,7 @@ TOML layout (keys are the long flag names; ``data-dir`` and ``data_dir`` are the
     timeframe = "1d"           # --timeframe
     start = 2019-01-01         # --start (a TOML date or a "YYYY-MM-DD" string)
     end = 2023-12-31           # --end
+    data_venue = "binance"     # --data-venue (the price file's exchange; default: the longest coverage)
     policy = "static_hedge"    # --policy
     policies = ["unhedged", "static_hedge"]   # --policies (or one comma-separated string)
     workers = 4                # --workers
@@ -387,6 +388,8 @@ GLOBAL_SPECS: dict[str, ParamSpec] = spec_map(
                   nullable=True),
         ParamSpec("venue", str, None, doc="venue profile of the futures leg (default: the policy's)",
                   nullable=True),
+        ParamSpec("data_venue", str, None, doc="exchange whose price file the run uses, a venue of "
+                  "MANIFEST.csv (default: the file covering the range longest)", nullable=True),
         ParamSpec("seed", int, 0, doc="random seed where randomness exists", minimum=0),
         ParamSpec("data_dir", str, None, doc="data folder with MANIFEST.csv (else $MINEHEDGE_DATA_DIR)",
                   nullable=True),

@@ -91,7 +91,8 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
 
     events = pd.read_csv(folder / "events.csv")
     assert list(events.columns) == ["datetime", "kind", "instrument", "venue", "side", "size", "price",
-                                    "equity_usd", "margin_ratio", "loss_usd", "fee_usd"]
+                                    "equity_usd", "margin_ratio", "loss_usd", "fee_usd", "maintenance_margin_usd",
+                                    "detail"]
     assert events["kind"].tolist() == ["margin_call", "liquidation"]
     assert events["loss_usd"].tolist() == [0.0, 2_500.0] and events["fee_usd"].tolist() == [0.0, 50.0]
     assert (events["kind"].isin(event_stats.MARGIN_CALL_KINDS).sum(), events["kind"].isin(
@@ -99,7 +100,8 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
     assert pd.to_datetime(events["datetime"], utc=True).iloc[1] == pd.Timestamp("2022-05-30", tz="UTC")
 
     equity = pd.read_csv(folder / "equity.csv", index_col="datetime", parse_dates=True)
-    assert list(equity.columns) == list(EQUITY_COLUMNS)
+    assert list(equity.columns) == [*EQUITY_COLUMNS, "price_usd"]
+    np.testing.assert_array_equal(equity["price_usd"].to_numpy(), result.prices.to_numpy())
     assert len(equity) == DAYS and equity.index[0] == pd.Timestamp("2022-05-01", tz="UTC")
     np.testing.assert_allclose(equity["equity_usd"].to_numpy(), result.equity["equity_usd"].to_numpy(), rtol=1e-15)
     assert equity["drawdown_pct"].iloc[-1] == pytest.approx(60.0, abs=1e-9)

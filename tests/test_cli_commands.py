@@ -119,6 +119,7 @@ CONTRACT = SimpleNamespace(
     SUMMARY_KEYS=SUMMARY_KEYS,
     load_shared=load_shared,
     sweep_funding_warnings=lambda configs, shared: [],
+    sweep_price_notes=lambda configs, shared: [],
     run_summary=closed_form_summary,
     run_backtest=_run_backtest,
     compare_runs=_compare_runs,

@@ -164,6 +164,8 @@ def test_compare_prints_each_runs_notes_and_leverage_warning_once_naming_the_pol
                "were refused, so the run is unhedged; at a notional of {} BTC (the largest refused) the bracket "
                "allows at most {}x. Set leverage={} or less to hedge.")
     assert err.splitlines() == [
+        "note (static_hedge and dynamic_hedge): prices (and liquidations) are from bitstamp+coinbase's BTC 1d file, "
+        "not binance's; --data-venue binance uses binance's own (2017-08-17 on)",
         "note (static_hedge and dynamic_hedge): binance_coinm BTCUSD: the run starts 2019-06-01, before the venue "
         "profile's earliest fee schedule (2020-08-10) and margin brackets (2020-06-11); those are applied to the "
         "earlier bars, and the contract may not have been listed yet then.",
