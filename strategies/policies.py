@@ -328,7 +328,8 @@ class FinancedExpansion(MinerStrategy):
         unit_bars = self._bar_schedule(self.data.p.dataname)
         self.fleet = base_fleet
         self._unit = {c: unit_bars[c].to_numpy(dtype=float)
-                      for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd")}
+                      for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
+                                "production_coin_per_day")}
         self.units_bought = 0
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
@@ -338,10 +339,13 @@ class FinancedExpansion(MinerStrategy):
                              "no loan was taken and no machines were bought")
 
     def _add_expansion_flows(self, i: int) -> None:
-        """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on."""
+        """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on, and their
+        expected production (coins per day, net of the pool fee) to what :meth:`production_per_day` reads,
+        so a production hedge (``financed_hedge``) sizes on the whole fleet."""
         n = self.units_bought
         for name, column in (("_coins_gross", "coins_gross"), ("_pool_fee_coin", "pool_fee_coin"),
-                             ("_power_usd", "power_cost_usd"), ("_hosting_usd", "hosting_usd")):
+                             ("_power_usd", "power_cost_usd"), ("_hosting_usd", "hosting_usd"),
+                             ("_production_per_day", "production_coin_per_day")):
             values = getattr(self, name)
             values[i:] = (np.asarray(values[i:]) + n * self._unit[column][i:]).tolist()
         self._costs_usd[i:] = (np.asarray(self._power_usd[i:]) + np.asarray(self._hosting_usd[i:])).tolist()
