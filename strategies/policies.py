@@ -18,7 +18,7 @@ from mining.fleet import Fleet
 from mining.hardware import resolve_spec
 from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
-from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
+from strategies.base import BASE_SPECS, MARGIN_CALL_RESPONSES, MinerStrategy, params_from_specs
 
 #: The longest look-back (days) a policy may ask for; load_market loads this much price history before the
 #: first bar, so a window is full from the first bar on.
@@ -542,6 +542,40 @@ class FinancedExpansion(MinerStrategy):
             self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
 
 
+class FinancedHedge(FinancedExpansion, StaticHedge):
+    """``financed_hedge``: ``financed_expansion``'s loan and purchase (on ``loan_date`` borrow
+    ``principal_usd``, coin-collateralised or an equipment loan, and buy ``expansion_model`` machines) with
+    ``static_hedge``'s production short: ``hedge_ratio`` x the whole fleet's expected production over the next
+    ``horizon_days``, the machines bought included from the purchase bar on (the short is re-sized at that
+    bar, and every ``roll_days`` from there), at ``leverage``. ``on_margin_call`` answers the hedge's margin
+    calls and the coin loan's calls alike: ``top_up_from_treasury`` adds margin to the hedge and pledges
+    spare spot coins to the lender; ``reduce_position`` halves the hedge and leaves a loan call to its
+    deadline; ``ignore`` answers neither.
+
+    One method resolution order: FinancedHedge, FinancedExpansion, StaticHedge, MinerStrategy. So
+    :meth:`FinancedExpansion.next` draws the loan, then MinerStrategy's bar runs (loans, treasury, hedge);
+    ``check_params`` checks the loan's terms and the hedge's venue and leverage. The coins pledged to the
+    lender sit in the ``collateral`` wallet, apart from the spot coins the treasury sells and the hedge's
+    ``futures`` wallet: neither the hedge's margin nor the bills can spend them, and equity counts each coin
+    once. Loan payments and bills draw on the hedge when the treasury is short, as in every policy.
+    """
+
+    specs = merge_specs(StaticHedge.specs, add=(
+        *(spec for spec in FinancedExpansion.specs if spec.name not in {s.name for s in BASE_SPECS}),
+        ParamSpec("on_margin_call", str, "top_up_from_treasury", "",
+                  "response to a hedge margin call and to a coin-loan call: top_up_from_treasury adds "
+                  "margin and pledges spare spot coins; reduce_position halves the hedge, the loan call "
+                  "runs to its deadline; ignore answers neither", choices=MARGIN_CALL_RESPONSES),
+    ))
+    params = params_from_specs(specs)
+    uses_futures = True
+
+    def _draw(self, now: datetime, price: float) -> None:
+        super()._draw(now, price)
+        if self.units_bought:
+            self._last_rebalance = None  # re-size at this bar's hedge step, on the fleet with its machines
+
+
 POLICIES: dict[str, type[MinerStrategy]] = {
     "unhedged": Unhedged,
     "sell_daily": SellDaily,
@@ -551,4 +585,5 @@ POLICIES: dict[str, type[MinerStrategy]] = {
     "leveraged_long": LeveragedLong,
     "leveraged_short": LeveragedShort,
     "financed_expansion": FinancedExpansion,
+    "financed_hedge": FinancedHedge,
 }
