@@ -50,6 +50,7 @@ RUNS: tuple[tuple[str, dict[str, Any], str, dict[str, Any]], ...] = (
     ("btc-1d-leveraged_short-20x-coinm", {"asset": "BTC", "timeframe": "1d", "venue": "binance_coinm"},
      "leveraged_short", {"leverage": 20.0, "venue": "binance_coinm", "on_margin_call": "ignore"}),
     ("btc-1d-financed_expansion", {"asset": "BTC", "timeframe": "1d"}, "financed_expansion", {}),
+    ("btc-1d-financed_hedge", {"asset": "BTC", "timeframe": "1d"}, "financed_hedge", {}),
     ("btc-4h-static_hedge", {"asset": "BTC", "timeframe": "4h", "start": "2020-01-01", "end": "2022-12-31"},
      "static_hedge", {"leverage": 5.0}),
     ("btc-1h-static_hedge-25x-ignore", {"asset": "BTC", "timeframe": "1h", "start": "2021-01-01",

@@ -18,7 +18,7 @@ from mining.fleet import Fleet
 from mining.hardware import resolve_spec
 from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
-from strategies.base import BASE_SPECS, MinerStrategy, params_from_specs
+from strategies.base import BASE_SPECS, MARGIN_CALL_RESPONSES, MinerStrategy, params_from_specs
 
 #: The longest look-back (days) a policy may ask for; load_market loads this much price history before the
 #: first bar, so a window is full from the first bar on.
@@ -328,7 +328,8 @@ class FinancedExpansion(MinerStrategy):
         unit_bars = self._bar_schedule(self.data.p.dataname)
         self.fleet = base_fleet
         self._unit = {c: unit_bars[c].to_numpy(dtype=float)
-                      for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd")}
+                      for c in ("coins_gross", "pool_fee_coin", "power_cost_usd", "hosting_usd",
+                                "production_coin_per_day")}
         self.units_bought = 0
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
@@ -338,10 +339,13 @@ class FinancedExpansion(MinerStrategy):
                              "no loan was taken and no machines were bought")
 
     def _add_expansion_flows(self, i: int) -> None:
-        """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on."""
+        """Add the bought machines' per-bar coins and costs to the base fleet's, from bar ``i`` on, and their
+        expected production (coins per day, net of the pool fee) to what :meth:`production_per_day` reads,
+        so a production hedge (``financed_hedge``) sizes on the whole fleet."""
         n = self.units_bought
         for name, column in (("_coins_gross", "coins_gross"), ("_pool_fee_coin", "pool_fee_coin"),
-                             ("_power_usd", "power_cost_usd"), ("_hosting_usd", "hosting_usd")):
+                             ("_power_usd", "power_cost_usd"), ("_hosting_usd", "hosting_usd"),
+                             ("_production_per_day", "production_coin_per_day")):
             values = getattr(self, name)
             values[i:] = (np.asarray(values[i:]) + n * self._unit[column][i:]).tolist()
         self._costs_usd[i:] = (np.asarray(self._power_usd[i:]) + np.asarray(self._hosting_usd[i:])).tolist()
@@ -538,6 +542,40 @@ class FinancedExpansion(MinerStrategy):
             self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
 
 
+class FinancedHedge(FinancedExpansion, StaticHedge):
+    """``financed_hedge``: ``financed_expansion``'s loan and purchase (on ``loan_date`` borrow
+    ``principal_usd``, coin-collateralised or an equipment loan, and buy ``expansion_model`` machines) with
+    ``static_hedge``'s production short: ``hedge_ratio`` x the whole fleet's expected production over the next
+    ``horizon_days``, the machines bought included from the purchase bar on (the short is re-sized at that
+    bar, and every ``roll_days`` from there), at ``leverage``. ``on_margin_call`` answers the hedge's margin
+    calls and the coin loan's calls alike: ``top_up_from_treasury`` adds margin to the hedge and pledges
+    spare spot coins to the lender; ``reduce_position`` halves the hedge and leaves a loan call to its
+    deadline; ``ignore`` answers neither.
+
+    One method resolution order: FinancedHedge, FinancedExpansion, StaticHedge, MinerStrategy. So
+    :meth:`FinancedExpansion.next` draws the loan, then MinerStrategy's bar runs (loans, treasury, hedge);
+    ``check_params`` checks the loan's terms and the hedge's venue and leverage. The coins pledged to the
+    lender sit in the ``collateral`` wallet, apart from the spot coins the treasury sells and the hedge's
+    ``futures`` wallet: neither the hedge's margin nor the bills can spend them, and equity counts each coin
+    once. Loan payments and bills draw on the hedge when the treasury is short, as in every policy.
+    """
+
+    specs = merge_specs(StaticHedge.specs, add=(
+        *(spec for spec in FinancedExpansion.specs if spec.name not in {s.name for s in BASE_SPECS}),
+        ParamSpec("on_margin_call", str, "top_up_from_treasury", "",
+                  "response to a hedge margin call and to a coin-loan call: top_up_from_treasury adds "
+                  "margin and pledges spare spot coins; reduce_position halves the hedge, the loan call "
+                  "runs to its deadline; ignore answers neither", choices=MARGIN_CALL_RESPONSES),
+    ))
+    params = params_from_specs(specs)
+    uses_futures = True
+
+    def _draw(self, now: datetime, price: float) -> None:
+        super()._draw(now, price)
+        if self.units_bought:
+            self._last_rebalance = None  # re-size at this bar's hedge step, on the fleet with its machines
+
+
 POLICIES: dict[str, type[MinerStrategy]] = {
     "unhedged": Unhedged,
     "sell_daily": SellDaily,
@@ -547,4 +585,5 @@ POLICIES: dict[str, type[MinerStrategy]] = {
     "leveraged_long": LeveragedLong,
     "leveraged_short": LeveragedShort,
     "financed_expansion": FinancedExpansion,
+    "financed_hedge": FinancedHedge,
 }

@@ -167,8 +167,8 @@ KNOWN = "asset, timeframe, start, end, venue, seed, data_dir, data_venue, policy
 @pytest.mark.parametrize("extra,message", [
     ({"strat": "2022-01-01"}, f"load_market: unknown key 'strat'; known keys: {KNOWN}. Did you mean 'start'?"),
     ({"leverage": 3}, f"load_market: unknown key 'leverage'; known keys: {KNOWN}. 'leverage' is a parameter of "
-                      "static_hedge, collateral_short, dynamic_hedge, leveraged_long, leveraged_short: give it in "
-                      "'params' (or to run_policy)."),
+                      "static_hedge, collateral_short, dynamic_hedge, leveraged_long, leveraged_short, "
+                      "financed_hedge: give it in 'params' (or to run_policy)."),
     ({"data-dir": "x"}, f"load_market: unknown key 'data-dir'; known keys: {KNOWN}. Did you mean 'data_dir'?"),
 ], ids=["strat", "leverage", "data-dir"])
 def test_load_market_refuses_a_key_it_does_not_know(tmp_path, extra, message):

@@ -58,6 +58,7 @@ def in_scratch(data_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize(("heading", "header_rows", "written"), [
     ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
     ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
+    ("#### A loan and a hedge: `financed_hedge`", 2, "comparison written to reports/cmp2"),
 ])
 def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
     argv, shown = _example(heading)

@@ -872,7 +872,7 @@ def policy_params(policy: str, asset: str) -> dict:
     if asset == "ETH" and policy not in ("unhedged", "sell_daily", "financed_expansion"):
         # minehedge's binance_usdm profile has no documented ETHUSDT tier table: ETH hedges use COIN-M.
         params["venue"] = "binance_coinm"
-    if policy == "financed_expansion":
+    if policy in ("financed_expansion", "financed_hedge"):
         params.update(loan_date="2021-05-10" if asset == "BTC" else "2022-07-01", principal_usd=1e6,
                       expansion_model="S19XP" if asset == "BTC" else "500MH/1200W")
     if policy.startswith("leveraged"):
