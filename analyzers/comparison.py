@@ -29,7 +29,8 @@ def comparison_markdown(results: Mapping[str, RunResult], rows: Sequence[Mapping
     keys = [k for k in HEADLINE_KEYS if any(k in row for row in rows)]
     lines = ["# Comparison", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key in keys:
-        lines.append(f"| {key} | " + " | ".join(format_value(key, row.get(key)) for row in rows) + " |")
+        lines.append(f"| {key} | " + " | ".join(format_value(key, row.get(key), str(row.get("asset") or ""))
+                                                for row in rows) + " |")
     if windows is not None:
         lines += ["", windows_markdown(windows).rstrip("\n")]
     lines += ["", "## Assumptions", ""]

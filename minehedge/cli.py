@@ -24,6 +24,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -268,6 +269,8 @@ def build_parser(prog: str = PROG) -> _Parser:
             _policy_flags(sub)
 
     policies = commands.add_parser("policies", help="every policy with its parameters, defaults and units")
+    policies.add_argument("names", nargs="*", metavar="POLICY",
+                          help="show only these policies (default: all)")
     _common(policies, market=False)
     parser.commands = {"run": run, "sweep": sweep, "compare": compare, "policies": policies,
                        **{f"data {name}": sub for name, sub in actions.choices.items()}}
@@ -282,7 +285,7 @@ def build_parser(prog: str = PROG) -> _Parser:
 
 def _settings(ns: argparse.Namespace) -> dict[str, Any]:
     """Config file, then flags over it, checked; plus defaults and the environment."""
-    given = {k: v for k, v in vars(ns).items() if k not in ("command", "action", "config", "file")}
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "action", "config", "file", "names")}
     if "set" in given:
         pairs = [parse_assignment(text, flag="--set") for text in given["set"]]
         given["set"] = dict(pairs)  # a key repeated on the command line: the last one wins
@@ -685,13 +688,21 @@ def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
 
 def cmd_policies(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     registry = _registry()
+    names = getattr(ns, "names", None) or []
+    if names:
+        registry = {check_policy(name, registry): registry[name] for name in dict.fromkeys(names)}
     if settings["json"]:
         _print_json({name: [spec.to_dict() for spec in specs] for name, specs in registry.items()})
         return EXIT_OK
-    for name, specs in registry.items():
+    for name, specs in registry.items():  # a parameter a line, its doc under it: no 250-character table rows
         print(name)
-        rows = [spec.to_dict() for spec in specs]
-        print(format_table(rows, ["name", "type", "default", "unit", "allowed", "doc"], indent="  "))
+        for spec in specs:
+            row = spec.to_dict()
+            default = "none" if row["default"] is None else row["default"]
+            print(f"  {row['name']} = {default}  ({row['allowed'] or row['type']})")
+            if row["doc"]:
+                print(textwrap.fill(row["doc"], width=110, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                    break_on_hyphens=False))
         print()
     return EXIT_OK
 

@@ -31,6 +31,17 @@ def test_policies_lists_every_policy_of_the_registry(capsys):
     assert set(api.SUMMARY_KEYS) >= ISSUE6_SUMMARY_KEYS
 
 
+def test_policies_names_one_policy_a_parameter_a_line(capsys):
+    assert main(["policies", "static_hedge"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "static_hedge" and "unhedged" not in out
+    hedge_ratio = out.index("  hedge_ratio = 0.5  (float in [0.0, 2.0] fraction)")
+    assert out[hedge_ratio + 1] == "      share of the hedged amount sold short"
+    assert max(len(line) for line in out if not line.startswith("  fleet = ")) <= 110
+    assert main(["policies", "static_hedg"]) == 2
+    assert "Did you mean 'static_hedge'?" in capsys.readouterr().err
+
+
 def test_run_json_prints_the_summary_record(capsys, data_dir):
     code = main(["run", *RANGE, "--data-dir", str(data_dir), "--set", "hedge_ratio=0", "--json"])
     out, err = capsys.readouterr()

@@ -217,3 +217,11 @@ def test_a_sweep_prints_the_price_note_once_and_policies_without_futures_none(da
     # bitmex has no price file of its own: the spot file stands in, without a note
     assert main(["run", *argv, "--policy", "static_hedge", "--venue", "bitmex", "--json"]) == 0
     assert "prices (and liquidations)" not in capsys.readouterr().err
+
+
+def test_the_comparisons_summary_md_names_each_runs_coin():
+    from analyzers.comparison import comparison_markdown
+
+    rows = [{"policy": "a", "asset": "BTC", "final_equity_coin": 1.5}, {"policy": "b", "asset": "ETH",
+                                                                        "final_equity_coin": 20.25}]
+    assert "| final_equity_coin | 1.500000 BTC | 20.250000 ETH |" in comparison_markdown({}, rows)
