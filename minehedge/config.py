@@ -128,9 +128,11 @@ class ParamSpec:
         for a number.
         """
         label = f"{context} {self.name}".strip() if context else self.name
+        # a TOML date-time is shown as it was written, not as Python's datetime.datetime(2019, 1, 1, 0, 0)
+        shown = value.isoformat() if isinstance(value, (dt.date, dt.time)) else repr(value)
 
         def bad(reason: str = "") -> ConfigError:
-            return ConfigError(f"{label}={value!r} {reason or 'is not allowed'}; allowed: {self.allowed()}.")
+            return ConfigError(f"{label}={shown} {reason or 'is not allowed'}; allowed: {self.allowed()}.")
 
         if value is None or (isinstance(value, str) and value.strip().lower() in _NONE
                              and self.type is not str):
@@ -142,7 +144,7 @@ class ParamSpec:
             raise bad(f"is not {'an' if self.type_name == 'int' else 'a'} {self.type_name}")
         if self.choices is not None and converted not in self.choices:
             raise ConfigError(
-                f"{label}={value!r} is not allowed; allowed: {self.allowed()}."
+                f"{label}={shown} is not allowed; allowed: {self.allowed()}."
                 + did_you_mean(str(converted), [str(c) for c in self.choices])
             )
         if isinstance(converted, (int, float)) and not isinstance(converted, bool):
@@ -456,7 +458,10 @@ def normalise(table: Mapping[str, Any], *, source: str) -> dict[str, Any]:
         key = canonical_key(str(raw_key))
         where = f"{source}: {raw_key}"
         if key not in ALL_KEYS:
-            raise unknown_key_error(source, raw_key, ALL_KEYS)
+            hint = ("" if source == "command line" else
+                    f" A policy's parameters go in the file's [set] table ([set] then {raw_key} = ...); "
+                    "`policies` lists them.")
+            raise unknown_key_error(source, raw_key, ALL_KEYS, hint)
         if key in out:
             raise ConfigError(f"{where}: given twice (as '{key}' and with dashes).")
         if key == "set":

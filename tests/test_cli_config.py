@@ -306,8 +306,8 @@ def test_help_exits_0(capsys):
 @pytest.mark.parametrize(
     ("argv", "usage", "message"),
     [
-        (["policies", "--start", "2021-01-01"], "usage: run_backtest.py policies [-h]",
-         "run_backtest.py policies: error: unrecognized arguments: --start 2021-01-01. --start is an option of "
+        (["policies", "--start=2021-01-01"], "usage: run_backtest.py policies [-h]",
+         "run_backtest.py policies: error: unrecognized arguments: --start=2021-01-01. --start is an option of "
          "`run`, `sweep`, `compare`, `data validate`, `data download`, `data hashprice` and `data breakeven`, not of "
          "`policies`.\n"),
         (["run", "--grid", "hedge_ratio=0,1"], "usage: run_backtest.py run [-h]",
@@ -348,3 +348,11 @@ def test_config_file_keys_of_another_command_are_errors(capsys, tmp_path, argv, 
     code, out, err = run_main(capsys, [*argv, "--config", str(cfg)])
     assert code == 2 and out == ""
     assert err == f"run_backtest.py: error: {cfg}: {message}\n"
+
+
+def test_a_file_key_that_is_a_parameter_says_where_parameters_go_and_dates_show_as_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'leverage'; .* A policy's parameters go in the file's "
+                                          r"\[set\] table \(\[set\] then leverage = \.\.\.\)"):
+        settings_for(["run", "--config", str(write(tmp_path, "leverage = 2\n"))])
+    with pytest.raises(ConfigError, match=r"start=2019-01-01T00:00:00 is not a date; allowed: a date YYYY-MM-DD"):
+        settings_for(["run", "--config", str(write(tmp_path, "start = 2019-01-01T00:00:00\n", "dt.toml"))])
