@@ -158,9 +158,13 @@ def _day(value: Any, name: str) -> pd.Timestamp | None:
     return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).normalize()
 
 
+def _profile_venue(config: dict[str, Any]) -> str:
+    """The venue profile a config's futures trade on (the policy's ``venue``, else ``binance_usdm``)."""
+    return (config.get("params") or {}).get("venue") or config.get("venue") or "binance_usdm"
+
+
 def _funding_venue(config: dict[str, Any]) -> str | None:
-    venue = (config.get("params") or {}).get("venue") or config.get("venue") or "binance_usdm"
-    funding = FUNDING_VENUE.get(venue, "constant")
+    funding = FUNDING_VENUE.get(_profile_venue(config), "constant")
     if str(config.get("asset") or "BTC").upper() == "ETH" and funding is not None:
         # ETH funding exists only as the (inferred) Binance ETHUSDT 8h file from 2023; earlier settlements
         # use the constant fallback, which the funding info reports as an assumption.
@@ -367,6 +371,11 @@ def load_market(config: dict[str, Any]) -> Market:
                               data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
         assumptions["funding"] = str(loaded.info)
+        if _profile_venue(config) == "binance_coinm" and loaded.info.file:
+            # no COIN-M funding history is shipped: the USD-M contract's rates stand in for the inverse one's
+            assumptions["funding"] += ("\n  PROXY: binance_coinm's own (COIN-M) funding rates are not in the "
+                                       "data; these are the Binance USD-M (USDT-margined) perpetual's, which "
+                                       "move with them but are not the same")
         if loaded.info.assumed_settlements:
             assumed_spans = true_runs(loaded.frame["assumed"])
             funding_assumption = _assumed_funding_text(loaded.info, assumed_spans)

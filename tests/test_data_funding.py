@@ -198,3 +198,13 @@ def test_a_short_funding_file_is_an_error_only_where_a_settlement_needs_its_miss
         data.load_funding("BTC", "bitmex", "2016-12-31", "2017-02-01", data_dir=folder)
     after = data.load_funding("BTC", "bitmex", "2020-11-01", "2020-11-10", data_dir=folder)
     assert after.info.assumed_settlements == 14 and after.frame.index[0] == t("2020-11-01 04:00")
+
+
+@pytest.mark.parametrize(("venue", "proxy"), [("binance_coinm", True), ("binance_usdm", False), ("bitmex", False)])
+def test_the_coin_margined_perpetual_says_its_funding_is_the_usdt_margined_ones(data_dir, venue, proxy):
+    from minehedge import api
+
+    m = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2020-01-01", "end": "2020-01-31",
+                         "venue": venue, "data_dir": str(data_dir)})
+    assert ("PROXY: binance_coinm's own (COIN-M) funding rates are not in the data" in m.assumptions["funding"]) \
+        is proxy
