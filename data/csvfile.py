@@ -41,7 +41,7 @@ def read_csv(path: str | Path, content: bytes | None = None, *, kind: str = "CSV
 
     DataError naming the file when it is missing (:func:`file_bytes`), empty or blank (no header line: what it
     holds, what its MANIFEST.csv row says when ``listed`` and a manifest above it lists it, and what to do;
-    ``expected`` describes the header the file needs), or not well-formed CSV."""
+    ``expected`` describes the header the file needs), not well-formed CSV, or not UTF-8 text."""
     path = Path(path)
     if content is None:
         content = file_bytes(path, kind)
@@ -55,6 +55,9 @@ def read_csv(path: str | Path, content: bytes | None = None, *, kind: str = "CSV
         raise DataError(f"{kind} file {str(path)!r} is not well-formed CSV: {str(exc).strip()}. Every line "
                         "needs the header's columns (a stray comma, an unclosed quote?); fix "
                         "or restore the file.") from None
+    except UnicodeDecodeError as exc:  # a UTF-16 spreadsheet export, latin-1 text, a binary file
+        raise DataError(f"{kind} file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                        "save it as UTF-8 CSV (a spreadsheet's 'CSV UTF-8'), or restore the file.") from None
 
 
 def empty_message(path: Path, content: bytes, *, kind: str = "CSV", expected: str = "",

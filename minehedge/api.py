@@ -282,7 +282,9 @@ def check_config_keys(config: dict[str, Any], source: str = "config") -> None:
         if key not in CONFIG_KEYS:
             owners = [name for name, specs in policy_specs().items() if any(s.name == key for s in specs)]
             hint = (f" {key!r} is a parameter of {', '.join(owners)}: give it in 'params' (or to run_policy)."
-                    if owners else "")
+                    if owners else
+                    " Windows are an argument of their own: run_backtest(config, windows=[...]) or "
+                    "compare_runs(configs, out, windows=[...])." if key == "windows" else "")
             raise unknown_key_error(source, key, CONFIG_KEYS, hint)
 
 

@@ -164,9 +164,12 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
 
 def size_text(size: float) -> str:
     """A position size for a note, in thousands-separated digits: whole (contracts, and anything of 100,000
-    or more: ``-3,530,470``, never ``-3.53047e+06``) or to six significant digits (``0.512346``)."""
+    or more: ``-3,530,470``, never ``-3.53047e+06``) or to six significant digits (``0.512346``,
+    ``0.00001234``, never ``1.234e-05``)."""
     if float(size).is_integer() or abs(size) >= 1e5:
         return f"{size:,.0f}"
+    if abs(size) < 1:  # fixed point for small sizes too: 0.00001234, not 1.234e-05
+        return np.format_float_positional(size, precision=6, unique=False, fractional=False, trim="-")
     return f"{size:,.6g}"
 
 
@@ -274,8 +277,9 @@ class MinerStrategy(bt.Strategy):
         with rules of its own extends it."""
         if values.get("stop_loss") == 0:
             raise ConfigError("stop_loss=0 is not allowed: the stop would sit at the entry price; for no "
-                              "stop-loss leave stop_loss at its default, none (drop --set stop_loss=0, or "
-                              "give --set stop_loss=none); else give a distance in (0, 1].")
+                              "stop-loss leave stop_loss at its default, none (stop_loss=None in Python; on "
+                              "the command line drop --set stop_loss=0, or give --set stop_loss=none); else "
+                              "give a distance in (0, 1].")
         if cls.uses_futures:
             if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")
@@ -307,9 +311,8 @@ class MinerStrategy(bt.Strategy):
                       if any(s.asset == asset for s in load_venue(name).instruments)
                       and (not cls.required_contract_type
                            or load_venue(name).contract_type == cls.required_contract_type)]
-            fix = (f" Choose one: use --venue {others[0]} (or --set venue={others[0]}; venue = "
-                   f"\"{others[0]}\" "
-                   "under [set] in a config file)." if others else "")
+            fix = (f" Choose one: venue={others[0]!r} (--venue {others[0]} on the command line, "
+                   f"venue = \"{others[0]}\" under [set] in a config file)." if others else "")
             raise ConfigError(f"venue={values['venue']!r} has no {asset} contract; venues with one: "
                               f"{', '.join(others) or 'none'}.{fix}")
         symbol = values.get("symbol", "") or symbols[0]

@@ -35,7 +35,7 @@ def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
 
 
 _NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "on_margin_call", "top_up_target",
-               "rebalance_days", "stop_loss")
+               "margin_buffer", "rebalance_days", "stop_loss")
 
 
 class Unhedged(MinerStrategy):

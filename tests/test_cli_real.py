@@ -361,11 +361,12 @@ CME_PERPETUAL = "venue='cme' lists dated contracts only; use contract='dated' wi
     (["compare", "--policies", "unhedged,static_hedge", "--venue", "cme"], "policy 'static_hedge': " + CME_PERPETUAL),
     (["sweep", "--venue", "cme", "--grid", "leverage=1,2"], CME_PERPETUAL),
     (["run", "--asset", "ETH", "--venue", "bitmex"],
-     "venue='bitmex' has no ETH contract; venues with one: binance_coinm, generic. Choose one: use --venue "
-     "binance_coinm (or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config file)."),
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm, generic. Choose one: "
+     "venue='binance_coinm' (--venue binance_coinm on the command line, venue = \"binance_coinm\" under [set] in "
+     "a config file)."),
     (["run", "--policy", "collateral_short", "--asset", "ETH", "--venue", "bitmex"],
-     "venue='bitmex' has no ETH contract; venues with one: binance_coinm. Choose one: use --venue binance_coinm "
-     "(or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config file)."),
+     "venue='bitmex' has no ETH contract; venues with one: binance_coinm. Choose one: venue='binance_coinm' "
+     "(--venue binance_coinm on the command line, venue = \"binance_coinm\" under [set] in a config file)."),
     (["run", "--policy", "financed_expansion", "--set", "call_ratio=1.1"],
      "liquidation_ltv=0.85 must exceed the call LTV 1/call_ratio=0.9091."),
     (["sweep", "--policy", "financed_expansion", "--grid", "collateral_ratio=1.2,1.25"],

@@ -80,9 +80,9 @@ def test_the_start_flags_help_says_what_the_default_is(command):
 
 # --- a venue without a contract on the asset ---------------------------------------------------------------
 
-ETH_VENUE = ("venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic. Choose one: use "
-             "--venue binance_coinm (or --set venue=binance_coinm; venue = \"binance_coinm\" under [set] in a config "
-             "file).\n")
+ETH_VENUE = ("venue='binance_usdm' has no ETH contract; venues with one: binance_coinm, generic. Choose one: "
+             "venue='binance_coinm' (--venue binance_coinm on the command line, venue = \"binance_coinm\" under [set] "
+             "in a config file).\n")
 
 
 @pytest.mark.parametrize(("argv", "prefix"), [
@@ -147,7 +147,8 @@ def test_the_breakeven_api_names_itself_too(data_dir):
 # --- stop_loss=0 --------------------------------------------------------------------------------------------
 
 STOP_0 = ("stop_loss=0 is not allowed: the stop would sit at the entry price; for no stop-loss leave stop_loss at its "
-          "default, none (drop --set stop_loss=0, or give --set stop_loss=none); else give a distance in (0, 1].")
+          "default, none (stop_loss=None in Python; on the command line drop --set stop_loss=0, or give --set "
+          "stop_loss=none); else give a distance in (0, 1].")
 
 
 @pytest.mark.parametrize(("argv", "prefix"), [

@@ -280,3 +280,14 @@ def test_data_validate_of_a_file_shorter_than_its_manifest_row_says_what_it_lack
     folder = cut_copy(FILES, {name: cut})
     findings = _findings(capsys, [str(folder / name)], 1)
     assert findings[0] == {"level": "error", "what": "MANIFEST.csv", "detail": message}
+
+
+def test_a_csv_that_is_not_utf8_is_a_data_error_saying_how_to_save_it(tmp_path):
+    from data.csvfile import read_csv
+    from minehedge.errors import DataError
+
+    path = tmp_path / "u16.csv"
+    path.write_bytes("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,10\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"u16.csv' is not UTF-8 text \(byte 0: invalid start byte\); save it as "
+                                        r"UTF-8 CSV"):
+        read_csv(path, kind="OHLCV")

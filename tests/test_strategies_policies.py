@@ -1244,8 +1244,9 @@ def test_the_lender_of_march_2020_sells_where_the_crash_reaches_its_liquidation_
 def test_sizes_in_run_notes_are_digits_never_scientific_notation():
     from strategies.base import size_text
 
-    assert [size_text(x) for x in (-3_530_466.4, -580_408.0, -743.0, 12_345.678, 0.5123456789)] == [
-        "-3,530,466", "-580,408", "-743", "12,345.7", "0.512346"]
+    assert [size_text(x) for x in (-3_530_466.4, -580_408.0, -743.0, 12_345.678, 0.5123456789, 0.00001234,
+                                   -0.000012345678)] == [
+        "-3,530,466", "-580,408", "-743", "12,345.7", "0.512346", "0.00001234", "-0.0000123457"]
 
 
 def test_the_readmes_inverse_margin_cut_is_what_the_first_bar_gives(data_dir):
@@ -1257,3 +1258,11 @@ def test_the_readmes_inverse_margin_cut_is_what_the_first_bar_gives(data_dir):
     outcome = api.run_policy(m, "static_hedge", {"venue": "bitmex", "leverage": 5.0, "hedge_ratio": 1.0})
     assert any(f"the first at 2018-01-01 00:00 UTC: position -{wanted} contracts wanted, -{placed} placed" in note
                for note in outcome.notes)
+
+
+def test_margin_buffer_is_refused_by_the_policies_without_futures_and_windows_told_where_they_go():
+    with pytest.raises(ConfigError, match=r"policy 'unhedged' has no parameter 'margin_buffer'"):
+        api.check_config({"policy": "unhedged", "params": {"margin_buffer": 0.1}})
+    api.check_config({"policy": "financed_hedge", "params": {"margin_buffer": 0.1}})  # it has a hedge
+    with pytest.raises(ConfigError, match=r"unknown key 'windows'.* run_backtest\(config, windows=\[\.\.\.\]\)"):
+        api.load_market({"asset": "BTC", "windows": ["stress"]})
