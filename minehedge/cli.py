@@ -790,6 +790,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     if prog is None:
         prog = program_name(sys.argv[0]) if argv is None else PROG
     argv = sys.argv[1:] if argv is None else list(argv)
+    ns = None
     try:
         ns = build_parser(prog).parse_args(argv)
         settings = _settings(ns)
@@ -818,7 +819,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             return EXIT_PIPE_CLOSED
         traceback.print_exc(file=sys.stderr)
-        print(f"{prog}: error: the run failed (traceback above).", file=sys.stderr)
+        command = " ".join(str(part) for part in (getattr(ns, "command", None), getattr(ns, "action", None))
+                           if part)
+        print(f"{prog}: error: `{command or prog}` failed with an unexpected error (traceback above).",
+              file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -269,6 +269,7 @@ def test_run_that_fails_exits_1_and_leaves_nothing_half_written(capsys, tmp_path
     out = tmp_path / "run2"
     code, _, err = run_main(capsys, ["run", "--start", "2020-01-01", "--set", "leverage=2", "--out", str(out)])
     assert code == 1 and "OSError: disk full" in err and "Traceback" in err
+    assert err.endswith("error: `run` failed with an unexpected error (traceback above).\n")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a staging folder
 
 
