@@ -213,6 +213,14 @@ def rows_for_venue(rows: pd.DataFrame, venue: str, what: str, also: tuple[str, .
     return chosen
 
 
+def covers(row: Any, start: pd.Timestamp | None, end: pd.Timestamp | None) -> bool:
+    """Whether manifest ``row``'s file covers ``start`` -> ``end`` (exclusive; None: open): its first time is
+    at or before the start and its last bar ends at or after the end."""
+    covered_end = row.last + TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
+    return ((start is None or row.first <= start < covered_end)
+            and (end is None or row.first < end <= covered_end))
+
+
 def _coarser_hint(rows: pd.DataFrame, timeframe: str | None, start: pd.Timestamp | None,
                   end: pd.Timestamp | None) -> str:
     """`` A 4h file covers it (--timeframe 4h).`` when no file at ``timeframe`` or finer covers
@@ -223,11 +231,7 @@ def _coarser_hint(rows: pd.DataFrame, timeframe: str | None, start: pd.Timestamp
     coarser = set()
     for row in rows.itertuples():
         size = TIMEFRAMES.get(row.timeframe)
-        if size is None or size <= target:
-            continue
-        covered_end = row.last + size
-        if ((start is None or row.first <= start < covered_end)
-                and (end is None or row.first < end <= covered_end)):
+        if size is not None and size > target and covers(row, start, end):
             coarser.add(row.timeframe)
     if not coarser:
         return ""
@@ -251,6 +255,23 @@ def _serving(rows: pd.DataFrame, timeframe: str | None) -> list[tuple[Any, str |
         elif size < target and (target / size) == int(target / size):
             candidates.append((row, row.timeframe))
     return candidates
+
+
+def covering_ohlcv_venues(manifest: pd.DataFrame, asset: str, timeframe: str, start: pd.Timestamp,
+                          end: pd.Timestamp) -> list[tuple[str, pd.Timestamp]]:
+    """``(venue, first time of its file)`` of each venue with an OHLCV file of ``asset`` serving ``timeframe``
+    (at it or finer) that covers ``start`` -> ``end`` (exclusive), sorted by venue: the file
+    ``choose_file(..., venue=...)`` would choose for each (its own timeframe first, then the longest), found
+    in one pass over the manifest."""
+    rows = manifest[(manifest["asset"] == str(asset).upper()) & (manifest["kind"] == "ohlcv")]
+    best: dict[str, tuple[tuple[bool, pd.Timedelta], pd.Timestamp]] = {}
+    for row, resampled_from in _serving(rows, timeframe):
+        if covers(row, start, end):
+            key = (resampled_from is None, row.last + TIMEFRAMES[row.timeframe] - row.first)
+            venue = str(row.venue)
+            if venue not in best or key > best[venue][0]:
+                best[venue] = (key, row.first)
+    return sorted((venue, first) for venue, (_, first) in best.items())
 
 
 def ohlcv_venues(manifest: pd.DataFrame, asset: str, timeframe: str) -> list[str]:
@@ -290,12 +311,9 @@ def choose_file(
                         f"{f' for venue {venue!r}' if venue else ''}; files have: {', '.join(have)}.")
     covering = []
     for row, resampled_from in candidates:
-        bar = TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
-        covered_end = row.last + bar
-        if ((start is None or row.first <= start < covered_end)
-                and (end is None or row.first < end <= covered_end)):
-            native = resampled_from is None
-            covering.append(((native, covered_end - row.first), row, resampled_from))
+        if covers(row, start, end):
+            covered_end = row.last + TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
+            covering.append(((resampled_from is None, covered_end - row.first), row, resampled_from))
     if not covering:
         wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
         raise DataCoverageError(

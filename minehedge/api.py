@@ -428,17 +428,11 @@ def _price_files(asset: str, timeframe: str, first: pd.Timestamp, end: pd.Timest
                  data_dir: Any) -> tuple[tuple[str, str], ...]:
     """``(venue, first day of the file)`` of each MANIFEST.csv venue whose OHLCV file serves ``asset`` at
     ``timeframe`` from ``first`` to ``end`` (exclusive), the file ``data_venue`` would load."""
-    from data.manifest import choose_file, ohlcv_venues, read_manifest
+    from data.manifest import covering_ohlcv_venues, read_manifest
 
     manifest = read_manifest(resolve_data_dir(data_dir))
-    found = []
-    for venue in ohlcv_venues(manifest, asset, timeframe):
-        try:
-            choice = choose_file(manifest, asset, "ohlcv", timeframe, first, end, venue)
-        except DataError:
-            continue
-        found.append((venue, f"{choice.first:%Y-%m-%d}"))
-    return tuple(found)
+    return tuple((venue, f"{since:%Y-%m-%d}")
+                 for venue, since in covering_ohlcv_venues(manifest, asset, timeframe, first, end))
 
 
 def _exchanges(venue: str) -> set[str]:

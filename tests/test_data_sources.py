@@ -639,3 +639,23 @@ def test_data_validate_reports_a_file_that_differs_from_its_manifest_row_as_an_e
     alone.write_bytes((folder / name).read_bytes())
     assert main(["data", "validate", "--json", str(alone)]) == 0
     assert [f["what"] for f in json.loads(capsys.readouterr().out)] == ["summary"]
+
+
+@pytest.mark.parametrize(("asset", "timeframe", "start", "end"), [
+    ("BTC", "1d", "2011-08-18", "2025-09-24"), ("BTC", "1d", "2019-01-01", "2024-01-01"),
+    ("BTC", "4h", "2018-01-01", "2019-01-01"), ("BTC", "1h", "2018-06-01", "2021-01-01"),
+    ("ETH", "1d", "2018-01-01", "2021-01-01"), ("ETH", "1h", "2023-01-01", "2024-01-01")])
+def test_the_venues_covering_a_range_are_those_choose_file_finds_venue_by_venue(data_dir, asset, timeframe,
+                                                                                 start, end):
+    from data.manifest import choose_file, covering_ohlcv_venues, ohlcv_venues, read_manifest
+    from minehedge.errors import DataError
+
+    manifest = read_manifest(data_dir)
+    start, end = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
+    expected = []
+    for venue in ohlcv_venues(manifest, asset, timeframe):
+        try:
+            expected.append((venue, choose_file(manifest, asset, "ohlcv", timeframe, start, end, venue).first))
+        except DataError:
+            pass
+    assert covering_ohlcv_venues(manifest, asset, timeframe, start, end) == expected
