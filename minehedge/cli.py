@@ -1038,7 +1038,7 @@ def format_value(value: Any) -> str:
         text = f"{value:.4g}"  # 4 significant digits, but never fewer decimals than the rows above (0.50)
         return f"{value:.2f}" if "e" not in text and len(text.split(".")[-1]) < 2 else text
     if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10000 else str(value)
+        return f"{value:,}" if abs(value) >= 1000 else str(value)
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     return str(value)

@@ -220,6 +220,12 @@ def test_data_validate_finds_the_cboe_ohlc_violation_and_list_shows_the_manifest
     listed = json.loads(capsys.readouterr().out)
     assert {r["file"] for r in listed if r["where"] == "data_dir"} >= {
         "btc/btc_usdt_daily_binance_2017-08-17_2026-01-05.csv", "network/btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv"}
+    # the text table writes every row count with a thousands separator (5,151 beside 37,386)
+    assert main(["data", "list", "--data-dir", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    daily = next(line for line in lines if "btc_usd_daily_bitstamp-coinbase" in line)
+    hourly = next(line for line in lines if "btc_usd_1h_bitstamp" in line)
+    assert " 5,151 " in daily and " 37,386 " in hourly
 
 
 def test_eth_run_uses_the_gpu_default_fleet_and_asset_comes_from_the_flag(capsys, data_dir):
