@@ -785,12 +785,29 @@ def _network_range(config: dict[str, Any]) -> tuple[str, pd.DataFrame]:
 def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per day: hashprice in USD per TH/s and PH/s per day (BTC; per MH/s for ETH) and coins per
     unit per day, from :func:`mining.revenue.network_hashprice` (expected value, before pool fees)."""
+    return _hashprice_rows(config)[0]
+
+
+def hashprice_report(config: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """:func:`hashprice`'s rows and why some are NaN, for a note ("" when none is): the days whose difficulty,
+    subsidy or fees are unknown (no coins per unit), and those with coins but no USD price."""
+    return _hashprice_rows(config)
+
+
+def _hashprice_rows(config: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     from mining.revenue import network_hashprice, per_th_to_per_ph
 
     asset, network = _network_range(config)
     frame = network_hashprice(network, asset)
     # after the Merge nothing is mined, whatever the (possibly unknown) price
     frame.loc[frame["method"] == "merged", "hashprice_usd_per_unit_day"] = 0.0
+    no_coins = frame["coins_per_unit_day"].isna()
+    no_price = frame["hashprice_usd_per_unit_day"].isna() & ~no_coins
+    reasons = ((no_coins, "lack the network data (difficulty, subsidy or fees) coins per unit need"),
+               (no_price, f"have coins per unit but no {asset} USD price in the data"))
+    gaps = [f"{int(mask.sum()):,} day(s) between {mask.idxmax():%Y-%m-%d} and "
+            f"{mask[::-1].idxmax():%Y-%m-%d}, which {why}" for mask, why in reasons if mask.any()]
+    note = "hashprice is nan on " + "; and on ".join(gaps) + ". Nothing is assumed for them." if gaps else ""
     rows = []
     for day, row in frame.iterrows():
         usd, coins = float(row["hashprice_usd_per_unit_day"]), float(row["coins_per_unit_day"])
@@ -800,7 +817,7 @@ def hashprice(config: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             rows.append({"date": day.strftime("%Y-%m-%d"), "hashprice_usd_per_mh_day": usd,
                          "coins_per_mh_day": coins})
-    return rows
+    return rows, note
 
 
 #: The policy parameters :func:`breakeven` reads (the fleet's); any other one changes nothing there.

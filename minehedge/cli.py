@@ -754,7 +754,9 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     elif ns.action == "download":
         rows = api.data_download(config)
     elif ns.action == "hashprice":
-        rows = api.hashprice(config)
+        rows, gaps = api.hashprice_report(config)
+        if gaps:
+            _note(f"note: {gaps}")
     else:
         rows = api.breakeven(config)
     if settings["json"]:

@@ -124,6 +124,7 @@ CONTRACT = SimpleNamespace(
     run_backtest=_run_backtest,
     compare_runs=_compare_runs,
     hashprice=_hashprice,
+    hashprice_report=lambda config: (_hashprice(config), ""),
     data_validate=_validate,
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
     data_download=lambda config: [],

@@ -622,3 +622,20 @@ def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_
     assert len(warnings) == 1 and warnings[0].startswith(
         f"warning: {90 * 3} of the {90 * 3} funding settlements (2019-01-01 00:00 to 2019-03-31 16:00 UTC) are "
         "the constant 0.0001 per 8h, not venue data")
+
+
+def test_hashprice_days_without_inputs_are_explained_on_stderr(capsys, data_dir):
+    # the network file starts 2009-01-03; its first days lack difficulty, and its price starts 2010-07-18
+    assert main(["data", "hashprice", "--start", "2009-01-03", "--end", "2010-08-01", "--data-dir", str(data_dir),
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    no_coins = [r["date"] for r in rows if r["coins_per_th_day"] is None]
+    no_price = [r["date"] for r in rows if r["hashprice_usd_per_th_day"] is None and r["coins_per_th_day"] is not None]
+    assert err == (f"note: hashprice is nan on {len(no_coins)} day(s) between {no_coins[0]} and {no_coins[-1]}, "
+                   "which lack the network data (difficulty, subsidy or fees) coins per unit need; and on "
+                   f"{len(no_price):,} day(s) between {no_price[0]} and {no_price[-1]}, which have coins per unit "
+                   "but no BTC USD price in the data. Nothing is assumed for them.\n")
+    assert no_price[-1] == "2010-07-17" and rows[-1]["hashprice_usd_per_th_day"] is not None
+    assert main(["data", "hashprice", "--start", "2022-01-01", "--end", "2022-01-03", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().err == ""
