@@ -161,12 +161,24 @@ def insolvent_days(events: Iterable[EventLike], times: Sequence[datetime] | pd.D
     0.5). 0.0 with no insolvency or no bars."""
     index = pd.DatetimeIndex(times)
     stamps = metrics.epoch_ns(index)
+    return spell_days(insolvency_spells(events, index), stamps, 0, len(stamps))
+
+
+def spell_days(spells: Sequence[tuple[int, int | None]], stamps: np.ndarray, lo: int, hi: int) -> float:
+    """Calendar days of the bars ``lo`` to ``hi - 1`` (``stamps``: all the run's bar times,
+    ``metrics.epoch_ns``) that fall in ``spells`` (:func:`insolvency_spells`: each spell's first bar up to its
+    cure bar, or to the run's last bar when never cured). Each bar lasts until the next one, the run's last
+    bar the median spacing (:func:`last_bar_ns`); summed in nanoseconds. Over the whole run (``lo`` 0, ``hi``
+    the bar count) this is :func:`insolvent_days`; ``analyzers.windows`` clips it to a window."""
     total_ns = 0.0
-    for start, end in insolvency_spells(events, index):
-        if end is not None:
-            total_ns += int(stamps[end]) - int(stamps[start])
-        else:  # still insolvent at the end: through the last bar, which lasts the median spacing
-            total_ns += int(stamps[-1]) - int(stamps[start]) + last_bar_ns(stamps)
+    for start, cure in spells:
+        first, stop = max(start, lo), min(len(stamps) if cure is None else cure, hi)
+        if first >= stop:
+            continue
+        if stop < len(stamps):
+            total_ns += int(stamps[stop]) - int(stamps[first])
+        else:  # through the run's last bar, which lasts the median spacing
+            total_ns += int(stamps[-1]) - int(stamps[first]) + last_bar_ns(stamps)
     return total_ns / _DAY_NS
 
 

@@ -105,7 +105,7 @@ def window_stats(equity: pd.DataFrame | pd.Series, events: Iterable[event_stats.
         row["return_pct"] = math.nan if ruined else metrics.total_return_pct(curve)
         row["max_drawdown_pct"] = metrics.drawdown_stats(curve).max_drawdown_pct
         row["worst_equity_usd"] = float(values[lo:hi].min())
-        row["insolvent_days"] = _insolvent_days(spells, stamps, lo, hi)
+        row["insolvent_days"] = event_stats.spell_days(spells, stamps, lo, hi)
         row["funding_net_usd"] = float(funding[hi - 1] - (funding[lo - 1] if lo > 0 else 0.0))
         row["futures_pnl_usd"] = float(futures_pnl[hi - 1] - (futures_pnl[lo - 1] if lo > 0 else 0.0))
         rows.append(row)
@@ -128,22 +128,6 @@ def _bar_of(record: Mapping[str, object], stamps: np.ndarray) -> int:
     """The bar an event is placed on: the last at or before its time (the first for an earlier event)."""
     at = metrics.epoch_ns(pd.DatetimeIndex([record["datetime"]]))[0]
     return max(int(np.searchsorted(stamps, at, side="right")) - 1, 0)
-
-
-def _insolvent_days(spells: Sequence[tuple[int, int | None]], stamps: np.ndarray, lo: int, hi: int) -> float:
-    """Calendar days of the insolvent bars (each spell's first bar up to its cure bar, or to the last bar)
-    among bars ``lo`` to ``hi - 1``; each bar lasts until the next one, the run's last bar the median spacing
-    (``event_stats.last_bar_ns``), so over the whole run this is ``event_stats.insolvent_days``."""
-    total_ns = 0.0
-    for start, cure in spells:
-        first, stop = max(start, lo), min(len(stamps) if cure is None else cure, hi)
-        if first >= stop:
-            continue
-        if stop < len(stamps):
-            total_ns += int(stamps[stop]) - int(stamps[first])
-        else:  # through the run's last bar
-            total_ns += int(stamps[-1]) - int(stamps[first]) + event_stats.last_bar_ns(stamps)
-    return total_ns / _DAY.value
 
 
 # ------------------------------------------------------------------------------------------ tables

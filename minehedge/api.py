@@ -719,18 +719,19 @@ def load_shared(configs: dict[str, Any] | list[dict[str, Any]]) -> Market | Mark
 def sweep_funding_warnings(configs: list[dict[str, Any]], shared: Market | Markets) -> list[str]:
     """The distinct :func:`funding_warning` texts of a sweep's ``configs`` on their ``shared`` markets, each
     once: a sweep prints them before it runs, not once per configuration."""
-    texts: dict[str, None] = {}
-    for config in configs:
-        market = shared.for_config(config) if isinstance(shared, Markets) else shared
-        text = funding_warning(market, config.get("policy") or "static_hedge", config.get("params") or {})
-        if text:
-            texts[text] = None
-    return list(texts)
+    return _sweep_texts(configs, shared, funding_warning)
 
 
 def sweep_price_notes(configs: list[dict[str, Any]], shared: Market | Markets) -> list[str]:
     """The distinct :func:`price_venue_note` texts of a sweep's ``configs`` on their ``shared`` markets, each
-    once (a configuration that breaks its policy's rules, recorded as failed, says nothing)."""
+    once."""
+    return _sweep_texts(configs, shared, price_venue_note)
+
+
+def _sweep_texts(configs: list[dict[str, Any]], shared: Market | Markets, text_of) -> list[str]:
+    """The distinct non-empty ``text_of(market, policy, values)`` of ``configs`` (validated parameters on
+    their market), in order; a configuration that breaks its policy's rules (recorded as failed) says
+    nothing."""
     texts: dict[str, None] = {}
     for config in configs:
         market = shared.for_config(config) if isinstance(shared, Markets) else shared
@@ -740,7 +741,7 @@ def sweep_price_notes(configs: list[dict[str, Any]], shared: Market | Markets) -
                                     config.get("venue"))
         except ConfigError:
             continue
-        text = price_venue_note(market, policy, values)
+        text = text_of(market, policy, values)
         if text:
             texts[text] = None
     return list(texts)

@@ -202,12 +202,15 @@ def _findings(capsys, argv: list[str], code: int) -> list[dict[str, str]]:
     (BITMEX, "btc_bitmex_xbtusd_funding_2016-05-14_2020-11-05.csv [funding bitmex, 8h]: 4866 rows (4866 "
              "settlements), 2016-05-14 12:00:00+00:00 -> 2020-11-05 04:00:00+00:00"),
     ("funding/btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv",
-     "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv [funding deribit, 1h]: 16008 rows (2002 "
-     "settlements), 2019-04-30 10:00:00+00:00 -> 2021-02-25 11:00:00+00:00"),
+     "btc_deribit_btc-perpetual_funding_1h_2019-04-30_2021-02-25.csv [funding deribit, 1h]: 16008 rows "
+     "({settlements} settlements), 2019-04-30 10:00:00+00:00 -> 2021-02-25 11:00:00+00:00"),
 ], ids=["btc-network", "eth-glassnode", "bitmex", "deribit"])
 def test_data_validate_checks_a_shared_network_or_funding_file_as_its_reader_does(capsys, data_dir, name, summary):
     # Before: "missing columns ['open', 'high', 'low', 'close', 'volume']; expected open, high, low, close, volume"
     # (exit 2), whatever the file's kind in MANIFEST.csv.
+    if "{settlements}" in summary:  # Deribit: each hour's accrual goes to the 00/08/16 settlement S, (S - 8h, S]
+        hours = pd.to_datetime(pd.read_csv(data_dir / name, usecols=["datetime"])["datetime"])
+        summary = summary.format(settlements=hours.dt.ceil("8h").nunique())
     assert _findings(capsys, [str(data_dir / name)], 0) == [{"level": "info", "what": "summary", "detail": summary}]
 
 

@@ -42,7 +42,11 @@ def test_events_csv_has_every_field_of_the_event(data_dir, tmp_path, capsys):
     assert "funding and fees had drained the isolated margin to -66,520.33 USD" in row["detail"]
     assert "drained the\n  isolated margin to -66,520.33 USD" in README or \
         "drained\n  the isolated margin to -66,520.33 USD" in README
-    assert row["maintenance_margin_usd"] == pytest.approx(23_449.83, abs=0.01)
+    # Binance USD-M's documented bracket for a 1M-5M USD notional: MMR 2.5 %, maintenance amount 16,300 USD
+    # (brokers/venues/binance_usdm.toml); at the liquidation price the margin ratio is 1
+    assert row["maintenance_margin_usd"] == pytest.approx(abs(row["size"]) * row["price"] * 0.025 - 16_300,
+                                                          rel=1e-12)
+    assert 1e6 <= abs(row["size"]) * row["price"] < 5e6 and row["margin_ratio"] == pytest.approx(1.0, rel=1e-9)
     assert row["loss_usd"] == 0.0  # the fill gained on the entry: the detail says where the margin went
 
 
@@ -50,12 +54,26 @@ def test_loan_rows_hold_usd_debt_and_ltv_as_the_readme_table_says(data_dir, tmp_
     _run(["run", "--policy", "financed_expansion", "--start", "2021-12-01", "--end", "2022-01-10"], data_dir,
          tmp_path, capsys)
     events = pd.read_csv(tmp_path / "events.csv")
+    ledger = pd.read_csv(tmp_path / "ledger.csv")
     call = events[events["kind"] == "loan_call"].iloc[0]
-    assert call["instrument"] == "loan:coin_loan" and call["datetime"] == "2022-01-07T00:00:00Z"
-    assert call["size"] == pytest.approx(1_501_305.18, abs=0.01)  # USD of debt, not coins
-    assert call["margin_ratio"] == pytest.approx(0.7788, abs=1e-4)  # the LTV
-    assert call["maintenance_margin_usd"] == 0.0
-    assert call["detail"].startswith("LTV 0.7788 >= call LTV 0.7519; top up 5.274883 BTC")
+    assert call["instrument"] == "loan:coin_loan" and call["maintenance_margin_usd"] == 0.0
+    # the draw of 2021-12-31 and the coins pledged then; a month's interest is paid on 01-01, so the debt at the
+    # call is the draw and the 10.75 % a year accrued since (days)
+    draw = ledger.loc[ledger["kind"] == "loan_draw", "amount"].sum()
+    pledged = ledger.loc[(ledger["wallet"] == "collateral") & (ledger["datetime"] < "2022-01-01"), "amount"].sum()
+    days = (pd.Timestamp(call["datetime"]) - pd.Timestamp("2022-01-01", tz="UTC")).days
+    debt = draw * (1 + 0.1075 * days / 365)
+    assert call["size"] == pytest.approx(debt, rel=1e-12)  # USD of debt, not coins
+    ltv = debt / (pledged * call["price"])
+    assert call["margin_ratio"] == pytest.approx(ltv, rel=1e-12) and ltv >= 1 / 1.33  # the LTV, at the call LTV
+    top_up = debt * 1.43 / call["price"] - pledged  # the coins that bring the LTV back to 1 / 1.43
+    assert call["detail"].startswith(f"LTV {ltv:.4f} >= call LTV {1 / 1.33:.4f}; top up {top_up:.6f} BTC")
+    # the first bar whose close puts the LTV at the call level: none before it (interest accrues daily)
+    closes = pd.read_csv(tmp_path / "equity.csv", index_col="datetime")["price_usd"]
+    before = closes[(closes.index >= "2022-01-01") & (closes.index < call["datetime"])]
+    for when, close in before.items():
+        accrued = draw * (1 + 0.1075 * (pd.Timestamp(when) - pd.Timestamp("2022-01-01", tz="UTC")).days / 365)
+        assert accrued / (pledged * close) < 1 / 1.33, when
 
 
 def _events_table() -> list[list[str]]:
