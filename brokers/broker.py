@@ -1426,14 +1426,21 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def buy_coins(self, asset: str, usd: float, price: float, fee_rate: float = 0.0,
                   kind: str = "coin_purchase") -> float:
-        """Spot-buy coins for ``usd`` from spot cash; returns coins bought (0.0 if spot cash is short)."""
+        """Spot-buy coins for ``usd`` of spot cash at ``price`` (USD/coin), ``fee_rate`` (fraction) of it
+        going to the fee: coins = usd x (1 - fee_rate) / price, to the spot wallet. Both legs and the fee
+        are ledgered, as in :meth:`sell_coins`. Returns the coins bought, 0.0 (no change) if spot cash is
+        short."""
         usd = check_positive("usd", usd, allow_zero=True, unit="USD")
         price = check_positive("price", price, unit="USD per coin")
+        fee_rate = check_positive("fee_rate", fee_rate, allow_zero=True, unit="fraction")
         if usd == 0 or self._usd_spot + CASH_TOLERANCE_USD < usd:
             return 0.0
-        qty = usd * (1.0 - fee_rate) / price
-        self._usd_move("spot", -usd, kind, f"bought {qty:g} {asset} at {price:.2f}")
-        self._coin_move(asset, "spot", qty, kind, "", f"bought at {price:.2f}")
+        fee = usd * fee_rate
+        qty = (usd - fee) / price
+        self._usd_move("spot", -(usd - fee), kind, ("{:g} {} at {:.2f}", qty, asset, price))
+        if fee:
+            self._usd_move("spot", -fee, "fee", ("spot purchase fee {:g}", fee_rate))
+        self._coin_move(asset, "spot", qty, kind, "", ("bought at {:.2f}", price))
         return qty
 
     def deposit(self, currency: str, amount: float, wallet: str = "spot") -> None:

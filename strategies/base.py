@@ -147,6 +147,9 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("leverage", float, 2.0, "x", "futures leverage (initial margin = notional / leverage)",
               minimum=1.0, maximum=125.0),
     ParamSpec("margin_mode", str, "isolated", "", "futures margin mode", choices=("isolated", "cross")),
+    ParamSpec("buy_coin_margin", bool, False, "",
+              "inverse (coin-margined) contracts: when the spot coins are short of the margin, buy the rest "
+              "with spot USD at the close, paying spot_fee (off: only coins held are posted)"),
     ParamSpec("on_margin_call", str, "top_up_from_treasury", "", "response to a margin call",
               choices=MARGIN_CALL_RESPONSES),
     ParamSpec("top_up_target", float, 0.4, "fraction",
@@ -393,6 +396,8 @@ class MinerStrategy(bt.Strategy):
         self._hedge_fills = 0  # hedge orders filled
         # (bar time, wanted, placed) of hedge targets cut
         self._cuts: list[tuple[datetime, float, float]] = []
+        #: (time, coins, USD spent) of each purchase of an inverse hedge's margin coins (buy_coin_margin)
+        self._margin_buys: list[tuple[datetime, float, float]] = []
         # (bar time, closed, held) of draws on the hedge
         self._draws: list[tuple[datetime, float, float]] = []
         self.comminfo: FuturesCommInfo | None = None
@@ -1101,6 +1106,7 @@ class MinerStrategy(bt.Strategy):
             need = ci.posted_margin(added, price) + ci.coin_fee(added, price)
             have = self.broker.free_balance(self.asset, "futures")
             if have < need:  # move the cushion's worth of coins when the treasury has them
+                self.buy_margin_coins(need * MARGIN_CUSHION - have)
                 move = min(need * MARGIN_CUSHION - have, self.broker.free_balance(self.asset, "spot"))
                 if move > 1e-12:
                     self.broker.transfer(self.asset, move, "spot", "futures")
@@ -1234,7 +1240,12 @@ class MinerStrategy(bt.Strategy):
                     f"{CUT_CUSHION - 1:.0%} cushion)",
                     [(when, f"position {size_text(wanted)} {unit} wanted, {size_text(placed)} placed")
                      for when, wanted, placed
-                     in self._cuts])]
+                     in self._cuts]),
+                   (f"purchase(s) of {self.asset} with spot USD for the hedge's margin (buy_coin_margin), "
+                    f"{sum(c for _, c, _ in self._margin_buys):,.6g} {self.asset} for "
+                    f"{sum(u for _, _, u in self._margin_buys):,.2f} USD in all",
+                    [(when, f"{size_text(coins)} {self.asset} for {usd:,.2f} USD")
+                     for when, coins, usd in self._margin_buys])]
         by_kind: dict[str, list[tuple[datetime, str]]] = {}
         for when, kind, text in self._refusals:
             by_kind.setdefault(kind, []).append((when, text))
@@ -1376,6 +1387,7 @@ class MinerStrategy(bt.Strategy):
             return
         ci = self.comminfo
         if ci.is_inverse:
+            self.buy_margin_coins(amount)
             move = min(amount, self.broker.free_balance(self.asset, "spot"))
             if move > 1e-12:
                 self.broker.transfer(self.asset, move, "spot", "futures")
@@ -1390,6 +1402,23 @@ class MinerStrategy(bt.Strategy):
         futures_cash = self.broker.free_balance("USD", "futures")
         if ci.p.margin_mode == "isolated" and futures_cash > 1e-9:
             self.broker.add_margin(self.hedge_data, min(amount, futures_cash))
+
+    def buy_margin_coins(self, coins: float) -> None:
+        """With ``buy_coin_margin``, buy with spot USD, at the spot close less ``spot_fee``, the coins that
+        bring the spot wallet's free coins up to ``coins`` (coin: margin an inverse contract needs), as far
+        as the spot USD goes. A miner's USD then backs a coin-margined hedge as it backs a linear one; the
+        coins bought are a long exposure of the margin's size, as any coin margin is."""
+        if not self.p.buy_coin_margin:
+            return
+        short = coins - self.broker.free_balance(self.asset, "spot")
+        if short <= 1e-12:
+            return
+        price = self.data.close[0]
+        usd = min(rules.usd_to_buy_coins(short, price, self.p.spot_fee),
+                  self.broker.free_balance("USD", "spot"))
+        if usd > 1e-9:
+            coins = self.broker.buy_coins(self.asset, usd, price, self.p.spot_fee)
+            self._margin_buys.append((self.broker.bar_time(self.data), coins, usd))
 
     def notify_liquidation(self, event: MarginEvent) -> None:
         """A liquidation closed the position; the next rebalance may open a new one."""

@@ -34,8 +34,8 @@ def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
     return (*merged, *added.values())
 
 
-_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "on_margin_call", "top_up_target",
-               "margin_buffer", "rebalance_days", "stop_loss")
+_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "buy_coin_margin", "on_margin_call",
+               "top_up_target", "margin_buffer", "rebalance_days", "stop_loss")
 
 
 class Unhedged(MinerStrategy):

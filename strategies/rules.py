@@ -50,6 +50,12 @@ def coins_for_shortfall(costs_usd: float, usd_cash: float, price_usd: float, fee
     return shortfall / (price_usd * (1.0 - fee_rate))
 
 
+def usd_to_buy_coins(coins: float, price_usd: float, fee_rate: float = 0.0) -> float:
+    """USD to spend at ``price_usd`` (USD/coin) to receive ``coins`` after the ``fee_rate`` (fraction) taken
+    from the amount spent: coins = usd x (1 - fee_rate) / price  =>  usd = coins x price / (1 - fee_rate)."""
+    return coins * price_usd / (1.0 - fee_rate)
+
+
 def static_hedge_coins(hedge_ratio: float, production_coin_per_day: float, horizon_days: float) -> float:
     """Short size (coins, >= 0) of the static hedge: ratio x expected production over the horizon."""
     return max(0.0, hedge_ratio * production_coin_per_day * horizon_days)
