@@ -41,8 +41,15 @@ def test_tier_tables_are_selected_by_date():
     assert spec.tier_table_at(date(2021, 3, 18)).effective == date(2021, 3, 18)
     assert spec.tiers_at(date(2021, 5, 19))[3].floor == 1_000_000
     bitmex = load_venue("bitmex").instrument("XBTUSD")
-    assert bitmex.tiers_at(date(2020, 5, 4))[0].mmr == 0.005
+    # BitMEX's announcements: 0.50 % -> 0.45 % on 2020-04-17, -> 0.40 % on 2020-05-05; each risk step +0.5 %
+    assert [bitmex.tiers_at(date(2020, 4, d))[0].mmr for d in (16, 17)] == [0.005, 0.0045]
+    assert [t.mmr for t in bitmex.tiers_at(date(2020, 5, 4))[:3]] == [0.0045, 0.0095, 0.0145]
     assert bitmex.tiers_at(date(2020, 5, 5))[0].mmr == 0.004
+    # the risk step grew from 100 to 150 XBT on 2021-08-31, above the unchanged 200 XBT base risk limit
+    assert [t.floor for t in bitmex.tiers_at(date(2021, 8, 30))[:4]] == [0, 200, 300, 400]
+    assert [t.floor for t in bitmex.tiers_at(date(2021, 8, 31))[:4]] == [0, 200, 350, 500]
+    assert [t.mmr for t in bitmex.tiers_at(date(2021, 8, 31))] == [
+        t.mmr for t in bitmex.tiers_at(date(2021, 8, 30))]
 
 
 def test_binance_coinm_documented_maintenance_amounts():
