@@ -6,7 +6,9 @@ brokers.formulas applied bar by bar with plain pandas (an independent loop), and
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from pathlib import Path
 
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
@@ -20,6 +22,7 @@ from brokers.broker import MarginBroker
 from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo
 from brokers.venues import load_venue
 from data import load_ohlcv
+from minehedge import api
 
 NAME = "BTCUSDT"
 
@@ -218,3 +221,24 @@ def test_cme_friday_call_is_due_monday_and_fills_wait_for_mondays_open(data_dir)
     assert roll["price"] == pytest.approx(spot.loc["2018-04-02", "open"] * (
         1 + 0.05 * f.years_between(datetime(2018, 4, 3), june)), rel=1e-12)
     assert spot.loc["2018-04-02", "open"] == 6816.01
+
+
+def test_the_readmes_funding_booked_inside_daily_liquidation_bars(data_dir):
+    # README, "Each bar, in order", step 3: the 08:00 and 16:00 settlements of a daily liquidation bar are
+    # booked before its liquidation check; the figures quoted there come from this run's own ledger
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    usd, pct, bars = re.search(r"2019-01-01 to 2023-12-31, booked ([\d,]+) USD \(([\d.]+) % of its funding "
+                               r"received\) at 08:00 and 16:00 on its (\d+) liquidation bars", text).groups()
+    m = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2019-01-01", "end": "2023-12-31",
+                         "venue": "binance_usdm", "data_dir": str(data_dir)})
+    outcome = api.run_policy(m, "static_hedge", {"leverage": 5.0})
+    liquidated = {pd.Timestamp(e["datetime"]) for e in outcome.result.events if e["kind"] == "liquidation"}
+    book = pd.DataFrame(outcome.result.ledger)
+    funding = book[book["kind"] == "funding"]
+    bar = pd.to_datetime(funding["datetime"])
+    settled = pd.to_datetime(funding["note"].str.extract(r"settlement (\S+ \S+)")[0]).dt.tz_localize("UTC")
+    inside = funding[bar.isin(liquidated) & (settled > bar)]
+    assert len(liquidated) == int(bars) == outcome.summary["liquidations"]
+    assert set(settled[inside.index].dt.hour) == {8, 16}
+    assert f"{inside['amount'].sum():,.0f}" == usd
+    assert f"{100 * inside['amount'].sum() / outcome.summary['funding_received_usd']:.1f}" == pct
