@@ -146,8 +146,10 @@ def json_safe(value: object) -> object:
 def format_value(key: str, value: object, asset: str = "") -> str:
     """``value`` of Summary key ``key`` for people, with the unit its suffix names: ``_usd`` USD, ``_pct`` %,
     ``_days`` days, and coin amounts (``_coin``, ``coins_mined``) in ``asset`` when it is given."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, float) and math.isinf(value):  # e.g. a Sortino with no down day (metrics)
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):

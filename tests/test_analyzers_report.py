@@ -169,6 +169,11 @@ def test_compare_and_sweep_charts_render(tmp_path):
     assert_png_has_content(charts.save_figure(heat, tmp_path / "sweep.png"))
     with pytest.raises(KeyError, match="sharpe"):
         charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sharpe")
+    # a Sortino with no down day is inf (metrics.sortino_ratio): its cell says so, an undefined one n/a
+    sweep["sortino"] = [math.inf, math.nan, *range(7)]
+    heat = charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sortino")
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.axes[0].texts}
+    assert texts[(0, 0)] == "inf" and texts[(1, 0)] == "n/a" and texts[(2, 0)] == "0"
 
 
 def test_ledger_records_with_naive_times_load_as_utc():

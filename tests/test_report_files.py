@@ -5,6 +5,7 @@ carry or document their units."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -127,6 +128,29 @@ def test_summary_md_names_the_coin_and_says_sharpe_and_sortino_are_annualised(le
     assert re.fullmatch(r"-?\d+\.\d{3} \(annualised: mean / standard deviation of daily returns x √365\)",
                         table["sharpe"]), table["sharpe"]
     assert table["sortino"].endswith("(annualised: mean / downside deviation of daily returns x √365)")
+
+
+def test_a_run_without_a_down_day_reports_sortino_inf_and_says_why(data_dir, tmp_path, capsys):
+    code = main(["run", "--policy", "sell_daily", "--start", "2022-01-01", "--end", "2022-03-01", "--data-dir",
+                 str(data_dir), "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # from the run's own records: the opening value, then each day's equity, never falls
+    opening = json.loads((tmp_path / "summary.json").read_text())["summary"]["initial_equity_usd"]
+    equity = pd.Series([opening, *pd.read_csv(tmp_path / "equity.csv")["equity_usd"]])
+    assert len(equity) == 61 and (equity.diff().iloc[1:] >= 0).all()
+    note = ("sortino is inf: no daily return was below 0 (the required return), so there is no downside "
+            "deviation to divide by; by empyrical's convention the ratio is +inf, and it ranks above every "
+            "finite Sortino.")
+    assert f"note: {note}\n" in err and re.search(r"^sortino +inf$", out, flags=re.M)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| sortino | inf (annualised: mean / downside deviation of daily returns x √365) |" in summary
+    assert f"  - {note}" in summary  # under the run notes
+    code = main(["compare", "--policies", "sell_daily,unhedged", "--start", "2022-01-01", "--end", "2022-03-01",
+                 "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0 and f"note (sell_daily): {note}\n" in err
+    assert re.search(r"^sortino +inf +\d", out, flags=re.M)  # unhedged had down days: a finite ratio
 
 
 def test_equity_csv_has_the_bars_close_beside_equity(leveraged_long_report, data_dir):
