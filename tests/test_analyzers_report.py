@@ -112,10 +112,11 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
     assert ledger.loc[ledger["kind"] == "power_cost", "amount"].sum() == pytest.approx(-70.0 * DAYS)
 
     fills = pd.read_csv(folder / "fills.csv")
-    assert list(fills.columns) == list(FILL_COLUMNS)
-    assert fills[["side", "size", "price", "commission"]].to_dict("records") == [
-        {"side": "buy", "size": 0.5, "price": 37_000.0, "commission": 7.4},
-        {"side": "sell", "size": -0.5, "price": 20_000.0, "commission": 50.0}]
+    assert list(fills.columns) == list(FILL_COLUMNS) == ["datetime", "instrument", "side", "size", "contracts",
+                                                         "price_usd", "commission_usd", "reason"]
+    assert fills[["side", "size", "price_usd", "commission_usd"]].to_dict("records") == [
+        {"side": "buy", "size": 0.5, "price_usd": 37_000.0, "commission_usd": 7.4},
+        {"side": "sell", "size": -0.5, "price_usd": 20_000.0, "commission_usd": 50.0}]
     assert fills["reason"].fillna("").tolist() == ["", "liquidation"]
     assert [pd.Timestamp(t) for t in fills["datetime"]] == [t["datetime"] for t in result.trades]
 

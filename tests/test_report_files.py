@@ -167,14 +167,34 @@ def test_equity_csv_has_the_bars_close_beside_equity(leveraged_long_report, data
 def test_fills_units_and_instrument_names_are_as_the_readme_says(leveraged_long_report):
     fills = pd.read_csv(leveraged_long_report / "fills.csv")
     events = pd.read_csv(leveraged_long_report / "events.csv")
-    assert set(fills["instrument"]) == {"BTC"} and set(events["instrument"]) == {"BTCUSDT"}
+    assert set(fills["instrument"]) == set(events["instrument"]) == {"BTCUSDT"}  # the contract in both
     row = README.split("| `fills.csv` |", 1)[1].split("\n", 1)[0]
-    assert "instrument (the price feed's name)" in row and "price (USD per coin)" in row
-    assert "commission (USD)" in row and "size (coins)" in row
-    assert "while `events.csv` and\n`ledger.csv` name the contract" in README
+    assert "instrument (the contract, as in `events.csv` and `ledger.csv`)" in row
+    assert "price_usd (USD per coin)" in row and "commission_usd (USD, also on an inverse contract)" in row
+    assert "size (coins)" in row
     # commission in USD: the taker fee on the notional at the fill price (linear, binance_usdm 0.04 %)
     opening = fills.iloc[0]
-    assert opening["commission"] == pytest.approx(abs(opening["size"]) * opening["price"] * 0.0004, rel=1e-9)
+    assert opening["commission_usd"] == pytest.approx(abs(opening["size"]) * opening["price_usd"] * 0.0004,
+                                                      rel=1e-9)
+
+
+@pytest.mark.parametrize(("venue", "contract", "face_usd", "taker"), [
+    ("bitmex", "XBTUSD", 1.0, 0.00075), ("binance_coinm", "BTCUSD", 100.0, 0.0005),
+])
+def test_an_inverse_contracts_fills_name_it_and_carry_its_coin_fee_in_usd(data_dir, tmp_path, capsys, venue,
+                                                                           contract, face_usd, taker):
+    _run(["run", "--venue", venue, "--start", "2021-01-01", "--end", "2021-03-31"], data_dir, tmp_path, capsys)
+    fills = pd.read_csv(tmp_path / "fills.csv", parse_dates=["datetime"])
+    ledger = pd.read_csv(tmp_path / "ledger.csv", parse_dates=["datetime"])
+    assert len(fills) >= 2 and set(fills["instrument"]) == {contract}
+    fees = ledger[(ledger["kind"] == "fee") & (ledger["wallet"] == "futures")]
+    assert set(fees["instrument"]) == {contract} and fees["currency"].eq("BTC").all()
+    for fill in fills.itertuples():
+        # the venue's taker fee on the contracts' face value, in USD; the ledger books it in coin at the price
+        assert fill.commission_usd == pytest.approx(abs(fill.contracts) * face_usd * taker, rel=1e-12)
+        [fee] = fees[fees["datetime"] == fill.datetime].itertuples()
+        assert -fee.amount == pytest.approx(fill.commission_usd / fill.price_usd, rel=1e-12)
+        assert -fee.amount_usd == pytest.approx(fill.commission_usd, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------- the price file
