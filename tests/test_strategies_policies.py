@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzers import metrics
 from brokers import formulas
 from brokers.venues import load_venue
 from minehedge import api
@@ -345,10 +346,12 @@ def test_a_refused_entry_is_in_the_run_notes(data_dir):
     tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2021-01-02").to_pydatetime())
     allowed = formulas.tier_for_notional(tiers, 10e6).max_leverage
     assert outcome.result.trades == [] and allowed < 20
+    # then, as the mining alone had no down day, the note on an unbounded Sortino (metrics.sortino_note)
+    sortino = [note for note in [metrics.sortino_note(outcome.summary["sortino"])] if note]
     assert outcome.result.assumptions["run notes"] == [
         f"1 futures order(s) refused by the broker (bracket); the first at 2021-01-02 00:00 UTC: buy "
         f"{500_000 * 20 / close:,.6g} BTC of BTCUSDT: binance_usdm's bracket for a notional of 10,000,000.00 USD "
-        f"allows at most {allowed:g}x; leverage is 20x."]
+        f"allows at most {allowed:g}x; leverage is 20x.", *sortino]
 
 
 def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_run_notes(data_dir):
