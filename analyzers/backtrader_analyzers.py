@@ -524,8 +524,9 @@ class HedgeEffectiveness(_UsesRecorder):
 class Fills(_ReadsBroker):
     """Every completed order, for the price chart and trades list.
 
-    get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (the feed's name:
-    ``BTC``, ``BTC-DATED`` in a minehedge run; events and the ledger name the contract, ``BTCUSDT``), side
+    get_analysis() keys: fills: list of dicts with datetime (UTC Timestamp), instrument (the contract, as
+    events and the ledger name it: ``BTCUSDT``, ``XBTUSD``; under a backtrader scheme without a contract
+    spec, the feed's name), side
     (``"buy"``/``"sell"``), size (coins, signed: negative for sells), contracts (the venue's order units,
     signed: ``order.executed.size``), price (USD per coin), commission (USD), reason
     (``order.info['reason']``, e.g. ``"liquidation"``, else ``""``).
@@ -545,9 +546,10 @@ class Fills(_ReadsBroker):
         contracts, price = float(order.executed.size), float(order.executed.price)
         comminfo = self.strategy.broker.getcommissioninfo(order.data)
         qty = getattr(comminfo, "qty", None)
+        contract = getattr(getattr(comminfo, "spec", None), "symbol", None)  # a minehedge scheme's contract
         self._fills.append({
             "datetime": pd.Timestamp(bt.num2date(order.executed.dt), tz="UTC"),
-            "instrument": order.data._name or "data",
+            "instrument": contract or order.data._name or "data",
             "side": "buy" if order.isbuy() else "sell",
             "size": float(qty(contracts, price)) if qty else contracts * comminfo.p.mult,
             "contracts": contracts,

@@ -261,7 +261,7 @@ def sweep_heatmap(results: pd.DataFrame, x: str, y: str, value: str, title: str 
     finite = data[np.isfinite(data)]
     middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     for (row, col), number in np.ndenumerate(data):
-        text = "n/a" if not np.isfinite(number) else f"{number:,.3g}"
+        text = "n/a" if np.isnan(number) else f"{number:,.3g}"  # inf: a Sortino with no down day
         ax.text(col, row, text, ha="center", va="center", fontsize=8,
                 color="white" if np.isfinite(number) and number < middle else "black")
     fig.colorbar(image, ax=ax, label=value)

@@ -258,7 +258,10 @@ def sortino_ratio(daily: pd.Series, required_daily: float = 0.0) -> float:
     ``mean(r - t) * 365 / (sqrt(mean(min(r - t, 0) ** 2)) * sqrt(365))`` with ``t = required_daily``.
 
     The downside deviation averages over *all* days (losing days contribute their squared shortfall, the
-    others zero). NaN with fewer than two returns or no day below ``t`` (no downside to divide by).
+    others zero). With no day below ``t`` there is no downside to divide by: +inf when the mean excess is
+    positive (empyrical's convention: its ``sortino_ratio`` divides by the zero downside risk, and its tests
+    expect ``np.inf`` for all-positive returns; :func:`sortino_note` says why), NaN when every day returned
+    exactly ``t`` (0 / 0). NaN with fewer than two returns.
     """
     excess = np.asarray(daily, dtype=float) - required_daily
     excess = excess[~np.isnan(excess)]
@@ -266,8 +269,18 @@ def sortino_ratio(daily: pd.Series, required_daily: float = 0.0) -> float:
         return math.nan
     downside = math.sqrt(float(np.mean(np.minimum(excess, 0.0) ** 2)))
     if downside == 0.0:
-        return math.nan
+        return math.inf if float(np.mean(excess)) > 0.0 else math.nan
     return float(np.mean(excess)) / downside * math.sqrt(PERIODS_PER_YEAR)
+
+
+def sortino_note(sortino: float, required_daily: float = 0.0) -> str:
+    """Why a run's Sortino ratio (:func:`sortino_ratio`) is +inf, for the run notes; "" otherwise.
+    ``required_daily``: the required return per day (fraction) it was computed with."""
+    if sortino != math.inf:
+        return ""
+    return (f"sortino is inf: no daily return was below {required_daily:g} (the required return), so "
+            "there is no downside deviation to divide by; by empyrical's convention the ratio is +inf, and "
+            "it ranks above every finite Sortino.")
 
 
 # ------------------------------------------------------------------------------------------ hedge quality

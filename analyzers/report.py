@@ -28,9 +28,13 @@ EQUITY_COLUMNS: tuple[str, ...] = (
 )
 # Columns of equity.csv: EQUITY_COLUMNS, then the bar's close (RunResult.prices, USD per coin) beside them.
 EQUITY_CSV_COLUMNS: tuple[str, ...] = (*EQUITY_COLUMNS, "price_usd")
-# Columns of fills.csv (RunResult.trades: the Fills analyzer's records).
-FILL_COLUMNS: tuple[str, ...] = ("datetime", "instrument", "side", "size", "contracts", "price", "commission",
-                                 "reason")
+# Columns of fills.csv (money columns unit-suffixed, as in events.csv), each with the key of RunResult.trades
+# (the Fills analyzer's records) it is read from.
+FILL_CSV_KEYS: dict[str, str] = {
+    "datetime": "datetime", "instrument": "instrument", "side": "side", "size": "size",
+    "contracts": "contracts", "price_usd": "price", "commission_usd": "commission", "reason": "reason",
+}
+FILL_COLUMNS: tuple[str, ...] = tuple(FILL_CSV_KEYS)
 CHART_FILES: tuple[str, ...] = ("price.png", "equity_drawdown.png", "margin_ratio.png", "mining.png")
 # The rows of summary.md's headline table, in reading order (other summary keys follow).
 HEADLINE_KEYS: tuple[str, ...] = (
@@ -57,8 +61,9 @@ class RunResult:
     events: event records (``MarginEvent`` fields, ``datetime`` for the time), in log order.
     ledger: ledger records (``brokers.ledger.Ledger.to_records()`` shape): a list, or from a run a
         ``ledger_stats.LedgerRecords`` that keeps them as a table until they are read.
-    trades: fill records (``Fills`` analyzer shape: datetime, instrument, side, size (coins, signed),
-        contracts (the venue's order units, signed), price (USD per coin), commission (USD), reason).
+    trades: fill records (``Fills`` analyzer shape: datetime, instrument (the contract), side, size (coins,
+        signed), contracts (the venue's order units, signed), price (USD per coin), commission (USD), reason);
+        fills.csv names price and commission ``price_usd`` and ``commission_usd``.
     asset: ``"BTC"`` or ``"ETH"``; warning_level / liquidation_level: margin-ratio levels (fractions).
     assumptions: what a reader must know, shown in summary.md and summary.json: name -> text or list of
         texts (e.g. ``{"data files": [...], "venues": [...], "funding": "constant 0.01 % per 8 h",
@@ -118,10 +123,11 @@ def _write_csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:
 
 def fills_frame(trades: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """fills.csv: one row per fill, columns :data:`FILL_COLUMNS` (size in coins and contracts in the venue's
-    order units, both signed; price USD per coin; commission USD, an inverse contract's coin fee at the fill
-    price; instrument the name of the feed the order was on, ``BTC`` or ``BTC-DATED``, where events.csv and
-    ledger.csv name the contract, ``BTCUSDT``), header only when nothing traded."""
-    return pd.DataFrame([{c: t.get(c) for c in FILL_COLUMNS} for t in trades], columns=list(FILL_COLUMNS))
+    order units, both signed; price_usd USD per coin; commission_usd USD, an inverse contract's coin fee at
+    the fill price; instrument the contract, ``BTCUSDT``, as events.csv and ledger.csv name it), header only
+    when nothing traded."""
+    return pd.DataFrame([{column: t.get(key) for column, key in FILL_CSV_KEYS.items()} for t in trades],
+                        columns=list(FILL_COLUMNS))
 
 
 def json_safe(value: object) -> object:
@@ -146,8 +152,10 @@ def json_safe(value: object) -> object:
 def format_value(key: str, value: object, asset: str = "") -> str:
     """``value`` of Summary key ``key`` for people, with the unit its suffix names: ``_usd`` USD, ``_pct`` %,
     ``_days`` days, and coin amounts (``_coin``, ``coins_mined``) in ``asset`` when it is given."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, float) and math.isinf(value):  # e.g. a Sortino with no down day (metrics)
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):

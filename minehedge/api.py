@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 import minehedge
+from analyzers import metrics
 from analyzers.backtrader_analyzers import SUMMARY_KEYS, add_analyzers, build_run_result
 from analyzers.report import RunResult, write_report
 from brokers.broker import MarginBroker
@@ -569,6 +570,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
         assumptions["price venue"] = price_note
     broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
     notes = broker_notes + list(getattr(strategy, "notes", []) or [])
+    sortino_note = metrics.sortino_note(strategy.analyzers.getbyname("summary").rets["sortino"])
+    notes += [sortino_note] if sortino_note else []
     if notes:
         assumptions["run notes"] = notes
     result = build_run_result(strategy, assumptions,

@@ -80,6 +80,16 @@ class _Parser(argparse.ArgumentParser):
         # the top-level parser's: "run", "data list", ... -> its parser
         self.commands: dict[str, _Parser] = {}
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's, but a foreign option (another command's) that takes a value is set aside with its
+        value, so that the value never becomes a positional (a POLICY, a FILE, the command) and the error
+        names the option with its value (``policies --venue bitmex static_hedge``)."""
+        args = list(sys.argv[1:] if args is None else args)
+        kept, foreign = _set_aside_foreign_options(args, self)
+        ns, extras = super().parse_known_args(kept, namespace)
+        return ns, foreign + extras
+
     def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                    namespace: argparse.Namespace | None = None) -> argparse.Namespace:
         ns, extras = self.parse_known_args(args, namespace)
@@ -103,6 +113,36 @@ _prog = PROG
 _OPTIONS: dict[str, set[str]] = {}
 #: The settings keys (argparse dests, which are the config-file keys) of each command.
 _KEYS: dict[str, set[str]] = {}
+
+
+#: The long options that take a value in some command (``--venue``, ``--set``, ...; not ``--json``).
+_VALUE_OPTIONS: set[str] = set()
+
+
+def _set_aside_foreign_options(args: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[str],
+                                                                                              list[str]]:
+    """``args`` split into what ``parser`` parses and the options of other commands that take a value, each
+    with its value (the next argument, unless it looks like an option). A parser with sub-commands reads
+    only the arguments before its first positional, the sub-command: the rest is the sub-command's."""
+    own = parser._option_string_actions
+    has_commands = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+    kept: list[str] = []
+    foreign: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--" or (has_commands and not arg.startswith("-")):
+            return kept + list(args[i:]), foreign
+        if arg in _VALUE_OPTIONS and arg not in own:
+            value = args[i + 1:i + 2]
+            takes = bool(value) and not (value[0].startswith("-") and parser._negative_number_matcher.match(
+                value[0]) is None)
+            foreign += [arg, *value] if takes else [arg]
+            i += 2 if takes else 1
+            continue
+        kept.append(arg)
+        i += 1
+    return kept, foreign
 
 
 def _command_of(ns: argparse.Namespace) -> str:
@@ -277,6 +317,8 @@ def build_parser(prog: str = PROG) -> _Parser:
     for name, sub in parser.commands.items():
         _OPTIONS[name] = {o for action in sub._actions for o in action.option_strings if o.startswith("--")}
         _KEYS[name] = {action.dest for action in sub._actions if action.dest != "help"}
+        _VALUE_OPTIONS.update(o for action in sub._actions if action.nargs != 0
+                              for o in action.option_strings if o.startswith("--"))
     return parser
 
 

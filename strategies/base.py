@@ -394,6 +394,8 @@ class MinerStrategy(bt.Strategy):
         # (notional, its unit, max leverage) of those
         self._bracket_refusals: list[tuple[float, str, float]] = []
         self._hedge_fills = 0  # hedge orders filled
+        self._stop_sides: set[bool] = set()  # sides (True: long) of the positions stop orders protected
+        self._stops_fired = 0  # stop orders filled
         # (bar time, wanted, placed) of hedge targets cut
         self._cuts: list[tuple[datetime, float, float]] = []
         #: (time, coins, USD spent) of each purchase of an inverse hedge's margin coins (buy_coin_margin)
@@ -1185,6 +1187,7 @@ class MinerStrategy(bt.Strategy):
             if order.status == order.Completed and getattr(self.p, "stop_loss", None):
                 self._place_stop()
         if self.stop_order is not None and order.ref == self.stop_order.ref:
+            self._stops_fired += order.status == order.Completed
             self.stop_order = None
         if order.info.get("reason") == "liquidation" and self.stop_order is not None:
             self.cancel(self.stop_order)
@@ -1264,6 +1267,29 @@ class MinerStrategy(bt.Strategy):
                 since = f"{payment.since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()})"
                 self.notes.append(f"{instrument}: the {payment.what}, carried from {since}, was still due "
                                   "when the run ended.")
+        self._note_tight_stop()
+
+    def _note_tight_stop(self) -> None:
+        """A run note, also a warning (:attr:`run_warnings`), when ``stop_loss`` is closer to the entry than
+        the median move against the position from a bar's open over the hedge's bars
+        (:func:`rules.median_adverse_move`): such a stop fires on an ordinary bar, which a stop distance
+        typed wrong (basis points for a fraction, a typo) would do. A warning, not an error: a tight stop may
+        be meant, and the bars are known only once the run has them."""
+        stop_loss = getattr(self.p, "stop_loss", None)
+        if not stop_loss or not self._stop_sides:
+            return
+        frame = self.hedge_data.p.dataname
+        for long in sorted(self._stop_sides, reverse=True):
+            median = rules.median_adverse_move(frame["open"].to_numpy(), frame["high"].to_numpy(),
+                                               frame["low"].to_numpy(), long)
+            if stop_loss < median:
+                text = (f"stop_loss={stop_loss:g} is closer to the entry than the median move against a "
+                        f"{'long' if long else 'short'} from a bar's open over the run's {len(frame):,} bars "
+                        f"({median:.4g}, {median:.2%}): the stop fires on an ordinary bar, and the run's "
+                        f"stop orders fired {self._stops_fired} time(s). stop_loss is a fraction of the "
+                        "entry price: 0.05 = 5 %.")
+                self.notes.append(text)
+                self.run_warnings.append(text)
 
     def _deliver_last_notifications(self) -> None:
         """Hand this strategy and its analyzers the order notifications still in the broker's queue.
@@ -1297,6 +1323,7 @@ class MinerStrategy(bt.Strategy):
         position = self.getposition(self.hedge_data)
         if not position.size:
             return
+        self._stop_sides.add(position.size > 0)
         if position.size > 0:
             self.stop_order = self.sell(data=self.hedge_data, size=position.size, exectype=bt.Order.Stop,
                                         price=position.price * (1.0 - self.p.stop_loss))

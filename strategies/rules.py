@@ -113,6 +113,18 @@ def dynamic_hedge_ratio(volatility: float, profit_margin: float, *, min_ratio: f
     return min_ratio + (max_ratio - min_ratio) * level
 
 
+def median_adverse_move(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, long: bool) -> float:
+    """Median over bars of the move against a position from each bar's open, as a fraction of the open:
+    ``(open - low) / open`` for a long, ``(high - open) / open`` for a short (prices in USD per coin; NaN
+    bars skipped). A stop closer to its entry than this, on a position entered at a bar's open, is hit within
+    that bar on more than half of the bars: it fires on an ordinary bar. NaN with no bar."""
+    opens = np.asarray(opens, dtype=float)
+    against = opens - np.asarray(lows, dtype=float) if long else np.asarray(highs, dtype=float) - opens
+    moves = against / opens
+    moves = moves[np.isfinite(moves)]
+    return float(np.median(moves)) if moves.size else math.nan
+
+
 def top_up_amount(maintenance_margin: float, margin_ratio: float, target_ratio: float) -> float:
     """Margin to add (same currency as ``maintenance_margin``) so the margin ratio falls to ``target_ratio``.
 

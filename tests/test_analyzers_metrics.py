@@ -132,8 +132,24 @@ def test_sharpe_and_sortino_closed_form():
 def test_ratios_undefined_cases_are_nan():
     assert math.isnan(metrics.sharpe_ratio(pd.Series([0.01, 0.01, 0.01])))  # zero dispersion
     assert math.isnan(metrics.sharpe_ratio(pd.Series([0.01])))
-    assert math.isnan(metrics.sortino_ratio(pd.Series([0.01, 0.02])))  # no losing day
+    assert math.isnan(metrics.sortino_ratio(pd.Series([0.01])))
     assert metrics.daily_returns(daily([])).empty
+
+
+def test_sortino_without_a_down_day_is_inf_by_empyricals_convention():
+    # no day below 0: nothing to divide by; a positive mean makes it +inf (empyrical's sortino_ratio divides
+    # by the zero downside risk; its tests expect np.inf for all-positive returns)
+    assert metrics.sortino_ratio(pd.Series([0.01, 0.03])) == math.inf
+    assert metrics.sortino_ratio(pd.Series([0.02, 0.0, 0.01])) == math.inf  # a flat day is not a down day
+    # every day exactly at the required return: 0 / 0
+    assert math.isnan(metrics.sortino_ratio(pd.Series([0.01, 0.01]), required_daily=0.01))
+    # one down day: mean 0.01, downside deviation sqrt(mean([0, 0.01 ** 2])) = 0.01 / sqrt(2), so the ratio
+    # is sqrt(2) per day, sqrt(2) x sqrt(365) = sqrt(730) a year
+    assert metrics.sortino_ratio(pd.Series([0.03, -0.01])) == pytest.approx(math.sqrt(730), rel=1e-12)
+    # the required return moves the line: [0.03, -0.01] less 0.01 is [0.02, -0.02], mean 0 -> 0
+    assert metrics.sortino_ratio(pd.Series([0.03, -0.01]), required_daily=0.01) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.sortino_note(math.inf).startswith("sortino is inf: no daily return was below 0 (the required")
+    assert metrics.sortino_note(math.sqrt(730)) == "" and metrics.sortino_note(math.nan) == ""
 
 
 def test_variance_reduction_exact():

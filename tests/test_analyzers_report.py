@@ -112,10 +112,11 @@ def test_report_folder_files_exist_parse_and_have_exact_columns(tmp_path):
     assert ledger.loc[ledger["kind"] == "power_cost", "amount"].sum() == pytest.approx(-70.0 * DAYS)
 
     fills = pd.read_csv(folder / "fills.csv")
-    assert list(fills.columns) == list(FILL_COLUMNS)
-    assert fills[["side", "size", "price", "commission"]].to_dict("records") == [
-        {"side": "buy", "size": 0.5, "price": 37_000.0, "commission": 7.4},
-        {"side": "sell", "size": -0.5, "price": 20_000.0, "commission": 50.0}]
+    assert list(fills.columns) == list(FILL_COLUMNS) == ["datetime", "instrument", "side", "size", "contracts",
+                                                         "price_usd", "commission_usd", "reason"]
+    assert fills[["side", "size", "price_usd", "commission_usd"]].to_dict("records") == [
+        {"side": "buy", "size": 0.5, "price_usd": 37_000.0, "commission_usd": 7.4},
+        {"side": "sell", "size": -0.5, "price_usd": 20_000.0, "commission_usd": 50.0}]
     assert fills["reason"].fillna("").tolist() == ["", "liquidation"]
     assert [pd.Timestamp(t) for t in fills["datetime"]] == [t["datetime"] for t in result.trades]
 
@@ -169,6 +170,11 @@ def test_compare_and_sweep_charts_render(tmp_path):
     assert_png_has_content(charts.save_figure(heat, tmp_path / "sweep.png"))
     with pytest.raises(KeyError, match="sharpe"):
         charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sharpe")
+    # a Sortino with no down day is inf (metrics.sortino_ratio): its cell says so, an undefined one n/a
+    sweep["sortino"] = [math.inf, math.nan, *range(7)]
+    heat = charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sortino")
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.axes[0].texts}
+    assert texts[(0, 0)] == "inf" and texts[(1, 0)] == "n/a" and texts[(2, 0)] == "0"
 
 
 def test_ledger_records_with_naive_times_load_as_utc():

@@ -320,6 +320,21 @@ def test_help_exits_0(capsys):
          "unrecognized arguments: --json. Give --json after `data list`.\n"),
         (["sweep", "--wrokers", "2"], "usage: run_backtest.py sweep [-h]",
          "unrecognized arguments: --wrokers 2. Did you mean '--workers'?\n"),
+        # a foreign option before a positional keeps its value: the value is not a POLICY, FILE or command
+        (["policies", "--venue", "bitmex", "static_hedge"], "usage: run_backtest.py policies [-h]",
+         "run_backtest.py policies: error: unrecognized arguments: --venue bitmex. --venue is an option of "
+         "`run`, `sweep` and `compare`, not of `policies`.\n"),
+        (["data", "validate", "--venue", "bitmex", "x.csv"], "usage: run_backtest.py data validate [-h]",
+         "unrecognized arguments: --venue bitmex. --venue is an option of `run`, `sweep` and `compare`, not of "
+         "`data validate`.\n"),
+        (["data", "--venue", "bitmex", "validate"], "usage: run_backtest.py data validate [-h]",
+         "unrecognized arguments: --venue bitmex. --venue is an option of `run`, `sweep` and `compare`, not of "
+         "`data validate`.\n"),
+        (["--venue", "bitmex", "run"], "usage: run_backtest.py run [-h]",
+         "run_backtest.py run: error: unrecognized arguments: --venue bitmex. Give --venue after `run`.\n"),
+        (["policies", "--start", "-5", "static_hedge"], "usage: run_backtest.py policies [-h]",
+         "unrecognized arguments: --start -5. --start is an option of `run`, `sweep`, `compare`, `data validate`, "
+         "`data download`, `data hashprice` and `data breakeven`, not of `policies`.\n"),
     ],
 )
 def test_a_flag_the_command_does_not_take_is_reported_with_the_commands_usage(capsys, argv, usage, message):

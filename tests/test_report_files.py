@@ -5,6 +5,7 @@ carry or document their units."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -129,6 +130,29 @@ def test_summary_md_names_the_coin_and_says_sharpe_and_sortino_are_annualised(le
     assert table["sortino"].endswith("(annualised: mean / downside deviation of daily returns x √365)")
 
 
+def test_a_run_without_a_down_day_reports_sortino_inf_and_says_why(data_dir, tmp_path, capsys):
+    code = main(["run", "--policy", "sell_daily", "--start", "2022-01-01", "--end", "2022-03-01", "--data-dir",
+                 str(data_dir), "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # from the run's own records: the opening value, then each day's equity, never falls
+    opening = json.loads((tmp_path / "summary.json").read_text())["summary"]["initial_equity_usd"]
+    equity = pd.Series([opening, *pd.read_csv(tmp_path / "equity.csv")["equity_usd"]])
+    assert len(equity) == 61 and (equity.diff().iloc[1:] >= 0).all()
+    note = ("sortino is inf: no daily return was below 0 (the required return), so there is no downside "
+            "deviation to divide by; by empyrical's convention the ratio is +inf, and it ranks above every "
+            "finite Sortino.")
+    assert f"note: {note}\n" in err and re.search(r"^sortino +inf$", out, flags=re.M)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| sortino | inf (annualised: mean / downside deviation of daily returns x √365) |" in summary
+    assert f"  - {note}" in summary  # under the run notes
+    code = main(["compare", "--policies", "sell_daily,unhedged", "--start", "2022-01-01", "--end", "2022-03-01",
+                 "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0 and f"note (sell_daily): {note}\n" in err
+    assert re.search(r"^sortino +inf +\d", out, flags=re.M)  # unhedged had down days: a finite ratio
+
+
 def test_equity_csv_has_the_bars_close_beside_equity(leveraged_long_report, data_dir):
     equity = pd.read_csv(leveraged_long_report / "equity.csv", index_col="datetime")
     assert list(equity.columns)[-1] == "price_usd"
@@ -143,14 +167,34 @@ def test_equity_csv_has_the_bars_close_beside_equity(leveraged_long_report, data
 def test_fills_units_and_instrument_names_are_as_the_readme_says(leveraged_long_report):
     fills = pd.read_csv(leveraged_long_report / "fills.csv")
     events = pd.read_csv(leveraged_long_report / "events.csv")
-    assert set(fills["instrument"]) == {"BTC"} and set(events["instrument"]) == {"BTCUSDT"}
+    assert set(fills["instrument"]) == set(events["instrument"]) == {"BTCUSDT"}  # the contract in both
     row = README.split("| `fills.csv` |", 1)[1].split("\n", 1)[0]
-    assert "instrument (the price feed's name)" in row and "price (USD per coin)" in row
-    assert "commission (USD)" in row and "size (coins)" in row
-    assert "while `events.csv` and\n`ledger.csv` name the contract" in README
+    assert "instrument (the contract, as in `events.csv` and `ledger.csv`)" in row
+    assert "price_usd (USD per coin)" in row and "commission_usd (USD, also on an inverse contract)" in row
+    assert "size (coins)" in row
     # commission in USD: the taker fee on the notional at the fill price (linear, binance_usdm 0.04 %)
     opening = fills.iloc[0]
-    assert opening["commission"] == pytest.approx(abs(opening["size"]) * opening["price"] * 0.0004, rel=1e-9)
+    assert opening["commission_usd"] == pytest.approx(abs(opening["size"]) * opening["price_usd"] * 0.0004,
+                                                      rel=1e-9)
+
+
+@pytest.mark.parametrize(("venue", "contract", "face_usd", "taker"), [
+    ("bitmex", "XBTUSD", 1.0, 0.00075), ("binance_coinm", "BTCUSD", 100.0, 0.0005),
+])
+def test_an_inverse_contracts_fills_name_it_and_carry_its_coin_fee_in_usd(data_dir, tmp_path, capsys, venue,
+                                                                           contract, face_usd, taker):
+    _run(["run", "--venue", venue, "--start", "2021-01-01", "--end", "2021-03-31"], data_dir, tmp_path, capsys)
+    fills = pd.read_csv(tmp_path / "fills.csv", parse_dates=["datetime"])
+    ledger = pd.read_csv(tmp_path / "ledger.csv", parse_dates=["datetime"])
+    assert len(fills) >= 2 and set(fills["instrument"]) == {contract}
+    fees = ledger[(ledger["kind"] == "fee") & (ledger["wallet"] == "futures")]
+    assert set(fees["instrument"]) == {contract} and fees["currency"].eq("BTC").all()
+    for fill in fills.itertuples():
+        # the venue's taker fee on the contracts' face value, in USD; the ledger books it in coin at the price
+        assert fill.commission_usd == pytest.approx(abs(fill.contracts) * face_usd * taker, rel=1e-12)
+        [fee] = fees[fees["datetime"] == fill.datetime].itertuples()
+        assert -fee.amount == pytest.approx(fill.commission_usd / fill.price_usd, rel=1e-12)
+        assert -fee.amount_usd == pytest.approx(fill.commission_usd, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------- the price file

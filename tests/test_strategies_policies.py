@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 from datetime import datetime
@@ -12,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzers import metrics
 from brokers import formulas
 from brokers.venues import load_venue
 from minehedge import api
 from minehedge.errors import ConfigError
+from strategies import rules
 from strategies.base import CUT_CUSHION
 from strategies.registry import policy_specs
 
@@ -343,10 +346,12 @@ def test_a_refused_entry_is_in_the_run_notes(data_dir):
     tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2021-01-02").to_pydatetime())
     allowed = formulas.tier_for_notional(tiers, 10e6).max_leverage
     assert outcome.result.trades == [] and allowed < 20
+    # then, as the mining alone had no down day, the note on an unbounded Sortino (metrics.sortino_note)
+    sortino = [note for note in [metrics.sortino_note(outcome.summary["sortino"])] if note]
     assert outcome.result.assumptions["run notes"] == [
         f"1 futures order(s) refused by the broker (bracket); the first at 2021-01-02 00:00 UTC: buy "
         f"{500_000 * 20 / close:,.6g} BTC of BTCUSDT: binance_usdm's bracket for a notional of 10,000,000.00 USD "
-        f"allows at most {allowed:g}x; leverage is 20x."]
+        f"allows at most {allowed:g}x; leverage is 20x.", *sortino]
 
 
 def test_a_target_cut_to_the_collateral_keeps_the_cushion_fills_and_is_in_the_run_notes(data_dir):
@@ -1148,6 +1153,38 @@ def test_stop_loss_is_a_real_stop_order_filled_at_its_price():
     assert len(stops) == 1 and str(stops[0]["datetime"])[:10] == "2021-06-03"
     assert stops[0]["price"] == pytest.approx(10_000.0 * 0.95, rel=1e-12) and stops[0]["size"] == -0.1
     assert outcome.result.equity["unrealized_pnl_usd"].iloc[-1] == 0.0 and not events(outcome, "liquidation")
+
+
+def test_median_adverse_move_closed_form():
+    opens, highs, lows = [100.0, 200.0, 50.0, np.nan], [103.0, 202.0, 55.0, 1.0], [99.0, 190.0, 50.0, 1.0]
+    # against a long: 1/100, 10/200, 0/50 -> median 0.01; against a short: 3/100, 2/200, 5/50 -> 0.03
+    assert rules.median_adverse_move(opens, highs, lows, long=True) == pytest.approx(0.01, rel=1e-12)
+    assert rules.median_adverse_move(opens, highs, lows, long=False) == pytest.approx(0.03, rel=1e-12)
+    assert math.isnan(rules.median_adverse_move([], [], [], long=True))
+
+
+# each bar opens at 10,000 and trades 1 % below (and 2 % above) its open: the median move against a long from a
+# bar's open is 100 / 10,000 = 0.01, against a short 0.02
+RANGE_BARS = [(10_000.0, 10_200.0, 9_900.0, 10_000.0)] * 6
+
+
+@pytest.mark.parametrize(("policy", "stop", "median", "side"), [
+    ("leveraged_long", 1e-9, 0.01, "long"), ("leveraged_long", 0.005, 0.01, "long"),
+    ("leveraged_short", 0.015, 0.02, "short"), ("leveraged_long", 0.02, 0.01, ""),
+    ("leveraged_short", 0.03, 0.02, ""),
+])
+def test_a_stop_closer_than_the_median_bar_move_against_the_position_is_a_warning(policy, stop, median, side):
+    params = {"fleet": "S19Pro:1@2030-01-01", "start_usd": 10_000.0, "leverage": 2.0, "capital_usd": 500.0,
+              "stop_loss": stop}
+    outcome = api.run_policy(synthetic_market(RANGE_BARS), policy, params)
+    fired = [t for t in outcome.result.trades if t["reason"] == "stop_loss"]
+    if not side:  # a stop beyond every bar's move: never hit, no warning
+        assert not fired and not [w for w in outcome.warnings if "stop_loss" in w]
+        return
+    text = (f"stop_loss={stop:g} is closer to the entry than the median move against a {side} from a bar's open "
+            f"over the run's 6 bars ({median:.4g}, {median:.2%}): the stop fires on an ordinary bar, and the run's "
+            f"stop orders fired {len(fired)} time(s). stop_loss is a fraction of the entry price: 0.05 = 5 %.")
+    assert len(fired) == 1 and text in outcome.warnings and text in outcome.notes
 
 
 def test_a_stop_loss_beyond_the_liquidation_price_never_loses_more_than_the_margin(btc_2020):
