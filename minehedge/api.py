@@ -51,6 +51,7 @@ from minehedge.config import (
 )
 from minehedge.errors import ConfigError, DataCoverageError, DataError, ManifestMismatchError, did_you_mean
 from mining.fleet import Fleet, parse_fleet
+from mining.price_schedule import PriceSchedule
 from mining.revenue import ETH_MERGE
 from strategies.base import DEFAULT_FLEET, fleet_for
 from strategies.policies import MAX_HISTORY_DAYS
@@ -559,6 +560,9 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     assumptions["policy"] = f"{policy}: " + ", ".join(f"{k}={v}" for k, v in values.items() if k != "fleet")
     assumptions["fleet"] = values.get("fleet", "")
     assumptions["machines"] = machines_assumption(values)
+    for name, what in (("power_usd_per_kwh", "power price"), ("hosting_usd_per_kwh", "hosting price")):
+        if isinstance(values.get(name), PriceSchedule):
+            assumptions[what] = f"{name}={values[name]}: {values[name].describe()}"
     if "venue" in values:
         profile = load_venue(values["venue"])
         assumptions["venue"] = (f"{profile.name} ({profile.contract_type}; {profile.source}, as of "

@@ -38,7 +38,7 @@ import datetime as dt
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -78,6 +78,11 @@ class ParamSpec:
     ``"x"``, ``"USD/kWh"``, ``"days"``...). Constraints, all optional and inclusive: ``choices`` (allowed
     values), ``minimum`` / ``maximum``. ``nullable`` lets the value be ``None`` (written ``none`` on the
     command line), for parameters whose default means "off" (a stop-loss, a loan date).
+
+    ``schedule`` lets a number parameter also take a dated schedule (a price that changes over time):
+    ``schedule(name, value)`` turns a value that is not a number into an object whose ``prices`` are each
+    checked against ``minimum`` / ``maximum``, or raises :class:`ValueError` with the reason (a clause that
+    follows ``name=value``); ``schedule_forms`` says in words what it takes, for :meth:`allowed`.
     """
 
     name: str
@@ -89,6 +94,8 @@ class ParamSpec:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
+    schedule: Callable[[str, Any], Any] | None = None
+    schedule_forms: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -118,6 +125,8 @@ class ParamSpec:
             text = "a date YYYY-MM-DD"
         else:
             text = f"{'an' if self.type_name == 'int' else 'a'} {self.type_name}{unit}"
+        if self.schedule is not None:
+            text += f", or {self.schedule_forms}"
         return text + (" or none" if self.nullable else "")
 
     def coerce(self, value: Any, *, context: str = "") -> Any:
@@ -140,6 +149,8 @@ class ParamSpec:
                 return None
             raise bad("may not be empty")
         converted = _convert(value, self.type)
+        if converted is _INVALID and self.schedule is not None:
+            return self._coerce_schedule(value, bad)
         if converted is _INVALID:
             raise bad(f"is not {'an' if self.type_name == 'int' else 'a'} {self.type_name}")
         if self.choices is not None and converted not in self.choices:
@@ -154,6 +165,18 @@ class ParamSpec:
                 raise bad("is out of range")
             if self.maximum is not None and converted > self.maximum:
                 raise bad("is out of range")
+        return converted
+
+    def _coerce_schedule(self, value: Any, bad: Callable[[str], ConfigError]) -> Any:
+        """``value`` as this parameter's dated schedule (see ``schedule``), every price within range."""
+        try:
+            converted = self.schedule(self.name, value)
+        except ValueError as exc:  # ConfigError too
+            raise bad(str(exc)) from None
+        for price in converted.prices:
+            if ((self.minimum is not None and price < self.minimum)
+                    or (self.maximum is not None and price > self.maximum)):
+                raise bad(f"has a price out of range ({price})")
         return converted
 
     def to_dict(self) -> dict[str, Any]:
@@ -309,6 +332,8 @@ def parse_grid_values(spec: Any, *, key: str = "grid") -> list[Any]:
       ends at the last point below stop. step must be > 0 and stop >= start. If start, stop and step are all
       integers the values are ints, else floats.
     * ``"a,b,c"``: an explicit list; each item stays a string until the parameter's spec types it.
+    * ``"a;b;c"``: the same for values that hold commas themselves (a dated price schedule, a fleet of several
+      items): when the spec has a ``;``, it alone separates the values.
     * a TOML array: an explicit list of typed values.
     * anything else: a one-point grid.
 
@@ -322,13 +347,15 @@ def parse_grid_values(spec: Any, *, key: str = "grid") -> list[Any]:
         if not text:
             raise ConfigError(f"{key}={spec!r}: empty grid; give start:stop:step or a comma-separated list.")
         parts = text.split(":")
-        decimals = _decimals(parts) if len(parts) == 3 and "," not in text else None
+        separator = ";" if ";" in text else ","
+        decimals = _decimals(parts) if len(parts) == 3 and separator not in text else None
         if decimals is not None:
             values = _decimal_range(key, text, *decimals, integral=all(_is_int_literal(p) for p in parts))
         else:
-            values = [item.strip() for item in text.split(",")]
+            values = [item.strip() for item in text.split(separator)]
             if any(not item for item in values):
-                raise ConfigError(f"{key}={spec!r}: empty item in the comma-separated list.")
+                listed = "semicolon" if separator == ";" else "comma"
+                raise ConfigError(f"{key}={spec!r}: empty item in the {listed}-separated list.")
     else:
         values = [spec]
     if not values:
@@ -492,9 +519,7 @@ def _name_table(value: Any, where: str, *, item) -> dict[str, Any]:
     for name, v in value.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
             raise ConfigError(f"{where}: {name!r} is not a parameter name.")
-        if isinstance(v, Mapping):
-            raise ConfigError(f"{where}.{name}={v!r}: a table is not a parameter value.")
-        out[str(name)] = item(str(name), v)
+        out[str(name)] = item(str(name), v)  # a table value is for its parameter's spec to take or refuse
     return out
 
 

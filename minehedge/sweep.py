@@ -154,6 +154,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
+    if callable(getattr(value, "to_json", None)):  # a dated price schedule: its dates and prices
+        return value.to_json()
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     raise TypeError(f"config value {value!r} of type {type(value).__name__} has no canonical JSON form")

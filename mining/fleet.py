@@ -21,7 +21,7 @@ Model names accept any spelling of :mod:`mining.hardware` (``S19Pro``, ``S19 Pro
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,7 @@ import pandas as pd
 
 from minehedge.errors import ConfigError, DataError, check_positive
 from mining.hardware import HardwareSpec, resolve_spec
+from mining.price_schedule import PriceSchedule, parse_price_schedule
 from mining.revenue import UNIT_HS, _utc_index, check_asset, fpps_payout, network_hashprice
 
 DAYS_PER_YEAR: float = 365.25
@@ -179,9 +180,13 @@ class Fleet:
     deployments, retirements: see :class:`Deployment` / :class:`Retirement` (or use :meth:`from_shorthand`).
     asset: "BTC" or "ETH" (default: the deployments' coin; all machines must mine the same coin).
     uptime: fraction of time a running machine hashes (0-1], scales hash rate and energy.
-    power_price_usd_per_kwh: a constant, or a pandas Series indexed by date (each value applies from its
-        date until the next one; the series must start on or before the first simulated day).
-    hosting_usd_per_kwh: hosting charged per kWh drawn (paid only while machines run).
+    power_price_usd_per_kwh: USD/kWh, a constant or a dated schedule: a
+        :class:`~mining.price_schedule.PriceSchedule`, its shorthand (``"0.045,0.07@2022-03-01"``: the first
+        price from before the run, each dated one from that UTC day on), a mapping {date: price} or a pandas
+        Series indexed by date (each value applies from its date until the next one). A schedule without a
+        first undated price must start on or before the first simulated day.
+    hosting_usd_per_kwh: hosting charged per kWh drawn (paid only while machines run); USD/kWh, a constant or
+        a dated schedule in the same forms.
     hosting_usd_per_unit_month: fixed hosting per installed machine per month (month = 365.25/12 days; paid
         whether the machine runs or is curtailed).
     pool_fee: FPPS pool fee, fraction of the expected coins (0.02 = 2%).
@@ -198,8 +203,9 @@ class Fleet:
 
     def __init__(self, deployments: Iterable[Deployment] = (), retirements: Iterable[Retirement] = (), *,
                  asset: str | None = None, uptime: float = 1.0,
-                 power_price_usd_per_kwh: float | pd.Series = 0.05,
-                 hosting_usd_per_kwh: float = 0.0, hosting_usd_per_unit_month: float = 0.0,
+                 power_price_usd_per_kwh: float | PriceSchedule | str | Mapping | pd.Series = 0.05,
+                 hosting_usd_per_kwh: float | PriceSchedule | str | Mapping | pd.Series = 0.0,
+                 hosting_usd_per_unit_month: float = 0.0,
                  pool_fee: float = 0.02, curtail: bool = True, depreciation_years: float = 3.0,
                  market_value: bool = False, market_value_window_days: int = 30) -> None:
         self.deployments: list[Deployment] = sorted(deployments, key=lambda d: d.date)
@@ -219,13 +225,8 @@ class Fleet:
             raise ConfigError(f"pool_fee={pool_fee!r} must be a fraction in [0, 1) (0.02 means 2%).")
         self.uptime = float(uptime)
         self.pool_fee = float(pool_fee)
-        if isinstance(power_price_usd_per_kwh, pd.Series):
-            self.power_price: float | pd.Series = _check_price_series(power_price_usd_per_kwh)
-        else:
-            self.power_price = check_positive("power_price_usd_per_kwh", power_price_usd_per_kwh,
-                                              allow_zero=True, unit="USD/kWh")
-        self.hosting_usd_per_kwh = check_positive("hosting_usd_per_kwh", hosting_usd_per_kwh, allow_zero=True,
-                                                  unit="USD/kWh")
+        self.power_price = _kwh_price("power_price_usd_per_kwh", power_price_usd_per_kwh)
+        self.hosting_usd_per_kwh = _kwh_price("hosting_usd_per_kwh", hosting_usd_per_kwh)
         self.hosting_usd_per_unit_month = check_positive(
             "hosting_usd_per_unit_month", hosting_usd_per_unit_month, allow_zero=True,
             unit="USD/machine/month")
@@ -246,11 +247,8 @@ class Fleet:
 
     def cache_key(self) -> tuple:
         """Every setting :meth:`simulate` reads, as a hashable tuple: two fleets with equal keys give equal
-        schedules on the same data (a power-price series counts by its dates and values)."""
-        power = self.power_price
-        if isinstance(power, pd.Series):
-            power = ("series", power.index.asi8.tobytes(), power.to_numpy(dtype=float).tobytes())
-        return (tuple(self.deployments), tuple(self.retirements), self.asset, self.uptime, power,
+        schedules on the same data (a price schedule counts by its dates and prices)."""
+        return (tuple(self.deployments), tuple(self.retirements), self.asset, self.uptime, self.power_price,
                 self.hosting_usd_per_kwh, self.hosting_usd_per_unit_month, self.pool_fee, self.curtail,
                 self.depreciation_years, self.market_value, self.market_value_window_days)
 
@@ -332,14 +330,15 @@ class Fleet:
                             "frame must cover every day the fleet runs.")
         coins_per_unit = np.where(np.isfinite(coins_per_unit), coins_per_unit, 0.0)
         price = np.where(coins_per_unit > 0, price, np.nan_to_num(price, nan=0.0))
-        power_price = self._power_price_on(days)
+        power_price = _price_on(self.power_price, days)
+        hosting_per_kwh = _price_on(self.hosting_usd_per_kwh, days)
 
         hash_units = np.array([d.spec.hashrate_hs / UNIT_HS[self.asset] for d in self.deployments])[:, None]
         kwh_per_unit = np.array([d.spec.energy_kwh_per_day for d in self.deployments])[:, None]
         running = installed * self.uptime  # machine-days of hashing
         gross = running * hash_units * coins_per_unit
         energy = running * kwh_per_unit
-        variable_cost = energy * (power_price + self.hosting_usd_per_kwh)
+        variable_cost = energy * (power_price + hosting_per_kwh)
         revenue = gross * price
         if self.curtail:
             off = fpps_payout(revenue, self.pool_fee) < variable_cost
@@ -370,14 +369,14 @@ class Fleet:
         out["power_kwh"] = (energy * on).sum(axis=0)
         out["power_price_usd_per_kwh"] = power_price
         out["power_cost_usd"] = out["power_kwh"] * power_price
-        out["hosting_usd"] = out["power_kwh"] * self.hosting_usd_per_kwh + hosting_fixed
+        out["hosting_usd"] = out["power_kwh"] * hosting_per_kwh + hosting_fixed
         out["net_cash_flow_usd"] = (out["revenue_usd"] - out["pool_fee_usd"] - out["power_cost_usd"]
                                     - out["hosting_usd"])
         self._add_capital(out, day_ns, installed, coins_per_unit * price)
 
         all_on_coins = gross.sum(axis=0)
         all_on_kwh = energy.sum(axis=0)
-        cash_cost = all_on_kwh * (power_price + self.hosting_usd_per_kwh) + hosting_fixed
+        cash_cost = all_on_kwh * (power_price + hosting_per_kwh) + hosting_fixed
         with np.errstate(divide="ignore", invalid="ignore"):
             has_coins = all_on_coins > 0
             out["breakeven_price_usd"] = np.where(
@@ -388,7 +387,7 @@ class Fleet:
             out["breakeven_power_usd_per_kwh"] = np.where(
                 all_on_kwh > 0,
                 breakeven_power_price(revenue.sum(axis=0), all_on_kwh, hosting_fixed, self.pool_fee,
-                                      self.hosting_usd_per_kwh),
+                                      hosting_per_kwh),
                 np.nan)
         return out
 
@@ -471,18 +470,6 @@ class Fleet:
         return straight_line_book_value(paid * units * price_each, age,
                                         self.depreciation_years * DAYS_PER_YEAR)
 
-    def _power_price_on(self, days: pd.DatetimeIndex) -> np.ndarray:
-        if not isinstance(self.power_price, pd.Series):
-            return np.full(len(days), self.power_price)
-        series = self.power_price
-        if days[0] < series.index[0]:
-            raise ConfigError(
-                f"power_price_usd_per_kwh series starts {series.index[0].date()}, after the first simulated "
-                f"day {days[0].date()}; give a price from that day on."
-            )
-        position = np.searchsorted(series.index.asi8, days.asi8, side="right") - 1
-        return series.to_numpy(dtype=float)[position]
-
     def breakeven_at(self, schedule: pd.DataFrame, date) -> dict[str, float]:
         """Break-even coin price (USD/coin, cash and all-in) and power price (USD/kWh) on ``date``, from a
         schedule returned by :meth:`simulate` (the row of the UTC day containing ``date``)."""
@@ -497,14 +484,25 @@ class Fleet:
                 ("breakeven_price_usd", "breakeven_price_all_in_usd", "breakeven_power_usd_per_kwh")}
 
 
-def _check_price_series(series: pd.Series) -> pd.Series:
-    if not isinstance(series.index, pd.DatetimeIndex) or len(series) == 0:
-        raise ConfigError("power_price_usd_per_kwh series needs a non-empty DatetimeIndex of dates.")
-    values = pd.to_numeric(series, errors="coerce")
-    if values.isna().any() or (values < 0).any():
-        raise ConfigError("power_price_usd_per_kwh series values must be numbers >= 0 (USD/kWh).")
-    out = pd.Series(values.to_numpy(dtype=float), index=_utc_index(series.index)).sort_index()
-    return out
+def _kwh_price(name: str, value) -> float | PriceSchedule:
+    """A USD/kWh price parameter: a number >= 0 (float), or a dated schedule (:mod:`mining.price_schedule`)
+    whose prices are all >= 0; :class:`ConfigError` naming ``name`` and the value otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return check_positive(name, value, allow_zero=True, unit="USD/kWh")
+    try:
+        schedule = parse_price_schedule(name, value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} {exc}.") from None
+    negative = [price for price in schedule.prices if price < 0]
+    if negative:
+        raise ConfigError(f"{name}={str(schedule)!r} has a price below 0 ({negative[0]}); prices must be "
+                          ">= 0 (USD/kWh).")
+    return schedule
+
+
+def _price_on(price: float | PriceSchedule, days: pd.DatetimeIndex) -> np.ndarray:
+    """The price (USD/kWh) in force on each of ``days``: a constant repeated, or the schedule's."""
+    return price.on(days) if isinstance(price, PriceSchedule) else np.full(len(days), price)
 
 
 def bar_edges(bar_times: Sequence | pd.DatetimeIndex,

@@ -59,6 +59,7 @@ from brokers.events import MarginEvent
 from brokers.formulas import dated_future_price, initial_margin, inverse_notional_coin, years_between
 from brokers.venues import VenueProfile, available_venues, load_venue
 from data.feeds import bar_date_numbers
+from data.price_schedule import SCHEDULE_DOC, SCHEDULE_FORMS, price_schedule
 from minehedge.config import ParamSpec, spec_map
 from minehedge.errors import ConfigError, check_choice
 from mining.fleet import (
@@ -110,8 +111,12 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("fleet", str, DEFAULT_FLEET, "shorthand",
               "deployments 'MODEL:UNITS@YYYY-MM-DD[$USD]', retirements '-MODEL:UNITS@DATE', comma-separated "
               f"(ETH runs that keep this default use {DEFAULT_ETH_FLEET})"),
-    ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh", "electricity price", minimum=0.0),
-    ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh", "hosting fee per kWh drawn", minimum=0.0),
+    ParamSpec("power_usd_per_kwh", float, 0.045, "USD/kWh",
+              f"electricity price: a constant, or {SCHEDULE_DOC}",
+              minimum=0.0, schedule=price_schedule, schedule_forms=SCHEDULE_FORMS),
+    ParamSpec("hosting_usd_per_kwh", float, 0.0, "USD/kWh",
+              "hosting fee per kWh drawn: a constant, or a dated schedule as power_usd_per_kwh", minimum=0.0,
+              schedule=price_schedule, schedule_forms=SCHEDULE_FORMS),
     ParamSpec("pool_fee", float, 0.02, "fraction", "FPPS pool fee", minimum=0.0, maximum=1.0),
     ParamSpec("uptime", float, 0.97, "fraction", "share of the time machines hash", minimum=0.01,
               maximum=1.0),

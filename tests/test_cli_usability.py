@@ -119,7 +119,8 @@ def test_following_the_advice_runs_and_financed_expansions_btc_machine_is_named_
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--set", "power_usd_per_kwh=-1"],
-     "`data breakeven`: power_usd_per_kwh='-1' is out of range; allowed: float >= 0.0 USD/kWh."),
+     "`data breakeven`: power_usd_per_kwh='-1' is out of range; allowed: float >= 0.0 USD/kWh, or a schedule "
+     "PRICE,PRICE@YYYY-MM-DD,... or FILE.csv."),
     (["--policy", "unhedged", "--set", "uptime=2"],
      "`data breakeven`: uptime='2' is out of range; allowed: float in [0.01, 1.0] fraction."),
     (["--set", "hedge_ratio=5"],  # a hedge setting is refused as unused, whatever its value

@@ -102,6 +102,14 @@ def test_sweep_example_prints_the_readmes_ranking(in_scratch, capsys):
             assert line in printed, line
 
 
+def test_dated_power_price_example_prints_the_readmes_table(in_scratch, capsys):
+    section = "\n".join(README.split("**Dated power prices.**", 1)[1].splitlines()[1:])
+    bash, rest = section.split("```bash\n", 1)[1].split("```\n", 1)
+    shown = rest.removeprefix("```text\n").split("```", 1)[0].splitlines()
+    out, err = _run(shlex.split(bash)[2:], capsys)
+    assert out == shown and err == []
+
+
 def test_hashprice_example_prints_the_readmes_first_day(in_scratch, capsys):
     section = README.split("### Data: `data`", 1)[1]
     commands = section.split("```bash\n", 1)[1].split("```", 1)[0]
