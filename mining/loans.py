@@ -26,6 +26,7 @@ the open when the bar opens beyond it), as a venue liquidates futures at the bar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -57,10 +58,14 @@ def _utc(time) -> pd.Timestamp:
 
 def annuity_payment(principal_usd: float, annual_rate: float, term_months: int) -> float:
     """Level monthly payment (USD) that repays ``principal_usd`` over ``term_months`` at ``annual_rate``/12
-    per month: P r / (1 - (1 + r)^-n); P / n when the rate is 0."""
+    per month: P r / (1 - (1 + r)^-n); P / n when the rate is 0. Below a monthly rate of 1e-6, 1 + r keeps
+    too few of r's digits (at 1e-300 none: a division by zero), so 1 - (1 + r)^-n is taken as
+    -expm1(-n log1p(r)), which tends to n r, and the payment to P / n."""
     r = annual_rate / 12.0
     if r == 0:
         return principal_usd / term_months
+    if r < 1e-6:
+        return principal_usd * r / -math.expm1(-term_months * math.log1p(r))
     return principal_usd * r / (1.0 - (1.0 + r) ** -term_months)
 
 
