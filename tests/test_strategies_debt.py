@@ -214,7 +214,7 @@ def test_an_existing_debts_instalment_due_on_a_cme_saturday_waits_for_the_market
     cash = outcome.result.equity["cash_usd"]
     if sunday == "pays":
         assert mine == [("2021-03-06", "loan_payment_carried"), ("2021-03-07", "loan_payment_carried_paid")]
-        assert list(zip(paid["amount"], paid["note"])) == [
+        assert list(zip(paid["amount"], paid["note"], strict=True)) == [
             (-1_010.0, "loan:existing_debt; carried from 2021-03-06 00:00 UTC: CME closed")]
         assert cash.iloc[28:30].tolist() == [383.0, 25_246.0]
     else:
