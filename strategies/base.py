@@ -517,9 +517,10 @@ class MinerStrategy(bt.Strategy):
                  f"{start:%Y-%m-%d}) is an LTV of {ltv:.4f} (collateral {1 / ltv:.2%} of the debt)")
         if ltv >= loan.liquidation_ltv:
             raise ConfigError(f"{state}, at or past debt_liquidation_ltv={loan.liquidation_ltv:g}: the "
-                              "lender would have sold the collateral before the run. Pledge at least "
-                              f"{p.debt_usd * p.debt_cure_ratio / price:,.4f} {self.asset} (debt_cure_ratio "
-                              "x debt / price) or start the run on another day.")
+                              "lender would have sold the collateral before the run. To start at the cure "
+                              "level, pledge debt_cure_ratio x debt / price = "
+                              f"{p.debt_usd * p.debt_cure_ratio / price:,.4f} {self.asset}; or start the run "
+                              "on another day.")
         if ltv >= loan.margin_call_ltv:
             text = (f"{state}, past its call LTV {loan.margin_call_ltv:.4f} (debt_call_ratio="
                     f"{p.debt_call_ratio:g}): the run starts under water, and the lender calls the loan at "

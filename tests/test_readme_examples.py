@@ -59,6 +59,7 @@ def in_scratch(data_dir, tmp_path, monkeypatch):
     ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
     ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
     ("#### A loan and a hedge: `financed_hedge`", 2, "comparison written to reports/cmp2"),
+    ("#### Debt owed when the run starts: `debt_usd`", 2, "comparison written to reports/debt"),
 ])
 def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
     # the main table's shown rows up to its "..." line, then (a run with loans) the loans table whole, to the end

@@ -326,7 +326,7 @@ def test_a_coin_debt_past_its_liquidation_ltv_at_the_first_open_is_an_error(btc_
                                                        "debt_collateral_coins": 3_064.0})
     text = str(caught.value)
     assert f"is an LTV of {100e6 / (3_064 * open0):.4f}" in text and "at or past debt_liquidation_ltv=0.85" in text
-    assert f"Pledge at least {100e6 * 1.43 / open0:,.4f} BTC" in text
+    assert f"pledge debt_cure_ratio x debt / price = {100e6 * 1.43 / open0:,.4f} BTC" in text
 
 
 def test_a_coin_debt_past_its_call_at_the_first_open_is_a_warning_and_called_at_the_first_close():
