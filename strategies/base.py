@@ -10,7 +10,9 @@ Each bar, after the broker has filled orders, paid funding and checked liquidati
    network values are visible from the next UTC day on, see :mod:`data.feeds`). So the bar's coins are
    paid at the most recently *published* rate (as FPPS pools pay each day for the previous day), and
    curtailment decides with the previous day's hashprice: nothing here looks ahead.
-2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`). A payment due on
+2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`) of every loan in
+   :attr:`MinerStrategy.loans`, one after the other: the debt owed at the first bar (``debt_usd``), then those
+   a policy draws (:meth:`MinerStrategy.add_loan`). A payment due on
    a bar during which the hedge's market does not trade, that only a draw on the hedge could pay, waits for
    the first bar the market trades (``loan_payment_carried``; :meth:`MinerStrategy.carry_loan_payment`) and is
    paid there before anything else, or missed there.
@@ -702,9 +704,11 @@ class MinerStrategy(bt.Strategy):
 
     def _open_account(self) -> None:
         """Deposit the opening USD and coins before the first bar, dated at the first bar's time. Until that
-        bar's close prices them, opening coins are valued at its open (USD per coin): the opening value."""
+        bar's close prices them, opening coins are valued at its open (USD per coin): the opening value. The
+        debt owed at the first bar is a liability from here, its coins pledged in the ``collateral`` wallet;
+        no cash is credited for it (a run note and warning when the opening value is then zero or below)."""
         self.broker.open_at(bt.num2date(self._bar_nums[0]))  # what data.datetime.datetime(0) gives at bar 0
-        pledged = self.loans[0].collateral_coin if self.loans and isinstance(self.loans[0], CoinLoan) else 0.0
+        pledged = sum(loan.collateral_coin for loan in self.loans if isinstance(loan, CoinLoan))
         if self.p.start_coins or pledged:
             self.broker.set_price(self.asset, float(self.data.p.dataname["open"].iloc[0]))
         if self._opening_hardware_usd:  # priced machines deployed before the first bar: already owned

@@ -275,13 +275,12 @@ def test_money_is_conserved_with_debt(run):
         assert row["debt_end_usd"] == pytest.approx(
             debt + accrued - row["interest_paid_usd"] - row["principal_paid_usd"] - row["collateral_repaid_usd"],
             rel=1e-9, abs=1e-6)
-    equity = outcome.result.equity
-    liability = [debt] * len(equity)  # at the first bar nothing is due; at the last, what the loan says
-    expected = equity["cash_usd"] + equity["coins"] * market.frame["close"] - pd.Series(liability, equity.index)
-    assert equity["equity_usd"].iloc[0] == pytest.approx(expected.iloc[0], rel=1e-12)
-    last = equity.iloc[-1]
-    assert last["equity_usd"] == pytest.approx(
-        last["cash_usd"] + last["coins"] * market.frame["close"].iloc[-1] - row["debt_end_usd"], rel=1e-9, abs=1e-6)
+    # at the first bar nothing is due or accrued yet: the whole debt is owed; at the last, what the loan says
+    close, equity = market.frame["close"], outcome.result.equity
+    for bar, owed in ((0, debt), (-1, row["debt_end_usd"])):
+        held = equity.iloc[bar]
+        assert held["equity_usd"] == pytest.approx(held["cash_usd"] + held["coins"] * close.iloc[bar] - owed,
+                                                   rel=1e-9, abs=1e-6)
     assert outcome.summary["ledger_residual_usd"] < 1e-6
 
 
