@@ -24,7 +24,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from analyzers import event_stats, ledger_stats, metrics
+from analyzers import event_stats, ledger_stats, loan_stats, metrics
 from analyzers.report import EQUITY_COLUMNS, RunResult
 from analyzers.summary_keys import SUMMARY_KEYS
 from brokers.ledger import Ledger
@@ -706,11 +706,12 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
     frame = summary.recorder.frame()
     broker = strategy.broker
     ledger = _ledger(broker)
+    events = event_stats.event_records(_events(broker))
     return RunResult(
         summary=dict(summary.get_analysis()),
         equity=frame.loc[:, list(EQUITY_COLUMNS)],
         prices=frame["price_usd"].rename("price_usd"),
-        events=event_stats.event_records(_events(broker)),
+        events=events,
         ledger=ledger_stats.LedgerRecords(ledger, notes=_ledger_notes(broker, len(ledger))),
         trades=fills,
         asset=summary.p.asset,
@@ -718,4 +719,5 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         warning_level=float(getattr(broker, "warning_level", math.nan)),
         assumptions=dict(assumptions or {}),
         title=title,
+        loans=loan_stats.loan_rows(getattr(strategy, "loan_statements", list)(), events),
     )

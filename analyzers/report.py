@@ -71,6 +71,8 @@ class RunResult:
     title: heading of summary.md and the charts.
     opening: the account before the first bar (``EquityRecorder.opening``): time (UTC Timestamp, one bar
         before the first), equity_usd (USD), equity_coin (coin); empty when unknown. See :meth:`valuation`.
+    loans: one row per loan the run serviced (``analyzers.loan_stats.loan_rows``: the debt owed at the first
+        bar, then the loans a policy drew), empty without loans.
     """
 
     summary: Mapping[str, object]
@@ -85,6 +87,7 @@ class RunResult:
     assumptions: Mapping[str, object] = field(default_factory=dict)
     title: str = ""
     opening: Mapping[str, object] = field(default_factory=dict)
+    loans: list[Mapping[str, object]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         missing = [c for c in EQUITY_COLUMNS if c not in self.equity.columns]
@@ -175,7 +178,8 @@ def format_value(key: str, value: object, asset: str = "") -> str:
 
 def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> str:
     """summary.md: the headline table (every summary key, headline ones first), the table of ``windows``
-    (``analyzers.windows.window_stats`` rows) when given, and the assumptions."""
+    (``analyzers.windows.window_stats`` rows) when given, the loans table when the run had loans, and the
+    assumptions."""
     title = result.title or "minehedge run"
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     keys = [k for k in HEADLINE_KEYS if k in result.summary]
@@ -188,6 +192,10 @@ def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> 
         from analyzers.windows import windows_markdown  # it formats with this module's format_value
 
         lines += ["", windows_markdown(windows).rstrip("\n")]
+    if result.loans:
+        from analyzers.loan_stats import loans_markdown  # it formats with this module's format_value
+
+        lines += ["", loans_markdown({"": result.loans}, result.asset).rstrip("\n")]
     lines += ["", "## Assumptions", ""]
     if not result.assumptions:
         lines.append("- none recorded")
@@ -200,8 +208,8 @@ def summary_markdown(result: RunResult, windows: pd.DataFrame | None = None) -> 
     lines += ["", f"Warning level: margin ratio {result.warning_level:g}; liquidation at "
               f"{result.liquidation_level:g}. Asset: {result.asset}. Percentages are in percent; coin "
               f"amounts in {result.asset}; USD and USDT count as one unit.", "",
-              "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, " + ", ".join(CHART_FILES)
-              + ".", ""]
+              "Files: summary.json, events.csv, equity.csv, ledger.csv, fills.csv, "
+              + ("loans.csv, " if result.loans else "") + ", ".join(CHART_FILES) + ".", ""]
     return "\n".join(lines)
 
 
@@ -214,6 +222,7 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
 
     ``dpi``: resolution of the PNG charts; ``with_charts=False`` skips them (e.g. for every run of a sweep);
     ``windows``: the run's ``analyzers.windows.window_stats`` rows, written to windows.csv and summary.md.
+    A run with loans (``result.loans``) gets loans.csv, and its loans in summary.md and summary.json.
     """
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
@@ -222,11 +231,15 @@ def write_report(result: RunResult, folder: str | os.PathLike[str], dpi: int = 1
     payload = {"title": result.title, "asset": result.asset, "warning_level": result.warning_level,
                "liquidation_level": result.liquidation_level, "summary": dict(result.summary),
                "assumptions": dict(result.assumptions)}
+    if result.loans:
+        payload["loans"] = list(result.loans)
     written["summary.json"] = _write_text(
         target / "summary.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
     written["summary.md"] = _write_text(target / "summary.md", summary_markdown(result, windows))
     if windows is not None:
         written["windows.csv"] = _write_csv(target / "windows.csv", windows)
+    if result.loans:
+        written["loans.csv"] = _write_csv(target / "loans.csv", pd.DataFrame(list(result.loans)))
 
     events = event_stats.events_frame(result.events)
     written["events.csv"] = _write_csv(target / "events.csv", events)

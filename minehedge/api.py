@@ -146,6 +146,12 @@ class RunOutcome:
         range_notes = [self.result.assumptions.get(key) for key in keys]
         return [note for note in range_notes if note] + list(self.result.assumptions.get("run notes", []))
 
+    @property
+    def loans(self) -> list[dict[str, Any]]:
+        """One row per loan the run serviced (``RunResult.loans``: ``analyzers.loan_stats.loan_rows``), [] if
+        none."""
+        return [dict(row) for row in self.result.loans]
+
     def write_report(self, folder: str | Path) -> Path:
         return write_report(self.result, folder, windows=self.windows)
 
@@ -563,6 +569,8 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     for name, what in (("power_usd_per_kwh", "power price"), ("hosting_usd_per_kwh", "hosting price")):
         if isinstance(values.get(name), PriceSchedule):
             assumptions[what] = f"{name}={values[name]}: {values[name].describe()}"
+    if values.get("debt_usd"):
+        assumptions["debt"] = debt_assumption(values)
     if "venue" in values:
         profile = load_venue(values["venue"])
         assumptions["venue"] = (f"{profile.name} ({profile.contract_type}; {profile.source}, as of "
@@ -585,6 +593,23 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     funding = funding_warning(market, policy, values, strategy.broker.ledger)
     warnings = [text for text in (leverage, *(getattr(strategy, "run_warnings", []) or []), funding) if text]
     return RunOutcome(summary, result, time.perf_counter() - started, warnings)
+
+
+def debt_assumption(values: dict[str, Any]) -> str:
+    """The debt owed at the first bar (``debt_usd`` > 0) of a run with policy parameters ``values``, for the
+    report's assumptions: its terms, and that it is a liability from the opening with no cash credited."""
+    head = (f"{values['debt_usd']:,.2f} USD owed at the first bar (loan:existing_debt, the existing lender), "
+            f"at {values['debt_rate']:.4%} a year: ")
+    tail = ("; no cash was credited for it (it was spent before the run): equity is net of it from the "
+            "opening")
+    if values["debt_type"] == "equipment":
+        return (f"{head}an equipment loan repaid in {values['debt_term_months']} monthly instalments, the "
+                f"first a month after the first bar{tail}")
+    return (f"{head}a coin loan against {values['debt_collateral_coins']:,.8g} {values['asset']} pledged "
+            f"from the opening (beside start_coins), interest paid monthly in USD; called below "
+            f"{values['debt_call_ratio']:.0%} collateral / debt, met back at {values['debt_cure_ratio']:.0%},"
+            f" within {values['debt_call_deadline_days']:g} days; the lender sells at an LTV of "
+            f"{values['debt_liquidation_ltv']:g}{tail}")
 
 
 def machines_assumption(values: dict[str, Any]) -> str:

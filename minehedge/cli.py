@@ -466,8 +466,10 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
             outcome.write_report(folder)
         _note(f"report written to {settings['out']}")
     windows = [] if outcome.windows is None else outcome.windows.to_dict("records")
+    loans = outcome.loans
     if settings["json"]:
-        _print_json({**outcome.summary, "windows": windows} if windows else outcome.summary)
+        _print_json({**outcome.summary, **({"windows": windows} if windows else {}),
+                     **({"loans": loans} if loans else {})})
     else:
         print(format_table([{"key": k, "value": v} for k, v in outcome.summary.items()], ["key", "value"],
                            header=False))
@@ -476,7 +478,21 @@ def cmd_run(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
             print(f"\nwindows: {'; '.join(_window_title(row) for row in windows)}")
             print(format_table([{"metric": k, **{row["window"]: row[k] for row in windows}} for k in keys],
                                ["metric", *[row["window"] for row in windows]]))
+        _print_loans({"": loans})
     return EXIT_OK
+
+
+def _print_loans(loans: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """The loans table (``analyzers.loan_stats.loans_table``: metrics down, loans across), after a blank line
+    and the heading ``loans``; nothing when no run had a loan. ``loans``: policy name ("" for one run) -> its
+    ``RunResult.loans``."""
+    if not any(loans.values()):
+        return
+    from analyzers.loan_stats import loans_table
+
+    table, titles = loans_table(loans)
+    print("\nloans")
+    print(format_table(table, ["metric", *titles]))
 
 
 def _window_keys() -> tuple[str, ...]:
@@ -714,9 +730,12 @@ def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     by_window = ({} if comparison.windows is None
                  else {name: group.to_dict("records")
                        for name, group in comparison.windows.groupby("window", sort=False)})
-    if settings["json"]:  # a list of rows, as without windows; with windows each row gets its policy's
-        _print_json([{**row, "windows": comparison.outcomes[row["policy"]].windows.to_dict("records")}
-                     for row in rows] if by_window else rows)
+    loans = {name: outcome.loans for name, outcome in comparison.outcomes.items()}
+    if settings["json"]:  # a list of rows; with windows (loans) each row gets its policy's windows (loans)
+        _print_json([{**row,
+                      **({"windows": comparison.outcomes[row["policy"]].windows.to_dict("records")}
+                         if by_window else {}),
+                      **({"loans": loans[row["policy"]]} if any(loans.values()) else {})} for row in rows])
     else:  # metrics down, policies across: reads like the summary.md table
         keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "policy"]
         table = [{"metric": k, **{row["policy"]: row.get(k) for row in rows}} for k in keys]
@@ -725,6 +744,7 @@ def cmd_compare(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
             print(f"\nwindow {_window_title(window_rows[0])}")
             table = [{"metric": k, **{row["policy"]: row[k] for row in window_rows}} for k in _window_keys()]
             print(format_table(table, ["metric", *[row["policy"] for row in window_rows]]))
+        _print_loans(loans)
     return EXIT_OK
 
 

@@ -10,6 +10,11 @@ value.
 Equipment loan (standard annuity): payment = P x r / (1 - (1 + r)^-n), r = annual rate / 12, n = months;
 each instalment pays the month's interest (balance x r) first, the rest reduces the balance.
 
+A loan the borrower already owes when the caller starts (``existing=True``: debt drawn before ``start``) is
+drawn from the outset: its steps report no draw and add no cash; an equipment loan's first instalment is due
+a month after ``start``, a coin loan accrues interest from ``start`` and its lender watches the price from the
+first step's bar on.
+
 Coin-collateralised loan: debt = principal + accrued interest (simple, actual/365 on the principal);
 LTV = debt / (collateral coins x price). LTV >= margin-call LTV opens a call: top up (or repay) to bring LTV
 back to ``cure_ltv`` (default the initial LTV) before ``call_deadline``; a call still open at its deadline
@@ -21,6 +26,7 @@ the open when the bar opens beyond it), as a venue liquidates futures at the bar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -52,10 +58,14 @@ def _utc(time) -> pd.Timestamp:
 
 def annuity_payment(principal_usd: float, annual_rate: float, term_months: int) -> float:
     """Level monthly payment (USD) that repays ``principal_usd`` over ``term_months`` at ``annual_rate``/12
-    per month: P r / (1 - (1 + r)^-n); P / n when the rate is 0."""
+    per month: P r / (1 - (1 + r)^-n); P / n when the rate is 0. Below a monthly rate of 1e-6, 1 + r keeps
+    too few of r's digits (at 1e-300 none: a division by zero), so 1 - (1 + r)^-n is taken as
+    -expm1(-n log1p(r)), which tends to n r, and the payment to P / n."""
     r = annual_rate / 12.0
     if r == 0:
         return principal_usd / term_months
+    if r < 1e-6:
+        return principal_usd * r / -math.expm1(-term_months * math.log1p(r))
     return principal_usd * r / (1.0 - (1.0 + r) ** -term_months)
 
 
@@ -120,7 +130,7 @@ class EquipmentLoan:
     """
 
     def __init__(self, principal_usd: float, annual_rate: float, term_months: int, start, *,
-                 name: str = "equipment_loan", lender: str = "") -> None:
+                 name: str = "equipment_loan", lender: str = "", existing: bool = False) -> None:
         self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
         self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True,
                                           unit="fraction per year")
@@ -132,7 +142,9 @@ class EquipmentLoan:
         self._due_ns = pd.DatetimeIndex(self.schedule["due"]).as_unit("ns").asi8
         self._next = 0  # first unpaid instalment
         self._missed_reported: set[int] = set()
-        self.drawn = False
+        #: ``existing``: owed before ``start`` (no draw, no cash); the schedule still runs from ``start``.
+        self.existing = bool(existing)
+        self.drawn = self.existing
         self.start = _utc(start)
 
     @property
@@ -148,6 +160,26 @@ class EquipmentLoan:
     @property
     def paid_off(self) -> bool:
         return self._next >= self.term_months
+
+    @property
+    def liability_usd(self) -> float:
+        """What the borrower's books owe (USD): the outstanding principal, 0 once paid off."""
+        return self.balance_usd if not self.paid_off else 0.0
+
+    @property
+    def initial_principal_usd(self) -> float:
+        """USD owed at ``start`` (drawn there, or owed from before: ``existing``)."""
+        return self.principal_usd
+
+    @property
+    def interest_paid_usd(self) -> float:
+        """USD of interest in the instalments paid so far (the schedule's ``interest_usd`` of each)."""
+        return float(self.schedule["interest_usd"].iloc[:self._next].sum())
+
+    @property
+    def principal_paid_usd(self) -> float:
+        """USD of principal repaid by the instalments paid so far: principal - balance."""
+        return self.principal_usd - self.balance_usd
 
     @property
     def instalments_paid(self) -> int:
@@ -245,12 +277,18 @@ class CoinLoan:
 
     A liquidation whose sale does not cover the debt leaves the shortfall owed: ``debt_usd`` keeps it after
     the loan is closed (no further interest accrues), and the borrower's books must keep it as a liability.
+
+    ``existing``: the loan was drawn before ``start`` (which it then needs) and ``principal_usd`` is owed
+    there with no interest accrued: it counts as drawn through the first step's bar (the lender watches its
+    low there), accrues from ``start`` and reports no draw. Its cure level is ``cure_ltv``, else the call LTV
+    (no drawdown LTV is seen).
     """
 
     def __init__(self, principal_usd: float, collateral_coin: float, annual_rate: float, *,
                  margin_call_ltv: float, liquidation_ltv: float, call_deadline=DEFAULT_CALL_DEADLINE,
                  cure_ltv: float | None = None, liquidation_fee_rate: float = 0.0, start=None,
-                 name: str = "coin_loan", lender: str = "", asset: str = "BTC") -> None:
+                 name: str = "coin_loan", lender: str = "", asset: str = "BTC",
+                 existing: bool = False) -> None:
         self.principal_usd = check_positive("principal_usd", principal_usd, unit="USD")
         self.collateral_coin = check_positive("collateral_coin", collateral_coin, unit="coins")
         self.annual_rate = check_positive("annual_rate", annual_rate, allow_zero=True,
@@ -269,12 +307,19 @@ class CoinLoan:
                                                    allow_zero=True)
         self.start = None if start is None else pd.Timestamp(start)
         self.name, self.lender, self.asset = name, lender, asset
+        self.initial_principal_usd = self.principal_usd  # USD owed when drawn (or at ``start``, existing)
         self.accrued_interest_usd = 0.0
+        #: USD the borrower paid (:meth:`repay`): interest, and principal; and the debt the lender's sale of
+        #: collateral repaid (:meth:`_liquidate`).
+        self.interest_paid_usd = self.principal_paid_usd = self.collateral_repaid_usd = 0.0
         self.initial_ltv: float | None = None
         self.call_due: pd.Timestamp | None = None
         self.closed = False
-        self.drawn = False
-        self._last_ns: int | None = None
+        self.existing = bool(existing)
+        if self.existing and self.start is None:
+            raise ConfigError("CoinLoan(existing=True) needs start: the time from which the debt is owed.")
+        self.drawn = self.existing
+        self._last_ns: int | None = _ts_ns(self.start) if self.existing else None
 
     @property
     def instrument(self) -> str:
@@ -284,6 +329,11 @@ class CoinLoan:
     def debt_usd(self) -> float:
         """Principal + accrued interest (USD)."""
         return self.principal_usd + self.accrued_interest_usd
+
+    @property
+    def liability_usd(self) -> float:
+        """What the borrower's books owe (USD): :attr:`debt_usd`, a liquidation's shortfall included."""
+        return self.debt_usd
 
     def ltv(self, price: float) -> float:
         """debt / (collateral x price), a fraction."""
@@ -414,6 +464,8 @@ class CoinLoan:
         interest = min(amount, self.accrued_interest_usd)
         self.accrued_interest_usd -= interest
         self.principal_usd -= amount - interest
+        self.interest_paid_usd += interest
+        self.principal_paid_usd += amount - interest
         if self.principal_usd <= 1e-9 and self.accrued_interest_usd <= 1e-9:
             self.principal_usd = self.accrued_interest_usd = 0.0
             result = LoanStep(paid_usd=amount, interest_usd=interest,
@@ -457,11 +509,32 @@ class CoinLoan:
         interest = min(repaid, self.accrued_interest_usd)
         result.interest_usd = interest
         result.collateral_released_coin = self.collateral_coin - sold
+        self.collateral_repaid_usd += repaid
         self.collateral_coin = 0.0
         self.accrued_interest_usd -= interest
         self.principal_usd -= repaid - interest
         self.call_due = None
         self.closed = True
+
+
+def loan_statement(loan: EquipmentLoan | CoinLoan) -> dict[str, object]:
+    """One loan's account for a report: ``loan`` (instrument), ``lender``, ``type`` (``equipment`` |
+    ``coin``), ``drawn`` (``before the run`` for debt owed from ``start`` on, else the draw's date),
+    ``debt_start_usd`` (USD owed when drawn or at ``start``), ``debt_end_usd`` (USD owed now:
+    ``liability_usd``), ``interest_paid_usd`` and ``principal_paid_usd`` (USD the borrower paid),
+    ``collateral_repaid_usd`` (USD of debt the lender's sale of collateral repaid; 0 for an equipment loan)
+    and ``collateral_end_coin`` (coins still pledged). For an equipment loan debt_start - principal_paid =
+    debt_end; for a coin loan debt_start + interest accrued - interest_paid - principal_paid -
+    collateral_repaid = debt_end."""
+    coin = isinstance(loan, CoinLoan)
+    start = None if loan.start is None else pd.Timestamp(loan.start)
+    return {"loan": loan.instrument, "lender": loan.lender, "type": "coin" if coin else "equipment",
+            "drawn": "before the run" if loan.existing or start is None else f"{start:%Y-%m-%d %H:%M}",
+            "debt_start_usd": float(loan.initial_principal_usd), "debt_end_usd": float(loan.liability_usd),
+            "interest_paid_usd": float(loan.interest_paid_usd),
+            "principal_paid_usd": float(loan.principal_paid_usd),
+            "collateral_repaid_usd": float(loan.collateral_repaid_usd) if coin else 0.0,
+            "collateral_end_coin": float(loan.collateral_coin) if coin else 0.0}
 
 
 def _ts_ns(time) -> int:

@@ -10,7 +10,9 @@ Each bar, after the broker has filled orders, paid funding and checked liquidati
    network values are visible from the next UTC day on, see :mod:`data.feeds`). So the bar's coins are
    paid at the most recently *published* rate (as FPPS pools pay each day for the previous day), and
    curtailment decides with the previous day's hashprice: nothing here looks ahead.
-2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`). A payment due on
+2. **Loans**: instalments, interest, loan calls and loan liquidations (:mod:`mining.loans`) of every loan in
+   :attr:`MinerStrategy.loans`, one after the other: the debt owed at the first bar (``debt_usd``), then those
+   a policy draws (:meth:`MinerStrategy.add_loan`). A payment due on
    a bar during which the hedge's market does not trade, that only a draw on the hedge could pay, waits for
    the first bar the market trades (``loan_payment_carried``; :meth:`MinerStrategy.carry_loan_payment`) and is
    paid there before anything else, or missed there.
@@ -73,6 +75,7 @@ from mining.fleet import (
     trailing_hashprice,
     value_on_day,
 )
+from mining.loans import CoinLoan, EquipmentLoan, loan_statement, ltv_from_collateral_ratio
 from mining.revenue import ETH_MERGE
 from strategies import rules
 
@@ -87,6 +90,10 @@ MARGIN_CUSHION = 1.05
 #: collateralised short (collateral_short at 1x) 1 % short of its target until the next re-size tops it up.
 CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
+#: Kinds of debt owed at the first bar (``debt_type``).
+DEBT_TYPES = ("equipment", "coin")
+#: The name (its instrument is ``loan:existing_debt``) and lender of the debt owed at the first bar.
+EXISTING_DEBT, EXISTING_LENDER = "existing_debt", "existing lender"
 CONTRACT_KINDS = ("perpetual", "dated")
 #: How machines bought at a price count in equity (the ``hardware_value`` parameter): straight-line book
 #: value, or that scaled by hashprice (:func:`mining.fleet.hashprice_market_value`).
@@ -98,6 +105,43 @@ DEFAULT_FLEET = ("S9:4000@2017-01-01,S17Pro:1500@2019-06-01,S19Pro:2000@2020-06-
 #: Used instead when the asset is ETH and the fleet was left at its default: 3,000 six-GPU rigs
 #: (~180 MH/s, 1,000 W each, e.g. 6 x RX 580 / GTX 1070 class) from 2018.
 DEFAULT_ETH_FLEET = "180MH/1000W:3000@2018-01-01"
+
+
+def check_coin_loan_ratios(call: tuple[str, float], liquidation: tuple[str, float], above: tuple[str, float],
+                           why: str) -> None:
+    """A coin loan's terms, each a (parameter name, value) pair: the call LTV 1 / ``call`` (``call``:
+    collateral value / debt, x) below the ``liquidation`` LTV (fraction), and the ratio ``above`` (x; a loan's
+    drawdown or cure ratio) above ``call``, for the reason ``why``; ConfigError naming them otherwise."""
+    (call_name, call_ratio), (liquidation_name, ltv), (name, ratio) = call, liquidation, above
+    if 1.0 / call_ratio >= ltv:
+        raise ConfigError(f"{liquidation_name}={ltv} must exceed the call LTV 1/{call_name}="
+                          f"{1.0 / call_ratio:.4f}.")
+    if ratio <= call_ratio:
+        raise ConfigError(f"{name}={ratio} must exceed {call_name}={call_ratio}: {why}.")
+
+
+def check_debt_params(values: Mapping[str, Any]) -> None:
+    """The debt owed at the first bar (``debt_usd`` > 0; at 0 the other ``debt_`` parameters are ignored): an
+    equipment debt pledges no coins; a coin debt pledges some, its call LTV (1 / debt_call_ratio) is below
+    debt_liquidation_ltv, and debt_cure_ratio is above debt_call_ratio. ConfigError otherwise."""
+    debt = values.get("debt_usd") or 0.0
+    if debt <= 0:
+        return
+    coins = values.get("debt_collateral_coins") or 0.0
+    if values["debt_type"] == "equipment":
+        if coins > 0:
+            raise ConfigError(f"debt_collateral_coins={coins:g} pledges coins, but debt_type='equipment' is "
+                              "an amortising loan without coin collateral: set debt_type=coin for a coin-"
+                              "collateralised debt, or leave debt_collateral_coins at 0.")
+        return
+    if coins <= 0:
+        raise ConfigError(f"debt_type='coin' needs debt_collateral_coins > 0: the coins pledged for "
+                          f"debt_usd={debt:,.0f} USD at the first bar (e.g. the filing's 3,064 BTC for "
+                          "100,000,000 USD).")
+    check_coin_loan_ratios(("debt_call_ratio", values["debt_call_ratio"]),
+                           ("debt_liquidation_ltv", values["debt_liquidation_ltv"]),
+                           ("debt_cure_ratio", values["debt_cure_ratio"]),
+                           "a call must restore more collateral than the level that raised it")
 
 
 def fleet_for(asset: str, fleet: str) -> str:
@@ -140,6 +184,31 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("sell_fraction", float, 0.5, "fraction", "share of production sold (treasury=sell_fraction)",
               minimum=0.0, maximum=1.0),
     ParamSpec("spot_fee", float, 0.001, "fraction", "fee on spot coin sales", minimum=0.0, maximum=0.1),
+    ParamSpec("debt_usd", float, 0.0, "USD",
+              "debt owed at the first bar (principal; no cash is credited: it was spent before the run, and "
+              "equity counts it as a liability from the opening); 0 = none, and the other debt_ parameters "
+              "are ignored", minimum=0.0),
+    ParamSpec("debt_type", str, "equipment", "",
+              "the debt: equipment = an amortising loan, monthly USD instalments over debt_term_months, the "
+              "first a month after the first bar; coin = a USD loan against debt_collateral_coins pledged "
+              "coins, interest paid monthly in USD, called at debt_call_ratio, sold at debt_liquidation_ltv",
+              choices=DEBT_TYPES),
+    ParamSpec("debt_rate", float, 0.1075, "fraction/yr", "the debt's interest rate", minimum=0.0,
+              maximum=1.0),
+    ParamSpec("debt_term_months", int, 36, "months",
+              "equipment debt: monthly instalments left at the first bar", minimum=1),
+    ParamSpec("debt_collateral_coins", float, 0.0, "coins",
+              "coin debt: coins already pledged to the lender (in the collateral wallet from the first bar, "
+              "beside start_coins)", minimum=0.0),
+    ParamSpec("debt_call_ratio", float, 1.33, "x",
+              "coin debt: collateral value / debt that triggers a loan call", minimum=1.0),
+    ParamSpec("debt_cure_ratio", float, 1.43, "x",
+              "coin debt: collateral value / debt that meets a loan call (top-up or price)", minimum=1.0),
+    ParamSpec("debt_liquidation_ltv", float, 0.85, "fraction",
+              "coin debt: LTV (debt / collateral value) at which the lender sells the collateral",
+              minimum=0.0, maximum=1.0),
+    ParamSpec("debt_call_deadline_days", float, 3.0, "days", "coin debt: time to meet a loan call",
+              minimum=0.0),
     ParamSpec("venue", str, "binance_usdm", "", "futures venue profile", choices=tuple(available_venues())),
     ParamSpec("contract", str, "perpetual", "", "futures contract kind", choices=CONTRACT_KINDS),
     ParamSpec("annual_basis", float, 0.05, "fraction/yr",
@@ -155,8 +224,9 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("buy_coin_margin", bool, False, "",
               "inverse (coin-margined) contracts: when the spot coins are short of the margin, buy the rest "
               "with spot USD at the close, paying spot_fee (off: only coins held are posted)"),
-    ParamSpec("on_margin_call", str, "top_up_from_treasury", "", "response to a margin call",
-              choices=MARGIN_CALL_RESPONSES),
+    ParamSpec("on_margin_call", str, "top_up_from_treasury", "",
+              "response to a margin call (and to a coin loan's call: top_up_from_treasury pledges spare spot "
+              "coins, the others leave it to its deadline)", choices=MARGIN_CALL_RESPONSES),
     ParamSpec("top_up_target", float, 0.4, "fraction",
               "margin ratio a top-up restores (maintenance / margin balance)", minimum=0.01, maximum=1.0),
     ParamSpec("margin_buffer", float, 0.0, "fraction",
@@ -281,8 +351,9 @@ class MinerStrategy(bt.Strategy):
         it starts. Here: the venue must list a contract for the asset (and the policy's contract type); cme
         lists dated contracts only; the leverage must be within the contract's first bracket on some date (the
         error states the range from the ``leverage`` parameter's own minimum; the broker checks each order
-        against the bracket in force); a stop-loss is a distance > 0 (none, the default, is no stop). A policy
-        with rules of its own extends it."""
+        against the bracket in force); a stop-loss is a distance > 0 (none, the default, is no stop); the debt
+        owed at the first bar fits its type (:func:`check_debt_params`). A policy with rules of its own
+        extends it."""
         if values.get("stop_loss") == 0:
             raise ConfigError("stop_loss=0 is not allowed: the stop would sit at the entry price; for no "
                               "stop-loss leave stop_loss at its default, none (stop_loss=None in Python; on "
@@ -302,6 +373,7 @@ class MinerStrategy(bt.Strategy):
                     f"price at which a position opens at leverage={values['leverage']:g} on {venue.name} (as "
                     f"a fraction of the price): the desk would call on every bar; choose margin_buffer < "
                     f"{room:.4g} (e.g. half of it) or a lower leverage.")
+        check_debt_params(values)
 
     @classmethod
     def venue_symbol(cls, values: Mapping[str, Any]) -> tuple[VenueProfile, str]:
@@ -383,6 +455,11 @@ class MinerStrategy(bt.Strategy):
         #: (carry_loan_payment), oldest first, each on its own, settled at the first bar the market trades
         #: (hedge_market_traded)
         self._loans_carried: dict[str, list[CarriedPayment]] = {}
+        #: The loans serviced each bar (:meth:`step_loans`), oldest first: the debt owed at the first bar
+        #: (``debt_usd``), then those a policy draws (:meth:`add_loan`); and, per coin loan's instrument, the
+        #: (year, month) of the last month whose interest was paid (its first bar's, at the start)
+        self.loans: list[EquipmentLoan | CoinLoan] = []
+        self._interest_months: dict[str, tuple[int, int]] = {}
         self._cashvalue_listened: bool | None = None  # see _notify; decided at the first bar
         self._pool_fee_note = f"pool fee {self.p.pool_fee:g}"
         self.hedge_order = None
@@ -395,6 +472,8 @@ class MinerStrategy(bt.Strategy):
         self.run_warnings: list[str] = []
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
+        if self.p.debt_usd > 0:
+            self.add_loan(self._existing_debt(frame))
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
         # (notional, its unit, max leverage) of those
         self._bracket_refusals: list[tuple[float, str, float]] = []
@@ -426,6 +505,52 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+
+    def _existing_debt(self, frame: pd.DataFrame) -> EquipmentLoan | CoinLoan:
+        """The loan of the debt owed at the first bar (``debt_usd``, ``debt_type``), owed from the first bar's
+        time: an equipment loan's first instalment falls due a month later; a coin loan's collateral
+        (``debt_collateral_coins``) is pledged from the opening (:meth:`_open_account`). A coin debt whose LTV
+        at the first bar's open is at or past ``debt_liquidation_ltv`` is a ConfigError (its lender would
+        have sold the collateral before the run); one past its call LTV is a warning: the lender's call is
+        judged at the first close, as at every bar."""
+        start = bt.num2date(self._bar_nums[0])  # the first bar's time, as the broker dates it
+        p = self.p
+        if p.debt_type == "equipment":
+            return EquipmentLoan(p.debt_usd, p.debt_rate, p.debt_term_months, start, name=EXISTING_DEBT,
+                                 lender=EXISTING_LENDER, existing=True)
+        loan = CoinLoan(p.debt_usd, p.debt_collateral_coins, p.debt_rate,
+                        margin_call_ltv=ltv_from_collateral_ratio(p.debt_call_ratio),
+                        liquidation_ltv=p.debt_liquidation_ltv,
+                        call_deadline=pd.Timedelta(days=p.debt_call_deadline_days),
+                        cure_ltv=ltv_from_collateral_ratio(p.debt_cure_ratio), start=start,
+                        name=EXISTING_DEBT, lender=EXISTING_LENDER, asset=self.asset, existing=True)
+        price = float(frame["open"].iloc[0])
+        ltv = loan.ltv(price)
+        state = (f"debt_usd={p.debt_usd:,.0f} USD against debt_collateral_coins="
+                 f"{p.debt_collateral_coins:,.4f} {self.asset} at the first bar's open ({price:,.2f} USD on "
+                 f"{start:%Y-%m-%d}) is an LTV of {ltv:.4f} (collateral {1 / ltv:.2%} of the debt)")
+        if ltv >= loan.liquidation_ltv:
+            raise ConfigError(f"{state}, at or past debt_liquidation_ltv={loan.liquidation_ltv:g}: the "
+                              "lender would have sold the collateral before the run. To start at the cure "
+                              "level, pledge debt_cure_ratio x debt / price = "
+                              f"{p.debt_usd * p.debt_cure_ratio / price:,.4f} {self.asset}; or start the run "
+                              "on another day.")
+        if ltv >= loan.margin_call_ltv:
+            text = (f"{state}, past its call LTV {loan.margin_call_ltv:.4f} (debt_call_ratio="
+                    f"{p.debt_call_ratio:g}): the run starts under water, and the lender calls the loan at "
+                    "the first close unless the price has recovered by then.")
+            self.notes.append(text)
+            self.run_warnings.append(text)
+        return loan
+
+    def add_loan(self, loan: EquipmentLoan | CoinLoan) -> None:
+        """Service ``loan`` from this bar on (:meth:`step_loans`), after the loans already held."""
+        self.loans.append(loan)
+
+    def loan_statements(self) -> list[dict[str, Any]]:
+        """Each loan's account so far (:func:`mining.loans.loan_statement`), oldest first: the report's
+        loans table."""
+        return [loan_statement(loan) for loan in self.loans]
 
     def note_event_date(self, name: str, day: date | None, before: str, after: str) -> None:
         """A run note, also a warning (:attr:`run_warnings`), when the policy's event date ``name`` (a
@@ -591,9 +716,12 @@ class MinerStrategy(bt.Strategy):
 
     def _open_account(self) -> None:
         """Deposit the opening USD and coins before the first bar, dated at the first bar's time. Until that
-        bar's close prices them, opening coins are valued at its open (USD per coin): the opening value."""
+        bar's close prices them, opening coins are valued at its open (USD per coin): the opening value. The
+        debt owed at the first bar is a liability from here, its coins pledged in the ``collateral`` wallet;
+        no cash is credited for it (a run note and warning when the opening value is then zero or below)."""
         self.broker.open_at(bt.num2date(self._bar_nums[0]))  # what data.datetime.datetime(0) gives at bar 0
-        if self.p.start_coins:
+        pledged = sum(loan.collateral_coin for loan in self.loans if isinstance(loan, CoinLoan))
+        if self.p.start_coins or pledged:
             self.broker.set_price(self.asset, float(self.data.p.dataname["open"].iloc[0]))
         if self._opening_hardware_usd:  # priced machines deployed before the first bar: already owned
             self.broker.set_asset("hardware", self._opening_hardware_usd)
@@ -601,6 +729,18 @@ class MinerStrategy(bt.Strategy):
             self.broker.deposit("USD", self.p.start_usd, wallet="spot")
         if self.p.start_coins:
             self.broker.deposit(self.asset, self.p.start_coins, wallet="spot")
+        for loan in self.loans:  # the debt owed at the first bar: a liability, and the coins pledged for it
+            if isinstance(loan, CoinLoan):
+                self.broker.deposit(self.asset, loan.collateral_coin, wallet="collateral")
+            self.broker.set_liability(loan.instrument, loan.liability_usd)
+        if self.loans and self.broker.getvalue() <= 0:
+            text = (f"the opening equity is {self.broker.getvalue():,.2f} USD: the debt owed at the first "
+                    f"bar ({self.p.debt_usd:,.2f} USD) exceeds the cash, coins and priced machines then, so "
+                    "the run opens ruined (equity <= 0) and its returns and drawdowns count from the first "
+                    "bar. Machines the debt paid for count as assets only with a price in the fleet "
+                    "(MODEL:UNITS@DATE$USD).")
+            self.notes.append(text)
+            self.run_warnings.append(text)
 
     # --- the bar --------------------------------------------------------------------------------------
     def next(self) -> None:
@@ -1039,10 +1179,162 @@ class MinerStrategy(bt.Strategy):
             book = hashprice_market_value(book, self._hashprice_seen[i:], self._hashprice_seen[i])
         self._hardware[name] = [0.0] * i + book.tolist()
 
-    # --- hooks for subclasses ---------------------------------------------------------------------------
+    # --- loans ----------------------------------------------------------------------------------------
     def step_loans(self, now: datetime, price: float) -> None:
-        """Service the loans at this bar (instalments and interest are paid here); loan events go to the
-        broker. No loans here."""
+        """Service every loan (:attr:`loans`: the debt owed at the first bar, then those the policy drew), one
+        after the other, at this bar: pay what each asks (an equipment loan's instalments, a coin loan's month
+        of interest) and book its lender's steps; loan events go to the broker. A payment the treasury cannot
+        raise on a bar during which the hedge's market does not trade, that closing the hedge would have paid,
+        waits for the first bar the market trades (:meth:`carry_loan_payment`) and is paid there first, or
+        missed there; any other is missed now."""
+        for loan in self.loans:
+            if isinstance(loan, EquipmentLoan):
+                self._step_equipment_loan(loan, now, price)
+            else:
+                self._step_coin_loan(loan, now, price)
+
+    def _step_coin_loan(self, loan: CoinLoan, now: datetime, price: float) -> None:
+        """The lender's step at this bar's close (calls, liquidations: :meth:`CoinLoan.step`, watching the
+        bar's low), the months of interest carried over a closure, this month's interest at the first bar of
+        a new calendar month (USD, drawing on the hedge if need be; else carried or missed: it stays in the
+        debt), then a top-up of an open call under ``on_margin_call='top_up_from_treasury'``
+        (:meth:`_meet_loan_call`); the loan's liability is its debt."""
+        step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
+                         # a call is known at the close: its deadline runs from there
+                         bar_end=now + self.bar_length)
+        self._book_coin_loan_step(step, price)
+        if self.carried_loan_usd(loan) and (loan.closed or self.hedge_market_traded()):
+            self._pay_carried_interest(loan, now, price)
+        month = (now.year, now.month)
+        last = self._interest_months.get(loan.instrument)
+        if last is None:
+            self._interest_months[loan.instrument] = month
+        elif month != last and not loan.closed:
+            self._interest_months[loan.instrument] = month
+            interest = loan.accrued_interest_usd - self.carried_loan_usd(loan)  # what waits is due already
+            if interest > 0 and self.raise_usd(interest, price, draw_on_hedge=True):
+                self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
+                self._book_coin_loan_step(loan.repay(now, interest, price), price)
+            elif interest > 0 and not self.carry_loan_payment(
+                    loan, interest, f"interest of {interest:,.2f} USD due {now:%Y-%m-%d %H:%M} UTC", now,
+                    price):
+                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), interest))
+        if self.p.on_margin_call == "top_up_from_treasury":
+            self._meet_loan_call(loan, now, price)
+        # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
+        self.broker.set_liability(loan.instrument, loan.liability_usd)
+
+    def _step_equipment_loan(self, loan: EquipmentLoan, now: datetime, price: float) -> None:
+        """Pay the instalments due, oldest first (those carried over a closure first), from what
+        :meth:`raise_usd` can deliver, then judge each one left unpaid (:meth:`_judge_unpaid_instalments`).
+        While the hedge's market has not traded again (:meth:`hedge_market_traded`), those carried wait, and
+        those falling due after them wait behind them; each carried one is booked on its own when paid (its
+        ``carried from`` note and ``loan_payment_carried_paid`` event)."""
+        # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the
+        # spot fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot
+        # leave a booked instalment nanodollars short)
+        available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
+        carried = self.carried_loan_payments(loan)
+        waits = bool(carried) and not self.hedge_market_traded()
+        # the loan reports nothing itself: each instalment it cannot pay is judged below, on its own
+        step = loan.step(now, 0.0 if waits else available, defer_missed=True)
+        for event in step.events:
+            self.broker.add_event(event)
+        if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
+            self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
+            settled = [p for p in carried if p.instalment <= loan.instalments_paid]
+            parts = [(p.usd, self.carried_loan_note(loan, p)) for p in settled]
+            parts.append((step.paid_usd - sum(p.usd for p in settled), loan.instrument))
+            for usd, note in parts:
+                if usd > 0 and not self.broker.debit_usd(usd, "loan_payment", note=note):
+                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid "
+                                       f"but only {self.broker.get_cash():.2f} USD could be raised")
+            for _ in settled:
+                self.settle_carried_loan_payment(loan, now, price, paid=True)
+        if step.deferred_usd > 0:
+            self._judge_unpaid_instalments(loan, now, price, available - step.paid_usd, waits)
+        self.broker.set_liability(loan.instrument, loan.liability_usd)
+
+    def _judge_unpaid_instalments(self, loan: EquipmentLoan, now: datetime, price: float, cash: float,
+                                  waits: bool) -> None:
+        """Each instalment due and unpaid after the bar's step, oldest first, on its own: one carried waits
+        while the market has not traded again (``waits``), else it could not be paid at the first bar the
+        market trades and is missed there; one neither carried nor reported is carried
+        (:meth:`carry_loan_payment`) if it can wait, else it is missed here, and those due after it stay
+        unpaid behind it (as behind any missed one: the loan is paid oldest first). ``cash``: USD the
+        treasury had left for them, for the ``missed_payment`` events."""
+        carried = {p.instalment for p in self.carried_loan_payments(loan)}
+        for instalment in loan.instalments_due(now):
+            if instalment.number in carried:
+                if waits:
+                    continue
+                self.settle_carried_loan_payment(loan, now, price, paid=False)  # the oldest still carried
+                for event in loan.report_missed(now, cash, instalment.number):
+                    self.broker.add_event(event)
+                continue
+            if not instalment.reported and self.carry_loan_payment(
+                    loan, instalment.payment_usd, instalment.what, now, price,
+                    due=instalment.due.tz_localize(None).to_pydatetime(), instalment=instalment.number):
+                continue
+            for event in loan.report_missed(now, cash, instalment.number):  # [] if it was reported before
+                self.broker.add_event(event)
+            return
+
+    def _pay_carried_interest(self, loan: CoinLoan, now: datetime, price: float) -> None:
+        """A coin loan's months of interest carried over a closure of the hedge's market, at the first bar the
+        market trades, oldest first, each on its own: paid first (drawing on the hedge at the close if need
+        be), the interest accrued since staying for the next month; else a ``missed_payment`` here (it stays
+        in the debt). When the lender has closed the loan meanwhile (a liquidation), the sale settled the debt
+        that held it: a run note says so."""
+        for payment in self.carried_loan_payments(loan):  # settled oldest first, as they are listed
+            usd, since = payment.usd, payment.since
+            if loan.closed:
+                self.settle_carried_loan_payment(loan, now, price, paid=False)
+                self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
+                                  f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt "
+                                  "the lender's liquidation sold collateral against; any shortfall stays "
+                                  "owed with the loan.")
+            elif self.raise_usd(usd, price, draw_on_hedge=True):
+                self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan, payment))
+                self.settle_carried_loan_payment(loan, now, price, paid=True)
+                self._book_coin_loan_step(loan.repay(now, usd, price), price)
+            else:
+                self.settle_carried_loan_payment(loan, now, price, paid=False)
+                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), usd,
+                                                           due=payment.due))
+
+    def _meet_loan_call(self, loan: CoinLoan, now: datetime, price: float) -> None:
+        """While ``loan``'s call is open, each bar, pledge the spot coins that bring the LTV back to the cure
+        level, if the coins the treasury can spare cover all of it: the coins a day's power, hosting and
+        purchases from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that
+        cannot cure the call is not made: the lender sells only the debt's worth of collateral at a
+        liquidation, so pledging part saves no coin and only locks coins the bills need. Later bars try again
+        with their production and price."""
+        if loan.closed or loan.call_due is None:
+            return
+        need = loan.required_top_up_coin(price)
+        if need <= 1e-12:
+            return
+        bills = self.day_costs_usd(len(self.data) - 1)
+        reserve = rules.coins_for_shortfall(bills, self.broker.get_cash(), price, self.p.spot_fee)
+        if self.broker.free_balance(self.asset, "spot") - reserve < need:
+            return
+        self.broker.transfer(self.asset, need, "spot", "collateral")
+        self._book_coin_loan_step(loan.top_up(now, need, price), price)
+
+    def _book_coin_loan_step(self, step, price: float) -> None:
+        """Book a coin loan's step: its events, the collateral its lender sold (out of the ``collateral``
+        wallet, at the sale's price) and the collateral it released (back to spot)."""
+        for event in step.events:
+            self.broker.add_event(event)
+        if step.collateral_sold_coin > 0:
+            sold_at = step.collateral_sale_usd / step.collateral_sold_coin
+            self.broker.debit_coins(self.asset, step.collateral_sold_coin, "collateral_sale",
+                                    note=f"lender sold at {sold_at:.2f}", wallet="collateral")
+        if step.collateral_released_coin > 0:
+            self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
+
+    # --- hooks for subclasses ---------------------------------------------------------------------------
 
     def after_mining(self, now: datetime, price: float) -> None:
         """Called after the treasury step, before the hedge (financing uses it)."""

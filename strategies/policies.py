@@ -18,7 +18,13 @@ from mining.fleet import Fleet
 from mining.hardware import resolve_spec
 from mining.loans import CoinLoan, EquipmentLoan, ltv_from_collateral_ratio
 from strategies import rules
-from strategies.base import BASE_SPECS, MARGIN_CALL_RESPONSES, MinerStrategy, params_from_specs
+from strategies.base import (
+    BASE_SPECS,
+    MARGIN_CALL_RESPONSES,
+    MinerStrategy,
+    check_coin_loan_ratios,
+    params_from_specs,
+)
 
 #: The longest look-back (days) a policy may ask for; load_market loads this much price history before the
 #: first bar, so a window is full from the first bar on.
@@ -34,15 +40,21 @@ def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
     return (*merged, *added.values())
 
 
-_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "buy_coin_margin", "on_margin_call",
-               "top_up_target", "margin_buffer", "rebalance_days", "stop_loss")
+_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "buy_coin_margin", "top_up_target",
+               "margin_buffer", "rebalance_days", "stop_loss")
+#: ``on_margin_call`` of a policy without futures: it answers a coin loan's calls alone (the debt owed at the
+#: first bar, financed_expansion's loan).
+LOAN_CALL_RESPONSE = ParamSpec(
+    "on_margin_call", str, "top_up_from_treasury", "",
+    "response to a coin loan's call: top_up_from_treasury pledges spare spot coins; reduce_position and "
+    "ignore leave it to its deadline", choices=MARGIN_CALL_RESPONSES)
 
 
 class Unhedged(MinerStrategy):
     """``unhedged``: keep every mined coin (treasury ``hodl``: coins are sold only when USD cash cannot pay
     the bar's costs); no futures."""
 
-    specs = merge_specs(BASE_SPECS, drop=_NO_FUTURES)
+    specs = merge_specs(BASE_SPECS, add=(LOAN_CALL_RESPONSE,), drop=_NO_FUTURES)
     params = params_from_specs(specs)
 
 
@@ -50,7 +62,8 @@ class SellDaily(MinerStrategy):
     """``sell_daily``: sell each UTC day's production at the close of the day's last bar (spot, less
     ``spot_fee``); the natural benchmark for a full hedge. No futures."""
 
-    specs = merge_specs(BASE_SPECS, drop=(*_NO_FUTURES, "treasury", "sell_fraction"))
+    specs = merge_specs(BASE_SPECS, add=(LOAN_CALL_RESPONSE,),
+                        drop=(*_NO_FUTURES, "treasury", "sell_fraction"))
     params = params_from_specs(specs)
 
     def __init__(self) -> None:
@@ -290,7 +303,8 @@ class FinancedExpansion(MinerStrategy):
                   minimum=0.0),
         ParamSpec("expansion_model", str, "S19XP", "", "machine bought with the loan"),
         ParamSpec("unit_price_usd", float, 6_000.0, "USD", "price per machine", minimum=1.0),
-    ), drop=tuple(n for n in _NO_FUTURES if n != "on_margin_call"))
+        LOAN_CALL_RESPONSE,
+    ), drop=_NO_FUTURES)
     params = params_from_specs(specs)
 
     @classmethod
@@ -304,15 +318,11 @@ class FinancedExpansion(MinerStrategy):
             raise ConfigError(f"expansion_model={values['expansion_model']!r} mines {machine.asset}, not "
                               f"{asset}; give a machine for {asset}: --set expansion_model={example} (a "
                               "catalog model, or a hash rate/power such as 110TH/3250W or 500MH/1200W).")
-        if values["loan_type"] != "coin":
-            return
-        if 1.0 / values["call_ratio"] >= values["liquidation_ltv"]:
-            raise ConfigError(f"liquidation_ltv={values['liquidation_ltv']} must exceed the call LTV "
-                              f"1/call_ratio={1.0 / values['call_ratio']:.4f}.")
-        if values["collateral_ratio"] <= values["call_ratio"]:
-            raise ConfigError(f"collateral_ratio={values['collateral_ratio']} must exceed call_ratio="
-                              f"{values['call_ratio']}: a loan drawn at or below its call "
-                              "level is called at once.")
+        if values["loan_type"] == "coin":
+            check_coin_loan_ratios(("call_ratio", values["call_ratio"]),
+                                   ("liquidation_ltv", values["liquidation_ltv"]),
+                                   ("collateral_ratio", values["collateral_ratio"]),
+                                   "a loan drawn at or below its call level is called at once")
 
     def __init__(self) -> None:
         super().__init__()
@@ -333,7 +343,6 @@ class FinancedExpansion(MinerStrategy):
         self.units_bought = 0
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
-        self._last_interest_month: tuple[int, int] | None = None
         self.note_event_date("loan_date", self.p.loan_date,
                              "the loan was drawn and the machines bought at the first bar instead",
                              "no loan was taken and no machines were bought")
@@ -386,6 +395,7 @@ class FinancedExpansion(MinerStrategy):
         else:
             self.loan = EquipmentLoan(principal, self.p.annual_rate, self.p.term_months, now,
                                       lender="equipment lender")
+        self.add_loan(self.loan)
         self.broker.credit_usd(principal, "loan_draw", note=self.loan.instrument)
         self.broker.set_liability(self.loan.instrument, principal)
         self.units_bought = int(principal // self.p.unit_price_usd)
@@ -395,151 +405,6 @@ class FinancedExpansion(MinerStrategy):
         if cost > 0:
             self.add_hardware("hardware:expansion", cost, len(self.data) - 1)
             self._add_expansion_flows(len(self.data) - 1)
-
-    def step_loans(self, now: datetime, price: float) -> None:
-        """Pay what the loan asks at this bar (an equipment loan's instalments, a coin loan's month of
-        interest) and book the lender's steps. A payment the treasury cannot raise on a bar during which the
-        hedge's market does not trade, that closing the hedge would have paid, waits for the first bar the
-        market trades (:meth:`carry_loan_payment`) and is paid there first, or missed there; any other is
-        missed now."""
-        loan = self.loan
-        if loan is None:
-            return
-        if isinstance(loan, EquipmentLoan):
-            self._step_equipment_loan(loan, now, price)
-            return
-        step = loan.step(now, price, bar_low=self.data.low[0], bar_open=self.data.open[0],
-                         # a call is known at the close: its deadline runs from there
-                         bar_end=now + self.bar_length)
-        self._book_coin_loan_step(step, price)
-        if self.carried_loan_usd(loan) and (loan.closed or self.hedge_market_traded()):
-            self._pay_carried_interest(loan, now, price)
-        month = (now.year, now.month)
-        if self._last_interest_month is None:
-            self._last_interest_month = month
-        elif month != self._last_interest_month and not loan.closed:
-            self._last_interest_month = month
-            interest = loan.accrued_interest_usd - self.carried_loan_usd(loan)  # what waits is due already
-            if interest > 0 and self.raise_usd(interest, price, draw_on_hedge=True):
-                self.broker.debit_usd(interest, "loan_interest", note=loan.instrument)
-                self._book_coin_loan_step(loan.repay(now, interest, price), price)
-            elif interest > 0 and not self.carry_loan_payment(
-                    loan, interest, f"interest of {interest:,.2f} USD due {now:%Y-%m-%d %H:%M} UTC", now,
-                    price):
-                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), interest))
-        if self.p.on_margin_call == "top_up_from_treasury":
-            self._meet_loan_call(now, price)
-        # a liquidation's shortfall stays owed after the loan closes (debt_usd is 0 once repaid in full)
-        self.broker.set_liability(loan.instrument, loan.debt_usd)
-
-    def _step_equipment_loan(self, loan: EquipmentLoan, now: datetime, price: float) -> None:
-        """Pay the instalments due, oldest first (those carried over a closure first), from what
-        :meth:`raise_usd` can deliver, then judge each one left unpaid (:meth:`_judge_unpaid_instalments`).
-        While the hedge's market has not traded again (:meth:`hedge_market_traded`), those carried wait, and
-        those falling due after them wait behind them; each carried one is booked on its own when paid (its
-        ``carried from`` note and ``loan_payment_carried_paid`` event)."""
-        # what raise_usd can deliver: USD cash, the spot and free futures coins sold at the close less the
-        # spot fee, and what closing the hedge frees (less 1e-12 of it, so the sale's float rounding cannot
-        # leave a booked instalment nanodollars short)
-        available = (self.raisable_usd(price) + self.hedge_release_usd(price)) * (1.0 - 1e-12)
-        carried = self.carried_loan_payments(loan)
-        waits = bool(carried) and not self.hedge_market_traded()
-        # the loan reports nothing itself: each instalment it cannot pay is judged below, on its own
-        step = loan.step(now, 0.0 if waits else available, defer_missed=True)
-        for event in step.events:
-            self.broker.add_event(event)
-        if step.paid_usd > 0:  # paid here and now, so an instalment the loan books as paid is paid
-            self.raise_usd(step.paid_usd, price, draw_on_hedge=True)
-            settled = [p for p in carried if p.instalment <= loan.instalments_paid]
-            parts = [(p.usd, self.carried_loan_note(loan, p)) for p in settled]
-            parts.append((step.paid_usd - sum(p.usd for p in settled), loan.instrument))
-            for usd, note in parts:
-                if usd > 0 and not self.broker.debit_usd(usd, "loan_payment", note=note):
-                    raise RuntimeError(f"{now}: loan instalment of {step.paid_usd:.2f} USD booked as paid "
-                                       f"but only {self.broker.get_cash():.2f} USD could be raised")
-            for _ in settled:
-                self.settle_carried_loan_payment(loan, now, price, paid=True)
-        if step.deferred_usd > 0:
-            self._judge_unpaid_instalments(loan, now, price, available - step.paid_usd, waits)
-        self.broker.set_liability(loan.instrument, loan.balance_usd if not loan.paid_off else 0.0)
-
-    def _judge_unpaid_instalments(self, loan: EquipmentLoan, now: datetime, price: float, cash: float,
-                                  waits: bool) -> None:
-        """Each instalment due and unpaid after the bar's step, oldest first, on its own: one carried waits
-        while the market has not traded again (``waits``), else it could not be paid at the first bar the
-        market trades and is missed there; one neither carried nor reported is carried
-        (:meth:`carry_loan_payment`) if it can wait, else it is missed here, and those due after it stay
-        unpaid behind it (as behind any missed one: the loan is paid oldest first). ``cash``: USD the
-        treasury had left for them, for the ``missed_payment`` events."""
-        carried = {p.instalment for p in self.carried_loan_payments(loan)}
-        for instalment in loan.instalments_due(now):
-            if instalment.number in carried:
-                if waits:
-                    continue
-                self.settle_carried_loan_payment(loan, now, price, paid=False)  # the oldest still carried
-                for event in loan.report_missed(now, cash, instalment.number):
-                    self.broker.add_event(event)
-                continue
-            if not instalment.reported and self.carry_loan_payment(
-                    loan, instalment.payment_usd, instalment.what, now, price,
-                    due=instalment.due.tz_localize(None).to_pydatetime(), instalment=instalment.number):
-                continue
-            for event in loan.report_missed(now, cash, instalment.number):  # [] if it was reported before
-                self.broker.add_event(event)
-            return
-
-    def _pay_carried_interest(self, loan: CoinLoan, now: datetime, price: float) -> None:
-        """A coin loan's months of interest carried over a closure of the hedge's market, at the first bar the
-        market trades, oldest first, each on its own: paid first (drawing on the hedge at the close if need
-        be), the interest accrued since staying for the next month; else a ``missed_payment`` here (it stays
-        in the debt). When the lender has closed the loan meanwhile (a liquidation), the sale settled the debt
-        that held it: a run note says so."""
-        for payment in self.carried_loan_payments(loan):  # settled oldest first, as they are listed
-            usd, since = payment.usd, payment.since
-            if loan.closed:
-                self.settle_carried_loan_payment(loan, now, price, paid=False)
-                self.notes.append(f"{now:%Y-%m-%d %H:%M}: the {usd:,.2f} USD of interest carried from "
-                                  f"{since:%Y-%m-%d %H:%M} UTC ({self._closed_reason()}) was in the debt "
-                                  "the lender's liquidation sold collateral against; any shortfall stays "
-                                  "owed with the loan.")
-            elif self.raise_usd(usd, price, draw_on_hedge=True):
-                self.broker.debit_usd(usd, "loan_interest", note=self.carried_loan_note(loan, payment))
-                self.settle_carried_loan_payment(loan, now, price, paid=True)
-                self._book_coin_loan_step(loan.repay(now, usd, price), price)
-            else:
-                self.settle_carried_loan_payment(loan, now, price, paid=False)
-                self.broker.add_event(loan.missed_interest(now, price, self.raisable_usd(price), usd,
-                                                           due=payment.due))
-
-    def _meet_loan_call(self, now: datetime, price: float) -> None:
-        """While a loan call is open, each bar, pledge the spot coins that bring the LTV back to the cure
-        level, if the coins the treasury can spare cover all of it: the coins a day's power, hosting and
-        purchases from this bar on need (what the USD cash cannot pay) stay in the treasury. A top-up that
-        cannot cure the call is not made: the lender sells only the debt's worth of collateral at a
-        liquidation, so pledging part saves no coin and only locks coins the bills need. Later bars try again
-        with their production and price."""
-        loan = self.loan
-        if loan.closed or loan.call_due is None:
-            return
-        need = loan.required_top_up_coin(price)
-        if need <= 1e-12:
-            return
-        bills = self.day_costs_usd(len(self.data) - 1)
-        reserve = rules.coins_for_shortfall(bills, self.broker.get_cash(), price, self.p.spot_fee)
-        if self.broker.free_balance(self.asset, "spot") - reserve < need:
-            return
-        self.broker.transfer(self.asset, need, "spot", "collateral")
-        self._book_coin_loan_step(loan.top_up(now, need, price), price)
-
-    def _book_coin_loan_step(self, step, price: float) -> None:
-        for event in step.events:
-            self.broker.add_event(event)
-        if step.collateral_sold_coin > 0:
-            sold_at = step.collateral_sale_usd / step.collateral_sold_coin
-            self.broker.debit_coins(self.asset, step.collateral_sold_coin, "collateral_sale",
-                                    note=f"lender sold at {sold_at:.2f}", wallet="collateral")
-        if step.collateral_released_coin > 0:
-            self.broker.transfer(self.asset, step.collateral_released_coin, "collateral", "spot")
 
 
 class FinancedHedge(FinancedExpansion, StaticHedge):

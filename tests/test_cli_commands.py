@@ -78,7 +78,8 @@ def _run_backtest(config: dict, checked: bool = False, windows: list | None = No
 
     notes = ["1 futures order(s) refused by the broker (bracket)"] if config["params"]["leverage"] == 3.0 else []
     warnings = ["leverage=3x is more than the brackets allow"] if config["params"]["leverage"] == 3.0 else []
-    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings, windows=None)
+    return SimpleNamespace(summary=summary, write_report=write_report, notes=notes, warnings=warnings, windows=None,
+                           loans=[])
 
 
 CALLS: list = []
@@ -96,7 +97,8 @@ def _compare_runs(configs: list[dict], out: Path | None, checked: bool = False,
     for config in configs:
         three = config["params"].get("leverage") == 3.0
         notes = [f"the run starts {config['start']}"] + (["1 futures order(s) refused (bracket)"] if three else [])
-        outcomes[config["policy"]] = SimpleNamespace(notes=notes, warnings=["leverage=3x is too much"] if three else [])
+        outcomes[config["policy"]] = SimpleNamespace(notes=notes, warnings=["leverage=3x is too much"] if three else [],
+                                                     loans=[])
     return SimpleNamespace(rows=rows, outcomes=outcomes, windows=None)
 
 

@@ -40,6 +40,18 @@ def test_annuity_payment_table(principal: float, rate: float, months: int, payme
             principal * r / (1 - (1 + r) ** -months), rel=1e-15)
 
 
+@pytest.mark.parametrize("monthly", [1e-300, 1e-12, 1e-9])
+def test_annuity_payment_at_a_rate_too_small_for_one_plus_r(monthly: float) -> None:
+    # 1 + 1e-300 is 1.0: 1 - (1 + r)^-n was 0 and the payment a ZeroDivisionError. For small r the payment is
+    # P / n x (1 + r (n + 1) / 2 + O(r^2)); the schedule still repays the principal.
+    principal, months = 120_000.0, 24
+    expected = principal / months * (1 + monthly * (months + 1) / 2)
+    assert annuity_payment(principal, 12 * monthly, months) == pytest.approx(expected, rel=1e-14)
+    schedule = amortisation_schedule(principal, 12 * monthly, months, "2022-01-15")
+    assert schedule["principal_usd"].sum() == pytest.approx(principal, rel=1e-12)
+    assert schedule["balance_usd"].iloc[-1] == 0.0
+
+
 @pytest.mark.parametrize(("principal", "rate", "months"), [(100_000.0, 0.12, 12), (5e6, 0.1075, 36),
                                                               (250_000.0, 0.0, 18)])
 def test_schedule_sums_to_principal_plus_interest(principal: float, rate: float, months: int) -> None:

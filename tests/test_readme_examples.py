@@ -59,16 +59,21 @@ def in_scratch(data_dir, tmp_path, monkeypatch):
     ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
     ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
     ("#### A loan and a hedge: `financed_hedge`", 2, "comparison written to reports/cmp2"),
+    ("#### Debt owed when the run starts: `debt_usd`", 2, "comparison written to reports/debt"),
 ])
 def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
+    # the main table's shown rows up to its "..." line, then (a run with loans) the loans table whole, to the end
     argv, shown = _example(heading)
     out, err = _run(argv, capsys)
     stderr_lines = shown.index(written) + 1  # the run notes, then where the report went: all of stderr, in order
     assert shown[:stderr_lines] == err
     rows = shown[stderr_lines:]
-    for line in rows[:-1]:
+    elided = next(i for i, line in enumerate(rows) if line.startswith("..."))
+    for line in rows[:elided]:
         assert line in out, line
-    assert rows[-1].startswith("...") and len(out) == header_rows + _count_in_all(rows[-1])
+    tables = rows[elided + 1:]
+    assert out[len(out) - len(tables):] == tables
+    assert len(out) == header_rows + _count_in_all(rows[elided]) + len(tables)
     assert (in_scratch / written.rsplit(" ", 1)[1] / "summary.md").is_file()
 
 

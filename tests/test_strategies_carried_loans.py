@@ -2,8 +2,9 @@
 a bar during which CME Globex does not trade, and that only a draw on the hedge could pay, waits for the first
 bar the market trades (the lender's next business day) instead of being missed. Closed forms on synthetic bars.
 
-No shipped policy holds both a loan and a hedge (``financed_expansion`` has no futures leg), so the runs use
-``financed_expansion`` with ``leveraged_long``'s futures leg, as a user's own policy would combine them.
+The runs use ``financed_expansion`` with ``leveraged_long``'s futures leg, as a user's own policy would combine
+them (``financed_hedge``, and any hedged policy with ``debt_usd``, hold a loan and a hedge too:
+tests/test_strategies_debt.py carries the debt owed at the first bar the same way).
 """
 
 from __future__ import annotations

@@ -1089,7 +1089,7 @@ def test_an_insolvent_miner_keeps_a_days_bills_in_coins_when_it_tops_up_a_loan_c
     need = debt / (6_000 / (pledged * 100.0) * 92.0) - pledged  # back to the drawdown LTV
     reserve = bills / (92.0 * (1 - fee))
     strategy.broker.deposit("BTC", need + reserve + spare, wallet="spot")
-    strategy._meet_loan_call(datetime(2021, 6, 3), 92.0)
+    strategy._meet_loan_call(strategy.loan, datetime(2021, 6, 3), 92.0)
     if spare > 0:
         assert strategy.loan.collateral_coin == pytest.approx(pledged + need, rel=1e-12)
         assert strategy.broker.free_balance("BTC", "spot") == pytest.approx(reserve + spare, rel=1e-9)
