@@ -60,6 +60,16 @@ RUNS: tuple[tuple[str, dict[str, Any], str, dict[str, Any]], ...] = (
      "leveraged_long", {"leverage": 20.0, "on_margin_call": "ignore"}),
     ("eth-1d-static_hedge-coinm", {"asset": "ETH", "timeframe": "1d", "venue": "binance_coinm"},
      "static_hedge", {"venue": "binance_coinm", "leverage": 3.0}),
+    # debt owed at the first bar (a coin loan called and sold in 2022) under a dated power price (0.6.0)
+    ("btc-1d-dynamic_hedge-coin-debt-power", {"asset": "BTC", "timeframe": "1d", "start": "2021-01-01",
+                                              "end": "2023-12-31"}, "dynamic_hedge",
+     {"debt_usd": 10_000_000.0, "debt_type": "coin", "debt_collateral_coins": 700.0,
+      "power_usd_per_kwh": "0.045,0.07@2022-03-01"}),
+    # an equipment debt beside an inverse hedge whose margin coins are bought with USD (0.6.0)
+    ("btc-1d-static_hedge-bitmex-buy-margin-debt", {"asset": "BTC", "timeframe": "1d", "venue": "bitmex",
+                                                    "start": "2018-01-01", "end": "2021-12-31"},
+     "static_hedge", {"venue": "bitmex", "leverage": 5.0, "hedge_ratio": 1.0, "buy_coin_margin": True,
+                      "debt_usd": 1_500_000.0, "debt_type": "equipment"}),
     ("eth-1d-leveraged_long-generic", {"asset": "ETH", "timeframe": "1d", "venue": "generic"},
      "leveraged_long", {"venue": "generic", "leverage": 10.0}),
 )

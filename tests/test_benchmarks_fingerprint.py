@@ -40,5 +40,5 @@ def test_every_run_in_the_set_names_a_known_policy():
     from strategies.registry import POLICIES
 
     names = [name for name, _, _, _ in fp.RUNS]
-    assert len(names) == len(set(names)) == 20
+    assert len(names) == len(set(names)) == 22
     assert {policy for _, _, policy, _ in fp.RUNS} == set(POLICIES)
