@@ -626,6 +626,14 @@ class Summary(_UsesRecorder):
         self.mining = MiningPnL(**kwargs)
         self.hedge = HedgeEffectiveness(**kwargs)
 
+    def _initial_equity_usd(self, equity: pd.Series, frame: pd.DataFrame) -> float:
+        """The opening value (USD), also when it is zero or below (debt beyond the assets), which the
+        valuation curve leaves out; the first bar's equity when nothing valued the opening."""
+        if not len(frame):
+            return math.nan
+        opening = self.recorder.opening()["equity_usd"]
+        return float(opening) if opening is not None and math.isfinite(opening) else float(equity.iloc[0])
+
     def stop(self) -> None:  # children have stopped already (Analyzer._stop runs them first)
         frame = self.recorder.frame()
         equity = self.recorder.valuation("equity_usd")  # from the opening value: the first bar's move counts
@@ -638,7 +646,7 @@ class Summary(_UsesRecorder):
             "end": frame.index[-1].isoformat() if len(frame) else None,
             "bars": len(frame),
             "asset": self.p.asset,
-            "initial_equity_usd": float(equity.iloc[0]) if len(frame) else math.nan,
+            "initial_equity_usd": self._initial_equity_usd(equity, frame),
             "final_equity_usd": float(frame["equity_usd"].iloc[-1]) if len(frame) else math.nan,
             "final_equity_coin": float(frame["equity_coin"].iloc[-1]) if len(frame) else math.nan,
             "total_return_pct": metrics.total_return_pct(equity),

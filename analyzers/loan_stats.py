@@ -61,10 +61,12 @@ def loans_markdown(loans: Mapping[str, Sequence[Mapping[str, object]]], asset: s
     """The loans section of summary.md: :func:`loans_table` as a Markdown table (values with their units,
     coin amounts in ``asset``)."""
     table, titles = loans_table(loans)
+    owed = any(row.get("drawn") == "before the run" for rows in loans.values() for row in rows)
+    preamble = "Each loan's account over the run. " + (
+        "Debt owed at the first bar (debt_usd) was spent before the run: no cash was credited for it, and "
+        "equity (initial_equity_usd on) is net of it from the opening. " if owed else "")
     lines = ["## Loans", "",
-             "Each loan's account over the run. Debt owed at the first bar (debt_usd) was spent before the "
-             "run: no cash was credited for it, and equity (initial_equity_usd on) is net of it from the "
-             "opening. Events are counted by the loan's instrument. Files: loans.csv.", "",
+             preamble + "Events are counted by the loan's instrument. Files: loans.csv.", "",
              "| metric | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
     lines += [f"| {row['metric']} | " + " | ".join(format_value(str(row["metric"]), row[title], asset)
                                                     for title in titles) + " |" for row in table]

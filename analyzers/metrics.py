@@ -89,15 +89,22 @@ def drawdown_pct(equity: pd.Series) -> pd.Series:
 
 
 def drawdown_amount(equity: pd.Series) -> pd.Series:
-    """Underwater series in the equity's own unit (USD or coin): ``peak - max(equity, 0)`` at each bar.
+    """Underwater series in the equity's own unit (USD or coin): ``max(peak, 0) - max(equity, 0)`` at each
+    bar, >= 0.
 
-    Equity below zero counts as zero, so the amount never exceeds the peak (consistent with the 100 % cap);
-    the depth below zero is reported separately as ``DrawdownStats.min_equity``.
+    Equity below zero counts as zero, so the amount never exceeds the peak (consistent with the 100 % cap),
+    and a curve that never rose above zero (a run opened with debts beyond its assets) has no drawdown
+    amount; the depth below zero is reported separately as ``DrawdownStats.min_equity``.
     """
     series = _as_utc_series(equity, "equity")
     values = series.to_numpy()
     peak = np.maximum.accumulate(values) if values.size else values
-    return pd.Series(peak - np.maximum(values, 0.0), index=series.index, name="drawdown_amount")
+    return pd.Series(_underwater(values, peak), index=series.index, name="drawdown_amount")
+
+
+def _underwater(values: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """``max(peak, 0) - max(values, 0)``: :func:`drawdown_amount`'s formula, one home for it."""
+    return np.maximum(peak, 0.0) - np.maximum(values, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +112,8 @@ class DrawdownStats:
     """Worst drawdown of one equity curve.
 
     max_drawdown_pct: deepest drawdown, percent of the running peak, in [0, 100] (100 means ruin).
-    max_drawdown_amount: largest ``peak - max(equity, 0)`` over the run, in the equity's unit (USD or coin);
-        it can come from a different episode than the deepest percentage drawdown (as backtrader's
+    max_drawdown_amount: largest ``max(peak, 0) - max(equity, 0)`` over the run, in the equity's unit (USD
+        or coin); it can come from a different episode than the deepest percentage drawdown (as backtrader's
         ``DrawDown`` analyzer's ``max.moneydown``).
     peak_time / trough_time: the peak before, and the bar of, the deepest percentage drawdown (None when
         there is no drawdown); recovery_time: first bar at or above that peak after the trough (None when
@@ -143,7 +150,7 @@ def drawdown_stats(equity: pd.Series) -> DrawdownStats:
     times = series.index
     peak = np.maximum.accumulate(values)
     under_pct = drawdown_pct(series).to_numpy()
-    amount = peak - np.maximum(values, 0.0)
+    amount = _underwater(values, peak)
 
     ruined_at = np.flatnonzero(values <= 0.0)
     ruin_time = times[ruined_at[0]] if ruined_at.size else None

@@ -20,6 +20,7 @@ Model names accept any spelling of :mod:`mining.hardware` (``S19Pro``, ``S19 Pro
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -487,8 +488,15 @@ class Fleet:
 def _kwh_price(name: str, value) -> float | PriceSchedule:
     """A USD/kWh price parameter: a number >= 0 (float), or a dated schedule (:mod:`mining.price_schedule`)
     whose prices are all >= 0; :class:`ConfigError` naming ``name`` and the value otherwise."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return check_positive(name, value, allow_zero=True, unit="USD/kWh")
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):  # numpy numbers too
+        return check_positive(name, float(value), allow_zero=True, unit="USD/kWh")
+    if isinstance(value, str):  # a number written as text, as 0.5.0 took it ('0.05'), else a schedule
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None:
+            return check_positive(name, number, allow_zero=True, unit="USD/kWh")
     try:
         schedule = parse_price_schedule(name, value)
     except ValueError as exc:

@@ -196,7 +196,9 @@ class EquipmentLoan:
         while ``cash_available_usd`` (USD) covers each instalment in full. With ``defer_missed`` an instalment
         it cannot pay and has not yet reported is not reported now: it stays due, ``deferred_usd`` says how
         much is due and unpaid (the caller lets it wait, e.g. for a market that is closed, and reports it with
-        :meth:`report_missed` if it cannot), and a later step pays it or reports it missed."""
+        :meth:`report_missed` if it cannot), and a later step pays it or reports it missed. Without it, each
+        instalment due and unpaid is reported (a ``missed_payment`` event) once, at the first step that finds
+        it unpaid, also those behind an older one already reported."""
         result = LoanStep()
         now = _ts_ns(time)
         if not self.drawn and now >= _ts_ns(self.start):
@@ -207,10 +209,12 @@ class EquipmentLoan:
         while self._next < due:
             row = self.schedule.iloc[self._next]
             if cash_available_usd + 1e-9 < row["payment_usd"]:
-                if defer_missed and self._next not in self._missed_reported:
+                unreported = [k for k in range(self._next, due) if k not in self._missed_reported]
+                if defer_missed and unreported:
                     result.deferred_usd = float(self.schedule["payment_usd"].iloc[self._next:due].sum())
-                else:
-                    result.events.extend(self.report_missed(time, cash_available_usd))
+                else:  # every instalment due and unpaid is missed, each reported once
+                    for k in unreported:
+                        result.events.extend(self.report_missed(time, cash_available_usd, k + 1))
                 break
             cash_available_usd -= row["payment_usd"]
             result.paid_usd += float(row["payment_usd"])
@@ -372,8 +376,9 @@ class CoinLoan:
 
     def step(self, time, price: float, bar_low: float | None = None, bar_open: float | None = None,
              bar_end=None) -> LoanStep:
-        """Accrue interest to ``time``, then check the LTV at ``price`` (the bar's close): open, cure or
-        liquidate.
+        """Accrue interest to the close (``bar_end``, else ``time``), then check the LTV at ``price`` (the
+        bar's close): open, cure or liquidate. A loan drawn at a step accrues from its close; one owed from
+        before (``existing``) from ``start``.
 
         The lender watches the price all the time: with the bar's ``bar_low`` (and ``bar_open``), a loan that
         was already drawn through the bar is liquidated when the low reaches :meth:`liquidation_price`, at
@@ -392,19 +397,21 @@ class CoinLoan:
         if self.closed:
             return result
         now = _ts_ns(time)
+        # interest runs to the close, when ``price`` is known (``bar_end``; ``time`` without it)
+        close_ns = now if bar_end is None else _ts_ns(bar_end)
         through_bar = self.drawn  # the loan existed during the whole bar (a draw happens at its close)
         if not self.drawn:
             if self.start is not None and now < _ts_ns(self.start):
                 return result
             self.drawn = True
-            self._last_ns = now
+            self._last_ns = close_ns
             result.drawn_usd = self.principal_usd
             if self.initial_ltv is None:
                 self.initial_ltv = self.ltv(price)
-        elif self._last_ns is not None and now > self._last_ns:
-            days = (now - self._last_ns) / 86_400e9
+        elif self._last_ns is not None and close_ns > self._last_ns:
+            days = (close_ns - self._last_ns) / 86_400e9
             self.accrued_interest_usd += self.principal_usd * self.annual_rate * days / DAYS_PER_YEAR_ACT365
-            self._last_ns = now
+            self._last_ns = close_ns
         ltv = self.ltv(price)
         if (through_bar and bar_open is not None and self.call_due is not None
                 and pd.Timestamp(now) >= self.call_due):

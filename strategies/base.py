@@ -1260,10 +1260,12 @@ class MinerStrategy(bt.Strategy):
         """Each instalment due and unpaid after the bar's step, oldest first, on its own: one carried waits
         while the market has not traded again (``waits``), else it could not be paid at the first bar the
         market trades and is missed there; one neither carried nor reported is carried
-        (:meth:`carry_loan_payment`) if it can wait, else it is missed here, and those due after it stay
-        unpaid behind it (as behind any missed one: the loan is paid oldest first). ``cash``: USD the
-        treasury had left for them, for the ``missed_payment`` events."""
+        (:meth:`carry_loan_payment`) if it can wait, else it is missed here. Those due after a missed one
+        stay unpaid behind it (the loan is paid oldest first) and cannot wait: each is missed, and reported,
+        on the bar it falls due. ``cash``: USD the treasury had left for them, for the ``missed_payment``
+        events."""
         carried = {p.instalment for p in self.carried_loan_payments(loan)}
+        behind_missed = False
         for instalment in loan.instalments_due(now):
             if instalment.number in carried:
                 if waits:
@@ -1272,13 +1274,13 @@ class MinerStrategy(bt.Strategy):
                 for event in loan.report_missed(now, cash, instalment.number):
                     self.broker.add_event(event)
                 continue
-            if not instalment.reported and self.carry_loan_payment(
+            if not behind_missed and not instalment.reported and self.carry_loan_payment(
                     loan, instalment.payment_usd, instalment.what, now, price,
                     due=instalment.due.tz_localize(None).to_pydatetime(), instalment=instalment.number):
                 continue
             for event in loan.report_missed(now, cash, instalment.number):  # [] if it was reported before
                 self.broker.add_event(event)
-            return
+            behind_missed = True
 
     def _pay_carried_interest(self, loan: CoinLoan, now: datetime, price: float) -> None:
         """A coin loan's months of interest carried over a closure of the hedge's market, at the first bar the
@@ -1582,7 +1584,7 @@ class MinerStrategy(bt.Strategy):
             if stop_loss < median:
                 text = (f"stop_loss={stop_loss:g} is closer to the entry than the median move against a "
                         f"{'long' if long else 'short'} from a bar's open over the run's {len(frame):,} bars "
-                        f"({median:.4g}, {median:.2%}): the stop fires on an ordinary bar, and the run's "
+                        f"({median:.4g}, {median:.2%}): a stop that close fires on most bars; this run's "
                         f"stop orders fired {self._stops_fired} time(s). stop_loss is a fraction of the "
                         "entry price: 0.05 = 5 %.")
                 self.notes.append(text)

@@ -42,6 +42,16 @@ def test_drawdown_on_hand_computed_path():
     assert stats.min_equity == 60.0
 
 
+def test_a_curve_that_opens_below_zero_has_a_drawdown_amount_only_from_above_zero():
+    # debts beyond the assets: below zero counts as zero, so -50 -> -30 -> -80 is no amount at all, and a
+    # rise to 20 then a fall to -10 is a drawdown of 20 (the 10 below zero is min_equity's business)
+    equity = daily([-50, -30, -80, 20, -10])
+    assert metrics.drawdown_amount(equity).tolist() == [0.0, 0.0, 0.0, 0.0, 20.0]
+    stats = metrics.drawdown_stats(equity)
+    assert (stats.max_drawdown_amount, stats.min_equity) == (20.0, -80.0)
+    assert metrics.drawdown_stats(daily([-50, -30, -80])).max_drawdown_amount == 0.0
+
+
 def test_drawdown_never_recovered_runs_to_last_bar():
     stats = metrics.drawdown_stats(daily([100, 80, 90, 95]))
     assert stats.max_drawdown_pct == 20.0

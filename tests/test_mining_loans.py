@@ -116,8 +116,10 @@ def test_an_equipment_instalment_deferred_is_not_reported_until_a_step_that_cann
     assert (event.kind, event.time, event.detail) == ("missed_payment", datetime(2022, 3, 1), (
         f"instalment 1/12 of {payment:,.2f} USD due 2022-02-01 unpaid; cash available 5.00 USD"))
     assert loan.report_missed(pd.Timestamp("2022-03-01", tz="UTC"), 5.0) == []  # once
-    # reported: deferring no longer applies to it, and nothing more is reported while it is unpaid
-    assert loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 0.0, defer_missed=True).deferred_usd == 0.0
+    # reported: deferring no longer applies to it, but the one behind it (due 03-01, unreported) still defers,
+    # so the caller judges it; both are due
+    behind = loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 0.0, defer_missed=True)
+    assert behind.events == [] and behind.deferred_usd == pytest.approx(2 * payment, rel=1e-15)
     paid = loan.step(pd.Timestamp("2022-03-02", tz="UTC"), 1e6)
     assert paid.paid_usd == pytest.approx(2 * payment, rel=1e-15) and paid.events == []
     assert loan.unpaid_instalments(pd.Timestamp("2022-03-02", tz="UTC")) == ""
@@ -353,3 +355,17 @@ def test_loan_config_errors() -> None:
         EquipmentLoan(1e6, 0.1, 0, "2022-01-01")
     with pytest.raises(ConfigError, match="principal_usd"):
         EquipmentLoan(-1.0, 0.1, 12, "2022-01-01")
+
+
+def test_an_equipment_loan_reports_each_instalment_missed_once_also_behind_an_older_one():
+    loan = EquipmentLoan(12_000.0, 0.12, 12, "2024-01-01")
+    loan.step("2024-01-01", 0.0)
+    first = loan.step("2024-02-01", 0.0).events
+    assert [e.detail.split(" of ")[0] for e in first] == ["instalment 1/12"]
+    # two months on, two more are due behind the first, which was reported already: each is reported once
+    later = loan.step("2024-04-01", 0.0).events
+    assert [e.detail.split(" of ")[0] for e in later] == ["instalment 2/12", "instalment 3/12"]
+    assert loan.step("2024-04-15", 0.0).events == []
+    # deferred: a step that finds an unreported instalment behind a reported one says how much is due
+    deferred = loan.step("2024-05-01", 0.0, defer_missed=True)
+    assert deferred.events == [] and deferred.deferred_usd == pytest.approx(4 * annuity_payment(12_000.0, 0.12, 12))

@@ -239,3 +239,11 @@ def test_describe_says_each_price_and_summarises_a_long_schedule():
     assert str(long) == "monthly.csv"
     assert long.describe() == ("24 prices from 2021-01-01 (0.03) to 2022-12-01 (0.053), between 0.03 and 0.053 "
                                "(USD/kWh; each from 00:00 UTC of its day)")
+
+
+@pytest.mark.parametrize("value", [np.int64(0), np.float32(0.05), np.float64(0.05), "0.05", 0.05, 0])
+def test_a_fleet_takes_any_real_number_or_a_number_as_text_as_0_5_0_did(value):
+    fleet = Fleet.from_shorthand("S19Pro:1@2020-01-01", asset="BTC", power_price_usd_per_kwh=value)
+    assert isinstance(fleet.power_price, float) and fleet.power_price == float(value)
+    with pytest.raises(ConfigError, match=r"power_price_usd_per_kwh=-0.05 must be >= 0 \(USD/kWh\)"):
+        Fleet.from_shorthand("S19Pro:1@2020-01-01", asset="BTC", power_price_usd_per_kwh="-0.05")

@@ -110,14 +110,15 @@ def test_equity_is_lower_by_the_debt_at_the_first_bar_and_by_the_balance_and_pay
 # --- coin debt: the lender's call and sale where the LTV formula puts them --------------------------------
 def test_a_coin_debts_call_and_liquidation_fall_where_the_ltv_says_june_2022(btc_june_2022):
     # 10M USD against coins worth twice as much at the 2022-06-01 open (629.2 BTC at 31,784.18), 10.75 %/yr
-    # accrued from 06-01 (the month's interest is due 07-01, after the run). Called at the first close where
+    # accrued from the 06-01 open to each bar's close (the month's interest is due 07-01, after the run); a sale
+    # inside a bar repays the debt of its close. Called at the first close where
     # debt / (coins x close) >= 1/1.33 (06-16, 20,372); on_margin_call=ignore; the lender sells at the first
     # bar whose low reaches debt / (coins x 0.85) (06-18: low 17,567 under ~18,790), before the 3-day deadline.
     # The lender's steps depend on the price and the debt alone, so every policy meets them on the same bars.
     frame = btc_june_2022.frame
     debt = 10e6
     coins = 2.0 * debt / frame["open"].iloc[0]
-    days = ((frame.index - frame.index[0]) / pd.Timedelta(days=1)).to_numpy()
+    days = ((frame.index - frame.index[0]) / pd.Timedelta(days=1)).to_numpy() + 1.0  # to each bar's close
     owed = debt * (1 + RATE * days / 365)
     ltv = owed / (coins * frame["close"].to_numpy())
     call = int(np.argmax(ltv >= 1 / 1.33))
@@ -152,8 +153,8 @@ def test_a_coin_debts_call_and_liquidation_fall_where_the_ltv_says_june_2022(btc
         first = outcome.result.equity.iloc[0]
         plain = api.run_policy(btc_june_2022, policy, {"start_usd": 5e6}).result.equity.iloc[0]
         assert first["coins"] - plain["coins"] == pytest.approx(coins, rel=1e-12)
-        assert first["equity_usd"] - plain["equity_usd"] == pytest.approx(coins * frame["close"].iloc[0] - debt,
-                                                                          rel=1e-9)
+        assert first["equity_usd"] - plain["equity_usd"] == pytest.approx(
+            coins * frame["close"].iloc[0] - owed[0], rel=1e-9)  # owed[0]: the debt and a day's interest
 
 
 def test_both_loans_of_a_financed_expansion_with_debt_are_serviced_each_on_its_own(btc_june_2022):
@@ -271,13 +272,16 @@ def test_money_is_conserved_with_debt(run):
     else:
         sales = [e for e in _events(outcome) if e["kind"] == "loan_liquidation"]
         closed = sales[0]["datetime"] if sales else market.frame.index[-1]
-        accrued = debt * params["debt_rate"] * (closed - market.frame.index[0]) / pd.Timedelta(days=365)
+        # accrued from the first bar's open to the close of the last bar it was owed on (daily bars)
+        accrued = debt * params["debt_rate"] * ((closed - market.frame.index[0]) / pd.Timedelta(days=365) + 1 / 365)
         assert row["debt_end_usd"] == pytest.approx(
             debt + accrued - row["interest_paid_usd"] - row["principal_paid_usd"] - row["collateral_repaid_usd"],
             rel=1e-9, abs=1e-6)
-    # at the first bar nothing is due or accrued yet: the whole debt is owed; at the last, what the loan says
+    # at the first close nothing is due yet: the debt is owed, a coin debt with a day's interest; at the last,
+    # what the loan says
     close, equity = market.frame["close"], outcome.result.equity
-    for bar, owed in ((0, debt), (-1, row["debt_end_usd"])):
+    first = debt * (1 + params["debt_rate"] / 365) if params["debt_type"] == "coin" else debt
+    for bar, owed in ((0, first), (-1, row["debt_end_usd"])):
         held = equity.iloc[bar]
         assert held["equity_usd"] == pytest.approx(held["cash_usd"] + held["coins"] * close.iloc[bar] - owed,
                                                    rel=1e-9, abs=1e-6)
@@ -341,7 +345,8 @@ def test_a_coin_debt_past_its_call_at_the_first_open_is_a_warning_and_called_at_
     assert [(str(e["datetime"])[:10], e["kind"]) for e in _events(outcome)] == [("2021-06-01", "loan_call"),
                                                                                   ("2021-06-01", "loan_call_met")]
     (row,) = outcome.result.loans
-    assert row["collateral_end_coin"] == pytest.approx(1_000.0 * 1.43 / 100.0, rel=1e-12)
+    # the top-up restores 1.43 x the debt at the first close: 1,000 USD and a day's interest at 10.75 %/yr
+    assert row["collateral_end_coin"] == pytest.approx(1_000.0 * (1 + RATE / 365) * 1.43 / 100.0, rel=1e-12)
 
 
 def test_a_debt_larger_than_the_balance_sheet_is_a_warning_the_run_opens_ruined():
@@ -351,6 +356,31 @@ def test_a_debt_larger_than_the_balance_sheet_is_a_warning_the_run_opens_ruined(
     (warning,) = outcome.warnings
     assert warning.startswith("the opening equity is -4,000.00 USD: the debt owed at the first bar (5,000.00 USD)")
     assert outcome.summary["ruined"] and outcome.result.equity["equity_usd"].iloc[0] == -4_000.0
+    # the summary opens at the opening value, even below zero, and a curve never above zero has no drawdown
+    # amount (the part below zero is the run's min equity, not a drawdown)
+    assert outcome.summary["initial_equity_usd"] == 1_000.0 - 5_000.0
+    assert outcome.summary["max_drawdown_usd"] == 0.0
+
+
+def test_every_instalment_the_treasury_cannot_pay_is_missed_on_the_bar_it_falls_due(btc_2022):
+    # 30M USD over 12 months, no cash: 2,000 S19 Pro cannot earn an instalment of about 2.65M USD a month.
+    # Each instalment due in the run is reported once, on its due bar (an instalment paid late was still
+    # missed when due), including those behind an older one already missed.
+    debt, months = 30e6, 12
+    outcome = api.run_policy(btc_2022, "unhedged", {"debt_usd": debt, "debt_term_months": months,
+                                                    "start_usd": 0.0, "fleet": "S19Pro:2000@2021-01-01$3000"})
+    payment, _ = _annuity(debt, RATE, months)
+    first, last = btc_2022.frame.index[0], btc_2022.frame.index[-1]
+    due = [first + pd.DateOffset(months=k) for k in range(1, months + 1) if first + pd.DateOffset(months=k) <= last]
+    missed = [e for e in _events(outcome) if e["kind"] == "missed_payment"]
+    assert [pd.Timestamp(e["datetime"]) for e in missed] == due
+    assert [e["detail"].split(" of ")[0] for e in missed] == [f"instalment {k}/{months}" for k in
+                                                               range(1, len(due) + 1)]
+    (row,) = outcome.result.loans
+    assert row["missed_payments"] == len(due) == 11
+    book = _ledger(outcome)
+    paid = book[(book["kind"] == "loan_payment") & (book["note"] == LOAN)]
+    assert len(paid) < len(due) and paid["amount"].to_numpy() == pytest.approx(-payment, rel=1e-12)
 
 
 # --- the command line -----------------------------------------------------------------------------------------
@@ -414,3 +444,14 @@ def test_a_data_dependent_debt_error_is_one_line_on_the_command_line(data_dir, m
     assert line.startswith("run_backtest.py: error: debt_usd=100,000,000 USD against debt_collateral_coins=3,064.0000 "
                            "BTC at the first bar's open (31,784.18 USD on 2022-06-01)")
     assert math.isfinite(float(line.split("is an LTV of ")[1].split()[0]))
+
+
+def test_the_loans_section_speaks_of_debt_owed_only_for_a_run_that_owed_it(btc_june_2022):
+    from analyzers.loan_stats import loans_markdown
+
+    drawn = api.run_policy(btc_june_2022, "financed_expansion", {"loan_date": "2022-06-01"}).result.loans
+    owed = api.run_policy(btc_june_2022, "unhedged", {"debt_usd": 1e6, "start_usd": 5e6}).result.loans
+    assert [row["drawn"] for row in owed] == ["before the run"] and "before the run" not in [
+        row["drawn"] for row in drawn]
+    assert "debt_usd" not in loans_markdown({"financed_expansion": drawn})
+    assert "Debt owed at the first bar (debt_usd) was spent before the run" in loans_markdown({"unhedged": owed})

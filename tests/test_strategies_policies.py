@@ -346,8 +346,13 @@ def test_a_refused_entry_is_in_the_run_notes(data_dir):
     tiers = load_venue("binance_usdm").instrument("BTCUSDT").tiers_at(pd.Timestamp("2021-01-02").to_pydatetime())
     allowed = formulas.tier_for_notional(tiers, 10e6).max_leverage
     assert outcome.result.trades == [] and allowed < 20
-    # then, as the mining alone had no down day, the note on an unbounded Sortino (metrics.sortino_note)
-    sortino = [note for note in [metrics.sortino_note(outcome.summary["sortino"])] if note]
+    # then, as the mining alone had no down day (the equity never fell: 2M USD of cash and 100 machines), the
+    # note on an unbounded Sortino (metrics.sortino_note)
+    equity = outcome.result.equity["equity_usd"]
+    assert (equity.diff().dropna() > 0).all() and equity.iloc[0] > outcome.summary["initial_equity_usd"]
+    assert outcome.summary["sortino"] == math.inf
+    sortino = [metrics.sortino_note(math.inf)]
+    assert sortino[0].startswith("sortino is inf: no daily return was below 0")
     assert outcome.result.assumptions["run notes"] == [
         f"1 futures order(s) refused by the broker (bracket); the first at 2021-01-02 00:00 UTC: buy "
         f"{500_000 * 20 / close:,.6g} BTC of BTCUSDT: binance_usdm's bracket for a notional of 10,000,000.00 USD "
@@ -1182,7 +1187,7 @@ def test_a_stop_closer_than_the_median_bar_move_against_the_position_is_a_warnin
         assert not fired and not [w for w in outcome.warnings if "stop_loss" in w]
         return
     text = (f"stop_loss={stop:g} is closer to the entry than the median move against a {side} from a bar's open "
-            f"over the run's 6 bars ({median:.4g}, {median:.2%}): the stop fires on an ordinary bar, and the run's "
+            f"over the run's 6 bars ({median:.4g}, {median:.2%}): a stop that close fires on most bars; this run's "
             f"stop orders fired {len(fired)} time(s). stop_loss is a fraction of the entry price: 0.05 = 5 %.")
     assert len(fired) == 1 and text in outcome.warnings and text in outcome.notes
 
