@@ -55,17 +55,14 @@ def in_scratch(data_dir, tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize(("heading", "header_rows", "written"), [
-    ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
-    ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
-    ("#### A loan and a hedge: `financed_hedge`", 2, "comparison written to reports/cmp2"),
-    ("#### Debt owed when the run starts: `debt_usd`", 2, "comparison written to reports/debt"),
-])
-def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
-    # the main table's shown rows up to its "..." line, then (a run with loans) the loans table whole, to the end
+def _check_rows_then_tables(heading: str, header_rows: int, written: str, capsys) -> list[str]:
+    """Run the README example under ``heading``: stderr is its lines up to ``written`` (the run notes, then
+    where the report went), in order; stdout has the main table's shown rows up to its "..." line, as many
+    rows as that line says with ``header_rows`` of heading, then the tables after it whole, to the end.
+    Returns those trailing tables' lines."""
     argv, shown = _example(heading)
     out, err = _run(argv, capsys)
-    stderr_lines = shown.index(written) + 1  # the run notes, then where the report went: all of stderr, in order
+    stderr_lines = shown.index(written) + 1
     assert shown[:stderr_lines] == err
     rows = shown[stderr_lines:]
     elided = next(i for i, line in enumerate(rows) if line.startswith("..."))
@@ -74,22 +71,25 @@ def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scrat
     tables = rows[elided + 1:]
     assert out[len(out) - len(tables):] == tables
     assert len(out) == header_rows + _count_in_all(rows[elided]) + len(tables)
+    return tables
+
+
+@pytest.mark.parametrize(("heading", "header_rows", "written"), [
+    ("### One backtest: `run`", 0, "report written to reports/run1"),  # the summary, no header
+    ("### Compare policies: `compare`", 2, "comparison written to reports/cmp1"),  # metric/policy header, rule
+    ("#### A loan and a hedge: `financed_hedge`", 2, "comparison written to reports/cmp2"),
+    ("#### Debt owed when the run starts: `debt_usd`", 2, "comparison written to reports/debt"),
+])
+def test_example_prints_the_readmes_rows(heading, header_rows, written, in_scratch, capsys):
+    # the main table's shown rows up to its "..." line, then (a run with loans) the loans table whole, to the end
+    _check_rows_then_tables(heading, header_rows, written, capsys)
     assert (in_scratch / written.rsplit(" ", 1)[1] / "summary.md").is_file()
 
 
 def test_windows_example_prints_the_readmes_window_tables_whole(in_scratch, capsys):
     # stderr as shown; the main table's shown rows, then every line of the window tables, to stdout's end
-    argv, shown = _example("#### Stress windows: `--window`")
-    out, err = _run(argv, capsys)
-    written = shown.index("comparison written to reports/stress") + 1
-    assert shown[:written] == err
-    rows = shown[written:]
-    elided = next(i for i, line in enumerate(rows) if line.startswith("..."))
-    for line in rows[:elided]:
-        assert line in out, line
-    tables = rows[elided + 1:]
-    assert out[-len(tables):] == tables
-    assert len(out) == 2 + _count_in_all(rows[elided]) + len(tables)
+    tables = _check_rows_then_tables("#### Stress windows: `--window`", 2, "comparison written to reports/stress",
+                                     capsys)
     assert [line for line in tables if line.startswith("window ")] == [
         "window 2018: 2018-01-01 to 2018-12-31, 365 bars", "window covid-crash: 2020-03-01 to 2020-03-31, 31 bars",
         "window 2021: 2021-01-01 to 2021-12-31, 365 bars", "window 2022: 2022-01-01 to 2022-12-31, 365 bars"]
