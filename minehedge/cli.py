@@ -169,6 +169,8 @@ def _and_list(items: Sequence[str]) -> str:
 def _unknown_flag_hint(flag: str, command: str) -> str:
     """What to say about ``flag``, which ``command`` does not take."""
     own = _OPTIONS.get(command)
+    if flag == "--version" and command:  # the program's option, not a command's
+        return f" --version is an option of the program: {_prog} --version."
     if own is None:  # the top-level parser: no command chosen yet
         return did_you_mean(flag, sorted(set().union(*_OPTIONS.values())))
     if flag in own:  # `data --json list`: an option of the action, given before it
@@ -246,12 +248,25 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
                         help="set a policy parameter (repeatable), e.g. --set hedge_ratio=0.5")
 
 
+def _version_text() -> str:
+    """``minehedge X.Y.Z (backtrader A, pandas B, Python C)``: what a bug report needs to reproduce a run."""
+    import platform
+    from importlib.metadata import version
+
+    import minehedge
+
+    return (f"minehedge {minehedge.__version__} (backtrader {version('backtrader')}, "
+            f"pandas {version('pandas')}, Python {platform.python_version()})")
+
+
 def build_parser(prog: str = PROG) -> _Parser:
     global _prog
     _prog = prog
     s = argparse.SUPPRESS
     parser = _Parser(prog=prog, description="Backtest crypto miners who hedge or lever up with futures.",
                      suggest=COMMANDS)
+    parser.add_argument("--version", action="version", version=_version_text(),
+                        help="print minehedge's version and the versions it runs on, and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="one backtest: print the summary, write the report folder")

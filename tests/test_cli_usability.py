@@ -227,3 +227,24 @@ def test_compare_prints_an_event_date_warning_naming_its_policy(capsys, data_dir
     assert (f"warning (financed_expansion): "
             f"{LOAN_AFTER.format('2021-12-31', '2020-02-01', '2020-01-01', '2020-02-01')}\n") in err
     assert "note (financed_expansion): loan_date" not in err
+
+
+def test_version_names_minehedge_and_the_stack_it_runs_on(capsys):
+    import platform
+    from importlib.metadata import version
+
+    import minehedge
+
+    code, out, err = _run(capsys, ["--version"])
+    assert code == 0 and err == ""
+    assert out == (f"minehedge {minehedge.__version__} (backtrader {version('backtrader')}, "
+                   f"pandas {version('pandas')}, Python {platform.python_version()})\n")
+
+
+@pytest.mark.parametrize("command", [["run"], ["sweep"], ["data", "list"]])
+def test_version_after_a_command_says_where_it_goes(capsys, command):
+    code, _, err = _run(capsys, [*command, "--version"])
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].endswith(
+        "error: unrecognized arguments: --version. --version is an option of the program: "
+        "run_backtest.py --version.")
