@@ -17,8 +17,10 @@ import matplotlib.dates as mdates
 import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from analyzers import metrics
 from analyzers.files import atomic_write
@@ -243,28 +245,71 @@ def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", tit
     return fig
 
 
+def _axis_values(column: pd.Series) -> list[object]:
+    """The distinct values of a swept parameter, sorted (by their text when they mix types), a missing one
+    (a parameter swept to ``none``) last as ``None``."""
+    values = pd.Index(column.dropna().unique())
+    try:
+        ordered = list(values.sort_values())
+    except TypeError:
+        ordered = sorted(values, key=str)
+    return [*ordered, None] if column.isna().any() else ordered
+
+
+def _tick_label(value: object) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def sweep_heatmap(results: pd.DataFrame, x: str, y: str, value: str, title: str = "",
                   cmap: str = "viridis") -> Figure:
     """Heatmap of ``value`` over two swept parameters ``x`` (columns) and ``y`` (rows), one cell per pair
-    (the mean if a pair occurs more than once), each cell annotated with its number."""
+    (the mean if a pair occurs more than once), each cell annotated with its number.
+
+    Every value ``x`` and ``y`` take in ``results`` has its column and row (sorted; a parameter swept to
+    ``none`` last), also when all its cells are NaN. A NaN cell (a pair not in ``results``, or a metric
+    undefined there) is drawn light grey and says ``n/a``. The colour scale spans the finite values only: a
+    +inf cell (a Sortino with no down day) takes the colour of the scale's top, a -inf cell of its bottom,
+    each hatched and saying ``inf`` / ``-inf``, and the colour bar's arrows show that such cells exist.
+    """
     for column in (x, y, value):
         if column not in results:
             raise KeyError(f"sweep_heatmap: column {column!r} not in results; have {list(results.columns)}")
-    grid = results.pivot_table(index=y, columns=x, values=value,
-                               aggfunc="mean").sort_index().sort_index(axis=1)
-    fig = Figure(figsize=(1.2 * grid.shape[1] + 3, 0.6 * grid.shape[0] + 2.5), layout="constrained")
+    columns, rows = _axis_values(results[x]), _axis_values(results[y])
+    row_of = {key: i for i, key in enumerate(rows)}
+    column_of = {key: j for j, key in enumerate(columns)}
+    numbers = pd.to_numeric(results[value], errors="coerce").astype(float)
+    data = np.full((len(rows), len(columns)), np.nan)
+    for (row, col), number in numbers.groupby([results[y], results[x]], dropna=False).mean().items():
+        data[row_of[None if pd.isna(row) else row], column_of[None if pd.isna(col) else col]] = number
+    fig = Figure(figsize=(1.2 * len(columns) + 3, 0.6 * len(rows) + 2.5), layout="constrained")
     ax = fig.add_subplot()
-    data = grid.to_numpy(dtype=float)
-    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", origin="lower")
-    ax.set_xticks(range(grid.shape[1]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.index])
     finite = data[np.isfinite(data)]
-    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if low == high:  # one value: a scale around it, so that an infinite cell still takes an end's colour
+        low, high = low - 1.0, high + 1.0
+    base = colormaps[cmap]
+    scale = base.with_extremes(bad="lightgrey", over=base(1.0), under=base(0.0))
+    # drawn: an infinite cell as a number past the scale's end (matplotlib's resampling makes inf a bad value)
+    beyond = np.where(np.isposinf(data), 2 * high - low, np.where(np.isneginf(data), 2 * low - high, data))
+    image = ax.imshow(np.ma.masked_where(np.isnan(data), beyond), cmap=scale, vmin=low, vmax=high,
+                      aspect="auto", origin="lower")
+    ax.set_xticks(range(len(columns)), [_tick_label(v) for v in columns])
+    ax.set_yticks(range(len(rows)), [_tick_label(v) for v in rows])
+    middle = (low + high) / 2
     for (row, col), number in np.ndenumerate(data):
-        text = "n/a" if np.isnan(number) else f"{number:,.3g}"  # inf: a Sortino with no down day
+        text = "n/a" if np.isnan(number) else f"{number:,.3g}"  # "inf" / "-inf" for an infinite one
+        if np.isinf(number):
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", linewidth=0,
+                                   edgecolor="white" if number < 0 else "black"))
         ax.text(col, row, text, ha="center", va="center", fontsize=8,
-                color="white" if np.isfinite(number) and number < middle else "black")
-    fig.colorbar(image, ax=ax, label=value)
+                color="white" if not np.isnan(number) and number < middle else "black",
+                bbox={"facecolor": scale(np.sign(number) * np.inf), "edgecolor": "none", "pad": 1}
+                if np.isinf(number) else None)
+    extend = {(False, False): "neither", (True, False): "max", (False, True): "min", (True, True): "both"}
+    fig.colorbar(image, ax=ax, label=value, extend=extend[bool(np.isposinf(data).any()),
+                                                         bool(np.isneginf(data).any())])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title or f"{value} by {y} and {x}")

@@ -46,6 +46,17 @@ def read_price_csv(path: str | Path, name: str) -> PriceSchedule:
     YYYY-MM-DD (UTC days) strictly increasing, each price (USD/kWh) in force from its day until the next
     row's. A run that starts before the first row's date is refused (:meth:`PriceSchedule.on`).
     :class:`ValueError` naming the file, and the line and value where one is wrong."""
+    rows = read_price_rows(path)
+    return dated_schedule(name, [(day, price) for day, price, _ in rows], label=str(path),
+                          where=[f"line {line} of {str(path)!r}" for _, _, line in rows])
+
+
+def read_price_rows(path: str | Path) -> list[tuple[pd.Timestamp, float, int]]:
+    """The rows of the price CSV file ``path`` in file order, each ``(UTC day, price in USD/kWh, its line
+    number in the file)``: what :func:`read_price_csv` makes a schedule of (and ``data validate`` checks),
+    with its rules (a header ``date,usd_per_kwh``, at least one row, dates YYYY-MM-DD, finite numbers) but
+    not yet checked for their order. :class:`ValueError` naming the file, and the line and value where one is
+    wrong."""
     try:
         frame = read_csv(path, kind="price", expected=",".join(PRICE_COLUMNS), listed=False, dtype=str,
                          keep_default_na=False, skipinitialspace=True)
@@ -61,9 +72,8 @@ def read_price_csv(path: str | Path, name: str) -> PriceSchedule:
     if frame.empty:
         raise ValueError(f"cannot be read: price file {str(path)!r} has a header but no rows; give one row "
                          "per price change")
-    lines = [f"line {number}" for number in range(2, len(frame) + 2)]
     rows = []
-    for line, (day, price) in zip(lines, frame.itertuples(index=False, name=None), strict=True):
-        where = f"{line} of {str(path)!r}"
-        rows.append((utc_day(day, f"{day!r} ({where})"), price_value(price, f"{price!r} ({where})")))
-    return dated_schedule(name, rows, label=str(path), where=[f"{line} of {str(path)!r}" for line in lines])
+    for line, (day, price) in enumerate(frame.itertuples(index=False, name=None), start=2):
+        where = f"line {line} of {str(path)!r}"
+        rows.append((utc_day(day, f"{day!r} ({where})"), price_value(price, f"{price!r} ({where})"), line))
+    return rows

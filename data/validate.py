@@ -153,7 +153,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _rows(index: pd.DatetimeIndex, mask: np.ndarray, describe) -> str:
+def rows_text(index: pd.DatetimeIndex, mask: np.ndarray, describe) -> str:
+    """``N row(s): ...`` naming the rows where ``mask`` is true, each by ``describe(position)``, the first
+    few of them (the form every error of this module lists its rows in)."""
     where = np.flatnonzero(mask)
     shown = "; ".join(describe(i) for i in where[:_MAX_LISTED])
     more = f"; ... {len(where) - _MAX_LISTED} more" if len(where) > _MAX_LISTED else ""
@@ -175,10 +177,10 @@ def order_errors(index: pd.DatetimeIndex) -> list[str]:
         steps = np.diff(stamps)
         if (steps == 0).any():
             errors.append("duplicate timestamps, "
-                          + _rows(index[1:], steps == 0, lambda i: str(index[i + 1])))
+                          + rows_text(index[1:], steps == 0, lambda i: str(index[i + 1])))
         if (steps < 0).any():
             errors.append("timestamps not increasing, "
-                          + _rows(index[1:], steps < 0, lambda i: f"{index[i + 1]} after {index[i]}"))
+                          + rows_text(index[1:], steps < 0, lambda i: f"{index[i + 1]} after {index[i]}"))
     return errors
 
 
@@ -190,20 +192,20 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
     for j, name in enumerate(PRICE_COLUMNS):
         column = prices[:, j]
         if np.isnan(column).any():
-            errors.append(f"NaN {name}, " + _rows(index, np.isnan(column), lambda i: str(index[i])))
+            errors.append(f"NaN {name}, " + rows_text(index, np.isnan(column), lambda i: str(index[i])))
         bad = column <= 0
         if bad.any():
             errors.append(f"non-positive {name}, "
-                          + _rows(index, bad, lambda i, c=column, n=name: f"{index[i]} {n}={c[i]:g}"))
+                          + rows_text(index, bad, lambda i, c=column, n=name: f"{index[i]} {n}={c[i]:g}"))
     o, h, lo, c = prices.T
     with np.errstate(invalid="ignore"):
         high_bad = h < np.maximum(o, c)
         low_bad = lo > np.minimum(o, c)
     if high_bad.any():
-        errors.append("high < max(open, close), " + _rows(
+        errors.append("high < max(open, close), " + rows_text(
             index, high_bad, lambda i: f"{index[i]} open={o[i]:g} high={h[i]:g} close={c[i]:g}"))
     if low_bad.any():
-        errors.append("low > min(open, close), " + _rows(
+        errors.append("low > min(open, close), " + rows_text(
             index, low_bad, lambda i: f"{index[i]} open={o[i]:g} low={lo[i]:g} close={c[i]:g}"))
     if "volume" in frame.columns:
         volume = frame["volume"].to_numpy(dtype="float64")
@@ -211,7 +213,7 @@ def _consistency_errors(frame: pd.DataFrame) -> list[str]:
             negative = volume < 0
         if negative.any():
             errors.append("negative volume, "
-                          + _rows(index, negative, lambda i: f"{index[i]} volume={volume[i]:g}"))
+                          + rows_text(index, negative, lambda i: f"{index[i]} volume={volume[i]:g}"))
     return errors
 
 
@@ -228,7 +230,7 @@ def grid_errors(frame: pd.DataFrame, timeframe: str) -> list[str]:
         return []
     index = frame.index
     return [f"bars not on the {timeframe} UTC grid (a {timeframe} bar opens {_GRID[timeframe]} UTC; were the "
-            "times written in another zone?), " + _rows(index, off, lambda i: str(index[i]))]
+            "times written in another zone?), " + rows_text(index, off, lambda i: str(index[i]))]
 
 
 def _side_medians(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -964,11 +964,13 @@ def _kinds_text() -> str:
     """The kinds ``data validate`` checks, with the header each needs, for messages."""
     from data.funding import FORMAT_COLUMNS
     from data.network import CSV_REQUIRED, ETHERSCAN_GLASSNODE_COLUMNS
+    from data.price_schedule import PRICE_COLUMNS
 
     funding = " | ".join(",".join(columns) for columns in FORMAT_COLUMNS.values())
     return ("ohlcv (datetime or date, open, high, low, close, volume), network (time or date, "
-            f"{', '.join(CSV_REQUIRED)}; or {', '.join(ETHERSCAN_GLASSNODE_COLUMNS)}) and funding (datetime "
-            f"or date, and {funding})")
+            f"{', '.join(CSV_REQUIRED)}; or {', '.join(ETHERSCAN_GLASSNODE_COLUMNS)}), funding (datetime "
+            f"or date, and {funding}) and price ({', '.join(PRICE_COLUMNS)}: a power or hosting price "
+            "schedule)")
 
 
 def _file_kind(path: Path, listed: Any) -> tuple[str, str, str]:
@@ -978,6 +980,7 @@ def _file_kind(path: Path, listed: Any) -> tuple[str, str, str]:
     from data.frames import OHLCV_COLUMNS
     from data.funding import format_of_columns
     from data.network import FILE_COLUMNS
+    from data.price_schedule import PRICE_COLUMNS
 
     if listed is not None:
         if listed.kind not in VALIDATED_KINDS:
@@ -988,6 +991,8 @@ def _file_kind(path: Path, listed: Any) -> tuple[str, str, str]:
     if not content.strip():
         return "ohlcv", "", ""  # the OHLCV reader says it is empty
     header = list(read_csv(path, content, nrows=0).columns)
+    if tuple(str(column).strip().lower() for column in header) == PRICE_COLUMNS:  # read_price_rows' test
+        return "price", "", ""
     venue = next((venue for venue, (required, _) in FILE_COLUMNS.items() if set(required) <= set(header)),
                  None)
     if venue is not None:
@@ -1034,6 +1039,39 @@ def _series_findings(path: Path, kind: str, asset: str, venue: str,
     return rows, index
 
 
+def _price_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
+    """Findings on a price schedule file (``date,usd_per_kwh``, which ``power_usd_per_kwh=FILE.csv`` reads):
+    read as a run reads it (:func:`data.price_schedule.read_price_rows`: header, dates, numbers; an error
+    there is a DataError naming the line), then the order of its dates (duplicate or decreasing) and prices
+    below the price parameters' minimum, errors both (a run refuses them), and the summary; and its days."""
+    from data.price_schedule import read_price_rows
+    from data.validate import order_errors, rows_text
+    from strategies.base import BASE_SPECS
+
+    name = path.name
+    try:
+        rows = read_price_rows(path)
+    except ValueError as exc:  # the clause follows the value it is about: here the file
+        raise DataError(f"{name} {exc}.") from None
+    index = pd.DatetimeIndex([day for day, _, _ in rows])
+    prices = np.array([price for _, price, _ in rows])
+    findings = [{"level": "error", "what": "consistency", "detail": f"{name}: {text}"}
+                for text in order_errors(index)]
+    specs = [spec for spec in BASE_SPECS if spec.schedule is not None]  # the parameters a price file prices
+    minimum = max(spec.minimum for spec in specs)
+    low = prices < minimum
+    if low.any():
+        listed = rows_text(index, low,
+                           lambda i: f"line {rows[i][2]} {index[i].date()} usd_per_kwh={prices[i]:g}")
+        findings.append({"level": "error", "what": "consistency", "detail": (
+            f"{name}: usd_per_kwh below {minimum} ({' and '.join(spec.name for spec in specs)} must be >= "
+            f"{minimum} {specs[0].unit}), {listed}")})
+    findings.append({"level": "info", "what": "summary",
+                     "detail": f"{name} [price]: {len(rows)} rows, {index.min().date()} -> "
+                               f"{index.max().date()}, {prices.min():g} to {prices.max():g} USD/kWh"})
+    return findings, index
+
+
 def _ohlcv_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
     """Findings on an OHLCV file: :func:`data.validate.validate_ohlcv` at the timeframe its median bar spacing
     tells; when that spacing is no timeframe, the row checks that need none; and its rows' times."""
@@ -1064,8 +1102,8 @@ def _ohlcv_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
 
 
 def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
-    """Validate one CSV file (``path``: OHLCV, network or funding, the kind its MANIFEST.csv row or its header
-    says) or the OHLCV range of ``config``, reporting, never masking."""
+    """Validate one CSV file (``path``: OHLCV, network, funding or a price schedule, the kind its MANIFEST.csv
+    row or its header says) or the OHLCV range of ``config``, reporting, never masking."""
     from data.manifest import listed_choice
 
     if path is not None:
@@ -1078,6 +1116,8 @@ def data_validate(config: dict[str, Any], path: Path | None) -> list[dict[str, A
         kind, asset, venue = _file_kind(path, listed)
         if kind in ("network", "funding"):
             findings, index = _series_findings(path, kind, asset, venue, listed)
+        elif kind == "price":
+            findings, index = _price_findings(path)
         else:
             findings, index = _ohlcv_findings(path)
         # a file its folder's MANIFEST.csv lists: checked against its row, as a run does

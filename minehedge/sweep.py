@@ -1120,8 +1120,9 @@ def write_heatmaps(
     """``heatmap_<metric>.png`` per metric over the two swept parameters ``x`` (columns) and ``y`` (rows).
 
     Drawn by the analyzers package (one home for charts): ``analyzers.charts.sweep_heatmap(results, x, y,
-    value, title="") -> Figure`` and written atomically by ``analyzers.charts.save_figure(fig, path)``. Rows
-    with status ok only; metrics absent from ``frame`` or all-NaN are skipped. If the chart functions are not
+    value, title="") -> Figure`` and written atomically by ``analyzers.charts.save_figure(fig, path)``. Values
+    of rows with status ok only: a failed configuration's cell is n/a, its row and column still drawn; metrics
+    absent from ``frame`` or all-NaN are skipped. If the chart functions are not
     importable, says so through ``log`` and writes nothing (the sweep's numbers are in results.csv anyway).
     """
     log = log or (lambda message: None)
@@ -1131,12 +1132,16 @@ def write_heatmaps(
         log(f"heatmap skipped: analyzers.charts.sweep_heatmap is not available ({exc})")
         return []
 
-    ok = frame[frame["status"] == STATUS_OK]
+    ok = frame["status"] == STATUS_OK
     written = []
     for metric in dict.fromkeys(metrics):
-        if metric not in ok.columns or ok[metric].isna().all():
+        if metric not in frame.columns or frame.loc[ok, metric].isna().all():
             continue
-        figure = sweep_heatmap(ok, x, y, metric, title=f"{metric} by {y} and {x} ({len(ok)} configurations)")
+        shown = frame[[*dict.fromkeys((x, y, metric))]]
+        if metric not in (x, y):  # a configuration that failed keeps its row and column, its cell n/a
+            shown = shown.assign(**{metric: shown[metric].where(ok)})
+        figure = sweep_heatmap(shown, x, y, metric,
+                               title=f"{metric} by {y} and {x} ({int(ok.sum())} configurations)")
         written.append(Path(save_figure(figure, Path(out_dir) / f"heatmap_{_safe_name(metric)}.png")))
     return written
 

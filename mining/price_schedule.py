@@ -8,7 +8,10 @@ number:
 
 * ``"0.045,0.07@2022-03-01,0.05@2023-01-01"``: comma-separated ``PRICE@YYYY-MM-DD`` items, the first of which
   may have no date: it is the price before the first dated change, from before the run. Dates strictly
-  increase. A first item with a date starts the schedule on that day (``0.05@2019-01-01,0.07@2022-03-01``).
+  increase. A first item with a date starts the schedule on that day (``0.05@2019-01-01,0.07@2022-03-01``);
+  so does a first item ``none`` (``none,0.05@2019-01-01``: no price before that day), the only way to write
+  one dated price alone (``0.05@2019-01-01`` alone is refused: most often a price before it was forgotten,
+  or a ``--grid`` split a schedule at its commas).
 * a mapping ``{date: price}`` (a Python dict; a TOML table of ``2022-03-01 = 0.07`` lines): every price dated,
   dates increasing.
 * a pandas Series indexed by times: each value from its time on (times of day are kept).
@@ -36,6 +39,8 @@ from mining.revenue import _utc_index
 
 _ITEM = re.compile(r"^(?P<price>[^@]*?)\s*(?:@\s*(?P<date>.*))?$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: The first item of an inline schedule without a price before its first dated one: ``none,0.07@2022-03-01``.
+NO_OPENING = "none"
 #: How many dated prices :meth:`PriceSchedule.describe` lists one by one; a longer schedule is summarised.
 DESCRIBE_AT_MOST = 12
 
@@ -96,8 +101,12 @@ class PriceSchedule:
         return prices[np.searchsorted(times, days.asi8, side="right")]
 
     def shorthand(self) -> str:
-        """The inline form: ``0.045,0.07@2022-03-01`` (a time of day, where one is not 00:00, in ISO form)."""
+        """The inline form: ``0.045,0.07@2022-03-01`` (a time of day, where one is not 00:00, in ISO form);
+        ``none,0.07@2022-03-01`` for one dated price with none before it (a one-entry table), which the inline
+        parser refuses without its ``none``."""
         opening = [] if self.opening is None else [repr(self.opening)]
+        if self.opening is None and len(self.changes) == 1:
+            opening = [NO_OPENING]
         return ",".join([*opening, *(f"{price!r}@{_when_text(when)}" for when, price in self.changes)])
 
     def __str__(self) -> str:
@@ -166,9 +175,10 @@ def _from_shorthand(name: str, text: str) -> PriceSchedule:
     items = [item.strip() for item in text.split(",")]
     if len(items) == 1 and "@" not in items[0]:
         raise ValueError("is not a number, a price schedule or a CSV file's name (ending in .csv)")
+    no_opening = len(items) > 1 and items[0].lower() == NO_OPENING  # no price before the first dated one
     opening: float | None = None
     rows: list[tuple[pd.Timestamp, float]] = []
-    for number, item in enumerate(items, start=1):
+    for number, item in enumerate(items[1:] if no_opening else items, start=2 if no_opening else 1):
         if not item:
             raise ValueError(f"is not a price schedule: item {number} is empty")
         match = _ITEM.match(item)
@@ -180,10 +190,10 @@ def _from_shorthand(name: str, text: str) -> PriceSchedule:
         else:
             raise ValueError(f"is not a price schedule: item {number} {item!r} has no @YYYY-MM-DD (only the "
                              "first price may have none: it applies from before the run)")
-    if opening is None and len(rows) == 1:
+    if opening is None and len(rows) == 1 and not no_opening:
         raise ValueError(f"is one dated price alone; give the price in force before it first (for example "
-                         f"0.045,{items[0]}), or the number alone for a constant (in a --grid, separate "
-                         "schedules with ';')")
+                         f"0.045,{items[0]}), {NO_OPENING},{items[0]} for none before it, or the number "
+                         "alone for a constant (in a --grid, separate schedules with ';')")
     return dated_schedule(name, rows, opening=opening,
                           where=[f"item {n}" for n in range(len(items) - len(rows) + 1, len(items) + 1)])
 

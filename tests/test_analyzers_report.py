@@ -177,6 +177,68 @@ def test_compare_and_sweep_charts_render(tmp_path):
     assert texts[(0, 0)] == "inf" and texts[(1, 0)] == "n/a" and texts[(2, 0)] == "0"
 
 
+def _cell_colours(fig, rows, columns):
+    """The colour (RGB 0-1) most pixels of each heatmap cell have in the rendered figure (the annotation and
+    any hatch lines are a minority of a cell's pixels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3]
+    height = pixels.shape[0]
+    ax = fig.axes[0]
+    colours = {}
+    for row in range(rows):
+        for col in range(columns):
+            (x0, y0), (x1, y1) = ax.transData.transform([(col - 0.35, row - 0.35), (col + 0.35, row + 0.35)])
+            patch = pixels[int(height - y1):int(height - y0), int(x0):int(x1)].reshape(-1, 3)
+            values, counts = np.unique(patch, axis=0, return_counts=True)
+            colours[(row, col)] = values[counts.argmax()] / 255
+    return colours
+
+
+def test_sweep_heatmap_keeps_every_swept_value_and_draws_missing_and_infinite_cells():
+    from matplotlib import colormaps, colors
+
+    sweep = pd.DataFrame([{"leverage": lev, "hedge_ratio": h, "sortino": lev * 10 + h * 5}
+                          for lev in (1.0, 2.0, 3.0) for h in (0.0, 0.5, 1.0)])
+    sweep.loc[sweep["leverage"] == 3.0, "sortino"] = math.nan  # a column of n/a only
+    sweep.loc[(sweep["leverage"] == 1.0) & (sweep["hedge_ratio"] == 0.0), "sortino"] = math.inf
+    sweep.loc[(sweep["leverage"] == 2.0) & (sweep["hedge_ratio"] == 0.5), "sortino"] = -math.inf
+    heat = charts.sweep_heatmap(sweep, "leverage", "hedge_ratio", "sortino")
+    ax = heat.axes[0]
+    columns, rows = sorted(sweep["leverage"].unique()), sorted(sweep["hedge_ratio"].unique())
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:g}" for v in columns]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{v:g}" for v in rows]
+    finite = sweep["sortino"][np.isfinite(sweep["sortino"])]
+    image = ax.images[0]
+    assert (image.norm.vmin, image.norm.vmax) == (finite.min(), finite.max())  # the scale: finite values only
+    scale = colormaps["viridis"]
+    norm = colors.Normalize(finite.min(), finite.max())
+    drawn = _cell_colours(heat, len(rows), len(columns))
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    for (row, col), colour in drawn.items():
+        number = sweep.loc[(sweep["hedge_ratio"] == rows[row]) & (sweep["leverage"] == columns[col]),
+                           "sortino"].item()
+        if math.isnan(number):
+            expected, text = colors.to_rgb("lightgrey"), "n/a"
+        elif math.isinf(number):
+            expected, text = scale(1.0 if number > 0 else 0.0)[:3], "inf" if number > 0 else "-inf"
+        else:
+            expected, text = scale(norm(number))[:3], f"{number:,.3g}"
+        assert np.allclose(colour, expected, atol=2 / 255), ((row, col), number, colour, expected)
+        assert texts[(row, col)] == text
+    hatched = sorted((round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches if p.get_hatch())
+    assert hatched == [(0, 0), (1, 1)]  # (column, row) of the inf and -inf cells
+
+    # a parameter swept to none (stop_loss) keeps its column, after the numbers
+    sweep = pd.DataFrame({"stop_loss": [None, 0.1, None, 0.1], "hedge_ratio": [0.0, 0.0, 0.5, 0.5],
+                          "sharpe": [1.0, 2.0, 3.0, 4.0]})
+    ax = charts.sweep_heatmap(sweep, "stop_loss", "hedge_ratio", "sharpe").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "none"]
+    assert ax.images[0].get_array()[1, 1] == 3.0  # hedge_ratio 0.5, stop_loss none
+
+
 def test_ledger_records_with_naive_times_load_as_utc():
     frame = ledger_stats.ledger_frame([{"datetime": datetime(2021, 1, 1), "kind": "fee", "currency": "USD",
                                         "wallet": "futures", "amount": -1.0, "instrument": "", "note": ""}])

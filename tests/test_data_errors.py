@@ -237,6 +237,61 @@ def test_data_validate_reports_a_network_or_funding_files_row_problems_as_findin
         "fund.csv: column 'fundingRate' row 1 (line 2, 2020-01-01 04:00:00): 'x' is not a number.")
 
 
+def test_data_validate_checks_a_price_schedule_file_as_a_run_reads_it(capsys, tmp_path):
+    # Before: "prices.csv: its header (date, usd_per_kwh) is not that of a file `data validate` checks" (exit 2)
+    from data.price_schedule import read_price_csv
+
+    rows = [("2019-01-01", 0.05), ("2022-03-01", 0.07), ("2023-01-01", 0.06)]
+    good = tmp_path / "prices.csv"
+    good.write_text("date,usd_per_kwh\n" + "".join(f"{day},{price}\n" for day, price in rows))
+    prices = [price for _, price in rows]
+    assert _findings(capsys, [str(good)], 0) == [{"level": "info", "what": "summary", "detail": (
+        f"prices.csv [price]: {len(rows)} rows, {rows[0][0]} -> {rows[-1][0]}, {min(prices):g} to {max(prices):g} "
+        "USD/kWh")}]
+    # a one-row file is a schedule a run takes (from its day on)
+    one = tmp_path / "one.csv"
+    one.write_text("date, usd_per_kwh\n2019-01-01, 0.05\n")  # spaces after the commas, as the reader allows
+    assert _findings(capsys, [str(one)], 0)[-1]["detail"] == "one.csv [price]: 1 rows, 2019-01-01 -> 2019-01-01, " \
+                                                            "0.05 to 0.05 USD/kWh"
+
+    # what a run refuses after reading the rows: dates out of order, a negative price, each a finding (exit 1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,usd_per_kwh\n2019-01-01,0.05\n2022-03-01,-0.07\n2022-03-01,0.07\n2021-01-01,0.06\n")
+    with pytest.raises(ValueError, match="dates must increase"):
+        read_price_csv(bad, "power_usd_per_kwh")
+    assert _findings(capsys, [str(bad)], 1) == [
+        {"level": "error", "what": "consistency",
+         "detail": "bad.csv: duplicate timestamps, 1 row(s): 2022-03-01 00:00:00+00:00"},
+        {"level": "error", "what": "consistency", "detail": "bad.csv: timestamps not increasing, 1 row(s): "
+                                                            "2021-01-01 00:00:00+00:00 after 2022-03-01 00:00:00+00:00"},
+        {"level": "error", "what": "consistency", "detail": "bad.csv: usd_per_kwh below 0.0 (power_usd_per_kwh and "
+         "hosting_usd_per_kwh must be >= 0.0 USD/kWh), 1 row(s): line 3 2022-03-01 usd_per_kwh=-0.07"},
+        {"level": "info", "what": "summary",
+         "detail": "bad.csv [price]: 4 rows, 2019-01-01 -> 2022-03-01, -0.07 to 0.07 USD/kWh"}]
+    # a run refuses the negative price too: the parameters' range, which the finding quotes
+    from minehedge.errors import ConfigError
+    from strategies.base import BASE_SPECS
+
+    negative = tmp_path / "neg.csv"
+    negative.write_text("date,usd_per_kwh\n2019-01-01,-0.07\n")
+    for spec in BASE_SPECS:
+        if spec.name in ("power_usd_per_kwh", "hosting_usd_per_kwh"):
+            with pytest.raises(ConfigError, match=r"has a price out of range \(-0\.07\); allowed: float >= 0\.0 USD"):
+                spec.coerce(str(negative))
+
+    # what the reader refuses stops validation with the run's own message about the file (exit 2)
+    for name, content in [("nan.csv", "date,usd_per_kwh\n2019-01-01,0.05\n2020-01-01,nan\n"),
+                          ("word.csv", "date,usd_per_kwh\n2019-01-01,cheap\n"),
+                          ("day.csv", "date,usd_per_kwh\n2019-02-30,0.05\n"),
+                          ("header.csv", "date,usd_per_kwh\n"),
+                          ("wide.csv", "date,usd_per_kwh\n2019-01-01,0.05,7\n")]:
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.raises(ValueError) as refused:
+            read_price_csv(path, "power_usd_per_kwh")
+        assert _run_error(capsys, ["data", "validate", str(path)]) == f"{name} {refused.value}."
+
+
 def test_data_validate_names_the_kinds_it_checks_for_a_file_of_none(capsys, tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("when,price\n2020-01-01,1\n")
@@ -244,6 +299,7 @@ def test_data_validate_names_the_kinds_it_checks_for_a_file_of_none(capsys, tmp_
     assert message.startswith("other.csv: its header (when, price) is not that of a file `data validate` checks: "
                               "ohlcv (datetime or date, open, high, low, close, volume), network (time or date, "
                               "PriceUSD, HashRate, BlkCnt, IssTotNtv, FeeTotNtv; or etherscan_difficulty_TH, ")
+    assert message.endswith(" and price (date, usd_per_kwh: a power or hosting price schedule).")
     assert "missing columns" not in message
 
 

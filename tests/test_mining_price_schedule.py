@@ -5,6 +5,7 @@ kWh at that day's price, in closed form from the machines' specification and the
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,10 @@ def test_a_schedule_that_starts_after_the_first_day_is_refused_naming_both_days(
 
 @pytest.mark.parametrize(("value", "reason"), [
     ("0.07@2022-03-01", "is one dated price alone; give the price in force before it first (for example "
-     "0.045,0.07@2022-03-01), or the number alone for a constant (in a --grid, separate schedules with ';')"),
+     "0.045,0.07@2022-03-01), none,0.07@2022-03-01 for none before it, or the number alone for a constant (in a "
+     "--grid, separate schedules with ';')"),
+    ("none,0.07", "is not a price schedule: item 2 '0.07' has no @YYYY-MM-DD (only the first price may have "
+     "none: it applies from before the run)"),
     ("0.045,0.07", "is not a price schedule: item 2 '0.07' has no @YYYY-MM-DD (only the first price may have "
      "none: it applies from before the run)"),
     ("0.045,0.07@2022-03-01,0.05@2022-03-01",
@@ -192,7 +196,7 @@ def test_fleet_takes_the_forms_and_names_its_own_parameters():
     with pytest.raises(ConfigError, match=r"^hosting_usd_per_kwh='0.01,-0.02@2022-03-01' has a price below 0 "):
         Fleet.from_shorthand("S19:1@2021-01-01", hosting_usd_per_kwh="0.01,-0.02@2022-03-01")
     late = Fleet.from_shorthand("S19:1@2021-01-01", hosting_usd_per_kwh={"2021-01-02": 0.01})
-    with pytest.raises(ConfigError, match=r"^hosting_usd_per_kwh='0.01@2021-01-02' starts on 2021-01-02, after "
+    with pytest.raises(ConfigError, match=r"^hosting_usd_per_kwh='none,0.01@2021-01-02' starts on 2021-01-02, after "
                                           r"the first day to price, 2021-01-01"):
         late.simulate(network("2021-01-01", 2))
 
@@ -247,3 +251,37 @@ def test_a_fleet_takes_any_real_number_or_a_number_as_text_as_0_5_0_did(value):
     assert isinstance(fleet.power_price, float) and fleet.power_price == float(value)
     with pytest.raises(ConfigError, match=r"power_price_usd_per_kwh=-0.05 must be >= 0 \(USD/kWh\)"):
         Fleet.from_shorthand("S19Pro:1@2020-01-01", asset="BTC", power_price_usd_per_kwh="-0.05")
+
+
+def test_one_dated_price_with_none_before_it_is_labelled_in_a_form_the_parser_takes_back():
+    # Before: a one-entry table was labelled 0.05@2019-01-01, which the inline parser refuses as one dated
+    # price alone (a run's report showed a value that --set then refused)
+    for value in ({"2019-01-01": 0.05}, {dt.date(2019, 1, 1): 0.05},
+                  pd.Series([0.05], index=pd.DatetimeIndex(["2019-01-01"]))):
+        schedule = POWER.coerce(value)
+        assert (schedule.opening, schedule.changes) == (None, ((pd.Timestamp("2019-01-01", tz="UTC"), 0.05),))
+        again = POWER.coerce(str(schedule))
+        assert (again.opening, again.changes) == (schedule.opening, schedule.changes)
+        assert str(again) == str(schedule)
+    assert POWER.coerce("NONE, 0.05@2019-01-01, 0.07@2022-03-01") == POWER.coerce({"2019-01-01": 0.05,
+                                                                                   "2022-03-01": 0.07})
+
+
+def test_a_one_entry_tables_label_in_a_run_report_pastes_back_into_set_with_the_same_result(data_dir, tmp_path,
+                                                                                             capsys):
+    from minehedge.cli import main
+
+    config = tmp_path / "power.toml"
+    config.write_text("[set.power_usd_per_kwh]\n2019-01-01 = 0.05\n")
+    common = ["run", "--policy", "static_hedge", "--start", "2022-01-01", "--end", "2022-01-20", "--data-dir",
+              str(data_dir)]
+    assert main([*common, "--config", str(config), "--out", str(tmp_path / "table")]) == 0
+    recorded = json.loads((tmp_path / "table" / "summary.json").read_text())["assumptions"]["power price"]
+    label = recorded.removeprefix("power_usd_per_kwh=").split(": ", 1)[0]
+    assert main([*common, "--set", f"power_usd_per_kwh={label}", "--out", str(tmp_path / "pasted")]) == 0
+    capsys.readouterr()
+    pasted = json.loads((tmp_path / "pasted" / "summary.json").read_text())
+    assert pasted["assumptions"]["power price"] == recorded
+    assert pasted["summary"] == json.loads((tmp_path / "table" / "summary.json").read_text())["summary"]
+    for name in ("equity.csv", "ledger.csv", "fills.csv"):
+        assert (tmp_path / "pasted" / name).read_bytes() == (tmp_path / "table" / name).read_bytes()

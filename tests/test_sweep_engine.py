@@ -817,3 +817,31 @@ def test_worker_processes_free_each_runs_cycles_before_the_next(tmp_path):
     check_no_cycle_outlived_the_next_run(rows, at_least=len(rows) - 2)
     # what survived a worker's first run is frozen, out of every later collection's way
     assert all(r["frozen"] == "True" for r in rows if r["had_previous"] == "True")
+
+
+def test_heatmaps_keep_the_row_and_column_of_failed_configurations(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from analyzers import charts
+    from minehedge.sweep import write_heatmaps
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn[Path(path).name] = fig
+        return path
+
+    monkeypatch.setattr(charts, "save_figure", keep)
+    # every configuration at leverage 125 failed (the venue refused it): no sharpe there
+    frame = pd.DataFrame([{"leverage": lev, "hedge_ratio": h, "status": "ok" if lev < 100 else "failed",
+                           "sharpe": lev + h if lev < 100 else math.nan}
+                          for lev in (1.0, 2.0, 125.0) for h in (0.0, 0.5)])
+    write_heatmaps(tmp_path, frame, "leverage", "hedge_ratio", ["sharpe"])
+    ax = drawn["heatmap_sharpe.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:g}" for v in sorted(set(frame["leverage"]))]
+    cells = ax.images[0].get_array()
+    ok = frame[frame["status"] == "ok"]
+    assert cells.mask[:, 2].all() and not cells.mask[:, :2].any()  # leverage 125: n/a in both rows
+    assert [cells[r, c] for r in range(2) for c in range(2)] == [
+        ok.loc[(ok["hedge_ratio"] == h) & (ok["leverage"] == lev), "sharpe"].item()
+        for h in (0.0, 0.5) for lev in (1.0, 2.0)]
