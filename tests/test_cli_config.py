@@ -341,7 +341,7 @@ def test_a_flag_the_command_does_not_take_is_reported_with_the_commands_usage(ca
     code, out, err = run_main(capsys, argv)
     assert code == 2 and out == ""
     assert err.startswith(usage) and err.endswith(message)
-    assert "usage: run_backtest.py [-h] COMMAND" not in err and "Did you mean '--start'" not in err
+    assert "usage: run_backtest.py [-h] [--version] COMMAND" not in err and "Did you mean '--start'" not in err
 
 
 @pytest.mark.parametrize(

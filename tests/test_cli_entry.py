@@ -24,7 +24,7 @@ def _child(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProces
 def test_python_dash_m_minehedge_shows_the_help_from_another_folder(tmp_path):
     done = _child(["-m", "minehedge", "--help"], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: python -m minehedge [-h] COMMAND ...")
+    assert done.stdout.startswith("usage: python -m minehedge [-h] [--version] COMMAND ...")
     for command in ("run", "sweep", "compare", "data", "policies"):
         assert f"    {command} " in done.stdout, command
 
