@@ -76,7 +76,8 @@ class ParamSpec:
 
     ``type`` is one of :data:`PARAM_TYPES`. ``unit`` is free text shown in ``policies`` (``"fraction"``,
     ``"x"``, ``"USD/kWh"``, ``"days"``...). Constraints, all optional and inclusive: ``choices`` (allowed
-    values), ``minimum`` / ``maximum``. ``nullable`` lets the value be ``None`` (written ``none`` on the
+    values), ``minimum`` / ``maximum`` (``refuse_minimum``, a reason, makes the range open at its minimum: a
+stop-loss distance of 0 means nothing). ``nullable`` lets the value be ``None`` (written ``none`` on the
     command line), for parameters whose default means "off" (a stop-loss, a loan date).
 
     ``schedule`` lets a number parameter also take a dated schedule (a price that changes over time):
@@ -96,6 +97,8 @@ class ParamSpec:
     nullable: bool = False
     schedule: Callable[[str, Any], Any] | None = None
     schedule_forms: str = ""
+    #: Non-empty: ``minimum`` itself is refused (the range is open there), and this says why.
+    refuse_minimum: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -116,9 +119,10 @@ class ParamSpec:
         if self.choices is not None:
             text = "one of: " + ", ".join(map(str, self.choices))
         elif self.minimum is not None and self.maximum is not None:
-            text = f"{self.type_name} in [{self.minimum}, {self.maximum}]{unit}"
+            opening = "(" if self.refuse_minimum else "["
+            text = f"{self.type_name} in {opening}{self.minimum}, {self.maximum}]{unit}"
         elif self.minimum is not None:
-            text = f"{self.type_name} >= {self.minimum}{unit}"
+            text = f"{self.type_name} {'>' if self.refuse_minimum else '>='} {self.minimum}{unit}"
         elif self.maximum is not None:
             text = f"{self.type_name} <= {self.maximum}{unit}"
         elif self.type is dt.date:
@@ -163,6 +167,8 @@ class ParamSpec:
                 raise bad("is not a finite number")
             if self.minimum is not None and converted < self.minimum:
                 raise bad("is out of range")
+            if self.refuse_minimum and converted == self.minimum:
+                raise bad(f"is not allowed: {self.refuse_minimum}")
             if self.maximum is not None and converted > self.maximum:
                 raise bad("is out of range")
         return converted
@@ -485,7 +491,8 @@ def normalise(table: Mapping[str, Any], *, source: str) -> dict[str, Any]:
         key = canonical_key(str(raw_key))
         where = f"{source}: {raw_key}"
         if key not in ALL_KEYS:
-            hint = ("" if source == "command line" else
+            close = did_you_mean(key, ALL_KEYS)  # a misspelt key of the file itself: no [set] hint
+            hint = ("" if source == "command line" or close else
                     f" A policy's parameters go in the file's [set] table ([set] then {raw_key} = ...); "
                     "`policies` lists them.")
             raise unknown_key_error(source, raw_key, ALL_KEYS, hint)

@@ -83,6 +83,10 @@ from strategies import rules
 #: market orders fill at the next bar's open, and backtrader re-checks the margin at that price. USD margin
 #: comes from spot USD first, then from selling spot coins (a hedge is worth a small sale of the treasury).
 MARGIN_CUSHION = 1.05
+#: Why a stop-loss distance of 0 is refused (the ``stop_loss`` parameter's and the strategy's own check).
+STOP_AT_ENTRY = ("the stop would sit at the entry price; for no stop-loss leave stop_loss at its default, "
+                 "none (stop_loss=None in Python; on the command line drop --set stop_loss=0, or give --set "
+                 "stop_loss=none)")
 #: When the treasury cannot post the whole growth, the target is cut so that its margin and fee times this
 #: use the collateral there is: all of it would leave nothing for the re-check at the next open, which then
 #: refuses the order whenever the price moved against it. 1 % covers 99.9 % of the gaps between a bar's close
@@ -236,7 +240,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("rebalance_days", float, 7.0, "days", "how often the futures position is re-sized",
               minimum=0.0),
     ParamSpec("stop_loss", float, None, "fraction", "stop-loss distance from entry, > 0 (none = no stop)",
-              minimum=0.0, maximum=1.0, nullable=True),
+              minimum=0.0, maximum=1.0, nullable=True, refuse_minimum=STOP_AT_ENTRY),
 )
 
 
@@ -354,11 +358,8 @@ class MinerStrategy(bt.Strategy):
         against the bracket in force); a stop-loss is a distance > 0 (none, the default, is no stop); the debt
         owed at the first bar fits its type (:func:`check_debt_params`). A policy with rules of its own
         extends it."""
-        if values.get("stop_loss") == 0:
-            raise ConfigError("stop_loss=0 is not allowed: the stop would sit at the entry price; for no "
-                              "stop-loss leave stop_loss at its default, none (stop_loss=None in Python; on "
-                              "the command line drop --set stop_loss=0, or give --set stop_loss=none); else "
-                              "give a distance in (0, 1].")
+        if values.get("stop_loss") == 0:  # a strategy given its params directly, not through validate_params
+            raise ConfigError(f"stop_loss=0 is not allowed: {STOP_AT_ENTRY}; allowed: a distance in (0, 1].")
         if cls.uses_futures:
             if values.get("venue") == "cme" and values.get("contract", "perpetual") != "dated":
                 raise ConfigError("venue='cme' lists dated contracts only; use contract='dated' with it.")

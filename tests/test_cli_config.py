@@ -233,8 +233,8 @@ def test_set_and_grid_of_the_same_parameter_in_one_layer_is_an_error():
 
 
 def test_load_config_file_reports_unknown_keys_and_bad_toml(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown key 'wrokers'.*Did you mean 'workers'\?"):
-        load_config_file(write(tmp_path, "wrokers = 2\n"))
+    with pytest.raises(ConfigError, match=r"unknown key 'wrokers'.*Did you mean 'workers'\?$"):
+        load_config_file(write(tmp_path, "wrokers = 2\n"))  # a misspelt file key: no [set] hint after it
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config_file(write(tmp_path, "asset = \n"))
     with pytest.raises(ConfigError, match="no such file"):
@@ -371,3 +371,19 @@ def test_a_file_key_that_is_a_parameter_says_where_parameters_go_and_dates_show_
         settings_for(["run", "--config", str(write(tmp_path, "leverage = 2\n"))])
     with pytest.raises(ConfigError, match=r"start=2019-01-01T00:00:00 is not a date; allowed: a date YYYY-MM-DD"):
         settings_for(["run", "--config", str(write(tmp_path, "start = 2019-01-01T00:00:00\n", "dt.toml"))])
+
+
+def test_a_range_open_at_its_minimum_refuses_the_minimum_with_the_reason_and_says_so_in_allowed():
+    distance = ParamSpec("distance", float, None, unit="fraction", minimum=0.0, nullable=True,
+                         refuse_minimum="a distance of 0 means nothing")
+    bounded = ParamSpec("distance", float, None, minimum=0.0, maximum=1.0, nullable=True,
+                        refuse_minimum="no")
+    assert distance.allowed() == "float > 0.0 fraction or none"
+    assert bounded.allowed() == "float in (0.0, 1.0] or none"
+    assert distance.coerce("1e-9") == 1e-9 and distance.coerce("none") is None
+    with pytest.raises(ConfigError) as caught:
+        distance.coerce("0")
+    assert str(caught.value) == ("distance='0' is not allowed: a distance of 0 means nothing; allowed: float > 0.0 "
+                                 "fraction or none.")
+    with pytest.raises(ConfigError, match=r"distance=-0.5 is out of range; allowed: float > 0.0 fraction"):
+        distance.coerce(-0.5)

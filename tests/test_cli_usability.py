@@ -147,31 +147,41 @@ def test_the_breakeven_api_names_itself_too(data_dir):
 
 # --- stop_loss=0 --------------------------------------------------------------------------------------------
 
-STOP_0 = ("stop_loss=0 is not allowed: the stop would sit at the entry price; for no stop-loss leave stop_loss at its "
-          "default, none (stop_loss=None in Python; on the command line drop --set stop_loss=0, or give --set "
-          "stop_loss=none); else give a distance in (0, 1].")
+WHY_NOT_0 = ("is not allowed: the stop would sit at the entry price; for no stop-loss leave stop_loss at its default, "
+             "none (stop_loss=None in Python; on the command line drop --set stop_loss=0, or give --set "
+             "stop_loss=none); allowed: float in (0.0, 1.0] fraction or none.")
 
 
-@pytest.mark.parametrize(("argv", "prefix"), [
-    (["run", "--policy", "leveraged_long"], ""),
-    (["run", "--policy", "static_hedge"], ""),
-    (["compare", "--policies", "unhedged,leveraged_short"], "policy 'leveraged_short': "),
+@pytest.mark.parametrize(("argv", "policy"), [
+    (["run", "--policy", "leveraged_long"], "leveraged_long"),
+    (["run", "--policy", "static_hedge"], "static_hedge"),
+    (["compare", "--policies", "unhedged,leveraged_short"], "leveraged_short"),
 ])
-def test_stop_loss_0_is_refused_before_any_data_load_saying_none_is_no_stop(capsys, tmp_path, argv, prefix):
+def test_stop_loss_0_is_refused_before_any_data_load_saying_none_is_no_stop(capsys, tmp_path, argv, policy):
     code, out, err = _run(capsys, [*argv, "--set", "stop_loss=0", "--data-dir", str(tmp_path / "missing")])
-    assert (code, out, err) == (2, "", f"run_backtest.py: error: {prefix}{STOP_0}\n")
+    assert (code, out, err) == (2, "", f"run_backtest.py: error: policy {policy!r}: stop_loss='0' {WHY_NOT_0}\n")
+
+
+def test_stop_loss_out_of_range_names_the_open_range(capsys, tmp_path):
+    code, out, err = _run(capsys, ["run", "--set", "stop_loss=5", "--data-dir", str(tmp_path / "missing")])
+    assert (code, out, err) == (2, "", "run_backtest.py: error: policy 'static_hedge': stop_loss='5' is out of "
+                                       "range; allowed: float in (0.0, 1.0] fraction or none.\n")
 
 
 def test_stop_loss_none_and_a_distance_are_accepted_and_the_api_refuses_0(data_dir):
     from minehedge import api
     from minehedge.errors import ConfigError
+    from strategies.registry import policy_class
 
     config = {"asset": "BTC", "policy": "leveraged_long", "params": {}}
     for value in (None, 0.05, 1.0):
         api.check_config({**config, "params": {"stop_loss": value}})
     with pytest.raises(ConfigError) as caught:
         api.check_config({**config, "params": {"stop_loss": 0.0}})
-    assert str(caught.value) == STOP_0
+    assert str(caught.value) == f"policy 'leveraged_long': stop_loss=0.0 {WHY_NOT_0}"
+    with pytest.raises(ConfigError) as caught:  # a strategy given its params without validate_params
+        policy_class("leveraged_long").check_params({"stop_loss": 0})
+    assert str(caught.value).startswith("stop_loss=0 is not allowed: the stop would sit at the entry price;")
     specs = {spec.name: spec for spec in api.policy_specs()["leveraged_long"]}
     assert specs["stop_loss"].default is None and "> 0 (none = no stop)" in specs["stop_loss"].doc
 
