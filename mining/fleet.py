@@ -109,13 +109,16 @@ def parse_fleet(text: str) -> tuple[list[Deployment], list[Retirement]]:
                 f"fleet item {item.strip()!r} is not [-]MODEL:UNITS@YYYY-MM-DD[$PRICE], "
                 "e.g. 'S19Pro:1000@2020-06-01$2400' or '-S9:500@2021-01-01'."
             )
-        if match["retire"]:
-            if match["price"]:
-                raise ConfigError(f"fleet item {item.strip()!r}: a retirement takes no $price.")
-            retirements.append(retire(match["model"], int(match["units"]), match["date"]))
-        else:
-            deployments.append(deploy(match["model"], int(match["units"]), match["date"],
-                                      float(match["price"] or 0.0)))
+        if match["retire"] and match["price"]:
+            raise ConfigError(f"fleet item {item.strip()!r}: a retirement takes no $price.")
+        try:  # the model, units and date are checked there: the error names the item they came from
+            if match["retire"]:
+                retirements.append(retire(match["model"], int(match["units"]), match["date"]))
+            else:
+                deployments.append(deploy(match["model"], int(match["units"]), match["date"],
+                                          float(match["price"] or 0.0)))
+        except ConfigError as exc:
+            raise ConfigError(f"fleet item {item.strip()!r}: {exc}") from None
     return deployments, retirements
 
 

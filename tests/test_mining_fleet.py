@@ -302,3 +302,16 @@ def test_issue_check_through_the_fleet() -> None:
     with_fee = Fleet.from_shorthand("1PH/3000W:1@2020-06-01", power_price_usd_per_kwh=0.0).simulate(network)
     assert with_fee["coins_mined"].sum() == pytest.approx(0.98 * schedule["coins_mined"].sum(), rel=1e-14)
     assert Fleet.per_bar is per_bar
+
+
+@pytest.mark.parametrize(("text", "item", "reason"), [
+    ("S9:10@2018-01-01,S9X:10@2019-01-01", "S9X:10@2019-01-01", "model='S9X' is not in the hardware catalog"),
+    ("S19Pro:1000@2020-13-01", "S19Pro:1000@2020-13-01", "date='2020-13-01' is not a date (use YYYY-MM-DD)."),
+    ("S19Pro:10@2020-01-01,S19Pro:0@2020-12-01", "S19Pro:0@2020-12-01",
+     "units=0 must be a whole number of machines > 0."),
+    ("S9:10@2018-01-01,-S9:10@2019-02-30", "-S9:10@2019-02-30", "date='2019-02-30' is not a date"),
+])
+def test_a_bad_model_units_or_date_names_the_fleet_item_it_is_in(text, item, reason):
+    with pytest.raises(ConfigError) as caught:
+        parse_fleet(text)
+    assert str(caught.value).startswith(f"fleet item {item!r}: {reason}")
