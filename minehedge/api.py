@@ -388,7 +388,8 @@ def load_market(config: dict[str, Any]) -> Market:
                                        "move with them but are not the same")
         if loaded.info.assumed_settlements:
             assumed_spans = true_runs(loaded.frame["assumed"])
-            funding_assumption = _assumed_funding_text(loaded.info, assumed_spans)
+            funding_assumption = _assumed_funding_text(loaded.info, assumed_spans,
+                                                       constant_venue=funding_venue == "constant")
     else:
         assumptions["funding"] = "none (dated contracts pay no funding)"
     rates = SettlementRates(funding) if funding is not None and not funding.empty else None
@@ -471,12 +472,17 @@ def price_venue_note(market: Market, policy: str, values: dict[str, Any]) -> str
     return f"{text}; --data-venue {venue} uses {exchange}'s own ({first} on)"
 
 
-def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]) -> str:
+def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...], *,
+                          constant_venue: bool = False) -> str:
     """``"756 of the 5,478 funding settlements (2019-01-01 00:00 to 2019-09-09 16:00 UTC) are the constant
     0.0001 per 8h, not venue data (funding/btc_binance_... does not cover them)"``, from a
-    :class:`data.funding.FundingInfo` with assumed settlements and their spans (:func:`true_runs`)."""
+    :class:`data.funding.FundingInfo` with assumed settlements and their spans (:func:`true_runs`).
+    ``constant_venue``: the venue profile has no funding file of the asset (:data:`FUNDING_VENUE`: generic;
+    ETH outside Binance), so every settlement is the constant, which the text says rather than the loader's
+    "venue='constant' requested" (a name the user never gave)."""
     when = "; ".join(f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}" for first, last in spans)
-    source = f"{info.file} does not cover them" if info.file else info.reason
+    source = (f"the venue has no {info.asset} funding history in the data" if constant_venue else
+              f"{info.file} does not cover them" if info.file else info.reason)
     return (f"{info.assumed_settlements:,} of the {info.settlements:,} funding settlements ({when} UTC) are "
             f"the constant {info.fallback_rate:g} per 8h, not venue data ({source})")
 

@@ -624,6 +624,16 @@ def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_
         "the constant 0.0001 per 8h, not venue data")
 
 
+def test_the_generic_venues_constant_funding_is_said_to_be_the_venues_not_a_venue_the_user_named(data_dir):
+    market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2022-01-01", "end": "2022-01-10",
+                              "venue": "generic", "data_dir": str(data_dir)})
+    (warning,) = api.run_policy(market, "static_hedge", {"venue": "generic"}).warnings
+    assert warning.startswith("30 of the 30 funding settlements (2022-01-01 00:00 to 2022-01-10 16:00 UTC) are the "
+                              "constant 0.0001 per 8h, not venue data (the venue has no BTC funding history in the "
+                              "data): ")
+    assert "constant' requested" not in warning
+
+
 def test_hashprice_days_without_inputs_are_explained_on_stderr(capsys, data_dir):
     # the network file starts 2009-01-03; its first days lack difficulty, and its price starts 2010-07-18
     assert main(["data", "hashprice", "--start", "2009-01-03", "--end", "2010-08-01", "--data-dir", str(data_dir),
