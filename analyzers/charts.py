@@ -10,6 +10,7 @@ price series, event and fill records), so charts need no backtrader. Dates on th
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -53,6 +54,17 @@ UNMARKED_EVENTS: dict[str, str] = {
                      "marked loan liquidation)",
     "insurance_fund": "at the bar of the liquidation whose shortfall it absorbs, which is marked",
 }
+
+
+#: Characters of a figure title per inch of figure width (matplotlib's default 12 pt suptitle: about 6.6 pt a
+#: character, so 10 an inch with a margin): a longer title wraps onto more lines, not off the figure's edges.
+_TITLE_CHARS_PER_INCH = 10
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    """``fig``'s title, wrapped at word boundaries (", " between run names) to the figure's width."""
+    width = max(20, int(fig.get_figwidth() * _TITLE_CHARS_PER_INCH))
+    fig.suptitle("\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text)
 
 
 def _naive_utc(index: pd.Index) -> np.ndarray:
@@ -163,7 +175,7 @@ def equity_drawdown_chart(equity: pd.DataFrame | Mapping[str, pd.Series], asset:
                  else pd.Series(np.nan, index=values.index))
         bottom.fill_between(_naive_utc(under.index), -under.to_numpy(), 0.0, color="tab:red", alpha=0.4)
         _equity_over_drawdown(top, bottom, unit, f"Drawdown in {unit} terms (%)")
-    fig.suptitle(title or "Equity and drawdown")
+    _suptitle(fig, title or "Equity and drawdown")
     return fig
 
 
@@ -224,7 +236,7 @@ def mining_chart(mining: pd.DataFrame, prices: pd.Series | None = None, asset: s
     bottom.legend(loc="upper left", fontsize=8)
     for ax in (top, bottom):
         _date_axis(ax)
-    fig.suptitle(title or "Mining P&L")
+    _suptitle(fig, title or "Mining P&L")
     return fig
 
 
@@ -241,7 +253,7 @@ def compare_chart(equity_by_run: Mapping[str, pd.Series], unit: str = "USD", tit
         bottom.plot(_naive_utc(under.index), -under.to_numpy(), lw=1.0, color=line.get_color(), label=name)
     top.legend(loc="upper left", fontsize=8)
     _equity_over_drawdown(top, bottom, unit, "Drawdown (%)")
-    fig.suptitle(title or "Run comparison")
+    _suptitle(fig, title or "Run comparison")
     return fig
 
 

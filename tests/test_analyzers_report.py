@@ -177,6 +177,24 @@ def test_compare_and_sweep_charts_render(tmp_path):
     assert texts[(0, 0)] == "inf" and texts[(1, 0)] == "n/a" and texts[(2, 0)] == "0"
 
 
+def test_a_comparison_title_naming_many_runs_wraps_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    index = pd.date_range("2021-01-01", periods=30, freq="D", tz="UTC")
+    names = ["unhedged", "sell_daily", "static_hedge", "dynamic_hedge", "collateral_short", "leveraged_long",
+             "leveraged_short", "financed_expansion", "financed_hedge"]
+    runs = {name: pd.Series(np.linspace(100, 100 + k, 30), index=index) for k, name in enumerate(names)}
+    title = f"Equity and drawdown in USD: {', '.join(names)}"
+    fig = charts.compare_chart(runs, title=title)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    shown = fig._suptitle
+    assert shown.get_text().replace("\n", " ") == title  # every name, only the line breaks added
+    box, page = shown.get_window_extent(canvas.get_renderer()), fig.bbox
+    assert shown.get_text().count("\n") >= 1
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+
+
 def _cell_colours(fig, rows, columns):
     """The colour (RGB 0-1) most pixels of each heatmap cell have in the rendered figure (the annotation and
     any hatch lines are a minority of a cell's pixels)."""
