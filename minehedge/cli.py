@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import difflib
 import glob
 import json
 import math
@@ -86,6 +87,7 @@ class _Parser(argparse.ArgumentParser):
         value, so that the value never becomes a positional (a POLICY, a FILE, the command) and the error
         names the option with its value (``policies --venue bitmex static_hedge``)."""
         args = list(sys.argv[1:] if args is None else args)
+        self._given = args  # for error(): what was typed when no command was found
         kept, foreign = _set_aside_foreign_options(args, self)
         ns, extras = super().parse_known_args(kept, namespace)
         return ns, foreign + extras
@@ -98,6 +100,11 @@ class _Parser(argparse.ArgumentParser):
         return ns
 
     def error(self, message: str):  # type: ignore[override]
+        if message.endswith("required: COMMAND"):  # `--verson` alone: argparse says only that no command came
+            typed = [arg for arg in getattr(self, "_given", ()) if arg.startswith("-")
+                     and arg.split("=")[0] not in self._option_string_actions]
+            if typed:
+                message = f"unrecognized arguments: {' '.join(typed)}"
         choice = re.search(r"invalid choice: (['\"]?)(.+?)\1 \(", message)
         unknown = re.search(r"unrecognized arguments: (--[\w-]+)", message)
         if choice and self.suggest:
@@ -172,13 +179,25 @@ def _unknown_flag_hint(flag: str, command: str) -> str:
     if flag == "--version" and command:  # the program's option, not a command's
         return f" --version is an option of the program: {_prog} --version."
     if own is None:  # the top-level parser: no command chosen yet
-        return did_you_mean(flag, sorted(set().union(*_OPTIONS.values())))
+        owners = [name for name, options in _OPTIONS.items() if flag in options]
+        if owners:
+            return f" {flag} is an option of {_commands_text(owners)}: give it after the command."
+        return did_you_mean(flag, sorted(set().union(*_OPTIONS.values(), {"--version", "--help"})))
     if flag in own:  # `data --json list`: an option of the action, given before it
         return f" Give {flag} after `{command}`."
     owners = [name for name, options in _OPTIONS.items() if flag in options]
     if owners:
         return f" {flag} is an option of {_commands_text(owners)}, not of `{command}`."
-    return did_you_mean(flag, sorted(own))
+    close = did_you_mean(flag, sorted(own))
+    if close:
+        return close
+    # a misspelt option of another command (`policies --venu bitmex`): name it and where it belongs
+    others = sorted(set().union(*_OPTIONS.values()) - own)
+    match = difflib.get_close_matches(flag, others, n=1, cutoff=0.6)
+    if not match:
+        return ""
+    owners = [name for name, options in _OPTIONS.items() if match[0] in options]
+    return f" Did you mean '{match[0]}'? It is an option of {_commands_text(owners)}, not of `{command}`."
 
 
 # ------------------------------------------------------------------------------------------ the parser

@@ -258,3 +258,22 @@ def test_version_after_a_command_says_where_it_goes(capsys, command):
     assert err.splitlines()[-1].endswith(
         "error: unrecognized arguments: --version. --version is an option of the program: "
         "run_backtest.py --version.")
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    # misspelt options of another command: suggested, with the commands that take them
+    (["policies", "--venu", "bitmex", "static_hedge"],
+     "run_backtest.py policies: error: unrecognized arguments: --venu. Did you mean '--venue'? It is an option of "
+     "`run`, `sweep` and `compare`, not of `policies`."),
+    (["data", "list", "--workrs", "2"],
+     "run_backtest.py data list: error: unrecognized arguments: --workrs 2. Did you mean '--workers'? It is an "
+     "option of `sweep`, not of `data list`."),
+    # before any command: argparse said only that a command is required
+    (["--verson"], "run_backtest.py: error: unrecognized arguments: --verson. Did you mean '--version'?"),
+    (["--json"], "run_backtest.py: error: unrecognized arguments: --json. --json is an option of `run`, `sweep`, "
+                 "`compare`, `policies` and `data`: give it after the command."),
+    ([], "run_backtest.py: error: the following arguments are required: COMMAND"),
+])
+def test_a_misspelt_or_misplaced_option_is_named_with_where_it_belongs(capsys, argv, line):
+    code, out, err = _run(capsys, argv)
+    assert (code, out) == (2, "") and err.splitlines()[-1] == line
