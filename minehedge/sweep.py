@@ -63,6 +63,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -296,6 +297,30 @@ def _start_method() -> str:
 _WORKER: dict[str, Any] = {}
 
 
+def _exit_with_parent() -> None:
+    """In a pool worker: end this process as soon as the process that started it is gone.
+
+    A sweep killed with SIGKILL (or by the out-of-memory killer) cannot end its workers, and a worker waiting
+    for its next task never notices: it holds its own end of the task queue. Every multiprocessing child
+    holds a sentinel of its parent (``multiprocessing.parent_process().sentinel``: a pipe whose write end only
+    the parent keeps, or the parent's process handle on Windows), readable once the parent is gone. A daemon
+    thread waits on it, blocked in the OS (no polling, no cost per configuration), and exits the worker with
+    ``os._exit``. Under ``forkserver`` a worker's parent is the sweep's process, as it is what asked for the
+    worker; the forkserver (which Linux's PR_SET_PDEATHSIG would watch instead) exits by itself once the
+    sweep and all its workers have.
+    """
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:  # not a multiprocessing child (nothing to watch)
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="minehedge-exit-with-parent", daemon=True).start()
+
+
 def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None,
                          workers_started: Any = None) -> None:
     """Process-pool initializer: keep the run function and the shared data for every task of this worker.
@@ -307,6 +332,7 @@ def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None,
     # Ctrl-C in a terminal reaches the whole process group: the parent stops the sweep and ends the workers,
     # which must not die on their own half-way (tracebacks, and a pool the parent then waits for)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     _WORKER["run_fn"] = run_fn
     _WORKER["shared"] = shared
     if running is not None:
