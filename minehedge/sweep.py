@@ -937,7 +937,8 @@ class SweepInterrupted(Exception):
 
 @dataclass
 class SweepReport:
-    """What a sweep did. ``hashes`` are the current grid's config hashes in grid order."""
+    """What a sweep did. ``hashes`` are the current grid's config hashes in grid order, and ``failed`` lists
+    the configurations that failed in that order too."""
 
     results_path: Path
     total: int
@@ -1024,6 +1025,8 @@ def run_sweep(
                     bar.set_postfix(failed=len(report.failed), refresh=False)
         if table.unsaved:
             table.write(hashes)
+        position = {key: i for i, key in enumerate(hashes)}  # failures in grid order, as on every executor
+        report.failed.sort(key=lambda failure: position[failure["config_hash"]])
     except BaseException as exc:
         # results.csv gets what finished; if the disk is failing too, the journal still holds what it could.
         # After a Ctrl-C, a second one must not cut this short: it is quick, and then the sweep ends.
@@ -1097,17 +1100,21 @@ def rank_results(frame, metric: str, *, top: int, descending: bool | None = None
     """The ``top`` rows with status ok, best ``metric`` first (ties keep grid order; NaN last).
 
     ``descending=None`` picks the natural order: ascending for :data:`LOWER_IS_BETTER` metrics, else
-    descending. Raises :class:`ConfigError` for a metric that is not a numeric column.
+    descending. Raises :class:`ConfigError` for a metric that is not a numeric column. With no row ok there
+    is nothing to rank: no rows, whatever ``metric`` (the metrics are columns only once a configuration
+    returned them, so a sweep whose configurations all failed has none; check ``metric`` before the sweep).
     """
     import pandas as pd
 
+    ok = frame[frame["status"] == STATUS_OK]
+    if ok.empty:
+        return ok
     if metric not in frame.columns:
         allowed = [c for c in frame.columns if c not in RESERVED_COLUMNS]
         raise ConfigError(
             f"rank_by={metric!r} is not a column of the results; allowed: {', '.join(allowed)}."
             + did_you_mean(metric, allowed)
         )
-    ok = frame[frame["status"] == STATUS_OK]
     values = ok[metric]
     if values.dtype == bool:
         values = values.astype(int)
