@@ -243,5 +243,5 @@ def test_a_sweep_killed_with_sigkill_leaves_no_process_behind(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-    assert len(started) >= 4, started  # resource tracker, forkserver, 2 workers
+    assert len(started) >= 3, started  # the forkserver, 2 workers (and multiprocessing's resource tracker)
     assert not left, f"still running 10 s after the sweep was killed: {sorted(left)}"
