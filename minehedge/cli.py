@@ -676,8 +676,12 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     else:
         print(f"results: {report.results_path} ({report.total} configurations: {report.skipped} skipped, "
               f"{report.ran} run, {len(report.failed)} failed)")
-        print(f"top {len(ranked)} by {metric}: {top_path}")
-        print(format_table(ranked[columns].to_dict(orient="records"), columns))
+        if ranked.empty:  # every configuration of the grid failed: its top.csv has a header only
+            print(f"nothing to rank by {metric}: all {report.total} configurations failed ({top_path} has no "
+                  "rows)")
+        else:
+            print(f"top {len(ranked)} by {metric}: {top_path}")
+            print(format_table(ranked[columns].to_dict(orient="records"), columns))
         for chart in charts:
             print(f"chart: {chart}")
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -63,6 +63,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -296,6 +297,30 @@ def _start_method() -> str:
 _WORKER: dict[str, Any] = {}
 
 
+def _exit_with_parent() -> None:
+    """In a pool worker: end this process as soon as the process that started it is gone.
+
+    A sweep killed with SIGKILL (or by the out-of-memory killer) cannot end its workers, and a worker waiting
+    for its next task never notices: it holds its own end of the task queue. Every multiprocessing child
+    holds a sentinel of its parent (``multiprocessing.parent_process().sentinel``: a pipe whose write end only
+    the parent keeps, or the parent's process handle on Windows), readable once the parent is gone. A daemon
+    thread waits on it, blocked in the OS (no polling, no cost per configuration), and exits the worker with
+    ``os._exit``. Under ``forkserver`` a worker's parent is the sweep's process, as it is what asked for the
+    worker; the forkserver (which Linux's PR_SET_PDEATHSIG would watch instead) exits by itself once the
+    sweep and all its workers have.
+    """
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:  # not a multiprocessing child (nothing to watch)
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="minehedge-exit-with-parent", daemon=True).start()
+
+
 def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None,
                          workers_started: Any = None) -> None:
     """Process-pool initializer: keep the run function and the shared data for every task of this worker.
@@ -307,6 +332,7 @@ def _init_process_worker(run_fn: RunFn, shared: Any, running: Any = None,
     # Ctrl-C in a terminal reaches the whole process group: the parent stops the sweep and ends the workers,
     # which must not die on their own half-way (tracebacks, and a pool the parent then waits for)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     _WORKER["run_fn"] = run_fn
     _WORKER["shared"] = shared
     if running is not None:
@@ -911,7 +937,8 @@ class SweepInterrupted(Exception):
 
 @dataclass
 class SweepReport:
-    """What a sweep did. ``hashes`` are the current grid's config hashes in grid order."""
+    """What a sweep did. ``hashes`` are the current grid's config hashes in grid order, and ``failed`` lists
+    the configurations that failed in that order too."""
 
     results_path: Path
     total: int
@@ -998,6 +1025,8 @@ def run_sweep(
                     bar.set_postfix(failed=len(report.failed), refresh=False)
         if table.unsaved:
             table.write(hashes)
+        position = {key: i for i, key in enumerate(hashes)}  # failures in grid order, as on every executor
+        report.failed.sort(key=lambda failure: position[failure["config_hash"]])
     except BaseException as exc:
         # results.csv gets what finished; if the disk is failing too, the journal still holds what it could.
         # After a Ctrl-C, a second one must not cut this short: it is quick, and then the sweep ends.
@@ -1071,17 +1100,21 @@ def rank_results(frame, metric: str, *, top: int, descending: bool | None = None
     """The ``top`` rows with status ok, best ``metric`` first (ties keep grid order; NaN last).
 
     ``descending=None`` picks the natural order: ascending for :data:`LOWER_IS_BETTER` metrics, else
-    descending. Raises :class:`ConfigError` for a metric that is not a numeric column.
+    descending. Raises :class:`ConfigError` for a metric that is not a numeric column. With no row ok there
+    is nothing to rank: no rows, whatever ``metric`` (the metrics are columns only once a configuration
+    returned them, so a sweep whose configurations all failed has none; check ``metric`` before the sweep).
     """
     import pandas as pd
 
+    ok = frame[frame["status"] == STATUS_OK]
+    if ok.empty:
+        return ok
     if metric not in frame.columns:
         allowed = [c for c in frame.columns if c not in RESERVED_COLUMNS]
         raise ConfigError(
             f"rank_by={metric!r} is not a column of the results; allowed: {', '.join(allowed)}."
             + did_you_mean(metric, allowed)
         )
-    ok = frame[frame["status"] == STATUS_OK]
     values = ok[metric]
     if values.dtype == bool:
         values = values.astype(int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from minehedge import api
 from minehedge.cli import main
 from minehedge.errors import ConfigError, DataError
+from tests.test_cli_commands import read_rows, run_main
 
 ISSUE5_POLICIES = {"unhedged", "sell_daily", "static_hedge", "collateral_short", "dynamic_hedge",
                    "leveraged_long", "leveraged_short", "financed_expansion"}
@@ -649,3 +651,66 @@ def test_hashprice_days_without_inputs_are_explained_on_stderr(capsys, data_dir)
     assert no_price[-1] == "2010-07-17" and rows[-1]["hashprice_usd_per_th_day"] is not None
     assert main(["data", "hashprice", "--start", "2022-01-01", "--end", "2022-01-03", "--data-dir", str(data_dir)]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------ sweeps that fail
+
+# A coin loan of 5M USD against 300 BTC is an LTV of about 4.5 at 2019-01-01's open, past liquidation: every
+# configuration fails at set-up, whatever its hedge ratio.
+COIN_DEBT = ["--policy", "static_hedge", "--set", "debt_usd=5000000", "--set", "debt_type=coin",
+             "--set", "debt_collateral_coins=300", "--start", "2019-01-01", "--end", "2019-01-31"]
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+
+
+def _run_error(capsys, data_dir, hedge_ratio: str) -> str:
+    """The ConfigError message `run` gives for one configuration of the grid (exit 2, one line)."""
+    code, _, err = run_main(capsys, ["run", *COIN_DEBT, "--data-dir", str(data_dir),
+                                     "--set", f"hedge_ratio={hedge_ratio}"])
+    assert code == 2 and "Traceback" not in err, err
+    return err.splitlines()[-1].partition(": error: ")[2]
+
+
+@pytest.mark.parametrize("executor", [
+    ["--workers", "1"], ["--workers", "2"],
+    pytest.param(["--dask-local", "2"], marks=pytest.mark.skipif(not HAS_DASK, reason="needs distributed")),
+])
+def test_a_sweep_whose_configurations_all_fail_reports_each_failure_and_ranks_nothing(capsys, data_dir, tmp_path,
+                                                                                       executor):
+    """It used to end with a false `rank_by='sharpe' is not a column of the results` (exit 2), hiding the
+    failures: the metrics are columns only once a configuration returned them. A re-run retries and ends the
+    same way; a --rank-by that is no metric is still refused before anything runs."""
+    errors = {value: _run_error(capsys, data_dir, value) for value in ("0", "1")}
+    out = tmp_path / "sweep"
+    argv = ["sweep", *COIN_DEBT, "--data-dir", str(data_dir), "--grid", "hedge_ratio=0,1", *executor,
+            "--out", str(out)]
+    expected_err = [
+        f"failed: {{'hedge_ratio': 0.0}}: ConfigError: {errors['0']}",
+        f"failed: {{'hedge_ratio': 1.0}}: ConfigError: {errors['1']}",
+        "2 configurations failed with a configuration or data error; fix the configuration (a re-run fails the "
+        "same way).",
+    ]
+    expected_out = [
+        f"results: {out / 'results.csv'} (2 configurations: 0 skipped, 2 run, 2 failed)",
+        f"nothing to rank by sharpe: all 2 configurations failed ({out / 'top.csv'} has no rows)",
+    ]
+    for attempt in ("first", "re-run"):
+        code, stdout, err = run_main(capsys, argv)
+        assert code == 1, err
+        assert err.splitlines()[-3:] == expected_err, err
+        assert stdout.splitlines() == expected_out
+        assert "rank_by" not in err and "Traceback" not in err
+        assert ("retrying 2 configurations that failed before" in err) == (attempt == "re-run")
+        rows = read_rows(out / "results.csv")
+        assert [(row["hedge_ratio"], row["status"], row["error"]) for row in rows] == [
+            ("0.0", "failed", f"ConfigError: {errors['0']}"), ("1.0", "failed", f"ConfigError: {errors['1']}")]
+        header = (out / "results.csv").read_text().splitlines()[0]
+        assert (out / "top.csv").read_text().splitlines() == [f"rank,{header}"]
+        assert sorted(path.name for path in out.iterdir()) == ["results.csv", "top.csv"]
+
+    before = (out / "results.csv").read_bytes()
+    code, _, err = run_main(capsys, [*argv, "--rank-by", "sharp"])
+    assert code == 2
+    assert err.splitlines()[-1].partition(": error: ")[2].startswith(
+        "rank_by='sharp' is not a Summary key or swept parameter; allowed: ")
+    assert "running" not in err and (out / "results.csv").read_bytes() == before
+

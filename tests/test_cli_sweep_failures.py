@@ -3,6 +3,8 @@ traceback, and advice that fits each. Uses the contract API of tests/test_cli_co
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from minehedge.errors import ConfigError
@@ -56,3 +58,21 @@ def test_crashes_keep_their_traceback_and_retry_advice_beside_configuration_erro
         "1 configurations failed; re-run the same command to retry them.\n"
         "1 configurations failed with a configuration or data error; fix the configuration (a re-run fails the "
         "same way).\n")
+
+
+def slow_first_error_summary(config: dict, shared) -> dict:
+    """Like user_error_summary, but leverage 1 also fails, after 1 s: it ends after leverage 4's failure."""
+    if config["params"]["leverage"] == 1.0:
+        time.sleep(1.0)
+        raise ConfigError("leverage=1.0 is refused here.")
+    return user_error_summary(config, shared)
+
+
+def test_failures_are_listed_in_grid_order_not_in_the_order_they_ended(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(CONTRACT, "run_summary", slow_first_error_summary)
+    code, _, err = run_main(capsys, [*SWEEP, "--workers", "2", "--out", str(tmp_path / "s")])
+    assert code == 1
+    assert [line for line in err.splitlines() if line.startswith("failed: ")] == [
+        "failed: {'leverage': 1.0}: ConfigError: leverage=1.0 is refused here.",
+        "failed: {'leverage': 4.0}: ConfigError: leverage=4.0 exceeds the venue maximum 3x; allowed: 1 to 3.",
+    ]

@@ -192,3 +192,56 @@ def test_workers_ignore_ctrl_c_and_an_interrupted_executor_ends_them_without_wai
     assert time.monotonic() - started < 5  # the running configurations were not waited for
     assert workers and not any(worker.is_alive() for worker in workers)
     results.close()
+
+
+def _descendants(pid: int) -> set[int]:
+    """The living descendants of ``pid``, from /proc (Linux): the forkserver, the resource tracker and the
+    pool's workers of a sweep."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":  # a zombie has exited (a container's PID 1 may not reap it)
+                parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the processes through /proc (Linux)")
+def test_a_sweep_killed_with_sigkill_leaves_no_process_behind(tmp_path):
+    """SIGKILL (or the out-of-memory killer) gives the sweep no chance to end its workers: they notice that
+    it is gone and exit, and the forkserver and the resource tracker, which wait for the sweep and every
+    worker, with them. They used to wait for their next task forever (~170 MB each)."""
+    out = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT, str(out)], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    left: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "results.csv.journal").exists():  # the workers are running configurations
+            assert child.poll() is None and time.monotonic() < deadline, "the sweep did not start"
+            time.sleep(0.05)
+        started = _descendants(child.pid)
+        child.kill()
+        child.wait()
+        deadline = time.monotonic() + 10
+        left = {pid for pid in started if _alive(pid)}
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = {pid for pid in left if _alive(pid)}
+    finally:  # if the test has failed: end what it left behind (all in the sweep's process group)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    assert len(started) >= 3, started  # the forkserver, 2 workers (and multiprocessing's resource tracker)
+    assert not left, f"still running 10 s after the sweep was killed: {sorted(left)}"
