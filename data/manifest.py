@@ -2,7 +2,10 @@
 
 A data directory holds CSV files and a ``MANIFEST.csv`` with (at least) the columns ``file, asset, kind,
 timeframe, venue, quote, rows, first, last``; ``file`` is relative to the directory. See
-``../shared/data/README.md`` for the format of the files themselves.
+``../shared/data/README.md`` for the format of the files themselves. Parsing checks each row's values
+(:func:`_check_rows`: ``asset``, ``kind``, ``timeframe`` for its kind, ``first``/``last``): a row that no
+request could use must be an error, not silently skipped in favour of another venue's file. ``venue`` and
+``quote`` are free text; ``rows`` and ``bytes`` are checked when the file is read (:class:`FileChoice`).
 
 Choosing (:func:`choose_file`): candidates are the rows of the requested asset and kind at the requested
 timeframe, or at a finer one that divides it (resampled, and the choice says so); a user-named ``venue``
@@ -191,11 +194,60 @@ def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")
+    manifest["asset"] = manifest["asset"].str.upper()
+    _check_rows(manifest, _row_lines(content, len(manifest)), path)
     for column in ("first", "last"):
         manifest[column] = pd.to_datetime(manifest[column], utc=True, format="ISO8601")
-    manifest["asset"] = manifest["asset"].str.upper()
     manifest["path"] = [data_dir / f for f in manifest["file"]]
     return manifest
+
+
+#: The kinds of file a MANIFEST.csv row may list (``futures``: listed, not read).
+KINDS = ("ohlcv", "network", "funding", "futures")
+#: The ``timeframe`` values a row of each kind may have: the bar sizes for prices; a network file is daily;
+#: a funding file's own step (:data:`ROW_SPACING`: 1h Deribit accruals, 8h settlements, a daily mean).
+KIND_TIMEFRAMES: dict[str, tuple[str, ...]] = {"ohlcv": tuple(TIMEFRAMES), "futures": tuple(TIMEFRAMES),
+                                               "network": ("1d",), "funding": tuple(ROW_SPACING)}
+
+
+def _row_lines(content: bytes, rows: int) -> list[int]:
+    """The line number (1 = the header) of each of the ``rows`` data rows of a CSV file's ``content``: its
+    non-blank lines after the header (pandas skips blank ones); one row a line after the header when that
+    does not give ``rows`` lines (a quoted value spanning lines)."""
+    lines = [number for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1)
+             if line.strip()][1:]
+    return lines if len(lines) == rows else list(range(2, rows + 2))
+
+
+def _check_rows(manifest: pd.DataFrame, lines: list[int], path: Path) -> None:
+    """DataError naming the manifest ``path``, the row (its line and ``file``), the column, the value and what
+    is allowed, for the first cell of ``manifest`` (as read, strings; ``asset`` upper-cased) that a loader
+    would misread: a blank ``file``, an ``asset``, ``kind`` or ``timeframe`` (for its kind) outside the
+    allowed values, a ``first``/``last`` that is not an ISO 8601 time. Such a row must not be skipped
+    silently: a run would quietly take another venue's file (a ``1x`` timeframe serves no request)."""
+    for line, row in zip(lines, manifest.itertuples(), strict=True):
+        timeframes = KIND_TIMEFRAMES.get(row.kind, ())
+        checks = (("file", row.file, bool(row.file.strip()), "a file path relative to the folder"),
+                  ("asset", row.asset, row.asset in ASSETS, ", ".join(ASSETS)),
+                  ("kind", row.kind, row.kind in KINDS, ", ".join(KINDS)),
+                  ("timeframe", row.timeframe, row.timeframe in timeframes,
+                   f"{', '.join(timeframes)} (for kind {row.kind})"),
+                  *((column, getattr(row, column), _is_time(getattr(row, column)),
+                     "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's "
+                     f"{column} row")
+                    for column in ("first", "last")))
+        for column, value, ok, allowed in checks:
+            if not ok:
+                raise DataError(f"{path} line {line} ({row.file}): {column}={value!r} is not allowed; "
+                                f"allowed: {allowed}. Correct the row, or copy the data folder again.")
+
+
+def _is_time(text: str) -> bool:
+    """Whether a manifest cell is an ISO 8601 time, as :func:`_parse_manifest` reads ``first``/``last``."""
+    try:
+        return not pd.isna(pd.to_datetime(text, utc=True, format="ISO8601"))
+    except (ValueError, TypeError):
+        return False
 
 
 def _coverage_text(rows: pd.DataFrame) -> str:
