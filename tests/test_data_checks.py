@@ -5,8 +5,11 @@ only read."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from data.manifest import read_manifest
 from minehedge.cli import main
 
 COINBASE = "btc/btc_usd_daily_bitstamp-coinbase_2011-08-18_2025-09-23.csv"
@@ -78,3 +81,50 @@ def test_the_line_named_counts_blank_lines_of_the_manifest(capsys, cut_copy):
     assert _error(capsys, ["data", "list", "--data-dir", str(folder)]) == (
         f"{manifest} line {line} ({BINANCE}): kind='OHLCV' is not allowed; allowed: ohlcv, network, funding, "
         "futures. Correct the row, or copy the data folder again.")
+
+
+# ------------------------------------------------------------------------------- B: implausible funding rates
+
+JUNE_10 = "7.597333333333333e-05"  # the Binance file's 2022-06-10 daily mean of the 8h rates
+
+
+@pytest.mark.parametrize("corrupt", ["7.597333333333333e-01", "-7.59733333333333e-02"], ids=["76%", "-7.6%"])
+def test_a_funding_rate_beyond_any_venue_cap_is_refused_by_a_run_that_reads_it(capsys, cut_copy, corrupt):
+    # Before: the run went on (exit 0) and received 4.1 M USD of funding in a month at 76 % per 8h.
+    folder = cut_copy(FILES, {})
+    path = folder / BTC_FUNDING
+    text = path.read_text()
+    assert text.count(JUNE_10) == 1 and len(corrupt) == len(JUNE_10)  # same size: the bytes check passes
+    path.write_text(text.replace(JUNE_10, corrupt))
+    value = float(corrupt)
+    assert abs(value) > 0.05
+    run = ["run", "--policy", "static_hedge", "--set", "leverage=3", "--set", "hedge_ratio=1", "--data-dir",
+           str(folder)]
+    assert _error(capsys, [*run, "--start", "2022-06-01", "--end", "2022-06-30"]) == (
+        f"{BTC_FUNDING}: funding_rate_daily_mean_8h beyond any venue's funding rate cap (|rate| <= 0.05 per "
+        f"settlement is plausible), 1 row(s): 2022-06-10 00:00:00+00:00 funding_rate_daily_mean_8h={value:g}: a "
+        "corrupt value? Restore the file from its source (MANIFEST.csv's source_repo and source_path); `data "
+        "validate` lists every such row.")
+    # a run that does not read the row is not refused (as for a file shorter than its row)
+    assert main([*run, "--start", "2022-07-01", "--end", "2022-07-31", "--json"]) == 0
+    capsys.readouterr()
+    # `data validate` of the file: an error finding (exit 1), with the summary
+    assert main(["data", "validate", "--json", str(path)]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert findings[0] == {"level": "error", "what": "funding rate", "detail": (
+        f"{path.name}: funding_rate_daily_mean_8h beyond any venue's funding rate cap (|rate| <= 0.05 per "
+        f"settlement is plausible), 1 row(s): 2022-06-10 00:00:00+00:00 funding_rate_daily_mean_8h={value:g}")}
+    assert [row["what"] for row in findings] == ["funding rate", "summary"]
+
+
+def test_every_shared_funding_file_is_within_the_plausible_bound(data_dir):
+    # the bound sits above every real rate: the largest |rate| of a row is BitMEX's 0.01125 (2016-06-13 12:00)
+    from data.funding import MAX_PLAUSIBLE_RATE, implausible_rates, read_funding_rows
+
+    largest = {}
+    for row in read_manifest(data_dir).itertuples():
+        if row.kind == "funding":
+            raw, _ = read_funding_rows(row.path, row.asset, row.venue)
+            assert implausible_rates(raw) is None
+            largest[row.venue] = raw.iloc[:, 0].abs().max()
+    assert max(largest.values()) == largest["bitmex"] == 0.01125 < MAX_PLAUSIBLE_RATE
