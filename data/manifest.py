@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from data.csvfile import read_csv
@@ -75,7 +76,7 @@ class FileChoice:
             return  # the request reads nothing of what the manifest says the file holds
         first, last = (index.min(), index.max()) if len(index) else (None, None)
         if first == self.first and last == self.last:
-            self._check_rows(len(index))
+            self._check_rows(index)
             self._check_size(len(index), rows_compared=bool(self.rows.strip()))
         if first is not None and want_from >= first and want_to <= last + step:
             return
@@ -96,13 +97,24 @@ class FileChoice:
             f"part{f' ({use})' if use else ''}. "
             "Restore the file or correct its MANIFEST.csv row.")
 
-    def _check_rows(self, held: int) -> None:
-        """DataError when the file holds ``held`` data rows and its manifest row says otherwise (a blank
-        ``rows`` says nothing); one for a ``rows`` that is not a whole number."""
+    def _check_rows(self, index: pd.DatetimeIndex) -> None:
+        """DataError when the file holds ``len(index)`` data rows (their times as written) and its manifest
+        row says otherwise (a blank ``rows`` says nothing); one for a ``rows`` that is not a whole number.
+        When the times do not increase, the message names the first line whose time does not (a row appended
+        out of order, a duplicate), which explains the count; else it says rows were added to or lost from
+        the middle."""
         said = self._whole_number("rows", self.rows,
                                   "count of data rows (lines after the header), e.g. 3064.")
+        held = len(index)
         if said is not None and said != held:
             more = held - said
+            counts = (f"MANIFEST.csv says {said} rows, the file holds {held} ({abs(more)} "
+                      f"{'more' if more > 0 else 'fewer'})")
+            disorder = _disorder_text(index)
+            if disorder is not None:
+                raise ManifestMismatchError(
+                    f"{self.path.name}: {disorder}. {counts}. Remove or move that line, or restore the file "
+                    "from its source (MANIFEST.csv's source_repo and source_path).")
             raise ManifestMismatchError(
                 f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file "
                 f"holds {held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first "
@@ -142,6 +154,30 @@ class FileChoice:
             raise ManifestMismatchError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a "
                                         f"whole number; it must be the file's {meaning}")
         return int(said)
+
+
+def _disorder_text(index: pd.DatetimeIndex) -> str | None:
+    """``line N, the last (TIME), repeats line M's time and is before line N-1's (TIME): a duplicate and
+    decreasing timestamp (a row appended out of order?)`` for the first row of ``index`` (a file's row times
+    as written; line = row + 2, the header being line 1) whose time is not after the one before it; None when
+    the times increase."""
+    stamps = index.as_unit("ns").asi8
+    steps = np.flatnonzero(np.diff(stamps) <= 0)
+    if not len(steps):
+        return None
+    i = int(steps[0]) + 1
+    line, last = i + 2, i == len(index) - 1
+    said, kinds = [], []
+    earlier = np.flatnonzero(stamps[:i] == stamps[i])
+    if len(earlier):
+        said.append(f"repeats line {int(earlier[0]) + 2}'s time")
+        kinds.append("duplicate")
+    if stamps[i] < stamps[i - 1]:
+        said.append(f"is before line {line - 1}'s ({index[i - 1]})")
+        kinds.append("decreasing")
+    where = f"line {line}, the last ({index[i]})," if last else f"line {line} ({index[i]})"
+    return (f"{where} {' and '.join(said)}: a {' and '.join(kinds)} timestamp"
+            f"{' (a row appended out of order?)' if last else ''}")
 
 
 #: How long after its time one row of a file counts, by the manifest's ``timeframe``: the OHLCV bar sizes,
@@ -333,6 +369,22 @@ def ohlcv_venues(manifest: pd.DataFrame, asset: str, timeframe: str) -> list[str
     return sorted({str(row.venue) for row, _ in _serving(rows, timeframe)})
 
 
+def requested_text(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
+    """A requested range ``[start, end)`` (UTC; None: open) in words a user reads as the days asked for: a
+    whole-day bound as its day, the exclusive end as the last day included (``2022-06-01 through
+    2022-12-31`` for ``--start 2022-06-01 --end 2022-12-31``, whose exclusive end is 2023-01-01 00:00);
+    ``START to END (exclusive)`` for an end within a day."""
+    def day(stamp: pd.Timestamp) -> bool:
+        return stamp == stamp.normalize()
+
+    first = "the start" if start is None else str(start.date()) if day(start) else str(start)
+    if end is None:
+        return f"{first} through the end"
+    if day(end):
+        return f"{first} through {(end - pd.Timedelta(days=1)).date()}"
+    return f"{first} to {end} (exclusive)"
+
+
 def choose_file(
     manifest: pd.DataFrame,
     asset: str,
@@ -367,7 +419,7 @@ def choose_file(
             covered_end = row.last + TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
             covering.append(((resampled_from is None, covered_end - row.first), row, resampled_from))
     if not covering:
-        wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
+        wanted = requested_text(start, end)
         raise DataCoverageError(
             f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
             f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from data.manifest import read_manifest
@@ -128,3 +129,52 @@ def test_every_shared_funding_file_is_within_the_plausible_bound(data_dir):
             assert implausible_rates(raw) is None
             largest[row.venue] = raw.iloc[:, 0].abs().max()
     assert max(largest.values()) == largest["bitmex"] == 0.01125 < MAX_PLAUSIBLE_RATE
+
+
+# ------------------------------------------------------------------------------- C: two messages
+
+
+def test_a_row_appended_out_of_order_is_named_by_its_line_and_time(capsys, cut_copy):
+    # Before: "... the file holds 5152 rows (1 more) between the same first and last times: rows were added to
+    # the middle of the file", though the file's middle is intact and its last line is out of order.
+    folder = cut_copy(FILES, {})
+    path = folder / COINBASE
+    lines = path.read_text().splitlines(keepends=True)
+    original = next(number for number, line in enumerate(lines, start=1) if line.startswith("2022-06-18,"))
+    path.write_text("".join([*lines, lines[original - 1]]))
+    last = len(lines) + 1
+    said = len(lines) - 1  # the manifest's rows: the lines after the header
+    expected = (f"{path.name}: line {last}, the last (2022-06-18 00:00:00+00:00), repeats line {original}'s time and "
+                f"is before line {last - 1}'s (2025-09-23 00:00:00+00:00): a duplicate and decreasing timestamp (a "
+                f"row appended out of order?). MANIFEST.csv says {said} rows, the file holds {said + 1} (1 more). "
+                "Remove or move that line, or restore the file from its source (MANIFEST.csv's source_repo and "
+                "source_path).")
+    assert _error(capsys, ["run", *RANGE, "--data-dir", str(folder)]) == expected
+    assert main(["data", "validate", "--json", str(path)]) == 1
+    assert json.loads(capsys.readouterr().out)[0] == {"level": "error", "what": "MANIFEST.csv", "detail": expected}
+    # a copy of the 2022-06-23 row inserted after 2022-06-18: the first time that does not increase is the
+    # 2022-06-19 line after it
+    path.write_text("".join([*lines[:original], lines[original + 4], *lines[original:]]))
+    assert _error(capsys, ["run", *RANGE, "--data-dir", str(folder)]).startswith(
+        f"{path.name}: line {original + 2} (2022-06-19 00:00:00+00:00) is before line {original + 1}'s (2022-06-23 "
+        f"00:00:00+00:00): a decreasing timestamp. MANIFEST.csv says {said} rows, the file holds {said + 1} (1 more).")
+    # times that increase: a row lost from the middle is still said as such
+    path.write_text("".join([*lines[:original - 1], *lines[original:]]))
+    assert _error(capsys, ["run", *RANGE, "--data-dir", str(folder)]).endswith(
+        f"the file holds {said - 1} rows (1 fewer) between the same first and last times: rows were lost from the "
+        "middle of the file. Restore the file from its source (MANIFEST.csv's source_repo and source_path) or correct "
+        "its MANIFEST.csv row.")
+
+
+def test_no_file_covers_names_the_users_inclusive_end_day(capsys, data_dir):
+    # Before: "no BTC ohlcv file at 1h covers 2022-06-01 00:00:00+00:00 -> 2023-01-01 00:00:00+00:00", the
+    # exclusive end, which reads as another day than the --end given.
+    assert _error(capsys, ["run", "--timeframe", "1h", "--start", "2022-06-01", "--end", "2022-12-31",
+                           "--data-dir", str(data_dir)]).startswith(
+        "no BTC ohlcv file at 1h covers 2022-06-01 through 2022-12-31; covered ranges: ")
+    from data.manifest import requested_text
+
+    day, hour = pd.Timestamp("2023-01-01", tz="UTC"), pd.Timestamp("2023-01-01 05:00", tz="UTC")
+    assert requested_text(hour, day) == "2023-01-01 05:00:00+00:00 through 2022-12-31"
+    assert requested_text(None, hour) == "the start to 2023-01-01 05:00:00+00:00 (exclusive)"
+    assert requested_text(day, None) == "2023-01-01 through the end"
