@@ -45,6 +45,19 @@ from data.manifest import choice_of_row, read_manifest, rows_for_venue
 from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
 DEFAULT_FALLBACK_RATE = 0.0001  # fraction per 8h settlement (0.01 %)
+#: The largest plausible |funding rate| of one file row (fraction per settlement, or per hour of accrual for
+#: Deribit's hourly rows): 5 %. Venues cap the rate far below it:
+#: * Binance USD-M clamps it to +/- the maintenance margin ratio; the adjusted caps its
+#:   GET /fapi/v1/fundingInfo lists (adjustedFundingRateCap; developers.binance.com, USDS-margined futures,
+#:   "Get Funding Info") reach +/- 3 % per settlement ("Binance Futures Adjusts Capped Funding Rate for USD-M
+#:   OGNUSDT Perpetual Contract", binance.com, 2023-10-01: +/- 3.00 %);
+#: * BitMEX caps it at 75 % x (initial margin - maintenance margin) (blog.bitmex.com, "Reduction in Base
+#:   Maintenance Margin - XBT and ETH Series - 17 April 2020"; 0.375 % per 8h for XBTUSD at 1 % / 0.5 %).
+#: The largest |rate| in the shared files is BitMEX's 0.01125 (2016-06-13 12:00, 1.125 % per 8h, under its
+#: early margins); then Deribit's largest hour 0.00066 (8h sum 0.0056), Binance's daily mean 0.0017, the
+#: ETHUSDT file's 0.0010. A value beyond the bound is a corrupt file (an exponent's digit changed: 7.6e-05 ->
+#: 7.6e-01).
+MAX_PLAUSIBLE_RATE = 0.05
 SETTLEMENT_HOURS = (0, 8, 16)
 FUNDING_COLUMNS = ("funding_rate", "interval_hours", "rate_8h", "assumed")
 
@@ -133,8 +146,8 @@ def _days(start: Bound, end: Bound, mode: str) -> tuple[Bound, Bound]:
 
 @dataclass(frozen=True)
 class _Format:
-    """A funding file's columns, its settlements from its rows (given the ``deribit`` mode), and the file
-    times ``[from, to)`` whose rows make the settlements in ``[start, end)``."""
+    """A funding file's columns (the first is its rate), its settlements from its rows (given the ``deribit``
+    mode), and the file times ``[from, to)`` whose rows make the settlements in ``[start, end)``."""
 
     columns: tuple[str, ...]
     settle: Callable[[pd.DataFrame, str], pd.DataFrame]
@@ -242,6 +255,29 @@ def read_funding_rows(path: Path, asset: str, venue: str, deribit: str = "8h") -
     return raw, found.settle(raw, deribit)
 
 
+def implausible_rates(raw: pd.DataFrame, start: Bound = None, end: Bound = None) -> str | None:
+    """What is wrong with the rows of a funding file as written (``raw``: :func:`read_funding_rows`' first
+    frame, its rate the first column) at times within ``[start, end)`` (None: open) whose rate's magnitude is
+    beyond :data:`MAX_PLAUSIBLE_RATE`, naming the column, the bound and the first few rows' times and values;
+    None when there are none."""
+    from data.validate import rows_text
+
+    column = raw.columns[0]
+    rates = raw[column].to_numpy(dtype="float64")
+    times = raw.index
+    within = np.ones(len(raw), dtype=bool)
+    if start is not None:
+        within &= times >= start
+    if end is not None:
+        within &= times < end
+    with np.errstate(invalid="ignore"):
+        beyond = within & (np.abs(rates) > MAX_PLAUSIBLE_RATE)
+    if not beyond.any():
+        return None
+    return (f"{column} beyond any venue's funding rate cap (|rate| <= {MAX_PLAUSIBLE_RATE:g} per settlement "
+            "is plausible), " + rows_text(times, beyond, lambda i: f"{times[i]} {column}={rates[i]:g}"))
+
+
 def format_of_columns(columns) -> tuple[str, str] | None:
     """The (asset, venue) of the funding file format whose columns ``columns`` (a header) holds, None if
     none."""
@@ -323,7 +359,13 @@ def load_funding_dir(
     raw = _read(Path(chosen.path), found.columns)
     # The constant fills only what the file's MANIFEST.csv row does not cover: a file shorter than its row (an
     # interrupted copy) is an error where the request needs the missing rows, never filled in silently.
-    choice_of_row(chosen).check_file(raw.index, *found.reads(start, end, deribit), requested=(start, end))
+    reads = found.reads(start, end, deribit)
+    choice_of_row(chosen).check_file(raw.index, *reads, requested=(start, end))
+    # a corrupt rate is refused, not paid or replaced: nothing in the file says what the rate was
+    implausible = implausible_rates(raw, *reads)
+    if implausible is not None:
+        raise DataError(f"{chosen.file}: {implausible}: a corrupt value? Restore the file from its source "
+                        "(MANIFEST.csv's source_repo and source_path); `data validate` lists every such row.")
     frame = found.settle(raw, deribit)
     covered_from, covered_to = frame.index[0], frame.index[-1]
     if start is not None:

@@ -2,7 +2,10 @@
 
 A data directory holds CSV files and a ``MANIFEST.csv`` with (at least) the columns ``file, asset, kind,
 timeframe, venue, quote, rows, first, last``; ``file`` is relative to the directory. See
-``../shared/data/README.md`` for the format of the files themselves.
+``../shared/data/README.md`` for the format of the files themselves. Parsing checks each row's values
+(:func:`_check_rows`: ``asset``, ``kind``, ``timeframe`` for its kind, ``first``/``last``): a row that no
+request could use must be an error, not silently skipped in favour of another venue's file. ``venue`` and
+``quote`` are free text; ``rows`` and ``bytes`` are checked when the file is read (:class:`FileChoice`).
 
 Choosing (:func:`choose_file`): candidates are the rows of the requested asset and kind at the requested
 timeframe, or at a finer one that divides it (resampled, and the choice says so); a user-named ``venue``
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from data.csvfile import read_csv
@@ -72,7 +76,7 @@ class FileChoice:
             return  # the request reads nothing of what the manifest says the file holds
         first, last = (index.min(), index.max()) if len(index) else (None, None)
         if first == self.first and last == self.last:
-            self._check_rows(len(index))
+            self._check_rows(index)
             self._check_size(len(index), rows_compared=bool(self.rows.strip()))
         if first is not None and want_from >= first and want_to <= last + step:
             return
@@ -93,13 +97,24 @@ class FileChoice:
             f"part{f' ({use})' if use else ''}. "
             "Restore the file or correct its MANIFEST.csv row.")
 
-    def _check_rows(self, held: int) -> None:
-        """DataError when the file holds ``held`` data rows and its manifest row says otherwise (a blank
-        ``rows`` says nothing); one for a ``rows`` that is not a whole number."""
+    def _check_rows(self, index: pd.DatetimeIndex) -> None:
+        """DataError when the file holds ``len(index)`` data rows (their times as written) and its manifest
+        row says otherwise (a blank ``rows`` says nothing); one for a ``rows`` that is not a whole number.
+        When the times do not increase, the message names the first line whose time does not (a row appended
+        out of order, a duplicate), which explains the count; else it says rows were added to or lost from
+        the middle."""
         said = self._whole_number("rows", self.rows,
                                   "count of data rows (lines after the header), e.g. 3064.")
+        held = len(index)
         if said is not None and said != held:
             more = held - said
+            counts = (f"MANIFEST.csv says {said} rows, the file holds {held} ({abs(more)} "
+                      f"{'more' if more > 0 else 'fewer'})")
+            disorder = _disorder_text(index)
+            if disorder is not None:
+                raise ManifestMismatchError(
+                    f"{self.path.name}: {disorder}. {counts}. Remove or move that line, or restore the file "
+                    "from its source (MANIFEST.csv's source_repo and source_path).")
             raise ManifestMismatchError(
                 f"{self.path.name}: MANIFEST.csv says {said} rows ({self.first} -> {self.last}), the file "
                 f"holds {held} rows ({abs(more)} {'more' if more > 0 else 'fewer'}) between the same first "
@@ -139,6 +154,30 @@ class FileChoice:
             raise ManifestMismatchError(f"MANIFEST.csv row of {self.path.name}: {column}={text!r} is not a "
                                         f"whole number; it must be the file's {meaning}")
         return int(said)
+
+
+def _disorder_text(index: pd.DatetimeIndex) -> str | None:
+    """``line N, the last (TIME), repeats line M's time and is before line N-1's (TIME): a duplicate and
+    decreasing timestamp (a row appended out of order?)`` for the first row of ``index`` (a file's row times
+    as written; line = row + 2, the header being line 1) whose time is not after the one before it; None when
+    the times increase."""
+    stamps = index.as_unit("ns").asi8
+    steps = np.flatnonzero(np.diff(stamps) <= 0)
+    if not len(steps):
+        return None
+    i = int(steps[0]) + 1
+    line, last = i + 2, i == len(index) - 1
+    said, kinds = [], []
+    earlier = np.flatnonzero(stamps[:i] == stamps[i])
+    if len(earlier):
+        said.append(f"repeats line {int(earlier[0]) + 2}'s time")
+        kinds.append("duplicate")
+    if stamps[i] < stamps[i - 1]:
+        said.append(f"is before line {line - 1}'s ({index[i - 1]})")
+        kinds.append("decreasing")
+    where = f"line {line}, the last ({index[i]})," if last else f"line {line} ({index[i]})"
+    return (f"{where} {' and '.join(said)}: a {' and '.join(kinds)} timestamp"
+            f"{' (a row appended out of order?)' if last else ''}")
 
 
 #: How long after its time one row of a file counts, by the manifest's ``timeframe``: the OHLCV bar sizes,
@@ -191,11 +230,60 @@ def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")
+    manifest["asset"] = manifest["asset"].str.upper()
+    _check_rows(manifest, _row_lines(content, len(manifest)), path)
     for column in ("first", "last"):
         manifest[column] = pd.to_datetime(manifest[column], utc=True, format="ISO8601")
-    manifest["asset"] = manifest["asset"].str.upper()
     manifest["path"] = [data_dir / f for f in manifest["file"]]
     return manifest
+
+
+#: The kinds of file a MANIFEST.csv row may list (``futures``: listed, not read).
+KINDS = ("ohlcv", "network", "funding", "futures")
+#: The ``timeframe`` values a row of each kind may have: the bar sizes for prices; a network file is daily;
+#: a funding file's own step (:data:`ROW_SPACING`: 1h Deribit accruals, 8h settlements, a daily mean).
+KIND_TIMEFRAMES: dict[str, tuple[str, ...]] = {"ohlcv": tuple(TIMEFRAMES), "futures": tuple(TIMEFRAMES),
+                                               "network": ("1d",), "funding": tuple(ROW_SPACING)}
+
+
+def _row_lines(content: bytes, rows: int) -> list[int]:
+    """The line number (1 = the header) of each of the ``rows`` data rows of a CSV file's ``content``: its
+    non-blank lines after the header (pandas skips blank ones); one row a line after the header when that
+    does not give ``rows`` lines (a quoted value spanning lines)."""
+    lines = [number for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1)
+             if line.strip()][1:]
+    return lines if len(lines) == rows else list(range(2, rows + 2))
+
+
+def _check_rows(manifest: pd.DataFrame, lines: list[int], path: Path) -> None:
+    """DataError naming the manifest ``path``, the row (its line and ``file``), the column, the value and what
+    is allowed, for the first cell of ``manifest`` (as read, strings; ``asset`` upper-cased) that a loader
+    would misread: a blank ``file``, an ``asset``, ``kind`` or ``timeframe`` (for its kind) outside the
+    allowed values, a ``first``/``last`` that is not an ISO 8601 time. Such a row must not be skipped
+    silently: a run would quietly take another venue's file (a ``1x`` timeframe serves no request)."""
+    for line, row in zip(lines, manifest.itertuples(), strict=True):
+        timeframes = KIND_TIMEFRAMES.get(row.kind, ())
+        checks = (("file", row.file, bool(row.file.strip()), "a file path relative to the folder"),
+                  ("asset", row.asset, row.asset in ASSETS, ", ".join(ASSETS)),
+                  ("kind", row.kind, row.kind in KINDS, ", ".join(KINDS)),
+                  ("timeframe", row.timeframe, row.timeframe in timeframes,
+                   f"{', '.join(timeframes)} (for kind {row.kind})"),
+                  *((column, getattr(row, column), _is_time(getattr(row, column)),
+                     "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's "
+                     f"{column} row")
+                    for column in ("first", "last")))
+        for column, value, ok, allowed in checks:
+            if not ok:
+                raise DataError(f"{path} line {line} ({row.file}): {column}={value!r} is not allowed; "
+                                f"allowed: {allowed}. Correct the row, or copy the data folder again.")
+
+
+def _is_time(text: str) -> bool:
+    """Whether a manifest cell is an ISO 8601 time, as :func:`_parse_manifest` reads ``first``/``last``."""
+    try:
+        return not pd.isna(pd.to_datetime(text, utc=True, format="ISO8601"))
+    except (ValueError, TypeError):
+        return False
 
 
 def _coverage_text(rows: pd.DataFrame) -> str:
@@ -281,6 +369,22 @@ def ohlcv_venues(manifest: pd.DataFrame, asset: str, timeframe: str) -> list[str
     return sorted({str(row.venue) for row, _ in _serving(rows, timeframe)})
 
 
+def requested_text(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
+    """A requested range ``[start, end)`` (UTC; None: open) in words a user reads as the days asked for: a
+    whole-day bound as its day, the exclusive end as the last day included (``2022-06-01 through
+    2022-12-31`` for ``--start 2022-06-01 --end 2022-12-31``, whose exclusive end is 2023-01-01 00:00);
+    ``START to END (exclusive)`` for an end within a day."""
+    def day(stamp: pd.Timestamp) -> bool:
+        return stamp == stamp.normalize()
+
+    first = "the start" if start is None else str(start.date()) if day(start) else str(start)
+    if end is None:
+        return f"{first} through the end"
+    if day(end):
+        return f"{first} through {(end - pd.Timedelta(days=1)).date()}"
+    return f"{first} to {end} (exclusive)"
+
+
 def choose_file(
     manifest: pd.DataFrame,
     asset: str,
@@ -315,7 +419,7 @@ def choose_file(
             covered_end = row.last + TIMEFRAMES.get(row.timeframe, pd.Timedelta(days=1))
             covering.append(((resampled_from is None, covered_end - row.first), row, resampled_from))
     if not covering:
-        wanted = f"{start if start is not None else 'the start'} -> {end if end is not None else 'the end'}"
+        wanted = requested_text(start, end)
         raise DataCoverageError(
             f"no {asset} {kind} file{f' at {timeframe}' if timeframe else ''}"
             f"{f' from venue {venue!r}' if venue else ''} covers {wanted}; covered ranges: "

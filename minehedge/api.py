@@ -1017,7 +1017,7 @@ def _series_findings(path: Path, kind: str, asset: str, venue: str,
     """Findings on a network or funding file, as its reader checks it (columns, numbers, ISO 8601 times: a
     DataError) plus the order of its times, its missing days (network), and the summary; and its rows'
     times."""
-    from data.funding import read_funding_rows
+    from data.funding import implausible_rates, read_funding_rows
     from data.network import read_network_file
     from data.validate import order_errors
 
@@ -1031,6 +1031,9 @@ def _series_findings(path: Path, kind: str, asset: str, venue: str,
     if index.empty:
         raise DataError(f"{name}: no rows (only a header); a {kind} file needs rows to validate.")
     rows = [{"level": "error", "what": "consistency", "detail": f"{name}: {e}"} for e in order_errors(index)]
+    implausible = implausible_rates(raw) if kind == "funding" else None
+    if implausible is not None:  # an error, as a run refuses the file where it reads such a rate
+        rows.append({"level": "error", "what": "funding rate", "detail": f"{name}: {implausible}"})
     if kind == "network":
         days = index.sort_values().unique()
         steps = days[1:] - days[:-1]

@@ -346,11 +346,12 @@ def test_a_row_added_to_a_file_or_a_manifest_count_that_is_no_number_is_an_error
     folder = _folder_editing(data_dir, tmp_path, name, lambda rows: [*rows[:3000], rows[3000], *rows[3000:]])
     with pytest.raises(DataError) as error:
         data.load_network("BTC", "2025-01-01", "2025-02-01", data_dir=folder)
+    # the added row repeats the time of the row before it: that line is named (audit25: it said "rows were added
+    # to the middle of the file", which a duplicate appended at the end got too)
     assert str(error.value) == (
-        "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: MANIFEST.csv says 6288 rows (2009-01-03 "
-        "00:00:00+00:00 -> 2026-03-22 00:00:00+00:00), the file holds 6289 rows (1 more) between the same first "
-        "and last times: rows were added to the middle of the file. Restore the file from its source "
-        "(MANIFEST.csv's source_repo and source_path) or correct its MANIFEST.csv row.")
+        "btc_network_daily_coinmetrics_2009-01-03_2026-03-22.csv: line 3003 (2017-03-22 00:00:00+00:00) repeats "
+        "line 3002's time: a duplicate timestamp. MANIFEST.csv says 6288 rows, the file holds 6289 (1 more). Remove "
+        "or move that line, or restore the file from its source (MANIFEST.csv's source_repo and source_path).")
     manifest = pd.read_csv(data_dir / "MANIFEST.csv", dtype=str, keep_default_na=False)
     added = len(rows_text := (data_dir / name).read_text().splitlines(keepends=True)[3001])
     assert rows_text[:10] == "2017-03-22"  # the row the edit above repeats
