@@ -552,16 +552,16 @@ class MinerStrategy(bt.Strategy):
         loans table."""
         return [loan_statement(loan) for loan in self.loans]
 
-    def note_event_date(self, name: str, day: date | None, before: str, after: str) -> None:
+    def note_event_date(self, name: str, day: date | None, before: str | None, after: str) -> None:
         """A run note, also a warning (:attr:`run_warnings`), when the policy's event date ``name`` (a
         parameter; None: not given) lies outside the run's bars: before the first bar's day ``before`` says
-        what happened instead, after the last bar's day ``after`` does. A sweep over periods may meet either,
-        so neither is an error."""
+        what happened instead (None: no note now; the policy calls again once it knows what happened), after
+        the last bar's day ``after`` does. A sweep over periods may meet either, so neither is an error."""
         if day is None:
             return
         index = self.data.p.dataname.index
         first, last = index[0].date(), index[-1].date()
-        if first <= day <= last:
+        if first <= day <= last or (day < first and before is None):
             return
         edge = f"before the run's first bar, {first}" if day < first else f"after the run's last bar, {last}"
         text = (f"{name}={day} is {edge} (the run covers {first} to {last}): "

@@ -185,6 +185,13 @@ ENTRY_BEFORE = ("entry_date={} is before the run's first bar, {} (the run covers
                 "at the first bar's close instead, as with no entry_date.")
 LOAN_BEFORE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was drawn and "
                "the machines bought at the first bar instead.")
+# the default treasury holds no coins at the first bar, so the coin loan is not drawn (audit25 finding 2)
+LOAN_BEFORE_UNDRAWN = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was "
+                       "decided at the first bar instead, where there were no coins to pledge: the coin loan was "
+                       "not drawn and no machines were bought.")
+LOAN_BEFORE_NO_MACHINE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was "
+                          "drawn at the first bar instead, and bought no machines (its principal, 50 USD, is less "
+                          "than unit_price_usd=6000).")
 
 
 @pytest.mark.parametrize(("policy", "sets", "start", "end", "warning"), [
@@ -193,7 +200,15 @@ LOAN_BEFORE = ("loan_date={} is before the run's first bar, {} (the run covers {
     ("financed_expansion", [], "2020-01-01", "2020-02-01",  # the default loan_date, 2021-12-31
      LOAN_AFTER.format("2021-12-31", "2020-02-01", "2020-01-01", "2020-02-01")),
     ("financed_expansion", ["loan_date=2019-06-01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_UNDRAWN.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_hedge", ["loan_date=2019-06-01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_UNDRAWN.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_expansion", ["loan_date=2019-06-01", "start_coins=500"], "2020-01-01", "2020-02-01",
      LOAN_BEFORE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_hedge", ["loan_date=2019-06-01", "loan_type=equipment"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_expansion", ["loan_date=2019-06-01", "start_coins=0.01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_NO_MACHINE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
     ("leveraged_long", ["entry_date=2030-01-01"], "2020-01-01", "2020-02-01",
      ENTRY_AFTER.format("2030-01-01", "2020-02-01", "2020-01-01", "2020-02-01")),
     ("leveraged_short", ["entry_date=2019-12-01"], "2020-01-01", "2020-02-01",
@@ -206,9 +221,10 @@ def test_an_event_date_outside_the_run_is_a_warning_and_a_run_note_and_changes_n
     assert code == 0, err
     assert f"warning: {warning}\n" in err and err.count(warning) == 1  # a warning, not also a note line
     assert f"  - {warning}" in (tmp_path / "r" / "summary.md").read_text()  # the report's run notes
-    inside = {"financed_expansion": "loan_date=" + start, "leveraged_long": "entry_date=" + start,
-              "leveraged_short": "entry_date=" + start}[policy]
-    code, same_out, err = _run(capsys, [*argv, "--set", inside])  # the event on the first bar: no warning
+    inside = {"financed_expansion": "loan_date=" + start, "financed_hedge": "loan_date=" + start,
+              "leveraged_long": "entry_date=" + start, "leveraged_short": "entry_date=" + start}[policy]
+    others = [arg for s in sets if "_date=" not in s for arg in ("--set", s)]
+    code, same_out, err = _run(capsys, [*argv, *others, "--set", inside])  # the event on the first bar: no warning
     assert code == 0 and "warning" not in err
     if "before" in warning:  # the event happened at the first bar, as if dated there
         assert json.loads(out) == json.loads(same_out)
