@@ -135,6 +135,32 @@ def breakeven_power_price(revenue_usd_per_day, energy_kwh_per_day, fixed_cost_us
         - hosting_usd_per_kwh
 
 
+def idle_fleet_note(daily: pd.DataFrame, asset: str = "BTC") -> str:
+    """Why a fleet mined nothing over ``daily`` (:meth:`Fleet.simulate`'s schedule of a run's days), for a
+    run note; "" when it mined something (``coins_gross`` > 0 on a day). In order: no machine installed; no
+    coins paid by the network on any day with machines (ETH after the Merge); else curtailment on every
+    such day: the power and hosting price above the break-even power price (USD/kWh, after hosting) every
+    day, quoted with the highest break-even and the lowest power price of those days."""
+    if (daily["coins_gross"].to_numpy(dtype=float) > 0.0).any():
+        return ""
+    installed = daily["units"].to_numpy(dtype=float) > 0.0
+    if not installed.any():
+        return "the fleet mined nothing: none of its machines was installed on any day of the run."
+    paying = installed & (daily["coins_per_unit_day"].to_numpy(dtype=float) > 0.0)
+    if not paying.any():
+        merge = " (proof-of-work ETH ended with the Merge, 2022-09-15)" if asset == "ETH" else ""
+        return (f"the fleet mined nothing: the network paid no {asset} to miners on any day of the run its "
+                f"machines ran{merge}.")
+    days = daily.index[paying]
+    breakeven = daily["breakeven_power_usd_per_kwh"].to_numpy(dtype=float)[paying]
+    power = daily["power_price_usd_per_kwh"].to_numpy(dtype=float)[paying]
+    best = int(np.nanargmax(breakeven)) if np.isfinite(breakeven).any() else 0
+    return (f"the fleet mined nothing: it was curtailed on every day of the run (curtail=true), as its power "
+            f"and hosting cost more than its coins paid on each: the break-even power price (after hosting) "
+            f"was at most {breakeven[best]:.4g} USD/kWh ({days[best].date()}), the power price at least "
+            f"{power.min():.4g} USD/kWh. Prices are in USD per kWh: 0.045 is 4.5 cents.")
+
+
 def straight_line_book_value(cost_usd, age_days, life_days: float):
     """Book value (USD) of hardware bought for ``cost_usd`` (USD), ``age_days`` (days; scalars or arrays)
     after its purchase, written off in a straight line over ``life_days`` (days):

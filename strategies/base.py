@@ -70,12 +70,14 @@ from mining.fleet import (
     Fleet,
     bar_edges,
     hashprice_market_value,
+    idle_fleet_note,
     per_bar,
     straight_line_book_value,
     trailing_hashprice,
     value_on_day,
 )
 from mining.loans import CoinLoan, EquipmentLoan, loan_statement, ltv_from_collateral_ratio
+from mining.price_schedule import price_warnings
 from mining.revenue import ETH_MERGE
 from strategies import rules
 
@@ -470,6 +472,9 @@ class MinerStrategy(bt.Strategy):
         #: Run notes the user must see at once too (an event date outside the run, :meth:`note_event_date`):
         #: ``run`` and ``compare`` print them as warnings.
         self.run_warnings: list[str] = []
+        for text in price_warnings(self.param_values()):  # a price above 1 USD/kWh: in cents, most likely
+            self.notes.append(text)
+            self.run_warnings.append(text)
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
         if self.p.debt_usd > 0:
@@ -1567,6 +1572,17 @@ class MinerStrategy(bt.Strategy):
                 self.notes.append(f"{instrument}: the {payment.what}, carried from {since}, was still due "
                                   "when the run ended.")
         self._note_tight_stop()
+        self._note_idle_fleet()
+
+    def _note_idle_fleet(self) -> None:
+        """A run note when the fleet mined nothing over the run (:func:`mining.fleet.idle_fleet_note` says
+        why: curtailed every day, no machine installed, or no block reward), which would otherwise show only
+        as zeros in the summary."""
+        if any(coins > 0.0 for coins in self._coins_gross):
+            return
+        text = idle_fleet_note(self.fleet.simulate(self._daily_lines(self.data.p.dataname)), self.asset)
+        if text:
+            self.notes.append(text)
 
     def _note_tight_stop(self) -> None:
         """A run note, also a warning (:attr:`run_warnings`), when ``stop_loss`` is closer to the entry than
