@@ -510,6 +510,12 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+            if self.p.buy_coin_margin and not self.comminfo.venue.is_inverse:
+                self.notes.append(
+                    f"buy_coin_margin=true changes nothing here: {self.comminfo.venue.name}'s "
+                    f"{self.comminfo.spec.symbol} is a linear contract, margined in "
+                    f"{self.comminfo.venue.margin_currency}; it buys the margin's coins for inverse "
+                    "(coin-margined) contracts only.")
 
     def _existing_debt(self, frame: pd.DataFrame) -> EquipmentLoan | CoinLoan:
         """The loan of the debt owed at the first bar (``debt_usd``, ``debt_type``), owed from the first bar's

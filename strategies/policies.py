@@ -40,8 +40,8 @@ def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
     return (*merged, *added.values())
 
 
-_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "buy_coin_margin", "top_up_target",
-               "margin_buffer", "rebalance_days", "stop_loss")
+_NO_FUTURES = ("venue", "symbol", "contract", "annual_basis", "expiry_cycle", "leverage", "margin_mode",
+               "buy_coin_margin", "top_up_target", "margin_buffer", "rebalance_days", "stop_loss")
 #: ``on_margin_call`` of a policy without futures: it answers a coin loan's calls alone (the debt owed at the
 #: first bar, financed_expansion's loan).
 LOAN_CALL_RESPONSE = ParamSpec(

@@ -264,3 +264,38 @@ def test_version_after_a_command_says_where_it_goes(capsys, command):
     assert err.splitlines()[-1].endswith(
         "error: unrecognized arguments: --version. --version is an option of the program: "
         "run_backtest.py --version.")
+
+
+# --- parameters that can do nothing (audit25 finding 7) ------------------------------------------------------
+NOT_UNHEDGED = ("policy 'unhedged' has no parameter '{}'; its parameters are: asset, curtail, debt_call_deadline_days, "
+                "debt_call_ratio, debt_collateral_coins, debt_cure_ratio, debt_liquidation_ltv, debt_rate, "
+                "debt_term_months, debt_type, debt_usd, depreciation_years, fleet, hardware_value, hosting_usd_per_kwh, "
+                "market_value_window_days, on_margin_call, pool_fee, power_usd_per_kwh, sell_fraction, spot_fee, "
+                "start_coins, start_usd, treasury, uptime.")
+
+
+@pytest.mark.parametrize("setting", ["symbol=BTCUSDT", "annual_basis=0.3", "expiry_cycle=monthly"])
+def test_a_futures_setting_is_refused_by_a_policy_without_futures_and_left_to_the_others_in_a_compare(
+        capsys, data_dir, setting):
+    argv = ["--start", "2022-01-01", "--end", "2022-01-05", "--data-dir", str(data_dir)]
+    code, _, err = _run(capsys, ["run", "--policy", "unhedged", *argv, "--set", setting])
+    assert code == 2 and err.endswith(f"error: {NOT_UNHEDGED.format(setting.split('=')[0])}\n")
+    # a compare applies it to the policies that take it, as leverage=3: unhedged runs as without it
+    code, out, err = _run(capsys, ["compare", "--policies", "unhedged,static_hedge", *argv, "--set", setting,
+                                   "--set", "contract=dated", "--json"])
+    assert code == 0, err
+    plain = json.loads(_run(capsys, ["run", "--policy", "unhedged", *argv, "--json"])[1])
+    rows = {row["policy"]: row for row in json.loads(out)}
+    assert rows["unhedged"]["final_equity_usd"] == plain["final_equity_usd"]
+
+
+def test_buy_coin_margin_on_a_linear_contract_is_a_run_note(capsys, data_dir, tmp_path):
+    argv = ["run", "--policy", "static_hedge", "--start", "2022-01-01", "--end", "2022-01-05", "--data-dir",
+            str(data_dir), "--set", "buy_coin_margin=true"]
+    note = ("buy_coin_margin=true changes nothing here: binance_usdm's BTCUSDT is a linear contract, margined in "
+            "USD; it buys the margin's coins for inverse (coin-margined) contracts only.")
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "r")])
+    assert code == 0 and f"note: {note}\n" in err
+    assert f"  - {note}" in (tmp_path / "r" / "summary.md").read_text()
+    code, _, err = _run(capsys, [*argv, "--venue", "bitmex"])  # inverse: it buys, and says so
+    assert code == 0 and "changes nothing" not in err and "(buy_coin_margin), " in err
