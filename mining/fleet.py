@@ -135,12 +135,13 @@ def breakeven_power_price(revenue_usd_per_day, energy_kwh_per_day, fixed_cost_us
         - hosting_usd_per_kwh
 
 
-def idle_fleet_note(daily: pd.DataFrame, asset: str = "BTC") -> str:
+def idle_fleet_note(daily: pd.DataFrame) -> str:
     """Why a fleet mined nothing over ``daily`` (:meth:`Fleet.simulate`'s schedule of a run's days), for a
-    run note; "" when it mined something (``coins_gross`` > 0 on a day). In order: no machine installed; no
-    coins paid by the network on any day with machines (ETH after the Merge); else curtailment on every
-    such day: the power and hosting price above the break-even power price (USD/kWh, after hosting) every
-    day, quoted with the highest break-even and the lowest power price of those days."""
+    run note; "" when it mined something (``coins_gross`` > 0 on a day) or the network paid nothing on every
+    day (nothing a setting could change: ETH after the Merge, a synthetic market). Else: no machine installed,
+    or curtailment on every day the network paid: the power and hosting price above the break-even power
+    price (USD/kWh, after hosting) every such day, quoted with the highest break-even and the lowest power
+    price of those days."""
     if (daily["coins_gross"].to_numpy(dtype=float) > 0.0).any():
         return ""
     installed = daily["units"].to_numpy(dtype=float) > 0.0
@@ -148,9 +149,7 @@ def idle_fleet_note(daily: pd.DataFrame, asset: str = "BTC") -> str:
         return "the fleet mined nothing: none of its machines was installed on any day of the run."
     paying = installed & (daily["coins_per_unit_day"].to_numpy(dtype=float) > 0.0)
     if not paying.any():
-        merge = " (proof-of-work ETH ended with the Merge, 2022-09-15)" if asset == "ETH" else ""
-        return (f"the fleet mined nothing: the network paid no {asset} to miners on any day of the run its "
-                f"machines ran{merge}.")
+        return ""
     days = daily.index[paying]
     breakeven = daily["breakeven_power_usd_per_kwh"].to_numpy(dtype=float)[paying]
     power = daily["power_price_usd_per_kwh"].to_numpy(dtype=float)[paying]

@@ -1582,11 +1582,11 @@ class MinerStrategy(bt.Strategy):
 
     def _note_idle_fleet(self) -> None:
         """A run note when the fleet mined nothing over the run (:func:`mining.fleet.idle_fleet_note` says
-        why: curtailed every day, no machine installed, or no block reward), which would otherwise show only
-        as zeros in the summary."""
+        why: curtailed every day, or no machine installed), which would otherwise show only as zeros in the
+        summary."""
         if any(coins > 0.0 for coins in self._coins_gross):
             return
-        text = idle_fleet_note(self.fleet.simulate(self._daily_lines(self.data.p.dataname)), self.asset)
+        text = idle_fleet_note(self.fleet.simulate(self._daily_lines(self.data.p.dataname)))
         if text:
             self.notes.append(text)
 
