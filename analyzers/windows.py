@@ -11,13 +11,17 @@ inclusive), checked and clipped to the run by ``minehedge.config``. Conventions:
   on (``ledger_stats.cumulative_by_time``).
 * A window's first value, ``equity_start_usd``, is the equity at the close of the last bar before the
   window; for a window that starts at the run's first bar, the run's opening value (``RunResult.opening``,
-  the value the summary's return and drawdown count from), or the first bar's value when the opening is
-  unknown or not positive. So the returns of adjacent windows chain: the product of ``1 + return`` over
-  windows that cover consecutive days equals ``1 +`` the return over all of them, and a window over the whole
-  run has the summary's ``total_return_pct``, ``max_drawdown_pct``, counts, ``insolvent_days``,
-  ``funding_net_usd`` and ``futures_pnl_usd``.
+  the summary's ``initial_equity_usd``), also when that is zero or below (debt
+  beyond the assets), or the first bar's value when the opening is unknown. So the changes of adjacent
+  windows add up (``equity_change_usd`` over windows that cover the whole run sums to final - initial), the
+  returns chain (the product of ``1 + return`` over windows that cover consecutive days equals ``1 +`` the
+  return over all of them), and a window over the whole run has the summary's ``total_return_pct``,
+  ``max_drawdown_pct``, counts, ``insolvent_days``, ``funding_net_usd`` and ``futures_pnl_usd``.
 * A window that opens ruined (the value before it zero or below) has no return (NaN) and its drawdown counts
-  from its first bar. A window without bars (a gap in the data) has ``bars`` 0, NaN figures and zero counts.
+  from its first bar. A window that starts at the run's first bar has the summary's return and drawdown
+  (``metrics.with_opening`` of the opening value): with an opening at or below zero they count from the first
+  bar, the return NaN when that bar's value is zero or below too (an opening of debt beyond the assets).
+  A window without bars (a gap in the data) has ``bars`` 0, NaN figures and zero counts.
 """
 
 from __future__ import annotations
@@ -94,11 +98,11 @@ def window_stats(equity: pd.DataFrame | pd.Series, events: Iterable[event_stats.
         if lo > 0:
             start_time, start_value = index[lo - 1], float(values[lo - 1])
             curve = metrics.with_opening(curve, start_time, start_value)
-        else:
-            start_value = opening.get("equity_usd")
+            ruined = not start_value > 0.0
+        else:  # the summary's curve: from the opening value when positive, else from the first bar
+            start_value = _opening_value(opening, float(values[0]))
             curve = metrics.with_opening(curve, opening.get("time"), start_value)  # type: ignore[arg-type]
-            start_value = float(curve.iloc[0])  # the first bar's, without a positive opening value
-        ruined = not start_value > 0.0
+            ruined = not float(curve.iloc[0]) > 0.0
         row["equity_start_usd"] = start_value
         row["equity_end_usd"] = float(values[hi - 1])
         row["equity_change_usd"] = row["equity_end_usd"] - start_value
@@ -118,6 +122,15 @@ def run_window_stats(result: object, windows: Sequence[Window]) -> pd.DataFrame:
     ledger = ledger_stats.ledger_frame(result.ledger, notes=False)  # type: ignore[attr-defined]
     return window_stats(result.equity, result.events, ledger, windows,  # type: ignore[attr-defined]
                         result.opening)  # type: ignore[attr-defined]
+
+
+def _opening_value(opening: Mapping[str, object], first_bar_usd: float) -> float:
+    """The value (USD) a window that starts at the run's first bar starts from: the run's opening value, also
+    when it is zero or below (as the summary's ``initial_equity_usd``); the first bar's when it is unknown."""
+    value = opening.get("equity_usd")
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return first_bar_usd
 
 
 def _day_ns(day: object) -> int:

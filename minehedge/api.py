@@ -766,6 +766,15 @@ def sweep_price_notes(configs: list[dict[str, Any]], shared: Market | Markets) -
     return _sweep_texts(configs, shared, price_venue_note)
 
 
+def sweep_price_warnings(configs: list[dict[str, Any]], shared: Market | Markets) -> list[str]:
+    """The distinct :func:`mining.price_schedule.price_warnings` of a sweep's ``configs`` (a power or hosting
+    price above 1 USD/kWh), each once, as a run gives them."""
+    from mining.price_schedule import price_warnings
+
+    joined = _sweep_texts(configs, shared, lambda _market, _policy, values: "\n".join(price_warnings(values)))
+    return list(dict.fromkeys(text for texts in joined for text in texts.split("\n")))
+
+
 def _sweep_texts(configs: list[dict[str, Any]], shared: Market | Markets, text_of) -> list[str]:
     """The distinct non-empty ``text_of(market, policy, values)`` of ``configs`` (validated parameters on
     their market), in order; a configuration that breaks its policy's rules (recorded as failed) says
@@ -864,15 +873,20 @@ BREAKEVEN_PARAMS = ("asset", "fleet", "uptime", "power_usd_per_kwh", "hosting_us
                     "curtail", "depreciation_years")
 
 
-def breakeven(config: dict[str, Any]) -> list[dict[str, Any]]:
+def breakeven(config: dict[str, Any], warnings: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per day: the fleet's cash break-even coin price (USD/coin) and power price (USD/kWh), and the
     hash rate running that day (after uptime and curtailment): ``hashrate_ths`` (TH/s) for BTC,
-    ``hashrate_mhs`` (MH/s) for ETH. Reads only :data:`BREAKEVEN_PARAMS` of ``config["params"]``."""
+    ``hashrate_mhs`` (MH/s) for ETH. Reads only :data:`BREAKEVEN_PARAMS` of ``config["params"]``.
+    ``warnings``: a list that gets the warnings a run would give on those parameters (a power or hosting
+    price above 1 USD/kWh, :func:`mining.price_schedule.price_warnings`)."""
+    from mining.price_schedule import price_warnings
     from mining.revenue import network_hashprice
 
     asset, network = _network_range(config)
     params = _policy_params(config.get("policy") or "unhedged", config.get("params"), None, together=False,
                             owner="breakeven")
+    if warnings is not None:
+        warnings.extend(price_warnings(params))
     fleet = Fleet.from_shorthand(fleet_for(asset, params["fleet"]), asset=asset, uptime=params["uptime"],
                                  power_price_usd_per_kwh=params["power_usd_per_kwh"],
                                  hosting_usd_per_kwh=params["hosting_usd_per_kwh"],

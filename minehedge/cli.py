@@ -648,6 +648,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         _note(f"note: {text}")
     for text in api.sweep_funding_warnings([point.config for point in points], shared):
         _note(f"warning: {text}")
+    for text in api.sweep_price_warnings([point.config for point in points], shared):
+        _note(f"warning: {text}")
     with executor:
         report = sweep.run_sweep(
             points, api.run_summary, shared, data_fingerprint=shared.fingerprint_of, out_dir=out,
@@ -858,7 +860,10 @@ def cmd_data(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
         if gaps:
             _note(f"note: {gaps}")
     else:
-        rows = api.breakeven(config)
+        warnings: list[str] = []
+        rows = api.breakeven(config, warnings)
+        for text in warnings:
+            _note(f"warning: {text}")
     if settings["json"]:
         _print_json(rows)
     else:

@@ -138,6 +138,31 @@ def breakeven_power_price(revenue_usd_per_day, energy_kwh_per_day, fixed_cost_us
         - hosting_usd_per_kwh
 
 
+def idle_fleet_note(daily: pd.DataFrame) -> str:
+    """Why a fleet mined nothing over ``daily`` (:meth:`Fleet.simulate`'s schedule of a run's days), for a
+    run note; "" when it mined something (``coins_gross`` > 0 on a day) or the network paid nothing on every
+    day (nothing a setting could change: ETH after the Merge, a synthetic market). Else: no machine installed,
+    or curtailment on every day the network paid: the power and hosting price above the break-even power
+    price (USD/kWh, after hosting) every such day, quoted with the highest break-even and the lowest power
+    price of those days."""
+    if (daily["coins_gross"].to_numpy(dtype=float) > 0.0).any():
+        return ""
+    installed = daily["units"].to_numpy(dtype=float) > 0.0
+    if not installed.any():
+        return "the fleet mined nothing: none of its machines was installed on any day of the run."
+    paying = installed & (daily["coins_per_unit_day"].to_numpy(dtype=float) > 0.0)
+    if not paying.any():
+        return ""
+    days = daily.index[paying]
+    breakeven = daily["breakeven_power_usd_per_kwh"].to_numpy(dtype=float)[paying]
+    power = daily["power_price_usd_per_kwh"].to_numpy(dtype=float)[paying]
+    best = int(np.nanargmax(breakeven)) if np.isfinite(breakeven).any() else 0
+    return (f"the fleet mined nothing: it was curtailed on every day of the run (curtail=true), as its power "
+            f"and hosting cost more than its coins paid on each: the break-even power price (after hosting) "
+            f"was at most {breakeven[best]:.4g} USD/kWh ({days[best].date()}), the power price at least "
+            f"{power.min():.4g} USD/kWh. Prices are in USD per kWh: 0.045 is 4.5 cents.")
+
+
 def straight_line_book_value(cost_usd, age_days, life_days: float):
     """Book value (USD) of hardware bought for ``cost_usd`` (USD), ``age_days`` (days; scalars or arrays)
     after its purchase, written off in a straight line over ``life_days`` (days):

@@ -246,3 +246,37 @@ def utc_day(value: Any, what: str) -> pd.Timestamp:
 def _when_text(when: pd.Timestamp) -> str:
     """A change's time: its day, or the full ISO time when it is not 00:00 UTC."""
     return str(when.date()) if when == when.normalize() else when.isoformat()
+
+
+#: The parameters priced in USD/kWh that :func:`price_warnings` checks.
+KWH_PRICE_PARAMS: tuple[str, ...] = ("power_usd_per_kwh", "hosting_usd_per_kwh")
+#: The highest power or hosting price (USD/kWh) taken without a warning: above any industrial tariff miners
+#: paid, even at Europe's 2022 peaks (README "Mining economics", Plausible prices); a price above it is most
+#: likely given in cents.
+PLAUSIBLE_USD_PER_KWH = 1.0
+
+
+def implausible_price_warning(name: str, value: float | PriceSchedule,
+                              bound: float = PLAUSIBLE_USD_PER_KWH) -> str:
+    """The warning for a price parameter ``name`` (USD/kWh: a number or a :class:`PriceSchedule`) with a price
+    above ``bound`` (USD/kWh), or "" when none is: names the parameter, the value, the unit and the likely
+    slip (cents for dollars), with the price in dollars that was probably meant (the highest / 100)."""
+    prices = value.prices if isinstance(value, PriceSchedule) else (float(value),)
+    above = [price for price in prices if price > bound]
+    if not above:
+        return ""
+    highest = max(above)
+    if isinstance(value, PriceSchedule):
+        given = (f"{name}={str(value)!r} has {len(above)} price(s) above {bound:g} USD/kWh, the highest "
+                 f"{highest:g} USD/kWh")
+    else:
+        given = f"{name}={highest:g} USD/kWh is above {bound:g} USD/kWh"
+    return (f"{given}, more than any industrial power price miners paid (even Europe's 2022 peaks): did you "
+            f"give cents? The price is in USD per kWh: {highest:g} cents is {highest / 100:g}.")
+
+
+def price_warnings(values: Mapping[str, Any]) -> list[str]:
+    """The :func:`implausible_price_warning` of each of :data:`KWH_PRICE_PARAMS` in ``values`` (policy
+    parameters by name, typed), in that order: what a run, and ``data breakeven``, print once."""
+    texts = (implausible_price_warning(name, values[name]) for name in KWH_PRICE_PARAMS if name in values)
+    return [text for text in texts if text]

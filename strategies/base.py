@@ -70,12 +70,14 @@ from mining.fleet import (
     Fleet,
     bar_edges,
     hashprice_market_value,
+    idle_fleet_note,
     per_bar,
     straight_line_book_value,
     trailing_hashprice,
     value_on_day,
 )
 from mining.loans import CoinLoan, EquipmentLoan, loan_statement, ltv_from_collateral_ratio
+from mining.price_schedule import price_warnings
 from mining.revenue import ETH_MERGE
 from strategies import rules
 
@@ -471,6 +473,9 @@ class MinerStrategy(bt.Strategy):
         #: Run notes the user must see at once too (an event date outside the run, :meth:`note_event_date`):
         #: ``run`` and ``compare`` print them as warnings.
         self.run_warnings: list[str] = []
+        for text in price_warnings(self.param_values()):  # a price above 1 USD/kWh: in cents, most likely
+            self.notes.append(text)
+            self.run_warnings.append(text)
         if self._hardware_hashprice is not None:
             self._note_early_machines(self._hardware_hashprice.index[0])
         if self.p.debt_usd > 0:
@@ -506,6 +511,12 @@ class MinerStrategy(bt.Strategy):
             self.comminfo = self.make_comminfo(expiry=self._expiry_of(0))
             self.broker.addcommissioninfo(self.comminfo, name=self.hedge_data._name)
             self._note_before_profile(frame.index[0])
+            if self.p.buy_coin_margin and not self.comminfo.venue.is_inverse:
+                self.notes.append(
+                    f"buy_coin_margin=true changes nothing here: {self.comminfo.venue.name}'s "
+                    f"{self.comminfo.spec.symbol} is a linear contract, margined in "
+                    f"{self.comminfo.venue.margin_currency}; it buys the margin's coins for inverse "
+                    "(coin-margined) contracts only.")
 
     def _existing_debt(self, frame: pd.DataFrame) -> EquipmentLoan | CoinLoan:
         """The loan of the debt owed at the first bar (``debt_usd``, ``debt_type``), owed from the first bar's
@@ -553,16 +564,16 @@ class MinerStrategy(bt.Strategy):
         loans table."""
         return [loan_statement(loan) for loan in self.loans]
 
-    def note_event_date(self, name: str, day: date | None, before: str, after: str) -> None:
+    def note_event_date(self, name: str, day: date | None, before: str | None, after: str) -> None:
         """A run note, also a warning (:attr:`run_warnings`), when the policy's event date ``name`` (a
         parameter; None: not given) lies outside the run's bars: before the first bar's day ``before`` says
-        what happened instead, after the last bar's day ``after`` does. A sweep over periods may meet either,
-        so neither is an error."""
+        what happened instead (None: no note now; the policy calls again once it knows what happened), after
+        the last bar's day ``after`` does. A sweep over periods may meet either, so neither is an error."""
         if day is None:
             return
         index = self.data.p.dataname.index
         first, last = index[0].date(), index[-1].date()
-        if first <= day <= last:
+        if first <= day <= last or (day < first and before is None):
             return
         edge = f"before the run's first bar, {first}" if day < first else f"after the run's last bar, {last}"
         text = (f"{name}={day} is {edge} (the run covers {first} to {last}): "
@@ -1568,6 +1579,17 @@ class MinerStrategy(bt.Strategy):
                 self.notes.append(f"{instrument}: the {payment.what}, carried from {since}, was still due "
                                   "when the run ended.")
         self._note_tight_stop()
+        self._note_idle_fleet()
+
+    def _note_idle_fleet(self) -> None:
+        """A run note when the fleet mined nothing over the run (:func:`mining.fleet.idle_fleet_note` says
+        why: curtailed every day, or no machine installed), which would otherwise show only as zeros in the
+        summary."""
+        if any(coins > 0.0 for coins in self._coins_gross):
+            return
+        text = idle_fleet_note(self.fleet.simulate(self._daily_lines(self.data.p.dataname)))
+        if text:
+            self.notes.append(text)
 
     def _note_tight_stop(self) -> None:
         """A run note, also a warning (:attr:`run_warnings`), when ``stop_loss`` is closer to the entry than

@@ -40,8 +40,8 @@ def merge_specs(base: Sequence[ParamSpec], add: Iterable[ParamSpec] = (),
     return (*merged, *added.values())
 
 
-_NO_FUTURES = ("venue", "contract", "leverage", "margin_mode", "buy_coin_margin", "top_up_target",
-               "margin_buffer", "rebalance_days", "stop_loss")
+_NO_FUTURES = ("venue", "symbol", "contract", "annual_basis", "expiry_cycle", "leverage", "margin_mode",
+               "buy_coin_margin", "top_up_target", "margin_buffer", "rebalance_days", "stop_loss")
 #: ``on_margin_call`` of a policy without futures: it answers a coin loan's calls alone (the debt owed at the
 #: first bar, financed_expansion's loan).
 LOAN_CALL_RESPONSE = ParamSpec(
@@ -343,8 +343,8 @@ class FinancedExpansion(MinerStrategy):
         self.units_bought = 0
         self.loan: CoinLoan | EquipmentLoan | None = None
         self._loan_decided = False
-        self.note_event_date("loan_date", self.p.loan_date,
-                             "the loan was drawn and the machines bought at the first bar instead",
+        # a loan_date before the first bar is noted when the loan is decided there (_early_loan_outcome)
+        self.note_event_date("loan_date", self.p.loan_date, None,
                              "no loan was taken and no machines were bought")
 
     def _add_expansion_flows(self, i: int) -> None:
@@ -363,7 +363,20 @@ class FinancedExpansion(MinerStrategy):
         now = self.broker.bar_time(self.data)
         if not self._loan_decided and now >= self._loan_day.to_pydatetime().replace(tzinfo=None):
             self._draw(now, self.data.close[0])
+            self.note_event_date("loan_date", self.p.loan_date, self._early_loan_outcome(), "")
         super().next()
+
+    def _early_loan_outcome(self) -> str:
+        """What happened at the first bar to a loan dated before it (the loan_date warning's end): drawn and
+        machines bought, drawn without a machine, or not drawn."""
+        if self.loan is None:
+            return ("the loan was decided at the first bar instead, where there were no coins to pledge: the "
+                    "coin loan was not drawn and no machines were bought")
+        if not self.units_bought:
+            return (f"the loan was drawn at the first bar instead, and bought no machines (its principal, "
+                    f"{self.loan.principal_usd:,.0f} USD, is less than unit_price_usd="
+                    f"{self.p.unit_price_usd:g})")
+        return "the loan was drawn and the machines bought at the first bar instead"
 
     def _draw(self, now: datetime, price: float) -> None:
         self._loan_decided = True

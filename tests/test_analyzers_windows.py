@@ -92,7 +92,26 @@ def test_without_an_opening_the_first_window_starts_from_the_first_bar():
     assert row["return_pct"] == pytest.approx(-40.0, abs=1e-12)
     shifted = pd.Series([80.0, *EQUITY.iloc[1:]], index=EQUITY.index)
     (row,) = window_stats(shifted, [], EMPTY_LEDGER, [FIRST], {"time": None, "equity_usd": 0.0}).to_dict("records")
-    assert row["equity_start_usd"] == 80.0 and row["return_pct"] == pytest.approx(-25.0, abs=1e-12)
+    # an account opened with nothing starts from nothing (its change is the whole 60), while its return, as the
+    # summary's (metrics.with_opening leaves out an opening that is not positive), counts from the first bar
+    assert (row["equity_start_usd"], row["equity_change_usd"]) == (0.0, 60.0)
+    assert row["return_pct"] == metrics.total_return_pct(shifted.iloc[:4]) == pytest.approx(-25.0, abs=1e-12)
+
+
+def test_a_run_opening_below_zero_starts_its_first_window_at_the_opening_and_the_changes_add_up():
+    # debt beyond the assets: opened at -500, first bar -480 (its +20 belongs to the first window)
+    owed = EQUITY - 580.0
+    opening = {"time": OPENING["time"], "equity_usd": -500.0}
+    frame = window_stats(owed, [], EMPTY_LEDGER, [FIRST, SECOND, window("all", "2021-01-01", "2021-01-10")],
+                         opening)
+    first, second, whole = frame.to_dict("records")
+    assert first["equity_start_usd"] == -500.0 and first["equity_change_usd"] == owed.iloc[3] - (-500.0)
+    assert first["equity_change_usd"] + second["equity_change_usd"] == owed.iloc[-1] - (-500.0) == -30.0
+    assert (whole["equity_start_usd"], whole["equity_change_usd"]) == (-500.0, -30.0)
+    assert all(math.isnan(row["return_pct"]) for row in (first, second, whole))
+    # the drawdown is the summary's on the same curve (from the first bar; at or below zero throughout: 100 %)
+    curve = metrics.with_opening(owed, opening["time"], opening["equity_usd"])
+    assert whole["max_drawdown_pct"] == metrics.drawdown_stats(curve).max_drawdown_pct == 100.0
 
 
 def test_a_whole_run_window_has_the_summary_formulas_figures():
@@ -355,6 +374,28 @@ def test_real_stress_windows_are_recomputed_from_each_runs_own_tables(stress_com
             summary["funding_received_usd"] - summary["funding_paid_usd"], abs=1e-6)
         assert (rows.loc[["2018", "covid-crash", "2021", "2022"], "max_drawdown_pct"]
                 <= whole["max_drawdown_pct"] + 1e-9).all()
+
+
+def test_real_windows_of_a_run_opened_below_zero_add_up_to_final_minus_initial(data_dir):
+    # the audit's case at small scale: an equipment debt beyond the assets opens the run at about -22 M USD
+    params = {"debt_usd": 30_000_000.0, "debt_term_months": 24, "start_coins": 100.0}
+    configs = [{"asset": "BTC", "timeframe": "1d", "start": "2021-12-01", "end": "2022-01-31",
+                "data_dir": str(data_dir), "policy": policy, "params": params}
+               for policy in ("unhedged", "sell_daily")]
+    comparison = api.compare_runs(configs, None, windows=["a=2021-12-01:2021-12-31", "b=2022-01-01:2022-01-31",
+                                                          "all=2021-12-01:2022-01-31"])
+    for policy, outcome in comparison.outcomes.items():
+        summary, equity = outcome.summary, outcome.result.equity["equity_usd"]
+        a, b, whole = comparison.windows[comparison.windows["policy"] == policy].to_dict("records")
+        initial, final = summary["initial_equity_usd"], summary["final_equity_usd"]
+        assert initial == outcome.result.opening["equity_usd"] < 0.0 < equity.iloc[0] - initial
+        assert a["equity_start_usd"] == whole["equity_start_usd"] == initial
+        assert b["equity_start_usd"] == equity[pd.Timestamp("2021-12-31", tz="UTC")]
+        assert a["equity_change_usd"] + b["equity_change_usd"] == pytest.approx(final - initial, abs=1e-6)
+        assert whole["equity_change_usd"] == final - initial
+        assert all(math.isnan(row["return_pct"]) for row in (a, b, whole))
+        assert math.isnan(summary["total_return_pct"])
+        assert whole["max_drawdown_pct"] == summary["max_drawdown_pct"]
 
 
 def test_real_stress_windows_say_who_was_liquidated_and_when(stress_comparison):

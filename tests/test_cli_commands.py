@@ -122,6 +122,7 @@ CONTRACT = SimpleNamespace(
     load_shared=load_shared,
     sweep_funding_warnings=lambda configs, shared: [],
     sweep_price_notes=lambda configs, shared: [],
+    sweep_price_warnings=lambda configs, shared: [],
     run_summary=closed_form_summary,
     run_backtest=_run_backtest,
     compare_runs=_compare_runs,
@@ -130,7 +131,7 @@ CONTRACT = SimpleNamespace(
     data_validate=_validate,
     data_list=lambda config: [{"file": "btc.csv", "rows": 3}],
     data_download=lambda config: [],
-    breakeven=lambda config: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
+    breakeven=lambda config, warnings=None: [{"date": config["start"], "breakeven_price_usd": 1000 * config["params"]["power_usd_per_kwh"]}],
     BREAKEVEN_PARAMS=("asset", "power_usd_per_kwh"),
     check_config=lambda config, name_policy=False: None,
 )

@@ -184,3 +184,52 @@ def test_compare_shows_the_schedule_once_for_all_policies(capsys, data_dir, tmp_
                                    str(tmp_path / "cmp")])
     assert code == 0, err
     assert f"- **power price** (all runs): {DESCRIBED}\n" in (tmp_path / "cmp" / "summary.md").read_text()
+
+
+# --- a price in cents (audit25 finding 4) -------------------------------------------------------------------
+CENTS = ("power_usd_per_kwh=4.5 USD/kWh is above 1 USD/kWh, more than any industrial power price miners paid "
+         "(even Europe's 2022 peaks): did you give cents? The price is in USD per kWh: 4.5 cents is 0.045.")
+
+
+def test_a_power_price_in_cents_warns_once_and_the_idle_fleet_is_explained(capsys, data_dir):
+    argv = ["--start", "2022-01-01", "--end", "2022-01-10", "--data-dir", str(data_dir)]
+    code, out, err = _run(capsys, ["run", "--policy", "unhedged", *argv, "--set", "power_usd_per_kwh=4.5",
+                                   "--json"])
+    assert code == 0 and err.count(CENTS) == 1 and f"warning: {CENTS}\n" in err
+    summary = json.loads(out)
+    assert summary["coins_mined"] == 0.0 and summary["curtailed_days"] == 10.0
+    # the run sees day D's network values from D + 1 on (README, "No lookahead"): its break-even power price
+    # on 2022-01-02..01-10 is data breakeven's of 2022-01-01..01-09 (01-01's is 2021-12-31's)
+    rows = api.breakeven({"asset": "BTC", "start": "2021-12-31", "end": "2022-01-09", "data_dir": str(data_dir),
+                          "params": {"power_usd_per_kwh": 4.5}})
+    best = max(rows, key=lambda row: row["breakeven_power_usd_per_kwh"])
+    seen_on = (pd.Timestamp(best["date"]) + pd.Timedelta(days=1)).date()
+    idle = (f"the fleet mined nothing: it was curtailed on every day of the run (curtail=true), as its power and "
+            f"hosting cost more than its coins paid on each: the break-even power price (after hosting) was at "
+            f"most {best['breakeven_power_usd_per_kwh']:.4g} USD/kWh ({seen_on}), the power price at least 4.5 "
+            f"USD/kWh. Prices are in USD per kWh: 0.045 is 4.5 cents.")
+    assert f"note: {idle}\n" in err
+    # compare: once, naming the policies; data breakeven warns too; the dollar price says neither
+    code, _, err = _run(capsys, ["compare", "--policies", "unhedged,sell_daily", *argv,
+                                 "--set", "power_usd_per_kwh=4.5"])
+    assert code == 0 and f"warning (unhedged and sell_daily): {CENTS}\n" in err and err.count(CENTS) == 1
+    code, _, err = _run(capsys, ["data", "breakeven", *argv, "--set", "power_usd_per_kwh=4.5"])
+    assert code == 0 and err == f"warning: {CENTS}\n"
+    code, _, err = _run(capsys, ["run", "--policy", "unhedged", *argv, "--set", "power_usd_per_kwh=0.045"])
+    assert code == 0 and "cents" not in err and "mined nothing" not in err
+
+
+def test_a_schedule_or_hosting_price_above_1_usd_per_kwh_warns_in_runs_and_sweeps(capsys, data_dir, tmp_path):
+    argv = ["--start", "2022-01-01", "--end", "2022-01-05", "--data-dir", str(data_dir)]
+    code, _, err = _run(capsys, ["run", "--policy", "unhedged", *argv, "--set",
+                                 "power_usd_per_kwh=0.05,4.5@2022-01-03,7@2022-01-04", "--set", "hosting_usd_per_kwh=2"])
+    assert code == 0
+    assert ("warning: power_usd_per_kwh='0.05,4.5@2022-01-03,7.0@2022-01-04' has 2 price(s) above 1 USD/kWh, the "
+            "highest 7 USD/kWh, more than any industrial power price miners paid (even Europe's 2022 peaks): did "
+            "you give cents? The price is in USD per kWh: 7 cents is 0.07.\n") in err
+    assert ("warning: hosting_usd_per_kwh=2 USD/kWh is above 1 USD/kWh, more than any industrial power price "
+            "miners paid (even Europe's 2022 peaks): did you give cents? The price is in USD per kWh: 2 cents is "
+            "0.02.\n") in err
+    code, _, err = _run(capsys, ["sweep", "--policy", "unhedged", *argv, "--grid", "power_usd_per_kwh=0.05,4.5",
+                                 "--workers", "1", "--out", str(tmp_path / "sw")])
+    assert code == 0 and err.count(CENTS) == 1 and f"warning: {CENTS}\n" in err

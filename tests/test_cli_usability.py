@@ -195,6 +195,13 @@ ENTRY_BEFORE = ("entry_date={} is before the run's first bar, {} (the run covers
                 "at the first bar's close instead, as with no entry_date.")
 LOAN_BEFORE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was drawn and "
                "the machines bought at the first bar instead.")
+# the default treasury holds no coins at the first bar, so the coin loan is not drawn (audit25 finding 2)
+LOAN_BEFORE_UNDRAWN = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was "
+                       "decided at the first bar instead, where there were no coins to pledge: the coin loan was "
+                       "not drawn and no machines were bought.")
+LOAN_BEFORE_NO_MACHINE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was "
+                          "drawn at the first bar instead, and bought no machines (its principal, 50 USD, is less "
+                          "than unit_price_usd=6000).")
 
 
 @pytest.mark.parametrize(("policy", "sets", "start", "end", "warning"), [
@@ -203,7 +210,15 @@ LOAN_BEFORE = ("loan_date={} is before the run's first bar, {} (the run covers {
     ("financed_expansion", [], "2020-01-01", "2020-02-01",  # the default loan_date, 2021-12-31
      LOAN_AFTER.format("2021-12-31", "2020-02-01", "2020-01-01", "2020-02-01")),
     ("financed_expansion", ["loan_date=2019-06-01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_UNDRAWN.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_hedge", ["loan_date=2019-06-01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_UNDRAWN.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_expansion", ["loan_date=2019-06-01", "start_coins=500"], "2020-01-01", "2020-02-01",
      LOAN_BEFORE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_hedge", ["loan_date=2019-06-01", "loan_type=equipment"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
+    ("financed_expansion", ["loan_date=2019-06-01", "start_coins=0.01"], "2020-01-01", "2020-02-01",
+     LOAN_BEFORE_NO_MACHINE.format("2019-06-01", "2020-01-01", "2020-01-01", "2020-02-01")),
     ("leveraged_long", ["entry_date=2030-01-01"], "2020-01-01", "2020-02-01",
      ENTRY_AFTER.format("2030-01-01", "2020-02-01", "2020-01-01", "2020-02-01")),
     ("leveraged_short", ["entry_date=2019-12-01"], "2020-01-01", "2020-02-01",
@@ -216,9 +231,10 @@ def test_an_event_date_outside_the_run_is_a_warning_and_a_run_note_and_changes_n
     assert code == 0, err
     assert f"warning: {warning}\n" in err and err.count(warning) == 1  # a warning, not also a note line
     assert f"  - {warning}" in (tmp_path / "r" / "summary.md").read_text()  # the report's run notes
-    inside = {"financed_expansion": "loan_date=" + start, "leveraged_long": "entry_date=" + start,
-              "leveraged_short": "entry_date=" + start}[policy]
-    code, same_out, err = _run(capsys, [*argv, "--set", inside])  # the event on the first bar: no warning
+    inside = {"financed_expansion": "loan_date=" + start, "financed_hedge": "loan_date=" + start,
+              "leveraged_long": "entry_date=" + start, "leveraged_short": "entry_date=" + start}[policy]
+    others = [arg for s in sets if "_date=" not in s for arg in ("--set", s)]
+    code, same_out, err = _run(capsys, [*argv, *others, "--set", inside])  # the event on the first bar: no warning
     assert code == 0 and "warning" not in err
     if "before" in warning:  # the event happened at the first bar, as if dated there
         assert json.loads(out) == json.loads(same_out)
@@ -277,3 +293,38 @@ def test_version_after_a_command_says_where_it_goes(capsys, command):
 def test_a_misspelt_or_misplaced_option_is_named_with_where_it_belongs(capsys, argv, line):
     code, out, err = _run(capsys, argv)
     assert (code, out) == (2, "") and err.splitlines()[-1] == line
+
+
+# --- parameters that can do nothing (audit25 finding 7) ------------------------------------------------------
+NOT_UNHEDGED = ("policy 'unhedged' has no parameter '{}'; its parameters are: asset, curtail, debt_call_deadline_days, "
+                "debt_call_ratio, debt_collateral_coins, debt_cure_ratio, debt_liquidation_ltv, debt_rate, "
+                "debt_term_months, debt_type, debt_usd, depreciation_years, fleet, hardware_value, hosting_usd_per_kwh, "
+                "market_value_window_days, on_margin_call, pool_fee, power_usd_per_kwh, sell_fraction, spot_fee, "
+                "start_coins, start_usd, treasury, uptime.")
+
+
+@pytest.mark.parametrize("setting", ["symbol=BTCUSDT", "annual_basis=0.3", "expiry_cycle=monthly"])
+def test_a_futures_setting_is_refused_by_a_policy_without_futures_and_left_to_the_others_in_a_compare(
+        capsys, data_dir, setting):
+    argv = ["--start", "2022-01-01", "--end", "2022-01-05", "--data-dir", str(data_dir)]
+    code, _, err = _run(capsys, ["run", "--policy", "unhedged", *argv, "--set", setting])
+    assert code == 2 and err.endswith(f"error: {NOT_UNHEDGED.format(setting.split('=')[0])}\n")
+    # a compare applies it to the policies that take it, as leverage=3: unhedged runs as without it
+    code, out, err = _run(capsys, ["compare", "--policies", "unhedged,static_hedge", *argv, "--set", setting,
+                                   "--set", "contract=dated", "--json"])
+    assert code == 0, err
+    plain = json.loads(_run(capsys, ["run", "--policy", "unhedged", *argv, "--json"])[1])
+    rows = {row["policy"]: row for row in json.loads(out)}
+    assert rows["unhedged"]["final_equity_usd"] == plain["final_equity_usd"]
+
+
+def test_buy_coin_margin_on_a_linear_contract_is_a_run_note(capsys, data_dir, tmp_path):
+    argv = ["run", "--policy", "static_hedge", "--start", "2022-01-01", "--end", "2022-01-05", "--data-dir",
+            str(data_dir), "--set", "buy_coin_margin=true"]
+    note = ("buy_coin_margin=true changes nothing here: binance_usdm's BTCUSDT is a linear contract, margined in "
+            "USD; it buys the margin's coins for inverse (coin-margined) contracts only.")
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "r")])
+    assert code == 0 and f"note: {note}\n" in err
+    assert f"  - {note}" in (tmp_path / "r" / "summary.md").read_text()
+    code, _, err = _run(capsys, [*argv, "--venue", "bitmex"])  # inverse: it buys, and says so
+    assert code == 0 and "changes nothing" not in err and "(buy_coin_margin), " in err

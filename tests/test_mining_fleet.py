@@ -315,3 +315,25 @@ def test_a_bad_model_units_or_date_names_the_fleet_item_it_is_in(text, item, rea
     with pytest.raises(ConfigError) as caught:
         parse_fleet(text)
     assert str(caught.value).startswith(f"fleet item {item!r}: {reason}")
+
+
+def test_an_idle_fleet_note_says_why_nothing_was_mined() -> None:
+    """One S19 Pro at 5e-6 BTC/TH/day, at 40,000 then 20,000 USD/BTC, 2 % pool fee, power at 1.20 USD/kWh: the
+    coins pay 22 x 0.98 / 78 = 0.2764 then 0.1382 USD per kWh drawn, so it is curtailed on both days."""
+    from mining.fleet import idle_fleet_note
+
+    frame = _hashprice([5e-6, 5e-6], [40_000.0, 20_000.0])
+    fleet = Fleet.from_shorthand("S19Pro:1@2021-01-01", power_price_usd_per_kwh=1.2, pool_fee=0.02)
+    assert idle_fleet_note(fleet.simulate(frame)) == (
+        "the fleet mined nothing: it was curtailed on every day of the run (curtail=true), as its power and hosting "
+        f"cost more than its coins paid on each: the break-even power price (after hosting) was at most "
+        f"{22.0 * 0.98 / 78.0:.4g} USD/kWh (2021-01-01), the power price at least 1.2 USD/kWh. Prices are in USD "
+        "per kWh: 0.045 is 4.5 cents.")
+    assert f"{22.0 * 0.98 / 78.0:.4g}" == "0.2764"
+    uncurtailed = Fleet.from_shorthand("S19Pro:1@2021-01-01", power_price_usd_per_kwh=1.2, curtail=False)
+    assert idle_fleet_note(uncurtailed.simulate(frame)) == ""  # it mined, at a loss
+    later = Fleet.from_shorthand("S19Pro:1@2021-02-01", power_price_usd_per_kwh=0.05)
+    assert idle_fleet_note(later.simulate(frame)) == (
+        "the fleet mined nothing: none of its machines was installed on any day of the run.")
+    merged = Fleet.from_shorthand("500MH/1200W:1@2021-01-01", asset="ETH", power_price_usd_per_kwh=0.05)
+    assert idle_fleet_note(merged.simulate(_hashprice([0.0, 0.0], [1_500.0, 1_400.0]))) == ""  # no reward: no setting

@@ -285,3 +285,22 @@ def test_a_one_entry_tables_label_in_a_run_report_pastes_back_into_set_with_the_
     assert pasted["summary"] == json.loads((tmp_path / "table" / "summary.json").read_text())["summary"]
     for name in ("equity.csv", "ledger.csv", "fills.csv"):
         assert (tmp_path / "pasted" / name).read_bytes() == (tmp_path / "table" / name).read_bytes()
+
+
+# --- plausibility (audit25 finding 4) ---------------------------------------------------------------------------
+def test_a_price_above_1_usd_per_kwh_is_named_with_its_unit_and_the_cents_it_probably_was():
+    from mining.price_schedule import PLAUSIBLE_USD_PER_KWH, implausible_price_warning, price_warnings
+
+    assert PLAUSIBLE_USD_PER_KWH == 1.0
+    tail = ", more than any industrial power price miners paid (even Europe's 2022 peaks): did you give cents?"
+    assert implausible_price_warning("power_usd_per_kwh", 4.5) == (
+        f"power_usd_per_kwh=4.5 USD/kWh is above 1 USD/kWh{tail} The price is in USD per kWh: 4.5 cents is 0.045.")
+    assert implausible_price_warning("power_usd_per_kwh", 1.0) == ""  # the bound itself is taken
+    assert implausible_price_warning("power_usd_per_kwh", 0.045) == ""
+    schedule = parse_price_schedule("power_usd_per_kwh", "0.05,12@2022-03-01,0.3@2022-04-01")
+    assert implausible_price_warning("power_usd_per_kwh", schedule) == (
+        f"power_usd_per_kwh='0.05,12.0@2022-03-01,0.3@2022-04-01' has 1 price(s) above 1 USD/kWh, the highest 12 "
+        f"USD/kWh{tail} The price is in USD per kWh: 12 cents is 0.12.")
+    assert price_warnings({"power_usd_per_kwh": 0.05, "hosting_usd_per_kwh": 0.0, "pool_fee": 2.0}) == []
+    assert price_warnings({"hosting_usd_per_kwh": 3.0, "power_usd_per_kwh": 5.0}) == [
+        implausible_price_warning("power_usd_per_kwh", 5.0), implausible_price_warning("hosting_usd_per_kwh", 3.0)]
