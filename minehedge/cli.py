@@ -268,14 +268,33 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _version_text() -> str:
-    """``minehedge X.Y.Z (backtrader A, pandas B, Python C)``: what a bug report needs to reproduce a run."""
+    """``minehedge X.Y.Z (backtrader A, pandas B, Python C)``: what a bug report needs to reproduce a run (a
+    package installed without its metadata shows as ``unknown``)."""
     import platform
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import minehedge
 
-    return (f"minehedge {minehedge.__version__} (backtrader {version('backtrader')}, "
-            f"pandas {version('pandas')}, Python {platform.python_version()})")
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return (f"minehedge {minehedge.__version__} (backtrader {of('backtrader')}, pandas {of('pandas')}, "
+            f"Python {platform.python_version()})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the text is built when asked for, not on every start (it reads package metadata)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(_version_text())  # on stdout, as argparse's own version action prints
+        parser.exit()
 
 
 def build_parser(prog: str = PROG) -> _Parser:
@@ -284,7 +303,7 @@ def build_parser(prog: str = PROG) -> _Parser:
     s = argparse.SUPPRESS
     parser = _Parser(prog=prog, description="Backtest crypto miners who hedge or lever up with futures.",
                      suggest=COMMANDS)
-    parser.add_argument("--version", action="version", version=_version_text(),
+    parser.add_argument("--version", action=_VersionAction,
                         help="print minehedge's version and the versions it runs on, and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 

@@ -375,7 +375,7 @@ class FinancedExpansion(MinerStrategy):
         if not self.units_bought:
             return (f"the loan was drawn at the first bar instead, and bought no machines (its principal, "
                     f"{self.loan.principal_usd:,.0f} USD, is less than unit_price_usd="
-                    f"{self.p.unit_price_usd:g})")
+                    f"{self.p.unit_price_usd:,.0f} USD)")
         return "the loan was drawn and the machines bought at the first bar instead"
 
     def _draw(self, now: datetime, price: float) -> None:

@@ -201,7 +201,7 @@ LOAN_BEFORE_UNDRAWN = ("loan_date={} is before the run's first bar, {} (the run 
                        "not drawn and no machines were bought.")
 LOAN_BEFORE_NO_MACHINE = ("loan_date={} is before the run's first bar, {} (the run covers {} to {}): the loan was "
                           "drawn at the first bar instead, and bought no machines (its principal, 50 USD, is less "
-                          "than unit_price_usd=6000).")
+                          "than unit_price_usd=6,000 USD).")
 
 
 @pytest.mark.parametrize(("policy", "sets", "start", "end", "warning"), [
@@ -328,3 +328,18 @@ def test_buy_coin_margin_on_a_linear_contract_is_a_run_note(capsys, data_dir, tm
     assert f"  - {note}" in (tmp_path / "r" / "summary.md").read_text()
     code, _, err = _run(capsys, [*argv, "--venue", "bitmex"])  # inverse: it buys, and says so
     assert code == 0 and "changes nothing" not in err and "(buy_coin_margin), " in err
+
+
+def test_version_text_is_built_only_when_asked_and_names_a_package_without_metadata_unknown(capsys, monkeypatch):
+    from importlib import metadata
+
+    import minehedge
+
+    def missing(package):
+        raise metadata.PackageNotFoundError(package)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert _run(capsys, ["--help"])[0] == 0  # every command starts without reading package metadata
+    code, out, _ = _run(capsys, ["--version"])
+    assert (code, out) == (0, f"minehedge {minehedge.__version__} (backtrader unknown, pandas unknown, Python "
+                              f"{__import__('platform').python_version()})\n")
