@@ -17,6 +17,7 @@ Example (notebook)::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -380,6 +381,9 @@ def load_market(config: dict[str, Any]) -> Market:
                               bars.index[-1] + parse_timeframe(timeframe),
                               data_dir=data_dir, venue_file_required=False)
         funding = loaded.frame
+        if funding_venue == "constant":  # the loader's "venue='constant' requested": a name never given
+            reason = f"the {_profile_venue(config)} venue has no {asset} funding history in the data"
+            loaded = dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, reason=reason))
         assumptions["funding"] = str(loaded.info)
         if _profile_venue(config) == "binance_coinm" and loaded.info.file:
             # no COIN-M funding history is shipped: the USD-M contract's rates stand in for the inverse one's
@@ -388,8 +392,7 @@ def load_market(config: dict[str, Any]) -> Market:
                                        "move with them but are not the same")
         if loaded.info.assumed_settlements:
             assumed_spans = true_runs(loaded.frame["assumed"])
-            funding_assumption = _assumed_funding_text(loaded.info, assumed_spans,
-                                                       constant_venue=funding_venue == "constant")
+            funding_assumption = _assumed_funding_text(loaded.info, assumed_spans)
     else:
         assumptions["funding"] = "none (dated contracts pay no funding)"
     rates = SettlementRates(funding) if funding is not None and not funding.empty else None
@@ -472,17 +475,12 @@ def price_venue_note(market: Market, policy: str, values: dict[str, Any]) -> str
     return f"{text}; --data-venue {venue} uses {exchange}'s own ({first} on)"
 
 
-def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...], *,
-                          constant_venue: bool = False) -> str:
+def _assumed_funding_text(info: Any, spans: tuple[tuple[pd.Timestamp, pd.Timestamp], ...]) -> str:
     """``"756 of the 5,478 funding settlements (2019-01-01 00:00 to 2019-09-09 16:00 UTC) are the constant
     0.0001 per 8h, not venue data (funding/btc_binance_... does not cover them)"``, from a
-    :class:`data.funding.FundingInfo` with assumed settlements and their spans (:func:`true_runs`).
-    ``constant_venue``: the venue profile has no funding file of the asset (:data:`FUNDING_VENUE`: generic;
-    ETH outside Binance), so every settlement is the constant, which the text says rather than the loader's
-    "venue='constant' requested" (a name the user never gave)."""
+    :class:`data.funding.FundingInfo` with assumed settlements and their spans (:func:`true_runs`)."""
     when = "; ".join(f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}" for first, last in spans)
-    source = (f"the venue has no {info.asset} funding history in the data" if constant_venue else
-              f"{info.file} does not cover them" if info.file else info.reason)
+    source = f"{info.file} does not cover them" if info.file else info.reason
     return (f"{info.assumed_settlements:,} of the {info.settlements:,} funding settlements ({when} UTC) are "
             f"the constant {info.fallback_rate:g} per 8h, not venue data ({source})")
 
@@ -1066,9 +1064,12 @@ def _price_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
     """Findings on a price schedule file (``date,usd_per_kwh``, which ``power_usd_per_kwh=FILE.csv`` reads):
     read as a run reads it (:func:`data.price_schedule.read_price_rows`: header, dates, numbers; an error
     there is a DataError naming the line), then the order of its dates (duplicate or decreasing) and prices
-    below the price parameters' minimum, errors both (a run refuses them), and the summary; and its days."""
+    below the price parameters' minimum, errors both (a run refuses them), prices above the plausible
+    bound (:data:`mining.price_schedule.PLAUSIBLE_USD_PER_KWH`), a warning as a run's, and the summary; and
+    its days."""
     from data.price_schedule import read_price_rows
     from data.validate import order_errors, rows_text
+    from mining.price_schedule import PLAUSIBLE_USD_PER_KWH
     from strategies.base import BASE_SPECS
 
     name = path.name
@@ -1082,13 +1083,21 @@ def _price_findings(path: Path) -> tuple[list[dict[str, Any]], Any]:
                 for text in order_errors(index)]
     specs = [spec for spec in BASE_SPECS if spec.schedule is not None]  # the parameters a price file prices
     minimum = max(spec.minimum for spec in specs)
+
+    def listed(rows_of: np.ndarray) -> str:
+        return rows_text(index, rows_of,
+                         lambda i: f"line {rows[i][2]} {index[i].date()} usd_per_kwh={prices[i]:g}")
+
     low = prices < minimum
     if low.any():
-        listed = rows_text(index, low,
-                           lambda i: f"line {rows[i][2]} {index[i].date()} usd_per_kwh={prices[i]:g}")
         findings.append({"level": "error", "what": "consistency", "detail": (
             f"{name}: usd_per_kwh below {minimum} ({' and '.join(spec.name for spec in specs)} must be >= "
-            f"{minimum} {specs[0].unit}), {listed}")})
+            f"{minimum} {specs[0].unit}), {listed(low)}")})
+    high = prices > PLAUSIBLE_USD_PER_KWH  # what a run warns of: cents typed for dollars, most likely
+    if high.any():
+        findings.append({"level": "warning", "what": "plausibility", "detail": (
+            f"{name}: usd_per_kwh above {PLAUSIBLE_USD_PER_KWH:g} USD/kWh, more than any industrial power "
+            f"price miners paid: cents for dollars? (a run warns too), {listed(high)}")})
     findings.append({"level": "info", "what": "summary",
                      "detail": f"{name} [price]: {len(rows)} rows, {index.min().date()} -> "
                                f"{index.max().date()}, {prices.min():g} to {prices.max():g} USD/kWh"})

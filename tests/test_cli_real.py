@@ -629,11 +629,15 @@ def test_funding_assumed_for_a_runs_dates_is_a_warning_with_what_the_run_booked_
 def test_the_generic_venues_constant_funding_is_said_to_be_the_venues_not_a_venue_the_user_named(data_dir):
     market = api.load_market({"asset": "BTC", "timeframe": "1d", "start": "2022-01-01", "end": "2022-01-10",
                               "venue": "generic", "data_dir": str(data_dir)})
-    (warning,) = api.run_policy(market, "static_hedge", {"venue": "generic"}).warnings
+    outcome = api.run_policy(market, "static_hedge", {"venue": "generic"})
+    (warning,) = outcome.warnings
     assert warning.startswith("30 of the 30 funding settlements (2022-01-01 00:00 to 2022-01-10 16:00 UTC) are the "
-                              "constant 0.0001 per 8h, not venue data (the venue has no BTC funding history in the "
-                              "data): ")
-    assert "constant' requested" not in warning
+                              "constant 0.0001 per 8h, not venue data (the generic venue has no BTC funding history "
+                              "in the data): ")
+    # the report's assumptions (summary.md, summary.json) say the same
+    assert outcome.result.assumptions["funding"].startswith(
+        "funding BTC: constant (no file); the generic venue has no BTC funding history in the data\n  ASSUMPTION:")
+    assert "constant' requested" not in warning + outcome.result.assumptions["funding"]
 
 
 def test_hashprice_days_without_inputs_are_explained_on_stderr(capsys, data_dir):
