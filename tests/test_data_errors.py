@@ -303,6 +303,23 @@ def test_data_validate_names_the_kinds_it_checks_for_a_file_of_none(capsys, tmp_
     assert "missing columns" not in message
 
 
+def test_data_validate_warns_of_a_price_file_row_above_1_usd_per_kwh_as_a_run_does(capsys, tmp_path):
+    from mining.price_schedule import price_warnings
+    from strategies.base import BASE_SPECS
+
+    cents = tmp_path / "cents.csv"
+    cents.write_text("date,usd_per_kwh\n2022-01-01,0.05\n2022-02-01,4.5\n2022-03-01,1\n")
+    findings = _findings(capsys, [str(cents)], 0)  # a warning: the file is valid, exit 0
+    assert findings[0] == {"level": "warning", "what": "plausibility", "detail": (
+        "cents.csv: usd_per_kwh above 1 USD/kWh, more than any industrial power price miners paid: cents for "
+        "dollars? (a run warns too), 1 row(s): line 3 2022-02-01 usd_per_kwh=4.5")}  # 1 itself is not above
+    assert [f["what"] for f in findings] == ["plausibility", "summary"]
+    # the run's warning for the same file: the bound is the same
+    [spec] = [spec for spec in BASE_SPECS if spec.name == "power_usd_per_kwh"]
+    [warning] = price_warnings({"power_usd_per_kwh": spec.coerce(str(cents))})
+    assert "has 1 price(s) above 1 USD/kWh, the highest 4.5 USD/kWh" in warning
+
+
 def test_data_validate_reports_every_row_problem_when_the_bar_spacing_is_no_timeframe(capsys, tmp_path):
     # Before: only "median bar spacing 3 days 00:00:00 is not one of 1h, 4h, 1d." (exit 2).
     path = tmp_path / "multi.csv"
