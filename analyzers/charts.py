@@ -61,10 +61,15 @@ UNMARKED_EVENTS: dict[str, str] = {
 _TITLE_CHARS_PER_INCH = 10
 
 
+def _wrapped(text: str, inches: float) -> str:
+    """``text`` wrapped at word boundaries (", " between run names) to a title ``inches`` wide."""
+    width = max(20, int(inches * _TITLE_CHARS_PER_INCH))
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text
+
+
 def _suptitle(fig: Figure, text: str) -> None:
-    """``fig``'s title, wrapped at word boundaries (", " between run names) to the figure's width."""
-    width = max(20, int(fig.get_figwidth() * _TITLE_CHARS_PER_INCH))
-    fig.suptitle("\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text)
+    """``fig``'s title, wrapped to the figure's width."""
+    fig.suptitle(_wrapped(text, fig.get_figwidth()))
 
 
 def _naive_utc(index: pd.Index) -> np.ndarray:
@@ -324,7 +329,8 @@ def sweep_heatmap(results: pd.DataFrame, x: str, y: str, value: str, title: str 
                                                          bool(np.isneginf(data).any())])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title or f"{value} by {y} and {x}")
+    # the axes' title: as wide as the figure less the colour bar's 2 inches or so
+    ax.set_title(_wrapped(title or f"{value} by {y} and {x}", fig.get_figwidth() - 2.0))
     return fig
 
 

@@ -193,6 +193,17 @@ def test_a_comparison_title_naming_many_runs_wraps_inside_the_figure():
     box, page = shown.get_window_extent(canvas.get_renderer()), fig.bbox
     assert shown.get_text().count("\n") >= 1
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+    # a two-column sweep heatmap's title (the sweep names its configurations) wraps inside its narrow figure
+    sweep = pd.DataFrame([{"uptime": u, "power_usd_per_kwh": p, "sortino": u * p}
+                          for u in (0.9, 1.0) for p in (0.04, 0.05)])
+    long = "sortino by power_usd_per_kwh and uptime (4 configurations)"
+    heat = charts.sweep_heatmap(sweep, "uptime", "power_usd_per_kwh", "sortino", title=long)
+    canvas = FigureCanvasAgg(heat)
+    canvas.draw()
+    shown = heat.axes[0].title
+    box, page = shown.get_window_extent(canvas.get_renderer()), heat.bbox
+    assert shown.get_text().replace("\n", " ") == long and "\n" in shown.get_text()
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
 
 
 def _cell_colours(fig, rows, columns):
