@@ -3,9 +3,10 @@
 A data directory holds CSV files and a ``MANIFEST.csv`` with (at least) the columns ``file, asset, kind,
 timeframe, venue, quote, rows, first, last``; ``file`` is relative to the directory. See
 ``../shared/data/README.md`` for the format of the files themselves. Parsing checks each row's values
-(:func:`_check_rows`: ``asset``, ``kind``, ``timeframe`` for its kind, ``first``/``last``): a row that no
-request could use must be an error, not silently skipped in favour of another venue's file. ``venue`` and
-``quote`` are free text; ``rows`` and ``bytes`` are checked when the file is read (:class:`FileChoice`).
+(:func:`_check_manifest_values`: ``asset``, ``kind``, ``timeframe`` for its kind, ``first``/``last``): a
+row that no request could use must be an error, not silently skipped in favour of another venue's file.
+``venue`` and ``quote`` are free text; ``rows`` and ``bytes`` are checked when the file is read
+(:class:`FileChoice`).
 
 Choosing (:func:`choose_file`): candidates are the rows of the requested asset and kind at the requested
 timeframe, or at a finer one that divides it (resampled, and the choice says so); a user-named ``venue``
@@ -230,8 +231,8 @@ def _parse_manifest(content: bytes, data_dir: Path, path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing}; required: {', '.join(REQUIRED_COLUMNS)}.")
+    _check_manifest_values(manifest, _row_lines(content, len(manifest)), path)
     manifest["asset"] = manifest["asset"].str.upper()
-    _check_rows(manifest, _row_lines(content, len(manifest)), path)
     for column in ("first", "last"):
         manifest[column] = pd.to_datetime(manifest[column], utc=True, format="ISO8601")
     manifest["path"] = [data_dir / f for f in manifest["file"]]
@@ -255,16 +256,16 @@ def _row_lines(content: bytes, rows: int) -> list[int]:
     return lines if len(lines) == rows else list(range(2, rows + 2))
 
 
-def _check_rows(manifest: pd.DataFrame, lines: list[int], path: Path) -> None:
+def _check_manifest_values(manifest: pd.DataFrame, lines: list[int], path: Path) -> None:
     """DataError naming the manifest ``path``, the row (its line and ``file``), the column, the value and what
-    is allowed, for the first cell of ``manifest`` (as read, strings; ``asset`` upper-cased) that a loader
+    is allowed, for the first cell of ``manifest`` (as written, strings) that a loader
     would misread: a blank ``file``, an ``asset``, ``kind`` or ``timeframe`` (for its kind) outside the
     allowed values, a ``first``/``last`` that is not an ISO 8601 time. Such a row must not be skipped
     silently: a run would quietly take another venue's file (a ``1x`` timeframe serves no request)."""
     for line, row in zip(lines, manifest.itertuples(), strict=True):
         timeframes = KIND_TIMEFRAMES.get(row.kind, ())
         checks = (("file", row.file, bool(row.file.strip()), "a file path relative to the folder"),
-                  ("asset", row.asset, row.asset in ASSETS, ", ".join(ASSETS)),
+                  ("asset", row.asset, row.asset.upper() in ASSETS, f"{', '.join(ASSETS)} (any case)"),
                   ("kind", row.kind, row.kind in KINDS, ", ".join(KINDS)),
                   ("timeframe", row.timeframe, row.timeframe in timeframes,
                    f"{', '.join(timeframes)} (for kind {row.kind})"),

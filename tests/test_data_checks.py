@@ -51,7 +51,7 @@ def _edit_manifest(folder, file: str, column: str, value: str) -> int:
     ("timeframe", "1x", "1h, 4h, 1d (for kind ohlcv)"),
     ("timeframe", "8h", "1h, 4h, 1d (for kind ohlcv)"),
     ("kind", "ohlvc", "ohlcv, network, funding, futures"),
-    ("asset", "XBT", "BTC, ETH"),
+    ("asset", "xbt", "BTC, ETH (any case)"),  # quoted as written, not upper-cased
     ("first", "2011-13-18", "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's "
                             "first row"),
     ("last", "", "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's last row"),
