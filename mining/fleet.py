@@ -30,7 +30,7 @@ import pandas as pd
 
 from minehedge.errors import ConfigError, DataError, check_positive
 from mining.hardware import HardwareSpec, resolve_spec
-from mining.price_schedule import PriceSchedule, parse_price_schedule
+from mining.price_schedule import PLAUSIBLE_USD_PER_KWH, PriceSchedule, parse_price_schedule
 from mining.revenue import UNIT_HS, _utc_index, check_asset, fpps_payout, network_hashprice
 
 DAYS_PER_YEAR: float = 365.25
@@ -157,10 +157,14 @@ def idle_fleet_note(daily: pd.DataFrame) -> str:
     breakeven = daily["breakeven_power_usd_per_kwh"].to_numpy(dtype=float)[paying]
     power = daily["power_price_usd_per_kwh"].to_numpy(dtype=float)[paying]
     best = int(np.nanargmax(breakeven)) if np.isfinite(breakeven).any() else 0
-    return (f"the fleet mined nothing: it was curtailed on every day of the run (curtail=true), as its power "
-            f"and hosting cost more than its coins paid on each: the break-even power price (after hosting) "
-            f"was at most {breakeven[best]:.4g} USD/kWh ({days[best].date()}), the power price at least "
-            f"{power.min():.4g} USD/kWh. Prices are in USD per kWh: 0.045 is 4.5 cents.")
+    when = ("on every day of the run" if paying.all() else
+            f"on each of the {int(paying.sum()):,} days it had machines and the network paid (of "
+            f"{len(daily):,} in the run)")
+    cents = (" Prices are in USD per kWh: 0.045 is 4.5 cents." if power.min() > PLAUSIBLE_USD_PER_KWH else "")
+    return (f"the fleet mined nothing: it was curtailed {when} (curtail=true), as its power and hosting cost "
+            f"more than its coins paid on each: the break-even power price (after hosting) was at most "
+            f"{breakeven[best]:.4g} USD/kWh ({days[best].date()}), the power price at least "
+            f"{power.min():.4g} USD/kWh.{cents}")
 
 
 def straight_line_book_value(cost_usd, age_days, life_days: float):

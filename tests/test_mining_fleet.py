@@ -335,5 +335,14 @@ def test_an_idle_fleet_note_says_why_nothing_was_mined() -> None:
     later = Fleet.from_shorthand("S19Pro:1@2021-02-01", power_price_usd_per_kwh=0.05)
     assert idle_fleet_note(later.simulate(frame)) == (
         "the fleet mined nothing: none of its machines was installed on any day of the run.")
+    # machines from the second of three days, at a dollar price (0.5 USD/kWh, plausible): the days it had
+    # machines are counted, and no cents hint; 20,000 USD/BTC pays 11 x 0.98 / 78 = 0.1382 USD per kWh
+    frame3 = _hashprice([5e-6] * 3, [40_000.0, 20_000.0, 20_000.0])
+    part = Fleet.from_shorthand("S19Pro:1@2021-01-02", power_price_usd_per_kwh=0.5, pool_fee=0.02)
+    assert idle_fleet_note(part.simulate(frame3)) == (
+        "the fleet mined nothing: it was curtailed on each of the 2 days it had machines and the network paid (of "
+        "3 in the run) (curtail=true), as its power and hosting cost more than its coins paid on each: the "
+        f"break-even power price (after hosting) was at most {11.0 * 0.98 / 78.0:.4g} USD/kWh (2021-01-02), the "
+        "power price at least 0.5 USD/kWh.")
     merged = Fleet.from_shorthand("500MH/1200W:1@2021-01-01", asset="ETH", power_price_usd_per_kwh=0.05)
     assert idle_fleet_note(merged.simulate(_hashprice([0.0, 0.0], [1_500.0, 1_400.0]))) == ""  # no reward: no setting
