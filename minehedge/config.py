@@ -151,7 +151,10 @@ stop-loss distance of 0 means nothing). ``nullable`` lets the value be ``None`` 
                              and self.type is not str):
             if self.nullable:
                 return None
-            raise bad("may not be empty")
+            if value is not None and self.schedule is not None:  # `none,0.05@2019-01-01` split by a --grid
+                raise bad("may not be none alone (a schedule's first item none, as in none,0.05@2019-01-01, "
+                          "needs the rest of it: in a --grid, separate schedules with ';')")
+            raise bad("may not be none" if value is not None and str(value).strip() else "may not be empty")
         converted = _convert(value, self.type)
         if converted is _INVALID and self.schedule is not None:
             return self._coerce_schedule(value, bad)

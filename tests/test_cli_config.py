@@ -129,6 +129,7 @@ def test_paramspec_coerces_command_line_strings_and_typed_values():
         (LOAN_DATE, "2022-13-01", "loan_date='2022-13-01' is not a date; allowed: a date YYYY-MM-DD."),
         (CURTAIL, "maybe", "curtailment='maybe' is not a bool"),
         (HEDGE, None, "hedge_ratio=None may not be empty"),
+        (HEDGE, "none", "hedge_ratio='none' may not be none; allowed: float in [0, 1] fraction."),
     ],
 )
 def test_paramspec_errors_name_the_parameter_the_value_and_what_is_allowed(spec, value, message):

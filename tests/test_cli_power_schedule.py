@@ -147,6 +147,21 @@ def test_bad_schedules_stop_the_command_with_one_line(capsys, data_dir, tmp_path
         "float >= 0.0 USD/kWh, or a schedule PRICE,PRICE@YYYY-MM-DD,... or FILE.csv.\n"))
 
 
+def test_a_grid_that_splits_a_none_first_schedule_at_its_commas_says_to_separate_schedules_with_semicolons(
+        capsys, data_dir, tmp_path):
+    code, out, err = _run(capsys, ["sweep", "--policy", "unhedged", *RANGE, "--data-dir", str(data_dir),
+                                   "--grid", "power_usd_per_kwh=none,0.05@2019-01-01", "--workers", "1",
+                                   "--out", str(tmp_path / "grid")])
+    assert (code, out) == (2, "") and err == (
+        "run_backtest.py: error: --grid power_usd_per_kwh: policy 'unhedged': power_usd_per_kwh='none' may not be "
+        "none alone (a schedule's first item none, as in none,0.05@2019-01-01, needs the rest of it: in a --grid, "
+        "separate schedules with ';'); allowed: float >= 0.0 USD/kWh, or a schedule PRICE,PRICE@YYYY-MM-DD,... or "
+        "FILE.csv.\n")
+    # with ';' the same schedule is one grid point
+    assert main(["sweep", "--policy", "unhedged", *RANGE, "--data-dir", str(data_dir), "--grid",
+                 "power_usd_per_kwh=0.05;none,0.05@2019-01-01", "--workers", "1", "--out", str(tmp_path / "ok")]) == 0
+
+
 def test_a_sweep_over_schedules_labels_each_and_resumes_by_content(capsys, data_dir, btc, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the file's name is relative to the current directory
     (tmp_path / "power.csv").write_text(f"date,usd_per_kwh\n{START},0.05\n{SWITCH},0.09\n")
