@@ -96,6 +96,10 @@ def test_without_an_opening_the_first_window_starts_from_the_first_bar():
     # summary's (metrics.with_opening leaves out an opening that is not positive), counts from the first bar
     assert (row["equity_start_usd"], row["equity_change_usd"]) == (0.0, 60.0)
     assert row["return_pct"] == metrics.total_return_pct(shifted.iloc[:4]) == pytest.approx(-25.0, abs=1e-12)
+    # so does a debt beyond the assets that a first day's mining lifts above zero (README, Stress windows)
+    (row,) = window_stats(shifted, [], EMPTY_LEDGER, [FIRST], {"time": None, "equity_usd": -100.0}).to_dict("records")
+    assert (row["equity_start_usd"], row["equity_change_usd"]) == (-100.0, 160.0)
+    assert row["return_pct"] == metrics.total_return_pct(shifted.iloc[:4])
 
 
 def test_a_run_opening_below_zero_starts_its_first_window_at_the_opening_and_the_changes_add_up():
