@@ -59,6 +59,19 @@ def test_drawdown_never_recovered_runs_to_last_bar():
     assert stats.longest_underwater_days == 3.0
 
 
+def test_drawdown_recovers_on_the_first_bar_back_at_the_peak():
+    # the docstring: recovery is the first bar at or above the peak, so equality recovers (the 3rd bar, not the 4th)
+    stats = metrics.drawdown_stats(daily([100, 80, 100, 110]))
+    assert (stats.peak_time, stats.trough_time, stats.recovery_time) == (day(0), day(1), day(2))
+
+
+def test_drawdown_peak_is_the_last_bar_at_the_peak_before_the_trough():
+    # 100 is touched on day 1 and day 3; the 50 % drawdown to day 4 runs from the later touch
+    stats = metrics.drawdown_stats(daily([100, 90, 100, 50]))
+    assert stats.max_drawdown_pct == 50.0
+    assert (stats.peak_time, stats.trough_time, stats.recovery_time) == (day(2), day(3), None)
+
+
 def longest_underwater_by_loop(series: pd.Series) -> float:
     """Oracle: walk the bars; an episode runs from the bar before the first one under the running peak to the
     first bar back at or above it (or to the last bar)."""
@@ -160,6 +173,22 @@ def test_sortino_without_a_down_day_is_inf_by_empyricals_convention():
     assert metrics.sortino_ratio(pd.Series([0.03, -0.01]), required_daily=0.01) == pytest.approx(0.0, abs=1e-12)
     assert metrics.sortino_note(math.inf).startswith("sortino is inf: no daily return was below 0 (the required")
     assert metrics.sortino_note(math.sqrt(730)) == "" and metrics.sortino_note(math.nan) == ""
+
+
+def test_sortino_downside_is_measured_against_the_required_return():
+    # r - t = [0.015, -0.015, 0.005, -0.001]: mean 0.001, downside sqrt((0.015^2 + 0.001^2) / 4); a day that
+    # beat 0 but not t (0.004) counts in the downside
+    r, t = [0.02, -0.01, 0.01, 0.004], 0.005
+    expected = 0.001 / math.sqrt((0.015**2 + 0.001**2) / 4) * math.sqrt(365)
+    assert metrics.sortino_ratio(pd.Series(r), required_daily=t) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_last_bar_lasts_the_median_spacing_of_irregular_bars():
+    times = pd.DatetimeIndex(["2021-01-01 00:00", "2021-01-01 01:00", "2021-01-01 02:00", "2021-01-01 06:00"],
+                             tz="UTC")
+    # spacings 1, 1, 4 hours; the last bar takes their median, 1 hour (not the last spacing, 4)
+    assert metrics.bar_durations_days(times).tolist() == pytest.approx([1 / 24, 1 / 24, 4 / 24, 1 / 24], rel=1e-12)
+    assert event_stats.time_above_level(times, [0.0, 0.0, 0.0, 0.9], 0.8)[0] == pytest.approx(1 / 24, rel=1e-12)
 
 
 def test_variance_reduction_exact():
@@ -272,6 +301,13 @@ def test_time_above_warning_level():
     # 6-hourly bars: each bar counts 0.25 day; the last bar the median spacing
     times = pd.date_range("2021-01-01", periods=4, freq="6h", tz="UTC")
     assert event_stats.time_above_level(times, [0.9, 0.1, float("nan"), 0.95], 0.8) == (0.5, 50.0)
+
+
+def test_time_above_level_counts_a_ratio_exactly_at_the_level():
+    # the docstring: time with ratio >= level; 0.8 at level 0.8 counts (2 of 3 daily bars)
+    times = pd.date_range("2021-01-01", periods=3, freq="D", tz="UTC")
+    days, pct = event_stats.time_above_level(times, [0.5, 0.8, 0.9], 0.8)
+    assert days == 2.0 and pct == pytest.approx(200 / 3, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------- ledger_stats

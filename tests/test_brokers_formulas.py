@@ -106,6 +106,29 @@ def test_funding_times():
     assert f.next_funding_time(datetime(2021, 1, 1, 20), (4, 12, 20), inclusive=False) == datetime(2021, 1, 2, 4)
 
 
+def test_a_settlement_instant_is_its_own_next_funding_time_by_default():
+    assert f.next_funding_time(datetime(2021, 1, 1, 20), (4, 12, 20)) == datetime(2021, 1, 1, 20)
+    assert f.next_funding_time(datetime(2021, 1, 1, 20), (4, 12, 20), inclusive=True) == datetime(2021, 1, 1, 20)
+
+
+def test_inverse_funding_counts_the_contract_face():
+    # Binance COIN-M BTCUSD: 10 contracts of 100 USD at a mark of 20,000 = 0.05 BTC; x 0.01 % = 5e-6 BTC
+    assert f.inverse_funding_payment(10, 100.0, 20_000.0, 1e-4) == pytest.approx(10 * 100 / 20_000 * 1e-4, rel=1e-12)
+    assert f.inverse_funding_payment(-10, 100.0, 20_000.0, 1e-4) == pytest.approx(-5e-6, rel=1e-12)
+
+
+def test_a_bar_extreme_exactly_at_the_liquidation_price_liquidates():
+    # Binance liquidates when the margin ratio reaches 100 %: margin balance = maintenance exactly at the
+    # liquidation price, so a low (long) or high (short) that touches it liquidates.
+    assert f.is_liquidated(1, 100.0, 100.0) is True
+    assert f.is_liquidated(-1, 100.0, 100.0) is True
+    assert f.is_liquidated(1, 100.0, 100.5) is False and f.is_liquidated(-1, 100.0, 99.5) is False
+    # the long of test_linear_short_and_bankruptcy's scheme: 1 BTC at 10,000, 1,000 USD, LP = 9,000 / 0.996
+    price = f.linear_liquidation_price(1.0, 10_000.0, 1_000.0, T04)
+    assert price == pytest.approx(9_000 / 0.996, rel=1e-12)
+    assert f.is_liquidated(1, price, price) and f.is_liquidated(-1, price, price)
+
+
 # --- formula table: every venue, linear/inverse, long/short, isolated/cross ----------------------------
 
 VENUE_CASES = [(name, spec.symbol) for name in ("binance_usdm", "binance_coinm", "bitmex", "cme", "generic")

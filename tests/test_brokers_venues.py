@@ -7,7 +7,12 @@ from datetime import date, datetime
 import pytest
 
 from brokers import formulas as f
-from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo, futures_comminfo
+from brokers.commission import (
+    InverseFuturesCommInfo,
+    LinearFuturesCommInfo,
+    futures_comminfo,
+    opening_liquidation_distance,
+)
 from brokers.venues import VENUE_DIR, available_venues, check_leverage, generic_venue, load_venue
 from minehedge.errors import ConfigError
 
@@ -192,3 +197,47 @@ def test_commission_uses_formulas():
     assert inv.coin_fee(10, 10_000.0) == pytest.approx(10 * 100 / 10_000 * 0.0005)
     assert inv.posted_margin(10, 10_000.0) == pytest.approx(0.01)
     assert inv.profitandloss(10, 10_000.0, 20_000.0) == pytest.approx(0.05 * 20_000)
+
+
+def test_bitmex_maintenance_margin_is_on_the_entry_value_and_binance_coinm_on_the_mark():
+    # BitMEX (https://www.bitmex.com/app/liquidation): MM = MMR x entry value in XBT. 10,000 contracts of
+    # 1 USD entered at 10,000 are worth 1 XBT at entry; at a mark of 8,000 the MM stays 0.4 % x 1 XBT.
+    bitmex = InverseFuturesCommInfo(venue="bitmex", leverage=5)
+    when = datetime(2021, 1, 1)  # table of 2020-05-05: first bracket 0.4 %
+    assert bitmex.maintenance_margin(10_000, 8_000.0, when, entry=10_000.0) == 10_000 / 10_000.0 * 0.004
+    # Binance COIN-M values the position at the mark: 10 contracts x 100 USD / 8,000 = 0.125 BTC x 0.4 %
+    coinm = InverseFuturesCommInfo(venue="binance_coinm", leverage=5)
+    assert coinm.maintenance_margin(10, 8_000.0, when, entry=10_000.0) == pytest.approx(
+        10 * 100 / 8_000.0 * 0.004, rel=1e-12)
+
+
+def test_a_linear_scheme_with_a_contract_multiplier_counts_coins_as_units_times_mult():
+    # 1,000 units of 0.001 BTC = 1 BTC at 10,000 USD with 1,000 USD of margin, taker 0.04 %.
+    ci = LinearFuturesCommInfo(venue="binance_usdm", mult=0.001, leverage=10, commission=0.0004)
+    when = datetime(2024, 6, 1)  # first bracket: MMR 0.4 %, maintenance amount 0, below 50,000 USD
+    qty, entry, wallet = 1_000 * 0.001, 10_000.0, 1_000.0
+    assert ci.getcommission(1_000, entry) == pytest.approx(qty * entry * 0.0004, rel=1e-12)  # 4 USD
+    # Binance USD-M long: LP = (q x EP - WB) / (q x (1 - MMR)); bankruptcy = EP - WB / q
+    assert ci.liquidation_price(1_000, entry, wallet, when) == pytest.approx(
+        (qty * entry - wallet) / (qty * (1 - 0.004)), rel=1e-12)
+    assert ci.bankruptcy_price(1_000, entry, wallet) == pytest.approx(entry - wallet / qty, rel=1e-12)
+    assert ci.funding_payment(1_000, entry, 1e-4) == pytest.approx(qty * entry * 1e-4, rel=1e-12)  # 1 USD
+    assert ci.maintenance_margin(1_000, entry, when) == pytest.approx(qty * entry * 0.004, rel=1e-12)
+
+
+def test_an_inverse_coin_fee_adds_the_fixed_usd_per_contract_at_the_fill_price():
+    # 10 COIN-M contracts of 100 USD at 20,000: (100 x 0.05 % + 0.01 USD) per contract, in coin at 20,000
+    ci = InverseFuturesCommInfo(venue="binance_coinm", commission=0.0005, fixed_per_contract=0.01)
+    assert ci.coin_fee(10, 20_000.0) == pytest.approx(10 * (100 * 0.0005 + 0.01) / 20_000.0, rel=1e-12)
+
+
+def test_the_opening_distance_uses_the_lowest_first_bracket_rate_over_the_dated_tables():
+    # BitMEX XBTUSD's first-bracket MMR was 0.5 %, 0.45 %, then 0.4 % (from 2020-05-05): the most room is at
+    # 0.4 %. BitMEX liquidation on the entry value: long entry / (1 + IM - MM), short entry / (1 - IM + MM),
+    # at 10x IM = 0.1; the long opens nearer.
+    profile = load_venue("bitmex")
+    long_room = 1 - 1 / (1 + 0.1 - 0.004)
+    short_room = 1 / (1 - 0.1 + 0.004) - 1
+    assert long_room < short_room
+    assert opening_liquidation_distance(profile, profile.instrument("XBTUSD"), 10.0) == pytest.approx(
+        long_room, rel=1e-12)

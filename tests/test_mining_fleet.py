@@ -128,6 +128,27 @@ def test_curtailment_uptime_and_hosting() -> None:
     assert on.iloc[1]["net_cash_flow_usd"] == pytest.approx(0.9 * 2 * (2.75 * 0.98 - 3.9) - 2.0, rel=1e-14)
 
 
+def test_curtailment_counts_the_per_kwh_hosting_as_a_running_cost() -> None:
+    # 100 TH/s at 1e-6 BTC/TH/day and 45,000 USD: 4.5 USD, 4.41 after the 2 % pool fee. 3 kW x 24 h = 72 kWh:
+    # power 72 x 0.05 = 3.60 USD is covered, power + hosting 72 x (0.05 + 0.02) = 5.04 USD is not: off.
+    fleet = Fleet.from_shorthand("100TH/3000W:1@2021-01-01", power_price_usd_per_kwh=0.05, hosting_usd_per_kwh=0.02,
+                                 pool_fee=0.02, curtail=True)
+    assert 72 * 0.05 < 100 * 1e-6 * 45_000 * 0.98 < 72 * (0.05 + 0.02)
+    day = fleet.simulate(_hashprice([1e-6], [45_000.0])).iloc[0]
+    assert day["curtailed_fraction"] == 1.0
+    assert day[["coins_mined", "revenue_usd", "power_kwh", "power_cost_usd", "net_cash_flow_usd"]].tolist() == [0] * 5
+
+
+def test_a_machine_whose_revenue_exactly_covers_power_and_hosting_keeps_running() -> None:
+    # Binary-exact: 128 TH/s x 2^-10 BTC/TH/day x 24 USD = 3 USD, no pool fee; 1 kW x 24 h x (0.0625 + 0.0625)
+    # USD/kWh = 3 USD. The docstring curtails a cohort whose revenue is *below* its variable cost: it runs.
+    fleet = Fleet.from_shorthand("128TH/1000W:1@2021-01-01", power_price_usd_per_kwh=0.0625,
+                                 hosting_usd_per_kwh=0.0625, pool_fee=0.0, curtail=True)
+    day = fleet.simulate(_hashprice([2.0**-10], [24.0])).iloc[0]
+    assert day["revenue_usd"] == 128 * 2.0**-10 * 24 == 24 * (0.0625 + 0.0625)
+    assert day["curtailed_fraction"] == 0.0 and day["coins_mined"] == 128 * 2.0**-10 and day["power_kwh"] == 24.0
+
+
 def test_mixed_fleet_curtails_the_inefficient_cohort_only() -> None:
     # 1.2e-5 BTC/TH/day at 10,000 USD: S9 earns 1.6038 USD vs 1.5876 power; S17 Pro pays, S9 at 0.06 does not.
     frame = _hashprice([1.2e-5], [10_000.0])

@@ -232,6 +232,49 @@ def test_liquidation_ltv_sells_immediately_with_shortfall() -> None:
     assert {e.kind for e in result.events} <= set(EVENT_KINDS)
 
 
+def test_a_liquidation_sells_enough_collateral_to_repay_the_debt_and_the_lenders_fee() -> None:
+    # 80,000 USD against 10 BTC, fee 2 % of the collateral sold: drawn at 20,000 (LTV 0.4), closed at 9,000
+    # (LTV 0.889 >= 0.85). The lender sells s with s x 9,000 x (1 - 0.02) = 80,000: s = 9.0702948 BTC.
+    loan = CoinLoan(80_000.0, 10.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.85, liquidation_fee_rate=0.02)
+    loan.step(T0, 20_000.0)
+    result = loan.step(T0 + pd.Timedelta(days=1), 9_000.0)
+    (event,) = result.events
+    sold = 80_000 / (1 - 0.02) / 9_000
+    assert event.kind == "loan_liquidation" and event.loss_usd == pytest.approx(0.0, abs=1e-9)
+    assert result.collateral_sold_coin == pytest.approx(sold, rel=1e-14)
+    assert result.collateral_released_coin == pytest.approx(10 - sold, rel=1e-14)
+    assert event.fee_usd == pytest.approx(sold * 9_000 * 0.02, rel=1e-14)
+    assert result.paid_usd == pytest.approx(80_000.0, rel=1e-14) and loan.debt_usd == pytest.approx(0.0, abs=1e-9)
+
+
+# Binary-exact thresholds: 87.5 USD against 1 coin with liquidation LTV 0.875 is liquidated at 100.0 exactly.
+def _exact_loan(principal: float) -> CoinLoan:
+    loan = CoinLoan(principal, 1.0, 0.0, margin_call_ltv=0.75, liquidation_ltv=0.875)
+    loan.step(T0, 200.0)  # drawn at LTV <= 0.4375
+    return loan
+
+
+def test_a_close_exactly_at_the_liquidation_ltv_liquidates() -> None:
+    loan = _exact_loan(87.5)
+    assert loan.ltv(100.0) == 0.875
+    assert [e.kind for e in loan.step(T0 + pd.Timedelta(days=1), 100.0).events] == ["loan_liquidation"]
+
+
+def test_a_close_exactly_at_the_call_ltv_calls() -> None:
+    loan = _exact_loan(75.0)
+    assert loan.ltv(100.0) == 0.75
+    assert [e.kind for e in loan.step(T0 + pd.Timedelta(days=1), 100.0).events] == ["loan_call"]
+
+
+def test_a_bar_low_exactly_at_the_liquidation_price_liquidates_there() -> None:
+    loan = _exact_loan(87.5)
+    assert loan.liquidation_price() == 100.0  # 87.5 / (1 x 0.875)
+    result = loan.step(T0 + pd.Timedelta(days=1), 150.0, bar_low=100.0, bar_open=180.0)
+    (event,) = result.events
+    assert event.kind == "loan_liquidation" and event.price == 100.0
+    assert result.collateral_sold_coin == 87.5 / 100.0
+
+
 def test_the_lender_sells_where_the_bar_low_reaches_the_liquidation_ltv_even_if_the_close_recovers() -> None:
     # 1M USD against 30 BTC, no interest: LTV 0.9 at 1e6 / (30 x 0.9) = 37,037.04. A bar opening at 50,000
     # that trades down to 36,000 and closes at 49,000 liquidates at 37,037.04: 27 BTC sold, 3 returned.

@@ -156,6 +156,25 @@ def test_network_hashprice_eth_sources_and_merge() -> None:
     assert out["method"].iloc[1:].tolist() == ["merged", "merged"]
 
 
+def test_eth_gap_fee_is_the_mean_extra_of_the_last_seven_days_with_hash_rate() -> None:
+    # 9 income days at D = 4e15, h = 2e14: 2e14 x 86,400 / 4e15 = 4,320 expected blocks a day. An income of
+    # (2 + k) x 4,320 ETH on day k is 2 ETH of block reward (2021) plus k ETH of extra per block. The day after
+    # has no hash rate: the docstring's rule takes the mean extra over the last 7 known days, mean(3..9) = 6.
+    k = np.arange(1, 10)
+    frame = _frame(10, price_usd=[1_000] * 10, difficulty=[4e15] * 10,
+                   hashrate_hs=[*[2e14] * 9, np.nan], miner_income_coin=[*((2 + k) * 4_320), np.nan])
+    out = network_hashprice(frame, "ETH")
+    assert out["method"].tolist() == ["income/hashrate"] * 9 + ["difficulty"]
+    assert out["fees_per_block_used"].iloc[9] == pytest.approx(np.mean(k[-7:]), rel=1e-14)  # 6.0
+    assert out["coins_per_unit_day"].iloc[9] == pytest.approx(1e6 * 86_400 / 4e15 * (2.0 + 6.0), rel=1e-14)
+
+
+def test_blocks_of_days_with_unknown_fees_stay_out_of_the_fee_average() -> None:
+    # Day 2's fees are unknown: its 100 blocks must not dilute the block-weighted mean (10 + 30) / (100 + 100).
+    frame = _frame(3, block_count=[100, 100, 100], fees_coin=[10, np.nan, 30], fees_per_block=[0.1, np.nan, 0.3])
+    assert smoothed_fees_per_block(frame, 3).tolist() == [10 / 100, 10 / 100, 40 / 200]
+
+
 def test_network_hashprice_bad_input() -> None:
     frame = _frame(1, price_usd=[1.0], difficulty=[1.0], subsidy_per_block=[1.0], fees_per_block=[0.0])
     with pytest.raises(ConfigError, match="asset"):
