@@ -77,7 +77,7 @@ class ParamSpec:
     ``type`` is one of :data:`PARAM_TYPES`. ``unit`` is free text shown in ``policies`` (``"fraction"``,
     ``"x"``, ``"USD/kWh"``, ``"days"``...). Constraints, all optional and inclusive: ``choices`` (allowed
     values), ``minimum`` / ``maximum`` (``refuse_minimum``, a reason, makes the range open at its minimum: a
-stop-loss distance of 0 means nothing). ``nullable`` lets the value be ``None`` (written ``none`` on the
+    stop-loss distance of 0 means nothing). ``nullable`` lets the value be ``None`` (written ``none`` on the
     command line), for parameters whose default means "off" (a stop-loss, a loan date).
 
     ``schedule`` lets a number parameter also take a dated schedule (a price that changes over time):
