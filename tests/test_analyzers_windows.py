@@ -404,10 +404,19 @@ def test_real_windows_of_a_run_opened_below_zero_add_up_to_final_minus_initial(d
 
 def test_real_stress_windows_say_who_was_liquidated_and_when(stress_comparison):
     table = stress_comparison.windows.set_index(["policy", "window"])
-    # static_hedge's two liquidations of the run were in the 2021 run-up; the unhedged treasury lost 59 % in
-    # 2022 while the 1x coin-margined short of it gained
-    assert table.loc[("static_hedge", "2021"), "liquidations"] == 2
-    assert stress_comparison.outcomes["static_hedge"].summary["liquidations"] == 2
-    assert table.loc[("unhedged", "2022"), "return_pct"] == pytest.approx(-58.96, abs=0.01)
+    # static_hedge's liquidations of the run were all in the 2021 run-up; the unhedged treasury lost most of
+    # its value in 2022 while the 1x coin-margined short of it gained
+    liquidations = stress_comparison.outcomes["static_hedge"].summary["liquidations"]
+    assert table.loc[("static_hedge", "2021"), "liquidations"] == liquidations > 0  # all of them in 2021
+    # the unhedged treasury holds only coins (no cash at the year ends): its 2022 return is the coins held
+    # times the price, end over start; mining added coins, so it lost less than BTC's own 2022 fall
+    unhedged = stress_comparison.outcomes["unhedged"].result
+    ends = [pd.Timestamp(day, tz="UTC") for day in ("2021-12-31", "2022-12-31")]
+    coins, price = unhedged.equity.loc[ends, "coins"], unhedged.prices.loc[ends]
+    assert abs(unhedged.equity.loc[ends, "cash_usd"]).max() < 1e-6
+    held = (coins.iloc[1] * price.iloc[1]) / (coins.iloc[0] * price.iloc[0]) - 1.0
+    assert table.loc[("unhedged", "2022"), "return_pct"] == pytest.approx(held * 100.0, rel=1e-9)
+    assert (price.iloc[1] / price.iloc[0] - 1.0) * 100.0 < table.loc[("unhedged", "2022"), "return_pct"] < 0.0
     assert table.loc[("collateral_short", "2022"), "return_pct"] > 0
-    assert table.loc[("financed_expansion", "2022"), "loan_calls"] == 7
+    calls = stress_comparison.outcomes["financed_expansion"].summary["loan_calls"]
+    assert table.loc[("financed_expansion", "2022"), "loan_calls"] == calls > 0  # every call in the 2022 fall
