@@ -127,9 +127,10 @@ def check_coin_loan_ratios(call: tuple[str, float], liquidation: tuple[str, floa
 
 
 def check_debt_params(values: Mapping[str, Any]) -> None:
-    """The debt owed at the first bar (``debt_usd`` > 0; at 0 the other ``debt_`` parameters are ignored): an
-    equipment debt pledges no coins; a coin debt pledges some, its call LTV (1 / debt_call_ratio) is below
-    debt_liquidation_ltv, and debt_cure_ratio is above debt_call_ratio. ConfigError otherwise."""
+    """The debt owed at the first bar (``debt_usd`` > 0; at 0 the other ``debt_`` parameters are ignored, and
+    :func:`ignored_debt_note` says so): an equipment debt pledges no coins; a coin debt pledges some, its call
+    LTV (1 / debt_call_ratio) is below debt_liquidation_ltv, and debt_cure_ratio is above debt_call_ratio.
+    ConfigError otherwise."""
     debt = values.get("debt_usd") or 0.0
     if debt <= 0:
         return
@@ -148,6 +149,23 @@ def check_debt_params(values: Mapping[str, Any]) -> None:
                            ("debt_liquidation_ltv", values["debt_liquidation_ltv"]),
                            ("debt_cure_ratio", values["debt_cure_ratio"]),
                            "a call must restore more collateral than the level that raised it")
+
+
+def ignored_debt_note(values: Mapping[str, Any], specs: Sequence[ParamSpec]) -> str:
+    """A run note naming the ``debt_`` parameters of ``values`` (policy parameters by name, typed) that differ
+    from their ``specs`` default when ``debt_usd`` is 0: with no debt owed at the first bar they change
+    nothing, which the user should hear; "" when ``debt_usd`` > 0 or none differs. A note, not an error: a
+    sweep over ``debt_usd`` may include 0."""
+    if values.get("debt_usd"):
+        return ""
+    changed = [f"{spec.name}={format(values[spec.name], 'g') if spec.type is float else values[spec.name]}"
+               for spec in specs if spec.name.startswith("debt_") and spec.name != "debt_usd"
+               and spec.name in values and values[spec.name] != spec.default]
+    if not changed:
+        return ""
+    return (f"{', '.join(changed)} change{'s' if len(changed) == 1 else ''} nothing here: debt_usd is 0, so "
+            "no debt is owed at the first bar and the other debt_ parameters are ignored; give debt_usd > 0 "
+            "for the debt they describe, or leave them out.")
 
 
 def fleet_for(asset: str, fleet: str) -> str:
@@ -193,7 +211,7 @@ BASE_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("debt_usd", float, 0.0, "USD",
               "debt owed at the first bar (principal; no cash is credited: it was spent before the run, and "
               "equity counts it as a liability from the opening); 0 = none, and the other debt_ parameters "
-              "are ignored", minimum=0.0),
+              "are ignored (a run note names any given)", minimum=0.0),
     ParamSpec("debt_type", str, "equipment", "",
               "the debt: equipment = an amortising loan, monthly USD instalments over debt_term_months, the "
               "first a month after the first bar; coin = a USD loan against debt_collateral_coins pledged "
@@ -480,6 +498,8 @@ class MinerStrategy(bt.Strategy):
             self._note_early_machines(self._hardware_hashprice.index[0])
         if self.p.debt_usd > 0:
             self.add_loan(self._existing_debt(frame))
+        elif text := ignored_debt_note(self.param_values(), self.specs):
+            self.notes.append(text)
         self._refusals: list[tuple[datetime, str, str]] = []  # (bar time, kind, text) of refused hedge orders
         # (notional, its unit, max leverage) of those
         self._bracket_refusals: list[tuple[float, str, float]] = []

@@ -299,6 +299,46 @@ def test_no_debt_is_the_run_without_it_bit_for_bit(policy, btc_june_2022):
     assert fingerprint(btc_june_2022, policy, {**params, **ignored}) == fingerprint(btc_june_2022, policy, params)
 
 
+# A value other than the default for each debt_ parameter but debt_usd (each valid on its own).
+IGNORED = {"debt_type": "coin", "debt_rate": 0.12, "debt_term_months": 24, "debt_collateral_coins": 3_064.0,
+           "debt_call_ratio": 1.5, "debt_cure_ratio": 1.6, "debt_liquidation_ltv": 0.9,
+           "debt_call_deadline_days": 1.0}
+IGNORED_TAIL = (" nothing here: debt_usd is 0, so no debt is owed at the first bar and the other debt_ parameters "
+                "are ignored; give debt_usd > 0 for the debt they describe, or leave them out.")
+
+
+def test_every_debt_parameter_but_debt_usd_is_in_the_ignored_table():
+    from strategies.base import BASE_SPECS
+
+    debt_specs = {s.name: s.default for s in BASE_SPECS if s.name.startswith("debt_") and s.name != "debt_usd"}
+    assert set(IGNORED) == set(debt_specs)
+    assert all(IGNORED[name] != default for name, default in debt_specs.items())
+
+
+@pytest.mark.parametrize("name", sorted(IGNORED))
+def test_a_debt_parameter_set_without_debt_usd_is_a_run_note(name):
+    # Before: the run ignored it without a word. Each parameter alone, and all of them together, are named.
+    market = synthetic_market([(100.0,) * 4] * 3)
+    base = {"fleet": "S19Pro:1@2030-01-01"}
+    shown = f"{IGNORED[name]:g}" if isinstance(IGNORED[name], float) else str(IGNORED[name])
+    outcome = api.run_policy(market, "unhedged", {**base, name: IGNORED[name]})
+    assert f"{name}={shown} changes{IGNORED_TAIL}" in outcome.notes
+    assert outcome.warnings == []  # a note: a sweep over debt_usd including 0 runs as before
+    every = api.run_policy(market, "unhedged", {**base, "debt_usd": 0.0, **IGNORED})
+    names = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                      for key, value in IGNORED.items())  # in the policies listing's order, as IGNORED
+    assert f"{names} change{IGNORED_TAIL}" in every.notes
+
+
+@pytest.mark.parametrize("params", [{}, {"debt_usd": 0.0}, {"debt_rate": RATE, "debt_type": "equipment"},
+                                    {"debt_usd": 1_000.0, "debt_rate": 0.12, "debt_term_months": 24}],
+                         ids=["nothing", "debt_usd-0", "defaults-given", "with-debt"])
+def test_no_ignored_debt_note_when_debt_usd_is_given_or_the_others_keep_their_defaults(params):
+    market = synthetic_market([(100.0,) * 4] * 3)
+    outcome = api.run_policy(market, "unhedged", {"fleet": "S19Pro:1@2030-01-01", "start_usd": 10_000.0, **params})
+    assert not [note for note in outcome.notes if IGNORED_TAIL in note]
+
+
 # --- errors -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("params", "message"), [
     ({"debt_type": "coin"}, "debt_type='coin' needs debt_collateral_coins > 0: the coins pledged for "
@@ -432,6 +472,24 @@ def test_compare_two_policies_with_the_same_debt(data_dir, monkeypatch, tmp_path
     summary = (folder / "summary.md").read_text()
     assert "| metric | unhedged: existing lender | static_hedge: existing lender |" in summary
     assert "- **debt** (all runs): 15,000,000.00 USD owed at the first bar" in summary
+
+
+WEEK = ["--start", "2022-01-01", "--end", "2022-01-10"]
+
+
+def test_run_and_compare_print_the_ignored_debt_note(data_dir, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MINEHEDGE_DATA_DIR", str(data_dir))
+    setting = ["--set", "debt_rate=0.12", "--set", "debt_type=coin"]
+    note = f"debt_type=coin, debt_rate=0.12 change{IGNORED_TAIL}"
+    code, _, err = _main(["run", "--policy", "unhedged", *WEEK, *setting, "--out", str(tmp_path / "r")], capsys)
+    assert code == 0 and f"\nnote: {note}\n" in f"\n{err}"
+    assert f"  - {note}" in (tmp_path / "r" / "summary.md").read_text()
+    code, _, err = _main(["compare", "--policies", "unhedged,static_hedge", *WEEK, *setting], capsys)
+    assert code == 0 and f"\nnote (unhedged and static_hedge): {note}\n" in f"\n{err}"
+    code, _, err = _main(["run", "--policy", "unhedged", *WEEK, *setting, "--set", "debt_usd=0"], capsys)
+    assert code == 0 and note in err
+    code, _, err = _main(["run", "--policy", "unhedged", *WEEK, "--set", "debt_rate=0.1075"], capsys)
+    assert code == 0 and "debt_usd is 0" not in err
 
 
 def test_a_data_dependent_debt_error_is_one_line_on_the_command_line(data_dir, monkeypatch, capsys):
