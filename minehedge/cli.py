@@ -681,6 +681,8 @@ def cmd_sweep(ns: argparse.Namespace, settings: dict[str, Any]) -> int:
     if len(grid) == 2:
         x, y = list(grid)
         charts = sweep.write_heatmaps(out, frame, x, y, [metric, *sweep.HEATMAP_METRICS], log=_note)
+    else:  # no heatmap: an earlier two-parameter sweep's must not look current
+        sweep.remove_stale_heatmaps(out, [], log=_note)
     report_sweep_failures(report.failed)
 
     columns = [*grid, metric,

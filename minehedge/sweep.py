@@ -1157,12 +1157,15 @@ def write_heatmaps(
     of rows with status ok only: a failed configuration's cell is n/a, its row and column still drawn; metrics
     absent from ``frame`` or all-NaN are skipped. If the chart functions are not
     importable, says so through ``log`` and writes nothing (the sweep's numbers are in results.csv anyway).
+    Then the heatmaps of an earlier sweep into ``out_dir`` that this call did not write are removed
+    (:func:`remove_stale_heatmaps`).
     """
     log = log or (lambda message: None)
     try:
         from analyzers.charts import save_figure, sweep_heatmap
     except ImportError as exc:
         log(f"heatmap skipped: analyzers.charts.sweep_heatmap is not available ({exc})")
+        remove_stale_heatmaps(out_dir, [], log=log)
         return []
 
     ok = frame["status"] == STATUS_OK
@@ -1176,7 +1179,30 @@ def write_heatmaps(
         figure = sweep_heatmap(shown, x, y, metric,
                                title=f"{metric} by {y} and {x} ({int(ok.sum())} configurations)")
         written.append(Path(save_figure(figure, Path(out_dir) / f"heatmap_{_safe_name(metric)}.png")))
+    remove_stale_heatmaps(out_dir, written, log=log)
     return written
+
+
+def remove_stale_heatmaps(out_dir: str | Path, kept: Sequence[str | Path], *,
+                          log: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove the files of ``out_dir`` named as a sweep names its heatmaps (``heatmap_<metric>.png``, the
+    metric as :func:`_safe_name` writes it) but not in ``kept`` (the heatmaps this sweep wrote; none for a
+    grid of one or three parameters, or nothing to draw): an earlier sweep's, which would look current beside
+    this sweep's results. Other files are left alone. Says in one line through ``log`` what went and why;
+    returns the paths removed."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    kept_names = {Path(path).name for path in kept}
+    stale = sorted(path for path in folder.glob("heatmap_*.png")
+                   if path.name not in kept_names and path.is_file()
+                   and path.stem.removeprefix("heatmap_") == _safe_name(path.stem.removeprefix("heatmap_")))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale and log is not None:
+        log(f"removed {len(stale)} heatmap(s) of an earlier sweep in {folder} that this sweep did not draw, "
+            f"so that none looks current: {', '.join(path.name for path in stale)}")
+    return stale
 
 
 def _safe_name(text: str) -> str:

@@ -206,6 +206,53 @@ def test_sweep_command_records_every_configuration_ranks_and_resumes(capsys, tmp
     assert again[11]["config_hash"] == rows[11]["config_hash"] and again[11]["status"] == "failed"
 
 
+def _heatmaps(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name.startswith("heatmap")}
+
+
+def test_a_sweep_removes_the_heatmaps_an_earlier_sweep_left_in_its_folder(capsys, tmp_path):
+    # Before: an earlier sweep's heatmap_sharpe.png stayed beside a later sweep's results and looked current.
+    out = tmp_path / "sw"
+    grid = ["sweep", "--grid", "hedge_ratio=0,1", "--grid", "leverage=1,2", "--workers", "1", "--out", str(out)]
+    assert run_main(capsys, grid)[0] == 0
+    drawn = {f"heatmap_{m}.png" for m in ("sharpe", "max_drawdown_pct", "liquidations")}
+    assert _heatmaps(out) == drawn
+    # files that are not named as a sweep names its heatmaps stay
+    others = {"heatmap_sharpe.png.bak", "heatmap_notes.txt", "my_heatmap_x.png", "heatmap_a b.png", "notes.txt"}
+    for name in others:
+        (out / name).write_text("mine")
+    # resumed as it was: the same heatmaps drawn again, nothing removed, nothing said
+    code, _, err = run_main(capsys, grid)
+    assert code == 0 and "skipped 4 of 4" in err and "removed" not in err
+    assert _heatmaps(out) == drawn | {n for n in others if n.startswith("heatmap")}
+    # ranked by another metric: its heatmap replaces heatmap_sharpe.png, which this sweep did not draw
+    code, _, err = run_main(capsys, [*grid, "--rank-by", "total_return_pct"])
+    assert code == 0
+    assert (f"removed 1 heatmap(s) of an earlier sweep in {out} that this sweep did not draw, so that none looks "
+            "current: heatmap_sharpe.png\n") in err
+    assert _heatmaps(out) == (drawn - {"heatmap_sharpe.png"} | {"heatmap_total_return_pct.png"}
+                              | {n for n in others if n.startswith("heatmap")})
+    # a one-parameter grid draws none: every heatmap left goes, in one line
+    code, _, err = run_main(capsys, ["sweep", "--grid", "leverage=1,2", "--workers", "1", "--out", str(out)])
+    assert code == 0
+    gone = sorted(drawn - {"heatmap_sharpe.png"} | {"heatmap_total_return_pct.png"})
+    (line,) = [text for text in err.splitlines() if text.startswith("removed")]
+    assert line.endswith(f"current: {', '.join(gone)}")
+    assert {p.name for p in out.iterdir()} == {"results.csv", "top.csv"} | others
+
+
+def test_a_sweep_whose_configurations_all_fail_removes_the_earlier_heatmaps(capsys, tmp_path):
+    out = tmp_path / "sw"
+    assert run_main(capsys, ["sweep", "--grid", "hedge_ratio=0,1", "--grid", "leverage=1,2", "--workers", "1",
+                             "--out", str(out)])[0] == 0
+    assert len(_heatmaps(out)) == 3
+    # (0.5, 5) fails in the closed form: nothing to rank or draw
+    code, stdout, err = run_main(capsys, ["sweep", "--grid", "hedge_ratio=0.5", "--grid", "leverage=5",
+                                          "--workers", "1", "--out", str(out)])
+    assert code == 1 and "nothing to rank by sharpe" in stdout
+    assert "removed 3 heatmap(s)" in err and _heatmaps(out) == set()
+
+
 def test_sweep_rank_by_ascending_metric_and_seed_grid(capsys, tmp_path):
     out = tmp_path / "s"
     code, stdout, _ = run_main(capsys, [
