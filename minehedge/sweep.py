@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.summary_keys import LOWER_IS_BETTER as SUMMARY_LOWER_IS_BETTER
+from analyzers.summary_keys import SUMMARY_KEYS
 from minehedge.errors import ConfigError, MinehedgeError, did_you_mean
 
 RunFn = Callable[[dict, Any], Mapping[str, Any]]
@@ -1101,20 +1102,24 @@ def rank_results(frame, metric: str, *, top: int, descending: bool | None = None
 
     ``descending=None`` picks the natural order: ascending for :data:`LOWER_IS_BETTER` metrics, else
     descending. Raises :class:`ConfigError` for a metric that is not a numeric column. With no row ok there
-    is nothing to rank: no rows, whatever ``metric`` (the metrics are columns only once a configuration
-    returned them, so a sweep whose configurations all failed has none; check ``metric`` before the sweep).
+    is nothing to rank: no rows for a column or a Summary key (``analyzers.summary_keys.SUMMARY_KEYS``: the
+    metrics are columns only once a configuration returned them, so a sweep whose configurations all failed
+    has none), and the same ConfigError, with a did-you-mean hint, for a name that is neither (a misspelt
+    metric is an error whether or not anything ran).
     """
     import pandas as pd
 
     ok = frame[frame["status"] == STATUS_OK]
+    if metric not in frame.columns and not (ok.empty and metric in SUMMARY_KEYS):
+        allowed = [c for c in frame.columns if c not in RESERVED_COLUMNS]
+        if ok.empty:  # what a configuration that ran would have added
+            allowed += [key for key in SUMMARY_KEYS if key not in allowed]
+        raise ConfigError(
+            f"rank_by={metric!r} is not a column of the results{' or a Summary key' if ok.empty else ''}; "
+            f"allowed: {', '.join(allowed)}." + did_you_mean(metric, allowed)
+        )
     if ok.empty:
         return ok
-    if metric not in frame.columns:
-        allowed = [c for c in frame.columns if c not in RESERVED_COLUMNS]
-        raise ConfigError(
-            f"rank_by={metric!r} is not a column of the results; allowed: {', '.join(allowed)}."
-            + did_you_mean(metric, allowed)
-        )
     values = ok[metric]
     if values.dtype == bool:
         values = values.astype(int)

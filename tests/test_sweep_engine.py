@@ -741,6 +741,27 @@ def test_rank_and_top_file(tmp_path):
         rank_results(frame, "prodcut", top=3)
 
 
+def test_a_misspelt_metric_is_refused_even_when_no_configuration_ran_ok():
+    import pandas as pd
+
+    from analyzers.summary_keys import SUMMARY_KEYS
+
+    # every configuration failed: the results hold the swept parameters and the reserved columns only
+    frame = pd.DataFrame({"leverage": [1.0, 2.0], "status": "failed", "error": "ConfigError: no", "seconds": 0.1,
+                          "config_hash": ["h1", "h2"]})
+    # Before: no rows, as for a correct name, so a typo went unnoticed.
+    with pytest.raises(ConfigError) as caught:
+        rank_results(frame, "sharp", top=3)
+    assert str(caught.value) == (
+        f"rank_by='sharp' is not a column of the results or a Summary key; allowed: leverage, "
+        f"{', '.join(SUMMARY_KEYS)}. Did you mean 'sharpe'?")
+    with pytest.raises(ConfigError, match="Did you mean 'leverage'"):
+        rank_results(frame, "leverag", top=3)
+    # a Summary key, a swept parameter and the run's wall time spelt right: nothing to rank, no error
+    for metric in ("sharpe", "max_drawdown_pct", "leverage", "seconds"):
+        assert rank_results(frame, metric, top=3).empty
+
+
 # The audit's list of Summary keys that ranked worst-first, and the cash-insolvency keys added since; lower is
 # better for every one.
 AUDITED_LOWER = ("max_drawdown_coin", "liquidation_fee_usd", "hosting_cost_usd", "pool_fee_usd",
