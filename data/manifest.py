@@ -256,27 +256,39 @@ def _row_lines(content: bytes, rows: int) -> list[int]:
     return lines if len(lines) == rows else list(range(2, rows + 2))
 
 
+#: How many bad MANIFEST.csv cells one error lists (:func:`_check_manifest_values`); the rest are counted.
+MANIFEST_ERRORS_SHOWN = 10
+
+
 def _check_manifest_values(manifest: pd.DataFrame, lines: list[int], path: Path) -> None:
-    """DataError naming the manifest ``path``, the row (its line and ``file``), the column, the value and what
-    is allowed, for the first cell of ``manifest`` (as written, strings) that a loader
-    would misread: a blank ``file``, an ``asset``, ``kind`` or ``timeframe`` (for its kind) outside the
-    allowed values, a ``first``/``last`` that is not an ISO 8601 time. Such a row must not be skipped
-    silently: a run would quietly take another venue's file (a ``1x`` timeframe serves no request)."""
+    """DataError naming the manifest ``path`` and, for every cell of ``manifest`` (as written, strings) that a
+    loader would misread, the row (its line and ``file``), the column, the value and what is allowed: a blank
+    ``file``, an ``asset``, ``kind`` or ``timeframe`` (for its kind; not judged when the kind is bad) outside
+    the allowed values, a ``first``/``last`` that is not an ISO 8601 time. The first
+    :data:`MANIFEST_ERRORS_SHOWN` such cells in row order are listed, the others counted. Such a row must not
+    be skipped silently: a run would quietly take another venue's file (a ``1x`` timeframe serves no
+    request)."""
+    bad = []
     for line, row in zip(lines, manifest.itertuples(), strict=True):
         timeframes = KIND_TIMEFRAMES.get(row.kind, ())
         checks = (("file", row.file, bool(row.file.strip()), "a file path relative to the folder"),
                   ("asset", row.asset, row.asset.upper() in ASSETS, f"{', '.join(ASSETS)} (any case)"),
                   ("kind", row.kind, row.kind in KINDS, ", ".join(KINDS)),
-                  ("timeframe", row.timeframe, row.timeframe in timeframes,
+                  ("timeframe", row.timeframe, row.timeframe in timeframes or row.kind not in KINDS,
                    f"{', '.join(timeframes)} (for kind {row.kind})"),
                   *((column, getattr(row, column), _is_time(getattr(row, column)),
                      "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's "
                      f"{column} row")
                     for column in ("first", "last")))
-        for column, value, ok, allowed in checks:
-            if not ok:
-                raise DataError(f"{path} line {line} ({row.file}): {column}={value!r} is not allowed; "
-                                f"allowed: {allowed}. Correct the row, or copy the data folder again.")
+        bad += [f"line {line} ({row.file}): {column}={value!r} is not allowed; allowed: {allowed}"
+                for column, value, ok, allowed in checks if not ok]
+    if len(bad) == 1:
+        raise DataError(f"{path} {bad[0]}. Correct the row, or copy the data folder again.")
+    if bad:
+        more = len(bad) - MANIFEST_ERRORS_SHOWN
+        raise DataError(f"{path}: {len(bad)} values are not allowed: {'; '.join(bad[:MANIFEST_ERRORS_SHOWN])}"
+                        f"{f'; and {more} more' if more > 0 else ''}. Correct the rows, or copy the data "
+                        "folder again.")
 
 
 def _is_time(text: str) -> bool:

@@ -84,6 +84,54 @@ def test_the_line_named_counts_blank_lines_of_the_manifest(capsys, cut_copy):
         "futures. Correct the row, or copy the data folder again.")
 
 
+ISO = "an ISO 8601 UTC time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS): the time of the file's {} row"
+
+
+def test_every_bad_manifest_value_is_named_in_one_error(capsys, cut_copy):
+    # Before: only the first bad cell was named; fixing it revealed the next one, a command at a time.
+    folder = cut_copy(FILES, {})
+    manifest = folder / "MANIFEST.csv"
+    bad = [(COINBASE, "timeframe", "1x", "1h, 4h, 1d (for kind ohlcv)"),
+           (COINBASE, "last", "2025-09-31", ISO.format("last")),
+           (BTC_FUNDING, "asset", "xbt", "BTC, ETH (any case)"),
+           (BTC_NETWORK, "kind", "netwrk", "ohlcv, network, funding, futures")]  # its 1d timeframe is not judged
+    where = {file: _edit_manifest(folder, file, column, value) for file, column, value, _ in bad}
+    columns = manifest.read_text().splitlines()[0].split(",")
+    # in row order, then the manifest's column order
+    cells = sorted(((where[file], file, column, value, allowed) for file, column, value, allowed in bad),
+                   key=lambda cell: (cell[0], columns.index(cell[2])))
+    expected = (f"{manifest}: 4 values are not allowed: "
+                + "; ".join(f"line {line} ({file}): {column}={value!r} is not allowed; allowed: {allowed}"
+                            for line, file, column, value, allowed in cells)
+                + ". Correct the rows, or copy the data folder again.")
+    assert _error(capsys, ["data", "list", "--data-dir", str(folder)]) == expected
+    assert _error(capsys, ["run", "--policy", "static_hedge", *RANGE, "--data-dir", str(folder)]) == expected
+
+
+def test_a_manifest_with_many_bad_values_lists_the_first_ten_and_counts_the_rest(data_dir, tmp_path):
+    from data.manifest import MANIFEST_ERRORS_SHOWN
+    from minehedge.errors import DataError
+
+    # a copy of the shared manifest alone (reading it needs none of its files), every row's first time bad
+    rows = (data_dir / "MANIFEST.csv").read_text().splitlines(keepends=True)
+    header = rows[0].rstrip("\n").split(",")
+    at = header.index("first")
+    corrupt = []
+    for row in rows[1:]:
+        cells = row.split(",")
+        cells[at] = "soon"
+        corrupt.append(",".join(cells))
+    (tmp_path / "MANIFEST.csv").write_text("".join([rows[0], *corrupt]))
+    assert len(corrupt) > MANIFEST_ERRORS_SHOWN == 10
+    with pytest.raises(DataError) as caught:
+        read_manifest(tmp_path)
+    listed = [f"line {n} ({row.split(',')[0]}): first='soon' is not allowed; allowed: {ISO.format('first')}"
+              for n, row in enumerate(corrupt, start=2)]
+    assert str(caught.value) == (f"{tmp_path / 'MANIFEST.csv'}: {len(corrupt)} values are not allowed: "
+                                 f"{'; '.join(listed[:10])}; and {len(corrupt) - 10} more. Correct the rows, or "
+                                 "copy the data folder again.")
+
+
 # ------------------------------------------------------------------------------- B: implausible funding rates
 
 JUNE_10 = "7.597333333333333e-05"  # the Binance file's 2022-06-10 daily mean of the 8h rates
