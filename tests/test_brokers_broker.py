@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 from datetime import datetime
@@ -276,6 +277,96 @@ def test_partial_step_down_on_bitmex_keeps_money_consistent():
     assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
 
 
+def test_a_margin_ratio_exactly_at_the_warning_level_raises_the_margin_call():
+    # The call is "ratio >= warning level". Dyadic inputs make the ratio exactly 0.5: 1 BTC long 10x at 10,000
+    # (1,000 USD isolated margin) with MM 1/32 of the mark; at the 9,600 close MM = 9,600 / 32 = 300 and the
+    # margin balance 1,000 - 400 = 600, so the ratio is 300 / 600 = 0.5, the venue's warning level. (The
+    # liquidation price, balance = MM, is 9,000 x 32 / 31 = 9,290.32, below the bar.)
+    venue = generic_venue(mmr=1 / 32, max_leverage=20.0, warning_level=0.5)
+    ci = LinearFuturesCommInfo(venue=venue, leverage=10, commission=0.0, funding=False)
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_600, 9_600)] + flat(9_600, 1)
+    _, broker = run(frame(rows), ci, {1: buy(1)}, MarginBroker(cash=5_000.0))
+    (call,) = broker.events
+    assert (call.kind, call.time) == ("margin_call", datetime(2021, 1, 3))
+    assert (call.maintenance_margin_usd, call.equity_usd, call.margin_ratio) == (9_600 / 32, 1_000.0 - 400.0, 0.5)
+
+
+def test_a_partial_liquidation_fee_is_paid_from_the_isolated_margin():
+    # As test_partial_step_down_on_bitmex_keeps_money_consistent, on a BitMEX whose engine charges a fee of
+    # 0.5 % of the notional cut (dataclasses.replace: the real BitMEX charges none). The fee of each step is
+    # 0.5 % x contracts cut x 1 USD, and it comes out of the position's isolated margin: however the steps go,
+    # the account loses the 350 XBT x 10 % = 35 XBT posted and no more (the free coins pay nothing).
+    venue = dataclasses.replace(load_venue("bitmex"), liquidation_fee_rate=0.005)
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_000, 9_100)] + flat(9_100, 1)
+    ci = InverseFuturesCommInfo(venue=venue, leverage=10, commission=0.0, funding=False)
+    strat, broker = run(frame(rows, start="2020-06-01"), ci, {1: buy(3_500_000)},
+                        MarginBroker(cash=0.0, coins={"BTC": 400.0}))
+    steps = [e for e in broker.events if e.kind == "partial_liquidation"]
+    cuts = [-o[2] for o in strat.orders[1:3]]
+    # each step keeps the most whole contracts whose entry value is below the next bracket's floor (300, then
+    # 200 XBT): 2,999,999 then 1,999,999 contracts at 1 USD / 10,000
+    kept = [floor * 10_000 - 1 for floor in (300, 200)]
+    assert len(steps) == 2 and cuts == [3_500_000 - kept[0], kept[0] - kept[1]]
+    assert [e.fee_usd for e in steps] == pytest.approx([0.005 * cut * 1.0 for cut in cuts], rel=1e-12)
+    assert broker.events[-1].kind == "liquidation" and strat.rows[-1]["size"] == 0
+    assert 400.0 - broker.get_coins("BTC") == pytest.approx(3_500_000 / 10_000 / 10, rel=1e-12)
+    assert max(abs(r["residual"]) for r in strat.rows) < 1e-9
+
+
+def test_a_cross_liquidation_filled_at_the_bankruptcy_price_pays_its_fee_on_the_market_notional():
+    # A custom BitMEX (dataclasses.replace) with a 0.5 % liquidation fee, cross margin, 0.5 XBT: long A,
+    # 10,000 contracts at 10,000 (1 XBT), beside long B, 20,000 contracts (2 XBT) that stays at 10,000. A's
+    # wallet is the cross wallet less B's maintenance (0.4 % of its 2 XBT entry value): W = 0.5 - 0.008, so
+    # A's bankruptcy price is N / (N/E + W) and its liquidation price N / (N/E + W - 0.004 N/E). A opens at
+    # 6,710, between the two: the engine takes A over at the bankruptcy price, and the fee is 0.5 % of the
+    # notional at the market price (the open), N / 6,710 XBT, paid in XBT at the fill.
+    venue = dataclasses.replace(load_venue("bitmex"), liquidation_fee_rate=0.005)
+    n, entry, coins = 10_000, 10_000.0, 0.5
+    wallet = coins - 0.004 * 20_000 / entry
+    bankrupt, liquidation = n / (n / entry + wallet), n / (n / entry + wallet - 0.004 * n / entry)
+    market = 6_710.0
+    assert bankrupt < market < liquidation
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame(flat(10_000, 2) + flat(market, 2), start="2021-06-01")),
+                    name="A")
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame(flat(10_000, 4), start="2021-06-01")), name="B")
+    cerebro.broker = broker = MarginBroker(cash=0.0, coins={"BTC": coins})
+    for name in ("A", "B"):
+        broker.addcommissioninfo(InverseFuturesCommInfo(venue=venue, leverage=10, commission=0.0, funding=False,
+                                                        margin_mode="cross"), name=name)
+
+    def both(s):
+        s.buy(data=s.datas[0], size=n)
+        s.buy(data=s.datas[1], size=20_000)
+
+    cerebro.addstrategy(Script, actions={1: both})
+    cerebro.run()
+    first = broker.events[0]
+    assert (first.kind, first.time) == ("liquidation", datetime(2021, 6, 3))
+    assert first.price == pytest.approx(bankrupt, rel=1e-12)
+    assert first.fee_usd == pytest.approx(0.005 * n / market * bankrupt, rel=1e-12)
+
+
+def test_bitmex_margin_call_maintenance_margin_is_on_the_entry_value():
+    # BitMEX: maintenance margin = MMR x the position's entry value in XBT (contracts x 1 USD / entry), MMR
+    # 0.40 % from 2020-05-05 (brokers/venues/bitmex.toml, the riskLimits page). 10,000 contracts long 50x at
+    # 10,000 (0.02 XBT posted): at the 9,850 close the balance is 0.02 + 1 - 10,000 / 9,850 XBT, MM 0.004 XBT
+    # on the entry (ratio 0.838, a call; liquidation at 10,000 / 1.016 = 9,842.52, below the bar). In USD at
+    # the close: MMR x (|size| x close / entry) x close, |size| the event's coins at the close.
+    profile = load_venue("bitmex")
+    assert profile.maintenance_basis == "entry" and profile.instrument().tier_tables[-1].tiers[0].mmr == 0.004
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=50, commission=0.0, funding=False)
+    rows = flat(10_000, 2) + [(10_000, 10_000, 9_850, 9_850)] + flat(9_850, 1)
+    strat, broker = run(frame(rows, start="2021-01-01"), ci, {1: buy(10_000)},
+                        MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    (call,) = broker.events
+    entry = strat.orders[0][3]
+    assert call.kind == "margin_call" and entry == 10_000.0 and call.price == 9_850.0
+    contracts_usd = abs(call.size) * call.price  # the event's coins at the close, back in USD of face
+    assert call.maintenance_margin_usd == pytest.approx(0.004 * contracts_usd / entry * call.price, rel=1e-12)
+    assert call.margin_ratio == pytest.approx(0.004 / (0.02 + 1 - 10_000 / 9_850), rel=1e-12)
+
+
 # --- funding ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("freq", "n_per_day", "tf", "comp"), [("1h", 24, bt.TimeFrame.Minutes, 60),
@@ -394,6 +485,37 @@ def test_a_call_pending_when_its_cme_position_closes_ends_with_it():
     assert [e.kind for e in broker.events] == ["cme_margin_call"]
     assert strat.rows[-1]["size"] == 1
     assert strat.rows[-1]["value"] == pytest.approx(24_000.0 - 5 * 1_000 + 2_500.0 - 5 * 400)
+
+
+def test_a_deadline_call_needs_equity_below_maintenance_not_equal_to_it():
+    # CME's rule: a call when equity < maintenance margin. A deadline venue with dyadic rates: MM 1/8 of the
+    # notional, 1 contract of 1 BTC bought at 10,000 at 4x (2,500 USD initial margin) with 3,000 USD, cross.
+    # At the 8,000 close equity is 3,000 - 2,000 = 1,000 = MM 8,000 / 8 exactly: no call. At 7,992, equity
+    # 992 < MM 999: the call, restore to initial margin 7,992 / 4 = 1,998 USD.
+    venue = generic_venue(mmr=1 / 8, max_leverage=4.0, margin_call="deadline")
+    ci = LinearFuturesCommInfo(venue=venue, leverage=4, commission=0.0, funding=False, margin_mode="cross")
+    rows = flat(10_000, 2) + [(10_000, 10_000, 8_000, 8_000), (8_000, 8_000, 7_992, 7_992)] + flat(7_992, 1)
+    strat, broker = run(frame(rows), ci, {1: buy(1)}, MarginBroker(cash=3_000.0))
+    assert strat.rows[2]["value"] == 1_000.0 == 8_000 / 8  # the equal close: equity and MM, exactly
+    call = broker.events[0]
+    assert (call.kind, call.time) == ("cme_margin_call", datetime(2021, 1, 4))
+    assert (call.equity_usd, call.maintenance_margin_usd) == (3_000.0 - 2_008.0, 7_992 / 8)
+    assert call.detail.startswith(f"restore equity to initial margin {7_992 / 4:,.2f} USD by")
+
+
+def test_a_deadline_venue_without_a_margin_ratio_asks_for_the_leverages_initial_margin_on_the_contracts_coins():
+    # A deadline venue whose initial margin is not a multiple of maintenance (initial_margin_to_maintenance 0):
+    # it is the notional / leverage, and the notional counts the contract's coins. 1 contract of 5 BTC at
+    # 10,000, 2x (25,000 USD), 26,000 USD: at the 6,000 close equity 26,000 - 5 x 4,000 = 6,000 is below MM
+    # 5 x 6,000 x 0.25 = 7,500, and the call asks for 5 x 6,000 / 2 = 15,000 USD.
+    venue = generic_venue(mmr=0.25, max_leverage=2.0, margin_call="deadline", contract_size=5.0)
+    assert venue.initial_margin_to_maintenance == 0.0
+    ci = LinearFuturesCommInfo(venue=venue, leverage=2, commission=0.0, funding=False, margin_mode="cross")
+    rows = flat(10_000, 2) + [(10_000, 10_000, 6_000, 6_000)] + flat(6_000, 1)
+    _, broker = run(frame(rows), ci, {1: buy(1)}, MarginBroker(cash=26_000.0))
+    call = broker.events[0]
+    assert (call.kind, call.equity_usd, call.maintenance_margin_usd) == ("cme_margin_call", 6_000.0, 7_500.0)
+    assert call.detail.startswith(f"restore equity to initial margin {5 * 6_000 / 2:,.2f} USD by")
 
 
 # --- CME Globex trading hours (brokers.sessions) -------------------------------------------------------

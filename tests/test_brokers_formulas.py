@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brokers import formulas as f
+from brokers.commission import InverseFuturesCommInfo
 from brokers.venues import load_venue
 
 T04 = f.flat_tiers(0.004)
@@ -38,6 +40,31 @@ def test_bitmex_closed_forms():
         assert long_liq == pytest.approx(entry / (1 + 0.10 - mmr), rel=1e-12)
         assert short_liq == pytest.approx(entry / (1 - 0.10 + mmr), rel=1e-12)
     assert round(f.inverse_liquidation_price(contracts, 1.0, entry, margin, f.flat_tiers(0.004), "entry"), 2) == 9124.09
+
+
+def test_the_entry_basis_liquidation_price_takes_the_brackets_maintenance_amount_off():
+    # BitMEX's entry basis: MM = MMR x entry value - the bracket's maintenance amount (cum), long LP =
+    # S / (W + S/EP - MM), short LP = S / (S/EP + MM - W). BitMEX's own brackets carry no amount, so a custom
+    # venue shows it: the audit's tiers, 300,000 contracts x 1 USD at 1,000 = 300 XBT in the 200 XBT bracket
+    # (MMR 0.9 %, cum 200 x (0.9 % - 0.4 %) = 1): MM = 300 x 0.009 - 1 = 1.7 XBT, W = 30 XBT.
+    tiers = (f.MaintenanceTier(0.0, 0.004, 100.0), f.MaintenanceTier(200.0, 0.009, 50.0, 200 * (0.009 - 0.004)))
+    assert f.inverse_liquidation_price(300_000, 1.0, 1_000.0, 30.0, tiers, "entry") == pytest.approx(
+        300_000 / (30 + 300 - 1.7), rel=1e-12)
+    assert f.inverse_liquidation_price(-300_000, 1.0, 1_000.0, 30.0, tiers, "entry") == pytest.approx(
+        300_000 / (300 + 1.7 - 30), rel=1e-12)
+    # Binance COIN-M's brackets on the entry basis (dataclasses.replace): 2,500 contracts x 100 USD at 10,000 =
+    # 25 BTC, in the 20 BTC bracket; its cum from the table's floors and rates by Binance's rule,
+    # cum_k = cum_(k-1) + floor_k x (MMR_k - MMR_(k-1)); 10x, so W = 2.5 BTC.
+    venue = replace(load_venue("binance_coinm"), maintenance_basis="entry")
+    when = datetime(2021, 6, 1)
+    table = venue.instrument("BTCUSD").tiers_at(when)
+    k = max(i for i, tier in enumerate(table) if tier.floor <= 25.0)
+    cum = sum(table[i].floor * (table[i].mmr - table[i - 1].mmr) for i in range(1, k + 1))
+    assert k == 2 and cum > 0.0
+    maint = 25.0 * table[k].mmr - cum
+    ci = InverseFuturesCommInfo(venue=venue, leverage=10, commission=0.0, funding=False)
+    assert ci.liquidation_price(2_500, 10_000.0, 2.5, when) == pytest.approx(250_000 / (2.5 + 25.0 - maint),
+                                                                             rel=1e-12)
 
 
 def test_binance_coinm_closed_form():
