@@ -182,6 +182,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self._open_at_start: dict[object, bool] = {}
         # close_now closes waiting for the market to open: (data, reason, size).
         self._deferred: list[tuple] = []
+        # (order, scheme, entry before the fill) while an inverse order fills: see notify()
+        self._inverse_fill: tuple | None = None
 
     @property
     def warning_level(self) -> float:
@@ -244,21 +246,27 @@ class MarginBroker(bt.brokers.BackBroker):
         if ago is None:
             return self._pseudo_execute(order, comminfo, cash, position)
         nbits = len(order.executed.exbits)
-        if order.exectype == Order.Limit:
-            with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
-                super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        if comminfo.is_inverse:  # the fill's notification carries the entry it is booked against (notify)
+            held = self._inv.get(order.data)
+            self._inverse_fill = (order, comminfo, held[1] if held else 0.0)
+        try:
+            if order.exectype == Order.Limit:
+                with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
+                    super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+                    return self._after_fill(order, comminfo, nbits)
+            if comminfo.is_inverse:
+                # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
+                # (checked with the coin margin at submission, refunded in USD by _after_fill). Lend USD cash
+                # exactly that commission for the fill (|size| x (face x taker + fixed): no price in it).
+                allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
+                self.cash += allowance
+                try:
+                    super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+                finally:
+                    self.cash -= allowance
                 return self._after_fill(order, comminfo, nbits)
-        if comminfo.is_inverse:
-            # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
-            # (checked with the coin margin at submission, refunded in USD by _after_fill). Lend USD cash
-            # exactly that commission for the fill (|size| x (face x taker + fixed): no price in it).
-            allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
-            self.cash += allowance
-            try:
-                super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
-            finally:
-                self.cash -= allowance
-            return self._after_fill(order, comminfo, nbits)
+        finally:
+            self._inverse_fill = None
         shift = self._isolated_settled()  # as in check_submitted: fills see the free balance, not raw cash
         self.cash -= shift
         try:
@@ -266,6 +274,15 @@ class MarginBroker(bt.brokers.BackBroker):
         finally:
             self.cash += shift
         return self._after_fill(order, comminfo, nbits)
+
+    def notify(self, order):
+        """Queue a copy of ``order`` for its owner (BackBroker). The copy of an inverse fill carries the
+        scheme with the entry the fill was booked against (:meth:`InverseFuturesCommInfo.with_entry`), so the
+        owner's Trade computes the pnl the broker booked, on the harmonic entry."""
+        super().notify(order)
+        fill = self._inverse_fill
+        if fill is not None and fill[0] is order and fill[2]:
+            self.notifs[-1].comminfo = fill[1].with_entry(fill[2])
 
     def _settled_split(self) -> tuple[float, float]:
         """Variation margin of open linear positions already moved into ``cash`` (USD; < 0 = losses): the
@@ -412,6 +429,11 @@ class MarginBroker(bt.brokers.BackBroker):
             realized = ci.pnl_coin(contracts, entry, price)
             contracts, entry = contracts + size, price
         state[0], state[1] = contracts, entry
+        if contracts:
+            # backtrader's Position averages prices arithmetically; keep the venue's harmonic entry there, so
+            # that Position.price and the next closing fill's order.executed.pnl (BackBroker: profitandloss
+            # from Position.price) agree with these books.
+            self.positions[data].price = entry
         fee_coin = order.info.get("fee_coin")
         if fee_coin is None:
             fee_coin = ci.coin_fee(size, price)
@@ -1134,9 +1156,24 @@ class MarginBroker(bt.brokers.BackBroker):
             return price
         return self._fixed_prices.get(asset, math.nan)
 
+    def _data_value(self, data, lever=False) -> float:
+        """Value (USD) of ``data``'s position as ``getvalue(datas=[data])`` reports it: under a futures scheme
+        its signed initial margin (``FuturesCommInfo.getvalue``: what backtrader's ``order_target_value``
+        compares its target with), else BackBroker's raw value of one data."""
+        ci = self.getcommissioninfo(data)
+        pos = self.positions[data]
+        close = data.close[0]
+        if isinstance(ci, FuturesCommInfo):
+            return ci.getvalue(pos, close)
+        value = ci.getvaluesize(pos.size, close) if self.p.shortcash else ci.getvalue(pos, close)
+        if lever and value > 0:
+            unrealized = ci.profitandloss(pos.size, pos.price, close)
+            return (value - unrealized) / ci.get_leverage() + unrealized
+        return value
+
     def _get_value(self, datas=None, lever=False):
-        if datas is not None:
-            return super()._get_value(datas=datas, lever=lever)
+        if datas is not None:  # the sum over datas; the account's value is left alone (BackBroker's is not)
+            return sum(self._data_value(data, lever) for data in datas)
         while self._cash_addition:
             amount = self._cash_addition.popleft()
             self._fundshares += amount / self._fundval
@@ -1185,7 +1222,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def get_value(self, datas=None, mkt=False, lever=False):
         """Total equity in USD (all wallets, coins at their price, unrealised PnL of both kinds, plus assets
-        off the wallets, less liabilities)."""
+        off the wallets, less liabilities). With ``datas``: the sum of those datas' position values (USD),
+        each under a futures scheme its signed initial margin (``FuturesCommInfo.getvalue``)."""
         if datas is None and self._dirty:
             self._get_value()
         return super().get_value(datas=datas, mkt=mkt, lever=lever)

@@ -10,10 +10,16 @@
 
 backtrader's own ``leverage`` handling (dividing the cash cost of longs) is disabled: ``get_leverage()``
 returns 1 and the margin per unit already includes the leverage.
+
+Value and size, for ``order_target_value`` / ``order_target_percent`` and sizers that call ``getsize``: as
+backtrader values futures (``CommInfoBase.getvalue``: "For future-like objects it is fixed at size * margin"),
+a position's value is its initial margin in USD, but signed (negative for shorts), and ``getsize(price,
+cash)`` is the size whose margin is ``cash``, with no second leverage (see :meth:`FuturesCommInfo.getvalue`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -110,6 +116,37 @@ class FuturesCommInfo(bt.CommInfoBase):
     def get_leverage(self) -> float:
         # backtrader divides long cash costs by this; our margin per unit already includes the leverage.
         return 1.0
+
+    @property
+    def whole_units(self) -> bool:
+        """True when the contract trades in whole units (inverse contracts; linear contracts of other than
+        one coin, e.g. CME's 5 and 0.1 BTC); False for coin-sized linear contracts (Binance BTCUSDT),
+        traded in fractions. The venue profiles list no size step, so this is the only rounding rule."""
+        return self.is_inverse or self.p.mult != 1.0
+
+    def getvalue(self, position, price: float) -> float:
+        """Signed value of ``position`` at ``price`` (USD; < 0 short): its initial margin, size x
+        ``get_margin(price)`` (linear: |size| x price x mult / leverage; inverse: contracts x face /
+        leverage).
+
+        backtrader values a futures position at ``abs(size) * get_margin(price)`` (comminfo.py
+        ``CommInfoBase.getvalue``). Signed here, so that ``order_target_value`` (backtrader strategy.py: it
+        buys when ``target`` > ``broker.getvalue(datas=[data])``, sells when below) reaches a short it is
+        asked for. :meth:`brokers.broker.MarginBroker.get_value` with ``datas`` reads it; the account's
+        value (``getvalue()``) is the broker's own equity, and ``getvaluesize`` (the USD that BackBroker
+        moves out of cash at a fill) is unchanged."""
+        return position.size * self.get_margin(price)
+
+    def getsize(self, price: float, cash: float) -> float:
+        """Size whose initial margin at ``price`` is ``cash`` USD: cash / ``get_margin(price)``, truncated to
+        whole units where the contract trades in them (:attr:`whole_units`), fractional otherwise.
+
+        backtrader's ``CommInfoBase.getsize`` returns ``int(leverage * (cash // get_margin(price)))`` for
+        futures; ``get_margin`` here already divides by the leverage, so no second one is applied.
+        backtrader's ``order_target_value`` buys or sells ``getsize(data.close[0], |target - value|)``.
+        Fees are left out, as backtrader leaves them out."""
+        units = cash / self.get_margin(price)
+        return float(math.floor(round(units, 9))) if self.whole_units else units
 
     @contextmanager
     def maker_fill(self):
@@ -209,16 +246,16 @@ class InverseFuturesCommInfo(FuturesCommInfo):
         if self.p.face is None:
             self.p.face = self.spec.face_usd
         check_positive("face", self.p.face, unit="USD per contract")
-        self.p.margin = 1.0  # placeholder; USD cash is not locked for coin-margined contracts
+        # backtrader's margin per unit (get_margin): face / leverage, the initial margin of one contract in
+        # USD (its coin margin valued at the entry price). USD cash is not locked for it: the broker posts the
+        # coin (getoperationcost and getvaluesize are 0).
+        self.p.margin = formulas.initial_margin(self.p.face, self.p.leverage)
 
     def getoperationcost(self, size: float, price: float) -> float:
         return 0.0  # margin is coin; the broker checks the coin wallet
 
     def getvaluesize(self, size: float, price: float) -> float:
-        return 0.0
-
-    def getvalue(self, position, price: float) -> float:
-        return 0.0
+        return 0.0  # no USD moves out of cash at a fill
 
     def cashadjust(self, size: float, price: float, newprice: float) -> float:
         return 0.0  # coin PnL is booked by the broker at fills
@@ -229,11 +266,31 @@ class InverseFuturesCommInfo(FuturesCommInfo):
             return self._fee_override
         return abs(size) * (self.p.face * self._rate + self.p.fixed_per_contract)
 
+    #: Entry (USD per coin) that :meth:`profitandloss` uses instead of the price it is given; set only on the
+    #: copies :meth:`with_entry` makes for backtrader's Trade.
+    trade_entry: float | None = None
+
     def profitandloss(self, size: float, price: float, newprice: float) -> float:
-        """USD value at ``newprice`` of the coin PnL (formulas.inverse_pnl x newprice)."""
+        """USD value at ``newprice`` of the coin PnL (formulas.inverse_pnl x newprice) of ``size`` contracts
+        entered at ``price`` (at :attr:`trade_entry` instead, on a :meth:`with_entry` copy)."""
+        if self.trade_entry is not None:
+            price = self.trade_entry
         if not size or not price:
             return 0.0
         return formulas.inverse_pnl(size, self.p.face, price, newprice) * newprice
+
+    def with_entry(self, entry: float) -> InverseFuturesCommInfo:
+        """A copy of this scheme whose :meth:`profitandloss` uses ``entry`` (USD per coin) as the entry price.
+
+        backtrader's Trade keeps its own average price, arithmetic, and computes a closing fill's P&L as
+        ``comminfo.profitandloss(-closed, trade.price, fill price)`` ("the trade has an independent pnl",
+        backtrader trade.py ``Trade.update``), with the ``comminfo`` of the order's notification. Inverse
+        venues average entries harmonically (contracts / sum(contracts_i / price_i)), as the broker books
+        them; the broker gives each inverse fill's notification this copy, with the entry the fill was
+        booked against, so the trade's pnl is the P&L the broker booked."""
+        twin = copy.copy(self)
+        twin.trade_entry = entry
+        return twin
 
     # --- coin figures -------------------------------------------------------------------------------
     def qty(self, size: float, price: float) -> float:

@@ -130,8 +130,10 @@ class VenueProfile:
     trading_hours: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
-    def instrument(self, symbol: str | None = None) -> InstrumentSpec:
-        """The instrument named ``symbol`` (the first one when None)."""
+    def instrument(self, symbol: str | None = None, parameter: str = "symbol") -> InstrumentSpec:
+        """The instrument named ``symbol`` (the first one when None); else ConfigError naming the caller's
+        ``parameter`` (the commission schemes' ``symbol``), the value, the venue's symbols and the closest one
+        (case-insensitively: ``'mbt'`` suggests ``'MBT'``)."""
         if symbol is None:
             return self.instruments[0]
         for spec in self.instruments:
@@ -139,8 +141,8 @@ class VenueProfile:
                 return spec
         symbols = [s.symbol for s in self.instruments]
         raise ConfigError(
-            f"instrument={symbol!r} is not listed for venue {self.name!r}; choose one of: "
-            f"{', '.join(symbols)}." + did_you_mean(symbol, symbols)
+            f"{parameter}={symbol!r} is not listed for venue {self.name!r}; choose one of: "
+            f"{', '.join(symbols)}." + did_you_mean(str(symbol), symbols)
         )
 
     def fees_at(self, when: date | datetime) -> FeeSchedule:

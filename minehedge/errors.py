@@ -38,9 +38,13 @@ class DataUnavailableError(DataError):
 
 
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest allowed name, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    """Return ``" Did you mean 'x'?"`` for the closest allowed name, or ``""`` when none is close. Case is
+    ignored when comparing (``'mbt'`` suggests ``'MBT'``); the suggestion is spelt as allowed."""
+    spelt = {}
+    for name in map(str, allowed):
+        spelt.setdefault(name.lower(), name)
+    close = difflib.get_close_matches(str(value).lower(), list(spelt), n=1, cutoff=0.6)
+    return f" Did you mean '{spelt[close[0]]}'?" if close else ""
 
 
 _CONTAINERS = (tuple, list, frozenset, set, dict)

@@ -1463,8 +1463,7 @@ class MinerStrategy(bt.Strategy):
         return cut
 
     def _round_size(self, size: float) -> float:
-        ci = self.comminfo
-        if ci.is_inverse or ci.qty(1.0) != 1.0:  # inverse and multi-coin contracts (CME) trade whole units
+        if self.comminfo.whole_units:  # inverse and multi-coin contracts (CME) trade whole units
             return float(math.trunc(size))
         return size
 

@@ -14,7 +14,7 @@ from brokers.commission import (
     opening_liquidation_distance,
 )
 from brokers.venues import VENUE_DIR, available_venues, check_leverage, generic_venue, load_venue
-from minehedge.errors import ConfigError
+from minehedge.errors import ConfigError, did_you_mean
 
 
 def test_bundled_venues_have_sources_and_dates():
@@ -110,6 +110,28 @@ def test_unknown_names_suggest_the_closest():
         load_venue("generic", overrides={"contract_type": "inverso"})
     with pytest.raises(ConfigError, match="not a field"):
         load_venue("generic", overrides={"liquidaton_fee_rate": 0.1})
+
+
+@pytest.mark.parametrize(("scheme", "venue", "symbol", "message"), [
+    (LinearFuturesCommInfo, "binance_usdm", "ETHUSDT",
+     "symbol='ETHUSDT' is not listed for venue 'binance_usdm'; choose one of: BTCUSDT. Did you mean 'BTCUSDT'?"),
+    (LinearFuturesCommInfo, "cme", "mbt",
+     "symbol='mbt' is not listed for venue 'cme'; choose one of: BTC, MBT. Did you mean 'MBT'?"),
+    (InverseFuturesCommInfo, "binance_coinm", "ethusd",
+     "symbol='ethusd' is not listed for venue 'binance_coinm'; choose one of: BTCUSD, ETHUSD. Did you mean "
+     "'ETHUSD'?"),
+])
+def test_an_unlisted_symbol_names_the_schemes_parameter_and_suggests_whatever_the_case(scheme, venue, symbol,
+                                                                                      message):
+    with pytest.raises(ConfigError) as raised:
+        scheme(venue=venue, symbol=symbol)
+    assert str(raised.value) == message
+
+
+def test_did_you_mean_ignores_case_and_spells_the_suggestion_as_allowed():
+    assert did_you_mean("mbt", ["BTC", "MBT"]) == " Did you mean 'MBT'?"
+    assert did_you_mean("Binance_USDM", ["binance_usdm", "bitmex"]) == " Did you mean 'binance_usdm'?"
+    assert did_you_mean("zzz", ["BTC", "MBT"]) == ""
 
 
 def test_bad_parameters_fail_before_the_run():
