@@ -42,21 +42,25 @@ and book coin PnL and fees. Every balance change is a :class:`brokers.ledger.Led
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import minehedge.compat  # noqa: F401  (before backtrader)
 
 import backtrader as bt
 from backtrader.order import BuyOrder, Order, SellOrder
+from backtrader.utils.dateintern import num2date
 
 from brokers import formulas, sessions
 from brokers.commission import FuturesCommInfo, InverseFuturesCommInfo, LinearFuturesCommInfo
 from brokers.events import MarginEvent
 from brokers.ledger import Ledger
-from minehedge.errors import ConfigError, check_choice, check_positive
-from minehedge.timeframes import SPANNED_TIMEFRAMES, timeframe_span
+from brokers.venues import available_venues, load_venue
+from minehedge.errors import ConfigError, check_between, check_choice, check_positive
+from minehedge.timeframes import SPANNED_TIMEFRAMES, span_timeframe, timeframe_span
 
 USD = "USD"
 WALLETS = ("spot", "futures", "collateral")
@@ -76,6 +80,62 @@ _FILL_KINDS = {  # order.info['reason'] -> (ledger kind of the realised PnL, led
     "liquidation": ("liquidation", "liquidation_fee"),
     "expiry": ("settlement", "fee"),
 }
+
+
+def check_warning_level(value: float) -> float:
+    """``warning_level`` (margin ratio of a margin call: a fraction, 0.8 = 80 %) as float if 0 < it <= 1 (1 is
+    where the venue liquidates); else ConfigError. A percent (80) would switch margin calls off."""
+    return check_between("warning_level", value, 0.0, 1.0, low_open=True, unit="fraction",
+                         hint="A margin ratio: 0.8 is 80 %; 1 is where the venue liquidates.")
+
+
+def coin_name(parameter: str, name: object) -> str:
+    """A coin's name as the broker keeps it, upper case (``'btc'`` -> ``'BTC'``); ConfigError for something
+    that is not one (``'USD'`` is cash)."""
+    coin = name.strip().upper() if isinstance(name, str) else ""
+    if not coin or coin == USD:
+        raise ConfigError(f"{parameter} {name!r} is not a coin's name (such as 'BTC'); USD is cash: use "
+                          "cash= (futures wallet) or spot_cash=.")
+    return coin
+
+
+def check_coin_keys(parameter: str, mapping: object, example: str) -> dict[str, object]:
+    """``mapping`` (coin -> value; None: empty) with its keys upper-cased (``'btc'`` -> ``'BTC'``), the coins'
+    names everywhere in the broker; ConfigError for something not a mapping, a key that is not a coin's name
+    (``'USD'`` is cash) or a coin named twice."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{parameter}={mapping!r} is not a mapping; allowed: a dict such as "
+                          f"{parameter}={example}.")
+    out: dict[str, object] = {}
+    for key, value in mapping.items():
+        coin = coin_name(f"{parameter} key", key)
+        if coin in out:
+            raise ConfigError(f"{parameter}={mapping!r} names {coin} twice; give each coin once.")
+        out[coin] = value
+    return out
+
+
+@functools.cache
+def _venue_assets() -> tuple[str, ...]:
+    """The coins of the bundled venue profiles' contracts (BTC, ETH): the coins a data's name may start
+    with to price that coin (``BTCUSDT``, ``XBTUSD``, ``ETH``)."""
+    return tuple(sorted({spec.asset for name in available_venues() for spec in load_venue(name).instruments}))
+
+
+def _bar_utc(data) -> datetime:
+    """``data``'s current bar time, naive UTC: backtrader's date number as stored, whatever the feed's ``tz``
+    (which moves ``data.datetime.datetime()`` to that zone; funding hours and sessions are UTC)."""
+    return num2date(data.lines.datetime[0])
+
+
+def _pair_text(span: timedelta) -> str:
+    """The feed parameters for bars ``span`` apart: ``timeframe=bt.TimeFrame.Minutes, compression=60``."""
+    pair = span_timeframe(span)
+    if pair is None:
+        return f"bars {span} apart have no backtrader timeframe"
+    return f"timeframe=bt.TimeFrame.{bt.TimeFrame.Names[pair[0]]}, compression={pair[1]}"
 
 
 def usd_debit_legs(amount: float, spot: float, free_futures: float) -> tuple[float, float]:
@@ -102,18 +162,28 @@ class MarginBroker(bt.brokers.BackBroker):
     """BackBroker with margin, funding, liquidation, multi-currency wallets, an event log and a ledger.
 
     Params (in addition to BackBroker's; ``cash`` goes to the USD futures wallet):
-      - ``spot_cash`` (USD): opening USD in the spot wallet.
-      - ``coins`` (dict asset -> coins): opening coin balances, in ``coin_wallet``.
+      - ``cash`` (USD, >= 0): BackBroker's, the opening futures wallet.
+      - ``spot_cash`` (USD, >= 0): opening USD in the spot wallet.
+      - ``coins`` (dict asset -> coins >= 0): opening coin balances, in ``coin_wallet``; keys are upper-cased
+        (``'btc'`` is BTC). Every coin held must be priced by a data (see ``price_datas``) or
+        :meth:`set_price`: the first bar raises ConfigError for one that is not.
       - ``coin_wallet``: wallet of the opening coins (``'futures'``: usable as inverse margin).
-      - ``warning_level`` (fraction or None): margin ratio that raises a ``margin_call`` event; None (the
-        default): each position's venue profile's ``warning_level`` (Binance: 0.8).
+      - ``warning_level`` (fraction in (0, 1] or None): margin ratio that raises a ``margin_call`` event; None
+        (the default): each position's venue profile's ``warning_level`` (Binance: 0.8).
       - ``liquidation`` / ``funding`` (bool): master switches (each comminfo has its own as well).
-      - ``funding_rate`` (fraction per 8 h or None): constant fallback; None = the venue's default.
+      - ``funding_rate`` (fraction per 8 h or None): constant fallback, |rate| <= 0.05
+        (:data:`brokers.formulas.MAX_PLAUSIBLE_RATE`); None = the venue's default.
       - ``funding_rates`` (callable ``(data, when) -> rate or None``): a funding series (fraction per 8 h).
       - ``funding_line`` / ``mark_line``: names of optional data lines (funding rate per 8 h, mark price).
       - ``bar_time``: ``'open'`` if bar datetimes are bar open times (the shared data), ``'close'`` if close.
-      - ``price_datas`` (dict asset -> data name): which data prices coin balances (default: guessed from
-        the data names and the commission infos' assets).
+      - ``price_datas`` (dict asset -> data name): which data prices coin balances (default: a data whose
+        name starts with the coin, ``XBT`` read as BTC, else the data of a futures scheme on that coin).
+
+    Numbers given as strings holding a number are converted; anything else out of range is a ConfigError
+    naming the parameter, the value and what is allowed. At the first bar the broker also refuses a
+    commission scheme added under a name no data has, a futures scheme whose coin contradicts its data's
+    name, a replayed data it prices (``cerebro.replaydata``), and a coin balance nothing prices; at a futures
+    data's second bar, bars finer than its declared timeframe and compression (see :meth:`_first_bar_checks`).
     """
 
     params = (
@@ -132,15 +202,32 @@ class MarginBroker(bt.brokers.BackBroker):
     )
 
     def __init__(self) -> None:
+        # checked before BackBroker divides by it (its fund shares)
+        self.p.cash = check_positive("cash", self.p.cash, allow_zero=True, unit="USD")
         super().__init__()
         if self.p.warning_level is not None:
-            check_positive("warning_level", self.p.warning_level, unit="fraction")
-        check_positive("spot_cash", self.p.spot_cash, allow_zero=True, unit="USD")
+            self.p.warning_level = check_warning_level(self.p.warning_level)
+        self.p.spot_cash = check_positive("spot_cash", self.p.spot_cash, allow_zero=True, unit="USD")
         check_choice("bar_time", self.p.bar_time, ("open", "close"))
         check_choice("coin_wallet", self.p.coin_wallet, WALLETS)
-        for asset, qty in (self.p.coins or {}).items():
-            check_positive(f"coins[{asset!r}]", qty, allow_zero=True, unit="coins")
+        if self.p.funding_rate is not None:
+            bound = formulas.MAX_PLAUSIBLE_RATE
+            self.p.funding_rate = check_between(
+                "funding_rate", self.p.funding_rate, -bound, bound, unit="fraction per 8 h",
+                hint="Rates are fractions, not percents: 0.01 % per 8 h is 0.0001.")
+        if self.p.funding_rates is not None and not callable(self.p.funding_rates):
+            raise ConfigError(f"funding_rates={self.p.funding_rates!r} is not callable; allowed: a function "
+                              "(data, when) -> rate (fraction per 8 h) or None.")
+        self.p.coins = {coin: check_positive(f"coins[{coin!r}]", qty, allow_zero=True, unit="coins")
+                        for coin, qty in check_coin_keys("coins", self.p.coins, "{'BTC': 1.0}").items()}
+        self.p.price_datas = check_coin_keys("price_datas", self.p.price_datas, "{'BTC': 'BTCUSDT'}")
         self._reset_state()
+
+    def set_cash(self, cash: float) -> None:
+        """BackBroker's ``set_cash``: the opening futures wallet (USD, >= 0)."""
+        super().set_cash(check_positive("cash", cash, allow_zero=True, unit="USD"))
+
+    setcash = set_cash
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def _reset_state(self) -> None:
@@ -149,6 +236,8 @@ class MarginBroker(bt.brokers.BackBroker):
         self.assumptions: list[str] = []
         self._now = _EPOCH
         self._first_bar = True  # no bar has run yet (see next() and open_at())
+        self._priced: set[str] = set()  # coins found priced (by a data or set_price): _require_price
+        self._spacing_due: list = []  # futures datas whose bar spacing is still to check (_check_spacing)
         self._usd_spot = 0.0
         self._coins: dict[tuple[str, str], float] = defaultdict(float)
         # data -> isolated margin added/taken (USD or coin)
@@ -198,18 +287,19 @@ class MarginBroker(bt.brokers.BackBroker):
 
     @warning_level.setter
     def warning_level(self, value: float | None) -> None:
-        self.p.warning_level = (None if value is None
-                                else check_positive("warning_level", value, unit="fraction"))
+        self.p.warning_level = None if value is None else check_warning_level(value)
 
     def start(self) -> None:
         super().start()
+        fixed = self._fixed_prices  # set_price before the run is configuration, as the params are: kept
         self._reset_state()
+        self._fixed_prices = fixed
         if self.cash:
             self.ledger.add(self._now, "deposit", USD, "futures", self.cash, note="opening cash")
         if self.p.spot_cash:
             self._usd_spot = float(self.p.spot_cash)
             self.ledger.add(self._now, "deposit", USD, "spot", self._usd_spot, note="opening spot cash")
-        for asset, qty in (self.p.coins or {}).items():
+        for asset, qty in self.p.coins.items():
             if qty:
                 self._coins[(asset, self.p.coin_wallet)] += float(qty)
                 self.ledger.add(self._now, "deposit", asset, self.p.coin_wallet, float(qty),
@@ -379,7 +469,7 @@ class MarginBroker(bt.brokers.BackBroker):
                               refused=f"free USD {free:,.2f} is short of the initial margin "
                                       f"+ fee by {-cash:,.2f}")
         if abs(after) > abs(before) or before * after < 0:
-            when = order.data.datetime.datetime(0)
+            when = self.bar_time(order.data)
             tiers = comminfo.tiers_at(when)
             if comminfo.is_inverse:
                 notional = formulas.inverse_notional_coin(after, comminfo.p.face, price)
@@ -555,9 +645,12 @@ class MarginBroker(bt.brokers.BackBroker):
         if self._first_bar:
             self._first_bar = False
             self._price_data = None  # strategies may have added commission infos after start()
+            self._first_bar_checks()
         self._between_bars = False
         self._settled_cache = self._open_cache = None
         self._now = self._bar_datetime()
+        if self._spacing_due:
+            self._check_spacing()
         self._bar_prices.clear()
         self._open_at_start.clear()
         while self._toactivate:
@@ -568,7 +661,7 @@ class MarginBroker(bt.brokers.BackBroker):
         for data, pos in self.positions.items():
             if pos:
                 comminfo = self.getcommissioninfo(data)
-                dt0 = self._now if data is self._now_data else data.datetime.datetime()
+                dt0 = self.bar_time(data)
                 dcredit = comminfo.get_credit_interest(data, pos, dt0)
                 self.d_credit[data] += dcredit
                 credit += dcredit
@@ -619,6 +712,91 @@ class MarginBroker(bt.brokers.BackBroker):
             self._dirty = True
         self._between_bars = True
 
+    # --- checks at the first bars -------------------------------------------------------------------
+    def _datas(self) -> list:
+        """cerebro's datas (none before the broker is installed in a cerebro)."""
+        return list(getattr(getattr(self, "cerebro", None), "datas", None) or [])
+
+    def _first_bar_checks(self) -> None:
+        """What can be judged only once the run has started (the strategies have added their schemes):
+
+        * a commission scheme added under a name that no data has (backtrader would trade that data on its
+          default scheme: no margin, funding or liquidation);
+        * a futures scheme on a data whose name starts with another coin (a BTCUSDT scheme on ``'ETH'``: the
+          broker would price BTC at ETH's closes);
+        * a replayed data (``cerebro.replaydata``) that carries a futures scheme or prices a coin: the broker
+          judges a bar at its extremes and pays the settlements of its whole span, which on a bar still
+          forming means lows from before a fill and settlements still to come;
+        * a coin balance that nothing prices (it would count as 0 USD): :meth:`_require_price`.
+
+        It also lists the futures datas whose bar spacing :meth:`_check_spacing` compares with their declared
+        bar at their second bar. Each problem is a one-line ConfigError."""
+        datas = self._datas()
+        names = ", ".join(repr(d._name) for d in datas) or "none"
+        named = {d._name for d in datas}
+        for name, ci in self.comminfo.items():
+            if name is not None and name not in named:
+                raise ConfigError(
+                    f"addcommissioninfo({type(ci).__name__}, name={name!r}): no data is named {name!r} (data "
+                    f"names: {names}), so backtrader would trade it on its default scheme, without margin, "
+                    f"funding or liquidation; pass the data's name, or name the data {name!r} "
+                    f"(cerebro.adddata(feed, name={name!r})).")
+        futures = [(d, ci) for d in datas if isinstance(ci := self.getcommissioninfo(d), FuturesCommInfo)]
+        for data, ci in futures:
+            coin = self._named_coin(data._name)
+            if coin is not None and coin != ci.asset:
+                raise ConfigError(
+                    f"data {data._name!r} carries {ci.venue.name}'s {ci.spec.symbol}, a {ci.asset} contract, "
+                    f"but its name says {coin}: the broker would price {ci.asset} at its closes; attach a "
+                    f"contract on {coin} to it (venue=, symbol=), or add this scheme under the name of the "
+                    f"{ci.asset} data.")
+        priced = {id(d) for d in self._resolve_price_datas().values()}
+        for data in datas:
+            if getattr(data, "replaying", False) and (id(data) in priced or isinstance(
+                    self.getcommissioninfo(data), FuturesCommInfo)):
+                raise ConfigError(
+                    f"data {data._name!r} is replayed (cerebro.replaydata), which MarginBroker does not "
+                    "support: it would judge a bar still forming on its extremes so far and pay all of its "
+                    "funding settlements at once; use cerebro.resampledata(...) or add the finer bars "
+                    "themselves (cerebro.adddata).")
+        for (asset, _wallet), balance in list(self._coins.items()):
+            if balance and asset not in self._priced:
+                opening = self.p.coins.get(asset)
+                self._require_price(asset, f"coins[{asset!r}]={opening!r}" if opening else
+                                    f"the {balance:g} {asset} held at the first bar")
+        self._spacing_due = [d for d, _ in futures
+                             if timeframe_span(d._timeframe, d._compression) is not None]
+
+    def _check_spacing(self) -> None:
+        """At each listed futures data's second bar: ConfigError if its bars are closer together than its
+        declared timeframe x compression (:func:`minehedge.timeframes.timeframe_span`), from which the broker
+        takes each bar's span to place funding settlements and sessions: hourly bars declared as days
+        (backtrader's default timeframe) would pay each settlement up to a day early. Wider spacing can be a
+        gap in the data and is not judged."""
+        due = []
+        for data in self._spacing_due:
+            if len(data) < 2:
+                due.append(data)
+                continue
+            span = timeframe_span(data._timeframe, data._compression)
+            seen = timedelta(days=data.lines.datetime[0] - data.lines.datetime[-1])
+            if seen < span - timedelta(seconds=1):  # date numbers are floats: a second of slack
+                seen = timedelta(seconds=round(seen.total_seconds()))
+                raise ConfigError(
+                    f"data {data._name!r}: declared timeframe={bt.TimeFrame.Names[data._timeframe]} x "
+                    f"compression={data._compression} ({span}), but its first bars are {seen} apart: the "
+                    "broker would take each bar for the declared span and pay funding early; pass the bars' "
+                    f"own pair to the feed ({_pair_text(seen)}).")
+        self._spacing_due = due
+
+    @staticmethod
+    def _named_coin(name: str | None) -> str | None:
+        """The coin a data's name starts with (``XBT`` read as BTC), longest first, among the venue profiles'
+        coins (:func:`_venue_assets`); None when it starts with none."""
+        label = (name or "").upper().replace("XBT", "BTC")
+        found = [coin for coin in _venue_assets() if label.startswith(coin)]
+        return max(found, key=len) if found else None
+
     def _bar_datetime(self) -> datetime:
         """The current bar's time (naive UTC) of data0; remembers which data it read (``_now_data``) so the
         rest of the bar reuses it instead of converting the same date number again."""
@@ -628,17 +806,17 @@ class MarginBroker(bt.brokers.BackBroker):
             data0 = self._data0 = datas[0] if datas else None
         if data0 is not None:
             self._now_data = data0
-            return data0.datetime.datetime(0)
+            return _bar_utc(data0)
         for data in self.positions:
             self._now_data = data
-            return data.datetime.datetime(0)
+            return _bar_utc(data)
         self._now_data = None
         return self._now
 
     def bar_time(self, data) -> datetime:
-        """``data``'s current bar time (naive UTC), as ``data.datetime.datetime(0)``; the broker has already
-        converted data0's date number this bar, so asking for data0 costs nothing."""
-        return self._now if data is self._now_data else data.datetime.datetime(0)
+        """``data``'s current bar time (naive UTC, whatever the feed's ``tz``: see :func:`_bar_utc`); the
+        broker has already converted data0's date number this bar, so asking for data0 costs nothing."""
+        return self._now if data is self._now_data else _bar_utc(data)
 
     def _bar_span(self, data) -> tuple[datetime, datetime]:
         """[start, end) of the current bar in UTC, from its timeframe and compression."""
@@ -1107,23 +1285,27 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- value --------------------------------------------------------------------------------------
     def _resolve_price_datas(self) -> dict[str, object]:
+        """coin -> the data whose closes price it: ``price_datas``, else a data without a futures scheme whose
+        name starts with the coin (``XBT`` read as BTC; among the venue profiles' coins and those held, the
+        longest that fits), else the data of a perpetual futures scheme on the coin."""
         if self._price_data is None:
             found: dict[str, object] = {}
-            datas = list(getattr(getattr(self, "cerebro", None), "datas", []) or [])
+            datas = self._datas()
             names = {d._name: d for d in datas}
-            for asset, name in (self.p.price_datas or {}).items():
+            for asset, name in self.p.price_datas.items():
                 if name not in names:
                     raise ConfigError(f"price_datas[{asset!r}]={name!r} is not a data name; "
-                                      f"names: {', '.join(names)}.")
+                                      f"names: {', '.join(map(repr, names))}.")
                 found[asset] = names[name]
+            coins = set(_venue_assets()).union(asset for asset, _ in self._coins)
             for data in datas:
                 ci = self.getcommissioninfo(data)
                 if isinstance(ci, FuturesCommInfo):
                     continue
                 label = (data._name or "").upper().replace("XBT", "BTC")
-                for asset in ("BTC", "ETH"):
-                    if label.startswith(asset):
-                        found.setdefault(asset, data)
+                fits = [asset for asset in coins if label.startswith(asset)]
+                if fits:
+                    found.setdefault(max(fits, key=len), data)
             for data in datas:
                 ci = self.getcommissioninfo(data)
                 if isinstance(ci, FuturesCommInfo) and ci.p.expiry is None:
@@ -1141,9 +1323,25 @@ class MarginBroker(bt.brokers.BackBroker):
         self._now = when
 
     def set_price(self, asset: str, price: float) -> None:
-        """Price (USD per coin) for valuing ``asset`` when no data prices it."""
+        """Price (USD per coin) for valuing ``asset`` (upper-cased, as ``coins``) when no data prices it; one
+        set before the run (before ``cerebro.run()``) is kept when the run starts."""
+        asset = coin_name("set_price asset", asset)
         self._fixed_prices[asset] = check_positive(f"price[{asset!r}]", price, unit="USD per coin")
         self._dirty = True
+
+    def _require_price(self, asset: str, what: str) -> None:
+        """ConfigError unless a data or :meth:`set_price` prices ``asset`` (``what``: the balance, for the
+        message): a coin nothing prices would count as 0 USD in every value. Remembered once found."""
+        if self._resolve_price_datas().get(asset) is None and asset not in self._fixed_prices:
+            self._price_data = None  # a coin first held now: a data named after it may price it
+            if self._resolve_price_datas().get(asset) is None:
+                names = ", ".join(repr(d._name) for d in self._datas()) or "none"
+                raise ConfigError(
+                    f"{what}: no data prices {asset} (data names: {names}), so it would count as 0 USD; name "
+                    f"a feed after the coin (cerebro.adddata(feed, name={asset!r}); 'BTCUSDT' and 'XBTUSD' "
+                    f"price BTC), map one with MarginBroker(price_datas={{{asset!r}: <data name>}}), attach "
+                    f"a futures scheme on {asset} to a data, or call broker.set_price({asset!r}, usd).")
+        self._priced.add(asset)
 
     def price_of(self, asset: str) -> float:
         """Current USD price of ``asset`` (its data's close), NaN when nothing prices it."""
@@ -1592,6 +1790,8 @@ class MarginBroker(bt.brokers.BackBroker):
         """Move coins and ledger it, valued at ``price`` (USD per coin: a fill's price, so the ledger and the
         event of a forced close value one coin amount alike) or, by default, the coin's price at this bar."""
         self._coins[(asset, wallet)] += amount
+        if amount > 0.0 and asset not in self._priced and not self._first_bar:
+            self._require_price(asset, f"{kind} of {amount:g} {asset}")
         if price is None:
             price = self.price_of(asset)  # NaN before any bar: the entry's USD value is then unknown
         self.ledger.add(self._now, kind, asset, wallet, amount, instrument, note, amount * price)

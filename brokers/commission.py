@@ -22,14 +22,14 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import minehedge.compat  # noqa: F401  (before backtrader)
 
 import backtrader as bt
 
 from brokers import formulas
-from brokers.venues import InstrumentSpec, VenueProfile, check_leverage, load_venue
+from brokers.venues import InstrumentSpec, VenueProfile, check_fee_rate, check_leverage, load_venue
 from minehedge.errors import ConfigError, check_choice, check_positive
 
 MARGIN_MODES = ("isolated", "cross")
@@ -43,12 +43,15 @@ class FuturesCommInfo(bt.CommInfoBase):
       - ``symbol``: instrument of the venue (default: its first).
       - ``leverage`` (x): initial margin = notional / leverage; checked against the venue's brackets.
       - ``margin_mode``: ``'isolated'`` (margin per position) or ``'cross'`` (the wallet backs all).
-      - ``commission``: taker fee, fraction of notional (None: the venue's latest taker fee).
-      - ``maker``: maker fee for Limit fills, fraction of notional, may be negative (None: the venue's).
+      - ``commission``: taker fee, fraction of notional per fill, 0 to 0.01 (None: the venue's latest taker
+        fee); a string holding a number is converted. Beyond 0.01 (1 %) is refused as a percent typed as a
+        fraction (:func:`brokers.venues.check_fee_rate`).
+      - ``maker``: maker fee for Limit fills, fraction of notional, -0.01 to 0.01, negative = a rebate (None:
+        the venue's).
       - ``fixed_per_contract`` (USD per contract per side; None: the venue's).
       - ``liquidation`` / ``funding`` (bool): switch the broker's liquidation and funding for this data.
       - ``expiry`` (datetime UTC or None): dated contract; the broker cash-settles at the first bar at or
-        after it. None: perpetual.
+        after it. None: perpetual. A date or an ISO string is accepted and converted (:func:`check_expiry`).
     """
 
     params = (
@@ -81,15 +84,17 @@ class FuturesCommInfo(bt.CommInfoBase):
                 f"(this scheme is {expected})."
             )
         check_choice("margin_mode", self.p.margin_mode, MARGIN_MODES)
-        check_contract_leverage(self.venue, self.spec, self.p.leverage)
+        self.p.leverage = check_contract_leverage(self.venue, self.spec, self.p.leverage)
         fees = self.venue.fees[-1]
-        if self.p.commission is None:
-            self.p.commission = fees.taker
-        if self.p.maker is None:
-            self.p.maker = fees.maker
+        self.p.commission = (fees.taker if self.p.commission is None
+                             else check_fee_rate("commission", self.p.commission))
+        self.p.maker = (fees.maker if self.p.maker is None
+                        else check_fee_rate("maker", self.p.maker, maker=True))
         if self.p.fixed_per_contract is None:
             self.p.fixed_per_contract = fees.fixed_per_contract
-        check_positive("fixed_per_contract", self.p.fixed_per_contract, allow_zero=True, unit="USD")
+        self.p.fixed_per_contract = check_positive("fixed_per_contract", self.p.fixed_per_contract,
+                                                   allow_zero=True, unit="USD")
+        self.p.expiry = check_expiry(self.p.expiry)
         super().__init__()
         self._fee_override: float | None = None
         self._rate = self.p.commission  # the fee rate in force: taker, or maker inside maker_fill()
@@ -181,9 +186,9 @@ class LinearFuturesCommInfo(FuturesCommInfo):
         super().__init__()
         if self.p.mult is None:
             self.p.mult = self.spec.contract_size
-        check_positive("mult", self.p.mult, unit="coins per unit")
+        self.p.mult = check_positive("mult", self.p.mult, unit="coins per unit")
         if self.p.fixed_margin is not None:
-            check_positive("fixed_margin", self.p.fixed_margin, unit="USD per unit")
+            self.p.fixed_margin = check_positive("fixed_margin", self.p.fixed_margin, unit="USD per unit")
             self.p.margin = self.p.fixed_margin
         else:
             self.p.margin = 1.0  # placeholder for backtrader; get_margin() computes from price
@@ -245,7 +250,7 @@ class InverseFuturesCommInfo(FuturesCommInfo):
         super().__init__()
         if self.p.face is None:
             self.p.face = self.spec.face_usd
-        check_positive("face", self.p.face, unit="USD per contract")
+        self.p.face = check_positive("face", self.p.face, unit="USD per contract")
         # backtrader's margin per unit (get_margin): face / leverage, the initial margin of one contract in
         # USD (its coin margin valued at the entry price). USD cash is not locked for it: the broker posts the
         # coin (getoperationcost and getvaluesize are 0).
@@ -326,6 +331,29 @@ class InverseFuturesCommInfo(FuturesCommInfo):
     def funding_payment(self, size: float, mark: float, rate: float) -> float:
         """Coin paid by the holder at one settlement (negative = received)."""
         return formulas.inverse_funding_payment(size, self.p.face, mark, rate)
+
+
+def check_expiry(expiry: object) -> datetime | None:
+    """A dated contract's ``expiry`` as a naive UTC datetime (the broker's clock): a datetime (naive: taken as
+    UTC; aware: converted to UTC), a date (its 00:00 UTC) or an ISO string of either (``'2021-03-26'``,
+    ``'2021-03-26T08:00'``, ``'2021-03-26 08:00+00:00'``); None stays None (a perpetual). Anything else is a
+    ConfigError naming the value and the forms allowed."""
+    if expiry is None:
+        return None
+    value = expiry
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            value = None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise ConfigError(f"expiry={expiry!r} is not a date; allowed: a datetime (UTC), a date, or an ISO "
+                          "string such as '2021-03-26' or '2021-03-26T08:00' (UTC), or None for a perpetual.")
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def check_contract_leverage(venue: VenueProfile, spec: InstrumentSpec, leverage: float, *,

@@ -37,6 +37,20 @@ from datetime import datetime, timedelta
 import numpy as np
 
 SECONDS_PER_YEAR = 365.0 * 86400.0  # ACT/365 for the dated-future basis
+#: The largest plausible |funding rate|, fraction per settlement (per hour of accrual for Deribit's hourly
+#: file rows): 5 %. ``data.funding`` refuses a file row beyond it, ``MarginBroker`` a constant
+#: ``funding_rate``. Venues cap the rate far below it:
+#: * Binance USD-M clamps it to +/- the maintenance margin ratio; the adjusted caps its
+#:   GET /fapi/v1/fundingInfo lists (adjustedFundingRateCap; developers.binance.com, USDS-margined futures,
+#:   "Get Funding Info") reach +/- 3 % per settlement ("Binance Futures Adjusts Capped Funding Rate for USD-M
+#:   OGNUSDT Perpetual Contract", binance.com, 2023-10-01: +/- 3.00 %);
+#: * BitMEX caps it at 75 % x (initial margin - maintenance margin) (blog.bitmex.com, "Reduction in Base
+#:   Maintenance Margin - XBT and ETH Series - 17 April 2020"; 0.375 % per 8h for XBTUSD at 1 % / 0.5 %).
+#: The largest |rate| in the shared files is BitMEX's 0.01125 (2016-06-13 12:00, 1.125 % per 8h, under its
+#: early margins); then Deribit's largest hour 0.00066 (8h sum 0.0056), Binance's daily mean 0.0017, the
+#: ETHUSDT file's 0.0010. A value beyond the bound is a corrupt file (an exponent's digit changed: 7.6e-05 ->
+#: 7.6e-01).
+MAX_PLAUSIBLE_RATE = 0.05
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from brokers.formulas import MaintenanceTier, tier_index
 from brokers.sessions import check_calendar
-from minehedge.errors import ConfigError, check_choice, check_positive, did_you_mean
+from minehedge.errors import ConfigError, check_between, check_choice, check_positive, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +34,21 @@ MAINTENANCE_BASES = ("mark", "entry")
 LIQUIDATION_FILLS = ("liquidation_price", "bankruptcy_price", "close")
 MARGIN_CALL_RULES = ("ratio", "deadline")
 MAINTENANCE_AMOUNT_RULES = ("binance", "none")
+#: The largest |fee rate| a profile or a commission scheme may give, fraction of notional per fill: 1 %. The
+#: profiles' takers are 0 to 0.075 % (BitMEX) and their makers -0.025 % (BitMEX's rebate) to 0.02 %, so a rate
+#: beyond 1 % is a percent typed as a fraction (0.04 for 0.04 %, a 4 % fee: 100 times the intended cost).
+MAX_FEE_RATE = 0.01
+
+
+def check_fee_rate(parameter: str, value: float, *, maker: bool = False) -> float:
+    """Return the fee rate ``value`` (fraction of notional per fill) as float if it is within
+    ``0 <= value <= MAX_FEE_RATE`` (a taker fee) or ``-MAX_FEE_RATE <= value <= MAX_FEE_RATE`` (a ``maker``
+    fee: negative is a rebate, as BitMEX pays); else ConfigError naming the parameter, the value and the
+    range."""
+    return check_between(parameter, value, -MAX_FEE_RATE if maker else 0.0, MAX_FEE_RATE,
+                         unit="fraction of notional per fill" + ("; < 0 is a rebate" if maker else ""),
+                         hint="Rates are fractions, not percents: 0.04 % is 0.0004 (futures venues charge "
+                              "under 0.1 %).")
 
 
 def available_venues() -> list[str]:
@@ -205,8 +220,10 @@ def parse_venue(raw: Mapping[str, object], origin: str = "<dict>") -> VenueProfi
             if not 0 <= h < 24:
                 raise ConfigError(f"{origin}: funding_hours_utc contains {h!r}; allowed: 0..23 (UTC).")
         fees = tuple(
-            FeeSchedule(_as_date(f["effective"], f"{origin}: fees.effective"), float(f["taker"]),
-                        float(f["maker"]), float(f.get("fixed_per_contract", 0.0)), str(f["source"]))
+            FeeSchedule(_as_date(f["effective"], f"{origin}: fees.effective"),
+                        check_fee_rate(f"{origin}: fees.taker", f["taker"]),
+                        check_fee_rate(f"{origin}: fees.maker", f["maker"], maker=True),
+                        float(f.get("fixed_per_contract", 0.0)), str(f["source"]))
             for f in raw["fees"]  # type: ignore[union-attr]
         )
         instruments = []

@@ -2,8 +2,9 @@
 
 One API for every source (CSV directories described by a MANIFEST.csv, yfinance for OHLCV, the Coin Metrics
 community API for network data), returning validated pandas frames with a UTC DatetimeIndex of bar *open*
-times. May import pandas, numpy, requests and yfinance, and mining's pure formulas (their one home); only
-``data.feeds`` imports backtrader (through ``minehedge.compat``). Never imports matplotlib.
+times. May import pandas, numpy, requests and yfinance, mining's pure formulas and ``brokers.formulas``'
+bound on funding rates (their one home); only ``data.feeds`` imports backtrader (through
+``minehedge.compat``). Never imports matplotlib.
 """
 
 from data.api import (

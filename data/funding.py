@@ -40,24 +40,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brokers.formulas import MAX_PLAUSIBLE_RATE  # its home: venues' funding caps
 from data.frames import read_time_csv, to_utc_index
 from data.manifest import choice_of_row, read_manifest, rows_for_venue
 from minehedge.errors import ConfigError, DataError, DataUnavailableError, check_choice
 
 DEFAULT_FALLBACK_RATE = 0.0001  # fraction per 8h settlement (0.01 %)
-#: The largest plausible |funding rate| of one file row (fraction per settlement, or per hour of accrual for
-#: Deribit's hourly rows): 5 %. Venues cap the rate far below it:
-#: * Binance USD-M clamps it to +/- the maintenance margin ratio; the adjusted caps its
-#:   GET /fapi/v1/fundingInfo lists (adjustedFundingRateCap; developers.binance.com, USDS-margined futures,
-#:   "Get Funding Info") reach +/- 3 % per settlement ("Binance Futures Adjusts Capped Funding Rate for USD-M
-#:   OGNUSDT Perpetual Contract", binance.com, 2023-10-01: +/- 3.00 %);
-#: * BitMEX caps it at 75 % x (initial margin - maintenance margin) (blog.bitmex.com, "Reduction in Base
-#:   Maintenance Margin - XBT and ETH Series - 17 April 2020"; 0.375 % per 8h for XBTUSD at 1 % / 0.5 %).
-#: The largest |rate| in the shared files is BitMEX's 0.01125 (2016-06-13 12:00, 1.125 % per 8h, under its
-#: early margins); then Deribit's largest hour 0.00066 (8h sum 0.0056), Binance's daily mean 0.0017, the
-#: ETHUSDT file's 0.0010. A value beyond the bound is a corrupt file (an exponent's digit changed: 7.6e-05 ->
-#: 7.6e-01).
-MAX_PLAUSIBLE_RATE = 0.05
 SETTLEMENT_HOURS = (0, 8, 16)
 FUNDING_COLUMNS = ("funding_rate", "interval_hours", "rate_8h", "assumed")
 

@@ -1,4 +1,4 @@
-"""Error types for user mistakes and unusable data, and one helper to name allowed values.
+"""Error types for user mistakes and unusable data, and helpers that check values and name what is allowed.
 
 A :class:`MinehedgeError` is a problem the user can fix (bad config, bad data, no data): the CLI prints its
 message and exits with code 2, never a traceback. Anything else is a bug and keeps its traceback.
@@ -67,16 +67,42 @@ def check_choice(parameter: str, value: object, allowed: Iterable[str]) -> str:
     return value  # type: ignore[return-value]
 
 
+def _as_number(parameter: str, value: object, unit: str) -> float:
+    """``value`` as a float (a number, or a string holding one: ``'10000'``); else ConfigError, with a hint
+    for a string that holds a percent (``'0.01%'``: rates are fractions)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        hint = ""
+        if isinstance(value, str) and value.strip().endswith("%"):
+            hint = " Give a fraction, not a percent: 0.01 % is 0.0001."
+        raise ConfigError(f"{parameter}={value!r} is not a number{f' ({unit})' if unit else ''}.{hint}") \
+            from None
+
+
 def check_positive(parameter: str, value: float, *, allow_zero: bool = False, unit: str = "") -> float:
-    """Return ``value`` as float if it is > 0 (>= 0 with ``allow_zero``); else raise :class:`ConfigError`."""
+    """Return ``value`` as float if it is > 0 (>= 0 with ``allow_zero``); else raise :class:`ConfigError`.
+    A string holding a number (``'10000'``) is converted; any other string is refused."""
     if value.__class__ is float and (value > 0.0 or (allow_zero and value == 0.0)):
         return value  # the common case (called per bar by the engine); NaN and the rest take the long way
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{parameter}={value!r} is not a number{f' ({unit})' if unit else ''}.") from None
+    number = _as_number(parameter, value, unit)
     ok = number >= 0 if allow_zero else number > 0
     if not ok or number != number:  # NaN fails too
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{parameter}={value!r} must be {bound}{f' ({unit})' if unit else ''}.")
+    return number
+
+
+def check_between(parameter: str, value: float, low: float, high: float, *, low_open: bool = False,
+                  high_open: bool = False, unit: str = "", hint: str = "") -> float:
+    """Return ``value`` as float if ``low <= value <= high`` (``<`` on a side marked open); else raise
+    :class:`ConfigError` naming the parameter, the value and the range (``unit`` and ``hint``, a sentence such
+    as "0.04 is 4 %", are added to the message). A string holding a number is converted, as in
+    :func:`check_positive`."""
+    number = _as_number(parameter, value, unit)
+    above = low < number if low_open else low <= number
+    if not (above and (number < high if high_open else number <= high)):  # NaN fails too
+        span = f"{low:g} {'<' if low_open else '<='} {parameter} {'<' if high_open else '<='} {high:g}"
+        raise ConfigError(f"{parameter}={value!r} is not allowed; allowed: {span}"
+                          f"{f' ({unit})' if unit else ''}.{f' {hint}' if hint else ''}")
     return number

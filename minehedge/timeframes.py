@@ -23,3 +23,14 @@ def timeframe_span(timeframe: int, compression: int) -> timedelta | None:
     fixed duration (ticks, months, years)."""
     unit = _UNITS.get(timeframe)
     return None if unit is None else unit * compression
+
+
+def span_timeframe(span: timedelta) -> tuple[int, int] | None:
+    """backtrader's ``(timeframe, compression)`` for bars ``span`` apart: ``(Days, n)`` for whole days, else
+    ``(Minutes, n)`` for whole minutes, else ``(Seconds, n)`` for whole seconds; None for anything else (the
+    inverse of :func:`timeframe_span` on the spans a feed's bars can have)."""
+    for timeframe in (bt.TimeFrame.Days, bt.TimeFrame.Minutes, bt.TimeFrame.Seconds):
+        count, rest = divmod(span, _UNITS[timeframe])
+        if not rest and count > 0:
+            return timeframe, count
+    return None

@@ -353,8 +353,9 @@ class MinerStrategy(bt.Strategy):
 
     Params (units in :data:`BASE_SPECS`; subclasses add their own ``specs``). Use with
     ``cerebro.broker = brokers.broker.MarginBroker(cash=0)`` and a :class:`data.feeds.MinerFeed` built by
-    :func:`data.feeds.build_feed_frame`. This base class never trades futures: it is the ``unhedged`` miner
-    with the treasury policy of its params.
+    :func:`data.feeds.build_feed_frame` and named after the asset (``name='BTC'``: the broker prices the mined
+    coins by it). This base class never trades futures: it is the ``unhedged`` miner with the treasury policy
+    of its params.
     """
 
     specs: tuple[ParamSpec, ...] = BASE_SPECS

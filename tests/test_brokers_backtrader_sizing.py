@@ -71,8 +71,8 @@ def _target_value(target):
     return lambda s: s.order_target_value(target=target)
 
 
-def _linear(leverage):
-    return LinearFuturesCommInfo(venue=generic_venue(), leverage=leverage, funding=False)
+def _linear(leverage, asset="BTC"):
+    return LinearFuturesCommInfo(venue=generic_venue(asset=asset), leverage=leverage, funding=False)
 
 
 def _inverse(leverage, face=100.0):
@@ -187,7 +187,7 @@ def test_getvalue_of_several_datas_is_the_sum_of_their_signed_values_and_leaves_
     cerebro.adddata(bt.feeds.PandasData(dataname=_frame([1_000.0] * 4)), name="ETH")
     cerebro.broker = MarginBroker(cash=100_000.0)
     cerebro.broker.addcommissioninfo(_linear(10.0), name="BTC")
-    cerebro.broker.addcommissioninfo(_linear(5.0), name="ETH")
+    cerebro.broker.addcommissioninfo(_linear(5.0, "ETH"), name="ETH")
     cerebro.addstrategy(TwoData)
     (before, both, after), = cerebro.run()[0].seen
     assert both == pytest.approx(2 * PRICE / 10.0 - 3 * 1_000.0 / 5.0)
