@@ -101,6 +101,19 @@ def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
                             name="datetime")
 
 
+def _on_bars(values: pd.Series, curve: pd.Series, bars: int) -> np.ndarray:
+    """A per-point series of ``curve`` from :mod:`analyzers.metrics` (``drawdown_pct``, ...), which leave
+    NaN points out, put back on ``curve``'s last ``bars`` points (the per-bar rows, without the opening value
+    first), NaN where ``curve`` is NaN: an undefined equity (a NaN price, a coin nothing prices) gives an
+    undefined drawdown on that bar. Aligned by position, not by time: a price feed coarser than another
+    data repeats its bar time on several rows, and the metrics keep the order of a curve already in time
+    order."""
+    defined = ~np.isnan(curve.to_numpy(dtype="float64"))
+    out = np.full(len(curve), math.nan)
+    out[defined] = values.to_numpy(dtype="float64")
+    return out[len(curve) - bars:]
+
+
 class _ReadsBroker(bt.Analyzer):
     """Base of these analyzers: they read the broker (or the ledger) themselves, so backtrader's per-bar
     cash/value notifications, sent to every analyzer on every bar, stop here (children still get them; a
@@ -264,7 +277,7 @@ class EquityRecorder(_ReadsBroker):
             frame = pd.DataFrame({name: np.asarray(v, dtype=float) for name, v in self._columns.items()},
                                  index=index)
             opened = self._with_opening(frame["equity_usd"], "equity_usd")
-            frame["drawdown_pct"] = metrics.drawdown_pct(opened).to_numpy()[len(opened) - len(frame):]
+            frame["drawdown_pct"] = _on_bars(metrics.drawdown_pct(opened), opened, len(frame))
             self._frame = frame.loc[:, [*EQUITY_COLUMNS, "price_usd"]]
         return self._frame
 
@@ -375,9 +388,8 @@ class Drawdown(_UsesRecorder):
             block.ruined = stats.ruined
             block.ruin_time = stats.ruin_time
             block.min_equity = stats.min_equity
-            bars = slice(len(curve) - len(frame), None)  # the per-bar rows, without the opening
-            underwater[f"drawdown_{unit}_pct"] = metrics.drawdown_pct(curve).to_numpy()[bars]
-            underwater[f"drawdown_{unit}"] = metrics.drawdown_amount(curve).to_numpy()[bars]
+            underwater[f"drawdown_{unit}_pct"] = _on_bars(metrics.drawdown_pct(curve), curve, len(frame))
+            underwater[f"drawdown_{unit}"] = _on_bars(metrics.drawdown_amount(curve), curve, len(frame))
         self.rets.underwater = underwater
         _closed(self.rets)
 
