@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
@@ -123,6 +124,23 @@ class _ReadsBroker(bt.Analyzer):
 
     uses_cashvalue_notifications = False
 
+    #: Attributes that hold the live run, not its results: left out when the analyzer is pickled (below).
+    _live_attributes: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        """The analyzer without the live run (the strategy, its data feeds and lines, the broker readers
+        bound in ``start``, some of them lambdas), so its results pickle: ``cerebro.optstrategy`` sends each
+        run's analyzers back from the worker processes (``optreturn``). backtrader itself clears
+        ``strategy`` and the ``data*`` attributes of the top-level analyzers only; this does it for the
+        children too. What ``get_analysis()`` and the recorded tables need is kept."""
+        state = self.__dict__.copy()
+        for name in list(state):
+            if name in self._live_attributes:
+                del state[name]
+            elif name == "strategy" or name.startswith("data"):
+                state[name] = None  # as backtrader's optreturn leaves them
+        return state
+
     def _notify_cashvalue(self, cash: float, value: float) -> None:
         for child in self._children:
             child._notify_cashvalue(cash, value)
@@ -197,10 +215,14 @@ class EquityRecorder(_ReadsBroker):
     """
 
     params = (("asset", "BTC"), ("price_data", None))
+    _live_attributes = ("_price_feed", "_read_equity", "_read_cash", "_read_coin_equity", "_read_coins",
+                        "_read_unrealized", "_read_margin_ratio", "_read_state", "_close_line",
+                        "_datetime_line", "_append", "next")
 
     def __init__(self) -> None:
         check_choice("asset", self.p.asset, ASSETS)
         self._price_feed = _resolve_price_data(self, self.p.price_data)
+        self._span: timedelta | None = None  # the price feed's bar (start)
         recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, None)
         if recorders is None:
             recorders = {}
@@ -218,6 +240,7 @@ class EquityRecorder(_ReadsBroker):
         self.rets = bt.AutoOrderedDict()
 
     def start(self) -> None:
+        self._span = timeframe_span(self._price_feed._timeframe, self._price_feed._compression)
         broker = self.strategy.broker
         asset = self.p.asset
         nan = math.nan
@@ -288,7 +311,7 @@ class EquityRecorder(_ReadsBroker):
         if not self._time:
             return None
         first = _bar_times_utc(self._time[:1])[0]
-        span = timeframe_span(self._price_feed._timeframe, self._price_feed._compression)
+        span = self._span
         if span is not None:
             return first - pd.Timedelta(span)
         spacing = np.diff(metrics.epoch_ns(_bar_times_utc(self._time)))

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import math
 
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
 
-from analyzers import ledger_stats
+from analyzers import add_analyzers, ledger_stats
+from brokers.broker import MarginBroker
+from brokers.commission import LinearFuturesCommInfo
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +232,55 @@ def test_drawdown_charts_count_from_the_opening_value_as_the_summary(data_dir):
     assert equity["drawdown_pct"].iloc[0] == pytest.approx(100.0 * (1.0 - equity["equity_usd"].iloc[0] / opening),
                                                            rel=1e-12)
     assert equity["drawdown_pct"].iloc[0] > 10.0
+
+
+# ------------------------------------------------------------------------------- cerebro.optstrategy on 2 CPUs
+
+
+class SmaCross(bt.Strategy):
+    """A backtrader user's own strategy: long 1 BTC above the SMA of ``period`` closes, short 1 BTC below."""
+
+    params = (("period", 10),)
+
+    def __init__(self) -> None:
+        self.sma = bt.indicators.SMA(self.data.close, period=self.p.period)
+
+    def next(self) -> None:
+        target = 1.0 if self.data.close[0] > self.sma[0] else -1.0
+        held = self.getposition().size
+        if held != target:
+            self.buy(size=target - held) if target > held else self.sell(size=held - target)
+
+
+def sma_cerebro(market, maxcpus: int | None = None) -> bt.Cerebro:
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=maxcpus)
+    cerebro.adddata(market.feed())
+    cerebro.broker = MarginBroker(cash=20_000.0, funding_rates=market.funding_rates)
+    cerebro.broker.addcommissioninfo(LinearFuturesCommInfo(venue="binance_usdm", leverage=3.0),
+                                     name=market.asset)
+    add_analyzers(cerebro)
+    return cerebro
+
+
+def same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_optstrategy_on_two_cpus_returns_the_single_runs_analyzers(btc_daily_2021):
+    # optreturn sends each run's analyzers back from the worker processes, so they must pickle (the recorder's
+    # broker readers were lambdas: "Can't pickle local object"). Each result equals the same run alone.
+    cerebro = sma_cerebro(btc_daily_2021, maxcpus=2)
+    cerebro.optstrategy(SmaCross, period=[10, 30])
+    results = cerebro.run()
+    assert [run[0].params.period for run in results] == [10, 30]
+    for (optimised,) in results:
+        single = sma_cerebro(btc_daily_2021)
+        single.addstrategy(SmaCross, period=optimised.params.period)
+        alone = single.run()[0].analyzers
+        got, want = optimised.analyzers.summary.get_analysis(), alone.summary.get_analysis()
+        assert list(got) == list(want) and all(same(got[key], want[key]) for key in want)
+        assert want["funding_paid_usd"] > 0 and len(alone.fills.get_analysis().fills) >= 5  # it traded
+        assert optimised.analyzers.fills.get_analysis().fills == alone.fills.get_analysis().fills
+        pd.testing.assert_frame_equal(optimised.analyzers.summary.recorder.frame(), alone.summary.recorder.frame())
+        opening, opening_alone = optimised.analyzers.summary.recorder.opening(), alone.summary.recorder.opening()
+        assert all(same(opening[key], opening_alone[key]) for key in ("time", "equity_usd", "equity_coin"))
