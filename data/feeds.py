@@ -40,7 +40,15 @@ import pandas as pd
 from backtrader.linebuffer import LineBuffer
 from backtrader.utils.dateintern import date2num
 
-from data.frames import OHLCV_COLUMNS, TIMEFRAMES, parse_timeframe, timeframe_name, to_utc_index
+from data.frames import (
+    OHLCV_COLUMNS,
+    PRICE_COLUMNS,
+    TIMEFRAMES,
+    parse_timeframe,
+    timeframe_name,
+    to_utc_index,
+)
+from data.validate import price_errors
 from minehedge.errors import DataError, check_choice
 from minehedge.timeframes import timeframe_span
 
@@ -80,14 +88,19 @@ class FastPandasData(bt.feeds.PandasData):
         super().start()
         frame = self.p.dataname
         self._fast_lines: list[tuple[object, np.ndarray | None]] = []
+        prices: dict[str, tuple[str, np.ndarray]] = {}  # open, high, low, close: (column, values)
         for alias in self.getlinealiases():
             if alias == "datetime":
                 continue
             column = self._colmapping[alias]
             values = None if column is None else np.asarray(frame.iloc[:, column], dtype="float64")
             self._fast_lines.append((getattr(self.lines, alias), values))
+            if alias in PRICE_COLUMNS and values is not None:
+                prices[alias] = (str(frame.columns[column]), values)
+        self._fast_prices = [prices[alias] for alias in PRICE_COLUMNS if alias in prices]
         column = self._colmapping["datetime"]
         stamps = frame.index if column is None else pd.DatetimeIndex(frame.iloc[:, column])
+        self._fast_stamps = stamps
         self._fast_times = bar_date_numbers(stamps)
         self._fast_rows = len(frame)
         # backtrader's per-bar tick bookkeeping (_tick_nullify/_tick_fill) with the names resolved once
@@ -98,6 +111,31 @@ class FastPandasData(bt.feeds.PandasData):
         self._tick_line0 = getattr(self.lines, self._getlinealias(0))
         self._tick_cleared = dict.fromkeys((*self._tick_names, "tick_last"))
         self._plain_lines: list[LineBuffer] | None = None  # decided at the first advance (see advance)
+
+    def _start(self) -> None:
+        super()._start()  # start(), then backtrader's date bounds (fromdate, todate: date numbers)
+        self._check_prices()
+
+    def _check_prices(self) -> None:
+        """DataError naming the feed and the rows whose open, high, low or close is NaN or <= 0
+        (:func:`data.validate.price_errors`, the rule the loaders apply to files): a broker would fill or
+        value a position there, and one NaN price makes MarginBroker's cash NaN for the rest of the run. Rows
+        outside ``fromdate``/``todate`` are never loaded and not checked (with ``tzinput`` every row is).
+        Other lines (volume, a MinerFeed's network and funding lines) may be NaN."""
+        times = self._fast_times
+        loaded = np.ones(len(times), dtype=bool)
+        if not self._tzinput:  # the frame's times are the bars' (UTC or naive) times
+            loaded = (times >= self.fromdate) & (times <= self.todate)
+        stamps = self._fast_stamps[loaded]
+        errors = [error for column, values in self._fast_prices
+                  for error in price_errors(stamps, column, values[loaded])]
+        if errors:
+            name = self._name or self.p.name or "(unnamed)"
+            raise DataError(
+                f"data {name!r}: {'; '.join(errors)}. A broker cannot fill or value a position at such a "
+                "price; drop or repair those rows first "
+                "(data.validate.validate_ohlcv(frame, timeframe, raise_on_error=False) lists what is wrong "
+                "with an OHLCV frame; bad_ticks= repairs isolated bad prices).")
 
     def _tick_nullify(self) -> None:
         self.__dict__.update(self._tick_cleared)

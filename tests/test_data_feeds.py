@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
 import backtrader as bt
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 
 import data
-from data.feeds import EXTRA_LINES, MinerFeed, build_feed_frame
+from data.feeds import EXTRA_LINES, FastPandasData, MinerFeed, build_feed_frame
 from minehedge.errors import DataError
 from mining.revenue import network_hashprice
 
@@ -129,6 +131,59 @@ def test_minerfeed_reads_its_bar_size_from_the_frame(btc_2020, data_dir):
                                         r"frame's bars \(0 days 01:00:00 apart\); pass timeframe=bt.TimeFrame."
                                         r"Minutes, compression=60"):
         MinerFeed(dataname=hourly, timeframe=bt.TimeFrame.Days)
+
+
+# ---------------------------------------------------------------------------------- a user's own frame
+
+
+def user_bars(closes: list[float], start: str = "2021-01-01", freq: str = "1D", tz: str | None = "UTC"):
+    """A user's OHLCV frame: open = high = low = close, volume 1."""
+    index = pd.date_range(start, periods=len(closes), freq=freq, tz=tz)
+    return pd.DataFrame({c: closes for c in ("open", "high", "low", "close")}, index=index,
+                        dtype=float).assign(volume=1.0)
+
+
+def bars_loaded(feed) -> list[float]:
+    """The closes the feed delivered in a cerebro run."""
+    seen: list[float] = []
+
+    class Record(bt.Strategy):
+        def next(self):
+            seen.append(self.data.close[0])
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed, name="BTC")
+    cerebro.addstrategy(Record)
+    cerebro.run()
+    return seen
+
+
+@pytest.mark.parametrize("feed_cls", [FastPandasData, MinerFeed])
+def test_a_nan_or_non_positive_price_in_a_users_frame_stops_the_feed(feed_cls):
+    # One NaN close used to turn MarginBroker's cash NaN for the rest of the run, without a word.
+    frame = user_bars([100.0, 101.0, 102.0, 103.0, 104.0])
+    frame.loc[t("2021-01-03"), "close"] = np.nan
+    with pytest.raises(DataError, match=r"^data 'BTC': NaN close, 1 row\(s\): 2021-01-03 00:00:00\+00:00\. A broker "
+                                        r"cannot fill or value a position at such a price; .*validate_ohlcv"):
+        bars_loaded(feed_cls(dataname=frame))
+    frame = user_bars([100.0, 101.0, 102.0, 103.0, 104.0])
+    frame.loc[t("2021-01-04"):, "low"] = [-5.0, 0.0]
+    with pytest.raises(DataError, match=r"^data 'BTC': non-positive low, 2 row\(s\): 2021-01-04 00:00:00\+00:00 "
+                                        r"low=-5; 2021-01-05 00:00:00\+00:00 low=0\. "):
+        bars_loaded(feed_cls(dataname=frame))
+    # rows outside fromdate/todate are never loaded, so they are not checked
+    assert bars_loaded(feed_cls(dataname=frame, todate=dt.datetime(2021, 1, 3))) == [100.0, 101.0, 102.0]
+    # only prices: volume and a MinerFeed's extra lines (network, funding) may be NaN
+    frame = user_bars([100.0, 101.0, 102.0]).assign(volume=np.nan, hashprice=[0.1, np.nan, 0.3],
+                                                    funding_rate=np.nan)
+    assert bars_loaded(feed_cls(dataname=frame)) == [100.0, 101.0, 102.0]
+
+
+def test_the_price_check_names_the_users_column():
+    frame = user_bars([100.0, 101.0, 102.0]).rename(columns={"close": "Close"})
+    frame.loc[t("2021-01-02"), "Close"] = -1.5
+    with pytest.raises(DataError, match=r"non-positive Close, 1 row\(s\): 2021-01-02 00:00:00\+00:00 Close=-1.5"):
+        bars_loaded(FastPandasData(dataname=frame, close="Close"))
 
 
 class HashpriceTrend(bt.Strategy):
