@@ -15,12 +15,15 @@ on bar ``t`` uses network values at least one full bar old.
 contains its time. ``funding_paid`` is the sum of the fractions paid at the settlements inside the bar
 (0 when none): what a broker applies to the position's notional on that bar (positive = longs pay).
 ``funding_rate`` is the mean 8h-equivalent rate of those settlements (fraction per 8h; 0 when none): on 1h
-and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Settlement rates
-are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close,
-with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h rates, so each of the
-day's 00/08/16 settlements pays that mean (:func:`data.funding.read_binance_daily_mean`). The day's total is
-exact, but on 1h and 4h bars a settlement's amount (and ``funding_rate``) uses rates fixed later that day: the
-mean is known only at the day's end. Its funding info says so.
+and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Both are NaN
+(unknown, not 0) without a funding series and on the bars it does not reach (before its first settlement's
+bar, after its last's): MarginBroker then pays its constant rate and lists that in its ``assumptions``.
+Settlement rates are fixed by the venue at the settlement time, which is inside the bar, so both are known
+at the bar's close, with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h
+rates, so each of the day's 00/08/16 settlements pays that mean
+(:func:`data.funding.read_binance_daily_mean`). The day's total is exact, but on 1h and 4h bars a
+settlement's amount (and ``funding_rate``) uses rates fixed later that day: the mean is known only at the
+day's end. Its funding info says so.
 
 **Hashprice.** The formula lives in :func:`mining.revenue.network_hashprice` (one home); this module only
 aligns its output: ``hashprice`` in USD per TH/s per day (BTC) or per MH/s per day (ETH) and
@@ -384,9 +387,12 @@ def build_feed_frame(
     """One float64 frame for :class:`MinerFeed`: OHLCV columns plus :data:`EXTRA_LINES`.
 
     ``ohlcv``: validated bars (UTC open times); ``network``: the daily network contract frame;
-    ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None for a spot-only run
-    (both funding lines 0); ``timeframe``: the bar size (inferred from the smallest bar spacing when None);
-    ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see the module docstring.
+    ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None without a funding
+    series (a spot-only run, dated contracts): both funding lines are then NaN, as on the bars before the
+    series' first settlement or after its last, so a perpetual held there pays MarginBroker's constant rate,
+    listed in its ``assumptions``, never a silent 0; ``timeframe``: the bar size (inferred from the smallest
+    bar spacing when None); ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see
+    the module docstring.
     ``missing_network``: 'raise' (default): a bar whose hashprice lines are NaN (its network day is absent, or
     a value the hashprice needs is NaN: mining revenue unknown) raises DataError naming the days and the
     columns; ETH bars from the Merge on need none. 'nan': such lines stay NaN for a caller that handles them.
@@ -430,8 +436,8 @@ def build_feed_frame(
     if missing_network == "raise":
         _check_network_lines(out, daily, asset, lag)
 
-    out["funding_rate"] = 0.0
-    out["funding_paid"] = 0.0
+    out["funding_rate"] = math.nan  # no funding series: unknown, not a measured 0 (module docstring)
+    out["funding_paid"] = math.nan
     if funding is not None and not funding.empty:
         settlements = to_utc_index(funding, what="funding")
         opens = out.index.as_unit("ns").asi8
@@ -446,6 +452,9 @@ def build_feed_frame(
         rate = np.zeros(len(out))
         paid[per_bar.index.to_numpy()] = per_bar["paid"].to_numpy()
         rate[per_bar.index.to_numpy()] = per_bar["rate_8h"].to_numpy()
+        beyond = (opens + bar.value <= times.min()) | (opens > times.max())  # bars the series does not reach
+        paid[beyond] = math.nan
+        rate[beyond] = math.nan
         out["funding_paid"] = paid
         out["funding_rate"] = rate
     out.attrs["timeframe"] = timeframe_name(bar)  # MinerFeed's bar size (one-bar frames have no spacing)

@@ -53,7 +53,7 @@ def test_missing_network_day_gives_nan_not_stale_values(btc_2020):
     assert frame.loc[t("2020-05-21"):t("2020-05-21 23:00"), "difficulty"].isna().all()
     assert frame.loc[t("2020-05-20 23:00"), "difficulty"] == network.loc[t("2020-05-19"), "difficulty"]
     assert frame.loc[t("2020-05-22 00:00"), "difficulty"] == network.loc[t("2020-05-21"), "difficulty"]
-    assert (frame["funding_paid"] == 0).all() and (frame["funding_rate"] == 0).all()
+    assert frame["funding_paid"].isna().all() and frame["funding_rate"].isna().all()  # no series: unknown
     lag0 = build_feed_frame(ohlcv, network, None, "BTC", publication_lag="0h")
     assert lag0.loc[t("2020-05-12 13:00"), "difficulty"] == network.loc[t("2020-05-12"), "difficulty"]
     with pytest.raises(DataError, match="looks ahead"):
@@ -103,6 +103,56 @@ def test_funding_settlements_land_in_their_bars(btc_2020, data_dir):
     assert day_frame.loc[t("2021-01-03"), "funding_rate"] == 0.0013126933333333334  # daily mean per 8h
     assert day_frame.loc[t("2021-01-03"), "funding_paid"] == pytest.approx(3 * 0.0013126933333333334, rel=1e-15)
     assert all(day_frame[c].dtype == "float64" for c in day_frame.columns)
+
+
+class LongFromTheFirstBar(bt.Strategy):
+    def next(self):
+        if len(self) == 1:
+            self.buy(size=1)  # fills at the second bar's open
+
+
+def funding_of_a_long(feed) -> tuple[pd.DataFrame, list[str]]:
+    """The funding ledger rows and the broker's assumptions of 1 BTC held long on binance_usdm."""
+    from brokers.broker import MarginBroker
+    from brokers.commission import LinearFuturesCommInfo
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed, name="BTC")
+    cerebro.broker = MarginBroker(cash=100_000.0)
+    cerebro.broker.addcommissioninfo(LinearFuturesCommInfo(venue="binance_usdm", leverage=2))
+    cerebro.addstrategy(LongFromTheFirstBar)
+    cerebro.run()
+    ledger = pd.DataFrame(cerebro.broker.ledger.to_records())
+    return ledger[ledger["kind"] == "funding"], list(cerebro.broker.assumptions)
+
+
+def test_a_feed_built_without_funding_pays_the_venues_constant_not_zero(data_dir):
+    from brokers.venues import load_venue
+
+    ohlcv = data.load_ohlcv("BTC", "1d", "2021-01-01", "2021-03-01", venue="binance", data_dir=data_dir).frame
+    network = data.load_network("BTC", "2020-12-01", "2021-03-01", data_dir=data_dir).frame
+    frame = build_feed_frame(ohlcv, network, None, "BTC")
+    assert frame["funding_rate"].isna().all() and frame["funding_paid"].isna().all()
+    rows, assumptions = funding_of_a_long(MinerFeed(dataname=frame))
+    # held from the second bar on: its three 8h settlements a day, each on 1 BTC at the day's close
+    rate = load_venue("binance_usdm").default_funding_rate
+    assert rate > 0 and len(rows) == 3 * (len(frame) - 1)
+    assert rows["amount"].sum() == pytest.approx(-3 * rate * frame["close"].iloc[1:].sum(), rel=1e-12)
+    assert len(assumptions) == 1 and assumptions[0].startswith(
+        f"funding: constant rate {rate:.6%} per 8h for BTC wherever no funding data (first at 2021-01-02 00:00")
+    # a series that ends early: the bars after its last settlement's are unknown too, not 0
+    funding = data.load_funding("BTC", venue="binance", start="2021-01-01", end="2021-01-31",
+                                data_dir=data_dir).frame
+    last = funding.index.max()
+    partial = build_feed_frame(ohlcv, network, funding, "BTC")
+    beyond = partial.index > last
+    assert beyond.sum() == (frame.index > last).sum() > 0
+    assert partial.loc[beyond, "funding_rate"].isna().all() and partial.loc[~beyond, "funding_rate"].notna().all()
+    rows, assumptions = funding_of_a_long(MinerFeed(dataname=partial))
+    after = rows[pd.to_datetime(rows["datetime"], utc=True) > last]
+    assert len(after) == 3 * beyond.sum()
+    assert after["amount"].sum() == pytest.approx(-3 * rate * partial.loc[beyond, "close"].sum(), rel=1e-12)
+    assert assumptions[0].endswith(f"(first at {(last + pd.Timedelta(days=1)).floor('D'):%Y-%m-%d %H:%M} UTC)")
 
 
 def _bar_of(feed) -> tuple[int, int]:
