@@ -737,9 +737,24 @@ def add_analyzers(cerebro: bt.Cerebro, asset: str = "BTC", price_data: object = 
     cerebro.addanalyzer(Fills, _name="fills")
 
 
+def with_broker_notes(assumptions: Mapping[str, object] | None, broker: object) -> dict[str, object]:
+    """``assumptions`` with the broker's own (``broker.assumptions``: MarginBroker's constant funding rate,
+    ...) first under ``"run notes"``, each once: a note the caller listed already is not repeated. Unchanged
+    for a broker without any."""
+    out = dict(assumptions or {})
+    notes = out.get("run notes", [])
+    notes = [notes] if isinstance(notes, str) else list(notes)
+    missing = [note for note in getattr(broker, "assumptions", None) or [] if note not in notes]
+    if missing:
+        out["run notes"] = missing + notes
+    return out
+
+
 def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | None = None,
                      title: str = "") -> RunResult:
-    """A :class:`analyzers.report.RunResult` from a finished strategy run with :func:`add_analyzers`."""
+    """A :class:`analyzers.report.RunResult` from a finished strategy run with :func:`add_analyzers`.
+    ``assumptions`` (name -> text or list of texts) go to the report as given, plus the broker's own
+    (:func:`with_broker_notes`)."""
     summaries = [a for a in strategy.analyzers if isinstance(a, Summary)]
     if not summaries:
         raise ConfigError("build_run_result needs a Summary analyzer on the strategy; "
@@ -760,7 +775,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         asset=summary.p.asset,
         opening=summary.recorder.opening(),
         warning_level=float(getattr(broker, "warning_level", math.nan)),
-        assumptions=dict(assumptions or {}),
+        assumptions=with_broker_notes(assumptions, broker),
         title=title,
         loans=loan_stats.loan_rows(getattr(strategy, "loan_statements", list)(), events),
     )

@@ -252,9 +252,9 @@ class SmaCross(bt.Strategy):
             self.buy(size=target - held) if target > held else self.sell(size=held - target)
 
 
-def sma_cerebro(market, maxcpus: int | None = None) -> bt.Cerebro:
+def sma_cerebro(market, maxcpus: int | None = None, feed=None) -> bt.Cerebro:
     cerebro = bt.Cerebro(stdstats=False, maxcpus=maxcpus)
-    cerebro.adddata(market.feed())
+    cerebro.adddata(feed if feed is not None else market.feed(), name=market.asset)
     cerebro.broker = MarginBroker(cash=20_000.0, funding_rates=market.funding_rates)
     cerebro.broker.addcommissioninfo(LinearFuturesCommInfo(venue="binance_usdm", leverage=3.0),
                                      name=market.asset)
@@ -284,3 +284,39 @@ def test_optstrategy_on_two_cpus_returns_the_single_runs_analyzers(btc_daily_202
         pd.testing.assert_frame_equal(optimised.analyzers.summary.recorder.frame(), alone.summary.recorder.frame())
         opening, opening_alone = optimised.analyzers.summary.recorder.opening(), alone.summary.recorder.opening()
         assert all(same(opening[key], opening_alone[key]) for key in ("time", "equity_usd", "equity_coin"))
+
+
+# ------------------------------------------------------------------------- the broker's own assumptions
+
+
+def test_the_report_lists_the_brokers_assumptions_once(btc_daily_2021, tmp_path):
+    # A plugin run on bars without a funding line pays the venue's constant rate; build_run_result(strategy)
+    # used to leave that out of the report ("Assumptions - none recorded"), which only run_policy added.
+    import dataclasses
+
+    from analyzers import build_run_result
+    from analyzers.report import write_report
+    from brokers.venues import load_venue
+    from data.feeds import FastPandasData
+
+    rate = load_venue("binance_usdm").default_funding_rate
+    note = (f"funding: constant rate {rate:.6%} per 8h for BTC wherever no funding data (first at "
+            f"{btc_daily_2021.frame.index[SmaCross.params.period - 1] + pd.Timedelta(days=1):%Y-%m-%d} 00:00 UTC)")
+    bars = FastPandasData(dataname=btc_daily_2021.frame[["open", "high", "low", "close", "volume"]])
+    cerebro = sma_cerebro(dataclasses.replace(btc_daily_2021, funding_rates=None), feed=bars)
+    cerebro.addstrategy(SmaCross)
+    strategy = cerebro.run()[0]
+    assert strategy.broker.assumptions == [note]
+    assert build_run_result(strategy).assumptions == {"run notes": [note]}
+    assert build_run_result(strategy, {"venue": "binance_usdm", "run notes": ["mine"]}).assumptions == {
+        "venue": "binance_usdm", "run notes": [note, "mine"]}
+    assert build_run_result(strategy, {"run notes": ["mine", note]}).assumptions == {"run notes": ["mine", note]}
+    write_report(build_run_result(strategy), tmp_path / "report")
+    assert f"- **run notes**:\n  - {note}\n" in (tmp_path / "report" / "summary.md").read_text()
+    # run_policy relies on it: the note once, first among the run notes
+    frame = btc_daily_2021.frame.assign(funding_rate=np.nan, funding_paid=np.nan)
+    outcome = run(dataclasses.replace(btc_daily_2021, frame=frame, funding_rates=None), "static_hedge",
+                  {"hedge_ratio": 0.5})
+    notes = outcome.result.assumptions["run notes"]
+    assert notes[0].startswith(f"funding: constant rate {rate:.6%} per 8h for BTC") and sum(
+        n.startswith("funding: constant rate") for n in notes) == 1
