@@ -51,7 +51,7 @@ from data.frames import (
     timeframe_name,
     to_utc_index,
 )
-from data.validate import price_errors
+from data.validate import grid_errors, price_errors
 from minehedge.errors import DataError, check_choice
 from minehedge.timeframes import timeframe_span
 
@@ -258,7 +258,9 @@ class MinerFeed(FastPandasData):
     The bar size is read from the frame (the smallest spacing of its index; for one bar,
     ``frame.attrs["timeframe"]``, set by :func:`build_feed_frame`), so 1h and 4h bars are not taken for
     backtrader's default of one day: MarginBroker pays each funding settlement on the bar whose span holds
-    it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise)."""
+    it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise). Daily bars
+    must open at 00:00 UTC (:func:`_grid_errors`), and no loaded bar may have a NaN or non-positive price
+    (:meth:`FastPandasData._check_prices`): DataError otherwise."""
 
     lines = EXTRA_LINES
     params = (("timeframe", None), ("compression", None), ("history_close", ()),
@@ -268,6 +270,10 @@ class MinerFeed(FastPandasData):
         super().__init__()
         bar = _frame_bar(self.p.dataname)
         name = self.p.name or "MinerFeed"
+        if bar is not None:
+            off_grid = _grid_errors(self.p.dataname, bar)
+            if off_grid:
+                raise DataError(f"data {name!r}: {off_grid[0]}")
         if self.p.timeframe is None:
             if bar is None:
                 raise DataError(f"data {name!r}: cannot tell the bar size of a one-bar frame without "
@@ -299,6 +305,17 @@ def _frame_bar(frame: object) -> pd.Timedelta | None:
             return pd.Timedelta(int(steps.min()), unit="ns")
     attrs = getattr(frame, "attrs", None) or {}
     return parse_timeframe(attrs["timeframe"]) if attrs.get("timeframe") else None
+
+
+def _grid_errors(frame: pd.DataFrame, bar: pd.Timedelta) -> list[str]:
+    """The loaders' daily grid rule (:func:`data.validate.grid_errors`) for a feed frame of ``bar``-sized
+    bars: bars of whole days must open at 00:00 UTC, since MarginBroker takes a daily bar's span from its UTC
+    date (a bar at 23:00 UTC, a Berlin midnight, would have its funding booked a day off). Bars under a day
+    keep their own times: their span starts at their open, wherever that is. Empty when the frame has no
+    DatetimeIndex (times in a column) or every bar is on the grid."""
+    if not isinstance(getattr(frame, "index", None), pd.DatetimeIndex) or bar % pd.Timedelta(days=1):
+        return []
+    return grid_errors(frame, "1d")
 
 
 def bar_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
@@ -373,6 +390,21 @@ def network_day_seen(
     return (opens - pd.Timedelta(publication_lag)).floor("D")
 
 
+def _frame_argument(name: str, value: object, loader: str) -> pd.DataFrame:
+    """``value`` when it is a DataFrame, else DataError naming the parameter ``name`` and what to pass: the
+    frame of a loader's result (``loader(...).frame``)."""
+    if isinstance(value, pd.DataFrame):
+        return value
+    if value is None:
+        got = ("None; it is required: the mining lines come from it (MinerFeed on the OHLCV frame alone has "
+               "NaN mining lines)") if name == "network" else "None"
+    elif isinstance(getattr(value, "frame", None), pd.DataFrame):
+        got = f"a {type(value).__name__}; pass its .frame"
+    else:
+        got = f"a {type(value).__name__}"
+    raise DataError(f"build_feed_frame: {name}= must be a DataFrame ({loader}(...).frame), got {got}.")
+
+
 def build_feed_frame(
     ohlcv: pd.DataFrame,
     network: pd.DataFrame,
@@ -386,7 +418,8 @@ def build_feed_frame(
 ) -> pd.DataFrame:
     """One float64 frame for :class:`MinerFeed`: OHLCV columns plus :data:`EXTRA_LINES`.
 
-    ``ohlcv``: validated bars (UTC open times); ``network``: the daily network contract frame;
+    ``ohlcv``: validated bars (UTC open times; daily ones at 00:00 UTC: :func:`_grid_errors`);
+    ``network``: the daily network contract frame (required: the mining lines come from it);
     ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None without a funding
     series (a spot-only run, dated contracts): both funding lines are then NaN, as on the bars before the
     series' first settlement or after its last, so a perpetual held there pays MarginBroker's constant rate,
@@ -401,6 +434,10 @@ def build_feed_frame(
 
     asset = check_choice("asset", str(asset).upper(), ("BTC", "ETH"))
     check_choice("missing_network", missing_network, ("raise", "nan"))
+    ohlcv = _frame_argument("ohlcv", ohlcv, "data.load_ohlcv")
+    network = _frame_argument("network", network, "data.load_network")
+    if funding is not None:
+        funding = _frame_argument("funding", funding, "data.load_funding")
     bars = to_utc_index(ohlcv, what="ohlcv")
     if bars.empty:
         raise DataError("build_feed_frame: the OHLCV frame is empty.")
@@ -415,6 +452,9 @@ def build_feed_frame(
         raise DataError("build_feed_frame: pass timeframe= for a single-bar frame.")
     if bar not in TIMEFRAMES.values():
         raise DataError(f"build_feed_frame: bar spacing {bar} is not one of {', '.join(TIMEFRAMES)}.")
+    off_grid = _grid_errors(bars, bar)
+    if off_grid:
+        raise DataError(f"build_feed_frame: ohlcv: {off_grid[0]}")
     lag = pd.Timedelta(publication_lag)
     if lag < pd.Timedelta(0):
         raise DataError(f"publication_lag={publication_lag!r} must be >= 0 (a negative lag looks ahead).")

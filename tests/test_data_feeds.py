@@ -105,6 +105,35 @@ def test_funding_settlements_land_in_their_bars(btc_2020, data_dir):
     assert all(day_frame[c].dtype == "float64" for c in day_frame.columns)
 
 
+def test_build_feed_frame_names_a_missing_network_or_a_loaders_result(btc_2020):
+    ohlcv, network, _ = btc_2020
+    with pytest.raises(DataError, match=r"^build_feed_frame: network= must be a DataFrame \(data.load_network"
+                                        r"\(\.\.\.\)\.frame\), got None; it is required: the mining lines come"):
+        build_feed_frame(ohlcv, None, None, "BTC")
+    result = data.load_network("BTC", "2020-01-01", "2020-02-01", data_dir=data.resolve_data_dir(None))
+    with pytest.raises(DataError, match=r"network= must be a DataFrame .*, got a LoadResult; pass its \.frame\.$"):
+        build_feed_frame(ohlcv, result, None, "BTC")
+
+
+def test_daily_bars_off_midnight_utc_are_refused_naming_the_first(btc_2020):
+    # A daily frame indexed at Europe/Berlin midnight is 23:00 UTC: MarginBroker would book each bar's
+    # funding on the UTC day of its date, a day off. The CSV loader's rule (data.validate.grid_errors).
+    berlin = user_bars([100.0, 101.0, 102.0], start="2020-05-02", tz="Europe/Berlin")
+    with pytest.raises(DataError, match=r"^data 'BTC': bars not on the 1d UTC grid \(a 1d bar opens at 00:00 UTC; "
+                                        r"were the times written in another zone\?\), 3 row\(s\): 2020-05-02 "
+                                        r"00:00:00\+02:00; "):
+        MinerFeed(dataname=berlin, name="BTC")
+    _, network, _ = btc_2020
+    with pytest.raises(DataError, match=r"^build_feed_frame: ohlcv: bars not on the 1d UTC grid .*, 3 row\(s\): "
+                                        r"2020-05-01 22:00:00\+00:00; "):
+        build_feed_frame(berlin, network, None, "BTC")
+    # the same days at UTC midnight load; bars under a day keep their own times (their span starts there)
+    assert bars_loaded(MinerFeed(dataname=user_bars([100.0, 101.0, 102.0], start="2020-05-02"))) == [100.0, 101.0,
+                                                                                                     102.0]
+    quarter_past = user_bars([100.0, 101.0, 102.0], start="2020-05-02 00:15", freq="1h")
+    assert bars_loaded(MinerFeed(dataname=quarter_past)) == [100.0, 101.0, 102.0]
+
+
 class LongFromTheFirstBar(bt.Strategy):
     def next(self):
         if len(self) == 1:
