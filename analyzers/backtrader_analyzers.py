@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 import minehedge.compat  # noqa: F401  (must precede backtrader)
 
@@ -101,6 +102,19 @@ def _bar_times_utc(numbers: list[float]) -> pd.DatetimeIndex:
                             name="datetime")
 
 
+def _on_bars(values: pd.Series, curve: pd.Series, bars: int) -> np.ndarray:
+    """A per-point series of ``curve`` from :mod:`analyzers.metrics` (``drawdown_pct``, ...), which leave
+    NaN points out, put back on ``curve``'s last ``bars`` points (the per-bar rows, without the opening value
+    first), NaN where ``curve`` is NaN: an undefined equity (a NaN price, a coin nothing prices) gives an
+    undefined drawdown on that bar. Aligned by position, not by time: a price feed coarser than another
+    data repeats its bar time on several rows, and the metrics keep the order of a curve already in time
+    order."""
+    defined = ~np.isnan(curve.to_numpy(dtype="float64"))
+    out = np.full(len(curve), math.nan)
+    out[defined] = values.to_numpy(dtype="float64")
+    return out[len(curve) - bars:]
+
+
 class _ReadsBroker(bt.Analyzer):
     """Base of these analyzers: they read the broker (or the ledger) themselves, so backtrader's per-bar
     cash/value notifications, sent to every analyzer on every bar, stop here (children still get them; a
@@ -109,6 +123,23 @@ class _ReadsBroker(bt.Analyzer):
     (``strategies.base.listens_to_cashvalue``)."""
 
     uses_cashvalue_notifications = False
+
+    #: Attributes that hold the live run, not its results: left out when the analyzer is pickled (below).
+    _live_attributes: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        """The analyzer without the live run (the strategy, its data feeds and lines, the broker readers
+        bound in ``start``, some of them lambdas), so its results pickle: ``cerebro.optstrategy`` sends each
+        run's analyzers back from the worker processes (``optreturn``). backtrader itself clears
+        ``strategy`` and the ``data*`` attributes of the top-level analyzers only; this does it for the
+        children too. What ``get_analysis()`` and the recorded tables need is kept."""
+        state = self.__dict__.copy()
+        for name in list(state):
+            if name in self._live_attributes:
+                del state[name]
+            elif name == "strategy" or name.startswith("data"):
+                state[name] = None  # as backtrader's optreturn leaves them
+        return state
 
     def _notify_cashvalue(self, cash: float, value: float) -> None:
         for child in self._children:
@@ -184,10 +215,14 @@ class EquityRecorder(_ReadsBroker):
     """
 
     params = (("asset", "BTC"), ("price_data", None))
+    _live_attributes = ("_price_feed", "_read_equity", "_read_cash", "_read_coin_equity", "_read_coins",
+                        "_read_unrealized", "_read_margin_ratio", "_read_state", "_close_line",
+                        "_datetime_line", "_append", "next")
 
     def __init__(self) -> None:
         check_choice("asset", self.p.asset, ASSETS)
         self._price_feed = _resolve_price_data(self, self.p.price_data)
+        self._span: timedelta | None = None  # the price feed's bar (start)
         recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, None)
         if recorders is None:
             recorders = {}
@@ -205,6 +240,7 @@ class EquityRecorder(_ReadsBroker):
         self.rets = bt.AutoOrderedDict()
 
     def start(self) -> None:
+        self._span = timeframe_span(self._price_feed._timeframe, self._price_feed._compression)
         broker = self.strategy.broker
         asset = self.p.asset
         nan = math.nan
@@ -264,7 +300,7 @@ class EquityRecorder(_ReadsBroker):
             frame = pd.DataFrame({name: np.asarray(v, dtype=float) for name, v in self._columns.items()},
                                  index=index)
             opened = self._with_opening(frame["equity_usd"], "equity_usd")
-            frame["drawdown_pct"] = metrics.drawdown_pct(opened).to_numpy()[len(opened) - len(frame):]
+            frame["drawdown_pct"] = _on_bars(metrics.drawdown_pct(opened), opened, len(frame))
             self._frame = frame.loc[:, [*EQUITY_COLUMNS, "price_usd"]]
         return self._frame
 
@@ -275,7 +311,7 @@ class EquityRecorder(_ReadsBroker):
         if not self._time:
             return None
         first = _bar_times_utc(self._time[:1])[0]
-        span = timeframe_span(self._price_feed._timeframe, self._price_feed._compression)
+        span = self._span
         if span is not None:
             return first - pd.Timedelta(span)
         spacing = np.diff(metrics.epoch_ns(_bar_times_utc(self._time)))
@@ -375,9 +411,8 @@ class Drawdown(_UsesRecorder):
             block.ruined = stats.ruined
             block.ruin_time = stats.ruin_time
             block.min_equity = stats.min_equity
-            bars = slice(len(curve) - len(frame), None)  # the per-bar rows, without the opening
-            underwater[f"drawdown_{unit}_pct"] = metrics.drawdown_pct(curve).to_numpy()[bars]
-            underwater[f"drawdown_{unit}"] = metrics.drawdown_amount(curve).to_numpy()[bars]
+            underwater[f"drawdown_{unit}_pct"] = _on_bars(metrics.drawdown_pct(curve), curve, len(frame))
+            underwater[f"drawdown_{unit}"] = _on_bars(metrics.drawdown_amount(curve), curve, len(frame))
         self.rets.underwater = underwater
         _closed(self.rets)
 
@@ -702,9 +737,24 @@ def add_analyzers(cerebro: bt.Cerebro, asset: str = "BTC", price_data: object = 
     cerebro.addanalyzer(Fills, _name="fills")
 
 
+def with_broker_notes(assumptions: Mapping[str, object] | None, broker: object) -> dict[str, object]:
+    """``assumptions`` with the broker's own (``broker.assumptions``: MarginBroker's constant funding rate,
+    ...) first under ``"run notes"``, each once: a note the caller listed already is not repeated. Unchanged
+    for a broker without any."""
+    out = dict(assumptions or {})
+    notes = out.get("run notes", [])
+    notes = [notes] if isinstance(notes, str) else list(notes)
+    missing = [note for note in getattr(broker, "assumptions", None) or [] if note not in notes]
+    if missing:
+        out["run notes"] = missing + notes
+    return out
+
+
 def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | None = None,
                      title: str = "") -> RunResult:
-    """A :class:`analyzers.report.RunResult` from a finished strategy run with :func:`add_analyzers`."""
+    """A :class:`analyzers.report.RunResult` from a finished strategy run with :func:`add_analyzers`.
+    ``assumptions`` (name -> text or list of texts) go to the report as given, plus the broker's own
+    (:func:`with_broker_notes`)."""
     summaries = [a for a in strategy.analyzers if isinstance(a, Summary)]
     if not summaries:
         raise ConfigError("build_run_result needs a Summary analyzer on the strategy; "
@@ -725,7 +775,7 @@ def build_run_result(strategy: bt.Strategy, assumptions: Mapping[str, object] | 
         asset=summary.p.asset,
         opening=summary.recorder.opening(),
         warning_level=float(getattr(broker, "warning_level", math.nan)),
-        assumptions=dict(assumptions or {}),
+        assumptions=with_broker_notes(assumptions, broker),
         title=title,
         loans=loan_stats.loan_rows(getattr(strategy, "loan_statements", list)(), events),
     )

@@ -15,12 +15,15 @@ on bar ``t`` uses network values at least one full bar old.
 contains its time. ``funding_paid`` is the sum of the fractions paid at the settlements inside the bar
 (0 when none): what a broker applies to the position's notional on that bar (positive = longs pay).
 ``funding_rate`` is the mean 8h-equivalent rate of those settlements (fraction per 8h; 0 when none): on 1h
-and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Settlement rates
-are fixed by the venue at the settlement time, which is inside the bar, so both are known at the bar's close,
-with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h rates, so each of the
-day's 00/08/16 settlements pays that mean (:func:`data.funding.read_binance_daily_mean`). The day's total is
-exact, but on 1h and 4h bars a settlement's amount (and ``funding_rate``) uses rates fixed later that day: the
-mean is known only at the day's end. Its funding info says so.
+and 4h bars of an 8h venue it is the settlement's rate; on daily bars it is the day's mean. Both are NaN
+(unknown, not 0) without a funding series and on the bars it does not reach (before its first settlement's
+bar, after its last's): MarginBroker then pays its constant rate and lists that in its ``assumptions``.
+Settlement rates are fixed by the venue at the settlement time, which is inside the bar, so both are known
+at the bar's close, with one exception: the Binance BTCUSDT file holds only each day's mean of its three 8h
+rates, so each of the day's 00/08/16 settlements pays that mean
+(:func:`data.funding.read_binance_daily_mean`). The day's total is exact, but on 1h and 4h bars a
+settlement's amount (and ``funding_rate``) uses rates fixed later that day: the mean is known only at the
+day's end. Its funding info says so.
 
 **Hashprice.** The formula lives in :func:`mining.revenue.network_hashprice` (one home); this module only
 aligns its output: ``hashprice`` in USD per TH/s per day (BTC) or per MH/s per day (ETH) and
@@ -40,7 +43,15 @@ import pandas as pd
 from backtrader.linebuffer import LineBuffer
 from backtrader.utils.dateintern import date2num
 
-from data.frames import OHLCV_COLUMNS, TIMEFRAMES, parse_timeframe, timeframe_name, to_utc_index
+from data.frames import (
+    OHLCV_COLUMNS,
+    PRICE_COLUMNS,
+    TIMEFRAMES,
+    parse_timeframe,
+    timeframe_name,
+    to_utc_index,
+)
+from data.validate import grid_errors, price_errors
 from minehedge.errors import DataError, check_choice
 from minehedge.timeframes import timeframe_span
 
@@ -80,14 +91,19 @@ class FastPandasData(bt.feeds.PandasData):
         super().start()
         frame = self.p.dataname
         self._fast_lines: list[tuple[object, np.ndarray | None]] = []
+        prices: dict[str, tuple[str, np.ndarray]] = {}  # open, high, low, close: (column, values)
         for alias in self.getlinealiases():
             if alias == "datetime":
                 continue
             column = self._colmapping[alias]
             values = None if column is None else np.asarray(frame.iloc[:, column], dtype="float64")
             self._fast_lines.append((getattr(self.lines, alias), values))
+            if alias in PRICE_COLUMNS and values is not None:
+                prices[alias] = (str(frame.columns[column]), values)
+        self._fast_prices = [prices[alias] for alias in PRICE_COLUMNS if alias in prices]
         column = self._colmapping["datetime"]
         stamps = frame.index if column is None else pd.DatetimeIndex(frame.iloc[:, column])
+        self._fast_stamps = stamps
         self._fast_times = bar_date_numbers(stamps)
         self._fast_rows = len(frame)
         # backtrader's per-bar tick bookkeeping (_tick_nullify/_tick_fill) with the names resolved once
@@ -98,6 +114,31 @@ class FastPandasData(bt.feeds.PandasData):
         self._tick_line0 = getattr(self.lines, self._getlinealias(0))
         self._tick_cleared = dict.fromkeys((*self._tick_names, "tick_last"))
         self._plain_lines: list[LineBuffer] | None = None  # decided at the first advance (see advance)
+
+    def _start(self) -> None:
+        super()._start()  # start(), then backtrader's date bounds (fromdate, todate: date numbers)
+        self._check_prices()
+
+    def _check_prices(self) -> None:
+        """DataError naming the feed and the rows whose open, high, low or close is NaN or <= 0
+        (:func:`data.validate.price_errors`, the rule the loaders apply to files): a broker would fill or
+        value a position there, and one NaN price makes MarginBroker's cash NaN for the rest of the run. Rows
+        outside ``fromdate``/``todate`` are never loaded and not checked (with ``tzinput`` every row is).
+        Other lines (volume, a MinerFeed's network and funding lines) may be NaN."""
+        times = self._fast_times
+        loaded = np.ones(len(times), dtype=bool)
+        if not self._tzinput:  # the frame's times are the bars' (UTC or naive) times
+            loaded = (times >= self.fromdate) & (times <= self.todate)
+        stamps = self._fast_stamps[loaded]
+        errors = [error for column, values in self._fast_prices
+                  for error in price_errors(stamps, column, values[loaded])]
+        if errors:
+            name = self._name or self.p.name or "(unnamed)"
+            raise DataError(
+                f"data {name!r}: {'; '.join(errors)}. A broker cannot fill or value a position at such a "
+                "price; drop or repair those rows first "
+                "(data.validate.validate_ohlcv(frame, timeframe, raise_on_error=False) lists what is wrong "
+                "with an OHLCV frame; bad_ticks= repairs isolated bad prices).")
 
     def _tick_nullify(self) -> None:
         self.__dict__.update(self._tick_cleared)
@@ -217,7 +258,9 @@ class MinerFeed(FastPandasData):
     The bar size is read from the frame (the smallest spacing of its index; for one bar,
     ``frame.attrs["timeframe"]``, set by :func:`build_feed_frame`), so 1h and 4h bars are not taken for
     backtrader's default of one day: MarginBroker pays each funding settlement on the bar whose span holds
-    it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise)."""
+    it. An explicit ``timeframe``/``compression`` must agree with the bars (DataError otherwise). Daily bars
+    must open at 00:00 UTC (:func:`_grid_errors`), and no loaded bar may have a NaN or non-positive price
+    (:meth:`FastPandasData._check_prices`): DataError otherwise."""
 
     lines = EXTRA_LINES
     params = (("timeframe", None), ("compression", None), ("history_close", ()),
@@ -227,6 +270,10 @@ class MinerFeed(FastPandasData):
         super().__init__()
         bar = _frame_bar(self.p.dataname)
         name = self.p.name or "MinerFeed"
+        if bar is not None:
+            off_grid = _grid_errors(self.p.dataname, bar)
+            if off_grid:
+                raise DataError(f"data {name!r}: {off_grid[0]}")
         if self.p.timeframe is None:
             if bar is None:
                 raise DataError(f"data {name!r}: cannot tell the bar size of a one-bar frame without "
@@ -258,6 +305,17 @@ def _frame_bar(frame: object) -> pd.Timedelta | None:
             return pd.Timedelta(int(steps.min()), unit="ns")
     attrs = getattr(frame, "attrs", None) or {}
     return parse_timeframe(attrs["timeframe"]) if attrs.get("timeframe") else None
+
+
+def _grid_errors(frame: pd.DataFrame, bar: pd.Timedelta) -> list[str]:
+    """The loaders' daily grid rule (:func:`data.validate.grid_errors`) for a feed frame of ``bar``-sized
+    bars: bars of whole days must open at 00:00 UTC, since MarginBroker takes a daily bar's span from its UTC
+    date (a bar at 23:00 UTC, a Berlin midnight, would have its funding booked a day off). Bars under a day
+    keep their own times: their span starts at their open, wherever that is. Empty when the frame has no
+    DatetimeIndex (times in a column) or every bar is on the grid."""
+    if not isinstance(getattr(frame, "index", None), pd.DatetimeIndex) or bar % pd.Timedelta(days=1):
+        return []
+    return grid_errors(frame, "1d")
 
 
 def bar_date_numbers(index: pd.DatetimeIndex) -> np.ndarray:
@@ -332,6 +390,21 @@ def network_day_seen(
     return (opens - pd.Timedelta(publication_lag)).floor("D")
 
 
+def _frame_argument(name: str, value: object, loader: str) -> pd.DataFrame:
+    """``value`` when it is a DataFrame, else DataError naming the parameter ``name`` and what to pass: the
+    frame of a loader's result (``loader(...).frame``)."""
+    if isinstance(value, pd.DataFrame):
+        return value
+    if value is None:
+        got = ("None; it is required: the mining lines come from it (MinerFeed on the OHLCV frame alone has "
+               "NaN mining lines)") if name == "network" else "None"
+    elif isinstance(getattr(value, "frame", None), pd.DataFrame):
+        got = f"a {type(value).__name__}; pass its .frame"
+    else:
+        got = f"a {type(value).__name__}"
+    raise DataError(f"build_feed_frame: {name}= must be a DataFrame ({loader}(...).frame), got {got}.")
+
+
 def build_feed_frame(
     ohlcv: pd.DataFrame,
     network: pd.DataFrame,
@@ -345,10 +418,14 @@ def build_feed_frame(
 ) -> pd.DataFrame:
     """One float64 frame for :class:`MinerFeed`: OHLCV columns plus :data:`EXTRA_LINES`.
 
-    ``ohlcv``: validated bars (UTC open times); ``network``: the daily network contract frame;
-    ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None for a spot-only run
-    (both funding lines 0); ``timeframe``: the bar size (inferred from the smallest bar spacing when None);
-    ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see the module docstring.
+    ``ohlcv``: validated bars (UTC open times; daily ones at 00:00 UTC: :func:`_grid_errors`);
+    ``network``: the daily network contract frame (required: the mining lines come from it);
+    ``funding``: a :mod:`data.funding` frame (``funding_rate``, ``rate_8h``), or None without a funding
+    series (a spot-only run, dated contracts): both funding lines are then NaN, as on the bars before the
+    series' first settlement or after its last, so a perpetual held there pays MarginBroker's constant rate,
+    listed in its ``assumptions``, never a silent 0; ``timeframe``: the bar size (inferred from the smallest
+    bar spacing when None); ``fee_window_days`` is passed to ``network_hashprice``; ``publication_lag``: see
+    the module docstring.
     ``missing_network``: 'raise' (default): a bar whose hashprice lines are NaN (its network day is absent, or
     a value the hashprice needs is NaN: mining revenue unknown) raises DataError naming the days and the
     columns; ETH bars from the Merge on need none. 'nan': such lines stay NaN for a caller that handles them.
@@ -357,6 +434,10 @@ def build_feed_frame(
 
     asset = check_choice("asset", str(asset).upper(), ("BTC", "ETH"))
     check_choice("missing_network", missing_network, ("raise", "nan"))
+    ohlcv = _frame_argument("ohlcv", ohlcv, "data.load_ohlcv")
+    network = _frame_argument("network", network, "data.load_network")
+    if funding is not None:
+        funding = _frame_argument("funding", funding, "data.load_funding")
     bars = to_utc_index(ohlcv, what="ohlcv")
     if bars.empty:
         raise DataError("build_feed_frame: the OHLCV frame is empty.")
@@ -371,6 +452,9 @@ def build_feed_frame(
         raise DataError("build_feed_frame: pass timeframe= for a single-bar frame.")
     if bar not in TIMEFRAMES.values():
         raise DataError(f"build_feed_frame: bar spacing {bar} is not one of {', '.join(TIMEFRAMES)}.")
+    off_grid = _grid_errors(bars, bar)
+    if off_grid:
+        raise DataError(f"build_feed_frame: ohlcv: {off_grid[0]}")
     lag = pd.Timedelta(publication_lag)
     if lag < pd.Timedelta(0):
         raise DataError(f"publication_lag={publication_lag!r} must be >= 0 (a negative lag looks ahead).")
@@ -392,8 +476,8 @@ def build_feed_frame(
     if missing_network == "raise":
         _check_network_lines(out, daily, asset, lag)
 
-    out["funding_rate"] = 0.0
-    out["funding_paid"] = 0.0
+    out["funding_rate"] = math.nan  # no funding series: unknown, not a measured 0 (module docstring)
+    out["funding_paid"] = math.nan
     if funding is not None and not funding.empty:
         settlements = to_utc_index(funding, what="funding")
         opens = out.index.as_unit("ns").asi8
@@ -408,6 +492,9 @@ def build_feed_frame(
         rate = np.zeros(len(out))
         paid[per_bar.index.to_numpy()] = per_bar["paid"].to_numpy()
         rate[per_bar.index.to_numpy()] = per_bar["rate_8h"].to_numpy()
+        beyond = (opens + bar.value <= times.min()) | (opens > times.max())  # bars the series does not reach
+        paid[beyond] = math.nan
+        rate[beyond] = math.nan
         out["funding_paid"] = paid
         out["funding_rate"] = rate
     out.attrs["timeframe"] = timeframe_name(bar)  # MinerFeed's bar size (one-bar frames have no spacing)

@@ -184,19 +184,28 @@ def order_errors(index: pd.DatetimeIndex) -> list[str]:
     return errors
 
 
+def price_errors(index: pd.Index, name: str, column: np.ndarray) -> list[str]:
+    """The rows of price ``column`` (float64, one value a row of ``index``) that are NaN, and those <= 0,
+    named by time (and value): the rule every price a broker fills or values at must pass, in files,
+    downloads and the frames handed to :class:`data.feeds.FastPandasData`."""
+    errors: list[str] = []
+    nan = np.isnan(column)
+    if nan.any():
+        errors.append(f"NaN {name}, " + rows_text(index, nan, lambda i: str(index[i])))
+    bad = column <= 0
+    if bad.any():
+        errors.append(f"non-positive {name}, "
+                      + rows_text(index, bad, lambda i: f"{index[i]} {name}={column[i]:g}"))
+    return errors
+
+
 def _consistency_errors(frame: pd.DataFrame) -> list[str]:
     """Index order, NaN / non-positive prices, OHLC consistency, negative volume (each names its rows)."""
     index = frame.index
     errors = order_errors(index)
     prices = frame[list(PRICE_COLUMNS)].to_numpy(dtype="float64")
     for j, name in enumerate(PRICE_COLUMNS):
-        column = prices[:, j]
-        if np.isnan(column).any():
-            errors.append(f"NaN {name}, " + rows_text(index, np.isnan(column), lambda i: str(index[i])))
-        bad = column <= 0
-        if bad.any():
-            errors.append(f"non-positive {name}, "
-                          + rows_text(index, bad, lambda i, c=column, n=name: f"{index[i]} {n}={c[i]:g}"))
+        errors += price_errors(index, name, prices[:, j])
     o, h, lo, c = prices.T
     with np.errstate(invalid="ignore"):
         high_bad = h < np.maximum(o, c)

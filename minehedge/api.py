@@ -584,8 +584,7 @@ def run_policy(market: Market, policy: str, params: dict[str, Any] | None = None
     price_note = price_venue_note(market, policy, values)
     if price_note:
         assumptions["price venue"] = price_note
-    broker_notes = list(getattr(strategy.broker, "assumptions", []) or [])
-    notes = broker_notes + list(getattr(strategy, "notes", []) or [])
+    notes = list(getattr(strategy, "notes", []) or [])  # build_run_result puts the broker's own first
     sortino_note = metrics.sortino_note(strategy.analyzers.getbyname("summary").rets["sortino"])
     notes += [sortino_note] if sortino_note else []
     if notes:

@@ -120,6 +120,76 @@ def test_futures_equity_through_zero_is_ruin_not_more_than_100_pct():
     assert summary.total_return_pct == -100.0 and summary.cagr_pct == -100.0
 
 
+def test_a_nan_bar_gives_nan_drawdowns_there_and_the_run_finishes():
+    # A NaN close (backtrader's own PandasData passes it through) makes that bar's equity NaN. 10 coins bought
+    # with all 1,000 USD at 100: equity 1000, 1000, NaN, 900, 1200; the drawdown is undefined on the NaN bar
+    # and the others count from the peak of the defined values (1,000): 0, 0, NaN, 10 %, 0.
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed([100, 100, math.nan, 90, 120]), name="BTC")
+    cerebro.broker.setcash(1_000.0)
+    cerebro.addstrategy(BuyOnFirstBar)
+    add_analyzers(cerebro)
+    cerebro.addanalyzer(Drawdown, _name="drawdown")
+    strategy = cerebro.run()[0]
+    frame = strategy.analyzers.summary.recorder.frame()
+    np.testing.assert_array_equal(frame["equity_usd"], [1000.0, 1000.0, math.nan, 900.0, 1200.0])
+    np.testing.assert_array_equal(frame["drawdown_pct"], [0.0, 0.0, math.nan, 10.0, 0.0])
+    underwater = strategy.analyzers.drawdown.get_analysis().underwater
+    np.testing.assert_array_equal(underwater["drawdown_usd_pct"], [0.0, 0.0, math.nan, 10.0, 0.0])
+    np.testing.assert_array_equal(underwater["drawdown_usd"], [0.0, 0.0, math.nan, 100.0, 0.0])
+    np.testing.assert_array_equal(underwater["drawdown_coin_pct"], [0.0, 0.0, math.nan, 0.0, 0.0])  # 10 coins
+    summary = strategy.analyzers.summary.get_analysis()
+    assert (summary.max_drawdown_pct, summary.max_drawdown_usd) == (10.0, 100.0)
+    assert summary.final_equity_usd == 1200.0 and summary.total_return_pct == pytest.approx(20.0, rel=1e-12)
+
+
+class NoCoinValueBroker(bt.brokers.BackBroker):
+    """A broker that cannot value the account in coin: coin equity NaN on every bar."""
+
+    def get_equity_coin(self, asset: str) -> float:
+        return math.nan
+
+
+def test_a_coin_equity_nan_on_every_bar_gives_nan_coin_drawdowns_only():
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = NoCoinValueBroker()
+    cerebro.adddata(feed([100, 100, 120, 90]), name="BTC")
+    cerebro.broker.setcash(1_000.0)
+    cerebro.addstrategy(BuyOnFirstBar)
+    add_analyzers(cerebro)
+    strategy = cerebro.run()[0]
+    summary = strategy.analyzers.summary
+    assert summary.recorder.frame()["equity_coin"].isna().all()
+    underwater = summary.drawdown.get_analysis().underwater
+    assert underwater["drawdown_coin_pct"].isna().all() and underwater["drawdown_coin"].isna().all()
+    # equity 1000, 1000, 1200, 900: the USD drawdowns are whole, 25 % (300 USD) below the 1,200 peak
+    assert underwater["drawdown_usd_pct"].tolist() == [0.0, 0.0, 0.0, 25.0]
+    record = summary.get_analysis()
+    assert (record.max_drawdown_pct, record.max_drawdown_usd) == (25.0, 300.0)
+    assert math.isnan(record.max_drawdown_coin_pct) and math.isnan(record.final_equity_coin)
+
+
+def test_nan_drawdowns_stay_on_their_rows_when_a_price_time_repeats():
+    # The price feed (daily) is coarser than the other data (12h): its bar time repeats on two rows, so the
+    # drawdowns are put back by position, not by time. Expected values from the recorded equity itself.
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(feed([100, math.nan, 90, 120]), name="BTC")
+    index = pd.date_range("2021-01-01", periods=8, freq="12h", tz="UTC")
+    frame12 = pd.DataFrame({c: 1.0 for c in ("open", "high", "low", "close", "volume")}, index=index)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame12, timeframe=bt.TimeFrame.Minutes, compression=720),
+                    name="OTHER")
+    cerebro.broker.setcash(1_000.0)
+    cerebro.addstrategy(BuyOnFirstBar)
+    add_analyzers(cerebro)
+    strategy = cerebro.run()[0]
+    frame = strategy.analyzers.summary.recorder.frame()
+    assert not frame.index.is_unique and frame["equity_usd"].isna().any()
+    equity = frame["equity_usd"].to_numpy()
+    peak = np.fmax.accumulate(np.concatenate([[1_000.0], equity]))[1:]  # the opening value first
+    np.testing.assert_array_equal(frame["drawdown_pct"], np.where(np.isnan(equity), math.nan,
+                                                                  (peak - equity) / peak * 100.0))
+
+
 def test_unknown_asset_or_price_feed_is_a_config_error():
     for kwargs, message in (({"asset": "DOGE"}, "asset='DOGE'"), ({"price_data": "ETH"}, "price_data='ETH'")):
         cerebro = bt.Cerebro(stdstats=False)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import math
 
+import minehedge.compat  # noqa: F401  (must precede backtrader)
+
+import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
 
-from analyzers import ledger_stats
+from analyzers import add_analyzers, ledger_stats
+from brokers.broker import MarginBroker
+from brokers.commission import LinearFuturesCommInfo
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +232,91 @@ def test_drawdown_charts_count_from_the_opening_value_as_the_summary(data_dir):
     assert equity["drawdown_pct"].iloc[0] == pytest.approx(100.0 * (1.0 - equity["equity_usd"].iloc[0] / opening),
                                                            rel=1e-12)
     assert equity["drawdown_pct"].iloc[0] > 10.0
+
+
+# ------------------------------------------------------------------------------- cerebro.optstrategy on 2 CPUs
+
+
+class SmaCross(bt.Strategy):
+    """A backtrader user's own strategy: long 1 BTC above the SMA of ``period`` closes, short 1 BTC below."""
+
+    params = (("period", 10),)
+
+    def __init__(self) -> None:
+        self.sma = bt.indicators.SMA(self.data.close, period=self.p.period)
+
+    def next(self) -> None:
+        target = 1.0 if self.data.close[0] > self.sma[0] else -1.0
+        held = self.getposition().size
+        if held != target:
+            self.buy(size=target - held) if target > held else self.sell(size=held - target)
+
+
+def sma_cerebro(market, maxcpus: int | None = None, feed=None) -> bt.Cerebro:
+    cerebro = bt.Cerebro(stdstats=False, maxcpus=maxcpus)
+    cerebro.adddata(feed if feed is not None else market.feed(), name=market.asset)
+    cerebro.broker = MarginBroker(cash=20_000.0, funding_rates=market.funding_rates)
+    cerebro.broker.addcommissioninfo(LinearFuturesCommInfo(venue="binance_usdm", leverage=3.0),
+                                     name=market.asset)
+    add_analyzers(cerebro)
+    return cerebro
+
+
+def same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_optstrategy_on_two_cpus_returns_the_single_runs_analyzers(btc_daily_2021):
+    # optreturn sends each run's analyzers back from the worker processes, so they must pickle (the recorder's
+    # broker readers were lambdas: "Can't pickle local object"). Each result equals the same run alone.
+    cerebro = sma_cerebro(btc_daily_2021, maxcpus=2)
+    cerebro.optstrategy(SmaCross, period=[10, 30])
+    results = cerebro.run()
+    assert [run[0].params.period for run in results] == [10, 30]
+    for (optimised,) in results:
+        single = sma_cerebro(btc_daily_2021)
+        single.addstrategy(SmaCross, period=optimised.params.period)
+        alone = single.run()[0].analyzers
+        got, want = optimised.analyzers.summary.get_analysis(), alone.summary.get_analysis()
+        assert list(got) == list(want) and all(same(got[key], want[key]) for key in want)
+        assert want["funding_paid_usd"] > 0 and len(alone.fills.get_analysis().fills) >= 5  # it traded
+        assert optimised.analyzers.fills.get_analysis().fills == alone.fills.get_analysis().fills
+        pd.testing.assert_frame_equal(optimised.analyzers.summary.recorder.frame(), alone.summary.recorder.frame())
+        opening, opening_alone = optimised.analyzers.summary.recorder.opening(), alone.summary.recorder.opening()
+        assert all(same(opening[key], opening_alone[key]) for key in ("time", "equity_usd", "equity_coin"))
+
+
+# ------------------------------------------------------------------------- the broker's own assumptions
+
+
+def test_the_report_lists_the_brokers_assumptions_once(btc_daily_2021, tmp_path):
+    # A plugin run on bars without a funding line pays the venue's constant rate; build_run_result(strategy)
+    # used to leave that out of the report ("Assumptions - none recorded"), which only run_policy added.
+    import dataclasses
+
+    from analyzers import build_run_result
+    from analyzers.report import write_report
+    from brokers.venues import load_venue
+    from data.feeds import FastPandasData
+
+    rate = load_venue("binance_usdm").default_funding_rate
+    note = (f"funding: constant rate {rate:.6%} per 8h for BTC wherever no funding data (first at "
+            f"{btc_daily_2021.frame.index[SmaCross.params.period - 1] + pd.Timedelta(days=1):%Y-%m-%d} 00:00 UTC)")
+    bars = FastPandasData(dataname=btc_daily_2021.frame[["open", "high", "low", "close", "volume"]])
+    cerebro = sma_cerebro(dataclasses.replace(btc_daily_2021, funding_rates=None), feed=bars)
+    cerebro.addstrategy(SmaCross)
+    strategy = cerebro.run()[0]
+    assert strategy.broker.assumptions == [note]
+    assert build_run_result(strategy).assumptions == {"run notes": [note]}
+    assert build_run_result(strategy, {"venue": "binance_usdm", "run notes": ["mine"]}).assumptions == {
+        "venue": "binance_usdm", "run notes": [note, "mine"]}
+    assert build_run_result(strategy, {"run notes": ["mine", note]}).assumptions == {"run notes": ["mine", note]}
+    write_report(build_run_result(strategy), tmp_path / "report")
+    assert f"- **run notes**:\n  - {note}\n" in (tmp_path / "report" / "summary.md").read_text()
+    # run_policy relies on it: the note once, first among the run notes
+    frame = btc_daily_2021.frame.assign(funding_rate=np.nan, funding_paid=np.nan)
+    outcome = run(dataclasses.replace(btc_daily_2021, frame=frame, funding_rates=None), "static_hedge",
+                  {"hedge_ratio": 0.5})
+    notes = outcome.result.assumptions["run notes"]
+    assert notes[0].startswith(f"funding: constant rate {rate:.6%} per 8h for BTC") and sum(
+        n.startswith("funding: constant rate") for n in notes) == 1
