@@ -208,6 +208,12 @@ def parse_venue(raw: Mapping[str, object], origin: str = "<dict>") -> VenueProfi
         name = str(raw["name"])
         contract_type = check_choice(f"{origin}: contract_type", raw["contract_type"], CONTRACT_TYPES)
         basis = check_choice(f"{origin}: maintenance_basis", raw["maintenance_basis"], MAINTENANCE_BASES)
+        if basis == "entry" and contract_type != "inverse":
+            # linear margin and liquidation formulas take the mark only (BitMEX's linear contracts, whose
+            # maintenance is on the entry value, are not modelled): refused, not silently computed on the mark
+            raise ConfigError(f"{origin}: maintenance_basis='entry' is not allowed for {contract_type} "
+                              "contracts; allowed: 'mark' (the entry basis is implemented for inverse "
+                              "contracts only).")
         rule = check_choice(f"{origin}: maintenance_amount_rule", raw["maintenance_amount_rule"],
                             MAINTENANCE_AMOUNT_RULES)
         fill = check_choice(f"{origin}: liquidation_fill", raw["liquidation_fill"], LIQUIDATION_FILLS)

@@ -101,6 +101,24 @@ def test_a_trading_hours_value_that_is_not_a_name_is_shown_as_written(tmp_path, 
                                "closes).")
 
 
+def test_a_linear_venue_on_the_entry_basis_is_refused_at_construction(tmp_path):
+    # engine26 L4: linear margin and liquidation use the mark only; a linear profile asking for the entry basis
+    # (BitMEX's linear example: liquidation at 510, not the mark basis' 505.05) is refused, not computed wrongly.
+    with pytest.raises(ConfigError) as info:
+        generic_venue(contract_type="linear", mmr=0.01, maintenance_basis="entry")
+    assert str(info.value) == ("generic_venue(): maintenance_basis='entry' is not allowed for linear contracts; "
+                               "allowed: 'mark' (the entry basis is implemented for inverse contracts only).")
+    text = (VENUE_DIR / "binance_usdm.toml").read_text()
+    assert text.count('maintenance_basis = "mark"') == 1
+    path = tmp_path / "my_usdm.toml"
+    path.write_text(text.replace('maintenance_basis = "mark"', 'maintenance_basis = "entry"'))
+    with pytest.raises(ConfigError, match=r"^my_usdm.toml: maintenance_basis='entry' is not allowed for linear "):
+        load_venue(path)
+    with pytest.raises(ConfigError, match=r"^binance_usdm.toml: maintenance_basis='entry' is not allowed for linear"):
+        load_venue("binance_usdm", overrides={"maintenance_basis": "entry"})
+    assert generic_venue(contract_type="inverse", maintenance_basis="entry").maintenance_basis == "entry"
+
+
 def test_unknown_names_suggest_the_closest():
     with pytest.raises(ConfigError, match="Did you mean 'bitmex'"):
         load_venue("bitmx")
