@@ -50,8 +50,13 @@ class FuturesCommInfo(bt.CommInfoBase):
         the venue's).
       - ``fixed_per_contract`` (USD per contract per side; None: the venue's).
       - ``liquidation`` / ``funding`` (bool): switch the broker's liquidation and funding for this data.
-      - ``expiry`` (datetime UTC or None): dated contract; the broker cash-settles at the first bar at or
-        after it. None: perpetual. A date or an ISO string is accepted and converted (:func:`check_expiry`).
+      - ``expiry`` (datetime UTC or None): dated contract; the broker cash-settles it, paying the taker fee,
+        at the close of the first bar whose *open* is at or after ``expiry``. So pass the open time of the
+        bar whose close is the settlement price, not the contract's expiry time (one bar late): on 1h bars a
+        contract expiring at 08:00 given as 08:00 settles at the 08:00-09:00 bar's close (the 09:00 price);
+        give 07:00 to settle at the 08:00 price (daily bars: give the expiry day's 00:00). The policies pass
+        ``settlement_bar`` from :func:`brokers.dated.dated_price_frame`, that open time. None: perpetual. A
+        date or an ISO string is accepted and converted (:func:`check_expiry`).
     """
 
     params = (
