@@ -342,18 +342,24 @@ class MarginBroker(bt.brokers.BackBroker):
         try:
             if order.exectype == Order.Limit:
                 with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
-                    super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+                    refused = comminfo.is_inverse and self._refuse_inverse_open(order, comminfo, ago, price,
+                                                                                 dtcoc)
+                    if not refused:
+                        super()._execute(order, ago=ago, price=price, cash=cash, position=position,
+                                         dtcoc=dtcoc)
                     return self._after_fill(order, comminfo, nbits)
             if comminfo.is_inverse:
-                # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
-                # (checked with the coin margin at submission, refunded in USD by _after_fill). Lend USD cash
-                # exactly that commission for the fill (|size| x (face x taker + fixed): no price in it).
-                allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
-                self.cash += allowance
-                try:
-                    super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
-                finally:
-                    self.cash -= allowance
+                if not self._refuse_inverse_open(order, comminfo, ago, price, dtcoc):
+                    # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
+                    # (checked with the coin margin, refunded in USD by _after_fill). Lend USD cash exactly
+                    # that commission for the fill (|size| x (face x taker + fixed): no price in it).
+                    allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
+                    self.cash += allowance
+                    try:
+                        super()._execute(order, ago=ago, price=price, cash=cash, position=position,
+                                         dtcoc=dtcoc)
+                    finally:
+                        self.cash -= allowance
                 return self._after_fill(order, comminfo, nbits)
         finally:
             self._inverse_fill = None
@@ -469,37 +475,77 @@ class MarginBroker(bt.brokers.BackBroker):
                               refused=f"free USD {free:,.2f} is short of the initial margin "
                                       f"+ fee by {-cash:,.2f}")
         if abs(after) > abs(before) or before * after < 0:
-            when = self.bar_time(order.data)
-            tiers = comminfo.tiers_at(when)
-            if comminfo.is_inverse:
-                notional = formulas.inverse_notional_coin(after, comminfo.p.face, price)
-                unit = comminfo.asset
-            else:
-                notional = abs(after) * comminfo.p.mult * price
-                unit = USD
-            allowed = formulas.tier_for_notional(tiers, notional).max_leverage
-            if allowed + 1e-9 < comminfo.p.leverage:  # the new notional's bracket refuses this leverage
-                order.addinfo(refusal="bracket",
-                              refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} "
-                                      f"{unit} allows at most {allowed:g}x; leverage is "
-                                      f"{comminfo.p.leverage:g}x",
-                              bracket=(notional, unit, allowed))
+            reserved = self._pseudo_coin[comminfo.asset] if comminfo.is_inverse else 0.0
+            need = self._check_opening(order, comminfo, before, after, price, reserved)
+            if need is None:
                 return -1.0
             if comminfo.is_inverse:
-                opened = abs(after) if before * after < 0 else abs(after) - abs(before)
-                need = comminfo.posted_margin(opened, price) + comminfo.coin_fee(opened, price)
-                asset = comminfo.asset
-                free = self._available_coin(asset) - self._pseudo_coin[asset]
-                if free < need:
-                    order.addinfo(refusal="margin",
-                                  refused=f"free {asset} {free:.8f} is short of the initial "
-                                          f"margin + fee {need:.8f}")
-                    return -1.0
-                self._pseudo_coin[asset] += need
+                self._pseudo_coin[comminfo.asset] += need
         if comminfo.is_inverse:
             position.update(size, price)
             return max(cash, 0.0)  # coin-margined: USD cash (even float dust below zero) does not gate it
         return cash
+
+    def _check_opening(self, order, comminfo, before: float, after: float, price: float,
+                       reserved: float = 0.0) -> float | None:
+        """The venue's checks of the part of ``order`` that opens or adds, the position going from ``before``
+        to ``after`` (signed units) at ``price`` (USD per coin): the new notional's bracket must allow the
+        scheme's leverage and, for an inverse contract, the free coin (:meth:`_available_coin`, less
+        ``reserved`` coin held for orders checked before) must cover the opened part's initial margin + fee
+        in coin. Returns the coin needed (0.0 for a linear contract or when nothing opens), or None when
+        refused, with the reason in ``order.info`` (``refusal``, ``refused`` and, for a bracket, ``bracket``).
+        Used at submission (the previous close) and, for inverse orders, again at the fill."""
+        if not (abs(after) > abs(before) or before * after < 0):
+            return 0.0
+        tiers = comminfo.tiers_at(self.bar_time(order.data))
+        if comminfo.is_inverse:
+            notional = formulas.inverse_notional_coin(after, comminfo.p.face, price)
+            unit = comminfo.asset
+        else:
+            notional = abs(after) * comminfo.p.mult * price
+            unit = USD
+        allowed = formulas.tier_for_notional(tiers, notional).max_leverage
+        if allowed + 1e-9 < comminfo.p.leverage:  # the new notional's bracket refuses this leverage
+            order.addinfo(refusal="bracket",
+                          refused=f"{comminfo.venue.name}'s bracket for a notional of {notional:,.2f} "
+                                  f"{unit} allows at most {allowed:g}x; leverage is {comminfo.p.leverage:g}x",
+                          bracket=(notional, unit, allowed))
+            return None
+        if not comminfo.is_inverse:
+            return 0.0
+        opened = abs(after) if before * after < 0 else abs(after) - abs(before)
+        need = comminfo.posted_margin(opened, price) + comminfo.coin_fee(opened, price)
+        asset = comminfo.asset
+        free = self._available_coin(asset) - reserved
+        if free < need:
+            order.addinfo(refusal="margin",
+                          refused=f"free {asset} {free:.8f} is short of the initial margin + fee {need:.8f}")
+            return None
+        return need
+
+    def _refuse_inverse_open(self, order, comminfo, ago, price, dtcoc) -> bool:
+        """Re-check an inverse order at its real fill: the coin margin was checked at submission, at the
+        previous close, and a fill that gaps away needs more coin (a long filling 50 % lower needs twice the
+        margin). Linear orders are re-checked by BackBroker, which nullifies an open whose cash goes short.
+        If :meth:`_check_opening` refuses the opened part at ``price``, BackBroker fills the closing part
+        alone (it nullifies the opened part, the order ends with status Margin) and True is returned;
+        False (nothing done) when the order may fill whole."""
+        if price is None:
+            return False
+        before = self.positions[order.data].size
+        if self._check_opening(order, comminfo, before, before + order.executed.remsize, price) is not None:
+            return False
+        # BackBroker nullifies the opened part when its USD cash, after the closing part's commission, is
+        # short of the opened part's commission: run it on a negative cash (an inverse fill moves no other
+        # USD), then put back the cash less the commission of what was closed, as a fill would leave it.
+        saved, nbits = self.cash, len(order.executed.exbits)
+        self.cash = -1.0
+        try:
+            super()._execute(order, ago=ago, price=price, dtcoc=dtcoc)
+        finally:
+            bits = order.executed.exbits
+            self.cash = saved - sum(bits[i].closedcomm for i in range(nbits, len(bits)))
+        return True
 
     def _book_inverse_fill(self, data, ci, size, price, order, pnl_kind, fee_kind) -> None:
         """Coin accounting of an inverse fill: harmonic entry, realised coin PnL, coin fee; the ledger values

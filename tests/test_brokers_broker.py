@@ -1116,6 +1116,48 @@ def test_a_refused_order_says_why():
     assert strat.rows[-1]["size"] == 0
 
 
+@pytest.mark.parametrize("mode", ["isolated", "cross"])
+@pytest.mark.parametrize("limit", [False, True])
+def test_an_inverse_open_is_checked_again_at_a_gapped_fill(mode, limit):
+    # engine26 s13: 400 x 100 USD long at 10x submitted at a 20,000 close needs 40,000 / 20,000 / 10 = 0.2 BTC
+    # of the 0.25 held; the next bar opens at 10,000 (-50 %), where it needs 40,000 / 10,000 / 10 = 0.4 BTC.
+    # Refused at the fill as at submission (BackBroker refuses a linear open whose cash goes short at the fill).
+    rows = flat(20_000, 2) + [(10_000, 10_000, 10_000, 10_000), (10_000, 10_000, 8_000, 8_500)] + flat(8_500, 1)
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=10, commission=0.0, maker=0.0, funding=False,
+                                margin_mode=mode)
+    order = (lambda s: s.buy(size=400, exectype=bt.Order.Limit, price=20_000.0)) if limit else buy(400)
+    coins = []
+    actions = {2: order, 3: lambda s: coins.append(s.broker.get_coins("BTC")),
+               4: lambda s: coins.append(s.broker.get_coins("BTC"))}
+    strat, broker = run(frame(rows), ci, actions, MarginBroker(cash=0.0, coins={"BTC": 0.25}))
+    need = 400 * 100 / 10_000 / 10
+    assert [o[:3] for o in strat.orders] == [("Margin", None, 0.0)]
+    assert strat.refused == [("margin", f"free BTC {0.25:.8f} is short of the initial margin + fee {need:.8f}")]
+    assert coins == [0.25, 0.25] and broker.get_coins("BTC") == 0.25 and strat.rows[-1]["size"] == 0
+    assert broker.events == [] and max(r["residual"] for r in strat.rows) == 0.0
+
+
+def test_a_refused_reversal_at_the_fill_still_closes_and_the_linear_twin_is_refused_as_before():
+    # Short 100 x 100 USD at 20,000 (10x: 0.05 BTC posted of 0.3). A buy of 500 submitted at the 20,000 close
+    # opens 400 long, 0.2 BTC of the 0.25 free; it fills at a 15,000 open, where the 400 need
+    # 40,000 / 15,000 / 10 = 0.2667 BTC: the closing 100 fill (+10,000 x (1/15,000 - 1/20,000) BTC), the
+    # opened 400 are refused and the order ends with status Margin.
+    rows = flat(20_000, 2) + flat(15_000, 3)
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=10, commission=0.0, funding=False)
+    strat, broker = run(frame(rows), ci, {1: sell(100), 2: buy(500)},
+                        MarginBroker(cash=0.0, coins={"BTC": 0.3}))
+    assert [o[:4] for o in strat.orders] == [("Completed", None, -100, 20_000.0), ("Margin", None, 100, 15_000.0)]
+    need, free = 40_000 / 15_000 / 10, 0.3 - 10_000 / 20_000 / 10
+    assert strat.refused == [("margin", f"free BTC {free:.8f} is short of the initial margin + fee {need:.8f}")]
+    assert strat.rows[-1]["size"] == 0
+    assert broker.get_coins("BTC") == pytest.approx(0.3 + 10_000 * (1 / 15_000 - 1 / 20_000), rel=1e-14)
+    assert broker.cash == 0.0 and max(r["residual"] for r in strat.rows) < 1e-12
+    # the linear twin: 1 BTC at 10x submitted at 20,000 with 2,500 USD fills at 30,000, needing 3,000: refused
+    rows = flat(20_000, 2) + flat(30_000, 2)
+    strat, _ = run(frame(rows), usdm(leverage=10), {2: buy(1)}, MarginBroker(cash=2_500.0))
+    assert [o[:3] for o in strat.orders] == [("Margin", None, 0.0)] and strat.rows[-1]["size"] == 0
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 def test_reducing_an_isolated_position_releases_its_added_margin_in_proportion(inverse):
     # Short 2 BTC (linear, 5x at 10,000: 4,000 USD posted) or 2,000 x 100 USD (inverse, 5x at 40,000: 1 BTC
