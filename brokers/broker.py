@@ -46,6 +46,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 import minehedge.compat  # noqa: F401  (before backtrader)
@@ -340,27 +341,25 @@ class MarginBroker(bt.brokers.BackBroker):
             held = self._inv.get(order.data)
             self._inverse_fill = (order, comminfo, held[1] if held else 0.0)
         try:
-            if order.exectype == Order.Limit:
-                with comminfo.maker_fill():  # limit orders pay the maker rate (taker for everything else)
-                    refused = comminfo.is_inverse and self._refuse_inverse_open(order, comminfo, ago, price,
-                                                                                 dtcoc)
-                    if not refused:
-                        super()._execute(order, ago=ago, price=price, cash=cash, position=position,
-                                         dtcoc=dtcoc)
-                    return self._after_fill(order, comminfo, nbits)
             if comminfo.is_inverse:
-                if not self._refuse_inverse_open(order, comminfo, ago, price, dtcoc):
-                    # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is coin
-                    # (checked with the coin margin, refunded in USD by _after_fill). Lend USD cash exactly
-                    # that commission for the fill (|size| x (face x taker + fixed): no price in it).
-                    allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
-                    self.cash += allowance
-                    try:
-                        super()._execute(order, ago=ago, price=price, cash=cash, position=position,
-                                         dtcoc=dtcoc)
-                    finally:
-                        self.cash -= allowance
-                return self._after_fill(order, comminfo, nbits)
+                # limit orders pay the maker rate (taker for everything else)
+                with comminfo.maker_fill() if order.exectype == Order.Limit else nullcontext():
+                    if not self._refuse_inverse_open(order, comminfo, ago, price, dtcoc):
+                        # BackBroker nullifies an open when USD cash < its commission, but an inverse fee is
+                        # coin (checked with the coin margin, refunded in USD by _after_fill). Lend USD cash
+                        # exactly that commission for the fill (|size| x (face x rate + fixed): no price).
+                        allowance = comminfo.getcommission(abs(order.executed.remsize), 1.0)
+                        self.cash += allowance
+                        try:
+                            super()._execute(order, ago=ago, price=price, cash=cash, position=position,
+                                             dtcoc=dtcoc)
+                        finally:
+                            self.cash -= allowance
+                    return self._after_fill(order, comminfo, nbits)  # books the coin fee at the same rate
+            if order.exectype == Order.Limit:
+                with comminfo.maker_fill():
+                    super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+                    return self._after_fill(order, comminfo, nbits)
         finally:
             self._inverse_fill = None
         shift = self._isolated_settled()  # as in check_submitted: fills see the free balance, not raw cash

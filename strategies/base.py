@@ -1439,7 +1439,7 @@ class MinerStrategy(bt.Strategy):
         if ci.is_inverse:
             need = ci.posted_margin(added, price) + ci.coin_fee(added, price)
             have = self.broker.free_balance(self.asset, "futures")
-            if have < need:  # move the cushion's worth of coins when the treasury has them
+            if have < need * CUT_CUSHION:  # move the cushion's worth of coins when the treasury has them
                 self.buy_margin_coins(need * MARGIN_CUSHION - have)
                 move = min(need * MARGIN_CUSHION - have, self.broker.free_balance(self.asset, "spot"))
                 if move > 1e-12:
@@ -1448,13 +1448,13 @@ class MinerStrategy(bt.Strategy):
         else:
             need = ci.get_margin(price) * added + ci.getcommission(added, price)
             have = self.broker.free_balance("USD", "futures")
-            if have < need:  # the treasury posts the margin (and a cushion), selling coins if USD is short
+            if have < need * CUT_CUSHION:  # the treasury posts margin and cushion, selling coins if short
                 self.raise_usd(need * MARGIN_CUSHION, self.data.close[0])
                 move = min(need * MARGIN_CUSHION - have, self.broker.free_balance("USD", "spot"))
                 if move > 1e-9:
                     self.broker.transfer("USD", move, "spot", "futures")
                 have = self.broker.free_balance("USD", "futures")
-        if have >= need or need <= 0:
+        if have >= need * CUT_CUSHION or need <= 0:  # room for the re-check at the next open
             return target
         allowed = added * max(have, 0.0) / (need * CUT_CUSHION)  # room for the re-check at the next open
         sign = 1.0 if target > 0 else -1.0

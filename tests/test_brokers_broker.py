@@ -1158,6 +1158,18 @@ def test_a_refused_reversal_at_the_fill_still_closes_and_the_linear_twin_is_refu
     assert [o[:3] for o in strat.orders] == [("Margin", None, 0.0)] and strat.rows[-1]["size"] == 0
 
 
+def test_an_inverse_limit_order_with_a_maker_fee_fills_with_no_usd_in_the_account():
+    # The coin fee of a limit fill is lent in USD for BackBroker's cash check, as a market fill's is (without
+    # the loan an account holding coins only had its limit buy refused as Margin, with no reason). 10 x 100 USD
+    # at 20,000 pays the maker rate: 10 x 100 x 0.0002 / 20,000 = 0.0001 BTC.
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=10, commission=0.0005, maker=0.0002, funding=False)
+    order = lambda s: s.buy(size=10, exectype=bt.Order.Limit, price=20_000.0)  # noqa: E731
+    strat, broker = run(frame(flat(20_000, 4)), ci, {1: order}, MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    assert [o[:4] for o in strat.orders] == [("Completed", None, 10, 20_000.0)]
+    assert broker.get_coins("BTC") == pytest.approx(1.0 - 10 * 100 * 0.0002 / 20_000, rel=1e-15)
+    assert broker.cash == 0.0 and strat.rows[-1]["size"] == 10
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 def test_reducing_an_isolated_position_releases_its_added_margin_in_proportion(inverse):
     # Short 2 BTC (linear, 5x at 10,000: 4,000 USD posted) or 2,000 x 100 USD (inverse, 5x at 40,000: 1 BTC
