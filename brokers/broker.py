@@ -1166,8 +1166,8 @@ class MarginBroker(bt.brokers.BackBroker):
             maint = sum(self._maint(d, p, c, d.close[0]) for d, p, c in left)
             if not formulas.cross_account_compliant(balance, maint):
                 ratio = formulas.margin_ratio(maint, balance)
-                first = sorted(range(len(left)), key=lambda k: self._loss_first(upnl[k], left[k][0], left[k][2]))
-                for k in first:
+                for k in sorted(range(len(left)),
+                                key=lambda k: self._loss_first(upnl[k], left[k][0], left[k][2])):
                     if self._liquidable(left[k][2]):
                         self._close_with_account(*left[k], ratio, ci.spec.symbol)
         self._refill_cross(data, ci, side, size, price)
