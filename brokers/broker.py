@@ -1118,8 +1118,10 @@ class MarginBroker(bt.brokers.BackBroker):
             fill = bankrupt
         ratio, maint, _ = self._ratio(data, pos, ci, liq if 0.0 < liq < math.inf else market)
         self._cancel_open_orders(data)
-        if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market,
-                                                            ratio, maint):
+        # A step-down cuts at the market, so only while the market is short of the whole position's bankruptcy
+        # price: beyond it the whole position is closed at that price, its isolated margin lost and no more.
+        if (ci.venue.partial_liquidation and not (isolated and formulas.is_bankrupt(side, bankrupt, market))
+                and self._step_down(data, pos, ci, size, entry, wallet, market, ratio, maint)):
             return
         pnl = self._upnl_at(ci, size, entry, fill)
         # margin before the fill; a cross wallet is backed by the other cross positions' open PnL too
@@ -1137,6 +1139,13 @@ class MarginBroker(bt.brokers.BackBroker):
             fee_usd = fee
         with ci.fee_override(fee_usd):
             self._force_order(data, pos.size, fill, **info)
+        if isolated and side > 0 and math.isinf(bankrupt):
+            # an inverse long whose margin is below -S/EP: no price brings it back to zero, so the venue
+            # absorbs everything its fill loses beyond the margin
+            shortfall = -(wallet + pnl)
+            self._coin_move(ci.asset, "futures", shortfall, "insurance_fund", ci.spec.symbol,
+                            "isolated margin below zero at any price: the loss beyond it absorbed",
+                            market)
         unit = price_usd if ci.is_inverse else 1.0
         detail = (f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price {liq:.2f}, "
                   f"bankruptcy price {bankrupt:.2f}")
@@ -1147,8 +1156,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._emit("liquidation", data, ci, side, size, fill, (wallet + pnl) * unit if isolated else
                    self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
                    fee_usd, detail)
-        if shortfall > 0.0:
-            self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio, shortfall * unit, 0.0,
+        if shortfall > 0.0:  # a coin shortfall is valued at the market, the event's price (as a cross refill)
+            self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio,
+                       shortfall * (market if ci.is_inverse else 1.0), 0.0,
                        f"isolated: loss beyond the bankruptcy price {bankrupt:.2f} absorbed by the venue")
         if not isolated:
             self._settle_cross_account(data, ci, side, size, market)
@@ -1248,8 +1258,8 @@ class MarginBroker(bt.brokers.BackBroker):
         sign = 1 if pos.size > 0 else -1
         cut_units = cut_size = sign * cut  # backtrader units (inverse: contracts)
         pnl = self._upnl_at(ci, cut_size, entry, market)
-        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market),
-                  max(wallet + pnl, 0.0))
+        fee = formulas.clearance_fee(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market),
+                                     wallet, pnl)
         info = {"reason": "liquidation", "partial": True, "market_price": market}
         if ci.is_inverse:
             info["fee_coin"] = fee

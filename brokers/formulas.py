@@ -402,6 +402,17 @@ def clear_of_liquidation(side: int, liquidation_price: float, adverse_extreme: f
     return adverse_extreme < liquidation_price - gap
 
 
+def is_bankrupt(side: int, bankruptcy_price: float, price: float) -> bool:
+    """True when ``price`` (USD) is at or beyond the bankruptcy price: the margin balance is <= 0 there.
+
+    An infinite long bankruptcy price (an inverse long whose margin is below -S/EP) is bankrupt at any price;
+    an infinite short one (a fully backed inverse short) never is.
+    """
+    if side > 0:
+        return price <= bankruptcy_price
+    return price >= bankruptcy_price
+
+
 def liquidation_fill_price(side: int, liquidation_price: float, bar_open: float) -> float:
     """Fill of a forced close: the open when the bar opens beyond the liquidation price, else that price."""
     if side > 0:

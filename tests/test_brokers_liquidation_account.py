@@ -15,7 +15,7 @@ import pytest
 
 from brokers import formulas as f
 from brokers.broker import MarginBroker
-from brokers.commission import LinearFuturesCommInfo
+from brokers.commission import InverseFuturesCommInfo, LinearFuturesCommInfo
 from brokers.venues import generic_venue
 
 NO_FEES = {"commission": 0.0, "funding": False}
@@ -34,7 +34,7 @@ class Script(bt.Strategy):
     params = (("actions", None),)
 
     def __init__(self):
-        self.rows, self.events = [], []
+        self.rows, self.events, self.fills = [], [], []
 
     def next(self):
         action = (self.p.actions or {}).get(len(self))
@@ -45,6 +45,10 @@ class Script(bt.Strategy):
 
     def notify_margin_event(self, event):
         self.events.append(event)
+
+    def notify_order(self, order):
+        if order.status == order.Completed:
+            self.fills.append((order.info.get("reason"), order.executed.price))
 
 
 def run(datas, actions, broker):
@@ -166,3 +170,42 @@ def test_cross_account_formulas():
     assert f.clearance_fee(187.5, -7_000.0, 5_000.0, 0.0) == 0.0
     assert f.clearance_fee(187.5, 15_000.0, -19_800.0, 5_000.0) == 187.5
     assert f.clearance_fee(187.5, 15_000.0, -19_800.0, 4_900.0) == 100.0
+
+
+# --- F2: a BitMEX step-down on an open beyond the bankruptcy price -----------------------------------------
+
+@pytest.mark.parametrize("open_price", [9_000.0, 5_000.0, 3_500.0, 3_000.0])
+def test_a_bitmex_position_above_its_base_risk_limit_loses_its_margin_and_no_more_on_a_gapped_open(open_price):
+    contracts, entry, leverage = 3_500_000, 10_000.0, 10.0  # 350 XBT in the 300-400 XBT risk step
+    rows = flat(entry, 2) + [(open_price, open_price, open_price * 0.98, open_price)] + flat(open_price, 1)
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=leverage, **NO_FEES)
+    strategy, broker = run([("XBT", frame(rows, start="2020-06-01"), ci)], {1: lambda s: s.buy(size=contracts)},
+                           MarginBroker(cash=0.0, coins={"BTC": 400.0}))
+    margin = contracts / entry / leverage  # 35 XBT
+    bankrupt = f.inverse_bankruptcy_price(contracts, 1.0, entry, margin)  # 9,090.91
+    assert open_price < bankrupt  # the bar opens beyond the whole position's bankruptcy price
+    assert 400.0 - broker.get_coins("BTC") == pytest.approx(margin, rel=1e-12)  # was 650 XBT at 3,500
+    forced = [price for reason, price in strategy.fills if reason == "liquidation"]
+    assert forced == [pytest.approx(bankrupt, rel=1e-12)]  # no step-down at the open, no fill beyond it
+    fund = [e for e in strategy.events if e.kind == "insurance_fund"]
+    # the venue's shortfall: the fill's loss at the open beyond the margin, valued at the open (the event's price)
+    shortfall_coin = -f.inverse_pnl(contracts, 1.0, bankrupt, open_price)
+    assert len(fund) == 1 and fund[0].price == open_price
+    assert fund[0].loss_usd == pytest.approx(shortfall_coin * open_price, rel=1e-9)  # 1,575,000 at 5,000
+    assert strategy.rows[-1]["residual"] == pytest.approx(0.0, abs=1e-9)
+
+
+# --- L1: an isolated inverse shortfall is valued at the market ----------------------------------------------
+
+def test_an_isolated_inverse_shortfall_is_valued_at_the_market_like_the_events_price():
+    contracts, entry, leverage, gap = 100, 20_000.0, 10.0, 15_000.0  # COIN-M long 100 x 100 USD at 10x
+    rows = flat(entry, 2) + [(gap, 15_100, 14_000, gap)] + flat(gap, 1)
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=leverage, **NO_FEES)
+    strategy, broker = run([("BTC", frame(rows), ci)], {1: lambda s: s.buy(size=contracts)},
+                           MarginBroker(cash=0.0, coins={"BTC": 1.0}))
+    size_usd = contracts * ci.p.face
+    bankrupt = f.inverse_bankruptcy_price(contracts, ci.p.face, entry, size_usd / entry / leverage)  # 18,181.82
+    fund = [e for e in strategy.events if e.kind == "insurance_fund"]
+    shortfall_coin = size_usd * (1 / gap - 1 / bankrupt)  # 0.116667 BTC
+    assert len(fund) == 1 and fund[0].price == gap
+    assert fund[0].loss_usd == pytest.approx(shortfall_coin * gap, rel=1e-12)  # 1,750.00, was 2,121.21
