@@ -1159,7 +1159,9 @@ class MarginBroker(bt.brokers.BackBroker):
         if shortfall > 0.0:  # a coin shortfall is valued at the market, the event's price (as a cross refill)
             self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio,
                        shortfall * (market if ci.is_inverse else 1.0), 0.0,
-                       f"isolated: loss beyond the bankruptcy price {bankrupt:.2f} absorbed by the venue")
+                       "isolated: loss beyond the " + (f"bankruptcy price {bankrupt:.2f}" if bankrupt < math.inf
+                                                      else "margin, below zero at any price")
+                       + " absorbed by the venue")
         if not isolated:
             self._settle_cross_account(data, ci, side, size, market)
 

@@ -209,3 +209,31 @@ def test_an_isolated_inverse_shortfall_is_valued_at_the_market_like_the_events_p
     shortfall_coin = size_usd * (1 / gap - 1 / bankrupt)  # 0.116667 BTC
     assert len(fund) == 1 and fund[0].price == gap
     assert fund[0].loss_usd == pytest.approx(shortfall_coin * gap, rel=1e-12)  # 1,750.00, was 2,121.21
+
+
+class FundingFeed(bt.feeds.PandasData):
+    lines = ("funding_rate",)
+    params = (("funding_rate", -1),)
+
+
+def test_an_inverse_long_whose_margin_funding_drained_below_minus_s_over_ep_is_bankrupt_at_any_price():
+    # COIN-M 10x isolated long 100 x 100 USD at 20,000 (margin 0.05 BTC of a 0.5 BTC position); on day 3 three
+    # settlements at 40 % take 0.6 BTC from the margin: W = -0.55 <= -S/EP, no price brings it back to zero.
+    contracts, entry, leverage = 100, 20_000.0, 10.0
+    ci = InverseFuturesCommInfo(venue="binance_coinm", leverage=leverage, commission=0.0, funding=True)
+    df = frame(flat(entry, 5)).assign(funding_rate=[0.0, 0.0, 0.4, 0.0, 0.0])
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = MarginBroker(cash=0.0, coins={"BTC": 1.0})
+    cerebro.adddata(FundingFeed(dataname=df, timeframe=bt.TimeFrame.Days), name="BTC")
+    cerebro.broker.addcommissioninfo(ci, name="BTC")
+    cerebro.addstrategy(Script, actions={1: lambda s: s.buy(size=contracts)})
+    strategy, broker = cerebro.run()[0], cerebro.broker
+    margin = contracts * ci.p.face / entry / leverage
+    wallet = margin + broker.ledger.total_by_kind("funding", "BTC")
+    assert f.inverse_bankruptcy_price(contracts, ci.p.face, entry, wallet) == float("inf")
+    assert 1.0 - broker.get_coins("BTC") == pytest.approx(margin, rel=1e-12)  # was 0.6 BTC: margin + funding
+    # the fill at the flat 20,000 realises nothing: the fund pays back what funding took beyond the margin
+    assert broker.ledger.total_by_kind("insurance_fund", "BTC") == pytest.approx(-wallet, rel=1e-12)
+    fund = [e for e in strategy.events if e.kind == "insurance_fund"]
+    assert len(fund) == 1 and fund[0].loss_usd == pytest.approx(-wallet * entry, rel=1e-12)
+    assert strategy.rows[-1]["sizes"] == [0] and broker.reconcile() < 1e-12
