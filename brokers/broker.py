@@ -1157,7 +1157,8 @@ class MarginBroker(bt.brokers.BackBroker):
                    self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
                    fee_usd, detail)
         if shortfall > 0.0:  # a coin shortfall is valued at the market, the event's price (as a cross refill)
-            beyond = f"bankruptcy price {bankrupt:.2f}" if bankrupt < math.inf else "margin, below zero at any price"
+            beyond = (f"bankruptcy price {bankrupt:.2f}" if bankrupt < math.inf
+                      else "margin, below zero at any price")
             self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio,
                        shortfall * (market if ci.is_inverse else 1.0), 0.0,
                        f"isolated: loss beyond the {beyond} absorbed by the venue")
