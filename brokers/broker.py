@@ -1053,37 +1053,98 @@ class MarginBroker(bt.brokers.BackBroker):
 
     # --- 3. liquidation -----------------------------------------------------------------------------
     def _check_liquidations(self, open_futures) -> None:
+        """Liquidate the positions whose liquidation price the bar reached: isolated positions and a cross
+        account's only position one by one in data order; a cross account holding two or more positions in
+        one currency as an account (:meth:`_check_cross_account`), after the others."""
+        accounts: list[str] = []
         for data, pos, ci in open_futures:
-            if not ci.p.liquidation or ci.venue.margin_call == "deadline":
+            if not self._liquidable(ci):
                 continue
-            # a partial step-down is re-checked against the same bar's extreme, bracket by bracket
-            tiers = ci.tiers_at(self._now)
-            for _ in range(len(tiers) + 1):
-                if not pos.size:
-                    break
+            if ci.p.margin_mode == "cross":
+                currency = self._currency(ci)
+                if currency in accounts:
+                    continue
+                if len(self._cross_positions(currency)) > 1:
+                    accounts.append(currency)
+                    continue
+            self._check_position(data, pos, ci)
+        for currency in accounts:
+            self._check_cross_account(currency)
+
+    @staticmethod
+    def _liquidable(ci) -> bool:
+        return ci.p.liquidation and ci.venue.margin_call != "deadline"
+
+    def _cross_positions(self, currency: str, but=None) -> list[tuple]:
+        """[(data, position, comminfo)]: the open cross positions margined in ``currency`` but ``but``."""
+        return [(d, p, c) for d, p, c in self._futures_positions()
+                if d is not but and p.size and c.p.margin_mode == "cross" and self._currency(c) == currency]
+
+    def _open_upnl(self, positions) -> list[float]:
+        """Unrealised PnL of ``positions`` at their closes (the prices their liquidation checks use)."""
+        return [self._upnl(d, p, c, d.close[0]) for d, p, c in positions]
+
+    def _check_cross_account(self, currency: str) -> None:
+        """A cross account with several positions in ``currency``: of the positions whose liquidation price
+        the bar reached (each priced against the others at their closes), the one whose liquidation realises
+        the largest loss goes first (then by symbol and data name: never the order the data were added);
+        :meth:`_settle_cross_account` then closes the rest if the account is still not compliant. Repeated
+        until no position's liquidation price is reached."""
+        while True:
+            reached = []
+            for data, pos, ci in self._cross_positions(currency):
+                if not self._liquidable(ci):
+                    continue
                 size, entry = self._size_entry(data, pos, ci)
                 wallet = self._position_wallet(data, pos, ci)
+                liq = ci.liquidation_price(size, entry, wallet, self._now)
                 side = 1 if size > 0 else -1
-                extreme = data.low[0] if side > 0 else data.high[0]
-                # The price depends on nothing else. Funding moves the wallet nearly every bar, but more
-                # margin only moves the price away from the market (lower for a long, higher for a short), so
-                # a bar clear of the price cached at a smaller wallet is clear now: skip the tiered re-solve.
-                cached = self._liq_cache.get(data)
-                if (cached is not None and cached[0] is ci and cached[1] is tiers and cached[2] == size
-                        and cached[3] == entry):
-                    if cached[4] == wallet:
-                        liq = cached[5]
-                    elif wallet > cached[4] and formulas.clear_of_liquidation(side, cached[5], extreme):
-                        break
-                    else:
-                        liq = ci.liquidation_price(size, entry, wallet, self._now)
-                        self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
+                if not formulas.is_liquidated(side, liq, data.low[0] if side > 0 else data.high[0]):
+                    continue
+                market = (formulas.liquidation_fill_price(side, liq, data.open[0]) if not math.isinf(liq)
+                          else data.open[0])
+                key = self._loss_first(self._upnl_at(ci, size, entry, market), data, ci)
+                reached.append((key, (data, pos, ci, size, entry, wallet, liq)))
+            if not reached:
+                return
+            self._liquidate(*min(reached, key=lambda item: item[0])[1])
+
+    @staticmethod
+    def _loss_first(pnl: float, data, ci) -> tuple:
+        """Order in which a cross account's positions are liquidated: the largest loss (the lowest ``pnl``)
+        first, then by symbol and data name; never the order the data were added."""
+        return pnl, ci.spec.symbol, data._name or ""
+
+    def _check_position(self, data, pos, ci) -> None:
+        """One position whose margin is its own (isolated) or its cross account's only position."""
+        # a partial step-down is re-checked against the same bar's extreme, bracket by bracket
+        tiers = ci.tiers_at(self._now)
+        for _ in range(len(tiers) + 1):
+            if not pos.size:
+                break
+            size, entry = self._size_entry(data, pos, ci)
+            wallet = self._position_wallet(data, pos, ci)
+            side = 1 if size > 0 else -1
+            extreme = data.low[0] if side > 0 else data.high[0]
+            # The price depends on nothing else. Funding moves the wallet nearly every bar, but more
+            # margin only moves the price away from the market (lower for a long, higher for a short), so
+            # a bar clear of the price cached at a smaller wallet is clear now: skip the tiered re-solve.
+            cached = self._liq_cache.get(data)
+            if (cached is not None and cached[0] is ci and cached[1] is tiers and cached[2] == size
+                    and cached[3] == entry):
+                if cached[4] == wallet:
+                    liq = cached[5]
+                elif wallet > cached[4] and formulas.clear_of_liquidation(side, cached[5], extreme):
+                    break
                 else:
                     liq = ci.liquidation_price(size, entry, wallet, self._now)
                     self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
-                if not formulas.is_liquidated(side, liq, extreme):
-                    break
-                self._liquidate(data, pos, ci, size, entry, wallet, liq)
+            else:
+                liq = ci.liquidation_price(size, entry, wallet, self._now)
+                self._liq_cache[data] = (ci, tiers, size, entry, wallet, liq)
+            if not formulas.is_liquidated(side, liq, extreme):
+                break
+            self._liquidate(data, pos, ci, size, entry, wallet, liq)
 
     def _liquidate(self, data, pos, ci, size, entry, wallet, liq) -> None:
         side = 1 if size > 0 else -1
@@ -1102,14 +1163,17 @@ class MarginBroker(bt.brokers.BackBroker):
             fill = bankrupt
         ratio, maint, _ = self._ratio(data, pos, ci, liq if 0.0 < liq < math.inf else market)
         self._cancel_open_orders(data)
-        if ci.venue.partial_liquidation and self._step_down(data, pos, ci, size, entry, wallet, market,
-                                                            ratio, maint):
+        # A step-down cuts at the market, so only while the market is short of the whole position's bankruptcy
+        # price: beyond it the whole position is closed at that price, its isolated margin lost and no more.
+        if (ci.venue.partial_liquidation and not (isolated and formulas.is_bankrupt(side, bankrupt, market))
+                and self._step_down(data, pos, ci, size, entry, wallet, market, ratio, maint)):
             return
         pnl = self._upnl_at(ci, size, entry, fill)
-        # margin before the fill
+        # margin before the fill; a cross wallet is backed by the other cross positions' open PnL too
         before = wallet if isolated else self._cross_wallet_balance(self._currency(ci))
-        remaining = max(before + pnl, 0.0)
-        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, size, market), remaining)
+        others = 0.0 if isolated else sum(self._open_upnl(self._cross_positions(self._currency(ci), data)))
+        fee = formulas.clearance_fee(ci.venue.liquidation_fee_rate * self._notional(ci, size, market), before,
+                                     pnl, others)
         price_usd = fill
         info = {"reason": "liquidation", "market_price": market, "liquidation_price": liq,
                 "bankruptcy_price": bankrupt}
@@ -1120,6 +1184,13 @@ class MarginBroker(bt.brokers.BackBroker):
             fee_usd = fee
         with ci.fee_override(fee_usd):
             self._force_order(data, pos.size, fill, **info)
+        if isolated and side > 0 and math.isinf(bankrupt):
+            # an inverse long whose margin is below -S/EP: no price brings it back to zero, so the venue
+            # absorbs everything its fill loses beyond the margin
+            shortfall = -(wallet + pnl)
+            self._coin_move(ci.asset, "futures", shortfall, "insurance_fund", ci.spec.symbol,
+                            "isolated margin below zero at any price: the loss beyond it absorbed",
+                            market)
         unit = price_usd if ci.is_inverse else 1.0
         detail = (f"{'isolated' if isolated else 'cross'}; market {market:.2f}, liquidation price {liq:.2f}, "
                   f"bankruptcy price {bankrupt:.2f}")
@@ -1130,11 +1201,59 @@ class MarginBroker(bt.brokers.BackBroker):
         self._emit("liquidation", data, ci, side, size, fill, (wallet + pnl) * unit if isolated else
                    self._equity_in(self._currency(ci)) * unit, maint * unit, ratio, max(-pnl, 0.0) * unit,
                    fee_usd, detail)
-        if shortfall > 0.0:
-            self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio, shortfall * unit, 0.0,
-                       f"isolated: loss beyond the bankruptcy price {bankrupt:.2f} absorbed by the venue")
+        if shortfall > 0.0:  # a coin shortfall is valued at the market, the event's price (as a cross refill)
+            beyond = (f"bankruptcy price {bankrupt:.2f}" if bankrupt < math.inf
+                      else "margin, below zero at any price")
+            self._emit("insurance_fund", data, ci, side, size, market, 0.0, 0.0, ratio,
+                       shortfall * (market if ci.is_inverse else 1.0), 0.0,
+                       f"isolated: loss beyond the {beyond} absorbed by the venue")
         if not isolated:
-            self._refill_cross(data, ci, side, size, market)
+            self._settle_cross_account(data, ci, side, size, market)
+
+    def _settle_cross_account(self, data, ci, side, size, price) -> None:
+        """After liquidating a cross position: judge the account (wallet + the other cross positions' PnL at
+        their closes) against their total maintenance margin; at or below it, close those positions at their
+        closes too, the largest loss first. Then the insurance fund pays what the account lacks."""
+        currency = self._currency(ci)
+        left = self._cross_positions(currency)
+        if left:
+            wallet = self._cross_wallet_balance(currency)
+            upnl = self._open_upnl(left)
+            balance = formulas.cross_account_balance(wallet, upnl)
+            maint = sum(self._maint(d, p, c, d.close[0]) for d, p, c in left)
+            if not formulas.cross_account_compliant(balance, maint):
+                ratio = formulas.margin_ratio(maint, balance)
+                for k in sorted(range(len(left)),
+                                key=lambda k: self._loss_first(upnl[k], left[k][0], left[k][2])):
+                    if self._liquidable(left[k][2]):
+                        self._close_with_account(*left[k], ratio, ci.spec.symbol)
+        self._refill_cross(data, ci, side, size, price)
+
+    def _close_with_account(self, data, pos, ci, ratio: float, trigger: str) -> None:
+        """Liquidate a cross position at its close because its account fell to or below its maintenance
+        margin after ``trigger``'s liquidation; the fee is capped at what the account has left."""
+        size, entry = self._size_entry(data, pos, ci)
+        side = 1 if size > 0 else -1
+        price = data.close[0]
+        currency = self._currency(ci)
+        wallet = self._cross_wallet_balance(currency)
+        pnl = self._upnl_at(ci, size, entry, price)
+        others = sum(self._open_upnl(self._cross_positions(currency, data)))
+        fee = formulas.clearance_fee(ci.venue.liquidation_fee_rate * self._notional(ci, size, price), wallet,
+                                     pnl, others)
+        maint = self._maint(data, pos, ci, price)
+        self._cancel_open_orders(data)
+        info = {"reason": "liquidation", "market_price": price, "account": True}
+        if ci.is_inverse:
+            info["fee_coin"] = fee
+        fee_usd = fee * price if ci.is_inverse else fee
+        with ci.fee_override(fee_usd):
+            self._force_order(data, pos.size, price, **info)
+        unit = price if ci.is_inverse else 1.0
+        self._emit("liquidation", data, ci, side, size, price, self._equity_in(currency) * unit, maint * unit,
+                   ratio, max(-pnl, 0.0) * unit, fee_usd,
+                   f"cross; at the close {price:.2f}: the account fell to or below its maintenance margin "
+                   f"after liquidating {trigger}")
 
     def _upnl_at(self, ci, size, entry, price) -> float:
         return ci.pnl_coin(size, entry, price) if ci.is_inverse else ci.profitandloss(size, entry, price)
@@ -1146,22 +1265,28 @@ class MarginBroker(bt.brokers.BackBroker):
         return abs(size) * ci.p.mult * price
 
     def _refill_cross(self, data, ci, side, size, price) -> None:
+        """The insurance fund brings a bankrupt cross account back to 0: it pays what the wallet plus the
+        open cross positions' PnL lacks, so a wallet still backed by open profit stays negative."""
         currency = self._currency(ci)
         balance = self._cross_wallet_balance(currency)
+        left = self._cross_positions(currency)
+        if left:
+            balance = formulas.cross_account_balance(balance, self._open_upnl(left))
         # A fee capped at the margin left ends the wallet at zero give or take rounding (about 1e-11 USD):
         # that is no shortfall for the venue to absorb.
         if balance >= -_DUST * max(1.0, self._notional(ci, size, price)):
             return
+        refill = formulas.insurance_refill(balance)
         if currency == USD:
-            self.cash -= balance
-            self.ledger.add(self._now, "insurance_fund", USD, "futures", -balance, ci.spec.symbol,
+            self.cash += refill
+            self.ledger.add(self._now, "insurance_fund", USD, "futures", refill, ci.spec.symbol,
                             "cross wallet below zero after liquidation: refilled by the insurance fund")
         else:
-            self._coin_move(currency, "futures", -balance, "insurance_fund", ci.spec.symbol,
+            self._coin_move(currency, "futures", refill, "insurance_fund", ci.spec.symbol,
                             "cross wallet below zero after liquidation: refilled by the insurance fund",
                             price)
         unit = price if ci.is_inverse else 1.0
-        self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, -balance * unit, 0.0,
+        self._emit("insurance_fund", data, ci, side, size, price, 0.0, 0.0, math.inf, refill * unit, 0.0,
                    "cross: shortfall beyond the wallet")
 
     def _step_down(self, data, pos, ci, size, entry, wallet, market, ratio, maint) -> bool:
@@ -1180,8 +1305,8 @@ class MarginBroker(bt.brokers.BackBroker):
         sign = 1 if pos.size > 0 else -1
         cut_units = cut_size = sign * cut  # backtrader units (inverse: contracts)
         pnl = self._upnl_at(ci, cut_size, entry, market)
-        fee = min(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market),
-                  max(wallet + pnl, 0.0))
+        fee = formulas.clearance_fee(ci.venue.liquidation_fee_rate * self._notional(ci, cut_size, market),
+                                     wallet, pnl)
         info = {"reason": "liquidation", "partial": True, "market_price": market}
         if ci.is_inverse:
             info["fee_coin"] = fee

@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -163,6 +163,43 @@ def cross_wallet(wallet_balance: float, other_maintenance: float = 0.0,
     unrealised PnL in the same margin currency. For isolated margin pass the isolated wallet and zeros.
     """
     return wallet_balance - other_maintenance + other_unrealized
+
+
+def cross_account_balance(wallet_balance: float, unrealized: Iterable[float] = ()) -> float:
+    """Margin balance of a cross account: wallet + the open cross positions' unrealised PnL (margin currency).
+
+    Binance judges a cross account on this balance against the total maintenance margin
+    (:func:`cross_account_compliant`); its insurance fund only brings a bankrupt account back to 0
+    (:func:`insurance_refill`).
+    """
+    return wallet_balance + sum(unrealized)
+
+
+def cross_account_compliant(margin_balance: float, total_maintenance: float) -> bool:
+    """True while a cross account's margin balance stays above its total maintenance margin (same unit).
+
+    At or below it the account is liquidated: Binance "Liquidation Protocols", liquidation stops once the
+    user is "margin compliant".
+    """
+    return margin_balance > total_maintenance
+
+
+def insurance_refill(margin_balance: float) -> float:
+    """What the insurance fund pays into a bankrupt account: max(0, -margin balance) (margin currency).
+
+    Binance: "if an account becomes bankrupt ... the Insurance Fund will balance the account back to 0".
+    """
+    return max(-margin_balance, 0.0)
+
+
+def clearance_fee(fee: float, wallet: float, pnl: float, other_unrealized: float = 0.0) -> float:
+    """Liquidation (clearance) fee actually charged: ``fee`` capped at what the margin has left after the
+    fill, max(wallet + pnl + other_unrealized, 0) (margin currency; 0 once the account is bankrupt).
+
+    wallet: isolated margin or cross wallet balance before the fill; pnl: the fill's realised PnL;
+    other_unrealized: the other open cross positions' unrealised PnL (0 for isolated margin).
+    """
+    return min(fee, max(wallet + pnl + other_unrealized, 0.0))
 
 
 # --- Linear liquidation / bankruptcy ------------------------------------------------------------------
@@ -363,6 +400,17 @@ def clear_of_liquidation(side: int, liquidation_price: float, adverse_extreme: f
     if side > 0:
         return adverse_extreme > liquidation_price + gap
     return adverse_extreme < liquidation_price - gap
+
+
+def is_bankrupt(side: int, bankruptcy_price: float, price: float) -> bool:
+    """True when ``price`` (USD) is at or beyond the bankruptcy price: the margin balance is <= 0 there.
+
+    An infinite long bankruptcy price (an inverse long whose margin is below -S/EP) is bankrupt at any price;
+    an infinite short one (a fully backed inverse short) never is.
+    """
+    if side > 0:
+        return price <= bankruptcy_price
+    return price >= bankruptcy_price
 
 
 def liquidation_fill_price(side: int, liquidation_price: float, bar_open: float) -> float:
