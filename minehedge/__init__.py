@@ -15,7 +15,7 @@ import importlib.util
 import os
 import sys
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 #: The design card's other top-level packages, installed beside this one. A user's own ``data.py`` (or
 #: ``mining/`` package, ...) in the working folder comes first on ``sys.path`` and would hide them.
