@@ -16,8 +16,10 @@ Each bar, in this order (``next``):
    (``order.info['reason'] == 'liquidation'``) filled at the open if the bar opens beyond the liquidation
    price, else at that price (BitMEX: at the bankruptcy price). The venue's liquidation fee is charged,
    capped at the margin left; an isolated position never loses more than its margin (the shortfall is
-   an ``insurance_fund`` event); in cross mode a wallet driven below zero is refilled and recorded as an
-   ``insurance_fund`` event and ledger entry;
+   an ``insurance_fund`` event); a cross account is judged as a whole (wallet plus its positions'
+   unrealised P&L against their maintenance margin: positions are closed, the largest loss first, until it
+   is compliant), and the insurance fund brings a bankrupt one back to 0 (an ``insurance_fund`` event and
+   ledger entry);
 4. margin calls: a ``margin_call`` event when a position's margin ratio (maintenance / margin balance)
    crosses ``warning_level`` upward; for deadline venues (CME) a ``cme_margin_call`` when equity falls
    below maintenance, met when equity is back at initial margin before the deadline, else the position
@@ -535,10 +537,11 @@ class MarginBroker(bt.brokers.BackBroker):
         if self._check_opening(order, comminfo, before, before + order.executed.remsize, price) is not None:
             return False
         # BackBroker nullifies the opened part when its USD cash, after the closing part's commission, is
-        # short of the opened part's commission: run it on a negative cash (an inverse fill moves no other
-        # USD), then put back the cash less the commission of what was closed, as a fill would leave it.
+        # short of the opened part's commission: run it on a cash of -inf, which no commission lifts to 0 (a
+        # maker rebate is a negative commission: BitMEX's -0.025 %), then put back the cash less the
+        # commission of what was closed, as a fill would leave it (an inverse fill moves no other USD).
         saved, nbits = self.cash, len(order.executed.exbits)
-        self.cash = -1.0
+        self.cash = -math.inf
         try:
             super()._execute(order, ago=ago, price=price, dtcoc=dtcoc)
         finally:
@@ -1212,21 +1215,20 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _settle_cross_account(self, data, ci, side, size, price) -> None:
         """After liquidating a cross position: judge the account (wallet + the other cross positions' PnL at
-        their closes) against their total maintenance margin; at or below it, close those positions at their
-        closes too, the largest loss first. Then the insurance fund pays what the account lacks."""
+        their closes) against their total maintenance margin; at or below it, close the one with the largest
+        loss at its close and judge again, until the account is compliant or nothing is left. Then the
+        insurance fund pays what the account lacks."""
         currency = self._currency(ci)
-        left = self._cross_positions(currency)
-        if left:
-            wallet = self._cross_wallet_balance(currency)
+        while left := self._cross_positions(currency):  # judged again after each close: Binance stops once
+            wallet = self._cross_wallet_balance(currency)  # the account is compliant
             upnl = self._open_upnl(left)
             balance = formulas.cross_account_balance(wallet, upnl)
             maint = sum(self._maint(d, p, c, d.close[0]) for d, p, c in left)
-            if not formulas.cross_account_compliant(balance, maint):
-                ratio = formulas.margin_ratio(maint, balance)
-                for k in sorted(range(len(left)),
-                                key=lambda k: self._loss_first(upnl[k], left[k][0], left[k][2])):
-                    if self._liquidable(left[k][2]):
-                        self._close_with_account(*left[k], ratio, ci.spec.symbol)
+            closable = [k for k in range(len(left)) if self._liquidable(left[k][2])]
+            if formulas.cross_account_compliant(balance, maint) or not closable:
+                break
+            k = min(closable, key=lambda k: self._loss_first(upnl[k], left[k][0], left[k][2]))
+            self._close_with_account(*left[k], formulas.margin_ratio(maint, balance), ci.spec.symbol)
         self._refill_cross(data, ci, side, size, price)
 
     def _close_with_account(self, data, pos, ci, ratio: float, trigger: str) -> None:

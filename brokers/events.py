@@ -18,8 +18,8 @@ EVENT_KINDS: dict[str, str] = {
                         "than margin_buffer of the hedge's close; on_margin_call answers it at that close",
     "liquidation": "the bar's adverse extreme crossed the liquidation price; the position was force-closed",
     "partial_liquidation": "the position was reduced to a lower maintenance tier instead of closed in full",
-    "insurance_fund": "a liquidation lost more than the isolated margin or the cross wallet held; the "
-                      "venue's insurance fund absorbs the shortfall, recorded here",
+    "insurance_fund": "a liquidation lost more than the isolated margin held, or left a cross account "
+                      "bankrupt; the venue's insurance fund absorbs the shortfall, recorded here",
     "cme_margin_call": "CME-style: equity fell below maintenance margin; restore initial margin by deadline",
     "cme_margin_call_met": "CME-style margin call met: equity back at initial margin before the deadline",
     "cme_margin_call_missed": "CME-style margin call missed: the position was closed at the deadline",

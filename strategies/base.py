@@ -89,11 +89,14 @@ MARGIN_CUSHION = 1.05
 STOP_AT_ENTRY = ("the stop would sit at the entry price; for no stop-loss leave stop_loss at its default, "
                  "none (stop_loss=None in Python; on the command line drop --set stop_loss=0, or give --set "
                  "stop_loss=none)")
-#: When the treasury cannot post the whole growth, the target is cut so that its margin and fee times this
-#: use the collateral there is: all of it would leave nothing for the re-check at the next open, which then
-#: refuses the order whenever the price moved against it. 1 % covers 99.9 % of the gaps between a bar's close
-#: and the next open in the shared BTC data (1d, 4h, 1h; the largest: 1.6 %, 2.0 %, 1.5 %) and leaves a fully
-#: collateralised short (collateral_short at 1x) 1 % short of its target until the next re-size tops it up.
+#: Room kept for the venue's re-check of an order's margin at its fill (the next open; backtrader re-checks
+#: linear fills, the MarginBroker inverse ones): a target goes out whole only when the futures wallet holds
+#: its margin and fee times this (else the treasury moves collateral, up to MARGIN_CUSHION), and a target the
+#: collateral cannot carry is cut so that its margin and fee times this use what there is. Without the room
+#: the re-check refuses the order whenever the price moved against it. 1 % covers 99.9 % of the gaps between a
+#: bar's close and the next open in the shared BTC data (1d, 4h, 1h; the largest: 1.6 %, 2.0 %, 1.5 %) and
+#: leaves a fully collateralised short (collateral_short at 1x) 1 % short of its target until the next
+#: re-size tops it up.
 CUT_CUSHION = 1.01
 MARGIN_CALL_RESPONSES = ("top_up_from_treasury", "reduce_position", "ignore")
 #: Kinds of debt owed at the first bar (``debt_type``).

@@ -1158,6 +1158,20 @@ def test_a_refused_reversal_at_the_fill_still_closes_and_the_linear_twin_is_refu
     assert [o[:3] for o in strat.orders] == [("Margin", None, 0.0)] and strat.rows[-1]["size"] == 0
 
 
+def test_an_inverse_limit_open_refused_at_its_fill_stays_refused_with_a_maker_rebate():
+    # BitMEX pays makers 0.025 % (a negative commission). 40,000 x 1 USD long at 10x, a limit at 20,000 needs
+    # 40,000 / 20,000 / 10 = 0.2 BTC of the 0.25 held; it fills at a 10,000 open, where it needs 0.4: refused.
+    # The rebate on the refused 40,000 USD (10 USD) must not lift the fill past BackBroker's cash check.
+    rows = flat(20_000, 2) + [(10_000, 10_000, 10_000, 10_000)] + flat(10_000, 2)
+    ci = InverseFuturesCommInfo(venue="bitmex", leverage=10, commission=0.0, maker=-0.00025, funding=False)
+    order = lambda s: s.buy(size=40_000, exectype=bt.Order.Limit, price=20_000.0)  # noqa: E731
+    strat, broker = run(frame(rows), ci, {2: order}, MarginBroker(cash=0.0, coins={"BTC": 0.25}))
+    need = 40_000 / 10_000 / 10 - 40_000 * 0.00025 / 10_000  # margin less the rebate, in coin
+    assert [o[:3] for o in strat.orders] == [("Margin", None, 0.0)]
+    assert strat.refused == [("margin", f"free BTC {0.25:.8f} is short of the initial margin + fee {need:.8f}")]
+    assert broker.get_coins("BTC") == 0.25 and broker.cash == 0.0 and strat.rows[-1]["size"] == 0
+
+
 def test_an_inverse_limit_order_with_a_maker_fee_fills_with_no_usd_in_the_account():
     # The coin fee of a limit fill is lent in USD for BackBroker's cash check, as a market fill's is (without
     # the loan an account holding coins only had its limit buy refused as Margin, with no reason). 10 x 100 USD

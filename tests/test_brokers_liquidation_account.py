@@ -237,3 +237,33 @@ def test_an_inverse_long_whose_margin_funding_drained_below_minus_s_over_ep_is_b
     fund = [e for e in strategy.events if e.kind == "insurance_fund"]
     assert len(fund) == 1 and fund[0].loss_usd == pytest.approx(-wallet * entry, rel=1e-12)
     assert strategy.rows[-1]["sizes"] == [0] and broker.reconcile() < 1e-12
+
+
+def test_the_account_stops_closing_positions_once_it_is_compliant():
+    # Three cross positions on 32,000 USD: ETH long 100 at 1,000 (MM 0.5 %), BTC long 1 at 20,000 (MM 10 %,
+    # 5x) and ETH2 long 1 at 1,000. ETH gaps to 700 (its liquidation: the wallet falls by 30,000); the account
+    # is then the wallet with BTC's -1,000 at its 19,000 close and ETH2's 0, against BTC's and ETH2's
+    # maintenance margin: not compliant, so BTC (the larger loss) closes at its close. Judged again, the
+    # account holds ETH2 alone: its balance is above ETH2's maintenance margin, so ETH2 stays open
+    # (Binance stops liquidating once the account is compliant).
+    def cross(asset, mmr, lev):
+        return LinearFuturesCommInfo(venue=generic_venue(asset=asset, mmr=mmr, max_leverage=10), leverage=lev,
+                                     margin_mode="cross", **NO_FEES)
+
+    datas = [("ETH", frame(flat(1_000, 3) + flat(700, 3)), cross("ETH", 0.005, 10)),
+             ("BTC", frame(flat(20_000, 2) + flat(19_000, 4)), cross("BTC", 0.10, 5)),
+             ("ETH2", frame(flat(1_000, 6)), cross("ETH", 0.005, 10))]
+
+    def first(s):
+        for name, size in (("ETH", 100), ("BTC", 1), ("ETH2", 1)):
+            s.buy(data=s.getdatabyname(name), size=size)
+
+    strategy, _ = run(datas, {1: first}, MarginBroker(cash=32_000.0))
+    wallet = 32_000.0 + f.linear_pnl(100, 1_000, 700)
+    balance = f.cross_account_balance(wallet, [f.linear_pnl(1, 20_000, 19_000), 0.0])
+    assert not f.cross_account_compliant(balance, 0.10 * 19_000 + 0.005 * 1_000)
+    assert f.cross_account_compliant(balance, 0.005 * 1_000)
+    liquidated = [e.instrument for e in strategy.events if e.kind == "liquidation"]
+    assert liquidated == ["ETH-GENERIC", "BTC-GENERIC"]
+    assert strategy.rows[-1]["sizes"] == [0, 0, 1]
+    assert strategy.rows[-1]["value"] == pytest.approx(balance, abs=1e-9)
