@@ -814,8 +814,8 @@ class MarginBroker(bt.brokers.BackBroker):
 
     def _judge_scheme(self, data, ci) -> None:
         """ConfigError if futures scheme ``ci`` on ``data`` contradicts it: the data's name starts with
-        another coin (a BTCUSDT scheme on ``'ETH'``: the broker would price BTC at ETH's closes), or the data is
-        replayed (:meth:`_refuse_replayed`)."""
+        another coin (a BTCUSDT scheme on ``'ETH'``: the broker would price BTC at ETH's closes), or the data
+        is replayed (:meth:`_refuse_replayed`)."""
         coin = self._named_coin(data._name)
         if coin is not None and coin != ci.asset:
             raise ConfigError(
