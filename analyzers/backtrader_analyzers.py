@@ -211,7 +211,8 @@ class EquityRecorder(_ReadsBroker):
     """Per-bar account state, for equity.csv, the drawdowns and the charts.
 
     Params: ``asset`` (``"BTC"``/``"ETH"``: coin for coin-terms equity and coin balance; None, the default:
-    the run's coin, :func:`_resolve_asset`), ``price_data`` (None = data0, an index or a feed name: its close is the coin price, USD per coin).
+    the run's coin, :func:`_resolve_asset`), ``price_data`` (None = data0, an index or a feed name: its close
+    is the coin price, USD per coin).
 
     get_analysis() keys:
       bars: number of bars recorded; start / end: first and last bar time (pandas Timestamp, UTC);
