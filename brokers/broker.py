@@ -1408,15 +1408,33 @@ class MarginBroker(bt.brokers.BackBroker):
             self._price_data = None  # a coin first held now: a data named after it may price it
             data = self._resolve_price_datas().get(asset)
             if data is None:
-                names = ", ".join(repr(d._name) for d in self._datas()) or "none"
-                raise ConfigError(
-                    f"{what}: no data prices {asset} (data names: {names}), so it would count as 0 USD; name "
-                    f"a feed after the coin (cerebro.adddata(feed, name={asset!r}); 'BTCUSDT' and 'XBTUSD' "
-                    f"price BTC), map one with MarginBroker(price_datas={{{asset!r}: <data name>}}), attach "
-                    f"a futures scheme on {asset} to a data, or call broker.set_price({asset!r}, usd).")
+                raise ConfigError(self._unpriced_message(asset, what))
         if data is not None:
             self._refuse_replayed(data)
         self._priced.add(asset)
+
+    def _unpriced_message(self, asset: str, what: str) -> str:
+        """The one-line message of :meth:`_require_price` for ``asset``, which nothing prices: a data named
+        after the coin that carries a dated contract is named as the cause (its price is not spot)."""
+        datas = self._datas()
+        for data in datas:
+            ci = self.getcommissioninfo(data)
+            label = (data._name or "").upper().replace("XBT", "BTC")
+            if isinstance(ci, FuturesCommInfo) and ci.p.expiry is not None and label.startswith(asset):
+                mapping = f"MarginBroker(price_datas={{{asset!r}: {data._name!r}}})"
+                return (f"{what}: data {data._name!r} carries a dated futures contract ({ci.venue.name}'s "
+                        f"{ci.spec.symbol}, expiry {ci.p.expiry:%Y-%m-%d %H:%M} UTC), whose price is not "
+                        f"the spot price, so it does not price {asset}, which would count as 0 USD; price "
+                        f"{asset} at its closes anyway with {mapping}, add a spot feed named {asset!r} (and "
+                        f"name the contract's data otherwise, e.g. {asset + '-DATED'!r}), or call "
+                        f"broker.set_price({asset!r}, usd).")
+        names = ", ".join(repr(d._name) for d in datas) or "none"
+        examples = f"{asset + 'USDT'!r}" + (" or 'XBTUSD'" if asset == "BTC" else "")
+        return (f"{what}: no data prices {asset} (data names: {names}), so it would count as 0 USD; name a "
+                f"feed after the coin (cerebro.adddata(feed, name={asset!r}); a name starting with it, such "
+                f"as {examples}, prices it too), map one with MarginBroker(price_datas={{{asset!r}: <data "
+                f"name>}}), attach a perpetual futures scheme on {asset} to a data, or call "
+                f"broker.set_price({asset!r}, usd).")
 
     def price_of(self, asset: str) -> float:
         """Current USD price of ``asset`` (its data's close), NaN when nothing prices it."""

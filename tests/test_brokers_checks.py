@@ -341,3 +341,39 @@ def test_a_replayed_data_read_only_as_a_signal_runs_and_is_refused_once_it_price
         _replayed_signal(MarginBroker(cash=10_000.0), actions={3: lambda s: s.broker.credit_coins("BTC", 1.0)})
     with pytest.raises(ConfigError, match=refused):  # the default scheme, ordered on the replayed data
         _replayed_signal(MarginBroker(cash=10_000.0), None, {2: lambda s: s.buy(data=s.datas[1], size=1)})
+
+
+# --- regress26 C: messages -----------------------------------------------------------------------------------
+
+def test_a_dated_contract_on_a_data_named_after_the_coin_is_named_as_the_reason_nothing_prices_the_coin():
+    dated = usdm(leverage=2, expiry=datetime(2021, 3, 26))
+    feeds = [(frame(flat(10_000.0, 3)), "BTC", {})]
+    with pytest.raises(ConfigError, match=r"^[^\n]*$") as caught:
+        go(feeds, MarginBroker(cash=100_000.0, coins={"BTC": 1.0}), [(dated, "BTC")])
+    message = str(caught.value)
+    assert message.startswith("coins['BTC']=1.0: data 'BTC' carries a dated futures contract (binance_usdm's "
+                              "BTCUSDT")
+    assert "MarginBroker(price_datas={'BTC': 'BTC'})" in message and "set_price('BTC', usd)" in message
+    assert "name a feed after the coin" not in message  # the advice it had, which that data already follows
+    # the mapping it points to works: 1 BTC valued at the contract's close
+    strat, _ = go(feeds, MarginBroker(cash=100_000.0, coins={"BTC": 1.0}, price_datas={"BTC": "BTC"}),
+                  [(usdm(leverage=2, expiry=datetime(2021, 3, 26)), "BTC")])
+    assert strat.rows[-1]["value"] == 100_000.0 + 1.0 * 10_000.0
+
+
+def test_the_unpriced_coin_message_gives_examples_for_that_coin():
+    with pytest.raises(ConfigError) as caught:
+        go([(frame(flat(20_000.0, 2)), "BTC", {})], MarginBroker(cash=0.0, coins={"ETH": 2.0}, coin_wallet="spot"))
+    assert "such as 'ETHUSDT', prices it too" in str(caught.value) and "XBTUSD" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        go([(frame(flat(20_000.0, 2)), None, {})], MarginBroker(cash=0.0, coins={"BTC": 2.0}, coin_wallet="spot"))
+    assert "such as 'BTCUSDT' or 'XBTUSD', prices it too" in str(caught.value)
+
+
+def test_a_negative_taker_fee_is_told_apart_from_a_percent_typed_as_a_fraction():
+    with pytest.raises(ConfigError, match=r"^commission=-0.5 is not allowed[^\n]*A taker fee is not negative"
+                                          r"[^\n]*maker[^\n]*$") as caught:
+        LinearFuturesCommInfo(venue="binance_usdm", commission=-0.5)
+    assert "percent" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"0.04 % is 0.0004"):
+        LinearFuturesCommInfo(venue="binance_usdm", commission=0.04)
