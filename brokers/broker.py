@@ -277,6 +277,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._deferred: list[tuple] = []
         # (order, scheme, entry before the fill) while an inverse order fills: see notify()
         self._inverse_fill: tuple | None = None
+        # data -> ({tradeid: net contracts} of inverse fills, the open tradeids that have shared the data with
+        # another since they opened): notify applies the broker's entry only to a trade that never shared it
+        self._tradeids: dict[object, tuple[dict[int, float], set[int]]] = {}
 
     @property
     def warning_level(self) -> float:
@@ -355,7 +358,10 @@ class MarginBroker(bt.brokers.BackBroker):
         nbits = len(order.executed.exbits)
         if comminfo.is_inverse:  # the fill's notification carries the entry it is booked against (notify)
             held = self._inv.get(order.data)
-            self._inverse_fill = (order, comminfo, held[1] if held else 0.0)
+            sizes, shared = self._tradeids.get(order.data, ({}, set()))
+            alone = order.tradeid not in shared and not any(
+                size for tradeid, size in sizes.items() if tradeid != order.tradeid)
+            self._inverse_fill = (order, comminfo, held[1] if held and alone else 0.0)
         try:
             if comminfo.is_inverse:
                 # limit orders pay the maker rate (taker for everything else)
@@ -389,7 +395,9 @@ class MarginBroker(bt.brokers.BackBroker):
     def notify(self, order):
         """Queue a copy of ``order`` for its owner (BackBroker). The copy of an inverse fill carries the
         scheme with the entry the fill was booked against (:meth:`InverseFuturesCommInfo.with_entry`), so the
-        owner's Trade computes the pnl the broker booked, on the harmonic entry."""
+        owner's Trade computes the pnl the broker booked, on the harmonic entry. A trade that has shared the
+        data with another open ``tradeid`` keeps backtrader's own figure, on its own (arithmetic) entry: the
+        position's entry is then not that trade's."""
         super().notify(order)
         fill = self._inverse_fill
         if fill is not None and fill[0] is order and fill[2]:
@@ -430,6 +438,14 @@ class MarginBroker(bt.brokers.BackBroker):
         if comminfo.is_inverse:
             self.cash += comm  # the fee is coin: undo backtrader's USD debit
             self._book_inverse_fill(data, comminfo, bit.size, bit.price, order, pnl_kind, fee_kind)
+            sizes, shared = self._tradeids.setdefault(data, ({}, set()))
+            sizes[order.tradeid] = sizes.get(order.tradeid, 0.0) + bit.size
+            open_ids = {tradeid for tradeid, size in sizes.items() if size and self.positions[data].size}
+            if len(open_ids) > 1:
+                shared |= open_ids
+            shared &= open_ids  # a tradeid's next trade starts afresh
+            if not open_ids:
+                sizes.clear()
         else:
             if comm:
                 self.ledger.add(self._now, fee_kind, USD, "futures", -comm, instrument)
