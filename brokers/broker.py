@@ -333,6 +333,8 @@ class MarginBroker(bt.brokers.BackBroker):
             ci = self.getcommissioninfo(data)
             if isinstance(ci, FuturesCommInfo):
                 self._judge_scheme(data, ci)
+                if data not in self._spacing_due and timeframe_span(data._timeframe, data._compression):
+                    self._spacing_due.append(data)  # judged at the next bar's start, before the order fills
             self._traded.add(id(data))
 
     def check_submitted(self):
@@ -804,8 +806,9 @@ class MarginBroker(bt.brokers.BackBroker):
         * a coin balance that nothing prices (it would count as 0 USD), or that a replayed data prices:
           :meth:`_require_price`, called again when a coin is first credited.
 
-        It also lists the futures datas whose bar spacing :meth:`_check_spacing` compares with their declared
-        bar at their second bar. Each problem is a one-line ConfigError."""
+        It also lists the futures datas with a scheme under their name whose bar spacing
+        :meth:`_check_spacing` compares with their declared bar at their second bar (the default scheme's
+        datas: from their first order). Each problem is a one-line ConfigError."""
         datas = self._datas()
         names = ", ".join(repr(d._name) for d in datas) or "none"
         named = {d._name for d in datas}
@@ -825,8 +828,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 opening = self.p.coins.get(asset)
                 self._require_price(asset, f"coins[{asset!r}]={opening!r}" if opening else
                                     f"the {balance:g} {asset} held at the first bar")
-        self._spacing_due = [d for d, _ in futures
-                             if timeframe_span(d._timeframe, d._compression) is not None]
+        self._spacing_due += [d for d, _ in futures if d._name in self.comminfo and d not in self._spacing_due
+                              and timeframe_span(d._timeframe, d._compression) is not None]
 
     def _judge_scheme(self, data, ci) -> None:
         """ConfigError if futures scheme ``ci`` on ``data`` contradicts it: the data's name starts with

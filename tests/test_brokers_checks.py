@@ -341,6 +341,18 @@ def test_a_replayed_data_read_only_as_a_signal_runs_and_is_refused_once_it_price
         _replayed_signal(MarginBroker(cash=10_000.0), actions={3: lambda s: s.broker.credit_coins("BTC", 1.0)})
     with pytest.raises(ConfigError, match=refused):  # the default scheme, ordered on the replayed data
         _replayed_signal(MarginBroker(cash=10_000.0), None, {2: lambda s: s.buy(data=s.datas[1], size=1)})
+    # the default scheme, ordered on the hourly data only: the replayed data is neither judged nor spaced
+    strat, _ = _replayed_signal(MarginBroker(cash=10_000.0), None, {2: lambda s: s.buy(size=1)})
+    assert strat.rows[-1]["size"] == 1.0 and strat.rows[-1]["value"] == 10_000.0
+
+
+def test_hourly_bars_declared_as_days_under_the_default_scheme_are_refused_from_their_first_order():
+    hourly = frame(flat(10_000.0, 48), freq="1h")
+    with pytest.raises(ConfigError, match=r"^data 'BTC': declared timeframe=Days[^\n]*1:00:00 apart"):
+        go([(hourly, "BTC", {})], MarginBroker(cash=10_000.0), [(usdm(leverage=2), None)],
+           {3: lambda s: s.buy(size=1)})
+    strat, _ = go([(hourly, "BTC", {})], MarginBroker(cash=10_000.0), [(usdm(leverage=2), None)])
+    assert len(strat.rows) == 48  # never traded: not judged
 
 
 # --- regress26 C: messages -----------------------------------------------------------------------------------
