@@ -55,6 +55,20 @@ def _resolve_price_data(analyzer: bt.Analyzer, price_data: object) -> bt.feed.Da
     return analyzer.datas[names.index(price_data)]
 
 
+def _resolve_asset(analyzer: bt.Analyzer, feed: bt.feed.DataBase) -> str:
+    """The analyzer's ``asset`` param (``"BTC"``/``"ETH"``), checked; None = the run's coin: the strategy's
+    ``asset`` param (the project's policies have one), else the coin the price feed's name starts with
+    (``XBT`` read as BTC), else ``"BTC"``."""
+    asset = analyzer.p.asset
+    if asset is None:
+        asset = getattr(analyzer.strategy.params, "asset", None)
+    if asset is None:
+        label = (feed._name or "").upper().replace("XBT", "BTC")
+        asset = next((coin for coin in ASSETS if label.startswith(coin)), "BTC")
+    check_choice("asset", asset, ASSETS)
+    return asset
+
+
 def _events(broker: object) -> list:
     return list(getattr(broker, "events", []))
 
@@ -196,8 +210,9 @@ def _works_per_bar(analyzer: bt.Analyzer) -> bool:
 class EquityRecorder(_ReadsBroker):
     """Per-bar account state, for equity.csv, the drawdowns and the charts.
 
-    Params: ``asset`` (``"BTC"``/``"ETH"``: coin for coin-terms equity and coin balance), ``price_data``
-    (None = data0, an index or a feed name: its close is the coin price, USD per coin).
+    Params: ``asset`` (``"BTC"``/``"ETH"``: coin for coin-terms equity and coin balance; None, the default:
+    the run's coin, :func:`_resolve_asset`), ``price_data`` (None = data0, an index or a feed name: its close
+    is the coin price, USD per coin).
 
     get_analysis() keys:
       bars: number of bars recorded; start / end: first and last bar time (pandas Timestamp, UTC);
@@ -214,14 +229,14 @@ class EquityRecorder(_ReadsBroker):
     first bar's open): the account before the first bar's move, mining, costs and orders.
     """
 
-    params = (("asset", "BTC"), ("price_data", None))
+    params = (("asset", None), ("price_data", None))
     _live_attributes = ("_price_feed", "_read_equity", "_read_cash", "_read_coin_equity", "_read_coins",
                         "_read_unrealized", "_read_margin_ratio", "_read_state", "_close_line",
                         "_datetime_line", "_append", "next")
 
     def __init__(self) -> None:
-        check_choice("asset", self.p.asset, ASSETS)
         self._price_feed = _resolve_price_data(self, self.p.price_data)
+        self.p.asset = _resolve_asset(self, self._price_feed)
         self._span: timedelta | None = None  # the price feed's bar (start)
         recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, None)
         if recorders is None:
@@ -364,11 +379,11 @@ class EquityRecorder(_ReadsBroker):
 class _UsesRecorder(_ReadsBroker):
     """Base: shares one EquityRecorder per (strategy, asset, price feed) instead of recording twice."""
 
-    params = (("asset", "BTC"), ("price_data", None))
+    params = (("asset", None), ("price_data", None))
 
     def __init__(self) -> None:
-        check_choice("asset", self.p.asset, ASSETS)
         feed = _resolve_price_data(self, self.p.price_data)
+        self.p.asset = _resolve_asset(self, feed)
         recorders = getattr(self.strategy, _RECORDERS_ATTRIBUTE, {})
         existing = recorders.get((self.p.asset, id(feed)))
         # A new recorder created here becomes this analyzer's child, so it is driven bar by bar. (Compare with
@@ -727,11 +742,13 @@ class Summary(_UsesRecorder):
         _closed(self.rets)
 
 
-def add_analyzers(cerebro: bt.Cerebro, asset: str = "BTC", price_data: object = None,
+def add_analyzers(cerebro: bt.Cerebro, asset: str | None = None, price_data: object = None,
                   risk_free_daily: float = 0.0) -> None:
     """Add what :func:`build_run_result` needs: ``Summary`` (name ``"summary"``) and ``Fills``
-    (``"fills"``)."""
-    check_choice("asset", asset, ASSETS)
+    (``"fills"``). ``asset`` None: the run's coin, resolved when the run starts (:func:`_resolve_asset`: the
+    strategy's ``asset`` param, else the price feed's name, else BTC)."""
+    if asset is not None:
+        check_choice("asset", asset, ASSETS)
     cerebro.addanalyzer(Summary, _name="summary", asset=asset, price_data=price_data,
                         risk_free_daily=risk_free_daily)
     cerebro.addanalyzer(Fills, _name="fills")

@@ -184,9 +184,11 @@ class MarginBroker(bt.brokers.BackBroker):
 
     Numbers given as strings holding a number are converted; anything else out of range is a ConfigError
     naming the parameter, the value and what is allowed. At the first bar the broker also refuses a
-    commission scheme added under a name no data has, a futures scheme whose coin contradicts its data's
-    name, a replayed data it prices (``cerebro.replaydata``), and a coin balance nothing prices; at a futures
-    data's second bar, bars finer than its declared timeframe and compression (see :meth:`_first_bar_checks`).
+    commission scheme added under a name no data has, a futures scheme added under a data's name whose coin
+    contradicts that name (the default scheme: at the data's first order), a replayed data
+    (``cerebro.replaydata``) with such a scheme or pricing a held coin, and a coin balance nothing prices;
+    at a futures data's second bar, bars finer than its declared timeframe and compression (see
+    :meth:`_first_bar_checks`).
     """
 
     params = (
@@ -240,6 +242,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._now = _EPOCH
         self._first_bar = True  # no bar has run yet (see next() and open_at())
         self._priced: set[str] = set()  # coins found priced (by a data or set_price): _require_price
+        self._traded: set[int] = set()  # ids of the datas judged at their first order: _judge_traded
         self._spacing_due: list = []  # futures datas whose bar spacing is still to check (_check_spacing)
         self._usd_spot = 0.0
         self._coins: dict[tuple[str, str], float] = defaultdict(float)
@@ -276,6 +279,9 @@ class MarginBroker(bt.brokers.BackBroker):
         self._deferred: list[tuple] = []
         # (order, scheme, entry before the fill) while an inverse order fills: see notify()
         self._inverse_fill: tuple | None = None
+        # data -> ({tradeid: net contracts} of inverse fills, the open tradeids that have shared the data with
+        # another since they opened): notify applies the broker's entry only to a trade that never shared it
+        self._tradeids: dict[object, tuple[dict[int, float], set[int]]] = {}
 
     @property
     def warning_level(self) -> float:
@@ -312,11 +318,26 @@ class MarginBroker(bt.brokers.BackBroker):
     # --- order plumbing -----------------------------------------------------------------------------
     def buy(self, owner, data, *args, **kwargs):
         self._owners[data] = owner
+        self._judge_traded(data)
         return super().buy(owner, data, *args, **kwargs)
 
     def sell(self, owner, data, *args, **kwargs):
         self._owners[data] = owner
+        self._judge_traded(data)
         return super().sell(owner, data, *args, **kwargs)
+
+    def _judge_traded(self, data) -> None:
+        """At a data's first order: :meth:`_judge_scheme` on its futures scheme. A scheme added under the
+        data's name is judged at the first bar already; backtrader's default scheme (``addcommissioninfo``
+        without a name) covers every data, including datas only read as signals, so it is judged only on the
+        datas that trade."""
+        if id(data) not in self._traded:
+            ci = self.getcommissioninfo(data)
+            if isinstance(ci, FuturesCommInfo):
+                self._judge_scheme(data, ci)
+                if data not in self._spacing_due and timeframe_span(data._timeframe, data._compression):
+                    self._spacing_due.append(data)  # judged at the next bar's start, before the order fills
+            self._traded.add(id(data))
 
     def check_submitted(self):
         if not self.submitted:  # called every bar; nothing to check most of the time
@@ -341,7 +362,10 @@ class MarginBroker(bt.brokers.BackBroker):
         nbits = len(order.executed.exbits)
         if comminfo.is_inverse:  # the fill's notification carries the entry it is booked against (notify)
             held = self._inv.get(order.data)
-            self._inverse_fill = (order, comminfo, held[1] if held else 0.0)
+            sizes, shared = self._tradeids.get(order.data, ({}, set()))
+            alone = order.tradeid not in shared and not any(
+                size for tradeid, size in sizes.items() if tradeid != order.tradeid)
+            self._inverse_fill = (order, comminfo, held[1] if held and alone else 0.0)
         try:
             if comminfo.is_inverse:
                 # limit orders pay the maker rate (taker for everything else)
@@ -375,7 +399,9 @@ class MarginBroker(bt.brokers.BackBroker):
     def notify(self, order):
         """Queue a copy of ``order`` for its owner (BackBroker). The copy of an inverse fill carries the
         scheme with the entry the fill was booked against (:meth:`InverseFuturesCommInfo.with_entry`), so the
-        owner's Trade computes the pnl the broker booked, on the harmonic entry."""
+        owner's Trade computes the pnl the broker booked, on the harmonic entry. A trade that has shared the
+        data with another open ``tradeid`` keeps backtrader's own figure, on its own (arithmetic) entry: the
+        position's entry is then not that trade's."""
         super().notify(order)
         fill = self._inverse_fill
         if fill is not None and fill[0] is order and fill[2]:
@@ -416,6 +442,14 @@ class MarginBroker(bt.brokers.BackBroker):
         if comminfo.is_inverse:
             self.cash += comm  # the fee is coin: undo backtrader's USD debit
             self._book_inverse_fill(data, comminfo, bit.size, bit.price, order, pnl_kind, fee_kind)
+            sizes, shared = self._tradeids.setdefault(data, ({}, set()))
+            sizes[order.tradeid] = sizes.get(order.tradeid, 0.0) + bit.size
+            open_ids = {tradeid for tradeid, size in sizes.items() if size and self.positions[data].size}
+            if len(open_ids) > 1:
+                shared |= open_ids
+            shared &= open_ids  # a tradeid's next trade starts afresh
+            if not open_ids:
+                sizes.clear()
         else:
             if comm:
                 self.ledger.add(self._now, fee_kind, USD, "futures", -comm, instrument)
@@ -770,15 +804,14 @@ class MarginBroker(bt.brokers.BackBroker):
 
         * a commission scheme added under a name that no data has (backtrader would trade that data on its
           default scheme: no margin, funding or liquidation);
-        * a futures scheme on a data whose name starts with another coin (a BTCUSDT scheme on ``'ETH'``: the
-          broker would price BTC at ETH's closes);
-        * a replayed data (``cerebro.replaydata``) that carries a futures scheme or prices a coin: the broker
-          judges a bar at its extremes and pays the settlements of its whole span, which on a bar still
-          forming means lows from before a fill and settlements still to come;
-        * a coin balance that nothing prices (it would count as 0 USD): :meth:`_require_price`.
+        * a futures scheme added under a data's name that contradicts the data (:meth:`_judge_scheme`); the
+          default scheme is judged on a data at its first order (:meth:`_judge_traded`);
+        * a coin balance that nothing prices (it would count as 0 USD), or that a replayed data prices:
+          :meth:`_require_price`, called again when a coin is first credited.
 
-        It also lists the futures datas whose bar spacing :meth:`_check_spacing` compares with their declared
-        bar at their second bar. Each problem is a one-line ConfigError."""
+        It also lists the futures datas with a scheme under their name whose bar spacing
+        :meth:`_check_spacing` compares with their declared bar at their second bar (the default scheme's
+        datas: from their first order). Each problem is a one-line ConfigError."""
         datas = self._datas()
         names = ", ".join(repr(d._name) for d in datas) or "none"
         named = {d._name for d in datas}
@@ -791,29 +824,40 @@ class MarginBroker(bt.brokers.BackBroker):
                     f"(cerebro.adddata(feed, name={name!r})).")
         futures = [(d, ci) for d in datas if isinstance(ci := self.getcommissioninfo(d), FuturesCommInfo)]
         for data, ci in futures:
-            coin = self._named_coin(data._name)
-            if coin is not None and coin != ci.asset:
-                raise ConfigError(
-                    f"data {data._name!r} carries {ci.venue.name}'s {ci.spec.symbol}, a {ci.asset} contract, "
-                    f"but its name says {coin}: the broker would price {ci.asset} at its closes; attach a "
-                    f"contract on {coin} to it (venue=, symbol=), or add this scheme under the name of the "
-                    f"{ci.asset} data.")
-        priced = {id(d) for d in self._resolve_price_datas().values()}
-        for data in datas:
-            if getattr(data, "replaying", False) and (id(data) in priced or isinstance(
-                    self.getcommissioninfo(data), FuturesCommInfo)):
-                raise ConfigError(
-                    f"data {data._name!r} is replayed (cerebro.replaydata), which MarginBroker does not "
-                    "support: it would judge a bar still forming on its extremes so far and pay all of its "
-                    "funding settlements at once; use cerebro.resampledata(...) or add the finer bars "
-                    "themselves (cerebro.adddata).")
+            if data._name in self.comminfo:  # added under its name; the default scheme: _judge_traded
+                self._judge_scheme(data, ci)
         for (asset, _wallet), balance in list(self._coins.items()):
             if balance and asset not in self._priced:
                 opening = self.p.coins.get(asset)
                 self._require_price(asset, f"coins[{asset!r}]={opening!r}" if opening else
                                     f"the {balance:g} {asset} held at the first bar")
-        self._spacing_due = [d for d, _ in futures
-                             if timeframe_span(d._timeframe, d._compression) is not None]
+        self._spacing_due += [d for d, _ in futures if d._name in self.comminfo and d not in self._spacing_due
+                              and timeframe_span(d._timeframe, d._compression) is not None]
+
+    def _judge_scheme(self, data, ci) -> None:
+        """ConfigError if futures scheme ``ci`` on ``data`` contradicts it: the data's name starts with
+        another coin (a BTCUSDT scheme on ``'ETH'``: the broker would price BTC at ETH's closes), or the data
+        is replayed (:meth:`_refuse_replayed`)."""
+        coin = self._named_coin(data._name)
+        if coin is not None and coin != ci.asset:
+            raise ConfigError(
+                f"data {data._name!r} carries {ci.venue.name}'s {ci.spec.symbol}, a {ci.asset} contract, "
+                f"but its name says {coin}: the broker would price {ci.asset} at its closes; attach a "
+                f"contract on {coin} to it (venue=, symbol=), or add this scheme under the name of the "
+                f"{ci.asset} data.")
+        self._refuse_replayed(data)
+
+    @staticmethod
+    def _refuse_replayed(data) -> None:
+        """ConfigError if ``data`` is replayed (``cerebro.replaydata``) and trades futures or prices a held
+        coin: the broker judges a bar at its extremes and pays the settlements of its whole span, which on a
+        bar still forming means lows from before a fill and settlements still to come."""
+        if getattr(data, "replaying", False):
+            raise ConfigError(
+                f"data {data._name!r} is replayed (cerebro.replaydata), which MarginBroker does not "
+                "support: it would judge a bar still forming on its extremes so far and pay all of its "
+                "funding settlements at once; use cerebro.resampledata(...) or add the finer bars "
+                "themselves (cerebro.adddata).")
 
     def _check_spacing(self) -> None:
         """At each listed futures data's second bar: ConfigError if its bars are closer together than its
@@ -1480,7 +1524,8 @@ class MarginBroker(bt.brokers.BackBroker):
                     found.setdefault(max(fits, key=len), data)
             for data in datas:
                 ci = self.getcommissioninfo(data)
-                if isinstance(ci, FuturesCommInfo) and ci.p.expiry is None:
+                if isinstance(ci, FuturesCommInfo) and ci.p.expiry is None \
+                        and self._named_coin(data._name) in (None, ci.asset):  # not a default scheme on 'ETH'
                     found.setdefault(ci.asset, data)
             self._price_data = found
         return self._price_data
@@ -1504,16 +1549,38 @@ class MarginBroker(bt.brokers.BackBroker):
     def _require_price(self, asset: str, what: str) -> None:
         """ConfigError unless a data or :meth:`set_price` prices ``asset`` (``what``: the balance, for the
         message): a coin nothing prices would count as 0 USD in every value. Remembered once found."""
-        if self._resolve_price_datas().get(asset) is None and asset not in self._fixed_prices:
+        data = self._resolve_price_datas().get(asset)
+        if data is None and asset not in self._fixed_prices:
             self._price_data = None  # a coin first held now: a data named after it may price it
-            if self._resolve_price_datas().get(asset) is None:
-                names = ", ".join(repr(d._name) for d in self._datas()) or "none"
-                raise ConfigError(
-                    f"{what}: no data prices {asset} (data names: {names}), so it would count as 0 USD; name "
-                    f"a feed after the coin (cerebro.adddata(feed, name={asset!r}); 'BTCUSDT' and 'XBTUSD' "
-                    f"price BTC), map one with MarginBroker(price_datas={{{asset!r}: <data name>}}), attach "
-                    f"a futures scheme on {asset} to a data, or call broker.set_price({asset!r}, usd).")
+            data = self._resolve_price_datas().get(asset)
+            if data is None:
+                raise ConfigError(self._unpriced_message(asset, what))
+        if data is not None:
+            self._refuse_replayed(data)
         self._priced.add(asset)
+
+    def _unpriced_message(self, asset: str, what: str) -> str:
+        """The one-line message of :meth:`_require_price` for ``asset``, which nothing prices: a data named
+        after the coin that carries a dated contract is named as the cause (its price is not spot)."""
+        datas = self._datas()
+        for data in datas:
+            ci = self.getcommissioninfo(data)
+            label = (data._name or "").upper().replace("XBT", "BTC")
+            if isinstance(ci, FuturesCommInfo) and ci.p.expiry is not None and label.startswith(asset):
+                mapping = f"MarginBroker(price_datas={{{asset!r}: {data._name!r}}})"
+                return (f"{what}: data {data._name!r} carries a dated futures contract ({ci.venue.name}'s "
+                        f"{ci.spec.symbol}, expiry {ci.p.expiry:%Y-%m-%d %H:%M} UTC), whose price is not "
+                        f"the spot price, so it does not price {asset}, which would count as 0 USD; price "
+                        f"{asset} at its closes anyway with {mapping}, add a spot feed named {asset!r} (and "
+                        f"name the contract's data otherwise, e.g. {asset + '-DATED'!r}), or call "
+                        f"broker.set_price({asset!r}, usd).")
+        names = ", ".join(repr(d._name) for d in datas) or "none"
+        examples = f"{asset + 'USDT'!r}" + (" or 'XBTUSD'" if asset == "BTC" else "")
+        return (f"{what}: no data prices {asset} (data names: {names}), so it would count as 0 USD; name a "
+                f"feed after the coin (cerebro.adddata(feed, name={asset!r}); a name starting with it, such "
+                f"as {examples}, prices it too), map one with MarginBroker(price_datas={{{asset!r}: <data "
+                f"name>}}), attach a perpetual futures scheme on {asset} to a data, or call "
+                f"broker.set_price({asset!r}, usd).")
 
     def price_of(self, asset: str) -> float:
         """Current USD price of ``asset`` (its data's close), NaN when nothing prices it."""

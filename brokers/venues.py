@@ -45,10 +45,16 @@ def check_fee_rate(parameter: str, value: float, *, maker: bool = False) -> floa
     ``0 <= value <= MAX_FEE_RATE`` (a taker fee) or ``-MAX_FEE_RATE <= value <= MAX_FEE_RATE`` (a ``maker``
     fee: negative is a rebate, as BitMEX pays); else ConfigError naming the parameter, the value and the
     range."""
+    try:
+        negative = float(value) < 0.0
+    except (TypeError, ValueError):
+        negative = False  # check_between names a value that is not a number
+    hint = ("Rates are fractions, not percents: 0.04 % is 0.0004 (futures venues charge under 0.1 %).")
+    if negative and not maker:
+        hint = "A taker fee is not negative; only a maker fee can be a rebate (BitMEX's maker: -0.00025)."
     return check_between(parameter, value, -MAX_FEE_RATE if maker else 0.0, MAX_FEE_RATE,
                          unit="fraction of notional per fill" + ("; < 0 is a rebate" if maker else ""),
-                         hint="Rates are fractions, not percents: 0.04 % is 0.0004 (futures venues charge "
-                              "under 0.1 %).")
+                         hint=hint)
 
 
 def available_venues() -> list[str]:

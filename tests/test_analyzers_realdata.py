@@ -320,3 +320,47 @@ def test_the_report_lists_the_brokers_assumptions_once(btc_daily_2021, tmp_path)
     notes = outcome.result.assumptions["run notes"]
     assert notes[0].startswith(f"funding: constant rate {rate:.6%} per 8h for BTC") and sum(
         n.startswith("funding: constant rate") for n in notes) == 1
+
+
+# ------------------------------------------------------------------- regress26 E: add_analyzers' asset
+
+
+def test_the_readme_recipe_on_eth_reports_what_run_policy_does_without_naming_the_asset(data_dir):
+    # README Quick start, "Or with backtrader directly", on ETH: add_analyzers(cerebro) with no asset takes the
+    # strategy's asset param, so the summary's coins and coin equity are ETH's, as api.run_policy's.
+    from data.feeds import MinerFeed
+    from minehedge import api
+    from strategies import policies
+
+    market = api.load_market({"asset": "ETH", "timeframe": "1d", "start": "2021-01-01", "end": "2021-03-31",
+                              "data_dir": str(data_dir)})
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(MinerFeed(dataname=market.frame, name="ETH"))
+    cerebro.broker = MarginBroker(cash=0)
+    cerebro.addstrategy(policies.POLICIES["unhedged"], asset="ETH")
+    add_analyzers(cerebro)
+    plain = cerebro.run()[0].analyzers.summary.get_analysis()
+    api_summary = api.run_policy(market, "unhedged", {}).summary
+    assert plain["asset"] == "ETH"
+    assert plain["coins_mined"] > 0
+    for key in ("coins_mined", "final_equity_usd", "final_equity_coin"):
+        assert plain[key] == api_summary[key], key
+
+
+@pytest.mark.parametrize(("name", "expected"), [("ETH", "ETH"), ("XBTUSD", "BTC"), ("", "BTC")])
+def test_add_analyzers_without_an_asset_takes_the_price_feeds_coin_when_the_strategy_has_none(name, expected):
+    # 1 coin opening balance priced by the feed at 2,000 (or unpriced, counted in coins only): coin equity =
+    # value / price whatever the coin, so the asset is read from the recorded 'asset' and the coin balance.
+    from tests.test_brokers_broker import flat, frame
+
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame(flat(2_000.0, 3))), name=name)
+    cerebro.broker = MarginBroker(cash=100.0, coins={expected: 1.0}, coin_wallet="spot",
+                                  price_datas={expected: name} if name else None)
+    if not name:
+        cerebro.broker.set_price(expected, 2_000.0)
+    cerebro.addstrategy(bt.Strategy)
+    add_analyzers(cerebro)
+    summary = cerebro.run()[0].analyzers.summary
+    assert summary.get_analysis()["asset"] == expected
+    assert summary.get_analysis()["final_equity_coin"] == pytest.approx((100.0 + 2_000.0) / 2_000.0)

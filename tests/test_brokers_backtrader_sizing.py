@@ -220,3 +220,26 @@ def test_inverse_trades_after_adding_report_the_pnl_the_broker_books_on_the_harm
     assert strategy.trades[0]["pnl"] == pytest.approx(-5_312.5)
     ledger = [e["amount_usd"] for e in broker.ledger.to_records() if e["kind"] == "realized_pnl"]
     assert ledger == pytest.approx(booked)
+
+
+def test_inverse_trades_that_share_the_data_with_another_tradeid_keep_their_own_entry():
+    """tradeid 1 short 100 at 10,000 and tradeid 2 short 100 at 8,000 share the position (harmonic entry
+    8,888.89, which the ledger books); each trade keeps its own entry: tradeid 1 bought back at 10,000 made 0,
+    tradeid 2 bought back at 12,500 made 100 x 100 x (1/8,000 - 1/12,500) coins short. A later trade alone
+    on the flat data is on the broker's entry again: short 100 at 10,000 and 100 at 8,000, closed at 10,000."""
+    face = 100.0
+    closes = [10_000.0, 10_000.0, 8_000.0, 10_000.0, 12_500.0, 12_500.0, 10_000.0, 8_000.0, 10_000.0, 10_000.0]
+    actions = {1: lambda s: s.sell(size=100, tradeid=1), 2: lambda s: s.sell(size=100, tradeid=2),
+               3: lambda s: s.buy(size=100, tradeid=1), 4: lambda s: s.buy(size=100, tradeid=2),
+               6: lambda s: s.sell(size=100), 7: lambda s: s.sell(size=100), 8: lambda s: s.buy(size=200)}
+    strategy, broker = _run(_inverse(5.0, face), actions, closes=closes, cash=0.0, coins={"BTC": 10.0})
+
+    def pnl_usd(contracts, entry, exit_price):  # coins, valued at the exit (fill) price
+        return contracts * face * (1.0 / entry - 1.0 / exit_price) * exit_price
+
+    harmonic = 200 / (100 / 10_000.0 + 100 / 8_000.0)
+    own = [pnl_usd(-100, 10_000.0, 10_000.0), pnl_usd(-100, 8_000.0, 12_500.0), pnl_usd(-200, harmonic, 10_000.0)]
+    assert own == pytest.approx([0.0, -5_625.0, -2_500.0])
+    assert [trade["pnl"] for trade in strategy.trades] == pytest.approx(own)
+    ledger = [e["amount_usd"] for e in broker.ledger.to_records() if e["kind"] == "realized_pnl"]
+    assert ledger == pytest.approx([pnl_usd(-100, harmonic, 10_000.0), pnl_usd(-100, harmonic, 12_500.0), own[2]])

@@ -293,3 +293,99 @@ def test_a_feeds_tz_leaves_funding_on_the_same_utc_settlements(tz):
                        MarginBroker(cash=10_000.0), [(usdm(leverage=2, funding=True), "BTC")], actions)
         rows.append(funding_rows(broker))
     assert rows[0] == rows[1] == [(datetime(2021, 1, 1, 8), -1.0, "settlement 2021-01-01 08:00 rate 0.0001")]
+
+
+# --- regress26 A/B: the default scheme and signal-only datas ----------------------------------------------
+
+def test_a_default_scheme_is_judged_on_the_datas_that_trade_not_on_a_signal_data_of_another_coin():
+    # backtrader's default scheme (no name) is binance_usdm's BTCUSDT; 'ETH' is read as a signal only. 1 BTC
+    # bought on bar 1 fills at bar 2's open of 10,000 and is marked at 11,000: value 10,000 + 1 x 1,000.
+    btc = frame(flat(10_000.0, 2) + flat(11_000.0, 2))
+    feeds = [(btc, "BTC", {}), (frame(flat(1_000.0, 4)), "ETH", {})]
+    strat, broker = go(feeds, MarginBroker(cash=10_000.0), [(usdm(leverage=5), None)],
+                       {1: lambda s: s.buy(data=s.datas[0], size=1) if s.datas[1].close[0] > 0 else None})
+    assert strat.rows[-1]["size"] == 1.0
+    assert strat.rows[-1]["value"] == pytest.approx(10_000.0 + 1.0 * (11_000.0 - 10_000.0))
+    # an order on 'ETH' under that BTC scheme is refused at the order, in one line
+    with pytest.raises(ConfigError, match=r"^data 'ETH' carries binance_usdm's BTCUSDT, a BTC contract, but its "
+                                          r"name says ETH[^\n]*$"):
+        go(feeds, MarginBroker(cash=10_000.0), [(usdm(leverage=5), None)],
+           {2: lambda s: s.buy(data=s.datas[1], size=1)})
+    # 'ETH' first: the BTC held is priced by 'BTC' (the scheme's own coin), not by the ETH closes
+    strat, _ = go(feeds[::-1], MarginBroker(cash=0.0, coins={"BTC": 1.0}, coin_wallet="spot"),
+                  [(usdm(leverage=5), None)])
+    assert [row["value"] for row in strat.rows] == [close for close in btc["close"]]
+
+
+def _replayed_signal(broker, scheme_name="BTC", actions=None):
+    """Hourly 'BTC' (flat 10,000, 72 bars) traded with a binance_usdm scheme added under ``scheme_name``, the
+    same bars replayed to days as 'BTC1d'."""
+    hours = frame(flat(10_000.0, 72), freq="1h")
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=hours, **HOURLY), name="BTC")
+    cerebro.replaydata(bt.feeds.PandasData(dataname=hours, **HOURLY), timeframe=bt.TimeFrame.Days, name="BTC1d")
+    cerebro.broker = broker
+    cerebro.broker.addcommissioninfo(usdm(leverage=5), name=scheme_name)
+    cerebro.addstrategy(Script, actions=actions)
+    return cerebro.run()[0], cerebro.broker
+
+
+def test_a_replayed_data_read_only_as_a_signal_runs_and_is_refused_once_it_prices_a_coin_held_or_trades():
+    # no coin held: 'BTC1d' prices nothing held and trades nothing; 1 BTC bought hourly at 10,000 (no fee)
+    strat, _ = _replayed_signal(MarginBroker(cash=10_000.0), actions={2: lambda s: s.buy(size=1)})
+    assert strat.rows[-1]["size"] == 1.0 and strat.rows[-1]["value"] == 10_000.0
+    refused = r"^data 'BTC1d' is replayed \(cerebro.replaydata\)[^\n]*$"
+    with pytest.raises(ConfigError, match=refused):  # it prices the BTC held from the start
+        _replayed_signal(MarginBroker(cash=10_000.0, coins={"BTC": 1.0}))
+    with pytest.raises(ConfigError, match=refused):  # ... or first credited on bar 3
+        _replayed_signal(MarginBroker(cash=10_000.0), actions={3: lambda s: s.broker.credit_coins("BTC", 1.0)})
+    with pytest.raises(ConfigError, match=refused):  # the default scheme, ordered on the replayed data
+        _replayed_signal(MarginBroker(cash=10_000.0), None, {2: lambda s: s.buy(data=s.datas[1], size=1)})
+    # the default scheme, ordered on the hourly data only: the replayed data is neither judged nor spaced
+    strat, _ = _replayed_signal(MarginBroker(cash=10_000.0), None, {2: lambda s: s.buy(size=1)})
+    assert strat.rows[-1]["size"] == 1.0 and strat.rows[-1]["value"] == 10_000.0
+
+
+def test_hourly_bars_declared_as_days_under_the_default_scheme_are_refused_from_their_first_order():
+    hourly = frame(flat(10_000.0, 48), freq="1h")
+    with pytest.raises(ConfigError, match=r"^data 'BTC': declared timeframe=Days[^\n]*1:00:00 apart"):
+        go([(hourly, "BTC", {})], MarginBroker(cash=10_000.0), [(usdm(leverage=2), None)],
+           {3: lambda s: s.buy(size=1)})
+    strat, _ = go([(hourly, "BTC", {})], MarginBroker(cash=10_000.0), [(usdm(leverage=2), None)])
+    assert len(strat.rows) == 48  # never traded: not judged
+
+
+# --- regress26 C: messages -----------------------------------------------------------------------------------
+
+def test_a_dated_contract_on_a_data_named_after_the_coin_is_named_as_the_reason_nothing_prices_the_coin():
+    dated = usdm(leverage=2, expiry=datetime(2021, 3, 26))
+    feeds = [(frame(flat(10_000.0, 3)), "BTC", {})]
+    with pytest.raises(ConfigError, match=r"^[^\n]*$") as caught:
+        go(feeds, MarginBroker(cash=100_000.0, coins={"BTC": 1.0}), [(dated, "BTC")])
+    message = str(caught.value)
+    assert message.startswith("coins['BTC']=1.0: data 'BTC' carries a dated futures contract (binance_usdm's "
+                              "BTCUSDT")
+    assert "MarginBroker(price_datas={'BTC': 'BTC'})" in message and "set_price('BTC', usd)" in message
+    assert "name a feed after the coin" not in message  # the advice it had, which that data already follows
+    # the mapping it points to works: 1 BTC valued at the contract's close
+    strat, _ = go(feeds, MarginBroker(cash=100_000.0, coins={"BTC": 1.0}, price_datas={"BTC": "BTC"}),
+                  [(usdm(leverage=2, expiry=datetime(2021, 3, 26)), "BTC")])
+    assert strat.rows[-1]["value"] == 100_000.0 + 1.0 * 10_000.0
+
+
+def test_the_unpriced_coin_message_gives_examples_for_that_coin():
+    with pytest.raises(ConfigError) as caught:
+        go([(frame(flat(20_000.0, 2)), "BTC", {})], MarginBroker(cash=0.0, coins={"ETH": 2.0}, coin_wallet="spot"))
+    assert "such as 'ETHUSDT', prices it too" in str(caught.value) and "XBTUSD" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        go([(frame(flat(20_000.0, 2)), None, {})], MarginBroker(cash=0.0, coins={"BTC": 2.0}, coin_wallet="spot"))
+    assert "such as 'BTCUSDT' or 'XBTUSD', prices it too" in str(caught.value)
+
+
+def test_a_negative_taker_fee_is_told_apart_from_a_percent_typed_as_a_fraction():
+    with pytest.raises(ConfigError, match=r"^commission=-0.5 is not allowed[^\n]*A taker fee is not negative"
+                                          r"[^\n]*maker[^\n]*$") as caught:
+        LinearFuturesCommInfo(venue="binance_usdm", commission=-0.5)
+    assert "percent" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"0.04 % is 0.0004"):
+        LinearFuturesCommInfo(venue="binance_usdm", commission=0.04)
