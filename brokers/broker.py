@@ -335,7 +335,9 @@ class MarginBroker(bt.brokers.BackBroker):
             ci = self.getcommissioninfo(data)
             if isinstance(ci, FuturesCommInfo):
                 self._judge_scheme(data, ci)
-                if data not in self._spacing_due and timeframe_span(data._timeframe, data._compression):
+                # by identity: backtrader's lines compare with == into a line operation, always truthy
+                if (all(due is not data for due in self._spacing_due)
+                        and timeframe_span(data._timeframe, data._compression)):
                     self._spacing_due.append(data)  # judged at the next bar's start, before the order fills
             self._traded.add(id(data))
 
@@ -831,7 +833,8 @@ class MarginBroker(bt.brokers.BackBroker):
                 opening = self.p.coins.get(asset)
                 self._require_price(asset, f"coins[{asset!r}]={opening!r}" if opening else
                                     f"the {balance:g} {asset} held at the first bar")
-        self._spacing_due += [d for d, _ in futures if d._name in self.comminfo and d not in self._spacing_due
+        self._spacing_due += [d for d, _ in futures if d._name in self.comminfo  # by identity, not ==
+                              and all(due is not d for due in self._spacing_due)
                               and timeframe_span(d._timeframe, d._compression) is not None]
 
     def _judge_scheme(self, data, ci) -> None:

@@ -355,6 +355,21 @@ def test_hourly_bars_declared_as_days_under_the_default_scheme_are_refused_from_
     assert len(strat.rows) == 48  # never traded: not judged
 
 
+def test_the_second_data_to_trade_on_a_bar_under_the_default_scheme_is_judged_too():
+    # Two hourly feeds under the default scheme, both first traded on bar 3: BTC declared as hours, BTC2 left
+    # at backtrader's default Days. BTC2 must be judged as BTC is (a membership test by ==, which backtrader's
+    # lines turn into an always-true line operation, skipped it).
+    hourly = frame(flat(10_000.0, 48), freq="1h")
+
+    def both(s):
+        s.buy(data=s.datas[0], size=1)
+        s.buy(data=s.datas[1], size=1)
+
+    with pytest.raises(ConfigError, match=r"^data 'BTC2': declared timeframe=Days[^\n]*1:00:00 apart"):
+        go([(hourly, "BTC", HOURLY), (hourly, "BTC2", {})], MarginBroker(cash=100_000.0),
+           [(usdm(leverage=2), None)], {3: both})
+
+
 # --- regress26 C: messages -----------------------------------------------------------------------------------
 
 def test_a_dated_contract_on_a_data_named_after_the_coin_is_named_as_the_reason_nothing_prices_the_coin():
