@@ -1137,26 +1137,25 @@ class MarginBroker(bt.brokers.BackBroker):
     def _check_cross_account(self, currency: str) -> None:
         """A cross account with several positions in ``currency``: of the positions whose liquidation price
         the bar reached (each priced against the others at their closes), the one whose liquidation realises
-        the largest loss goes first (then by symbol and data name: never the order the data were added);
-        :meth:`_settle_cross_account` then closes the rest if the account is still not compliant. Repeated
-        until no position's liquidation price is reached."""
-        while True:
-            reached = []
-            for data, pos, ci in self._cross_positions(currency):
-                if not self._liquidable(ci):
-                    continue
-                size, entry = self._size_entry(data, pos, ci)
-                wallet = self._position_wallet(data, pos, ci)
-                liq = ci.liquidation_price(size, entry, wallet, self._now)
-                side = 1 if size > 0 else -1
-                if not formulas.is_liquidated(side, liq, data.low[0] if side > 0 else data.high[0]):
-                    continue
-                market = (formulas.liquidation_fill_price(side, liq, data.open[0]) if not math.isinf(liq)
-                          else data.open[0])
-                key = self._loss_first(self._upnl_at(ci, size, entry, market), data, ci)
-                reached.append((key, (data, pos, ci, size, entry, wallet, liq)))
-            if not reached:
-                return
+        the largest loss is liquidated (then by symbol and data name: never the order the data were added);
+        :meth:`_settle_cross_account` then judges the account at the closes and closes the others while it is
+        not compliant. The others are not judged again on this bar's extremes or open: those came before the
+        liquidation, whose realised loss the account only carries after it."""
+        reached = []
+        for data, pos, ci in self._cross_positions(currency):
+            if not self._liquidable(ci):
+                continue
+            size, entry = self._size_entry(data, pos, ci)
+            wallet = self._position_wallet(data, pos, ci)
+            liq = ci.liquidation_price(size, entry, wallet, self._now)
+            side = 1 if size > 0 else -1
+            if not formulas.is_liquidated(side, liq, data.low[0] if side > 0 else data.high[0]):
+                continue
+            market = (formulas.liquidation_fill_price(side, liq, data.open[0]) if not math.isinf(liq)
+                      else data.open[0])
+            key = self._loss_first(self._upnl_at(ci, size, entry, market), data, ci)
+            reached.append((key, (data, pos, ci, size, entry, wallet, liq)))
+        if reached:
             self._liquidate(*min(reached, key=lambda item: item[0])[1])
 
     @staticmethod

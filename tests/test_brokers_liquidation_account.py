@@ -267,3 +267,36 @@ def test_the_account_stops_closing_positions_once_it_is_compliant():
     assert liquidated == ["ETH-GENERIC", "BTC-GENERIC"]
     assert strategy.rows[-1]["sizes"] == [0, 0, 1]
     assert strategy.rows[-1]["value"] == pytest.approx(balance, abs=1e-9)
+
+
+@pytest.mark.parametrize("order", [("ETH", "BTC"), ("BTC", "ETH")])
+def test_after_a_cross_liquidation_the_others_are_judged_at_their_closes_not_the_bars_extremes(order):
+    # 10,000 USD; ETH long 60 at 1,000 and BTC short 1 at 20,000, cross 10x, maintenance 0.5 %. Day 4: ETH
+    # opens 1,000, dips to 700, closes 900; BTC opens at its high 20,000 and closes at 18,000 (+2,000).
+    # ETH's liquidation price against BTC at its close: 10,000 - 0.005 x 18,000 + 2,000 + 60 (P - 1,000)
+    # = 0.005 x 60 x P. After ETH's liquidation the account is the wallet plus BTC's +2,000, above BTC's
+    # maintenance margin: BTC stays open. (It was judged again on its high and filled at the open, 20,000,
+    # prices from before ETH's liquidation, and the insurance fund paid the account back to 0.)
+    def cross(asset):
+        return LinearFuturesCommInfo(venue=generic_venue(mmr=0.005, asset=asset), leverage=10, margin_mode="cross",
+                                     **NO_FEES)
+
+    feeds = {"ETH": ("ETH", frame(flat(1_000, 3) + [(1_000, 1_000, 700, 900)] + flat(900, 1)), cross("ETH")),
+             "BTC": ("BTC", frame(flat(20_000, 3) + [(20_000, 20_000, 18_000, 18_000)] + flat(18_000, 1)),
+                     cross("BTC"))}
+
+    def first(s):
+        s.buy(data=s.getdatabyname("ETH"), size=60)
+        s.sell(data=s.getdatabyname("BTC"), size=1)
+
+    strategy, broker = run([feeds[name] for name in order], {1: first}, MarginBroker(cash=10_000.0))
+    liq = (60 * 1_000 - (10_000 - 0.005 * 18_000 + 2_000)) / (60 - 0.005 * 60)
+    wallet = 10_000 + f.linear_pnl(60, 1_000, liq)
+    account = f.cross_account_balance(wallet, [f.linear_pnl(-1, 20_000, 18_000)])
+    assert f.cross_account_compliant(account, 0.005 * 18_000)
+    events = [(e.kind, e.instrument) for e in strategy.events if e.kind in ("liquidation", "insurance_fund")]
+    assert events == [("liquidation", "ETH-GENERIC")]
+    assert [e.price for e in strategy.events if e.kind == "liquidation"] == [pytest.approx(liq, rel=1e-12)]
+    assert dict(zip(order, strategy.rows[-1]["sizes"], strict=True)) == {"ETH": 0, "BTC": -1}
+    assert strategy.rows[-1]["value"] == pytest.approx(account, rel=1e-12)
+    assert not [e for e in broker.ledger.entries if e.kind == "insurance_fund"]
