@@ -1605,10 +1605,15 @@ class MarginBroker(bt.brokers.BackBroker):
         if isinstance(ci, FuturesCommInfo):
             return ci.getvalue(pos, close)
         value = ci.getvaluesize(pos.size, close) if self.p.shortcash else ci.getvalue(pos, close)
-        if lever and value > 0:
-            unrealized = ci.profitandloss(pos.size, pos.price, close)
-            return (value - unrealized) / ci.get_leverage() + unrealized
+        if lever:
+            return self._unlevered(ci, value, ci.profitandloss(pos.size, pos.price, close))
         return value
+
+    @staticmethod
+    def _unlevered(ci, value: float, unrealized: float) -> float:
+        """BackBroker's value (USD) of a long position under a plain backtrader scheme with leverage: its cost
+        divided by the scheme's leverage plus its unrealised PnL; a short's (value <= 0) as it is."""
+        return (value - unrealized) / ci.get_leverage() + unrealized if value > 0 else value
 
     def _get_value(self, datas=None, lever=False):
         if datas is not None:  # the sum over datas; the account's value is left alone (BackBroker's is not)
@@ -1640,10 +1645,7 @@ class MarginBroker(bt.brokers.BackBroker):
                 dunrealized = ci.profitandloss(pos.size, pos.price, close)
                 if not self.p.shortcash:
                     dvalue = abs(dvalue)
-                if dvalue > 0:
-                    value += (dvalue - dunrealized) / ci.get_leverage() + dunrealized
-                else:
-                    value += dvalue
+                value += self._unlevered(ci, dvalue, dunrealized)
                 unrealized += dunrealized
         for (asset, _wallet), balance in self._coins.items():
             if balance:
@@ -2039,9 +2041,7 @@ class MarginBroker(bt.brokers.BackBroker):
         self._dirty = True
 
     def _equity_in(self, currency: str) -> float:
-        """Cross account equity in ``currency`` (wallet + unrealised PnL of its cross positions)."""
-        equity = self._cross_wallet_balance(currency)
-        for data, pos, ci in self._futures_positions():
-            if self._currency(ci) == currency and ci.p.margin_mode == "cross":
-                equity += self._upnl(data, pos, ci, data.close[0])
-        return equity
+        """Cross account equity in ``currency``: its margin balance at the closes
+        (:func:`brokers.formulas.cross_account_balance`)."""
+        return formulas.cross_account_balance(self._cross_wallet_balance(currency),
+                                              self._open_upnl(self._cross_positions(currency)))

@@ -61,16 +61,21 @@ def day(n: int) -> pd.Timestamp:
 
 # ------------------------------------------------------------------------------------ plain BackBroker
 
-
-def test_drawdown_summary_and_report_on_backbroker_closed_form(tmp_path):
-    prices = [100, 100, 120, 90, 60, 130, 104]
+def buy_and_hold(prices):
+    """1,000 USD on BackBroker, all of it in coins at the first bar's close; every analyzer and Drawdown."""
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(feed(prices), name="BTC")
     cerebro.broker.setcash(1_000.0)
     cerebro.addstrategy(BuyOnFirstBar)
     add_analyzers(cerebro)
     cerebro.addanalyzer(Drawdown, _name="drawdown")
-    strategy = cerebro.run()[0]
+    return cerebro.run()[0]
+
+
+
+def test_drawdown_summary_and_report_on_backbroker_closed_form(tmp_path):
+    prices = [100, 100, 120, 90, 60, 130, 104]
+    strategy = buy_and_hold(prices)
 
     # 10 coins bought with all the cash at 100: equity = 10 x price from the first bar on.
     recorded = strategy.analyzers.summary.recorder.frame()
@@ -124,13 +129,7 @@ def test_a_nan_bar_gives_nan_drawdowns_there_and_the_run_finishes():
     # A NaN close (backtrader's own PandasData passes it through) makes that bar's equity NaN. 10 coins bought
     # with all 1,000 USD at 100: equity 1000, 1000, NaN, 900, 1200; the drawdown is undefined on the NaN bar
     # and the others count from the peak of the defined values (1,000): 0, 0, NaN, 10 %, 0.
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(feed([100, 100, math.nan, 90, 120]), name="BTC")
-    cerebro.broker.setcash(1_000.0)
-    cerebro.addstrategy(BuyOnFirstBar)
-    add_analyzers(cerebro)
-    cerebro.addanalyzer(Drawdown, _name="drawdown")
-    strategy = cerebro.run()[0]
+    strategy = buy_and_hold([100, 100, math.nan, 90, 120])
     frame = strategy.analyzers.summary.recorder.frame()
     np.testing.assert_array_equal(frame["equity_usd"], [1000.0, 1000.0, math.nan, 900.0, 1200.0])
     np.testing.assert_array_equal(frame["drawdown_pct"], [0.0, 0.0, math.nan, 10.0, 0.0])
